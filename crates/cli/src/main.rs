@@ -1,0 +1,2 @@
+//! vigilctl: control a running vigild.
+fn main() {}

@@ -1,0 +1,1 @@
+//! vigil-core: the supervision tree that runs programs.

@@ -1,0 +1,2 @@
+//! vigild: the Vigil supervisor daemon.
+fn main() {}

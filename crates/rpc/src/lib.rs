@@ -1,0 +1,1 @@
+//! vigil-rpc: the control service shared by vigild and vigilctl.

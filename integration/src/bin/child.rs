@@ -1,0 +1,2 @@
+//! The helper child program the integration tests supervise.
+fn main() {}
