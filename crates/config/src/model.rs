@@ -283,11 +283,21 @@ pub enum DependencyCondition {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ProbeKind {
-    Tcp { host: String, port: u16 },
-    Http { url: String, expect_status: u16 },
-    Exec { command: Vec<String> },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Http {
+        url: String,
+        expect_status: u16,
+    },
+    Exec {
+        command: Vec<String>,
+    },
     /// A regular expression matched against the program's output lines.
-    Log { pattern: String },
+    Log {
+        pattern: String,
+    },
     /// systemd's `READY=1` on `NOTIFY_SOCKET`.
     Notify,
 }
@@ -354,7 +364,11 @@ pub struct ProcessConfig {
 impl ProcessConfig {
     /// supervisord's namespec: `name` when group and process share a name, else `group:name`.
     pub fn namespec(&self) -> String {
-        if self.group == self.name { self.name.clone() } else { format!("{}:{}", self.group, self.name) }
+        if self.group == self.name {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.group, self.name)
+        }
     }
 }
 
