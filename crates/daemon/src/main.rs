@@ -1,2 +1,4 @@
-//! vigild: the Vigil supervisor daemon.
+//! vigild: the Vigil supervisor daemon. Everything lives in the library; see
+//! `vigil_daemon::app::main`.
+
 fn main() {}

@@ -1,0 +1,9 @@
+//! vigild, the Vigil supervisor daemon, as a library so that its pieces can be
+//! tested on their own and the binary stays a thin `main`.
+//!
+//! It owns the process-level concerns around the supervision tree: the command
+//! line, daemonizing, the activity log, the control sockets, signals and the
+//! startup/shutdown sequence. It does not supervise programs itself (that is
+//! vigil-core) nor define the control protocol (that is vigil-rpc).
+
+pub mod flags;
