@@ -7,3 +7,4 @@
 //! vigil-core) nor define the control protocol (that is vigil-rpc).
 
 pub mod flags;
+pub mod logging;
