@@ -7,4 +7,5 @@
 //! vigil-core) nor define the control protocol (that is vigil-rpc).
 
 pub mod flags;
+pub mod listen;
 pub mod logging;
