@@ -9,3 +9,4 @@
 pub mod flags;
 pub mod listen;
 pub mod logging;
+pub mod signals;
