@@ -105,10 +105,10 @@ impl Signals {
 
     fn poll_next_signal(&mut self, cx: &mut Context<'_>) -> Poll<DaemonSignal> {
         for (number, stream) in &mut self.streams {
-            if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
-                if let Some(action) = action_for(*number, self.pid1) {
-                    return Poll::Ready(action);
-                }
+            if let Poll::Ready(Some(())) = stream.poll_recv(cx)
+                && let Some(action) = action_for(*number, self.pid1)
+            {
+                return Poll::Ready(action);
             }
         }
         Poll::Pending
