@@ -6,8 +6,10 @@
 //! startup/shutdown sequence. It does not supervise programs itself (that is
 //! vigil-core) nor define the control protocol (that is vigil-rpc).
 
+pub mod app;
 pub mod daemonize;
 pub mod flags;
 pub mod listen;
 pub mod logging;
 pub mod signals;
+pub mod wiring;
