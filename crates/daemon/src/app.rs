@@ -17,7 +17,8 @@
 //!
 //! Exit status: 0 after a shutdown requested by SIGTERM/SIGINT/SIGQUIT (or over
 //! the control API), 2 for usage and configuration errors (including a control
-//! socket in use), 1 for any other failure to start or keep running.
+//! socket in use), 1 for any other failure to start or keep running (including
+//! [`DaemonControl::fatal`]).
 //!
 //! Everything that needs vigil-config's loader, vigil-core's tree or vigil-rpc
 //! goes through the [`Backend`] trait, implemented for production in
@@ -59,23 +60,37 @@ pub struct LoadedConfig {
     pub warnings: Vec<String>,
 }
 
-/// Lets the control API ask the main loop for what a signal would do
-/// (`supervisor.shutdown` -> [`DaemonSignal::Shutdown`], `supervisor.restart` ->
-/// [`DaemonSignal::Reload`]).
+/// Lets the control API and the tree ask the main loop for what a signal would
+/// do (`supervisor.shutdown` -> [`DaemonSignal::Shutdown`], `supervisor.restart`
+/// -> [`DaemonSignal::Reload`]), or to stop with a failure status (`on_fatal =
+/// shutdown`).
 #[derive(Debug, Clone)]
 pub struct DaemonControl {
-    requests: mpsc::UnboundedSender<DaemonSignal>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+/// A request queued by [`DaemonControl`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Signal(DaemonSignal),
+    Fatal(String),
 }
 
 impl DaemonControl {
-    fn new() -> (DaemonControl, mpsc::UnboundedReceiver<DaemonSignal>) {
+    fn new() -> (DaemonControl, mpsc::UnboundedReceiver<Request>) {
         let (requests, receiver) = mpsc::unbounded_channel();
         (DaemonControl { requests }, receiver)
     }
 
-    /// Queues a request; false if the daemon is already past its main loop.
-    pub fn request(&self, request: DaemonSignal) -> bool {
-        self.requests.send(request).is_ok()
+    /// Queues what `signal` would do; false if the daemon is past its main loop.
+    pub fn request(&self, signal: DaemonSignal) -> bool {
+        self.requests.send(Request::Signal(signal)).is_ok()
+    }
+
+    /// Asks for an ordered shutdown that ends with exit status 1, logging
+    /// `reason` (a group went FATAL under `on_fatal = shutdown`).
+    pub fn fatal(&self, reason: impl Into<String>) -> bool {
+        self.requests.send(Request::Fatal(reason.into())).is_ok()
     }
 }
 
@@ -498,7 +513,13 @@ impl Daemon {
         let code = loop {
             let next = tokio::select! {
                 received = signals.recv() => received,
-                Some(requested) = requests.recv() => requested,
+                Some(requested) = requests.recv() => match requested {
+                    Request::Signal(signal) => signal,
+                    Request::Fatal(reason) => {
+                        tracing::error!(critical = true, "shutting down: {reason}");
+                        break exit_code::FAILURE;
+                    }
+                },
             };
             match next {
                 DaemonSignal::Shutdown(_) => {

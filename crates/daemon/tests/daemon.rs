@@ -36,7 +36,8 @@ fn main() {
         std::process::exit(app::run(TestBackend, std::env::args_os()));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let scenarios: [(&str, Scenario); 4] = [
+    let scenarios: [(&str, Scenario); 5] = [
+        ("panics_are_logged_and_fatal_exits_one", || Box::pin(panic_and_fatal())),
         ("usage_and_check", || Box::pin(usage_and_check())),
         ("foreground_lifecycle", || Box::pin(foreground_lifecycle())),
         ("daemonized_lifecycle", || Box::pin(daemonized_lifecycle())),
@@ -130,6 +131,10 @@ impl Backend for TestBackend {
         if identifier == "failstart" {
             return Err("test tree refuses to start".to_owned());
         }
+        if identifier == "panicky" {
+            // A panic on another thread must reach the activity log.
+            let _ = std::thread::spawn(|| panic!("test panic on purpose")).join();
+        }
         tracing::info!(target: "vigil_e2e", "test tree started: {identifier}");
         Ok(TestTree { identifier, context: context.clone() })
     }
@@ -170,6 +175,9 @@ impl Echo {
             let _ = connection.read_to_end(&mut request).await;
             if request.ends_with(b"SHUTDOWN") {
                 control.request(DaemonSignal::Shutdown(libc::SIGTERM));
+            }
+            if request.ends_with(b"FATAL") {
+                control.fatal("test group went FATAL");
             }
             let _ = connection.write_all(format!("{protocol} {identifier}\n").as_bytes()).await;
         })
@@ -458,4 +466,23 @@ async fn daemonized_startup_failure() {
     );
     wait_until(|| (!d.join("vigil.sock").exists()).then_some(())).await;
     wait_until(|| (!d.join("vigild.pid").exists()).then_some(())).await;
+}
+
+async fn panic_and_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "identifier=panicky");
+    let daemon = Spawned::start(d, &["-n", "-s", "-c", "vigil.conf"]);
+    wait_for_log(d, "test tree started: panicky").await;
+    let log = std::fs::read_to_string(d.join("main.log")).unwrap();
+    assert!(log.contains("CRIT panic in thread '<unnamed>'"), "{log}");
+    assert!(log.contains("test panic on purpose"), "{log}");
+    assert_eq!(request(&d.join("vigil.sock"), b"\0\0\0\x05FATAL").await, "tarpc panicky\n");
+    let (code, stdout, _) = daemon.exit().await;
+    assert_eq!(code, 1, "a fatal request exits 1");
+    assert!(stdout.is_empty(), "silent: nothing echoed: {stdout}");
+    let log = std::fs::read_to_string(d.join("main.log")).unwrap();
+    assert!(log.contains("CRIT shutting down: test group went FATAL"), "{log}");
+    assert!(log.contains("test tree stopped: panicky"), "ordered shutdown still runs: {log}");
+    assert!(!d.join("vigil.sock").exists());
 }
