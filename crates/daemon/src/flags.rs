@@ -27,7 +27,9 @@ pub const USAGE_EXIT: i32 = 2;
     version,
     about = "vigild: the Vigil process supervisor (reads supervisord.conf)",
     disable_help_flag = true,
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt, which supervisord uses, accepts any unambiguous long-option prefix.
+    infer_long_args = true
 )]
 pub struct Flags {
     /// Configuration file path (searched in the default places when absent).
@@ -385,6 +387,18 @@ mod tests {
         assert!(flags.check);
         assert_eq!(flags.minprocs, Some(50));
         assert_eq!(flags.profile_options.as_deref(), Some("cumulative"));
+    }
+
+    #[test]
+    fn unambiguous_long_prefixes_work_like_getopt() {
+        let flags = parse(&["--config=a.conf", "--nodae", "--minp", "7"]).unwrap();
+        assert_eq!(flags.configuration, Some(PathBuf::from("a.conf")));
+        assert!(flags.nodaemon);
+        assert_eq!(flags.minprocs, Some(7));
+        // `--c` could be --configuration, --childlogdir or --check.
+        assert!(matches!(parse(&["--c", "x"]), Err(EarlyExit::Usage(_))));
+        // Attached short values.
+        assert_eq!(parse(&["-ca.conf"]).unwrap().configuration, Some(PathBuf::from("a.conf")));
     }
 
     #[test]

@@ -475,6 +475,20 @@ mod tests {
     }
 
     #[test]
+    fn chown_applies_owner_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.sock");
+        let mut config = unix_config(file.clone());
+        // Chowning to ourselves works for any user and still exercises the call.
+        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        config.chown = Some((uid, Some(gid)));
+        let socket = bind_unix(&config).unwrap();
+        let meta = std::fs::symlink_metadata(&file).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        assert!(socket.remove().unwrap());
+    }
+
+    #[test]
     fn stale_socket_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vigil.sock");
