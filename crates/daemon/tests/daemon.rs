@@ -36,7 +36,8 @@ fn main() {
         std::process::exit(app::run(TestBackend, std::env::args_os()));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
+        ("user_switch", || Box::pin(user_switch())),
         ("panics_are_logged_and_fatal_exits_one", || Box::pin(panic_and_fatal())),
         ("usage_and_check", || Box::pin(usage_and_check())),
         ("foreground_lifecycle", || Box::pin(foreground_lifecycle())),
@@ -346,7 +347,44 @@ async fn usage_and_check() {
     assert_eq!(code, 2);
     assert!(err.starts_with("Error: No config file found at default paths\n"), "{err}");
 
+    // More file descriptors than the kernel allows anyone (above fs.nr_open).
+    write_config(d, "identifier=gen1");
+    let (code, _, err) =
+        Spawned::start(d, &["-n", "-c", "vigil.conf", "-a", "1099511627776"]).exit().await;
+    assert_eq!(code, 2);
+    assert!(err.contains("as per the \"minfds\" command-line argument"), "{err}");
+
     assert!(!d.join("main.log").exists(), "usage errors create no files");
+}
+
+/// `-u`: as root the daemon switches user before creating any file; as anyone
+/// else switching to another user is refused with supervisord's message.
+async fn user_switch() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a 'nobody' user");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "identifier=gen1");
+    if !nix::unistd::getuid().is_root() {
+        let (code, _, err) =
+            Spawned::start(d, &["-n", "-c", "vigil.conf", "-u", "nobody"]).exit().await;
+        assert_eq!(code, 2);
+        assert!(err.contains("Can't drop privilege as nonroot user"), "{err}");
+        return;
+    }
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let daemon = Spawned::start(d, &["-n", "-c", "vigil.conf", "-u", "nobody"]);
+    wait_for_log(d, "test tree started: gen1").await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    let uids: Vec<u32> = uid_line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
+    assert_eq!(uids, [nobody.uid.as_raw(); 4], "{uid_line}");
+    let log_owner = std::fs::metadata(d.join("main.log")).unwrap().uid();
+    assert_eq!(log_owner, nobody.uid.as_raw(), "files are created after the switch");
+    kill(daemon.pid(), Signal::SIGTERM).unwrap();
+    let (code, _, err) = daemon.exit().await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!d.join("vigil.sock").exists());
 }
 
 async fn foreground_lifecycle() {
@@ -426,7 +464,7 @@ async fn daemonized_lifecycle() {
     let d = dir.path();
     write_config(d, "identifier=gen1");
     let socket = d.join("vigil.sock");
-    let launcher = Spawned::start(d, &["-c", "vigil.conf"]);
+    let launcher = Spawned::start(d, &["-c", "vigil.conf", "-m", "027"]);
     let launcher_pid = launcher.pid();
     let (code, stdout, stderr) = launcher.exit().await;
     assert_eq!(code, 0, "the launcher exits 0 once the daemon serves: {stderr}");
@@ -442,6 +480,8 @@ async fn daemonized_lifecycle() {
     assert_ne!(nix::unistd::getsid(Some(pid)).unwrap(), nix::unistd::getsid(None).unwrap());
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), d.canonicalize().unwrap());
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap(), Path::new("/dev/null"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l == "Umask:\t0027"), "umask applied: {status}");
 
     // Shutdown requested over the control socket.
     assert_eq!(request(&socket, b"\0\0\0\x08SHUTDOWN").await, "tarpc gen1\n");
