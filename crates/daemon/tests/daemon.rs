@@ -32,8 +32,10 @@ const WAIT: Duration = Duration::from_secs(20);
 type Scenario = fn() -> BoxFuture<'static, ()>;
 
 fn main() {
-    if std::env::var_os(ROLE_ENV).is_some() {
-        std::process::exit(app::run(TestBackend, std::env::args_os()));
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("pid1") => std::process::exit(run_as_pid1()),
+        Ok(_) => std::process::exit(app::run(TestBackend, std::env::args_os())),
+        Err(_) => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let scenarios: [(&str, Scenario); 6] = [
@@ -47,14 +49,24 @@ fn main() {
         }),
     ];
     let mut passed = 0;
+    let mut skipped = 0;
     for (name, scenario) in scenarios {
         println!("test {name} ...");
         runtime.block_on(scenario());
         println!("test {name} ... ok");
         passed += 1;
     }
+    println!("test runs_as_pid1 ...");
+    if nix::unistd::getuid().is_root() {
+        runtime.block_on(runs_as_pid1());
+        println!("test runs_as_pid1 ... ok");
+        passed += 1;
+    } else {
+        println!("test runs_as_pid1 ... skipped: a PID namespace needs root");
+        skipped += 1;
+    }
     // A failed scenario panics (exit 101) before this line.
-    println!("{passed} passed, 0 failed");
+    println!("{passed} passed, 0 failed, {skipped} skipped");
 }
 
 // ---------------------------------------------------------------------------
@@ -194,6 +206,25 @@ impl Dispatch for Echo {
     }
 }
 
+/// The `pid1` role: enter a new PID namespace and run vigild as its PID 1,
+/// exiting with vigild's status.
+fn run_as_pid1() -> i32 {
+    // SAFETY: plain syscall; it affects only children created afterwards.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0, "unshare(CLONE_NEWPID)");
+    let child = Command::new(std::env::current_exe().unwrap())
+        .arg0_compat()
+        .args(std::env::args_os().skip(1))
+        .env(ROLE_ENV, "daemon")
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    std::mem::forget(child);
+    match waitpid(pid, None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("vigild as PID 1 ended with {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The driver side.
 
@@ -204,11 +235,15 @@ struct Spawned {
 
 impl Spawned {
     fn start(dir: &Path, args: &[&str]) -> Spawned {
+        Spawned::start_role(dir, "daemon", args)
+    }
+
+    fn start_role(dir: &Path, role: &str, args: &[&str]) -> Spawned {
         let child = Command::new(std::env::current_exe().unwrap())
             .arg0_compat()
             .args(args)
             .current_dir(dir)
-            .env(ROLE_ENV, "daemon")
+            .env(ROLE_ENV, role)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -525,4 +560,28 @@ async fn panic_and_fatal() {
     assert!(log.contains("CRIT shutting down: test group went FATAL"), "{log}");
     assert!(log.contains("test tree stopped: panicky"), "ordered shutdown still runs: {log}");
     assert!(!d.join("vigil.sock").exists());
+}
+
+/// As PID 1 the kernel drops signals without a handler; vigild installs them,
+/// so SIGTERM from the parent namespace still shuts it down with status 0.
+async fn runs_as_pid1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "identifier=gen1");
+    let launcher = Spawned::start_role(d, "pid1", &["-n", "-s", "-e", "debug", "-c", "vigil.conf"]);
+    wait_for_log(d, "test tree started: gen1").await;
+    let log = std::fs::read_to_string(d.join("main.log")).unwrap();
+    assert!(log.contains("supervisord started with pid 1\n"), "{log}");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.pid())).unwrap();
+    let vigild = Pid::from_raw(children.trim().parse().unwrap());
+    let guard = DaemonGuard(Some(vigild));
+    // SIGUSR1 has a handler only because vigild is PID 1: logged, not fatal.
+    kill(vigild, Signal::SIGUSR1).unwrap();
+    wait_for_log(d, "DEBG received SIGUSR1, ignored").await;
+    kill(vigild, Signal::SIGTERM).unwrap();
+    let (code, _, err) = launcher.exit().await;
+    assert_eq!(code, 0, "{err}");
+    wait_for_log(d, "received SIGTERM indicating exit request").await;
+    drop(guard);
 }
