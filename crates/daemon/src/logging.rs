@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,6 +79,8 @@ pub enum LogReadError {
 #[derive(Clone)]
 pub struct MainLog {
     inner: Arc<Mutex<Inner>>,
+    /// The level, readable without the lock: every event checks it.
+    level: Arc<AtomicU8>,
 }
 
 struct Inner {
@@ -102,7 +105,8 @@ impl MainLog {
     /// exist, as in supervisord).
     pub fn open(settings: LogSettings) -> io::Result<MainLog> {
         let sink = Sink::open(&settings)?;
-        Ok(MainLog { inner: Arc::new(Mutex::new(Inner { settings, sink })) })
+        let level = Arc::new(AtomicU8::new(settings.level as u8));
+        Ok(MainLog { inner: Arc::new(Mutex::new(Inner { settings, sink })), level })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -113,7 +117,7 @@ impl MainLog {
 
     /// The current level.
     pub fn level(&self) -> LogLevel {
-        self.lock().settings.level
+        level_from_u8(self.level.load(Ordering::Relaxed))
     }
 
     /// The current log file, if the log goes to a file.
@@ -133,6 +137,7 @@ impl MainLog {
             file.maxbytes = settings.maxbytes;
             file.backups = settings.backups;
         }
+        self.level.store(settings.level as u8, Ordering::Relaxed);
         inner.settings = settings;
         drop(inner);
         // Level changes must reach callsites whose interest was already cached.
@@ -389,6 +394,19 @@ impl LocalTime {
     }
 }
 
+fn level_from_u8(value: u8) -> LogLevel {
+    const LEVELS: [LogLevel; 7] = [
+        LogLevel::Critical,
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+        LogLevel::Blather,
+    ];
+    LEVELS.get(usize::from(value)).copied().unwrap_or(LogLevel::Blather)
+}
+
 /// supervisord's four-letter level names.
 pub fn level_name(level: LogLevel) -> &'static str {
     match level {
@@ -580,6 +598,9 @@ mod tests {
         .map(level_name)
         .collect();
         assert_eq!(names, ["CRIT", "ERRO", "WARN", "INFO", "DEBG", "TRAC", "BLAT"]);
+        for level in [LogLevel::Critical, LogLevel::Info, LogLevel::Blather] {
+            assert_eq!(level_from_u8(level as u8), level);
+        }
     }
 
     #[test]
