@@ -138,7 +138,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Tree, String>> + Send;
 }
 
-/// Runs vigild with `args` (argv[0] included) and returns the exit status.
+/// Runs vigild with `args` (`argv[0]` included) and returns the exit status.
 pub fn run<B: Backend>(backend: B, args: impl IntoIterator<Item = OsString>) -> i32 {
     match prepare(&backend, args) {
         Ok(Prepared::Exit(code)) => code,

@@ -125,7 +125,7 @@ pub fn usage_error(message: &str) -> String {
 }
 
 impl Flags {
-    /// Parses `args` (including argv[0]) with supervisord's error behaviour.
+    /// Parses `args` (including `argv[0]`) with supervisord's error behaviour.
     pub fn parse_from<I, T>(args: I) -> Result<Flags, EarlyExit>
     where
         I: IntoIterator<Item = T>,
