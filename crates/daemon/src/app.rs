@@ -293,8 +293,14 @@ impl Daemon {
         for note in notes {
             tracing::info!("{note}");
         }
-        if privileges == Privileges::RootWithoutUser {
-            tracing::error!(critical = true, "{}", daemonize::ROOT_WITHOUT_USER);
+        match (&privileges, &settings.user) {
+            (Privileges::RootWithoutUser, _) => {
+                tracing::error!(critical = true, "{}", daemonize::ROOT_WITHOUT_USER);
+            }
+            (Privileges::Dropped, Some(user)) => {
+                tracing::info!("Set uid to user {} succeeded", user.uid);
+            }
+            _ => {}
         }
         if !settings.nocleanup {
             match daemonize::cleanup_auto_logs(&settings.childlogdir, &settings.identifier) {

@@ -75,10 +75,10 @@ pub struct Flags {
     #[arg(short = 'k', long = "nocleanup")]
     pub nocleanup: bool,
     /// Minimum number of file descriptors required to start.
-    #[arg(short = 'a', long = "minfds", value_name = "NUM", value_parser = parse_positive)]
+    #[arg(short = 'a', long = "minfds", value_name = "NUM")]
     pub minfds: Option<u64>,
     /// Minimum number of processes available to start.
-    #[arg(long = "minprocs", value_name = "NUM", value_parser = parse_positive)]
+    #[arg(long = "minprocs", value_name = "NUM")]
     pub minprocs: Option<u64>,
     /// Strip ANSI escape sequences from child output.
     #[arg(short = 't', long = "strip_ansi")]
@@ -136,15 +136,22 @@ impl Flags {
             Err(err) => {
                 use clap::error::ErrorKind;
                 return Err(match err.kind() {
-                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                        EarlyExit::Print(err.render().to_string())
+                    ErrorKind::DisplayHelp => EarlyExit::Print(err.render().to_string()),
+                    // supervisord prints the bare version, which scripts parse.
+                    ErrorKind::DisplayVersion => {
+                        EarlyExit::Print(format!("{}\n", env!("CARGO_PKG_VERSION")))
                     }
                     _ => EarlyExit::Usage(clap_message(&err)),
                 });
             }
         };
         if !flags.positional.is_empty() {
-            return Err(EarlyExit::Usage("positional arguments are not supported".to_owned()));
+            let listed: Vec<String> =
+                flags.positional.iter().map(|arg| format!("'{}'", arg.to_string_lossy())).collect();
+            return Err(EarlyExit::Usage(format!(
+                "positional arguments are not supported: [{}]",
+                listed.join(", ")
+            )));
         }
         Ok(flags)
     }
@@ -207,9 +214,29 @@ impl Flags {
     }
 }
 
-/// The one-line message of a clap error, without clap's `error: ` prefix and
-/// usage/tip lines (supervisord prints just the message).
+/// supervisord's wording for a clap error: `option --x not recognized`,
+/// `invalid value for --x 'v': <why>`, else clap's own first line without its
+/// `error: ` prefix and usage/tip lines.
 fn clap_message(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    // clap shows the argument as `--umask <UMASK>`; keep the option itself.
+    let option = context(ContextKind::InvalidArg)
+        .map(|arg| arg.split_whitespace().next().unwrap_or_default().to_owned());
+    match (err.kind(), option) {
+        (ErrorKind::UnknownArgument, Some(option)) => {
+            return format!("option {option} not recognized");
+        }
+        (ErrorKind::ValueValidation, Some(option)) => {
+            let value = context(ContextKind::InvalidValue).unwrap_or_default();
+            let why = std::error::Error::source(err).map(ToString::to_string).unwrap_or_default();
+            return format!("invalid value for {option} '{value}': {why}");
+        }
+        _ => {}
+    }
     let rendered = err.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
     first.strip_prefix("error: ").unwrap_or(first).trim().to_owned()
@@ -220,14 +247,6 @@ fn parse_octal(value: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| format!("{value} can not be converted to an octal type"))
-}
-
-fn parse_positive(value: &str) -> Result<u64, String> {
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{value} is not a positive integer"))
 }
 
 /// supervisord's `byte_size`: an integer with an optional KB/MB/GB suffix (any
@@ -262,7 +281,7 @@ pub fn parse_log_level(value: &str) -> Result<LogLevel, String> {
         "debug" => Ok(LogLevel::Debug),
         "trace" => Ok(LogLevel::Trace),
         "blather" => Ok(LogLevel::Blather),
-        _ => Err(format!("bad logging level name {value:?}")),
+        _ => Err(format!("bad logging level name '{value}'")),
     }
 }
 
@@ -404,8 +423,10 @@ mod tests {
     #[test]
     fn positional_arguments_are_refused() {
         assert_eq!(
-            parse(&["-n", "extra"]),
-            Err(EarlyExit::Usage("positional arguments are not supported".into()))
+            parse(&["-n", "extra", "more"]),
+            Err(EarlyExit::Usage(
+                "positional arguments are not supported: ['extra', 'more']".into()
+            ))
         );
     }
 
@@ -431,13 +452,15 @@ mod tests {
         let err = parse(&["-m", "9x"]).unwrap_err();
         assert_eq!(err.code(), 2);
         let EarlyExit::Usage(message) = err else { panic!() };
-        assert!(message.contains("9x can not be converted to an octal type"), "{message}");
+        assert_eq!(
+            message,
+            "invalid value for --umask '9x': 9x can not be converted to an octal type"
+        );
         let EarlyExit::Usage(message) = parse(&["-e", "loud"]).unwrap_err() else { panic!() };
-        assert!(message.contains("bad logging level name"), "{message}");
+        assert_eq!(message, "invalid value for --loglevel 'loud': bad logging level name 'loud'");
         let EarlyExit::Usage(message) = parse(&["--bogus"]).unwrap_err() else { panic!() };
-        assert!(message.contains("--bogus"), "{message}");
-        assert!(!message.starts_with("error:"));
-        assert!(matches!(parse(&["-a", "0"]), Err(EarlyExit::Usage(_))));
+        assert_eq!(message, "option --bogus not recognized");
+        assert!(matches!(parse(&["-a", "-1"]), Err(EarlyExit::Usage(_))));
     }
 
     #[test]

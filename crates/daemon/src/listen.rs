@@ -28,8 +28,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_config::{InetHttpServer, UnixHttpServer};
 
-/// supervisord's text for a control socket that another process already serves.
-pub const IN_USE_MESSAGE: &str = "Another program is already listening on a port that one of our HTTP servers is configured to use. Shut this program down first before starting supervisord.";
+/// supervisord's text (two spaces included) for a control socket that another
+/// process already serves.
+pub const IN_USE_MESSAGE: &str = "Another program is already listening on a port that one of our HTTP servers is configured to use.  Shut this program down first before starting supervisord.";
 
 /// How long a new connection may take to send enough bytes to be classified.
 pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(10);

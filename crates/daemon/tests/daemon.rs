@@ -376,7 +376,10 @@ async fn usage_and_check() {
 
     let (code, _, err) = Spawned::start(d, &["-n", "stray"]).exit().await;
     assert_eq!(code, 2);
-    assert_eq!(err, "Error: positional arguments are not supported\nFor help, use vigild -h\n");
+    assert_eq!(
+        err,
+        "Error: positional arguments are not supported: ['stray']\nFor help, use vigild -h\n"
+    );
 
     let (code, _, err) = Spawned::start(d, &["-n"]).exit().await;
     assert_eq!(code, 2);
@@ -414,6 +417,8 @@ async fn user_switch() {
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
     let uids: Vec<u32> = uid_line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
     assert_eq!(uids, [nobody.uid.as_raw(); 4], "{uid_line}");
+    let log = std::fs::read_to_string(d.join("main.log")).unwrap();
+    assert!(log.contains(&format!("INFO Set uid to user {} succeeded", nobody.uid)), "{log}");
     let log_owner = std::fs::metadata(d.join("main.log")).unwrap().uid();
     assert_eq!(log_owner, nobody.uid.as_raw(), "files are created after the switch");
     kill(daemon.pid(), Signal::SIGTERM).unwrap();
