@@ -539,7 +539,9 @@ impl Daemon {
                     }
                     tree.reopen_logs().await;
                 }
-                DaemonSignal::Ignored(_) => tracing::debug!("{}", next.log_message()),
+                DaemonSignal::Ignored(_) => {
+                    tracing::trace!(blather = true, "{}", next.log_message());
+                }
                 DaemonSignal::Reload => {
                     tracing::warn!("{}", next.log_message());
                     let loaded = match self.reload(backend) {

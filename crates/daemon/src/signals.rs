@@ -50,7 +50,7 @@ impl DaemonSignal {
             DaemonSignal::Shutdown(_) => format!("received {name} indicating exit request"),
             DaemonSignal::Reload => format!("received {name} indicating restart request"),
             DaemonSignal::ReopenLogs => format!("received {name} indicating log reopen request"),
-            DaemonSignal::Ignored(_) => format!("received {name}, ignored"),
+            DaemonSignal::Ignored(_) => format!("received {name} indicating nothing"),
         }
     }
 }

@@ -573,7 +573,8 @@ async fn runs_as_pid1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_config(d, "identifier=gen1");
-    let launcher = Spawned::start_role(d, "pid1", &["-n", "-s", "-e", "debug", "-c", "vigil.conf"]);
+    let launcher =
+        Spawned::start_role(d, "pid1", &["-n", "-s", "-e", "blather", "-c", "vigil.conf"]);
     wait_for_log(d, "test tree started: gen1").await;
     let log = std::fs::read_to_string(d.join("main.log")).unwrap();
     assert!(log.contains("supervisord started with pid 1\n"), "{log}");
@@ -583,7 +584,7 @@ async fn runs_as_pid1() {
     let guard = DaemonGuard(Some(vigild));
     // SIGUSR1 has a handler only because vigild is PID 1: logged, not fatal.
     kill(vigild, Signal::SIGUSR1).unwrap();
-    wait_for_log(d, "DEBG received SIGUSR1, ignored").await;
+    wait_for_log(d, "BLAT received SIGUSR1 indicating nothing").await;
     kill(vigild, Signal::SIGTERM).unwrap();
     let (code, _, err) = launcher.exit().await;
     assert_eq!(code, 0, "{err}");
