@@ -104,6 +104,10 @@ pub struct TreeContext {
     pub pid1: bool,
     /// The configuration file, for `reread`.
     pub config_path: PathBuf,
+    /// The command line and the directory it was given in: `reread` must apply
+    /// the same overlay ([`Flags::overlay`]) as startup and SIGHUP.
+    pub flags: Flags,
+    pub cwd: PathBuf,
 }
 
 /// The supervision tree as the daemon sees it.
@@ -482,6 +486,8 @@ impl Daemon {
             control,
             pid1,
             config_path: self.config_path.clone(),
+            flags: self.flags.clone(),
+            cwd: self.cwd.clone(),
         };
         let mut tree = match backend.start_tree(&self.config, &context).await {
             Ok(tree) => tree,
