@@ -376,15 +376,15 @@ async fn handle_connection(
             if let Some(protocol) = classify(&prefix) {
                 return Ok(Some(protocol));
             }
-            let mut byte = [0u8; 8];
+            let mut chunk = [0u8; 8];
             // Read no more than the longest method could still need, so nothing
             // of a following request is held back from the handler's own buffer.
             let want = (HTTP_METHODS[0].len() - prefix.len()).max(1);
-            let n = stream.read(&mut byte[..want]).await?;
+            let n = stream.read(&mut chunk[..want]).await?;
             if n == 0 {
                 return Ok::<_, io::Error>(None);
             }
-            prefix.extend_from_slice(&byte[..n]);
+            prefix.extend_from_slice(&chunk[..n]);
         }
     })
     .await;
