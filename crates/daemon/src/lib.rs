@@ -1,0 +1,21 @@
+//! vigild, the Vigil supervisor daemon, as a library so that its pieces can be
+//! tested on their own and the binary stays a thin `main`.
+//!
+//! It owns the process-level concerns around the supervision tree: the command
+//! line, daemonizing, the activity log, the control sockets, signals and the
+//! startup/shutdown sequence. It does not supervise programs itself (that is
+//! vigil-core) nor define the control protocol (that is vigil-rpc).
+//!
+//! [`app`] runs the startup sequence against the [`app::Backend`] trait, which
+//! is everything vigild needs from the other crates (config loading, the tree,
+//! the protocol servers). [`wiring`] is the production backend; its `// SEAM:`
+//! comments mark the calls written against contracts not merged yet. The
+//! end-to-end tests (`tests/daemon.rs`) run the real daemon with a test backend.
+
+pub mod app;
+pub mod daemonize;
+pub mod flags;
+pub mod listen;
+pub mod logging;
+pub mod signals;
+pub mod wiring;

@@ -1,0 +1,757 @@
+//! The activity log (supervisord's "main log"), fed by `tracing`.
+//!
+//! Every `tracing` event becomes one supervisord-format line,
+//! `2026-11-23 23:34:01,123 INFO spawned: 'app1' with pid 42`, written to the
+//! configured file (rotated by size with supervisord's `.1` .. `.N` naming), to
+//! syslog, or nowhere, and echoed to stdout when running in the foreground and not
+//! `silent`. The destination and level can change at run time (SIGHUP reload,
+//! SIGUSR2 reopen) because the global subscriber can only be installed once.
+//!
+//! supervisord has seven levels and `tracing` five, so the two extra ones are
+//! marked with a field: `tracing::error!(critical = true, ...)` is `CRIT`, and
+//! `tracing::trace!(blather = true, ...)` is `BLAT`. Events from other crates
+//! (tarpc, ractor, ...) are admitted only at `WARN` and above so that their
+//! per-request chatter does not flood the activity log at `debug`.
+//!
+//! [`MainLog::read`] and [`MainLog::tail`] give the RPC layer supervisord's
+//! `readLog` and tail semantics over the current log file.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use vigil_config::{LogLevel, LogTarget, Supervisord};
+
+/// Marker field that turns an `error!` into supervisord's `CRIT`.
+pub const CRITICAL_FIELD: &str = "critical";
+/// Marker field that turns a `trace!` into supervisord's `BLAT`.
+pub const BLATHER_FIELD: &str = "blather";
+
+/// Where and how the activity log is written; derived from `[supervisord]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub target: LogTarget,
+    pub maxbytes: u64,
+    pub backups: u32,
+    pub level: LogLevel,
+    /// Echo every line to stdout (`nodaemon` and not `silent`).
+    pub echo_stdout: bool,
+}
+
+impl LogSettings {
+    /// The settings `[supervisord]` asks for. Echoing needs the foreground, so a
+    /// daemonized process (`nodaemon = false`) never writes to its /dev/null stdout.
+    pub fn from_config(settings: &Supervisord) -> LogSettings {
+        LogSettings {
+            target: settings.logfile.clone(),
+            maxbytes: settings.logfile_maxbytes,
+            backups: settings.logfile_backups,
+            level: settings.loglevel,
+            echo_stdout: settings.nodaemon && !settings.silent,
+        }
+    }
+}
+
+/// Errors of [`MainLog::read`], mirroring supervisord's faults for `readLog`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogReadError {
+    /// The log goes to syslog or nowhere, or the file does not exist (`NO_FILE`).
+    #[error("no log file")]
+    NoFile,
+    /// Offset/length combination supervisord rejects (`BAD_ARGUMENTS`).
+    #[error("bad arguments")]
+    BadArguments,
+    /// The file could not be read (`FAILED`).
+    #[error("failed to read log file: {0}")]
+    Failed(String),
+}
+
+/// The activity log destination. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct MainLog {
+    inner: Arc<Mutex<Inner>>,
+    /// The level, readable without the lock: every event checks it.
+    level: Arc<AtomicU8>,
+}
+
+struct Inner {
+    settings: LogSettings,
+    sink: Sink,
+}
+
+enum Sink {
+    None,
+    Syslog,
+    File(RotatingFile),
+}
+
+impl std::fmt::Debug for MainLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MainLog").field("settings", &self.lock().settings).finish()
+    }
+}
+
+impl MainLog {
+    /// Opens the destination. A file is opened for appending (its directory must
+    /// exist, as in supervisord).
+    pub fn open(settings: LogSettings) -> io::Result<MainLog> {
+        let sink = Sink::open(&settings)?;
+        let level = Arc::new(AtomicU8::new(settings.level as u8));
+        Ok(MainLog { inner: Arc::new(Mutex::new(Inner { settings, sink })), level })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock (in a write) leaves the state usable: the
+        // worst case is a half-written line, so recover rather than lose logging.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current level.
+    pub fn level(&self) -> LogLevel {
+        level_from_u8(self.level.load(Ordering::Relaxed))
+    }
+
+    /// The current log file, if the log goes to a file.
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.lock().settings.target {
+            LogTarget::Path(path) => Some(path.clone()),
+            _ => None,
+        }
+    }
+
+    /// Switches to new settings (SIGHUP reload). On error the old destination stays.
+    pub fn reconfigure(&self, settings: LogSettings) -> io::Result<()> {
+        let mut inner = self.lock();
+        if inner.settings.target != settings.target {
+            inner.sink = Sink::open(&settings)?;
+        } else if let Sink::File(file) = &mut inner.sink {
+            file.maxbytes = settings.maxbytes;
+            file.backups = settings.backups;
+        }
+        self.level.store(settings.level as u8, Ordering::Relaxed);
+        inner.settings = settings;
+        drop(inner);
+        // Level changes must reach callsites whose interest was already cached.
+        tracing::callsite::rebuild_interest_cache();
+        Ok(())
+    }
+
+    /// Closes and reopens the file (SIGUSR2, for logrotate's move-then-signal).
+    pub fn reopen(&self) -> io::Result<()> {
+        let mut inner = self.lock();
+        if let Sink::File(file) = &mut inner.sink {
+            file.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Writes one already formatted line at `level`.
+    pub fn write_line(&self, level: LogLevel, line: &str) {
+        let mut inner = self.lock();
+        if inner.settings.echo_stdout {
+            // A closed stdout must not stop file logging.
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        }
+        match &mut inner.sink {
+            Sink::None => {}
+            Sink::Syslog => syslog(level, line),
+            Sink::File(file) => {
+                if let Err(err) = file.write(line.as_bytes()) {
+                    // Nowhere else to report it: stderr is /dev/null once daemonized,
+                    // but in the foreground the operator sees it.
+                    let _ = writeln!(io::stderr(), "vigild: cannot write activity log: {err}");
+                }
+            }
+        }
+    }
+
+    /// supervisord's `readLog(offset, length)` over the current log file: a
+    /// negative offset with length 0 reads the last `-offset` bytes; otherwise reads
+    /// `length` bytes (all when 0) from `offset`.
+    pub fn read(&self, offset: i64, length: i64) -> Result<Vec<u8>, LogReadError> {
+        let path = self.path().ok_or(LogReadError::NoFile)?;
+        read_file(&path, offset, length)
+    }
+
+    /// supervisord's `tailFile(offset, length)`: returns `(bytes, new_offset,
+    /// overflow)`; `new_offset` is the file size to pass next time, `overflow` says
+    /// bytes were skipped since `offset`.
+    pub fn tail(&self, offset: u64, length: u64) -> (Vec<u8>, u64, bool) {
+        match self.path() {
+            Some(path) => tail_file(&path, offset, length),
+            None => (Vec::new(), offset, false),
+        }
+    }
+}
+
+impl Sink {
+    fn open(settings: &LogSettings) -> io::Result<Sink> {
+        Ok(match &settings.target {
+            LogTarget::None | LogTarget::Auto => Sink::None,
+            LogTarget::Syslog => {
+                open_syslog();
+                Sink::Syslog
+            }
+            LogTarget::Path(path) => {
+                Sink::File(RotatingFile::open(path.clone(), settings.maxbytes, settings.backups)?)
+            }
+        })
+    }
+}
+
+/// A size-rotated log file with supervisord's `RotatingFileHandler` behaviour:
+/// after a write that brings the size to `maxbytes` or more, `.N-1` -> `.N` ...
+/// `.1` -> `.2`, base -> `.1`, and a fresh base. With `backups == 0` the file is
+/// truncated instead. Non-regular files (`/dev/stdout`) are never rotated.
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    maxbytes: u64,
+    backups: u32,
+    regular: bool,
+}
+
+impl RotatingFile {
+    pub fn open(path: PathBuf, maxbytes: u64, backups: u32) -> io::Result<RotatingFile> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let meta = file.metadata()?;
+        Ok(RotatingFile {
+            path,
+            file,
+            size: meta.len(),
+            maxbytes,
+            backups,
+            regular: meta.file_type().is_file(),
+        })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        if self.regular && self.maxbytes > 0 && self.size >= self.maxbytes {
+            self.rollover()?;
+        }
+        Ok(())
+    }
+
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let fresh = RotatingFile::open(self.path.clone(), self.maxbytes, self.backups)?;
+        *self = fresh;
+        Ok(())
+    }
+
+    fn rollover(&mut self) -> io::Result<()> {
+        if self.backups > 0 {
+            rotate_backups(&self.path, self.backups)?;
+        }
+        self.file = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path)?;
+        // Keep appending semantics for later writes (another writer, logrotate's
+        // copytruncate) by reopening in append mode on the now empty file.
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// The path of backup `n` of `base` (`base.1`, `base.2`, ...).
+pub fn backup_path(base: &Path, n: u32) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Shifts `base.1..base.(backups-1)` up by one and moves `base` to `base.1`; the
+/// oldest (`base.backups`) is overwritten.
+pub fn rotate_backups(base: &Path, backups: u32) -> io::Result<()> {
+    for n in (1..backups).rev() {
+        let from = backup_path(base, n);
+        if from.exists() {
+            let to = backup_path(base, n + 1);
+            remove_if_exists(&to)?;
+            std::fs::rename(&from, &to)?;
+        }
+    }
+    let first = backup_path(base, 1);
+    remove_if_exists(&first)?;
+    if base.exists() {
+        std::fs::rename(base, &first)?;
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// supervisord's `readFile` semantics (see [`MainLog::read`]).
+pub fn read_file(path: &Path, offset: i64, length: i64) -> Result<Vec<u8>, LogReadError> {
+    if offset < 0 && length != 0 || length < 0 {
+        return Err(LogReadError::BadArguments);
+    }
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(LogReadError::NoFile),
+        Err(err) => return Err(LogReadError::Failed(err.to_string())),
+    };
+    let failed = |err: io::Error| LogReadError::Failed(err.to_string());
+    let mut data = Vec::new();
+    if offset < 0 {
+        let size = file.seek(SeekFrom::End(0)).map_err(failed)?;
+        let want = offset.unsigned_abs();
+        file.seek(SeekFrom::Start(size.saturating_sub(want))).map_err(failed)?;
+        file.take(want).read_to_end(&mut data).map_err(failed)?;
+    } else {
+        file.seek(SeekFrom::Start(offset.unsigned_abs())).map_err(failed)?;
+        if length == 0 {
+            file.read_to_end(&mut data).map_err(failed)?;
+        } else {
+            file.take(length.unsigned_abs()).read_to_end(&mut data).map_err(failed)?;
+        }
+    }
+    Ok(data)
+}
+
+/// supervisord's `tailFile` semantics (see [`MainLog::tail`]).
+pub fn tail_file(path: &Path, offset: u64, length: u64) -> (Vec<u8>, u64, bool) {
+    let attempt = || -> io::Result<(Vec<u8>, u64, bool)> {
+        let mut file = File::open(path)?;
+        let size = file.seek(SeekFrom::End(0))?;
+        let (start, take, overflow) = tail_window(size, offset, length);
+        let mut data = Vec::new();
+        if take > 0 {
+            file.seek(SeekFrom::Start(start))?;
+            file.take(take).read_to_end(&mut data)?;
+        }
+        Ok((data, size, overflow))
+    };
+    attempt().unwrap_or((Vec::new(), offset, false))
+}
+
+/// The pure part of `tailFile`: given the file size and the caller's offset and
+/// length, where to read, how much, and whether bytes were skipped.
+pub fn tail_window(size: u64, offset: u64, length: u64) -> (u64, u64, bool) {
+    let mut offset = offset;
+    let mut length = length;
+    let mut overflow = false;
+    if size > offset.saturating_add(length) {
+        overflow = true;
+        offset = size.saturating_sub(1);
+    }
+    if offset.saturating_add(length) > size {
+        if offset + 1 > size {
+            length = 0;
+        }
+        offset = size.saturating_sub(length);
+    }
+    (offset, length, overflow)
+}
+
+/// A broken-down local time with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+impl LocalTime {
+    /// Converts through the C library's `localtime_r` (honours `TZ`).
+    pub fn from_system(time: SystemTime) -> LocalTime {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = libc::time_t::try_from(since.as_secs()).unwrap_or(libc::time_t::MAX);
+        // SAFETY: `tm` is plain data that localtime_r fully initialises on success;
+        // on failure we keep the zeroed value, which formats as a visible 1900 date.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
+        unsafe { libc::localtime_r(&secs, &mut tm) };
+        LocalTime {
+            year: tm.tm_year + 1900,
+            month: u32::try_from(tm.tm_mon + 1).unwrap_or(0),
+            day: u32::try_from(tm.tm_mday).unwrap_or(0),
+            hour: u32::try_from(tm.tm_hour).unwrap_or(0),
+            minute: u32::try_from(tm.tm_min).unwrap_or(0),
+            second: u32::try_from(tm.tm_sec).unwrap_or(0),
+            millis: since.subsec_millis(),
+        }
+    }
+}
+
+fn level_from_u8(value: u8) -> LogLevel {
+    const LEVELS: [LogLevel; 7] = [
+        LogLevel::Critical,
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+        LogLevel::Blather,
+    ];
+    LEVELS.get(usize::from(value)).copied().unwrap_or(LogLevel::Blather)
+}
+
+/// supervisord's four-letter level names.
+pub fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Critical => "CRIT",
+        LogLevel::Error => "ERRO",
+        LogLevel::Warn => "WARN",
+        LogLevel::Info => "INFO",
+        LogLevel::Debug => "DEBG",
+        LogLevel::Trace => "TRAC",
+        LogLevel::Blather => "BLAT",
+    }
+}
+
+/// One activity-log line, newline included.
+pub fn format_line(time: LocalTime, level: LogLevel, message: &str) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03} {} {}\n",
+        time.year,
+        time.month,
+        time.day,
+        time.hour,
+        time.minute,
+        time.second,
+        time.millis,
+        level_name(level),
+        message
+    )
+}
+
+/// The supervisord level of an event, from its `tracing` level and marker fields.
+pub fn supervisord_level(metadata: &Metadata<'_>) -> LogLevel {
+    let has = |name: &str| metadata.fields().field(name).is_some();
+    match *metadata.level() {
+        Level::ERROR if has(CRITICAL_FIELD) => LogLevel::Critical,
+        Level::ERROR => LogLevel::Error,
+        Level::WARN => LogLevel::Warn,
+        Level::INFO => LogLevel::Info,
+        Level::DEBUG => LogLevel::Debug,
+        Level::TRACE if has(BLATHER_FIELD) => LogLevel::Blather,
+        Level::TRACE => LogLevel::Trace,
+    }
+}
+
+/// Whether an event passes the configured level. Events from outside vigil are
+/// capped at WARN (see the module docs).
+pub fn admits(configured: LogLevel, metadata: &Metadata<'_>) -> bool {
+    let level = supervisord_level(metadata);
+    let ours = metadata.target().starts_with("vigil");
+    level <= configured && (ours || level <= LogLevel::Warn)
+}
+
+/// The `tracing` layer that renders events into the [`MainLog`].
+#[derive(Debug, Clone)]
+pub struct ActivityLayer {
+    log: MainLog,
+}
+
+impl ActivityLayer {
+    pub fn new(log: MainLog) -> ActivityLayer {
+        ActivityLayer { log }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ActivityLayer {
+    fn register_callsite(&self, _metadata: &'static Metadata<'static>) -> Interest {
+        // The level can change on reload, so ask `enabled` every time.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        admits(self.log.level(), metadata)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = supervisord_level(event.metadata());
+        let mut visitor = MessageVisitor::default();
+        event.record(&mut visitor);
+        let line = format_line(LocalTime::from_system(SystemTime::now()), level, &visitor.finish());
+        self.log.write_line(level, &line);
+    }
+}
+
+/// Collects the `message` plus any other fields as ` key=value`.
+#[derive(Default)]
+struct MessageVisitor {
+    message: String,
+    extra: String,
+}
+
+impl MessageVisitor {
+    fn finish(self) -> String {
+        self.message + &self.extra
+    }
+}
+
+impl Visit for MessageVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else if !is_marker(field) {
+            let _ = write!(self.extra, " {}={}", field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else if !is_marker(field) {
+            let _ = write!(self.extra, " {}={:?}", field.name(), value);
+        }
+    }
+}
+
+fn is_marker(field: &Field) -> bool {
+    field.name() == CRITICAL_FIELD || field.name() == BLATHER_FIELD
+}
+
+/// Installs the activity layer as the process-wide subscriber plus a panic hook
+/// that logs panics through it (a panic in a task would otherwise only reach the
+/// daemon's stderr, which is /dev/null once daemonized).
+pub fn install(log: MainLog) -> Result<(), tracing::subscriber::SetGlobalDefaultError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(ActivityLayer::new(log));
+    tracing::subscriber::set_global_default(subscriber)?;
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => {
+                tracing::error!(critical = true, "panic in thread '{name}': {info}\n{backtrace}")
+            }
+            _ => tracing::error!(critical = true, "panic in thread '{name}': {info}"),
+        }
+    }));
+    Ok(())
+}
+
+fn open_syslog() {
+    // openlog keeps the ident pointer, so it must live for the whole process.
+    static IDENT: &std::ffi::CStr = c"vigild";
+    // SAFETY: IDENT is 'static and NUL-terminated; openlog has no other preconditions.
+    unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_DAEMON) };
+}
+
+fn syslog(level: LogLevel, line: &str) {
+    let priority = match level {
+        LogLevel::Critical => libc::LOG_CRIT,
+        LogLevel::Error => libc::LOG_ERR,
+        LogLevel::Warn => libc::LOG_WARNING,
+        LogLevel::Info => libc::LOG_INFO,
+        LogLevel::Debug | LogLevel::Trace | LogLevel::Blather => libc::LOG_DEBUG,
+    };
+    // syslog stamps its own time; send just "LEVL message". Interior NULs would
+    // truncate the C string, so replace them.
+    let text =
+        line.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).map_or(line, |x| x.1);
+    let text = text.trim_end_matches('\n').replace('\0', "\\0");
+    if let Ok(c_text) = std::ffi::CString::new(text) {
+        // SAFETY: the format is a literal "%s" and the argument a valid C string.
+        unsafe { libc::syslog(priority, c"%s".as_ptr(), c_text.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time() -> LocalTime {
+        LocalTime { year: 2026, month: 11, day: 3, hour: 9, minute: 4, second: 1, millis: 7 }
+    }
+
+    #[test]
+    fn line_format_matches_supervisord() {
+        assert_eq!(
+            format_line(time(), LogLevel::Info, "spawned: 'app1' with pid 42"),
+            "2026-11-03 09:04:01,007 INFO spawned: 'app1' with pid 42\n"
+        );
+        let names: Vec<_> = [
+            LogLevel::Critical,
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+            LogLevel::Blather,
+        ]
+        .into_iter()
+        .map(level_name)
+        .collect();
+        assert_eq!(names, ["CRIT", "ERRO", "WARN", "INFO", "DEBG", "TRAC", "BLAT"]);
+        for level in [LogLevel::Critical, LogLevel::Info, LogLevel::Blather] {
+            assert_eq!(level_from_u8(level as u8), level);
+        }
+    }
+
+    #[test]
+    fn local_time_is_plausible() {
+        let t = LocalTime::from_system(SystemTime::now());
+        assert!(t.year >= 2024 && (1..=12).contains(&t.month) && (1..=31).contains(&t.day));
+        assert!(t.hour < 24 && t.minute < 60 && t.second <= 60 && t.millis < 1000);
+    }
+
+    fn file_settings(path: &Path, maxbytes: u64, backups: u32, level: LogLevel) -> LogSettings {
+        LogSettings {
+            target: LogTarget::Path(path.to_owned()),
+            maxbytes,
+            backups,
+            level,
+            echo_stdout: false,
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_numbered_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        let mut file = RotatingFile::open(base.clone(), 10, 2).unwrap();
+        for chunk in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dd"] {
+            file.write(chunk.as_bytes()).unwrap();
+        }
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(base.clone()), "dd");
+        assert_eq!(read(backup_path(&base, 1)), "cccccccccc");
+        assert_eq!(read(backup_path(&base, 2)), "bbbbbbbbbb");
+        assert!(!backup_path(&base, 3).exists(), "only `backups` copies are kept");
+    }
+
+    #[test]
+    fn rotation_without_backups_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        let mut file = RotatingFile::open(base.clone(), 4, 0).unwrap();
+        file.write(b"12345").unwrap();
+        file.write(b"67").unwrap();
+        assert_eq!(std::fs::read_to_string(&base).unwrap(), "67");
+        assert!(!backup_path(&base, 1).exists());
+    }
+
+    #[test]
+    fn zero_maxbytes_never_rotates_and_existing_size_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        std::fs::write(&base, "12345678").unwrap();
+        let mut unbounded = RotatingFile::open(base.clone(), 0, 3).unwrap();
+        unbounded.write(b"9").unwrap();
+        assert_eq!(std::fs::read_to_string(&base).unwrap(), "123456789");
+        let mut bounded = RotatingFile::open(base.clone(), 10, 3).unwrap();
+        bounded.write(b"0").unwrap();
+        assert_eq!(std::fs::read_to_string(backup_path(&base, 1)).unwrap(), "1234567890");
+    }
+
+    #[test]
+    fn reopen_follows_a_moved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        let log = MainLog::open(file_settings(&base, 0, 0, LogLevel::Info)).unwrap();
+        log.write_line(LogLevel::Info, "one\n");
+        std::fs::rename(&base, dir.path().join("moved.log")).unwrap();
+        log.write_line(LogLevel::Info, "two\n");
+        log.reopen().unwrap();
+        log.write_line(LogLevel::Info, "three\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("moved.log")).unwrap(), "one\ntwo\n");
+        assert_eq!(std::fs::read_to_string(&base).unwrap(), "three\n");
+    }
+
+    #[test]
+    fn read_log_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        std::fs::write(&base, "0123456789").unwrap();
+        let log = MainLog::open(file_settings(&base, 0, 0, LogLevel::Info)).unwrap();
+        assert_eq!(log.read(0, 0).unwrap(), b"0123456789");
+        assert_eq!(log.read(2, 3).unwrap(), b"234");
+        assert_eq!(log.read(-4, 0).unwrap(), b"6789");
+        assert_eq!(log.read(-40, 0).unwrap(), b"0123456789");
+        assert_eq!(log.read(20, 5).unwrap(), b"");
+        assert_eq!(log.read(-4, 2), Err(LogReadError::BadArguments));
+        assert_eq!(log.read(0, -2), Err(LogReadError::BadArguments));
+        let none = MainLog::open(LogSettings {
+            target: LogTarget::None,
+            maxbytes: 0,
+            backups: 0,
+            level: LogLevel::Info,
+            echo_stdout: false,
+        })
+        .unwrap();
+        assert_eq!(none.read(0, 0), Err(LogReadError::NoFile));
+        std::fs::remove_file(&base).unwrap();
+        assert_eq!(log.read(0, 0), Err(LogReadError::NoFile));
+    }
+
+    #[test]
+    fn tail_semantics() {
+        // Caught up: nothing new, offset stays at the size.
+        assert_eq!(tail_window(10, 10, 5), (10, 0, false));
+        // Growth within the window: supervisord reads the last `length` bytes
+        // ending at the size (which may repeat some already seen).
+        assert_eq!(tail_window(10, 8, 5), (5, 5, false));
+        // More than `length` new bytes: overflow, read the last `length` bytes.
+        assert_eq!(tail_window(100, 10, 5), (95, 5, true));
+        // Offset past the end (file truncated): nothing, reset to the size.
+        assert_eq!(tail_window(3, 10, 5), (3, 0, false));
+        // Empty file.
+        assert_eq!(tail_window(0, 0, 5), (0, 0, false));
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        std::fs::write(&base, "0123456789").unwrap();
+        assert_eq!(tail_file(&base, 0, 4), (b"6789".to_vec(), 10, true));
+        assert_eq!(tail_file(&dir.path().join("missing"), 7, 4), (Vec::new(), 7, false));
+    }
+
+    #[test]
+    fn level_mapping_and_filter() {
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("main.log");
+        let log = MainLog::open(file_settings(&base, 0, 0, LogLevel::Warn)).unwrap();
+        let subscriber = tracing_subscriber::registry().with(ActivityLayer::new(log.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(critical = true, "first");
+            tracing::error!("second");
+            tracing::warn!("third");
+            tracing::info!("dropped at warn");
+            tracing::warn!(target: "tarpc::server", "foreign warn kept");
+            log.reconfigure(file_settings(&base, 0, 0, LogLevel::Blather)).unwrap();
+            tracing::info!(pid = 42, "fourth");
+            tracing::trace!(blather = true, "fifth");
+            tracing::debug!(target: "tarpc::server", "foreign debug dropped");
+        });
+        let text = std::fs::read_to_string(&base).unwrap();
+        let lines: Vec<_> =
+            text.lines().map(|l| l.split_once(' ').unwrap().1.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            lines,
+            [
+                "CRIT first",
+                "ERRO second",
+                "WARN third",
+                "WARN foreign warn kept",
+                "INFO fourth pid=42",
+                "BLAT fifth"
+            ]
+        );
+    }
+}

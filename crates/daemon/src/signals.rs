@@ -1,0 +1,180 @@
+//! Signals the daemon acts on, as a stream of [`DaemonSignal`] for main's loop.
+//!
+//! supervisord's table (reference s6.1): SIGTERM, SIGINT and SIGQUIT request an
+//! ordered shutdown (exit status 0), SIGHUP a reload (re-read the configuration and
+//! rebuild the tree, same pid), SIGUSR2 a log reopen. SIGCHLD belongs to the
+//! reaper in vigil-core and is not touched here.
+//!
+//! As PID 1 (in a container) the kernel drops every signal that has no handler,
+//! so there the daemon also listens for SIGUSR1 (which supervisord leaves at its
+//! default, terminate) and just logs it; elsewhere SIGUSR1 keeps its default.
+//! Repeated signals that arrive before the loop handles them collapse into one,
+//! like supervisord's queue.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// What a received signal asks the daemon to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonSignal {
+    /// SIGTERM, SIGINT or SIGQUIT: stop every process in reverse priority order,
+    /// then exit with status 0. Carries the signal number for the log line.
+    Shutdown(i32),
+    /// SIGHUP: stop everything, re-read the configuration, start again.
+    Reload,
+    /// SIGUSR2: reopen the activity log and every child log.
+    ReopenLogs,
+    /// A signal with no action that is caught only so PID 1 receives it at all.
+    Ignored(i32),
+}
+
+impl DaemonSignal {
+    /// The signal's short name (`SIGTERM`).
+    pub fn signal_name(&self) -> &'static str {
+        let number = match self {
+            DaemonSignal::Shutdown(n) | DaemonSignal::Ignored(n) => *n,
+            DaemonSignal::Reload => libc::SIGHUP,
+            DaemonSignal::ReopenLogs => libc::SIGUSR2,
+        };
+        nix::sys::signal::Signal::try_from(number).map_or("unknown signal", |s| s.as_str())
+    }
+
+    /// supervisord's activity-log line for this signal.
+    pub fn log_message(&self) -> String {
+        let name = self.signal_name();
+        match self {
+            DaemonSignal::Shutdown(_) => format!("received {name} indicating exit request"),
+            DaemonSignal::Reload => format!("received {name} indicating restart request"),
+            DaemonSignal::ReopenLogs => format!("received {name} indicating log reopen request"),
+            DaemonSignal::Ignored(_) => format!("received {name} indicating nothing"),
+        }
+    }
+}
+
+/// The daemon's action for signal number `number`, or `None` when it does not
+/// handle it.
+pub fn action_for(number: i32, pid1: bool) -> Option<DaemonSignal> {
+    match number {
+        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Some(DaemonSignal::Shutdown(number)),
+        libc::SIGHUP => Some(DaemonSignal::Reload),
+        libc::SIGUSR2 => Some(DaemonSignal::ReopenLogs),
+        libc::SIGUSR1 if pid1 => Some(DaemonSignal::Ignored(number)),
+        _ => None,
+    }
+}
+
+/// Every signal the daemon installs a handler for.
+pub fn handled_signals(pid1: bool) -> Vec<i32> {
+    let all =
+        [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGUSR1];
+    all.into_iter().filter(|n| action_for(*n, pid1).is_some()).collect()
+}
+
+/// Whether this process is PID 1 of its namespace.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// The installed handlers. Install early (before starting children) so that a
+/// signal sent during startup is queued rather than killing the daemon.
+#[derive(Debug)]
+pub struct Signals {
+    streams: Vec<(i32, Signal)>,
+    pid1: bool,
+}
+
+impl Signals {
+    /// Installs handlers on the current tokio runtime.
+    pub fn install(pid1: bool) -> io::Result<Signals> {
+        let streams = handled_signals(pid1)
+            .into_iter()
+            .map(|n| Ok((n, signal(SignalKind::from_raw(n))?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Signals { streams, pid1 })
+    }
+
+    /// Waits for the next handled signal. Polls in a fixed order, so a pending
+    /// shutdown wins over a reload that arrived at the same time.
+    pub async fn recv(&mut self) -> DaemonSignal {
+        std::future::poll_fn(|cx| self.poll_next_signal(cx)).await
+    }
+
+    fn poll_next_signal(&mut self, cx: &mut Context<'_>) -> Poll<DaemonSignal> {
+        for (number, stream) in &mut self.streams {
+            if let Poll::Ready(Some(())) = stream.poll_recv(cx)
+                && let Some(action) = action_for(*number, self.pid1)
+            {
+                return Poll::Ready(action);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Stream for Signals {
+    type Item = DaemonSignal;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<DaemonSignal>> {
+        self.get_mut().poll_next_signal(cx).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[test]
+    fn supervisord_signal_table() {
+        assert_eq!(action_for(libc::SIGTERM, false), Some(DaemonSignal::Shutdown(libc::SIGTERM)));
+        assert_eq!(action_for(libc::SIGINT, false), Some(DaemonSignal::Shutdown(libc::SIGINT)));
+        assert_eq!(action_for(libc::SIGQUIT, false), Some(DaemonSignal::Shutdown(libc::SIGQUIT)));
+        assert_eq!(action_for(libc::SIGHUP, false), Some(DaemonSignal::Reload));
+        assert_eq!(action_for(libc::SIGUSR2, false), Some(DaemonSignal::ReopenLogs));
+        assert_eq!(action_for(libc::SIGCHLD, false), None, "SIGCHLD is the reaper's");
+        assert_eq!(action_for(libc::SIGCHLD, true), None, "SIGCHLD is the reaper's");
+        assert_eq!(action_for(libc::SIGUSR1, false), None);
+        assert_eq!(action_for(libc::SIGUSR1, true), Some(DaemonSignal::Ignored(libc::SIGUSR1)));
+        assert_eq!(handled_signals(false).len(), 5);
+        assert_eq!(handled_signals(true).len(), 6);
+    }
+
+    #[test]
+    fn log_lines_match_supervisord() {
+        assert_eq!(
+            DaemonSignal::Shutdown(libc::SIGTERM).log_message(),
+            "received SIGTERM indicating exit request"
+        );
+        assert_eq!(
+            DaemonSignal::Reload.log_message(),
+            "received SIGHUP indicating restart request"
+        );
+        assert_eq!(
+            DaemonSignal::ReopenLogs.log_message(),
+            "received SIGUSR2 indicating log reopen request"
+        );
+    }
+
+    // The only test that raises signals at the test process: handlers are
+    // installed first, so the default actions (terminate) never run.
+    #[tokio::test]
+    async fn raised_signals_arrive_in_order() {
+        let mut signals = Signals::install(false).unwrap();
+        let next = async |signals: &mut Signals| {
+            tokio::time::timeout(Duration::from_secs(10), signals.next()).await.unwrap().unwrap()
+        };
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+        assert_eq!(next(&mut signals).await, DaemonSignal::Reload);
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGUSR2).unwrap();
+        assert_eq!(next(&mut signals).await, DaemonSignal::ReopenLogs);
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(signals.recv().await, DaemonSignal::Shutdown(libc::SIGTERM));
+    }
+}
