@@ -31,10 +31,12 @@
 //! A single-process XML-RPC call that gets back one failed [`ProcessResult`]
 //! raises that result's error as the fault, which is what supervisord does.
 
+pub mod client;
 pub mod error;
 pub mod transport;
 pub mod wire;
 
+pub use client::{CallError, flatten, read_log_all};
 pub use error::{ConfigErrorLine, ControlError, SUCCESS_CODE};
 pub use transport::{
     ConnectError, PROTOCOL_VERSION, SendControl, ServeError, ServerAuth, connect,

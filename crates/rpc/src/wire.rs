@@ -359,7 +359,7 @@ pub struct RestartReport {
 }
 
 /// A process's output channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogChannel {
     Stdout,
