@@ -400,7 +400,9 @@ impl Control for Fake {
             (o, 0) => ((o as u64).min(size), size),
             (o, l) if o >= 0 && l > 0 => ((o as u64).min(size), (o as u64 + l as u64).min(size)),
             _ => {
-                return Err(ControlError::BadArguments(format!("offset {offset}, length {length}")));
+                return Err(ControlError::BadArguments(format!(
+                    "offset {offset}, length {length}"
+                )));
             }
         };
         let end = end.min(start + MAX_LOG_CHUNK);
