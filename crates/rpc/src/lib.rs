@@ -39,10 +39,18 @@ pub mod wire;
 pub use client::{CallError, flatten, read_log_all};
 pub use error::{ConfigErrorLine, ControlError, SUCCESS_CODE};
 pub use transport::{
-    ConnectError, PROTOCOL_VERSION, SendControl, ServeError, ServerAuth, connect,
+    ConnectError, PROTOCOL_VERSION, Prefixed, SendControl, ServeError, ServerAuth, connect,
     context_with_timeout, serve_stream, serve_unix,
 };
 pub use wire::*;
+
+/// Paths used by [`impl_send_control!`], so callers need not depend on tarpc
+/// and futures themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures;
+    pub use tarpc;
+}
 
 /// The control service. Every method returns `Result<_, ControlError>`; transport
 /// failures (deadline, lost connection) surface separately as

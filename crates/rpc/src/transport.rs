@@ -88,6 +88,62 @@ pub fn looks_like_http(prefix: &[u8]) -> bool {
     prefix.starts_with(b"POST ") || prefix.starts_with(b"GET ")
 }
 
+/// A stream that first yields bytes already read from it, then the stream
+/// itself: the daemon reads the first bytes of a connection to tell HTTP from
+/// Vigil frames, then hands `Prefixed::new(first_bytes, stream)` to
+/// [`serve_stream`] (tokio's `UnixStream` has no `peek`).
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: impl Into<Bytes>, inner: S) -> Prefixed<S> {
+        Prefixed { prefix: prefix.into(), inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
 }
@@ -292,13 +348,16 @@ macro_rules! impl_send_control {
         impl $crate::transport::SendControl for $service {
             fn call(
                 self,
-                ctx: ::tarpc::context::Context,
+                ctx: $crate::__private::tarpc::context::Context,
                 request: $crate::ControlRequest,
-            ) -> ::futures::future::BoxFuture<
+            ) -> $crate::__private::futures::future::BoxFuture<
                 'static,
-                ::std::result::Result<$crate::ControlResponse, ::tarpc::ServerError>,
+                ::std::result::Result<
+                    $crate::ControlResponse,
+                    $crate::__private::tarpc::ServerError,
+                >,
             > {
-                ::std::boxed::Box::pin(::tarpc::server::Serve::serve(
+                ::std::boxed::Box::pin($crate::__private::tarpc::server::Serve::serve(
                     $crate::Control::serve(self),
                     ctx,
                     request,

@@ -152,3 +152,26 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn a_connection_whose_first_bytes_were_read_is_served_through_prefixed() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sniff.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let fake = Fake::new();
+    // What the daemon does: read a few bytes, decide, rewind, serve.
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut first = [0u8; 5];
+        stream.read_exact(&mut first).await.expect("first bytes");
+        assert!(!vigil_rpc::transport::looks_like_http(&first));
+        serve_stream(Prefixed::new(first.to_vec(), stream), None, fake).await
+    });
+    let client = connect(&format!("unix://{}", path.display()), None).await.expect("connect");
+    let info = flatten(client.daemon_info(context_with_timeout(CALL)).await).expect("call");
+    assert_eq!(info.pid, 777);
+    drop(client);
+    server.await.expect("join").expect("served until the client left");
+}
