@@ -216,7 +216,7 @@ impl Ctl {
         match self.client().await {
             Ok(client) => Some(client),
             Err(error) => {
-                self.line(connect_message(&error));
+                self.line(error.to_string());
                 self.fail(exit::GENERIC);
                 None
             }
@@ -234,7 +234,7 @@ impl Ctl {
                     ConnectError::NoSuchFile { .. } => exit::NOT_RUNNING,
                     _ => exit::GENERIC,
                 };
-                self.line(connect_message(&error));
+                self.line(error.to_string());
                 self.fail(status);
                 return None;
             }
@@ -605,18 +605,23 @@ impl Ctl {
             match reply {
                 Ok(chunk) => {
                     let requested = u64::try_from(offset).unwrap_or(0);
-                    if offset >= 0 && chunk.skipped(requested) > 0 {
-                        // Bytes were cleared or rotated away before we read them:
-                        // say so, as supervisord's logtail does for truncation.
-                        self.raw(b"\n==> File truncated <==\n");
-                    }
+                    // Bytes cleared or rotated away before we read them: say so,
+                    // as supervisord's logtail does for truncation.
+                    let skipped = if offset >= 0 { chunk.skipped(requested) } else { 0 };
                     if self.options.json {
                         let text = String::from_utf8_lossy(&chunk.bytes.0).into_owned();
-                        let document =
-                            json!({ "offset": chunk.offset, "next": chunk.next, "text": text });
+                        let document = json!({
+                            "offset": chunk.offset,
+                            "next": chunk.next,
+                            "skipped": skipped,
+                            "text": text,
+                        });
                         let _ = writeln!(self.out, "{document}");
                         let _ = self.out.flush();
                     } else {
+                        if skipped > 0 {
+                            self.raw(b"\n==> File truncated <==\n");
+                        }
                         self.raw(&chunk.bytes.0);
                     }
                     offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
@@ -895,7 +900,7 @@ impl Ctl {
                     ConnectError::NoSuchFile { .. } => {
                         format!("ERROR: {url} no such file (already shut down?)")
                     }
-                    other => connect_message(&other),
+                    other => other.to_string(),
                 };
                 self.line(message);
                 return self.fail(exit::GENERIC);
@@ -980,10 +985,4 @@ impl Ctl {
 
 fn group_outcome(name: &str, outcome: Result<(), ControlError>) -> Value {
     json!({ "group": name, "error": outcome.err() })
-}
-
-/// What vigilctl prints when it cannot connect: supervisorctl's wording for a
-/// missing socket and a refused connection.
-pub fn connect_message(error: &ConnectError) -> String {
-    error.to_string()
 }

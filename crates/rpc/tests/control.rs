@@ -175,3 +175,21 @@ async fn a_connection_whose_first_bytes_were_read_is_served_through_prefixed() {
     drop(client);
     server.await.expect("join").expect("served until the client left");
 }
+
+#[tokio::test]
+async fn tcp_endpoints_use_the_same_protocol() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let fake = Fake::new();
+    let auth = std::sync::Arc::new(ServerAuth::new("ops", "pw").expect("auth"));
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        serve_stream(stream, Some(auth), fake).await
+    });
+    let client =
+        connect(&format!("http://127.0.0.1:{port}"), Some(("ops", "pw"))).await.expect("connect");
+    let all = flatten(client.all_process_info(context_with_timeout(CALL)).await).expect("call");
+    assert_eq!(all.len(), 5);
+    drop(client);
+    server.await.expect("join").expect("served");
+}
