@@ -71,6 +71,11 @@ pub struct Ctl {
     confirm: Box<dyn FnMut(&str) -> bool + Send>,
     /// Resolves when the user asks to stop following (Ctrl-C).
     interrupt: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>,
+    /// Asks for a username and password (interactive mode, after the daemon
+    /// refused the current ones); `None` gives up.
+    credentials: Option<Box<dyn FnMut() -> Option<(String, String)> + Send>>,
+    /// Set when the last connection attempt was refused for credentials.
+    auth_refused: bool,
 }
 
 impl Ctl {
@@ -83,6 +88,8 @@ impl Ctl {
             messages: Vec::new(),
             result: None,
             confirm: Box::new(|_| false),
+            credentials: None,
+            auth_refused: false,
             interrupt: Box::new(|| {
                 Box::pin(async {
                     // An error here means no signal handler could be set up;
@@ -98,6 +105,15 @@ impl Ctl {
     /// Sets how `Really ...? y/N` questions are answered.
     pub fn set_confirm(&mut self, confirm: impl FnMut(&str) -> bool + Send + 'static) {
         self.confirm = Box::new(confirm);
+    }
+
+    /// Sets how to ask for credentials when the daemon refuses the current ones
+    /// (used in interactive mode, as supervisorctl prompts `Username:`/`Password:`).
+    pub fn set_credentials_prompt(
+        &mut self,
+        prompt: impl FnMut() -> Option<(String, String)> + Send + 'static,
+    ) {
+        self.credentials = Some(Box::new(prompt));
     }
 
     /// Sets what stops `tail -f` / `maintail -f` / `fg` (Ctrl-C by default).
@@ -145,8 +161,20 @@ impl Ctl {
             None => (line, ""),
         };
         let command = if command == "?" { "help" } else { command };
-        let flow = self.dispatch(command, arg, line).await;
-        if self.options.json && command != "help" {
+        let flow = loop {
+            self.auth_refused = false;
+            let flow = self.dispatch(command, arg, line).await;
+            // Interactive mode asks for credentials and runs the command again.
+            if !(self.auth_refused && self.options.interactive) {
+                break flow;
+            }
+            let Some(prompt) = self.credentials.as_mut() else { break flow };
+            let Some((username, password)) = prompt() else { break flow };
+            self.options.username = Some(username);
+            self.options.password = Some(password);
+            self.exitstatus = exit::OK;
+        };
+        if self.options.json {
             let document = json!({
                 "command": command,
                 "result": self.result.take(),
@@ -205,7 +233,10 @@ impl Ctl {
             (Some(user), pass) => Some((user.as_str(), pass.as_deref().unwrap_or_default())),
             (None, _) => None,
         };
-        let client = vigil_rpc::connect(&self.options.serverurl, auth).await?;
+        let client =
+            vigil_rpc::connect(&self.options.serverurl, auth).await.inspect_err(|error| {
+                self.auth_refused = matches!(error, ConnectError::Unauthorized { .. });
+            })?;
         self.client = Some(client.clone());
         Ok(client)
     }

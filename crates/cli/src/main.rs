@@ -97,6 +97,16 @@ fn main() -> ExitCode {
             && answer.trim_start().to_lowercase().starts_with('y')
     });
 
+    ctl.set_credentials_prompt(|| {
+        print!("Username:");
+        let _ = std::io::stdout().flush();
+        let mut username = String::new();
+        std::io::stdin().read_line(&mut username).ok()?;
+        let password = rpassword::prompt_password("Password:").ok()?;
+        println!();
+        Some((username.trim_end_matches(['\r', '\n']).to_owned(), password))
+    });
+
     if !shell_mode {
         // With a command, supervisorctl runs it and exits even with -i.
         runtime.block_on(ctl.onecmd(&args.action.join(" ")));

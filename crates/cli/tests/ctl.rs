@@ -351,3 +351,22 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn interactive_mode_asks_for_credentials_and_retries() {
+    let auth = ServerAuth::new("admin", "secret").expect("auth");
+    let served = serve(Fake::new(), Some(auth));
+    let output = Output::default();
+    let mut interactive = options(&served.url);
+    interactive.interactive = true;
+    let mut ctl = Ctl::new(interactive, Box::new(output.clone()));
+    let mut answers =
+        vec![("admin".to_owned(), "secret".to_owned()), ("admin".to_owned(), "wrong".to_owned())];
+    ctl.set_credentials_prompt(move || answers.pop());
+    ctl.onecmd("version").await;
+    assert_eq!(
+        output.text(),
+        lines(&["Server requires authentication", "Server requires authentication", "0.1.0"])
+    );
+    assert_eq!(ctl.exitstatus, 0);
+}
