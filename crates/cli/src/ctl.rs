@@ -50,6 +50,9 @@ pub struct Options {
     pub json: bool,
 }
 
+/// Asks the user for a username and password.
+type CredentialsPrompt = Box<dyn FnMut() -> Option<(String, String)> + Send>;
+
 /// What the shell should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -73,7 +76,7 @@ pub struct Ctl {
     interrupt: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>,
     /// Asks for a username and password (interactive mode, after the daemon
     /// refused the current ones); `None` gives up.
-    credentials: Option<Box<dyn FnMut() -> Option<(String, String)> + Send>>,
+    credentials: Option<CredentialsPrompt>,
     /// Set when the last connection attempt was refused for credentials.
     auth_refused: bool,
 }
