@@ -32,6 +32,9 @@ impl std::fmt::Display for ConfigErrorLine {
 /// A fault returned by a `Control` method. The `String` carried by most variants
 /// is the detail after `NAME: ` in supervisord's fault string (often the name the
 /// fault is about); it may be empty.
+///
+/// On the wire: `{"fault": "BAD_NAME", "detail": "x"}`. Adding a variant is a
+/// protocol change (an older peer cannot read it): bump `PROTOCOL_VERSION`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "fault", content = "detail", rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]

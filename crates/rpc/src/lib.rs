@@ -66,6 +66,12 @@ pub mod __private {
 /// Callers must set a deadline (see [`context_with_timeout`]) longer than the work:
 /// tarpc's default of 10 s is shorter than a `stopwaitsecs` or a `startsecs`
 /// wait, and an expired deadline cancels the handler in the daemon.
+///
+/// Cancellation contract for implementers: tarpc drops the handler future when
+/// the caller goes away (Ctrl-C, deadline, lost connection). An action the
+/// handler has begun (a stop, a start, an update step) must still run to its
+/// end in the supervision tree; only the *answer* is abandoned. So handlers
+/// send the work to the actors and merely await the outcome.
 #[tarpc::service]
 pub trait Control {
     /// Identification, version, state and pid of the daemon. vigilctl calls it
