@@ -44,7 +44,7 @@ pub use transport::{
 };
 pub use wire::*;
 
-/// Paths used by [`impl_send_control!`], so callers need not depend on tarpc
+/// Paths used by [`impl_send_control!`](crate::impl_send_control), so callers need not depend on tarpc
 /// and futures themselves.
 #[doc(hidden)]
 pub mod __private {

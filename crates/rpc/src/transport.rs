@@ -329,7 +329,7 @@ fn parse_hex20(hex: &str) -> Option<[u8; 20]> {
 /// so each call can run in its own task.
 ///
 /// `async fn` in traits gives futures whose `Send`-ness generic code cannot name,
-/// so the concrete service type states it with [`impl_send_control!`]
+/// so the concrete service type states it with [`impl_send_control!`](crate::impl_send_control)
 /// (`vigil_rpc::impl_send_control!(MyDaemon);`), where the compiler can check it.
 pub trait SendControl: Clone + Send + Sync + 'static {
     /// Runs one request through the service's `Control` methods.
