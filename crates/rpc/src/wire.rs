@@ -198,7 +198,7 @@ pub struct ProcessInfo {
     /// 0 when not running.
     pub pid: u32,
     /// What `status` prints in its third column (reference s3.3), computed by the
-    /// daemon in its own time zone (see [`format_uptime`]).
+    /// daemon in its own time zone with [`describe`].
     pub description: String,
     /// Vigil extension: `None` when the program has no probe.
     #[serde(default)]
@@ -214,6 +214,33 @@ impl ProcessInfo {
     /// `group:name`.
     pub fn namespec(&self) -> String {
         make_namespec(&self.group, &self.name)
+    }
+}
+
+/// What `status` shows in its third column for a process (supervisord's
+/// `_interpretProcessInfo`, reference s3.3), from the other fields of `info`.
+/// The daemon fills [`ProcessInfo::description`] with it.
+///
+/// `stop_local` formats an epoch in the daemon's local time as
+/// `%b %d %I:%M %p` (`Nov 23 11:18 PM`); it is called only for a STOPPED or
+/// EXITED process that was started at least once (vigil-rpc has no time-zone
+/// database, the daemon has).
+pub fn describe(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
+    match info.state {
+        ProcessState::Running => {
+            format!(
+                "pid {}, uptime {}",
+                info.pid,
+                format_uptime(info.now.saturating_sub(info.start))
+            )
+        }
+        ProcessState::Fatal | ProcessState::Backoff if info.spawnerr.is_empty() => {
+            format!("unknown error (try \"tail {}\")", info.name)
+        }
+        ProcessState::Fatal | ProcessState::Backoff => info.spawnerr.clone(),
+        ProcessState::Stopped | ProcessState::Exited if info.start == 0 => "Not started".to_owned(),
+        ProcessState::Stopped | ProcessState::Exited => stop_local(info.stop),
+        ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
     }
 }
 
@@ -616,6 +643,49 @@ mod tests {
             assert_eq!(spec.to_string(), shown, "{text}");
             let json = serde_json::to_string(&spec).expect("serialize");
             assert_eq!(serde_json::from_str::<NameSpec>(&json).expect("deserialize"), spec);
+        }
+    }
+
+    #[test]
+    fn descriptions_follow_interpret_process_info() {
+        let base = ProcessInfo {
+            name: "web".into(),
+            group: "web".into(),
+            start: 1000,
+            stop: 2000,
+            now: 1012,
+            state: ProcessState::Running,
+            statename: "RUNNING".into(),
+            spawnerr: String::new(),
+            exitstatus: 0,
+            logfile: String::new(),
+            stdout_logfile: String::new(),
+            stderr_logfile: String::new(),
+            pid: 61,
+            description: String::new(),
+            health: None,
+            waiting_for: Vec::new(),
+        };
+        let with = |state, start, spawnerr: &str| ProcessInfo {
+            state,
+            start,
+            spawnerr: spawnerr.into(),
+            ..base.clone()
+        };
+        let stop = |epoch: i64| format!("local({epoch})");
+        let cases = [
+            (with(ProcessState::Running, 1000, ""), "pid 61, uptime 0:00:12"),
+            (with(ProcessState::Running, 5000, ""), "pid 61, uptime 0:00:00"),
+            (with(ProcessState::Fatal, 1000, "can't find command '/x'"), "can't find command '/x'"),
+            (with(ProcessState::Backoff, 1000, ""), "unknown error (try \"tail web\")"),
+            (with(ProcessState::Stopped, 0, ""), "Not started"),
+            (with(ProcessState::Exited, 1000, ""), "local(2000)"),
+            (with(ProcessState::Starting, 1000, ""), ""),
+            (with(ProcessState::Stopping, 1000, ""), ""),
+            (with(ProcessState::Unknown, 1000, ""), ""),
+        ];
+        for (info, text) in cases {
+            assert_eq!(describe(&info, stop), text, "{:?}", info.state);
         }
     }
 

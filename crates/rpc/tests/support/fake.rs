@@ -70,18 +70,7 @@ pub fn info(group: &str, name: &str, state: ProcessState, pid: u32) -> ProcessIn
 
 fn describe(info: &mut ProcessInfo) {
     info.statename = info.state.name().into();
-    info.description = match info.state {
-        ProcessState::Running => {
-            format!("pid {}, uptime {}", info.pid, format_uptime(info.now - info.start))
-        }
-        ProcessState::Stopped | ProcessState::Exited if info.stop == 0 => "Not started".into(),
-        ProcessState::Stopped | ProcessState::Exited => "Nov 14 10:13 PM".into(),
-        ProcessState::Fatal | ProcessState::Backoff if !info.spawnerr.is_empty() => {
-            info.spawnerr.clone()
-        }
-        ProcessState::Fatal | ProcessState::Backoff => "unknown error (try \"tail NAME\")".into(),
-        _ => String::new(),
-    };
+    info.description = vigil_rpc::describe(info, |_| "Nov 14 10:13 PM".to_owned());
 }
 
 impl Fake {
