@@ -1,0 +1,1022 @@
+//! The command interpreter: one supervisorctl command line in, output lines and
+//! an exit status out. Used by both the one-shot CLI and the shell.
+//!
+//! Each command follows supervisorctl's `do_*` logic (which calls are made, in
+//! what order, what is printed, which exit status is set), but multi-name
+//! commands make one RPC for all names. With `--json` the human lines are
+//! collected instead of printed, and one JSON document per command is written:
+//! `{"command", "result", "messages", "exit_code"}`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tarpc::client::RpcError;
+use vigil_rpc::transport::is_disconnect;
+use vigil_rpc::{
+    CallError, ConnectError, ControlClient, ControlError, LogChannel, LogTarget, NameSpec,
+    ProcessState, context_with_timeout, flatten, read_log_all,
+};
+
+use crate::render::{self, Action, exit};
+
+/// Deadline for queries.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for calls that wait on processes (start/stop/restart/update):
+/// supervisorctl waits as long as it takes, so effectively unbounded.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long one `tail -f` long-poll waits in the daemon.
+pub const FOLLOW_WAIT: Duration = Duration::from_secs(20);
+/// Bytes `tail` shows by default, and how far back `tail -f` starts.
+pub const TAIL_BYTES: i64 = 1600;
+pub const FOLLOW_BACKLOG: i64 = 1024;
+
+/// The commands, in `help`'s order.
+pub const COMMANDS: &[&str] = &[
+    "add", "avail", "clear", "exit", "fg", "maintail", "open", "pid", "quit", "reload", "remove",
+    "reread", "restart", "shutdown", "signal", "start", "status", "stop", "tail", "update",
+    "version",
+];
+
+/// Connection settings (from the config file and the command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub serverurl: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Interactive: ask before `shutdown`/`reload`.
+    pub interactive: bool,
+    pub json: bool,
+}
+
+/// Asks the user for a username and password.
+type CredentialsPrompt = Box<dyn FnMut() -> Option<(String, String)> + Send>;
+
+/// What the shell should do after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+/// The interpreter. Keeps one connection open across commands and reconnects
+/// when it is lost.
+pub struct Ctl {
+    pub options: Options,
+    pub exitstatus: i32,
+    client: Option<ControlClient>,
+    out: Box<dyn Write + Send>,
+    /// In JSON mode: the human lines of the current command.
+    messages: Vec<String>,
+    result: Option<Value>,
+    /// Answers to `Really ...? y/N` prompts (interactive mode).
+    confirm: Box<dyn FnMut(&str) -> bool + Send>,
+    /// Resolves when the user asks to stop following (Ctrl-C).
+    interrupt: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>,
+    /// Asks for a username and password (interactive mode, after the daemon
+    /// refused the current ones); `None` gives up.
+    credentials: Option<CredentialsPrompt>,
+    /// Set when the last connection attempt was refused for credentials.
+    auth_refused: bool,
+}
+
+impl Ctl {
+    pub fn new(options: Options, out: Box<dyn Write + Send>) -> Ctl {
+        Ctl {
+            options,
+            exitstatus: exit::OK,
+            client: None,
+            out,
+            messages: Vec::new(),
+            result: None,
+            confirm: Box::new(|_| false),
+            credentials: None,
+            auth_refused: false,
+            interrupt: Box::new(|| {
+                Box::pin(async {
+                    // An error here means no signal handler could be set up;
+                    // then only the end of the stream stops following.
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        futures::future::pending::<()>().await;
+                    }
+                })
+            }),
+        }
+    }
+
+    /// Sets how `Really ...? y/N` questions are answered.
+    pub fn set_confirm(&mut self, confirm: impl FnMut(&str) -> bool + Send + 'static) {
+        self.confirm = Box::new(confirm);
+    }
+
+    /// Sets how to ask for credentials when the daemon refuses the current ones
+    /// (used in interactive mode, as supervisorctl prompts `Username:`/`Password:`).
+    pub fn set_credentials_prompt(
+        &mut self,
+        prompt: impl FnMut() -> Option<(String, String)> + Send + 'static,
+    ) {
+        self.credentials = Some(Box::new(prompt));
+    }
+
+    /// Sets what stops `tail -f` / `maintail -f` / `fg` (Ctrl-C by default).
+    pub fn set_interrupt(
+        &mut self,
+        interrupt: impl Fn() -> futures::future::BoxFuture<'static, ()> + Send + 'static,
+    ) {
+        self.interrupt = Box::new(interrupt);
+    }
+
+    fn line(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if self.options.json {
+            self.messages.push(text);
+        } else {
+            // A closed stdout (`vigilctl status | head -1`) is not an error worth
+            // more than stopping output.
+            let _ = writeln!(self.out, "{text}");
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let _ = self.out.write_all(bytes);
+        let _ = self.out.flush();
+    }
+
+    fn set_result(&mut self, value: impl Serialize) {
+        self.result = Some(serde_json::to_value(value).unwrap_or(Value::Null));
+    }
+
+    fn fail(&mut self, status: i32) {
+        self.exitstatus = status;
+    }
+
+    /// Runs one command line (supervisorctl's `onecmd`).
+    pub async fn onecmd(&mut self, line: &str) -> Flow {
+        let line = line.trim();
+        if line.is_empty() {
+            return Flow::Continue;
+        }
+        self.messages.clear();
+        self.result = None;
+        let (command, arg) = match line.split_once(char::is_whitespace) {
+            Some((command, arg)) => (command, arg.trim()),
+            None => (line, ""),
+        };
+        let command = if command == "?" { "help" } else { command };
+        let flow = loop {
+            self.auth_refused = false;
+            let flow = self.dispatch(command, arg, line).await;
+            // Interactive mode asks for credentials and runs the command again.
+            if !(self.auth_refused && self.options.interactive) {
+                break flow;
+            }
+            let Some(prompt) = self.credentials.as_mut() else { break flow };
+            let Some((username, password)) = prompt() else { break flow };
+            self.options.username = Some(username);
+            self.options.password = Some(password);
+            self.exitstatus = exit::OK;
+        };
+        if self.options.json {
+            let document = json!({
+                "command": command,
+                "result": self.result.take(),
+                "messages": std::mem::take(&mut self.messages),
+                "exit_code": self.exitstatus,
+            });
+            let _ = writeln!(self.out, "{document}");
+        }
+        let _ = self.out.flush();
+        flow
+    }
+
+    async fn dispatch(&mut self, command: &str, arg: &str, line: &str) -> Flow {
+        let args: Vec<&str> = arg.split_whitespace().collect();
+        match command {
+            "status" => self.status(&args, false).await,
+            "start" => self.start(&args).await,
+            "stop" => self.stop(&args).await,
+            "restart" => self.restart(&args).await,
+            "signal" => self.signal(&args).await,
+            "pid" => self.pid(&args).await,
+            "tail" => self.tail(&args).await,
+            "maintail" => self.maintail(&args).await,
+            "fg" => self.fg(&args).await,
+            "clear" => self.clear(&args).await,
+            "avail" => self.avail(&args).await,
+            "reread" => self.reread(&args).await,
+            "add" => self.add(&args).await,
+            "remove" => self.remove(&args).await,
+            "update" => self.update(&args).await,
+            "reload" => self.reload(&args).await,
+            "shutdown" => self.shutdown().await,
+            "version" => self.version(&args).await,
+            "open" => self.open(arg).await,
+            "help" => self.help(arg),
+            "quit" | "exit" | "EOF" => {
+                if command == "EOF" {
+                    self.line("");
+                }
+                return Flow::Quit;
+            }
+            _ => {
+                self.line(format!("*** Unknown syntax: {line}"));
+                self.fail(exit::GENERIC);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The open connection, connecting first if needed.
+    async fn client(&mut self) -> Result<ControlClient, ConnectError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let auth = match (&self.options.username, &self.options.password) {
+            (Some(user), pass) => Some((user.as_str(), pass.as_deref().unwrap_or_default())),
+            (None, _) => None,
+        };
+        let client =
+            vigil_rpc::connect(&self.options.serverurl, auth).await.inspect_err(|error| {
+                self.auth_refused = matches!(error, ConnectError::Unauthorized { .. });
+            })?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Reports a failed connection for commands that do not run an upcheck
+    /// (supervisorctl lets the socket error escape: exit 1).
+    async fn client_or_report(&mut self) -> Option<ControlClient> {
+        match self.client().await {
+            Ok(client) => Some(client),
+            Err(error) => {
+                self.line(error.to_string());
+                self.fail(exit::GENERIC);
+                None
+            }
+        }
+    }
+
+    /// supervisorctl's `upcheck`: connect and check the API version. Exit codes:
+    /// refused 4, no such file 7, wrong API 5, auth 1.
+    async fn upcheck(&mut self) -> Option<ControlClient> {
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(error) => {
+                let status = match error {
+                    ConnectError::Refused { .. } => exit::INSUFFICIENT_PRIVILEGES,
+                    ConnectError::NoSuchFile { .. } => exit::NOT_RUNNING,
+                    _ => exit::GENERIC,
+                };
+                self.line(error.to_string());
+                self.fail(status);
+                return None;
+            }
+        };
+        match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(info) if info.api_version == vigil_rpc::API_VERSION => Some(client),
+            Ok(info) => {
+                self.line(format!(
+                    "Sorry, this version of vigilctl expects to talk to a server with API version {}, but the remote version is {}.",
+                    vigil_rpc::API_VERSION,
+                    info.api_version
+                ));
+                self.fail(exit::NOT_INSTALLED);
+                None
+            }
+            Err(error) => {
+                self.call_failed(error);
+                None
+            }
+        }
+    }
+
+    /// An RPC failed in a way the command has no specific wording for:
+    /// supervisorctl prints `error: ...` and exits 1.
+    fn call_failed(&mut self, error: CallError) {
+        if let CallError::Rpc(rpc) = &error {
+            self.forget_if_disconnected(rpc);
+        }
+        self.line(format!("error: {error}"));
+        self.fail(exit::GENERIC);
+    }
+
+    fn forget_if_disconnected(&mut self, error: &RpcError) {
+        if is_disconnect(error) {
+            self.client = None;
+        }
+    }
+
+    async fn status(&mut self, args: &[&str], suppress_exitstatus: bool) {
+        let Some(client) = self.upcheck().await else {
+            if self.exitstatus != exit::OK {
+                self.fail(exit::STATUS_UNKNOWN);
+            }
+            return;
+        };
+        let all = match flatten(client.all_process_info(context_with_timeout(QUERY_TIMEOUT)).await)
+        {
+            Ok(all) => all,
+            Err(error) => return self.call_failed(error),
+        };
+        let matching: Vec<_> = if args.is_empty() || args.contains(&"all") {
+            all
+        } else {
+            let mut matching = Vec::new();
+            for name in args {
+                let spec = NameSpec::parse(name);
+                let found: Vec<_> = all
+                    .iter()
+                    .filter(|info| match &spec {
+                        NameSpec::All => true,
+                        NameSpec::Group(group) => &info.group == group,
+                        NameSpec::Process { group, name } => {
+                            &info.group == group && &info.name == name
+                        }
+                    })
+                    .cloned()
+                    .collect();
+                if found.is_empty() {
+                    let message = match &spec {
+                        NameSpec::Group(group) => format!("{group}: ERROR (no such group)"),
+                        _ => format!("{name}: ERROR (no such process)"),
+                    };
+                    self.line(message);
+                    self.fail(exit::STATUS_UNKNOWN);
+                }
+                matching.extend(found);
+            }
+            matching
+        };
+        for line in render::status_lines(&matching) {
+            self.line(line);
+        }
+        if !suppress_exitstatus && matching.iter().any(|info| info.state.is_stopped()) {
+            self.fail(exit::STATUS_NOT_RUNNING);
+        }
+        self.set_result(&matching);
+    }
+
+    /// The specs to send for a name list: `all` anywhere means everything.
+    fn specs(args: &[&str]) -> Vec<NameSpec> {
+        if args.contains(&"all") {
+            vec![NameSpec::All]
+        } else {
+            args.iter().map(|a| NameSpec::parse(a)).collect()
+        }
+    }
+
+    fn show_results(&mut self, action: Action, results: &[vigil_rpc::ProcessResult]) {
+        for result in results {
+            let (line, status) = render::result_line(action, result);
+            self.line(line);
+            if let Some(status) = status {
+                self.fail(status);
+            }
+        }
+    }
+
+    async fn start(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            self.line("Error: start requires a process name");
+            self.fail(exit::INVALID_ARGS);
+            self.help_lines("start");
+            return;
+        }
+        match flatten(
+            client.start(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
+        ) {
+            Ok(results) => {
+                self.show_results(Action::Start, &results);
+                self.set_result(&results);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn stop(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            self.line("Error: stop requires a process name");
+            self.fail(exit::GENERIC);
+            self.help_lines("stop");
+            return;
+        }
+        match flatten(
+            client.stop(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
+        ) {
+            Ok(results) => {
+                self.show_results(Action::Stop, &results);
+                self.set_result(&results);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn restart(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            self.line("Error: restart requires a process name");
+            self.fail(exit::GENERIC);
+            self.help_lines("restart");
+            return;
+        }
+        match flatten(
+            client.restart(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
+        ) {
+            Ok(report) => {
+                self.show_results(Action::Stop, &report.stopped);
+                self.show_results(Action::Start, &report.started);
+                self.set_result(&report);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn signal(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        let [signal, names @ ..] = args else {
+            return self.signal_usage();
+        };
+        if names.is_empty() {
+            return self.signal_usage();
+        }
+        let call = client.signal(
+            context_with_timeout(QUERY_TIMEOUT),
+            Self::specs(names),
+            (*signal).to_owned(),
+        );
+        match flatten(call.await) {
+            Ok(results) => {
+                self.show_results(Action::Signal, &results);
+                self.set_result(&results);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    fn signal_usage(&mut self) {
+        self.line("Error: signal requires a signal name and a process name");
+        self.help_lines("signal");
+        self.fail(exit::GENERIC);
+    }
+
+    async fn pid(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
+                Ok(info) => {
+                    self.line(info.pid.to_string());
+                    self.set_result(json!({ "pid": info.pid }));
+                }
+                Err(error) => self.call_failed(error),
+            }
+            return;
+        }
+        if args.contains(&"all") {
+            match flatten(client.all_process_info(context_with_timeout(QUERY_TIMEOUT)).await) {
+                Ok(all) => {
+                    let pids: Vec<_> =
+                        all.iter().map(|i| json!({ "name": i.namespec(), "pid": i.pid })).collect();
+                    for info in &all {
+                        self.line(info.pid.to_string());
+                    }
+                    self.set_result(pids);
+                }
+                Err(error) => self.call_failed(error),
+            }
+            return;
+        }
+        let mut pids = Vec::new();
+        for name in args {
+            match flatten(
+                client.process_info(context_with_timeout(QUERY_TIMEOUT), (*name).to_owned()).await,
+            ) {
+                Ok(info) => {
+                    self.line(info.pid.to_string());
+                    if info.pid == 0 {
+                        self.fail(exit::NOT_RUNNING);
+                    }
+                    pids.push(json!({ "name": name, "pid": info.pid }));
+                }
+                Err(CallError::Fault(ControlError::BadName(_))) => {
+                    self.line(format!("No such process {name}"));
+                    self.fail(exit::GENERIC);
+                }
+                Err(error) => return self.call_failed(error),
+            }
+        }
+        self.set_result(pids);
+    }
+
+    async fn tail(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            self.line("Error: too few arguments");
+            self.fail(exit::GENERIC);
+            return self.help_lines("tail");
+        }
+        if args.len() > 3 {
+            self.line("Error: too many arguments");
+            self.fail(exit::GENERIC);
+            return self.help_lines("tail");
+        }
+        let mut args = args.to_vec();
+        let modifier = if args[0].starts_with('-') { Some(args.remove(0)) } else { None };
+        let (name, channel) = match args.as_slice() {
+            [name] => (*name, "stdout".to_owned()),
+            [name, .., channel] => (*name, channel.to_lowercase()),
+            [] => {
+                self.line("Error: tail requires process name");
+                return self.fail(exit::GENERIC);
+            }
+        };
+        let channel = match channel.as_str() {
+            "stdout" => LogChannel::Stdout,
+            "stderr" => LogChannel::Stderr,
+            other => {
+                self.line(format!("Error: bad channel '{other}'"));
+                return self.fail(exit::GENERIC);
+            }
+        };
+        let target = LogTarget::Process { name: name.to_owned(), channel };
+        let bytes = match modifier.map(|m| &m[1..]) {
+            None => TAIL_BYTES,
+            Some("f") => return self.follow(client, target, name).await,
+            Some(count) => match count.parse::<i64>() {
+                Ok(count) => count,
+                Err(_) => {
+                    self.line(format!("Error: bad argument {}", modifier.unwrap_or_default()));
+                    return self.fail(exit::GENERIC);
+                }
+            },
+        };
+        self.read_tail(client, target, name, bytes).await;
+    }
+
+    async fn maintail(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        let bytes = match args {
+            [] => TAIL_BYTES,
+            [arg] if *arg == "-f" => {
+                return self.follow(client, LogTarget::Main, "supervisord").await;
+            }
+            [arg] => match arg.strip_prefix('-').map(str::parse::<i64>) {
+                Some(Ok(bytes)) => bytes,
+                _ => {
+                    self.line(format!("Error: bad argument {arg}"));
+                    return self.fail(exit::GENERIC);
+                }
+            },
+            _ => {
+                self.line("Error: too many arguments");
+                self.fail(exit::GENERIC);
+                return self.help_lines("maintail");
+            }
+        };
+        self.read_tail(client, LogTarget::Main, "supervisord", bytes).await;
+    }
+
+    /// `tail -N` / `maintail -N`: the last N bytes, then a newline (supervisorctl
+    /// prints the log as one "line").
+    async fn read_tail(
+        &mut self,
+        client: ControlClient,
+        target: LogTarget,
+        label: &str,
+        bytes: i64,
+    ) {
+        // supervisorctl passes -N even for a negative N; readLog then rejects it.
+        let offset = bytes.checked_neg().unwrap_or(i64::MIN);
+        match read_log_all(&client, &target, offset, 0, QUERY_TIMEOUT).await {
+            Ok(log) => {
+                if self.options.json {
+                    self.set_result(json!({ "text": String::from_utf8_lossy(&log) }));
+                } else {
+                    self.raw(&log);
+                    self.raw(b"\n");
+                }
+            }
+            Err(error) => self.log_error(label, error),
+        }
+    }
+
+    fn log_error(&mut self, label: &str, error: CallError) {
+        let reason = match &error {
+            CallError::Fault(ControlError::NoFile(_)) => "no log file",
+            CallError::Fault(ControlError::Failed(_)) => "unknown error reading log",
+            CallError::Fault(ControlError::BadName(_)) => "no such process name",
+            _ => return self.call_failed(error),
+        };
+        self.line(format!("{label}: ERROR ({reason})"));
+        self.fail(exit::GENERIC);
+    }
+
+    /// `tail -f` / `maintail -f`: long-polls from 1024 bytes before the end until
+    /// interrupted, following each reply's `next` offset so a rotation neither
+    /// loses nor repeats bytes.
+    async fn follow(&mut self, client: ControlClient, target: LogTarget, label: &str) {
+        self.line("==> Press Ctrl-C to exit <==");
+        let interrupted = (self.interrupt)();
+        tokio::pin!(interrupted);
+        let mut offset = -FOLLOW_BACKLOG;
+        loop {
+            let poll = client.tail_follow(
+                context_with_timeout(FOLLOW_WAIT + QUERY_TIMEOUT),
+                target.clone(),
+                offset,
+                vigil_rpc::MAX_LOG_CHUNK,
+                u64::try_from(FOLLOW_WAIT.as_millis()).unwrap_or(u64::MAX),
+            );
+            let reply = tokio::select! {
+                _ = &mut interrupted => {
+                    self.line("");
+                    return;
+                }
+                reply = poll => flatten(reply),
+            };
+            match reply {
+                Ok(chunk) => {
+                    let requested = u64::try_from(offset).unwrap_or(0);
+                    // Bytes cleared or rotated away before we read them: say so,
+                    // as supervisord's logtail does for truncation.
+                    let skipped = if offset >= 0 { chunk.skipped(requested) } else { 0 };
+                    if self.options.json {
+                        let text = String::from_utf8_lossy(&chunk.bytes.0).into_owned();
+                        let document = json!({
+                            "offset": chunk.offset,
+                            "next": chunk.next,
+                            "skipped": skipped,
+                            "text": text,
+                        });
+                        let _ = writeln!(self.out, "{document}");
+                        let _ = self.out.flush();
+                    } else {
+                        if skipped > 0 {
+                            self.raw(b"\n==> File truncated <==\n");
+                        }
+                        self.raw(&chunk.bytes.0);
+                    }
+                    offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
+                }
+                Err(error) => return self.log_error(label, error),
+            }
+        }
+    }
+
+    async fn fg(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        let name = match args {
+            [] => {
+                self.line("ERROR: no process name supplied");
+                self.fail(exit::GENERIC);
+                return self.help_lines("fg");
+            }
+            [name] => (*name).to_owned(),
+            _ => {
+                self.line("ERROR: too many process names supplied");
+                return self.fail(exit::GENERIC);
+            }
+        };
+        match flatten(client.process_info(context_with_timeout(QUERY_TIMEOUT), name.clone()).await)
+        {
+            Ok(info) if info.state == ProcessState::Running => {}
+            Ok(_) => {
+                self.line("ERROR: process not running");
+                return self.fail(exit::GENERIC);
+            }
+            Err(CallError::Fault(ControlError::BadName(_))) => {
+                self.line("ERROR: bad process name supplied");
+                return self.fail(exit::GENERIC);
+            }
+            Err(error) => {
+                self.line(format!("ERROR: {error}"));
+                return;
+            }
+        }
+        self.line("==> Press Ctrl-C to exit <==");
+        let message = crate::fg::run(&client, &name, &mut self.out, (self.interrupt)()).await;
+        for line in message {
+            self.line(line);
+        }
+    }
+
+    async fn clear(&mut self, args: &[&str]) {
+        let Some(client) = self.upcheck().await else { return };
+        if args.is_empty() {
+            self.line("Error: clear requires a process name");
+            self.fail(exit::GENERIC);
+            return self.help_lines("clear");
+        }
+        match flatten(
+            client.clear_logs(context_with_timeout(QUERY_TIMEOUT), Self::specs(args)).await,
+        ) {
+            Ok(results) => {
+                self.show_results(Action::Clear, &results);
+                self.set_result(&results);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    fn no_arguments(&mut self, command: &str, args: &[&str]) -> bool {
+        if args.is_empty() {
+            return true;
+        }
+        self.line(format!("Error: {command} accepts no arguments"));
+        self.fail(exit::GENERIC);
+        self.help_lines(command);
+        false
+    }
+
+    async fn avail(&mut self, args: &[&str]) {
+        if !self.no_arguments("avail", args) {
+            return;
+        }
+        let Some(client) = self.client_or_report().await else { return };
+        match flatten(client.avail(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(infos) => {
+                for info in &infos {
+                    self.line(render::avail_line(info));
+                }
+                self.set_result(&infos);
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: supervisor shutting down");
+                self.fail(exit::GENERIC);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn reread(&mut self, args: &[&str]) {
+        if !self.no_arguments("reread", args) {
+            return;
+        }
+        let Some(client) = self.client_or_report().await else { return };
+        match flatten(client.reread(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(reread) => {
+                for line in render::reread_lines(&reread) {
+                    self.line(line);
+                }
+                self.set_result(&reread);
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: supervisor shutting down");
+                self.fail(exit::GENERIC);
+            }
+            Err(CallError::Fault(
+                error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
+            )) => {
+                for line in render::cant_reread_lines(&error) {
+                    self.line(line);
+                }
+                self.set_result(json!({ "error": error }));
+                self.fail(exit::GENERIC);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn add(&mut self, args: &[&str]) {
+        let Some(client) = self.client_or_report().await else { return };
+        let mut results = Vec::new();
+        for name in args {
+            let outcome = match flatten(
+                client.add_group(context_with_timeout(WAIT_TIMEOUT), (*name).to_owned()).await,
+            ) {
+                Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
+                Err(CallError::Fault(fault)) => Err(fault),
+                Ok(()) => Ok(()),
+            };
+            match &outcome {
+                Ok(()) => self.line(format!("{name}: added process group")),
+                Err(ControlError::ShutdownState) => {
+                    self.line("ERROR: shutting down");
+                    self.fail(exit::GENERIC);
+                }
+                Err(ControlError::AlreadyAdded(_)) => {
+                    self.line("ERROR: process group already active")
+                }
+                Err(ControlError::BadName(_)) => {
+                    self.line(format!("ERROR: no such process/group: {name}"));
+                    self.fail(exit::GENERIC);
+                }
+                Err(other) => {
+                    self.line(format!("ERROR: {other}"));
+                    self.fail(exit::GENERIC);
+                }
+            }
+            results.push(group_outcome(name, outcome));
+        }
+        self.set_result(results);
+    }
+
+    async fn remove(&mut self, args: &[&str]) {
+        let Some(client) = self.client_or_report().await else { return };
+        let mut results = Vec::new();
+        for name in args {
+            let call = client.remove_group(context_with_timeout(QUERY_TIMEOUT), (*name).to_owned());
+            let outcome = match flatten(call.await) {
+                Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
+                Err(CallError::Fault(fault)) => Err(fault),
+                Ok(()) => Ok(()),
+            };
+            match &outcome {
+                Ok(()) => self.line(format!("{name}: removed process group")),
+                Err(ControlError::StillRunning(_)) => {
+                    self.line(format!("ERROR: process/group still running: {name}"));
+                    self.fail(exit::GENERIC);
+                }
+                Err(ControlError::BadName(_)) => {
+                    self.line(format!("ERROR: no such process/group: {name}"));
+                    self.fail(exit::GENERIC);
+                }
+                Err(other) => {
+                    self.line(format!("ERROR: {other}"));
+                    self.fail(exit::GENERIC);
+                }
+            }
+            results.push(group_outcome(name, outcome));
+        }
+        self.set_result(results);
+    }
+
+    async fn update(&mut self, args: &[&str]) {
+        let mut dry_run = false;
+        let mut groups = Vec::new();
+        for arg in args {
+            match *arg {
+                "--dry-run" | "-n" => dry_run = true,
+                "all" => groups.push("all".to_owned()),
+                other if other.starts_with('-') => {
+                    self.line(format!("Error: bad argument {other}"));
+                    self.fail(exit::GENERIC);
+                    return self.help_lines("update");
+                }
+                other => groups.push(other.to_owned()),
+            }
+        }
+        // "all" anywhere means every group, as in supervisorctl.
+        if groups.iter().any(|g| g == "all") {
+            groups.clear();
+        }
+        let Some(client) = self.client_or_report().await else { return };
+        match flatten(client.update(context_with_timeout(WAIT_TIMEOUT), groups, dry_run).await) {
+            Ok(report) => {
+                let (lines, status) = render::update_lines(&report);
+                for line in lines {
+                    self.line(line);
+                }
+                if status != exit::OK {
+                    self.fail(status);
+                }
+                self.set_result(&report);
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: already shutting down");
+                self.fail(exit::GENERIC);
+            }
+            Err(CallError::Fault(
+                error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
+            )) => {
+                for line in render::cant_reread_lines(&error) {
+                    self.line(line);
+                }
+                self.set_result(json!({ "error": error }));
+                self.fail(exit::GENERIC);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn reload(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            self.line("Error: reload accepts no arguments");
+            self.fail(exit::GENERIC);
+            return self.help_lines("reload");
+        }
+        if self.options.interactive
+            && !(self.confirm)("Really restart the remote supervisord process y/N? ")
+        {
+            return;
+        }
+        let Some(client) = self.client_or_report().await else { return };
+        match flatten(client.reload(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(()) => {
+                self.line("Restarted supervisord");
+                // The daemon drops connections while it reloads.
+                self.client = None;
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: already shutting down");
+                self.fail(exit::GENERIC);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if self.options.interactive
+            && !(self.confirm)("Really shut the remote supervisord process down y/N? ")
+        {
+            return;
+        }
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(error) => {
+                let url = &self.options.serverurl;
+                let message = match error {
+                    ConnectError::Refused { .. } => {
+                        format!("ERROR: {url} refused connection (already shut down?)")
+                    }
+                    ConnectError::NoSuchFile { .. } => {
+                        format!("ERROR: {url} no such file (already shut down?)")
+                    }
+                    other => other.to_string(),
+                };
+                self.line(message);
+                return self.fail(exit::GENERIC);
+            }
+        };
+        match flatten(client.shutdown(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(()) => {
+                self.line("Shut down");
+                self.client = None;
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: already shutting down")
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn version(&mut self, args: &[&str]) {
+        if !self.no_arguments("version", args) {
+            return;
+        }
+        let Some(client) = self.upcheck().await else { return };
+        match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
+            Ok(info) => {
+                self.line(info.version.clone());
+                self.set_result(&info);
+            }
+            Err(error) => self.call_failed(error),
+        }
+    }
+
+    async fn open(&mut self, url: &str) {
+        if !(url.starts_with("unix://") || url.starts_with("http://")) {
+            self.line("ERROR: url must be http:// or unix://");
+            return self.fail(exit::GENERIC);
+        }
+        self.options.serverurl = url.to_owned();
+        self.client = None;
+        self.status(&[], true).await;
+    }
+
+    fn help(&mut self, topic: &str) {
+        let topic = topic.trim();
+        if topic.is_empty() {
+            self.line("");
+            let header = "default commands (type help <topic>):";
+            self.line(header);
+            self.line("=".repeat(header.len()));
+            for row in render::columnize(COMMANDS, 79) {
+                self.line(row);
+            }
+            self.line("");
+        } else if topic == "help" {
+            self.line("help\t\tPrint a list of available actions");
+            self.line("help <action>\tPrint help for <action>");
+        } else if crate::help::text(topic).is_some() {
+            self.help_lines(topic);
+        } else {
+            self.line(format!("*** No help on {topic}"));
+        }
+    }
+
+    fn help_lines(&mut self, command: &str) {
+        for line in crate::help::text(command).unwrap_or_default() {
+            self.line(*line);
+        }
+    }
+
+    /// Process and group names for shell completion (empty when unreachable).
+    pub async fn completion_names(&mut self) -> Vec<vigil_rpc::ProcessInfo> {
+        let Ok(client) = self.client().await else { return Vec::new() };
+        match client.all_process_info(context_with_timeout(Duration::from_secs(5))).await {
+            Ok(Ok(all)) => all,
+            Ok(Err(_)) => Vec::new(),
+            Err(error) => {
+                self.forget_if_disconnected(&error);
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn group_outcome(name: &str, outcome: Result<(), ControlError>) -> Value {
+    json!({ "group": name, "error": outcome.err() })
+}

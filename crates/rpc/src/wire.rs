@@ -1,0 +1,752 @@
+//! The values that cross the wire between vigilctl (or an ops script) and vigild.
+//!
+//! Every struct mirrors a supervisord XML-RPC struct field for field where one
+//! exists (reference s4.2), so the XML-RPC adaptor converts without loss; Vigil's
+//! additions are marked. Fields a newer peer may add or an older peer may lack
+//! carry `#[serde(default)]` so a vigilctl and a vigild of neighbouring versions
+//! still understand each other over JSON.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{ControlError, SUCCESS_CODE};
+
+/// Largest log payload one reply carries. tarpc's length-delimited frames are
+/// capped at 8 MiB and an oversized frame kills the whole connection, so the
+/// daemon never puts more than this many log bytes in a reply (base64 in JSON
+/// makes 1 MiB about 1.4 MiB on the wire). Callers page with offsets.
+pub const MAX_LOG_CHUNK: u64 = 1024 * 1024;
+
+/// supervisord's API version, reported by `getAPIVersion`; vigilctl refuses to
+/// talk to a daemon reporting another one (as supervisorctl's upcheck does).
+pub const API_VERSION: &str = "3.0";
+
+/// A process state, with supervisord's numeric codes (reference s2.1).
+/// On the wire it is the number, so unknown future codes read as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcessState {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Exited,
+    Fatal,
+    Unknown,
+}
+
+impl ProcessState {
+    pub const ALL: [ProcessState; 8] = [
+        ProcessState::Stopped,
+        ProcessState::Starting,
+        ProcessState::Running,
+        ProcessState::Backoff,
+        ProcessState::Stopping,
+        ProcessState::Exited,
+        ProcessState::Fatal,
+        ProcessState::Unknown,
+    ];
+
+    /// supervisord's state code.
+    pub fn code(self) -> i32 {
+        match self {
+            ProcessState::Stopped => 0,
+            ProcessState::Starting => 10,
+            ProcessState::Running => 20,
+            ProcessState::Backoff => 30,
+            ProcessState::Stopping => 40,
+            ProcessState::Exited => 100,
+            ProcessState::Fatal => 200,
+            ProcessState::Unknown => 1000,
+        }
+    }
+
+    /// supervisord's state name (`RUNNING`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessState::Stopped => "STOPPED",
+            ProcessState::Starting => "STARTING",
+            ProcessState::Running => "RUNNING",
+            ProcessState::Backoff => "BACKOFF",
+            ProcessState::Stopping => "STOPPING",
+            ProcessState::Exited => "EXITED",
+            ProcessState::Fatal => "FATAL",
+            ProcessState::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The state for a code; codes supervisord does not define read as `Unknown`.
+    pub fn from_code(code: i32) -> ProcessState {
+        ProcessState::ALL.into_iter().find(|s| s.code() == code).unwrap_or(ProcessState::Unknown)
+    }
+
+    /// supervisord's `STOPPED_STATES`: what `status` counts as "not running"
+    /// (exit 3) and what `remove_group` requires.
+    pub fn is_stopped(self) -> bool {
+        matches!(
+            self,
+            ProcessState::Stopped
+                | ProcessState::Exited
+                | ProcessState::Fatal
+                | ProcessState::Unknown
+        )
+    }
+}
+
+impl Serialize for ProcessState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i32(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        i32::deserialize(deserializer).map(ProcessState::from_code)
+    }
+}
+
+/// The daemon's own state (`getState`): supervisord's `SupervisorStates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DaemonState {
+    /// Code 2.
+    Fatal,
+    /// Code 1.
+    Running,
+    /// Code 0: reloading.
+    Restarting,
+    /// Code -1.
+    Shutdown,
+}
+
+impl DaemonState {
+    pub fn code(self) -> i32 {
+        match self {
+            DaemonState::Fatal => 2,
+            DaemonState::Running => 1,
+            DaemonState::Restarting => 0,
+            DaemonState::Shutdown => -1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DaemonState::Fatal => "FATAL",
+            DaemonState::Running => "RUNNING",
+            DaemonState::Restarting => "RESTARTING",
+            DaemonState::Shutdown => "SHUTDOWN",
+        }
+    }
+}
+
+/// Everything that identifies the daemon: `getAPIVersion`, `getSupervisorVersion`,
+/// `getIdentification`, `getState` and `getPID` in one reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// vigild's package version (what `vigilctl version` prints).
+    pub version: String,
+    /// `[supervisord] identifier`.
+    pub identification: String,
+    pub state: DaemonState,
+    pub pid: u32,
+}
+
+/// Vigil extension: the result of a process's health probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health {
+    /// No probe has concluded yet.
+    Unknown,
+    Healthy,
+    Unhealthy {
+        /// The last failure, e.g. `connect 127.0.0.1:80: refused`.
+        reason: String,
+    },
+}
+
+/// One process, as `getProcessInfo` reports it, plus Vigil's extras.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub group: String,
+    /// Epoch seconds of the last start; 0 if never started.
+    pub start: i64,
+    /// Epoch seconds of the last stop; 0 if never stopped.
+    pub stop: i64,
+    /// The daemon's clock (epoch seconds) when this was taken; uptimes are
+    /// computed against it, not against the client's clock.
+    pub now: i64,
+    /// `state` (code) on the wire; `statename` is derived from it.
+    pub state: ProcessState,
+    /// Redundant with `state` but kept verbatim: supervisord has both.
+    pub statename: String,
+    /// The last spawn error, or empty.
+    pub spawnerr: String,
+    /// The last exit status; 0 if none; -1 when killed by a signal (supervisord's
+    /// convention).
+    pub exitstatus: i32,
+    /// Alias of `stdout_logfile`.
+    pub logfile: String,
+    /// Path, or empty when the channel is not logged to a file.
+    pub stdout_logfile: String,
+    pub stderr_logfile: String,
+    /// 0 when not running.
+    pub pid: u32,
+    /// What `status` prints in its third column (reference s3.3), computed by the
+    /// daemon in its own time zone with [`describe`].
+    pub description: String,
+    /// Vigil extension: `None` when the program has no probe.
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// Vigil extension: the dependencies (`depends_on`) this process is waiting
+    /// for before it is spawned, as namespecs; empty when not waiting.
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+}
+
+impl ProcessInfo {
+    /// supervisord's `make_namespec`: `name` when it equals the group, else
+    /// `group:name`.
+    pub fn namespec(&self) -> String {
+        make_namespec(&self.group, &self.name)
+    }
+}
+
+/// What `status` shows in its third column for a process (supervisord's
+/// `_interpretProcessInfo`, reference s3.3), from the other fields of `info`.
+/// The daemon fills [`ProcessInfo::description`] with it.
+///
+/// `stop_local` formats an epoch in the daemon's local time as
+/// `%b %d %I:%M %p` (`Nov 23 11:18 PM`); it is called only for a STOPPED or
+/// EXITED process that was started at least once (vigil-rpc has no time-zone
+/// database, the daemon has).
+pub fn describe(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
+    match info.state {
+        ProcessState::Running => {
+            format!(
+                "pid {}, uptime {}",
+                info.pid,
+                format_uptime(info.now.saturating_sub(info.start))
+            )
+        }
+        ProcessState::Fatal | ProcessState::Backoff if info.spawnerr.is_empty() => {
+            format!("unknown error (try \"tail {}\")", info.name)
+        }
+        ProcessState::Fatal | ProcessState::Backoff => info.spawnerr.clone(),
+        ProcessState::Stopped | ProcessState::Exited if info.start == 0 => "Not started".to_owned(),
+        ProcessState::Stopped | ProcessState::Exited => stop_local(info.stop),
+        ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
+    }
+}
+
+/// supervisord's `make_namespec`.
+pub fn make_namespec(group: &str, name: &str) -> String {
+    if group == name { name.to_owned() } else { format!("{group}:{name}") }
+}
+
+/// The `uptime H:MM:SS` part of a RUNNING description, as Python's
+/// `str(timedelta)` prints it: `0:00:12`, `1 day, 2:03:04`, `3 days, 0:00:00`.
+/// Negative values (clock skew) print as zero, as supervisord does.
+pub fn format_uptime(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    let clock = format!("{}:{:02}:{:02}", rest / 3600, (rest % 3600) / 60, rest % 60);
+    match days {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        n => format!("{n} days, {clock}"),
+    }
+}
+
+/// A name argument (reference s3.2): `name`, `group:name`, `group:*` / `group:`,
+/// or `all`. On the wire it is the string form, so scripts may send plain strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NameSpec {
+    /// Every process.
+    All,
+    /// Every process of a group.
+    Group(String),
+    /// One process. A bare `name` means `name:name` (supervisord's
+    /// `split_namespec`).
+    Process { group: String, name: String },
+}
+
+impl NameSpec {
+    /// Parses a name argument. Never fails: any string is a syntactically valid
+    /// name, whether it exists is the daemon's call (BAD_NAME).
+    pub fn parse(text: &str) -> NameSpec {
+        if text == "all" {
+            return NameSpec::All;
+        }
+        match text.split_once(':') {
+            Some((group, "" | "*")) => NameSpec::Group(group.to_owned()),
+            Some((group, name)) => {
+                NameSpec::Process { group: group.to_owned(), name: name.to_owned() }
+            }
+            None => NameSpec::Process { group: text.to_owned(), name: text.to_owned() },
+        }
+    }
+
+    /// The group part (`None` for `all`).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            NameSpec::All => None,
+            NameSpec::Group(group) | NameSpec::Process { group, .. } => Some(group),
+        }
+    }
+}
+
+impl fmt::Display for NameSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameSpec::All => f.write_str("all"),
+            NameSpec::Group(group) => write!(f, "{group}:*"),
+            NameSpec::Process { group, name } => f.write_str(&make_namespec(group, name)),
+        }
+    }
+}
+
+impl FromStr for NameSpec {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(NameSpec::parse(s))
+    }
+}
+
+impl Serialize for NameSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NameSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|s| NameSpec::parse(&s))
+    }
+}
+
+/// The outcome for one process of a multi-name command: supervisord's result
+/// struct `{name, group, status, description}`.
+///
+/// A name spec that matches nothing yields one result with the spec's group,
+/// `name` = the spec's process name (`None` for a group spec) and
+/// `error` = `BadName`, so vigilctl can print `x: ERROR (no such process)` or
+/// `g: ERROR (no such group)` in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessResult {
+    pub group: String,
+    /// `None` only for a result about a whole group (a group spec that matched
+    /// no group).
+    pub name: Option<String>,
+    /// `None` on success (supervisord status 80, description `OK`).
+    #[serde(default)]
+    pub error: Option<ControlError>,
+}
+
+impl ProcessResult {
+    pub fn ok(group: impl Into<String>, name: impl Into<String>) -> Self {
+        ProcessResult { group: group.into(), name: Some(name.into()), error: None }
+    }
+
+    pub fn failed(group: impl Into<String>, name: Option<String>, error: ControlError) -> Self {
+        ProcessResult { group: group.into(), name, error: Some(error) }
+    }
+
+    /// supervisord's `status` field: the fault code, 80 on success.
+    pub fn status(&self) -> i32 {
+        self.error.as_ref().map_or(SUCCESS_CODE, ControlError::code)
+    }
+
+    /// supervisord's `description` field: `OK` or the fault string.
+    pub fn description(&self) -> String {
+        self.error.as_ref().map_or_else(|| "OK".to_owned(), ToString::to_string)
+    }
+
+    /// What supervisorctl prints before the colon.
+    pub fn namespec(&self) -> String {
+        match &self.name {
+            Some(name) => make_namespec(&self.group, name),
+            None => self.group.clone(),
+        }
+    }
+}
+
+/// The two phases of `restart`: every stop first, then every start, as
+/// supervisorctl's `do_stop` then `do_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartReport {
+    pub stopped: Vec<ProcessResult>,
+    pub started: Vec<ProcessResult>,
+}
+
+/// A process's output channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogChannel {
+    Stdout,
+    Stderr,
+}
+
+impl LogChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogChannel::Stdout => "stdout",
+            LogChannel::Stderr => "stderr",
+        }
+    }
+}
+
+/// Which log a log method works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "log", rename_all = "snake_case")]
+pub enum LogTarget {
+    /// The daemon's own activity log (`readLog`, `/mainlogtail`).
+    Main,
+    /// One channel of one process; `name` is a namespec (`name` or `group:name`).
+    Process { name: String, channel: LogChannel },
+}
+
+/// Raw bytes (log output, stdin data). Logs are not necessarily UTF-8, so they
+/// travel as base64 in JSON rather than as a lossy string or a number array.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Blob(pub Vec<u8>);
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Blob)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(bytes: Vec<u8>) -> Self {
+        Blob(bytes)
+    }
+}
+
+/// A reply of `read_log`: a slice of the current log file.
+///
+/// `start..end` are the file offsets of `bytes`. The reply is complete when
+/// `end` reaches the end of what was asked (the requested end, or `size` for
+/// "to EOF"); otherwise it was cut at [`MAX_LOG_CHUNK`] and the caller asks again
+/// from `end` (`read_log(target, end, remaining)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSlice {
+    pub bytes: Blob,
+    pub start: u64,
+    pub end: u64,
+    /// The file's size when read.
+    pub size: u64,
+}
+
+/// A reply of `tail_log`: supervisord's `[bytes, offset, overflow]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTail {
+    pub bytes: Blob,
+    /// The file size: pass it back as the next `offset`.
+    pub offset: u64,
+    /// True when there was more new data than `length` (some was skipped).
+    pub overflow: bool,
+}
+
+/// A reply of `tail_follow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFollow {
+    pub bytes: Blob,
+    /// Stream position of the first byte of `bytes`. Greater than the requested
+    /// offset when the bytes in between are gone (cleared, or rotated beyond the
+    /// kept backups): the client reports the gap rather than hiding it.
+    pub offset: u64,
+    /// Stream position just past `bytes`: the `offset` of the next call.
+    pub next: u64,
+}
+
+impl LogFollow {
+    /// How many bytes between the requested offset and this reply are lost.
+    pub fn skipped(&self, requested: u64) -> u64 {
+        self.offset.saturating_sub(requested)
+    }
+}
+
+/// How a configured group differs from the running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// In the file, not running (`available`).
+    Added,
+    /// Running with a different configuration (`changed`).
+    Changed,
+    /// Running, gone from the file (`disappeared`).
+    Removed,
+}
+
+/// Vigil extension: what exactly changed in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChange {
+    pub group: String,
+    pub kind: ChangeKind,
+    /// Per changed process: its name and the changed settings (`command`,
+    /// `environment`, ...). Empty for added/removed groups.
+    #[serde(default)]
+    pub processes: Vec<ProcessChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessChange {
+    pub name: String,
+    pub kind: ChangeKind,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// True when every changed field can be applied without a restart.
+    #[serde(default)]
+    pub in_place: bool,
+}
+
+/// A reply of `reread`: supervisord's `[[added, changed, removed]]` (group
+/// names, each sorted) plus per-group detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Reread {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    #[serde(default)]
+    pub details: Vec<GroupChange>,
+}
+
+/// What `update` did (or, with `dry_run`, would do) to one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateAction {
+    /// Stopped and removed (printed `g: stopped`, `g: removed process group`).
+    Removed,
+    /// Changed processes restarted, in-place fields applied, untouched processes
+    /// kept (printed `g: stopped` when something was stopped, then
+    /// `g: updated process group`).
+    Updated,
+    /// Added, autostart processes started (`g: added process group`).
+    Added,
+}
+
+/// One step of `update`, in the order supervisorctl prints them: removals, then
+/// changes, then additions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStep {
+    pub group: String,
+    pub action: UpdateAction,
+    /// Processes stopped by this step (removed or restarted), by name.
+    #[serde(default)]
+    pub stopped: Vec<String>,
+    /// Processes started (or restarted) by this step, by name.
+    #[serde(default)]
+    pub started: Vec<String>,
+    /// Processes whose changes were applied in place, by name.
+    #[serde(default)]
+    pub changed_in_place: Vec<String>,
+    /// Set when the step failed; a failed removal prints
+    /// `g: has problems; not removing`.
+    #[serde(default)]
+    pub error: Option<ControlError>,
+}
+
+/// A reply of `update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UpdateReport {
+    /// True when nothing was applied (`update --dry-run`).
+    pub dry_run: bool,
+    /// Requested group names that are neither running nor in the new config
+    /// (`ERROR: no such group: x`).
+    #[serde(default)]
+    pub unknown_groups: Vec<String>,
+    pub steps: Vec<UpdateStep>,
+}
+
+/// One configured process, as `getAllConfigInfo` reports it. Log settings that
+/// supervisord prints as `auto`/`none` are strings here too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigInfo {
+    pub name: String,
+    pub group: String,
+    /// True when the group is active (running config), false when only in the
+    /// last-read file.
+    pub inuse: bool,
+    pub autostart: bool,
+    /// `false`, `unexpected` or `true`.
+    pub autorestart: String,
+    pub group_prio: i32,
+    pub process_prio: i32,
+    pub command: String,
+    #[serde(default)]
+    pub directory: Option<String>,
+    #[serde(default)]
+    pub uid: Option<u32>,
+    pub exitcodes: Vec<i32>,
+    pub killasgroup: bool,
+    pub stopasgroup: bool,
+    pub redirect_stderr: bool,
+    pub startretries: u32,
+    pub startsecs: u64,
+    pub stopsignal: i32,
+    pub stopwaitsecs: u64,
+    pub serverurl: String,
+    pub stdout: LogSettings,
+    pub stderr: LogSettings,
+}
+
+/// The six `stdout_*`/`stderr_*` fields of `getAllConfigInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// Path, `auto` or `none`.
+    pub logfile: String,
+    pub logfile_maxbytes: u64,
+    pub logfile_backups: u32,
+    pub capture_maxbytes: u64,
+    pub events_enabled: bool,
+    pub syslog: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespecs_parse_like_split_namespec() {
+        let cases = [
+            ("all", NameSpec::All, "all"),
+            ("app", NameSpec::Process { group: "app".into(), name: "app".into() }, "app"),
+            ("g:p", NameSpec::Process { group: "g".into(), name: "p".into() }, "g:p"),
+            ("g:*", NameSpec::Group("g".into()), "g:*"),
+            ("g:", NameSpec::Group("g".into()), "g:*"),
+        ];
+        for (text, spec, shown) in cases {
+            assert_eq!(NameSpec::parse(text), spec, "{text}");
+            assert_eq!(spec.to_string(), shown, "{text}");
+            let json = serde_json::to_string(&spec).expect("serialize");
+            assert_eq!(serde_json::from_str::<NameSpec>(&json).expect("deserialize"), spec);
+        }
+    }
+
+    #[test]
+    fn descriptions_follow_interpret_process_info() {
+        let base = ProcessInfo {
+            name: "web".into(),
+            group: "web".into(),
+            start: 1000,
+            stop: 2000,
+            now: 1012,
+            state: ProcessState::Running,
+            statename: "RUNNING".into(),
+            spawnerr: String::new(),
+            exitstatus: 0,
+            logfile: String::new(),
+            stdout_logfile: String::new(),
+            stderr_logfile: String::new(),
+            pid: 61,
+            description: String::new(),
+            health: None,
+            waiting_for: Vec::new(),
+        };
+        let with = |state, start, spawnerr: &str| ProcessInfo {
+            state,
+            start,
+            spawnerr: spawnerr.into(),
+            ..base.clone()
+        };
+        let stop = |epoch: i64| format!("local({epoch})");
+        let cases = [
+            (with(ProcessState::Running, 1000, ""), "pid 61, uptime 0:00:12"),
+            (with(ProcessState::Running, 5000, ""), "pid 61, uptime 0:00:00"),
+            (with(ProcessState::Fatal, 1000, "can't find command '/x'"), "can't find command '/x'"),
+            (with(ProcessState::Backoff, 1000, ""), "unknown error (try \"tail web\")"),
+            (with(ProcessState::Stopped, 0, ""), "Not started"),
+            (with(ProcessState::Exited, 1000, ""), "local(2000)"),
+            (with(ProcessState::Starting, 1000, ""), ""),
+            (with(ProcessState::Stopping, 1000, ""), ""),
+            (with(ProcessState::Unknown, 1000, ""), ""),
+        ];
+        for (info, text) in cases {
+            assert_eq!(describe(&info, stop), text, "{:?}", info.state);
+        }
+    }
+
+    #[test]
+    fn uptime_prints_like_python_timedelta() {
+        let cases = [
+            (-5, "0:00:00"),
+            (12, "0:00:12"),
+            (3661, "1:01:01"),
+            (86_400 + 7384, "1 day, 2:03:04"),
+            (3 * 86_400, "3 days, 0:00:00"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(format_uptime(secs), text, "{secs}");
+        }
+    }
+
+    #[test]
+    fn states_round_trip_as_codes_and_unknown_codes_read_as_unknown() {
+        for state in ProcessState::ALL {
+            let json = serde_json::to_string(&state).expect("serialize");
+            assert_eq!(json, state.code().to_string());
+            assert_eq!(serde_json::from_str::<ProcessState>(&json).expect("deserialize"), state);
+        }
+        assert_eq!(
+            serde_json::from_str::<ProcessState>("77").expect("deserialize"),
+            ProcessState::Unknown
+        );
+        let stopped: Vec<_> =
+            ProcessState::ALL.into_iter().filter(|s| s.is_stopped()).map(|s| s.name()).collect();
+        assert_eq!(stopped, ["STOPPED", "EXITED", "FATAL", "UNKNOWN"]);
+    }
+
+    #[test]
+    fn blobs_are_base64_and_results_report_supervisord_status() {
+        let blob = Blob(vec![0, 159, 146, 150, b'\n']);
+        let json = serde_json::to_string(&blob).expect("serialize");
+        assert_eq!(json, "\"AJ+Slgo=\"");
+        assert_eq!(serde_json::from_str::<Blob>(&json).expect("deserialize"), blob);
+
+        let ok = ProcessResult::ok("g", "p");
+        assert_eq!(
+            (ok.status(), ok.description(), ok.namespec()),
+            (80, "OK".to_owned(), "g:p".to_owned())
+        );
+        let bad = ProcessResult::failed("g", None, ControlError::BadName("g".into()));
+        assert_eq!(
+            (bad.status(), bad.description(), bad.namespec()),
+            (10, "BAD_NAME: g".to_owned(), "g".to_owned())
+        );
+    }
+
+    #[test]
+    fn process_info_from_an_older_daemon_without_vigil_extras_still_reads() {
+        let json = r#"{"name":"a","group":"a","start":1,"stop":0,"now":5,"state":20,
+            "statename":"RUNNING","spawnerr":"","exitstatus":0,"logfile":"","stdout_logfile":"",
+            "stderr_logfile":"","pid":42,"description":"pid 42, uptime 0:00:04"}"#;
+        let info: ProcessInfo = serde_json::from_str(json).expect("deserialize");
+        assert_eq!(
+            (info.state, info.health, info.waiting_for.len()),
+            (ProcessState::Running, None, 0)
+        );
+    }
+}
