@@ -1,1 +1,568 @@
 //! vigil-core: the supervision tree that runs programs.
+//!
+//! # Theory of operation
+//!
+//! ```text
+//!   Handle ──(calls)──────────────────────────────┐
+//!     │                                           ▼
+//!   RootActor ──links── GroupActor ──links── ProcessActor ── Lifecycle (pure)
+//!     (root.rs)          (group.rs)          (process.rs)     (lifecycle.rs)
+//!                                                │
+//!                        Reaper (reaper.rs) ◄────┤ spawn / signal / exit
+//!                        ChannelLog (logs.rs) ◄──┘ output capture
+//! ```
+//!
+//! [`Supervisor::start`] builds the tree for a [`vigil_config::Config`]: one
+//! process actor per process instance, one group actor per group, one root. Each
+//! process actor runs supervisord's state machine ([`lifecycle::Lifecycle`]) and
+//! owns at most one OS child. Supervisors exist for bugs in our own code: a
+//! panicking actor is rebuilt and its orphaned child killed; a program exiting is
+//! ordinary data handled by the lifecycle.
+//!
+//! The [`Handle`] is the whole public surface the daemon uses. It reads status
+//! from snapshots each process publishes (no mailbox round-trip, so status of
+//! thousands of processes is cheap), sends requests straight to the process
+//! actors concurrently, and waits for supervisord's `wait` conditions by watching
+//! those snapshots, never inside an actor. It knows nothing of RPC: errors are
+//! [`CoreError`]s that mirror supervisord's faults.
+//!
+//! `update` (supervisorctl's reread + apply) is composed today from
+//! [`Handle::add_group`] and [`Handle::remove_group`]; a finer `apply` that keeps
+//! unchanged processes running fits beside them, because all per-process state
+//! that must survive (status, logs, stdin) lives in one shared record per
+//! process, independent of the actors.
+//!
+//! What this crate deliberately does not do: parse config (vigil-config), speak
+//! any wire protocol (vigil-rpc, vigild), install signal handlers or a panic hook
+//! (vigild).
+
+pub mod error;
+pub mod events;
+pub mod exit;
+mod group;
+pub mod lifecycle;
+pub mod logs;
+mod process;
+pub mod reaper;
+mod root;
+pub mod spawn;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+use vigil_config::{Config, GroupConfig, LogTarget, ProcessConfig, Supervisord};
+
+pub use error::CoreError;
+pub use events::{Event, ProcessStateEvent};
+pub use lifecycle::ProcessState;
+pub use logs::{Channel, ChannelLog};
+pub use process::Spawner;
+pub use process::info::ProcessInfo;
+pub use reaper::Reaper;
+
+use process::{Context, ProcessMsg, ProcessShared};
+use root::{GroupEntry, Registry, RootActor, RootArgs, RootMsg};
+
+/// Bytes of recent output kept in memory per channel for `tail`. Allocated
+/// lazily, as output arrives.
+pub const TAIL_RING_BYTES: usize = 64 * 1024;
+
+/// What the daemon supplies besides the config.
+#[derive(Clone)]
+pub struct SupervisorOptions {
+    /// The daemon's environment: the base of every child's environment.
+    pub daemon_env: Vec<(String, String)>,
+    /// `SUPERVISOR_SERVER_URL` given to children (unless a program sets
+    /// `serverurl`); `None` leaves it unset.
+    pub server_url: Option<String>,
+    /// Starts and signals children: the process-wide [`Reaper`] in production.
+    pub spawner: Arc<dyn Spawner>,
+}
+
+impl SupervisorOptions {
+    /// Options spawning through `reaper`, with an empty daemon environment.
+    pub fn new(reaper: Reaper) -> SupervisorOptions {
+        SupervisorOptions::with_spawner(Arc::new(reaper))
+    }
+
+    /// Options spawning through any [`Spawner`] (tests use fakes).
+    pub fn with_spawner(spawner: Arc<dyn Spawner>) -> SupervisorOptions {
+        SupervisorOptions { daemon_env: Vec::new(), server_url: None, spawner }
+    }
+}
+
+/// Builds and starts the supervision tree.
+pub struct Supervisor;
+
+impl Supervisor {
+    /// Builds the tree for `config`, then starts every `autostart` process in
+    /// (group priority, group name, process priority, name) order, all in the same
+    /// pass without waiting for any to reach RUNNING (supervisord's behaviour).
+    ///
+    /// Unless `nocleanup`, AUTO logs of this `identifier` left in `childlogdir`
+    /// by an earlier run are deleted first. Fails, leaving nothing running, if a
+    /// log file cannot be opened or an actor cannot be started.
+    pub async fn start(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
+        let settings = config.supervisord.clone();
+        if !settings.nocleanup {
+            match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(
+                    "could not clean AUTO logs in {}: {error}",
+                    settings.childlogdir.display()
+                ),
+            }
+        }
+        let mut groups = Vec::with_capacity(config.groups.len());
+        for group in &config.groups {
+            groups.push((group.clone(), build_members(group, &settings)?));
+        }
+        let ctx = Arc::new(Context {
+            spawner: options.spawner,
+            bus: broadcast::channel(events::BUS_CAPACITY).0,
+            daemon_env: options.daemon_env,
+            global_env: settings.environment.clone(),
+            server_url: options.server_url,
+        });
+        let registry = Arc::new(Registry::default());
+        let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
+        let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
+            CoreError::Failed(format!("could not start the root actor: {error}"))
+        })?;
+        let handle = Handle {
+            inner: Arc::new(Inner {
+                root,
+                registry,
+                ctx,
+                settings,
+                shutting_down: AtomicBool::new(false),
+                join: tokio::sync::Mutex::new(Some(join)),
+            }),
+        };
+        for (group, members) in groups {
+            if let Err(error) = handle.add_members(group, members).await {
+                handle.shutdown().await;
+                return Err(error);
+            }
+        }
+        handle.autostart(&handle.inner.registry.groups_by_priority()).await;
+        Ok(handle)
+    }
+}
+
+/// Opens the log channels of every process of `group` and wraps each process
+/// in its shared state.
+fn build_members(
+    group: &GroupConfig,
+    settings: &Supervisord,
+) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
+    let mut members = Vec::with_capacity(group.processes.len());
+    for process in &group.processes {
+        let stdout = open_channel(process, Channel::Stdout, settings)?;
+        let stderr = if process.redirect_stderr {
+            // Everything arrives on stdout; this channel stays empty.
+            ChannelLog::open(None, 0, 0, 0).map_err(|e| log_error(process, Channel::Stderr, e))?
+        } else {
+            open_channel(process, Channel::Stderr, settings)?
+        };
+        members.push(Arc::new(ProcessShared::new(process.clone(), stdout, stderr)));
+    }
+    Ok(members)
+}
+
+fn open_channel(
+    process: &ProcessConfig,
+    channel: Channel,
+    settings: &Supervisord,
+) -> Result<ChannelLog, CoreError> {
+    let config = match channel {
+        Channel::Stdout => &process.stdout,
+        Channel::Stderr => &process.stderr,
+    };
+    let path = match &config.logfile {
+        LogTarget::Path(path) => Some(path.clone()),
+        LogTarget::Auto => Some(
+            logs::auto_log_path(
+                &settings.childlogdir,
+                &process.name,
+                channel,
+                &settings.identifier,
+            )
+            .map_err(|e| log_error(process, channel, e))?,
+        ),
+        // `syslog` as a file name goes to the daemon's syslog handler, not a file.
+        LogTarget::None | LogTarget::Syslog => None,
+    };
+    ChannelLog::open(path, config.maxbytes, config.backups, TAIL_RING_BYTES)
+        .map_err(|e| log_error(process, channel, e))
+}
+
+fn log_error(process: &ProcessConfig, channel: Channel, error: std::io::Error) -> CoreError {
+    CoreError::Failed(format!(
+        "{}: cannot open the {} log: {error}",
+        process.namespec(),
+        channel.as_str()
+    ))
+}
+
+/// A cheap, cloneable handle to a running tree.
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: ActorRef<RootMsg>,
+    registry: Arc<Registry>,
+    ctx: Arc<Context>,
+    settings: Supervisord,
+    shutting_down: AtomicBool,
+    /// The root's join handle, taken by the first `shutdown`.
+    join: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The processes a namespec names.
+struct Targets {
+    members: Vec<Arc<ProcessShared>>,
+    /// `group:*` or `all`: members in an unsuitable state are skipped silently,
+    /// as supervisord's group and "all" calls do.
+    many: bool,
+}
+
+/// One result per process (or per bad namespec), keyed by namespec.
+pub type Results = Vec<(String, Result<(), CoreError>)>;
+
+impl Handle {
+    /// supervisord's `getProcessInfo` for `spec` (`name`, `group:name`,
+    /// `group:*` or `all`), or `getAllProcessInfo` for `None`: sorted by group
+    /// name, then process name.
+    pub async fn process_info(&self, spec: Option<&str>) -> Result<Vec<ProcessInfo>, CoreError> {
+        let mut members = match spec {
+            None => self.all_members(),
+            Some(spec) => self.resolve(spec)?.members,
+        };
+        if spec.is_none() || spec == Some("all") {
+            members.sort_by(|a, b| {
+                (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
+            });
+        }
+        let now = SystemTime::now();
+        Ok(members.iter().map(|member| info_of(member, now)).collect())
+    }
+
+    /// Starts the processes named by `specs`, all concurrently. With `wait`, each
+    /// result arrives when its process is RUNNING (`ABNORMAL_TERMINATION` if it
+    /// left STARTING otherwise, `SPAWN_ERROR` if it failed to spawn or exited
+    /// within `startsecs`). Group specs skip members already running.
+    pub async fn start(&self, specs: &[String], wait: bool) -> Results {
+        self.for_each(
+            specs,
+            |state| !state.is_running(),
+            move |member| async move { start_one(member, wait).await }.boxed(),
+        )
+        .await
+    }
+
+    /// Stops the processes named by `specs`, all concurrently (supervisord issues
+    /// stops in priority order; here they are issued in that order and then run
+    /// together). With `wait`, each result arrives when its process is in a
+    /// stopped state. Group specs skip members that are not running.
+    pub async fn stop(&self, specs: &[String], wait: bool) -> Results {
+        self.for_each(specs, ProcessState::is_running, move |member| {
+            async move { stop_one(member, wait).await }.boxed()
+        })
+        .await
+    }
+
+    /// Sends signal number `sig` to the processes named by `specs` (the pid only,
+    /// like supervisord's `signalProcess`). `BAD_SIGNAL` if `sig` is not a signal
+    /// of this platform. Group specs skip members that cannot be signalled.
+    pub async fn signal(&self, specs: &[String], sig: i32) -> Results {
+        if nix::sys::signal::Signal::try_from(sig).is_err() {
+            return specs
+                .iter()
+                .map(|spec| (spec.clone(), Err(CoreError::BadSignal(sig.to_string()))))
+                .collect();
+        }
+        self.for_each(specs, ProcessState::is_signallable, move |member| {
+            async move { request(&member, |reply| ProcessMsg::Signal(sig, reply)).await }.boxed()
+        })
+        .await
+    }
+
+    /// Writes `data` to the stdin of process `name` (supervisord's
+    /// `sendProcessStdin`): `NOT_RUNNING` without a child or while it is being
+    /// stopped, `NO_FILE` if the child closed its stdin.
+    pub async fn send_stdin(&self, name: &str, data: Vec<u8>) -> Result<(), CoreError> {
+        let member = self.single(name)?;
+        let snapshot = member.snapshot.borrow().clone();
+        if snapshot.pid.is_none() || snapshot.state == ProcessState::Stopping {
+            return Err(CoreError::NotRunning(member.namespec.clone()));
+        }
+        let slot = member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.clone()))?;
+        let mut writer = slot.lock().await;
+        writer.write_all(&data).await.map_err(|_| CoreError::NoFile(member.namespec.clone()))
+    }
+
+    /// The log channel of process `name`, for reading, tailing and clearing.
+    pub fn log(&self, name: &str, channel: Channel) -> Result<ChannelLog, CoreError> {
+        let member = self.single(name)?;
+        Ok(match channel {
+            Channel::Stdout => member.stdout.clone(),
+            Channel::Stderr => member.stderr.clone(),
+        })
+    }
+
+    /// Adds a group and starts its `autostart` processes (supervisord's
+    /// `addProcessGroup`). `ALREADY_ADDED` if a group of that name exists.
+    pub async fn add_group(&self, group: GroupConfig) -> Result<(), CoreError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(CoreError::ShuttingDown);
+        }
+        if self.inner.registry.group(&group.name).is_some() {
+            return Err(CoreError::AlreadyAdded(group.name));
+        }
+        let members = build_members(&group, &self.inner.settings)?;
+        let name = group.name.clone();
+        self.add_members(group, members).await?;
+        if let Some(entry) = self.inner.registry.group(&name) {
+            self.autostart(&[entry]).await;
+        }
+        Ok(())
+    }
+
+    /// Removes a group whose processes are all stopped (supervisord's
+    /// `removeProcessGroup`): `BAD_NAME` if unknown, `STILL_RUNNING` otherwise.
+    pub async fn remove_group(&self, name: &str) -> Result<(), CoreError> {
+        let name = name.to_owned();
+        call_root(&self.inner.root, |reply| RootMsg::RemoveGroup { name, reply }).await?
+    }
+
+    /// Ordered shutdown (supervisord's SIGTERM handling): no more automatic
+    /// starts anywhere, then groups stop one by one in descending priority, each
+    /// only after the previous one is fully stopped; then the actors stop. Returns
+    /// when everything is down. Calling it again waits for nothing.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let mut join = self.inner.join.lock().await;
+        let Some(handle) = join.take() else {
+            return;
+        };
+        let _ = call_root(&self.inner.root, RootMsg::Shutdown).await;
+        self.inner.root.stop(Some("shutdown".to_owned()));
+        if let Err(error) = handle.await {
+            tracing::error!("the root actor ended abnormally: {error}");
+        }
+    }
+
+    /// State changes of every process, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.ctx.bus.subscribe()
+    }
+
+    /// Whether `shutdown` was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    async fn add_members(
+        &self,
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+    ) -> Result<(), CoreError> {
+        call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply }).await?
+    }
+
+    /// Autostart in order: each call returns once that process's spawn was
+    /// attempted, so spawns happen in priority order, without waiting for RUNNING.
+    async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
+        for group in groups {
+            for member in &group.members {
+                if let Some(actor) = member.actor() {
+                    let _ = actor.call(ProcessMsg::Autostart, None).await;
+                }
+            }
+        }
+    }
+
+    fn all_members(&self) -> Vec<Arc<ProcessShared>> {
+        self.inner
+            .registry
+            .groups_by_priority()
+            .iter()
+            .flat_map(|group| group.members.iter().cloned())
+            .collect()
+    }
+
+    /// supervisord's `split_namespec` + `_getGroupAndProcess`, plus `all`.
+    fn resolve(&self, spec: &str) -> Result<Targets, CoreError> {
+        if spec == "all" {
+            return Ok(Targets { members: self.all_members(), many: true });
+        }
+        let (group_name, process_name) = match spec.split_once(':') {
+            Some((group, "" | "*")) => (group, None),
+            Some((group, process)) => (group, Some(process)),
+            None => (spec, Some(spec)),
+        };
+        let bad_name = || CoreError::BadName(spec.to_owned());
+        let group = self.inner.registry.group(group_name).ok_or_else(bad_name)?;
+        match process_name {
+            None => Ok(Targets { members: group.members.clone(), many: true }),
+            Some(name) => {
+                let member = group
+                    .members
+                    .iter()
+                    .find(|member| member.config.name == name)
+                    .ok_or_else(bad_name)?;
+                Ok(Targets { members: vec![Arc::clone(member)], many: false })
+            }
+        }
+    }
+
+    /// Resolves a spec that must name exactly one process.
+    fn single(&self, name: &str) -> Result<Arc<ProcessShared>, CoreError> {
+        let targets = self.resolve(name)?;
+        match (targets.many, targets.members.as_slice()) {
+            (false, [member]) => Ok(Arc::clone(member)),
+            _ => Err(CoreError::BadName(name.to_owned())),
+        }
+    }
+
+    /// Runs `operation` on every process named by `specs` concurrently. Group
+    /// specs keep only members whose state passes `eligible`. A process named
+    /// twice is acted on once.
+    async fn for_each(
+        &self,
+        specs: &[String],
+        eligible: fn(ProcessState) -> bool,
+        operation: impl Fn(Arc<ProcessShared>) -> BoxFuture<'static, Result<(), CoreError>>,
+    ) -> Results {
+        let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
+        let mut seen = HashSet::new();
+        let mut jobs: Vec<BoxFuture<'static, (String, Result<(), CoreError>)>> = Vec::new();
+        for spec in specs {
+            if shutting_down {
+                jobs.push(
+                    futures::future::ready((spec.clone(), Err(CoreError::ShuttingDown))).boxed(),
+                );
+                continue;
+            }
+            match self.resolve(spec) {
+                Err(error) => jobs.push(futures::future::ready((spec.clone(), Err(error))).boxed()),
+                Ok(targets) => {
+                    for member in targets.members {
+                        if targets.many && !eligible(member.state()) {
+                            continue;
+                        }
+                        if !seen.insert(member.namespec.clone()) {
+                            continue;
+                        }
+                        let namespec = member.namespec.clone();
+                        let job = operation(member);
+                        jobs.push(async move { (namespec, job.await) }.boxed());
+                    }
+                }
+            }
+        }
+        futures::future::join_all(jobs).await
+    }
+}
+
+/// supervisord's `signal_number`: a number (`"1"`) or a name with or without
+/// `SIG`, any case (`"hup"`, `"SIGHUP"`). `BAD_SIGNAL` carries the text given.
+pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
+    let bad = || CoreError::BadSignal(value.to_owned());
+    let number = match value.trim().parse::<i32>() {
+        Ok(number) => number,
+        Err(_) => {
+            let upper = value.trim().to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+            name.parse::<nix::sys::signal::Signal>().map_err(|_| bad())? as i32
+        }
+    };
+    nix::sys::signal::Signal::try_from(number).map_err(|_| bad())?;
+    Ok(number)
+}
+
+fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
+    let snapshot = member.snapshot.borrow().clone();
+    ProcessInfo::new(
+        &member.config.group,
+        &member.config.name,
+        member.stdout.path().as_deref(),
+        member.stderr.path().as_deref(),
+        &snapshot,
+        now,
+    )
+}
+
+/// Sends a request to a process actor and returns its answer.
+async fn request(
+    member: &ProcessShared,
+    message: impl FnOnce(RpcReplyPort<Result<(), CoreError>>) -> ProcessMsg,
+) -> Result<(), CoreError> {
+    let unavailable =
+        || CoreError::Failed(format!("{}: process actor unavailable", member.namespec));
+    let actor = member.actor().ok_or_else(unavailable)?;
+    match actor.call(message, None).await {
+        Ok(CallResult::Success(result)) => result,
+        _ => Err(unavailable()),
+    }
+}
+
+async fn call_root<T: Send + 'static>(
+    root: &ActorRef<RootMsg>,
+    message: impl FnOnce(RpcReplyPort<T>) -> RootMsg,
+) -> Result<T, CoreError> {
+    match root.call(message, None).await {
+        Ok(CallResult::Success(value)) => Ok(value),
+        _ => Err(CoreError::ShuttingDown),
+    }
+}
+
+/// `startProcess` for one process, with supervisord's `wait` semantics.
+async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreError> {
+    let mut snapshot = member.snapshot.subscribe();
+    request(&member, ProcessMsg::Start).await?;
+    if !wait {
+        return Ok(());
+    }
+    loop {
+        {
+            let current = snapshot.borrow_and_update();
+            if current.spawnerr.is_some() {
+                return Err(CoreError::SpawnError(member.namespec.clone()));
+            }
+            match current.state {
+                ProcessState::Running => return Ok(()),
+                ProcessState::Starting => {}
+                _ => return Err(CoreError::AbnormalTermination(member.namespec.clone())),
+            }
+        }
+        if snapshot.changed().await.is_err() {
+            return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+        }
+    }
+}
+
+/// `stopProcess` for one process, with supervisord's `wait` semantics.
+async fn stop_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreError> {
+    let mut snapshot = member.snapshot.subscribe();
+    request(&member, ProcessMsg::Stop).await?;
+    if wait && snapshot.wait_for(|s| s.state.is_stopped()).await.is_err() {
+        return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,2 +1,303 @@
-//! The helper child program the integration tests supervise.
-fn main() {}
+//! `vigil-test-child`: the helper program the tests supervise instead of shell tools.
+//!
+//! Flags run in the order given and compose, e.g.
+//! `vigil-test-child --echo hi --ignore-term --sleep 30 --exit 3`:
+//!
+//! | flag | effect |
+//! |---|---|
+//! | `--exit N` | exit now with code N (the default at the end is 0) |
+//! | `--sleep SECS` | sleep (fractions allowed) |
+//! | `--ignore-term` | ignore SIGTERM, then print `ignoring TERM` |
+//! | `--ready` | print `ready` |
+//! | `--echo TEXT` | print TEXT on stdout |
+//! | `--write-stderr TEXT` | print TEXT on stderr |
+//! | `--write-bytes N` | write N bytes of the pattern below to stdout as fast as possible |
+//! | `--fork-grandchild SECS` | fork a grandchild (same process group, stdio on /dev/null) that sleeps SECS; print `grandchild=<pid>` |
+//! | `--orphan SECS` | fork such a grandchild, print `orphan=<pid>`, then exit 0 at once, leaving it to a subreaper |
+//! | `--crash-after SECS` | sleep, then die of SIGABRT (core dumps disabled) |
+//! | `--print-env NAME` | print `NAME=value` or `NAME is unset` |
+//! | `--print-ids` | print `uid=U gid=G groups=A,B umask=0022 cwd=/path` (groups sorted) |
+//! | `--print-fds` | print `fds=0,1,2` (the open descriptors, from /proc/self/fd) |
+//! | `--print-sigign` | print `sigign=<hex>` (ignored signals, from /proc/self/status) |
+//! | `--listen-tcp PORT_OR_FILE` | listen on 127.0.0.1:PORT, or on a free port written to FILE; accept and close connections in the background; print `listening=<port>` |
+//! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
+//! | `--stdin-echo` | copy stdin lines to stdout until EOF |
+//!
+//! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
+//! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
+//! rebuild it to compare captured logs byte for byte.
+
+use std::io::{BufRead, Write};
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => {
+            let _ = std::io::stdout().flush();
+            ExitCode::from(code)
+        }
+        Err(message) => {
+            eprintln!("vigil-test-child: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn value<'a>(args: &'a [String], index: usize, flag: &str) -> Result<&'a str, String> {
+    args.get(index).map(String::as_str).ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
+    text.parse().map_err(|_| format!("{flag}: bad number {text:?}"))
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn run(args: &[String]) -> Result<u8, String> {
+    let mut index = 0;
+    while index < args.len() {
+        let flag = args[index].as_str();
+        index += 1;
+        match flag {
+            "--exit" => {
+                let code: i32 = number(value(args, index, flag)?, flag)?;
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            "--sleep" => {
+                sleep_secs(number(value(args, index, flag)?, flag)?);
+                index += 1;
+            }
+            "--ignore-term" => {
+                // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                say("ignoring TERM");
+            }
+            "--ready" => say("ready"),
+            "--echo" => {
+                say(value(args, index, flag)?);
+                index += 1;
+            }
+            "--write-stderr" => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}", value(args, index, flag)?);
+                index += 1;
+            }
+            "--write-bytes" => {
+                write_pattern(number(value(args, index, flag)?, flag)?)?;
+                index += 1;
+            }
+            "--fork-grandchild" => {
+                let pid = fork_sleeper(number(value(args, index, flag)?, flag)?)?;
+                say(&format!("grandchild={pid}"));
+                index += 1;
+            }
+            "--orphan" => {
+                let pid = fork_sleeper(number(value(args, index, flag)?, flag)?)?;
+                say(&format!("orphan={pid}"));
+                let _ = std::io::stdout().flush();
+                std::process::exit(0);
+            }
+            "--crash-after" => {
+                sleep_secs(number(value(args, index, flag)?, flag)?);
+                let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                // SAFETY: setrlimit with a valid struct; abort never returns.
+                unsafe {
+                    libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+                    libc::abort();
+                }
+            }
+            "--print-env" => {
+                let name = value(args, index, flag)?;
+                match std::env::var(name) {
+                    Ok(found) => say(&format!("{name}={found}")),
+                    Err(_) => say(&format!("{name} is unset")),
+                }
+                index += 1;
+            }
+            "--print-ids" => say(&ids()),
+            "--print-fds" => say(&open_fds()?),
+            "--print-sigign" => {
+                let status = std::fs::read_to_string("/proc/self/status")
+                    .map_err(|e| format!("/proc/self/status: {e}"))?;
+                let mask = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("SigIgn:"))
+                    .map(str::trim)
+                    .unwrap_or("?");
+                say(&format!("sigign={mask}"));
+            }
+            "--listen-tcp" => {
+                let port = listen(value(args, index, flag)?)?;
+                say(&format!("listening={port}"));
+                index += 1;
+            }
+            "--notify-ready" => {
+                notify_ready()?;
+                say("notified");
+            }
+            "--stdin-echo" => {
+                let stdin = std::io::stdin();
+                for line in stdin.lock().lines() {
+                    let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+                    say(&line);
+                }
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(0)
+}
+
+/// Sleeps with nanosleep, resuming after signal interruptions.
+fn sleep_secs(secs: f64) {
+    if secs.is_nan() || secs <= 0.0 {
+        return;
+    }
+    let mut request = libc::timespec {
+        tv_sec: secs.trunc() as libc::time_t,
+        tv_nsec: (secs.fract() * 1e9) as libc::c_long,
+    };
+    loop {
+        let mut remaining = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: both pointers are valid timespecs on our stack.
+        if unsafe { libc::nanosleep(&request, &mut remaining) } == 0 {
+            return;
+        }
+        request = remaining;
+    }
+}
+
+/// Record `k` of the pattern: 15 hex digits and a newline.
+fn record(k: u64, out: &mut [u8]) {
+    const HEX: &[u8] = b"0123456789abcdef";
+    for (position, byte) in out[..15].iter_mut().enumerate() {
+        *byte = HEX[((k >> ((14 - position) * 4)) & 0xf) as usize];
+    }
+    out[15] = b'\n';
+}
+
+fn write_pattern(total: u64) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < total {
+        let n = (total - offset).min(buf.len() as u64) as usize;
+        // `offset` stays a multiple of the buffer size, itself a multiple of 16.
+        for (index, chunk) in buf.chunks_mut(16).enumerate() {
+            record(offset / 16 + index as u64, chunk);
+        }
+        out.write_all(&buf[..n]).map_err(|e| format!("writing stdout: {e}"))?;
+        offset += n as u64;
+    }
+    out.flush().map_err(|e| format!("flushing stdout: {e}"))
+}
+
+/// Forks a grandchild that sleeps `secs` with its stdio on /dev/null (so it does not
+/// hold the log pipes open), in our process group.
+fn fork_sleeper(secs: f64) -> Result<i32, String> {
+    let _ = std::io::stdout().flush();
+    // SAFETY: the child only calls async-signal-safe functions (open, dup2,
+    // nanosleep, _exit) before exiting.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: see above.
+            unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::dup2(null, 1);
+                    libc::dup2(null, 2);
+                }
+            }
+            sleep_secs(secs);
+            // SAFETY: leave without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+    }
+}
+
+fn ids() -> String {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let mut groups = Vec::new();
+    // SAFETY: getgroups(0, NULL) returns the count; then fills a buffer that large.
+    unsafe {
+        let count = libc::getgroups(0, std::ptr::null_mut());
+        if count > 0 {
+            groups.resize(count as usize, 0);
+            let got = libc::getgroups(count, groups.as_mut_ptr());
+            groups.truncate(got.max(0) as usize);
+        }
+    }
+    groups.sort_unstable();
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    // SAFETY: umask only swaps the process mask; read it and put it back.
+    let mask = unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        mask
+    };
+    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    format!("uid={uid} gid={gid} groups={} umask={mask:04o} cwd={cwd}", groups.join(","))
+}
+
+fn open_fds() -> Result<String, String> {
+    // Collect first: the directory handle itself is an fd while iterating.
+    let entries: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("/proc/self/fd: {e}"))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let mut fds: Vec<i32> = entries
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        // SAFETY: fcntl(F_GETFD) only queries; a closed fd (the listing's own) fails.
+        .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
+        .collect();
+    fds.sort_unstable();
+    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    Ok(format!("fds={}", fds.join(",")))
+}
+
+fn listen(target: &str) -> Result<u16, String> {
+    let (listener, port_file) = match target.parse::<u16>() {
+        Ok(port) => (TcpListener::bind(("127.0.0.1", port)), None),
+        Err(_) => (TcpListener::bind(("127.0.0.1", 0)), Some(target)),
+    };
+    let listener = listener.map_err(|e| format!("listen: {e}"))?;
+    let port = listener.local_addr().map_err(|e| format!("listen: {e}"))?.port();
+    if let Some(file) = port_file {
+        // Write then rename, so a test polling the file never reads half a number.
+        let partial = format!("{file}.partial");
+        std::fs::write(&partial, port.to_string()).map_err(|e| format!("{partial}: {e}"))?;
+        std::fs::rename(&partial, file).map_err(|e| format!("{file}: {e}"))?;
+    }
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    Ok(port)
+}
+
+fn notify_ready() -> Result<(), String> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let target = std::env::var("NOTIFY_SOCKET").map_err(|_| "NOTIFY_SOCKET is unset".to_owned())?;
+    let socket = UnixDatagram::unbound().map_err(|e| format!("socket: {e}"))?;
+    let address = if let Some(name) = target.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())
+    } else {
+        SocketAddr::from_pathname(&target)
+    }
+    .map_err(|e| format!("NOTIFY_SOCKET {target:?}: {e}"))?;
+    socket.send_to_addr(b"READY=1", &address).map_err(|e| format!("notify: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The event bus: state changes of every process, broadcast to any subscriber.
+//!
+//! Process actors publish one [`Event::ProcessState`] per state change, in the
+//! order they happen (supervisord's `PROCESS_STATE_<NEW>` events carry the same
+//! fields). Subscribers get a `tokio::sync::broadcast` receiver; a subscriber that
+//! falls more than [`BUS_CAPACITY`] events behind sees `RecvError::Lagged` rather
+//! than slowing the tree down.
+
+use std::time::SystemTime;
+
+use crate::lifecycle::ProcessState;
+
+/// Events buffered per subscriber before the slowest one starts to lag.
+pub const BUS_CAPACITY: usize = 4096;
+
+/// Something that happened in the tree.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A process changed state.
+    ProcessState(ProcessStateEvent),
+    /// A group was added (startup or `add_group`).
+    GroupAdded { group: String },
+    /// A group was removed (`remove_group`).
+    GroupRemoved { group: String },
+}
+
+/// One state change of one process (`PROCESS_STATE_<to>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessStateEvent {
+    pub group: String,
+    pub name: String,
+    pub from: ProcessState,
+    pub to: ProcessState,
+    /// The child's pid, when one exists in the new state.
+    pub pid: Option<u32>,
+    /// supervisord's `tries`: the backoff counter.
+    pub tries: u32,
+    /// For EXITED: whether the exit status was in `exitcodes`.
+    pub expected: Option<bool>,
+    pub at: SystemTime,
+}
+
+impl ProcessStateEvent {
+    /// supervisord's namespec of the process.
+    pub fn namespec(&self) -> String {
+        if self.group == self.name {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.group, self.name)
+        }
+    }
+}
+
+/// Sending side of the bus, shared by all process actors.
+pub(crate) type Bus = tokio::sync::broadcast::Sender<Event>;

@@ -1,0 +1,911 @@
+//! Output capture for one channel (stdout or stderr) of one process.
+//!
+//! A [`ChannelLog`] lives as long as the process's configuration, across restarts. It
+//! owns the log file with supervisord's size rotation (`file` -> `file.1` ...
+//! `file.N`), an in-memory ring of the most recent bytes, and the byte offsets that
+//! `readProcessStdoutLog` / `tailProcessStdoutLog` and `tail -f` work with.
+//!
+//! # Theory of operation
+//!
+//! [`ChannelLog::capture`] spawns a task that reads the pipe in 64 KiB chunks into a
+//! pending batch. Whenever no write is in flight, the batch is handed to
+//! `spawn_blocking`, which appends it to the file, rotating exactly at `maxbytes`,
+//! then records it in the ring. Reading continues while a batch is being written, up
+//! to [`MAX_PENDING`] bytes; past that the task stops reading, the pipe fills, and
+//! only that one child blocks in `write(2)` — backpressure, never data loss, and
+//! never a stalled runtime worker. Without a file the ring is filled directly.
+//!
+//! Offsets are monotonic across rotation and clearing: offset N is the N-th byte this
+//! log ever held (counting, at open, whatever the file and its backups already
+//! contain). The retained bytes are those in the ring plus those in the base file and
+//! the backups that continue it without a gap; reads of older offsets start at the
+//! oldest retained byte. A byte is counted (and visible to readers and
+//! [`ChannelLog::wait_beyond`]) only after it was handed to the file, so reads never
+//! see a byte that is not yet on disk.
+//!
+//! Write errors (disk full, directory removed) are logged once per failure episode
+//! and never stop capture: the bytes still reach the ring and the offsets advance.
+//! The file mapping restarts after the gap.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Bytes asked of the pipe per read.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read ahead while a batch is being written before the pipe is left to fill.
+pub const MAX_PENDING: usize = 1024 * 1024;
+/// Longest line handed to a line callback; longer lines arrive in pieces.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Which output of a process a log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Stdout,
+    Stderr,
+}
+
+impl Channel {
+    /// supervisord's name for the channel (`stdout` / `stderr`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+        }
+    }
+}
+
+/// Why a log read failed; maps onto supervisord's faults.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// `NO_FILE`: the channel keeps neither a file nor a memory buffer.
+    #[error("no log file")]
+    NoFile,
+    /// `BAD_ARGUMENTS`: a negative offset with a length, or a negative length.
+    #[error("bad arguments: offset {offset}, length {length}")]
+    BadArguments { offset: i64, length: i64 },
+    /// `FAILED`: the file could not be read.
+    #[error("failed to read log: {0}")]
+    Failed(#[from] io::Error),
+}
+
+/// Called with each complete line (without its `\n`) as output is captured.
+pub type LineCallback = Box<dyn FnMut(&[u8]) + Send + 'static>;
+
+/// Handle to one channel's log. Cheap to clone; all clones share the file and ring.
+#[derive(Clone)]
+pub struct ChannelLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ChannelLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelLog")
+            .field("path", &self.inner.path)
+            .field("maxbytes", &self.inner.maxbytes)
+            .field("backups", &self.inner.backups)
+            .field("total", &self.total())
+            .finish()
+    }
+}
+
+struct Inner {
+    path: Option<PathBuf>,
+    maxbytes: u64,
+    backups: u32,
+    ring_capacity: usize,
+    /// The open file. Lock order: `file` before `shared`. Held while writing a batch,
+    /// rotating, and reading old bytes from disk, so rotation never moves a file under
+    /// a reader.
+    file: Mutex<FileState>,
+    shared: Mutex<Shared>,
+    /// The total offset, for `wait_beyond`.
+    total_tx: watch::Sender<u64>,
+}
+
+struct FileState {
+    file: Option<File>,
+    /// Current length of the base file as written by us.
+    size: u64,
+    /// Rotation, clearing and reading back are only done for regular files (not for
+    /// `/dev/stdout` and friends).
+    regular: bool,
+    /// (dev, inode) of the open file, to notice a logrotate move on reopen.
+    identity: Option<(u64, u64)>,
+    /// In a write-error episode (logged once at its start).
+    failing: bool,
+}
+
+/// Bytes `[start, start + len)` live at `file_pos..` of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    start: u64,
+    len: u64,
+    file_pos: u64,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+struct Shared {
+    total: u64,
+    ring: Ring,
+    /// The base file's mapping.
+    base: Segment,
+    /// `.1`, `.2`, ... mappings, newest first.
+    backups: VecDeque<Segment>,
+}
+
+impl Shared {
+    fn ring_start(&self) -> u64 {
+        self.total - self.ring.len() as u64
+    }
+
+    /// The offsets the files hold without gaps, ending at the base file's end.
+    fn file_window(&self) -> (u64, u64) {
+        let mut start = self.base.start;
+        for backup in &self.backups {
+            if backup.end() != start || backup.len == 0 {
+                break;
+            }
+            start = backup.start;
+        }
+        (start, self.base.end())
+    }
+
+    /// Oldest offset that can still be read.
+    fn retained_start(&self, with_files: bool) -> u64 {
+        let ring_start = self.ring_start();
+        if !with_files {
+            return ring_start;
+        }
+        let (file_start, file_end) = self.file_window();
+        if file_end >= ring_start { file_start.min(ring_start) } else { ring_start }
+    }
+
+    /// Records `n` bytes at `offset` that were written at `file_pos` of the base file.
+    fn record_file(&mut self, offset: u64, n: u64, file_pos: u64) {
+        if self.base.end() == offset && self.base.file_pos + self.base.len == file_pos {
+            self.base.len += n;
+        } else {
+            // A gap (failed write, external truncation): restart the mapping here.
+            self.base = Segment { start: offset, len: n, file_pos };
+            self.backups.clear();
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.ring.push(data);
+        self.total += data.len() as u64;
+    }
+}
+
+/// A byte ring that allocates as it fills, up to its capacity.
+struct Ring {
+    capacity: usize,
+    buf: Vec<u8>,
+    /// Index of the oldest byte once `buf` is full (0 before).
+    start: usize,
+}
+
+impl Ring {
+    fn new(capacity: usize) -> Ring {
+        Ring { capacity, buf: Vec::new(), start: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        if self.capacity == 0 || data.is_empty() {
+            return;
+        }
+        if data.len() >= self.capacity {
+            self.buf.clear();
+            self.buf.extend_from_slice(&data[data.len() - self.capacity..]);
+            self.start = 0;
+            return;
+        }
+        if self.buf.len() < self.capacity {
+            let take = (self.capacity - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if data.is_empty() {
+                return;
+            }
+        }
+        let first = (self.capacity - self.start).min(data.len());
+        self.buf[self.start..self.start + first].copy_from_slice(&data[..first]);
+        let rest = &data[first..];
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.start = (self.start + data.len()) % self.capacity;
+    }
+
+    /// Appends logical bytes `[from, to)` (0 = oldest) to `out`.
+    fn copy_into(&self, from: usize, to: usize, out: &mut Vec<u8>) {
+        if from >= to {
+            return;
+        }
+        let n = self.buf.len();
+        let pos = (self.start + from) % n;
+        let count = to - from;
+        let first = count.min(n - pos);
+        out.extend_from_slice(&self.buf[pos..pos + first]);
+        out.extend_from_slice(&self.buf[..count - first]);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent between statements that can
+    // panic, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Path of backup `index` (1-based): `file.1`, `file.2`, ...
+pub fn backup_path(path: &Path, index: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{index}"));
+    PathBuf::from(name)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o666).open(path)
+}
+
+impl ChannelLog {
+    /// Opens a channel log.
+    ///
+    /// `path`: the resolved file (AUTO already turned into a name by
+    /// [`auto_log_path`]) or `None` for no file. The file is created or appended to;
+    /// its existing content and that of its backups become the oldest offsets.
+    /// `maxbytes`: rotate when the file reaches this size (0 = never). `backups`:
+    /// rotated copies kept (0 = truncate in place). `ring_bytes`: size of the
+    /// in-memory tail buffer.
+    pub fn open(
+        path: Option<PathBuf>,
+        maxbytes: u64,
+        backups: u32,
+        ring_bytes: usize,
+    ) -> io::Result<ChannelLog> {
+        let mut file_state =
+            FileState { file: None, size: 0, regular: false, identity: None, failing: false };
+        let mut shared = Shared {
+            total: 0,
+            ring: Ring::new(ring_bytes),
+            base: Segment { start: 0, len: 0, file_pos: 0 },
+            backups: VecDeque::new(),
+        };
+        if let Some(path) = &path {
+            let file = open_append(path)?;
+            let metadata = file.metadata()?;
+            file_state.regular = metadata.is_file();
+            file_state.identity = Some((metadata.dev(), metadata.ino()));
+            if file_state.regular {
+                file_state.size = metadata.len();
+                // Existing backups, oldest first, then the base file: one continuous
+                // history as our own rotation would have left it.
+                let mut offset = 0;
+                for index in (1..=backups).rev() {
+                    if let Ok(meta) = std::fs::metadata(backup_path(path, index))
+                        && meta.is_file()
+                    {
+                        shared.backups.push_front(Segment {
+                            start: offset,
+                            len: meta.len(),
+                            file_pos: 0,
+                        });
+                        offset += meta.len();
+                    }
+                }
+                shared.base = Segment { start: offset, len: metadata.len(), file_pos: 0 };
+                shared.total = offset + metadata.len();
+            }
+            file_state.file = Some(file);
+        }
+        let (total_tx, _) = watch::channel(shared.total);
+        Ok(ChannelLog {
+            inner: Arc::new(Inner {
+                path,
+                maxbytes,
+                backups,
+                ring_capacity: ring_bytes,
+                file: Mutex::new(file_state),
+                shared: Mutex::new(shared),
+                total_tx,
+            }),
+        })
+    }
+
+    /// The log file, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.inner.path.clone()
+    }
+
+    /// Total bytes this log has held: the offset just past the newest byte.
+    pub fn total(&self) -> u64 {
+        lock(&self.inner.shared).total
+    }
+
+    /// Spawns a task that copies `pipe` into the log until EOF (see module docs).
+    pub fn capture(&self, pipe: pipe::Receiver) -> JoinHandle<()> {
+        self.capture_with(pipe, None)
+    }
+
+    /// Like [`ChannelLog::capture`], also handing every complete line to `on_line`
+    /// (for log-pattern readiness probes and events). The callback runs on the
+    /// capture task and must be quick.
+    pub fn capture_with(
+        &self,
+        pipe: pipe::Receiver,
+        on_line: Option<LineCallback>,
+    ) -> JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move { log.run_capture(pipe, on_line).await })
+    }
+
+    async fn run_capture(self, mut pipe: pipe::Receiver, on_line: Option<LineCallback>) {
+        let to_disk = self.inner.path.is_some();
+        let mut lines = on_line.map(LineSplitter::new);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut spare: Vec<u8> = Vec::new();
+        let mut inflight: Option<JoinHandle<Vec<u8>>> = None;
+        let mut eof = false;
+        loop {
+            if !pending.is_empty() && inflight.is_none() {
+                if to_disk {
+                    let batch = std::mem::replace(&mut pending, std::mem::take(&mut spare));
+                    let inner = Arc::clone(&self.inner);
+                    inflight = Some(tokio::task::spawn_blocking(move || {
+                        inner.write_batch(&batch);
+                        batch
+                    }));
+                } else {
+                    self.inner.append_memory(&pending);
+                    pending.clear();
+                }
+            }
+            if eof && pending.is_empty() && inflight.is_none() {
+                break;
+            }
+            let can_read = !eof && pending.len() < MAX_PENDING;
+            tokio::select! {
+                read = read_chunk(&mut pipe, &mut pending), if can_read => match read {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        if let Some(lines) = lines.as_mut() {
+                            lines.feed(&pending[pending.len() - n..]);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = ?self.inner.path, %error, "reading child output failed; treating as EOF");
+                        eof = true;
+                    }
+                },
+                joined = async { inflight.as_mut().expect("branch enabled only when in flight").await },
+                    if inflight.is_some() =>
+                {
+                    inflight = None;
+                    match joined {
+                        Ok(mut buffer) => {
+                            buffer.clear();
+                            spare = buffer;
+                        }
+                        Err(error) => tracing::error!(%error, "log writer task failed"),
+                    }
+                }
+            }
+        }
+        if let Some(lines) = lines.as_mut() {
+            lines.finish();
+        }
+    }
+
+    /// Appends `data` as if the process had written it, synchronously (for short
+    /// messages Vigil itself puts in a process's log, such as supervisord's
+    /// `supervisor: couldn't exec ...` lines after an in-child spawn failure). May
+    /// block on the disk; bulk output goes through [`ChannelLog::capture`].
+    pub fn append(&self, data: &[u8]) {
+        if self.inner.path.is_some() {
+            self.inner.write_batch(data);
+        } else {
+            self.inner.append_memory(data);
+        }
+    }
+
+    /// supervisord's `readProcessStdoutLog(offset, length)` over monotonic offsets:
+    /// `offset < 0, length == 0`: the last `-offset` bytes; `offset >= 0, length == 0`:
+    /// from `offset` to the end; `offset >= 0, length > 0`: that slice. Anything else is
+    /// [`LogError::BadArguments`]. Bytes no longer retained (rotated away, cleared,
+    /// out of the ring) are left out: the result starts at the oldest retained byte.
+    ///
+    /// Bytes older than the memory ring are read from the files synchronously; call
+    /// large reads from `spawn_blocking`.
+    pub fn read(&self, offset: i64, length: i64) -> Result<Vec<u8>, LogError> {
+        if !self.has_storage() {
+            return Err(LogError::NoFile);
+        }
+        let total = self.total();
+        if offset < 0 {
+            if length != 0 {
+                return Err(LogError::BadArguments { offset, length });
+            }
+            let from = total.saturating_sub(offset.unsigned_abs());
+            return Ok(self.inner.read_range(from, total)?);
+        }
+        if length < 0 {
+            return Err(LogError::BadArguments { offset, length });
+        }
+        let from = offset as u64;
+        let to = if length == 0 { total } else { from.saturating_add(length as u64).min(total) };
+        Ok(self.inner.read_range(from, to)?)
+    }
+
+    /// supervisord's `tailProcessStdoutLog(offset, length)` -> `(bytes, offset,
+    /// overflow)` over monotonic offsets: empty bytes when `offset` is at or past the
+    /// end, else the last `min(length, total)` bytes (which may start before
+    /// `offset`); `overflow` when more than `length` bytes lie past `offset`; the
+    /// returned offset is the end. Without any storage: `([], 0, false)`.
+    pub fn tail(&self, offset: u64, length: u64) -> (Vec<u8>, u64, bool) {
+        if !self.has_storage() {
+            return (Vec::new(), 0, false);
+        }
+        let total = self.total();
+        let overflow = total > offset.saturating_add(length);
+        if offset >= total || length == 0 {
+            return (Vec::new(), total, overflow);
+        }
+        let from = total - length.min(total);
+        match self.inner.read_range(from, total) {
+            Ok(bytes) => (bytes, total, overflow),
+            Err(error) => {
+                tracing::warn!(path = ?self.inner.path, %error, "reading log for tail failed");
+                (Vec::new(), offset, false)
+            }
+        }
+    }
+
+    /// Resolves once the log holds bytes beyond `offset` (for `tail -f` long polls).
+    pub async fn wait_beyond(&self, offset: u64) {
+        let mut receiver = self.inner.total_tx.subscribe();
+        // The sender lives in `self.inner`, which `self` keeps alive: no error.
+        let _ = receiver.wait_for(|total| *total > offset).await;
+    }
+
+    /// supervisord's `clearProcessLogs`: deletes the file and reopens it empty, and
+    /// empties the ring. Offsets stay monotonic; nothing before now is readable.
+    /// Backups are left on disk, as supervisord leaves them.
+    pub fn clear(&self) -> io::Result<()> {
+        let mut file_state = lock(&self.inner.file);
+        let mut result = Ok(());
+        if let Some(path) = &self.inner.path {
+            if file_state.regular {
+                file_state.file = None;
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => result = Err(error),
+                }
+            }
+            if result.is_ok() {
+                result = self.inner.reopen_locked(&mut file_state).map(|_| ());
+            }
+        }
+        let mut shared = lock(&self.inner.shared);
+        shared.ring.clear();
+        let total = shared.total;
+        shared.base = Segment { start: total, len: 0, file_pos: file_state.size };
+        shared.backups.clear();
+        result
+    }
+
+    /// Reopens the file (SIGUSR2, after an external logrotate). If the file was moved
+    /// or truncated, offsets before now are served from the ring only.
+    pub fn reopen(&self) -> io::Result<()> {
+        if self.inner.path.is_none() {
+            return Ok(());
+        }
+        let mut file_state = lock(&self.inner.file);
+        let old_identity = file_state.identity;
+        let old_size = file_state.size;
+        let same = self.inner.reopen_locked(&mut file_state)?;
+        if !(same && old_identity == file_state.identity && old_size == file_state.size) {
+            let mut shared = lock(&self.inner.shared);
+            let total = shared.total;
+            shared.base = Segment { start: total, len: 0, file_pos: file_state.size };
+            shared.backups.clear();
+        }
+        Ok(())
+    }
+
+    fn has_storage(&self) -> bool {
+        self.inner.path.is_some() || self.inner.ring_capacity > 0
+    }
+}
+
+impl Inner {
+    /// Opens the base file again in append mode. Returns whether it is a regular file.
+    fn reopen_locked(&self, file_state: &mut FileState) -> io::Result<bool> {
+        let path = self.path.as_ref().expect("only called with a path");
+        file_state.file = None;
+        let file = open_append(path)?;
+        let metadata = file.metadata()?;
+        file_state.regular = metadata.is_file();
+        file_state.identity = Some((metadata.dev(), metadata.ino()));
+        file_state.size = if file_state.regular { metadata.len() } else { 0 };
+        file_state.file = Some(file);
+        Ok(file_state.regular)
+    }
+
+    fn append_memory(&self, data: &[u8]) {
+        let mut shared = lock(&self.shared);
+        shared.push(data);
+        self.total_tx.send_replace(shared.total);
+    }
+
+    fn rotates(&self, file_state: &FileState) -> bool {
+        self.maxbytes > 0 && file_state.regular && file_state.file.is_some()
+    }
+
+    /// Appends a batch to the file (rotating exactly at `maxbytes`) and the ring.
+    /// Runs on a blocking thread.
+    fn write_batch(&self, data: &[u8]) {
+        let mut file_state = lock(&self.file);
+        let mut rest = data;
+        // After a failed rotation the rest of the batch is appended as is; the next
+        // batch tries again.
+        let mut rotation_failed = false;
+        while !rest.is_empty() {
+            if self.rotates(&file_state) && file_state.size >= self.maxbytes && !rotation_failed {
+                self.rotate(&mut file_state);
+                rotation_failed = file_state.size >= self.maxbytes;
+            }
+            let room = if self.rotates(&file_state) && !rotation_failed {
+                usize::try_from(self.maxbytes - file_state.size).unwrap_or(usize::MAX)
+            } else {
+                usize::MAX
+            };
+            let (piece, tail) = rest.split_at(rest.len().min(room.max(1)));
+            let file_pos = file_state.size;
+            let written = self.write_piece(&mut file_state, piece);
+            if file_state.regular {
+                file_state.size += written as u64;
+            }
+            {
+                let mut shared = lock(&self.shared);
+                let offset = shared.total;
+                if file_state.regular && written > 0 {
+                    shared.record_file(offset, written as u64, file_pos);
+                }
+                shared.push(piece);
+                self.total_tx.send_replace(shared.total);
+            }
+            rest = tail;
+        }
+        if self.rotates(&file_state) && file_state.size >= self.maxbytes && !rotation_failed {
+            self.rotate(&mut file_state);
+        }
+    }
+
+    /// Writes as much of `piece` as the file takes; returns the bytes written.
+    fn write_piece(&self, file_state: &mut FileState, piece: &[u8]) -> usize {
+        if file_state.file.is_none()
+            && let Err(error) = self.reopen_locked(file_state)
+        {
+            self.note_failure(file_state, "opening", &error);
+            return 0;
+        }
+        let file = file_state.file.as_mut().expect("opened above");
+        let mut written = 0;
+        let mut failure = None;
+        while written < piece.len() {
+            match file.write(&piece[written..]) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(error) => self.note_failure(file_state, "writing", &error),
+            None if file_state.failing => {
+                file_state.failing = false;
+                tracing::info!(path = ?self.path, "log writes work again");
+            }
+            None => {}
+        }
+        written
+    }
+
+    fn note_failure(&self, file_state: &mut FileState, action: &str, error: &io::Error) {
+        if !file_state.failing {
+            file_state.failing = true;
+            tracing::error!(path = ?self.path, %error, "{action} log file failed; output kept in memory only until it works again");
+        }
+    }
+
+    /// supervisord's `doRollover`: `.N-1` -> `.N` ... base -> `.1`, new empty base;
+    /// with no backups, truncate in place.
+    fn rotate(&self, file_state: &mut FileState) {
+        let path = self.path.as_ref().expect("rotation needs a path");
+        if self.backups == 0 {
+            let truncated = file_state.file.as_ref().map(|file| file.set_len(0));
+            match truncated {
+                Some(Ok(())) => {
+                    file_state.size = 0;
+                    let mut shared = lock(&self.shared);
+                    let total = shared.total;
+                    shared.base = Segment { start: total, len: 0, file_pos: 0 };
+                }
+                Some(Err(error)) => self.note_failure(file_state, "truncating", &error),
+                None => {}
+            }
+            return;
+        }
+        let mut backups_intact = true;
+        for index in (1..self.backups).rev() {
+            match std::fs::rename(backup_path(path, index), backup_path(path, index + 1)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    backups_intact = false;
+                    tracing::error!(path = ?path, %error, "rotating log backup {index} failed");
+                }
+            }
+        }
+        if let Err(error) = std::fs::rename(path, backup_path(path, 1)) {
+            // Keep appending to the current file; the next write retries.
+            self.note_failure(file_state, "rotating", &error);
+            return;
+        }
+        let reopened = self.reopen_locked(file_state).map(|_| ());
+        let mut shared = lock(&self.shared);
+        let old_base = shared.base;
+        shared.backups.push_front(old_base);
+        shared.backups.truncate(self.backups as usize);
+        if !backups_intact {
+            shared.backups.truncate(1);
+        }
+        let total = shared.total;
+        shared.base = Segment { start: total, len: 0, file_pos: 0 };
+        drop(shared);
+        if let Err(error) = reopened {
+            self.note_failure(file_state, "reopening", &error);
+        }
+    }
+
+    /// Copies retained bytes `[from, to)`, starting later if `from` is no longer kept.
+    fn read_range(&self, from: u64, to: u64) -> io::Result<Vec<u8>> {
+        let with_files = self.path.is_some();
+        {
+            // Fast path: everything asked for is in the ring.
+            let shared = lock(&self.shared);
+            let from = from.max(shared.retained_start(with_files));
+            let to = to.min(shared.total);
+            let ring_start = shared.ring_start();
+            if from >= to {
+                return Ok(Vec::new());
+            }
+            if from >= ring_start {
+                let mut out = Vec::with_capacity((to - from) as usize);
+                shared.ring.copy_into(
+                    (from - ring_start) as usize,
+                    (to - ring_start) as usize,
+                    &mut out,
+                );
+                return Ok(out);
+            }
+        }
+        // Slow path: part of it is only on disk. Holding the file lock keeps rotation
+        // from renaming files under us.
+        let _file_state = lock(&self.file);
+        let shared = lock(&self.shared);
+        let from = from.max(shared.retained_start(with_files));
+        let to = to.min(shared.total);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let ring_start = shared.ring_start();
+        let mut ring_part = Vec::new();
+        if to > ring_start {
+            let ring_from = from.max(ring_start);
+            shared.ring.copy_into(
+                (ring_from - ring_start) as usize,
+                (to - ring_start) as usize,
+                &mut ring_part,
+            );
+        }
+        let disk_to = to.min(ring_start);
+        let mut segments: Vec<(PathBuf, Segment)> = Vec::new();
+        let path = self.path.as_ref().expect("slow path only with files");
+        if from < disk_to {
+            segments.push((path.clone(), shared.base));
+            for (index, backup) in shared.backups.iter().enumerate() {
+                segments.push((backup_path(path, index as u32 + 1), *backup));
+            }
+        }
+        drop(shared);
+        let read_disk = || -> io::Result<Vec<u8>> {
+            let mut out = Vec::with_capacity((to - from) as usize);
+            // Oldest first.
+            for (file_path, segment) in segments.iter().rev() {
+                let lo = from.max(segment.start);
+                let hi = disk_to.min(segment.end());
+                if lo >= hi {
+                    continue;
+                }
+                let file = File::open(file_path)?;
+                let mut chunk = vec![0u8; (hi - lo) as usize];
+                file.read_exact_at(&mut chunk, segment.file_pos + (lo - segment.start))?;
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        };
+        match read_disk() {
+            Ok(mut out) => {
+                out.extend_from_slice(&ring_part);
+                Ok(out)
+            }
+            // The files changed behind our back (deleted, or truncated by a
+            // copytruncate logrotate without SIGUSR2): what the ring holds is still a
+            // gapless tail, so serve that rather than fail.
+            Err(error) if !ring_part.is_empty() => {
+                tracing::debug!(path = ?self.path, %error, "log file unreadable; serving the memory tail");
+                Ok(ring_part)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+async fn read_chunk(pipe: &mut pipe::Receiver, pending: &mut Vec<u8>) -> io::Result<usize> {
+    pending.reserve(READ_CHUNK);
+    pipe.read_buf(pending).await
+}
+
+/// Splits captured bytes into lines for a [`LineCallback`].
+struct LineSplitter {
+    callback: LineCallback,
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn new(callback: LineCallback) -> LineSplitter {
+        LineSplitter { callback, partial: Vec::new() }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while let Some(newline) = data.iter().position(|byte| *byte == b'\n') {
+            if self.partial.is_empty() {
+                (self.callback)(&data[..newline]);
+            } else {
+                self.partial.extend_from_slice(&data[..newline]);
+                (self.callback)(&self.partial);
+                self.partial.clear();
+            }
+            data = &data[newline + 1..];
+        }
+        self.partial.extend_from_slice(data);
+        while self.partial.len() >= MAX_LINE {
+            let rest = self.partial.split_off(MAX_LINE);
+            (self.callback)(&self.partial);
+            self.partial = rest;
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            (self.callback)(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// Creates a fresh AUTO log file named like supervisord's
+/// (`<name>-<channel>---<identifier>-<random>.log` in `childlogdir`, created
+/// exclusively with mode 0600 as `mkstemp` does) and returns its path.
+pub fn auto_log_path(
+    childlogdir: &Path,
+    name: &str,
+    channel: Channel,
+    identifier: &str,
+) -> io::Result<PathBuf> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
+    let mut seed = random_seed();
+    for _ in 0..100 {
+        let mut suffix = String::with_capacity(8);
+        for _ in 0..8 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            suffix.push(ALPHABET[((seed >> 33) % ALPHABET.len() as u64) as usize] as char);
+        }
+        let path =
+            childlogdir.join(format!("{name}-{}---{identifier}-{suffix}.log", channel.as_str()));
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(_) => return Ok(path),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free AUTO log name after 100 tries"))
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS per process; mixing in time, pid and a counter
+    // makes every call different. Uniqueness is enforced by create_new anyway.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    if let Ok(elapsed) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(elapsed.as_nanos());
+    }
+    hasher.finish()
+}
+
+/// Whether `file_name` is an AUTO log of `identifier` (or a rotated backup of one),
+/// by supervisord's start-up cleanup rule `.+?---<identifier>-\S+\.log\.{0,1}\d{0,4}`
+/// (matched from the start of the name, not anchored at its end).
+pub fn is_auto_log_name(file_name: &str, identifier: &str) -> bool {
+    let marker = format!("---{identifier}-");
+    let mut search_from = 1;
+    while let Some(found) = file_name.get(search_from..).and_then(|rest| rest.find(&marker)) {
+        let prefix_end = search_from + found;
+        let rest = &file_name[prefix_end + marker.len()..];
+        let matched = rest
+            .char_indices()
+            .skip(1)
+            .take_while(|(index, _)| !rest[..*index].contains(char::is_whitespace))
+            .any(|(index, _)| rest[index..].starts_with(".log"));
+        if matched && !file_name[..prefix_end].contains('\n') {
+            return true;
+        }
+        search_from = prefix_end + 1;
+    }
+    false
+}
+
+/// Deletes the AUTO logs of `identifier` left in `childlogdir` by an earlier run
+/// (supervisord does this at start unless `nocleanup`). Returns how many were removed.
+pub fn remove_auto_logs(childlogdir: &Path, identifier: &str) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(childlogdir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if is_auto_log_name(&name, identifier) && entry.file_type()?.is_file() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,416 @@
+use std::io::Read;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::*;
+
+fn memory_log(ring: usize) -> ChannelLog {
+    ChannelLog::open(None, 0, 0, ring).unwrap()
+}
+
+fn file_log(dir: &Path, maxbytes: u64, backups: u32, ring: usize) -> ChannelLog {
+    ChannelLog::open(Some(dir.join("out.log")), maxbytes, backups, ring).unwrap()
+}
+
+fn put(log: &ChannelLog, data: &[u8]) {
+    log.append(data);
+}
+
+fn read_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+#[test]
+fn read_semantics_table() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ring of 3 bytes: most reads come from the file.
+    for log in [memory_log(100), file_log(dir.path(), 0, 0, 3)] {
+        put(&log, b"abcdefghij");
+        let cases: &[(i64, i64, &[u8])] = &[
+            (0, 0, b"abcdefghij"),
+            (-3, 0, b"hij"),
+            (-100, 0, b"abcdefghij"),
+            (2, 3, b"cde"),
+            (8, 10, b"ij"),
+            (10, 0, b""),
+            (20, 0, b""),
+            (20, 5, b""),
+        ];
+        for (offset, length, expected) in cases {
+            assert_eq!(
+                log.read(*offset, *length).unwrap(),
+                expected.to_vec(),
+                "read({offset}, {length}) on {log:?}"
+            );
+        }
+        for (offset, length) in [(-1, 1), (0, -1), (-5, -5)] {
+            assert!(
+                matches!(log.read(offset, length), Err(LogError::BadArguments { .. })),
+                "read({offset}, {length})"
+            );
+        }
+    }
+}
+
+#[test]
+fn tail_semantics_table() {
+    let log = memory_log(100);
+    put(&log, b"abcdefghij");
+    let cases: &[(u64, u64, &[u8], u64, bool)] = &[
+        (0, 100, b"abcdefghij", 10, false),
+        (0, 4, b"ghij", 10, true),
+        (8, 5, b"fghij", 10, false),
+        (9, 1, b"j", 10, false),
+        (10, 5, b"", 10, false),
+        (12, 5, b"", 10, false),
+        (5, 0, b"", 10, true),
+        (0, 10, b"abcdefghij", 10, false),
+    ];
+    for (offset, length, bytes, new_offset, overflow) in cases {
+        assert_eq!(
+            log.tail(*offset, *length),
+            (bytes.to_vec(), *new_offset, *overflow),
+            "tail({offset}, {length})"
+        );
+    }
+}
+
+#[test]
+fn no_storage_is_no_file() {
+    let log = memory_log(0);
+    put(&log, b"lost to nowhere");
+    assert!(matches!(log.read(0, 0), Err(LogError::NoFile)));
+    assert_eq!(log.tail(0, 100), (Vec::new(), 0, false));
+    assert_eq!(log.total(), 15);
+}
+
+#[test]
+fn ring_keeps_the_newest_bytes() {
+    let log = memory_log(4);
+    put(&log, b"abc");
+    put(&log, b"def");
+    assert_eq!(log.read(0, 0).unwrap(), b"cdef");
+    put(&log, b"ghijkl");
+    assert_eq!(log.read(0, 0).unwrap(), b"ijkl");
+    put(&log, b"m");
+    assert_eq!(log.read(0, 0).unwrap(), b"jklm");
+    assert_eq!(log.read(-2, 0).unwrap(), b"lm");
+    assert_eq!(log.read(10, 2).unwrap(), b"kl");
+    assert_eq!(log.tail(0, 100), (b"jklm".to_vec(), 13, false));
+    assert_eq!(log.total(), 13);
+}
+
+#[test]
+fn rotation_names_and_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_log(dir.path(), 4, 2, 0);
+    let base = dir.path().join("out.log");
+    put(&log, b"abcdefghij");
+    assert_eq!(read_file(&backup_path(&base, 2)), b"abcd");
+    assert_eq!(read_file(&backup_path(&base, 1)), b"efgh");
+    assert_eq!(read_file(&base), b"ij");
+    assert_eq!(log.read(0, 0).unwrap(), b"abcdefghij");
+
+    put(&log, b"klmn");
+    assert_eq!(read_file(&backup_path(&base, 2)), b"efgh");
+    assert_eq!(read_file(&backup_path(&base, 1)), b"ijkl");
+    assert_eq!(read_file(&base), b"mn");
+    assert!(!backup_path(&base, 3).exists());
+    // "abcd" rotated out: reads start at the oldest kept byte.
+    assert_eq!(log.read(0, 0).unwrap(), b"efghijklmn");
+    assert_eq!(log.read(-3, 0).unwrap(), b"lmn");
+    assert_eq!(log.read(5, 4).unwrap(), b"fghi");
+    assert_eq!(log.tail(0, 6), (b"ijklmn".to_vec(), 14, true));
+}
+
+#[test]
+fn zero_backups_truncates_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_log(dir.path(), 4, 0, 0);
+    let base = dir.path().join("out.log");
+    put(&log, b"abcdefghij");
+    assert_eq!(read_file(&base), b"ij");
+    assert!(!backup_path(&base, 1).exists());
+    assert_eq!(log.read(0, 0).unwrap(), b"ij");
+    assert_eq!(log.total(), 10);
+}
+
+#[test]
+fn zero_maxbytes_never_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_log(dir.path(), 0, 3, 0);
+    for _ in 0..100 {
+        put(&log, b"0123456789");
+    }
+    assert_eq!(read_file(&dir.path().join("out.log")).len(), 1000);
+    assert!(!backup_path(&dir.path().join("out.log"), 1).exists());
+}
+
+#[test]
+fn existing_content_is_the_oldest_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    std::fs::write(backup_path(&base, 1), b"old-").unwrap();
+    std::fs::write(&base, b"older-run\n").unwrap();
+    let log = file_log(dir.path(), 100, 1, 16);
+    assert_eq!(log.total(), 14);
+    put(&log, b"new\n");
+    assert_eq!(log.read(0, 0).unwrap(), b"old-older-run\nnew\n");
+    assert_eq!(read_file(&base), b"older-run\nnew\n");
+}
+
+#[test]
+fn clear_empties_file_and_ring_but_keeps_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_log(dir.path(), 0, 0, 100);
+    put(&log, b"before");
+    log.clear().unwrap();
+    assert_eq!(read_file(&dir.path().join("out.log")), b"");
+    assert_eq!(log.read(0, 0).unwrap(), b"");
+    assert_eq!(log.total(), 6);
+    put(&log, b"after");
+    assert_eq!(log.read(0, 0).unwrap(), b"after");
+    assert_eq!(log.read(6, 2).unwrap(), b"af");
+    assert_eq!(read_file(&dir.path().join("out.log")), b"after");
+    assert_eq!(log.tail(6, 100), (b"after".to_vec(), 11, false));
+
+    let memory = memory_log(100);
+    put(&memory, b"gone");
+    memory.clear().unwrap();
+    assert_eq!(memory.read(0, 0).unwrap(), b"");
+}
+
+#[test]
+fn reopen_follows_an_external_logrotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    let log = file_log(dir.path(), 0, 0, 3);
+    put(&log, b"abcdef");
+    std::fs::rename(&base, dir.path().join("moved.log")).unwrap();
+    log.reopen().unwrap();
+    put(&log, b"gh");
+    assert_eq!(read_file(&base), b"gh");
+    assert_eq!(read_file(&dir.path().join("moved.log")), b"abcdef");
+    // The moved bytes are no longer ours; only the ring still has some of them.
+    assert_eq!(log.read(0, 0).unwrap(), b"fgh");
+
+    // Reopening an untouched file keeps the whole history readable.
+    let dir2 = tempfile::tempdir().unwrap();
+    let log2 = file_log(dir2.path(), 0, 0, 0);
+    put(&log2, b"abc");
+    log2.reopen().unwrap();
+    put(&log2, b"def");
+    assert_eq!(log2.read(0, 0).unwrap(), b"abcdef");
+}
+
+#[test]
+fn write_failure_is_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let log = ChannelLog::open(Some(sub.join("out.log")), 4, 1, 100).unwrap();
+    put(&log, b"ab");
+    // Take the directory away: rotation and reopening fail, capture goes on.
+    std::fs::remove_file(sub.join("out.log")).unwrap();
+    std::fs::remove_dir(&sub).unwrap();
+    put(&log, b"cdefgh");
+    put(&log, b"ij");
+    assert_eq!(log.total(), 10);
+    assert_eq!(log.read(-4, 0).unwrap(), b"ghij");
+    // The directory comes back: writes resume and are readable again.
+    std::fs::create_dir(&sub).unwrap();
+    put(&log, b"kl");
+    assert_eq!(log.read(-2, 0).unwrap(), b"kl");
+    assert_eq!(log.total(), 12);
+}
+
+#[test]
+fn auto_log_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = auto_log_path(dir.path(), "web_0", Channel::Stdout, "supervisor").unwrap();
+    let second = auto_log_path(dir.path(), "web_0", Channel::Stdout, "supervisor").unwrap();
+    assert_ne!(first, second);
+    assert!(first.exists());
+    let name = first.file_name().unwrap().to_str().unwrap();
+    let suffix = name.strip_prefix("web_0-stdout---supervisor-").unwrap();
+    let random = suffix.strip_suffix(".log").unwrap();
+    assert_eq!(random.len(), 8);
+    assert!(random.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+    let err = auto_log_path(&dir.path().join("missing"), "x", Channel::Stderr, "s").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+
+    assert!(is_auto_log_name(name, "supervisor"));
+    assert!(is_auto_log_name("web-stderr---supervisor-abc123.log.3", "supervisor"));
+    assert!(!is_auto_log_name(name, "other"));
+    assert!(!is_auto_log_name("---supervisor-abc.log", "supervisor"));
+    assert!(!is_auto_log_name("web-stdout---supervisor-.log", "supervisor"));
+    assert!(!is_auto_log_name("web-stdout---supervisor-a b.log", "supervisor"));
+    assert!(!is_auto_log_name("notes.txt", "supervisor"));
+
+    std::fs::write(dir.path().join("keep.log"), b"").unwrap();
+    std::fs::write(dir.path().join("web-stderr---supervisor-zz.log.1"), b"").unwrap();
+    assert_eq!(remove_auto_logs(dir.path(), "supervisor").unwrap(), 3);
+    assert!(dir.path().join("keep.log").exists());
+}
+
+#[tokio::test]
+async fn wait_beyond_wakes_on_new_bytes() {
+    let log = memory_log(100);
+    put(&log, b"abc");
+    // Already beyond: immediate.
+    tokio::time::timeout(Duration::from_secs(5), log.wait_beyond(2)).await.unwrap();
+    let waiter = {
+        let log = log.clone();
+        tokio::spawn(async move { log.wait_beyond(3).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    put(&log, b"d");
+    tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn line_callback_sees_whole_lines() {
+    let log = memory_log(1024);
+    let (mut sender, receiver) = pipe::pipe().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let sink = Arc::clone(&lines);
+    let task = log.capture_with(
+        receiver,
+        Some(Box::new(move |line: &[u8]| sink.lock().unwrap().push(line.to_vec()))),
+    );
+    sender.write_all(b"a\nbc").await.unwrap();
+    sender.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), log.wait_beyond(3)).await.unwrap();
+    sender.write_all(b"d\n\ntail").await.unwrap();
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    let got = lines.lock().unwrap().clone();
+    assert_eq!(got, vec![b"a".to_vec(), b"bcd".to_vec(), b"".to_vec(), b"tail".to_vec()]);
+    assert_eq!(log.read(0, 0).unwrap(), b"a\nbcd\n\ntail");
+}
+
+/// Deterministic test data: every aligned 8-byte word holds its own offset, so any
+/// lost, duplicated or reordered byte shows up.
+fn pattern(offset: u64, buf: &mut [u8]) {
+    assert_eq!(offset % 8, 0);
+    assert_eq!(buf.len() % 8, 0);
+    for (index, word) in buf.chunks_exact_mut(8).enumerate() {
+        word.copy_from_slice(&(offset + index as u64 * 8).to_le_bytes());
+    }
+}
+
+/// Writes `total` pattern bytes into a pipe as fast as it takes them and captures
+/// them into `log`.
+async fn pump(log: &ChannelLog, total: u64) {
+    let (mut sender, receiver) = pipe::pipe().unwrap();
+    let capture = log.capture(receiver);
+    let writer = tokio::spawn(async move {
+        // Odd-sized writes so batches never line up with rotation boundaries.
+        let mut buf = vec![0u8; 200_008];
+        let mut offset = 0u64;
+        while offset < total {
+            let n = (total - offset).min(buf.len() as u64) as usize;
+            pattern(offset, &mut buf[..n]);
+            sender.write_all(&buf[..n]).await.unwrap();
+            offset += n as u64;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(300), writer).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(300), capture).await.unwrap().unwrap();
+}
+
+/// Compares the concatenation of `files` (oldest first) with pattern bytes
+/// `[start, start + len)`.
+fn assert_files_hold(files: &[PathBuf], start: u64) -> u64 {
+    let mut offset = start;
+    let mut expected = vec![0u8; 1 << 20];
+    let mut actual = vec![0u8; 1 << 20];
+    for path in files {
+        let mut file = File::open(path).unwrap();
+        loop {
+            let n = file.read(&mut actual).unwrap();
+            if n == 0 {
+                break;
+            }
+            // Compare on 8-byte aligned windows of the pattern.
+            let aligned = offset - offset % 8;
+            let skip = (offset - aligned) as usize;
+            let span = (skip + n).div_ceil(8) * 8;
+            if expected.len() < span {
+                expected.resize(span, 0);
+            }
+            pattern(aligned, &mut expected[..span]);
+            assert!(
+                expected[skip..skip + n] == actual[..n],
+                "mismatch in {} near offset {offset}",
+                path.display()
+            );
+            offset += n as u64;
+        }
+    }
+    offset - start
+}
+
+const BIG: u64 = 200 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_megabytes_without_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_log(dir.path(), 0, 0, 64 * 1024);
+    pump(&log, BIG).await;
+    assert_eq!(log.total(), BIG);
+    let base = dir.path().join("out.log");
+    assert_eq!(assert_files_hold(std::slice::from_ref(&base), 0), BIG);
+    let mut expected = vec![0u8; 1600];
+    pattern(BIG - 1600, &mut expected);
+    assert_eq!(log.read(-1600, 0).unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_megabytes_with_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let maxbytes = 7 * 1024 * 1024 + 3;
+    let backups = 10;
+    let log = file_log(dir.path(), maxbytes, backups, 1024);
+    pump(&log, BIG).await;
+    assert_eq!(log.total(), BIG);
+    let base = dir.path().join("out.log");
+    // Oldest first: .10 ... .1, then the base file; together a gapless tail.
+    let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(&base, i)).collect();
+    files.push(base.clone());
+    for backup in &files[..files.len() - 1] {
+        assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
+    }
+    let base_len = std::fs::metadata(&base).unwrap().len();
+    assert_eq!(base_len, BIG % maxbytes);
+    let kept = maxbytes * u64::from(backups) + base_len;
+    assert_eq!(assert_files_hold(&files, BIG - kept), kept);
+    assert!(!backup_path(&base, backups + 1).exists());
+    // Reads across file boundaries come back byte-exact.
+    let from = BIG - kept + maxbytes - 100;
+    let got = log.read(from as i64, 200).unwrap();
+    let aligned = from - from % 8;
+    let mut expected = vec![0u8; 208 + 8];
+    pattern(aligned, &mut expected);
+    let skip = (from - aligned) as usize;
+    assert_eq!(got, expected[skip..skip + 200]);
+    // Bytes no longer kept are left out of a slice.
+    assert_eq!(log.read(0, 16).unwrap(), b"");
+    let partial = log.read((BIG - kept - 8) as i64, 16).unwrap();
+    assert_eq!(partial, log.read((BIG - kept) as i64, 8).unwrap());
+    assert_eq!(partial.len(), 8);
+}
+
+#[test]
+fn external_truncation_falls_back_to_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    let log = file_log(dir.path(), 0, 0, 4);
+    put(&log, b"abcdefgh");
+    // A copytruncate logrotate without SIGUSR2.
+    File::create(&base).unwrap();
+    assert_eq!(log.read(0, 0).unwrap(), b"efgh");
+    assert_eq!(log.tail(0, 100), (b"efgh".to_vec(), 8, false));
+}

@@ -1,0 +1,541 @@
+//! [`ProcessActor`]: the actor that owns one process instance.
+//!
+//! It holds one [`ProcessConfig`] and at most one OS child at a time, feeds every
+//! input through the pure [`Lifecycle`] and carries out the [`Effect`]s it returns:
+//! spawning through a [`Spawner`] (the reaper in production, a fake in tests),
+//! timers through `tokio::time` messages back to itself, signals through the
+//! reaper (which never signals a pid it has already reaped).
+//!
+//! Nothing here awaits a child or sleeps inside a handler (a long await would block
+//! stop and supervision processing, see crates.md s1.5): the exit of a child is
+//! awaited by a small task that sends [`ProcessMsg::Exited`] back, tagged with the
+//! spawn generation so a late message about an earlier child is ignored.
+//!
+//! State that must outlive the actor (its published status, its log channels, the
+//! stdin writer) lives in [`ProcessShared`], kept by the group and handed to a
+//! rebuilt actor after a panic. If the actor dies without running `post_stop`
+//! (panic or kill), the [`ChildGuard`] in its state SIGKILLs the child's process
+//! group when the state is dropped, so no OS process outlives its owner.
+
+pub(crate) mod info;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vigil_config::ProcessConfig;
+
+use crate::error::CoreError;
+use crate::events::{Bus, Event as BusEvent, ProcessStateEvent};
+use crate::exit::ExitStatus;
+use crate::lifecycle::{
+    Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, SignalPurpose, Timer,
+    TimerKind,
+};
+use crate::logs::ChannelLog;
+use crate::reaper::{Reaper, Spawned};
+use crate::spawn::{
+    SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command, search_path,
+};
+use info::Snapshot;
+
+/// Starts and signals children. The [`Reaper`] is the real one; tests substitute
+/// fakes so lifecycle timing can run on paused tokio time.
+pub trait Spawner: Send + Sync + 'static {
+    /// Starts a child; see [`Reaper::spawn`].
+    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError>;
+    /// Signals a child we spawned and have not reaped; see [`Reaper::signal`].
+    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error>;
+}
+
+impl Spawner for Reaper {
+    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+        Reaper::spawn(self, spec)
+    }
+
+    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
+        Reaper::signal(self, pid, sig, group)
+    }
+}
+
+/// Daemon-wide inputs every process actor needs.
+pub(crate) struct Context {
+    pub(crate) spawner: Arc<dyn Spawner>,
+    pub(crate) bus: Bus,
+    /// The daemon's own environment, the base of every child's.
+    pub(crate) daemon_env: Vec<(String, String)>,
+    /// `[supervisord] environment`.
+    pub(crate) global_env: BTreeMap<String, String>,
+    /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
+    pub(crate) server_url: Option<String>,
+}
+
+/// The stdin writer of the current child, shared so `send_stdin` can write
+/// without going through the actor's mailbox (a full pipe must not stall it).
+pub(crate) type StdinSlot = Arc<tokio::sync::Mutex<tokio::net::unix::pipe::Sender>>;
+
+/// Per-process state that survives actor rebuilds.
+pub(crate) struct ProcessShared {
+    pub(crate) config: ProcessConfig,
+    pub(crate) namespec: String,
+    /// The latest [`Snapshot`], published by the actor after each message.
+    pub(crate) snapshot: watch::Sender<Snapshot>,
+    /// Created once and kept across restarts, so offsets and tails are continuous.
+    pub(crate) stdout: ChannelLog,
+    pub(crate) stderr: ChannelLog,
+    pub(crate) stdin: Mutex<Option<StdinSlot>>,
+    /// The live actor; replaced when the group rebuilds it.
+    pub(crate) actor: RwLock<Option<ActorRef<ProcessMsg>>>,
+    /// The current child's pid (0 = none), for the group to kill an orphan whose
+    /// actor failed.
+    pub(crate) child: AtomicU32,
+}
+
+impl ProcessShared {
+    pub(crate) fn new(
+        config: ProcessConfig,
+        stdout: ChannelLog,
+        stderr: ChannelLog,
+    ) -> ProcessShared {
+        let namespec = config.namespec();
+        ProcessShared {
+            config,
+            namespec,
+            snapshot: watch::Sender::new(Snapshot::never_started()),
+            stdout,
+            stderr,
+            stdin: Mutex::new(None),
+            actor: RwLock::new(None),
+            child: AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {
+        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn state(&self) -> ProcessState {
+        self.snapshot.borrow().state
+    }
+
+    pub(crate) fn stdin(&self) -> Option<StdinSlot> {
+        self.stdin.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_stdin(&self, slot: Option<StdinSlot>) {
+        *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = slot;
+    }
+}
+
+/// Messages to a [`ProcessActor`].
+pub(crate) enum ProcessMsg {
+    /// A user's start; replies once the spawn was attempted.
+    Start(RpcReplyPort<Result<(), CoreError>>),
+    /// A user's stop; replies once the stop signal was sent.
+    Stop(RpcReplyPort<Result<(), CoreError>>),
+    /// A user's signal.
+    Signal(i32, RpcReplyPort<Result<(), CoreError>>),
+    /// Start if `autostart` and never started; replies after the attempt.
+    Autostart(RpcReplyPort<()>),
+    /// The daemon's mood left RUNNING: no more automatic starts.
+    DaemonShuttingDown,
+    /// This process's turn in an ordered shutdown.
+    Shutdown,
+    /// The child of spawn `generation` was reaped.
+    Exited { generation: u64, pid: u32, status: ExitStatus },
+    /// A timer armed by the lifecycle fired.
+    Timer(Timer),
+    /// Panics inside the handler, to exercise supervision.
+    #[cfg(test)]
+    Crash,
+}
+
+/// Arguments of a [`ProcessActor`].
+pub(crate) struct ProcessArgs {
+    pub(crate) shared: Arc<ProcessShared>,
+    pub(crate) ctx: Arc<Context>,
+    /// Start at once: this actor replaces one that failed while its process was
+    /// meant to be running.
+    pub(crate) resume: bool,
+}
+
+/// Kills the current child's process group when dropped with a child still
+/// registered: runs when the actor's state is dropped after a panic or a kill,
+/// where `post_stop` is skipped.
+pub(crate) struct ChildGuard {
+    spawner: Arc<dyn Spawner>,
+    namespec: String,
+    pid: Option<u32>,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            tracing::warn!(
+                "killing orphaned child of '{}' (pid {}) with SIGKILL",
+                self.namespec,
+                pid
+            );
+            kill_orphan(self.spawner.as_ref(), pid);
+        }
+    }
+}
+
+/// SIGKILLs `pid`'s process group, or the pid alone when it left its group.
+pub(crate) fn kill_orphan(spawner: &dyn Spawner, pid: u32) {
+    if !matches!(spawner.signal(pid, libc::SIGKILL, true), Ok(true)) {
+        let _ = spawner.signal(pid, libc::SIGKILL, false);
+    }
+}
+
+/// The actor; stateless itself, all state is in [`ProcessActorState`].
+pub(crate) struct ProcessActor;
+
+pub(crate) struct ProcessActorState {
+    shared: Arc<ProcessShared>,
+    ctx: Arc<Context>,
+    lifecycle: Lifecycle,
+    guard: ChildGuard,
+    /// Incremented per successful spawn; tags exit messages.
+    generation: u64,
+    /// The pid of the latest child, for state events after it is gone.
+    last_pid: Option<u32>,
+    start_wall: Option<SystemTime>,
+    stop_wall: Option<SystemTime>,
+    /// The pending timer task of each kind, aborted when re-armed or on stop.
+    timers: HashMap<TimerKind, (u64, TimerTask)>,
+    /// Start once running (see [`ProcessArgs::resume`]).
+    resume: bool,
+}
+
+type TimerTask = JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>;
+
+/// What a request's step produced, for the reply.
+#[derive(Default)]
+struct Outcome {
+    refusal: Option<Refusal>,
+    signal_error: Option<String>,
+}
+
+impl Actor for ProcessActor {
+    type Msg = ProcessMsg;
+    type State = ProcessActorState;
+    type Arguments = ProcessArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        args: ProcessArgs,
+    ) -> Result<ProcessActorState, ActorProcessingErr> {
+        let ProcessArgs { shared, ctx, resume } = args;
+        // Jitter only needs to differ between processes and runs.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(&shared.namespec);
+        let lifecycle = Lifecycle::new(LifecycleConfig::from_process(&shared.config), seed);
+        let previous = shared.snapshot.borrow().clone();
+        *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
+        let state = ProcessActorState {
+            guard: ChildGuard {
+                spawner: Arc::clone(&ctx.spawner),
+                namespec: shared.namespec.clone(),
+                pid: None,
+            },
+            shared,
+            ctx,
+            lifecycle,
+            generation: 0,
+            last_pid: previous.pid,
+            start_wall: previous.start,
+            stop_wall: previous.stop,
+            timers: HashMap::new(),
+            resume,
+        };
+        state.publish();
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        state: &mut ProcessActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if std::mem::take(&mut state.resume) {
+            tracing::warn!("restarting '{}' after its actor was rebuilt", state.shared.namespec);
+            state.apply(&myself, Event::StartRequested);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        message: ProcessMsg,
+        state: &mut ProcessActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProcessMsg::Start(reply) => {
+                let result = state.start(&myself);
+                let _ = reply.send(result);
+            }
+            ProcessMsg::Stop(reply) => {
+                let outcome = state.apply(&myself, Event::StopRequested);
+                let _ = reply.send(state.reply(outcome));
+            }
+            ProcessMsg::Signal(sig, reply) => {
+                let outcome = state.apply(&myself, Event::SignalRequested { sig });
+                let _ = reply.send(state.reply(outcome));
+            }
+            ProcessMsg::Autostart(reply) => {
+                state.apply(&myself, Event::Autostart);
+                let _ = reply.send(());
+            }
+            ProcessMsg::DaemonShuttingDown => {
+                state.apply(&myself, Event::DaemonShuttingDown);
+            }
+            ProcessMsg::Shutdown => {
+                state.apply(&myself, Event::ShutdownRequested);
+            }
+            ProcessMsg::Exited { generation, pid, status } => {
+                if generation == state.generation && state.guard.pid == Some(pid) {
+                    state.guard.pid = None;
+                    state.shared.child.store(0, Ordering::SeqCst);
+                    state.shared.set_stdin(None);
+                    state.stop_wall = Some(SystemTime::now());
+                    state.apply(&myself, Event::Exited { pid, status });
+                }
+            }
+            ProcessMsg::Timer(timer) => {
+                if state.timers.get(&timer.kind).is_some_and(|(token, _)| *token == timer.token) {
+                    state.timers.remove(&timer.kind);
+                }
+                state.apply(&myself, Event::Timer(timer));
+            }
+            #[cfg(test)]
+            ProcessMsg::Crash => panic!("crash requested by a test"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        state: &mut ProcessActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        for (_, (_, task)) in state.timers.drain() {
+            task.abort();
+        }
+        // A child still present here is killed by the guard when the state drops.
+        Ok(())
+    }
+}
+
+impl ProcessActorState {
+    /// `startProcess`: check the command first (NO_FILE / NOT_EXECUTABLE), then
+    /// the state, then spawn.
+    fn start(&mut self, myself: &ActorRef<ProcessMsg>) -> Result<(), CoreError> {
+        if let Err(error) = self.resolve_argv() {
+            match error.fault() {
+                SpawnFault::NoFile => return Err(CoreError::NoFile(error.to_string())),
+                SpawnFault::NotExecutable => {
+                    return Err(CoreError::NotExecutable(error.to_string()));
+                }
+                SpawnFault::SpawnError => {}
+            }
+        }
+        let outcome = self.apply(myself, Event::StartRequested);
+        if outcome.refusal.is_some() {
+            return self.reply(outcome);
+        }
+        if self.lifecycle.pid().is_none() && self.lifecycle.spawnerr().is_some() {
+            return Err(CoreError::SpawnError(self.shared.namespec.clone()));
+        }
+        Ok(())
+    }
+
+    fn reply(&self, outcome: Outcome) -> Result<(), CoreError> {
+        let namespec = self.shared.namespec.clone();
+        if let Some(error) = outcome.signal_error {
+            return Err(CoreError::Failed(error));
+        }
+        match outcome.refusal {
+            None => Ok(()),
+            Some(Refusal::AlreadyStarted) => Err(CoreError::AlreadyStarted(namespec)),
+            Some(Refusal::NotRunning) => Err(CoreError::NotRunning(namespec)),
+            Some(Refusal::UnknownState) => {
+                Err(CoreError::Failed(format!("{namespec} is in an unknown state")))
+            }
+            Some(Refusal::Stopping) => Err(CoreError::Failed(format!("{namespec} is stopping"))),
+            Some(Refusal::ShuttingDown) => Err(CoreError::ShuttingDown),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let config = &self.shared.config;
+        let server_url = config.serverurl.as_deref().or(self.ctx.server_url.as_deref());
+        child_environment(
+            &self.ctx.daemon_env,
+            &self.ctx.global_env,
+            &config.environment,
+            &config.name,
+            &config.group,
+            server_url,
+        )
+    }
+
+    fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
+        let config = &self.shared.config;
+        let path = search_path(&self.ctx.daemon_env, &self.ctx.global_env, &config.environment);
+        resolve_command(&config.command, path.as_deref())
+    }
+
+    /// Runs `event` and every follow-up event through the lifecycle, executing
+    /// the effects in order, then publishes the new snapshot.
+    fn apply(&mut self, myself: &ActorRef<ProcessMsg>, event: Event) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut queue = std::collections::VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let now = tokio::time::Instant::now().into_std();
+            for effect in self.lifecycle.step(event, now) {
+                match effect {
+                    Effect::StateChanged { from, to } => self.announce(from, to),
+                    Effect::Spawn => {
+                        self.start_wall = Some(SystemTime::now());
+                        queue.push_back(match self.spawn_child(myself) {
+                            Ok(pid) => Event::Spawned { pid },
+                            Err(error) => Event::SpawnFailed { error },
+                        });
+                    }
+                    Effect::Schedule { timer, after } => {
+                        let task = myself.send_after(after, move || ProcessMsg::Timer(timer));
+                        if let Some((_, old)) = self.timers.insert(timer.kind, (timer.token, task))
+                        {
+                            old.abort();
+                        }
+                    }
+                    Effect::Signal { pid, sig, group, purpose } => {
+                        if let Err(errno) = self.ctx.spawner.signal(pid, sig, group) {
+                            let error = errno.desc().to_owned();
+                            if purpose == SignalPurpose::User {
+                                outcome.signal_error = Some(format!(
+                                    "unknown problem sending sig {} ({}):{}",
+                                    self.shared.config.name, pid, error
+                                ));
+                            }
+                            queue.push_back(Event::SignalFailed { purpose, error });
+                        }
+                    }
+                    Effect::Log { level, message } => log(level, &message),
+                    Effect::Refused(refusal) => outcome.refusal = Some(refusal),
+                }
+            }
+        }
+        self.publish();
+        outcome
+    }
+
+    /// Builds the spec and spawns; returns the pid or supervisord's spawnerr.
+    fn spawn_child(&mut self, myself: &ActorRef<ProcessMsg>) -> Result<u32, String> {
+        let config = &self.shared.config;
+        let argv = self.resolve_argv().map_err(|e| e.to_string())?;
+        let user =
+            config.user.as_ref().map(SpawnUser::resolve).transpose().map_err(|e| e.to_string())?;
+        let spec = SpawnSpec {
+            argv,
+            env: self.env(),
+            cwd: config.directory.clone(),
+            umask: config.umask,
+            user,
+            redirect_stderr: config.redirect_stderr,
+            pipe_stdin: true,
+            close_fds_from: 3,
+        };
+        let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
+        self.generation += 1;
+        let generation = self.generation;
+        let pid = spawned.pid;
+        self.guard.pid = Some(pid);
+        self.last_pid = Some(pid);
+        self.shared.child.store(pid, Ordering::SeqCst);
+        if let Some(stdout) = spawned.stdout {
+            drop(self.shared.stdout.capture(stdout));
+        }
+        if let Some(stderr) = spawned.stderr {
+            drop(self.shared.stderr.capture(stderr));
+        }
+        self.shared
+            .set_stdin(spawned.stdin.map(|sender| Arc::new(tokio::sync::Mutex::new(sender))));
+        let exit = spawned.exit;
+        let me = myself.clone();
+        let namespec = self.shared.namespec.clone();
+        tokio::spawn(async move {
+            match exit.await {
+                Ok(status) => {
+                    // Fails only if this actor is gone, whose guard already killed it.
+                    let _ = me.cast(ProcessMsg::Exited { generation, pid, status });
+                }
+                Err(_) => tracing::error!(
+                    "the reaper dropped the exit status of '{namespec}' (pid {pid})"
+                ),
+            }
+        });
+        Ok(pid)
+    }
+
+    fn announce(&self, from: ProcessState, to: ProcessState) {
+        let config = &self.shared.config;
+        let expected = (to == ProcessState::Exited).then(|| {
+            self.lifecycle
+                .exitstatus()
+                .is_some_and(|status| config.exitcodes.contains(&status.supervisord_code()))
+        });
+        let event = ProcessStateEvent {
+            group: config.group.clone(),
+            name: config.name.clone(),
+            from,
+            to,
+            pid: if to == ProcessState::Starting { self.lifecycle.pid() } else { self.last_pid },
+            tries: self.lifecycle.backoff(),
+            expected,
+            at: SystemTime::now(),
+        };
+        // No subscribers is fine.
+        let _ = self.ctx.bus.send(BusEvent::ProcessState(event));
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.lifecycle.state(),
+            pid: self.lifecycle.pid(),
+            start: self.start_wall,
+            stop: self.stop_wall,
+            spawnerr: self.lifecycle.spawnerr().map(str::to_owned),
+            exitstatus: self.lifecycle.exitstatus(),
+            tries: self.lifecycle.backoff(),
+        }
+    }
+
+    fn publish(&self) {
+        let snapshot = self.snapshot();
+        self.shared.snapshot.send_if_modified(|current| {
+            if *current == snapshot {
+                false
+            } else {
+                *current = snapshot;
+                true
+            }
+        });
+    }
+}
+
+fn log(level: Level, message: &str) {
+    match level {
+        Level::Critical => tracing::error!("{message}"),
+        Level::Warn => tracing::warn!("{message}"),
+        Level::Info => tracing::info!("{message}"),
+        Level::Debug => tracing::debug!("{message}"),
+    }
+}

@@ -1,0 +1,239 @@
+//! [`ProcessInfo`]: supervisord's `getProcessInfo` struct, computed from a
+//! process's published snapshot without a round-trip through its actor.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::exit::ExitStatus;
+use crate::lifecycle::ProcessState;
+
+/// What a process actor publishes after every message it handles. Readers clone
+/// it out of a `tokio::sync::watch` channel, so status of thousands of processes
+/// never waits on their mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) state: ProcessState,
+    pub(crate) pid: Option<u32>,
+    /// supervisord's `laststart`: the last spawn attempt.
+    pub(crate) start: Option<SystemTime>,
+    /// supervisord's `laststop`: the last time a child was reaped.
+    pub(crate) stop: Option<SystemTime>,
+    pub(crate) spawnerr: Option<String>,
+    pub(crate) exitstatus: Option<ExitStatus>,
+    /// The backoff counter.
+    pub(crate) tries: u32,
+}
+
+impl Snapshot {
+    pub(crate) fn never_started() -> Snapshot {
+        Snapshot {
+            state: ProcessState::Stopped,
+            pid: None,
+            start: None,
+            stop: None,
+            spawnerr: None,
+            exitstatus: None,
+            tries: 0,
+        }
+    }
+}
+
+/// One process's status, field for field supervisord's `getProcessInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub group: String,
+    /// `group:name`, or `name` when both are the same.
+    pub namespec: String,
+    /// Epoch seconds of the last start attempt; 0 if never started.
+    pub start: i64,
+    /// Epoch seconds of the last exit; 0 if never.
+    pub stop: i64,
+    /// Epoch seconds when this info was taken.
+    pub now: i64,
+    pub state: ProcessState,
+    pub statename: &'static str,
+    /// The last spawn error, or empty.
+    pub spawnerr: String,
+    /// The last exit code; -1 for a death by signal; 0 if none.
+    pub exitstatus: i32,
+    /// Same as `stdout_logfile` (supervisord's alias).
+    pub logfile: String,
+    /// The stdout log path, empty if none.
+    pub stdout_logfile: String,
+    /// The stderr log path, empty if none.
+    pub stderr_logfile: String,
+    /// 0 when no child exists.
+    pub pid: u32,
+    /// supervisorctl's status column text (`pid 42, uptime 0:03:10`).
+    pub description: String,
+}
+
+impl ProcessInfo {
+    pub(crate) fn new(
+        group: &str,
+        name: &str,
+        stdout_logfile: Option<&Path>,
+        stderr_logfile: Option<&Path>,
+        snapshot: &Snapshot,
+        now: SystemTime,
+    ) -> ProcessInfo {
+        let start = snapshot.start.map_or(0, epoch);
+        let stop = snapshot.stop.map_or(0, epoch);
+        let now = epoch(now);
+        let pid = snapshot.pid.unwrap_or(0);
+        let spawnerr = snapshot.spawnerr.clone().unwrap_or_default();
+        let stdout_logfile = stdout_logfile.map(|p| p.display().to_string()).unwrap_or_default();
+        let stderr_logfile = stderr_logfile.map(|p| p.display().to_string()).unwrap_or_default();
+        let description =
+            describe(snapshot.state, name, pid, start, stop, now, &spawnerr, local_time);
+        ProcessInfo {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            namespec: if group == name { name.to_owned() } else { format!("{group}:{name}") },
+            start,
+            stop,
+            now,
+            state: snapshot.state,
+            statename: snapshot.state.name(),
+            spawnerr,
+            exitstatus: snapshot.exitstatus.map_or(0, |status| status.supervisord_code()),
+            logfile: stdout_logfile.clone(),
+            stdout_logfile,
+            stderr_logfile,
+            pid,
+            description,
+        }
+    }
+}
+
+fn epoch(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// supervisorctl's `_interpretProcessInfo`. `format_local` renders an epoch as
+/// `%b %d %I:%M %p` in local time (a parameter so tests need no time zone).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn describe(
+    state: ProcessState,
+    name: &str,
+    pid: u32,
+    start: i64,
+    stop: i64,
+    now: i64,
+    spawnerr: &str,
+    format_local: fn(i64) -> String,
+) -> String {
+    match state {
+        ProcessState::Running => {
+            // Never negative, as supervisorctl clamps it.
+            let uptime = u64::try_from(now.saturating_sub(start)).unwrap_or(0);
+            format!("pid {pid}, uptime {}", timedelta(uptime))
+        }
+        ProcessState::Fatal | ProcessState::Backoff => {
+            if spawnerr.is_empty() {
+                format!("unknown error (try \"tail {name}\")")
+            } else {
+                spawnerr.to_owned()
+            }
+        }
+        ProcessState::Stopped | ProcessState::Exited => {
+            if start == 0 {
+                "Not started".to_owned()
+            } else {
+                format_local(stop)
+            }
+        }
+        ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
+    }
+}
+
+/// Python's `str(timedelta(seconds=n))`: `0:03:10`, `1 day, 2:03:04`.
+pub(crate) fn timedelta(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    let clock = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    match days {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        n => format!("{n} days, {clock}"),
+    }
+}
+
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// `time.strftime('%b %d %I:%M %p', time.localtime(epoch))` in the C locale.
+pub(crate) fn local_time(epoch: i64) -> String {
+    let time: libc::time_t = epoch;
+    // SAFETY: `tm` is plain old data; zeroed is a valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the reentrant
+    // variant and writes only into `tm`.
+    let converted = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if !converted {
+        return epoch.to_string();
+    }
+    format_tm(tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min)
+}
+
+fn format_tm(month: i32, day: i32, hour: i32, minute: i32) -> String {
+    let month = usize::try_from(month).ok().and_then(|m| MONTHS.get(m)).copied().unwrap_or("???");
+    let hour12 = match hour % 12 {
+        0 => 12,
+        h => h,
+    };
+    let meridiem = if hour < 12 { "AM" } else { "PM" };
+    format!("{month} {day:02} {hour12:02}:{minute:02} {meridiem}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(epoch: i64) -> String {
+        format!("at {epoch}")
+    }
+
+    #[test]
+    fn uptime_is_python_timedelta() {
+        assert_eq!(timedelta(0), "0:00:00");
+        assert_eq!(timedelta(190), "0:03:10");
+        assert_eq!(timedelta(86_400 + 7384), "1 day, 2:03:04");
+        assert_eq!(timedelta(3 * 86_400), "3 days, 0:00:00");
+    }
+
+    #[test]
+    fn descriptions_follow_supervisorctl() {
+        let d = |state, start, stop, err: &str| {
+            describe(state, "web", 42, start, stop, 1190, err, fixed)
+        };
+        assert_eq!(d(ProcessState::Running, 1000, 0, ""), "pid 42, uptime 0:03:10");
+        assert_eq!(d(ProcessState::Running, 2000, 0, ""), "pid 42, uptime 0:00:00");
+        assert_eq!(d(ProcessState::Stopped, 0, 0, ""), "Not started");
+        assert_eq!(d(ProcessState::Stopped, 1000, 1100, ""), "at 1100");
+        assert_eq!(d(ProcessState::Exited, 1000, 1100, "Bad exit code 1"), "at 1100");
+        assert_eq!(
+            d(ProcessState::Fatal, 1000, 1100, "Exited too quickly (process log may have details)"),
+            "Exited too quickly (process log may have details)"
+        );
+        assert_eq!(d(ProcessState::Backoff, 1000, 0, ""), "unknown error (try \"tail web\")");
+        assert_eq!(d(ProcessState::Starting, 1000, 0, ""), "");
+        assert_eq!(d(ProcessState::Stopping, 1000, 0, ""), "");
+        assert_eq!(d(ProcessState::Unknown, 1000, 0, ""), "");
+    }
+
+    #[test]
+    fn stop_time_uses_strftime_b_d_i_m_p() {
+        assert_eq!(format_tm(10, 23, 23, 18), "Nov 23 11:18 PM");
+        assert_eq!(format_tm(10, 24, 6, 12), "Nov 24 06:12 AM");
+        assert_eq!(format_tm(0, 1, 0, 5), "Jan 01 12:05 AM");
+        assert_eq!(format_tm(5, 9, 12, 0), "Jun 09 12:00 PM");
+        // The real conversion produces the same shape.
+        let text = local_time(1_700_000_000);
+        assert_eq!(text.len(), "Nov 14 10:13 PM".len(), "{text}");
+    }
+}

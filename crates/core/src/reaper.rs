@@ -1,0 +1,255 @@
+//! The reaper: the only code in Vigil that calls `waitpid`.
+//!
+//! # Theory of operation
+//!
+//! A process-wide reaper thread owns a small current-thread tokio runtime that listens
+//! for SIGCHLD. SIGCHLD coalesces (many exits can raise one signal), so every wake-up
+//! loops `waitpid(-1, WNOHANG)` until it reports "still alive" or `ECHILD`, and each
+//! exit is dispatched by pid to the oneshot sender registered at spawn.
+//!
+//! Three races are closed by one mutex:
+//! - std waits internally for a child whose `exec` failed. A concurrent
+//!   `waitpid(-1)` could steal that status (std then panics), so
+//!   [`Reaper::spawn`] forks under the mutex and the reaper takes it for each
+//!   `waitpid` call.
+//! - A child can exit before its pid is registered. Because registration happens in
+//!   the same critical section as the fork, the reaper cannot see that exit before the
+//!   pid is known. Hence no "pending exits" map: an unknown pid is, by construction,
+//!   an adopted orphan. (Such a map keyed by pid would also be wrong after pid reuse:
+//!   a parked orphan exit would be handed to a new child that got the same pid.)
+//! - Signalling a pid that was already reaped could hit an unrelated process that
+//!   reused it. [`Reaper::signal`] checks, under the mutex, that the pid is still
+//!   registered (and therefore not reaped).
+//!
+//! The reaper is a singleton because `waitpid(-1)` is process-wide: two reapers would
+//! steal each other's children. It runs on its own thread (not on the caller's
+//! runtime) so it outlives any one runtime (tests create many) and so that waiting for
+//! the mutex during a fork never blocks a worker thread of the application.
+//!
+//! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
+//! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
+//! instead of lingering as zombies of init.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+use crate::exit::ExitStatus;
+use crate::spawn::{Prepared, SpawnError, SpawnSpec};
+
+/// Handle to the process-wide reaper. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reaper {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Registered, not yet reaped children. Held while forking and around each
+    /// `waitpid`, see the module docs.
+    state: Mutex<State>,
+    orphans: AtomicU64,
+    reaped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// pid -> where its exit status goes.
+    waiting: HashMap<u32, oneshot::Sender<ExitStatus>>,
+}
+
+/// A started child: its pid, the parent ends of its pipes and its exit status.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: u32,
+    /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set.
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    /// The child's stdout (always piped; also carries stderr when redirected).
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    /// The child's stderr; `None` when [`SpawnSpec::redirect_stderr`] was set.
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
+    /// Resolves exactly once, when the reaper collects the child.
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+
+impl Reaper {
+    /// Starts the process-wide reaper (or returns the running one).
+    ///
+    /// The SIGCHLD listener is installed before this returns, so no exit of a child
+    /// spawned afterwards can be missed. `subreaper` additionally marks this process
+    /// `PR_SET_CHILD_SUBREAPER` (process-wide, and it stays set).
+    pub fn start(subreaper: bool) -> std::io::Result<Reaper> {
+        if subreaper {
+            nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
+        }
+        if let Some(reaper) = REAPER.get() {
+            return Ok(reaper.clone());
+        }
+        // Two racing first calls may both build a thread; only the winner's handle is
+        // stored, and the loser's thread is told to exit before it reaps anything.
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            orphans: AtomicU64::new(0),
+            reaped: AtomicU64::new(0),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
+        let thread_inner = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("vigil-reaper".to_owned())
+            .spawn(move || reaper_thread(thread_inner, ready_tx, go_rx))?;
+        ready_rx.recv().map_err(|_| std::io::Error::other("reaper thread died during start"))??;
+        let candidate = Reaper { inner };
+        let winner = REAPER.get_or_init(|| candidate.clone());
+        let we_won = Arc::ptr_eq(&winner.inner, &candidate.inner);
+        // The thread only begins reaping once told it is the one; a send error means
+        // it is already gone, which the ready handshake above rules out.
+        let _ = go_tx.send(we_won);
+        Ok(winner.clone())
+    }
+
+    /// Spawns `spec` under the reaper's lock and registers its pid.
+    ///
+    /// Must be called inside a tokio runtime (the pipes are registered with it). It
+    /// blocks for the fork and exec (well under a millisecond for a normal daemon);
+    /// call it from `spawn_blocking` if that matters to the caller.
+    pub fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+        let prepared = Prepared::new(spec)?;
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let mut state = self.inner.lock();
+        let (pid, pipes) = prepared.launch()?;
+        state.waiting.insert(pid, exit_tx);
+        drop(state);
+        tracing::debug!(pid, argv = ?spec.argv, "spawned child");
+        Ok(Spawned {
+            pid,
+            stdin: pipes.stdin,
+            stdout: pipes.stdout,
+            stderr: pipes.stderr,
+            exit: exit_rx,
+        })
+    }
+
+    /// Sends `sig` to `pid` (or to its process group when `group`), only while that pid
+    /// is registered and not yet reaped, so a reused pid is never signalled.
+    /// Returns `Ok(false)` if the pid is not ours (any more) or is already gone.
+    pub fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
+        let signal = Signal::try_from(sig)?;
+        let target = Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::EINVAL)?);
+        let state = self.inner.lock();
+        if !state.waiting.contains_key(&pid) {
+            return Ok(false);
+        }
+        let result = if group { killpg(target, signal) } else { kill(target, signal) };
+        drop(state);
+        match result {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// True while `pid` was spawned by this reaper and has not been reaped.
+    pub fn is_running(&self, pid: u32) -> bool {
+        self.inner.lock().waiting.contains_key(&pid)
+    }
+
+    /// Orphans (pids not spawned through this reaper) reaped so far.
+    pub fn orphans_reaped(&self) -> u64 {
+        self.inner.orphans.load(Ordering::Relaxed)
+    }
+
+    /// Children of ours reaped so far (for tests and status).
+    pub fn children_reaped(&self) -> u64 {
+        self.inner.reaped.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every critical section
+        // is a single map operation plus a syscall.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Collects every waitable child. Takes the lock for each `waitpid` only, so a
+    /// spawn never waits behind a long reaping burst (and vice versa).
+    fn reap_all(&self) {
+        loop {
+            let mut state = self.lock();
+            let mut raw: libc::c_int = 0;
+            // SAFETY: waitpid writes the status into `raw`. libc is used directly
+            // because nix fails to decode real-time signal deaths after reaping them.
+            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+            if pid == 0 {
+                return;
+            }
+            if pid < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::ECHILD => return,
+                    errno => {
+                        tracing::error!(%errno, "waitpid failed");
+                        return;
+                    }
+                }
+            }
+            let Some(status) = ExitStatus::from_raw(raw) else { continue };
+            let pid = pid as u32;
+            match state.waiting.remove(&pid) {
+                Some(sender) => {
+                    drop(state);
+                    self.reaped.fetch_add(1, Ordering::Relaxed);
+                    // The receiver may be gone (actor stopped); the exit is still reaped.
+                    let _ = sender.send(status);
+                }
+                None => {
+                    drop(state);
+                    self.orphans.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("reaped unknown pid {pid} ({})", status.describe());
+                }
+            }
+        }
+    }
+}
+
+fn reaper_thread(
+    inner: Arc<Inner>,
+    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    go: std::sync::mpsc::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigchld = match signal(SignalKind::child()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        if !go.recv().unwrap_or(false) {
+            return;
+        }
+        // Children that exited before the listener existed raised no signal we saw.
+        inner.reap_all();
+        while sigchld.recv().await.is_some() {
+            inner.reap_all();
+        }
+        tracing::error!("SIGCHLD stream ended; children will no longer be reaped");
+    });
+}

@@ -1,0 +1,301 @@
+//! [`RootActor`]: supervises the group actors and runs the ordered shutdown.
+//!
+//! The root owns the set of groups (adding and removing them) and keeps the
+//! [`Registry`] in step, which is how [`crate::Handle`] reaches processes without
+//! going through the tree's mailboxes. Like every supervisor here it overrides
+//! `handle_supervisor_evt` (ractor's default would stop the root when any group
+//! fails): a failed group actor is rebuilt from its config and shared member
+//! state, restarting what was running (its process actors were killed with it,
+//! and their drop guards killed their children).
+//!
+//! Shutdown follows supervisord (`ordered_stop_groups_phase_1/2`): first every
+//! process is told that no automatic start may happen any more, then groups are
+//! stopped one at a time in descending (priority, name) order, the next only when
+//! every process of the current one is in a stopped state. While waiting it logs
+//! `waiting for a, b to die` every 3 s. The waiting runs in a task, never inside a
+//! handler, so supervision keeps working meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use vigil_config::GroupConfig;
+
+use crate::error::CoreError;
+use crate::events::Event as BusEvent;
+use crate::group::{GroupActor, GroupArgs, GroupMsg};
+use crate::process::{Context, ProcessShared};
+
+/// How often the shutdown names the processes it still waits for.
+pub(crate) const SHUTDOWN_REPORT_INTERVAL: Duration = Duration::from_secs(3);
+/// How long the root waits for groups to finish `post_stop`.
+const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One group as seen from outside the tree.
+pub(crate) struct GroupEntry {
+    pub(crate) config: GroupConfig,
+    /// In start order.
+    pub(crate) members: Vec<Arc<ProcessShared>>,
+    pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
+}
+
+impl GroupEntry {
+    pub(crate) fn actor(&self) -> Option<ActorRef<GroupMsg>> {
+        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_actor(&self, actor: Option<ActorRef<GroupMsg>>) {
+        *self.actor.write().unwrap_or_else(PoisonError::into_inner) = actor;
+    }
+}
+
+/// Every group by name; written by the root, read by handles.
+#[derive(Default)]
+pub(crate) struct Registry {
+    groups: RwLock<BTreeMap<String, Arc<GroupEntry>>>,
+}
+
+impl Registry {
+    pub(crate) fn group(&self, name: &str) -> Option<Arc<GroupEntry>> {
+        self.groups.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// Groups sorted by name (supervisord's status order).
+    pub(crate) fn groups(&self) -> Vec<Arc<GroupEntry>> {
+        self.groups.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Groups in start order: (priority, name).
+    pub(crate) fn groups_by_priority(&self) -> Vec<Arc<GroupEntry>> {
+        let mut groups = self.groups();
+        groups.sort_by(|a, b| {
+            (a.config.priority, &a.config.name).cmp(&(b.config.priority, &b.config.name))
+        });
+        groups
+    }
+
+    fn insert(&self, entry: Arc<GroupEntry>) {
+        self.groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(entry.config.name.clone(), entry);
+    }
+
+    fn remove(&self, name: &str) -> Option<Arc<GroupEntry>> {
+        self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name)
+    }
+}
+
+/// Messages to the [`RootActor`].
+pub(crate) enum RootMsg {
+    /// Adds a group whose members (and their logs) were already built.
+    AddGroup {
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+        reply: RpcReplyPort<Result<(), CoreError>>,
+    },
+    /// Removes a group whose processes are all stopped.
+    RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
+    /// Ordered shutdown; replies when every process is stopped.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub(crate) struct RootArgs {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+pub(crate) struct RootActor;
+
+pub(crate) struct RootState {
+    ctx: Arc<Context>,
+    registry: Arc<Registry>,
+    by_id: HashMap<ActorId, String>,
+    shutting_down: bool,
+}
+
+impl RootState {
+    async fn spawn_group(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        entry: &Arc<GroupEntry>,
+        resume: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = GroupArgs {
+            config: entry.config.clone(),
+            members: entry.members.clone(),
+            ctx: Arc::clone(&self.ctx),
+            resume,
+        };
+        let (actor, _join) = Actor::spawn_linked(None, GroupActor, args, myself.get_cell()).await?;
+        self.by_id.insert(actor.get_id(), entry.config.name.clone());
+        entry.set_actor(Some(actor));
+        Ok(())
+    }
+}
+
+impl Actor for RootActor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        Ok(RootState {
+            ctx: args.ctx,
+            registry: args.registry,
+            by_id: HashMap::new(),
+            shutting_down: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RootMsg>,
+        _state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        message: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RootMsg::AddGroup { config, members, reply } => {
+                let name = config.name.clone();
+                if state.shutting_down {
+                    let _ = reply.send(Err(CoreError::ShuttingDown));
+                } else if state.registry.group(&name).is_some() {
+                    let _ = reply.send(Err(CoreError::AlreadyAdded(name)));
+                } else {
+                    let entry = Arc::new(GroupEntry { config, members, actor: RwLock::new(None) });
+                    match state.spawn_group(&myself, &entry, false).await {
+                        Ok(()) => {
+                            state.registry.insert(entry);
+                            let _ = state.ctx.bus.send(BusEvent::GroupAdded { group: name });
+                            let _ = reply.send(Ok(()));
+                        }
+                        Err(error) => {
+                            let _ = reply.send(Err(CoreError::Failed(format!(
+                                "could not start group '{name}': {error}"
+                            ))));
+                        }
+                    }
+                }
+            }
+            RootMsg::RemoveGroup { name, reply } => {
+                let result = match state.registry.group(&name) {
+                    None => Err(CoreError::BadName(name.clone())),
+                    Some(entry) if entry.members.iter().any(|m| !m.state().is_stopped()) => {
+                        Err(CoreError::StillRunning(name.clone()))
+                    }
+                    Some(entry) => {
+                        state.registry.remove(&name);
+                        if let Some(actor) = entry.actor() {
+                            state.by_id.remove(&actor.get_id());
+                            actor.stop(Some("group removed".to_owned()));
+                        }
+                        entry.set_actor(None);
+                        let _ = state.ctx.bus.send(BusEvent::GroupRemoved { group: name.clone() });
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            RootMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                let groups = state.registry.groups_by_priority();
+                for group in &groups {
+                    if let Some(actor) = group.actor() {
+                        let _ = actor.cast(GroupMsg::DaemonShuttingDown);
+                    }
+                }
+                tokio::spawn(async move {
+                    ordered_stop(groups).await;
+                    let _ = reply.send(());
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                let Some(name) = state.by_id.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                tracing::error!("group actor of '{name}' failed: {error}");
+                let Some(entry) = state.registry.group(&name) else {
+                    return Ok(());
+                };
+                entry.set_actor(None);
+                tracing::warn!("rebuilding the group actor of '{name}'");
+                // During a shutdown nothing is restarted: the rebuilt process actors
+                // come up STOPPED (their children were killed with the old ones), so
+                // the ordered stop can move on.
+                let resume = !state.shutting_down;
+                state.spawn_group(&myself, &entry, resume).await?;
+                if state.shutting_down
+                    && let Some(actor) = entry.actor()
+                {
+                    let _ = actor.cast(GroupMsg::DaemonShuttingDown);
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.by_id.remove(&cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Stops `groups` (given in start order) one at a time, highest first.
+async fn ordered_stop(groups: Vec<Arc<GroupEntry>>) {
+    let mut report = tokio::time::interval(SHUTDOWN_REPORT_INTERVAL);
+    for group in groups.iter().rev() {
+        match group.actor() {
+            Some(actor) => {
+                let _ = actor.cast(GroupMsg::Shutdown);
+            }
+            None => tracing::error!("group '{}' has no actor to stop it", group.config.name),
+        }
+        let all_stopped = futures::future::join_all(group.members.iter().map(|member| {
+            let mut snapshot = member.snapshot.subscribe();
+            async move {
+                let _ = snapshot.wait_for(|s| s.state.is_stopped()).await;
+            }
+        }));
+        tokio::pin!(all_stopped);
+        loop {
+            tokio::select! {
+                _ = &mut all_stopped => break,
+                _ = report.tick() => {
+                    let waiting: Vec<&str> = groups
+                        .iter()
+                        .flat_map(|g| g.members.iter())
+                        .filter(|m| !m.state().is_stopped())
+                        .map(|m| m.config.name.as_str())
+                        .collect();
+                    if !waiting.is_empty() {
+                        tracing::info!("waiting for {} to die", waiting.join(", "));
+                    }
+                }
+            }
+        }
+    }
+}

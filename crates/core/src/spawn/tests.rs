@@ -1,0 +1,181 @@
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+fn make_file(path: &std::path::Path, mode: u32) {
+    fs::write(path, b"#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn spawnerr_texts_match_supervisord() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_str().unwrap();
+    let missing = format!("{dir_path}/nope");
+    let err = resolve_command(&argv(&[&missing]), None).unwrap_err();
+    assert_eq!(err.to_string(), format!("can't find command '{missing}'"));
+    assert_eq!(err.fault(), SpawnFault::NoFile);
+
+    let err = resolve_command(&argv(&["vigil-no-such-command"]), Some(dir_path)).unwrap_err();
+    assert_eq!(err.to_string(), "can't find command 'vigil-no-such-command'");
+
+    let err = resolve_command(&argv(&[dir_path]), None).unwrap_err();
+    assert_eq!(err.to_string(), format!("command at '{dir_path}' is a directory"));
+    assert_eq!(err.fault(), SpawnFault::NotExecutable);
+
+    let plain = dir.path().join("plain");
+    make_file(&plain, 0o644);
+    let err = resolve_command(&argv(&[plain.to_str().unwrap()]), None).unwrap_err();
+    assert_eq!(err.to_string(), format!("command at '{}' is not executable", plain.display()));
+    assert_eq!(err.fault(), SpawnFault::NotExecutable);
+
+    assert_eq!(resolve_command(&[], None).unwrap_err().to_string(), "command is empty");
+}
+
+#[test]
+fn no_permission_when_x_bit_belongs_to_someone_else() {
+    // Root passes access(X_OK) whenever any x bit is set, so this case only exists
+    // for unprivileged users.
+    if nix::unistd::getuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let others_only = dir.path().join("others-only");
+    make_file(&others_only, 0o601);
+    let err = resolve_command(&argv(&[others_only.to_str().unwrap()]), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no permission to run command '{}'", others_only.display())
+    );
+}
+
+#[test]
+fn path_search_takes_the_first_existing_entry() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    make_file(&second.path().join("tool"), 0o755);
+    let path = format!("{}:{}", first.path().display(), second.path().display());
+    let resolved = resolve_command(&argv(&["tool", "--flag"]), Some(&path)).unwrap();
+    assert_eq!(resolved, argv(&[second.path().join("tool").to_str().unwrap(), "--flag"]));
+
+    // A directory with the command's name earlier in PATH wins and fails, as in
+    // supervisord (the first entry that stats is taken).
+    fs::create_dir(first.path().join("tool")).unwrap();
+    let err = resolve_command(&argv(&["tool"]), Some(&path)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("command at '{}/tool' is a directory", first.path().display())
+    );
+
+    // Trailing slashes are joined like os.path.join.
+    let with_slash = format!("{}/", second.path().display());
+    let resolved = resolve_command(&argv(&["tool"]), Some(&with_slash)).unwrap();
+    assert_eq!(resolved[0], second.path().join("tool").to_str().unwrap());
+}
+
+#[test]
+fn default_path_is_used_without_one() {
+    // `sh` exists in /bin or /usr/bin on every Linux this runs on.
+    let resolved = resolve_command(&argv(&["sh"]), None).unwrap();
+    assert!(resolved[0] == "/bin/sh" || resolved[0] == "/usr/bin/sh", "{resolved:?}");
+}
+
+#[test]
+fn repr_quotes_like_python() {
+    assert_eq!(py_repr("abc"), "'abc'");
+    assert_eq!(py_repr("it's"), "\"it's\"");
+    assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
+    assert_eq!(py_repr("tab\there\n"), "'tab\\there\\n'");
+    assert_eq!(py_repr("back\\slash"), "'back\\\\slash'");
+}
+
+#[test]
+fn environment_merge_order() {
+    let daemon = vec![
+        ("PATH".to_owned(), "/daemon/bin".to_owned()),
+        ("HOME".to_owned(), "/root".to_owned()),
+        ("SUPERVISOR_ENABLED".to_owned(), "0".to_owned()),
+    ];
+    let global: BTreeMap<String, String> =
+        [("A", "global"), ("B", "global"), ("SUPERVISOR_GROUP_NAME", "from-global")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let program: BTreeMap<String, String> =
+        [("B", "program")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let env = child_environment(&daemon, &global, &program, "web_0", "web", Some("unix:///x.sock"));
+    let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(get("PATH"), Some("/daemon/bin"));
+    assert_eq!(get("HOME"), Some("/root"));
+    assert_eq!(get("SUPERVISOR_ENABLED"), Some("1"));
+    assert_eq!(get("SUPERVISOR_SERVER_URL"), Some("unix:///x.sock"));
+    assert_eq!(get("SUPERVISOR_PROCESS_NAME"), Some("web_0"));
+    // supervisord's code lets the global block override SUPERVISOR_*.
+    assert_eq!(get("SUPERVISOR_GROUP_NAME"), Some("from-global"));
+    assert_eq!(get("A"), Some("global"));
+    assert_eq!(get("B"), Some("program"));
+
+    let env = child_environment(&[], &BTreeMap::new(), &BTreeMap::new(), "a", "a", None);
+    assert!(env.iter().all(|(k, _)| k != "SUPERVISOR_SERVER_URL"));
+}
+
+#[test]
+fn search_path_precedence() {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let daemon = vec![("PATH".to_owned(), "/d".to_owned())];
+    assert_eq!(search_path(&daemon, &map(&[]), &map(&[])), Some("/d".to_owned()));
+    assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &map(&[])), Some("/g".to_owned()));
+    assert_eq!(
+        search_path(&daemon, &map(&[("PATH", "/g")]), &map(&[("PATH", "")])),
+        Some(String::new())
+    );
+    assert_eq!(search_path(&[("PATH".to_owned(), String::new())], &map(&[]), &map(&[])), None);
+    assert_eq!(search_path(&[], &map(&[]), &map(&[])), None);
+}
+
+#[test]
+fn privilege_drop_rules() {
+    assert!(privilege_drop(None).unwrap().is_none());
+    let me = nix::unistd::getuid().as_raw();
+    let same = SpawnUser { uid: me, gid: 0, groups: vec![] };
+    assert!(privilege_drop(Some(&same)).unwrap().is_none());
+    if me != 0 {
+        let other = SpawnUser { uid: me + 1, gid: 0, groups: vec![] };
+        let err = privilege_drop(Some(&other)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("couldn't setuid to {}: Can't drop privilege as nonroot user", me + 1)
+        );
+    }
+}
+
+#[test]
+fn resolves_groups_of_the_current_user() {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let spec = vigil_config::UserSpec { name: uid.to_string(), uid, gid };
+    let user = SpawnUser::resolve(&spec).unwrap();
+    assert_eq!(user.uid, uid);
+    assert_eq!(user.groups.first(), Some(&gid));
+}
+
+#[test]
+fn proc_scan_marks_descriptors_cloexec() {
+    use std::os::fd::AsRawFd;
+    // dup() gives a descriptor without FD_CLOEXEC, as an inheritable leak would be.
+    let fd = nix::unistd::dup(std::io::stderr()).unwrap();
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFD only reads the flags of an fd we own.
+    let flags = || unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    assert_eq!(flags() & libc::FD_CLOEXEC, 0);
+    assert!(mark_cloexec_from_proc(raw));
+    assert_ne!(flags() & libc::FD_CLOEXEC, 0);
+}

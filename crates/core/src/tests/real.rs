@@ -1,0 +1,114 @@
+//! Smoke tests with real children through the real reaper (real time).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::fixtures::{config, program, solo};
+use super::specs;
+use crate::{Channel, CoreError, ProcessState, Reaper, Supervisor, SupervisorOptions};
+
+/// Kills `pid` if the test fails before the tree stopped it.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0)
+            && Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+async fn eventually(mut condition: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("condition within 10 s");
+}
+
+#[tokio::test]
+async fn real_child_starts_logs_takes_stdin_and_stops_without_a_zombie() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cat = program("cat", &["/bin/cat"]);
+    cat.startsecs = 0;
+    cat.stdout.logfile = vigil_config::LogTarget::Path(dir.path().join("cat.log"));
+    let mut missing = program("missing", &["no-such-command-vigil"]);
+    missing.startretries = 0;
+    missing.autostart = true;
+    let reaper = Reaper::start(false).expect("reaper");
+    let options = SupervisorOptions {
+        daemon_env: vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())],
+        ..SupervisorOptions::new(reaper.clone())
+    };
+    let handle = Supervisor::start(config(dir.path(), vec![solo(cat), solo(missing)]), options)
+        .await
+        .expect("start");
+    assert_eq!(handle.start(&specs(&["cat"]), true).await[0].1, Ok(()));
+    let info = handle.process_info(Some("cat")).await.expect("info");
+    let pid = info[0].pid;
+    let _guard = KillOnDrop(pid);
+    assert_eq!(info[0].state, ProcessState::Running);
+    assert!(reaper.is_running(pid));
+
+    handle.send_stdin("cat", b"hello vigil\n".to_vec()).await.expect("stdin");
+    let log = handle.log("cat", Channel::Stdout).expect("log");
+    tokio::time::timeout(Duration::from_secs(10), log.wait_beyond(0)).await.expect("output");
+    let (bytes, _, _) = log.tail(0, 100);
+    assert_eq!(bytes, b"hello vigil\n");
+    assert_eq!(std::fs::read(dir.path().join("cat.log")).expect("log file"), b"hello vigil\n");
+
+    let results = handle.stop(&specs(&["cat"]), true).await;
+    assert_eq!(results, [("cat".to_owned(), Ok(()))]);
+    let info = handle.process_info(Some("cat")).await.expect("info");
+    assert_eq!(info[0].state, ProcessState::Stopped);
+    assert_eq!(info[0].exitstatus, -1, "terminated by SIGTERM");
+    assert!(!reaper.is_running(pid));
+    eventually(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+
+    // Autostart of a command that is not on PATH: BACKOFF then FATAL, with
+    // supervisord's spawnerr.
+    let missing = handle.process_info(Some("missing")).await.expect("info");
+    assert_eq!(missing[0].state, ProcessState::Fatal);
+    assert_eq!(missing[0].description, "can't find command 'no-such-command-vigil'");
+    assert_eq!(
+        handle.start(&specs(&["missing"]), true).await[0].1,
+        Err(CoreError::NoFile("can't find command 'no-such-command-vigil'".to_owned()))
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_kills_a_real_child_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sleeper = program("sleeper", &["/bin/sleep", "1000"]);
+    sleeper.startsecs = 0;
+    sleeper.autostart = true;
+    let reaper = Reaper::start(false).expect("reaper");
+    let handle = Supervisor::start(
+        config(dir.path(), vec![solo(sleeper)]),
+        SupervisorOptions::new(reaper.clone()),
+    )
+    .await
+    .expect("start");
+    // startsecs=0: RUNNING as soon as the start timer is handled.
+    let pid = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let info = handle.process_info(Some("sleeper")).await.expect("info");
+            if info[0].state == ProcessState::Running {
+                return info[0].pid;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("running within 10 s");
+    let _guard = KillOnDrop(pid);
+    handle.shutdown().await;
+    assert!(!reaper.is_running(pid));
+    eventually(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+}
