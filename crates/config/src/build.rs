@@ -430,7 +430,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
         let members = match reader.list("programs", &exp, diags, false) {
             Some((items, _, _)) => items.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>(),
             None => {
-                diags.error(&place, format!("[group:{name}] has no programs value"));
+                diags.error(&place, format!("section has no programs value"));
                 Vec::new()
             }
         };
@@ -496,7 +496,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             match candidates.as_slice() {
                 [] => diags.error(
                     &members_place,
-                    format!("[group:{name}] names unknown program or fcgi-program {member}"),
+                    format!("names unknown program or fcgi-program {member}"),
                 ),
                 [one] => {
                     in_group.insert(one.section.name.clone());
@@ -513,7 +513,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
                 }
                 _ => diags.error(
                     &members_place,
-                    format!("[group:{name}] names ambiguous program or fcgi-program {member}"),
+                    format!("names ambiguous program or fcgi-program {member}"),
                 ),
             }
         }
@@ -803,10 +803,7 @@ fn unix_server(
         }
         None => {
             if !r.has("file") {
-                diags.error(
-                    &r.section_place(),
-                    format!("section [{}] has no file value", section.name),
-                );
+                diags.error(&r.section_place(), "section has no file value");
             }
             PathBuf::new()
         }
@@ -826,7 +823,7 @@ fn inet_server(
     let mut r = Reader::new(section);
     let exp = with(global_exp, &[("here", here_str(section))]);
     if !r.has("port") {
-        diags.error(&r.section_place(), format!("section [{}] has no port value", section.name));
+        diags.error(&r.section_place(), "section has no port value");
     }
     let (host, port) = r.get("port", &exp, diags, (String::new(), 0), values::inet_address);
     let auth = credentials(&mut r, &exp, diags);
@@ -999,7 +996,7 @@ fn program(
     if is_listener && redirect_stderr {
         d.error(
             &section_place,
-            format!("[eventlistener:{name}] section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol"),
+            format!("section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol"),
         );
     }
     let umask = r.octal("umask", &common, d);
@@ -1029,7 +1026,7 @@ fn program(
 
     // fcgi-program / eventlistener extras.
     let kind = match kind_word {
-        "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, &name, d)),
+        "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => {
             let events = match r.list("events", &common, d, false) {
                 Some((items, _, place)) => {
@@ -1039,12 +1036,7 @@ fn program(
                         if EVENT_TYPES.contains(&upper.as_str()) {
                             events.push(upper);
                         } else {
-                            d.error(
-                                &place,
-                                format!(
-                                    "Unknown event type {item} in [eventlistener:{name}] events"
-                                ),
-                            );
+                            d.error(&place, format!("Unknown event type {item}"));
                         }
                     }
                     events
@@ -1052,19 +1044,14 @@ fn program(
                 None => Vec::new(),
             };
             if events.is_empty() && !r.has("events") {
-                d.error(
-                    &section_place,
-                    format!("[eventlistener:{name}] section requires an \"events\" line"),
-                );
+                d.error(&section_place, format!("section requires an \"events\" line"));
             }
             let buffer_size: u32 =
                 r.get("buffer_size", &common, d, 10, |s| values::integer_in(s, "buffer_size"));
             if buffer_size < 1 {
                 d.error(
                     &section_place,
-                    format!(
-                        "[eventlistener:{name}] section sets invalid buffer_size ({buffer_size})"
-                    ),
+                    format!("section sets invalid buffer_size ({buffer_size})"),
                 );
             }
             let result_handler = r.get(
@@ -1089,15 +1076,20 @@ fn program(
             _ => false,
         })
         .unwrap_or(false);
-    if numprocs > 1 && !has_process_num {
+    // Without %(process_num) every instance would get the same name; build one
+    // so the error is not followed by a duplicate-name error per instance.
+    let instances = if numprocs > 1 && !has_process_num {
         d.error(
             &section_place,
             "%(process_num) must be present within process_name when numprocs > 1",
         );
-    }
+        1
+    } else {
+        numprocs
+    };
 
     let mut processes = Vec::new();
-    for process_num in numprocs_start..numprocs_start.saturating_add(numprocs) {
+    for process_num in numprocs_start..numprocs_start.saturating_add(instances) {
         let mut exp = with(
             &common,
             &[
@@ -1169,10 +1161,7 @@ fn program(
         };
         let command = r.command("command", &exp, d);
         if command.is_none() && !r.has("command") {
-            d.error(
-                &section_place,
-                format!("program section {} does not specify a command", section.name),
-            );
+            d.error(&section_place, "program section does not specify a command");
         }
         let Some((argv, command_line)) = command else { continue };
         processes.push(ProcessConfig {
@@ -1238,12 +1227,7 @@ fn diags_too_many(d: &Diagnostics) -> bool {
     d.errors.len() > 1000
 }
 
-fn fcgi_socket(
-    r: &mut Reader<'_>,
-    exp: &Expansions,
-    name: &str,
-    d: &mut Diagnostics,
-) -> FcgiSocket {
+fn fcgi_socket(r: &mut Reader<'_>, exp: &Expansions, d: &mut Diagnostics) -> FcgiSocket {
     let place = r.section_place();
     let socket = match r.text("socket", exp, d) {
         Some((text, place)) => {
@@ -1264,7 +1248,7 @@ fn fcgi_socket(
             text
         }
         None => {
-            d.error(&place, format!("[fcgi-program:{name}] section requires a \"socket\" line"));
+            d.error(&place, format!("section requires a \"socket\" line"));
             String::new()
         }
     };

@@ -94,6 +94,16 @@ fn preprocess(text: &str) -> (String, Vec<u32>) {
         if indented_comment {
             continue;
         }
+        // ConfigParser strips inline comments from every line, headers and
+        // continuations included. rust-ini's own inline-comment handling eats the
+        // first character of the line after a comment (`a=x #c` then `Key=1`
+        // gives the key `ey`), so comments are removed here and rust-ini never
+        // sees one.
+        let line = if line.trim_start().starts_with(is_comment_start) {
+            line
+        } else {
+            strip_inline_comment(line)
+        };
         kept.push_str(line);
         kept.push('\n');
         numbers.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
@@ -113,6 +123,10 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
     };
     let file_place = Place { file: file.to_path_buf(), ..Place::default() };
     let scanned = scan(text_no_bom);
+    for (line, key) in &scanned.orphans {
+        let place = Place { line: Some(*line), key: Some(key.clone()), ..file_place.clone() };
+        diags.error(&place, "key appears before the first [section] header");
+    }
     if !scanned.malformed.is_empty() {
         // Report every malformed line; rust-ini would stop at the first.
         for (line, content) in &scanned.malformed {
@@ -136,10 +150,6 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
             return Vec::new();
         }
     };
-    for (line, key) in &scanned.orphans {
-        let place = Place { line: Some(*line), key: Some(key.clone()), ..file_place.clone() };
-        diags.error(&place, "key appears before the first [section] header");
-    }
 
     let mut sections = Vec::new();
     let mut headers = scanned.sections.iter();
@@ -215,6 +225,11 @@ mod tests {
             ("[s] ; comment\na=1\n", "a", Some("1")),
             ("[s]\r\na=1\r\n", "a", Some("1")),
             ("[s]\na=\n", "a", Some("")),
+            ("[s]\na=b ;c\nIdent=1\n", "ident", Some("1")),
+            ("[s]\na=x #c\n; full\nb=2\n", "a", Some("x")),
+            ("[s]\na=x #c\n; full\nb=2\n", "b", Some("2")),
+            ("[s]\na=b ;c\n  more ;d\nz=1\n", "a", Some("b\nmore")),
+            ("[s]\na=b\t;c\n", "a", Some("b")),
             ("[s]\na=1\n[s]\nb=2\n", "a", None),
         ];
         for (text, key, expected) in cases {

@@ -125,11 +125,16 @@ pub fn load_str_with(
     let mut diags = Diagnostics::default();
     let mut files = vec![path.to_path_buf()];
     let mut sections = read_any(text, path, &mut diags);
+    // A file that could not be tokenized at all yields no sections; building
+    // would only add noise ("does not include supervisord section").
+    let mut unreadable = sections.is_empty() && !diags.errors.is_empty();
     let includes = include_files(&sections, path, env, options, &mut diags);
     for file in includes {
         match std::fs::read_to_string(&file) {
             Ok(text) => {
+                let before = diags.errors.len();
                 let mut included = read_any(&text, &file, &mut diags);
+                unreadable |= included.is_empty() && diags.errors.len() > before;
                 included.retain(|s| {
                     if s.name == "include" {
                         let place = Place {
@@ -157,6 +162,10 @@ pub fn load_str_with(
                 );
             }
         }
+    }
+    if unreadable {
+        diags.sort(&files);
+        return Err(ConfigErrors { errors: diags.errors });
     }
     let sections = merge_sections(sections);
     let ctx =

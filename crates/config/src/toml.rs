@@ -225,7 +225,11 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
                 line: err.span().map(|s| lines.line(s.start)),
                 ..Place::default()
             };
-            diags.error(&place, err.message().trim_end().to_string());
+            // serde lists every allowed field after an unknown one; the key names
+            // are documented in config/vigil.toml, so keep the line short.
+            let message = err.message().trim_end();
+            let message = message.split_once(", expected one of").map_or(message, |(head, _)| head);
+            diags.error(&place, message.to_string());
             return Vec::new();
         }
     };
