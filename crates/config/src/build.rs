@@ -430,7 +430,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
         let members = match reader.list("programs", &exp, diags, false) {
             Some((items, _, _)) => items.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>(),
             None => {
-                diags.error(&place, format!("section has no programs value"));
+                diags.error(&place, "section has no programs value");
                 Vec::new()
             }
         };
@@ -996,7 +996,7 @@ fn program(
     if is_listener && redirect_stderr {
         d.error(
             &section_place,
-            format!("section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol"),
+            "section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol",
         );
     }
     let umask = r.octal("umask", &common, d);
@@ -1044,7 +1044,7 @@ fn program(
                 None => Vec::new(),
             };
             if events.is_empty() && !r.has("events") {
-                d.error(&section_place, format!("section requires an \"events\" line"));
+                d.error(&section_place, "section requires an \"events\" line");
             }
             let buffer_size: u32 =
                 r.get("buffer_size", &common, d, 10, |s| values::integer_in(s, "buffer_size"));
@@ -1248,7 +1248,7 @@ fn fcgi_socket(r: &mut Reader<'_>, exp: &Expansions, d: &mut Diagnostics) -> Fcg
             text
         }
         None => {
-            d.error(&place, format!("section requires a \"socket\" line"));
+            d.error(&place, "section requires a \"socket\" line");
             String::new()
         }
     };
