@@ -297,7 +297,8 @@ fn here_str(section: &RawSection) -> Expansion {
 struct Program {
     name: String,
     kind: GroupKind,
-    section: RawSection,
+    /// The section header, for messages.
+    place: Place,
     processes: Vec<ProcessConfig>,
     priority: i32,
     strategy: Option<Strategy>,
@@ -483,30 +484,45 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
     // Assemble groups.
     let mut groups: Vec<GroupConfig> = Vec::new();
     let mut group_origin: HashMap<String, String> = HashMap::new();
-    let mut in_group: BTreeSet<String> = BTreeSet::new();
+    // Dependencies first, while every program still holds its processes.
+    let resolved = resolve_dependencies(&programs, diags);
+    for program in &mut programs {
+        if let Some(deps) = resolved.get(&program.name) {
+            for process in &mut program.processes {
+                process.depends_on = deps.clone();
+            }
+        }
+    }
+    let mut in_group: BTreeSet<usize> = BTreeSet::new();
     for (name, section, members, members_place, priority, strategy, max_restarts, period) in
         groups_raw
     {
         let mut processes = Vec::new();
         for member in &members {
-            let candidates: Vec<&Program> = programs
+            let candidates: Vec<usize> = programs
                 .iter()
-                .filter(|p| p.name == *member && !matches!(p.kind, GroupKind::EventListener(_)))
+                .enumerate()
+                .filter(|(_, p)| {
+                    p.name == *member && !matches!(p.kind, GroupKind::EventListener(_))
+                })
+                .map(|(i, _)| i)
                 .collect();
             match candidates.as_slice() {
                 [] => diags.error(
                     &members_place,
                     format!("names unknown program or fcgi-program {member}"),
                 ),
-                [one] => {
-                    in_group.insert(one.section.name.clone());
-                    processes.extend(one.processes.iter().cloned());
+                [index] => {
+                    // A program listed twice in one group is taken once.
+                    in_group.insert(*index);
+                    let one = &mut programs[*index];
+                    processes.append(&mut one.processes);
                     if one.strategy.is_some()
                         || one.max_restarts.is_some()
                         || one.max_restarts_period.is_some()
                     {
                         diags.warn(
-                            &Place { file: one.section.file.clone(), line: one.section.line, section: Some(one.section.name.clone()), key: None },
+                            &one.place,
                             format!("strategy/max_restarts settings are ignored for a member of [group:{name}]; set them on the group"),
                         );
                     }
@@ -539,16 +555,11 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             diags,
         );
     }
-    for program in &programs {
-        if in_group.contains(&program.section.name) {
+    for (index, program) in programs.iter_mut().enumerate() {
+        if in_group.contains(&index) {
             continue;
         }
-        let place = Place {
-            file: program.section.file.clone(),
-            line: program.section.line,
-            section: Some(program.section.name.clone()),
-            key: None,
-        };
+        let place = program.place.clone();
         add_group(
             &mut groups,
             &mut group_origin,
@@ -561,7 +572,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
                 max_restarts_period: program
                     .max_restarts_period
                     .unwrap_or(DEFAULT_MAX_RESTARTS_PERIOD),
-                processes: program.processes.clone(),
+                processes: std::mem::take(&mut program.processes),
             },
             &place,
             diags,
@@ -587,7 +598,6 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
         group.processes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
     }
 
-    resolve_dependencies(&programs, &mut groups, diags);
     groups.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
 
     Config {
@@ -1211,7 +1221,7 @@ fn program(
     Some(Program {
         name,
         kind,
-        section: section.clone(),
+        place: section_place.clone(),
         processes,
         priority,
         strategy,
@@ -1427,9 +1437,12 @@ const CONDITIONS: &[(&str, DependencyCondition)] = &[
     ("completed_successfully", DependencyCondition::CompletedSuccessfully),
 ];
 
-/// Resolves `depends_on` against the programs and instances that exist, fills it
-/// into every instance, and rejects cycles (printing the cycle).
-fn resolve_dependencies(programs: &[Program], groups: &mut [GroupConfig], d: &mut Diagnostics) {
+/// Resolves `depends_on` against the programs and instances that exist and
+/// rejects cycles (printing the cycle); returns each program's dependencies.
+fn resolve_dependencies(
+    programs: &[Program],
+    d: &mut Diagnostics,
+) -> HashMap<String, Vec<Dependency>> {
     let by_name: HashMap<&str, &Program> = programs.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut namespecs: HashMap<String, &Program> = HashMap::new();
     for p in programs {
@@ -1535,11 +1548,5 @@ fn resolve_dependencies(programs: &[Program], groups: &mut [GroupConfig], d: &mu
         }
     }
 
-    for group in groups {
-        for process in &mut group.processes {
-            if let Some(deps) = resolved.get(process.program.as_str()) {
-                process.depends_on = deps.clone();
-            }
-        }
-    }
+    resolved.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

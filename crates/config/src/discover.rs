@@ -26,6 +26,15 @@ pub fn find_config_file(exe_dir: Option<&Path>, cwd: &Path) -> Option<PathBuf> {
     search_paths(exe_dir, cwd).into_iter().find(|p| p.is_file())
 }
 
+/// supervisord's message when no config file was found, listing `searched`.
+pub fn not_found_message(searched: &[PathBuf]) -> String {
+    let paths: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "No config file found at default paths ({}); use the -c option to specify a config file at a different path",
+        paths.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +55,11 @@ mod tests {
             ]
         );
         assert_eq!(paths[1], PathBuf::from("/opt/sv/etc/vigil.toml"));
+        let message = not_found_message(&paths[..2]);
+        assert_eq!(
+            message,
+            "No config file found at default paths (/opt/sv/etc/supervisord.conf, /opt/sv/etc/vigil.toml); use the -c option to specify a config file at a different path"
+        );
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn format(value: &str, expansions: &Expansions) -> Result<String, FormatError> {
                 if let Some(p) = precision {
                     text = text.chars().take(p).collect();
                 }
-                pad(text, width, left, false)
+                pad(text, width, left)
             }
             'd' | 'i' | 'u' | 'x' | 'X' | 'o' => {
                 let Expansion::Int(n) = found else {
@@ -190,7 +190,7 @@ fn format(value: &str, expansions: &Expansions) -> Result<String, FormatError> {
                     let zeros = "0".repeat(width - prefix.len() - digits.len());
                     format!("{prefix}{zeros}{digits}")
                 } else {
-                    pad(format!("{prefix}{digits}"), width, left, false)
+                    pad(format!("{prefix}{digits}"), width, left)
                 }
             }
             other => {
@@ -207,7 +207,7 @@ fn format(value: &str, expansions: &Expansions) -> Result<String, FormatError> {
     Ok(out)
 }
 
-fn pad(text: String, width: usize, left: bool, _zero: bool) -> String {
+fn pad(text: String, width: usize, left: bool) -> String {
     let len = text.chars().count();
     if len >= width {
         return text;

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diff::{Apply, FieldChange, GroupChange, Plan, ProcessChange, diff};
-pub use discover::{find_config_file, search_paths};
+pub use discover::{find_config_file, not_found_message, search_paths};
 pub use error::{ConfigErrors, Diagnostic};
 pub use model::*;
 
