@@ -214,6 +214,18 @@ impl Lines {
     }
 }
 
+/// A TOML integer written in decimal is kept as its digits, so that mode keys read
+/// it the way the INI form does (`chmod = 700` means 0700, as `chmod=700` does);
+/// one written with a `0o`, `0x` or `0b` prefix is taken as the number itself.
+fn integer_as_written(n: i64, literal: &str) -> RawData {
+    let digits = literal.trim().trim_start_matches(['+', '-']);
+    if ["0o", "0x", "0b"].iter().any(|p| digits.starts_with(p)) {
+        RawData::Int(n)
+    } else {
+        RawData::Text(n.to_string())
+    }
+}
+
 /// Parses one TOML file into raw sections.
 pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
     let lines = Lines::new(text);
@@ -238,8 +250,13 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
         let entries = entries
             .into_iter()
             .map(|(key, value)| {
-                let line = Some(lines.line(value.span().start));
-                (key, RawValue { data: value.into_inner().0, file: file.to_path_buf(), line })
+                let span = value.span();
+                let line = Some(lines.line(span.start));
+                let data = match value.into_inner().0 {
+                    RawData::Int(n) => integer_as_written(n, text.get(span).unwrap_or_default()),
+                    other => other,
+                };
+                (key, RawValue { data, file: file.to_path_buf(), line })
             })
             .collect();
         sections.push(RawSection {
@@ -345,6 +362,8 @@ mod tests {
         let sections = read(text, Path::new("v.toml"), &mut diags);
         assert!(diags.errors.is_empty(), "{:?}", diags.errors);
         assert_eq!(sections[0].entries[0].1.data, RawData::Int(0o22));
+        let modes = read("[unix_http_server]\nchmod = 700\n", Path::new("v.toml"), &mut diags);
+        assert_eq!(modes[0].entries[0].1.data, RawData::Text("700".into()));
         let a = &sections[1];
         assert_eq!(a.name, "program:a");
         assert_eq!(a.line, Some(3));

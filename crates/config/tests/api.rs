@@ -241,6 +241,23 @@ fn whole_config_rules() {
         ("[program:a]\ncommand=/bin/a\nmax_restarts=unlimited\nmax_restarts_period=10s", None),
         ("[program:a]\ncommand=/bin/a\nmax_restarts_period=0", Some("greater than zero")),
         ("[program:a]\ncommand=/bin/a\nstrategy=one_for_some", Some("is not a strategy")),
+        // Expansion names by place (supervisord's read_config / processes_from_section).
+        ("[supervisord]\nidentifier=%(program_name)s", Some("contains names ('program_name')")),
+        ("[supervisord]\nidentifier=%(host_node_name)s", Some("contains names ('host_node_name')")),
+        ("[supervisord]\nenvironment=H=%(host_node_name)s", None),
+        ("[supervisord]\nidentifier=%(here)s-%(ENV_NAME)s", None),
+        (
+            "[program:x]\ncommand=/bin/x\nstartsecs=%(process_num)d",
+            Some("contains names ('process_num')"),
+        ),
+        ("[program:x]\ncommand=/bin/x %(numprocs)d %(process_num)d", None),
+        ("[program:x]\ncommand=/bin/x\nuser=%(ENV_NAME)s", Some("Invalid user name envname")),
+        (
+            "[program:x]\ncommand=/bin/x\n[group:g]\nprograms=%(ENV_NAME)s",
+            Some("names unknown program or fcgi-program envname"),
+        ),
+        ("[fcgi-program:x]\ncommand=/bin/x\nsocket=unix:///tmp/%(program_name)s.sock", None),
+        ("[unix_http_server]\nfile=%(program_name)s.sock", Some("contains names ('program_name')")),
     ];
     for (body, expected) in cases {
         let text = format!("[supervisord]\n{body}\n");
