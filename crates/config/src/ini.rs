@@ -19,7 +19,8 @@ use crate::raw::{RawData, RawSection, RawValue};
 /// Lines of one section occurrence, found by scanning the text.
 struct ScannedSection {
     line: u32,
-    key_lines: Vec<u32>,
+    /// (line, lowercased key) of each key line, in order.
+    keys: Vec<(u32, String)>,
 }
 
 /// Structure of the text as ConfigParser sees it: where headers and keys are.
@@ -52,19 +53,17 @@ fn scan(text: &str) -> Scan {
                 scan.malformed.push((number, trimmed.to_string()));
                 continue;
             }
-            scan.sections.push(ScannedSection { line: number, key_lines: Vec::new() });
+            scan.sections.push(ScannedSection { line: number, keys: Vec::new() });
             continue;
         }
         if !trimmed.contains(['=', ':']) {
             scan.malformed.push((number, trimmed.to_string()));
             continue;
         }
+        let key = trimmed.split(['=', ':']).next().unwrap_or("").trim().to_lowercase();
         match scan.sections.last_mut() {
-            Some(section) => section.key_lines.push(number),
-            None => {
-                let key = trimmed.split(['=', ':']).next().unwrap_or("").trim().to_lowercase();
-                scan.orphans.push((number, key));
-            }
+            Some(section) => section.keys.push((number, key)),
+            None => scan.orphans.push((number, key)),
         }
     }
     scan
@@ -157,25 +156,32 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
         let Some(name) = name else { continue };
         let scanned_section = headers.next();
         let line = scanned_section.map(|s| s.line);
-        let mut key_lines = scanned_section.map(|s| s.key_lines.as_slice()).unwrap_or(&[]);
-        // A mismatch would only come from a corner where the scan and rust-ini
-        // disagree; fall back to the header line rather than a wrong key line.
-        if key_lines.len() != properties.len() {
-            key_lines = &[];
-        }
+        let scanned_keys = scanned_section.map(|s| s.keys.as_slice()).unwrap_or(&[]);
+        let mut taken = vec![false; scanned_keys.len()];
         let mut section = RawSection {
             name: name.to_string(),
             file: file.to_path_buf(),
             line,
             entries: Vec::new(),
         };
-        for (i, (key, value)) in properties.iter().enumerate() {
+        for (key, value) in properties.iter() {
+            let key = key.trim().to_lowercase();
+            // Pair each key with the next unclaimed scanned line of the same key;
+            // should the scan and rust-ini ever disagree, the header line is used.
+            let key_line = scanned_keys
+                .iter()
+                .zip(taken.iter_mut())
+                .find(|((_, k), taken)| **k == key && !**taken)
+                .map(|((number, _), taken)| {
+                    *taken = true;
+                    *number
+                });
             let value = RawValue {
                 data: RawData::Text(value.trim().to_string()),
                 file: file.to_path_buf(),
-                line: key_lines.get(i).copied().or(line),
+                line: key_line.or(line),
             };
-            section.set(key.trim().to_lowercase(), value);
+            section.set(key, value);
         }
         sections.push(section);
     }
@@ -235,6 +241,13 @@ mod tests {
         for (text, key, expected) in cases {
             assert_eq!(value(text, key).as_deref(), *expected, "input {text:?}");
         }
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_line() {
+        let (sections, _) = parse("[c]\nk=1\nother=0\nk=2\n");
+        let k = sections[0].entries.iter().find(|(key, _)| key == "k").expect("k");
+        assert_eq!((k.1.line, &k.1.data), (Some(4), &RawData::Text("2".into())));
     }
 
     #[test]
