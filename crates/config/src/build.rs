@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
-use crate::error::{Diagnostics, Place};
+use crate::error::{Diagnostics, Locate, Place};
 use crate::expand::{Expansion, Expansions, expand};
 use crate::keys;
 use crate::model::*;
@@ -25,44 +26,70 @@ pub(crate) struct Context<'a> {
     pub(crate) files: &'a [PathBuf],
 }
 
+/// Where a value is, borrowed; becomes a [`Place`] only when reported.
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    section: &'a str,
+    key: &'a str,
+    value: &'a RawValue,
+}
+
+impl Locate for Loc<'_> {
+    fn place(&self) -> Place {
+        Place {
+            file: self.value.file.to_path_buf(),
+            line: self.value.line,
+            section: Some(self.section.to_string()),
+            key: Some(self.key.to_string()),
+        }
+    }
+}
+
 /// Reads the keys of one section, remembering which were used so the rest can be
 /// reported as unknown.
 struct Reader<'a> {
     raw: &'a RawSection,
     used: Vec<bool>,
+    /// Entry indices sorted by key: most lookups are for absent keys, and a
+    /// binary search settles those in a few comparisons.
+    sorted: Vec<usize>,
 }
 
 impl<'a> Reader<'a> {
     fn new(raw: &'a RawSection) -> Self {
-        Reader { raw, used: vec![false; raw.entries.len()] }
+        let mut sorted: Vec<usize> = (0..raw.entries.len()).collect();
+        sorted.sort_unstable_by(|&a, &b| raw.entries[a].0.cmp(&raw.entries[b].0));
+        Reader { raw, used: vec![false; raw.entries.len()], sorted }
+    }
+
+    fn index(&self, key: &str) -> Option<usize> {
+        let raw = self.raw;
+        let at = self.sorted.binary_search_by(|&i| raw.entries[i].0.as_str().cmp(key)).ok()?;
+        Some(self.sorted[at])
     }
 
     fn section_place(&self) -> Place {
         Place {
-            file: self.raw.file.clone(),
+            file: self.raw.file.to_path_buf(),
             line: self.raw.line,
             section: Some(self.raw.name.clone()),
             key: None,
         }
     }
 
-    fn place(&self, key: &str, value: &RawValue) -> Place {
-        Place {
-            file: value.file.clone(),
-            line: value.line,
-            section: Some(self.raw.name.clone()),
-            key: Some(key.to_string()),
-        }
+    fn place(&self, key: &str, value: &'a RawValue) -> Loc<'a> {
+        let key = self.index(key).map_or("", |i| self.raw.entries[i].0.as_str());
+        Loc { section: &self.raw.name, key, value }
     }
 
     fn raw(&mut self, key: &str) -> Option<&'a RawValue> {
-        let i = self.raw.entries.iter().position(|(k, _)| k == key)?;
+        let i = self.index(key)?;
         self.used[i] = true;
         Some(&self.raw.entries[i].1)
     }
 
     fn has(&self, key: &str) -> bool {
-        self.raw.entries.iter().any(|(k, _)| k == key)
+        self.index(key).is_some()
     }
 
     /// Expands one text with the value's own `%(here)s`.
@@ -93,7 +120,7 @@ impl<'a> Reader<'a> {
         key: &str,
         exp: &Expansions,
         diags: &mut Diagnostics,
-    ) -> Option<(String, Place)> {
+    ) -> Option<(String, Loc<'a>)> {
         let value = self.raw(key)?;
         let place = self.place(key, value);
         let text = match &value.data {
@@ -106,6 +133,9 @@ impl<'a> Reader<'a> {
                 return None;
             }
         };
+        if !text.contains('%') {
+            return Some((text, place));
+        }
         match self.expand_one(key, &text, value, exp) {
             Ok(text) => Some((text, place)),
             Err(message) => {
@@ -168,7 +198,7 @@ impl<'a> Reader<'a> {
         exp: &Expansions,
         diags: &mut Diagnostics,
         whitespace: bool,
-    ) -> Option<(Vec<String>, String, Place)> {
+    ) -> Option<(Vec<String>, String, Loc<'a>)> {
         let value = self.raw(key)?;
         let place = self.place(key, value);
         match &value.data {
@@ -323,7 +353,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             supervisord(
                 &RawSection {
                     name: "supervisord".into(),
-                    file: ctx.root.to_path_buf(),
+                    file: Rc::from(ctx.root),
                     line: None,
                     entries: Vec::new(),
                 },
@@ -339,6 +369,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
     for (k, v) in &supervisord.environment {
         global_exp.insert(format!("ENV_{k}"), Expansion::Str(v.clone()));
     }
+    let global_exp = global_exp.share();
 
     let mut unix_http_server = None;
     let mut inet_http_server = None;
@@ -351,7 +382,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
     for section in sections {
         let name = section.name.as_str();
         let place = Place {
-            file: section.file.clone(),
+            file: section.file.to_path_buf(),
             line: section.line,
             section: Some(section.name.clone()),
             key: None,
@@ -407,7 +438,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
     for section in &group_sections {
         let raw_name = &section.name["group:".len()..];
         let place = Place {
-            file: section.file.clone(),
+            file: section.file.to_path_buf(),
             line: section.line,
             section: Some(section.name.clone()),
             key: None,
@@ -445,7 +476,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             .entries
             .iter()
             .find(|(k, _)| k == "programs")
-            .map(|(k, v)| reader.place(k, v))
+            .map(|(k, v)| reader.place(k, v).place())
             .unwrap_or(place.clone());
         for member in &members {
             if let Some(other) = membership.insert(member.clone(), name.clone())
@@ -494,20 +525,20 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
         }
     }
     let mut in_group: BTreeSet<usize> = BTreeSet::new();
+    // Programs and fcgi-programs by name: what a [group:x] may list.
+    let mut groupable: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, program) in programs.iter().enumerate() {
+        if !matches!(program.kind, GroupKind::EventListener(_)) {
+            groupable.entry(program.name.clone()).or_default().push(index);
+        }
+    }
     for (name, section, members, members_place, priority, strategy, max_restarts, period) in
         groups_raw
     {
         let mut processes = Vec::new();
         for member in &members {
-            let candidates: Vec<usize> = programs
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| {
-                    p.name == *member && !matches!(p.kind, GroupKind::EventListener(_))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            match candidates.as_slice() {
+            let candidates = groupable.get(member.as_str()).map_or(&[][..], Vec::as_slice);
+            match candidates {
                 [] => diags.error(
                     &members_place,
                     format!("names unknown program or fcgi-program {member}"),
@@ -534,7 +565,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             }
         }
         let place = Place {
-            file: section.file.clone(),
+            file: section.file.to_path_buf(),
             line: section.line,
             section: Some(section.name.clone()),
             key: None,
@@ -642,7 +673,7 @@ fn verbatim(section: &RawSection, diags: &mut Diagnostics) -> BTreeMap<String, S
             RawData::List(items) => items.join(", "),
             RawData::Table(_) => {
                 let place = Place {
-                    file: value.file.clone(),
+                    file: value.file.to_path_buf(),
                     line: value.line,
                     section: Some(section.name.clone()),
                     key: Some(key.clone()),
@@ -945,7 +976,7 @@ fn program(
     diags: &mut Diagnostics,
 ) -> Option<Program> {
     let section_place = Place {
-        file: section.file.clone(),
+        file: section.file.to_path_buf(),
         line: section.line,
         section: Some(section.name.clone()),
         key: None,
@@ -1027,7 +1058,7 @@ fn program(
     let (strategy, max_restarts, max_restarts_period) = group_extensions(&mut r, &common, d);
     let backoff = backoff(&mut r, &common, d);
     let depends_on = match r.list("depends_on", &common, d, false) {
-        Some((items, _, place)) => items.into_iter().map(|i| (i, place.clone())).collect(),
+        Some((items, _, place)) => items.into_iter().map(|i| (i, place.place())).collect(),
         None => Vec::new(),
     };
     let restart_dependents = r.get("restart_dependents", &common, d, false, values::boolean);
@@ -1113,10 +1144,11 @@ fn program(
         }
         let directory = r.text("directory", &exp, d).map(|(t, _)| PathBuf::from(t));
         let mut logs = Vec::new();
-        for (i, channel) in ["stdout", "stderr"].into_iter().enumerate() {
-            let key = format!("{channel}_logfile");
-            let mut syslog = r.get(&format!("{channel}_syslog"), &exp, d, false, values::boolean);
-            let logfile = match r.text(&key, &exp, d) {
+        for (i, (channel, [key, maxbytes_key, backups_key, syslog_key])) in
+            LOG_KEYS.into_iter().enumerate()
+        {
+            let mut syslog = r.get(syslog_key, &exp, d, false, values::boolean);
+            let logfile = match r.text(key, &exp, d) {
                 Some((text, place)) => match text.trim().to_ascii_lowercase().as_str() {
                     "none" | "off" => LogTarget::None,
                     "auto" => LogTarget::Auto,
@@ -1127,7 +1159,7 @@ fn program(
                     }
                     _ => {
                         let base = r
-                            .raw(&key)
+                            .raw(key)
                             .map(RawValue::here)
                             .unwrap_or_else(|| here_of(&section.file));
                         let path = values::normalize_path(&text, &base, ctx.env);
@@ -1139,9 +1171,8 @@ fn program(
                 },
                 None => LogTarget::Auto,
             };
-            let maxbytes = r.get(&format!("{key}_maxbytes"), &exp, d, 50 << 20, values::byte_size);
-            let backups =
-                r.get(&format!("{key}_backups"), &exp, d, 10, |s| values::integer_in(s, "backups"));
+            let maxbytes = r.get(maxbytes_key, &exp, d, 50 << 20, values::byte_size);
+            let backups = r.get(backups_key, &exp, d, 10, |s| values::integer_in(s, "backups"));
             if logfile == LogTarget::Auto && maxbytes == 0 && (i == 0 || !redirect_stderr) {
                 d.warn(&section_place, format!("For [{}], AUTO logging used for {key} without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally", section.name));
             }
@@ -1178,7 +1209,7 @@ fn program(
             name: process_name,
             group: group_name.clone(),
             program: name.clone(),
-            origin: Origin { file: section.file.clone(), line: section.line.unwrap_or(0) },
+            origin: Origin { file: section.file.to_path_buf(), line: section.line.unwrap_or(0) },
             command: argv,
             command_line,
             process_num,
@@ -1315,12 +1346,51 @@ fn backoff(r: &mut Reader<'_>, exp: &Expansions, d: &mut Diagnostics) -> Backoff
     BackoffConfig { kind, initial, max, multiplier, jitter, reset_after }
 }
 
+/// The per-channel log keys: (channel, [logfile, maxbytes, backups, syslog]).
+const LOG_KEYS: [(&str, [&str; 4]); 2] = [
+    (
+        "stdout",
+        ["stdout_logfile", "stdout_logfile_maxbytes", "stdout_logfile_backups", "stdout_syslog"],
+    ),
+    (
+        "stderr",
+        ["stderr_logfile", "stderr_logfile_maxbytes", "stderr_logfile_backups", "stderr_syslog"],
+    ),
+];
+
+/// `ready_` / `live_` key names without building a string per lookup.
+fn probe_key(prefix: &str, k: &str) -> &'static str {
+    let ready = prefix == "ready";
+    match k {
+        "tcp" if ready => "ready_tcp",
+        "tcp" => "live_tcp",
+        "http" if ready => "ready_http",
+        "http" => "live_http",
+        "http_status" if ready => "ready_http_status",
+        "http_status" => "live_http_status",
+        "exec" if ready => "ready_exec",
+        "exec" => "live_exec",
+        "log" if ready => "ready_log",
+        "log" => "live_log",
+        "notify" if ready => "ready_notify",
+        "notify" => "live_notify",
+        "period" if ready => "ready_period",
+        "period" => "live_period",
+        "timeout" if ready => "ready_timeout",
+        "timeout" => "live_timeout",
+        "initial_delay" if ready => "ready_initial_delay",
+        "initial_delay" => "live_initial_delay",
+        "retries" => "ready_retries",
+        _ => "live_failure_threshold",
+    }
+}
+
 /// Reads one probe family: `ready_*` or `live_*`. See config/supervisord.conf.
 fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics) -> Option<Probe> {
-    let key = |k: &str| format!("{prefix}_{k}");
-    let mut kinds: Vec<(String, ProbeKind)> = Vec::new();
+    let key = |k: &str| probe_key(prefix, k);
+    let mut kinds: Vec<(&'static str, ProbeKind)> = Vec::new();
     let ready = prefix == "ready";
-    if let Some((text, place)) = r.text(&key("tcp"), exp, d) {
+    if let Some((text, place)) = r.text(key("tcp"), exp, d) {
         match text.trim().rsplit_once(':') {
             Some((host, port)) => match port.parse::<u16>().ok().filter(|p| *p > 0) {
                 Some(port) => {
@@ -1339,7 +1409,7 @@ fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics
             None => d.error(&place, format!("'{text}' is not host:port")),
         }
     }
-    let status = r.opt(&key("http_status"), exp, d, |s| {
+    let status = r.opt(key("http_status"), exp, d, |s| {
         values::integer_in::<u16>(s, "an HTTP status").and_then(|n| {
             if (100..=599).contains(&n) {
                 Ok(n)
@@ -1348,7 +1418,7 @@ fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics
             }
         })
     });
-    if let Some((text, place)) = r.text(&key("http"), exp, d) {
+    if let Some((text, place)) = r.text(key("http"), exp, d) {
         let url = text.trim().to_string();
         if url.starts_with("http://") || url.starts_with("https://") {
             kinds
@@ -1362,10 +1432,10 @@ fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics
             format!("{} is set but {} is not", key("http_status"), key("http")),
         );
     }
-    if let Some((argv, _)) = r.command(&key("exec"), exp, d) {
+    if let Some((argv, _)) = r.command(key("exec"), exp, d) {
         kinds.push((key("exec"), ProbeKind::Exec { command: argv }));
     }
-    if let Some((text, place)) = r.text(&key("log"), exp, d) {
+    if let Some((text, place)) = r.text(key("log"), exp, d) {
         if !ready {
             d.error(&place, "log probes are only supported for readiness (ready_log)");
         } else if text.is_empty() {
@@ -1374,7 +1444,7 @@ fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics
             kinds.push((key("log"), ProbeKind::Log { pattern: text }));
         }
     }
-    if let Some((text, place)) = r.text(&key("notify"), exp, d) {
+    if let Some((text, place)) = r.text(key("notify"), exp, d) {
         match values::boolean(&text) {
             Ok(true) if ready => kinds.push((key("notify"), ProbeKind::Notify)),
             Ok(true) => {
@@ -1384,13 +1454,13 @@ fn probe(r: &mut Reader<'_>, prefix: &str, exp: &Expansions, d: &mut Diagnostics
             Err(message) => d.error(&place, message),
         }
     }
-    let period = r.opt(&key("period"), exp, d, values::duration);
-    let timeout = r.opt(&key("timeout"), exp, d, values::duration);
+    let period = r.opt(key("period"), exp, d, values::duration);
+    let timeout = r.opt(key("timeout"), exp, d, values::duration);
     let threshold_key = if ready { key("retries") } else { key("failure_threshold") };
-    let threshold = r.opt(&threshold_key, exp, d, |s| values::integer_in::<u32>(s, "a count"));
-    let initial_delay = r.opt(&key("initial_delay"), exp, d, values::duration);
+    let threshold = r.opt(threshold_key, exp, d, |s| values::integer_in::<u32>(s, "a count"));
+    let initial_delay = r.opt(key("initial_delay"), exp, d, values::duration);
     if kinds.len() > 1 {
-        let names: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
         d.error(
             &r.section_place(),
             format!("only one {prefix} probe may be set, found {}", names.join(", ")),

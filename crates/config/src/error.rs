@@ -79,6 +79,19 @@ impl Place {
     }
 }
 
+/// Anything that can say where a diagnostic belongs. Building a [`Place`] clones
+/// a path and two strings, so hot paths carry a borrowed locator and only turn it
+/// into a `Place` when there is something to report.
+pub(crate) trait Locate {
+    fn place(&self) -> Place;
+}
+
+impl Locate for Place {
+    fn place(&self) -> Place {
+        self.clone()
+    }
+}
+
 /// The sink every stage of loading reports into.
 #[derive(Debug, Default)]
 pub(crate) struct Diagnostics {
@@ -87,12 +100,12 @@ pub(crate) struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub(crate) fn error(&mut self, place: &Place, message: impl Into<String>) {
-        self.errors.push(place.diag(message));
+    pub(crate) fn error(&mut self, at: &impl Locate, message: impl Into<String>) {
+        self.errors.push(at.place().diag(message));
     }
 
-    pub(crate) fn warn(&mut self, place: &Place, message: impl Into<String>) {
-        self.warnings.push(place.diag(message));
+    pub(crate) fn warn(&mut self, at: &impl Locate, message: impl Into<String>) {
+        self.warnings.push(at.place().diag(message));
     }
 
     /// Orders diagnostics by the order files were read, then by line, so the

@@ -9,6 +9,7 @@
 //! author meant (`command=date +%s`).
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// A value available to expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,65 @@ pub(crate) enum Expansion {
 }
 
 /// The names available at one place of the config.
-pub(crate) type Expansions = BTreeMap<String, Expansion>;
+///
+/// Cheap to clone: the large, shared part (one `ENV_X` per environment variable)
+/// sits behind an `Rc`, and each place adds its few names (`here`,
+/// `program_name`, `process_num`, ...) to a small local list. Loading 5,000
+/// programs would otherwise copy the whole environment twice per program.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Expansions {
+    shared: Rc<BTreeMap<String, Expansion>>,
+    local: Vec<(String, Expansion)>,
+}
+
+impl Expansions {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a name for this place (and clones made from it later).
+    pub(crate) fn insert(&mut self, name: String, value: Expansion) {
+        match self.local.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.local.push((name, value)),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Expansion> {
+        self.local.iter().find(|(n, _)| n == name).map(|(_, v)| v).or_else(|| self.shared.get(name))
+    }
+
+    pub(crate) fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every name, sorted, for the "Available names" error text.
+    fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .shared
+            .keys()
+            .map(String::as_str)
+            .chain(self.local.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Moves the local names into a new shared map, for a scope many places inherit.
+    pub(crate) fn share(self) -> Self {
+        let mut map = (*self.shared).clone();
+        map.extend(self.local);
+        Expansions { shared: Rc::new(map), local: Vec::new() }
+    }
+}
+
+impl FromIterator<(String, Expansion)> for Expansions {
+    fn from_iter<I: IntoIterator<Item = (String, Expansion)>>(iter: I) -> Self {
+        Expansions { shared: Rc::new(iter.into_iter().collect()), local: Vec::new() }
+    }
+}
 
 /// Expands `value`; `name` is `section.option`, used in the error text.
 pub(crate) fn expand(value: &str, expansions: &Expansions, name: &str) -> Result<String, String> {
@@ -27,7 +86,7 @@ pub(crate) fn expand(value: &str, expansions: &Expansions, name: &str) -> Result
     }
     format(value, expansions).map_err(|err| match err {
         FormatError::Missing(key) => {
-            let available: Vec<&str> = expansions.keys().map(String::as_str).collect();
+            let available = expansions.names();
             format!(
                 "Format string {} for {} contains names ({}) which cannot be expanded. Available names: {}",
                 py_repr(value),

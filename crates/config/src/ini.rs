@@ -150,6 +150,7 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
         }
     };
 
+    let shared_file: std::rc::Rc<Path> = std::rc::Rc::from(file);
     let mut sections = Vec::new();
     let mut headers = scanned.sections.iter();
     for (name, properties) in parsed.iter() {
@@ -160,7 +161,7 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
         let mut taken = vec![false; scanned_keys.len()];
         let mut section = RawSection {
             name: name.to_string(),
-            file: file.to_path_buf(),
+            file: shared_file.clone(),
             line,
             entries: Vec::new(),
         };
@@ -178,7 +179,7 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
                 });
             let value = RawValue {
                 data: RawData::Text(value.trim().to_string()),
-                file: file.to_path_buf(),
+                file: shared_file.clone(),
                 line: key_line.or(line),
             };
             section.set(key, value);

@@ -138,7 +138,7 @@ pub fn load_str_with(
                 included.retain(|s| {
                     if s.name == "include" {
                         let place = Place {
-                            file: s.file.clone(),
+                            file: s.file.to_path_buf(),
                             line: s.line,
                             section: Some(s.name.clone()),
                             key: None,
@@ -204,7 +204,7 @@ fn include_files(
         return Vec::new();
     };
     let place = Place {
-        file: value.file.clone(),
+        file: value.file.to_path_buf(),
         line: value.line,
         section: Some("include".into()),
         key: Some("files".into()),

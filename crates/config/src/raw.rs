@@ -5,6 +5,7 @@
 //! lives in `build`, so both forms get identical semantics.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// A value as written, before `%` expansion and typing.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +27,8 @@ pub(crate) enum RawData {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RawValue {
     pub(crate) data: RawData,
-    pub(crate) file: PathBuf,
+    /// Shared by every value of a file: one allocation per file, not per value.
+    pub(crate) file: Rc<Path>,
     pub(crate) line: Option<u32>,
 }
 
@@ -49,7 +51,7 @@ pub(crate) fn here_of(file: &Path) -> PathBuf {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RawSection {
     pub(crate) name: String,
-    pub(crate) file: PathBuf,
+    pub(crate) file: Rc<Path>,
     pub(crate) line: Option<u32>,
     pub(crate) entries: Vec<(String, RawValue)>,
 }

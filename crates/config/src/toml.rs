@@ -245,6 +245,7 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
             return Vec::new();
         }
     };
+    let shared_file: std::rc::Rc<Path> = std::rc::Rc::from(file);
     let mut sections = Vec::new();
     let mut push = |name: String, start: usize, entries: Vec<(String, Spanned<Val>)>| {
         let entries = entries
@@ -256,12 +257,12 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
                     RawData::Int(n) => integer_as_written(n, text.get(span).unwrap_or_default()),
                     other => other,
                 };
-                (key, RawValue { data, file: file.to_path_buf(), line })
+                (key, RawValue { data, file: shared_file.clone(), line })
             })
             .collect();
         sections.push(RawSection {
             name,
-            file: file.to_path_buf(),
+            file: shared_file.clone(),
             line: Some(lines.line(start)),
             entries,
         });
