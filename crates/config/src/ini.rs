@@ -17,26 +17,26 @@ use crate::error::{Diagnostics, Place};
 use crate::raw::{RawData, RawSection, RawValue};
 
 /// Lines of one section occurrence, found by scanning the text.
-struct ScannedSection {
+struct ScannedSection<'t> {
     line: u32,
     /// (line, lowercased key) of each key line, in order.
-    keys: Vec<(u32, String)>,
+    keys: Vec<(u32, &'t str)>,
 }
 
 /// Structure of the text as ConfigParser sees it: where headers and keys are.
-struct Scan {
+struct Scan<'t> {
     /// Keys before the first header: (line, key).
-    orphans: Vec<(u32, String)>,
+    orphans: Vec<(u32, &'t str)>,
     /// Lines that are neither a header, a `key = value` nor a comment: (line, text).
     malformed: Vec<(u32, String)>,
-    sections: Vec<ScannedSection>,
+    sections: Vec<ScannedSection<'t>>,
 }
 
 fn is_comment_start(c: char) -> bool {
     c == ';' || c == '#'
 }
 
-fn scan(text: &str) -> Scan {
+fn scan(text: &str) -> Scan<'_> {
     let mut scan = Scan { orphans: Vec::new(), malformed: Vec::new(), sections: Vec::new() };
     for (i, line) in text.lines().enumerate() {
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -60,7 +60,8 @@ fn scan(text: &str) -> Scan {
             scan.malformed.push((number, trimmed.to_string()));
             continue;
         }
-        let key = trimmed.split(['=', ':']).next().unwrap_or("").trim().to_lowercase();
+        // Kept as written (no allocation); compared case-insensitively.
+        let key = trimmed.split(['=', ':']).next().unwrap_or("").trim();
         match scan.sections.last_mut() {
             Some(section) => section.keys.push((number, key)),
             None => scan.orphans.push((number, key)),
@@ -123,7 +124,8 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
     let file_place = Place { file: file.to_path_buf(), ..Place::default() };
     let scanned = scan(text_no_bom);
     for (line, key) in &scanned.orphans {
-        let place = Place { line: Some(*line), key: Some(key.clone()), ..file_place.clone() };
+        let place =
+            Place { line: Some(*line), key: Some(key.to_lowercase()), ..file_place.clone() };
         diags.error(&place, "key appears before the first [section] header");
     }
     if !scanned.malformed.is_empty() {
@@ -172,7 +174,7 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
             let key_line = scanned_keys
                 .iter()
                 .zip(taken.iter_mut())
-                .find(|((_, k), taken)| **k == key && !**taken)
+                .find(|((_, k), taken)| k.eq_ignore_ascii_case(&key) && !**taken)
                 .map(|((number, _), taken)| {
                     *taken = true;
                     *number
