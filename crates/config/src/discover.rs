@@ -41,15 +41,15 @@ mod tests {
 
     #[test]
     fn order_matches_supervisord() {
-        let paths = search_paths(Some(Path::new("/opt/sv/bin")), Path::new("/work"));
+        let paths = search_paths(Some(Path::new("/opt/sv/bin")), Path::new("/srv/app"));
         let conf: Vec<_> = paths.iter().step_by(2).map(|p| p.display().to_string()).collect();
         assert_eq!(
             conf,
             [
                 "/opt/sv/etc/supervisord.conf",
                 "/opt/sv/supervisord.conf",
-                "/work/supervisord.conf",
-                "/work/etc/supervisord.conf",
+                "/srv/app/supervisord.conf",
+                "/srv/app/etc/supervisord.conf",
                 "/etc/supervisord.conf",
                 "/etc/supervisor/supervisord.conf",
             ]
