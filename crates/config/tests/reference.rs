@@ -117,3 +117,11 @@ fn reference_config_paths_exist() {
     let socket = loaded.config.unix_http_server.expect("socket").file;
     assert!(socket.parent().expect("dir").is_dir());
 }
+
+#[test]
+fn bad_file_naming_rule() {
+    assert!(expected_bad(Path::new("examples/x/broken.bad.conf")));
+    assert!(expected_bad(Path::new("examples/bad/anything.toml")));
+    assert!(!expected_bad(Path::new("examples/web/supervisord.conf")));
+    assert!(!expected_bad(Path::new("examples/badge/vigil.toml")));
+}
