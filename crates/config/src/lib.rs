@@ -2,11 +2,47 @@
 //! validated [`Config`] model, and diffs two models for `update`.
 //!
 //! It is pure: no tokio, no spawning, and the environment is passed in by the
-//! caller rather than read here.
+//! caller rather than read here. It does read the file system where supervisord
+//! does: the config files, `[include]` globs, and the existence checks of log
+//! directories and users.
+//!
+//! Pipeline: a reader per format (`ini`, `toml`) turns text into raw sections with
+//! file and line; the loader follows `[include]`; duplicate sections are merged
+//! (later keys win); `build` applies defaults, `%` expansion and the value rules.
+//! Every problem is collected; any error means no `Config` at all.
+//!
+//! Deliberate differences from supervisord, each turning a silent surprise into an
+//! error or a deterministic rule:
+//! - relative paths (`logfile`, `pidfile`, `*_logfile`, `file`, ...) resolve
+//!   against the directory of the file they are written in, not the daemon's cwd;
+//! - a bare `%s` or `%d` (no `(name)`) is an error, not a dump of the expansion dict;
+//! - `environment=` pairs must be separated by commas (supervisord silently drops
+//!   what follows an unquoted `$` or space);
+//! - a program listed in two `[group:x]` sections is an error;
+//! - `[eventlistener:x]` names follow the same name rules as programs.
 
+mod build;
+pub mod diff;
+mod discover;
+mod error;
+mod expand;
+mod ini;
+mod keys;
 pub mod model;
+mod raw;
+mod toml;
+mod values;
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use diff::{Apply, FieldChange, GroupChange, Plan, ProcessChange, diff};
+pub use discover::{find_config_file, not_found_message, search_paths};
+pub use error::{ConfigErrors, Diagnostic};
 pub use model::*;
+
+use error::{Diagnostics, Place};
+use raw::{RawData, RawSection, merge_sections};
 
 impl std::fmt::Display for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -15,4 +51,214 @@ impl std::fmt::Display for Signal {
             Err(_) => write!(f, "{}", self.0),
         }
     }
+}
+
+/// A successfully loaded config and the warnings found on the way (unknown keys,
+/// unmatched include globs, deprecated spellings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Facts from outside the files that expansion needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// `%(host_node_name)s`; [`load`] and [`load_str`] use the machine's host name.
+    pub host_node_name: String,
+}
+
+impl LoadOptions {
+    /// The options matching the running machine.
+    pub fn from_system() -> Self {
+        let host_node_name = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string());
+        LoadOptions { host_node_name }
+    }
+}
+
+/// Reads, expands and validates the config at `path` (made absolute against the
+/// current directory). `env` provides `%(ENV_X)s`, `HOME` for `~` and `TMPDIR`
+/// for the default `childlogdir`. The extension picks the reader: `.toml` is
+/// TOML, anything else the supervisord INI dialect.
+pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Loaded, ConfigErrors> {
+    load_with(path, env, &LoadOptions::from_system())
+}
+
+/// [`load`] with explicit [`LoadOptions`].
+pub fn load_with(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    options: &LoadOptions,
+) -> Result<Loaded, ConfigErrors> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => load_str_with(&text, &path, env, options),
+        Err(err) => Err(ConfigErrors {
+            errors: vec![
+                Place { file: path.clone(), ..Place::default() }
+                    .diag(format!("could not read config file: {err}")),
+            ],
+        }),
+    }
+}
+
+/// Like [`load`], with the root file's text given; `path` names it in messages,
+/// picks the reader by extension and anchors `%(here)s` and `[include]` globs.
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Loaded, ConfigErrors> {
+    load_str_with(text, path, env, &LoadOptions::from_system())
+}
+
+/// [`load_str`] with explicit [`LoadOptions`].
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    options: &LoadOptions,
+) -> Result<Loaded, ConfigErrors> {
+    let mut diags = Diagnostics::default();
+    let mut files = vec![path.to_path_buf()];
+    let mut sections = read_any(text, path, &mut diags);
+    // A file that could not be tokenized at all yields no sections; building
+    // would only add noise ("does not include supervisord section").
+    let mut unreadable = sections.is_empty() && !diags.errors.is_empty();
+    let includes = include_files(&sections, path, env, options, &mut diags);
+    for file in includes {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let before = diags.errors.len();
+                let mut included = read_any(&text, &file, &mut diags);
+                unreadable |= included.is_empty() && diags.errors.len() > before;
+                included.retain(|s| {
+                    if s.name == "include" {
+                        let place = Place {
+                            file: s.file.to_path_buf(),
+                            line: s.line,
+                            section: Some(s.name.clone()),
+                            key: None,
+                        };
+                        diags.warn(
+                            &place,
+                            "[include] in an included file is ignored (includes are not recursive)",
+                        );
+                        false
+                    } else {
+                        true
+                    }
+                });
+                sections.extend(included);
+                files.push(file);
+            }
+            Err(err) => {
+                diags.error(
+                    &Place { file: file.clone(), ..Place::default() },
+                    format!("could not read included file: {err}"),
+                );
+            }
+        }
+    }
+    if unreadable {
+        diags.sort(&files);
+        return Err(ConfigErrors { errors: diags.errors });
+    }
+    let sections = merge_sections(sections);
+    let ctx =
+        build::Context { env, host_node_name: &options.host_node_name, root: path, files: &files };
+    let config = build::build(&sections, &ctx, &mut diags);
+    diags.sort(&files);
+    if diags.errors.is_empty() {
+        Ok(Loaded { config, warnings: diags.warnings })
+    } else {
+        Err(ConfigErrors { errors: diags.errors })
+    }
+}
+
+fn is_toml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+}
+
+fn read_any(text: &str, path: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
+    if is_toml(path) { toml::read(text, path, diags) } else { ini::read(text, path, diags) }
+}
+
+/// The root file's `[include] files=`: whitespace-separated globs (or a TOML
+/// array) relative to the root's directory, each glob's matches sorted.
+fn include_files(
+    sections: &[RawSection],
+    root: &Path,
+    env: &BTreeMap<String, String>,
+    options: &LoadOptions,
+    diags: &mut Diagnostics,
+) -> Vec<PathBuf> {
+    // The last [include] of the root file wins, as with any duplicate section.
+    let Some(section) = sections.iter().rev().find(|s| s.name == "include") else {
+        return Vec::new();
+    };
+    let Some((_, value)) = section.entries.iter().rev().find(|(k, _)| k == "files") else {
+        return Vec::new();
+    };
+    let place = Place {
+        file: value.file.to_path_buf(),
+        line: value.line,
+        section: Some("include".into()),
+        key: Some("files".into()),
+    };
+    let base = raw::here_of(root);
+    let mut exp: expand::Expansions =
+        env.iter().map(|(k, v)| (format!("ENV_{k}"), expand::Expansion::Str(v.clone()))).collect();
+    exp.insert("here".into(), expand::Expansion::Str(base.display().to_string()));
+    exp.insert("host_node_name".into(), expand::Expansion::Str(options.host_node_name.clone()));
+    let patterns: Vec<String> = match &value.data {
+        RawData::List(items) => items.clone(),
+        RawData::Text(t) => t.split_whitespace().map(String::from).collect(),
+        _ => {
+            diags.error(&place, "expected a list of globs");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let pattern = match expand::expand(&pattern, &exp, "include.files") {
+            Ok(p) => p,
+            Err(message) => {
+                diags.error(&place, message);
+                continue;
+            }
+        };
+        let full = base.join(&pattern);
+        let full = full.to_string_lossy();
+        match glob::glob(&full) {
+            Ok(paths) => {
+                let mut matches: Vec<PathBuf> =
+                    paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+                matches.sort();
+                if matches.is_empty() {
+                    diags.warn(&place, format!("No file matches via include \"{full}\""));
+                }
+                out.extend(matches);
+            }
+            Err(err) => diags.error(&place, format!("bad glob \"{full}\": {err}")),
+        }
+    }
+    out
+}
+
+/// One line for `vigild --check`: `config OK: 3 programs, 2 groups, 5 processes`.
+pub fn summary(config: &Config) -> String {
+    let programs: std::collections::BTreeSet<(&str, &str)> =
+        config.processes().map(|p| (p.group.as_str(), p.program.as_str())).collect();
+    let plural =
+        |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
+    format!(
+        "config OK: {}, {}, {}",
+        plural(programs.len(), "program"),
+        plural(config.groups.len(), "group"),
+        plural(config.processes().count(), "process").replace("processs", "processes")
+    )
 }
