@@ -1,2 +1,4 @@
 //! vigild: the Vigil supervisor daemon.
+mod xmlrpc;
+
 fn main() {}
