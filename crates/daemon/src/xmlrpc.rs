@@ -6,5 +6,9 @@
     expect(dead_code, reason = "the listener calls serve_http once wired at merge")
 )]
 
+mod backend;
 mod codec;
 mod fault;
+mod methods;
+#[cfg(test)]
+mod testing;
