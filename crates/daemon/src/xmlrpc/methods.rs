@@ -291,7 +291,7 @@ async fn multicall<B: Backend>(backend: &B, calls: &[Value]) -> Value {
     let mut results = Vec::with_capacity(calls.len());
     for entry in calls {
         let outcome = match multicall_entry(entry) {
-            Ok((name, _)) if name == "system.multicall" => Err(Fault::with_detail(
+            Ok(("system.multicall", _)) => Err(Fault::with_detail(
                 FaultCode::IncorrectParameters,
                 "Recursive system.multicall forbidden",
             )),
@@ -378,13 +378,13 @@ async fn ensure_running<B: Backend>(backend: &B) -> Result<DaemonState, Fault> {
 
 /// What a namespec names (supervisord's `split_namespec`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Process(ProcessRef),
     /// `group:*` or `group:`.
     Group(String),
 }
 
-fn split_namespec(namespec: &str) -> Target {
+pub(crate) fn split_namespec(namespec: &str) -> Target {
     match namespec.split_once(':') {
         Some((group, "" | "*")) => Target::Group(group.to_owned()),
         Some((group, name)) => Target::Process(ProcessRef::new(group, name)),
