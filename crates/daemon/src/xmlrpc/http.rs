@@ -161,7 +161,7 @@ async fn xmlrpc<B: Backend>(
         return plain(StatusCode::BAD_REQUEST);
     };
     let xml = match methods::call(backend, &call.method, &call.params).await {
-        Ok(value) => encode_response(value),
+        Ok(value) => encode_response(&value),
         Err(fault) => encode_fault(&fault),
     };
     let mut response = Response::new(Full::new(Bytes::from(xml)).boxed_unsync());

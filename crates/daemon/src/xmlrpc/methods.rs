@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dxr::Value;
+use jiff::tz::TimeZone;
 use nix::sys::signal::Signal;
 
 use super::backend::{
@@ -558,7 +559,9 @@ fn timedelta(seconds: i64) -> String {
 }
 
 /// The `description` field (supervisord's `_interpretProcessInfo`, reference section 3.3).
-pub(crate) fn describe(info: &ProcessInfo, now: i64) -> String {
+/// Stop times are shown in `zone`, the daemon's local time zone, looked up once per call
+/// by the caller because reading it is far dearer than formatting.
+pub(crate) fn describe(info: &ProcessInfo, now: i64, zone: &TimeZone) -> String {
     match info.state {
         ProcessState::Running => {
             format!("pid {}, uptime {}", info.pid, timedelta(now - info.start))
@@ -574,20 +577,17 @@ pub(crate) fn describe(info: &ProcessInfo, now: i64) -> String {
             if info.start == 0 {
                 "Not started".to_owned()
             } else {
-                local_time(info.stop)
+                local_time(info.stop, zone)
             }
         }
         ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
     }
 }
 
-/// An epoch time as `%b %d %I:%M %p` in the daemon's local time zone.
-fn local_time(epoch: i64) -> String {
+/// An epoch time as `%b %d %I:%M %p` in `zone`.
+fn local_time(epoch: i64, zone: &TimeZone) -> String {
     match jiff::Timestamp::from_second(epoch) {
-        Ok(time) => time
-            .to_zoned_datetime(jiff::tz::TimeZone::system())
-            .strftime("%b %d %I:%M %p")
-            .to_string(),
+        Ok(time) => time.to_zoned_datetime(zone.clone()).strftime("%b %d %I:%M %p").to_string(),
         // Out of the representable range: nothing sensible to show.
         Err(_) => String::new(),
     }
@@ -601,7 +601,7 @@ fn string(text: impl Into<String>) -> Value {
     Value::String(text.into())
 }
 
-fn info_struct(info: &ProcessInfo, now: i64) -> Value {
+fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
     let stdout_logfile = info.stdout_logfile.clone().unwrap_or_default();
     Value::Struct(BTreeMap::from([
         member("name", string(&info.name)),
@@ -617,7 +617,7 @@ fn info_struct(info: &ProcessInfo, now: i64) -> Value {
         member("stdout_logfile", string(stdout_logfile)),
         member("stderr_logfile", string(info.stderr_logfile.clone().unwrap_or_default())),
         member("pid", Value::Integer(capped(i64::from(info.pid)))),
-        member("description", string(describe(info, now))),
+        member("description", string(describe(info, now, zone))),
     ]))
 }
 
@@ -943,15 +943,15 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
                 .process_info(&process)
                 .await
                 .map_err(|fault| respell(fault, &process, name))?;
-            Ok(info_struct(&info, now_epoch()))
+            Ok(info_struct(&info, now_epoch(), &TimeZone::system()))
         }
         "supervisor.getAllProcessInfo" => {
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
             let mut infos = backend.all_process_info().await?;
             infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-            let now = now_epoch();
-            Ok(Value::Array(infos.iter().map(|info| info_struct(info, now)).collect()))
+            let (now, zone) = (now_epoch(), TimeZone::system());
+            Ok(Value::Array(infos.iter().map(|info| info_struct(info, now, &zone)).collect()))
         }
         "supervisor.getAllConfigInfo" => {
             arity(params, 0, 0)?;

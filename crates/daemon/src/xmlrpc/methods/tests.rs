@@ -50,6 +50,10 @@ fn items(value: &Value) -> &[Value] {
     }
 }
 
+fn utc() -> TimeZone {
+    TimeZone::UTC
+}
+
 fn web0() -> ProcessRef {
     ProcessRef::new("web", "web_0")
 }
@@ -291,35 +295,34 @@ fn descriptions_follow_interpret_process_info() {
     let now = 1_700_000_000;
     let mut info = process("web", "web_0", ProcessState::Running);
     info.start = now - 12;
-    assert_eq!(describe(&info, now), "pid 4242, uptime 0:00:12");
+    assert_eq!(describe(&info, now, &utc()), "pid 4242, uptime 0:00:12");
     info.start = now - (86_400 + 2 * 3600 + 3 * 60 + 4);
-    assert_eq!(describe(&info, now), "pid 4242, uptime 1 day, 2:03:04");
+    assert_eq!(describe(&info, now, &utc()), "pid 4242, uptime 1 day, 2:03:04");
     info.start = now - 3 * 86_400;
-    assert_eq!(describe(&info, now), "pid 4242, uptime 3 days, 0:00:00");
+    assert_eq!(describe(&info, now, &utc()), "pid 4242, uptime 3 days, 0:00:00");
     info.start = now + 100;
-    assert_eq!(describe(&info, now), "pid 4242, uptime 0:00:00", "clock set back");
+    assert_eq!(describe(&info, now, &utc()), "pid 4242, uptime 0:00:00", "clock set back");
 
     let mut info = process("web", "web_0", ProcessState::Backoff);
-    assert_eq!(describe(&info, now), "unknown error (try \"tail web_0\")");
+    assert_eq!(describe(&info, now, &utc()), "unknown error (try \"tail web_0\")");
     info.spawnerr = "can't find command '/x'".to_owned();
-    assert_eq!(describe(&info, now), "can't find command '/x'");
+    assert_eq!(describe(&info, now, &utc()), "can't find command '/x'");
 
     let mut info = process("web", "web_0", ProcessState::Stopped);
-    assert_eq!(describe(&info, now), "Not started");
-    assert_ne!(describe(&process("web", "web_0", ProcessState::Exited), now), "Not started");
+    assert_eq!(describe(&info, now, &utc()), "Not started");
+    assert_ne!(
+        describe(&process("web", "web_0", ProcessState::Exited), now, &utc()),
+        "Not started"
+    );
     info.start = now - 100;
     info.stop = now;
-    let text = describe(&info, now);
-    // `%b %d %I:%M %p` in local time, e.g. `Nov 14 10:13 PM`.
-    let parts: Vec<&str> = text.split(' ').collect();
-    assert_eq!(parts.len(), 4, "{text}");
-    assert_eq!(parts[0].len(), 3);
-    assert_eq!(parts[1].len(), 2);
-    assert_eq!(parts[2].len(), 5);
-    assert!(parts[3] == "AM" || parts[3] == "PM", "{text}");
+    // 2023-11-14 22:13:20 UTC, as `%b %d %I:%M %p`.
+    assert_eq!(describe(&info, now, &utc()), "Nov 14 10:13 PM");
+    let plus_one = TimeZone::fixed(jiff::tz::offset(1));
+    assert_eq!(describe(&info, now, &plus_one), "Nov 14 11:13 PM", "local time, not UTC");
 
     for state in [ProcessState::Starting, ProcessState::Stopping, ProcessState::Unknown] {
-        assert_eq!(describe(&process("a", "a", state), now), "");
+        assert_eq!(describe(&process("a", "a", state), now, &utc()), "");
     }
 }
 
