@@ -564,7 +564,7 @@ fn timedelta(seconds: i64) -> String {
 pub(crate) fn describe(info: &ProcessInfo, now: i64, zone: &TimeZone) -> String {
     match info.state {
         ProcessState::Running => {
-            format!("pid {}, uptime {}", info.pid, timedelta(now - info.start))
+            format!("pid {}, uptime {}", info.pid, timedelta(now.saturating_sub(info.start)))
         }
         ProcessState::Backoff | ProcessState::Fatal => {
             if info.spawnerr.is_empty() {
