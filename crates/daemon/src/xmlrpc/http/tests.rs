@@ -230,6 +230,30 @@ async fn basic_auth_guards_every_handler() {
     assert_eq!(reply.status, 401);
 }
 
+// Paused time: the timeout below fires only once every task is idle, that is once the
+// server is provably waiting for the body, so the test does not depend on timing.
+#[tokio::test(start_paused = true)]
+async fn a_refused_request_is_answered_after_its_body_and_keeps_the_connection() {
+    // A client sends its body after the headers (Python's http.client does). Answering 401
+    // before reading it made hyper close the connection, and the client, still writing, saw
+    // a broken pipe instead of the 401.
+    let backend = Arc::new(FakeBackend::new());
+    let mut io = connect(&backend, Some(Credentials::new("user", "123")));
+    let call = method_call("supervisor.getAPIVersion", "");
+    let raw = post(&call, "");
+    let (head, body) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
+    io.write_all(head.as_bytes()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_secs(1), io.read(&mut byte)).await;
+    assert!(early.is_err(), "answered before the body arrived");
+    io.write_all(body.as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut io).await.status, 401);
+    io.write_all(post(&call, &basic("user:123")).as_bytes()).await.unwrap();
+    let reply = read_reply(&mut io).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("<string>3.0</string>"));
+}
+
 /// Decodes a chunked body received so far: the data of every complete chunk, and whether
 /// the terminating zero-length chunk arrived.
 fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
