@@ -753,10 +753,6 @@ async fn signal_many<B: Backend>(
     Ok(results(&outcome))
 }
 
-fn channel_source(process: ProcessRef, channel: Channel) -> LogSource {
-    LogSource::Process(process, channel)
-}
-
 /// Dispatches one call that is not `system.multicall`.
 async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Result<Value, Fault> {
     let spec = lookup(method)?;
@@ -973,7 +969,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let process = process_target(name)?;
             let channel =
                 if spec.name.ends_with("StderrLog") { Channel::Stderr } else { Channel::Stdout };
-            let source = channel_source(process.clone(), channel);
+            let source = LogSource::Process(process.clone(), channel);
             let outcome = if spec.name.starts_with("supervisor.tail") {
                 tail_log(backend, &source, offset, length).await
             } else {
