@@ -19,3 +19,4 @@ pub mod listen;
 pub mod logging;
 pub mod signals;
 pub mod wiring;
+pub mod xmlrpc;

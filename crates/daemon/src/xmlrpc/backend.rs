@@ -1,0 +1,376 @@
+//! The operations the XML-RPC method table and the log-tail handlers need from the daemon,
+//! as one trait with supervisord's semantics, so this module does not depend on how the
+//! daemon is built (the implementation is an adaptor over the typed `Control` API).
+//!
+//! What lives here and what does not:
+//! - The backend resolves names against the live process set, runs operations, waits where
+//!   asked and reports faults with supervisord's codes and details.
+//! - The method table (`methods.rs`) does everything that is pure protocol: name and
+//!   argument checking, `namespec` splitting and `g:*` delegation, signal-name parsing, the
+//!   `SHUTDOWN_STATE` guard, `readLog`/`tailProcessLog` offset arithmetic, sorting, the
+//!   `description` text, capping integers to the XML-RPC range and the struct layouts.
+//!
+//! Cancellation: every future may be dropped before it completes, for example when the client
+//! hangs up during `startProcess(name, wait=True)`. An operation that was already requested
+//! (a spawn, a stop signal) must go on; only the wait is abandoned. `follow_log` in particular
+//! is dropped whenever a `tail -f` client goes away and must hold nothing that outlives it.
+
+use std::future::Future;
+
+use nix::sys::signal::Signal;
+
+use super::fault::Fault;
+
+/// A process addressed by group and process name (`group:name` in a namespec; a process
+/// of a homogeneous group has `group == name`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ProcessRef {
+    pub(crate) group: String,
+    pub(crate) name: String,
+}
+
+impl ProcessRef {
+    pub(crate) fn new(group: impl Into<String>, name: impl Into<String>) -> ProcessRef {
+        ProcessRef { group: group.into(), name: name.into() }
+    }
+}
+
+/// The processes a group operation (`*ProcessGroup`, `*AllProcesses`) applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Every process of the named group; `BAD_NAME` if there is no such group.
+    Group(String),
+    /// Every process of every active group.
+    All,
+}
+
+/// supervisord's own state (its "mood"), as `getState` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DaemonState {
+    /// Defined by supervisord but never entered; kept so the code table is complete.
+    Fatal,
+    Running,
+    Restarting,
+    Shutdown,
+}
+
+impl DaemonState {
+    pub(crate) const fn code(self) -> i32 {
+        match self {
+            DaemonState::Fatal => 2,
+            DaemonState::Running => 1,
+            DaemonState::Restarting => 0,
+            DaemonState::Shutdown => -1,
+        }
+    }
+
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            DaemonState::Fatal => "FATAL",
+            DaemonState::Running => "RUNNING",
+            DaemonState::Restarting => "RESTARTING",
+            DaemonState::Shutdown => "SHUTDOWN",
+        }
+    }
+}
+
+/// A process state with supervisord's codes (reference section 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessState {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Exited,
+    Fatal,
+    Unknown,
+}
+
+impl ProcessState {
+    pub(crate) const fn code(self) -> i32 {
+        match self {
+            ProcessState::Stopped => 0,
+            ProcessState::Starting => 10,
+            ProcessState::Running => 20,
+            ProcessState::Backoff => 30,
+            ProcessState::Stopping => 40,
+            ProcessState::Exited => 100,
+            ProcessState::Fatal => 200,
+            ProcessState::Unknown => 1000,
+        }
+    }
+
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            ProcessState::Stopped => "STOPPED",
+            ProcessState::Starting => "STARTING",
+            ProcessState::Running => "RUNNING",
+            ProcessState::Backoff => "BACKOFF",
+            ProcessState::Stopping => "STOPPING",
+            ProcessState::Exited => "EXITED",
+            ProcessState::Fatal => "FATAL",
+            ProcessState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What `getProcessInfo` reports about one process, before the method table adds `now`,
+/// `statename`, `logfile` and `description`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcessInfo {
+    pub(crate) name: String,
+    pub(crate) group: String,
+    /// Epoch seconds of the last start, 0 if never started. `description` says
+    /// `Not started` exactly when this is 0.
+    pub(crate) start: i64,
+    /// Epoch seconds of the last stop, 0 if never stopped.
+    pub(crate) stop: i64,
+    pub(crate) state: ProcessState,
+    /// The last spawn error, empty if none.
+    pub(crate) spawnerr: String,
+    /// The last exit status: the exit code, 0 if it never exited, -1 if killed by a signal.
+    pub(crate) exitstatus: i32,
+    /// The configured stdout log path, `None` when there is none (sent as `''`).
+    pub(crate) stdout_logfile: Option<String>,
+    pub(crate) stderr_logfile: Option<String>,
+    /// 0 when not running.
+    pub(crate) pid: u32,
+}
+
+/// The outcome for one process of a group operation. supervisord sends it as
+/// `{name, group, status, description}` with status 80 (`SUCCESS`) and `OK`, or the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcessResult {
+    pub(crate) process: ProcessRef,
+    pub(crate) outcome: Result<(), Fault>,
+}
+
+/// The group names `reloadConfig` found added, changed and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ConfigDiff {
+    pub(crate) added: Vec<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) removed: Vec<String>,
+}
+
+/// A config value supervisord may hold as `AUTO` or `None`, which `getAllConfigInfo` sends
+/// as the strings `auto` and `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Setting<T> {
+    Auto,
+    None,
+    Value(T),
+}
+
+/// `autorestart`, sent as `false`, `true` or the string `unexpected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AutoRestart {
+    Never,
+    Unexpected,
+    Always,
+}
+
+/// The per-channel settings of [`ConfigInfo`] (`stdout_*` and `stderr_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChannelConfig {
+    pub(crate) capture_maxbytes: u64,
+    pub(crate) events_enabled: bool,
+    pub(crate) logfile: Setting<String>,
+    pub(crate) logfile_backups: u32,
+    pub(crate) logfile_maxbytes: u64,
+    pub(crate) syslog: bool,
+}
+
+/// One configured process as `getAllConfigInfo` reports it (one per process of every group
+/// in the last-read config, active or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigInfo {
+    pub(crate) name: String,
+    pub(crate) group: String,
+    pub(crate) group_prio: i32,
+    pub(crate) process_prio: i32,
+    /// Whether the group is active (added) in the running daemon.
+    pub(crate) inuse: bool,
+    pub(crate) autostart: bool,
+    pub(crate) autorestart: AutoRestart,
+    /// `None` when the process keeps the daemon's working directory.
+    pub(crate) directory: Option<String>,
+    /// `None` when no `user=` is configured.
+    pub(crate) uid: Option<u32>,
+    pub(crate) command: String,
+    pub(crate) exitcodes: Vec<i32>,
+    pub(crate) killasgroup: bool,
+    pub(crate) redirect_stderr: bool,
+    pub(crate) startretries: u32,
+    pub(crate) startsecs: u32,
+    /// The signal number.
+    pub(crate) stopsignal: i32,
+    pub(crate) stopwaitsecs: u32,
+    pub(crate) stdout: ChannelConfig,
+    pub(crate) stderr: ChannelConfig,
+    pub(crate) serverurl: Setting<String>,
+}
+
+/// Which log a read, tail or follow applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum LogSource {
+    /// The daemon's own log (`[supervisord] logfile`).
+    Main,
+    Process(ProcessRef, Channel),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Channel {
+    Stdout,
+    Stderr,
+}
+
+/// What [`Backend::follow_log`] saw beyond the caller's offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogFollow {
+    /// New bytes starting at the caller's offset (never empty), and the offset just after them.
+    Data { bytes: Vec<u8>, end: u64 },
+    /// The log is now shorter than the caller's offset (truncated, cleared or rotated):
+    /// the follower restarts at offset 0 after printing supervisord's truncation marker.
+    Truncated,
+}
+
+/// The daemon as the XML-RPC layer sees it. Every operation fails with a supervisord
+/// [`Fault`]; an adaptor that cannot reach the daemon reports `FAILED` with the reason.
+///
+/// Methods return `impl Future + Send` (not `async fn`) so a generic server can hold the
+/// futures across `.await` in a `Send` task; implementations may still write `async fn`.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The daemon's state; the method table refuses every method but `sendRemoteCommEvent`
+    /// with `SHUTDOWN_STATE` while it is `Restarting` or `Shutdown`.
+    fn state(&self) -> impl Future<Output = Result<DaemonState, Fault>> + Send;
+
+    /// `[supervisord] identifier`.
+    fn identification(&self) -> impl Future<Output = Result<String, Fault>> + Send;
+
+    /// One process; `BAD_NAME` if unknown.
+    fn process_info(
+        &self,
+        process: &ProcessRef,
+    ) -> impl Future<Output = Result<ProcessInfo, Fault>> + Send;
+
+    /// Every process of every active group, in any order.
+    fn all_process_info(&self) -> impl Future<Output = Result<Vec<ProcessInfo>, Fault>> + Send;
+
+    /// Every process of every group in the last-read config, in any order.
+    fn all_config_info(&self) -> impl Future<Output = Result<Vec<ConfigInfo>, Fault>> + Send;
+
+    /// Starts one process; with `wait`, resolves once it is `RUNNING` (after `startsecs`).
+    /// Faults: `BAD_NAME`, `NO_FILE`, `NOT_EXECUTABLE`, `ALREADY_STARTED`, `FAILED`,
+    /// `SPAWN_ERROR`, `ABNORMAL_TERMINATION`.
+    fn start_process(
+        &self,
+        process: &ProcessRef,
+        wait: bool,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Starts every process of `scope` that is not running (in supervisord's priority
+    /// order), then waits for all of them when `wait`; one result per process started,
+    /// in completion order. `BAD_NAME` for an unknown group.
+    fn start_many(
+        &self,
+        scope: &Scope,
+        wait: bool,
+    ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
+
+    /// Stops one process; with `wait`, resolves once it is in a stopped state.
+    /// Faults: `BAD_NAME`, `NOT_RUNNING`, `FAILED`.
+    fn stop_process(
+        &self,
+        process: &ProcessRef,
+        wait: bool,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Stops every running process of `scope` (reverse priority order); one result per
+    /// process that was running. `BAD_NAME` for an unknown group.
+    fn stop_many(
+        &self,
+        scope: &Scope,
+        wait: bool,
+    ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
+
+    /// Sends `signal` to one process. Faults: `BAD_NAME`, `NOT_RUNNING` (not `STARTING`,
+    /// `RUNNING` or `STOPPING`), `FAILED`.
+    fn signal_process(
+        &self,
+        process: &ProcessRef,
+        signal: Signal,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Sends `signal` to every process of `scope`; one result per process.
+    fn signal_many(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+    ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
+
+    /// Re-reads the config and diffs it against the active groups, applying nothing.
+    /// `CANT_REREAD` with the parse errors as detail.
+    fn reload_config(&self) -> impl Future<Output = Result<ConfigDiff, Fault>> + Send;
+
+    /// Activates a group of the last-read config. `BAD_NAME`, `ALREADY_ADDED`.
+    fn add_group(&self, group: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Deactivates a group whose processes are all stopped. `BAD_NAME`, `STILL_RUNNING`.
+    fn remove_group(&self, group: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Begins shutting down; resolves once the request is recorded, before anything stops,
+    /// so the response still reaches the client.
+    fn shutdown(&self) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Begins an in-process restart (stop everything, re-read config, start); same timing
+    /// as [`Backend::shutdown`].
+    fn restart(&self) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Writes `bytes` to a process's stdin. Faults: `BAD_NAME`, `NOT_RUNNING` (no pid, or
+    /// being stopped), `NO_FILE` (stdin closed).
+    fn send_stdin(
+        &self,
+        process: &ProcessRef,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Emits a `REMOTE_COMMUNICATION` event. Allowed during shutdown.
+    fn send_remote_comm_event(
+        &self,
+        event_type: &str,
+        data: &str,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// The current size of a log. `BAD_NAME` for an unknown process, `NO_FILE` (detail: the
+    /// configured path, or `None`) when the log has no file or the file does not exist yet.
+    fn log_size(&self, source: &LogSource) -> impl Future<Output = Result<u64, Fault>> + Send;
+
+    /// Up to `max_len` bytes (to the end when `None`) starting at byte `start`; fewer, or
+    /// none, at the end of the log. Faults as [`Backend::log_size`], `FAILED` on I/O errors.
+    fn read_log(
+        &self,
+        source: &LogSource,
+        start: u64,
+        max_len: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<u8>, Fault>> + Send;
+
+    /// Waits until the log differs from what a reader at `offset` has seen, then reports
+    /// it: new bytes (at most a bounded chunk) or a truncation. Resolves at once when there
+    /// is something already. An error ends the follow (the process was removed, ...).
+    fn follow_log(
+        &self,
+        source: &LogSource,
+        offset: u64,
+    ) -> impl Future<Output = Result<LogFollow, Fault>> + Send;
+
+    /// Deletes and reopens a process's stdout and stderr logs. `BAD_NAME`, `FAILED`.
+    fn clear_process_logs(
+        &self,
+        process: &ProcessRef,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+
+    /// Deletes and reopens the daemon's own log. `NO_FILE`, `FAILED`.
+    fn clear_main_log(&self) -> impl Future<Output = Result<(), Fault>> + Send;
+}

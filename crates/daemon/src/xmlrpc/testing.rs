@@ -1,0 +1,451 @@
+//! An in-memory [`Backend`] for the tests of this module: processes are records whose state
+//! the fake flips at once, logs are byte vectors, and every side effect is recorded so tests
+//! can assert what reached the daemon.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use nix::sys::signal::Signal;
+use tokio::sync::Notify;
+
+use super::backend::{
+    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, LogFollow,
+    LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+};
+use super::fault::{Fault, FaultCode};
+use super::methods::namespec;
+
+/// The largest chunk `follow_log` returns, small so tests see chunking.
+const FOLLOW_CHUNK: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct FakeState {
+    pub(crate) daemon: DaemonState,
+    pub(crate) processes: Vec<ProcessInfo>,
+    /// Groups of the last-read config that `add_group` may activate.
+    pub(crate) available_groups: Vec<String>,
+    pub(crate) configs: Vec<ConfigInfo>,
+    pub(crate) reload: Result<ConfigDiff, Fault>,
+    /// Logs by source; a missing entry is a log without a file (`NO_FILE`).
+    pub(crate) logs: HashMap<LogSource, Vec<u8>>,
+    /// Processes whose start fails with `SPAWN_ERROR`.
+    pub(crate) failing_spawns: Vec<ProcessRef>,
+    pub(crate) signals: Vec<(ProcessRef, Signal)>,
+    pub(crate) stdin: Vec<(ProcessRef, Vec<u8>)>,
+    pub(crate) events: Vec<(String, String)>,
+    pub(crate) cleared: Vec<Option<ProcessRef>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct FakeBackend {
+    state: Mutex<FakeState>,
+    /// Woken whenever a log changes, so `follow_log` waits without polling.
+    log_changed: Notify,
+}
+
+pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessInfo {
+    let running = matches!(
+        state,
+        ProcessState::Starting
+            | ProcessState::Running
+            | ProcessState::Backoff
+            | ProcessState::Stopping
+    );
+    ProcessInfo {
+        name: name.to_owned(),
+        group: group.to_owned(),
+        start: if state == ProcessState::Stopped { 0 } else { 1_700_000_000 },
+        stop: 0,
+        state,
+        spawnerr: String::new(),
+        exitstatus: 0,
+        stdout_logfile: Some(format!("/logs/{name}.out")),
+        stderr_logfile: None,
+        pid: if running { 4242 } else { 0 },
+    }
+}
+
+pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
+    let channel = |logfile| ChannelConfig {
+        capture_maxbytes: 0,
+        events_enabled: false,
+        logfile,
+        logfile_backups: 10,
+        logfile_maxbytes: 50 * 1024 * 1024,
+        syslog: false,
+    };
+    ConfigInfo {
+        name: name.to_owned(),
+        group: group.to_owned(),
+        group_prio: 999,
+        process_prio: 999,
+        inuse: true,
+        autostart: true,
+        autorestart: AutoRestart::Unexpected,
+        directory: None,
+        uid: None,
+        command: format!("/bin/{name}"),
+        exitcodes: vec![0],
+        killasgroup: false,
+        redirect_stderr: false,
+        startretries: 3,
+        startsecs: 1,
+        stopsignal: 15,
+        stopwaitsecs: 10,
+        stdout: channel(Setting::Auto),
+        stderr: channel(Setting::None),
+        serverurl: Setting::Auto,
+    }
+}
+
+impl FakeBackend {
+    /// A running daemon with `web:web_0` and `web:web_1` running, `worker` stopped and
+    /// `cron` fatal.
+    pub(crate) fn new() -> FakeBackend {
+        let mut cron = process("cron", "cron", ProcessState::Fatal);
+        cron.spawnerr = "Exited too quickly (process log may have details)".to_owned();
+        FakeBackend::with_processes(vec![
+            process("web", "web_1", ProcessState::Running),
+            process("worker", "worker", ProcessState::Stopped),
+            process("web", "web_0", ProcessState::Running),
+            cron,
+        ])
+    }
+
+    pub(crate) fn with_processes(processes: Vec<ProcessInfo>) -> FakeBackend {
+        let configs = processes.iter().map(|info| config(&info.group, &info.name)).collect();
+        FakeBackend {
+            state: Mutex::new(FakeState {
+                daemon: DaemonState::Running,
+                processes,
+                available_groups: vec!["extra".to_owned()],
+                configs,
+                reload: Ok(ConfigDiff::default()),
+                logs: HashMap::new(),
+                failing_spawns: Vec::new(),
+                signals: Vec::new(),
+                stdin: Vec::new(),
+                events: Vec::new(),
+                cleared: Vec::new(),
+            }),
+            log_changed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().expect("fake backend lock poisoned by a failed test")
+    }
+
+    /// Appends to a log (creating its file) and wakes followers.
+    pub(crate) fn append_log(&self, source: &LogSource, bytes: &[u8]) {
+        self.state().logs.entry(source.clone()).or_default().extend_from_slice(bytes);
+        self.log_changed.notify_waiters();
+    }
+
+    /// Empties a log, as a clear or a rotation would, and wakes followers.
+    pub(crate) fn truncate_log(&self, source: &LogSource) {
+        self.state().logs.insert(source.clone(), Vec::new());
+        self.log_changed.notify_waiters();
+    }
+
+    /// Removes a log file and wakes followers, which then end.
+    pub(crate) fn remove_log(&self, source: &LogSource) {
+        self.state().logs.remove(source);
+        self.log_changed.notify_waiters();
+    }
+
+    fn find(state: &FakeState, process: &ProcessRef) -> Result<usize, Fault> {
+        state
+            .processes
+            .iter()
+            .position(|info| info.group == process.group && info.name == process.name)
+            .ok_or_else(|| Fault::with_detail(FaultCode::BadName, namespec(process)))
+    }
+
+    fn in_scope(state: &FakeState, scope: &Scope) -> Result<Vec<ProcessRef>, Fault> {
+        let mut selected: Vec<ProcessRef> = state
+            .processes
+            .iter()
+            .filter(|info| match scope {
+                Scope::Group(group) => info.group == *group,
+                Scope::All => true,
+            })
+            .map(|info| ProcessRef::new(&info.group, &info.name))
+            .collect();
+        if let Scope::Group(group) = scope
+            && selected.is_empty()
+        {
+            return Err(Fault::with_detail(FaultCode::BadName, group.as_str()));
+        }
+        selected.sort();
+        Ok(selected)
+    }
+
+    fn is_running(state: ProcessState) -> bool {
+        matches!(state, ProcessState::Starting | ProcessState::Running | ProcessState::Backoff)
+    }
+
+    fn start_locked(state: &mut FakeState, process: &ProcessRef) -> Result<(), Fault> {
+        let index = Self::find(state, process)?;
+        if Self::is_running(state.processes[index].state) {
+            return Err(Fault::with_detail(FaultCode::AlreadyStarted, namespec(process)));
+        }
+        if state.failing_spawns.contains(process) {
+            let info = &mut state.processes[index];
+            info.state = ProcessState::Backoff;
+            info.spawnerr = "can't find command".to_owned();
+            return Err(Fault::with_detail(FaultCode::SpawnError, namespec(process)));
+        }
+        let info = &mut state.processes[index];
+        info.state = ProcessState::Running;
+        info.pid = 5000 + u32::try_from(index).expect("few processes");
+        info.start = 1_700_000_100;
+        Ok(())
+    }
+
+    fn stop_locked(state: &mut FakeState, process: &ProcessRef) -> Result<(), Fault> {
+        let index = Self::find(state, process)?;
+        let info = &mut state.processes[index];
+        if !Self::is_running(info.state) {
+            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+        }
+        info.state = ProcessState::Stopped;
+        info.pid = 0;
+        info.stop = 1_700_000_200;
+        Ok(())
+    }
+
+    fn signal_locked(
+        state: &mut FakeState,
+        process: &ProcessRef,
+        signal: Signal,
+    ) -> Result<(), Fault> {
+        let index = Self::find(state, process)?;
+        if !matches!(
+            state.processes[index].state,
+            ProcessState::Starting | ProcessState::Running | ProcessState::Stopping
+        ) {
+            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+        }
+        state.signals.push((process.clone(), signal));
+        Ok(())
+    }
+
+    fn log_locked<'a>(state: &'a FakeState, source: &LogSource) -> Result<&'a [u8], Fault> {
+        if let LogSource::Process(process, _) = source {
+            Self::find(state, process)?;
+        }
+        state.logs.get(source).map(Vec::as_slice).ok_or_else(|| {
+            let path = match source {
+                LogSource::Main => "/logs/vigild.log".to_owned(),
+                LogSource::Process(process, Channel::Stdout) => {
+                    format!("/logs/{}.out", process.name)
+                }
+                LogSource::Process(process, Channel::Stderr) => {
+                    format!("/logs/{}.err", process.name)
+                }
+            };
+            Fault::with_detail(FaultCode::NoFile, path)
+        })
+    }
+}
+
+impl Backend for FakeBackend {
+    async fn state(&self) -> Result<DaemonState, Fault> {
+        Ok(self.state().daemon)
+    }
+
+    async fn identification(&self) -> Result<String, Fault> {
+        Ok("vigil-test".to_owned())
+    }
+
+    async fn process_info(&self, process: &ProcessRef) -> Result<ProcessInfo, Fault> {
+        let state = self.state();
+        let index = Self::find(&state, process)?;
+        Ok(state.processes[index].clone())
+    }
+
+    async fn all_process_info(&self) -> Result<Vec<ProcessInfo>, Fault> {
+        Ok(self.state().processes.clone())
+    }
+
+    async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {
+        Ok(self.state().configs.clone())
+    }
+
+    async fn start_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
+        Self::start_locked(&mut self.state(), process)
+    }
+
+    async fn start_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
+        let mut state = self.state();
+        let mut results = Vec::new();
+        for process in Self::in_scope(&state, scope)? {
+            let index = Self::find(&state, &process)?;
+            if Self::is_running(state.processes[index].state) {
+                continue;
+            }
+            let outcome = Self::start_locked(&mut state, &process);
+            results.push(ProcessResult { process, outcome });
+        }
+        Ok(results)
+    }
+
+    async fn stop_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
+        Self::stop_locked(&mut self.state(), process)
+    }
+
+    async fn stop_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
+        let mut state = self.state();
+        let mut results = Vec::new();
+        for process in Self::in_scope(&state, scope)? {
+            let index = Self::find(&state, &process)?;
+            if !Self::is_running(state.processes[index].state) {
+                continue;
+            }
+            let outcome = Self::stop_locked(&mut state, &process);
+            results.push(ProcessResult { process, outcome });
+        }
+        Ok(results)
+    }
+
+    async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
+        Self::signal_locked(&mut self.state(), process, signal)
+    }
+
+    async fn signal_many(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+    ) -> Result<Vec<ProcessResult>, Fault> {
+        let mut state = self.state();
+        let mut results = Vec::new();
+        for process in Self::in_scope(&state, scope)? {
+            let index = Self::find(&state, &process)?;
+            if !Self::is_running(state.processes[index].state) {
+                continue;
+            }
+            let outcome = Self::signal_locked(&mut state, &process, signal);
+            results.push(ProcessResult { process, outcome });
+        }
+        Ok(results)
+    }
+
+    async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
+        self.state().reload.clone()
+    }
+
+    async fn add_group(&self, group: &str) -> Result<(), Fault> {
+        let mut state = self.state();
+        if state.processes.iter().any(|info| info.group == group) {
+            return Err(Fault::with_detail(FaultCode::AlreadyAdded, group));
+        }
+        if !state.available_groups.iter().any(|name| name == group) {
+            return Err(Fault::with_detail(FaultCode::BadName, group));
+        }
+        state.processes.push(process(group, group, ProcessState::Stopped));
+        Ok(())
+    }
+
+    async fn remove_group(&self, group: &str) -> Result<(), Fault> {
+        let mut state = self.state();
+        let members: Vec<&ProcessInfo> =
+            state.processes.iter().filter(|info| info.group == group).collect();
+        if members.is_empty() {
+            return Err(Fault::with_detail(FaultCode::BadName, group));
+        }
+        if members.iter().any(|info| Self::is_running(info.state)) {
+            return Err(Fault::with_detail(FaultCode::StillRunning, group));
+        }
+        state.processes.retain(|info| info.group != group);
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> Result<(), Fault> {
+        self.state().daemon = DaemonState::Shutdown;
+        Ok(())
+    }
+
+    async fn restart(&self) -> Result<(), Fault> {
+        self.state().daemon = DaemonState::Restarting;
+        Ok(())
+    }
+
+    async fn send_stdin(&self, process: &ProcessRef, bytes: &[u8]) -> Result<(), Fault> {
+        let mut state = self.state();
+        let index = Self::find(&state, process)?;
+        if state.processes[index].pid == 0 {
+            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+        }
+        state.stdin.push((process.clone(), bytes.to_vec()));
+        Ok(())
+    }
+
+    async fn send_remote_comm_event(&self, event_type: &str, data: &str) -> Result<(), Fault> {
+        self.state().events.push((event_type.to_owned(), data.to_owned()));
+        Ok(())
+    }
+
+    async fn log_size(&self, source: &LogSource) -> Result<u64, Fault> {
+        let state = self.state();
+        let log = Self::log_locked(&state, source)?;
+        Ok(u64::try_from(log.len()).expect("test logs are small"))
+    }
+
+    async fn read_log(
+        &self,
+        source: &LogSource,
+        start: u64,
+        max_len: Option<u64>,
+    ) -> Result<Vec<u8>, Fault> {
+        let state = self.state();
+        let log = Self::log_locked(&state, source)?;
+        let start = usize::try_from(start).unwrap_or(usize::MAX).min(log.len());
+        let end = match max_len {
+            Some(length) => start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX)),
+            None => log.len(),
+        }
+        .min(log.len());
+        Ok(log[start..end].to_vec())
+    }
+
+    async fn follow_log(&self, source: &LogSource, offset: u64) -> Result<LogFollow, Fault> {
+        let offset = usize::try_from(offset).expect("test logs are small");
+        loop {
+            // Register for the wake-up before looking, so a change in between is not lost.
+            let changed = self.log_changed.notified();
+            {
+                let state = self.state();
+                let log = Self::log_locked(&state, source)?;
+                if log.len() < offset {
+                    return Ok(LogFollow::Truncated);
+                }
+                if log.len() > offset {
+                    let end = log.len().min(offset + FOLLOW_CHUNK);
+                    return Ok(LogFollow::Data {
+                        bytes: log[offset..end].to_vec(),
+                        end: u64::try_from(end).expect("test logs are small"),
+                    });
+                }
+            }
+            changed.await;
+        }
+    }
+
+    async fn clear_process_logs(&self, process: &ProcessRef) -> Result<(), Fault> {
+        let mut state = self.state();
+        Self::find(&state, process)?;
+        for channel in [Channel::Stdout, Channel::Stderr] {
+            state.logs.remove(&LogSource::Process(process.clone(), channel));
+        }
+        state.cleared.push(Some(process.clone()));
+        Ok(())
+    }
+
+    async fn clear_main_log(&self) -> Result<(), Fault> {
+        let mut state = self.state();
+        state.logs.insert(LogSource::Main, Vec::new());
+        state.cleared.push(None);
+        Ok(())
+    }
+}
