@@ -1,0 +1,3 @@
+//! The `vigil-bench` binary.
+
+fn main() {}
