@@ -15,7 +15,9 @@ pub mod config;
 pub mod logs;
 pub mod procfs;
 pub mod reaper;
+pub mod report;
 pub mod run;
+pub mod scenarios;
 pub mod stats;
 pub mod status;
 pub mod target;
@@ -30,3 +32,7 @@ pub fn monotonic_ns() -> u64 {
     assert_eq!(rc, 0, "CLOCK_MONOTONIC is always available");
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Prefix of the line the generator writes to stderr before its output:
+/// followed by its CLOCK_MONOTONIC start time in nanoseconds.
+pub const GEN_START_PREFIX: &str = "vigil-bench gen start monotonic ns ";
