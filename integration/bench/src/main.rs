@@ -66,7 +66,7 @@ struct SuiteArgs {
     /// S1 program counts [default: 10,100,500; smoke 10].
     #[arg(long, value_delimiter = ',')]
     s1_n: Vec<usize>,
-    /// S1 startsecs values [default: 1,0].
+    /// S1 startsecs values [default: 1,0; smoke 0].
     #[arg(long, value_delimiter = ',')]
     s1_startsecs: Vec<u32>,
     /// S2 program counts [default: 0,100,500; smoke 0,10].
@@ -75,7 +75,7 @@ struct SuiteArgs {
     /// S3 program count [default: 500; smoke 20].
     #[arg(long)]
     s3_n: Option<usize>,
-    /// S3 idle window in seconds [default: 20; smoke 2].
+    /// S3 idle window in seconds [default: 20; smoke 1].
     #[arg(long)]
     idle_secs: Option<f64>,
     /// S4 program count [default: 500; smoke 20].
@@ -102,7 +102,7 @@ struct SuiteArgs {
     /// Also run S9 against supervisord (slow, needs many descriptors).
     #[arg(long)]
     s9_all_targets: bool,
-    /// Seconds of quiet before idle figures are read [default: 3; smoke 1].
+    /// Seconds of quiet before idle figures are read [default: 3; smoke 0.5].
     #[arg(long)]
     settle: Option<f64>,
     /// Milliseconds between two `status` polls.
@@ -219,10 +219,10 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
         scenarios,
         repeats,
         s1_n: or_list(&a.s1_n, &[10, 100, 500], &[10], s),
-        s1_startsecs: or_list(&a.s1_startsecs, &[1, 0], &[1, 0], s),
+        s1_startsecs: or_list(&a.s1_startsecs, &[1, 0], &[0], s),
         s2_n: or_list(&a.s2_n, &[0, 100, 500], &[0, 10], s),
         s3_n: pick(a.s3_n, 500, 20),
-        idle: secs(a.idle_secs.unwrap_or(if s { 2.0 } else { 20.0 })),
+        idle: secs(a.idle_secs.unwrap_or(if s { 1.0 } else { 20.0 })),
         s4_n: pick(a.s4_n, 500, 20).max(1),
         s4_calls: pick(a.s4_calls, 10, 3).max(1),
         s5_kills: pick(a.s5_kills, 20, 3).max(1),
@@ -231,7 +231,7 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
         s8_n: pick(a.s8_n, 50, 5).max(1),
         s9_n: pick(a.s9_n, 5000, 50).max(1),
         s9_all_targets: a.s9_all_targets,
-        settle: secs(a.settle.unwrap_or(if s { 1.0 } else { 3.0 })),
+        settle: secs(a.settle.unwrap_or(if s { 0.5 } else { 3.0 })),
         spawn_timeout: secs(a.spawn_timeout),
         restart_timeout: secs(a.restart_timeout),
         log_timeout: secs(a.log_timeout),

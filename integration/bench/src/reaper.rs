@@ -64,7 +64,8 @@ pub struct Spawned {
 
 impl Reaper {
     /// Makes this process a child subreaper and starts the reaper task. Must
-    /// be called inside a tokio runtime, before anything is spawned.
+    /// be called inside a tokio runtime, before anything is spawned, and
+    /// only once per process: two reapers would steal each other's statuses.
     pub fn install() -> std::io::Result<Reaper> {
         nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;

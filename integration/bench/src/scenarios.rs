@@ -426,7 +426,12 @@ impl Bench {
         let out_path = run.dir().join("cat.out");
         let t0 = Instant::now();
         let mut gen_cmd = Command::new(&self.opts.exe);
-        gen_cmd.arg("gen").arg(bytes.to_string()).stdin(Stdio::null()).stdout(Stdio::piped());
+        gen_cmd
+            .arg("gen")
+            .arg(bytes.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let mut generator = self.reaper.spawn(&mut gen_cmd).context("starting the generator")?;
         let pipe = generator.child.stdout.take().expect("stdout was piped");
         let mut cat_cmd = Command::new("cat");
