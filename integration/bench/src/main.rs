@@ -36,6 +36,19 @@ enum Mode {
     Gen { bytes: u64 },
     /// Exit at once with CODE (the S8 crash-looping program).
     Exit { code: i32 },
+    /// Test support: a stand-in daemon that starts CHILDREN `pause`
+    /// processes and, on SIGTERM, exits without stopping them (or, with
+    /// --ignore-term, does not exit at all).
+    #[command(hide = true)]
+    FakeDaemon {
+        #[arg(long, default_value_t = 2)]
+        children: usize,
+        #[arg(long)]
+        ignore_term: bool,
+    },
+    /// Test support: sleep until killed.
+    #[command(hide = true)]
+    Pause,
 }
 
 #[derive(Args)]
@@ -148,6 +161,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.mode {
         Some(Mode::Gen { bytes }) => generate(bytes),
         Some(Mode::Exit { code }) => std::process::exit(code),
+        Some(Mode::FakeDaemon { children, ignore_term }) => fake_daemon(children, ignore_term),
+        Some(Mode::Pause) => pause_forever(),
         None => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -173,6 +188,30 @@ fn generate(bytes: u64) -> anyhow::Result<()> {
     let fd = std::io::stdout().as_fd().try_clone_to_owned().context("duplicating stdout")?;
     let mut out = std::fs::File::from(fd);
     vigil_bench::logs::generate(&mut out, bytes).context("writing the stream")
+}
+
+/// The misbehaving daemon of the process-safety tests: its children are
+/// left behind when it dies, exactly what the harness must clean up.
+fn fake_daemon(children: usize, ignore_term: bool) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    if ignore_term {
+        // SAFETY: SIG_IGN installs no handler code; nothing else in this
+        // process changes SIGTERM's disposition.
+        unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.context("ignoring SIGTERM")?;
+    }
+    let exe = std::env::current_exe()?;
+    for _ in 0..children {
+        // Never waited for on purpose: this process stands for a daemon
+        // that loses track of its children.
+        std::process::Command::new(&exe).arg("pause").spawn().context("spawning a child")?;
+    }
+    pause_forever()
+}
+
+fn pause_forever() -> anyhow::Result<()> {
+    loop {
+        nix::unistd::pause();
+    }
 }
 
 fn secs(v: f64) -> Duration {

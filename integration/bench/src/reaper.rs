@@ -114,13 +114,14 @@ impl Reaper {
     /// SIGKILLs every live child of the harness that it did not spawn: as a
     /// subreaper, those can only be descendants of a daemon it launched that
     /// outlived their parent. Holding the lock keeps them from being reaped
-    /// (and their pids reused) meanwhile. Returns how many were killed.
-    pub fn kill_adopted(&self) -> usize {
+    /// (and their pids reused) meanwhile. Pids in `already` were killed by
+    /// the caller and are not counted again. Returns how many were killed.
+    pub fn kill_adopted(&self, already: &HashSet<i32>) -> usize {
         let table = self.lock();
         let me = i32::try_from(std::process::id()).expect("pids fit in i32");
         crate::procfs::children(me)
             .into_iter()
-            .filter(|pid| !table.live.contains(pid))
+            .filter(|pid| !table.live.contains(pid) && !already.contains(pid))
             .filter(|pid| crate::procfs::stat(*pid).is_some_and(|s| s.state != 'Z'))
             .filter(|pid| {
                 nix::sys::signal::kill(

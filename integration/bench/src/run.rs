@@ -186,16 +186,16 @@ impl Daemon {
     /// Kills recorded descendants still alive (same pid and start time) and
     /// anything re-parented to the harness; returns how many.
     fn kill_leftovers(&mut self) -> usize {
-        let mut killed = 0;
+        let mut killed = std::collections::HashSet::new();
         for (&pid, &start) in &self.known {
             if procfs::alive_same(pid, start)
                 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok()
             {
-                killed += 1;
+                killed.insert(pid);
             }
         }
         self.known.clear();
-        killed + self.reaper.kill_adopted()
+        killed.len() + self.reaper.kill_adopted(&killed)
     }
 }
 
