@@ -296,6 +296,13 @@ fn targets(a: &SuiteArgs) -> anyhow::Result<Vec<Target>> {
     let found = |t: &Target| t.executables().iter().all(|p| p.is_file());
     let mut out = Vec::new();
     if a.targets.is_empty() {
+        if !found(&vigil) {
+            eprintln!(
+                "vigil-bench: warning: no vigild/vigilctl in {} (build them with \
+                 `cargo build --workspace --bins`, same profile); running without target 'vigil'",
+                bin_dir.display()
+            );
+        }
         out.extend(Some(vigil).filter(found));
         out.extend(supervisord.filter(found));
         out.extend(customs);

@@ -111,6 +111,8 @@ pub struct Bench {
     /// Problems that cost a figure but not the repetition (a target without
     /// the XML-RPC endpoint still gets its CLI figures); moved to the notes.
     warnings: std::cell::RefCell<Vec<String>>,
+    /// Sample series of the current repetition; moved to `results.samples`.
+    samples: std::cell::RefCell<Vec<(String, Vec<f64>)>>,
 }
 
 impl Bench {
@@ -123,6 +125,7 @@ impl Bench {
             results: Results::default(),
             started: Instant::now(),
             warnings: Default::default(),
+            samples: Default::default(),
         }
     }
 
@@ -196,6 +199,10 @@ impl Bench {
                             eprintln!("FAIL {what}: {e:#}");
                             self.results.notes.push(format!("{what}: failed: {e:#}"));
                         }
+                    }
+                    for (series, values) in self.samples.take() {
+                        let run = what.clone();
+                        self.results.samples.push(crate::stats::Samples { run, series, values });
                     }
                     for w in self.warnings.take() {
                         eprintln!("WARN {what}: {w}");
@@ -345,6 +352,12 @@ impl Bench {
                 }
             }
         }
+        let mut samples = self.samples.borrow_mut();
+        samples.push(("ctl status ms".into(), status.clone()));
+        samples.push(("ctl pid ms".into(), pid.clone()));
+        samples.push(("getAllProcessInfo ms".into(), all.clone()));
+        samples.push(("getState ms".into(), state.clone()));
+        drop(samples);
         if let Some(e) = rpc_error {
             self.warnings.borrow_mut().push(format!("no XML-RPC figures: {e:#}"));
         }
@@ -427,6 +440,7 @@ impl Bench {
             }
         }
         run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+        self.samples.borrow_mut().push(("kill -9 to new child ms".into(), latencies.clone()));
         let worst = latencies.iter().copied().fold(f64::NAN, f64::max);
         Ok(vec![
             Measure::lower(

@@ -84,6 +84,18 @@ pub struct Results {
     pub figures: Vec<Figure>,
     /// Failed or skipped repetitions, one line each, for the report.
     pub notes: Vec<String>,
+    /// Per-sample values behind a per-repetition median (every S5 kill,
+    /// every S4 call), for the JSON output only.
+    pub samples: Vec<Samples>,
+}
+
+/// The samples of one series in one repetition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Samples {
+    /// Scenario, case, repetition and target.
+    pub run: String,
+    pub series: String,
+    pub values: Vec<f64>,
 }
 
 impl Results {
