@@ -143,12 +143,20 @@ impl Results {
             let mut row = vec![f.scenario.clone(), f.case.clone(), f.name.clone(), f.unit.clone()];
             let summaries: Vec<Option<Summary>> =
                 targets.iter().map(|t| f.values.get(t).and_then(|v| summarize(v))).collect();
+            // Counts and checks are whole numbers; print them as such.
+            let show = |v: f64| {
+                if f.better == Better::Neither && v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    num(v)
+                }
+            };
             for s in &summaries {
                 row.push(match s {
                     Some(s) if s.n > 1 => {
-                        format!("{} ({} - {})", num(s.median), num(s.min), num(s.max))
+                        format!("{} ({} - {})", show(s.median), show(s.min), show(s.max))
                     }
-                    Some(s) => num(s.median),
+                    Some(s) => show(s.median),
                     None => "-".to_owned(),
                 });
             }
@@ -265,20 +273,22 @@ mod tests {
         r.record("S1", "N=10", "vigil", &m(0.3));
         r.record("S1", "N=10", "supervisord", &m(1.4));
         r.record("S2", "N=0", "supervisord", &[Measure::lower("VmRSS", "MiB", 24.8)]);
+        r.record("S7", "N=100", "vigil", &[Measure::count("unchanged pids", "count", 89.0)]);
         let t = r.table(&["vigil".into(), "supervisord".into()]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), 5);
         assert_eq!(
             lines[0],
-            "| Scenario | Case | Figure                | Unit | vigil median (min-max) \
+            "| Scenario | Case  | Figure                | Unit  | vigil median (min-max) \
              | supervisord median (min-max) | vigil vs supervisord |"
         );
-        assert!(lines[1].starts_with("| -------- | ---- |"));
+        assert!(lines[1].starts_with("| -------- | ----- |"));
         assert_eq!(
             lines[2],
-            "| S1       | N=10 | launch to all RUNNING | s    | 0.200 (0.100 - 0.300)  \
+            "| S1       | N=10  | launch to all RUNNING | s     | 0.200 (0.100 - 0.300)  \
              | 1.50 (1.40 - 1.60)           | 7.50x better         |"
         );
         assert!(lines[3].contains("| -                      | 24.8 "));
+        assert!(lines[4].contains("| 89                     |"), "{}", lines[4]);
     }
 }
