@@ -184,6 +184,9 @@ pub fn ratio(better: Better, first: Option<Summary>, other: Option<Summary>) -> 
             "-".to_owned()
         };
     }
+    if (times - 1.0).abs() < 0.005 {
+        return "equal".to_owned();
+    }
     if times >= 1.0 {
         format!("{}x better", num(times))
     } else {
@@ -250,6 +253,7 @@ mod tests {
         assert_eq!(ratio(Better::Higher, s(400.0), s(365.0)), "1.10x better");
         assert_eq!(ratio(Better::Lower, s(2.0), s(1.0)), "2.00x worse");
         assert_eq!(ratio(Better::Neither, s(89.0), s(89.0)), "-");
+        assert_eq!(ratio(Better::Lower, s(24.8), s(24.8)), "equal");
         assert_eq!(ratio(Better::Lower, s(0.0), s(0.95)), "0 vs >0");
         assert_eq!(ratio(Better::Lower, s(1.0), None), "-");
     }
