@@ -76,22 +76,22 @@ struct SuiteArgs {
     /// Repetitions per scenario case and target [default: 3; smoke 1].
     #[arg(long)]
     repeats: Option<usize>,
-    /// S1 program counts [default: 10,100,500; smoke 10].
+    /// S1 program counts [default: 10,100,500; smoke 5].
     #[arg(long, value_delimiter = ',')]
     s1_n: Vec<usize>,
     /// S1 startsecs values [default: 1,0; smoke 0].
     #[arg(long, value_delimiter = ',')]
     s1_startsecs: Vec<u32>,
-    /// S2 program counts [default: 0,100,500; smoke 0,10].
+    /// S2 program counts [default: 0,100,500; smoke 0,5].
     #[arg(long, value_delimiter = ',')]
     s2_n: Vec<usize>,
-    /// S3 program count [default: 500; smoke 20].
+    /// S3 program count [default: 500; smoke 5].
     #[arg(long)]
     s3_n: Option<usize>,
     /// S3 idle window in seconds [default: 20; smoke 1].
     #[arg(long)]
     idle_secs: Option<f64>,
-    /// S4 program count [default: 500; smoke 20].
+    /// S4 program count [default: 500; smoke 5].
     #[arg(long)]
     s4_n: Option<usize>,
     /// S4 calls per repetition [default: 10; smoke 3].
@@ -103,10 +103,10 @@ struct SuiteArgs {
     /// S6 bytes generated, a multiple of 100 [default: 200000000; smoke 20000000].
     #[arg(long)]
     s6_bytes: Option<u64>,
-    /// S7 programs running before the update [default: 100; smoke 20].
+    /// S7 programs running before the update [default: 100; smoke 10].
     #[arg(long)]
     s7_n: Option<usize>,
-    /// S8 crash-looping programs [default: 50; smoke 5].
+    /// S8 crash-looping programs [default: 50; smoke 3].
     #[arg(long)]
     s8_n: Option<usize>,
     /// S9 program count [default: 5000; smoke 50].
@@ -246,7 +246,7 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
     if s6_bytes == 0 || !s6_bytes.is_multiple_of(vigil_bench::logs::LINE_LEN) {
         bail!("--s6-bytes must be a positive multiple of 100, got {s6_bytes}");
     }
-    let s7_n = pick(a.s7_n, 100, 20);
+    let s7_n = pick(a.s7_n, 100, 10);
     if s7_n < 10 {
         bail!("--s7-n must be at least 10 (a tenth is removed and added), got {s7_n}");
     }
@@ -257,17 +257,17 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
     Ok(Options {
         scenarios,
         repeats,
-        s1_n: or_list(&a.s1_n, &[10, 100, 500], &[10], s),
+        s1_n: or_list(&a.s1_n, &[10, 100, 500], &[5], s),
         s1_startsecs: or_list(&a.s1_startsecs, &[1, 0], &[0], s),
-        s2_n: or_list(&a.s2_n, &[0, 100, 500], &[0, 10], s),
-        s3_n: pick(a.s3_n, 500, 20),
+        s2_n: or_list(&a.s2_n, &[0, 100, 500], &[0, 5], s),
+        s3_n: pick(a.s3_n, 500, 5),
         idle: secs(a.idle_secs.unwrap_or(if s { 1.0 } else { 20.0 })),
-        s4_n: pick(a.s4_n, 500, 20).max(1),
+        s4_n: pick(a.s4_n, 500, 5).max(1),
         s4_calls: pick(a.s4_calls, 10, 3).max(1),
         s5_kills: pick(a.s5_kills, 20, 3).max(1),
         s6_bytes,
         s7_n,
-        s8_n: pick(a.s8_n, 50, 5).max(1),
+        s8_n: pick(a.s8_n, 50, 3).max(1),
         s9_n: pick(a.s9_n, 5000, 50).max(1),
         s9_all_targets: a.s9_all_targets,
         settle: secs(a.settle.unwrap_or(if s { 0.5 } else { 3.0 })),
