@@ -196,7 +196,9 @@ pub fn ratio(better: Better, first: Option<Summary>, other: Option<Summary>) -> 
 
 /// Three significant digits, no exponent, thousands kept readable.
 pub fn num(v: f64) -> String {
-    let a = v.abs();
+    // A hair above the true value, so that 0.05 - 0.04 (CPU ticks) lands
+    // in the same band as 0.01.
+    let a = v.abs() * (1.0 + 1e-9);
     if a >= 100.0 || a == 0.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
@@ -266,6 +268,7 @@ mod tests {
         assert_eq!(num(0.4531), "0.453");
         assert_eq!(num(0.0012), "0.0012");
         assert_eq!(num(0.0), "0");
+        assert_eq!(num(0.05 - 0.04), "0.010");
     }
 
     #[test]
