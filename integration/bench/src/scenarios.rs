@@ -87,9 +87,11 @@ impl Case {
             Case::Idle { n } => format!("N={n}, {} s idle", o.idle.as_secs_f64()),
             Case::Status { n } => format!("N={n}, median of {}", o.s4_calls),
             Case::Restart => format!("1 program, median of {} kills", o.s5_kills),
-            Case::Logs { rotate: false } => format!("{} MB, no rotation", o.s6_bytes / 1_000_000),
+            Case::Logs { rotate: false } => {
+                format!("{} MB, no rotation", crate::stats::num(o.s6_bytes as f64 / 1e6))
+            }
             Case::Logs { rotate: true } => {
-                format!("{} MB, rotation 10MB x 5", o.s6_bytes / 1_000_000)
+                format!("{} MB, rotation 10MB x 5", crate::stats::num(o.s6_bytes as f64 / 1e6))
             }
             Case::Update { n } => {
                 format!("{n} running: 1 changed, {} added, {} removed", n / 10, n / 10)
@@ -523,7 +525,13 @@ impl Bench {
         let cpu0 = run.daemon()?.cpu();
         let t_start = Instant::now();
         let out = run.ctl("start {name}", Some("gen")).await?;
-        ensure!(out.exit.success(), "ctl start gen: {} {}", out.exit, out.stdout.trim());
+        if !out.exit.success() {
+            // A generator that finishes before the daemon calls it RUNNING
+            // makes supervisorctl report a failed start although every byte
+            // was captured; the log check below is what decides.
+            let said = out.stdout.trim().to_owned();
+            self.warnings.borrow_mut().push(format!("ctl start gen: {}: {said}", out.exit));
+        }
         let done = loop {
             let complete = logs::ends_with_last_line(&live, bytes)
                 && (rotate || std::fs::metadata(&live).is_ok_and(|m| m.len() == bytes));
