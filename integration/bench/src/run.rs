@@ -130,6 +130,8 @@ impl Daemon {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
                 Err(oneshot::error::TryRecvError::Closed) => {
+                    // Only if the reaper task ended: the status is lost, but
+                    // the daemon is certainly no longer ours to signal.
                     self.exited = Some(Exit::Signal(0));
                     self.exit = None;
                 }
@@ -307,9 +309,9 @@ impl Run {
         run_command(&self.reaper, &argv, self.dir(), self.pacing.ctl_timeout).await
     }
 
-    /// Polls `status` until `done` holds for the parsed table. Returns the
-    /// call that first showed it. With `need_up`, a zero exit code alone
-    /// counts (for a daemon with no programs).
+    /// Polls `status` until `done` holds for the parsed table and the call's
+    /// output (with no programs, only the exit code says the daemon is up).
+    /// Returns the call that first showed it.
     pub async fn wait_status(
         &mut self,
         what: &str,
