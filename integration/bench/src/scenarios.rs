@@ -1,0 +1,735 @@
+//! The scenarios S1-S9 of issue 7 and the loop that runs them.
+//!
+//! Each scenario case runs `repeats` times per target, targets alternating
+//! (the order rotates with the repetition, so neither always runs first on
+//! a warm or cold machine). Every repetition is a new [`Run`]: new directory,
+//! new config, new daemon. A failed repetition is noted and the suite goes
+//! on; a global budget skips what would run past it.
+
+use crate::config::{Program, names};
+use crate::logs;
+use crate::procfs;
+use crate::reaper::Reaper;
+use crate::run::{Pacing, Run, run_command};
+use crate::stats::{Measure, Results, median};
+use crate::status::ProcessLine;
+use crate::target::Target;
+use crate::xmlrpc;
+use anyhow::{Context, bail, ensure};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Sizes and durations of the scenarios (the `--s*` knobs).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenarios: BTreeSet<String>,
+    pub repeats: usize,
+    pub s1_n: Vec<usize>,
+    pub s1_startsecs: Vec<u32>,
+    pub s2_n: Vec<usize>,
+    pub s3_n: usize,
+    pub idle: Duration,
+    pub s4_n: usize,
+    pub s4_calls: usize,
+    pub s5_kills: usize,
+    pub s6_bytes: u64,
+    pub s7_n: usize,
+    pub s8_n: usize,
+    pub s9_n: usize,
+    /// Run S9 against targets that skip it by default (supervisord).
+    pub s9_all_targets: bool,
+    /// Quiet time before reading idle figures.
+    pub settle: Duration,
+    pub spawn_timeout: Duration,
+    pub restart_timeout: Duration,
+    pub log_timeout: Duration,
+    pub budget: Duration,
+    pub rpc_path: String,
+    /// This binary: the S6 generator and the S8 crashing program.
+    pub exe: PathBuf,
+}
+
+/// One scenario case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Case {
+    Spawn { n: usize, startsecs: u32 },
+    Memory { n: usize },
+    Idle { n: usize },
+    Status { n: usize },
+    Restart,
+    Logs { rotate: bool },
+    Update { n: usize },
+    CrashLoop { n: usize },
+    Scale { n: usize },
+}
+
+impl Case {
+    pub fn scenario(&self) -> &'static str {
+        match self {
+            Case::Spawn { .. } => "S1 spawn",
+            Case::Memory { .. } => "S2 memory",
+            Case::Idle { .. } => "S3 idle",
+            Case::Status { .. } => "S4 status",
+            Case::Restart => "S5 restart",
+            Case::Logs { .. } => "S6 logs",
+            Case::Update { .. } => "S7 update",
+            Case::CrashLoop { .. } => "S8 crash loop",
+            Case::Scale { .. } => "S9 scale",
+        }
+    }
+
+    fn label(&self, o: &Options) -> String {
+        match self {
+            Case::Spawn { n, startsecs } => format!("N={n}, startsecs={startsecs}"),
+            Case::Memory { n } => format!("N={n} running"),
+            Case::Idle { n } => format!("N={n}, {} s idle", o.idle.as_secs_f64()),
+            Case::Status { n } => format!("N={n}, median of {}", o.s4_calls),
+            Case::Restart => format!("1 program, median of {} kills", o.s5_kills),
+            Case::Logs { rotate: false } => {
+                format!("{} MB, no rotation", crate::stats::num(o.s6_bytes as f64 / 1e6))
+            }
+            Case::Logs { rotate: true } => {
+                format!("{} MB, rotation 10MB x 5", crate::stats::num(o.s6_bytes as f64 / 1e6))
+            }
+            Case::Update { n } => {
+                format!("{n} running: 1 changed, {} added, {} removed", n / 10, n / 10)
+            }
+            Case::CrashLoop { n } => format!("{n} x exit 1, startretries=3"),
+            Case::Scale { n } => format!("N={n}"),
+        }
+    }
+}
+
+/// The whole suite.
+pub struct Bench {
+    pub opts: Options,
+    pub pacing: Pacing,
+    pub targets: Vec<Target>,
+    pub reaper: Reaper,
+    pub results: Results,
+    started: Instant,
+    /// Problems that cost a figure but not the repetition (a target without
+    /// the XML-RPC endpoint still gets its CLI figures); moved to the notes.
+    warnings: std::cell::RefCell<Vec<String>>,
+    /// Sample series of the current repetition; moved to `results.samples`.
+    samples: std::cell::RefCell<Vec<(String, Vec<f64>)>>,
+}
+
+impl Bench {
+    pub fn new(opts: Options, pacing: Pacing, targets: Vec<Target>, reaper: Reaper) -> Bench {
+        Bench {
+            opts,
+            pacing,
+            targets,
+            reaper,
+            results: Results::default(),
+            started: Instant::now(),
+            warnings: Default::default(),
+            samples: Default::default(),
+        }
+    }
+
+    /// The selected cases, in scenario order.
+    pub fn cases(&self) -> Vec<Case> {
+        let o = &self.opts;
+        let on = |s: &str| o.scenarios.contains(s);
+        let mut cases = Vec::new();
+        if on("S1") {
+            for &startsecs in &o.s1_startsecs {
+                cases.extend(o.s1_n.iter().map(|&n| Case::Spawn { n, startsecs }));
+            }
+        }
+        if on("S2") {
+            cases.extend(o.s2_n.iter().map(|&n| Case::Memory { n }));
+        }
+        if on("S3") {
+            cases.push(Case::Idle { n: o.s3_n });
+        }
+        if on("S4") {
+            cases.push(Case::Status { n: o.s4_n });
+        }
+        if on("S5") {
+            cases.push(Case::Restart);
+        }
+        if on("S6") {
+            cases.push(Case::Logs { rotate: false });
+            cases.push(Case::Logs { rotate: true });
+        }
+        if on("S7") {
+            cases.push(Case::Update { n: o.s7_n });
+        }
+        if on("S8") {
+            cases.push(Case::CrashLoop { n: o.s8_n });
+        }
+        if on("S9") {
+            cases.push(Case::Scale { n: o.s9_n });
+        }
+        cases
+    }
+
+    /// Runs every case; failures and skips end up in `results.notes`.
+    pub async fn run_all(&mut self) {
+        for case in self.cases() {
+            let label = case.label(&self.opts);
+            for rep in 0..self.opts.repeats {
+                let mut order = self.targets.clone();
+                let len = order.len().max(1);
+                order.rotate_left(rep % len);
+                for target in order {
+                    if matches!(case, Case::Scale { .. })
+                        && !target.runs_s9
+                        && !self.opts.s9_all_targets
+                    {
+                        continue;
+                    }
+                    let what =
+                        format!("{} [{label}] #{} {}", case.scenario(), rep + 1, target.label);
+                    if self.started.elapsed() > self.opts.budget {
+                        eprintln!("skip {what}: over the {:?} budget", self.opts.budget);
+                        self.results.notes.push(format!("{what}: skipped, over the time budget"));
+                        continue;
+                    }
+                    eprintln!("run  {what}");
+                    let t0 = Instant::now();
+                    match self.run_case(&case, &target).await {
+                        Ok(measures) => {
+                            self.results.record(case.scenario(), &label, &target.label, &measures)
+                        }
+                        Err(e) => {
+                            eprintln!("FAIL {what}: {e:#}");
+                            self.results.notes.push(format!("{what}: failed: {e:#}"));
+                        }
+                    }
+                    for (series, values) in self.samples.take() {
+                        let run = what.clone();
+                        self.results.samples.push(crate::stats::Samples { run, series, values });
+                    }
+                    for w in self.warnings.take() {
+                        eprintln!("WARN {what}: {w}");
+                        self.results.notes.push(format!("{what}: warning: {w}"));
+                    }
+                    eprintln!("     {:.1} s", t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+
+    async fn run_case(&self, case: &Case, target: &Target) -> anyhow::Result<Vec<Measure>> {
+        let mut run = Run::new(target, &self.reaper, &self.pacing)?;
+        let measures = match *case {
+            Case::Spawn { n, startsecs } => self.s1(&mut run, n, startsecs).await?,
+            Case::Memory { n } => self.s2(&mut run, n).await?,
+            Case::Idle { n } => self.s3(&mut run, n).await?,
+            Case::Status { n } => self.s4(&mut run, n).await?,
+            Case::Restart => self.s5(&mut run).await?,
+            Case::Logs { rotate } => self.s6(&mut run, rotate).await?,
+            Case::Update { n } => self.s7(&mut run, n).await?,
+            Case::CrashLoop { n } => self.s8(&mut run, n).await?,
+            Case::Scale { n } => self.s9(&mut run, n).await?,
+        };
+        // S1 and S9 measured the shutdown themselves; the others still need
+        // one, which also checks that no program outlives the daemon.
+        if run.daemon.as_mut().is_some_and(|d| d.alive()) {
+            run.shutdown().await?;
+        }
+        Ok(measures)
+    }
+
+    /// `n` programs `sleep 100000` with the given startsecs.
+    fn sleepers(&self, run: &mut Run, range: std::ops::Range<usize>, startsecs: Option<u32>) {
+        for name in names(range) {
+            let mut p = run.spec.program(&name, "sleep 100000");
+            p.startsecs = startsecs;
+            run.spec.programs.push(p);
+        }
+    }
+
+    /// Launches with the current spec and waits until every program runs.
+    async fn launch_running(
+        &self,
+        run: &mut Run,
+        n: usize,
+    ) -> anyhow::Result<(crate::run::CmdOutput, BTreeMap<String, ProcessLine>)> {
+        run.write_config()?;
+        run.launch()?;
+        let timeout = self.opts.spawn_timeout;
+        if n == 0 {
+            run.wait_status("daemon up", timeout, |_, out| out.exit.success()).await
+        } else {
+            run.wait_all(&names(0..n), "RUNNING", timeout).await
+        }
+    }
+
+    async fn settle(&self) {
+        tokio::time::sleep(self.opts.settle).await;
+    }
+
+    async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
+        self.sleepers(run, 0..n, Some(startsecs));
+        let (seen, _) = self.launch_running(run, n).await?;
+        let daemon = run.daemon()?;
+        let cpu = daemon.cpu();
+        let launched = daemon.launched;
+        let shutdown = run.shutdown().await?;
+        Ok(vec![
+            Measure::lower(
+                "launch to all RUNNING seen (end of ctl call)",
+                "s",
+                secs(seen.ended - launched),
+            ),
+            Measure::lower("same, start of that ctl call", "s", secs(seen.started - launched)),
+            Measure::lower("daemon CPU until then", "s", cpu),
+            Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
+        ])
+    }
+
+    async fn s2(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        self.sleepers(run, 0..n, Some(0));
+        self.launch_running(run, n).await?;
+        self.settle().await;
+        run.check_daemon()?;
+        let pid = run.daemon()?.pid;
+        let status = procfs::status(pid).context("daemon gone")?;
+        Ok(vec![
+            Measure::lower("VmRSS, idle", "MiB", mib(status.vm_rss_kib)),
+            Measure::lower("VmHWM (peak)", "MiB", mib(status.vm_hwm_kib)),
+        ])
+    }
+
+    async fn s3(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        self.sleepers(run, 0..n, Some(0));
+        self.launch_running(run, n).await?;
+        self.settle().await;
+        run.check_daemon()?;
+        let pid = run.daemon()?.pid;
+        let cpu0 = run.daemon()?.cpu();
+        let ctx0 = procfs::all_threads_ctxt_switches(pid).context("daemon gone")?;
+        let t0 = Instant::now();
+        tokio::time::sleep(self.opts.idle).await;
+        let cpu1 = run.daemon()?.cpu();
+        let ctx1 = procfs::all_threads_ctxt_switches(pid).context("daemon gone")?;
+        let window = secs(t0.elapsed());
+        run.check_daemon()?;
+        Ok(vec![
+            Measure::lower("daemon CPU over the window", "s", cpu1 - cpu0),
+            Measure::lower("share of one core", "%", 100.0 * (cpu1 - cpu0) / window),
+            Measure::lower(
+                "wake-ups (context switches, all threads) per second",
+                "1/s",
+                ctx1.saturating_sub(ctx0) as f64 / window,
+            ),
+        ])
+    }
+
+    async fn s4(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        self.sleepers(run, 0..n, Some(0));
+        self.launch_running(run, n).await?;
+        self.settle().await;
+        let first = names(0..1).remove(0);
+        let (mut status, mut pid, mut all, mut state, mut size) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut rpc_error = None;
+        for _ in 0..self.opts.s4_calls {
+            let out = run.ctl("status", None).await?;
+            let lines = crate::status::parse_status(&out.stdout);
+            ensure!(lines.len() == n, "status listed {} of {n} programs", lines.len());
+            status.push(ms(out.elapsed()));
+            let out = run.ctl("pid {name}", Some(&first)).await?;
+            ensure!(
+                crate::status::parse_pid(&out.stdout).is_some(),
+                "pid {first} printed {:?}",
+                out.stdout.trim()
+            );
+            pid.push(ms(out.elapsed()));
+            if !self.opts.rpc_path.is_empty() && rpc_error.is_none() {
+                match self.rpc_pair(run).await {
+                    Ok((a, b, bytes)) => {
+                        all.push(a);
+                        state.push(b);
+                        size = bytes;
+                    }
+                    Err(e) => rpc_error = Some(e),
+                }
+            }
+        }
+        let mut samples = self.samples.borrow_mut();
+        samples.push(("ctl status ms".into(), status.clone()));
+        samples.push(("ctl pid ms".into(), pid.clone()));
+        samples.push(("getAllProcessInfo ms".into(), all.clone()));
+        samples.push(("getState ms".into(), state.clone()));
+        drop(samples);
+        if let Some(e) = rpc_error {
+            self.warnings.borrow_mut().push(format!("no XML-RPC figures: {e:#}"));
+        }
+        let mut m = vec![
+            Measure::lower("`ctl status`", "ms", median(&status)),
+            Measure::lower("`ctl pid p000` (CLI floor)", "ms", median(&pid)),
+        ];
+        if !all.is_empty() {
+            m.push(Measure::lower(
+                "XML-RPC getAllProcessInfo, fresh unix-socket connection",
+                "ms",
+                median(&all),
+            ));
+            m.push(Measure::count("its response size", "KB", size as f64 / 1000.0));
+            m.push(Measure::lower("XML-RPC getState (RPC floor)", "ms", median(&state)));
+        }
+        Ok(m)
+    }
+
+    /// One `getAllProcessInfo` and one `getState`, each on a fresh
+    /// connection: their times in ms and the first answer's size.
+    async fn rpc_pair(&self, run: &Run) -> anyhow::Result<(f64, f64, usize)> {
+        let (sock, path) = (&run.vars.sock, &self.opts.rpc_path);
+        let timeout = self.pacing.ctl_timeout;
+        let all = xmlrpc::call(sock, path, "supervisor.getAllProcessInfo", timeout).await?;
+        let state = xmlrpc::call(sock, path, "supervisor.getState", timeout).await?;
+        Ok((ms(all.elapsed), ms(state.elapsed), all.body_bytes))
+    }
+
+    /// The one program child of the daemon that runs `sleep 100000`.
+    fn sleeper_child(run: &mut Run) -> anyhow::Result<(i32, u64)> {
+        let daemon = run.daemon()?.pid;
+        let kids: Vec<i32> = procfs::children(daemon)
+            .into_iter()
+            .filter(|&p| is_sleeper(&procfs::cmdline(p)))
+            .collect();
+        let [pid] = kids[..] else {
+            bail!("expected one program child of the daemon, found {kids:?}")
+        };
+        let stat = procfs::stat(pid).context("program vanished")?;
+        ensure!(stat.ppid == daemon, "pid {pid} is not a child of the daemon");
+        Ok((pid, stat.start_time))
+    }
+
+    async fn s5(&self, run: &mut Run) -> anyhow::Result<Vec<Measure>> {
+        let mut p = run.spec.program("p000", "sleep 100000");
+        p.autorestart = Some(true);
+        p.startsecs = Some(0);
+        run.spec.programs.push(p);
+        self.launch_running(run, 1).await?;
+        let only = names(0..1);
+        let daemon = run.daemon()?.pid;
+        let mut latencies = Vec::new();
+        for _ in 0..self.opts.s5_kills {
+            // RUNNING first (a kill while STARTING would count as a failed
+            // start), then a pause so that status traffic is not what wakes
+            // the daemon when the kill lands.
+            run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (old, old_start) = Self::sleeper_child(run)?;
+            ensure!(procfs::alive_same(old, old_start), "program {old} exited on its own");
+            let t0 = Instant::now();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(old),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .context("kill -9 of the program")?;
+            loop {
+                let respawned = procfs::children(daemon)
+                    .into_iter()
+                    .any(|p| p != old && is_sleeper(&procfs::cmdline(p)));
+                if respawned {
+                    latencies.push(ms(t0.elapsed()));
+                    break;
+                }
+                if t0.elapsed() > self.opts.restart_timeout {
+                    bail!("no new child within {:?} of kill -9", self.opts.restart_timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+        self.samples.borrow_mut().push(("kill -9 to new child ms".into(), latencies.clone()));
+        let worst = latencies.iter().copied().fold(f64::NAN, f64::max);
+        Ok(vec![
+            Measure::lower(
+                "kill -9 to new child in /proc, polled every 1 ms, no ctl traffic",
+                "ms",
+                median(&latencies),
+            ),
+            Measure::lower("slowest of those kills", "ms", worst),
+        ])
+    }
+
+    /// Reference rate: the generator piped to `cat > file`, no daemon.
+    async fn cat_reference(&self, run: &Run) -> anyhow::Result<f64> {
+        let bytes = self.opts.s6_bytes;
+        let out_path = run.dir().join("cat.out");
+        let t0 = Instant::now();
+        let mut gen_cmd = Command::new(&self.opts.exe);
+        gen_cmd
+            .arg("gen")
+            .arg(bytes.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut generator = self.reaper.spawn(&mut gen_cmd).context("starting the generator")?;
+        let pipe = generator.child.stdout.take().expect("stdout was piped");
+        let mut cat_cmd = Command::new("cat");
+        cat_cmd.stdin(Stdio::from(pipe)).stdout(std::fs::File::create(&out_path)?);
+        let cat = self.reaper.spawn(&mut cat_cmd);
+        let cat = match cat {
+            Ok(c) => c,
+            Err(e) => {
+                self.reaper.signal_live(generator.pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(e).context("starting cat");
+            }
+        };
+        // `cat_cmd` holds the parent's copy of the pipe; drop it so cat sees
+        // end of file when the generator exits.
+        drop(cat_cmd);
+        let both = async {
+            let a = (&mut generator.exit).await;
+            let b = cat.exit.await;
+            (a, b)
+        };
+        let (a, b) = match tokio::time::timeout(self.opts.log_timeout, both).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.reaper.signal_live(generator.pid, nix::sys::signal::Signal::SIGKILL);
+                self.reaper.signal_live(cat.pid, nix::sys::signal::Signal::SIGKILL);
+                bail!("generator | cat did not finish within {:?}", self.opts.log_timeout);
+            }
+        };
+        let elapsed = t0.elapsed();
+        ensure!(
+            a.is_ok_and(|e| e.success()) && b.is_ok_and(|e| e.success()),
+            "generator | cat failed"
+        );
+        let len = std::fs::metadata(&out_path)?.len();
+        std::fs::remove_file(&out_path)?;
+        ensure!(len == bytes, "cat wrote {len} of {bytes} bytes");
+        Ok(bytes as f64 / 1e6 / secs(elapsed))
+    }
+
+    async fn s6(&self, run: &mut Run, rotate: bool) -> anyhow::Result<Vec<Measure>> {
+        let bytes = self.opts.s6_bytes;
+        let cat_rate = self.cat_reference(run).await?;
+        let command = format!("{} gen {bytes}", shell_word(&self.opts.exe));
+        let mut p: Program = run.spec.program("gen", &command);
+        p.autostart = Some(false);
+        p.autorestart = Some(false);
+        p.startsecs = Some(0);
+        p.stdout_logfile_maxbytes = Some(if rotate { "10MB" } else { "1GB" }.into());
+        p.stdout_logfile_backups = Some(if rotate { 5 } else { 0 });
+        let live = p.stdout_logfile.clone();
+        let err_log = p.stderr_logfile.clone();
+        run.spec.programs.push(p);
+        run.write_config()?;
+        run.launch()?;
+        let gen_name = ["gen".to_owned()];
+        run.wait_all(&gen_name, "STOPPED", self.opts.spawn_timeout).await?;
+        let cpu0 = run.daemon()?.cpu();
+        let t_start = Instant::now();
+        let out = run.ctl("start {name}", Some("gen")).await?;
+        if !out.exit.success() {
+            // A generator that finishes before the daemon calls it RUNNING
+            // makes supervisorctl report a failed start although every byte
+            // was captured; the log check below is what decides.
+            let said = out.stdout.trim().to_owned();
+            self.warnings.borrow_mut().push(format!("ctl start gen: {}: {said}", out.exit));
+        }
+        let done = loop {
+            let complete = logs::ends_with_last_line(&live, bytes)
+                && (rotate || std::fs::metadata(&live).is_ok_and(|m| m.len() == bytes));
+            if complete {
+                break crate::monotonic_ns();
+            }
+            if t_start.elapsed() > self.opts.log_timeout {
+                bail!("log not complete within {:?}", self.opts.log_timeout);
+            }
+            run.check_daemon()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let t_done = t_start.elapsed();
+        let cpu = run.daemon()?.cpu() - cpu0;
+        let gen_start = read_gen_start(&err_log, self.opts.spawn_timeout).await?;
+        let rate = bytes as f64 / 1e6 / (done.saturating_sub(gen_start) as f64 / 1e9);
+        let files = if rotate { logs::rotated_files(&live, 5) } else { vec![live.clone()] };
+        let verified = logs::verify(&files, bytes, !rotate)?;
+        Ok(vec![
+            // The same reference for every target: no ratio, only context.
+            Measure {
+                name: "reference: generator | cat > file, same run".into(),
+                unit: "MB/s",
+                better: crate::stats::Better::Neither,
+                value: cat_rate,
+            },
+            Measure::lower("`ctl start` to log complete", "s", secs(t_done)),
+            Measure::higher("throughput (generator start to log complete)", "MB/s", rate),
+            Measure::higher("throughput relative to cat", "x", rate / cat_rate),
+            Measure::lower("daemon CPU during", "s", cpu),
+            Measure::count(
+                "lines verified in the kept log, gapless",
+                "lines",
+                verified.complete_lines as f64,
+            ),
+        ])
+    }
+
+    async fn s7(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        let k = n / 10;
+        self.sleepers(run, 0..n, Some(0));
+        let (_, before) = self.launch_running(run, n).await?;
+        let pid_of =
+            |t: &BTreeMap<String, ProcessLine>, name: &str| t.get(name).and_then(|l| l.pid);
+        let start_of = |pid: Option<i32>| pid.and_then(procfs::stat).map(|s| s.start_time);
+        let all = names(0..n);
+        let (changed, untouched, removed) = (&all[0], &all[1..n - k], &all[n - k..]);
+        let removed_procs: Vec<(i32, u64)> = removed
+            .iter()
+            .filter_map(|nm| pid_of(&before, nm))
+            .filter_map(|p| start_of(Some(p)).map(|s| (p, s)))
+            .collect();
+        ensure!(removed_procs.len() == k, "could not record the pids of the programs to remove");
+        // The new config: one changed, the last k removed, k added.
+        run.spec.programs.truncate(n - k);
+        run.spec.programs[0].command = "sleep 100001".into();
+        self.sleepers(run, n..n + k, Some(0));
+        run.write_config()?;
+        let cpu0 = run.daemon()?.cpu();
+        let out = run.ctl("update", None).await?;
+        let cpu = run.daemon()?.cpu() - cpu0;
+        ensure!(out.exit.success(), "ctl update: {} {}", out.exit, out.stdout.trim());
+        let mut wanted: Vec<String> = all[..n - k].to_vec();
+        wanted.extend(names(n..n + k));
+        let (seen, after) = run.wait_all(&wanted, "RUNNING", self.opts.spawn_timeout).await?;
+        let kept = untouched.iter().filter(|nm| pid_of(&before, nm) == pid_of(&after, nm)).count();
+        ensure!(
+            kept == untouched.len(),
+            "only {kept} of {} untouched pids unchanged",
+            untouched.len()
+        );
+        ensure!(
+            pid_of(&before, changed) != pid_of(&after, changed),
+            "the changed program kept its pid"
+        );
+        if let Some(name) = removed.iter().find(|nm| after.contains_key(*nm)) {
+            bail!("removed program {name} is still in status");
+        }
+        if let Some((pid, _)) = removed_procs.iter().find(|(p, s)| procfs::alive_same(*p, *s)) {
+            bail!("removed program pid {pid} is still alive");
+        }
+        Ok(vec![
+            Measure::lower("`ctl update` wall time", "s", secs(out.elapsed())),
+            Measure::lower("update start to all RUNNING seen", "s", secs(seen.ended - out.started)),
+            Measure::lower("daemon CPU during `update`", "s", cpu),
+            Measure::count("untouched programs with unchanged pid", "count", kept as f64),
+        ])
+    }
+
+    async fn s8(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        let command = format!("{} exit 1", shell_word(&self.opts.exe));
+        for name in names(0..n) {
+            let mut p = run.spec.program(&name, &command);
+            p.autorestart = Some(true);
+            p.startretries = Some(3);
+            run.spec.programs.push(p);
+        }
+        run.write_config()?;
+        run.launch()?;
+        let (seen, _) = run.wait_all(&names(0..n), "FATAL", self.opts.spawn_timeout).await?;
+        let daemon = run.daemon()?;
+        let cpu = daemon.cpu();
+        let launched = daemon.launched;
+        Ok(vec![
+            Measure::lower(
+                "launch to all FATAL seen (end of ctl call)",
+                "s",
+                secs(seen.ended - launched),
+            ),
+            Measure::lower("same, start of that ctl call", "s", secs(seen.started - launched)),
+            Measure::lower("daemon CPU since launch (includes start-up)", "s", cpu),
+        ])
+    }
+
+    async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        self.sleepers(run, 0..n, Some(0));
+        let (seen, _) = self.launch_running(run, n).await?;
+        let launched = run.daemon()?.launched;
+        let cpu = run.daemon()?.cpu();
+        self.settle().await;
+        let mut status = Vec::new();
+        for _ in 0..3 {
+            let out = run.ctl("status", None).await?;
+            let listed = crate::status::parse_status(&out.stdout).len();
+            ensure!(listed == n, "status listed {listed} of {n} programs");
+            status.push(ms(out.elapsed()));
+        }
+        let pid = run.daemon()?.pid;
+        let rss = procfs::status(pid).context("daemon gone")?.vm_rss_kib;
+        let shutdown = run.shutdown().await?;
+        Ok(vec![
+            Measure::lower(
+                "launch to all RUNNING seen (end of ctl call)",
+                "s",
+                secs(seen.ended - launched),
+            ),
+            Measure::lower("daemon CPU until then", "s", cpu),
+            Measure::lower("`ctl status` (median of 3)", "ms", median(&status)),
+            Measure::lower("VmRSS, idle", "MiB", mib(rss)),
+            Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
+        ])
+    }
+}
+
+/// Runs `argv` once and returns its first output line (for versions).
+pub async fn first_line(reaper: &Reaper, argv: &[String], cwd: &std::path::Path) -> Option<String> {
+    let out = run_command(reaper, argv, cwd, Duration::from_secs(30)).await.ok()?;
+    let text = if out.stdout.trim().is_empty() { out.stderr } else { out.stdout };
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+fn is_sleeper(cmdline: &[String]) -> bool {
+    matches!(cmdline, [prog, arg] if prog.ends_with("sleep") && arg == "100000")
+}
+
+/// Waits for the generator's start time stamp in its stderr log.
+async fn read_gen_start(path: &std::path::Path, timeout: Duration) -> anyhow::Result<u64> {
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(ns) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(crate::GEN_START_PREFIX))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return Ok(ns);
+        }
+        ensure!(t0.elapsed() < timeout, "no start stamp in {}", path.display());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn shell_word(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    shlex::try_quote(&s).map_or(s.clone(), |q| q.into_owned())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeper_detection() {
+        assert!(is_sleeper(&["sleep".into(), "100000".into()]));
+        assert!(is_sleeper(&["/usr/bin/sleep".into(), "100000".into()]));
+        assert!(!is_sleeper(&["sleep".into(), "100001".into()]));
+        assert!(!is_sleeper(&["sleep".into()]));
+    }
+}
