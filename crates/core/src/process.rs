@@ -94,6 +94,9 @@ pub(crate) struct ProcessShared {
     /// The current child's pid (0 = none), for the group to kill an orphan whose
     /// actor failed.
     pub(crate) child: AtomicU32,
+    /// Lifecycle settings changed in place by `update` (see
+    /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
+    pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
 }
 
 impl ProcessShared {
@@ -112,7 +115,17 @@ impl ProcessShared {
             stdin: Mutex::new(None),
             actor: RwLock::new(None),
             child: AtomicU32::new(0),
+            retuned: Mutex::new(None),
         }
+    }
+
+    /// The lifecycle settings in force: `config`'s, unless `update` retuned them.
+    pub(crate) fn lifecycle_config(&self) -> LifecycleConfig {
+        self.retuned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
     }
 
     pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {
@@ -146,6 +159,8 @@ pub(crate) enum ProcessMsg {
     DaemonShuttingDown,
     /// This process's turn in an ordered shutdown.
     Shutdown,
+    /// `update` changed settings that apply without a restart.
+    Retune(Box<LifecycleConfig>),
     /// The child of spawn `generation` was reaped.
     Exited { generation: u64, pid: u32, status: ExitStatus },
     /// A timer armed by the lifecycle fired.
@@ -235,7 +250,7 @@ impl Actor for ProcessActor {
         let ProcessArgs { shared, ctx, resume } = args;
         // Jitter only needs to differ between processes and runs.
         let seed = std::collections::hash_map::RandomState::new().hash_one(&shared.namespec);
-        let lifecycle = Lifecycle::new(LifecycleConfig::from_process(&shared.config), seed);
+        let lifecycle = Lifecycle::new(shared.lifecycle_config(), seed);
         let previous = shared.snapshot.borrow().clone();
         *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
         let state = ProcessActorState {
@@ -298,6 +313,11 @@ impl Actor for ProcessActor {
             }
             ProcessMsg::Shutdown => {
                 state.apply(&myself, Event::ShutdownRequested);
+            }
+            ProcessMsg::Retune(config) => {
+                *state.shared.retuned.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((*config).clone());
+                state.lifecycle.retune(*config);
             }
             ProcessMsg::Exited { generation, pid, status } => {
                 if generation == state.generation && state.guard.pid == Some(pid) {
@@ -488,9 +508,9 @@ impl ProcessActorState {
     fn announce(&self, from: ProcessState, to: ProcessState) {
         let config = &self.shared.config;
         let expected = (to == ProcessState::Exited).then(|| {
-            self.lifecycle
-                .exitstatus()
-                .is_some_and(|status| config.exitcodes.contains(&status.supervisord_code()))
+            self.lifecycle.exitstatus().is_some_and(|status| {
+                self.lifecycle.config().exitcodes.contains(&status.supervisord_code())
+            })
         });
         let event = ProcessStateEvent {
             group: config.group.clone(),
