@@ -17,6 +17,7 @@ pub mod daemonize;
 pub mod flags;
 pub mod listen;
 pub mod logging;
+pub mod server;
 pub mod signals;
 pub mod wiring;
 pub mod xmlrpc;
