@@ -22,6 +22,7 @@
 //! | `--listen-tcp PORT_OR_FILE` | listen on 127.0.0.1:PORT, or on a free port written to FILE; accept and close connections in the background; print `listening=<port>` |
 //! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
 //! | `--stdin-echo` | copy stdin lines to stdout until EOF |
+//! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
 //! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
@@ -141,6 +142,15 @@ fn run(args: &[String]) -> Result<u8, String> {
             "--notify-ready" => {
                 notify_ready()?;
                 say("notified");
+            }
+            "--count" => {
+                let lines: u64 = number(value(args, index, flag)?, flag)?;
+                let interval: f64 = number(value(args, index + 1, flag)?, flag)?;
+                for line in 1..=lines {
+                    say(&format!("line {line:06}"));
+                    sleep_secs(interval);
+                }
+                index += 2;
             }
             "--stdin-echo" => {
                 let stdin = std::io::stdin();

@@ -1,0 +1,85 @@
+//! The daemon's signals (reference s6.1): SIGHUP reloads, SIGTERM shuts down
+//! leaving no child, grandchild or zombie behind.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use vigil_integration::{Program, Sandbox, TIMEOUT, procfs, wait_until};
+
+use crate::wait_out_line;
+
+#[test]
+fn sighup_rereads_the_config_and_restarts_everything() {
+    let sandbox = Sandbox::new();
+    let first = Program::child("first", &["--sleep", "3600"]).set("startsecs", 0);
+    sandbox.write_config(std::slice::from_ref(&first));
+    let daemon = sandbox.start();
+    let first_pid = daemon.running_pid("first");
+    sandbox
+        .write_config(&[first, Program::child("second", &["--sleep", "3600"]).set("startsecs", 0)]);
+    daemon.signal(Signal::SIGHUP);
+    let second_pid = daemon.running_pid("second");
+    wait_until(TIMEOUT, "first to be restarted by the reload", || {
+        daemon.state("first") == "RUNNING" && daemon.process_pid("first") != first_pid
+    });
+    assert!(!procfs::exists(first_pid), "the old first was stopped and reaped");
+    assert!(procfs::alive(second_pid));
+    // Same daemon, same pid.
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+}
+
+#[test]
+fn sigterm_shutdown_leaves_nothing_behind() {
+    let sandbox = Sandbox::new();
+    let body = sandbox.programs_text(&[
+        Program::child("plain", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("stubborn", &["--ignore-term", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopwaitsecs", 1),
+        Program::child("family", &["--fork-grandchild", "3600", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopasgroup", "true")
+            .set("priority", 1),
+        Program::child("many", &["--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("numprocs", 3)
+            .set("process_name", "%(program_name)s_%(process_num)02d")
+            .set("stdout_logfile", sandbox.join("logs/many_%(process_num)02d.out").display())
+            .set("stderr_logfile", "NONE"),
+    ]);
+    sandbox.write_config_text(&body);
+    let mut daemon = sandbox.start();
+    let mut pids = vec![daemon.running_pid("plain"), daemon.running_pid("stubborn")];
+    pids.push(daemon.running_pid("family"));
+    for index in 0..3 {
+        pids.push(daemon.running_pid(&format!("many:many_{index:02}")));
+    }
+    wait_out_line(&sandbox, "stubborn", "ignoring TERM");
+    let grandchild: i32 = wait_out_line(&sandbox, "family", "grandchild=").parse().unwrap();
+    let seen = daemon.seen_descendants();
+    assert!(seen.contains(&grandchild), "the watcher sees grandchildren: {seen:?}");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
+    let remaining = daemon.remaining_descendants();
+    assert!(remaining.is_empty(), "left behind (pid, state, command): {remaining:?}");
+    for pid in pids.iter().chain([&grandchild]) {
+        assert!(!procfs::exists(*pid), "{pid} still exists");
+    }
+    assert!(!sandbox.socket().exists(), "the socket is removed");
+    assert!(!sandbox.pidfile().exists(), "the pidfile is removed");
+    let log = daemon.main_log();
+    assert!(log.contains("stopped: stubborn (terminated by SIGKILL)"), "{log}");
+    // Reverse priority: family (priority 1) stops last.
+    let family = log.find("stopped: family").expect("family stopped");
+    let plain = log.find("stopped: plain").expect("plain stopped");
+    assert!(plain < family, "reverse priority order:\n{log}");
+}
+
+#[test]
+fn pidfile_holds_the_daemon_pid() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[]);
+    let daemon = sandbox.start();
+    wait_until(Duration::from_secs(10), "the pidfile", || sandbox.pidfile().exists());
+    assert_eq!(sandbox.read_text("vigild.pid").trim(), daemon.pid().to_string());
+}

@@ -1,0 +1,139 @@
+//! Output capture: nothing lost, rotation as supervisord names the files, and
+//! `tail -f` following a log across rotations.
+
+use vigil_integration::{Program, Sandbox, TIMEOUT, check_pattern, wait_until};
+
+use crate::wait_out_line;
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn twenty_megabytes_are_captured_byte_for_byte() {
+    let total = 20 * MIB;
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("writer", &["--write-bytes", &total.to_string()])
+        .set("startsecs", 0)
+        .set("autorestart", "false")
+        .set("stdout_logfile_maxbytes", 0)]);
+    let daemon = sandbox.start();
+    daemon.wait_state("writer", "EXITED");
+    let path = sandbox.stdout_log("writer");
+    wait_until(TIMEOUT, "the whole output in the log", || {
+        std::fs::metadata(&path).is_ok_and(|m| m.len() >= total)
+    });
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() as u64, total);
+    check_pattern(&bytes, 0).unwrap();
+}
+
+#[test]
+fn rotation_keeps_a_gapless_tail() {
+    let total = 3 * MIB;
+    let max_bytes = 100_000;
+    let backups = 5;
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("writer", &["--write-bytes", &total.to_string()])
+        .set("startsecs", 0)
+        .set("autorestart", "false")
+        .set("stdout_logfile_maxbytes", max_bytes)
+        .set("stdout_logfile_backups", backups)]);
+    let daemon = sandbox.start();
+    daemon.wait_state("writer", "EXITED");
+    let path = sandbox.stdout_log("writer");
+    let last_record = format!("{:015x}\n", total / 16 - 1);
+    wait_until(TIMEOUT, "the last record in the current log", || {
+        std::fs::read(&path).is_ok_and(|bytes| bytes.ends_with(last_record.as_bytes()))
+    });
+    // writer.out.5, ..., writer.out.1, writer.out: oldest first.
+    let mut kept = Vec::new();
+    for index in (1..=backups).rev() {
+        let backup = vigil_integration::backup_of(&path, index);
+        let bytes = std::fs::read(&backup)
+            .unwrap_or_else(|e| panic!("{} should exist: {e}", backup.display()));
+        assert!(
+            bytes.len() as u64 <= max_bytes + 64 * 1024,
+            "{} is {} bytes",
+            backup.display(),
+            bytes.len()
+        );
+        kept.extend_from_slice(&bytes);
+    }
+    assert!(
+        !vigil_integration::backup_of(&path, backups + 1).exists(),
+        "only {backups} backups are kept"
+    );
+    kept.extend_from_slice(&std::fs::read(&path).unwrap());
+    let start = total - kept.len() as u64;
+    check_pattern(&kept, start).unwrap();
+    assert!(kept.len() as u64 >= max_bytes * u64::from(backups), "kept only {} bytes", kept.len());
+}
+
+#[test]
+fn stderr_is_captured_separately_or_redirected() {
+    let sandbox = Sandbox::new();
+    let args = ["--echo", "to stdout", "--write-stderr", "to stderr", "--sleep", "3600"];
+    sandbox.write_config(&[
+        Program::child("split", &args).set("startsecs", 0),
+        Program::child("merged", &args).set("startsecs", 0).set("redirect_stderr", "true"),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("split");
+    daemon.running_pid("merged");
+    wait_until(TIMEOUT, "both channels in the logs", || {
+        sandbox.read_text("logs/split.err") == "to stderr\n"
+            && sandbox.read_text("logs/merged.out").contains("to stderr\n")
+    });
+    assert_eq!(sandbox.read_text("logs/split.out"), "to stdout\n");
+    assert_eq!(sandbox.read_text("logs/merged.out"), "to stdout\nto stderr\n");
+    assert!(!sandbox.join("logs/merged.err").exists());
+    let tail = daemon.ctl(&["tail", "split", "stderr"]);
+    tail.expect_code(0);
+    assert_eq!(tail.stdout, "to stderr\n\n");
+}
+
+/// `tail -f` follows across many rotations, neither losing nor repeating a line.
+#[test]
+fn tail_follow_survives_rotation() {
+    let lines = 2500u32;
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child(
+        "counter",
+        &[
+            "--echo",
+            "begin",
+            "--sleep",
+            "3",
+            "--count",
+            &lines.to_string(),
+            "0.002",
+            "--sleep",
+            "3600",
+        ],
+    )
+    .set("startsecs", 0)
+    .set("stdout_logfile_maxbytes", 1000)
+    .set("stdout_logfile_backups", 2)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("counter");
+    wait_out_line(&sandbox, "counter", "begin");
+    let follower = daemon.follow(&["tail", "-f", "counter"]);
+    let last = format!("line {lines:06}\n");
+    follower.wait_output("the header and the first line", |out| {
+        out.starts_with("==> Press Ctrl-C to exit <==\n") && out.contains("begin\n")
+    });
+    // The program has not started counting when the follower is up, if the
+    // machine allows; either way every line after `begin` must come in order.
+    let output = follower.wait_output("the last line", |out| out.contains(&last));
+    let output = output.clone();
+    let follower_output = follower.stop();
+    assert!(follower_output.starts_with(&output));
+    assert!(!output.contains("File truncated"), "nothing skipped:\n{output}");
+    let after_begin = output.split_once("begin\n").expect("begin line").1;
+    let got: Vec<&str> = after_begin.lines().collect();
+    let expected: Vec<String> = (1..=lines).map(|n| format!("line {n:06}")).collect();
+    assert_eq!(got.len(), expected.len(), "line count differs");
+    for (index, (got, expected)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(got, expected, "line {index} after begin");
+    }
+    assert!(sandbox.join("logs/counter.out.2").exists(), "the log did rotate");
+}

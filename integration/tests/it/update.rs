@@ -1,0 +1,198 @@
+//! `avail`, `reread`, `add`, `remove` and `update` (reference s3.5): only what
+//! changed is touched, a dry run and a broken config change nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, procfs, wait_until};
+
+fn sleeper(name: &str) -> Program {
+    Program::child(name, &["--sleep", "3600"]).set("startsecs", 0)
+}
+
+/// name -> pid of every process, from `status --json`.
+fn pids(daemon: &Daemon) -> BTreeMap<String, i64> {
+    let output = daemon.ctl(&["--json", "status"]);
+    let document: Value =
+        serde_json::from_str(output.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {output:#?}"));
+    document["result"]
+        .as_array()
+        .expect("a list of processes")
+        .iter()
+        .map(|info| (info["name"].as_str().unwrap().to_owned(), info["pid"].as_i64().unwrap()))
+        .collect()
+}
+
+fn avail_row(name: &str, in_use: &str, auto: &str) -> String {
+    format!("{name:<32} {in_use:<9} {auto:<9} 999:999")
+}
+
+#[test]
+fn reread_add_remove_update_avail() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("keep"), sleeper("gone"), sleeper("chg")]);
+    let daemon = sandbox.start();
+    let keep = daemon.running_pid("keep");
+    let chg = daemon.running_pid("chg");
+    daemon.running_pid("gone");
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["No config updates to processes"]);
+    daemon.ctl(&["avail"]).expect_code(0).expect_lines(&[
+        &avail_row("chg", "in use", "auto"),
+        &avail_row("gone", "in use", "auto"),
+        &avail_row("keep", "in use", "auto"),
+    ]);
+
+    sandbox.write_config(&[
+        sleeper("keep"),
+        Program::child("chg", &["--echo", "changed", "--sleep", "3600"]).set("startsecs", 0),
+        sleeper("new"),
+    ]);
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&[
+        "chg: changed",
+        "gone: disappeared",
+        "new: available",
+    ]);
+    daemon.ctl(&["avail"]).expect_code(0).expect_lines(&[
+        &avail_row("chg", "in use", "auto"),
+        &avail_row("keep", "in use", "auto"),
+        &avail_row("new", "avail", "auto"),
+    ]);
+
+    daemon.ctl(&["add", "new"]).expect_code(0).expect_lines(&["new: added process group"]);
+    daemon.running_pid("new");
+    daemon
+        .ctl(&["add", "new"])
+        .expect_code(0)
+        .expect_lines(&["ERROR: process group already active"]);
+    daemon
+        .ctl(&["add", "nosuch"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: no such process/group: nosuch"]);
+
+    daemon
+        .ctl(&["remove", "gone"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: process/group still running: gone"]);
+    daemon.ctl(&["stop", "gone"]).expect_code(0);
+    daemon.ctl(&["remove", "gone"]).expect_code(0).expect_lines(&["gone: removed process group"]);
+    daemon
+        .ctl(&["remove", "nosuch"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: no such process/group: nosuch"]);
+    daemon.ctl(&["status", "gone"]).expect_code(4);
+
+    daemon
+        .ctl(&["update"])
+        .expect_code(0)
+        .expect_lines(&["chg: stopped", "chg: updated process group"]);
+    let new_chg = daemon.running_pid("chg");
+    assert_ne!(new_chg, chg);
+    assert!(!procfs::exists(chg));
+    assert_eq!(daemon.process_pid("keep"), keep, "untouched programs keep their pid");
+    // Nothing left to do: no output.
+    daemon.ctl(&["update"]).expect_code(0).expect_lines(&[]);
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["No config updates to processes"]);
+    daemon
+        .ctl(&["update", "nosuch"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: no such group: nosuch"]);
+}
+
+#[test]
+fn update_dry_run_and_a_broken_config_change_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a"), sleeper("b")]);
+    let daemon = sandbox.start();
+    daemon.running_pid("a");
+    daemon.running_pid("b");
+    let before = pids(&daemon);
+
+    sandbox.write_config(&[
+        Program::child("a", &["--echo", "changed", "--sleep", "3600"]).set("startsecs", 0),
+        sleeper("c"),
+    ]);
+    daemon.ctl(&["update", "--dry-run"]).expect_code(0).expect_lines(&[
+        "b: stopped (dry run)",
+        "b: removed process group (dry run)",
+        "a: stopped (dry run)",
+        "a: updated process group (dry run)",
+        "c: added process group (dry run)",
+    ]);
+    assert_eq!(pids(&daemon), before, "a dry run changes nothing");
+
+    // Two errors, in two places: every one is reported with file:line.
+    let config = sandbox.config_path();
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{good}\n[program:broken]\nstartsecs=soon\n\n[program:worse]\ncommand=x\nnumprocs=zero\n"),
+    )
+    .unwrap();
+    let update = daemon.ctl(&["update"]);
+    update.expect_code(1);
+    let lines = update.lines();
+    assert!(lines.len() >= 2, "{update:#?}");
+    let config_name = config.display().to_string();
+    for line in &lines {
+        assert!(line.starts_with("ERROR: CANT_REREAD: "), "{update:#?}");
+        assert!(line.contains(&format!("{config_name}:")), "file:line in {line:?}");
+    }
+    assert!(update.stdout.contains("broken") && update.stdout.contains("worse"), "{update:#?}");
+    daemon.ctl(&["reread"]).expect_code(1);
+    assert_eq!(pids(&daemon), before, "a broken config changes nothing");
+
+    // Fixed, it applies.
+    std::fs::write(&config, good).unwrap();
+    daemon.ctl(&["update"]).expect_code(0);
+    daemon.running_pid("c");
+    wait_until(TIMEOUT, "b to be gone", || daemon.ctl(&["status", "b"]).code == 4);
+}
+
+/// The acceptance check: 100 running programs, 1 changed, 10 added,
+/// 10 removed: the 89 untouched keep their pids.
+#[test]
+fn update_at_scale_leaves_untouched_pids_alone() {
+    let sandbox = Sandbox::new();
+    let initial: Vec<Program> = (0..100).map(|n| sleeper(&format!("p{n:03}"))).collect();
+    sandbox.write_config(&initial);
+    let daemon = sandbox.start();
+    wait_until(TIMEOUT, "100 programs RUNNING", || {
+        let pids = pids(&daemon);
+        pids.len() == 100 && pids.values().all(|pid| *pid > 0) && daemon.ctl(&["status"]).code == 0
+    });
+    let before = pids(&daemon);
+
+    let mut next: Vec<Program> = (1..90).map(|n| sleeper(&format!("p{n:03}"))).collect();
+    next.push(
+        Program::child("p000", &["--echo", "changed", "--sleep", "3600"]).set("startsecs", 0),
+    );
+    next.extend((0..10).map(|n| sleeper(&format!("n{n:03}"))));
+    sandbox.write_config(&next);
+    let update = daemon.ctl(&["update"]);
+    update.expect_code(0);
+    let lines = update.lines();
+    for n in 90..100 {
+        assert!(lines.contains(&format!("p{n:03}: removed process group").as_str()), "{update:#?}");
+    }
+    for n in 0..10 {
+        assert!(lines.contains(&format!("n{n:03}: added process group").as_str()), "{update:#?}");
+    }
+    assert!(lines.contains(&"p000: updated process group"), "{update:#?}");
+    assert_eq!(lines.len(), 10 * 2 + 2 + 10, "{update:#?}");
+
+    wait_until(TIMEOUT, "the new set RUNNING", || {
+        let pids = pids(&daemon);
+        pids.len() == 100 && pids.values().all(|pid| *pid > 0)
+    });
+    let after = pids(&daemon);
+    let untouched: Vec<String> = (1..90).map(|n| format!("p{n:03}")).collect();
+    for name in &untouched {
+        assert_eq!(after[name], before[name], "{name} kept its pid");
+    }
+    assert_ne!(after["p000"], before["p000"]);
+    for n in 90..100 {
+        let name = format!("p{n:03}");
+        assert!(!after.contains_key(&name));
+        assert!(!procfs::exists(before[&name] as i32), "{name} was stopped");
+    }
+}
