@@ -414,3 +414,49 @@ fn shutdown_then_every_command_reports_the_daemon_gone() {
         .expect_code(1)
         .expect_lines(&[&format!("ERROR: {url} refused connection (already shut down?)")]);
 }
+
+#[test]
+fn fg_and_open() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        sleeper("a"),
+        Program::child("idle", &["--sleep", "3600"]).set("autostart", "false"),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("a");
+    daemon.ctl(&["fg", "idle"]).expect_code(1).expect_lines(&["ERROR: process not running"]);
+    daemon
+        .ctl(&["fg", "nosuch"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: bad process name supplied"]);
+    let fg = daemon.ctl(&["fg"]);
+    fg.expect_code(1);
+    assert_eq!(fg.lines()[0], "ERROR: no process name supplied");
+
+    // `open` switches the server, then shows its status.
+    let open = sandbox.ctl(&["open", &sandbox.server_url()]);
+    open.expect_code(0);
+    assert_eq!(open.lines().len(), 2, "{open:#?}");
+    assert!(open.lines()[0].starts_with("a "), "{open:#?}");
+    sandbox
+        .ctl(&["open", "ftp://x"])
+        .expect_code(1)
+        .expect_lines(&["ERROR: url must be http:// or unix://"]);
+}
+
+#[test]
+fn json_reports_errors_with_their_exit_code() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a")]);
+    let daemon = sandbox.start();
+    daemon.running_pid("a");
+    let output = daemon.ctl(&["--json", "stop", "nosuch"]);
+    output.expect_code(1);
+    let document = json(&output);
+    assert_eq!(document["command"], "stop");
+    assert_eq!(document["exit_code"], 1);
+    assert_eq!(document["messages"][0], "nosuch: ERROR (no such process)");
+    let output = daemon.ctl(&["--json", "stop", "a"]);
+    output.expect_code(0);
+    assert_eq!(json(&output)["messages"][0], "a: stopped");
+}

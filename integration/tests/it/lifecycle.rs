@@ -25,7 +25,17 @@ fn autostart_program_runs_in_its_own_process_group() {
     wait_until(vigil_integration::TIMEOUT, "the spawn to be logged", || {
         daemon.main_log().contains(&format!("spawned: 'sleeper' with pid {pid}"))
     });
-    assert!(daemon.main_log().contains("success: sleeper entered RUNNING state"));
+    let log = daemon.main_log();
+    assert!(log.contains("success: sleeper entered RUNNING state"), "{log}");
+    // supervisord's activity log format: `2026-11-23 23:34:01,123 INFO message`.
+    for line in log.lines() {
+        let level = line.get(24..).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
+        assert!(crate::log_time_ms(line).is_some(), "bad timestamp: {line:?}");
+        assert!(
+            ["CRIT", "ERRO", "WARN", "INFO", "DEBG", "TRAC", "BLAT"].contains(&level),
+            "bad level: {line:?}"
+        );
+    }
     assert_eq!(daemon.process_pid("manual"), 0);
 }
 
@@ -62,6 +72,16 @@ fn crash_backs_off_to_fatal_after_startretries_plus_one_spawns() {
     assert_eq!(count_out_lines(&sandbox, "crasher", "spawned"), 3, "startretries + 1 spawns");
     let log = daemon.main_log();
     assert_eq!(log.matches("spawned: 'crasher' with pid").count(), 3, "{log}");
+    // The waits between spawns are 1 s then 2 s (measured from the exits).
+    let spawns = crate::log_times(&log, "spawned: 'crasher' with pid");
+    let exits = crate::log_times(&log, "exited: crasher");
+    assert_eq!(exits.len(), 3, "{log}");
+    for (wait, expected) in [(spawns[1] - exits[0], 1000), (spawns[2] - exits[1], 2000)] {
+        assert!(
+            wait + 50 >= expected && wait < expected + 3000,
+            "waited {wait} ms, expected {expected}:\n{log}"
+        );
+    }
     assert!(log.contains("exited: crasher (exit status 1; not expected)"), "{log}");
     assert!(
         log.contains("gave up: crasher entered FATAL state, too many start retries too quickly")
@@ -161,4 +181,28 @@ fn missing_command_is_a_spawn_error() {
     assert!(daemon.main_log().contains("gave up: missing entered FATAL state"));
     // Nothing was ever forked.
     assert!(daemon.seen_descendants().is_empty(), "{:?}", daemon.seen_descendants());
+}
+
+/// Event-driven, unlike supervisord's one-second loop: an exit from RUNNING
+/// with autorestart is respawned within milliseconds.
+#[test]
+fn autorestart_respawns_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child(
+        "bouncer",
+        &["--echo", "spawned", "--sleep", "1", "--exit", "3"],
+    )
+    .set("startsecs", 0)
+    .set("autorestart", "true")]);
+    let daemon = sandbox.start();
+    wait_until(vigil_integration::TIMEOUT, "three spawns", || {
+        count_out_lines(&sandbox, "bouncer", "spawned") >= 3
+    });
+    let log = daemon.main_log();
+    let exits = crate::log_times(&log, "exited: bouncer");
+    let spawns = crate::log_times(&log, "spawned: 'bouncer'");
+    assert!(exits.len() >= 2 && spawns.len() >= 3, "{log}");
+    for (exit, respawn) in exits.iter().zip(&spawns[1..]) {
+        assert!(respawn - exit < 500, "respawned {} ms after the exit:\n{log}", respawn - exit);
+    }
 }

@@ -137,3 +137,46 @@ fn tail_follow_survives_rotation() {
     }
     assert!(sandbox.join("logs/counter.out.2").exists(), "the log did rotate");
 }
+
+#[test]
+fn auto_logs_live_in_childlogdir() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("auto", &["--echo", "automatic", "--sleep", "3600"])
+        .set("startsecs", 0)
+        .set("stdout_logfile", "AUTO")
+        .set("stderr_logfile", "AUTO")]);
+    let daemon = sandbox.start();
+    daemon.running_pid("auto");
+    let output = daemon.ctl(&["--json", "status", "auto"]);
+    let document: serde_json::Value = serde_json::from_str(output.stdout.trim()).unwrap();
+    let path = std::path::PathBuf::from(document["result"][0]["stdout_logfile"].as_str().unwrap());
+    assert_eq!(path.parent().unwrap(), sandbox.join("logs"), "{path:?}");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("auto-stdout---") && name.ends_with(".log"), "{name}");
+    wait_until(TIMEOUT, "the AUTO log content", || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t == "automatic\n")
+    });
+    assert_eq!(daemon.ctl(&["tail", "auto"]).stdout, "automatic\n\n");
+}
+
+/// SIGUSR2 reopens the logs, so an external logrotate can move them away.
+#[test]
+fn sigusr2_reopens_child_logs() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child(
+        "chatty",
+        &["--echo", "before", "--sleep", "4", "--echo", "after", "--sleep", "3600"],
+    )
+    .set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("chatty");
+    wait_out_line(&sandbox, "chatty", "before");
+    let path = sandbox.stdout_log("chatty");
+    let moved = sandbox.join("logs/chatty.out.moved");
+    std::fs::rename(&path, &moved).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGUSR2);
+    wait_until(TIMEOUT, "the reopened log to get the next line", || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t == "after\n")
+    });
+    assert_eq!(std::fs::read_to_string(&moved).unwrap(), "before\n");
+}

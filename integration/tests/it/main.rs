@@ -43,3 +43,24 @@ pub fn wait_out_line(sandbox: &Sandbox, name: &str, prefix: &str) -> String {
 pub fn count_out_lines(sandbox: &Sandbox, name: &str, line: &str) -> usize {
     out_lines(sandbox, name).iter().filter(|l| *l == line).count()
 }
+
+/// Milliseconds since the epoch-ish (days of the month are enough for the gaps
+/// tests measure) of an activity log line `2026-11-23 23:34:01,123 LEVEL ...`.
+pub fn log_time_ms(line: &str) -> Option<u64> {
+    let stamp = line.get(..23)?;
+    let (date, time) = stamp.split_once(' ')?;
+    let day: u64 = date.get(8..10)?.parse().ok()?;
+    let (clock, millis) = time.split_once(',')?;
+    let mut parts = clock.split(':').map(|p| p.parse::<u64>().ok());
+    let (hours, minutes, seconds) = (parts.next()??, parts.next()??, parts.next()??);
+    let millis: u64 = millis.parse().ok()?;
+    Some((((day * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000 + millis)
+}
+
+/// The times of the activity log lines containing `needle`.
+pub fn log_times(log: &str, needle: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|line| line.contains(needle))
+        .map(|line| log_time_ms(line).unwrap_or_else(|| panic!("no timestamp in {line:?}")))
+        .collect()
+}

@@ -196,3 +196,55 @@ fn update_at_scale_leaves_untouched_pids_alone() {
         assert!(!procfs::exists(before[&name] as i32), "{name} was stopped");
     }
 }
+
+/// Finer than supervisord: editing one member of a `[group:x]` restarts that
+/// member only.
+#[test]
+fn update_restarts_only_the_changed_member_of_a_group() {
+    let sandbox = Sandbox::new();
+    let group = "[group:g]\nprograms=m1,m2\n";
+    sandbox.write_config_text(&format!(
+        "{}{group}",
+        sandbox.programs_text(&[sleeper("m1"), sleeper("m2")])
+    ));
+    let daemon = sandbox.start();
+    let m1 = daemon.running_pid("g:m1");
+    let m2 = daemon.running_pid("g:m2");
+    let edited = Program::child("m1", &["--echo", "edited", "--sleep", "3600"]).set("startsecs", 0);
+    sandbox
+        .write_config_text(&format!("{}{group}", sandbox.programs_text(&[edited, sleeper("m2")])));
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["g: changed"]);
+    daemon
+        .ctl(&["update"])
+        .expect_code(0)
+        .expect_lines(&["g: stopped", "g: updated process group"]);
+    let new_m1 = daemon.running_pid("g:m1");
+    assert_ne!(new_m1, m1);
+    assert_eq!(daemon.process_pid("g:m2"), m2, "the untouched member keeps its pid");
+}
+
+/// Settings the supervisor only consults (stopwaitsecs, autorestart, ...) are
+/// applied to the running process without restarting it.
+#[test]
+fn update_applies_supervisor_settings_in_place() {
+    let sandbox = Sandbox::new();
+    let stubborn = |stopwaitsecs: u32| {
+        Program::child("stubborn", &["--ignore-term", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopwaitsecs", stopwaitsecs)
+    };
+    sandbox.write_config(&[stubborn(60)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("stubborn");
+    crate::wait_out_line(&sandbox, "stubborn", "ignoring TERM");
+    sandbox.write_config(&[stubborn(1)]);
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["stubborn: changed"]);
+    let update = daemon.ctl(&["update"]);
+    update.expect_code(0);
+    assert!(!update.stdout.contains("stopped"), "{update:#?}");
+    assert_eq!(daemon.process_pid("stubborn"), pid, "not restarted");
+    // The new stopwaitsecs is the one in force.
+    let started = std::time::Instant::now();
+    daemon.ctl(&["stop", "stubborn"]).expect_code(0).expect_lines(&["stubborn: stopped"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
