@@ -94,6 +94,10 @@ struct Inner {
     /// The stream position of the current file's first byte; the file holds
     /// positions `file_start..end`.
     file_start: u64,
+    /// After a rotation, the stream position of `<file>.1`'s first byte: it
+    /// holds `backup_start..file_start`, so a follower just behind the rotation
+    /// loses nothing.
+    backup_start: Option<u64>,
 }
 
 enum Sink {
@@ -115,7 +119,7 @@ impl MainLog {
         let sink = Sink::open(&settings)?;
         let level = Arc::new(AtomicU8::new(settings.level as u8));
         let size = sink.size();
-        let inner = Inner { settings, sink, file_start: 0 };
+        let inner = Inner { settings, sink, file_start: 0, backup_start: None };
         let end = Arc::new(tokio::sync::watch::Sender::new(size));
         Ok(MainLog { inner: Arc::new(Mutex::new(inner)), level, end })
     }
@@ -125,6 +129,7 @@ impl MainLog {
     fn restart_positions(&self, inner: &mut Inner) {
         let end = *self.end.borrow();
         inner.file_start = end;
+        inner.backup_start = None;
         self.end.send_replace(end + inner.sink.size());
     }
 
@@ -253,6 +258,17 @@ impl MainLog {
         if wanted > end {
             return Err(LogReadError::BadArguments);
         }
+        if let Some(backup_start) = inner.backup_start
+            && wanted >= backup_start
+            && wanted < inner.file_start
+        {
+            let take = (inner.file_start - wanted).min(max);
+            let position = i64::try_from(wanted - backup_start).unwrap_or(i64::MAX);
+            let backup = backup_path(&file.path, 1);
+            let bytes = read_file(&backup, position, i64::try_from(take).unwrap_or(i64::MAX))?;
+            let next = wanted + bytes.len() as u64;
+            return Ok((bytes, wanted, next));
+        }
         let start = wanted.max(inner.file_start);
         let take = (end - start).min(max);
         if take == 0 {
@@ -267,7 +283,9 @@ impl MainLog {
 
     /// Writes one already formatted line at `level`.
     pub fn write_line(&self, level: LogLevel, line: &str) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        // Disjoint borrows of the sink and the positions.
+        let inner = &mut *guard;
         if inner.settings.echo_stdout {
             // A closed stdout must not stop file logging.
             let mut out = io::stdout().lock();
@@ -281,7 +299,10 @@ impl MainLog {
                 let written = file.write(line.as_bytes());
                 let end = *self.end.borrow() + line.len() as u64;
                 if file.size < before + line.len() as u64 {
-                    // Rolled over (or failed part way): the file starts afresh.
+                    // Rolled over (or failed part way): the file starts afresh,
+                    // the old one is `.1` if backups are kept.
+                    let rolled = written.is_ok() && file.backups > 0;
+                    inner.backup_start = rolled.then_some(inner.file_start);
                     inner.file_start = end - file.size;
                 }
                 self.end.send_replace(end);

@@ -467,16 +467,25 @@ pub fn order_results(
             Err(error) => ProcessResult::failed(group, Some(name), core_error(error)),
         }
     };
-    for spec in effective_specs(specs) {
+    let specs = effective_specs(specs);
+    // First the specs that named nothing, so that no group spec claims them.
+    let mut bad = std::collections::HashMap::new();
+    for spec in &specs {
         let key = spec.to_string();
-        let bad = pending.iter().position(|entry| {
+        let at = pending.iter().position(|entry| {
             entry
                 .as_ref()
                 .is_some_and(|(k, r)| *k == key && matches!(r, Err(CoreError::BadName(_))))
         });
-        if let Some(at) = bad
+        if let Some(at) = at
             && let Some((_, Err(error))) = pending[at].take()
         {
+            bad.insert(key, error);
+        }
+    }
+    for spec in specs {
+        let key = spec.to_string();
+        if let Some(error) = bad.remove(&key) {
             out.push(match &spec {
                 NameSpec::Process { group, name } => {
                     ProcessResult::failed(group.clone(), Some(name.clone()), core_error(error))
@@ -769,3 +778,6 @@ pub fn config_info(available: Available) -> ConfigInfo {
         stderr: log_settings(&process.stderr),
     }
 }
+
+#[cfg(test)]
+mod tests;
