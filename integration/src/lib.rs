@@ -303,8 +303,22 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
 /// Runs `command` to completion within `timeout`, killing it (and failing the
 /// test) if it takes longer.
 pub fn run(command: &mut Command, timeout: Duration) -> Output {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    run_with_input(command, None, timeout)
+}
+
+/// [`run`] with `input` on stdin (then EOF); `None`: stdin is /dev/null.
+pub fn run_with_input(command: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
+    command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // Dropping the pipe at the end of the thread is the EOF.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&input);
+        });
+    }
     let stdout = drain(child.stdout.take().expect("stdout is piped"));
     let stderr = drain(child.stderr.take().expect("stderr is piped"));
     let status = wait_child(&mut child, timeout);
@@ -676,6 +690,13 @@ impl Daemon {
     /// `vigilctl -c <config> ARGS...`.
     pub fn ctl(&self, args: &[&str]) -> Output {
         ctl_at(&self.dir, &self.config, args)
+    }
+
+    /// `vigilctl -c <config> ARGS...` with `input` on its stdin.
+    pub fn ctl_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut command = Command::new(vigilctl_bin());
+        command.current_dir(&self.dir).arg("-c").arg(&self.config).args(args);
+        run_with_input(&mut command, Some(input), CTL_TIMEOUT)
     }
 
     /// Starts `vigilctl -c <config> ARGS...` in the background (e.g. `tail -f`).

@@ -22,6 +22,7 @@
 //! | `--listen-tcp PORT_OR_FILE` | listen on 127.0.0.1:PORT, or on a free port written to FILE; accept and close connections in the background; print `listening=<port>` |
 //! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
 //! | `--stdin-echo` | copy stdin lines to stdout until EOF |
+//! | `--fork-inherit SECS` | fork a grandchild that keeps our stdout/stderr, sleeps SECS, prints `grandchild done` and exits; print `grandchild=<pid>` |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
@@ -142,6 +143,27 @@ fn run(args: &[String]) -> Result<u8, String> {
             "--notify-ready" => {
                 notify_ready()?;
                 say("notified");
+            }
+            "--fork-inherit" => {
+                let secs: f64 = number(value(args, index, flag)?, flag)?;
+                let _ = std::io::stdout().flush();
+                // SAFETY: the child sleeps, writes to its inherited stdout and
+                // leaves with _exit; no locks are taken after the fork.
+                match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+                    nix::unistd::ForkResult::Child => {
+                        sleep_secs(secs);
+                        let line = b"grandchild done\n";
+                        // SAFETY: writing a static buffer to fd 1, then _exit.
+                        unsafe {
+                            libc::write(1, line.as_ptr().cast(), line.len());
+                            libc::_exit(0)
+                        }
+                    }
+                    nix::unistd::ForkResult::Parent { child } => {
+                        say(&format!("grandchild={child}"));
+                    }
+                }
+                index += 1;
             }
             "--count" => {
                 let lines: u64 = number(value(args, index, flag)?, flag)?;

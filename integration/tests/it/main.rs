@@ -10,6 +10,7 @@
 
 mod ctl;
 mod daemon;
+mod edge;
 mod env;
 mod lifecycle;
 mod logs;
