@@ -206,3 +206,62 @@ fn autorestart_respawns_at_once() {
         assert!(respawn - exit < 500, "respawned {} ms after the exit:\n{log}", respawn - exit);
     }
 }
+
+/// `priority` orders the start (ascending); `stopsignal` and `exitcodes` are
+/// honoured; EXITED shows the stop time as supervisord formats it.
+#[test]
+fn priority_stopsignal_exitcodes_and_exited_description() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("last", &["--sleep", "3600"]).set("startsecs", 0).set("priority", 900),
+        Program::child("first", &["--sleep", "3600"]).set("startsecs", 0).set("priority", 5),
+        Program::child("interrupted", &["--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopsignal", "INT"),
+        Program::child("three_ok", &["--sleep", "1.2", "--exit", "3"])
+            .set("startsecs", 1)
+            .set("exitcodes", "0,3")
+            .set("autorestart", "unexpected"),
+        Program::child("once", &["--exit", "1"]).set("startsecs", 1).set("startretries", 0),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("first");
+    daemon.running_pid("last");
+    daemon.running_pid("interrupted");
+    let log = daemon.main_log();
+    let first = log.find("spawned: 'first'").expect("first spawned");
+    let last = log.find("spawned: 'last'").expect("last spawned");
+    assert!(first < last, "ascending priority:\n{log}");
+
+    daemon.ctl(&["stop", "interrupted"]).expect_code(0);
+    assert!(daemon.main_log().contains("stopped: interrupted (terminated by SIGINT)"));
+
+    let description = daemon.wait_state("three_ok", "EXITED");
+    assert!(daemon.main_log().contains("exited: three_ok (exit status 3; expected)"));
+    // `%b %d %I:%M %p`, e.g. `Nov 23 11:18 PM`.
+    let words: Vec<&str> = description.split(' ').collect();
+    assert_eq!(words.len(), 4, "{description:?}");
+    assert!(words[0].len() == 3 && words[1].len() == 2 && words[2].len() == 5, "{description:?}");
+    assert!(words[3] == "AM" || words[3] == "PM", "{description:?}");
+
+    // startretries=0: one spawn, then FATAL.
+    daemon.wait_state("once", "FATAL");
+    assert_eq!(daemon.main_log().matches("spawned: 'once'").count(), 1);
+    daemon.ctl(&["pid", "once"]).expect_code(7).expect_lines(&["0"]);
+}
+
+#[test]
+fn unknown_user_is_a_config_error() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("who", &["--sleep", "3600"]).set("user", "vigil-no-such-user")
+    ]);
+    let mut check = std::process::Command::new(vigil_integration::vigild_bin());
+    check.current_dir(sandbox.path()).arg("--check").arg("-c").arg(sandbox.config_path());
+    let output = vigil_integration::run(&mut check, vigil_integration::TIMEOUT);
+    assert_eq!(output.code, 2, "{output:#?}");
+    assert!(
+        format!("{}{}", output.stdout, output.stderr).contains("vigil-no-such-user"),
+        "{output:#?}"
+    );
+}
