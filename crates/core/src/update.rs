@@ -185,6 +185,10 @@ impl Handle {
                 if let Some(process_change) = process_change {
                     // Every changed field applies in place.
                     debug_assert!(process_change.fields.iter().all(|f| f.apply == Apply::InPlace));
+                    // Rotation sizes apply to the open logs at once (the same
+                    // files: a changed path is a restart).
+                    old.stdout.set_rotation(process.stdout.maxbytes, process.stdout.backups);
+                    old.stderr.set_rotation(process.stderr.maxbytes, process.stderr.backups);
                     if let Some(actor) = old.actor() {
                         let _ = actor.cast(ProcessMsg::Retune(Box::new(
                             LifecycleConfig::from_process(process),

@@ -204,3 +204,26 @@ async fn add_and_remove_follow_supervisord() {
     assert_eq!(rig.state("app1").await, ProcessState::Running, "autostart on add");
     rig.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn log_rotation_sizes_apply_in_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logged = |maxbytes: u64| {
+        let mut process = running("app1", "run");
+        process.stdout.logfile = vigil_config::LogTarget::Path(dir.path().join("app1.log"));
+        process.stdout.maxbytes = maxbytes;
+        process.stdout.backups = 2;
+        solo(process)
+    };
+    let rig = Rig::new(vec![logged(0)]).await;
+    let pid = rig.pid("app1").await;
+    rig.write(vec![logged(10)]);
+    let outcome = rig.control.update(Vec::new(), false).await.expect("update");
+    assert_eq!(outcome.steps[0].changed_in_place, ["app1"]);
+    assert_eq!(rig.pid("app1").await, pid, "no restart");
+    let log = rig.handle.log("app1", crate::Channel::Stdout).expect("log");
+    log.append(b"0123456789abcdefghij-");
+    assert!(dir.path().join("app1.log.1").exists(), "rotated at the new size");
+    assert_eq!(log.read(0, 0).expect("read"), b"0123456789abcdefghij-");
+    rig.shutdown().await;
+}
