@@ -268,6 +268,12 @@ impl ConfigState {
     async fn update(&mut self, new: &Config, groups: &[String], dry_run: bool) -> UpdateOutcome {
         let plan = diff(&self.active, new);
         let all = groups.is_empty() || groups.iter().any(|g| g == "all");
+        // The only daemon-wide setting `update` applies: the global environment,
+        // for every child started from now on (supervisord restarts every group).
+        if !dry_run && all && self.active.supervisord.environment != new.supervisord.environment {
+            self.handle.set_global_environment(new.supervisord.environment.clone());
+            self.active.supervisord.environment = new.supervisord.environment.clone();
+        }
         let mut outcome = UpdateOutcome { dry_run, ..UpdateOutcome::default() };
         for name in groups.iter().filter(|_| !all) {
             if self.active.group(name).is_none() && new.group(name).is_none() {

@@ -134,7 +134,7 @@ impl Supervisor {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
             daemon_env: options.daemon_env,
-            global_env: settings.environment.clone(),
+            global_env: std::sync::RwLock::new(settings.environment.clone()),
             server_url: options.server_url,
         });
         let registry = Arc::new(Registry::default());

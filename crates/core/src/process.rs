@@ -70,7 +70,9 @@ pub(crate) struct Context {
     /// The daemon's own environment, the base of every child's.
     pub(crate) daemon_env: Vec<(String, String)>,
     /// `[supervisord] environment`.
-    pub(crate) global_env: BTreeMap<String, String>,
+    /// `update` replaces it when the file's changes; children get it from their
+    /// next start on.
+    pub(crate) global_env: RwLock<BTreeMap<String, String>>,
     /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
     pub(crate) server_url: Option<String>,
 }
@@ -398,7 +400,7 @@ impl ProcessActorState {
         let server_url = config.serverurl.as_deref().or(self.ctx.server_url.as_deref());
         child_environment(
             &self.ctx.daemon_env,
-            &self.ctx.global_env,
+            &self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner),
             &config.environment,
             &config.name,
             &config.group,
@@ -408,7 +410,8 @@ impl ProcessActorState {
 
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
         let config = &self.shared.config;
-        let path = search_path(&self.ctx.daemon_env, &self.ctx.global_env, &config.environment);
+        let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
+        let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
         resolve_command(&config.command, path.as_deref())
     }
 

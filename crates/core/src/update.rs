@@ -81,6 +81,13 @@ impl Handle {
         Ok(entry.members.iter().map(|m| (m.config.name.clone(), m.state().is_running())).collect())
     }
 
+    /// Replaces `[supervisord] environment`: every child started from now on
+    /// gets the new one (running children keep theirs until restarted).
+    pub fn set_global_environment(&self, environment: std::collections::BTreeMap<String, String>) {
+        *self.inner.ctx.global_env.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            environment;
+    }
+
     /// Stops and removes group `name` (update's "removed" step).
     pub async fn retire_group(&self, name: &str) -> GroupUpdate {
         let mut step = GroupUpdate::new(name, UpdateAction::Removed);
