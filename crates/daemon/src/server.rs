@@ -423,7 +423,7 @@ impl Control for ControlServer {
         data: String,
     ) -> Result<(), ControlError> {
         // Allowed while shutting down, as in supervisord.
-        tracing::debug!("REMOTE_COMMUNICATION event of type '{kind}': {data}");
+        tracing::info!("REMOTE_COMMUNICATION event of type '{kind}': {data}");
         self.handle().send_comm_event(kind, data);
         Ok(())
     }
