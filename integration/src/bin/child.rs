@@ -19,6 +19,7 @@
 //! | `--print-ids` | print `uid=U gid=G groups=A,B umask=0022 cwd=/path` (groups sorted) |
 //! | `--print-fds` | print `fds=0,1,2` (the open descriptors, from /proc/self/fd) |
 //! | `--print-sigign` | print `sigign=<hex>` (ignored signals, from /proc/self/status) |
+//! | `--print-sigblk` | print `sigblk=<hex>` (blocked signals, from /proc/self/status) |
 //! | `--listen-tcp PORT_OR_FILE` | listen on 127.0.0.1:PORT, or on a free port written to FILE; accept and close connections in the background; print `listening=<port>` |
 //! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
 //! | `--stdin-echo` | copy stdin lines to stdout until EOF |
@@ -125,16 +126,8 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
             "--print-ids" => say(&ids()),
             "--print-fds" => say(&open_fds()?),
-            "--print-sigign" => {
-                let status = std::fs::read_to_string("/proc/self/status")
-                    .map_err(|e| format!("/proc/self/status: {e}"))?;
-                let mask = status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("SigIgn:"))
-                    .map(str::trim)
-                    .unwrap_or("?");
-                say(&format!("sigign={mask}"));
-            }
+            "--print-sigign" => say(&format!("sigign={}", status_field("SigIgn")?)),
+            "--print-sigblk" => say(&format!("sigblk={}", status_field("SigBlk")?)),
             "--listen-tcp" => {
                 let port = listen(value(args, index, flag)?)?;
                 say(&format!("listening={port}"));
@@ -185,6 +178,19 @@ fn run(args: &[String]) -> Result<u8, String> {
         }
     }
     Ok(0)
+}
+
+/// A field of /proc/self/status, trimmed.
+fn status_field(name: &str) -> Result<String, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("/proc/self/status: {e}"))?;
+    let prefix = format!("{name}:");
+    Ok(status
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(str::trim)
+        .unwrap_or("?")
+        .to_owned())
 }
 
 /// Sleeps with nanosleep, resuming after signal interruptions.

@@ -83,3 +83,41 @@ fn pidfile_holds_the_daemon_pid() {
     wait_until(Duration::from_secs(10), "the pidfile", || sandbox.pidfile().exists());
     assert_eq!(sandbox.read_text("vigild.pid").trim(), daemon.pid().to_string());
 }
+
+/// SIGINT and SIGQUIT shut down like SIGTERM (reference s6.1), with status 0.
+#[test]
+fn sigint_and_sigquit_shut_down_cleanly() {
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        let sandbox = Sandbox::new();
+        sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
+        let mut daemon = sandbox.start();
+        let pid = daemon.running_pid("p");
+        daemon.signal(signal);
+        assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{signal}: {}", daemon.diagnostics());
+        assert!(!procfs::exists(pid), "{signal}: the program was stopped");
+    }
+}
+
+/// Twenty clients at once while programs restart: every answer is complete.
+#[test]
+fn concurrent_clients() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("churn", &["--sleep", "0.3", "--exit", "1"])
+            .set("startsecs", 0)
+            .set("autorestart", "true"),
+        Program::child("steady", &["--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("steady");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20).map(|_| scope.spawn(|| daemon.ctl(&["status"]))).collect();
+        for handle in handles {
+            let output = handle.join().unwrap();
+            assert!(output.code == 0 || output.code == 3, "{output:#?}");
+            let names: Vec<&str> =
+                output.lines().iter().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+            assert_eq!(names, ["churn", "steady"], "{output:#?}");
+        }
+    });
+}
