@@ -246,19 +246,17 @@ struct ControlDispatch {
 
 impl Dispatch for ControlDispatch {
     fn serve_http(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
-        // supervisord's HTTP/XML-RPC server is wired in separately. Until then
-        // the stock supervisorctl gets a clear error instead of a hang.
-        let _ = peer;
+        // supervisord's XML-RPC and /logtail, answered by the same ControlServer as
+        // tarpc (xmlrpc::adaptor translates), with the same credentials per socket.
+        let auth = match peer {
+            Peer::Unix => self.unix_auth.clone(),
+            Peer::Tcp(_) => self.inet_auth.clone(),
+        };
+        let server = self.server.clone();
         Box::pin(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut connection = connection;
-            let body = "vigild: the XML-RPC interface is not available yet\n";
-            let reply = format!(
-                "HTTP/1.0 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = connection.write_all(reply.as_bytes()).await;
-            let _ = connection.shutdown().await;
+            if let Err(error) = crate::xmlrpc::adaptor::serve_with(connection, server, auth).await {
+                tracing::debug!("{error} ({peer:?})");
+            }
         })
     }
 
