@@ -237,6 +237,7 @@ impl Control for ControlServer {
             }
             LogTarget::Process { name, channel } => {
                 let log = self.channel(&name, channel)?;
+                require_file(&log, &name)?;
                 tokio::task::spawn_blocking(move || read_channel(&log, offset, length))
                     .await
                     .map_err(|e| ControlError::Failed(e.to_string()))?
@@ -262,6 +263,10 @@ impl Control for ControlServer {
             }
             LogTarget::Process { name, channel } => {
                 let log = self.channel(&name, channel)?;
+                if log.path().is_none() {
+                    // supervisord's tailFile of a missing file.
+                    return Ok(LogTail { bytes: Blob::default(), offset: 0, overflow: false });
+                }
                 tokio::task::spawn_blocking(move || log.tail(offset, length))
                     .await
                     .map_err(|e| ControlError::Failed(e.to_string()))?
@@ -296,9 +301,7 @@ impl Control for ControlServer {
             }
             LogTarget::Process { name, channel } => {
                 let log = self.channel(&name, channel)?;
-                // A channel without storage (no file, no ring) has nothing to follow.
-                log.read(i64::try_from(log.total()).unwrap_or(i64::MAX), 0)
-                    .map_err(|e| channel_error(&name, e))?;
+                require_file(&log, &name)?;
                 let total = log.total();
                 let from = if offset < 0 {
                     total.saturating_sub(offset.unsigned_abs())
@@ -593,6 +596,16 @@ fn channel_error(name: &str, error: vigil_core::logs::LogError) -> ControlError 
             ControlError::BadArguments(error.to_string())
         }
         other => ControlError::Failed(other.to_string()),
+    }
+}
+
+/// supervisord serves process logs from their files only: a channel logged to
+/// no file (`NONE`, `syslog`, or stderr under `redirect_stderr`) is `NO_FILE`,
+/// whatever Vigil keeps in memory, so scripts see supervisorctl's answers.
+fn require_file(log: &ChannelLog, name: &str) -> Result<(), ControlError> {
+    match log.path() {
+        Some(_) => Ok(()),
+        None => Err(ControlError::NoFile(name.to_owned())),
     }
 }
 
