@@ -8,6 +8,7 @@
 //! `waitpid(-1)` reaper in this process would steal the exit statuses the
 //! harness waits for.
 
+mod control;
 mod ctl;
 mod daemon;
 mod edge;

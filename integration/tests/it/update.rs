@@ -248,3 +248,49 @@ fn update_applies_supervisor_settings_in_place() {
     daemon.ctl(&["stop", "stubborn"]).expect_code(0).expect_lines(&["stubborn: stopped"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+/// numprocs is applied per process: growing adds instances, shrinking removes
+/// the extra ones, the others keep their pids.
+#[test]
+fn update_numprocs_adds_and_removes_instances_only() {
+    let sandbox = Sandbox::new();
+    let many = |count: u32| {
+        Program::child("many", &["--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("numprocs", count)
+            .set("process_name", "%(program_name)s_%(process_num)d")
+            .set("stdout_logfile", "NONE")
+            .set("stderr_logfile", "NONE")
+    };
+    sandbox.write_config(&[many(2)]);
+    let daemon = sandbox.start();
+    let first = daemon.running_pid("many:many_0");
+    let second = daemon.running_pid("many:many_1");
+    sandbox.write_config(&[many(3)]);
+    daemon.ctl(&["update"]).expect_code(0);
+    daemon.running_pid("many:many_2");
+    assert_eq!(daemon.process_pid("many:many_0"), first);
+    assert_eq!(daemon.process_pid("many:many_1"), second);
+    sandbox.write_config(&[many(1)]);
+    daemon.ctl(&["update"]).expect_code(0);
+    wait_until(TIMEOUT, "many_1 and many_2 to be removed", || {
+        daemon.ctl(&["status", "many:many_1"]).code == 4
+            && daemon.ctl(&["status", "many:many_2"]).code == 4
+    });
+    assert!(!procfs::exists(second));
+    assert_eq!(daemon.process_pid("many:many_0"), first);
+}
+
+/// `reload` (like SIGHUP) applies a changed config from scratch.
+#[test]
+fn reload_applies_the_new_config() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("old")]);
+    let daemon = sandbox.start();
+    let old = daemon.running_pid("old");
+    sandbox.write_config(&[sleeper("fresh")]);
+    daemon.ctl(&["reload"]).expect_code(0).expect_lines(&["Restarted supervisord"]);
+    daemon.running_pid("fresh");
+    wait_until(TIMEOUT, "old to be gone", || daemon.ctl(&["status", "old"]).code == 4);
+    assert!(!procfs::exists(old));
+}
