@@ -196,3 +196,19 @@ fn signal_and_restart_a_whole_group() {
     ]);
     assert!(!procfs::exists(w1) && !procfs::exists(w2));
 }
+
+/// supervisord refuses a log path whose directory does not exist when it reads
+/// the config; Vigil must at least not start the program half-configured.
+#[test]
+fn log_in_a_missing_directory_is_reported() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.join("no-such-dir/out.log");
+    sandbox.write_config(&[
+        Program::child("p", &["--sleep", "3600"]).set("stdout_logfile", path.display())
+    ]);
+    let mut check = std::process::Command::new(vigild_bin());
+    check.current_dir(sandbox.path()).arg("--check").arg("-c").arg(sandbox.config_path());
+    let output = run(&mut check, TIMEOUT);
+    assert_eq!(output.code, 2, "{output:#?}");
+    assert!(format!("{}{}", output.stdout, output.stderr).contains("no-such-dir"), "{output:#?}");
+}

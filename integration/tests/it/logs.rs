@@ -227,3 +227,64 @@ fn two_hundred_megabytes_with_rotation_lose_nothing() {
     check_pattern(&current, offset).unwrap();
     assert_eq!(offset + current.len() as u64, total, "every byte kept, none repeated");
 }
+
+/// `maintail -f` follows the activity log across its own rotations: what it
+/// prints is one contiguous piece of the log, nothing lost or repeated.
+#[test]
+fn maintail_follow_survives_rotation() {
+    let sandbox = Sandbox::new();
+    sandbox.supervisord_key("logfile_maxbytes", "2000");
+    sandbox.supervisord_key("logfile_backups", "200");
+    sandbox.write_config(&[Program::child("churn", &["--sleep", "0.05", "--exit", "1"])
+        .set("startsecs", 0)
+        .set("autorestart", "true")
+        .set("stdout_logfile", "NONE")
+        .set("stderr_logfile", "NONE")]);
+    let daemon = sandbox.start();
+    let follower = daemon.follow(&["maintail", "-f"]);
+    follower.wait_output("the header", |out| out.starts_with("==> Press Ctrl-C to exit <==\n"));
+    let main_log = sandbox.main_log();
+    wait_until(TIMEOUT, "ten rotations of the activity log", || {
+        vigil_integration::backup_of(&main_log, 10).exists()
+    });
+    daemon.ctl(&["stop", "churn"]).expect_code(0);
+    let marker = "stopped: churn";
+    let output = follower.wait_output("the stop", |out| out.contains(marker));
+    drop(follower);
+    let body = output.strip_prefix("==> Press Ctrl-C to exit <==\n").unwrap();
+    assert!(!body.contains("File truncated"), "nothing skipped");
+    let mut full = Vec::new();
+    for index in (1..=200).rev() {
+        if let Ok(bytes) = std::fs::read(vigil_integration::backup_of(&main_log, index)) {
+            full.extend_from_slice(&bytes);
+        }
+    }
+    full.extend_from_slice(&std::fs::read(&main_log).unwrap());
+    let full = String::from_utf8_lossy(&full);
+    let end = body.find(marker).unwrap();
+    let piece = &body[..end];
+    assert!(piece.len() > 10 * 2000, "followed only {} bytes", piece.len());
+    assert!(full.contains(piece), "the followed text is not one contiguous piece of the log");
+}
+
+/// After `clear`, a follower goes on with the new output and repeats nothing.
+/// (supervisord's logtail would also print `==> File truncated <==`; Vigil's
+/// offsets only grow, and a clear skips no byte the follower had not read.)
+#[test]
+fn tail_follow_continues_after_clear() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child(
+        "talker",
+        &["--echo", "before", "--sleep", "3", "--echo", "after", "--sleep", "3600"],
+    )
+    .set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("talker");
+    wait_out_line(&sandbox, "talker", "before");
+    let follower = daemon.follow(&["tail", "-f", "talker"]);
+    follower.wait_output("the first line", |out| out.ends_with("before\n"));
+    daemon.ctl(&["clear", "talker"]).expect_code(0).expect_lines(&["talker: cleared"]);
+    let output = follower.wait_output("the line after the clear", |out| out.ends_with("after\n"));
+    assert_eq!(output.matches("before").count(), 1, "{output}");
+    assert_eq!(sandbox.read_text("logs/talker.out"), "after\n");
+}
