@@ -5,6 +5,8 @@
 //! The package comes from the virtualenv in `$VIGIL_SUPERVISOR_VENV` (set up by
 //! `.ci/run`), else `target/supervisor-venv`; without it these tests fail.
 
+#[path = "compat/auth.rs"]
+mod auth;
 #[path = "compat/harness.rs"]
 mod harness;
 #[path = "compat/supervisorctl.rs"]

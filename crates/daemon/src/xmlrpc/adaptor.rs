@@ -634,3 +634,6 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         call!(self, ClearMainLog {})
     }
 }
+
+#[cfg(test)]
+mod tests;
