@@ -576,7 +576,7 @@ fn record_descendants(root: i32, seen: &Mutex<BTreeMap<i32, Seen>>) {
 
 /// Makes this test process the reaper of orphans left by a daemon that died,
 /// so the harness can reap what it kills instead of leaving zombies to init.
-fn become_subreaper() {
+pub fn become_subreaper() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");

@@ -24,6 +24,7 @@
 //! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
 //! | `--stdin-echo` | copy stdin lines to stdout until EOF |
 //! | `--fork-inherit SECS` | fork a grandchild that keeps our stdout/stderr, sleeps SECS, prints `grandchild done` and exits; print `grandchild=<pid>` |
+//! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
@@ -156,6 +157,19 @@ fn run(args: &[String]) -> Result<u8, String> {
                         say(&format!("grandchild={child}"));
                     }
                 }
+                index += 1;
+            }
+            "--write-hex" => {
+                let hex = value(args, index, flag)?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("?"), 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| format!("--write-hex: bad hex {hex:?}"))?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("writing stdout: {e}"))?;
                 index += 1;
             }
             "--count" => {

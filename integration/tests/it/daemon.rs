@@ -121,3 +121,107 @@ fn concurrent_clients() {
         }
     });
 }
+
+/// AUTO logs of a previous run are deleted at start (those matching this
+/// daemon's identifier), unless `-k`/nocleanup; `-i` sets the identifier used
+/// in new AUTO names.
+#[test]
+fn auto_log_cleanup_nocleanup_and_identifier() {
+    let sandbox = Sandbox::new();
+    let stale = sandbox.join("logs/old-stdout---supervisor-abc123.log");
+    let stale_backup = sandbox.join("logs/old-stdout---supervisor-abc123.log.1");
+    let foreign = sandbox.join("logs/keep-me.log");
+    for path in [&stale, &stale_backup, &foreign] {
+        std::fs::write(path, "stale\n").unwrap();
+    }
+    sandbox.write_config(&[Program::child("auto", &["--echo", "hi", "--sleep", "3600"])
+        .set("startsecs", 0)
+        .set("stdout_logfile", "AUTO")]);
+    {
+        let _daemon = sandbox.start_with(&["-k"], &Default::default());
+        assert!(stale.exists() && stale_backup.exists(), "-k keeps old AUTO logs");
+    }
+    {
+        let daemon = sandbox.start_with(&["-i", "vigiltest"], &Default::default());
+        daemon.running_pid("auto");
+        assert!(stale.exists(), "another identifier's AUTO logs are not ours to delete");
+        let output = daemon.ctl(&["--json", "status", "auto"]);
+        let document: serde_json::Value = serde_json::from_str(output.stdout.trim()).unwrap();
+        let path = document["result"][0]["stdout_logfile"].as_str().unwrap().to_owned();
+        assert!(path.contains("/auto-stdout---vigiltest-"), "{path}");
+    }
+    let _daemon = sandbox.start();
+    assert!(!stale.exists() && !stale_backup.exists(), "old AUTO logs are deleted at start");
+    assert!(foreign.exists(), "other files are left alone");
+}
+
+/// Without -n and with nodaemon=false, vigild forks into the background: the
+/// command returns 0 once it is up, the pidfile names the daemon.
+#[test]
+fn daemonizes_without_nodaemon() {
+    vigil_integration::become_subreaper();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("bg", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let config = std::fs::read_to_string(sandbox.config_path())
+        .unwrap()
+        .replace("nodaemon=true", "nodaemon=false");
+    std::fs::write(sandbox.config_path(), config).unwrap();
+    let mut command = std::process::Command::new(vigil_integration::vigild_bin());
+    command.current_dir(sandbox.path()).arg("-c").arg(sandbox.config_path());
+    let output = vigil_integration::run(&mut command, TIMEOUT);
+    assert_eq!(output.code, 0, "{output:#?}");
+    let pid: i32 = sandbox.read_text("vigild.pid").trim().parse().expect("pidfile");
+    let stat = procfs::stat(pid).unwrap();
+    // Clean up even if an assertion below fails: kill what is left, and reap
+    // the daemon and the intermediate session leader of its double fork,
+    // re-parented to this test process (a subreaper).
+    struct Kill(i32, i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for pid in procfs::descendants(self.0).into_iter().chain([self.0]) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let us = std::process::id() as i32;
+            for pid in [self.0, self.1] {
+                if pid != us && procfs::stat(pid).is_some_and(|stat| stat.ppid == us) {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                }
+            }
+        }
+    }
+    let guard = Kill(pid, stat.session);
+    assert!(procfs::alive(pid));
+    let ours = procfs::stat(std::process::id() as i32).unwrap().session;
+    assert_ne!(stat.session, ours, "the daemon left our session");
+    sandbox.ctl(&["pid"]).expect_code(0).expect_lines(&[&pid.to_string()]);
+    let bg = wait_for_pid(&sandbox, "bg");
+    sandbox.ctl(&["shutdown"]).expect_code(0);
+    wait_until(TIMEOUT, "the daemon to exit", || !procfs::alive(pid));
+    assert!(!procfs::exists(bg));
+    drop(guard);
+}
+
+fn wait_for_pid(sandbox: &Sandbox, name: &str) -> i32 {
+    vigil_integration::wait_for(TIMEOUT, "a running pid", || {
+        let output = sandbox.ctl(&["pid", name]);
+        output.stdout.trim().parse::<i32>().ok().filter(|pid| output.code == 0 && *pid > 0)
+    })
+}
+
+/// The activity log on /dev/stdout with rotation off (supervisord's issue-1224).
+#[test]
+fn activity_log_on_dev_stdout() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let dir = sandbox.path().display().to_string();
+    let config = std::fs::read_to_string(sandbox.config_path()).unwrap().replace(
+        &format!("logfile={dir}/vigild.log\n"),
+        "logfile=/dev/stdout\nlogfile_maxbytes=0\n",
+    );
+    std::fs::write(sandbox.config_path(), config).unwrap();
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("p");
+    wait_until(TIMEOUT, "the spawn line on stdout", || {
+        sandbox.read_text("vigild.stdout").contains(&format!("spawned: 'p' with pid {pid}"))
+    });
+}

@@ -119,3 +119,27 @@ fn child_starts_with_clean_fds_and_signals() {
     let allowed = (1u64 << 12) | (1 << 31) | (1 << 32);
     assert_eq!(ignored & !allowed, 0, "child ignores {ignored:#x}; this test process: {ours}");
 }
+
+/// `%%` is a literal percent in `command=` and `environment=`, and
+/// `%(ENV_X)s` expands from the daemon's environment (supervisord's
+/// issue-291a, issue-986, issue-550 fixtures).
+#[test]
+fn percent_escapes_and_env_expansion() {
+    let sandbox = Sandbox::new();
+    let child = vigil_integration::child_bin().display().to_string();
+    sandbox.write_config(&[
+        // Program::child escapes `%` itself: `100%` reaches the config as `100%%`.
+        Program::child("pct", &["--echo", "100%", "--print-env", "RATIO", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("environment", "RATIO=\"50%%\""),
+        Program::raw("expanded", &format!("{child} --echo %(ENV_VIGIL_IT_WORD)s --sleep 3600"))
+            .set("startsecs", 0),
+    ]);
+    let env = BTreeMap::from([("VIGIL_IT_WORD".to_owned(), "from-the-daemon-env".to_owned())]);
+    let daemon = sandbox.start_with(&[], &env);
+    daemon.running_pid("pct");
+    daemon.running_pid("expanded");
+    wait_out_line(&sandbox, "pct", "RATIO=");
+    assert_eq!(out_lines(&sandbox, "pct"), ["100%", "RATIO=50%"]);
+    wait_out_line(&sandbox, "expanded", "from-the-daemon-env");
+}

@@ -288,3 +288,28 @@ fn tail_follow_continues_after_clear() {
     assert_eq!(output.matches("before").count(), 1, "{output}");
     assert_eq!(sandbox.read_text("logs/talker.out"), "after\n");
 }
+
+/// Output is bytes, not text: invalid UTF-8 is logged as it came (supervisord's
+/// issue-565/638/1231 fixtures) and `tail` still works.
+#[test]
+fn invalid_utf8_output_is_kept_as_is() {
+    let raw = "ff00fe41c3286162e282a80a";
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child(
+        "binary",
+        &["--write-hex", raw, "--echo", "done", "--sleep", "3600"],
+    )
+    .set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("binary");
+    wait_out_line(&sandbox, "binary", "done");
+    let mut expected: Vec<u8> = (0..raw.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&raw[at..at + 2], 16).unwrap())
+        .collect();
+    expected.extend_from_slice(b"done\n");
+    assert_eq!(sandbox.read("logs/binary.out"), expected);
+    let tail = daemon.ctl(&["tail", "binary"]);
+    tail.expect_code(0);
+    assert!(tail.stdout.ends_with("done\n\n"), "{tail:#?}");
+}
