@@ -18,6 +18,7 @@ mod logs;
 mod reaping;
 mod seed;
 mod stop;
+mod stress;
 mod update;
 mod workspace;
 
