@@ -294,3 +294,58 @@ fn reload_applies_the_new_config() {
     wait_until(TIMEOUT, "old to be gone", || daemon.ctl(&["status", "old"]).code == 4);
     assert!(!procfs::exists(old));
 }
+
+/// `update NAME...` touches only the named groups; the rest waits for the next
+/// update.
+#[test]
+fn update_with_names_touches_only_those_groups() {
+    let sandbox = Sandbox::new();
+    let edited =
+        |name: &str| Program::child(name, &["--echo", "v2", "--sleep", "3600"]).set("startsecs", 0);
+    sandbox.write_config(&[sleeper("a"), sleeper("b"), sleeper("c")]);
+    let daemon = sandbox.start();
+    let (a, b, c) = (daemon.running_pid("a"), daemon.running_pid("b"), daemon.running_pid("c"));
+    sandbox.write_config(&[edited("a"), edited("b"), edited("c")]);
+    daemon.ctl(&["update", "a", "c"]).expect_code(0).expect_lines(&[
+        "a: stopped",
+        "a: updated process group",
+        "c: stopped",
+        "c: updated process group",
+    ]);
+    assert_ne!(daemon.running_pid("a"), a);
+    assert_ne!(daemon.running_pid("c"), c);
+    assert_eq!(daemon.process_pid("b"), b, "b was not named");
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["b: changed"]);
+    daemon
+        .ctl(&["update", "all"])
+        .expect_code(0)
+        .expect_lines(&["b: stopped", "b: updated process group"]);
+    assert_ne!(daemon.running_pid("b"), b);
+}
+
+/// `remove` then `add` brings a group back; `avail` shows priorities and
+/// autostart as supervisorctl does.
+#[test]
+fn remove_then_add_and_avail_columns() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        sleeper("svc").set("priority", 50),
+        Program::child("manual", &["--sleep", "3600"]).set("autostart", "false").set("priority", 7),
+    ]);
+    let daemon = sandbox.start();
+    let before = daemon.running_pid("svc");
+    daemon.ctl(&["avail"]).expect_code(0).expect_lines(&[
+        &format!("{:<32} {:<9} {:<9} 7:7", "manual", "in use", "manual"),
+        &format!("{:<32} {:<9} {:<9} 50:50", "svc", "in use", "auto"),
+    ]);
+    daemon.ctl(&["stop", "svc"]).expect_code(0);
+    daemon.ctl(&["remove", "svc"]).expect_code(0).expect_lines(&["svc: removed process group"]);
+    daemon.ctl(&["avail"]).expect_code(0).expect_lines(&[
+        &format!("{:<32} {:<9} {:<9} 7:7", "manual", "in use", "manual"),
+        &format!("{:<32} {:<9} {:<9} 50:50", "svc", "avail", "auto"),
+    ]);
+    daemon.ctl(&["add", "svc"]).expect_code(0).expect_lines(&["svc: added process group"]);
+    let after = daemon.running_pid("svc");
+    assert_ne!(after, before);
+    assert!(!procfs::exists(before));
+}
