@@ -265,3 +265,21 @@ fn unknown_user_is_a_config_error() {
         "{output:#?}"
     );
 }
+
+/// A `directory=` that does not exist fails the spawn: BACKOFF, then FATAL,
+/// with the reason in the status.
+#[test]
+fn missing_directory_fails_the_spawn() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.join("no-such-directory");
+    sandbox.write_config(&[Program::child("lost", &["--sleep", "3600"])
+        .set("directory", missing.display())
+        .set("startretries", 1)]);
+    let daemon = sandbox.start();
+    let description = daemon.wait_state("lost", "FATAL");
+    assert!(
+        description.contains("chdir") || description.contains("Exited too quickly"),
+        "{description}"
+    );
+    assert!(daemon.seen_descendants().iter().all(|pid| !procfs::alive(*pid)));
+}

@@ -313,3 +313,35 @@ fn invalid_utf8_output_is_kept_as_is() {
     tail.expect_code(0);
     assert!(tail.stdout.ends_with("done\n\n"), "{tail:#?}");
 }
+
+/// A log that cannot be written (/dev/full: every write fails with ENOSPC)
+/// neither blocks its program nor anything else; the failure is logged.
+#[test]
+fn unwritable_log_blocks_nothing() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child(
+            "doomed",
+            &["--write-bytes", "10000000", "--write-stderr", "finished", "--sleep", "3600"],
+        )
+        .set("startsecs", 0)
+        .set("stdout_logfile", "/dev/full")
+        .set("stdout_logfile_maxbytes", 0),
+        Program::child("healthy", &["--echo", "fine", "--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("doomed");
+    daemon.running_pid("healthy");
+    wait_out_line(&sandbox, "healthy", "fine");
+    // The pipe is drained even though nothing can be stored.
+    wait_until(TIMEOUT, "doomed to get past its 10 MB", || {
+        sandbox.read_text("logs/doomed.err").contains("finished")
+    });
+    assert_eq!(daemon.state("doomed"), "RUNNING");
+    daemon.ctl(&["status"]).expect_code(0);
+    let log = daemon.main_log();
+    assert!(
+        log.contains("/dev/full") || log.to_lowercase().contains("no space"),
+        "the write error is logged:\n{log}"
+    );
+}
