@@ -175,7 +175,9 @@ fn multi_name_stop_is_concurrent() {
 fn signal_command() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&[
-        Program::child("s", &["--ignore-term", "--sleep", "3600"]).set("startsecs", 0),
+        Program::child("s", &["--ignore-term", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopwaitsecs", 1),
         Program::child("idle", &["--sleep", "3600"]).set("autostart", "false"),
     ]);
     let daemon = sandbox.start();
@@ -459,4 +461,34 @@ fn json_reports_errors_with_their_exit_code() {
     let output = daemon.ctl(&["--json", "stop", "a"]);
     output.expect_code(0);
     assert_eq!(json(&output)["messages"][0], "a: stopped");
+}
+
+/// Smaller command details: `restart` of a stopped process, numeric signals,
+/// uptime growing in the status column.
+#[test]
+fn restart_stopped_numeric_signal_and_uptime() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("s", &["--ignore-term", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopwaitsecs", 1),
+        Program::child("idle", &["--sleep", "3600"]).set("startsecs", 0).set("autostart", "false"),
+    ]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("s");
+    wait_out_line(&sandbox, "s", "ignoring TERM");
+    daemon
+        .ctl(&["restart", "idle"])
+        .expect_code(0)
+        .expect_lines(&["idle: ERROR (not running)", "idle: started"]);
+    daemon.ctl(&["signal", "15", "s"]).expect_code(0).expect_lines(&["s: signalled"]);
+    assert!(procfs::alive(pid));
+    wait_until(TIMEOUT, "an uptime of at least 2 s", || {
+        daemon.status_of("s").is_some_and(|(_, description)| {
+            description
+                .strip_prefix(&format!("pid {pid}, uptime 0:00:"))
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|s| s >= 2)
+        })
+    });
 }
