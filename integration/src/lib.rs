@@ -283,7 +283,12 @@ fn drain(mut source: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Polls a child for its exit until `deadline`; `None` if still running.
+/// Polls a child for its exit until `timeout` has passed; `None` if still running.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    wait_child(child, timeout)
+}
+
+/// Polls a child for its exit until `timeout` has passed; `None` if still running.
 #[expect(
     clippy::disallowed_methods,
     reason = "this process runs no reaper: the harness is the only waiter on the pids it started"

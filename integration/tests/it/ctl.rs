@@ -492,3 +492,36 @@ fn restart_stopped_numeric_signal_and_uptime() {
         })
     });
 }
+
+/// `vigilctl tail -f x | head -1`: once the reader goes away, the follower
+/// must exit instead of following forever (supervisord's issue-1298 fixture).
+#[test]
+fn tail_follow_exits_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("ticker", &["--count", "100000", "0.1"])
+        .set("startsecs", 0)
+        .set("stdout_logfile_maxbytes", 0)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("ticker");
+    wait_out_line(&sandbox, "ticker", "line 000001");
+    let mut child = std::process::Command::new(vigil_integration::vigilctl_bin())
+        .current_dir(sandbox.path())
+        .args(["-c", &sandbox.config_path().display().to_string(), "tail", "-f", "ticker"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, "==> Press Ctrl-C to exit <==\n");
+    drop(reader);
+    let status = vigil_integration::wait_timeout(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = vigil_integration::wait_timeout(&mut child, TIMEOUT);
+    }
+    assert!(status.is_some(), "vigilctl kept following with nobody reading");
+}
