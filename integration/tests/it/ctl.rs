@@ -525,3 +525,25 @@ fn tail_follow_exits_when_its_reader_goes_away() {
     }
     assert!(status.is_some(), "vigilctl kept following with nobody reading");
 }
+
+/// Without a command, vigilctl is supervisorctl's shell: it shows the status,
+/// runs each line read, and exits 0 at EOF whatever the commands returned.
+#[test]
+fn shell_reads_commands_from_stdin() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        sleeper("a"),
+        Program::child("idle", &["--sleep", "3600"]).set("autostart", "false"),
+    ]);
+    let daemon = sandbox.start();
+    let a = daemon.running_pid("a");
+    let output = daemon.ctl_input(&[], b"pid a\nstop nosuch\nstart idle\n");
+    output.expect_code(0);
+    let text = &output.stdout;
+    let status_line = text.find("a                                RUNNING").expect("status first");
+    let pid_line = text.find(&format!("{a}\n")).expect("pid a");
+    assert!(status_line < pid_line, "{text}");
+    assert!(text.contains("nosuch: ERROR (no such process)"), "{text}");
+    assert!(text.contains("idle: started"), "{text}");
+    assert!(procfs::alive(daemon.process_pid("idle")));
+}
