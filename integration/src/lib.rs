@@ -19,7 +19,10 @@
 //!
 //! It does not link vigil-core: this process runs no `waitpid(-1)` reaper, so
 //! the harness is the only waiter on the processes it starts (by pid), which is
-//! why the reaper tests live in their own test binaries.
+//! why the reaper tests live in their own test binaries. Once a daemon has been
+//! started, the test process is a child subreaper: what a dead daemon leaves
+//! behind is re-parented here, so the harness can reap what it kills instead of
+//! leaving zombies to an init that may not reap them.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -219,15 +222,6 @@ pub mod procfs {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " ").trim_end().to_owned())
             .unwrap_or_default()
-    }
-
-    /// A variable of the process's environment.
-    pub fn environ(pid: i32, name: &str) -> Option<String> {
-        let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        bytes.split(|b| *b == 0).find_map(|entry| {
-            let entry = String::from_utf8_lossy(entry);
-            entry.strip_prefix(name)?.strip_prefix('=').map(str::to_owned)
-        })
     }
 
     /// The process's working directory.
@@ -606,8 +600,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `vigild -n -c config ARGS...` in `dir` (its stdout and stderr go to
-    /// `dir/vigild.stdout|stderr`, and the activity log is expected at
-    /// `dir/vigild.log` for diagnostics) and waits until it answers.
+    /// `dir/vigild.stdout|stderr`, and [`Daemon::main_log`] looks for the
+    /// activity log there) and waits until it answers.
     pub fn start(
         dir: &Path,
         config: &Path,
@@ -809,9 +803,13 @@ impl Daemon {
         self.tolerated.push(pid);
     }
 
-    /// The activity log (`vigild.log`) text.
+    /// The activity log text: `<dir>/vigild.log` (the [`Sandbox`] layout), else
+    /// `<dir>/logs/vigild.log` (the seed example's).
     pub fn main_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("vigild.log")).unwrap_or_default()
+        ["vigild.log", "logs/vigild.log"]
+            .iter()
+            .find_map(|rel| std::fs::read_to_string(self.dir.join(rel)).ok())
+            .unwrap_or_default()
     }
 
     /// vigild's own stdout and stderr, and the end of its activity log.
