@@ -243,7 +243,7 @@ fn tail_and_tail_follow() {
         Program::child("big", &["--write-bytes", "4000", "--sleep", "3600"]).set("startsecs", 0),
         Program::child(
             "later",
-            &["--echo", "first", "--sleep", "3", "--echo", "second", "--sleep", "3600"],
+            &["--echo", "first", "--sleep", "5", "--echo", "second", "--sleep", "3600"],
         )
         .set("startsecs", 0),
     ]);

@@ -225,3 +225,22 @@ fn activity_log_on_dev_stdout() {
         sandbox.read_text("vigild.stdout").contains(&format!("spawned: 'p' with pid {pid}"))
     });
 }
+
+/// While the shutdown waits for a slow process, the activity log says so every
+/// few seconds, as supervisord's `waiting for NAME to die`.
+#[test]
+fn shutdown_reports_what_it_waits_for() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("slowpoke", &["--ignore-term", "--sleep", "3600"])
+        .set("startsecs", 0)
+        .set("stopwaitsecs", 5)]);
+    let mut daemon = sandbox.start();
+    let pid = daemon.running_pid("slowpoke");
+    wait_out_line(&sandbox, "slowpoke", "ignoring TERM");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+    assert!(!procfs::exists(pid));
+    let log = daemon.main_log();
+    assert!(log.contains("waiting for slowpoke to die"), "{log}");
+    assert!(log.contains(&format!("killing 'slowpoke' ({pid}) with SIGKILL")), "{log}");
+}

@@ -178,7 +178,12 @@ fn missing_command_is_a_spawn_error() {
         .ctl(&["start", "noexec"])
         .expect_code(1)
         .expect_lines(&["noexec: ERROR (file is not executable)"]);
-    assert!(daemon.main_log().contains("gave up: missing entered FATAL state"));
+    let log = daemon.main_log();
+    assert!(log.contains("gave up: missing entered FATAL state"), "{log}");
+    assert!(
+        log.contains(&format!("spawnerr: can't find command '{}'", missing.display())),
+        "{log}"
+    );
     // Nothing was ever forked.
     assert!(daemon.seen_descendants().is_empty(), "{:?}", daemon.seen_descendants());
 }

@@ -275,7 +275,7 @@ fn tail_follow_continues_after_clear() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&[Program::child(
         "talker",
-        &["--echo", "before", "--sleep", "3", "--echo", "after", "--sleep", "3600"],
+        &["--echo", "before", "--sleep", "5", "--echo", "after", "--sleep", "3600"],
     )
     .set("startsecs", 0)]);
     let daemon = sandbox.start();
