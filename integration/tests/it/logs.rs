@@ -106,7 +106,7 @@ fn tail_follow_survives_rotation() {
             "--echo",
             "begin",
             "--sleep",
-            "3",
+            "5",
             "--count",
             &lines.to_string(),
             "0.002",
