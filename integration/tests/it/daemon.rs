@@ -244,3 +244,27 @@ fn shutdown_reports_what_it_waits_for() {
     assert!(log.contains("waiting for slowpoke to die"), "{log}");
     assert!(log.contains(&format!("killing 'slowpoke' ({pid}) with SIGKILL")), "{log}");
 }
+
+/// `-c` relative to the working directory, and `%(here)s` expanding to the
+/// config file's directory, for both vigild and vigilctl.
+#[test]
+fn relative_config_path_and_here() {
+    let sandbox = Sandbox::new();
+    let child = vigil_integration::child_bin().display().to_string();
+    let text = sandbox.header().replace(&sandbox.path().display().to_string(), "%(here)s")
+        + &format!(
+            "[program:here]\ncommand={child} --echo %(here)s --sleep 3600\nstartsecs=0\n\
+             stdout_logfile=%(here)s/logs/here.out\n"
+        );
+    std::fs::write(sandbox.config_path(), text).unwrap();
+    let daemon = vigil_integration::Daemon::start(
+        sandbox.path(),
+        std::path::Path::new("supervisord.conf"),
+        &[],
+        &Default::default(),
+    );
+    daemon.running_pid("here");
+    let here = crate::wait_out_line(&sandbox, "here", "/");
+    assert_eq!(format!("/{here}"), sandbox.path().display().to_string());
+    assert!(sandbox.socket().exists());
+}

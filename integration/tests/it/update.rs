@@ -349,3 +349,26 @@ fn remove_then_add_and_avail_columns() {
     assert_ne!(after, before);
     assert!(!procfs::exists(before));
 }
+
+/// Adding a member to a `[group:x]` starts it and leaves the others running.
+#[test]
+fn update_adds_a_member_to_a_group() {
+    let sandbox = Sandbox::new();
+    let programs = sandbox.programs_text(&[sleeper("m1"), sleeper("m2"), sleeper("m3")]);
+    sandbox.write_config_text(&format!("{programs}[group:g]\nprograms=m1,m2\n"));
+    let daemon = sandbox.start();
+    let m1 = daemon.running_pid("g:m1");
+    let m2 = daemon.running_pid("g:m2");
+    let m3 = daemon.running_pid("m3");
+    sandbox.write_config_text(&format!("{programs}[group:g]\nprograms=m1,m2,m3\n"));
+    let reread = daemon.ctl(&["reread"]);
+    reread.expect_code(0);
+    assert!(reread.lines().contains(&"g: changed"), "{reread:#?}");
+    daemon.ctl(&["update"]).expect_code(0);
+    daemon.running_pid("g:m3");
+    assert_eq!(daemon.process_pid("g:m1"), m1);
+    assert_eq!(daemon.process_pid("g:m2"), m2);
+    // m3 moved from its own group into g: the old instance is gone.
+    daemon.ctl(&["status", "m3"]).expect_code(4);
+    assert!(!procfs::exists(m3));
+}
