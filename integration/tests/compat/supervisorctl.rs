@@ -95,11 +95,15 @@ enum Step {
     /// `tail -f name` in the background: the recent output first, then what a restart of
     /// the process writes; killed by pid like Ctrl-C.
     TailFollow(&'static str),
+    /// `maintail -f` in the background: the header and the recent activity log, then the
+    /// `spawned:` line of a restart. The rest of the messages are the daemon's own, so only
+    /// that it streams is compared.
+    MainTailFollow,
     /// Wait for the daemon process to exit (after `shutdown`).
     WaitExit,
 }
 
-use Step::{CodeOnly, Ctl, EditConfig, Settle, TailFollow, Unordered, WaitExit};
+use Step::{CodeOnly, Ctl, EditConfig, MainTailFollow, Settle, TailFollow, Unordered, WaitExit};
 
 const SCRIPT: &[Step] = &[
     Settle(&[("sleeper", "RUNNING"), ("grp:web_0", "RUNNING"), ("grp:web_1", "RUNNING")]),
@@ -157,6 +161,7 @@ const SCRIPT: &[Step] = &[
     Ctl(&["tail", "sleeper", "bogus"]),
     TailFollow("sleeper"),
     CodeOnly(&["maintail"]),
+    MainTailFollow,
     CodeOnly(&["maintail", "-200"]),
     Ctl(&["clear", "sleeper"]),
     Ctl(&["tail", "sleeper"]),
@@ -244,6 +249,27 @@ fn run_script(kind: Kind) -> Vec<Entry> {
                 transcript.push(Entry {
                     step: format!("tail -f {name}"),
                     output: format!("{before}<restart>\n{}", &after[before.len()..]),
+                    code: 0,
+                });
+            }
+            MainTailFollow => {
+                const HEADER: &str = "==> Press Ctrl-C to exit <==\n";
+                let mut follower = daemon.ctl_background(&["maintail", "-f"]);
+                let before = follower.wait_for("the recent activity log", |text| {
+                    text.len() > HEADER.len() && text.ends_with('\n')
+                });
+                assert!(before.starts_with(HEADER), "{kind:?}: maintail -f printed {before:?}");
+                let outcome = daemon.ctl(&["restart", "sleeper"]);
+                assert_eq!(outcome.code, 0, "{kind:?}: restart during maintail -f: {outcome:?}");
+                // Both daemons log supervisord's `spawned: 'sleeper' with pid N`.
+                let spawned = "spawned: 'sleeper'";
+                let seen = before.matches(spawned).count();
+                follower.wait_for("the restart in the activity log", |text| {
+                    text.matches(spawned).count() > seen
+                });
+                transcript.push(Entry {
+                    step: "maintail -f".to_owned(),
+                    output: "<header, recent log, then the restart streamed>\n".to_owned(),
                     code: 0,
                 });
             }
