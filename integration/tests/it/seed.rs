@@ -114,6 +114,12 @@ fn seed_tutorial_walkthrough() {
             && out.contains("app1 listening on 127.0.0.1:18081\n")
     });
     follower.stop();
+    // And it really follows: a new request shows up in the stderr follower.
+    let follower = daemon.follow(&["tail", "-f", "app1", "stderr"]);
+    follower.wait_output("the backlog", |out| out.contains("GET /app1/hello"));
+    assert!(http_get(18080, "/app1/followed").is_some_and(|r| r.contains(" 200 ")));
+    follower.wait_output("the new request", |out| out.contains("\"GET /app1/followed HTTP/1."));
+    follower.stop();
 
     // 6. Restarting app2 leaves the others alone.
     ctl(&["restart", "app2"]).expect_code(0).expect_lines(&["app2: stopped", "app2: started"]);
