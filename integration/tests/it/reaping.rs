@@ -50,3 +50,25 @@ fn many_short_lived_orphans_leave_no_zombie() {
         daemon.children().into_iter().filter(|pid| procfs::zombie(*pid)).collect();
     assert!(zombies.is_empty(), "zombies under vigild: {zombies:?}");
 }
+
+/// An orphan still running when vigild is told to stop. supervisord would leave
+/// it (it only signals its direct children), but issue 3's acceptance is "a
+/// daemon killed with SIGTERM leaves no child, grandchild or zombie behind":
+/// vigild, the orphan's parent by adoption, has to end it before exiting.
+#[test]
+fn sigterm_with_a_live_orphan() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("parent", &["--orphan", "3600"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let mut daemon = sandbox.start();
+    let orphan: i32 = wait_out_line(&sandbox, "parent", "orphan=").parse().unwrap();
+    daemon.wait_state("parent", "EXITED");
+    wait_until(TIMEOUT, "the orphan to be adopted by vigild", || {
+        procfs::stat(orphan).is_some_and(|stat| stat.ppid == daemon.pid())
+    });
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+    let remaining = daemon.remaining_descendants();
+    assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
