@@ -547,3 +547,36 @@ fn shell_reads_commands_from_stdin() {
     assert!(text.contains("idle: started"), "{text}");
     assert!(procfs::alive(daemon.process_pid("idle")));
 }
+
+/// A follower of a process that goes away (stopped and removed) ends instead
+/// of long-polling forever.
+#[test]
+fn tail_follow_ends_when_the_process_is_removed() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("doomed", &["--echo", "hello", "--sleep", "3600"]).set("startsecs", 0)
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("doomed");
+    wait_out_line(&sandbox, "doomed", "hello");
+    let mut child = std::process::Command::new(vigil_integration::vigilctl_bin())
+        .current_dir(sandbox.path())
+        .args(["-c", &sandbox.config_path().display().to_string(), "tail", "-f", "doomed"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    sandbox.write_config(&[]);
+    daemon
+        .ctl(&["update"])
+        .expect_code(0)
+        .expect_lines(&["doomed: stopped", "doomed: removed process group"]);
+    let status = vigil_integration::wait_timeout(&mut child, Duration::from_secs(40));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = vigil_integration::wait_timeout(&mut child, TIMEOUT);
+    }
+    let status = status.expect("the follower ended after its process was removed");
+    assert_eq!(status.code(), Some(1), "an error, like supervisorctl's 404");
+}
