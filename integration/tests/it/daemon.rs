@@ -268,3 +268,33 @@ fn relative_config_path_and_here() {
     assert_eq!(format!("/{here}"), sandbox.path().display().to_string());
     assert!(sandbox.socket().exists());
 }
+
+/// Event-driven: an idle daemon (programs running, nobody asking) makes no
+/// periodic wake-ups, unlike supervisord's one-second loop.
+#[test]
+fn idle_daemon_does_not_wake_up() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("idle", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    daemon.running_pid("idle");
+    let switches = || -> u64 {
+        std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+            .unwrap()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|line| line.contains("ctxt_switches"))
+                    .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    };
+    // Let the start-up settle, then watch a quiet period.
+    vigil_integration::holds_for(Duration::from_secs(1), "settling", || true);
+    let before = switches();
+    vigil_integration::holds_for(Duration::from_secs(4), "an idle period", || true);
+    let woken = switches() - before;
+    assert!(woken <= 8, "vigild woke up {woken} times in 4 idle seconds");
+}
