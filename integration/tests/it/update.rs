@@ -372,3 +372,38 @@ fn update_adds_a_member_to_a_group() {
     daemon.ctl(&["status", "m3"]).expect_code(4);
     assert!(!procfs::exists(m3));
 }
+
+/// `reread`/`update` look at process groups only: a changed `[supervisord]`
+/// section waits for a reload (reference s3.5).
+#[test]
+fn supervisord_section_changes_are_not_updates() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a")]);
+    let daemon = sandbox.start();
+    let a = daemon.running_pid("a");
+    sandbox.supervisord_key("identifier", "changed-identifier");
+    sandbox.write_config(&[sleeper("a")]);
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["No config updates to processes"]);
+    daemon.ctl(&["update"]).expect_code(0).expect_lines(&[]);
+    assert_eq!(daemon.process_pid("a"), a);
+}
+
+/// Except `[supervisord] environment=`: it is merged into every program's
+/// environment before comparing, so editing it changes every group
+/// (reference s3.5), and `update` restarts them with the new environment.
+#[test]
+fn global_environment_change_changes_every_group() {
+    let sandbox = Sandbox::new();
+    let printer = Program::child("printer", &["--print-env", "GLOBAL", "--sleep", "3600"])
+        .set("startsecs", 0);
+    sandbox.write_config(std::slice::from_ref(&printer));
+    let daemon = sandbox.start();
+    let before = daemon.running_pid("printer");
+    crate::wait_out_line(&sandbox, "printer", "GLOBAL is unset");
+    sandbox.supervisord_key("environment", "GLOBAL=1");
+    sandbox.write_config(&[printer]);
+    daemon.ctl(&["reread"]).expect_code(0).expect_lines(&["printer: changed"]);
+    daemon.ctl(&["update"]).expect_code(0);
+    assert_ne!(daemon.running_pid("printer"), before);
+    crate::wait_out_line(&sandbox, "printer", "GLOBAL=1");
+}
