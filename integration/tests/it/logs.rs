@@ -345,3 +345,31 @@ fn unwritable_log_blocks_nothing() {
         "the write error is logged:\n{log}"
     );
 }
+
+/// A restart appends to the log; an updated log path sends new output to the
+/// new file and leaves the old one as it was.
+#[test]
+fn restart_appends_and_a_new_log_path_takes_over() {
+    let sandbox = Sandbox::new();
+    let program =
+        Program::child("writer", &["--echo", "run", "--sleep", "3600"]).set("startsecs", 0);
+    sandbox.write_config(std::slice::from_ref(&program));
+    let daemon = sandbox.start();
+    daemon.running_pid("writer");
+    wait_out_line(&sandbox, "writer", "run");
+    daemon.ctl(&["restart", "writer"]).expect_code(0);
+    wait_until(TIMEOUT, "two runs in the log", || {
+        sandbox.read_text("logs/writer.out") == "run\nrun\n"
+    });
+    let moved = sandbox.join("logs/writer-moved.out");
+    sandbox.write_config(&[program.set("stdout_logfile", moved.display())]);
+    daemon
+        .ctl(&["update"])
+        .expect_code(0)
+        .expect_lines(&["writer: stopped", "writer: updated process group"]);
+    daemon.running_pid("writer");
+    wait_until(TIMEOUT, "the new log", || {
+        std::fs::read_to_string(&moved).is_ok_and(|t| t == "run\n")
+    });
+    assert_eq!(sandbox.read_text("logs/writer.out"), "run\nrun\n");
+}
