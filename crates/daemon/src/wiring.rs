@@ -210,8 +210,65 @@ impl Tree for CoreTree {
         self.handle.shutdown().await;
         if self.pid1 {
             kill_leftovers().await;
+        } else {
+            kill_adopted_orphans().await;
         }
     }
+}
+
+/// As a child subreaper, vigild adopts the orphans of its programs (a
+/// daemonizing grandchild, a leftover helper). Once the tree has stopped, every
+/// child still left is such an orphan: nothing may outlive the daemon, so each
+/// gets SIGTERM, then SIGKILL after [`PID1_GRACE`]. Only our own children are
+/// signalled, by pid, re-read from /proc on every pass; they cannot be reused
+/// pids while they are still our children (the reaper only reaps them after
+/// they exit, and a reaped pid no longer shows up in the list).
+async fn kill_adopted_orphans() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let term_deadline = tokio::time::Instant::now() + PID1_GRACE;
+    // A process stuck in uninterruptible sleep ignores even SIGKILL: give up
+    // after a second grace period rather than hang the shutdown.
+    let give_up = term_deadline + PID1_GRACE;
+    let mut terminated = std::collections::HashSet::new();
+    loop {
+        let orphans = own_children();
+        if orphans.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= give_up {
+            tracing::error!("adopted orphans survived SIGKILL: {orphans:?}");
+            return;
+        }
+        for pid in orphans {
+            // Zombies are still listed until the reaper collects them;
+            // signalling one is harmless.
+            if now >= term_deadline {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            } else if terminated.insert(pid) {
+                tracing::warn!("sending SIGTERM to adopted orphan {pid}");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        tokio::time::sleep(PID1_POLL).await;
+    }
+}
+
+/// The daemon's direct children, from /proc (every thread's list: a child
+/// belongs to the thread that forked it, and adopted orphans to the main one).
+fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut pids: Vec<i32> = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// As PID 1, nothing may outlive us: every process still in the namespace
