@@ -212,3 +212,27 @@ fn log_in_a_missing_directory_is_reported() {
     assert_eq!(output.code, 2, "{output:#?}");
     assert!(format!("{}{}", output.stdout, output.stderr).contains("no-such-dir"), "{output:#?}");
 }
+
+/// Usage errors: a config file that does not exist, for both binaries; JSON
+/// stays JSON when the daemon is down.
+#[test]
+fn missing_config_files_and_json_without_a_daemon() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.join("nope.conf");
+    let mut command = std::process::Command::new(vigild_bin());
+    command.current_dir(sandbox.path()).arg("-n").arg("-c").arg(&missing);
+    let output = run(&mut command, TIMEOUT);
+    assert_eq!(output.code, 2, "{output:#?}");
+    assert!(output.stderr.contains("nope.conf"), "{output:#?}");
+    let output = vigil_integration::ctl_at(sandbox.path(), &missing, &["status"]);
+    assert_eq!(output.code, 2, "{output:#?}");
+    assert!(output.stderr.contains("nope.conf"), "{output:#?}");
+
+    sandbox.write_config(&[]);
+    let output = sandbox.ctl(&["--json", "status"]);
+    output.expect_code(4);
+    let document: serde_json::Value = serde_json::from_str(output.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {output:#?}"));
+    assert_eq!(document["exit_code"], 4);
+    assert_eq!(document["command"], "status");
+}
