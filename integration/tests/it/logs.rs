@@ -373,3 +373,37 @@ fn restart_appends_and_a_new_log_path_takes_over() {
     });
     assert_eq!(sandbox.read_text("logs/writer.out"), "run\nrun\n");
 }
+
+/// Eight programs writing 4 MB each at once: every log is exact, nothing
+/// crosses over; a last line without a newline is kept too.
+#[test]
+fn parallel_writers_each_get_their_exact_output() {
+    let total = 4 * MIB;
+    let sandbox = Sandbox::new();
+    let mut programs: Vec<Program> = (0..8)
+        .map(|n| {
+            Program::child(&format!("w{n}"), &["--write-bytes", &total.to_string()])
+                .set("startsecs", 0)
+                .set("autorestart", "false")
+                .set("stdout_logfile_maxbytes", 0)
+        })
+        .collect();
+    programs.push(
+        Program::child("partial", &["--write-hex", "616263"])
+            .set("startsecs", 0)
+            .set("autorestart", "false"),
+    );
+    sandbox.write_config(&programs);
+    let daemon = sandbox.start();
+    for n in 0..8 {
+        let path = sandbox.stdout_log(&format!("w{n}"));
+        wait_until(TIMEOUT, &format!("w{n}'s output"), || {
+            std::fs::metadata(&path).is_ok_and(|m| m.len() >= total)
+        });
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, total, "w{n}");
+        check_pattern(&bytes, 0).unwrap_or_else(|e| panic!("w{n}: {e}"));
+    }
+    daemon.wait_state("partial", "EXITED");
+    wait_until(TIMEOUT, "the partial line", || sandbox.read_text("logs/partial.out") == "abc");
+}
