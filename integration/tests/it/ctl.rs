@@ -580,3 +580,27 @@ fn tail_follow_ends_when_the_process_is_removed() {
     let status = status.expect("the follower ended after its process was removed");
     assert_eq!(status.code(), Some(1), "an error, like supervisorctl's 404");
 }
+
+/// `start a b c` waits for the three startsecs windows at once, not one after
+/// another.
+#[test]
+fn multi_name_start_is_concurrent() {
+    let sandbox = Sandbox::new();
+    let programs: Vec<Program> = ["x", "y", "z"]
+        .iter()
+        .map(|name| {
+            Program::child(name, &["--sleep", "3600"]).set("startsecs", 2).set("autostart", "false")
+        })
+        .collect();
+    sandbox.write_config(&programs);
+    let daemon = sandbox.start();
+    let started = Instant::now();
+    daemon.ctl(&["start", "x", "y", "z"]).expect_code(0).expect_lines(&[
+        "x: started",
+        "y: started",
+        "z: started",
+    ]);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "starts ran one after another: {elapsed:?}");
+}
