@@ -107,3 +107,23 @@ fn without_stopasgroup_grandchildren_survive_a_stop() {
         procfs::stat(grandchild).is_some_and(|stat| stat.ppid == daemon.pid())
     });
 }
+
+/// A stop completes when the child is reaped, even though a grandchild (not in
+/// the stop, no stopasgroup) still holds the output pipe open; the grandchild's
+/// later output is still captured.
+#[test]
+fn stop_does_not_wait_for_the_pipe_to_close() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .write_config(&[Program::child("holder", &["--fork-inherit", "4", "--sleep", "3600"])
+            .set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("holder");
+    let grandchild: i32 = wait_out_line(&sandbox, "holder", "grandchild=").parse().unwrap();
+    let started = std::time::Instant::now();
+    daemon.ctl(&["stop", "holder"]).expect_code(0).expect_lines(&["holder: stopped"]);
+    assert!(started.elapsed() < Duration::from_secs(3), "stop took {:?}", started.elapsed());
+    assert!(!procfs::exists(pid));
+    wait_out_line(&sandbox, "holder", "grandchild done");
+    wait_until(TIMEOUT, "the grandchild to be reaped", || !procfs::exists(grandchild));
+}
