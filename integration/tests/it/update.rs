@@ -409,3 +409,26 @@ fn global_environment_change_reaches_processes_at_their_next_start() {
     daemon.ctl(&["restart", "printer"]).expect_code(0);
     crate::wait_out_line(&sandbox, "printer", "GLOBAL=1");
 }
+
+/// A priority changed in place is the one the shutdown order follows.
+#[test]
+fn priority_updated_in_place_orders_the_shutdown() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a").set("priority", 1), sleeper("b").set("priority", 2)]);
+    let mut daemon = sandbox.start();
+    let a = daemon.running_pid("a");
+    let b = daemon.running_pid("b");
+    sandbox.write_config(&[sleeper("a").set("priority", 3), sleeper("b").set("priority", 2)]);
+    daemon.ctl(&["update"]).expect_code(0);
+    assert_eq!((daemon.process_pid("a"), daemon.process_pid("b")), (a, b), "nothing restarted");
+    daemon.ctl(&["avail"]).expect_code(0).expect_lines(&[
+        &format!("{:<32} {:<9} {:<9} 3:3", "a", "in use", "auto"),
+        &format!("{:<32} {:<9} {:<9} 2:2", "b", "in use", "auto"),
+    ]);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+    let log = daemon.main_log();
+    let stopped_a = log.find("stopped: a ").expect("a stopped");
+    let stopped_b = log.find("stopped: b ").expect("b stopped");
+    assert!(stopped_a < stopped_b, "highest priority number stops first:\n{log}");
+}
