@@ -309,7 +309,9 @@ impl Ctl {
 
     async fn status(&mut self, args: &[&str], suppress_exitstatus: bool) {
         let Some(client) = self.upcheck().await else {
-            if self.exitstatus != exit::OK {
+            // supervisorctl turns a failed upcheck into LSB "unknown" (4), except
+            // a 401: that escapes upcheck as an exception and exits 1.
+            if self.exitstatus != exit::OK && !self.auth_refused {
                 self.fail(exit::STATUS_UNKNOWN);
             }
             return;

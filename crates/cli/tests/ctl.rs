@@ -271,7 +271,8 @@ async fn unreachable_daemon_uses_supervisorctl_messages_and_codes() {
 async fn authentication_and_json_output() {
     let auth = ServerAuth::new("admin", "secret").expect("auth");
     let served = serve(Fake::new(), Some(auth));
-    assert_eq!(run(&served, "status").await, (lines(&["Server requires authentication"]), 4));
+    // A 401 escapes supervisorctl's upcheck as an exception: exit 1, even for status.
+    assert_eq!(run(&served, "status").await, (lines(&["Server requires authentication"]), 1));
     assert_eq!(run(&served, "version").await, (lines(&["Server requires authentication"]), 1));
 
     let mut with_auth = options(&served.url);

@@ -23,6 +23,8 @@ pub enum Event {
     GroupAdded { group: String },
     /// A group was removed (`remove_group`).
     GroupRemoved { group: String },
+    /// `sendRemoteCommEvent`: a message from a control client to listeners.
+    RemoteCommunication { kind: String, data: String },
 }
 
 /// One state change of one process (`PROCESS_STATE_<to>`).

@@ -47,6 +47,15 @@ pub(crate) enum GroupMsg {
     /// This group's turn in the ordered shutdown: stop every member, in reverse
     /// start order (supervisord's `stop_all`).
     Shutdown,
+    /// `update`: the group's new config and members, in start order. Members
+    /// present before (the same `Arc`) keep their actor and child; new ones get an
+    /// actor (not started); the actors of members left out are stopped (the
+    /// caller stopped their processes first). See `update.rs`.
+    Reconcile {
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+        reply: ractor::RpcReplyPort<()>,
+    },
     /// Panics, to exercise the root's supervision.
     #[cfg(test)]
     Crash,
@@ -90,6 +99,44 @@ impl GroupState {
         let (actor, _join) =
             Actor::spawn_linked(None, ProcessActor, args, myself.get_cell()).await?;
         self.by_id.insert(actor.get_id(), index);
+        Ok(())
+    }
+
+    /// Applies [`GroupMsg::Reconcile`].
+    async fn reconcile(
+        &mut self,
+        myself: &ActorRef<GroupMsg>,
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut previous = std::mem::take(&mut self.members);
+        for gone in previous.iter().filter(|m| !members.iter().any(|n| Arc::ptr_eq(n, &m.shared))) {
+            if let Some(actor) = gone.shared.actor() {
+                actor.stop(Some("removed by update".to_owned()));
+            }
+        }
+        self.config = config;
+        self.by_id.clear();
+        for (index, shared) in members.into_iter().enumerate() {
+            match previous.iter().position(|m| Arc::ptr_eq(&m.shared, &shared)) {
+                Some(at) => {
+                    let kept = previous.swap_remove(at);
+                    if let Some(actor) = kept.shared.actor() {
+                        self.by_id.insert(actor.get_id(), index);
+                    }
+                    self.members.push(kept);
+                }
+                None => {
+                    self.members.push(Member { shared, failures: VecDeque::new() });
+                    self.spawn_member(myself, index, false).await?;
+                    if self.shutting_down
+                        && let Some(actor) = self.members[index].shared.actor()
+                    {
+                        let _ = actor.cast(ProcessMsg::DaemonShuttingDown);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -142,7 +189,7 @@ impl Actor for GroupActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<GroupMsg>,
+        myself: ActorRef<GroupMsg>,
         message: GroupMsg,
         state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
@@ -161,6 +208,10 @@ impl Actor for GroupActor {
                         let _ = actor.cast(ProcessMsg::Shutdown);
                     }
                 }
+            }
+            GroupMsg::Reconcile { config, members, reply } => {
+                state.reconcile(&myself, config, members).await?;
+                let _ = reply.send(());
             }
             #[cfg(test)]
             GroupMsg::Crash => panic!("crash requested by a test"),

@@ -36,6 +36,7 @@
 //! any wire protocol (vigil-rpc, vigild), install signal handlers or a panic hook
 //! (vigild).
 
+mod config_actor;
 pub mod error;
 pub mod events;
 pub mod exit;
@@ -46,6 +47,7 @@ mod process;
 pub mod reaper;
 mod root;
 pub mod spawn;
+mod update;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,6 +62,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use vigil_config::{Config, GroupConfig, LogTarget, ProcessConfig, Supervisord};
 
+pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutcome};
 pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
 pub use lifecycle::ProcessState;
@@ -67,6 +70,7 @@ pub use logs::{Channel, ChannelLog};
 pub use process::Spawner;
 pub use process::info::ProcessInfo;
 pub use reaper::Reaper;
+pub use update::{GroupUpdate, UpdateAction};
 
 use process::{Context, ProcessMsg, ProcessShared};
 use root::{GroupEntry, Registry, RootActor, RootArgs, RootMsg};
@@ -130,7 +134,7 @@ impl Supervisor {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
             daemon_env: options.daemon_env,
-            global_env: settings.environment.clone(),
+            global_env: std::sync::RwLock::new(settings.environment.clone()),
             server_url: options.server_url,
         });
         let registry = Arc::new(Registry::default());
@@ -367,6 +371,13 @@ impl Handle {
     /// State changes of every process, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.ctx.bus.subscribe()
+    }
+
+    /// Publishes supervisord's `REMOTE_COMMUNICATION` event on the bus
+    /// (`sendRemoteCommEvent`); allowed while shutting down.
+    pub fn send_comm_event(&self, kind: String, data: String) {
+        // No subscribers is fine.
+        let _ = self.inner.ctx.bus.send(Event::RemoteCommunication { kind, data });
     }
 
     /// Whether `shutdown` was called.

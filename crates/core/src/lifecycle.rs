@@ -428,6 +428,12 @@ impl Lifecycle {
         &self.config
     }
 
+    /// Replaces the settings (`update` of fields that apply in place). The state
+    /// and any armed timer are kept; new durations apply from the next arming.
+    pub fn retune(&mut self, config: LifecycleConfig) {
+        self.config = config;
+    }
+
     pub fn state(&self) -> ProcessState {
         self.state
     }

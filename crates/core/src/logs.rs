@@ -32,6 +32,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::AsyncReadExt;
@@ -91,8 +92,8 @@ impl std::fmt::Debug for ChannelLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelLog")
             .field("path", &self.inner.path)
-            .field("maxbytes", &self.inner.maxbytes)
-            .field("backups", &self.inner.backups)
+            .field("maxbytes", &self.inner.maxbytes())
+            .field("backups", &self.inner.backups())
             .field("total", &self.total())
             .finish()
     }
@@ -100,8 +101,9 @@ impl std::fmt::Debug for ChannelLog {
 
 struct Inner {
     path: Option<PathBuf>,
-    maxbytes: u64,
-    backups: u32,
+    /// Rotation settings; `update` may change them in place (under the file lock).
+    maxbytes: AtomicU64,
+    backups: AtomicU32,
     ring_capacity: usize,
     /// The open file. Lock order: `file` before `shared`. Held while writing a batch,
     /// rotating, and reading old bytes from disk, so rotation never moves a file under
@@ -324,8 +326,8 @@ impl ChannelLog {
         Ok(ChannelLog {
             inner: Arc::new(Inner {
                 path,
-                maxbytes,
-                backups,
+                maxbytes: AtomicU64::new(maxbytes),
+                backups: AtomicU32::new(backups),
                 ring_capacity: ring_bytes,
                 file: Mutex::new(file_state),
                 shared: Mutex::new(shared),
@@ -535,12 +537,28 @@ impl ChannelLog {
         Ok(())
     }
 
+    /// Changes `maxbytes` and `backups` of an open log (`update` applies them
+    /// in place); the next write rotates by the new values.
+    pub fn set_rotation(&self, maxbytes: u64, backups: u32) {
+        let _file_state = lock(&self.inner.file);
+        self.inner.maxbytes.store(maxbytes, Ordering::Relaxed);
+        self.inner.backups.store(backups, Ordering::Relaxed);
+    }
+
     fn has_storage(&self) -> bool {
         self.inner.path.is_some() || self.inner.ring_capacity > 0
     }
 }
 
 impl Inner {
+    fn maxbytes(&self) -> u64 {
+        self.maxbytes.load(Ordering::Relaxed)
+    }
+
+    fn backups(&self) -> u32 {
+        self.backups.load(Ordering::Relaxed)
+    }
+
     /// Opens the base file again in append mode. Returns whether it is a regular file.
     fn reopen_locked(&self, file_state: &mut FileState) -> io::Result<bool> {
         let path = self.path.as_ref().expect("only called with a path");
@@ -561,7 +579,7 @@ impl Inner {
     }
 
     fn rotates(&self, file_state: &FileState) -> bool {
-        self.maxbytes > 0 && file_state.regular && file_state.file.is_some()
+        self.maxbytes() > 0 && file_state.regular && file_state.file.is_some()
     }
 
     /// Appends a batch to the file (rotating exactly at `maxbytes`) and the ring.
@@ -573,12 +591,12 @@ impl Inner {
         // batch tries again.
         let mut rotation_failed = false;
         while !rest.is_empty() {
-            if self.rotates(&file_state) && file_state.size >= self.maxbytes && !rotation_failed {
+            if self.rotates(&file_state) && file_state.size >= self.maxbytes() && !rotation_failed {
                 self.rotate(&mut file_state);
-                rotation_failed = file_state.size >= self.maxbytes;
+                rotation_failed = file_state.size >= self.maxbytes();
             }
             let room = if self.rotates(&file_state) && !rotation_failed {
-                usize::try_from(self.maxbytes - file_state.size).unwrap_or(usize::MAX)
+                usize::try_from(self.maxbytes() - file_state.size).unwrap_or(usize::MAX)
             } else {
                 usize::MAX
             };
@@ -599,7 +617,7 @@ impl Inner {
             }
             rest = tail;
         }
-        if self.rotates(&file_state) && file_state.size >= self.maxbytes && !rotation_failed {
+        if self.rotates(&file_state) && file_state.size >= self.maxbytes() && !rotation_failed {
             self.rotate(&mut file_state);
         }
     }
@@ -651,7 +669,7 @@ impl Inner {
     /// with no backups, truncate in place.
     fn rotate(&self, file_state: &mut FileState) {
         let path = self.path.as_ref().expect("rotation needs a path");
-        if self.backups == 0 {
+        if self.backups() == 0 {
             let truncated = file_state.file.as_ref().map(|file| file.set_len(0));
             match truncated {
                 Some(Ok(())) => {
@@ -666,7 +684,7 @@ impl Inner {
             return;
         }
         let mut backups_intact = true;
-        for index in (1..self.backups).rev() {
+        for index in (1..self.backups()).rev() {
             match std::fs::rename(backup_path(path, index), backup_path(path, index + 1)) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -685,7 +703,7 @@ impl Inner {
         let mut shared = lock(&self.shared);
         let old_base = shared.base;
         shared.backups.push_front(old_base);
-        shared.backups.truncate(self.backups as usize);
+        shared.backups.truncate(self.backups() as usize);
         if !backups_intact {
             shared.backups.truncate(1);
         }

@@ -70,7 +70,9 @@ pub(crate) struct Context {
     /// The daemon's own environment, the base of every child's.
     pub(crate) daemon_env: Vec<(String, String)>,
     /// `[supervisord] environment`.
-    pub(crate) global_env: BTreeMap<String, String>,
+    /// `update` replaces it when the file's changes; children get it from their
+    /// next start on.
+    pub(crate) global_env: RwLock<BTreeMap<String, String>>,
     /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
     pub(crate) server_url: Option<String>,
 }
@@ -94,6 +96,9 @@ pub(crate) struct ProcessShared {
     /// The current child's pid (0 = none), for the group to kill an orphan whose
     /// actor failed.
     pub(crate) child: AtomicU32,
+    /// Lifecycle settings changed in place by `update` (see
+    /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
+    pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
 }
 
 impl ProcessShared {
@@ -112,7 +117,17 @@ impl ProcessShared {
             stdin: Mutex::new(None),
             actor: RwLock::new(None),
             child: AtomicU32::new(0),
+            retuned: Mutex::new(None),
         }
+    }
+
+    /// The lifecycle settings in force: `config`'s, unless `update` retuned them.
+    pub(crate) fn lifecycle_config(&self) -> LifecycleConfig {
+        self.retuned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
     }
 
     pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {
@@ -146,6 +161,8 @@ pub(crate) enum ProcessMsg {
     DaemonShuttingDown,
     /// This process's turn in an ordered shutdown.
     Shutdown,
+    /// `update` changed settings that apply without a restart.
+    Retune(Box<LifecycleConfig>),
     /// The child of spawn `generation` was reaped.
     Exited { generation: u64, pid: u32, status: ExitStatus },
     /// A timer armed by the lifecycle fired.
@@ -235,7 +252,7 @@ impl Actor for ProcessActor {
         let ProcessArgs { shared, ctx, resume } = args;
         // Jitter only needs to differ between processes and runs.
         let seed = std::collections::hash_map::RandomState::new().hash_one(&shared.namespec);
-        let lifecycle = Lifecycle::new(LifecycleConfig::from_process(&shared.config), seed);
+        let lifecycle = Lifecycle::new(shared.lifecycle_config(), seed);
         let previous = shared.snapshot.borrow().clone();
         *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
         let state = ProcessActorState {
@@ -298,6 +315,11 @@ impl Actor for ProcessActor {
             }
             ProcessMsg::Shutdown => {
                 state.apply(&myself, Event::ShutdownRequested);
+            }
+            ProcessMsg::Retune(config) => {
+                *state.shared.retuned.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((*config).clone());
+                state.lifecycle.retune(*config);
             }
             ProcessMsg::Exited { generation, pid, status } => {
                 if generation == state.generation && state.guard.pid == Some(pid) {
@@ -378,7 +400,7 @@ impl ProcessActorState {
         let server_url = config.serverurl.as_deref().or(self.ctx.server_url.as_deref());
         child_environment(
             &self.ctx.daemon_env,
-            &self.ctx.global_env,
+            &self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner),
             &config.environment,
             &config.name,
             &config.group,
@@ -388,7 +410,8 @@ impl ProcessActorState {
 
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
         let config = &self.shared.config;
-        let path = search_path(&self.ctx.daemon_env, &self.ctx.global_env, &config.environment);
+        let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
+        let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
         resolve_command(&config.command, path.as_deref())
     }
 
@@ -488,9 +511,9 @@ impl ProcessActorState {
     fn announce(&self, from: ProcessState, to: ProcessState) {
         let config = &self.shared.config;
         let expected = (to == ProcessState::Exited).then(|| {
-            self.lifecycle
-                .exitstatus()
-                .is_some_and(|status| config.exitcodes.contains(&status.supervisord_code()))
+            self.lifecycle.exitstatus().is_some_and(|status| {
+                self.lifecycle.config().exitcodes.contains(&status.supervisord_code())
+            })
         });
         let event = ProcessStateEvent {
             group: config.group.clone(),

@@ -99,6 +99,10 @@ pub(crate) enum RootMsg {
     RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Ordered shutdown; replies when every process is stopped.
     Shutdown(RpcReplyPort<()>),
+    /// `update` of a group in place: `entry` (new config and members, no actor
+    /// yet) replaces the group of the same name, whose actor reconciles its
+    /// members (see [`GroupMsg::Reconcile`]).
+    ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
 }
 
 pub(crate) struct RootArgs {
@@ -206,6 +210,32 @@ impl Actor for RootActor {
                         entry.set_actor(None);
                         let _ = state.ctx.bus.send(BusEvent::GroupRemoved { group: name.clone() });
                         Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            RootMsg::ReplaceGroup { entry, reply } => {
+                let name = entry.config.name.clone();
+                let actor = state.registry.group(&name).and_then(|old| old.actor());
+                let result = match actor {
+                    _ if state.shutting_down => Err(CoreError::ShuttingDown),
+                    None => Err(CoreError::BadName(name)),
+                    Some(actor) => {
+                        let config = entry.config.clone();
+                        let members = entry.members.clone();
+                        match actor
+                            .call(|reply| GroupMsg::Reconcile { config, members, reply }, None)
+                            .await
+                        {
+                            Ok(ractor::rpc::CallResult::Success(())) => {
+                                entry.set_actor(Some(actor));
+                                state.registry.insert(entry);
+                                Ok(())
+                            }
+                            _ => Err(CoreError::Failed(format!(
+                                "group '{name}' did not take its new members"
+                            ))),
+                        }
                     }
                 };
                 let _ = reply.send(result);

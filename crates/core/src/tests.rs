@@ -53,6 +53,7 @@ async fn until(events: &mut broadcast::Receiver<Event>, mut condition: impl FnMu
 mod api;
 mod supervision;
 mod timing;
+mod update;
 
 use std::sync::Arc;
 

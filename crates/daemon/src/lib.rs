@@ -8,15 +8,17 @@
 //!
 //! [`app`] runs the startup sequence against the [`app::Backend`] trait, which
 //! is everything vigild needs from the other crates (config loading, the tree,
-//! the protocol servers). [`wiring`] is the production backend; its `// SEAM:`
-//! comments mark the calls written against contracts not merged yet. The
-//! end-to-end tests (`tests/daemon.rs`) run the real daemon with a test backend.
+//! the protocol servers). [`wiring`] is the production backend and [`server`]
+//! the control service, the one translation point between vigil-rpc's wire
+//! types and vigil-core. The end-to-end tests (`tests/daemon.rs`) run the real
+//! daemon with a test backend.
 
 pub mod app;
 pub mod daemonize;
 pub mod flags;
 pub mod listen;
 pub mod logging;
+pub mod server;
 pub mod signals;
 pub mod wiring;
 pub mod xmlrpc;

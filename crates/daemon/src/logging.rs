@@ -14,7 +14,10 @@
 //! per-request chatter does not flood the activity log at `debug`.
 //!
 //! [`MainLog::read`] and [`MainLog::tail`] give the RPC layer supervisord's
-//! `readLog` and tail semantics over the current log file.
+//! `readLog` and tail semantics over the current log file. For `maintail -f`,
+//! [`MainLog::follow`] works in stream positions (bytes ever written to the
+//! log since the daemon opened it), which stay monotonic across rotation,
+//! reopening and clearing, so a follower never sees a byte twice.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -81,11 +84,20 @@ pub struct MainLog {
     inner: Arc<Mutex<Inner>>,
     /// The level, readable without the lock: every event checks it.
     level: Arc<AtomicU8>,
+    /// The stream position just past the newest byte, for long polls.
+    end: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 struct Inner {
     settings: LogSettings,
     sink: Sink,
+    /// The stream position of the current file's first byte; the file holds
+    /// positions `file_start..end`.
+    file_start: u64,
+    /// After a rotation, the stream position of `<file>.1`'s first byte: it
+    /// holds `backup_start..file_start`, so a follower just behind the rotation
+    /// loses nothing.
+    backup_start: Option<u64>,
 }
 
 enum Sink {
@@ -106,7 +118,19 @@ impl MainLog {
     pub fn open(settings: LogSettings) -> io::Result<MainLog> {
         let sink = Sink::open(&settings)?;
         let level = Arc::new(AtomicU8::new(settings.level as u8));
-        Ok(MainLog { inner: Arc::new(Mutex::new(Inner { settings, sink })), level })
+        let size = sink.size();
+        let inner = Inner { settings, sink, file_start: 0, backup_start: None };
+        let end = Arc::new(tokio::sync::watch::Sender::new(size));
+        Ok(MainLog { inner: Arc::new(Mutex::new(inner)), level, end })
+    }
+
+    /// The file was replaced (reopen, reconfigure, clear): its content counts as
+    /// new bytes after everything so far.
+    fn restart_positions(&self, inner: &mut Inner) {
+        let end = *self.end.borrow();
+        inner.file_start = end;
+        inner.backup_start = None;
+        self.end.send_replace(end + inner.sink.size());
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -133,6 +157,7 @@ impl MainLog {
         let mut inner = self.lock();
         if inner.settings.target != settings.target {
             inner.sink = Sink::open(&settings)?;
+            self.restart_positions(&mut inner);
         } else if let Sink::File(file) = &mut inner.sink {
             file.maxbytes = settings.maxbytes;
             file.backups = settings.backups;
@@ -150,13 +175,117 @@ impl MainLog {
         let mut inner = self.lock();
         if let Sink::File(file) = &mut inner.sink {
             file.reopen()?;
+            self.restart_positions(&mut inner);
         }
         Ok(())
     }
 
+    /// supervisord's `clearLog`: deletes the file and starts an empty one.
+    pub fn clear(&self) -> Result<(), LogReadError> {
+        let mut inner = self.lock();
+        let Sink::File(file) = &mut inner.sink else {
+            return Err(LogReadError::NoFile);
+        };
+        let failed = |err: io::Error| LogReadError::Failed(err.to_string());
+        remove_if_exists(&file.path).map_err(failed)?;
+        file.reopen().map_err(failed)?;
+        self.restart_positions(&mut inner);
+        Ok(())
+    }
+
+    /// `readLog` for the RPC layer: the same `(offset, length)` rules as
+    /// [`MainLog::read`], but at most `max` bytes, the first part of the range.
+    /// Returns `(bytes, start, end, size)` in file offsets.
+    pub fn read_slice(
+        &self,
+        offset: i64,
+        length: i64,
+        max: u64,
+    ) -> Result<(Vec<u8>, u64, u64, u64), LogReadError> {
+        let inner = self.lock();
+        let Sink::File(file) = &inner.sink else {
+            return Err(LogReadError::NoFile);
+        };
+        let size = match std::fs::metadata(&file.path) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(LogReadError::NoFile),
+            Err(err) => return Err(LogReadError::Failed(err.to_string())),
+        };
+        let (from, to) = match (offset, length) {
+            (o, 0) if o < 0 => (size.saturating_sub(o.unsigned_abs()), size),
+            (o, 0) => (o.unsigned_abs(), size),
+            (o, l) if o >= 0 && l > 0 => {
+                (o.unsigned_abs(), o.unsigned_abs().saturating_add(l.unsigned_abs()).min(size))
+            }
+            _ => return Err(LogReadError::BadArguments),
+        };
+        let to = to.min(from.saturating_add(max));
+        if from >= to {
+            return Ok((Vec::new(), from, from, size));
+        }
+        let start = i64::try_from(from).map_err(|_| LogReadError::BadArguments)?;
+        let bytes = read_file(&file.path, start, i64::try_from(to - from).unwrap_or(i64::MAX))?;
+        let end = from + bytes.len() as u64;
+        Ok((bytes, from, end, size))
+    }
+
+    /// The stream position just past the newest byte.
+    pub fn end(&self) -> u64 {
+        *self.end.borrow()
+    }
+
+    /// Resolves once the log holds bytes beyond stream position `position`.
+    pub async fn wait_beyond(&self, position: u64) {
+        let mut receiver = self.end.subscribe();
+        // The sender lives in `self`: no error.
+        let _ = receiver.wait_for(|end| *end > position).await;
+    }
+
+    /// `maintail -f`: up to `max` bytes from stream position `offset` (negative:
+    /// that many bytes before the end). Returns `(bytes, start, next)`; `start`
+    /// is later than asked when those bytes are no longer in the current file.
+    pub fn follow(&self, offset: i64, max: u64) -> Result<(Vec<u8>, u64, u64), LogReadError> {
+        let inner = self.lock();
+        let Sink::File(file) = &inner.sink else {
+            return Err(LogReadError::NoFile);
+        };
+        let end = self.end();
+        let wanted = if offset < 0 {
+            end.saturating_sub(offset.unsigned_abs())
+        } else {
+            offset.unsigned_abs()
+        };
+        if wanted > end {
+            return Err(LogReadError::BadArguments);
+        }
+        if let Some(backup_start) = inner.backup_start
+            && wanted >= backup_start
+            && wanted < inner.file_start
+        {
+            let take = (inner.file_start - wanted).min(max);
+            let position = i64::try_from(wanted - backup_start).unwrap_or(i64::MAX);
+            let backup = backup_path(&file.path, 1);
+            let bytes = read_file(&backup, position, i64::try_from(take).unwrap_or(i64::MAX))?;
+            let next = wanted + bytes.len() as u64;
+            return Ok((bytes, wanted, next));
+        }
+        let start = wanted.max(inner.file_start);
+        let take = (end - start).min(max);
+        if take == 0 {
+            return Ok((Vec::new(), start, start));
+        }
+        let position = i64::try_from(start - inner.file_start).unwrap_or(i64::MAX);
+        // Holding the lock keeps a rotation from moving the file under us.
+        let bytes = read_file(&file.path, position, i64::try_from(take).unwrap_or(i64::MAX))?;
+        let next = start + bytes.len() as u64;
+        Ok((bytes, start, next))
+    }
+
     /// Writes one already formatted line at `level`.
     pub fn write_line(&self, level: LogLevel, line: &str) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        // Disjoint borrows of the sink and the positions.
+        let inner = &mut *guard;
         if inner.settings.echo_stdout {
             // A closed stdout must not stop file logging.
             let mut out = io::stdout().lock();
@@ -166,7 +295,18 @@ impl MainLog {
             Sink::None => {}
             Sink::Syslog => syslog(level, line),
             Sink::File(file) => {
-                if let Err(err) = file.write(line.as_bytes()) {
+                let before = file.size;
+                let written = file.write(line.as_bytes());
+                let end = *self.end.borrow() + line.len() as u64;
+                if file.size < before + line.len() as u64 {
+                    // Rolled over (or failed part way): the file starts afresh,
+                    // the old one is `.1` if backups are kept.
+                    let rolled = written.is_ok() && file.backups > 0;
+                    inner.backup_start = rolled.then_some(inner.file_start);
+                    inner.file_start = end - file.size;
+                }
+                self.end.send_replace(end);
+                if let Err(err) = written {
                     // Nowhere else to report it: stderr is /dev/null once daemonized,
                     // but in the foreground the operator sees it.
                     let _ = writeln!(io::stderr(), "vigild: cannot write activity log: {err}");
@@ -195,6 +335,14 @@ impl MainLog {
 }
 
 impl Sink {
+    /// The current file's size; 0 for other sinks.
+    fn size(&self) -> u64 {
+        match self {
+            Sink::File(file) => file.size,
+            _ => 0,
+        }
+    }
+
     fn open(settings: &LogSettings) -> io::Result<Sink> {
         Ok(match &settings.target {
             LogTarget::None | LogTarget::Auto => Sink::None,

@@ -1,38 +1,109 @@
 //! The production [`Backend`]: vigild's calls into vigil-config's loader,
 //! vigil-core's supervision tree and vigil-rpc's server.
 //!
-//! Every `// SEAM:` below marks a call written against the agreed contract
-//! whose crate side is being written concurrently. Until it is merged, the body
-//! reports "not wired yet" and vigild refuses to start (exit 2 from the loader),
-//! so nothing half-works. The rest of the daemon does not depend on this file's
-//! internals, only on the [`Backend`] and [`Tree`] traits.
+//! - Config: vigil-config's search, loader and `--check` summary.
+//! - Tree: one [`Reaper`] per daemon (a child subreaper, started on the first
+//!   tree and kept across reloads, since it owns every `waitpid` of the
+//!   process), a [`Supervisor`] per tree with the daemon's environment and
+//!   `SUPERVISOR_SERVER_URL`, and the config actor ([`ConfigControl`]) that
+//!   `reread`/`update` go through; its loader re-reads the file with the same
+//!   command-line overlay as startup.
+//! - Control: Vigil connections are served by [`ControlServer`] through
+//!   vigil-rpc's [`serve_stream`] with the credentials of the socket they came
+//!   in on. HTTP connections get a plain 501 until the XML-RPC server is wired.
+//!
+//! The rest of the daemon depends only on the [`Backend`] and [`Tree`] traits.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use vigil_config::Config;
+use vigil_config::{Config, Credentials, Diagnostic};
+use vigil_core::{Channel, ConfigControl, Handle, Loader, Reaper, Supervisor, SupervisorOptions};
+use vigil_rpc::{ServeError, ServerAuth, serve_stream};
 
 use crate::app::{Backend, LoadedConfig, Tree, TreeContext};
 use crate::listen::{Connection, Dispatch, Peer};
+use crate::server::ControlServer;
+
+/// How long vigild as PID 1 waits for leftover processes after SIGTERM before
+/// it SIGKILLs them.
+const PID1_GRACE: Duration = Duration::from_secs(5);
+/// How often it checks whether they are gone.
+const PID1_POLL: Duration = Duration::from_millis(50);
 
 /// The real backend.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wired;
 
+/// The process-wide reaper: started with the first tree, kept across reloads.
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+
+fn reaper() -> Result<Reaper, String> {
+    if let Some(reaper) = REAPER.get() {
+        return Ok(reaper.clone());
+    }
+    // A subreaper adopts the orphans of our children, so a daemonizing
+    // grandchild is still reaped (and killed at shutdown as PID 1).
+    let reaper =
+        Reaper::start(true).map_err(|err| format!("cannot start the child reaper: {err}"))?;
+    Ok(REAPER.get_or_init(|| reaper).clone())
+}
+
+/// The daemon's environment as text; variables that are not UTF-8 cannot be
+/// passed through the config's `%(ENV_X)s` anyway.
+fn environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
+}
+
+fn load_config(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<LoadedConfig, Vec<Diagnostic>> {
+    match vigil_config::load(path, env) {
+        Ok(loaded) => Ok(LoadedConfig {
+            config: loaded.config,
+            warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+        }),
+        Err(errors) => Err(errors.errors),
+    }
+}
+
+/// `SUPERVISOR_SERVER_URL` for children: the Unix socket if there is one,
+/// else the TCP listener (supervisord's order).
+pub fn server_url(config: &Config) -> Option<String> {
+    if let Some(unix) = &config.unix_http_server {
+        return Some(format!("unix://{}", unix.file.display()));
+    }
+    config.inet_http_server.as_ref().map(|inet| {
+        let host = if inet.host.is_empty() { "localhost" } else { inet.host.as_str() };
+        format!("http://{host}:{}", inet.port)
+    })
+}
+
+fn server_auth(
+    section: &str,
+    auth: Option<&Credentials>,
+) -> Result<Option<Arc<ServerAuth>>, String> {
+    auth.map(|credentials| {
+        ServerAuth::new(&credentials.username, &credentials.password)
+            .map(Arc::new)
+            .map_err(|err| format!("[{section}] password: {err}"))
+    })
+    .transpose()
+}
+
 impl Backend for Wired {
     type Tree = CoreTree;
 
     fn find_config(&self, exe_dir: Option<&Path>, cwd: &Path) -> Result<PathBuf, String> {
-        // SEAM: `vigil_config::find_config_file(exe_dir, cwd)`. Expected: the first
-        // existing path of reference s1.1 (exe_dir is the directory holding the
-        // vigild binary; the loader takes its parent for `../etc`), and when none
-        // exists the message "No config file found at default paths (<list>); use
-        // the -c option to specify a config file at a different path". Map its
-        // `Option`/`Result` to this `Result<PathBuf, message>`.
-        let _ = (exe_dir, cwd);
-        Err("config file search is not wired yet; use the -c option".to_owned())
+        vigil_config::find_config_file(exe_dir, cwd).ok_or_else(|| {
+            vigil_config::not_found_message(&vigil_config::search_paths(exe_dir, cwd))
+        })
     }
 
     fn load(
@@ -40,96 +111,224 @@ impl Backend for Wired {
         path: &Path,
         env: &BTreeMap<String, String>,
     ) -> Result<LoadedConfig, Vec<String>> {
-        // SEAM: `vigil_config::load(path, env)` (env as the map type the loader
-        // takes), mapped as:
-        //   Ok(loaded) => LoadedConfig { config: loaded.config,
-        //       warnings: loaded.warnings.iter().map(ToString::to_string).collect() }
-        //   Err(errors) => every `Diagnostic` rendered with Display
-        //       (`file:line: [section] key: message`), in file order.
-        let _ = env;
-        Err(vec![format!("{}: the configuration loader is not wired yet", path.display())])
+        load_config(path, env).map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
 
     fn summary(&self, config: &Config) -> String {
-        // SEAM: `vigil_config::summary(config)`; this fallback only runs if the
-        // loader above is wired before `summary` is.
-        format!(
-            "{}: {} groups, {} processes\n",
-            config.source.display(),
-            config.groups.len(),
-            config.processes().count()
-        )
+        format!("{}\n", vigil_config::summary(config))
     }
 
     async fn start_tree(&self, config: &Config, context: &TreeContext) -> Result<CoreTree, String> {
-        // SEAM: vigil-core. Expected at merge:
-        //   1. Once per daemon (keep it in `Wired` behind a OnceLock, not per
-        //      reload): `vigil_core::Reaper::start(context.pid1 || <subreaper wanted>)`.
-        //   2. `vigil_core::Supervisor::start(config.clone(), SupervisorOptions {
-        //          reaper, daemon env, server_url (from [unix_http_server] file or
-        //          [inet_http_server] port), .. })` -> `Handle`.
-        //   3. `CoreTree { handle, context: context.clone() }`.
-        let _ = (config, context);
-        Err("the supervision tree (vigil-core) is not wired yet".to_owned())
+        let unix_auth = server_auth(
+            "unix_http_server",
+            config.unix_http_server.as_ref().and_then(|s| s.auth.as_ref()),
+        )?;
+        let inet_auth = server_auth(
+            "inet_http_server",
+            config.inet_http_server.as_ref().and_then(|s| s.auth.as_ref()),
+        )?;
+        let reaper = reaper()?;
+        let mut options = SupervisorOptions::new(reaper);
+        options.daemon_env = environment().into_iter().collect();
+        options.server_url = server_url(config);
+        let handle = Supervisor::start(config.clone(), options).await.map_err(|e| e.to_string())?;
+        let config_control =
+            match ConfigControl::start(handle.clone(), config.clone(), loader(context)).await {
+                Ok(control) => control,
+                Err(error) => {
+                    handle.shutdown().await;
+                    return Err(error.to_string());
+                }
+            };
+        let server = ControlServer::new(
+            handle.clone(),
+            config_control.clone(),
+            context.clone(),
+            config.supervisord.identifier.clone(),
+        );
+        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth });
+        Ok(CoreTree { handle, config: config_control, dispatch, pid1: context.pid1 })
     }
+}
+
+/// Re-reads the configuration for `reread`/`update` exactly as startup and
+/// SIGHUP do: same file, the environment of now, the command-line overlay.
+fn loader(context: &TreeContext) -> Loader {
+    let path = context.config_path.clone();
+    let flags = context.flags.clone();
+    let cwd = context.cwd.clone();
+    Arc::new(move || {
+        let mut loaded = load_config(&path, &environment())?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        flags.overlay(&mut loaded.config.supervisord, &cwd).map_err(|message| {
+            vec![Diagnostic { file: path.clone(), line: None, section: None, key: None, message }]
+        })?;
+        Ok(loaded.config)
+    })
 }
 
 /// The running vigil-core tree.
 pub struct CoreTree {
-    // SEAM: holds `vigil_core::Handle` and the `TreeContext` (for the RPC server:
-    // main log, daemon control, config path).
-    context: TreeContext,
+    handle: Handle,
+    config: ConfigControl,
+    dispatch: Arc<ControlDispatch>,
+    pid1: bool,
 }
 
 impl Tree for CoreTree {
     fn dispatch(&self) -> Arc<dyn Dispatch> {
-        Arc::new(ControlDispatch { context: self.context.clone() })
+        Arc::clone(&self.dispatch) as Arc<dyn Dispatch>
     }
 
     async fn reopen_logs(&self) {
-        // SEAM: for every process of `handle.process_info(None)`, reopen its
-        // stdout/stderr `ChannelLog` (`handle.log(name, channel)?.reopen()`),
-        // logging failures with `tracing::error!`.
+        let infos = match self.handle.process_info(None).await {
+            Ok(infos) => infos,
+            Err(error) => return tracing::error!("cannot list processes to reopen logs: {error}"),
+        };
+        for info in infos {
+            for channel in [Channel::Stdout, Channel::Stderr] {
+                let reopened = self
+                    .handle
+                    .log(&info.namespec, channel)
+                    .map_err(|e| e.to_string())
+                    .and_then(|log| log.reopen().map_err(|e| e.to_string()));
+                if let Err(error) = reopened {
+                    tracing::error!(
+                        "cannot reopen the {} log of '{}': {error}",
+                        channel.as_str(),
+                        info.namespec
+                    );
+                }
+            }
+        }
     }
 
     async fn shutdown(self) {
-        // SEAM: `self.handle.shutdown().await` (ordered: reverse priority, group by
-        // group); with `context.pid1`, then kill every process group still alive.
+        self.config.stop();
+        self.handle.shutdown().await;
+        if self.pid1 {
+            kill_leftovers().await;
+        } else {
+            kill_adopted_orphans().await;
+        }
     }
+}
+
+/// As a child subreaper, vigild adopts the orphans of its programs (a
+/// daemonizing grandchild, a leftover helper). Once the tree has stopped, every
+/// child still left is such an orphan: nothing may outlive the daemon, so each
+/// gets SIGTERM, then SIGKILL after [`PID1_GRACE`]. Only our own children are
+/// signalled, by pid, re-read from /proc on every pass; they cannot be reused
+/// pids while they are still our children (the reaper only reaps them after
+/// they exit, and a reaped pid no longer shows up in the list).
+async fn kill_adopted_orphans() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let term_deadline = tokio::time::Instant::now() + PID1_GRACE;
+    // A process stuck in uninterruptible sleep ignores even SIGKILL: give up
+    // after a second grace period rather than hang the shutdown.
+    let give_up = term_deadline + PID1_GRACE;
+    let mut terminated = std::collections::HashSet::new();
+    loop {
+        let orphans = own_children();
+        if orphans.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= give_up {
+            tracing::error!("adopted orphans survived SIGKILL: {orphans:?}");
+            return;
+        }
+        for pid in orphans {
+            // Zombies are still listed until the reaper collects them;
+            // signalling one is harmless.
+            if now >= term_deadline {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            } else if terminated.insert(pid) {
+                tracing::warn!("sending SIGTERM to adopted orphan {pid}");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        tokio::time::sleep(PID1_POLL).await;
+    }
+}
+
+/// The daemon's direct children, from /proc (every thread's list: a child
+/// belongs to the thread that forked it, and adopted orphans to the main one).
+fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut pids: Vec<i32> = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// As PID 1, nothing may outlive us: every process still in the namespace
+/// (daemonized grandchildren the tree never knew) gets SIGTERM, then SIGKILL
+/// after [`PID1_GRACE`]. The reaper collects them.
+async fn kill_leftovers() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let everyone = Pid::from_raw(-1);
+    // kill(-1, ..) skips PID 1 itself; ESRCH means nobody is left.
+    if kill(everyone, Signal::SIGTERM).is_err() {
+        return;
+    }
+    tracing::warn!("sent SIGTERM to the processes left in the namespace");
+    let deadline = tokio::time::Instant::now() + PID1_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        if kill(everyone, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(PID1_POLL).await;
+    }
+    tracing::warn!("killing the processes still left in the namespace with SIGKILL");
+    let _ = kill(everyone, Signal::SIGKILL);
 }
 
 /// Routes classified control connections to the protocol servers.
 struct ControlDispatch {
-    context: TreeContext,
+    server: ControlServer,
+    unix_auth: Option<Arc<ServerAuth>>,
+    inet_auth: Option<Arc<ServerAuth>>,
 }
 
 impl Dispatch for ControlDispatch {
     fn serve_http(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
-        // SEAM: supervisord's HTTP/XML-RPC server (a later issue). Until then the
-        // connection is answered with a plain 501 so the stock supervisorctl
-        // gets a clear error instead of a hang.
-        let _ = (&self.context, peer);
+        // supervisord's XML-RPC and /logtail, answered by the same ControlServer as
+        // tarpc (xmlrpc::adaptor translates), with the same credentials per socket.
+        let auth = match peer {
+            Peer::Unix => self.unix_auth.clone(),
+            Peer::Tcp(_) => self.inet_auth.clone(),
+        };
+        let server = self.server.clone();
         Box::pin(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut connection = connection;
-            let body = "vigild: the XML-RPC interface is not available yet\n";
-            let reply = format!(
-                "HTTP/1.0 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = connection.write_all(reply.as_bytes()).await;
-            let _ = connection.shutdown().await;
+            if let Err(error) = crate::xmlrpc::adaptor::serve_with(connection, server, auth).await {
+                tracing::debug!("{error} ({peer:?})");
+            }
         })
     }
 
     fn serve_tarpc(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
-        // SEAM: vigil-rpc's server helper, e.g.
-        //   `vigil_rpc::serve_connection(connection, ControlServer { handle,
-        //        context })` where `ControlServer` (crates/daemon/src/server.rs)
-        //   implements `vigil_rpc::Control` by translating to `Handle` calls,
-        //   `context.main_log.read/tail` for readLog/maintail and
-        //   `context.control.request(..)` for shutdown/restart.
-        let _ = (&self.context, peer);
-        Box::pin(async move { drop(connection) })
+        let auth = match peer {
+            Peer::Unix => self.unix_auth.clone(),
+            Peer::Tcp(_) => self.inet_auth.clone(),
+        };
+        let server = self.server.clone();
+        Box::pin(async move {
+            match serve_stream(connection, auth, server).await {
+                Ok(()) => {}
+                Err(error @ ServeError::Denied { .. }) => tracing::warn!("{error} ({peer:?})"),
+                Err(error) => tracing::debug!("{error} ({peer:?})"),
+            }
+        })
     }
 }

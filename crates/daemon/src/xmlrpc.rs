@@ -10,15 +10,20 @@
 //! - [`methods`]: the method table with supervisord's names, argument rules, faults and
 //!   struct shapes.
 //! - [`backend`]: the [`backend::Backend`] trait, everything the table needs from the daemon, with
-//!   supervisord's semantics. The daemon implements it over its typed control API.
+//!   supervisord's semantics.
+//! - [`adaptor`]: the production `Backend`, calling the daemon's `vigil_rpc::Control` service
+//!   in process (the one tarpc serves), so both protocols share one implementation. Entry
+//!   point for the listener: [`adaptor::serve_with`].
 //!
 //! This module does not own sockets or the protocol sniffing that sends a connection here,
-//! and it holds no daemon state of its own.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the listener calls serve_http once wired at merge")
+//! and it holds no daemon state of its own (only, per connection, a `shutdown`/`restart`
+//! waiting for its answer to be sent).
+#![allow(
+    rustdoc::private_intra_doc_links,
+    reason = "this overview is for readers of the daemon's source; its layers stay crate-private"
 )]
 
+pub(crate) mod adaptor;
 pub(crate) mod auth;
 pub(crate) mod backend;
 mod codec;

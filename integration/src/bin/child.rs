@@ -19,9 +19,13 @@
 //! | `--print-ids` | print `uid=U gid=G groups=A,B umask=0022 cwd=/path` (groups sorted) |
 //! | `--print-fds` | print `fds=0,1,2` (the open descriptors, from /proc/self/fd) |
 //! | `--print-sigign` | print `sigign=<hex>` (ignored signals, from /proc/self/status) |
+//! | `--print-sigblk` | print `sigblk=<hex>` (blocked signals, from /proc/self/status) |
 //! | `--listen-tcp PORT_OR_FILE` | listen on 127.0.0.1:PORT, or on a free port written to FILE; accept and close connections in the background; print `listening=<port>` |
 //! | `--notify-ready` | send `READY=1` to `$NOTIFY_SOCKET`; print `notified` |
 //! | `--stdin-echo` | copy stdin lines to stdout until EOF |
+//! | `--fork-inherit SECS` | fork a grandchild that keeps our stdout/stderr, sleeps SECS, prints `grandchild done` and exits; print `grandchild=<pid>` |
+//! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
+//! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
 //! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
@@ -123,16 +127,8 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
             "--print-ids" => say(&ids()),
             "--print-fds" => say(&open_fds()?),
-            "--print-sigign" => {
-                let status = std::fs::read_to_string("/proc/self/status")
-                    .map_err(|e| format!("/proc/self/status: {e}"))?;
-                let mask = status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("SigIgn:"))
-                    .map(str::trim)
-                    .unwrap_or("?");
-                say(&format!("sigign={mask}"));
-            }
+            "--print-sigign" => say(&format!("sigign={}", status_field("SigIgn")?)),
+            "--print-sigblk" => say(&format!("sigblk={}", status_field("SigBlk")?)),
             "--listen-tcp" => {
                 let port = listen(value(args, index, flag)?)?;
                 say(&format!("listening={port}"));
@@ -141,6 +137,49 @@ fn run(args: &[String]) -> Result<u8, String> {
             "--notify-ready" => {
                 notify_ready()?;
                 say("notified");
+            }
+            "--fork-inherit" => {
+                let secs: f64 = number(value(args, index, flag)?, flag)?;
+                let _ = std::io::stdout().flush();
+                // SAFETY: the child sleeps, writes to its inherited stdout and
+                // leaves with _exit; no locks are taken after the fork.
+                match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+                    nix::unistd::ForkResult::Child => {
+                        sleep_secs(secs);
+                        let line = b"grandchild done\n";
+                        // SAFETY: writing a static buffer to fd 1, then _exit.
+                        unsafe {
+                            libc::write(1, line.as_ptr().cast(), line.len());
+                            libc::_exit(0)
+                        }
+                    }
+                    nix::unistd::ForkResult::Parent { child } => {
+                        say(&format!("grandchild={child}"));
+                    }
+                }
+                index += 1;
+            }
+            "--write-hex" => {
+                let hex = value(args, index, flag)?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("?"), 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| format!("--write-hex: bad hex {hex:?}"))?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("writing stdout: {e}"))?;
+                index += 1;
+            }
+            "--count" => {
+                let lines: u64 = number(value(args, index, flag)?, flag)?;
+                let interval: f64 = number(value(args, index + 1, flag)?, flag)?;
+                for line in 1..=lines {
+                    say(&format!("line {line:06}"));
+                    sleep_secs(interval);
+                }
+                index += 2;
             }
             "--stdin-echo" => {
                 let stdin = std::io::stdin();
@@ -153,6 +192,19 @@ fn run(args: &[String]) -> Result<u8, String> {
         }
     }
     Ok(0)
+}
+
+/// A field of /proc/self/status, trimmed.
+fn status_field(name: &str) -> Result<String, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("/proc/self/status: {e}"))?;
+    let prefix = format!("{name}:");
+    Ok(status
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(str::trim)
+        .unwrap_or("?")
+        .to_owned())
 }
 
 /// Sleeps with nanosleep, resuming after signal interruptions.

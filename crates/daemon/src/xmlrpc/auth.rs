@@ -2,15 +2,17 @@
 //! stored either in plain text or as `{SHA}` followed by the hex SHA-1 of the password
 //! (`[unix_http_server]` / `[inet_http_server]` `username` and `password`).
 //!
-//! Comparisons run in constant time over the candidate bytes, so response timing does not
-//! reveal how much of a guess was right. Credentials are compared as bytes: a header that is
-//! not UTF-8 simply fails to match.
+//! The check itself is vigil-rpc's `ServerAuth`, the one the tarpc handshake uses, so both
+//! protocols accept exactly the same secrets: it keeps only SHA-1 digests and compares them
+//! in constant time, so response timing does not reveal how much of a guess was right.
+//! Credentials that are not UTF-8 simply fail to match.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper::header::HeaderValue;
-use sha1::{Digest as _, Sha1};
-use subtle::ConstantTimeEq as _;
+use vigil_rpc::ServerAuth;
 
 /// The `WWW-Authenticate` value of every 401, as supervisord sends it.
 pub(crate) const CHALLENGE: &str = "Basic realm=\"default\"";
@@ -18,35 +20,21 @@ pub(crate) const CHALLENGE: &str = "Basic realm=\"default\"";
 /// The configured user and password.
 #[derive(Clone)]
 pub(crate) struct Credentials {
-    username: Vec<u8>,
-    password: StoredPassword,
-}
-
-#[derive(Clone)]
-enum StoredPassword {
-    Plain(Vec<u8>),
-    /// Lowercase hex SHA-1. supervisord compares against `hexdigest()`, which is lowercase;
-    /// a hash pasted in uppercase is accepted too.
-    Sha1Hex(Vec<u8>),
+    auth: Arc<ServerAuth>,
 }
 
 impl std::fmt::Debug for Credentials {
     /// Never prints the password or its hash.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &String::from_utf8_lossy(&self.username))
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").finish_non_exhaustive()
     }
 }
 
 impl Credentials {
-    /// `password` is the config value: plain text, or `{SHA}<hex sha1>`.
-    pub(crate) fn new(username: &str, password: &str) -> Credentials {
-        let password = match password.strip_prefix("{SHA}") {
-            Some(hex) => StoredPassword::Sha1Hex(hex.to_ascii_lowercase().into_bytes()),
-            None => StoredPassword::Plain(password.as_bytes().to_vec()),
-        };
-        Credentials { username: username.as_bytes().to_vec(), password }
+    /// Checks against the daemon's `ServerAuth` (built from the config's `username` and
+    /// `password`, plain text or `{SHA}<hex sha1>`).
+    pub(crate) fn shared(auth: Arc<ServerAuth>) -> Credentials {
+        Credentials { auth }
     }
 
     /// Whether an `Authorization` header carries these credentials.
@@ -54,12 +42,10 @@ impl Credentials {
         let Some((username, password)) = header.and_then(basic_credentials) else {
             return false;
         };
-        let password_ok = match &self.password {
-            StoredPassword::Plain(stored) => stored.ct_eq(&password),
-            StoredPassword::Sha1Hex(stored) => stored.ct_eq(&sha1_hex(&password)),
-        };
-        // Both comparisons always run: `&` on `Choice` does not short-circuit.
-        bool::from(self.username.ct_eq(&username) & password_ok)
+        match (String::from_utf8(username), String::from_utf8(password)) {
+            (Ok(username), Ok(password)) => self.auth.verify(&username, &password),
+            _ => false,
+        }
     }
 }
 
@@ -75,12 +61,12 @@ fn basic_credentials(header: &HeaderValue) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
-fn sha1_hex(bytes: &[u8]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    Sha1::digest(bytes)
-        .iter()
-        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])
-        .collect()
+#[cfg(test)]
+impl Credentials {
+    /// `password` is the config value: plain text, or `{SHA}<hex sha1>`.
+    pub(crate) fn new(username: &str, password: &str) -> Credentials {
+        Credentials::shared(Arc::new(ServerAuth::new(username, password).expect("valid password")))
+    }
 }
 
 #[cfg(test)]
@@ -89,11 +75,6 @@ mod tests {
 
     fn basic(user_and_password: &str) -> HeaderValue {
         HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(user_and_password))).unwrap()
-    }
-
-    #[test]
-    fn sha1_of_a_known_string() {
-        assert_eq!(sha1_hex(b"thepassword"), b"82ab876d1387bfafe46cc1c8a2ef074eae50cb1d");
     }
 
     #[test]
@@ -130,8 +111,21 @@ mod tests {
     }
 
     #[test]
+    fn shared_server_auth() {
+        let digest = "{SHA}82ab876d1387bfafe46cc1c8a2ef074eae50cb1d";
+        let auth = Arc::new(ServerAuth::new("user", digest).unwrap());
+        let credentials = Credentials::shared(auth);
+        assert!(credentials.authorizes(Some(&basic("user:thepassword"))));
+        assert!(!credentials.authorizes(Some(&basic("user:thepasswor"))));
+        assert!(!credentials.authorizes(Some(&basic("other:thepassword"))));
+        assert!(!credentials.authorizes(None));
+        let text = format!("{credentials:?}");
+        assert!(!text.contains("82ab") && !text.contains("thepassword"), "{text}");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let text = format!("{:?}", Credentials::new("user", "secret"));
-        assert!(text.contains("user") && !text.contains("secret"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 }

@@ -226,14 +226,31 @@ pub(crate) enum Channel {
     Stderr,
 }
 
-/// What [`Backend::follow_log`] saw beyond the caller's offset.
+/// Where [`Backend::follow_log`] reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FollowFrom {
+    /// The first read of a follow: this many bytes before the current end of the log.
+    /// Answers at once, with nothing if the log is empty.
+    Tail(u64),
+    /// A [`LogFollow::next`] of an earlier reply: waits until there is news past it.
+    ///
+    /// Positions are the backend's own: file offsets, or stream positions that stay
+    /// monotonic across rotation. The follower only passes back what it was given.
+    Position(u64),
+}
+
+/// What [`Backend::follow_log`] saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LogFollow {
-    /// New bytes starting at the caller's offset (never empty), and the offset just after them.
-    Data { bytes: Vec<u8>, end: u64 },
-    /// The log is now shorter than the caller's offset (truncated, cleared or rotated):
-    /// the follower restarts at offset 0 after printing supervisord's truncation marker.
-    Truncated,
+pub(crate) struct LogFollow {
+    /// The bytes after the requested position (at most a bounded chunk). Empty only for
+    /// a [`FollowFrom::Tail`] of an empty log, or alongside `truncated`.
+    pub(crate) bytes: Vec<u8>,
+    /// The bytes between the requested position and `bytes` are gone (the log was
+    /// truncated, cleared or rotated away): the follower prints supervisord's truncation
+    /// marker before `bytes`.
+    pub(crate) truncated: bool,
+    /// The position to continue from.
+    pub(crate) next: u64,
 }
 
 /// The daemon as the XML-RPC layer sees it. Every operation fails with a supervisord
@@ -356,13 +373,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         max_len: Option<u64>,
     ) -> impl Future<Output = Result<Vec<u8>, Fault>> + Send;
 
-    /// Waits until the log differs from what a reader at `offset` has seen, then reports
-    /// it: new bytes (at most a bounded chunk) or a truncation. Resolves at once when there
-    /// is something already. An error ends the follow (the process was removed, ...).
+    /// Reads a log for `tail -f`: the first call with [`FollowFrom::Tail`] answers at once
+    /// (faults as [`Backend::log_size`], which the HTTP layer turns into 404); later calls
+    /// with [`FollowFrom::Position`] wait until the log has news past that position, then
+    /// report it. An error ends the follow (the process was removed, ...).
     fn follow_log(
         &self,
         source: &LogSource,
-        offset: u64,
+        from: FollowFrom,
     ) -> impl Future<Output = Result<LogFollow, Fault>> + Send;
 
     /// Deletes and reopens a process's stdout and stderr logs. `BAD_NAME`, `FAILED`.

@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -31,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::auth::{CHALLENGE, Credentials};
-use super::backend::{Backend, Channel, LogFollow, LogSource};
+use super::backend::{Backend, Channel, FollowFrom, LogFollow, LogSource};
 use super::codec::{decode_call, encode_fault, encode_response};
 use super::methods::{self, Target, split_namespec};
 
@@ -188,26 +189,38 @@ fn logtail_source(path: &str) -> Option<LogSource> {
 
 async fn logtail<B: Backend>(backend: Arc<B>, source: LogSource) -> Response<Body> {
     // Unknown process and no file alike are 404: "a temporary condition" for supervisord.
-    let Ok(size) = backend.log_size(&source).await else {
+    let Ok(first) = backend.follow_log(&source, FollowFrom::Tail(TAIL_START)).await else {
         return plain(StatusCode::NOT_FOUND);
     };
-    let start = size.saturating_sub(TAIL_START);
-    let chunks =
-        futures::stream::unfold((backend, source, start), |(backend, source, offset)| async move {
-            let (bytes, next) = match backend.follow_log(&source, offset).await {
-                Ok(LogFollow::Data { bytes, end }) => (Bytes::from(bytes), end),
-                Ok(LogFollow::Truncated) => (Bytes::from_static(TRUNCATED), 0),
-                // The log went away (process removed, daemon stopping): end the stream.
-                Err(_) => return None,
-            };
-            Some((Ok::<_, Infallible>(Frame::data(bytes)), (backend, source, next)))
-        });
-    let mut response = Response::new(StreamBody::new(chunks).boxed_unsync());
+    let head = futures::stream::iter(chunk_frame(&first).map(Ok::<_, Infallible>));
+    let rest = futures::stream::unfold(
+        (backend, source, first.next),
+        |(backend, source, position)| async move {
+            // The log went away (process removed, daemon stopping): end the stream.
+            let chunk = backend.follow_log(&source, FollowFrom::Position(position)).await.ok()?;
+            let next = chunk.next;
+            Some((chunk_frame(&chunk), (backend, source, next)))
+        },
+    )
+    // A reply with nothing to send is skipped: an empty chunk would end the stream.
+    .filter_map(|frame| std::future::ready(frame.map(Ok::<_, Infallible>)));
+    let mut response = Response::new(StreamBody::new(head.chain(rest)).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain;charset=utf-8"));
     // Tells a reverse proxy (nginx) not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// The bytes a follow reply puts on the wire, the truncation marker first; `None` when
+/// there are none.
+fn chunk_frame(chunk: &LogFollow) -> Option<Frame<Bytes>> {
+    let mut bytes = Vec::with_capacity(TRUNCATED.len() + chunk.bytes.len());
+    if chunk.truncated {
+        bytes.extend_from_slice(TRUNCATED);
+    }
+    bytes.extend_from_slice(&chunk.bytes);
+    (!bytes.is_empty()).then(|| Frame::data(Bytes::from(bytes)))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, LogFollow,
-    LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
+    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
 };
 use super::fault::{Fault, FaultCode};
 use super::methods::namespec;
@@ -409,22 +409,37 @@ impl Backend for FakeBackend {
         Ok(log[start..end].to_vec())
     }
 
-    async fn follow_log(&self, source: &LogSource, offset: u64) -> Result<LogFollow, Fault> {
-        let offset = usize::try_from(offset).expect("test logs are small");
+    async fn follow_log(&self, source: &LogSource, from: FollowFrom) -> Result<LogFollow, Fault> {
+        let length = |n: usize| u64::try_from(n).expect("test logs are small");
+        let offset = match from {
+            FollowFrom::Tail(count) => {
+                let state = self.state();
+                let log = Self::log_locked(&state, source)?;
+                let count = usize::try_from(count).unwrap_or(usize::MAX).min(log.len());
+                let start = log.len() - count;
+                return Ok(LogFollow {
+                    bytes: log[start..].to_vec(),
+                    truncated: false,
+                    next: length(log.len()),
+                });
+            }
+            FollowFrom::Position(offset) => usize::try_from(offset).expect("test logs are small"),
+        };
         loop {
             // Register for the wake-up before looking, so a change in between is not lost.
             let changed = self.log_changed.notified();
             {
                 let state = self.state();
                 let log = Self::log_locked(&state, source)?;
-                if log.len() < offset {
-                    return Ok(LogFollow::Truncated);
-                }
-                if log.len() > offset {
-                    let end = log.len().min(offset + FOLLOW_CHUNK);
-                    return Ok(LogFollow::Data {
-                        bytes: log[offset..end].to_vec(),
-                        end: u64::try_from(end).expect("test logs are small"),
+                // Shorter than the reader's offset: truncated, the reader restarts at 0.
+                let (start, truncated) =
+                    if log.len() < offset { (0, true) } else { (offset, false) };
+                if truncated || log.len() > start {
+                    let end = log.len().min(start + FOLLOW_CHUNK);
+                    return Ok(LogFollow {
+                        bytes: log[start..end].to_vec(),
+                        truncated,
+                        next: length(end),
                     });
                 }
             }

@@ -1,5 +1,9 @@
 //! vigil-core's runtime layer against real processes: the reaper, spawning and log
 //! capture, driving the `vigil-test-child` helper.
+//!
+//! A test binary of its own: the reaper's `waitpid(-1)` is process-wide and would
+//! steal the exit statuses of the vigild and vigilctl processes the black-box tests
+//! in `it` wait for.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,15 @@
+//! Wire compatibility with supervisord (issue 5), as a separate test binary: the stock
+//! `supervisorctl` and Python `xmlrpc.client` from the `supervisor` PyPI package, run
+//! against `vigild` and, for reference, against the real `supervisord`.
+//!
+//! The package comes from the virtualenv in `$VIGIL_SUPERVISOR_VENV` (set up by
+//! `.ci/run`), else `target/supervisor-venv`; without it these tests fail.
+
+#[path = "compat/auth.rs"]
+mod auth;
+#[path = "compat/harness.rs"]
+mod harness;
+#[path = "compat/supervisorctl.rs"]
+mod supervisorctl;
+#[path = "compat/xmlrpc.rs"]
+mod xmlrpc;

@@ -1,0 +1,102 @@
+//! Races a supervisor must survive: control calls crossing each other, and a
+//! shutdown arriving while programs are still being spawned.
+
+use nix::sys::signal::Signal;
+use vigil_integration::{Program, Sandbox, TIMEOUT, procfs};
+
+use crate::wait_out_line;
+
+/// Two clients stop the same slow-to-die process at once: both return, it is
+/// stopped once, nothing is left.
+#[test]
+fn concurrent_stops_of_one_process() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("stubborn", &["--ignore-term", "--sleep", "3600"])
+        .set("startsecs", 0)
+        .set("stopwaitsecs", 2)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("stubborn");
+    wait_out_line(&sandbox, "stubborn", "ignoring TERM");
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| daemon.ctl(&["stop", "stubborn"]));
+        let second = scope.spawn(|| daemon.ctl(&["stop", "stubborn"]));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    for output in [&first, &second] {
+        output.expect_code(0);
+        let line = output.lines().join("\n");
+        assert!(
+            line == "stubborn: stopped" || line == "stubborn: ERROR (not running)",
+            "{output:#?}"
+        );
+    }
+    assert!(!procfs::exists(pid));
+    assert_eq!(daemon.state("stubborn"), "STOPPED");
+    assert_eq!(daemon.main_log().matches("stopped: stubborn").count(), 1, "{}", daemon.main_log());
+}
+
+/// Stop and start in quick succession, many times: every answer is the
+/// expected one and exactly one process runs at the end.
+#[test]
+fn stop_start_cycles() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("cycled", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    let mut previous = daemon.running_pid("cycled");
+    for _ in 0..15 {
+        daemon.ctl(&["stop", "cycled"]).expect_code(0).expect_lines(&["cycled: stopped"]);
+        assert!(!procfs::exists(previous));
+        daemon.ctl(&["start", "cycled"]).expect_code(0).expect_lines(&["cycled: started"]);
+        let pid = daemon.process_pid("cycled");
+        assert!(procfs::alive(pid) && pid != previous);
+        previous = pid;
+    }
+    let running: Vec<i32> =
+        daemon.children().into_iter().filter(|pid| procfs::alive(*pid)).collect();
+    assert_eq!(running, [previous], "one child only");
+}
+
+/// SIGTERM while a hundred programs are being spawned: vigild exits 0 and
+/// leaves nothing (the harness checks every descendant it saw).
+#[test]
+fn sigterm_during_mass_start() {
+    let sandbox = Sandbox::new();
+    let programs: Vec<Program> = (0..100)
+        .map(|n| {
+            Program::child(&format!("p{n:03}"), &["--sleep", "3600"])
+                .set("startsecs", 0)
+                .set("stdout_logfile", "NONE")
+                .set("stderr_logfile", "NONE")
+        })
+        .collect();
+    sandbox.write_config(&programs);
+    let mut daemon = sandbox.start();
+    // Readiness comes before all the spawns are done; do not wait for them.
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
+    let remaining = daemon.remaining_descendants();
+    assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
+
+/// The same shutdown through `update`: a hundred programs added at once, and a
+/// shutdown right behind them.
+#[test]
+fn shutdown_right_after_a_large_update() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[]);
+    let mut daemon = sandbox.start();
+    let programs: Vec<Program> = (0..60)
+        .map(|n| {
+            Program::child(&format!("u{n:03}"), &["--sleep", "3600"])
+                .set("startsecs", 0)
+                .set("stdout_logfile", "NONE")
+                .set("stderr_logfile", "NONE")
+        })
+        .collect();
+    sandbox.write_config(&programs);
+    daemon.ctl(&["update"]).expect_code(0);
+    daemon.ctl(&["shutdown"]).expect_code(0).expect_lines(&["Shut down"]);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
+    let remaining = daemon.remaining_descendants();
+    assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
