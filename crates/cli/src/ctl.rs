@@ -138,9 +138,11 @@ impl Ctl {
         }
     }
 
-    fn raw(&mut self, bytes: &[u8]) {
-        let _ = self.out.write_all(bytes);
-        let _ = self.out.flush();
+    /// Writes bytes as they are. The error matters only to followers, which
+    /// must stop once their reader is gone (`vigilctl tail -f x | head -1`).
+    fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out.flush()
     }
 
     fn set_result(&mut self, value: impl Serialize) {
@@ -596,8 +598,9 @@ impl Ctl {
                 if self.options.json {
                     self.set_result(json!({ "text": String::from_utf8_lossy(&log) }));
                 } else {
-                    self.raw(&log);
-                    self.raw(b"\n");
+                    // A one-shot read has nothing left to do when its reader is
+                    // gone, so a closed stdout is not worth an error.
+                    let _ = self.raw(&log).and_then(|()| self.raw(b"\n"));
                 }
             }
             Err(error) => self.log_error(label, error),
@@ -652,13 +655,15 @@ impl Ctl {
                             "skipped": skipped,
                             "text": text,
                         });
-                        let _ = writeln!(self.out, "{document}");
-                        let _ = self.out.flush();
-                    } else {
-                        if skipped > 0 {
-                            self.raw(b"\n==> File truncated <==\n");
+                        if self.raw(format!("{document}\n").as_bytes()).is_err() {
+                            return;
                         }
-                        self.raw(&chunk.bytes.0);
+                    } else {
+                        let marker: &[u8] =
+                            if skipped > 0 { b"\n==> File truncated <==\n" } else { b"" };
+                        if self.raw(marker).and_then(|()| self.raw(&chunk.bytes.0)).is_err() {
+                            return;
+                        }
                     }
                     offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
                 }
