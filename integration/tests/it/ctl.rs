@@ -633,3 +633,28 @@ fn signal_all_and_exitstatus() {
     assert_eq!(document["result"][1]["name"], "one");
     assert_eq!(document["result"][1]["exitstatus"], -1);
 }
+
+/// In the shell, `shutdown` asks first (supervisorctl's `Really shut the
+/// remote supervisord process down y/N?`): `n` keeps the daemon, `y` stops it.
+#[test]
+fn shell_shutdown_asks_for_confirmation() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a")]);
+    let mut daemon = sandbox.start();
+    daemon.running_pid("a");
+    let declined = daemon.ctl_input(&[], b"shutdown\nn\npid\n");
+    declined.expect_code(0);
+    assert!(
+        declined.stdout.contains("Really shut the remote supervisord process down y/N?"),
+        "{declined:#?}"
+    );
+    assert!(
+        declined.stdout.contains(&format!("{}\n", daemon.pid())),
+        "pid ran after the answer: {declined:#?}"
+    );
+    assert_eq!(daemon.poll_exit(), None, "declined: still running");
+    let accepted = daemon.ctl_input(&[], b"shutdown\ny\n");
+    accepted.expect_code(0);
+    assert!(accepted.stdout.contains("Shut down"), "{accepted:#?}");
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+}
