@@ -857,6 +857,9 @@ impl Drop for Daemon {
             if let Some(status) = wait_child(&mut self.child, SHUTDOWN_TIMEOUT) {
                 self.exit = Some(exit_code(status));
             } else {
+                // Frozen, it cannot fork behind the last look at its descendants.
+                let _ = kill(Pid::from_raw(self.pid), Signal::SIGSTOP);
+                record_descendants(self.pid, &self.seen);
                 let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
                 self.exit = wait_child(&mut self.child, TIMEOUT).map(exit_code);
                 failure =

@@ -137,3 +137,40 @@ fn status_without_credentials_exits_1() {
     );
     status.expect_code(1).expect_lines(&["Server requires authentication"]);
 }
+
+/// A `{SHA}` password in the server section checks the client's plain one.
+#[test]
+fn sha_password() {
+    let sandbox = Sandbox::new();
+    // SHA-1 of "secret".
+    config_with_server(
+        &sandbox,
+        "username=ops\npassword={SHA}e5e9fa1ba31ecd1ae84f75caaa474f3a663f05f4\n",
+        "",
+    );
+    let dir = sandbox.path().display();
+    let text = std::fs::read_to_string(sandbox.config_path()).unwrap().replace(
+        &format!("[supervisorctl]\nserverurl=unix://{dir}/vigil.sock\n"),
+        &format!(
+            "[supervisorctl]\nserverurl=unix://{dir}/vigil.sock\nusername=ops\npassword=secret\n"
+        ),
+    );
+    std::fs::write(sandbox.config_path(), text).unwrap();
+    let daemon = sandbox.start();
+    daemon.running_pid("p");
+    let no_config = sandbox.join("empty.conf");
+    std::fs::write(&no_config, "[supervisorctl]\n").unwrap();
+    let url = sandbox.server_url();
+    let ctl = |args: &[&str]| vigil_integration::ctl_at(sandbox.path(), &no_config, args);
+    ctl(&["-s", &url, "-u", "ops", "-p", "secret", "pid"]).expect_code(0);
+    let hashed = ctl(&[
+        "-s",
+        &url,
+        "-u",
+        "ops",
+        "-p",
+        "{SHA}e5e9fa1ba31ecd1ae84f75caaa474f3a663f05f4",
+        "pid",
+    ]);
+    hashed.expect_code(1).expect_lines(&["Server requires authentication"]);
+}

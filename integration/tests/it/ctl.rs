@@ -604,3 +604,57 @@ fn multi_name_start_is_concurrent() {
     assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "starts ran one after another: {elapsed:?}");
 }
+
+/// `signal SIG all` reaches every running process and skips stopped ones; the
+/// status JSON carries supervisord's `exitstatus` (-1 after a signal death).
+#[test]
+fn signal_all_and_exitstatus() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("one", &["--sleep", "3600"]).set("startsecs", 0).set("autorestart", "false"),
+        Program::child("two", &["--sleep", "3600"]).set("startsecs", 0).set("autorestart", "false"),
+        Program::child("idle", &["--sleep", "3600"]).set("autostart", "false"),
+        Program::child("coded", &["--exit", "5"]).set("startsecs", 0).set("autorestart", "false"),
+    ]);
+    let daemon = sandbox.start();
+    daemon.running_pid("one");
+    daemon.running_pid("two");
+    daemon.wait_state("coded", "EXITED");
+    let output = daemon.ctl(&["signal", "KILL", "all"]);
+    output.expect_code(0);
+    let mut lines = output.lines();
+    lines.sort_unstable();
+    assert_eq!(lines, ["one: signalled", "two: signalled"]);
+    daemon.wait_state("one", "EXITED");
+    daemon.wait_state("two", "EXITED");
+    let document = json(&daemon.ctl(&["--json", "status", "coded", "one"]));
+    assert_eq!(document["result"][0]["name"], "coded");
+    assert_eq!(document["result"][0]["exitstatus"], 5);
+    assert_eq!(document["result"][1]["name"], "one");
+    assert_eq!(document["result"][1]["exitstatus"], -1);
+}
+
+/// In the shell, `shutdown` asks first (supervisorctl's `Really shut the
+/// remote supervisord process down y/N?`): `n` keeps the daemon, `y` stops it.
+#[test]
+fn shell_shutdown_asks_for_confirmation() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[sleeper("a")]);
+    let mut daemon = sandbox.start();
+    daemon.running_pid("a");
+    let declined = daemon.ctl_input(&[], b"shutdown\nn\npid\n");
+    declined.expect_code(0);
+    assert!(
+        declined.stdout.contains("Really shut the remote supervisord process down y/N?"),
+        "{declined:#?}"
+    );
+    assert!(
+        declined.stdout.contains(&format!("{}\n", daemon.pid())),
+        "pid ran after the answer: {declined:#?}"
+    );
+    assert_eq!(daemon.poll_exit(), None, "declined: still running");
+    let accepted = daemon.ctl_input(&[], b"shutdown\ny\n");
+    accepted.expect_code(0);
+    assert!(accepted.stdout.contains("Shut down"), "{accepted:#?}");
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+}

@@ -178,6 +178,8 @@ fn daemonizes_without_nodaemon() {
     struct Kill(i32, i32);
     impl Drop for Kill {
         fn drop(&mut self) {
+            // Frozen first, so it cannot fork behind the look at its descendants.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGSTOP);
             for pid in procfs::descendants(self.0).into_iter().chain([self.0]) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             }

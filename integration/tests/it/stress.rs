@@ -100,3 +100,38 @@ fn shutdown_right_after_a_large_update() {
     let remaining = daemon.remaining_descendants();
     assert!(remaining.is_empty(), "left behind: {remaining:?}");
 }
+
+/// Reloads arriving back to back, then a SIGTERM in the middle of one: the
+/// daemon ends with exactly one process per program, then exits cleanly.
+#[test]
+fn back_to_back_reloads_then_sigterm_mid_reload() {
+    let sandbox = Sandbox::new();
+    let programs: Vec<Program> = (0..5)
+        .map(|n| {
+            Program::child(&format!("r{n}"), &["--ignore-term", "--sleep", "3600"])
+                .set("startsecs", 0)
+                .set("stopwaitsecs", 1)
+                .set("stdout_logfile", "NONE")
+                .set("stderr_logfile", "NONE")
+        })
+        .collect();
+    sandbox.write_config(&programs);
+    let mut daemon = sandbox.start();
+    for n in 0..5 {
+        daemon.running_pid(&format!("r{n}"));
+    }
+    for _ in 0..3 {
+        daemon.signal(Signal::SIGHUP);
+    }
+    vigil_integration::wait_until(TIMEOUT, "five RUNNING processes after the reloads", || {
+        daemon.ctl(&["status"]).code == 0
+            && daemon.ctl(&["status"]).lines().len() == 5
+            && daemon.children().iter().filter(|pid| procfs::alive(**pid)).count() == 5
+    });
+    assert_eq!(daemon.poll_exit(), None, "{}", daemon.diagnostics());
+    daemon.signal(Signal::SIGHUP);
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
+    let remaining = daemon.remaining_descendants();
+    assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
