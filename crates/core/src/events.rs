@@ -23,6 +23,9 @@ pub enum Event {
     GroupAdded { group: String },
     /// A group was removed (`remove_group`).
     GroupRemoved { group: String },
+    /// A group exhausted its restart budget: its members are FATAL (Vigil
+    /// extension; the root then applies `on_fatal`).
+    GroupFatal { group: String, reason: String },
 }
 
 /// One state change of one process (`PROCESS_STATE_<to>`).

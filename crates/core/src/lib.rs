@@ -32,16 +32,26 @@
 //! that must survive (status, logs, stdin) lives in one shared record per
 //! process, independent of the actors.
 //!
+//! Beyond supervisord (issue 6), each in its own module: group strategies and
+//! restart budgets with escalation to the root (group.rs, budget.rs, root.rs),
+//! configurable restart backoff (lifecycle.rs), dependencies across groups with
+//! dependency-ordered start and stop and restart propagation (deps.rs), and
+//! health probes as async tasks (probe.rs, notify.rs).
+//!
 //! What this crate deliberately does not do: parse config (vigil-config), speak
 //! any wire protocol (vigil-rpc, vigild), install signal handlers or a panic hook
 //! (vigild).
 
+mod budget;
+mod deps;
 pub mod error;
 pub mod events;
 pub mod exit;
 mod group;
 pub mod lifecycle;
 pub mod logs;
+mod notify;
+mod probe;
 mod process;
 pub mod reaper;
 mod root;
@@ -65,7 +75,7 @@ pub use events::{Event, ProcessStateEvent};
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
 pub use process::Spawner;
-pub use process::info::ProcessInfo;
+pub use process::info::{Health, ProcessInfo};
 pub use reaper::Reaper;
 
 use process::{Context, ProcessMsg, ProcessShared};
@@ -99,6 +109,18 @@ impl SupervisorOptions {
     }
 }
 
+/// Why a FATAL group brought the daemon down (`on_fatal = shutdown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FatalShutdown {
+    /// The group whose restart budget ran out.
+    pub group: String,
+    pub reason: String,
+}
+
+/// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
+/// container runtime or an outer supervisor sees the failure.
+pub const FATAL_EXIT_CODE: i32 = 1;
+
 /// Builds and starts the supervision tree.
 pub struct Supervisor;
 
@@ -126,14 +148,18 @@ impl Supervisor {
         for group in &config.groups {
             groups.push((group.clone(), build_members(group, &settings)?));
         }
+        let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
             daemon_env: options.daemon_env,
             global_env: settings.environment.clone(),
             server_url: options.server_url,
+            registry: Arc::clone(&registry),
+            notify_dir: notify::socket_dir(),
+            on_fatal: settings.on_fatal,
+            fatal: tokio::sync::watch::Sender::new(None),
         });
-        let registry = Arc::new(Registry::default());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
             CoreError::Failed(format!("could not start the root actor: {error}"))
@@ -154,6 +180,18 @@ impl Supervisor {
                 return Err(error);
             }
         }
+        // on_fatal = shutdown: the root publishes the escalation, this task brings
+        // the tree down. It holds no strong reference, so it never keeps a
+        // dropped tree alive.
+        let weak = Arc::downgrade(&handle.inner);
+        let mut fatal = handle.inner.ctx.fatal.subscribe();
+        tokio::spawn(async move {
+            if fatal.wait_for(Option::is_some).await.is_ok()
+                && let Some(inner) = weak.upgrade()
+            {
+                Handle { inner }.shutdown().await;
+            }
+        });
         handle.autostart(&handle.inner.registry.groups_by_priority()).await;
         Ok(handle)
     }
@@ -263,7 +301,15 @@ impl Handle {
     /// result arrives when its process is RUNNING (`ABNORMAL_TERMINATION` if it
     /// left STARTING otherwise, `SPAWN_ERROR` if it failed to spawn or exited
     /// within `startsecs`). Group specs skip members already running.
+    ///
+    /// Dependencies (`depends_on`, transitively) that are not running are
+    /// started first, in start order; the named processes wait behind the
+    /// dependency gate until their conditions hold. Only the named processes
+    /// have results.
     pub async fn start(&self, specs: &[String], wait: bool) -> Results {
+        if !self.inner.shutting_down.load(Ordering::SeqCst) {
+            self.start_dependencies(specs).await;
+        }
         self.for_each(
             specs,
             |state| !state.is_running(),
@@ -276,11 +322,73 @@ impl Handle {
     /// stops in priority order; here they are issued in that order and then run
     /// together). With `wait`, each result arrives when its process is in a
     /// stopped state. Group specs skip members that are not running.
+    ///
+    /// Dependents of a stopped process (with `restart_dependents`, the default)
+    /// are stopped first, deepest first, and wait STARTING until it meets their
+    /// condition again (after a `restart` or a later `start`).
     pub async fn stop(&self, specs: &[String], wait: bool) -> Results {
+        let registry = Arc::clone(&self.inner.registry);
         self.for_each(specs, ProcessState::is_running, move |member| {
-            async move { stop_one(member, wait).await }.boxed()
+            let registry = Arc::clone(&registry);
+            async move {
+                requeue_dependents(&registry, &member, &mut HashSet::new()).await;
+                stop_one(member, wait).await
+            }
+            .boxed()
         })
         .await
+    }
+
+    /// Resolves when a group exhausted its restart budget with `on_fatal =
+    /// shutdown` and the tree finished its ordered shutdown; pending forever
+    /// otherwise. vigild awaits it beside its signals and then exits with
+    /// [`FATAL_EXIT_CODE`].
+    pub async fn fatal_shutdown(&self) -> FatalShutdown {
+        let mut fatal = self.inner.ctx.fatal.subscribe();
+        let reason = match fatal.wait_for(Option::is_some).await {
+            Ok(value) => value.clone(),
+            // The sender lives as long as this handle: unreachable.
+            Err(_) => None,
+        };
+        let Some(reason) = reason else {
+            return futures::future::pending().await;
+        };
+        self.shutdown().await;
+        reason
+    }
+
+    /// The escalation that is bringing (or brought) the tree down, if any.
+    pub fn fatal(&self) -> Option<FatalShutdown> {
+        self.inner.ctx.fatal.borrow().clone()
+    }
+
+    /// Starts, in start order, every dependency of the processes named by
+    /// `specs` that is not running (the gate then orders the actual spawns).
+    async fn start_dependencies(&self, specs: &[String]) {
+        let mut needed: HashSet<String> = HashSet::new();
+        let mut queue: Vec<Arc<ProcessShared>> = specs
+            .iter()
+            .filter_map(|spec| self.resolve(spec).ok())
+            .flat_map(|t| t.members)
+            .collect();
+        while let Some(member) = queue.pop() {
+            for dependency in &member.config.depends_on {
+                for target in deps::resolve(&self.inner.registry, dependency) {
+                    if needed.insert(target.namespec.clone()) {
+                        queue.push(target);
+                    }
+                }
+            }
+        }
+        if needed.is_empty() {
+            return;
+        }
+        for member in deps::start_order(&self.inner.registry.groups_by_priority()) {
+            if needed.contains(&member.namespec) && member.state().is_stopped() {
+                tracing::info!("starting '{}', a dependency", member.namespec);
+                let _ = request(&member, ProcessMsg::Start).await;
+            }
+        }
     }
 
     /// Sends signal number `sig` to the processes named by `specs` (the pid only,
@@ -385,11 +493,9 @@ impl Handle {
     /// Autostart in order: each call returns once that process's spawn was
     /// attempted, so spawns happen in priority order, without waiting for RUNNING.
     async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
-        for group in groups {
-            for member in &group.members {
-                if let Some(actor) = member.actor() {
-                    let _ = actor.call(ProcessMsg::Autostart, None).await;
-                }
+        for member in deps::start_order(groups) {
+            if let Some(actor) = member.actor() {
+                let _ = actor.call(ProcessMsg::Autostart, None).await;
             }
         }
     }
@@ -552,6 +658,38 @@ async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreErr
             return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
         }
     }
+}
+
+/// Stops the active dependents of `member` that follow it
+/// (`restart_dependents`), deepest first, and waits until none has a child;
+/// each then waits behind its dependency gate.
+fn requeue_dependents<'a>(
+    registry: &'a Arc<Registry>,
+    member: &'a ProcessShared,
+    seen: &'a mut HashSet<String>,
+) -> BoxFuture<'a, ()> {
+    async move {
+        for dependent in deps::dependents(registry, member) {
+            if !dependent.config.restart_dependents
+                || !seen.insert(dependent.namespec.clone())
+                || !matches!(
+                    dependent.state(),
+                    ProcessState::Starting | ProcessState::Running | ProcessState::Backoff
+                )
+            {
+                continue;
+            }
+            requeue_dependents(registry, &dependent, seen).await;
+            let mut snapshot = dependent.snapshot.subscribe();
+            if let Some(actor) = dependent.actor() {
+                let _ = actor.cast(ProcessMsg::DependencyLost);
+                let _ = snapshot
+                    .wait_for(|s| s.pid.is_none() && s.state != ProcessState::Stopping)
+                    .await;
+            }
+        }
+    }
+    .boxed()
 }
 
 /// `stopProcess` for one process, with supervisord's `wait` semantics.
