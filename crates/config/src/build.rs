@@ -1061,7 +1061,7 @@ fn program(
         Some((items, _, place)) => items.into_iter().map(|i| (i, place.place())).collect(),
         None => Vec::new(),
     };
-    let restart_dependents = r.get("restart_dependents", &common, d, false, values::boolean);
+    let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
     let readiness = probe(&mut r, "ready", &common, d);
     let liveness = probe(&mut r, "live", &common, d);
 
