@@ -107,7 +107,8 @@ pub(crate) fn unmet(registry: &Registry, config: &ProcessConfig) -> Vec<String> 
             let targets = resolve(registry, dependency);
             targets.is_empty()
                 || targets.iter().any(|target| {
-                    !meets(dependency.condition, &target.config, &target.snapshot.borrow())
+                    target.held.load(std::sync::atomic::Ordering::SeqCst)
+                        || !meets(dependency.condition, &target.config, &target.snapshot.borrow())
                 })
         })
         .map(label)

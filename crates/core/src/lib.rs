@@ -331,8 +331,11 @@ impl Handle {
         self.for_each(specs, ProcessState::is_running, move |member| {
             let registry = Arc::clone(&registry);
             async move {
+                member.held.store(true, Ordering::SeqCst);
                 requeue_dependents(&registry, &member, &mut HashSet::new()).await;
-                stop_one(member, wait).await
+                let result = stop_one(Arc::clone(&member), wait).await;
+                member.held.store(false, Ordering::SeqCst);
+                result
             }
             .boxed()
         })
@@ -679,6 +682,7 @@ fn requeue_dependents<'a>(
             {
                 continue;
             }
+            dependent.held.store(true, Ordering::SeqCst);
             requeue_dependents(registry, &dependent, seen).await;
             let mut snapshot = dependent.snapshot.subscribe();
             if let Some(actor) = dependent.actor() {
@@ -687,6 +691,7 @@ fn requeue_dependents<'a>(
                     .wait_for(|s| s.pid.is_none() && s.state != ProcessState::Stopping)
                     .await;
             }
+            dependent.held.store(false, Ordering::SeqCst);
         }
     }
     .boxed()

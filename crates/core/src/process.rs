@@ -115,6 +115,10 @@ pub(crate) struct ProcessShared {
     /// The current child's pid (0 = none), for the group to kill an orphan whose
     /// actor failed.
     pub(crate) child: AtomicU32,
+    /// Being stopped on purpose together with its dependents: counts as not
+    /// meeting any dependency condition, so a requeued dependent does not start
+    /// again before this process went down and came back.
+    pub(crate) held: std::sync::atomic::AtomicBool,
 }
 
 impl ProcessShared {
@@ -133,6 +137,7 @@ impl ProcessShared {
             stdin: Mutex::new(None),
             actor: RwLock::new(None),
             child: AtomicU32::new(0),
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
