@@ -51,13 +51,26 @@ pub(crate) fn names(dependency: &Dependency, config: &ProcessConfig) -> bool {
 
 /// The processes `dependency` names, among every group of the tree.
 pub(crate) fn resolve(registry: &Registry, dependency: &Dependency) -> Vec<Arc<ProcessShared>> {
-    registry
-        .groups()
-        .iter()
-        .flat_map(|group| group.members.iter())
-        .filter(|member| names(dependency, &member.config))
-        .cloned()
-        .collect()
+    match dependency.name.split_once(':') {
+        Some((group, _)) => registry
+            .group(group)
+            .map(|entry| {
+                entry.members.iter().filter(|m| names(dependency, &m.config)).cloned().collect()
+            })
+            .unwrap_or_default(),
+        None => registry.program(&dependency.name),
+    }
+}
+
+/// The first dependency of `config` that cannot be met any more without a
+/// user's action: one of its processes is FATAL.
+pub(crate) fn hopeless(registry: &Registry, config: &ProcessConfig) -> Option<String> {
+    config.depends_on.iter().find_map(|dependency| {
+        resolve(registry, dependency)
+            .iter()
+            .any(|target| target.state() == ProcessState::Fatal)
+            .then(|| label(dependency))
+    })
 }
 
 /// Whether a process in `snapshot` meets `condition`.

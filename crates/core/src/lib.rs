@@ -310,10 +310,16 @@ impl Handle {
         if !self.inner.shutting_down.load(Ordering::SeqCst) {
             self.start_dependencies(specs).await;
         }
+        let registry = Arc::clone(&self.inner.registry);
+        let bus = self.inner.ctx.bus.clone();
         self.for_each(
             specs,
             |state| !state.is_running(),
-            move |member| async move { start_one(member, wait).await }.boxed(),
+            move |member| {
+                let registry = Arc::clone(&registry);
+                let events = bus.subscribe();
+                async move { start_one(member, wait, &registry, events).await }.boxed()
+            },
         )
         .await
     }
@@ -638,15 +644,23 @@ async fn call_root<T: Send + 'static>(
     }
 }
 
-/// `startProcess` for one process, with supervisord's `wait` semantics.
-async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreError> {
+/// `startProcess` for one process, with supervisord's `wait` semantics. A
+/// process waiting for its dependencies fails the wait (`FAILED`) once one of
+/// them is FATAL, rather than waiting for a user's action.
+async fn start_one(
+    member: Arc<ProcessShared>,
+    wait: bool,
+    registry: &Registry,
+    mut events: broadcast::Receiver<Event>,
+) -> Result<(), CoreError> {
     let mut snapshot = member.snapshot.subscribe();
     request(&member, ProcessMsg::Start).await?;
     if !wait {
         return Ok(());
     }
+    let mut bus_open = true;
     loop {
-        {
+        let waiting = {
             let current = snapshot.borrow_and_update();
             if current.spawnerr.is_some() {
                 return Err(CoreError::SpawnError(member.namespec.clone()));
@@ -656,9 +670,24 @@ async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreErr
                 ProcessState::Starting => {}
                 _ => return Err(CoreError::AbnormalTermination(member.namespec.clone())),
             }
+            !current.waiting_for.is_empty()
+        };
+        if waiting && let Some(dependency) = deps::hopeless(registry, &member.config) {
+            return Err(CoreError::Failed(format!(
+                "{}: dependency {dependency} is FATAL",
+                member.namespec
+            )));
         }
-        if snapshot.changed().await.is_err() {
-            return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+        tokio::select! {
+            changed = snapshot.changed() => {
+                if changed.is_err() {
+                    return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+                }
+            }
+            // Any state change elsewhere may make a dependency hopeless.
+            received = events.recv(), if waiting && bus_open => {
+                bus_open = !matches!(received, Err(broadcast::error::RecvError::Closed));
+            }
         }
     }
 }

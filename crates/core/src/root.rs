@@ -62,6 +62,8 @@ impl GroupEntry {
 /// Every group by name; written by the root, read by handles.
 pub(crate) struct Registry {
     groups: RwLock<BTreeMap<String, Arc<GroupEntry>>>,
+    /// Processes by `[program:x]` name, for dependency lookups without a scan.
+    by_program: RwLock<HashMap<String, Vec<Arc<ProcessShared>>>>,
     /// Bumped whenever a group is added or removed (dependency monitors resolve
     /// names again).
     generation: watch::Sender<u64>,
@@ -69,7 +71,11 @@ pub(crate) struct Registry {
 
 impl Default for Registry {
     fn default() -> Registry {
-        Registry { groups: RwLock::default(), generation: watch::Sender::new(0) }
+        Registry {
+            groups: RwLock::default(),
+            by_program: RwLock::default(),
+            generation: watch::Sender::new(0),
+        }
     }
 }
 
@@ -97,7 +103,26 @@ impl Registry {
         groups
     }
 
+    /// The processes of `[program:name]`, wherever their group.
+    pub(crate) fn program(&self, name: &str) -> Vec<Arc<ProcessShared>> {
+        self.by_program
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn insert(&self, entry: Arc<GroupEntry>) {
+        {
+            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
+            for member in &entry.members {
+                by_program
+                    .entry(member.config.program.clone())
+                    .or_default()
+                    .push(Arc::clone(member));
+            }
+        }
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -107,6 +132,13 @@ impl Registry {
 
     fn remove(&self, name: &str) -> Option<Arc<GroupEntry>> {
         let removed = self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name);
+        if removed.is_some() {
+            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
+            for members in by_program.values_mut() {
+                members.retain(|member| member.config.group != name);
+            }
+            by_program.retain(|_, members| !members.is_empty());
+        }
         self.generation.send_modify(|n| *n += 1);
         removed
     }

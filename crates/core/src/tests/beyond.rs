@@ -621,3 +621,21 @@ async fn notify_socket_ready_gates_running() {
     handle.shutdown().await;
     drop(handle);
 }
+
+#[tokio::test(start_paused = true)]
+async fn start_wait_fails_when_a_dependency_goes_fatal() {
+    let mut db = program("db", &["/bin/sh", "exit", "1", "0"]);
+    db.startretries = 1;
+    let mut app = runner("app");
+    depends(&mut app, "db", DependencyCondition::Running);
+    let (handle, _fake, _dir) = boot(vec![solo(db), solo(app)]).await;
+    let results = tokio::time::timeout(PATIENCE, handle.start(&specs(&["app"]), true))
+        .await
+        .expect("the wait ends");
+    assert_eq!(
+        results,
+        [("app".to_owned(), Err(crate::CoreError::Failed("app: dependency db is FATAL".into())))]
+    );
+    assert_eq!(state_of(&handle, "app").await.description, "waiting for db");
+    handle.shutdown().await;
+}
