@@ -62,6 +62,17 @@ pub(crate) fn resolve(registry: &Registry, dependency: &Dependency) -> Vec<Arc<P
     }
 }
 
+/// The pids of every process `config` depends on: a change while all are met
+/// means one restarted between two looks (a restart faster than the monitor).
+pub(crate) fn fingerprint(registry: &Registry, config: &ProcessConfig) -> Vec<Option<u32>> {
+    config
+        .depends_on
+        .iter()
+        .flat_map(|dependency| resolve(registry, dependency))
+        .map(|target| target.snapshot.borrow().pid)
+        .collect()
+}
+
 /// The first dependency of `config` that cannot be met any more without a
 /// user's action: one of its processes is FATAL.
 pub(crate) fn hopeless(registry: &Registry, config: &ProcessConfig) -> Option<String> {

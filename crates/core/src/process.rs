@@ -266,6 +266,8 @@ pub(crate) struct ProcessActorState {
     monitor: Option<JoinHandle<()>>,
     /// Whether the dependencies were all met at the last check.
     deps_met: bool,
+    /// [`deps::fingerprint`] when they were last met.
+    deps_print: Vec<Option<u32>>,
     /// What a waiting process waits for, as published.
     waiting_for: Vec<String>,
     /// `ready_notify`: the socket whose path the child gets in NOTIFY_SOCKET.
@@ -352,6 +354,7 @@ impl Actor for ProcessActor {
             budget,
             monitor: None,
             deps_met: false,
+            deps_print: Vec::new(),
             waiting_for: Vec::new(),
             notify,
             log_pattern,
@@ -536,6 +539,12 @@ impl ProcessActorState {
     fn deps_changed(&mut self, myself: &ActorRef<ProcessMsg>) {
         let unmet = deps::unmet(&self.ctx.registry, &self.shared.config);
         let was_met = std::mem::replace(&mut self.deps_met, unmet.is_empty());
+        let mut restarted = false;
+        if unmet.is_empty() {
+            let print = deps::fingerprint(&self.ctx.registry, &self.shared.config);
+            restarted = was_met && print != self.deps_print;
+            self.deps_print = print;
+        }
         if self.lifecycle.is_waiting() {
             if unmet.is_empty() {
                 self.apply(myself, Event::DependenciesMet);
@@ -543,7 +552,10 @@ impl ProcessActorState {
                 self.waiting_for = unmet;
                 self.publish();
             }
-        } else if was_met && !unmet.is_empty() && self.shared.config.restart_dependents {
+        } else if was_met
+            && (restarted || !unmet.is_empty())
+            && self.shared.config.restart_dependents
+        {
             self.apply(myself, Event::DependencyLost);
         }
     }
@@ -715,6 +727,8 @@ impl ProcessActorState {
                         let unmet = deps::unmet(&self.ctx.registry, &self.shared.config);
                         self.deps_met = unmet.is_empty();
                         if unmet.is_empty() {
+                            self.deps_print =
+                                deps::fingerprint(&self.ctx.registry, &self.shared.config);
                             queue.push_back(Event::DependenciesMet);
                         } else {
                             tracing::info!(

@@ -639,3 +639,23 @@ async fn start_wait_fails_when_a_dependency_goes_fatal() {
     assert_eq!(state_of(&handle, "app").await.description, "waiting for db");
     handle.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_restarting_faster_than_a_look_still_restarts_its_dependent() {
+    // startsecs=0: db is RUNNING again in the same step it died in.
+    let mut db = runner("db");
+    db.startsecs = 0;
+    db.autostart = true;
+    let mut app = runner("app");
+    app.autostart = true;
+    depends(&mut app, "db", DependencyCondition::Running);
+    let (handle, fake, _dir) = boot(vec![solo(db), solo(app)]).await;
+    let mut events = handle.subscribe();
+    until_state(&mut events, "app", ProcessState::Running).await;
+    let app1 = pid_of(&fake, "app");
+    handle.signal(&specs(&["db"]), libc::SIGKILL).await;
+    until(&mut events, || fake.spawns().len() >= 4).await;
+    assert_eq!(markers(&fake, 2), ["db", "app"]);
+    assert!(fake.signals().iter().any(|s| s.pid == app1 && s.sig == libc::SIGTERM));
+    handle.shutdown().await;
+}
