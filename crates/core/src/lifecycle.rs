@@ -76,6 +76,7 @@
 //! | EXITED   | SignalRequested    | refused: NOT_RUNNING                          | EXITED             |
 //! | STOPPED  | StartRequested     | with dependencies                             | STARTING           |
 //! | STARTING | DependenciesMet    | waiting for dependencies                      | STARTING           |
+//! | STARTING | DependenciesMet    | waiting, daemon shutting down                 | STOPPED            |
 //! | STARTING | StopRequested      | waiting for dependencies                      | STOPPED            |
 //! | STARTING | ShutdownRequested  | waiting for dependencies                      | STOPPED            |
 //! | RUNNING  | DependencyLost     |                                               | STOPPING           |
@@ -740,8 +741,13 @@ impl Lifecycle {
             Event::DependenciesMet => {
                 if self.state == ProcessState::Starting && self.waiting {
                     self.waiting = false;
-                    self.laststart = Some(now);
-                    fx.push(Effect::Spawn);
+                    if self.accepting {
+                        self.laststart = Some(now);
+                        fx.push(Effect::Spawn);
+                    } else {
+                        // The daemon started shutting down while this waited.
+                        self.change(ProcessState::Stopped, &mut fx);
+                    }
                 }
             }
             Event::DependencyLost => match self.state {

@@ -611,6 +611,13 @@ const ROWS: &[Row] = &[
     },
     Row {
         from: "STARTING",
+        event: "DependenciesMet",
+        condition: "waiting, daemon shutting down",
+        to: "STOPPED",
+        effects: &["STARTING -> STOPPED"],
+    },
+    Row {
+        from: "STARTING",
         event: "StopRequested",
         condition: "waiting for dependencies",
         to: "STOPPED",
@@ -809,6 +816,7 @@ fn run_row(row: &Row) -> (Vec<String>, ProcessState) {
         }
         "with dependencies"
         | "waiting for dependencies"
+        | "waiting, daemon shutting down"
         | "dependency lost"
         | "stop for a dependency" => config.dependencies = true,
         "readiness probe" | "readiness probe, after startsecs" | "readiness failed" => {
@@ -829,10 +837,15 @@ fn run_row(row: &Row) -> (Vec<String>, ProcessState) {
     if row.from == "EXITED" && !row.event.starts_with("Restart") {
         sim.lc.config.autorestart = AutoRestart::False;
     }
-    if row.condition == "waiting for dependencies" {
+    if row.condition == "waiting for dependencies"
+        || row.condition == "waiting, daemon shutting down"
+    {
         // Setup stops short of the spawn: the gate is closed.
         sim.auto = false;
         sim.step(Event::StartRequested);
+        if row.condition == "waiting, daemon shutting down" {
+            sim.step(Event::DaemonShuttingDown);
+        }
     } else {
         reach(&mut sim, from);
     }
