@@ -119,6 +119,18 @@ pub struct FatalShutdown {
 
 /// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
 /// container runtime or an outer supervisor sees the failure.
+///
+/// The daemon awaits [`Handle::fatal_shutdown`] beside its signal handling:
+///
+/// ```text
+/// tokio::select! {
+///     _ = terminate.recv() => handle.shutdown().await,          // exit 0
+///     fatal = handle.fatal_shutdown() => {                       // already shut down
+///         tracing::error!("group '{}' is FATAL: {}", fatal.group, fatal.reason);
+///         std::process::exit(vigil_core::FATAL_EXIT_CODE);
+///     }
+/// }
+/// ```
 pub const FATAL_EXIT_CODE: i32 = 1;
 
 /// Builds and starts the supervision tree.

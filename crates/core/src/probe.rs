@@ -52,6 +52,8 @@ pub(crate) struct ProbeEnv {
     /// The program's environment, for `exec` probes.
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: Option<std::path::PathBuf>,
+    /// The program's `user`, so an `exec` probe runs with its identity.
+    pub(crate) user: Option<crate::spawn::SpawnUser>,
     /// `exec` argv with argv[0] resolved on the program's PATH.
     pub(crate) argv: Option<Vec<String>>,
 }
@@ -239,6 +241,7 @@ async fn exec(env: &ProbeEnv, argv: Vec<String>, timeout: Duration) -> Result<()
     let mut spec = SpawnSpec::new(argv);
     spec.env = env.env.clone();
     spec.cwd = env.cwd.clone();
+    spec.user = env.user.clone();
     spec.redirect_stderr = true;
     let spawned = env.spawner.spawn(&spec).map_err(|e| e.to_string())?;
     let pid = spawned.pid;

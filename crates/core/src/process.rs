@@ -615,6 +615,7 @@ impl ProcessActorState {
             spawner: Arc::clone(&self.ctx.spawner),
             env: self.env(),
             cwd: self.shared.config.directory.clone(),
+            user: self.shared.config.user.as_ref().and_then(|user| SpawnUser::resolve(user).ok()),
             argv,
         }
     }
