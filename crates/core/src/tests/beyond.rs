@@ -659,3 +659,33 @@ async fn a_dependency_restarting_faster_than_a_look_still_restarts_its_dependent
     assert!(fake.signals().iter().any(|s| s.pid == app1 && s.sig == libc::SIGTERM));
     handle.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn liveness_restarts_count_against_the_group_budget() {
+    let mut sick = runner("sick");
+    sick.liveness = Some(probe(
+        ProbeKind::Exec {
+            command: vec!["/bin/sh".into(), "exists".into(), "/nonexistent/vigil-alive".into()],
+        },
+        1000,
+        2,
+    ));
+    let mut g = group("g", 1, vec![sick]);
+    g.max_restarts = Some(1);
+    let (handle, fake, _dir) = boot(vec![g]).await;
+    let mut events = handle.subscribe();
+    let t0 = Instant::now();
+    handle.start(&specs(&["g:sick"]), true).await;
+    let fatal_at = until_state(&mut events, "g:sick", ProcessState::Fatal).await;
+    let runs: Vec<Duration> =
+        fake.spawns().iter().filter(|s| marker(&s.argv) == "sick").map(|s| s.at - t0).collect();
+    // RUNNING at 1 s, two failed checks (2 s, 3 s), stopped and restarted once;
+    // the second liveness failure would be a second restart in the window.
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_about(runs[1], Duration::from_secs(3));
+    assert_about(fatal_at - t0, Duration::from_secs(6));
+    let info = state_of(&handle, "g:sick").await;
+    assert_eq!(info.spawnerr, crate::lifecycle::BUDGET_EXHAUSTED);
+    assert_eq!(fake.alive(), 0);
+    handle.shutdown().await;
+}
