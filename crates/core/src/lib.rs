@@ -491,6 +491,9 @@ impl Handle {
         if let Err(error) = handle.await {
             tracing::error!("the root actor ended abnormally: {error}");
         }
+        // Every notify socket went with its actor; the directory goes if empty
+        // (it only exists if some program uses ready_notify).
+        let _ = std::fs::remove_dir(&self.inner.ctx.notify_dir);
     }
 
     /// State changes of every process, from now on.
