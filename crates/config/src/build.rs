@@ -1061,9 +1061,7 @@ fn program(
         Some((items, _, place)) => items.into_iter().map(|i| (i, place.place())).collect(),
         None => Vec::new(),
     };
-    let restart_dependents = r.get("restart_dependents", &common, d, false, values::boolean);
-    let readiness = probe(&mut r, "ready", &common, d);
-    let liveness = probe(&mut r, "live", &common, d);
+    let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
 
     // fcgi-program / eventlistener extras.
     let kind = match kind_word {
@@ -1143,6 +1141,10 @@ fn program(
             exp.insert(format!("ENV_{k}"), Expansion::Str(v.clone()));
         }
         let directory = r.text("directory", &exp, d).map(|(t, _)| PathBuf::from(t));
+        // Per instance, like command: a numprocs program probes its own port
+        // (ready_http=http://127.0.0.1:80%(process_num)02d/).
+        let readiness = probe(&mut r, "ready", &exp, d);
+        let liveness = probe(&mut r, "live", &exp, d);
         let mut logs = Vec::new();
         for (i, (channel, [key, maxbytes_key, backups_key, syslog_key])) in
             LOG_KEYS.into_iter().enumerate()
@@ -1235,8 +1237,8 @@ fn program(
             backoff: backoff.clone(),
             depends_on: Vec::new(),
             restart_dependents,
-            readiness: readiness.clone(),
-            liveness: liveness.clone(),
+            readiness,
+            liveness,
         });
         if diags_too_many(d) {
             break;

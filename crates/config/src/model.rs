@@ -356,6 +356,8 @@ pub struct ProcessConfig {
     /// Vigil extensions.
     pub backoff: BackoffConfig,
     pub depends_on: Vec<Dependency>,
+    /// Stop this process and wait for its dependencies again when one of them
+    /// stops meeting its condition (default true; `false` keeps it running).
     pub restart_dependents: bool,
     pub readiness: Option<Probe>,
     pub liveness: Option<Probe>,

@@ -284,3 +284,32 @@ fn supervisord_environment_reaches_programs_as_env_keys() {
     // The global environment is kept apart and merged at spawn time.
     assert!(!x.environment.contains_key("K"));
 }
+
+#[test]
+fn probes_expand_per_instance_and_restart_dependents_defaults_on() {
+    let loaded = load_text(
+        "[supervisord]\n[program:api]\ncommand=/bin/api %(process_num)d\n\
+         process_name=%(program_name)s_%(process_num)d\nnumprocs=2\n\
+         ready_http=http://127.0.0.1:80%(process_num)02d/health\n\
+         live_tcp=127.0.0.1:90%(process_num)02d\n",
+    )
+    .expect("loads");
+    let processes = &loaded.config.groups[0].processes;
+    let urls: Vec<String> = processes
+        .iter()
+        .map(|p| match &p.readiness.as_ref().expect("readiness").kind {
+            vigil_config::ProbeKind::Http { url, .. } => url.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls, ["http://127.0.0.1:8000/health", "http://127.0.0.1:8001/health"]);
+    let ports: Vec<u16> = processes
+        .iter()
+        .map(|p| match &p.liveness.as_ref().expect("liveness").kind {
+            vigil_config::ProbeKind::Tcp { port, .. } => *port,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ports, [9000, 9001]);
+    assert!(processes.iter().all(|p| p.restart_dependents));
+}

@@ -25,6 +25,9 @@ pub enum Event {
     GroupRemoved { group: String },
     /// `sendRemoteCommEvent`: a message from a control client to listeners.
     RemoteCommunication { kind: String, data: String },
+    /// A group exhausted its restart budget: its members are FATAL (Vigil
+    /// extension; the root then applies `on_fatal`).
+    GroupFatal { group: String, reason: String },
 }
 
 /// One state change of one process (`PROCESS_STATE_<to>`).

@@ -16,11 +16,19 @@
 //! deterministic bug cannot spin.
 //!
 //! The group's configured [`Strategy`] concerns program exits, not actor
-//! failures. supervisord's behaviour, one_for_one, needs nothing from the group
-//! because each lifecycle restarts its own program. one_for_all / rest_for_one
-//! and restart budgets (a later issue) slot in as a group message sent by a
-//! member's actor on an unexpected exit, answered from the member's position:
-//! `0..len` or `index..len`, stopped in reverse and restarted in order.
+//! failures. Every automatic restart of a member is admitted by the group's
+//! restart [`Budget`] (see [`crate::budget`]). With one_for_one (supervisord's
+//! behaviour) each member's actor asks the shared budget itself and restarts its
+//! own program. With one_for_all / rest_for_one, a member that dies after
+//! RUNNING (or fails its liveness probe) sends [`GroupMsg::MemberDied`]; the
+//! group answers from the member's position: `0..len` or `index..len`. Of those,
+//! the members that were running are stopped in reverse start order (each fully
+//! stopped before the next), then restarted in start order, each once the
+//! previous one was spawned. The stopping and starting run in a task, never in a
+//! handler, and count as one restart against the budget (as in OTP). When the
+//! budget is exhausted the group goes FATAL: every member is stopped into FATAL,
+//! nothing restarts by itself, and the root is told ([`RootMsg::Escalate`]),
+//! whose `on_fatal` setting decides whether the daemon shuts down.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError};
@@ -29,9 +37,11 @@ use std::time::Duration;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use vigil_config::{GroupConfig, Strategy};
 
+use crate::budget::Budget;
 use crate::lifecycle::ProcessState;
 use crate::process::info::Snapshot;
 use crate::process::{Context, ProcessActor, ProcessArgs, ProcessMsg, ProcessShared, kill_orphan};
+use crate::root::RootMsg;
 
 /// Failures of one member's actor tolerated within [`REBUILD_WINDOW`].
 pub(crate) const MAX_REBUILDS: usize = 5;
@@ -56,6 +66,13 @@ pub(crate) enum GroupMsg {
         members: Vec<Arc<ProcessShared>>,
         reply: ractor::RpcReplyPort<()>,
     },
+    /// Member `index` died after RUNNING (one_for_all / rest_for_one): restart
+    /// the members the strategy names, if the budget allows.
+    MemberDied { member: Arc<ProcessShared> },
+    /// Member `index` was refused a restart by the budget: the group is FATAL.
+    BudgetExhausted { member: Arc<ProcessShared> },
+    /// The strategy restart task finished.
+    StrategyDone,
     /// Panics, to exercise the root's supervision.
     #[cfg(test)]
     Crash,
@@ -85,6 +102,9 @@ pub(crate) struct GroupState {
     ctx: Arc<Context>,
     /// The daemon is shutting down: a rebuilt member must not start anything.
     shutting_down: bool,
+    budget: Arc<Budget>,
+    /// The members a strategy restart is working on.
+    restarting: Option<Vec<usize>>,
 }
 
 impl GroupState {
@@ -95,7 +115,14 @@ impl GroupState {
         resume: bool,
     ) -> Result<(), ActorProcessingErr> {
         let shared = Arc::clone(&self.members[index].shared);
-        let args = ProcessArgs { shared, ctx: Arc::clone(&self.ctx), resume };
+        let args = ProcessArgs {
+            shared,
+            ctx: Arc::clone(&self.ctx),
+            resume,
+            group: myself.clone(),
+            strategy: self.config.strategy,
+            budget: Arc::clone(&self.budget),
+        };
         let (actor, _join) =
             Actor::spawn_linked(None, ProcessActor, args, myself.get_cell()).await?;
         self.by_id.insert(actor.get_id(), index);
@@ -115,6 +142,14 @@ impl GroupState {
                 actor.stop(Some("removed by update".to_owned()));
             }
         }
+        // A new strategy or budget reaches the members kept below; a budget whose
+        // limits did not change keeps counting.
+        let policy_changed = self.config.strategy != config.strategy
+            || self.config.max_restarts != config.max_restarts
+            || self.config.max_restarts_period != config.max_restarts_period;
+        if policy_changed {
+            self.budget = Arc::new(Budget::new(config.max_restarts, config.max_restarts_period));
+        }
         self.config = config;
         self.by_id.clear();
         for (index, shared) in members.into_iter().enumerate() {
@@ -123,6 +158,12 @@ impl GroupState {
                     let kept = previous.swap_remove(at);
                     if let Some(actor) = kept.shared.actor() {
                         self.by_id.insert(actor.get_id(), index);
+                        if policy_changed {
+                            let _ = actor.cast(ProcessMsg::Policy {
+                                strategy: self.config.strategy,
+                                budget: Arc::clone(&self.budget),
+                            });
+                        }
                     }
                     self.members.push(kept);
                 }
@@ -141,6 +182,102 @@ impl GroupState {
     }
 }
 
+impl GroupState {
+    /// Where `member` stands in the group now.
+    fn position(&self, member: &Arc<ProcessShared>) -> Option<usize> {
+        self.members.iter().position(|m| Arc::ptr_eq(&m.shared, member))
+    }
+
+    fn member_died(&mut self, myself: &ActorRef<GroupMsg>, index: usize) {
+        if index >= self.members.len() || self.shutting_down {
+            return;
+        }
+        if self.restarting.as_ref().is_some_and(|set| set.contains(&index)) {
+            // The strategy restart under way starts this member again anyway.
+            return;
+        }
+        let dead = Arc::clone(&self.members[index].shared);
+        if !self.budget.admit(tokio::time::Instant::now()) {
+            if let Some(actor) = dead.actor() {
+                let _ = actor.cast(ProcessMsg::RestartDenied);
+            }
+            self.fatal(myself, index);
+            return;
+        }
+        let range = match self.config.strategy {
+            Strategy::OneForAll => 0..self.members.len(),
+            Strategy::RestForOne => index..self.members.len(),
+            Strategy::OneForOne => index..index + 1,
+        };
+        let targets: Vec<(usize, Arc<ProcessShared>)> = range
+            .filter(|j| *j == index || self.members[*j].shared.state().is_running())
+            .map(|j| (j, Arc::clone(&self.members[j].shared)))
+            .collect();
+        let names: Vec<&str> = targets.iter().map(|(_, m)| m.config.name.as_str()).collect();
+        tracing::warn!(
+            "group '{}' ({:?}): '{}' died; restarting {}",
+            self.config.name,
+            self.config.strategy,
+            dead.config.name,
+            names.join(", ")
+        );
+        self.restarting = Some(targets.iter().map(|(j, _)| *j).collect());
+        let me = myself.clone();
+        tokio::spawn(async move {
+            strategy_restart(index, targets).await;
+            let _ = me.cast(GroupMsg::StrategyDone);
+        });
+    }
+
+    /// The budget is exhausted: every member goes FATAL and the root decides.
+    fn fatal(&mut self, myself: &ActorRef<GroupMsg>, index: usize) {
+        let reason = format!("restart budget exhausted ({})", self.budget.describe());
+        tracing::error!("group '{}' is FATAL: {reason}", self.config.name);
+        for (j, member) in self.members.iter().enumerate() {
+            if j != index
+                && let Some(actor) = member.shared.actor()
+            {
+                let _ = actor.cast(ProcessMsg::GroupFatal);
+            }
+        }
+        if let Some(root) = myself.try_get_supervisor() {
+            let root: ActorRef<RootMsg> = root.into();
+            let _ = root.cast(RootMsg::Escalate { group: self.config.name.clone(), reason });
+        }
+    }
+}
+
+/// one_for_all / rest_for_one: stop `targets` other than the dead member in
+/// reverse start order, then start them all in start order.
+async fn strategy_restart(dead: usize, targets: Vec<(usize, Arc<ProcessShared>)>) {
+    for (index, member) in targets.iter().rev() {
+        if *index == dead {
+            continue;
+        }
+        let mut snapshot = member.snapshot.subscribe();
+        if let Some(actor) = member.actor() {
+            let _ = actor.call(ProcessMsg::Stop, None).await;
+        }
+        let _ = snapshot.wait_for(|s| s.state.is_stopped()).await;
+    }
+    for (index, member) in &targets {
+        let mut snapshot = member.snapshot.subscribe();
+        let Some(actor) = member.actor() else {
+            continue;
+        };
+        if *index == dead {
+            let _ = actor.cast(ProcessMsg::RestartApproved);
+            // Spawned (or given up on) before the next member starts; a backoff
+            // delay of the dead member delays the later ones too.
+            let _ = snapshot
+                .wait_for(|s| !matches!(s.state, ProcessState::Exited | ProcessState::Backoff))
+                .await;
+        } else {
+            let _ = actor.call(ProcessMsg::Start, None).await;
+        }
+    }
+}
+
 impl Actor for GroupActor {
     type Msg = GroupMsg;
     type State = GroupState;
@@ -152,14 +289,10 @@ impl Actor for GroupActor {
         args: GroupArgs,
     ) -> Result<GroupState, ActorProcessingErr> {
         let GroupArgs { config, members, ctx, resume } = args;
-        if config.strategy != Strategy::OneForOne {
-            tracing::warn!(
-                "group '{}': strategy {:?} is not implemented yet; members restart one for one",
-                config.name,
-                config.strategy
-            );
-        }
+        let budget = Arc::new(Budget::new(config.max_restarts, config.max_restarts_period));
         let mut state = GroupState {
+            budget,
+            restarting: None,
             config,
             members: members
                 .into_iter()
@@ -213,6 +346,17 @@ impl Actor for GroupActor {
                 state.reconcile(&myself, config, members).await?;
                 let _ = reply.send(());
             }
+            GroupMsg::MemberDied { member } => {
+                if let Some(index) = state.position(&member) {
+                    state.member_died(&myself, index);
+                }
+            }
+            GroupMsg::BudgetExhausted { member } => {
+                if let Some(index) = state.position(&member) {
+                    state.fatal(&myself, index);
+                }
+            }
+            GroupMsg::StrategyDone => state.restarting = None,
             #[cfg(test)]
             GroupMsg::Crash => panic!("crash requested by a test"),
         }

@@ -32,17 +32,27 @@
 //! that must survive (status, logs, stdin) lives in one shared record per
 //! process, independent of the actors.
 //!
+//! Beyond supervisord (issue 6), each in its own module: group strategies and
+//! restart budgets with escalation to the root (group.rs, budget.rs, root.rs),
+//! configurable restart backoff (lifecycle.rs), dependencies across groups with
+//! dependency-ordered start and stop and restart propagation (deps.rs), and
+//! health probes as async tasks (probe.rs, notify.rs).
+//!
 //! What this crate deliberately does not do: parse config (vigil-config), speak
 //! any wire protocol (vigil-rpc, vigild), install signal handlers or a panic hook
 //! (vigild).
 
+mod budget;
 mod config_actor;
+mod deps;
 pub mod error;
 pub mod events;
 pub mod exit;
 mod group;
 pub mod lifecycle;
 pub mod logs;
+mod notify;
+mod probe;
 mod process;
 pub mod reaper;
 mod root;
@@ -68,7 +78,7 @@ pub use events::{Event, ProcessStateEvent};
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
 pub use process::Spawner;
-pub use process::info::ProcessInfo;
+pub use process::info::{Health, ProcessInfo};
 pub use reaper::Reaper;
 pub use update::{GroupUpdate, UpdateAction};
 
@@ -103,6 +113,30 @@ impl SupervisorOptions {
     }
 }
 
+/// Why a FATAL group brought the daemon down (`on_fatal = shutdown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FatalShutdown {
+    /// The group whose restart budget ran out.
+    pub group: String,
+    pub reason: String,
+}
+
+/// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
+/// container runtime or an outer supervisor sees the failure.
+///
+/// The daemon awaits [`Handle::fatal_shutdown`] beside its signal handling:
+///
+/// ```text
+/// tokio::select! {
+///     _ = terminate.recv() => handle.shutdown().await,          // exit 0
+///     fatal = handle.fatal_shutdown() => {                       // already shut down
+///         tracing::error!("group '{}' is FATAL: {}", fatal.group, fatal.reason);
+///         std::process::exit(vigil_core::FATAL_EXIT_CODE);
+///     }
+/// }
+/// ```
+pub const FATAL_EXIT_CODE: i32 = 1;
+
 /// Builds and starts the supervision tree.
 pub struct Supervisor;
 
@@ -130,14 +164,18 @@ impl Supervisor {
         for group in &config.groups {
             groups.push((group.clone(), build_members(group, &settings)?));
         }
+        let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
             daemon_env: options.daemon_env,
             global_env: std::sync::RwLock::new(settings.environment.clone()),
             server_url: options.server_url,
+            registry: Arc::clone(&registry),
+            notify_dir: notify::socket_dir(),
+            on_fatal: settings.on_fatal,
+            fatal: tokio::sync::watch::Sender::new(None),
         });
-        let registry = Arc::new(Registry::default());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
             CoreError::Failed(format!("could not start the root actor: {error}"))
@@ -158,6 +196,18 @@ impl Supervisor {
                 return Err(error);
             }
         }
+        // on_fatal = shutdown: the root publishes the escalation, this task brings
+        // the tree down. It holds no strong reference, so it never keeps a
+        // dropped tree alive.
+        let weak = Arc::downgrade(&handle.inner);
+        let mut fatal = handle.inner.ctx.fatal.subscribe();
+        tokio::spawn(async move {
+            if fatal.wait_for(Option::is_some).await.is_ok()
+                && let Some(inner) = weak.upgrade()
+            {
+                Handle { inner }.shutdown().await;
+            }
+        });
         handle.autostart(&handle.inner.registry.groups_by_priority()).await;
         Ok(handle)
     }
@@ -267,11 +317,25 @@ impl Handle {
     /// result arrives when its process is RUNNING (`ABNORMAL_TERMINATION` if it
     /// left STARTING otherwise, `SPAWN_ERROR` if it failed to spawn or exited
     /// within `startsecs`). Group specs skip members already running.
+    ///
+    /// Dependencies (`depends_on`, transitively) that are not running are
+    /// started first, in start order; the named processes wait behind the
+    /// dependency gate until their conditions hold. Only the named processes
+    /// have results.
     pub async fn start(&self, specs: &[String], wait: bool) -> Results {
+        if !self.inner.shutting_down.load(Ordering::SeqCst) {
+            self.start_dependencies(specs).await;
+        }
+        let registry = Arc::clone(&self.inner.registry);
+        let bus = self.inner.ctx.bus.clone();
         self.for_each(
             specs,
             |state| !state.is_running(),
-            move |member| async move { start_one(member, wait).await }.boxed(),
+            move |member| {
+                let registry = Arc::clone(&registry);
+                let events = bus.subscribe();
+                async move { start_one(member, wait, &registry, events).await }.boxed()
+            },
         )
         .await
     }
@@ -280,11 +344,76 @@ impl Handle {
     /// stops in priority order; here they are issued in that order and then run
     /// together). With `wait`, each result arrives when its process is in a
     /// stopped state. Group specs skip members that are not running.
+    ///
+    /// Dependents of a stopped process (with `restart_dependents`, the default)
+    /// are stopped first, deepest first, and wait STARTING until it meets their
+    /// condition again (after a `restart` or a later `start`).
     pub async fn stop(&self, specs: &[String], wait: bool) -> Results {
+        let registry = Arc::clone(&self.inner.registry);
         self.for_each(specs, ProcessState::is_running, move |member| {
-            async move { stop_one(member, wait).await }.boxed()
+            let registry = Arc::clone(&registry);
+            async move {
+                member.held.store(true, Ordering::SeqCst);
+                requeue_dependents(&registry, &member, &mut HashSet::new()).await;
+                let result = stop_one(Arc::clone(&member), wait).await;
+                member.held.store(false, Ordering::SeqCst);
+                result
+            }
+            .boxed()
         })
         .await
+    }
+
+    /// Resolves when a group exhausted its restart budget with `on_fatal =
+    /// shutdown` and the tree finished its ordered shutdown; pending forever
+    /// otherwise. vigild awaits it beside its signals and then exits with
+    /// [`FATAL_EXIT_CODE`].
+    pub async fn fatal_shutdown(&self) -> FatalShutdown {
+        let mut fatal = self.inner.ctx.fatal.subscribe();
+        let reason = match fatal.wait_for(Option::is_some).await {
+            Ok(value) => value.clone(),
+            // The sender lives as long as this handle: unreachable.
+            Err(_) => None,
+        };
+        let Some(reason) = reason else {
+            return futures::future::pending().await;
+        };
+        self.shutdown().await;
+        reason
+    }
+
+    /// The escalation that is bringing (or brought) the tree down, if any.
+    pub fn fatal(&self) -> Option<FatalShutdown> {
+        self.inner.ctx.fatal.borrow().clone()
+    }
+
+    /// Starts, in start order, every dependency of the processes named by
+    /// `specs` that is not running (the gate then orders the actual spawns).
+    async fn start_dependencies(&self, specs: &[String]) {
+        let mut needed: HashSet<String> = HashSet::new();
+        let mut queue: Vec<Arc<ProcessShared>> = specs
+            .iter()
+            .filter_map(|spec| self.resolve(spec).ok())
+            .flat_map(|t| t.members)
+            .collect();
+        while let Some(member) = queue.pop() {
+            for dependency in &member.config.depends_on {
+                for target in deps::resolve(&self.inner.registry, dependency) {
+                    if needed.insert(target.namespec.clone()) {
+                        queue.push(target);
+                    }
+                }
+            }
+        }
+        if needed.is_empty() {
+            return;
+        }
+        for member in deps::start_order(&self.inner.registry.groups_by_priority()) {
+            if needed.contains(&member.namespec) && member.state().is_stopped() {
+                tracing::info!("starting '{}', a dependency", member.namespec);
+                let _ = request(&member, ProcessMsg::Start).await;
+            }
+        }
     }
 
     /// Sends signal number `sig` to the processes named by `specs` (the pid only,
@@ -366,6 +495,9 @@ impl Handle {
         if let Err(error) = handle.await {
             tracing::error!("the root actor ended abnormally: {error}");
         }
+        // Every notify socket went with its actor; the directory goes if empty
+        // (it only exists if some program uses ready_notify).
+        let _ = std::fs::remove_dir(&self.inner.ctx.notify_dir);
     }
 
     /// State changes of every process, from now on.
@@ -396,11 +528,9 @@ impl Handle {
     /// Autostart in order: each call returns once that process's spawn was
     /// attempted, so spawns happen in priority order, without waiting for RUNNING.
     async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
-        for group in groups {
-            for member in &group.members {
-                if let Some(actor) = member.actor() {
-                    let _ = actor.call(ProcessMsg::Autostart, None).await;
-                }
+        for member in deps::start_order(groups) {
+            if let Some(actor) = member.actor() {
+                let _ = actor.call(ProcessMsg::Autostart, None).await;
             }
         }
     }
@@ -540,15 +670,23 @@ async fn call_root<T: Send + 'static>(
     }
 }
 
-/// `startProcess` for one process, with supervisord's `wait` semantics.
-async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreError> {
+/// `startProcess` for one process, with supervisord's `wait` semantics. A
+/// process waiting for its dependencies fails the wait (`FAILED`) once one of
+/// them is FATAL, rather than waiting for a user's action.
+async fn start_one(
+    member: Arc<ProcessShared>,
+    wait: bool,
+    registry: &Registry,
+    mut events: broadcast::Receiver<Event>,
+) -> Result<(), CoreError> {
     let mut snapshot = member.snapshot.subscribe();
     request(&member, ProcessMsg::Start).await?;
     if !wait {
         return Ok(());
     }
+    let mut bus_open = true;
     loop {
-        {
+        let waiting = {
             let current = snapshot.borrow_and_update();
             if current.spawnerr.is_some() {
                 return Err(CoreError::SpawnError(member.namespec.clone()));
@@ -558,11 +696,60 @@ async fn start_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreErr
                 ProcessState::Starting => {}
                 _ => return Err(CoreError::AbnormalTermination(member.namespec.clone())),
             }
+            !current.waiting_for.is_empty()
+        };
+        if waiting && let Some(dependency) = deps::hopeless(registry, &member.config) {
+            return Err(CoreError::Failed(format!(
+                "{}: dependency {dependency} is FATAL",
+                member.namespec
+            )));
         }
-        if snapshot.changed().await.is_err() {
-            return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+        tokio::select! {
+            changed = snapshot.changed() => {
+                if changed.is_err() {
+                    return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+                }
+            }
+            // Any state change elsewhere may make a dependency hopeless.
+            received = events.recv(), if waiting && bus_open => {
+                bus_open = !matches!(received, Err(broadcast::error::RecvError::Closed));
+            }
         }
     }
+}
+
+/// Stops the active dependents of `member` that follow it
+/// (`restart_dependents`), deepest first, and waits until none has a child;
+/// each then waits behind its dependency gate.
+fn requeue_dependents<'a>(
+    registry: &'a Arc<Registry>,
+    member: &'a ProcessShared,
+    seen: &'a mut HashSet<String>,
+) -> BoxFuture<'a, ()> {
+    async move {
+        for dependent in deps::dependents(registry, member) {
+            if !dependent.config.restart_dependents
+                || !seen.insert(dependent.namespec.clone())
+                || !matches!(
+                    dependent.state(),
+                    ProcessState::Starting | ProcessState::Running | ProcessState::Backoff
+                )
+            {
+                continue;
+            }
+            dependent.held.store(true, Ordering::SeqCst);
+            requeue_dependents(registry, &dependent, seen).await;
+            let mut snapshot = dependent.snapshot.subscribe();
+            if let Some(actor) = dependent.actor() {
+                let _ = actor.cast(ProcessMsg::DependencyLost);
+                let _ = snapshot
+                    .wait_for(|s| s.pid.is_none() && s.state != ProcessState::Stopping)
+                    .await;
+            }
+            dependent.held.store(false, Ordering::SeqCst);
+        }
+    }
+    .boxed()
 }
 
 /// `stopProcess` for one process, with supervisord's `wait` semantics.

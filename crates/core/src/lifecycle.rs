@@ -41,14 +41,16 @@
 //! | STARTING | Exited             | after startsecs, before the timer             | RUNNING -> EXITED  |
 //! | STARTING | StopRequested      |                                               | STOPPING           |
 //! | STARTING | ShutdownRequested  |                                               | STOPPING           |
-//! | BACKOFF  | BackoffElapsed     |                                               | STARTING           |
+//! | BACKOFF  | BackoffElapsed     |                                               | BACKOFF            |
+//! | BACKOFF  | RestartApproved    | start retry                                   | STARTING           |
+//! | BACKOFF  | BackoffElapsed     | delayed restart                               | STARTING           |
 //! | BACKOFF  | StopRequested      |                                               | STOPPED            |
 //! | BACKOFF  | ShutdownRequested  |                                               | FATAL              |
 //! | RUNNING  | Exited             | code in exitcodes, autorestart=unexpected     | EXITED             |
 //! | RUNNING  | Exited             | code not in exitcodes, autorestart=false      | EXITED             |
-//! | RUNNING  | Exited             | code not in exitcodes, autorestart=unexpected | EXITED -> STARTING |
-//! | RUNNING  | Exited             | killed by signal, autorestart=unexpected      | EXITED -> STARTING |
-//! | RUNNING  | Exited             | code in exitcodes, autorestart=true           | EXITED -> STARTING |
+//! | RUNNING  | Exited             | code not in exitcodes, autorestart=unexpected | EXITED             |
+//! | RUNNING  | Exited             | killed by signal, autorestart=unexpected      | EXITED             |
+//! | RUNNING  | Exited             | code in exitcodes, autorestart=true           | EXITED             |
 //! | RUNNING  | Exited             | autorestart=true, shutting down               | EXITED             |
 //! | RUNNING  | Exited             | stale pid                                     | RUNNING            |
 //! | RUNNING  | DaemonShuttingDown |                                               | RUNNING            |
@@ -72,7 +74,43 @@
 //! | STOPPED  | StopRequested      | refused: NOT_RUNNING                          | STOPPED            |
 //! | STOPPING | StopRequested      | refused: NOT_RUNNING                          | STOPPING           |
 //! | EXITED   | SignalRequested    | refused: NOT_RUNNING                          | EXITED             |
+//! | STOPPED  | StartRequested     | with dependencies                             | STARTING           |
+//! | STARTING | DependenciesMet    | waiting for dependencies                      | STARTING           |
+//! | STARTING | DependenciesMet    | waiting, daemon shutting down                 | STOPPED            |
+//! | STARTING | StopRequested      | waiting for dependencies                      | STOPPED            |
+//! | STARTING | ShutdownRequested  | waiting for dependencies                      | STOPPED            |
+//! | RUNNING  | DependencyLost     |                                               | STOPPING           |
+//! | STOPPING | Exited             | dependency lost                               | EXITED -> STARTING |
+//! | STOPPING | StopRequested      | stop for a dependency                         | STOPPING           |
+//! | BACKOFF  | DependencyLost     | with dependencies                             | STARTING           |
+//! | STARTING | Spawned            | readiness probe                               | STARTING           |
+//! | STARTING | ReadinessPassed    |                                               | RUNNING            |
+//! | STARTING | Exited             | readiness probe, after startsecs              | BACKOFF            |
+//! | STARTING | ReadinessFailed    |                                               | STOPPING           |
+//! | STOPPING | Exited             | readiness failed                              | BACKOFF            |
+//! | RUNNING  | LivenessFailed     |                                               | STOPPING           |
+//! | STOPPING | Exited             | liveness failed                               | EXITED             |
+//! | EXITED   | RestartApproved    | no restart backoff                            | STARTING           |
+//! | EXITED   | RestartApproved    | backoff_reset_after, unstable run             | BACKOFF            |
+//! | EXITED   | RestartDenied      |                                               | FATAL              |
+//! | RUNNING  | GroupFatal         |                                               | STOPPING           |
+//! | STOPPING | Exited             | group fatal                                   | FATAL              |
+//! | BACKOFF  | GroupFatal         |                                               | FATAL              |
 //! <!-- lifecycle-table-end -->
+//!
+//! Vigil's edges (after the supervisord rows): automatic restarts are asked
+//! for with [`Effect::RestartWanted`] and happen on [`Event::RestartApproved`]
+//! (the group's restart budget and strategy decide; a group without a budget
+//! approves at once, so supervisord's timing is unchanged) or end FATAL on
+//! [`Event::RestartDenied`]. With `depends_on`, STARTING begins without a child
+//! ([`Effect::AwaitDependencies`]) until [`Event::DependenciesMet`]; a lost
+//! dependency stops the process and puts it back there. With a readiness
+//! probe, [`Event::ReadinessPassed`] rather than `startsecs` leads to RUNNING and
+//! an exit before it is a failed start; a failed readiness probe stops the child
+//! into BACKOFF, a failed liveness probe stops it and asks for a restart. A
+//! restart after RUNNING waits [`backoff_delay`] of the restarts since the last
+//! stable run when `backoff_reset_after` is set (without it, supervisord's
+//! immediate restart).
 //!
 //! Counters follow supervisord exactly: entering BACKOFF adds one to `backoff` and
 //! waits [`backoff_delay`] (1 s, 2 s, 3 s, ... by default); when `backoff` exceeds
@@ -184,6 +222,10 @@ pub struct LifecycleConfig {
     pub stopasgroup: bool,
     pub killasgroup: bool,
     pub backoff: BackoffConfig,
+    /// A readiness probe gates STARTING -> RUNNING instead of `startsecs`.
+    pub readiness: bool,
+    /// Every spawn first waits for [`Event::DependenciesMet`].
+    pub dependencies: bool,
 }
 
 impl LifecycleConfig {
@@ -201,6 +243,8 @@ impl LifecycleConfig {
             stopasgroup: config.stopasgroup,
             killasgroup: config.killasgroup,
             backoff: config.backoff.clone(),
+            readiness: config.readiness.is_some(),
+            dependencies: !config.depends_on.is_empty(),
         }
     }
 }
@@ -285,6 +329,24 @@ pub enum Event {
     Timer(Timer),
     /// An [`Effect::Signal`] failed with something other than "no such process".
     SignalFailed { purpose: SignalPurpose, error: String },
+    /// Answer to [`Effect::AwaitDependencies`]: every dependency meets its
+    /// condition, spawn now.
+    DependenciesMet,
+    /// A dependency stopped meeting its condition while this process was active
+    /// (`restart_dependents`): stop, then wait for it again.
+    DependencyLost,
+    /// The readiness probe passed.
+    ReadinessPassed,
+    /// The readiness probe failed `ready_retries` times in a row.
+    ReadinessFailed,
+    /// The liveness probe failed `live_failure_threshold` times in a row.
+    LivenessFailed,
+    /// The group admits the restart asked for by [`Effect::RestartWanted`].
+    RestartApproved,
+    /// The group's restart budget is exhausted: give up.
+    RestartDenied,
+    /// Another member exhausted the group's restart budget: stop and go FATAL.
+    GroupFatal,
 }
 
 impl Event {
@@ -302,6 +364,14 @@ impl Event {
             Event::Exited { .. } => "Exited",
             Event::Timer(timer) => timer.kind.event_name(),
             Event::SignalFailed { .. } => "SignalFailed",
+            Event::DependenciesMet => "DependenciesMet",
+            Event::DependencyLost => "DependencyLost",
+            Event::ReadinessPassed => "ReadinessPassed",
+            Event::ReadinessFailed => "ReadinessFailed",
+            Event::LivenessFailed => "LivenessFailed",
+            Event::RestartApproved => "RestartApproved",
+            Event::RestartDenied => "RestartDenied",
+            Event::GroupFatal => "GroupFatal",
         }
     }
 }
@@ -346,10 +416,51 @@ pub enum Effect {
     Log { level: Level, message: String },
     /// The request in the event was refused; nothing else changed.
     Refused(Refusal),
+    /// The process is STARTING but must not spawn before its dependencies meet
+    /// their conditions: answer with [`Event::DependenciesMet`] when they do.
+    AwaitDependencies,
+    /// An automatic restart is due: ask the group (restart budget, strategy) and
+    /// answer with [`Event::RestartApproved`] or [`Event::RestartDenied`].
+    RestartWanted { cause: RestartCause },
+}
+
+/// Why an automatic restart is wanted; the group's strategy acts on deaths only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartCause {
+    /// The next start attempt after a failed start (BACKOFF).
+    Retry,
+    /// The program died after reaching RUNNING (autorestart).
+    Exited,
+    /// The liveness probe failed and the program was stopped for it.
+    Unhealthy,
+}
+
+/// What the exit of a child that is being stopped leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// A user's stop or the shutdown: STOPPED.
+    Stopped,
+    /// Its readiness probe failed: a failed start, BACKOFF.
+    Backoff,
+    /// Its liveness probe failed: EXITED and an automatic restart.
+    Restart,
+    /// A dependency was lost: wait for the dependencies, then start again.
+    Requeue,
+    /// The group's restart budget is exhausted: FATAL.
+    Fatal,
 }
 
 /// supervisord's spawnerr after an exit within `startsecs`.
 pub const EXITED_TOO_QUICKLY: &str = "Exited too quickly (process log may have details)";
+
+/// spawnerr of a member given up on because its group's restart budget ran out.
+pub const BUDGET_EXHAUSTED: &str = "restart budget of the group exhausted";
+
+/// spawnerr after a readiness probe failed.
+pub const READINESS_FAILED: &str = "readiness probe failed";
+
+/// spawnerr after a liveness probe failed.
+pub const LIVENESS_FAILED: &str = "liveness probe failed";
 
 /// How often `waiting for x to stop` is repeated while a stop is pending.
 pub const STOP_REPORT_INTERVAL: Duration = Duration::from_secs(2);
@@ -403,6 +514,19 @@ pub struct Lifecycle {
     armed: [Option<u64>; 4],
     /// splitmix64 state for backoff jitter.
     rng: u64,
+    /// STARTING without a child: waiting for the dependencies.
+    waiting: bool,
+    /// What the exit of the child being stopped leads to.
+    after_stop: AfterStop,
+    /// An [`Effect::RestartWanted`] is unanswered.
+    restart_pending: Option<RestartCause>,
+    /// BACKOFF is an approved restart's delay, not a failed start's.
+    delayed_restart: bool,
+    /// Automatic restarts after RUNNING since the last stable run, for the
+    /// backoff of such restarts (only counted with `backoff_reset_after`).
+    restarts: u32,
+    /// When the process last entered RUNNING.
+    running_since: Option<Instant>,
 }
 
 impl Lifecycle {
@@ -421,6 +545,12 @@ impl Lifecycle {
             next_token: 0,
             armed: [None; 4],
             rng: seed,
+            waiting: false,
+            after_stop: AfterStop::Stopped,
+            restart_pending: None,
+            delayed_restart: false,
+            restarts: 0,
+            running_since: None,
         }
     }
 
@@ -466,6 +596,16 @@ impl Lifecycle {
         self.killing
     }
 
+    /// STARTING and waiting for dependencies (no child yet).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// Automatic restarts after RUNNING counted toward the backoff.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
     /// The timer of `kind` that is currently armed, if any.
     pub fn armed(&self, kind: TimerKind) -> Option<Timer> {
         self.armed[kind.index()].map(|token| Timer { kind, token })
@@ -486,6 +626,10 @@ impl Lifecycle {
             }
             Event::StartRequested => self.start_requested(now, &mut fx),
             Event::StopRequested => match self.state {
+                ProcessState::Starting if self.waiting => {
+                    self.waiting = false;
+                    self.change(ProcessState::Stopped, &mut fx);
+                }
                 ProcessState::Running | ProcessState::Starting => {
                     self.kill(self.config.stopsignal, &mut fx);
                     self.stop_report(&mut fx);
@@ -498,6 +642,17 @@ impl Lifecycle {
                         self.config.name
                     );
                     fx.push(Effect::Log { level: Level::Debug, message });
+                    self.restart_pending = None;
+                    self.delayed_restart = false;
+                    self.change(ProcessState::Stopped, &mut fx);
+                }
+                // A stop for a dependency or a probe is already under way: the
+                // user's stop only changes where it ends.
+                ProcessState::Stopping if self.after_stop != AfterStop::Stopped => {
+                    self.after_stop = AfterStop::Stopped;
+                }
+                ProcessState::Exited if self.restart_pending.is_some() => {
+                    self.restart_pending = None;
                     self.change(ProcessState::Stopped, &mut fx);
                 }
                 _ => fx.push(Effect::Refused(Refusal::NotRunning)),
@@ -506,10 +661,16 @@ impl Lifecycle {
             Event::ShutdownRequested => {
                 self.accepting = false;
                 match self.state {
+                    ProcessState::Starting if self.waiting => {
+                        self.waiting = false;
+                        self.change(ProcessState::Stopped, &mut fx);
+                    }
                     ProcessState::Running | ProcessState::Starting => {
                         self.kill(self.config.stopsignal, &mut fx)
                     }
                     ProcessState::Backoff => self.give_up(&mut fx),
+                    ProcessState::Stopping => self.after_stop = AfterStop::Stopped,
+                    ProcessState::Exited => self.restart_pending = None,
                     _ => {}
                 }
             }
@@ -536,7 +697,10 @@ impl Lifecycle {
                     self.pid = Some(pid);
                     let message = format!("spawned: '{}' with pid {}", self.config.name, pid);
                     fx.push(Effect::Log { level: Level::Info, message });
-                    self.arm(TimerKind::StartSecs, self.config.startsecs, &mut fx);
+                    // With a readiness probe, ReadinessPassed ends STARTING instead.
+                    if !self.config.readiness {
+                        self.arm(TimerKind::StartSecs, self.config.startsecs, &mut fx);
+                    }
                 }
             }
             Event::SpawnFailed { error } => {
@@ -544,6 +708,7 @@ impl Lifecycle {
                     let message = format!("spawnerr: {error}");
                     self.spawnerr = Some(error);
                     fx.push(Effect::Log { level: Level::Info, message });
+                    self.backoff += 1;
                     self.change(ProcessState::Backoff, &mut fx);
                     self.after_backoff_entered(&mut fx);
                 }
@@ -575,11 +740,170 @@ impl Lifecycle {
                     };
                     fx.push(Effect::Log { level: Level::Critical, message });
                     self.killing = false;
+                    self.after_stop = AfterStop::Stopped;
                     self.change(ProcessState::Unknown, &mut fx);
                 }
             }
+            Event::DependenciesMet => {
+                if self.state == ProcessState::Starting && self.waiting {
+                    self.waiting = false;
+                    if self.accepting {
+                        self.laststart = Some(now);
+                        fx.push(Effect::Spawn);
+                    } else {
+                        // The daemon started shutting down while this waited.
+                        self.change(ProcessState::Stopped, &mut fx);
+                    }
+                }
+            }
+            Event::DependencyLost => match self.state {
+                ProcessState::Running | ProcessState::Starting
+                    if self.pid.is_some() && !self.killing =>
+                {
+                    let message =
+                        format!("stopping {}: a dependency is not available", self.config.name);
+                    fx.push(Effect::Log { level: Level::Info, message });
+                    self.after_stop = AfterStop::Requeue;
+                    self.kill(self.config.stopsignal, &mut fx);
+                }
+                ProcessState::Backoff if self.accepting => self.spawn(now, &mut fx),
+                ProcessState::Exited if self.restart_pending.is_some() && self.accepting => {
+                    self.spawn(now, &mut fx)
+                }
+                _ => {}
+            },
+            Event::ReadinessPassed => {
+                if self.state == ProcessState::Starting
+                    && self.pid.is_some()
+                    && self.config.readiness
+                    && !self.killing
+                {
+                    self.enter_running(now, "readiness probe passed".to_owned(), &mut fx);
+                }
+            }
+            Event::ReadinessFailed => {
+                if self.state == ProcessState::Starting && self.pid.is_some() && !self.killing {
+                    let message = format!("readiness probe of {} failed", self.config.name);
+                    fx.push(Effect::Log { level: Level::Warn, message });
+                    self.spawnerr = Some(READINESS_FAILED.to_owned());
+                    self.after_stop = AfterStop::Backoff;
+                    self.kill(self.config.stopsignal, &mut fx);
+                }
+            }
+            Event::LivenessFailed => {
+                if self.state == ProcessState::Running && self.pid.is_some() && !self.killing {
+                    let message =
+                        format!("liveness probe of {} failed; restarting it", self.config.name);
+                    fx.push(Effect::Log { level: Level::Warn, message });
+                    self.spawnerr = Some(LIVENESS_FAILED.to_owned());
+                    self.after_stop = AfterStop::Restart;
+                    self.kill(self.config.stopsignal, &mut fx);
+                }
+            }
+            Event::RestartApproved => self.restart_approved(now, &mut fx),
+            Event::RestartDenied => {
+                if self.restart_pending.take().is_some()
+                    && matches!(self.state, ProcessState::Exited | ProcessState::Backoff)
+                {
+                    self.budget_exhausted(&mut fx);
+                }
+            }
+            Event::GroupFatal => match self.state {
+                ProcessState::Starting if self.waiting => {
+                    self.waiting = false;
+                    self.budget_exhausted(&mut fx);
+                }
+                ProcessState::Running | ProcessState::Starting if self.pid.is_some() => {
+                    self.spawnerr = Some(BUDGET_EXHAUSTED.to_owned());
+                    self.after_stop = AfterStop::Fatal;
+                    if !self.killing {
+                        self.kill(self.config.stopsignal, &mut fx);
+                    }
+                }
+                ProcessState::Stopping => self.after_stop = AfterStop::Fatal,
+                ProcessState::Backoff => self.budget_exhausted(&mut fx),
+                ProcessState::Exited if self.restart_pending.is_some() => {
+                    self.budget_exhausted(&mut fx)
+                }
+                _ => {}
+            },
         }
         fx
+    }
+
+    /// Gives up on a member of a group whose restart budget ran out.
+    fn budget_exhausted(&mut self, fx: &mut Vec<Effect>) {
+        self.restart_pending = None;
+        self.delayed_restart = false;
+        self.spawnerr = Some(BUDGET_EXHAUSTED.to_owned());
+        self.give_up(fx);
+        let message = format!(
+            "gave up: {} entered FATAL state, restart budget of its group exhausted",
+            self.config.name
+        );
+        fx.push(Effect::Log { level: Level::Info, message });
+    }
+
+    /// STARTING -> RUNNING, by `startsecs` or by the readiness probe.
+    fn enter_running(&mut self, now: Instant, why: String, fx: &mut Vec<Effect>) {
+        self.backoff = 0;
+        self.running_since = Some(now);
+        self.change(ProcessState::Running, fx);
+        let message = format!("success: {} entered RUNNING state, {why}", self.config.name);
+        fx.push(Effect::Log { level: Level::Info, message });
+    }
+
+    /// Asks the group for an automatic restart. Deaths after RUNNING count toward
+    /// the restart backoff when `backoff_reset_after` is set; without it the
+    /// counter stays 0 (supervisord restarts such a process at once).
+    fn request_restart(&mut self, cause: RestartCause, now: Instant, fx: &mut Vec<Effect>) {
+        if cause != RestartCause::Retry {
+            match self.config.backoff.reset_after {
+                Some(reset) => {
+                    let stable = self
+                        .running_since
+                        .is_some_and(|since| now.saturating_duration_since(since) >= reset);
+                    if stable {
+                        self.restarts = 0;
+                    }
+                    self.restarts += 1;
+                }
+                None => self.restarts = 0,
+            }
+        }
+        self.restart_pending = Some(cause);
+        fx.push(Effect::RestartWanted { cause });
+    }
+
+    fn restart_approved(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(cause) = self.restart_pending.take() else {
+            return;
+        };
+        if !self.accepting {
+            return;
+        }
+        match (cause, self.state) {
+            (RestartCause::Retry, ProcessState::Backoff) => self.spawn(now, fx),
+            (RestartCause::Exited | RestartCause::Unhealthy, ProcessState::Exited) => {
+                if self.restarts == 0 {
+                    self.spawn(now, fx);
+                } else {
+                    let sample = self.next_sample();
+                    let wait = backoff_delay(&self.config.backoff, self.restarts, sample);
+                    self.delayed_restart = true;
+                    self.change(ProcessState::Backoff, fx);
+                    let message = format!(
+                        "restarting {} in {:.3}s (restart {} since its last stable run)",
+                        self.config.name,
+                        wait.as_secs_f64(),
+                        self.restarts
+                    );
+                    fx.push(Effect::Log { level: Level::Info, message });
+                    self.arm(TimerKind::Backoff, wait, fx);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn start_requested(&mut self, now: Instant, fx: &mut Vec<Effect>) {
@@ -606,8 +930,16 @@ impl Lifecycle {
         self.spawnerr = None;
         self.exitstatus = None;
         self.laststart = Some(now);
+        self.restart_pending = None;
+        self.delayed_restart = false;
+        self.after_stop = AfterStop::Stopped;
         self.change(ProcessState::Starting, fx);
-        fx.push(Effect::Spawn);
+        if self.config.dependencies {
+            self.waiting = true;
+            fx.push(Effect::AwaitDependencies);
+        } else {
+            fx.push(Effect::Spawn);
+        }
     }
 
     /// supervisord's `Subprocess.finish`: the child was reaped.
@@ -620,15 +952,46 @@ impl Lifecycle {
             .laststart
             .is_some_and(|start| now.saturating_duration_since(start) < self.config.startsecs);
         let level = if expected { Level::Info } else { Level::Warn };
+        let not_ready = self.config.readiness && self.state == ProcessState::Starting;
         if self.killing {
             self.killing = false;
             self.exitstatus = Some(status);
-            self.change(ProcessState::Stopped, fx);
             let message = format!("stopped: {} ({})", name, status.describe());
-            fx.push(Effect::Log { level, message });
-        } else if self.state == ProcessState::Starting && too_quickly {
+            match std::mem::replace(&mut self.after_stop, AfterStop::Stopped) {
+                AfterStop::Stopped => {
+                    self.change(ProcessState::Stopped, fx);
+                    fx.push(Effect::Log { level, message });
+                }
+                AfterStop::Fatal => {
+                    self.change(ProcessState::Fatal, fx);
+                    fx.push(Effect::Log { level, message });
+                }
+                AfterStop::Backoff => {
+                    self.exitstatus = None;
+                    self.backoff += 1;
+                    self.change(ProcessState::Backoff, fx);
+                    fx.push(Effect::Log { level, message });
+                    self.after_backoff_entered(fx);
+                }
+                AfterStop::Restart => {
+                    self.change(ProcessState::Exited, fx);
+                    fx.push(Effect::Log { level, message });
+                    if self.accepting {
+                        self.request_restart(RestartCause::Unhealthy, now, fx);
+                    }
+                }
+                AfterStop::Requeue => {
+                    self.change(ProcessState::Exited, fx);
+                    fx.push(Effect::Log { level, message });
+                    if self.accepting {
+                        self.spawn(now, fx);
+                    }
+                }
+            }
+        } else if self.state == ProcessState::Starting && (too_quickly || not_ready) {
             self.exitstatus = None;
             self.spawnerr = Some(EXITED_TOO_QUICKLY.to_owned());
+            self.backoff += 1;
             self.change(ProcessState::Backoff, fx);
             let message = format!("exited: {} ({}; not expected)", name, status.describe());
             fx.push(Effect::Log { level: Level::Warn, message });
@@ -646,6 +1009,7 @@ impl Lifecycle {
                 // The exit came after startsecs but before the timer was handled:
                 // supervisord forces STARTING -> RUNNING here, without the
                 // `success:` line.
+                self.running_since = Some(now);
                 self.change(ProcessState::Running, fx);
             }
             if !expected {
@@ -661,7 +1025,7 @@ impl Lifecycle {
                 AutoRestart::True => true,
             };
             if restart && self.accepting {
-                self.spawn(now, fx);
+                self.request_restart(RestartCause::Exited, now, fx);
             }
         }
     }
@@ -669,19 +1033,18 @@ impl Lifecycle {
     fn timer_fired(&mut self, kind: TimerKind, now: Instant, fx: &mut Vec<Effect>) {
         match (kind, self.state) {
             (TimerKind::StartSecs, ProcessState::Starting) => {
-                self.backoff = 0;
-                self.change(ProcessState::Running, fx);
-                let message = format!(
-                    "success: {} entered RUNNING state, process has stayed up for > than {} seconds (startsecs)",
-                    self.config.name,
+                let why = format!(
+                    "process has stayed up for > than {} seconds (startsecs)",
                     self.config.startsecs.as_secs()
                 );
-                fx.push(Effect::Log { level: Level::Info, message });
+                self.enter_running(now, why, fx);
             }
-            (TimerKind::Backoff, ProcessState::Backoff)
-                if self.backoff <= self.config.startretries && self.accepting =>
-            {
-                self.spawn(now, fx);
+            (TimerKind::Backoff, ProcessState::Backoff) if self.accepting => {
+                if std::mem::take(&mut self.delayed_restart) {
+                    self.spawn(now, fx);
+                } else if self.backoff <= self.config.startretries {
+                    self.request_restart(RestartCause::Retry, now, fx);
+                }
             }
             (TimerKind::StopTimeout, ProcessState::Stopping) => {
                 if let Some(pid) = self.pid {
@@ -758,6 +1121,8 @@ impl Lifecycle {
 
     fn give_up(&mut self, fx: &mut Vec<Effect>) {
         self.backoff = 0;
+        self.restart_pending = None;
+        self.delayed_restart = false;
         self.change(ProcessState::Fatal, fx);
     }
 
@@ -770,9 +1135,6 @@ impl Lifecycle {
         }
         self.state = to;
         self.armed = [None; 4];
-        if to == ProcessState::Backoff {
-            self.backoff += 1;
-        }
         fx.push(Effect::StateChanged { from, to });
     }
 

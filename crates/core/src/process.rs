@@ -11,6 +11,13 @@
 //! awaited by a small task that sends [`ProcessMsg::Exited`] back, tagged with the
 //! spawn generation so a late message about an earlier child is ignored.
 //!
+//! Vigil's extensions meet here too: every automatic restart the lifecycle
+//! wants is admitted by the group's [`Budget`] (synchronously for one_for_one,
+//! through the group actor for one_for_all / rest_for_one deaths); a spawn of a
+//! process with `depends_on` waits behind the dependency gate ([`crate::deps`]);
+//! probe tasks ([`crate::probe`]), the notify socket ([`crate::notify`]) and the
+//! `ready_log` line matcher turn into lifecycle events.
+//!
 //! State that must outlive the actor (its published status, its log channels, the
 //! stdin writer) lives in [`ProcessShared`], kept by the group and handed to a
 //! rebuilt actor after a panic. If the actor dies without running `post_stop`
@@ -28,21 +35,27 @@ use std::time::SystemTime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_config::ProcessConfig;
+use vigil_config::{OnFatal, ProbeKind, ProcessConfig, Strategy};
 
+use crate::budget::Budget;
+use crate::deps;
 use crate::error::CoreError;
 use crate::events::{Bus, Event as BusEvent, ProcessStateEvent};
 use crate::exit::ExitStatus;
+use crate::group::GroupMsg;
 use crate::lifecycle::{
-    Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, SignalPurpose, Timer,
-    TimerKind,
+    Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, RestartCause,
+    SignalPurpose, Timer, TimerKind,
 };
 use crate::logs::ChannelLog;
+use crate::notify::NotifySocket;
+use crate::probe::{self, ProbeEnv, Verdict};
 use crate::reaper::{Reaper, Spawned};
+use crate::root::Registry;
 use crate::spawn::{
     SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command, search_path,
 };
-use info::Snapshot;
+use info::{Health, Snapshot};
 
 /// Starts and signals children. The [`Reaper`] is the real one; tests substitute
 /// fakes so lifecycle timing can run on paused tokio time.
@@ -75,6 +88,14 @@ pub(crate) struct Context {
     pub(crate) global_env: RwLock<BTreeMap<String, String>>,
     /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
     pub(crate) server_url: Option<String>,
+    /// Every group, for dependencies across groups.
+    pub(crate) registry: Arc<Registry>,
+    /// Where `ready_notify` sockets are created.
+    pub(crate) notify_dir: std::path::PathBuf,
+    /// `[supervisord] on_fatal`.
+    pub(crate) on_fatal: OnFatal,
+    /// Set by the root when a FATAL group brings the daemon down.
+    pub(crate) fatal: watch::Sender<Option<crate::FatalShutdown>>,
 }
 
 /// The stdin writer of the current child, shared so `send_stdin` can write
@@ -99,6 +120,10 @@ pub(crate) struct ProcessShared {
     /// Lifecycle settings changed in place by `update` (see
     /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
     pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
+    /// Being stopped on purpose together with its dependents: counts as not
+    /// meeting any dependency condition, so a requeued dependent does not start
+    /// again before this process went down and came back.
+    pub(crate) held: std::sync::atomic::AtomicBool,
 }
 
 impl ProcessShared {
@@ -118,6 +143,7 @@ impl ProcessShared {
             actor: RwLock::new(None),
             child: AtomicU32::new(0),
             retuned: Mutex::new(None),
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -163,10 +189,27 @@ pub(crate) enum ProcessMsg {
     Shutdown,
     /// `update` changed settings that apply without a restart.
     Retune(Box<LifecycleConfig>),
+    /// `update` gave the group a new strategy or restart budget.
+    Policy { strategy: Strategy, budget: Arc<Budget> },
     /// The child of spawn `generation` was reaped.
     Exited { generation: u64, pid: u32, status: ExitStatus },
     /// A timer armed by the lifecycle fired.
     Timer(Timer),
+    /// A dependency's snapshot changed (from the dependency monitor).
+    DepsChanged,
+    /// A dependency is about to be stopped or restarted on purpose: stop and
+    /// wait for it (`restart_dependents`).
+    DependencyLost,
+    /// A probe's verdict about child `generation`.
+    Probe { generation: u64, verdict: Verdict },
+    /// `READY=1` arrived on the notify socket.
+    Notified,
+    /// The group admits the restart this process asked for.
+    RestartApproved,
+    /// The group's restart budget is exhausted.
+    RestartDenied,
+    /// Another member exhausted the group's budget.
+    GroupFatal,
     /// Panics inside the handler, to exercise supervision.
     #[cfg(test)]
     Crash,
@@ -179,6 +222,12 @@ pub(crate) struct ProcessArgs {
     /// Start at once: this actor replaces one that failed while its process was
     /// meant to be running.
     pub(crate) resume: bool,
+    /// The group supervising this process, its strategy and restart budget.
+    /// The process names itself to the group by its shared record, not by a
+    /// position, because `update` may reorder the members.
+    pub(crate) group: ActorRef<GroupMsg>,
+    pub(crate) strategy: Strategy,
+    pub(crate) budget: Arc<Budget>,
 }
 
 /// Kills the current child's process group when dropped with a child still
@@ -228,6 +277,26 @@ pub(crate) struct ProcessActorState {
     timers: HashMap<TimerKind, (u64, TimerTask)>,
     /// Start once running (see [`ProcessArgs::resume`]).
     resume: bool,
+    group: ActorRef<GroupMsg>,
+    strategy: Strategy,
+    budget: Arc<Budget>,
+    /// The dependency monitor task, for a process with `depends_on`.
+    monitor: Option<JoinHandle<()>>,
+    /// Whether the dependencies were all met at the last check.
+    deps_met: bool,
+    /// [`deps::fingerprint`] when they were last met.
+    deps_print: Vec<Option<u32>>,
+    /// What a waiting process waits for, as published.
+    waiting_for: Vec<String>,
+    /// `ready_notify`: the socket whose path the child gets in NOTIFY_SOCKET.
+    notify: Option<NotifySocket>,
+    /// `ready_log`: the pattern, or why it is unusable.
+    log_pattern: Option<Result<regex::Regex, String>>,
+    /// Probe tasks of the current child, tagged with its generation.
+    readiness_task: Option<(u64, JoinHandle<()>)>,
+    liveness_task: Option<(u64, JoinHandle<()>)>,
+    /// The probes' verdict on the current child.
+    health: Health,
 }
 
 type TimerTask = JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>;
@@ -249,11 +318,38 @@ impl Actor for ProcessActor {
         myself: ActorRef<ProcessMsg>,
         args: ProcessArgs,
     ) -> Result<ProcessActorState, ActorProcessingErr> {
-        let ProcessArgs { shared, ctx, resume } = args;
+        let ProcessArgs { shared, ctx, resume, group, strategy, budget } = args;
         // Jitter only needs to differ between processes and runs.
         let seed = std::collections::hash_map::RandomState::new().hash_one(&shared.namespec);
         let lifecycle = Lifecycle::new(shared.lifecycle_config(), seed);
         let previous = shared.snapshot.borrow().clone();
+        let readiness = shared.config.readiness.as_ref().map(|probe| &probe.kind);
+        let notify = match readiness {
+            Some(ProbeKind::Notify) => {
+                match NotifySocket::bind(
+                    &ctx.notify_dir,
+                    shared.config.user.is_some(),
+                    myself.clone(),
+                ) {
+                    Ok(socket) => Some(socket),
+                    Err(error) => {
+                        tracing::error!(
+                            "{}: cannot create its notify socket in {}: {error}",
+                            shared.namespec,
+                            ctx.notify_dir.display()
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let log_pattern = match readiness {
+            Some(ProbeKind::Log { pattern }) => {
+                Some(regex::Regex::new(pattern).map_err(|e| format!("bad ready_log pattern: {e}")))
+            }
+            _ => None,
+        };
         *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
         let state = ProcessActorState {
             guard: ChildGuard {
@@ -270,6 +366,18 @@ impl Actor for ProcessActor {
             stop_wall: previous.stop,
             timers: HashMap::new(),
             resume,
+            group,
+            strategy,
+            budget,
+            monitor: None,
+            deps_met: false,
+            deps_print: Vec::new(),
+            waiting_for: Vec::new(),
+            notify,
+            log_pattern,
+            readiness_task: None,
+            liveness_task: None,
+            health: Health::Unknown,
         };
         state.publish();
         Ok(state)
@@ -280,6 +388,13 @@ impl Actor for ProcessActor {
         myself: ActorRef<ProcessMsg>,
         state: &mut ProcessActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if !state.shared.config.depends_on.is_empty() {
+            state.monitor = Some(deps::spawn_monitor(
+                Arc::clone(&state.ctx.registry),
+                state.shared.config.clone(),
+                myself.clone(),
+            ));
+        }
         if std::mem::take(&mut state.resume) {
             tracing::warn!("restarting '{}' after its actor was rebuilt", state.shared.namespec);
             state.apply(&myself, Event::StartRequested);
@@ -316,6 +431,10 @@ impl Actor for ProcessActor {
             ProcessMsg::Shutdown => {
                 state.apply(&myself, Event::ShutdownRequested);
             }
+            ProcessMsg::Policy { strategy, budget } => {
+                state.strategy = strategy;
+                state.budget = budget;
+            }
             ProcessMsg::Retune(config) => {
                 *state.shared.retuned.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some((*config).clone());
@@ -336,6 +455,31 @@ impl Actor for ProcessActor {
                 }
                 state.apply(&myself, Event::Timer(timer));
             }
+            ProcessMsg::DepsChanged => state.deps_changed(&myself),
+            ProcessMsg::DependencyLost => {
+                state.apply(&myself, Event::DependencyLost);
+            }
+            ProcessMsg::Probe { generation, verdict } => {
+                if generation == state.generation {
+                    state.verdict(&myself, verdict);
+                }
+            }
+            ProcessMsg::Notified => {
+                if state.lifecycle.state() == ProcessState::Starting
+                    && state.lifecycle.pid().is_some()
+                {
+                    state.verdict(&myself, Verdict::ReadinessPassed);
+                }
+            }
+            ProcessMsg::RestartApproved => {
+                state.apply(&myself, Event::RestartApproved);
+            }
+            ProcessMsg::RestartDenied => {
+                state.apply(&myself, Event::RestartDenied);
+            }
+            ProcessMsg::GroupFatal => {
+                state.apply(&myself, Event::GroupFatal);
+            }
             #[cfg(test)]
             ProcessMsg::Crash => panic!("crash requested by a test"),
         }
@@ -349,6 +493,10 @@ impl Actor for ProcessActor {
     ) -> Result<(), ActorProcessingErr> {
         for (_, (_, task)) in state.timers.drain() {
             task.abort();
+        }
+        state.stop_probes();
+        if let Some(monitor) = state.monitor.take() {
+            monitor.abort();
         }
         // A child still present here is killed by the guard when the state drops.
         Ok(())
@@ -398,14 +546,165 @@ impl ProcessActorState {
     fn env(&self) -> Vec<(String, String)> {
         let config = &self.shared.config;
         let server_url = config.serverurl.as_deref().or(self.ctx.server_url.as_deref());
-        child_environment(
+        let mut env = child_environment(
             &self.ctx.daemon_env,
             &self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner),
             &config.environment,
             &config.name,
             &config.group,
             server_url,
-        )
+        );
+        if let Some(notify) = &self.notify {
+            env.retain(|(key, _)| key != "NOTIFY_SOCKET");
+            env.push(("NOTIFY_SOCKET".to_owned(), notify.path().display().to_string()));
+        }
+        env
+    }
+
+    /// Re-checks the dependencies after the monitor saw a change.
+    fn deps_changed(&mut self, myself: &ActorRef<ProcessMsg>) {
+        let unmet = deps::unmet(&self.ctx.registry, &self.shared.config);
+        let was_met = std::mem::replace(&mut self.deps_met, unmet.is_empty());
+        let mut restarted = false;
+        if unmet.is_empty() {
+            let print = deps::fingerprint(&self.ctx.registry, &self.shared.config);
+            restarted = was_met && print != self.deps_print;
+            self.deps_print = print;
+        }
+        if self.lifecycle.is_waiting() {
+            if unmet.is_empty() {
+                self.apply(myself, Event::DependenciesMet);
+            } else {
+                self.waiting_for = unmet;
+                self.publish();
+            }
+        } else if was_met
+            && (restarted || !unmet.is_empty())
+            && self.shared.config.restart_dependents
+        {
+            self.apply(myself, Event::DependencyLost);
+        }
+    }
+
+    fn verdict(&mut self, myself: &ActorRef<ProcessMsg>, verdict: Verdict) {
+        match verdict {
+            Verdict::ReadinessPassed => {
+                self.health = Health::Healthy;
+                self.apply(myself, Event::ReadinessPassed);
+            }
+            Verdict::ReadinessFailed => {
+                self.apply(myself, Event::ReadinessFailed);
+            }
+            Verdict::Alive => {
+                self.health = Health::Healthy;
+                self.publish();
+            }
+            Verdict::Unwell => {
+                self.health = Health::Unhealthy;
+                self.publish();
+            }
+            Verdict::LivenessFailed => {
+                self.health = Health::Unhealthy;
+                self.apply(myself, Event::LivenessFailed);
+            }
+        }
+    }
+
+    /// Asks for an automatic restart: the budget decides at once for
+    /// one_for_one and for start retries; a death in a one_for_all or
+    /// rest_for_one group goes to the group, which restarts the members concerned.
+    fn restart_wanted(&mut self, cause: RestartCause) -> Option<Event> {
+        if cause == RestartCause::Retry || self.strategy == Strategy::OneForOne {
+            if self.budget.admit(tokio::time::Instant::now()) {
+                Some(Event::RestartApproved)
+            } else {
+                let member = Arc::clone(&self.shared);
+                let _ = self.group.cast(GroupMsg::BudgetExhausted { member });
+                Some(Event::RestartDenied)
+            }
+        } else {
+            let _ = self.group.cast(GroupMsg::MemberDied { member: Arc::clone(&self.shared) });
+            None
+        }
+    }
+
+    fn probe_env(&self, probe: &vigil_config::Probe) -> ProbeEnv {
+        let argv = match &probe.kind {
+            ProbeKind::Exec { command } => {
+                let config = &self.shared.config;
+                let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
+                let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
+                resolve_command(command, path.as_deref()).ok()
+            }
+            _ => None,
+        };
+        ProbeEnv {
+            spawner: Arc::clone(&self.ctx.spawner),
+            env: self.env(),
+            cwd: self.shared.config.directory.clone(),
+            user: self.shared.config.user.as_ref().and_then(|user| SpawnUser::resolve(user).ok()),
+            argv,
+        }
+    }
+
+    /// Starts the probe tasks the current state calls for and ends the others.
+    fn reconcile_probes(&mut self, myself: &ActorRef<ProcessMsg>) {
+        let state = self.lifecycle.state();
+        let has_child = self.lifecycle.pid().is_some() && !self.lifecycle.is_killing();
+        let generation = self.generation;
+        let config = &self.shared.config;
+        let want_readiness = has_child && state == ProcessState::Starting;
+        match (&self.readiness_task, want_readiness) {
+            (Some((tagged, _)), true) if *tagged == generation => {}
+            (_, true) => {
+                if let Some((_, task)) = self.readiness_task.take() {
+                    task.abort();
+                }
+                if let Some(probe) = config.readiness.as_ref().filter(|p| probe::is_polled(p)) {
+                    let task = probe::spawn_readiness(
+                        probe.clone(),
+                        self.probe_env(probe),
+                        myself.clone(),
+                        generation,
+                    );
+                    self.readiness_task = Some((generation, task));
+                }
+            }
+            (_, false) => {
+                if let Some((_, task)) = self.readiness_task.take() {
+                    task.abort();
+                }
+            }
+        }
+        let config = &self.shared.config;
+        let want_liveness = has_child && state == ProcessState::Running;
+        match (&self.liveness_task, want_liveness) {
+            (Some((tagged, _)), true) if *tagged == generation => {}
+            (_, true) => {
+                if let Some(probe) = config.liveness.as_ref() {
+                    let task = probe::spawn_liveness(
+                        probe.clone(),
+                        self.probe_env(probe),
+                        myself.clone(),
+                        generation,
+                    );
+                    self.liveness_task = Some((generation, task));
+                }
+            }
+            (_, false) => {
+                if let Some((_, task)) = self.liveness_task.take() {
+                    task.abort();
+                }
+            }
+        }
+    }
+
+    fn stop_probes(&mut self) {
+        for (_, task) in
+            [self.readiness_task.take(), self.liveness_task.take()].into_iter().flatten()
+        {
+            task.abort();
+        }
     }
 
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
@@ -453,9 +752,34 @@ impl ProcessActorState {
                     }
                     Effect::Log { level, message } => log(level, &message),
                     Effect::Refused(refusal) => outcome.refusal = Some(refusal),
+                    Effect::AwaitDependencies => {
+                        let unmet = deps::unmet(&self.ctx.registry, &self.shared.config);
+                        self.deps_met = unmet.is_empty();
+                        if unmet.is_empty() {
+                            self.deps_print =
+                                deps::fingerprint(&self.ctx.registry, &self.shared.config);
+                            queue.push_back(Event::DependenciesMet);
+                        } else {
+                            tracing::info!(
+                                "{} waits for {}",
+                                self.shared.namespec,
+                                unmet.join(", ")
+                            );
+                            self.waiting_for = unmet;
+                        }
+                    }
+                    Effect::RestartWanted { cause } => {
+                        if let Some(answer) = self.restart_wanted(cause) {
+                            queue.push_back(answer);
+                        }
+                    }
                 }
             }
         }
+        if !self.lifecycle.is_waiting() {
+            self.waiting_for.clear();
+        }
+        self.reconcile_probes(myself);
         self.publish();
         outcome
     }
@@ -476,18 +800,40 @@ impl ProcessActorState {
             pipe_stdin: true,
             close_fds_from: 3,
         };
+        let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
+        if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
+            return Err("no notify socket for ready_notify (see the daemon log)".to_owned());
+        }
+        let log_pattern = match &self.log_pattern {
+            Some(Ok(pattern)) => Some(pattern.clone()),
+            Some(Err(error)) => return Err(error.clone()),
+            None => None,
+        };
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
         let generation = self.generation;
+        self.health = Health::Unknown;
+        let on_line = |pattern: &Option<regex::Regex>| -> Option<crate::logs::LineCallback> {
+            let pattern = pattern.clone()?;
+            let actor = myself.clone();
+            let mut fired = false;
+            Some(Box::new(move |line: &[u8]| {
+                if !fired && pattern.is_match(&String::from_utf8_lossy(line)) {
+                    fired = true;
+                    let verdict = Verdict::ReadinessPassed;
+                    let _ = actor.cast(ProcessMsg::Probe { generation, verdict });
+                }
+            }))
+        };
         let pid = spawned.pid;
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
         self.shared.child.store(pid, Ordering::SeqCst);
         if let Some(stdout) = spawned.stdout {
-            drop(self.shared.stdout.capture(stdout));
+            drop(self.shared.stdout.capture_with(stdout, on_line(&log_pattern)));
         }
         if let Some(stderr) = spawned.stderr {
-            drop(self.shared.stderr.capture(stderr));
+            drop(self.shared.stderr.capture_with(stderr, on_line(&log_pattern)));
         }
         self.shared
             .set_stdin(spawned.stdin.map(|sender| Arc::new(tokio::sync::Mutex::new(sender))));
@@ -538,6 +884,10 @@ impl ProcessActorState {
             spawnerr: self.lifecycle.spawnerr().map(str::to_owned),
             exitstatus: self.lifecycle.exitstatus(),
             tries: self.lifecycle.backoff(),
+            waiting_for: self.waiting_for.clone(),
+            health: (self.shared.config.readiness.is_some()
+                || self.shared.config.liveness.is_some())
+            .then_some(self.health),
         }
     }
 

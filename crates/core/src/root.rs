@@ -13,14 +13,23 @@
 //! stopped one at a time in descending (priority, name) order, the next only when
 //! every process of the current one is in a stopped state. While waiting it logs
 //! `waiting for a, b to die` every 3 s. The waiting runs in a task, never inside a
-//! handler, so supervision keeps working meanwhile.
+//! handler, so supervision keeps working meanwhile. When processes have
+//! `depends_on`, the stop order is the reverse dependency order instead, at the
+//! process level ([`crate::deps::stop_in_dependency_order`]).
+//!
+//! Escalation: a group whose restart budget is exhausted sends
+//! [`RootMsg::Escalate`]. With `on_fatal = shutdown` the root publishes a
+//! [`crate::FatalShutdown`]; [`crate::Handle`] runs the ordered shutdown on it and
+//! the daemon exits with [`crate::FATAL_EXIT_CODE`]. With `ignore` (the default)
+//! the group just stays FATAL.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use vigil_config::GroupConfig;
+use tokio::sync::watch;
+use vigil_config::{GroupConfig, OnFatal};
 
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
@@ -51,12 +60,31 @@ impl GroupEntry {
 }
 
 /// Every group by name; written by the root, read by handles.
-#[derive(Default)]
 pub(crate) struct Registry {
     groups: RwLock<BTreeMap<String, Arc<GroupEntry>>>,
+    /// Processes by `[program:x]` name, for dependency lookups without a scan.
+    by_program: RwLock<HashMap<String, Vec<Arc<ProcessShared>>>>,
+    /// Bumped whenever a group is added or removed (dependency monitors resolve
+    /// names again).
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            groups: RwLock::default(),
+            by_program: RwLock::default(),
+            generation: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
+    /// Notified when groups are added or removed.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     pub(crate) fn group(&self, name: &str) -> Option<Arc<GroupEntry>> {
         self.groups.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
@@ -75,15 +103,44 @@ impl Registry {
         groups
     }
 
+    /// The processes of `[program:name]`, wherever their group.
+    pub(crate) fn program(&self, name: &str) -> Vec<Arc<ProcessShared>> {
+        self.by_program
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn insert(&self, entry: Arc<GroupEntry>) {
+        {
+            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
+            for member in &entry.members {
+                by_program
+                    .entry(member.config.program.clone())
+                    .or_default()
+                    .push(Arc::clone(member));
+            }
+        }
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(entry.config.name.clone(), entry);
+        self.generation.send_modify(|n| *n += 1);
     }
 
     fn remove(&self, name: &str) -> Option<Arc<GroupEntry>> {
-        self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name)
+        let removed = self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name);
+        if removed.is_some() {
+            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
+            for members in by_program.values_mut() {
+                members.retain(|member| member.config.group != name);
+            }
+            by_program.retain(|_, members| !members.is_empty());
+        }
+        self.generation.send_modify(|n| *n += 1);
+        removed
     }
 }
 
@@ -103,6 +160,8 @@ pub(crate) enum RootMsg {
     /// yet) replaces the group of the same name, whose actor reconciles its
     /// members (see [`GroupMsg::Reconcile`]).
     ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
+    /// A group exhausted its restart budget and is FATAL.
+    Escalate { group: String, reason: String },
 }
 
 pub(crate) struct RootArgs {
@@ -249,9 +308,37 @@ impl Actor for RootActor {
                     }
                 }
                 tokio::spawn(async move {
-                    ordered_stop(groups).await;
+                    if crate::deps::any(&groups) {
+                        crate::deps::stop_in_dependency_order(&groups).await;
+                    } else {
+                        ordered_stop(groups).await;
+                    }
                     let _ = reply.send(());
                 });
+            }
+            RootMsg::Escalate { group, reason } => {
+                let _ = state
+                    .ctx
+                    .bus
+                    .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
+                match state.ctx.on_fatal {
+                    OnFatal::Ignore => {
+                        tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")
+                    }
+                    OnFatal::Shutdown if !state.shutting_down => {
+                        tracing::error!(
+                            "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
+                        );
+                        state.ctx.fatal.send_if_modified(|current| {
+                            if current.is_some() {
+                                return false;
+                            }
+                            *current = Some(crate::FatalShutdown { group, reason });
+                            true
+                        });
+                    }
+                    OnFatal::Shutdown => {}
+                }
             }
         }
         Ok(())

@@ -51,6 +51,7 @@ async fn until(events: &mut broadcast::Receiver<Event>, mut condition: impl FnMu
 }
 
 mod api;
+mod beyond;
 mod supervision;
 mod timing;
 mod update;

@@ -24,9 +24,9 @@ use vigil_core::{
 };
 use vigil_rpc::{
     Blob, ChangeKind, ConfigErrorLine, ConfigInfo, Control, ControlError, DaemonInfo, DaemonState,
-    GroupChange, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget, MAX_LOG_CHUNK,
-    NameSpec, ProcessChange, ProcessInfo, ProcessResult, ProcessState, Reread, RestartReport,
-    UpdateAction, UpdateReport, UpdateStep,
+    GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
+    MAX_LOG_CHUNK, NameSpec, ProcessChange, ProcessInfo, ProcessResult, ProcessState, Reread,
+    RestartReport, UpdateAction, UpdateReport, UpdateStep,
 };
 
 use crate::app::TreeContext;
@@ -583,9 +583,14 @@ pub fn process_info(info: vigil_core::ProcessInfo) -> ProcessInfo {
         stdout_logfile: info.stdout_logfile,
         stderr_logfile: info.stderr_logfile,
         pid: info.pid,
+        health: info.health.map(|health| match health {
+            vigil_core::Health::Unknown => Health::Unknown,
+            vigil_core::Health::Healthy => Health::Healthy,
+            // Core keeps the verdict, not the failure text: the activity log has it.
+            vigil_core::Health::Unhealthy => Health::Unhealthy { reason: String::new() },
+        }),
+        waiting_for: info.waiting_for,
         description: info.description,
-        health: None,
-        waiting_for: Vec::new(),
     }
 }
 

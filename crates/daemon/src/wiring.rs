@@ -147,7 +147,15 @@ impl Backend for Wired {
             config.supervisord.identifier.clone(),
         );
         let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth });
-        Ok(CoreTree { handle, config: config_control, dispatch, pid1: context.pid1 })
+        // `on_fatal = shutdown`: a group that exhausted its restart budget brings
+        // the daemon down with exit status 1 once the tree has stopped.
+        let watched = handle.clone();
+        let control = context.control.clone();
+        let fatal_watch = tokio::spawn(async move {
+            let fatal = watched.fatal_shutdown().await;
+            control.fatal(format!("group '{}' is FATAL: {}", fatal.group, fatal.reason));
+        });
+        Ok(CoreTree { handle, config: config_control, dispatch, pid1: context.pid1, fatal_watch })
     }
 }
 
@@ -175,6 +183,9 @@ pub struct CoreTree {
     config: ConfigControl,
     dispatch: Arc<ControlDispatch>,
     pid1: bool,
+    /// Awaits [`Handle::fatal_shutdown`]; aborted when this tree is shut down
+    /// (SIGHUP builds a new tree with a watch of its own).
+    fatal_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Tree for CoreTree {
@@ -206,6 +217,7 @@ impl Tree for CoreTree {
     }
 
     async fn shutdown(self) {
+        self.fatal_watch.abort();
         self.config.stop();
         self.handle.shutdown().await;
         if self.pid1 {

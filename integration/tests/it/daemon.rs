@@ -300,3 +300,28 @@ fn idle_daemon_does_not_wake_up() {
     let woken = switches() - before;
     assert!(woken <= 8, "vigild woke up {woken} times in 4 idle seconds");
 }
+
+/// Issue 6: a group that exhausts its restart budget under `on_fatal =
+/// shutdown` takes the daemon down after an ordered shutdown, with exit status
+/// 1, so a container restarts instead of limping on. The bystander shows the
+/// shutdown is the whole tree's, not just the failing group's.
+#[test]
+fn on_fatal_shutdown_exits_non_zero() {
+    let sandbox = Sandbox::new();
+    sandbox.supervisord_key("on_fatal", "shutdown");
+    sandbox.write_config(&[
+        Program::child("crashy", &["--sleep", "0.2", "--exit", "3"])
+            .set("startsecs", 0)
+            .set("autorestart", "true")
+            .set("max_restarts", 3)
+            .set("max_restarts_period", 60),
+        Program::child("bystander", &["--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let mut daemon = sandbox.start();
+    let bystander = daemon.running_pid("bystander");
+    assert_eq!(daemon.wait_exit(TIMEOUT), 1, "{}", daemon.diagnostics());
+    assert!(!procfs::exists(bystander), "the bystander was stopped");
+    let log = daemon.main_log();
+    assert!(log.contains("group 'crashy' is FATAL"), "{log}");
+    assert!(log.contains("stopped: bystander"), "{log}");
+}

@@ -23,6 +23,8 @@ fn config() -> LifecycleConfig {
         stopasgroup: false,
         killasgroup: false,
         backoff: linear(),
+        readiness: false,
+        dependencies: false,
     }
 }
 
@@ -44,26 +46,43 @@ struct Sim {
     start: Instant,
     due: HashMap<TimerKind, (Timer, Instant)>,
     spawns: u32,
+    /// Answer RestartWanted with RestartApproved and AwaitDependencies with
+    /// DependenciesMet at once, as a group without budget and met dependencies do.
+    auto: bool,
 }
 
 impl Sim {
     fn new(config: LifecycleConfig) -> Sim {
         let now = Instant::now();
-        Sim { lc: Lifecycle::new(config, 7), now, start: now, due: HashMap::new(), spawns: 0 }
+        Sim {
+            lc: Lifecycle::new(config, 7),
+            now,
+            start: now,
+            due: HashMap::new(),
+            spawns: 0,
+            auto: true,
+        }
     }
 
     fn step(&mut self, event: Event) -> Vec<String> {
         let effects = self.lc.step(event, self.now);
+        let mut answers = Vec::new();
         for effect in &effects {
             match effect {
                 Effect::Schedule { timer, after } => {
                     self.due.insert(timer.kind, (*timer, self.now + *after));
                 }
                 Effect::Spawn => self.spawns += 1,
+                Effect::RestartWanted { .. } if self.auto => answers.push(Event::RestartApproved),
+                Effect::AwaitDependencies if self.auto => answers.push(Event::DependenciesMet),
                 _ => {}
             }
         }
-        effects.iter().map(brief).collect()
+        let mut briefs: Vec<String> = effects.iter().map(brief).collect();
+        for answer in answers {
+            briefs.extend(self.step(answer));
+        }
+        briefs
     }
 
     /// Advances the clock to when the armed timer of `kind` is due and fires it.
@@ -96,6 +115,8 @@ fn brief(effect: &Effect) -> String {
         }
         Effect::Log { level, message } => format!("{level:?} {message}"),
         Effect::Refused(refusal) => format!("refused {refusal:?}"),
+        Effect::AwaitDependencies => "await dependencies".to_owned(),
+        Effect::RestartWanted { cause } => format!("want restart {cause:?}"),
     }
 }
 
@@ -117,7 +138,11 @@ fn reach(sim: &mut Sim, state: ProcessState) {
         }
         ProcessState::Running => {
             reach(sim, ProcessState::Starting);
-            sim.fire(TimerKind::StartSecs);
+            if sim.lc.config.readiness {
+                sim.step(Event::ReadinessPassed);
+            } else {
+                sim.fire(TimerKind::StartSecs);
+            }
         }
         ProcessState::Backoff => {
             reach(sim, ProcessState::Starting);
@@ -320,6 +345,20 @@ const ROWS: &[Row] = &[
         from: "BACKOFF",
         event: "BackoffElapsed",
         condition: "",
+        to: "BACKOFF",
+        effects: &["want restart Retry"],
+    },
+    Row {
+        from: "BACKOFF",
+        event: "RestartApproved",
+        condition: "start retry",
+        to: "STARTING",
+        effects: &["BACKOFF -> STARTING", "spawn"],
+    },
+    Row {
+        from: "BACKOFF",
+        event: "BackoffElapsed",
+        condition: "delayed restart",
         to: "STARTING",
         effects: &["BACKOFF -> STARTING", "spawn"],
     },
@@ -355,36 +394,33 @@ const ROWS: &[Row] = &[
         from: "RUNNING",
         event: "Exited",
         condition: "code not in exitcodes, autorestart=unexpected",
-        to: "EXITED -> STARTING",
+        to: "EXITED",
         effects: &[
             "RUNNING -> EXITED",
             "Warn exited: x (exit status 2; not expected)",
-            "EXITED -> STARTING",
-            "spawn",
+            "want restart Exited",
         ],
     },
     Row {
         from: "RUNNING",
         event: "Exited",
         condition: "killed by signal, autorestart=unexpected",
-        to: "EXITED -> STARTING",
+        to: "EXITED",
         effects: &[
             "RUNNING -> EXITED",
             "Warn exited: x (terminated by SIGKILL; not expected)",
-            "EXITED -> STARTING",
-            "spawn",
+            "want restart Exited",
         ],
     },
     Row {
         from: "RUNNING",
         event: "Exited",
         condition: "code in exitcodes, autorestart=true",
-        to: "EXITED -> STARTING",
+        to: "EXITED",
         effects: &[
             "RUNNING -> EXITED",
             "Info exited: x (exit status 0; expected)",
-            "EXITED -> STARTING",
-            "spawn",
+            "want restart Exited",
         ],
     },
     Row {
@@ -559,6 +595,213 @@ const ROWS: &[Row] = &[
         to: "EXITED",
         effects: &["refused NotRunning"],
     },
+    Row {
+        from: "STOPPED",
+        event: "StartRequested",
+        condition: "with dependencies",
+        to: "STARTING",
+        effects: &["STOPPED -> STARTING", "await dependencies"],
+    },
+    Row {
+        from: "STARTING",
+        event: "DependenciesMet",
+        condition: "waiting for dependencies",
+        to: "STARTING",
+        effects: &["spawn"],
+    },
+    Row {
+        from: "STARTING",
+        event: "DependenciesMet",
+        condition: "waiting, daemon shutting down",
+        to: "STOPPED",
+        effects: &["STARTING -> STOPPED"],
+    },
+    Row {
+        from: "STARTING",
+        event: "StopRequested",
+        condition: "waiting for dependencies",
+        to: "STOPPED",
+        effects: &["STARTING -> STOPPED"],
+    },
+    Row {
+        from: "STARTING",
+        event: "ShutdownRequested",
+        condition: "waiting for dependencies",
+        to: "STOPPED",
+        effects: &["STARTING -> STOPPED"],
+    },
+    Row {
+        from: "RUNNING",
+        event: "DependencyLost",
+        condition: "",
+        to: "STOPPING",
+        effects: &[
+            "Info stopping x: a dependency is not available",
+            "Debug killing x (pid 100) with signal SIGTERM",
+            "RUNNING -> STOPPING",
+            "arm StopTimeout 10s",
+            "signal SIGTERM to 100",
+        ],
+    },
+    Row {
+        from: "STOPPING",
+        event: "Exited",
+        condition: "dependency lost",
+        to: "EXITED -> STARTING",
+        effects: &[
+            "STOPPING -> EXITED",
+            "Warn stopped: x (terminated by SIGTERM)",
+            "EXITED -> STARTING",
+            "await dependencies",
+        ],
+    },
+    Row {
+        from: "STOPPING",
+        event: "StopRequested",
+        condition: "stop for a dependency",
+        to: "STOPPING",
+        effects: &[],
+    },
+    Row {
+        from: "BACKOFF",
+        event: "DependencyLost",
+        condition: "with dependencies",
+        to: "STARTING",
+        effects: &["BACKOFF -> STARTING", "await dependencies"],
+    },
+    Row {
+        from: "STARTING",
+        event: "Spawned",
+        condition: "readiness probe",
+        to: "STARTING",
+        effects: &["Info spawned: 'x' with pid 200"],
+    },
+    Row {
+        from: "STARTING",
+        event: "ReadinessPassed",
+        condition: "",
+        to: "RUNNING",
+        effects: &[
+            "STARTING -> RUNNING",
+            "Info success: x entered RUNNING state, readiness probe passed",
+        ],
+    },
+    Row {
+        from: "STARTING",
+        event: "Exited",
+        condition: "readiness probe, after startsecs",
+        to: "BACKOFF",
+        effects: &[
+            "STARTING -> BACKOFF",
+            "Warn exited: x (exit status 0; not expected)",
+            "arm Backoff 1s",
+        ],
+    },
+    Row {
+        from: "STARTING",
+        event: "ReadinessFailed",
+        condition: "",
+        to: "STOPPING",
+        effects: &[
+            "Warn readiness probe of x failed",
+            "Debug killing x (pid 100) with signal SIGTERM",
+            "STARTING -> STOPPING",
+            "arm StopTimeout 10s",
+            "signal SIGTERM to 100",
+        ],
+    },
+    Row {
+        from: "STOPPING",
+        event: "Exited",
+        condition: "readiness failed",
+        to: "BACKOFF",
+        effects: &[
+            "STOPPING -> BACKOFF",
+            "Warn stopped: x (terminated by SIGTERM)",
+            "arm Backoff 1s",
+        ],
+    },
+    Row {
+        from: "RUNNING",
+        event: "LivenessFailed",
+        condition: "",
+        to: "STOPPING",
+        effects: &[
+            "Warn liveness probe of x failed; restarting it",
+            "Debug killing x (pid 100) with signal SIGTERM",
+            "RUNNING -> STOPPING",
+            "arm StopTimeout 10s",
+            "signal SIGTERM to 100",
+        ],
+    },
+    Row {
+        from: "STOPPING",
+        event: "Exited",
+        condition: "liveness failed",
+        to: "EXITED",
+        effects: &[
+            "STOPPING -> EXITED",
+            "Warn stopped: x (terminated by SIGTERM)",
+            "want restart Unhealthy",
+        ],
+    },
+    Row {
+        from: "EXITED",
+        event: "RestartApproved",
+        condition: "no restart backoff",
+        to: "STARTING",
+        effects: &["EXITED -> STARTING", "spawn"],
+    },
+    Row {
+        from: "EXITED",
+        event: "RestartApproved",
+        condition: "backoff_reset_after, unstable run",
+        to: "BACKOFF",
+        effects: &[
+            "EXITED -> BACKOFF",
+            "Info restarting x in 1.000s (restart 1 since its last stable run)",
+            "arm Backoff 1s",
+        ],
+    },
+    Row {
+        from: "EXITED",
+        event: "RestartDenied",
+        condition: "",
+        to: "FATAL",
+        effects: &[
+            "EXITED -> FATAL",
+            "Info gave up: x entered FATAL state, restart budget of its group exhausted",
+        ],
+    },
+    Row {
+        from: "RUNNING",
+        event: "GroupFatal",
+        condition: "",
+        to: "STOPPING",
+        effects: &[
+            "Debug killing x (pid 100) with signal SIGTERM",
+            "RUNNING -> STOPPING",
+            "arm StopTimeout 10s",
+            "signal SIGTERM to 100",
+        ],
+    },
+    Row {
+        from: "STOPPING",
+        event: "Exited",
+        condition: "group fatal",
+        to: "FATAL",
+        effects: &["STOPPING -> FATAL", "Warn stopped: x (terminated by SIGTERM)"],
+    },
+    Row {
+        from: "BACKOFF",
+        event: "GroupFatal",
+        condition: "",
+        to: "FATAL",
+        effects: &[
+            "BACKOFF -> FATAL",
+            "Info gave up: x entered FATAL state, restart budget of its group exhausted",
+        ],
+    },
 ];
 
 /// Sets up the row's starting state and condition, then applies its event.
@@ -571,17 +814,101 @@ fn run_row(row: &Row) -> (Vec<String>, ProcessState) {
         "code in exitcodes, autorestart=true" | "autorestart=true, shutting down" => {
             config.autorestart = AutoRestart::True
         }
+        "with dependencies"
+        | "waiting for dependencies"
+        | "waiting, daemon shutting down"
+        | "dependency lost"
+        | "stop for a dependency" => config.dependencies = true,
+        "readiness probe" | "readiness probe, after startsecs" | "readiness failed" => {
+            config.readiness = true
+        }
         _ => {}
+    }
+    if row.event == "ReadinessPassed" || row.event == "ReadinessFailed" {
+        config.readiness = true;
+    }
+    if row.condition == "backoff_reset_after, unstable run" {
+        config.backoff.reset_after = Some(Duration::from_secs(60));
     }
     if row.from == "STOPPING" && row.event == "StopTimeout" {
         config.killasgroup = true;
     }
     let mut sim = Sim::new(config);
-    if row.from == "EXITED" {
+    if row.from == "EXITED" && !row.event.starts_with("Restart") {
         sim.lc.config.autorestart = AutoRestart::False;
     }
-    reach(&mut sim, from);
+    if row.condition == "waiting for dependencies"
+        || row.condition == "waiting, daemon shutting down"
+    {
+        // Setup stops short of the spawn: the gate is closed.
+        sim.auto = false;
+        sim.step(Event::StartRequested);
+        if row.condition == "waiting, daemon shutting down" {
+            sim.step(Event::DaemonShuttingDown);
+        }
+    } else {
+        reach(&mut sim, from);
+    }
+    // From here on, every answer is the row's own business.
+    sim.auto = false;
     let event = match (row.event, row.condition) {
+        ("StartRequested", "with dependencies") => Event::StartRequested,
+        ("DependenciesMet", _) => Event::DependenciesMet,
+        ("DependencyLost", _) => Event::DependencyLost,
+        ("ReadinessPassed", _) => Event::ReadinessPassed,
+        ("ReadinessFailed", _) => Event::ReadinessFailed,
+        ("LivenessFailed", _) => Event::LivenessFailed,
+        ("GroupFatal", _) => Event::GroupFatal,
+        ("RestartDenied", _)
+        | ("RestartApproved", "no restart backoff" | "backoff_reset_after, unstable run") => {
+            // EXITED by a crash after RUNNING, its restart asked for.
+            let mut fresh = Sim::new(sim.lc.config.clone());
+            reach(&mut fresh, ProcessState::Running);
+            fresh.auto = false;
+            fresh.step(exited(2));
+            sim = fresh;
+            if row.event == "RestartDenied" { Event::RestartDenied } else { Event::RestartApproved }
+        }
+        ("RestartApproved", "start retry") => {
+            sim.fire(TimerKind::Backoff);
+            Event::RestartApproved
+        }
+        ("BackoffElapsed", "delayed restart") => {
+            let mut config = sim.lc.config.clone();
+            config.backoff.reset_after = Some(Duration::from_secs(60));
+            let mut fresh = Sim::new(config);
+            reach(&mut fresh, ProcessState::Running);
+            fresh.step(exited(2));
+            assert_eq!(fresh.state(), ProcessState::Backoff);
+            fresh.auto = false;
+            return fire(fresh, TimerKind::Backoff);
+        }
+        ("StopRequested", "stop for a dependency") => {
+            let mut fresh = Sim::new(sim.lc.config.clone());
+            reach(&mut fresh, ProcessState::Running);
+            fresh.auto = false;
+            fresh.step(Event::DependencyLost);
+            sim = fresh;
+            Event::StopRequested
+        }
+        ("Exited", "dependency lost" | "readiness failed" | "liveness failed" | "group fatal") => {
+            let mut fresh = Sim::new(sim.lc.config.clone());
+            let (state, cause) = match row.condition {
+                "dependency lost" => (ProcessState::Running, Event::DependencyLost),
+                "readiness failed" => (ProcessState::Starting, Event::ReadinessFailed),
+                "liveness failed" => (ProcessState::Running, Event::LivenessFailed),
+                _ => (ProcessState::Running, Event::GroupFatal),
+            };
+            reach(&mut fresh, state);
+            fresh.auto = false;
+            fresh.step(cause);
+            sim = fresh;
+            killed(libc::SIGTERM)
+        }
+        ("Exited", "readiness probe, after startsecs") => {
+            sim.advance(Duration::from_secs(2));
+            exited(0)
+        }
         ("Autostart", "started before") => {
             // Started once and stopped by hand: autostart must not apply again.
             let mut fresh = Sim::new(sim.lc.config.clone());
@@ -604,6 +931,7 @@ fn run_row(row: &Row) -> (Vec<String>, ProcessState) {
         ("Spawned", _) => {
             // A fresh spawn whose pid differs from the setup's, to show it is recorded.
             let mut fresh = Sim::new(sim.lc.config.clone());
+            fresh.auto = false;
             fresh.step(Event::StartRequested);
             sim = fresh;
             Event::Spawned { pid: 200 }

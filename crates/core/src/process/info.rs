@@ -22,6 +22,32 @@ pub(crate) struct Snapshot {
     pub(crate) exitstatus: Option<ExitStatus>,
     /// The backoff counter.
     pub(crate) tries: u32,
+    /// STARTING without a child: the dependencies not met yet (labels).
+    pub(crate) waiting_for: Vec<String>,
+    /// `None` without probes.
+    pub(crate) health: Option<Health>,
+}
+
+/// What the health probes of a process last said (Vigil extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// No verdict for the current child yet.
+    Unknown,
+    /// Ready, and the last liveness check (if any) passed.
+    Healthy,
+    /// The last liveness check failed (fewer times than its threshold so far).
+    Unhealthy,
+}
+
+impl Health {
+    /// The word shown in status descriptions and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "health unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 impl Snapshot {
@@ -34,6 +60,8 @@ impl Snapshot {
             spawnerr: None,
             exitstatus: None,
             tries: 0,
+            waiting_for: Vec::new(),
+            health: None,
         }
     }
 }
@@ -65,8 +93,15 @@ pub struct ProcessInfo {
     pub stderr_logfile: String,
     /// 0 when no child exists.
     pub pid: u32,
-    /// supervisorctl's status column text (`pid 42, uptime 0:03:10`).
+    /// supervisorctl's status column text (`pid 42, uptime 0:03:10`), with
+    /// Vigil's additions: `, healthy` / `, unhealthy` after the uptime of a
+    /// probed process, `waiting for db, cache:healthy` for a STARTING process
+    /// held back by its dependencies.
     pub description: String,
+    /// Vigil extension: the dependencies a STARTING process waits for.
+    pub waiting_for: Vec<String>,
+    /// Vigil extension: probe verdict; `None` for a process without probes.
+    pub health: Option<Health>,
 }
 
 impl ProcessInfo {
@@ -85,8 +120,18 @@ impl ProcessInfo {
         let spawnerr = snapshot.spawnerr.clone().unwrap_or_default();
         let stdout_logfile = stdout_logfile.map(|p| p.display().to_string()).unwrap_or_default();
         let stderr_logfile = stderr_logfile.map(|p| p.display().to_string()).unwrap_or_default();
-        let description =
+        let mut description =
             describe(snapshot.state, name, pid, start, stop, now, &spawnerr, local_time);
+        match (snapshot.state, snapshot.health) {
+            (ProcessState::Running, Some(health)) => {
+                description.push_str(", ");
+                description.push_str(health.as_str());
+            }
+            (ProcessState::Starting, _) if !snapshot.waiting_for.is_empty() => {
+                description = format!("waiting for {}", snapshot.waiting_for.join(", "));
+            }
+            _ => {}
+        }
         ProcessInfo {
             name: name.to_owned(),
             group: group.to_owned(),
@@ -103,6 +148,8 @@ impl ProcessInfo {
             stderr_logfile,
             pid,
             description,
+            waiting_for: snapshot.waiting_for.clone(),
+            health: snapshot.health,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `exit <code> <millis>`: exits with `code` after `millis`.
 //! - `run`: runs until any signal, which kills it.
 //! - `stubborn`: ignores every signal but SIGKILL.
+//! - `exists <path>`: exits at once, 0 if `path` exists, else 1 (a probe command).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ const FIRST_PID: u32 = 10_000_000;
 pub(super) struct SpawnRecord {
     pub(super) pid: u32,
     pub(super) argv: Vec<String>,
+    pub(super) env: Vec<(String, String)>,
     pub(super) at: Instant,
 }
 
@@ -88,8 +90,19 @@ impl Spawner for FakeSpawner {
         let script: Vec<&str> = spec.argv.iter().skip(1).map(String::as_str).collect();
         let stubborn = script.first() == Some(&"stubborn");
         state.children.insert(pid, Child { exit: Some(exit_tx), stubborn });
-        state.spawns.push(SpawnRecord { pid, argv: spec.argv.clone(), at: Instant::now() });
-        if let ["exit", code, millis] = script.as_slice() {
+        state.spawns.push(SpawnRecord {
+            pid,
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            at: Instant::now(),
+        });
+        if let ["exists", path] = script.as_slice() {
+            let code = if std::path::Path::new(path).exists() { 0 } else { 1 };
+            let shared = Arc::clone(&self.state);
+            tokio::spawn(async move {
+                FakeSpawner::finish(&shared, pid, ExitStatus::Code(code));
+            });
+        } else if let ["exit", code, millis] = script.as_slice() {
             let code: i32 = code.parse().expect("exit code");
             let after = Duration::from_millis(millis.parse().expect("millis"));
             let shared = Arc::clone(&self.state);

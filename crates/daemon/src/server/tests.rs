@@ -289,7 +289,9 @@ fn process_info_keeps_supervisord_fields() {
         stdout_logfile: "/l".into(),
         stderr_logfile: String::new(),
         pid: 42,
-        description: "pid 42, uptime 0:00:10".into(),
+        description: "pid 42, uptime 0:00:10, healthy".into(),
+        health: Some(vigil_core::Health::Healthy),
+        waiting_for: vec!["db".into()],
     };
     let wire = process_info(core);
     assert_eq!(
@@ -297,5 +299,7 @@ fn process_info_keeps_supervisord_fields() {
         (ProcessState::Running, "RUNNING", 42)
     );
     assert_eq!(wire.namespec(), "web:w1");
-    assert_eq!(wire.description, "pid 42, uptime 0:00:10");
+    assert_eq!(wire.description, "pid 42, uptime 0:00:10, healthy");
+    assert_eq!(wire.health, Some(vigil_rpc::Health::Healthy));
+    assert_eq!(wire.waiting_for, ["db"]);
 }
