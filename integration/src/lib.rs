@@ -534,6 +534,12 @@ impl Sandbox {
         Daemon::start(self.path(), &self.config_path(), args, env)
     }
 
+    /// [`Sandbox::start`] with vigild's soft RLIMIT_NOFILE lowered to `soft`
+    /// (the hard limit is kept), as a shell with a small `ulimit -n` would.
+    pub fn start_with_file_limit(&self, soft: u64) -> Daemon {
+        Daemon::start_limited(self.path(), &self.config_path(), &[], &BTreeMap::new(), Some(soft))
+    }
+
     /// `vigilctl -c <config> ARGS...` (works without a daemon too).
     pub fn ctl(&self, args: &[&str]) -> Output {
         ctl_at(self.path(), &self.config_path(), args)
@@ -608,6 +614,16 @@ impl Daemon {
         args: &[&str],
         env: &BTreeMap<String, String>,
     ) -> Daemon {
+        Daemon::start_limited(dir, config, args, env, None)
+    }
+
+    fn start_limited(
+        dir: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &BTreeMap<String, String>,
+        file_soft_limit: Option<u64>,
+    ) -> Daemon {
         become_subreaper();
         let dir = dir.to_path_buf();
         let stdout_path = dir.join("vigild.stdout");
@@ -626,6 +642,22 @@ impl Daemon {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
+        if let Some(soft) = file_soft_limit {
+            let (_, hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .expect("getrlimit");
+            // SAFETY: setrlimit(2) only, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft.min(hard),
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = command.spawn().unwrap_or_else(|e| panic!("cannot start vigild: {e}"));
         let pid = i32::try_from(child.id()).expect("pid fits i32");
         let seen: SeenMap = Arc::default();

@@ -25,6 +25,9 @@
 //!    user can enter works and one it cannot enter fails),
 //! 5. `umask`.
 //!
+//! Before step 3 it also restores the RLIMIT_NOFILE the daemon started with, when
+//! the daemon raised its own ([`set_child_file_limit`]).
+//!
 //! `Command::uid/gid/current_dir` are deliberately not used: std applies them before
 //! `pre_exec`, which breaks the `setgroups` ordering and supervisord's chdir order.
 //! A failing step writes its number and errno to a private close-on-exec status pipe
@@ -422,11 +425,16 @@ impl Prepared {
         let fd_limit = open_file_limit();
         let umask = spec.umask.map(|mask| mask as libc::mode_t);
         let uid = drop.as_ref().map(|d| d.uid);
-        let child_setup = ChildSetup { status_fd, close_from, fd_limit, drop, cwd, umask };
+        let file_limit = CHILD_FILE_LIMIT
+            .get()
+            .map(|&(soft, hard)| libc::rlimit { rlim_cur: soft, rlim_max: hard });
+        let child_setup =
+            ChildSetup { status_fd, close_from, fd_limit, file_limit, drop, cwd, umask };
         // SAFETY: the closure runs between fork and exec in a copy of a possibly
         // multi-threaded process. It only calls async-signal-safe functions
-        // (sigaction, syscall, open, fcntl, close, setgroups, setgid, setuid, chdir,
-        // umask, write) on data prepared before the fork; it never allocates or locks.
+        // (sigaction, syscall, open, fcntl, close, setrlimit, setgroups, setgid,
+        // setuid, chdir, umask, write) on data prepared before the fork; it never
+        // allocates or locks.
         unsafe {
             command.pre_exec(move || child_setup.run());
         }
@@ -533,6 +541,20 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The RLIMIT_NOFILE (soft, hard) children start with, once the daemon raised its
+/// own; unset, children inherit the daemon's limit.
+static CHILD_FILE_LIMIT: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Makes every child start with this RLIMIT_NOFILE. A supervisor holds five
+/// descriptors per program (three pipes, two log files), so vigild raises its
+/// own limit to supervise thousands of programs; its children still get the
+/// limit the daemon was started with (after `minfds`), as under supervisord,
+/// because programs size tables by it or use `select(2)`. Set once, before the
+/// first spawn; later calls are ignored.
+pub fn set_child_file_limit(soft: u64, hard: u64) {
+    let _ = CHILD_FILE_LIMIT.set((soft, hard));
+}
+
 /// The soft RLIMIT_NOFILE, bounding the last-resort fd loop in the child.
 fn open_file_limit() -> libc::c_int {
     match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
@@ -546,6 +568,8 @@ struct ChildSetup {
     status_fd: RawFd,
     close_from: libc::c_int,
     fd_limit: libc::c_int,
+    /// The RLIMIT_NOFILE the child starts with (see [`set_child_file_limit`]).
+    file_limit: Option<libc::rlimit>,
     drop: Option<PrivilegeDrop>,
     cwd: Option<CString>,
     umask: Option<libc::mode_t>,
@@ -556,6 +580,12 @@ impl ChildSetup {
     fn run(&self) -> io::Result<()> {
         reset_signal_dispositions();
         mark_cloexec_from(self.close_from, self.fd_limit);
+        if let Some(limit) = &self.file_limit {
+            // Lowering a limit needs no privilege; should it fail, the child keeps
+            // the daemon's higher limit, which is harmless.
+            // SAFETY: setrlimit(2) with a prepared struct.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+        }
         if let Some(drop) = &self.drop {
             // SAFETY: plain syscalls on prepared data; `groups` outlives the call.
             if unsafe { libc::setgroups(drop.groups.len(), drop.groups.as_ptr()) } != 0 {

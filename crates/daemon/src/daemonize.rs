@@ -304,6 +304,29 @@ pub fn ensure_limit(limit: Limit, minimum: u64) -> Result<Option<String>, String
     Ok(Some(format!("Increased {} limit to {minimum}", limit.name())))
 }
 
+/// Raises the daemon's own RLIMIT_NOFILE as far as it may: the soft limit to
+/// the hard one, and as root the hard limit to the kernel's `fs.nr_open`. Every
+/// supervised program holds five descriptors (three pipes, two log files), so
+/// the 1,024 or 20,000 a shell hands out caps a supervisor at a few hundred or
+/// a few thousand programs. Returns the limit before the change, for children
+/// to start with, or `None` if nothing changed.
+pub fn raise_file_limit() -> Option<(u64, u64)> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let wanted_hard = match nr_open {
+        Some(ceiling) if Uid::effective().is_root() => hard.max(ceiling),
+        _ => hard,
+    };
+    for target in [wanted_hard, hard] {
+        if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_ok() {
+            return Some((soft, hard));
+        }
+    }
+    None
+}
+
 /// Whether `name` is an AUTO child log of the daemon `identifier`: supervisord's
 /// `.+?---<identifier>-\S+\.log\.{0,1}\d{0,4}` matched at the start of the name.
 pub fn is_auto_log_name(name: &str, identifier: &str) -> bool {

@@ -45,6 +45,11 @@ fn reaper() -> Result<Reaper, String> {
     if let Some(reaper) = REAPER.get() {
         return Ok(reaper.clone());
     }
+    // Before the first spawn: room for thousands of programs' pipes and logs,
+    // while children keep the limit vigild was started with.
+    if let Some((soft, hard)) = crate::daemonize::raise_file_limit() {
+        vigil_core::spawn::set_child_file_limit(soft, hard);
+    }
     // A subreaper adopts the orphans of our children, so a daemonizing
     // grandchild is still reaped (and killed at shutdown as PID 1).
     let reaper =

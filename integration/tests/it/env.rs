@@ -143,3 +143,28 @@ fn percent_escapes_and_env_expansion() {
     assert_eq!(out_lines(&sandbox, "pct"), ["100%", "RATIO=50%"]);
     wait_out_line(&sandbox, "expanded", "from-the-daemon-env");
 }
+
+/// vigild raises its own descriptor limit (five per program: three pipes, two
+/// logs), but a child starts with the limit vigild was started with, as under
+/// supervisord: programs that size tables by it must not see a huge value.
+#[test]
+fn children_keep_the_file_limit_the_daemon_started_with() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    // Above minfds (1024), so vigild's minfds check leaves it alone.
+    let started_with = 2048.min(hard);
+    let daemon = sandbox.start_with_file_limit(started_with);
+    let child = daemon.running_pid("p");
+    let open_files = |pid: i32| -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+        let numbers: Vec<u64> =
+            line.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        (numbers[0], numbers[1])
+    };
+    let (daemon_soft, daemon_hard) = open_files(daemon.pid());
+    assert!(daemon_soft >= hard && daemon_hard >= hard, "vigild raised its limit: {daemon_soft}");
+    assert_eq!(open_files(child), (started_with, hard), "the child's limit");
+}
