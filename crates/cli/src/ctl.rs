@@ -380,62 +380,68 @@ impl Ctl {
         }
     }
 
-    async fn start(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
+    /// The opening of the commands that act on a name list (`start`, `stop`,
+    /// `restart`, `clear`): the upcheck, then the command's usage error (with
+    /// `status`, which differs between them as in supervisorctl) when no name
+    /// was given. `None` once the command has reported why it cannot go on.
+    async fn upcheck_names(
+        &mut self,
+        command: &str,
+        args: &[&str],
+        status: i32,
+    ) -> Option<(ControlClient, Vec<NameSpec>)> {
+        let client = self.upcheck().await?;
         if args.is_empty() {
-            self.line("Error: start requires a process name");
-            self.fail(exit::INVALID_ARGS);
-            self.help_lines("start");
-            return;
+            self.line(format!("Error: {command} requires a process name"));
+            self.fail(status);
+            self.help_lines(command);
+            return None;
         }
-        match flatten(
-            client.start(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Start, &results);
-                self.set_result(&results);
+        Some((client, Self::specs(args)))
+    }
+
+    /// Shows a call's reply with `show` and makes it the JSON result, or
+    /// reports the failure.
+    fn finish<T: Serialize>(
+        &mut self,
+        reply: Result<T, CallError>,
+        show: impl FnOnce(&mut Self, &T),
+    ) {
+        match reply {
+            Ok(reply) => {
+                show(self, &reply);
+                self.set_result(&reply);
             }
             Err(error) => self.call_failed(error),
         }
+    }
+
+    async fn start(&mut self, args: &[&str]) {
+        let Some((client, specs)) = self.upcheck_names("start", args, exit::INVALID_ARGS).await
+        else {
+            return;
+        };
+        let reply = client.start(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Start, results));
     }
 
     async fn stop(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: stop requires a process name");
-            self.fail(exit::GENERIC);
-            self.help_lines("stop");
+        let Some((client, specs)) = self.upcheck_names("stop", args, exit::GENERIC).await else {
             return;
-        }
-        match flatten(
-            client.stop(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Stop, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        };
+        let reply = client.stop(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Stop, results));
     }
 
     async fn restart(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: restart requires a process name");
-            self.fail(exit::GENERIC);
-            self.help_lines("restart");
+        let Some((client, specs)) = self.upcheck_names("restart", args, exit::GENERIC).await else {
             return;
-        }
-        match flatten(
-            client.restart(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(report) => {
-                self.show_results(Action::Stop, &report.stopped);
-                self.show_results(Action::Start, &report.started);
-                self.set_result(&report);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        };
+        let reply = client.restart(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, report| {
+            ctl.show_results(Action::Stop, &report.stopped);
+            ctl.show_results(Action::Start, &report.started);
+        });
     }
 
     async fn signal(&mut self, args: &[&str]) {
@@ -451,13 +457,7 @@ impl Ctl {
             Self::specs(names),
             (*signal).to_owned(),
         );
-        match flatten(call.await) {
-            Ok(results) => {
-                self.show_results(Action::Signal, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        self.finish(flatten(call.await), |ctl, results| ctl.show_results(Action::Signal, results));
     }
 
     fn signal_usage(&mut self) {
@@ -710,21 +710,11 @@ impl Ctl {
     }
 
     async fn clear(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: clear requires a process name");
-            self.fail(exit::GENERIC);
-            return self.help_lines("clear");
-        }
-        match flatten(
-            client.clear_logs(context_with_timeout(QUERY_TIMEOUT), Self::specs(args)).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Clear, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        let Some((client, specs)) = self.upcheck_names("clear", args, exit::GENERIC).await else {
+            return;
+        };
+        let reply = client.clear_logs(context_with_timeout(QUERY_TIMEOUT), specs).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Clear, results));
     }
 
     fn no_arguments(&mut self, command: &str, args: &[&str]) -> bool {
@@ -964,13 +954,8 @@ impl Ctl {
             return;
         }
         let Some(client) = self.upcheck().await else { return };
-        match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
-            Ok(info) => {
-                self.line(info.version.clone());
-                self.set_result(&info);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        let reply = client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await;
+        self.finish(flatten(reply), |ctl, info| ctl.line(info.version.clone()));
     }
 
     async fn open(&mut self, url: &str) {
