@@ -32,8 +32,8 @@ use vigil_rpc::{
 
 use super::auth::Credentials;
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    AutoRestart, Backend, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
+    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, Scope, Setting,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -314,26 +314,9 @@ fn namespec(process: &ProcessRef) -> String {
 fn log_target(source: &LogSource) -> LogTarget {
     match source {
         LogSource::Main => LogTarget::Main,
-        LogSource::Process(process, channel) => LogTarget::Process {
-            name: namespec(process),
-            channel: match channel {
-                Channel::Stdout => LogChannel::Stdout,
-                Channel::Stderr => LogChannel::Stderr,
-            },
-        },
-    }
-}
-
-fn process_state(state: vigil_rpc::ProcessState) -> ProcessState {
-    match state {
-        vigil_rpc::ProcessState::Stopped => ProcessState::Stopped,
-        vigil_rpc::ProcessState::Starting => ProcessState::Starting,
-        vigil_rpc::ProcessState::Running => ProcessState::Running,
-        vigil_rpc::ProcessState::Backoff => ProcessState::Backoff,
-        vigil_rpc::ProcessState::Stopping => ProcessState::Stopping,
-        vigil_rpc::ProcessState::Exited => ProcessState::Exited,
-        vigil_rpc::ProcessState::Fatal => ProcessState::Fatal,
-        vigil_rpc::ProcessState::Unknown => ProcessState::Unknown,
+        LogSource::Process(process, channel) => {
+            LogTarget::Process { name: namespec(process), channel: *channel }
+        }
     }
 }
 
@@ -347,7 +330,7 @@ fn process_info(info: vigil_rpc::ProcessInfo) -> ProcessInfo {
         group: info.group,
         start: info.start,
         stop: info.stop,
-        state: process_state(info.state),
+        state: info.state,
         spawnerr: info.spawnerr,
         exitstatus: info.exitstatus,
         stdout_logfile: non_empty(info.stdout_logfile),
@@ -444,8 +427,8 @@ impl<C: SendControl> ControlBackend<C> {
         let LogSource::Process(process, channel) = source else { return Ok(()) };
         let info = call!(self, ProcessInfo { name: namespec(process) })?;
         let path = match channel {
-            Channel::Stdout => info.stdout_logfile,
-            Channel::Stderr => info.stderr_logfile,
+            LogChannel::Stdout => info.stdout_logfile,
+            LogChannel::Stderr => info.stderr_logfile,
         };
         if path.is_empty() { Err(Fault::with_detail(FaultCode::NoFile, "None")) } else { Ok(()) }
     }
@@ -465,13 +448,7 @@ impl<C: SendControl> ControlBackend<C> {
 
 impl<C: SendControl> Backend for ControlBackend<C> {
     async fn state(&self) -> Result<DaemonState, Fault> {
-        let info = call!(self, DaemonInfo {})?;
-        Ok(match info.state {
-            vigil_rpc::DaemonState::Fatal => DaemonState::Fatal,
-            vigil_rpc::DaemonState::Running => DaemonState::Running,
-            vigil_rpc::DaemonState::Restarting => DaemonState::Restarting,
-            vigil_rpc::DaemonState::Shutdown => DaemonState::Shutdown,
-        })
+        Ok(call!(self, DaemonInfo {})?.state)
     }
 
     async fn identification(&self) -> Result<String, Fault> {

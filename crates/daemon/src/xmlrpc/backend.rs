@@ -21,6 +21,11 @@ use nix::sys::signal::Signal;
 
 use super::fault::Fault;
 
+/// The daemon's and a process's states, and a process's output channels, are the same
+/// things on both control surfaces: the XML-RPC layer uses vigil-rpc's types, which carry
+/// supervisord's codes and names.
+pub(crate) use vigil_rpc::{DaemonState, LogChannel, ProcessState};
+
 /// A process addressed by group and process name (`group:name` in a namespec; a process
 /// of a homogeneous group has `group == name`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,77 +47,6 @@ pub(crate) enum Scope {
     Group(String),
     /// Every process of every active group.
     All,
-}
-
-/// supervisord's own state (its "mood"), as `getState` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DaemonState {
-    /// Defined by supervisord but never entered; kept so the code table is complete.
-    Fatal,
-    Running,
-    Restarting,
-    Shutdown,
-}
-
-impl DaemonState {
-    pub(crate) const fn code(self) -> i32 {
-        match self {
-            DaemonState::Fatal => 2,
-            DaemonState::Running => 1,
-            DaemonState::Restarting => 0,
-            DaemonState::Shutdown => -1,
-        }
-    }
-
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            DaemonState::Fatal => "FATAL",
-            DaemonState::Running => "RUNNING",
-            DaemonState::Restarting => "RESTARTING",
-            DaemonState::Shutdown => "SHUTDOWN",
-        }
-    }
-}
-
-/// A process state with supervisord's codes (reference section 2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ProcessState {
-    Stopped,
-    Starting,
-    Running,
-    Backoff,
-    Stopping,
-    Exited,
-    Fatal,
-    Unknown,
-}
-
-impl ProcessState {
-    pub(crate) const fn code(self) -> i32 {
-        match self {
-            ProcessState::Stopped => 0,
-            ProcessState::Starting => 10,
-            ProcessState::Running => 20,
-            ProcessState::Backoff => 30,
-            ProcessState::Stopping => 40,
-            ProcessState::Exited => 100,
-            ProcessState::Fatal => 200,
-            ProcessState::Unknown => 1000,
-        }
-    }
-
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            ProcessState::Stopped => "STOPPED",
-            ProcessState::Starting => "STARTING",
-            ProcessState::Running => "RUNNING",
-            ProcessState::Backoff => "BACKOFF",
-            ProcessState::Stopping => "STOPPING",
-            ProcessState::Exited => "EXITED",
-            ProcessState::Fatal => "FATAL",
-            ProcessState::Unknown => "UNKNOWN",
-        }
-    }
 }
 
 /// What `getProcessInfo` reports about one process, before the method table adds `now`,
@@ -217,13 +151,7 @@ pub(crate) struct ConfigInfo {
 pub(crate) enum LogSource {
     /// The daemon's own log (`[supervisord] logfile`).
     Main,
-    Process(ProcessRef, Channel),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Channel {
-    Stdout,
-    Stderr,
+    Process(ProcessRef, LogChannel),
 }
 
 /// Where [`Backend::follow_log`] reads from.

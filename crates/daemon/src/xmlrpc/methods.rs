@@ -32,8 +32,8 @@ use jiff::tz::TimeZone;
 use nix::sys::signal::Signal;
 
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigInfo, DaemonState, LogSource, ProcessInfo,
-    ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    AutoRestart, Backend, ChannelConfig, ConfigInfo, DaemonState, LogChannel, LogSource,
+    ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -967,8 +967,11 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let (offset, length) = (int_arg(&params[1])?, int_arg(&params[2])?);
             ensure_running(backend).await?;
             let process = process_target(name)?;
-            let channel =
-                if spec.name.ends_with("StderrLog") { Channel::Stderr } else { Channel::Stdout };
+            let channel = if spec.name.ends_with("StderrLog") {
+                LogChannel::Stderr
+            } else {
+                LogChannel::Stdout
+            };
             let source = LogSource::Process(process.clone(), channel);
             let outcome = if spec.name.starts_with("supervisor.tail") {
                 tail_log(backend, &source, offset, length).await

@@ -9,8 +9,9 @@ use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    AutoRestart, Backend, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
+    LogChannel, LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope,
+    Setting,
 };
 use super::fault::{Fault, FaultCode};
 use super::methods::namespec;
@@ -238,10 +239,10 @@ impl FakeBackend {
         state.logs.get(source).map(Vec::as_slice).ok_or_else(|| {
             let path = match source {
                 LogSource::Main => "/logs/vigild.log".to_owned(),
-                LogSource::Process(process, Channel::Stdout) => {
+                LogSource::Process(process, LogChannel::Stdout) => {
                     format!("/logs/{}.out", process.name)
                 }
-                LogSource::Process(process, Channel::Stderr) => {
+                LogSource::Process(process, LogChannel::Stderr) => {
                     format!("/logs/{}.err", process.name)
                 }
             };
@@ -450,7 +451,7 @@ impl Backend for FakeBackend {
     async fn clear_process_logs(&self, process: &ProcessRef) -> Result<(), Fault> {
         let mut state = self.state();
         Self::find(&state, process)?;
-        for channel in [Channel::Stdout, Channel::Stderr] {
+        for channel in [LogChannel::Stdout, LogChannel::Stderr] {
             state.logs.remove(&LogSource::Process(process.clone(), channel));
         }
         state.cleared.push(Some(process.clone()));

@@ -476,7 +476,7 @@ fn read_ranges_follow_read_file() {
 #[tokio::test]
 async fn read_logs() {
     let backend = FakeBackend::new();
-    let stdout = LogSource::Process(web0(), Channel::Stdout);
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
     backend.append_log(&stdout, b"0123456789");
     backend.append_log(&LogSource::Main, b"main log\n");
     for (offset, length, expected) in
@@ -545,7 +545,7 @@ async fn tail_logs() {
         check(&backend, "supervisor.tailProcessLog", vec![s("nosuch"), i(0), i(10)]).await;
     assert_eq!(fault_string(outcome), "BAD_NAME: nosuch");
 
-    let stdout = LogSource::Process(web0(), Channel::Stdout);
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
     backend.append_log(&stdout, "x".repeat(100).as_bytes());
     backend.append_log(&stdout, b"0123456789");
     let outcome =
