@@ -350,6 +350,23 @@ fn string_arg(value: &Value) -> Result<&str, Fault> {
     }
 }
 
+/// A signal argument: a name or a number (checked later, by [`parse_signal`]).
+fn signal_arg(value: &Value) -> Result<&Value, Fault> {
+    match value {
+        Value::String(_) | Value::Integer(_) => Ok(value),
+        _ => Err(incorrect()),
+    }
+}
+
+/// A signal argument as `BAD_SIGNAL`'s detail shows it.
+fn signal_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Integer(number) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
 fn int_arg(value: &Value) -> Result<i32, Fault> {
     match value {
         Value::Integer(number) => Ok(*number),
@@ -715,12 +732,8 @@ async fn bad_signal_results<B: Backend>(
             return Err(Fault::with_detail(FaultCode::BadName, group.as_str()));
         }
     }
-    infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-    let detail = match signal {
-        Value::String(text) => text.clone(),
-        Value::Integer(number) => number.to_string(),
-        _ => String::new(),
-    };
+    sort_by_name(&mut infos);
+    let detail = signal_text(signal);
     Ok(infos
         .into_iter()
         .filter(|info| {
@@ -734,6 +747,26 @@ async fn bad_signal_results<B: Backend>(
             outcome: Err(Fault::with_detail(FaultCode::BadSignal, detail.clone())),
         })
         .collect())
+}
+
+/// Processes in supervisord's listing order: by group, then by name.
+fn sort_by_name(infos: &mut [ProcessInfo]) {
+    infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+}
+
+/// `start*`/`stop*` for a group or every process: one result per process acted on.
+async fn start_or_stop_many<B: Backend>(
+    backend: &B,
+    start: bool,
+    scope: &Scope,
+    wait: bool,
+) -> Result<Value, Fault> {
+    let outcome = if start {
+        backend.start_many(scope, wait).await?
+    } else {
+        backend.stop_many(scope, wait).await?
+    };
+    Ok(results(&outcome))
 }
 
 async fn signal_many<B: Backend>(
@@ -839,13 +872,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let start = spec.name == "supervisor.startProcess";
             match split_namespec(name) {
                 Target::Group(group) => {
-                    let scope = Scope::Group(group);
-                    let outcome = if start {
-                        backend.start_many(&scope, wait).await?
-                    } else {
-                        backend.stop_many(&scope, wait).await?
-                    };
-                    Ok(results(&outcome))
+                    start_or_stop_many(backend, start, &Scope::Group(group), wait).await
                 }
                 Target::Process(process) => {
                     let outcome = if start {
@@ -863,32 +890,20 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let group = string_arg(&params[0])?;
             let wait = bool_arg(params, 1, true)?;
             ensure_running(backend).await?;
-            let scope = Scope::Group(group.to_owned());
-            let outcome = if spec.name == "supervisor.startProcessGroup" {
-                backend.start_many(&scope, wait).await?
-            } else {
-                backend.stop_many(&scope, wait).await?
-            };
-            Ok(results(&outcome))
+            let start = spec.name == "supervisor.startProcessGroup";
+            start_or_stop_many(backend, start, &Scope::Group(group.to_owned()), wait).await
         }
         "supervisor.startAllProcesses" | "supervisor.stopAllProcesses" => {
             arity(params, 0, 1)?;
             let wait = bool_arg(params, 0, true)?;
             ensure_running(backend).await?;
-            let outcome = if spec.name == "supervisor.startAllProcesses" {
-                backend.start_many(&Scope::All, wait).await?
-            } else {
-                backend.stop_many(&Scope::All, wait).await?
-            };
-            Ok(results(&outcome))
+            let start = spec.name == "supervisor.startAllProcesses";
+            start_or_stop_many(backend, start, &Scope::All, wait).await
         }
         "supervisor.signalProcess" => {
             arity(params, 2, 0)?;
             let name = string_arg(&params[0])?;
-            let signal = &params[1];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[1])?;
             ensure_running(backend).await?;
             match split_namespec(name) {
                 Target::Group(group) => signal_many(backend, Scope::Group(group), signal).await,
@@ -899,11 +914,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
                             .process_info(&process)
                             .await
                             .map_err(|fault| respell(fault, &process, name))?;
-                        let detail = match signal {
-                            Value::Integer(number) => number.to_string(),
-                            _ => string_arg(signal)?.to_owned(),
-                        };
-                        return Err(Fault::with_detail(FaultCode::BadSignal, detail));
+                        return Err(Fault::with_detail(FaultCode::BadSignal, signal_text(signal)));
                     };
                     backend
                         .signal_process(&process, parsed)
@@ -916,18 +927,12 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
         "supervisor.signalProcessGroup" => {
             arity(params, 2, 0)?;
             let group = string_arg(&params[0])?;
-            let signal = &params[1];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[1])?;
             signal_many(backend, Scope::Group(group.to_owned()), signal).await
         }
         "supervisor.signalAllProcesses" => {
             arity(params, 1, 0)?;
-            let signal = &params[0];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[0])?;
             signal_many(backend, Scope::All, signal).await
         }
         "supervisor.getProcessInfo" => {
@@ -945,7 +950,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
             let mut infos = backend.all_process_info().await?;
-            infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+            sort_by_name(&mut infos);
             let (now, zone) = (now_epoch(), TimeZone::system());
             Ok(Value::Array(infos.iter().map(|info| info_struct(info, now, &zone)).collect()))
         }
@@ -995,7 +1000,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
             let mut infos = backend.all_process_info().await?;
-            infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+            sort_by_name(&mut infos);
             let mut outcome = Vec::with_capacity(infos.len());
             for info in infos {
                 let process = ProcessRef::new(info.group, info.name);
