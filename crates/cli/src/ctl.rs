@@ -765,75 +765,78 @@ impl Ctl {
             }
             Err(CallError::Fault(
                 error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
-            )) => {
-                for line in render::cant_reread_lines(&error) {
-                    self.line(line);
-                }
-                self.set_result(json!({ "error": error }));
-                self.fail(exit::GENERIC);
-            }
+            )) => self.cant_reread(error),
             Err(error) => self.call_failed(error),
         }
     }
 
-    async fn add(&mut self, args: &[&str]) {
-        let Some(client) = self.client_or_report().await else { return };
-        let mut results = Vec::new();
-        for name in args {
-            let outcome = match flatten(
-                client.add_group(context_with_timeout(WAIT_TIMEOUT), (*name).to_owned()).await,
-            ) {
-                Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
-                Err(CallError::Fault(fault)) => Err(fault),
-                Ok(()) => Ok(()),
-            };
-            match &outcome {
-                Ok(()) => self.line(format!("{name}: added process group")),
-                Err(ControlError::ShutdownState) => {
-                    self.line("ERROR: shutting down");
-                    self.fail(exit::GENERIC);
-                }
-                Err(ControlError::AlreadyAdded(_)) => {
-                    self.line("ERROR: process group already active")
-                }
-                Err(ControlError::BadName(_)) => {
-                    self.line(format!("ERROR: no such process/group: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(other) => {
-                    self.line(format!("ERROR: {other}"));
-                    self.fail(exit::GENERIC);
-                }
-            }
-            results.push(group_outcome(name, outcome));
+    /// `reread` and `update` when the daemon cannot read its config: every
+    /// error it found, exit 1.
+    fn cant_reread(&mut self, error: ControlError) {
+        for line in render::cant_reread_lines(&error) {
+            self.line(line);
         }
-        self.set_result(results);
+        self.set_result(json!({ "error": error }));
+        self.fail(exit::GENERIC);
+    }
+
+    async fn add(&mut self, args: &[&str]) {
+        let call = async |client: &ControlClient, name: String| {
+            client.add_group(context_with_timeout(WAIT_TIMEOUT), name).await
+        };
+        let fault = |_: &str, fault: &ControlError| match fault {
+            ControlError::ShutdownState => Some(("ERROR: shutting down".to_owned(), true)),
+            ControlError::AlreadyAdded(_) => {
+                Some(("ERROR: process group already active".to_owned(), false))
+            }
+            _ => None,
+        };
+        self.change_groups(args, call, "added process group", fault).await;
     }
 
     async fn remove(&mut self, args: &[&str]) {
+        let call = async |client: &ControlClient, name: String| {
+            client.remove_group(context_with_timeout(QUERY_TIMEOUT), name).await
+        };
+        let fault = |name: &str, fault: &ControlError| match fault {
+            ControlError::StillRunning(_) => {
+                Some((format!("ERROR: process/group still running: {name}"), true))
+            }
+            _ => None,
+        };
+        self.change_groups(args, call, "removed process group", fault).await;
+    }
+
+    /// `add` and `remove`: one call per group, in order, and a line for each.
+    /// `fault` words the faults particular to the command (the line, and
+    /// whether it fails the command); the rest are worded here.
+    async fn change_groups(
+        &mut self,
+        args: &[&str],
+        call: impl AsyncFn(&ControlClient, String) -> Result<Result<(), ControlError>, RpcError>,
+        done: &str,
+        fault: impl Fn(&str, &ControlError) -> Option<(String, bool)>,
+    ) {
         let Some(client) = self.client_or_report().await else { return };
         let mut results = Vec::new();
         for name in args {
-            let call = client.remove_group(context_with_timeout(QUERY_TIMEOUT), (*name).to_owned());
-            let outcome = match flatten(call.await) {
+            let outcome = match flatten(call(&client, (*name).to_owned()).await) {
                 Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
                 Err(CallError::Fault(fault)) => Err(fault),
                 Ok(()) => Ok(()),
             };
-            match &outcome {
-                Ok(()) => self.line(format!("{name}: removed process group")),
-                Err(ControlError::StillRunning(_)) => {
-                    self.line(format!("ERROR: process/group still running: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(ControlError::BadName(_)) => {
-                    self.line(format!("ERROR: no such process/group: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(other) => {
-                    self.line(format!("ERROR: {other}"));
-                    self.fail(exit::GENERIC);
-                }
+            let (line, failed) = match &outcome {
+                Ok(()) => (format!("{name}: {done}"), false),
+                Err(error) => fault(name, error).unwrap_or_else(|| match error {
+                    ControlError::BadName(_) => {
+                        (format!("ERROR: no such process/group: {name}"), true)
+                    }
+                    other => (format!("ERROR: {other}"), true),
+                }),
+            };
+            self.line(line);
+            if failed {
+                self.fail(exit::GENERIC);
             }
             results.push(group_outcome(name, outcome));
         }
@@ -877,13 +880,7 @@ impl Ctl {
             }
             Err(CallError::Fault(
                 error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
-            )) => {
-                for line in render::cant_reread_lines(&error) {
-                    self.line(line);
-                }
-                self.set_result(json!({ "error": error }));
-                self.fail(exit::GENERIC);
-            }
+            )) => self.cant_reread(error),
             Err(error) => self.call_failed(error),
         }
     }
