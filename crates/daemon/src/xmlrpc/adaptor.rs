@@ -320,25 +320,6 @@ fn log_target(source: &LogSource) -> LogTarget {
     }
 }
 
-fn non_empty(path: String) -> Option<String> {
-    (!path.is_empty()).then_some(path)
-}
-
-fn process_info(info: vigil_rpc::ProcessInfo) -> ProcessInfo {
-    ProcessInfo {
-        name: info.name,
-        group: info.group,
-        start: info.start,
-        stop: info.stop,
-        state: info.state,
-        spawnerr: info.spawnerr,
-        exitstatus: info.exitstatus,
-        stdout_logfile: non_empty(info.stdout_logfile),
-        stderr_logfile: non_empty(info.stderr_logfile),
-        pid: info.pid,
-    }
-}
-
 /// `auto`/`none` are supervisord's spellings of its `Automatic` and `None` settings.
 fn setting(value: String) -> Setting<String> {
     match value.as_str() {
@@ -456,11 +437,11 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn process_info(&self, process: &ProcessRef) -> Result<ProcessInfo, Fault> {
-        call!(self, ProcessInfo { name: namespec(process) }).map(process_info)
+        call!(self, ProcessInfo { name: namespec(process) })
     }
 
     async fn all_process_info(&self) -> Result<Vec<ProcessInfo>, Fault> {
-        Ok(call!(self, AllProcessInfo {})?.into_iter().map(process_info).collect())
+        call!(self, AllProcessInfo {})
     }
 
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {

@@ -21,10 +21,11 @@ use nix::sys::signal::Signal;
 
 use super::fault::Fault;
 
-/// The daemon's and a process's states, and a process's output channels, are the same
-/// things on both control surfaces: the XML-RPC layer uses vigil-rpc's types, which carry
-/// supervisord's codes and names.
-pub(crate) use vigil_rpc::{DaemonState, LogChannel, ProcessState};
+/// The daemon's and a process's states, a process's output channels and what
+/// `getProcessInfo` reports are the same things on both control surfaces: the XML-RPC layer
+/// uses vigil-rpc's types, which carry supervisord's codes and names. The method table
+/// recomputes `now` and `description` when it answers, in the daemon's time zone.
+pub(crate) use vigil_rpc::{DaemonState, LogChannel, ProcessInfo, ProcessState};
 
 /// A process addressed by group and process name (`group:name` in a namespec; a process
 /// of a homogeneous group has `group == name`).
@@ -47,29 +48,6 @@ pub(crate) enum Scope {
     Group(String),
     /// Every process of every active group.
     All,
-}
-
-/// What `getProcessInfo` reports about one process, before the method table adds `now`,
-/// `statename`, `logfile` and `description`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProcessInfo {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    /// Epoch seconds of the last start, 0 if never started. `description` says
-    /// `Not started` exactly when this is 0.
-    pub(crate) start: i64,
-    /// Epoch seconds of the last stop, 0 if never stopped.
-    pub(crate) stop: i64,
-    pub(crate) state: ProcessState,
-    /// The last spawn error, empty if none.
-    pub(crate) spawnerr: String,
-    /// The last exit status: the exit code, 0 if it never exited, -1 if killed by a signal.
-    pub(crate) exitstatus: i32,
-    /// The configured stdout log path, `None` when there is none (sent as `''`).
-    pub(crate) stdout_logfile: Option<String>,
-    pub(crate) stderr_logfile: Option<String>,
-    /// 0 when not running.
-    pub(crate) pid: u32,
 }
 
 /// The outcome for one process of a group operation. supervisord sends it as

@@ -563,42 +563,11 @@ fn now_epoch() -> i64 {
     }
 }
 
-/// `str(datetime.timedelta(seconds=n))`: `H:MM:SS`, with `N day(s), ` in front past a day.
-fn timedelta(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let clock = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => clock,
-        1 => format!("1 day, {clock}"),
-        _ => format!("{days} days, {clock}"),
-    }
-}
-
 /// The `description` field (supervisord's `_interpretProcessInfo`, reference section 3.3).
 /// Stop times are shown in `zone`, the daemon's local time zone, looked up once per call
 /// by the caller because reading it is far dearer than formatting.
 pub(crate) fn describe(info: &ProcessInfo, now: i64, zone: &TimeZone) -> String {
-    match info.state {
-        ProcessState::Running => {
-            format!("pid {}, uptime {}", info.pid, timedelta(now.saturating_sub(info.start)))
-        }
-        ProcessState::Backoff | ProcessState::Fatal => {
-            if info.spawnerr.is_empty() {
-                format!("unknown error (try \"tail {}\")", info.name)
-            } else {
-                info.spawnerr.clone()
-            }
-        }
-        ProcessState::Stopped | ProcessState::Exited => {
-            if info.start == 0 {
-                "Not started".to_owned()
-            } else {
-                local_time(info.stop, zone)
-            }
-        }
-        ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
-    }
+    vigil_rpc::describe(&ProcessInfo { now, ..info.clone() }, |stop| local_time(stop, zone))
 }
 
 /// An epoch time as `%b %d %I:%M %p` in `zone`.
@@ -619,7 +588,6 @@ fn string(text: impl Into<String>) -> Value {
 }
 
 fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
-    let stdout_logfile = info.stdout_logfile.clone().unwrap_or_default();
     Value::Struct(BTreeMap::from([
         member("name", string(&info.name)),
         member("group", string(&info.group)),
@@ -630,9 +598,9 @@ fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
         member("statename", string(info.state.name())),
         member("spawnerr", string(&info.spawnerr)),
         member("exitstatus", Value::Integer(info.exitstatus)),
-        member("logfile", string(&stdout_logfile)),
-        member("stdout_logfile", string(stdout_logfile)),
-        member("stderr_logfile", string(info.stderr_logfile.clone().unwrap_or_default())),
+        member("logfile", string(&info.stdout_logfile)),
+        member("stdout_logfile", string(&info.stdout_logfile)),
+        member("stderr_logfile", string(&info.stderr_logfile)),
         member("pid", Value::Integer(capped(i64::from(info.pid)))),
         member("description", string(describe(info, now, zone))),
     ]))

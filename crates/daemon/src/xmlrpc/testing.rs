@@ -57,12 +57,18 @@ pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessIn
         group: group.to_owned(),
         start: if state == ProcessState::Stopped { 0 } else { 1_700_000_000 },
         stop: 0,
+        now: 0,
         state,
+        statename: state.name().to_owned(),
         spawnerr: String::new(),
         exitstatus: 0,
-        stdout_logfile: Some(format!("/logs/{name}.out")),
-        stderr_logfile: None,
+        logfile: format!("/logs/{name}.out"),
+        stdout_logfile: format!("/logs/{name}.out"),
+        stderr_logfile: String::new(),
         pid: if running { 4242 } else { 0 },
+        description: String::new(),
+        health: None,
+        waiting_for: Vec::new(),
     }
 }
 
