@@ -37,9 +37,6 @@ use super::backend::{
 };
 use super::fault::{Fault, FaultCode};
 
-/// supervisord's XML-RPC API version; `supervisorctl` refuses to talk to anything else.
-pub(crate) const API_VERSION: &str = "3.0";
-
 /// The version `getSupervisorVersion` (and `supervisorctl version`) reports: vigild's own.
 const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -761,7 +758,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
         "supervisor.getAPIVersion" | "supervisor.getVersion" => {
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
-            Ok(string(API_VERSION))
+            Ok(string(vigil_rpc::API_VERSION))
         }
         "supervisor.getSupervisorVersion" => {
             arity(params, 0, 0)?;

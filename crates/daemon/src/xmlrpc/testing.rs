@@ -192,6 +192,26 @@ impl FakeBackend {
         matches!(state, ProcessState::Starting | ProcessState::Running | ProcessState::Backoff)
     }
 
+    /// `*_many`: `act` on each process of `scope` that is running (`running`) or not,
+    /// in name order; one result each.
+    fn many_locked(
+        state: &mut FakeState,
+        scope: &Scope,
+        running: bool,
+        mut act: impl FnMut(&mut FakeState, &ProcessRef) -> Result<(), Fault>,
+    ) -> Result<Vec<ProcessResult>, Fault> {
+        let mut results = Vec::new();
+        for process in Self::in_scope(state, scope)? {
+            let index = Self::find(state, &process)?;
+            if Self::is_running(state.processes[index].state) != running {
+                continue;
+            }
+            let outcome = act(state, &process);
+            results.push(ProcessResult { process, outcome });
+        }
+        Ok(results)
+    }
+
     fn start_locked(state: &mut FakeState, process: &ProcessRef) -> Result<(), Fault> {
         let index = Self::find(state, process)?;
         if Self::is_running(state.processes[index].state) {
@@ -285,17 +305,7 @@ impl Backend for FakeBackend {
     }
 
     async fn start_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::start_locked(&mut state, &process);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, false, Self::start_locked)
     }
 
     async fn stop_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
@@ -303,17 +313,7 @@ impl Backend for FakeBackend {
     }
 
     async fn stop_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if !Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::stop_locked(&mut state, &process);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, true, Self::stop_locked)
     }
 
     async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
@@ -325,17 +325,9 @@ impl Backend for FakeBackend {
         scope: &Scope,
         signal: Signal,
     ) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if !Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::signal_locked(&mut state, &process, signal);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, true, |state, process| {
+            Self::signal_locked(state, process, signal)
+        })
     }
 
     async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
