@@ -789,22 +789,14 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             ensure_running(backend).await?;
             read_log(backend, &LogSource::Main, offset, length).await
         }
-        "supervisor.clearLog" => {
+        "supervisor.clearLog" | "supervisor.shutdown" | "supervisor.restart" => {
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
-            backend.clear_main_log().await?;
-            Ok(Value::Boolean(true))
-        }
-        "supervisor.shutdown" => {
-            arity(params, 0, 0)?;
-            ensure_running(backend).await?;
-            backend.shutdown().await?;
-            Ok(Value::Boolean(true))
-        }
-        "supervisor.restart" => {
-            arity(params, 0, 0)?;
-            ensure_running(backend).await?;
-            backend.restart().await?;
+            match spec.name {
+                "supervisor.clearLog" => backend.clear_main_log().await?,
+                "supervisor.shutdown" => backend.shutdown().await?,
+                _ => backend.restart().await?,
+            }
             Ok(Value::Boolean(true))
         }
         "supervisor.reloadConfig" => {
