@@ -32,8 +32,8 @@ use vigil_rpc::{
 
 use super::auth::Credentials;
 use super::backend::{
-    AutoRestart, Backend, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, Scope, Setting,
+    Backend, ConfigDiff, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo,
+    ProcessRef, ProcessResult, Scope,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -320,56 +320,6 @@ fn log_target(source: &LogSource) -> LogTarget {
     }
 }
 
-/// `auto`/`none` are supervisord's spellings of its `Automatic` and `None` settings.
-fn setting(value: String) -> Setting<String> {
-    match value.as_str() {
-        "auto" => Setting::Auto,
-        "none" | "" => Setting::None,
-        _ => Setting::Value(value),
-    }
-}
-
-fn channel_config(settings: vigil_rpc::LogSettings) -> ChannelConfig {
-    ChannelConfig {
-        capture_maxbytes: settings.capture_maxbytes,
-        events_enabled: settings.events_enabled,
-        logfile: setting(settings.logfile),
-        logfile_backups: settings.logfile_backups,
-        logfile_maxbytes: settings.logfile_maxbytes,
-        syslog: settings.syslog,
-    }
-}
-
-fn config_info(info: vigil_rpc::ConfigInfo) -> ConfigInfo {
-    let seconds = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
-    ConfigInfo {
-        name: info.name,
-        group: info.group,
-        group_prio: info.group_prio,
-        process_prio: info.process_prio,
-        inuse: info.inuse,
-        autostart: info.autostart,
-        autorestart: match info.autorestart.as_str() {
-            "true" => AutoRestart::Always,
-            "unexpected" => AutoRestart::Unexpected,
-            _ => AutoRestart::Never,
-        },
-        directory: info.directory,
-        uid: info.uid,
-        command: info.command,
-        exitcodes: info.exitcodes,
-        killasgroup: info.killasgroup,
-        redirect_stderr: info.redirect_stderr,
-        startretries: info.startretries,
-        startsecs: seconds(info.startsecs),
-        stopsignal: info.stopsignal,
-        stopwaitsecs: seconds(info.stopwaitsecs),
-        stdout: channel_config(info.stdout),
-        stderr: channel_config(info.stderr),
-        serverurl: setting(info.serverurl),
-    }
-}
-
 /// One result of a single-process call, as the call's outcome.
 fn single(results: Vec<vigil_rpc::ProcessResult>) -> Result<(), Fault> {
     match results.into_iter().next() {
@@ -445,7 +395,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {
-        Ok(call!(self, Avail {})?.into_iter().map(config_info).collect())
+        call!(self, Avail {})
     }
 
     async fn start_process(&self, process: &ProcessRef, wait: bool) -> Result<(), Fault> {

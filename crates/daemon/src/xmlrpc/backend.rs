@@ -24,8 +24,10 @@ use super::fault::Fault;
 /// The daemon's and a process's states, a process's output channels and what
 /// `getProcessInfo` reports are the same things on both control surfaces: the XML-RPC layer
 /// uses vigil-rpc's types, which carry supervisord's codes and names. The method table
-/// recomputes `now` and `description` when it answers, in the daemon's time zone.
-pub(crate) use vigil_rpc::{DaemonState, LogChannel, ProcessInfo, ProcessState};
+/// recomputes `now` and `description` when it answers, in the daemon's time zone, and
+/// `ConfigInfo` (one configured process, as `getAllConfigInfo` reports it) keeps
+/// supervisord's `auto`/`none`/`unexpected` spellings, which the method table encodes.
+pub(crate) use vigil_rpc::{ConfigInfo, DaemonState, LogChannel, ProcessInfo, ProcessState};
 
 /// A process addressed by group and process name (`group:name` in a namespec; a process
 /// of a homogeneous group has `group == name`).
@@ -64,64 +66,6 @@ pub(crate) struct ConfigDiff {
     pub(crate) added: Vec<String>,
     pub(crate) changed: Vec<String>,
     pub(crate) removed: Vec<String>,
-}
-
-/// A config value supervisord may hold as `AUTO` or `None`, which `getAllConfigInfo` sends
-/// as the strings `auto` and `none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Setting<T> {
-    Auto,
-    None,
-    Value(T),
-}
-
-/// `autorestart`, sent as `false`, `true` or the string `unexpected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AutoRestart {
-    Never,
-    Unexpected,
-    Always,
-}
-
-/// The per-channel settings of [`ConfigInfo`] (`stdout_*` and `stderr_*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChannelConfig {
-    pub(crate) capture_maxbytes: u64,
-    pub(crate) events_enabled: bool,
-    pub(crate) logfile: Setting<String>,
-    pub(crate) logfile_backups: u32,
-    pub(crate) logfile_maxbytes: u64,
-    pub(crate) syslog: bool,
-}
-
-/// One configured process as `getAllConfigInfo` reports it (one per process of every group
-/// in the last-read config, active or not).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigInfo {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    pub(crate) group_prio: i32,
-    pub(crate) process_prio: i32,
-    /// Whether the group is active (added) in the running daemon.
-    pub(crate) inuse: bool,
-    pub(crate) autostart: bool,
-    pub(crate) autorestart: AutoRestart,
-    /// `None` when the process keeps the daemon's working directory.
-    pub(crate) directory: Option<String>,
-    /// `None` when no `user=` is configured.
-    pub(crate) uid: Option<u32>,
-    pub(crate) command: String,
-    pub(crate) exitcodes: Vec<i32>,
-    pub(crate) killasgroup: bool,
-    pub(crate) redirect_stderr: bool,
-    pub(crate) startretries: u32,
-    pub(crate) startsecs: u32,
-    /// The signal number.
-    pub(crate) stopsignal: i32,
-    pub(crate) stopwaitsecs: u32,
-    pub(crate) stdout: ChannelConfig,
-    pub(crate) stderr: ChannelConfig,
-    pub(crate) serverurl: Setting<String>,
 }
 
 /// Which log a read, tail or follow applies to.

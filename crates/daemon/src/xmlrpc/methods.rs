@@ -30,10 +30,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dxr::Value;
 use jiff::tz::TimeZone;
 use nix::sys::signal::Signal;
+use vigil_rpc::LogSettings;
 
 use super::backend::{
-    AutoRestart, Backend, ChannelConfig, ConfigInfo, DaemonState, LogChannel, LogSource,
-    ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    Backend, ConfigInfo, DaemonState, LogChannel, LogSource, ProcessInfo, ProcessRef,
+    ProcessResult, ProcessState, Scope,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -620,11 +621,12 @@ fn results(results: &[ProcessResult]) -> Value {
     Value::Array(results.iter().map(result_struct).collect())
 }
 
-fn setting(value: &Setting<String>) -> Value {
+/// A setting supervisord may hold as `AUTO` or `None`: vigil-rpc already spells them `auto`
+/// and `none`, as `getAllConfigInfo` sends them; an empty one is `none` too.
+fn setting(value: &str) -> Value {
     match value {
-        Setting::Auto => string("auto"),
-        Setting::None => string("none"),
-        Setting::Value(text) => string(text),
+        "" => string("none"),
+        text => string(text),
     }
 }
 
@@ -638,10 +640,10 @@ fn config_struct(config: &ConfigInfo) -> Value {
         member("autostart", Value::Boolean(config.autostart)),
         member(
             "autorestart",
-            match config.autorestart {
-                AutoRestart::Never => Value::Boolean(false),
-                AutoRestart::Always => Value::Boolean(true),
-                AutoRestart::Unexpected => string("unexpected"),
+            match config.autorestart.as_str() {
+                "true" => Value::Boolean(true),
+                "unexpected" => string("unexpected"),
+                _ => Value::Boolean(false),
             },
         ),
         member("directory", config.directory.as_ref().map_or_else(|| string("none"), string)),
@@ -657,9 +659,9 @@ fn config_struct(config: &ConfigInfo) -> Value {
         member("killasgroup", Value::Boolean(config.killasgroup)),
         member("redirect_stderr", Value::Boolean(config.redirect_stderr)),
         member("startretries", Value::Integer(capped_u64(config.startretries.into()))),
-        member("startsecs", Value::Integer(capped_u64(config.startsecs.into()))),
+        member("startsecs", Value::Integer(capped_u64(config.startsecs))),
         member("stopsignal", Value::Integer(config.stopsignal)),
-        member("stopwaitsecs", Value::Integer(capped_u64(config.stopwaitsecs.into()))),
+        member("stopwaitsecs", Value::Integer(capped_u64(config.stopwaitsecs))),
         member("serverurl", setting(&config.serverurl)),
     ]);
     for (prefix, channel) in [("stdout", &config.stdout), ("stderr", &config.stderr)] {
@@ -668,7 +670,7 @@ fn config_struct(config: &ConfigInfo) -> Value {
     Value::Struct(members)
 }
 
-fn channel_members(members: &mut BTreeMap<String, Value>, prefix: &str, channel: &ChannelConfig) {
+fn channel_members(members: &mut BTreeMap<String, Value>, prefix: &str, channel: &LogSettings) {
     let fields = [
         ("capture_maxbytes", Value::Integer(capped_u64(channel.capture_maxbytes))),
         ("events_enabled", Value::Boolean(channel.events_enabled)),

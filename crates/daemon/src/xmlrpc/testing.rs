@@ -8,10 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
+use vigil_rpc::LogSettings;
+
 use super::backend::{
-    AutoRestart, Backend, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogChannel, LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope,
-    Setting,
+    Backend, ConfigDiff, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource,
+    ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope,
 };
 use super::fault::{Fault, FaultCode};
 use super::methods::namespec;
@@ -73,10 +74,10 @@ pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessIn
 }
 
 pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
-    let channel = |logfile| ChannelConfig {
+    let channel = |logfile: &str| LogSettings {
         capture_maxbytes: 0,
         events_enabled: false,
-        logfile,
+        logfile: logfile.to_owned(),
         logfile_backups: 10,
         logfile_maxbytes: 50 * 1024 * 1024,
         syslog: false,
@@ -88,20 +89,21 @@ pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
         process_prio: 999,
         inuse: true,
         autostart: true,
-        autorestart: AutoRestart::Unexpected,
+        autorestart: "unexpected".to_owned(),
         directory: None,
         uid: None,
         command: format!("/bin/{name}"),
         exitcodes: vec![0],
         killasgroup: false,
+        stopasgroup: false,
         redirect_stderr: false,
         startretries: 3,
         startsecs: 1,
         stopsignal: 15,
         stopwaitsecs: 10,
-        stdout: channel(Setting::Auto),
-        stderr: channel(Setting::None),
-        serverurl: Setting::Auto,
+        stdout: channel("auto"),
+        stderr: channel("none"),
+        serverurl: "auto".to_owned(),
     }
 }
 

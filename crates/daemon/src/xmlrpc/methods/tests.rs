@@ -721,10 +721,10 @@ async fn config_info_fields() {
         let config = &mut configs[0];
         config.directory = Some("/srv".to_owned());
         config.uid = Some(u32::MAX);
-        config.autorestart = AutoRestart::Always;
-        config.stdout.logfile = Setting::Value("/var/log/cron.log".to_owned());
+        config.autorestart = "true".to_owned();
+        config.stdout.logfile = "/var/log/cron.log".to_owned();
         config.stdout.logfile_maxbytes = u64::MAX;
-        configs[1].autorestart = AutoRestart::Never;
+        configs[1].autorestart = "false".to_owned();
     }
     let all = check(&backend, "supervisor.getAllConfigInfo", vec![]).await.unwrap();
     let first = &items(&all)[0];
