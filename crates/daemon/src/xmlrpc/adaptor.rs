@@ -32,8 +32,8 @@ use vigil_rpc::{
 
 use super::auth::Credentials;
 use super::backend::{
-    Backend, ConfigDiff, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo,
-    ProcessRef, ProcessResult, Scope,
+    Backend, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo, ProcessRef,
+    ProcessResult, Reread, Scope,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -428,9 +428,8 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         many(call!(self, Signal { specs: vec![scope_spec(scope)], signal: signal })?)
     }
 
-    async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
-        let reread = call!(self, Reread {})?;
-        Ok(ConfigDiff { added: reread.added, changed: reread.changed, removed: reread.removed })
+    async fn reload_config(&self) -> Result<Reread, Fault> {
+        call!(self, Reread {})
     }
 
     async fn add_group(&self, group: &str) -> Result<(), Fault> {

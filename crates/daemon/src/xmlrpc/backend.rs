@@ -27,7 +27,10 @@ use super::fault::Fault;
 /// recomputes `now` and `description` when it answers, in the daemon's time zone, and
 /// `ConfigInfo` (one configured process, as `getAllConfigInfo` reports it) keeps
 /// supervisord's `auto`/`none`/`unexpected` spellings, which the method table encodes.
-pub(crate) use vigil_rpc::{ConfigInfo, DaemonState, LogChannel, ProcessInfo, ProcessState};
+/// `reloadConfig` sends only the group names of a `Reread`, not its details.
+pub(crate) use vigil_rpc::{
+    ConfigInfo, DaemonState, LogChannel, ProcessInfo, ProcessState, Reread,
+};
 
 /// A process addressed by group and process name (`group:name` in a namespec; a process
 /// of a homogeneous group has `group == name`).
@@ -58,14 +61,6 @@ pub(crate) enum Scope {
 pub(crate) struct ProcessResult {
     pub(crate) process: ProcessRef,
     pub(crate) outcome: Result<(), Fault>,
-}
-
-/// The group names `reloadConfig` found added, changed and removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ConfigDiff {
-    pub(crate) added: Vec<String>,
-    pub(crate) changed: Vec<String>,
-    pub(crate) removed: Vec<String>,
 }
 
 /// Which log a read, tail or follow applies to.
@@ -179,7 +174,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Re-reads the config and diffs it against the active groups, applying nothing.
     /// `CANT_REREAD` with the parse errors as detail.
-    fn reload_config(&self) -> impl Future<Output = Result<ConfigDiff, Fault>> + Send;
+    fn reload_config(&self) -> impl Future<Output = Result<Reread, Fault>> + Send;
 
     /// Activates a group of the last-read config. `BAD_NAME`, `ALREADY_ADDED`.
     fn add_group(&self, group: &str) -> impl Future<Output = Result<(), Fault>> + Send;

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use vigil_rpc::LogSettings;
 
 use super::backend::{
-    Backend, ConfigDiff, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource,
-    ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope,
+    Backend, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource, ProcessInfo,
+    ProcessRef, ProcessResult, ProcessState, Reread, Scope,
 };
 use super::fault::{Fault, FaultCode};
 use super::methods::namespec;
@@ -27,7 +27,7 @@ pub(crate) struct FakeState {
     /// Groups of the last-read config that `add_group` may activate.
     pub(crate) available_groups: Vec<String>,
     pub(crate) configs: Vec<ConfigInfo>,
-    pub(crate) reload: Result<ConfigDiff, Fault>,
+    pub(crate) reload: Result<Reread, Fault>,
     /// Logs by source; a missing entry is a log without a file (`NO_FILE`).
     pub(crate) logs: HashMap<LogSource, Vec<u8>>,
     /// Processes whose start fails with `SPAWN_ERROR`.
@@ -129,7 +129,7 @@ impl FakeBackend {
                 processes,
                 available_groups: vec!["extra".to_owned()],
                 configs,
-                reload: Ok(ConfigDiff::default()),
+                reload: Ok(Reread::default()),
                 logs: HashMap::new(),
                 failing_spawns: Vec::new(),
                 signals: Vec::new(),
@@ -332,7 +332,7 @@ impl Backend for FakeBackend {
         })
     }
 
-    async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
+    async fn reload_config(&self) -> Result<Reread, Fault> {
         self.state().reload.clone()
     }
 

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::xmlrpc::backend::ConfigDiff;
+use crate::xmlrpc::backend::Reread;
 use crate::xmlrpc::testing::{FakeBackend, process};
 
 fn s(text: &str) -> Value {
@@ -593,10 +593,11 @@ async fn clearing_logs() {
 #[tokio::test]
 async fn reload_and_groups() {
     let backend = FakeBackend::new();
-    backend.state().reload = Ok(ConfigDiff {
+    backend.state().reload = Ok(Reread {
         added: vec!["newprog".to_owned()],
         changed: vec!["web".to_owned()],
         removed: vec![],
+        details: vec![],
     });
     assert_eq!(
         check(&backend, "supervisor.reloadConfig", vec![]).await,
