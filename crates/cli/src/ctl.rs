@@ -380,62 +380,68 @@ impl Ctl {
         }
     }
 
-    async fn start(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
+    /// The opening of the commands that act on a name list (`start`, `stop`,
+    /// `restart`, `clear`): the upcheck, then the command's usage error (with
+    /// `status`, which differs between them as in supervisorctl) when no name
+    /// was given. `None` once the command has reported why it cannot go on.
+    async fn upcheck_names(
+        &mut self,
+        command: &str,
+        args: &[&str],
+        status: i32,
+    ) -> Option<(ControlClient, Vec<NameSpec>)> {
+        let client = self.upcheck().await?;
         if args.is_empty() {
-            self.line("Error: start requires a process name");
-            self.fail(exit::INVALID_ARGS);
-            self.help_lines("start");
-            return;
+            self.line(format!("Error: {command} requires a process name"));
+            self.fail(status);
+            self.help_lines(command);
+            return None;
         }
-        match flatten(
-            client.start(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Start, &results);
-                self.set_result(&results);
+        Some((client, Self::specs(args)))
+    }
+
+    /// Shows a call's reply with `show` and makes it the JSON result, or
+    /// reports the failure.
+    fn finish<T: Serialize>(
+        &mut self,
+        reply: Result<T, CallError>,
+        show: impl FnOnce(&mut Self, &T),
+    ) {
+        match reply {
+            Ok(reply) => {
+                show(self, &reply);
+                self.set_result(&reply);
             }
             Err(error) => self.call_failed(error),
         }
+    }
+
+    async fn start(&mut self, args: &[&str]) {
+        let Some((client, specs)) = self.upcheck_names("start", args, exit::INVALID_ARGS).await
+        else {
+            return;
+        };
+        let reply = client.start(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Start, results));
     }
 
     async fn stop(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: stop requires a process name");
-            self.fail(exit::GENERIC);
-            self.help_lines("stop");
+        let Some((client, specs)) = self.upcheck_names("stop", args, exit::GENERIC).await else {
             return;
-        }
-        match flatten(
-            client.stop(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Stop, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        };
+        let reply = client.stop(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Stop, results));
     }
 
     async fn restart(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: restart requires a process name");
-            self.fail(exit::GENERIC);
-            self.help_lines("restart");
+        let Some((client, specs)) = self.upcheck_names("restart", args, exit::GENERIC).await else {
             return;
-        }
-        match flatten(
-            client.restart(context_with_timeout(WAIT_TIMEOUT), Self::specs(args), true).await,
-        ) {
-            Ok(report) => {
-                self.show_results(Action::Stop, &report.stopped);
-                self.show_results(Action::Start, &report.started);
-                self.set_result(&report);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        };
+        let reply = client.restart(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
+        self.finish(flatten(reply), |ctl, report| {
+            ctl.show_results(Action::Stop, &report.stopped);
+            ctl.show_results(Action::Start, &report.started);
+        });
     }
 
     async fn signal(&mut self, args: &[&str]) {
@@ -451,13 +457,7 @@ impl Ctl {
             Self::specs(names),
             (*signal).to_owned(),
         );
-        match flatten(call.await) {
-            Ok(results) => {
-                self.show_results(Action::Signal, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        self.finish(flatten(call.await), |ctl, results| ctl.show_results(Action::Signal, results));
     }
 
     fn signal_usage(&mut self) {
@@ -710,21 +710,11 @@ impl Ctl {
     }
 
     async fn clear(&mut self, args: &[&str]) {
-        let Some(client) = self.upcheck().await else { return };
-        if args.is_empty() {
-            self.line("Error: clear requires a process name");
-            self.fail(exit::GENERIC);
-            return self.help_lines("clear");
-        }
-        match flatten(
-            client.clear_logs(context_with_timeout(QUERY_TIMEOUT), Self::specs(args)).await,
-        ) {
-            Ok(results) => {
-                self.show_results(Action::Clear, &results);
-                self.set_result(&results);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        let Some((client, specs)) = self.upcheck_names("clear", args, exit::GENERIC).await else {
+            return;
+        };
+        let reply = client.clear_logs(context_with_timeout(QUERY_TIMEOUT), specs).await;
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Clear, results));
     }
 
     fn no_arguments(&mut self, command: &str, args: &[&str]) -> bool {
@@ -775,75 +765,78 @@ impl Ctl {
             }
             Err(CallError::Fault(
                 error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
-            )) => {
-                for line in render::cant_reread_lines(&error) {
-                    self.line(line);
-                }
-                self.set_result(json!({ "error": error }));
-                self.fail(exit::GENERIC);
-            }
+            )) => self.cant_reread(error),
             Err(error) => self.call_failed(error),
         }
     }
 
-    async fn add(&mut self, args: &[&str]) {
-        let Some(client) = self.client_or_report().await else { return };
-        let mut results = Vec::new();
-        for name in args {
-            let outcome = match flatten(
-                client.add_group(context_with_timeout(WAIT_TIMEOUT), (*name).to_owned()).await,
-            ) {
-                Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
-                Err(CallError::Fault(fault)) => Err(fault),
-                Ok(()) => Ok(()),
-            };
-            match &outcome {
-                Ok(()) => self.line(format!("{name}: added process group")),
-                Err(ControlError::ShutdownState) => {
-                    self.line("ERROR: shutting down");
-                    self.fail(exit::GENERIC);
-                }
-                Err(ControlError::AlreadyAdded(_)) => {
-                    self.line("ERROR: process group already active")
-                }
-                Err(ControlError::BadName(_)) => {
-                    self.line(format!("ERROR: no such process/group: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(other) => {
-                    self.line(format!("ERROR: {other}"));
-                    self.fail(exit::GENERIC);
-                }
-            }
-            results.push(group_outcome(name, outcome));
+    /// `reread` and `update` when the daemon cannot read its config: every
+    /// error it found, exit 1.
+    fn cant_reread(&mut self, error: ControlError) {
+        for line in render::cant_reread_lines(&error) {
+            self.line(line);
         }
-        self.set_result(results);
+        self.set_result(json!({ "error": error }));
+        self.fail(exit::GENERIC);
+    }
+
+    async fn add(&mut self, args: &[&str]) {
+        let call = async |client: &ControlClient, name: String| {
+            client.add_group(context_with_timeout(WAIT_TIMEOUT), name).await
+        };
+        let fault = |_: &str, fault: &ControlError| match fault {
+            ControlError::ShutdownState => Some(("ERROR: shutting down".to_owned(), true)),
+            ControlError::AlreadyAdded(_) => {
+                Some(("ERROR: process group already active".to_owned(), false))
+            }
+            _ => None,
+        };
+        self.change_groups(args, call, "added process group", fault).await;
     }
 
     async fn remove(&mut self, args: &[&str]) {
+        let call = async |client: &ControlClient, name: String| {
+            client.remove_group(context_with_timeout(QUERY_TIMEOUT), name).await
+        };
+        let fault = |name: &str, fault: &ControlError| match fault {
+            ControlError::StillRunning(_) => {
+                Some((format!("ERROR: process/group still running: {name}"), true))
+            }
+            _ => None,
+        };
+        self.change_groups(args, call, "removed process group", fault).await;
+    }
+
+    /// `add` and `remove`: one call per group, in order, and a line for each.
+    /// `fault` words the faults particular to the command (the line, and
+    /// whether it fails the command); the rest are worded here.
+    async fn change_groups(
+        &mut self,
+        args: &[&str],
+        call: impl AsyncFn(&ControlClient, String) -> Result<Result<(), ControlError>, RpcError>,
+        done: &str,
+        fault: impl Fn(&str, &ControlError) -> Option<(String, bool)>,
+    ) {
         let Some(client) = self.client_or_report().await else { return };
         let mut results = Vec::new();
         for name in args {
-            let call = client.remove_group(context_with_timeout(QUERY_TIMEOUT), (*name).to_owned());
-            let outcome = match flatten(call.await) {
+            let outcome = match flatten(call(&client, (*name).to_owned()).await) {
                 Err(CallError::Rpc(error)) => return self.call_failed(CallError::Rpc(error)),
                 Err(CallError::Fault(fault)) => Err(fault),
                 Ok(()) => Ok(()),
             };
-            match &outcome {
-                Ok(()) => self.line(format!("{name}: removed process group")),
-                Err(ControlError::StillRunning(_)) => {
-                    self.line(format!("ERROR: process/group still running: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(ControlError::BadName(_)) => {
-                    self.line(format!("ERROR: no such process/group: {name}"));
-                    self.fail(exit::GENERIC);
-                }
-                Err(other) => {
-                    self.line(format!("ERROR: {other}"));
-                    self.fail(exit::GENERIC);
-                }
+            let (line, failed) = match &outcome {
+                Ok(()) => (format!("{name}: {done}"), false),
+                Err(error) => fault(name, error).unwrap_or_else(|| match error {
+                    ControlError::BadName(_) => {
+                        (format!("ERROR: no such process/group: {name}"), true)
+                    }
+                    other => (format!("ERROR: {other}"), true),
+                }),
+            };
+            self.line(line);
+            if failed {
+                self.fail(exit::GENERIC);
             }
             results.push(group_outcome(name, outcome));
         }
@@ -887,13 +880,7 @@ impl Ctl {
             }
             Err(CallError::Fault(
                 error @ (ControlError::CantReread(_) | ControlError::ConfigErrors(_)),
-            )) => {
-                for line in render::cant_reread_lines(&error) {
-                    self.line(line);
-                }
-                self.set_result(json!({ "error": error }));
-                self.fail(exit::GENERIC);
-            }
+            )) => self.cant_reread(error),
             Err(error) => self.call_failed(error),
         }
     }
@@ -964,13 +951,8 @@ impl Ctl {
             return;
         }
         let Some(client) = self.upcheck().await else { return };
-        match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
-            Ok(info) => {
-                self.line(info.version.clone());
-                self.set_result(&info);
-            }
-            Err(error) => self.call_failed(error),
-        }
+        let reply = client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await;
+        self.finish(flatten(reply), |ctl, info| ctl.line(info.version.clone()));
     }
 
     async fn open(&mut self, url: &str) {

@@ -32,8 +32,8 @@ use vigil_rpc::{
 
 use super::auth::Credentials;
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    Backend, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo, ProcessRef,
+    ProcessResult, Reread, Scope,
 };
 use super::fault::{Fault, FaultCode};
 
@@ -314,95 +314,9 @@ fn namespec(process: &ProcessRef) -> String {
 fn log_target(source: &LogSource) -> LogTarget {
     match source {
         LogSource::Main => LogTarget::Main,
-        LogSource::Process(process, channel) => LogTarget::Process {
-            name: namespec(process),
-            channel: match channel {
-                Channel::Stdout => LogChannel::Stdout,
-                Channel::Stderr => LogChannel::Stderr,
-            },
-        },
-    }
-}
-
-fn process_state(state: vigil_rpc::ProcessState) -> ProcessState {
-    match state {
-        vigil_rpc::ProcessState::Stopped => ProcessState::Stopped,
-        vigil_rpc::ProcessState::Starting => ProcessState::Starting,
-        vigil_rpc::ProcessState::Running => ProcessState::Running,
-        vigil_rpc::ProcessState::Backoff => ProcessState::Backoff,
-        vigil_rpc::ProcessState::Stopping => ProcessState::Stopping,
-        vigil_rpc::ProcessState::Exited => ProcessState::Exited,
-        vigil_rpc::ProcessState::Fatal => ProcessState::Fatal,
-        vigil_rpc::ProcessState::Unknown => ProcessState::Unknown,
-    }
-}
-
-fn non_empty(path: String) -> Option<String> {
-    (!path.is_empty()).then_some(path)
-}
-
-fn process_info(info: vigil_rpc::ProcessInfo) -> ProcessInfo {
-    ProcessInfo {
-        name: info.name,
-        group: info.group,
-        start: info.start,
-        stop: info.stop,
-        state: process_state(info.state),
-        spawnerr: info.spawnerr,
-        exitstatus: info.exitstatus,
-        stdout_logfile: non_empty(info.stdout_logfile),
-        stderr_logfile: non_empty(info.stderr_logfile),
-        pid: info.pid,
-    }
-}
-
-/// `auto`/`none` are supervisord's spellings of its `Automatic` and `None` settings.
-fn setting(value: String) -> Setting<String> {
-    match value.as_str() {
-        "auto" => Setting::Auto,
-        "none" | "" => Setting::None,
-        _ => Setting::Value(value),
-    }
-}
-
-fn channel_config(settings: vigil_rpc::LogSettings) -> ChannelConfig {
-    ChannelConfig {
-        capture_maxbytes: settings.capture_maxbytes,
-        events_enabled: settings.events_enabled,
-        logfile: setting(settings.logfile),
-        logfile_backups: settings.logfile_backups,
-        logfile_maxbytes: settings.logfile_maxbytes,
-        syslog: settings.syslog,
-    }
-}
-
-fn config_info(info: vigil_rpc::ConfigInfo) -> ConfigInfo {
-    let seconds = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
-    ConfigInfo {
-        name: info.name,
-        group: info.group,
-        group_prio: info.group_prio,
-        process_prio: info.process_prio,
-        inuse: info.inuse,
-        autostart: info.autostart,
-        autorestart: match info.autorestart.as_str() {
-            "true" => AutoRestart::Always,
-            "unexpected" => AutoRestart::Unexpected,
-            _ => AutoRestart::Never,
-        },
-        directory: info.directory,
-        uid: info.uid,
-        command: info.command,
-        exitcodes: info.exitcodes,
-        killasgroup: info.killasgroup,
-        redirect_stderr: info.redirect_stderr,
-        startretries: info.startretries,
-        startsecs: seconds(info.startsecs),
-        stopsignal: info.stopsignal,
-        stopwaitsecs: seconds(info.stopwaitsecs),
-        stdout: channel_config(info.stdout),
-        stderr: channel_config(info.stderr),
-        serverurl: setting(info.serverurl),
+        LogSource::Process(process, channel) => {
+            LogTarget::Process { name: namespec(process), channel: *channel }
+        }
     }
 }
 
@@ -444,8 +358,8 @@ impl<C: SendControl> ControlBackend<C> {
         let LogSource::Process(process, channel) = source else { return Ok(()) };
         let info = call!(self, ProcessInfo { name: namespec(process) })?;
         let path = match channel {
-            Channel::Stdout => info.stdout_logfile,
-            Channel::Stderr => info.stderr_logfile,
+            LogChannel::Stdout => info.stdout_logfile,
+            LogChannel::Stderr => info.stderr_logfile,
         };
         if path.is_empty() { Err(Fault::with_detail(FaultCode::NoFile, "None")) } else { Ok(()) }
     }
@@ -465,13 +379,7 @@ impl<C: SendControl> ControlBackend<C> {
 
 impl<C: SendControl> Backend for ControlBackend<C> {
     async fn state(&self) -> Result<DaemonState, Fault> {
-        let info = call!(self, DaemonInfo {})?;
-        Ok(match info.state {
-            vigil_rpc::DaemonState::Fatal => DaemonState::Fatal,
-            vigil_rpc::DaemonState::Running => DaemonState::Running,
-            vigil_rpc::DaemonState::Restarting => DaemonState::Restarting,
-            vigil_rpc::DaemonState::Shutdown => DaemonState::Shutdown,
-        })
+        Ok(call!(self, DaemonInfo {})?.state)
     }
 
     async fn identification(&self) -> Result<String, Fault> {
@@ -479,15 +387,15 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn process_info(&self, process: &ProcessRef) -> Result<ProcessInfo, Fault> {
-        call!(self, ProcessInfo { name: namespec(process) }).map(process_info)
+        call!(self, ProcessInfo { name: namespec(process) })
     }
 
     async fn all_process_info(&self) -> Result<Vec<ProcessInfo>, Fault> {
-        Ok(call!(self, AllProcessInfo {})?.into_iter().map(process_info).collect())
+        call!(self, AllProcessInfo {})
     }
 
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {
-        Ok(call!(self, Avail {})?.into_iter().map(config_info).collect())
+        call!(self, Avail {})
     }
 
     async fn start_process(&self, process: &ProcessRef, wait: bool) -> Result<(), Fault> {
@@ -520,9 +428,8 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         many(call!(self, Signal { specs: vec![scope_spec(scope)], signal: signal })?)
     }
 
-    async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
-        let reread = call!(self, Reread {})?;
-        Ok(ConfigDiff { added: reread.added, changed: reread.changed, removed: reread.removed })
+    async fn reload_config(&self) -> Result<Reread, Fault> {
+        call!(self, Reread {})
     }
 
     async fn add_group(&self, group: &str) -> Result<(), Fault> {

@@ -21,6 +21,17 @@ use nix::sys::signal::Signal;
 
 use super::fault::Fault;
 
+/// The daemon's and a process's states, a process's output channels and what
+/// `getProcessInfo` reports are the same things on both control surfaces: the XML-RPC layer
+/// uses vigil-rpc's types, which carry supervisord's codes and names. The method table
+/// recomputes `now` and `description` when it answers, in the daemon's time zone, and
+/// `ConfigInfo` (one configured process, as `getAllConfigInfo` reports it) keeps
+/// supervisord's `auto`/`none`/`unexpected` spellings, which the method table encodes.
+/// `reloadConfig` sends only the group names of a `Reread`, not its details.
+pub(crate) use vigil_rpc::{
+    ConfigInfo, DaemonState, LogChannel, ProcessInfo, ProcessState, Reread,
+};
+
 /// A process addressed by group and process name (`group:name` in a namespec; a process
 /// of a homogeneous group has `group == name`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,100 +55,6 @@ pub(crate) enum Scope {
     All,
 }
 
-/// supervisord's own state (its "mood"), as `getState` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DaemonState {
-    /// Defined by supervisord but never entered; kept so the code table is complete.
-    Fatal,
-    Running,
-    Restarting,
-    Shutdown,
-}
-
-impl DaemonState {
-    pub(crate) const fn code(self) -> i32 {
-        match self {
-            DaemonState::Fatal => 2,
-            DaemonState::Running => 1,
-            DaemonState::Restarting => 0,
-            DaemonState::Shutdown => -1,
-        }
-    }
-
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            DaemonState::Fatal => "FATAL",
-            DaemonState::Running => "RUNNING",
-            DaemonState::Restarting => "RESTARTING",
-            DaemonState::Shutdown => "SHUTDOWN",
-        }
-    }
-}
-
-/// A process state with supervisord's codes (reference section 2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ProcessState {
-    Stopped,
-    Starting,
-    Running,
-    Backoff,
-    Stopping,
-    Exited,
-    Fatal,
-    Unknown,
-}
-
-impl ProcessState {
-    pub(crate) const fn code(self) -> i32 {
-        match self {
-            ProcessState::Stopped => 0,
-            ProcessState::Starting => 10,
-            ProcessState::Running => 20,
-            ProcessState::Backoff => 30,
-            ProcessState::Stopping => 40,
-            ProcessState::Exited => 100,
-            ProcessState::Fatal => 200,
-            ProcessState::Unknown => 1000,
-        }
-    }
-
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            ProcessState::Stopped => "STOPPED",
-            ProcessState::Starting => "STARTING",
-            ProcessState::Running => "RUNNING",
-            ProcessState::Backoff => "BACKOFF",
-            ProcessState::Stopping => "STOPPING",
-            ProcessState::Exited => "EXITED",
-            ProcessState::Fatal => "FATAL",
-            ProcessState::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// What `getProcessInfo` reports about one process, before the method table adds `now`,
-/// `statename`, `logfile` and `description`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProcessInfo {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    /// Epoch seconds of the last start, 0 if never started. `description` says
-    /// `Not started` exactly when this is 0.
-    pub(crate) start: i64,
-    /// Epoch seconds of the last stop, 0 if never stopped.
-    pub(crate) stop: i64,
-    pub(crate) state: ProcessState,
-    /// The last spawn error, empty if none.
-    pub(crate) spawnerr: String,
-    /// The last exit status: the exit code, 0 if it never exited, -1 if killed by a signal.
-    pub(crate) exitstatus: i32,
-    /// The configured stdout log path, `None` when there is none (sent as `''`).
-    pub(crate) stdout_logfile: Option<String>,
-    pub(crate) stderr_logfile: Option<String>,
-    /// 0 when not running.
-    pub(crate) pid: u32,
-}
-
 /// The outcome for one process of a group operation. supervisord sends it as
 /// `{name, group, status, description}` with status 80 (`SUCCESS`) and `OK`, or the fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,84 +63,12 @@ pub(crate) struct ProcessResult {
     pub(crate) outcome: Result<(), Fault>,
 }
 
-/// The group names `reloadConfig` found added, changed and removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ConfigDiff {
-    pub(crate) added: Vec<String>,
-    pub(crate) changed: Vec<String>,
-    pub(crate) removed: Vec<String>,
-}
-
-/// A config value supervisord may hold as `AUTO` or `None`, which `getAllConfigInfo` sends
-/// as the strings `auto` and `none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Setting<T> {
-    Auto,
-    None,
-    Value(T),
-}
-
-/// `autorestart`, sent as `false`, `true` or the string `unexpected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AutoRestart {
-    Never,
-    Unexpected,
-    Always,
-}
-
-/// The per-channel settings of [`ConfigInfo`] (`stdout_*` and `stderr_*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChannelConfig {
-    pub(crate) capture_maxbytes: u64,
-    pub(crate) events_enabled: bool,
-    pub(crate) logfile: Setting<String>,
-    pub(crate) logfile_backups: u32,
-    pub(crate) logfile_maxbytes: u64,
-    pub(crate) syslog: bool,
-}
-
-/// One configured process as `getAllConfigInfo` reports it (one per process of every group
-/// in the last-read config, active or not).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigInfo {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    pub(crate) group_prio: i32,
-    pub(crate) process_prio: i32,
-    /// Whether the group is active (added) in the running daemon.
-    pub(crate) inuse: bool,
-    pub(crate) autostart: bool,
-    pub(crate) autorestart: AutoRestart,
-    /// `None` when the process keeps the daemon's working directory.
-    pub(crate) directory: Option<String>,
-    /// `None` when no `user=` is configured.
-    pub(crate) uid: Option<u32>,
-    pub(crate) command: String,
-    pub(crate) exitcodes: Vec<i32>,
-    pub(crate) killasgroup: bool,
-    pub(crate) redirect_stderr: bool,
-    pub(crate) startretries: u32,
-    pub(crate) startsecs: u32,
-    /// The signal number.
-    pub(crate) stopsignal: i32,
-    pub(crate) stopwaitsecs: u32,
-    pub(crate) stdout: ChannelConfig,
-    pub(crate) stderr: ChannelConfig,
-    pub(crate) serverurl: Setting<String>,
-}
-
 /// Which log a read, tail or follow applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum LogSource {
     /// The daemon's own log (`[supervisord] logfile`).
     Main,
-    Process(ProcessRef, Channel),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Channel {
-    Stdout,
-    Stderr,
+    Process(ProcessRef, LogChannel),
 }
 
 /// Where [`Backend::follow_log`] reads from.
@@ -329,7 +174,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Re-reads the config and diffs it against the active groups, applying nothing.
     /// `CANT_REREAD` with the parse errors as detail.
-    fn reload_config(&self) -> impl Future<Output = Result<ConfigDiff, Fault>> + Send;
+    fn reload_config(&self) -> impl Future<Output = Result<Reread, Fault>> + Send;
 
     /// Activates a group of the last-read config. `BAD_NAME`, `ALREADY_ADDED`.
     fn add_group(&self, group: &str) -> impl Future<Output = Result<(), Fault>> + Send;

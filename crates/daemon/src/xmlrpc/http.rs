@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::auth::{CHALLENGE, Credentials};
-use super::backend::{Backend, Channel, FollowFrom, LogFollow, LogSource};
+use super::backend::{Backend, FollowFrom, LogChannel, LogFollow, LogSource};
 use super::codec::{decode_call, encode_fault, encode_response};
 use super::methods::{self, Target, split_namespec};
 
@@ -177,8 +177,8 @@ fn logtail_source(path: &str) -> Option<LogSource> {
     let (_handler, rest) = decoded.trim_start_matches('/').split_once('/')?;
     let (namespec, channel) = rest.split_once('/').unwrap_or((rest, "stdout"));
     let channel = match channel {
-        "stdout" => Channel::Stdout,
-        "stderr" => Channel::Stderr,
+        "stdout" => LogChannel::Stdout,
+        "stderr" => LogChannel::Stderr,
         _ => return None,
     };
     match split_namespec(namespec) {

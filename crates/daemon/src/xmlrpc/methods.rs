@@ -30,15 +30,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dxr::Value;
 use jiff::tz::TimeZone;
 use nix::sys::signal::Signal;
+use vigil_rpc::LogSettings;
 
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigInfo, DaemonState, LogSource, ProcessInfo,
-    ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    Backend, ConfigInfo, DaemonState, LogChannel, LogSource, ProcessInfo, ProcessRef,
+    ProcessResult, ProcessState, Scope,
 };
 use super::fault::{Fault, FaultCode};
-
-/// supervisord's XML-RPC API version; `supervisorctl` refuses to talk to anything else.
-pub(crate) const API_VERSION: &str = "3.0";
 
 /// The version `getSupervisorVersion` (and `supervisorctl version`) reports: vigild's own.
 const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -350,6 +348,23 @@ fn string_arg(value: &Value) -> Result<&str, Fault> {
     }
 }
 
+/// A signal argument: a name or a number (checked later, by [`parse_signal`]).
+fn signal_arg(value: &Value) -> Result<&Value, Fault> {
+    match value {
+        Value::String(_) | Value::Integer(_) => Ok(value),
+        _ => Err(incorrect()),
+    }
+}
+
+/// A signal argument as `BAD_SIGNAL`'s detail shows it.
+fn signal_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Integer(number) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
 fn int_arg(value: &Value) -> Result<i32, Fault> {
     match value {
         Value::Integer(number) => Ok(*number),
@@ -546,42 +561,11 @@ fn now_epoch() -> i64 {
     }
 }
 
-/// `str(datetime.timedelta(seconds=n))`: `H:MM:SS`, with `N day(s), ` in front past a day.
-fn timedelta(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let clock = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => clock,
-        1 => format!("1 day, {clock}"),
-        _ => format!("{days} days, {clock}"),
-    }
-}
-
 /// The `description` field (supervisord's `_interpretProcessInfo`, reference section 3.3).
 /// Stop times are shown in `zone`, the daemon's local time zone, looked up once per call
 /// by the caller because reading it is far dearer than formatting.
 pub(crate) fn describe(info: &ProcessInfo, now: i64, zone: &TimeZone) -> String {
-    match info.state {
-        ProcessState::Running => {
-            format!("pid {}, uptime {}", info.pid, timedelta(now.saturating_sub(info.start)))
-        }
-        ProcessState::Backoff | ProcessState::Fatal => {
-            if info.spawnerr.is_empty() {
-                format!("unknown error (try \"tail {}\")", info.name)
-            } else {
-                info.spawnerr.clone()
-            }
-        }
-        ProcessState::Stopped | ProcessState::Exited => {
-            if info.start == 0 {
-                "Not started".to_owned()
-            } else {
-                local_time(info.stop, zone)
-            }
-        }
-        ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
-    }
+    vigil_rpc::describe(&ProcessInfo { now, ..info.clone() }, |stop| local_time(stop, zone))
 }
 
 /// An epoch time as `%b %d %I:%M %p` in `zone`.
@@ -602,7 +586,6 @@ fn string(text: impl Into<String>) -> Value {
 }
 
 fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
-    let stdout_logfile = info.stdout_logfile.clone().unwrap_or_default();
     Value::Struct(BTreeMap::from([
         member("name", string(&info.name)),
         member("group", string(&info.group)),
@@ -613,9 +596,9 @@ fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
         member("statename", string(info.state.name())),
         member("spawnerr", string(&info.spawnerr)),
         member("exitstatus", Value::Integer(info.exitstatus)),
-        member("logfile", string(&stdout_logfile)),
-        member("stdout_logfile", string(stdout_logfile)),
-        member("stderr_logfile", string(info.stderr_logfile.clone().unwrap_or_default())),
+        member("logfile", string(&info.stdout_logfile)),
+        member("stdout_logfile", string(&info.stdout_logfile)),
+        member("stderr_logfile", string(&info.stderr_logfile)),
         member("pid", Value::Integer(capped(i64::from(info.pid)))),
         member("description", string(describe(info, now, zone))),
     ]))
@@ -638,11 +621,12 @@ fn results(results: &[ProcessResult]) -> Value {
     Value::Array(results.iter().map(result_struct).collect())
 }
 
-fn setting(value: &Setting<String>) -> Value {
+/// A setting supervisord may hold as `AUTO` or `None`: vigil-rpc already spells them `auto`
+/// and `none`, as `getAllConfigInfo` sends them; an empty one is `none` too.
+fn setting(value: &str) -> Value {
     match value {
-        Setting::Auto => string("auto"),
-        Setting::None => string("none"),
-        Setting::Value(text) => string(text),
+        "" => string("none"),
+        text => string(text),
     }
 }
 
@@ -656,10 +640,10 @@ fn config_struct(config: &ConfigInfo) -> Value {
         member("autostart", Value::Boolean(config.autostart)),
         member(
             "autorestart",
-            match config.autorestart {
-                AutoRestart::Never => Value::Boolean(false),
-                AutoRestart::Always => Value::Boolean(true),
-                AutoRestart::Unexpected => string("unexpected"),
+            match config.autorestart.as_str() {
+                "true" => Value::Boolean(true),
+                "unexpected" => string("unexpected"),
+                _ => Value::Boolean(false),
             },
         ),
         member("directory", config.directory.as_ref().map_or_else(|| string("none"), string)),
@@ -675,9 +659,9 @@ fn config_struct(config: &ConfigInfo) -> Value {
         member("killasgroup", Value::Boolean(config.killasgroup)),
         member("redirect_stderr", Value::Boolean(config.redirect_stderr)),
         member("startretries", Value::Integer(capped_u64(config.startretries.into()))),
-        member("startsecs", Value::Integer(capped_u64(config.startsecs.into()))),
+        member("startsecs", Value::Integer(capped_u64(config.startsecs))),
         member("stopsignal", Value::Integer(config.stopsignal)),
-        member("stopwaitsecs", Value::Integer(capped_u64(config.stopwaitsecs.into()))),
+        member("stopwaitsecs", Value::Integer(capped_u64(config.stopwaitsecs))),
         member("serverurl", setting(&config.serverurl)),
     ]);
     for (prefix, channel) in [("stdout", &config.stdout), ("stderr", &config.stderr)] {
@@ -686,7 +670,7 @@ fn config_struct(config: &ConfigInfo) -> Value {
     Value::Struct(members)
 }
 
-fn channel_members(members: &mut BTreeMap<String, Value>, prefix: &str, channel: &ChannelConfig) {
+fn channel_members(members: &mut BTreeMap<String, Value>, prefix: &str, channel: &LogSettings) {
     let fields = [
         ("capture_maxbytes", Value::Integer(capped_u64(channel.capture_maxbytes))),
         ("events_enabled", Value::Boolean(channel.events_enabled)),
@@ -715,12 +699,8 @@ async fn bad_signal_results<B: Backend>(
             return Err(Fault::with_detail(FaultCode::BadName, group.as_str()));
         }
     }
-    infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-    let detail = match signal {
-        Value::String(text) => text.clone(),
-        Value::Integer(number) => number.to_string(),
-        _ => String::new(),
-    };
+    sort_by_name(&mut infos);
+    let detail = signal_text(signal);
     Ok(infos
         .into_iter()
         .filter(|info| {
@@ -734,6 +714,26 @@ async fn bad_signal_results<B: Backend>(
             outcome: Err(Fault::with_detail(FaultCode::BadSignal, detail.clone())),
         })
         .collect())
+}
+
+/// Processes in supervisord's listing order: by group, then by name.
+fn sort_by_name(infos: &mut [ProcessInfo]) {
+    infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+}
+
+/// `start*`/`stop*` for a group or every process: one result per process acted on.
+async fn start_or_stop_many<B: Backend>(
+    backend: &B,
+    start: bool,
+    scope: &Scope,
+    wait: bool,
+) -> Result<Value, Fault> {
+    let outcome = if start {
+        backend.start_many(scope, wait).await?
+    } else {
+        backend.stop_many(scope, wait).await?
+    };
+    Ok(results(&outcome))
 }
 
 async fn signal_many<B: Backend>(
@@ -760,7 +760,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
         "supervisor.getAPIVersion" | "supervisor.getVersion" => {
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
-            Ok(string(API_VERSION))
+            Ok(string(vigil_rpc::API_VERSION))
         }
         "supervisor.getSupervisorVersion" => {
             arity(params, 0, 0)?;
@@ -791,22 +791,14 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             ensure_running(backend).await?;
             read_log(backend, &LogSource::Main, offset, length).await
         }
-        "supervisor.clearLog" => {
+        "supervisor.clearLog" | "supervisor.shutdown" | "supervisor.restart" => {
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
-            backend.clear_main_log().await?;
-            Ok(Value::Boolean(true))
-        }
-        "supervisor.shutdown" => {
-            arity(params, 0, 0)?;
-            ensure_running(backend).await?;
-            backend.shutdown().await?;
-            Ok(Value::Boolean(true))
-        }
-        "supervisor.restart" => {
-            arity(params, 0, 0)?;
-            ensure_running(backend).await?;
-            backend.restart().await?;
+            match spec.name {
+                "supervisor.clearLog" => backend.clear_main_log().await?,
+                "supervisor.shutdown" => backend.shutdown().await?,
+                _ => backend.restart().await?,
+            }
             Ok(Value::Boolean(true))
         }
         "supervisor.reloadConfig" => {
@@ -839,13 +831,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let start = spec.name == "supervisor.startProcess";
             match split_namespec(name) {
                 Target::Group(group) => {
-                    let scope = Scope::Group(group);
-                    let outcome = if start {
-                        backend.start_many(&scope, wait).await?
-                    } else {
-                        backend.stop_many(&scope, wait).await?
-                    };
-                    Ok(results(&outcome))
+                    start_or_stop_many(backend, start, &Scope::Group(group), wait).await
                 }
                 Target::Process(process) => {
                     let outcome = if start {
@@ -863,32 +849,20 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let group = string_arg(&params[0])?;
             let wait = bool_arg(params, 1, true)?;
             ensure_running(backend).await?;
-            let scope = Scope::Group(group.to_owned());
-            let outcome = if spec.name == "supervisor.startProcessGroup" {
-                backend.start_many(&scope, wait).await?
-            } else {
-                backend.stop_many(&scope, wait).await?
-            };
-            Ok(results(&outcome))
+            let start = spec.name == "supervisor.startProcessGroup";
+            start_or_stop_many(backend, start, &Scope::Group(group.to_owned()), wait).await
         }
         "supervisor.startAllProcesses" | "supervisor.stopAllProcesses" => {
             arity(params, 0, 1)?;
             let wait = bool_arg(params, 0, true)?;
             ensure_running(backend).await?;
-            let outcome = if spec.name == "supervisor.startAllProcesses" {
-                backend.start_many(&Scope::All, wait).await?
-            } else {
-                backend.stop_many(&Scope::All, wait).await?
-            };
-            Ok(results(&outcome))
+            let start = spec.name == "supervisor.startAllProcesses";
+            start_or_stop_many(backend, start, &Scope::All, wait).await
         }
         "supervisor.signalProcess" => {
             arity(params, 2, 0)?;
             let name = string_arg(&params[0])?;
-            let signal = &params[1];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[1])?;
             ensure_running(backend).await?;
             match split_namespec(name) {
                 Target::Group(group) => signal_many(backend, Scope::Group(group), signal).await,
@@ -899,11 +873,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
                             .process_info(&process)
                             .await
                             .map_err(|fault| respell(fault, &process, name))?;
-                        let detail = match signal {
-                            Value::Integer(number) => number.to_string(),
-                            _ => string_arg(signal)?.to_owned(),
-                        };
-                        return Err(Fault::with_detail(FaultCode::BadSignal, detail));
+                        return Err(Fault::with_detail(FaultCode::BadSignal, signal_text(signal)));
                     };
                     backend
                         .signal_process(&process, parsed)
@@ -916,18 +886,12 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
         "supervisor.signalProcessGroup" => {
             arity(params, 2, 0)?;
             let group = string_arg(&params[0])?;
-            let signal = &params[1];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[1])?;
             signal_many(backend, Scope::Group(group.to_owned()), signal).await
         }
         "supervisor.signalAllProcesses" => {
             arity(params, 1, 0)?;
-            let signal = &params[0];
-            if !matches!(signal, Value::String(_) | Value::Integer(_)) {
-                return Err(incorrect());
-            }
+            let signal = signal_arg(&params[0])?;
             signal_many(backend, Scope::All, signal).await
         }
         "supervisor.getProcessInfo" => {
@@ -945,7 +909,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
             let mut infos = backend.all_process_info().await?;
-            infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+            sort_by_name(&mut infos);
             let (now, zone) = (now_epoch(), TimeZone::system());
             Ok(Value::Array(infos.iter().map(|info| info_struct(info, now, &zone)).collect()))
         }
@@ -967,8 +931,11 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             let (offset, length) = (int_arg(&params[1])?, int_arg(&params[2])?);
             ensure_running(backend).await?;
             let process = process_target(name)?;
-            let channel =
-                if spec.name.ends_with("StderrLog") { Channel::Stderr } else { Channel::Stdout };
+            let channel = if spec.name.ends_with("StderrLog") {
+                LogChannel::Stderr
+            } else {
+                LogChannel::Stdout
+            };
             let source = LogSource::Process(process.clone(), channel);
             let outcome = if spec.name.starts_with("supervisor.tail") {
                 tail_log(backend, &source, offset, length).await
@@ -992,7 +959,7 @@ async fn call_one<B: Backend>(backend: &B, method: &str, params: &[Value]) -> Re
             arity(params, 0, 0)?;
             ensure_running(backend).await?;
             let mut infos = backend.all_process_info().await?;
-            infos.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+            sort_by_name(&mut infos);
             let mut outcome = Vec::with_capacity(infos.len());
             for info in infos {
                 let process = ProcessRef::new(info.group, info.name);

@@ -8,9 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
+use vigil_rpc::LogSettings;
+
 use super::backend::{
-    AutoRestart, Backend, Channel, ChannelConfig, ConfigDiff, ConfigInfo, DaemonState, FollowFrom,
-    LogFollow, LogSource, ProcessInfo, ProcessRef, ProcessResult, ProcessState, Scope, Setting,
+    Backend, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource, ProcessInfo,
+    ProcessRef, ProcessResult, ProcessState, Reread, Scope,
 };
 use super::fault::{Fault, FaultCode};
 use super::methods::namespec;
@@ -25,7 +27,7 @@ pub(crate) struct FakeState {
     /// Groups of the last-read config that `add_group` may activate.
     pub(crate) available_groups: Vec<String>,
     pub(crate) configs: Vec<ConfigInfo>,
-    pub(crate) reload: Result<ConfigDiff, Fault>,
+    pub(crate) reload: Result<Reread, Fault>,
     /// Logs by source; a missing entry is a log without a file (`NO_FILE`).
     pub(crate) logs: HashMap<LogSource, Vec<u8>>,
     /// Processes whose start fails with `SPAWN_ERROR`.
@@ -56,20 +58,26 @@ pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessIn
         group: group.to_owned(),
         start: if state == ProcessState::Stopped { 0 } else { 1_700_000_000 },
         stop: 0,
+        now: 0,
         state,
+        statename: state.name().to_owned(),
         spawnerr: String::new(),
         exitstatus: 0,
-        stdout_logfile: Some(format!("/logs/{name}.out")),
-        stderr_logfile: None,
+        logfile: format!("/logs/{name}.out"),
+        stdout_logfile: format!("/logs/{name}.out"),
+        stderr_logfile: String::new(),
         pid: if running { 4242 } else { 0 },
+        description: String::new(),
+        health: None,
+        waiting_for: Vec::new(),
     }
 }
 
 pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
-    let channel = |logfile| ChannelConfig {
+    let channel = |logfile: &str| LogSettings {
         capture_maxbytes: 0,
         events_enabled: false,
-        logfile,
+        logfile: logfile.to_owned(),
         logfile_backups: 10,
         logfile_maxbytes: 50 * 1024 * 1024,
         syslog: false,
@@ -81,20 +89,21 @@ pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
         process_prio: 999,
         inuse: true,
         autostart: true,
-        autorestart: AutoRestart::Unexpected,
+        autorestart: "unexpected".to_owned(),
         directory: None,
         uid: None,
         command: format!("/bin/{name}"),
         exitcodes: vec![0],
         killasgroup: false,
+        stopasgroup: false,
         redirect_stderr: false,
         startretries: 3,
         startsecs: 1,
         stopsignal: 15,
         stopwaitsecs: 10,
-        stdout: channel(Setting::Auto),
-        stderr: channel(Setting::None),
-        serverurl: Setting::Auto,
+        stdout: channel("auto"),
+        stderr: channel("none"),
+        serverurl: "auto".to_owned(),
     }
 }
 
@@ -120,7 +129,7 @@ impl FakeBackend {
                 processes,
                 available_groups: vec!["extra".to_owned()],
                 configs,
-                reload: Ok(ConfigDiff::default()),
+                reload: Ok(Reread::default()),
                 logs: HashMap::new(),
                 failing_spawns: Vec::new(),
                 signals: Vec::new(),
@@ -185,6 +194,26 @@ impl FakeBackend {
         matches!(state, ProcessState::Starting | ProcessState::Running | ProcessState::Backoff)
     }
 
+    /// `*_many`: `act` on each process of `scope` that is running (`running`) or not,
+    /// in name order; one result each.
+    fn many_locked(
+        state: &mut FakeState,
+        scope: &Scope,
+        running: bool,
+        mut act: impl FnMut(&mut FakeState, &ProcessRef) -> Result<(), Fault>,
+    ) -> Result<Vec<ProcessResult>, Fault> {
+        let mut results = Vec::new();
+        for process in Self::in_scope(state, scope)? {
+            let index = Self::find(state, &process)?;
+            if Self::is_running(state.processes[index].state) != running {
+                continue;
+            }
+            let outcome = act(state, &process);
+            results.push(ProcessResult { process, outcome });
+        }
+        Ok(results)
+    }
+
     fn start_locked(state: &mut FakeState, process: &ProcessRef) -> Result<(), Fault> {
         let index = Self::find(state, process)?;
         if Self::is_running(state.processes[index].state) {
@@ -238,10 +267,10 @@ impl FakeBackend {
         state.logs.get(source).map(Vec::as_slice).ok_or_else(|| {
             let path = match source {
                 LogSource::Main => "/logs/vigild.log".to_owned(),
-                LogSource::Process(process, Channel::Stdout) => {
+                LogSource::Process(process, LogChannel::Stdout) => {
                     format!("/logs/{}.out", process.name)
                 }
-                LogSource::Process(process, Channel::Stderr) => {
+                LogSource::Process(process, LogChannel::Stderr) => {
                     format!("/logs/{}.err", process.name)
                 }
             };
@@ -278,17 +307,7 @@ impl Backend for FakeBackend {
     }
 
     async fn start_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::start_locked(&mut state, &process);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, false, Self::start_locked)
     }
 
     async fn stop_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
@@ -296,17 +315,7 @@ impl Backend for FakeBackend {
     }
 
     async fn stop_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if !Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::stop_locked(&mut state, &process);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, true, Self::stop_locked)
     }
 
     async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
@@ -318,20 +327,12 @@ impl Backend for FakeBackend {
         scope: &Scope,
         signal: Signal,
     ) -> Result<Vec<ProcessResult>, Fault> {
-        let mut state = self.state();
-        let mut results = Vec::new();
-        for process in Self::in_scope(&state, scope)? {
-            let index = Self::find(&state, &process)?;
-            if !Self::is_running(state.processes[index].state) {
-                continue;
-            }
-            let outcome = Self::signal_locked(&mut state, &process, signal);
-            results.push(ProcessResult { process, outcome });
-        }
-        Ok(results)
+        Self::many_locked(&mut self.state(), scope, true, |state, process| {
+            Self::signal_locked(state, process, signal)
+        })
     }
 
-    async fn reload_config(&self) -> Result<ConfigDiff, Fault> {
+    async fn reload_config(&self) -> Result<Reread, Fault> {
         self.state().reload.clone()
     }
 
@@ -450,7 +451,7 @@ impl Backend for FakeBackend {
     async fn clear_process_logs(&self, process: &ProcessRef) -> Result<(), Fault> {
         let mut state = self.state();
         Self::find(&state, process)?;
-        for channel in [Channel::Stdout, Channel::Stderr] {
+        for channel in [LogChannel::Stdout, LogChannel::Stderr] {
             state.logs.remove(&LogSource::Process(process.clone(), channel));
         }
         state.cleared.push(Some(process.clone()));

@@ -179,14 +179,14 @@ fn paging_log(request: &ControlRequest) -> ControlResponse {
 async fn reads_page_through_short_replies() {
     let control = Scripted::new(paging_log);
     let backend = backend(&control);
-    let source = LogSource::Process(ProcessRef::new("app", "app"), Channel::Stdout);
+    let source = LogSource::Process(ProcessRef::new("app", "app"), LogChannel::Stdout);
     assert_eq!(backend.log_size(&source).await.unwrap(), LOG.len() as u64);
     assert_eq!(backend.read_log(&source, 0, None).await.unwrap(), LOG);
     assert_eq!(backend.read_log(&source, 2, Some(7)).await.unwrap(), b"llo, wo");
     assert_eq!(backend.read_log(&source, 20, None).await.unwrap(), b"");
     assert_eq!(backend.read_log(&source, 0, Some(0)).await.unwrap(), b"");
     // A channel without a log file is NO_FILE, as in supervisord, whatever vigild keeps.
-    let stderr = LogSource::Process(ProcessRef::new("app", "app"), Channel::Stderr);
+    let stderr = LogSource::Process(ProcessRef::new("app", "app"), LogChannel::Stderr);
     assert_eq!(backend.log_size(&stderr).await.unwrap_err().fault_string(), "NO_FILE: None");
 }
 

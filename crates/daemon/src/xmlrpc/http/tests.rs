@@ -205,7 +205,7 @@ async fn keep_alive_serves_several_requests() {
 #[tokio::test]
 async fn basic_auth_guards_every_handler() {
     let backend = Arc::new(FakeBackend::new());
-    let backend_log = LogSource::Process(ProcessRef::new("web", "web_0"), Channel::Stdout);
+    let backend_log = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
     backend.append_log(&backend_log, b"hello\n");
     let plain_credentials = || Some(Credentials::new("user", "123"));
     let call = method_call("supervisor.getState", "");
@@ -320,7 +320,7 @@ impl Follower {
 #[tokio::test]
 async fn logtail_starts_1024_bytes_before_the_end_and_follows() {
     let backend = Arc::new(FakeBackend::new());
-    let source = LogSource::Process(ProcessRef::new("web", "web_0"), Channel::Stdout);
+    let source = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
     let mut log = vec![b'A'; 976];
     log.extend(vec![b'B'; 1024]);
     backend.append_log(&source, &log);
@@ -351,7 +351,7 @@ async fn logtail_starts_1024_bytes_before_the_end_and_follows() {
 #[tokio::test]
 async fn logtail_of_a_short_log_starts_at_the_beginning() {
     let backend = Arc::new(FakeBackend::new());
-    let source = LogSource::Process(ProcessRef::new("worker", "worker"), Channel::Stderr);
+    let source = LogSource::Process(ProcessRef::new("worker", "worker"), LogChannel::Stderr);
     backend.append_log(&source, b"short\n");
     // Percent-encoded namespec, as a client may send it.
     let (mut follower, head) = Follower::open(&backend, "/logtail/worker%3Aworker/stderr").await;
@@ -362,7 +362,7 @@ async fn logtail_of_a_short_log_starts_at_the_beginning() {
 #[tokio::test]
 async fn logtail_defaults_to_stdout_and_serves_the_main_log() {
     let backend = Arc::new(FakeBackend::new());
-    let stdout = LogSource::Process(ProcessRef::new("worker", "worker"), Channel::Stdout);
+    let stdout = LogSource::Process(ProcessRef::new("worker", "worker"), LogChannel::Stdout);
     backend.append_log(&stdout, b"out\n");
     let (mut follower, _) = Follower::open(&backend, "/logtail/worker").await;
     follower.wait_for(b"out\n").await;
@@ -376,7 +376,7 @@ async fn logtail_defaults_to_stdout_and_serves_the_main_log() {
 #[tokio::test]
 async fn logtail_not_found() {
     let backend = Arc::new(FakeBackend::new());
-    let stdout = LogSource::Process(ProcessRef::new("web", "web_0"), Channel::Stdout);
+    let stdout = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
     backend.append_log(&stdout, b"x\n");
     for path in [
         "/logtail/nosuch/stdout",
@@ -472,7 +472,7 @@ async fn python_xmlrpc_client_understands_us() {
     let socket = dir.path().join("vigil.sock");
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let backend = Arc::new(FakeBackend::new());
-    let source = LogSource::Process(ProcessRef::new("web", "web_0"), Channel::Stdout);
+    let source = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
     // CR, an ANSI escape, a NUL and a byte that is not UTF-8: all must reach Python parseable.
     backend.append_log(&source, b"line one\r\n\x1b[31mred\x1b[0m\x00 \xff\n");
     let credentials =

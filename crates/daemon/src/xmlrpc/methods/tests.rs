@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::xmlrpc::backend::ConfigDiff;
+use crate::xmlrpc::backend::Reread;
 use crate::xmlrpc::testing::{FakeBackend, process};
 
 fn s(text: &str) -> Value {
@@ -476,7 +476,7 @@ fn read_ranges_follow_read_file() {
 #[tokio::test]
 async fn read_logs() {
     let backend = FakeBackend::new();
-    let stdout = LogSource::Process(web0(), Channel::Stdout);
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
     backend.append_log(&stdout, b"0123456789");
     backend.append_log(&LogSource::Main, b"main log\n");
     for (offset, length, expected) in
@@ -545,7 +545,7 @@ async fn tail_logs() {
         check(&backend, "supervisor.tailProcessLog", vec![s("nosuch"), i(0), i(10)]).await;
     assert_eq!(fault_string(outcome), "BAD_NAME: nosuch");
 
-    let stdout = LogSource::Process(web0(), Channel::Stdout);
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
     backend.append_log(&stdout, "x".repeat(100).as_bytes());
     backend.append_log(&stdout, b"0123456789");
     let outcome =
@@ -593,10 +593,11 @@ async fn clearing_logs() {
 #[tokio::test]
 async fn reload_and_groups() {
     let backend = FakeBackend::new();
-    backend.state().reload = Ok(ConfigDiff {
+    backend.state().reload = Ok(Reread {
         added: vec!["newprog".to_owned()],
         changed: vec!["web".to_owned()],
         removed: vec![],
+        details: vec![],
     });
     assert_eq!(
         check(&backend, "supervisor.reloadConfig", vec![]).await,
@@ -721,10 +722,10 @@ async fn config_info_fields() {
         let config = &mut configs[0];
         config.directory = Some("/srv".to_owned());
         config.uid = Some(u32::MAX);
-        config.autorestart = AutoRestart::Always;
-        config.stdout.logfile = Setting::Value("/var/log/cron.log".to_owned());
+        config.autorestart = "true".to_owned();
+        config.stdout.logfile = "/var/log/cron.log".to_owned();
         config.stdout.logfile_maxbytes = u64::MAX;
-        configs[1].autorestart = AutoRestart::Never;
+        configs[1].autorestart = "false".to_owned();
     }
     let all = check(&backend, "supervisor.getAllConfigInfo", vec![]).await.unwrap();
     let first = &items(&all)[0];
