@@ -38,15 +38,18 @@
 
 mod config_actor;
 pub mod error;
+pub mod eventlistener;
 pub mod events;
 pub mod exit;
 mod group;
 pub mod lifecycle;
 pub mod logs;
+mod output;
 mod process;
 pub mod reaper;
 mod root;
 pub mod spawn;
+pub mod syslog;
 mod update;
 
 use std::collections::HashSet;
@@ -130,14 +133,17 @@ impl Supervisor {
         for group in &config.groups {
             groups.push((group.clone(), build_members(group, &settings)?));
         }
+        let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
             daemon_env: options.daemon_env,
             global_env: std::sync::RwLock::new(settings.environment.clone()),
             server_url: options.server_url,
+            // Hook (events): event listener pools, strip_ansi.
+            events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
         });
-        let registry = Arc::new(Registry::default());
+        ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
             CoreError::Failed(format!("could not start the root actor: {error}"))
@@ -158,6 +164,8 @@ impl Supervisor {
                 return Err(error);
             }
         }
+        // Hook (events): supervisord announces RUNNING before it starts processes.
+        let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
         handle.autostart(&handle.inner.registry.groups_by_priority()).await;
         Ok(handle)
     }
@@ -356,7 +364,10 @@ impl Handle {
     /// only after the previous one is fully stopped; then the actors stop. Returns
     /// when everything is down. Calling it again waits for nothing.
     pub async fn shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Hook (events): SUPERVISOR_STATE_CHANGE_STOPPING, once.
+        if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
+        }
         let mut join = self.inner.join.lock().await;
         let Some(handle) = join.take() else {
             return;

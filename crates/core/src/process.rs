@@ -37,7 +37,7 @@ use crate::lifecycle::{
     Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, SignalPurpose, Timer,
     TimerKind,
 };
-use crate::logs::ChannelLog;
+use crate::logs::{Channel, ChannelLog};
 use crate::reaper::{Reaper, Spawned};
 use crate::spawn::{
     SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command, search_path,
@@ -75,6 +75,8 @@ pub(crate) struct Context {
     pub(crate) global_env: RwLock<BTreeMap<String, String>>,
     /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
     pub(crate) server_url: Option<String>,
+    /// Hook (events): listener pools and output filters (`eventlistener.rs`, `output.rs`).
+    pub(crate) events: Arc<crate::eventlistener::Hub>,
 }
 
 /// The stdin writer of the current child, shared so `send_stdin` can write
@@ -483,11 +485,12 @@ impl ProcessActorState {
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
         self.shared.child.store(pid, Ordering::SeqCst);
+        // Hook (events): filters, syslog, log events, listener protocol.
         if let Some(stdout) = spawned.stdout {
-            drop(self.shared.stdout.capture(stdout));
+            crate::output::capture(&self.ctx, &self.shared, Channel::Stdout, stdout, pid);
         }
         if let Some(stderr) = spawned.stderr {
-            drop(self.shared.stderr.capture(stderr));
+            crate::output::capture(&self.ctx, &self.shared, Channel::Stderr, stderr, pid);
         }
         self.shared
             .set_stdin(spawned.stdin.map(|sender| Arc::new(tokio::sync::Mutex::new(sender))));
