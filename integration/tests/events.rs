@@ -188,3 +188,49 @@ fn output_filters_strip_ansi_capture_and_log_events() {
     });
     drop(daemon);
 }
+
+#[test]
+fn fcgi_children_share_one_listening_socket() {
+    let sandbox = Sandbox::new();
+    // supervisord's config wants a real port: borrow a free one from the kernel.
+    let free = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
+    let chosen = free.local_addr().expect("local addr").port();
+    drop(free);
+    let body = format!(
+        "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{chosen}\n\
+         process_name=%(program_name)s_%(process_num)s\nnumprocs=2\nstartsecs=0\n\
+         stdout_logfile={}/logs/%(process_num)s.out\nstderr_logfile={}/logs/%(process_num)s.err\n",
+        child_bin().display(),
+        sandbox.path().display(),
+        sandbox.path().display(),
+    );
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+
+    let port_of = |n: u32| {
+        wait_for(WAIT, &format!("child {n} to report its socket"), || {
+            let log = sandbox.read_text(format!("logs/{n}.out"));
+            log.lines().find_map(|line| line.strip_prefix("accepting port=")?.parse::<u16>().ok())
+        })
+    };
+    let port = port_of(0);
+    assert_eq!(port, chosen);
+    assert_eq!(port_of(1), port, "both children hold the same socket");
+
+    // Connections reach both children through the one socket.
+    let mut pids = std::collections::BTreeSet::new();
+    wait_until(WAIT, "both children to answer", || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        pids.insert(answer);
+        pids.len() == 2
+    });
+
+    // Stopped, the children are gone and so is the daemon's copy of the socket.
+    daemon.ctl(&["stop", "all"]).expect_code(0);
+    wait_until(WAIT, "the socket to close after the last child", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    drop(daemon);
+}

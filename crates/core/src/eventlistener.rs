@@ -353,6 +353,9 @@ pub(crate) struct Hub {
     strip_ansi: bool,
     registry: Arc<Registry>,
     pools: Mutex<BTreeMap<String, PoolRecord>>,
+    /// `[fcgi-program:x]` sockets (not events, but the same kind of per-group
+    /// daemon resource, kept here to keep the hooks into the tree few).
+    pub(crate) fcgi: crate::fcgi::FcgiSockets,
 }
 
 impl Hub {
@@ -362,6 +365,7 @@ impl Hub {
             strip_ansi: settings.strip_ansi,
             registry,
             pools: Mutex::new(BTreeMap::new()),
+            fcgi: crate::fcgi::FcgiSockets::default(),
         })
     }
 
@@ -478,6 +482,7 @@ impl Hub {
                 let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.registry.group(group).is_none() {
                     pools.remove(group);
+                    self.fcgi.remove(group);
                 }
             }
             _ => {}

@@ -41,6 +41,7 @@ pub mod error;
 pub mod eventlistener;
 pub mod events;
 pub mod exit;
+pub mod fcgi;
 mod group;
 pub mod lifecycle;
 pub mod logs;
@@ -401,7 +402,18 @@ impl Handle {
         config: GroupConfig,
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), CoreError> {
-        call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply }).await?
+        // Hook (fcgi): bind the group's socket first, so a bad one fails the add.
+        let fcgi = &self.inner.ctx.events.fcgi;
+        fcgi.prepare(&config).map_err(|e| CoreError::Failed(e.to_string()))?;
+        let name = config.name.clone();
+        let added =
+            call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply })
+                .await
+                .and_then(|added| added);
+        if added.is_err() {
+            fcgi.remove(&name);
+        }
+        added
     }
 
     /// Autostart in order: each call returns once that process's spawn was

@@ -468,6 +468,8 @@ impl ProcessActorState {
         let argv = self.resolve_argv().map_err(|e| e.to_string())?;
         let user =
             config.user.as_ref().map(SpawnUser::resolve).transpose().map_err(|e| e.to_string())?;
+        // Hook (fcgi): the group's socket as fd 0, held until this child's exit.
+        let socket = self.ctx.events.fcgi.acquire(&config.group).map_err(|e| e.to_string())?;
         let spec = SpawnSpec {
             argv,
             env: self.env(),
@@ -477,6 +479,7 @@ impl ProcessActorState {
             redirect_stderr: config.redirect_stderr,
             pipe_stdin: true,
             close_fds_from: 3,
+            stdin_socket: socket.clone(),
         };
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
@@ -498,6 +501,7 @@ impl ProcessActorState {
         let me = myself.clone();
         let namespec = self.shared.namespec.clone();
         tokio::spawn(async move {
+            let _socket = socket;
             match exit.await {
                 Ok(status) => {
                     // Fails only if this actor is gone, whose guard already killed it.

@@ -26,6 +26,7 @@
 //! | `--fork-inherit SECS` | fork a grandchild that keeps our stdout/stderr, sleeps SECS, prints `grandchild done` and exits; print `grandchild=<pid>` |
 //! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
+//! | `--accept-stdin` | fd 0 is a listening TCP socket (`[fcgi-program:x]`): print `accepting port=<port>`, then answer each connection with `pid=<pid>\n` and close it, forever |
 //! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, else `OK` |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
@@ -173,6 +174,7 @@ fn run(args: &[String]) -> Result<u8, String> {
                     .map_err(|e| format!("writing stdout: {e}"))?;
                 index += 1;
             }
+            "--accept-stdin" => accept_stdin()?,
             "--event-listener" => {
                 event_listener(value(args, index, flag)?)?;
                 index += 1;
@@ -411,5 +413,19 @@ fn event_listener(record_to: &str) -> Result<(), String> {
         };
         let mut out = std::io::stdout().lock();
         out.write_all(answer).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+    }
+}
+
+/// The `--accept-stdin` loop (see the module docs).
+fn accept_stdin() -> Result<(), String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 is ours for the rest of the process; nothing else uses stdin.
+    let listener = unsafe { TcpListener::from_raw_fd(0) };
+    let port = listener.local_addr().map_err(|e| format!("fd 0 is not a TCP socket: {e}"))?.port();
+    say(&format!("accepting port={port}"));
+    let reply = format!("pid={}\n", std::process::id());
+    loop {
+        let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let _ = stream.write_all(reply.as_bytes());
     }
 }
