@@ -234,3 +234,25 @@ fn fcgi_children_share_one_listening_socket() {
     });
     drop(daemon);
 }
+
+#[test]
+fn listener_gets_supervisor_group_and_tick_events() {
+    let sandbox = Sandbox::new();
+    let body = listener_section(&sandbox, "SUPERVISOR_STATE_CHANGE,PROCESS_GROUP,TICK_5", "");
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+
+    let (_, added) = find_event(&sandbox, "PROCESS_GROUP_ADDED", "groupname:lis");
+    assert_eq!(added, "groupname:lis\n");
+    let (header, running) = find_event(&sandbox, "SUPERVISOR_STATE_CHANGE_RUNNING", "");
+    assert_eq!((running.as_str(), token(&header, "len")), ("", "0"));
+    // Groups are added before the daemon announces RUNNING, as in supervisord.
+    let names: Vec<String> =
+        recorded(&sandbox).iter().map(|(h, _)| token(h, "eventname").to_owned()).collect();
+    assert_eq!(names[..2], ["PROCESS_GROUP_ADDED", "SUPERVISOR_STATE_CHANGE_RUNNING"]);
+
+    let (_, tick) = find_event(&sandbox, "TICK_5", "when:");
+    let when: u64 = tick.strip_prefix("when:").and_then(|n| n.parse().ok()).expect("epoch");
+    assert_eq!(when % 5, 0, "{tick}");
+    drop(daemon);
+}

@@ -46,6 +46,22 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// supervisord's type name of a bus event, cheaper than the whole notification.
+    pub fn name_of(event: &Event) -> String {
+        match event {
+            Event::ProcessState(change) => format!("PROCESS_STATE_{}", change.to.name()),
+            Event::GroupAdded { .. } => "PROCESS_GROUP_ADDED".to_owned(),
+            Event::GroupRemoved { .. } => "PROCESS_GROUP_REMOVED".to_owned(),
+            Event::RemoteCommunication { .. } => "REMOTE_COMMUNICATION".to_owned(),
+            Event::SupervisorRunning => "SUPERVISOR_STATE_CHANGE_RUNNING".to_owned(),
+            Event::SupervisorStopping => "SUPERVISOR_STATE_CHANGE_STOPPING".to_owned(),
+            Event::ProcessLog(output) => format!("PROCESS_LOG_{}", channel_suffix(output.channel)),
+            Event::ProcessCommunication(output) => {
+                format!("PROCESS_COMMUNICATION_{}", channel_suffix(output.channel))
+            }
+        }
+    }
+
     /// The listener form of a bus event (every bus event has one).
     pub fn from_event(event: &Event) -> Option<Notification> {
         let (name, payload) = match event {
@@ -337,8 +353,12 @@ enum PoolMsg {
         member: usize,
         generation: u64,
     },
-    /// A member changed state: it may have become RUNNING.
-    Kick,
+    /// A member changed state (from the bus, in order: the published snapshot
+    /// may lag behind the event).
+    State {
+        name: String,
+        state: ProcessState,
+    },
 }
 
 struct PoolRecord {
@@ -487,15 +507,23 @@ impl Hub {
             }
             _ => {}
         }
-        if let Some(notification) = Notification::from_event(event) {
+        // Most events interest nobody: skip building their payloads.
+        if self.subscribed(&Notification::name_of(event))
+            && let Some(notification) = Notification::from_event(event)
+        {
             self.deliver(Arc::new(notification), next_serial);
         }
         if let Event::ProcessState(change) = event
             && let Some(record) =
                 self.pools.lock().unwrap_or_else(PoisonError::into_inner).get(&change.group)
         {
-            let _ = record.tx.send(PoolMsg::Kick);
+            let _ = record.tx.send(PoolMsg::State { name: change.name.clone(), state: change.to });
         }
+    }
+
+    fn subscribed(&self, name: &str) -> bool {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.values().any(|record| record.events.iter().any(|sub| subscribes(sub, name)))
     }
 
     fn deliver(&self, event: Arc<Notification>, next_serial: &mut u64) {
@@ -531,6 +559,8 @@ struct Member {
     generation: u64,
     protocol: Protocol,
     busy: Option<Queued>,
+    /// RUNNING, as of the last state event: only RUNNING listeners get events.
+    running: bool,
 }
 
 impl Member {
@@ -538,7 +568,8 @@ impl Member {
         let mut protocol = Protocol::default();
         // No child yet: nothing to talk to until the first attach.
         protocol.broken();
-        Member { shared, generation: 0, protocol, busy: None }
+        let running = shared.state() == ProcessState::Running;
+        Member { shared, generation: 0, protocol, busy: None, running }
     }
 
     fn name(&self) -> &str {
@@ -616,7 +647,11 @@ impl Pool {
                         }
                     }
                 }
-                PoolMsg::Kick => {}
+                PoolMsg::State { name, state } => {
+                    if let Some(member) = self.members.iter_mut().find(|m| *m.name() == name) {
+                        member.running = state == ProcessState::Running;
+                    }
+                }
             }
             self.dispatch().await;
         }
@@ -693,8 +728,7 @@ impl Pool {
     async fn dispatch(&mut self) {
         while !self.buffer.is_empty() {
             let Some(index) = self.members.iter().position(|member| {
-                member.protocol.state() == ListenerState::Ready
-                    && member.shared.state() == ProcessState::Running
+                member.protocol.state() == ListenerState::Ready && member.running
             }) else {
                 return;
             };

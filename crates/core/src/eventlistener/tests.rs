@@ -16,7 +16,10 @@ fn change(from: ProcessState, to: ProcessState) -> ProcessStateEvent {
 }
 
 fn notify(event: Event) -> Notification {
-    Notification::from_event(&event).expect("every bus event has a listener form")
+    let notification =
+        Notification::from_event(&event).expect("every bus event has a listener form");
+    assert_eq!(Notification::name_of(&event), notification.name);
+    notification
 }
 
 #[test]
@@ -180,4 +183,29 @@ fn protocol_violations() {
     assert_eq!(protocol.feed(b""), vec![]);
     assert_eq!(protocol.state(), ListenerState::Acknowledged);
     assert_eq!(protocol.feed(b"READY\n"), vec![Outcome::Violation]);
+}
+
+fn queued(serial: u64) -> Queued {
+    Queued { serial, pool_serial: serial, event: Arc::new(Notification::tick("TICK_5", serial)) }
+}
+
+#[test]
+fn full_buffer_drops_the_oldest() {
+    let mut pool = Pool {
+        name: "lis".to_owned(),
+        identifier: "supervisor".to_owned(),
+        buffer_size: 2,
+        buffer: VecDeque::new(),
+        next_serial: 0,
+        members: Vec::new(),
+    };
+    for serial in 0..3 {
+        pool.accept(queued(serial), false);
+    }
+    let serials: Vec<u64> = pool.buffer.iter().map(|q| q.serial).collect();
+    assert_eq!(serials, [1, 2]);
+    // A re-buffered event goes to the head, still within the bound.
+    pool.accept(queued(9), true);
+    let serials: Vec<u64> = pool.buffer.iter().map(|q| q.serial).collect();
+    assert_eq!(serials, [9, 2]);
 }
