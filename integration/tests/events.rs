@@ -256,3 +256,33 @@ fn listener_gets_supervisor_group_and_tick_events() {
     assert_eq!(when % 5, 0, "{tick}");
     drop(daemon);
 }
+
+#[test]
+fn event_is_sent_again_after_the_listener_died_while_busy() {
+    let sandbox = Sandbox::new();
+    // The listener restarts at once, and events wait in the pool meanwhile.
+    let body = listener_section(&sandbox, "REMOTE_COMMUNICATION", "autorestart=true");
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+    wait_until(WAIT, "the listener to run", || {
+        daemon.status_of("lis").is_some_and(|(state, _)| state == "RUNNING")
+    });
+
+    let response = send_remote_comm(&sandbox, "job", "first exit-once");
+    assert!(response.contains("<boolean>1</boolean>"), "{response}");
+    send_remote_comm(&sandbox, "job", "second");
+    let resent = vigil_integration::try_wait_until(WAIT, || {
+        let payloads: Vec<String> = recorded(&sandbox).into_iter().map(|(_, p)| p).collect();
+        payloads == ["type:job\nfirst exit-once", "type:job\nfirst exit-once", "type:job\nsecond"]
+    });
+    assert!(
+        resent,
+        "both events after the restart; recorded:\n{}\nlog:\n{}",
+        sandbox.read_text("events.txt"),
+        sandbox.read_text("vigild.log")
+    );
+    let headers: Vec<String> = recorded(&sandbox).into_iter().map(|(h, _)| h).collect();
+    assert_eq!(headers[0], headers[1], "the same event, serials and all");
+    assert!(sandbox.join("events.txt.exited").exists());
+    drop(daemon);
+}

@@ -27,7 +27,7 @@
 //! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //! | `--accept-stdin` | fd 0 is a listening TCP socket (`[fcgi-program:x]`): print `accepting port=<port>`, then answer each connection with `pid=<pid>\n` and close it, forever |
-//! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, else `OK` |
+//! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, exits without answering the first time a payload ends in `exit-once` (remembered in `FILE.exited`), else answers `OK` |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
 //! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
@@ -404,6 +404,12 @@ fn event_listener(record_to: &str) -> Result<(), String> {
         entry.extend_from_slice(&payload);
         entry.push(b'\n');
         record.write_all(&entry).map_err(|e| format!("{record_to}: {e}"))?;
+        if payload.ends_with(b"exit-once") {
+            let marker = format!("{record_to}.exited");
+            if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok() {
+                std::process::exit(0);
+            }
+        }
         let serial =
             entry.split(|b| *b == b' ').find(|t| t.starts_with(b"serial:")).map(<[u8]>::to_vec);
         let answer: &[u8] = if payload.ends_with(b"reject-once") && rejected.insert(serial) {
