@@ -286,3 +286,23 @@ fn event_is_sent_again_after_the_listener_died_while_busy() {
     assert!(sandbox.join("events.txt.exited").exists());
     drop(daemon);
 }
+
+#[test]
+fn fcgi_socket_in_use_fails_startup() {
+    let sandbox = Sandbox::new();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a port");
+    let port = taken.local_addr().expect("local addr").port();
+    let body = format!(
+        "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{port}\n",
+        child_bin().display()
+    );
+    sandbox.write_config_text(&body);
+    let mut command = std::process::Command::new(vigil_integration::vigild_bin());
+    command.current_dir(sandbox.path()).arg("-n").arg("-c").arg(sandbox.config_path());
+    let output = vigil_integration::run(&mut command, WAIT);
+    assert_ne!(output.code, 0, "{output:?}");
+    let expected = format!("Could not create FastCGI socket tcp://127.0.0.1:{port}: ");
+    let log = sandbox.read_text("vigild.log");
+    assert!(output.stderr.contains(&expected) || log.contains(&expected), "{output:?}\n{log}");
+    drop(taken);
+}

@@ -36,6 +36,21 @@ pub fn send(priority: libc::c_int, text: &str) {
 /// One line of a child's output, as supervisord's child syslog handler sends
 /// it: `<name> <line>` at INFO. Invalid UTF-8 is replaced, not dropped.
 pub fn child_line(name: &str, line: &[u8]) {
-    let line = String::from_utf8_lossy(line);
-    send(libc::LOG_INFO, &format!("{name} {line}"));
+    send(libc::LOG_INFO, &child_message(name, line));
+}
+
+/// The text [`child_line`] sends.
+pub fn child_message(name: &str, line: &[u8]) -> String {
+    format!("{name} {}", String::from_utf8_lossy(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_lines_carry_the_process_name() {
+        assert_eq!(child_message("web_01", b"GET / 200"), "web_01 GET / 200");
+        assert_eq!(child_message("x", b"bad \xff byte"), "x bad \u{fffd} byte");
+    }
 }
