@@ -456,11 +456,12 @@ impl Hub {
             for (_, period) in &periods {
                 ticks.entry(*period).or_insert(now - now % period);
             }
+            let now_ms = epoch_millis();
             let wait = periods
                 .iter()
-                .map(|(_, period)| period - now % period)
+                .map(|(_, period)| period * 1000 - now_ms % (period * 1000))
                 .min()
-                .map(Duration::from_secs);
+                .map(Duration::from_millis);
             tokio::select! {
                 received = bus.recv() => match received {
                     Ok(event) => self.handle(&event, &mut next_serial),
@@ -550,7 +551,13 @@ async fn sleep_for(wait: Option<Duration>) {
 }
 
 fn epoch_seconds() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs())
+    epoch_millis() / 1000
+}
+
+fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 struct Member {
