@@ -306,3 +306,27 @@ fn fcgi_socket_in_use_fails_startup() {
     assert!(output.stderr.contains(&expected) || log.contains(&expected), "{output:?}\n{log}");
     drop(taken);
 }
+
+#[test]
+fn full_pool_buffer_discards_the_oldest_event() {
+    let sandbox = Sandbox::new();
+    // A listener that never says READY: events pile up in the pool.
+    let body = format!(
+        "[eventlistener:lis]\ncommand={} --sleep 60\nevents=REMOTE_COMMUNICATION\n\
+         buffer_size=2\nstdout_logfile=NONE\nstderr_logfile=NONE\n",
+        child_bin().display()
+    );
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+    for n in 0..3 {
+        let response = send_remote_comm(&sandbox, "n", &n.to_string());
+        assert!(response.contains("<boolean>1</boolean>"), "{response}");
+    }
+    wait_until(WAIT, "the overflow to be logged", || {
+        sandbox
+            .read_text("vigild.log")
+            .contains("ERRO pool lis event buffer overflowed, discarding event 0")
+    });
+    assert!(!sandbox.read_text("vigild.log").contains("discarding event 1"));
+    drop(daemon);
+}
