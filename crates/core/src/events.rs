@@ -5,6 +5,10 @@
 //! fields). Subscribers get a `tokio::sync::broadcast` receiver; a subscriber that
 //! falls more than [`BUS_CAPACITY`] events behind sees `RecvError::Lagged` rather
 //! than slowing the tree down.
+//!
+//! Besides state changes the bus carries everything supervisord's event
+//! listeners can subscribe to except the timer ticks, which
+//! `eventlistener.rs` makes only while a listener wants them.
 
 use std::time::SystemTime;
 
@@ -28,6 +32,28 @@ pub enum Event {
     /// A group exhausted its restart budget: its members are FATAL (Vigil
     /// extension; the root then applies `on_fatal`).
     GroupFatal { group: String, reason: String },
+    /// The tree is up and starting its processes (`SUPERVISOR_STATE_CHANGE_RUNNING`).
+    SupervisorRunning,
+    /// Shutdown began (`SUPERVISOR_STATE_CHANGE_STOPPING`).
+    SupervisorStopping,
+    /// Output a process logged, for programs with `*_events_enabled`
+    /// (`PROCESS_LOG_STDOUT` / `_STDERR`).
+    ProcessLog(OutputEvent),
+    /// A block a process wrote between supervisord's capture tokens, with
+    /// `*_capture_maxbytes` set (`PROCESS_COMMUNICATION_STDOUT` / `_STDERR`).
+    ProcessCommunication(OutputEvent),
+}
+
+/// Output of one process on one channel, carried by [`Event::ProcessLog`] and
+/// [`Event::ProcessCommunication`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputEvent {
+    pub group: String,
+    pub name: String,
+    pub pid: u32,
+    pub channel: crate::logs::Channel,
+    /// Shared, because every subscriber gets a clone of the event.
+    pub data: std::sync::Arc<[u8]>,
 }
 
 /// One state change of one process (`PROCESS_STATE_<to>`).

@@ -46,17 +46,21 @@ mod budget;
 mod config_actor;
 mod deps;
 pub mod error;
+pub mod eventlistener;
 pub mod events;
 pub mod exit;
+pub mod fcgi;
 mod group;
 pub mod lifecycle;
 pub mod logs;
 mod notify;
+mod output;
 mod probe;
 mod process;
 pub mod reaper;
 mod root;
 pub mod spawn;
+pub mod syslog;
 mod update;
 
 use std::collections::HashSet;
@@ -175,7 +179,10 @@ impl Supervisor {
             notify_dir: notify::socket_dir(),
             on_fatal: settings.on_fatal,
             fatal: tokio::sync::watch::Sender::new(None),
+            // Hook (events): event listener pools, strip_ansi.
+            events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
         });
+        ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
             CoreError::Failed(format!("could not start the root actor: {error}"))
@@ -208,6 +215,8 @@ impl Supervisor {
                 Handle { inner }.shutdown().await;
             }
         });
+        // Hook (events): supervisord announces RUNNING before it starts processes.
+        let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
         handle.autostart(&handle.inner.registry.groups_by_priority()).await;
         Ok(handle)
     }
@@ -485,7 +494,10 @@ impl Handle {
     /// only after the previous one is fully stopped; then the actors stop. Returns
     /// when everything is down. Calling it again waits for nothing.
     pub async fn shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Hook (events): SUPERVISOR_STATE_CHANGE_STOPPING, once.
+        if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
+        }
         let mut join = self.inner.join.lock().await;
         let Some(handle) = join.take() else {
             return;
@@ -522,7 +534,18 @@ impl Handle {
         config: GroupConfig,
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), CoreError> {
-        call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply }).await?
+        // Hook (fcgi): bind the group's socket first, so a bad one fails the add.
+        let fcgi = &self.inner.ctx.events.fcgi;
+        fcgi.prepare(&config).map_err(|e| CoreError::Failed(e.to_string()))?;
+        let name = config.name.clone();
+        let added =
+            call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply })
+                .await
+                .and_then(|added| added);
+        if added.is_err() {
+            fcgi.remove(&name);
+        }
+        added
     }
 
     /// Autostart in order: each call returns once that process's spawn was

@@ -82,6 +82,17 @@ pub enum LogError {
 /// Called with each complete line (without its `\n`) as output is captured.
 pub type LineCallback = Box<dyn FnMut(&[u8]) + Send + 'static>;
 
+/// Rewrites a child's output on its way into the log (ANSI stripping, capture
+/// mode, syslog and log events; see `output.rs`). It sees the pipe's bytes in
+/// order, as they were read, and appends what the log keeps to `out`; a
+/// sequence split across reads is its business to hold back.
+pub trait OutputFilter: Send + 'static {
+    /// Filters one read's worth of bytes.
+    fn filter(&mut self, data: &[u8], out: &mut Vec<u8>);
+    /// The pipe reached EOF: release anything held back.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
 /// Handle to one channel's log. Cheap to clone; all clones share the file and ring.
 #[derive(Clone)]
 pub struct ChannelLog {
@@ -360,11 +371,29 @@ impl ChannelLog {
         on_line: Option<LineCallback>,
     ) -> JoinHandle<()> {
         let log = self.clone();
-        tokio::spawn(async move { log.run_capture(pipe, on_line).await })
+        tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
     }
 
-    async fn run_capture(self, mut pipe: pipe::Receiver, on_line: Option<LineCallback>) {
+    /// Like [`ChannelLog::capture_with`], passing every read through `filter`
+    /// first: the log, and `on_line`, get what the filter lets through.
+    pub fn capture_filtered(
+        &self,
+        pipe: pipe::Receiver,
+        on_line: Option<LineCallback>,
+        filter: Box<dyn OutputFilter>,
+    ) -> JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
+    }
+
+    async fn run_capture(
+        self,
+        mut pipe: pipe::Receiver,
+        on_line: Option<LineCallback>,
+        mut filter: Option<Box<dyn OutputFilter>>,
+    ) {
         let to_disk = self.inner.path.is_some();
+        let mut raw: Vec<u8> = Vec::new();
         let mut lines = on_line.map(LineSplitter::new);
         let mut pending: Vec<u8> = Vec::new();
         let mut spare: Vec<u8> = Vec::new();
@@ -390,10 +419,29 @@ impl ChannelLog {
             let can_read = !eof && pending.len() < MAX_PENDING;
             tokio::select! {
                 read = read_chunk(&mut pipe, &mut pending), if can_read => match read {
-                    Ok(0) => eof = true,
+                    Ok(0) => {
+                        eof = true;
+                        if let Some(filter) = filter.as_mut() {
+                            let before = pending.len();
+                            filter.finish(&mut pending);
+                            if let Some(lines) = lines.as_mut() {
+                                lines.feed(&pending[before..]);
+                            }
+                        }
+                    }
                     Ok(n) => {
+                        let mut start = pending.len() - n;
+                        if let Some(filter) = filter.as_mut() {
+                            // Filter in place: the raw bytes move aside, what the
+                            // filter keeps takes their place.
+                            raw.clear();
+                            raw.extend_from_slice(&pending[start..]);
+                            pending.truncate(start);
+                            filter.filter(&raw, &mut pending);
+                            start = start.min(pending.len());
+                        }
                         if let Some(lines) = lines.as_mut() {
-                            lines.feed(&pending[pending.len() - n..]);
+                            lines.feed(&pending[start..]);
                         }
                     }
                     Err(error) => {
@@ -805,17 +853,17 @@ async fn read_chunk(pipe: &mut pipe::Receiver, pending: &mut Vec<u8>) -> io::Res
 }
 
 /// Splits captured bytes into lines for a [`LineCallback`].
-struct LineSplitter {
+pub(crate) struct LineSplitter {
     callback: LineCallback,
     partial: Vec<u8>,
 }
 
 impl LineSplitter {
-    fn new(callback: LineCallback) -> LineSplitter {
+    pub(crate) fn new(callback: LineCallback) -> LineSplitter {
         LineSplitter { callback, partial: Vec::new() }
     }
 
-    fn feed(&mut self, mut data: &[u8]) {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
         while let Some(newline) = data.iter().position(|byte| *byte == b'\n') {
             if self.partial.is_empty() {
                 (self.callback)(&data[..newline]);
@@ -834,7 +882,7 @@ impl LineSplitter {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if !self.partial.is_empty() {
             (self.callback)(&self.partial);
             self.partial.clear();

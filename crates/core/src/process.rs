@@ -47,7 +47,7 @@ use crate::lifecycle::{
     Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, RestartCause,
     SignalPurpose, Timer, TimerKind,
 };
-use crate::logs::ChannelLog;
+use crate::logs::{Channel, ChannelLog};
 use crate::notify::NotifySocket;
 use crate::probe::{self, ProbeEnv, Verdict};
 use crate::reaper::{Reaper, Spawned};
@@ -96,6 +96,8 @@ pub(crate) struct Context {
     pub(crate) on_fatal: OnFatal,
     /// Set by the root when a FATAL group brings the daemon down.
     pub(crate) fatal: watch::Sender<Option<crate::FatalShutdown>>,
+    /// Hook (events): listener pools and output filters (`eventlistener.rs`, `output.rs`).
+    pub(crate) events: Arc<crate::eventlistener::Hub>,
 }
 
 /// The stdin writer of the current child, shared so `send_stdin` can write
@@ -790,6 +792,8 @@ impl ProcessActorState {
         let argv = self.resolve_argv().map_err(|e| e.to_string())?;
         let user =
             config.user.as_ref().map(SpawnUser::resolve).transpose().map_err(|e| e.to_string())?;
+        // Hook (fcgi): the group's socket as fd 0, held until this child's exit.
+        let socket = self.ctx.events.fcgi.acquire(&config.group).map_err(|e| e.to_string())?;
         let spec = SpawnSpec {
             argv,
             env: self.env(),
@@ -799,6 +803,7 @@ impl ProcessActorState {
             redirect_stderr: config.redirect_stderr,
             pipe_stdin: true,
             close_fds_from: 3,
+            stdin_socket: socket.clone(),
         };
         let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
@@ -829,11 +834,26 @@ impl ProcessActorState {
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
         self.shared.child.store(pid, Ordering::SeqCst);
+        // Hook (events): filters, syslog, log events, listener protocol.
         if let Some(stdout) = spawned.stdout {
-            drop(self.shared.stdout.capture_with(stdout, on_line(&log_pattern)));
+            crate::output::capture(
+                &self.ctx,
+                &self.shared,
+                Channel::Stdout,
+                stdout,
+                pid,
+                on_line(&log_pattern),
+            );
         }
         if let Some(stderr) = spawned.stderr {
-            drop(self.shared.stderr.capture_with(stderr, on_line(&log_pattern)));
+            crate::output::capture(
+                &self.ctx,
+                &self.shared,
+                Channel::Stderr,
+                stderr,
+                pid,
+                on_line(&log_pattern),
+            );
         }
         self.shared
             .set_stdin(spawned.stdin.map(|sender| Arc::new(tokio::sync::Mutex::new(sender))));
@@ -841,6 +861,7 @@ impl ProcessActorState {
         let me = myself.clone();
         let namespec = self.shared.namespec.clone();
         tokio::spawn(async move {
+            let _socket = socket;
             match exit.await {
                 Ok(status) => {
                     // Fails only if this actor is gone, whose guard already killed it.

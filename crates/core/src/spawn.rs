@@ -71,7 +71,24 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     /// First fd marked close-on-exec; 3 closes everything above stderr.
     pub close_fds_from: i32,
+    /// A listening socket to give the child as fd 0 instead of any stdin
+    /// (`[fcgi-program:x]`); takes precedence over `pipe_stdin`.
+    pub stdin_socket: Option<SharedFd>,
 }
+
+/// A descriptor shared by the daemon and its children (an fcgi socket): the
+/// daemon's copy closes when the last clone is dropped. Two are equal when they
+/// are the same shared descriptor.
+#[derive(Debug, Clone)]
+pub struct SharedFd(pub std::sync::Arc<OwnedFd>);
+
+impl PartialEq for SharedFd {
+    fn eq(&self, other: &SharedFd) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedFd {}
 
 impl SpawnSpec {
     /// A spec for `argv` with an empty environment, no user switch, separate stdout and
@@ -86,6 +103,7 @@ impl SpawnSpec {
             redirect_stderr: false,
             pipe_stdin: false,
             close_fds_from: 3,
+            stdin_socket: None,
         }
     }
 }
@@ -404,7 +422,11 @@ impl Prepared {
             )
         };
         command.stdout(Stdio::from(stdout_write));
-        let stdin = if spec.pipe_stdin {
+        let stdin = if let Some(socket) = &spec.stdin_socket {
+            // The child gets its own descriptor as fd 0; the daemon keeps `socket`.
+            command.stdin(Stdio::from(socket.0.try_clone().map_err(SpawnError::Pipes)?));
+            None
+        } else if spec.pipe_stdin {
             let (stdin_read, stdin_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
             command.stdin(Stdio::from(stdin_read));
             Some(

@@ -694,10 +694,7 @@ pub fn install(log: MainLog) -> Result<(), tracing::subscriber::SetGlobalDefault
 }
 
 fn open_syslog() {
-    // openlog keeps the ident pointer, so it must live for the whole process.
-    static IDENT: &std::ffi::CStr = c"vigild";
-    // SAFETY: IDENT is 'static and NUL-terminated; openlog has no other preconditions.
-    unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_DAEMON) };
+    vigil_core::syslog::open();
 }
 
 fn syslog(level: LogLevel, line: &str) {
@@ -708,15 +705,10 @@ fn syslog(level: LogLevel, line: &str) {
         LogLevel::Info => libc::LOG_INFO,
         LogLevel::Debug | LogLevel::Trace | LogLevel::Blather => libc::LOG_DEBUG,
     };
-    // syslog stamps its own time; send just "LEVL message". Interior NULs would
-    // truncate the C string, so replace them.
+    // syslog stamps its own time; send just "LEVL message".
     let text =
         line.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).map_or(line, |x| x.1);
-    let text = text.trim_end_matches('\n').replace('\0', "\\0");
-    if let Ok(c_text) = std::ffi::CString::new(text) {
-        // SAFETY: the format is a literal "%s" and the argument a valid C string.
-        unsafe { libc::syslog(priority, c"%s".as_ptr(), c_text.as_ptr()) };
-    }
+    vigil_core::syslog::send(priority, text);
 }
 
 #[cfg(test)]

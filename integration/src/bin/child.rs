@@ -26,6 +26,8 @@
 //! | `--fork-inherit SECS` | fork a grandchild that keeps our stdout/stderr, sleeps SECS, prints `grandchild done` and exits; print `grandchild=<pid>` |
 //! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
+//! | `--accept-stdin` | fd 0 is a listening TCP socket (`[fcgi-program:x]`): print `accepting port=<port>`, then answer each connection with `pid=<pid>\n` and close it, forever |
+//! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, exits without answering the first time a payload ends in `exit-once` (remembered in `FILE.exited`), else answers `OK` |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
 //! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
@@ -170,6 +172,11 @@ fn run(args: &[String]) -> Result<u8, String> {
                 out.write_all(&bytes)
                     .and_then(|()| out.flush())
                     .map_err(|e| format!("writing stdout: {e}"))?;
+                index += 1;
+            }
+            "--accept-stdin" => accept_stdin()?,
+            "--event-listener" => {
+                event_listener(value(args, index, flag)?)?;
                 index += 1;
             }
             "--count" => {
@@ -352,4 +359,79 @@ fn notify_ready() -> Result<(), String> {
     .map_err(|e| format!("NOTIFY_SOCKET {target:?}: {e}"))?;
     socket.send_to_addr(b"READY=1", &address).map_err(|e| format!("notify: {e}"))?;
     Ok(())
+}
+
+/// The `--event-listener` loop (see the module docs).
+fn event_listener(record_to: &str) -> Result<(), String> {
+    use std::io::Read;
+    let mut record = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(record_to)
+        .map_err(|e| format!("{record_to}: {e}"))?;
+    let mut stdin = std::io::stdin().lock();
+    let mut rejected = std::collections::HashSet::new();
+    loop {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b"READY\n").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        drop(out);
+        let mut header = String::new();
+        if stdin.read_line(&mut header).map_err(|e| format!("reading a header: {e}"))? == 0 {
+            return Ok(());
+        }
+        let length: usize = header
+            .split_whitespace()
+            .find_map(|token| token.strip_prefix("len:"))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no len in header {header:?}"))?;
+        // `len` counts characters: read UTF-8 sequences until that many arrived.
+        let mut payload = Vec::new();
+        for _ in 0..length {
+            let mut first = [0u8; 1];
+            stdin.read_exact(&mut first).map_err(|e| format!("reading a payload: {e}"))?;
+            let extra = match first[0] {
+                0xf0..=0xff => 3,
+                0xe0..=0xef => 2,
+                0xc0..=0xdf => 1,
+                _ => 0,
+            };
+            payload.push(first[0]);
+            let mut rest = vec![0u8; extra];
+            stdin.read_exact(&mut rest).map_err(|e| format!("reading a payload: {e}"))?;
+            payload.extend_from_slice(&rest);
+        }
+        let mut entry = header.into_bytes();
+        entry.extend_from_slice(&payload);
+        entry.push(b'\n');
+        record.write_all(&entry).map_err(|e| format!("{record_to}: {e}"))?;
+        if payload.ends_with(b"exit-once") {
+            let marker = format!("{record_to}.exited");
+            if std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok() {
+                std::process::exit(0);
+            }
+        }
+        let serial =
+            entry.split(|b| *b == b' ').find(|t| t.starts_with(b"serial:")).map(<[u8]>::to_vec);
+        let answer: &[u8] = if payload.ends_with(b"reject-once") && rejected.insert(serial) {
+            b"RESULT 4\nFAIL"
+        } else {
+            b"RESULT 2\nOK"
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(answer).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+    }
+}
+
+/// The `--accept-stdin` loop (see the module docs).
+fn accept_stdin() -> Result<(), String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 is ours for the rest of the process; nothing else uses stdin.
+    let listener = unsafe { TcpListener::from_raw_fd(0) };
+    let port = listener.local_addr().map_err(|e| format!("fd 0 is not a TCP socket: {e}"))?.port();
+    say(&format!("accepting port={port}"));
+    let reply = format!("pid={}\n", std::process::id());
+    loop {
+        let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let _ = stream.write_all(reply.as_bytes());
+    }
 }

@@ -1,0 +1,811 @@
+//! supervisord's event listeners: `[eventlistener:x]` pools fed from the bus.
+//!
+//! # Theory of operation
+//!
+//! The [`Hub`] is one task that reads every [`Event`] on the bus, turns it
+//! into supervisord's event name and payload ([`Notification::from_event`]),
+//! and hands it to each pool that subscribes to it ([`subscribes`]), after
+//! giving it the next global serial (serials are only used up by events some
+//! pool takes, as in supervisord). It also makes the `TICK_*` events, but only
+//! while some pool subscribes to one: with no listener the hub sleeps on the
+//! bus and the daemon makes no timer wake-ups.
+//!
+//! Each pool is a task that owns its buffer (`buffer_size` events, the oldest
+//! dropped on overflow with supervisord's log line) and the protocol state of
+//! each member ([`Protocol`], a pure state machine over the bytes the listener
+//! writes). A listener's stdout never reaches a log: `output.rs` hands each new
+//! stdout pipe to [`Hub::attach`], and a reader task forwards its bytes to the
+//! pool. The pool writes an envelope ([`envelope`]) to the stdin of the first
+//! member that is RUNNING and READY, and re-queues the event at the head when
+//! the listener answers anything but `OK`, breaks the protocol, or dies while
+//! busy.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{broadcast, mpsc};
+use vigil_config::GroupKind;
+
+use crate::events::{Event, OutputEvent, ProcessStateEvent};
+use crate::lifecycle::ProcessState;
+use crate::logs::Channel;
+use crate::process::ProcessShared;
+use crate::root::{GroupEntry, Registry};
+
+/// The tick events and their periods in seconds.
+pub const TICKS: [(&str, u64); 3] = [("TICK_5", 5), ("TICK_60", 60), ("TICK_3600", 3600)];
+
+/// An event as listeners see it: supervisord's type name and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub name: String,
+    pub payload: String,
+}
+
+impl Notification {
+    /// supervisord's type name of a bus event, cheaper than the whole notification.
+    pub fn name_of(event: &Event) -> String {
+        match event {
+            Event::ProcessState(change) => format!("PROCESS_STATE_{}", change.to.name()),
+            Event::GroupAdded { .. } => "PROCESS_GROUP_ADDED".to_owned(),
+            Event::GroupRemoved { .. } => "PROCESS_GROUP_REMOVED".to_owned(),
+            Event::RemoteCommunication { .. } => "REMOTE_COMMUNICATION".to_owned(),
+            Event::SupervisorRunning => "SUPERVISOR_STATE_CHANGE_RUNNING".to_owned(),
+            Event::SupervisorStopping => "SUPERVISOR_STATE_CHANGE_STOPPING".to_owned(),
+            Event::ProcessLog(output) => format!("PROCESS_LOG_{}", channel_suffix(output.channel)),
+            Event::ProcessCommunication(output) => {
+                format!("PROCESS_COMMUNICATION_{}", channel_suffix(output.channel))
+            }
+            // Vigil's own (a restart budget exhausted): supervisord has no such
+            // listener type, so no `events=` line can name it.
+            Event::GroupFatal { .. } => String::new(),
+        }
+    }
+
+    /// The listener form of a bus event; `None` for Vigil's own events, which
+    /// have no supervisord type.
+    pub fn from_event(event: &Event) -> Option<Notification> {
+        let (name, payload) = match event {
+            Event::GroupFatal { .. } => return None,
+            Event::ProcessState(change) => {
+                (format!("PROCESS_STATE_{}", change.to.name()), process_state_payload(change))
+            }
+            Event::GroupAdded { group } => {
+                ("PROCESS_GROUP_ADDED".to_owned(), format!("groupname:{group}\n"))
+            }
+            Event::GroupRemoved { group } => {
+                ("PROCESS_GROUP_REMOVED".to_owned(), format!("groupname:{group}\n"))
+            }
+            Event::RemoteCommunication { kind, data } => {
+                ("REMOTE_COMMUNICATION".to_owned(), format!("type:{kind}\n{data}"))
+            }
+            Event::SupervisorRunning => {
+                ("SUPERVISOR_STATE_CHANGE_RUNNING".to_owned(), String::new())
+            }
+            Event::SupervisorStopping => {
+                ("SUPERVISOR_STATE_CHANGE_STOPPING".to_owned(), String::new())
+            }
+            Event::ProcessLog(output) => (
+                format!("PROCESS_LOG_{}", channel_suffix(output.channel)),
+                format!(
+                    "processname:{} groupname:{} pid:{} channel:{}\n{}",
+                    output.name,
+                    output.group,
+                    output.pid,
+                    output.channel.as_str(),
+                    String::from_utf8_lossy(&output.data)
+                ),
+            ),
+            Event::ProcessCommunication(output) => (
+                format!("PROCESS_COMMUNICATION_{}", channel_suffix(output.channel)),
+                communication_payload(output),
+            ),
+        };
+        Some(Notification { name, payload })
+    }
+
+    /// `TICK_<period>` for the period slice starting at `when` (epoch seconds).
+    pub fn tick(name: &str, when: u64) -> Notification {
+        Notification { name: name.to_owned(), payload: format!("when:{when}") }
+    }
+}
+
+fn channel_suffix(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Stdout => "STDOUT",
+        Channel::Stderr => "STDERR",
+    }
+}
+
+fn communication_payload(output: &OutputEvent) -> String {
+    format!(
+        "processname:{} groupname:{} pid:{}\n{}",
+        output.name,
+        output.group,
+        output.pid,
+        String::from_utf8_lossy(&output.data)
+    )
+}
+
+/// supervisord's `PROCESS_STATE_*` payload: the base tokens plus the ones the
+/// new state carries.
+pub fn process_state_payload(change: &ProcessStateEvent) -> String {
+    let base = format!(
+        "processname:{} groupname:{} from_state:{}",
+        change.name, change.group, change.from
+    );
+    let pid = change.pid.unwrap_or(0);
+    match change.to {
+        ProcessState::Starting | ProcessState::Backoff => format!("{base} tries:{}", change.tries),
+        ProcessState::Running | ProcessState::Stopping | ProcessState::Stopped => {
+            format!("{base} pid:{pid}")
+        }
+        ProcessState::Exited => {
+            format!("{base} expected:{} pid:{pid}", u8::from(change.expected.unwrap_or(false)))
+        }
+        ProcessState::Fatal | ProcessState::Unknown => base,
+    }
+}
+
+/// Whether a pool subscribed to `subscription` (a type from `events=`, upper
+/// case) gets events named `name`: abstract types take their subtypes.
+pub fn subscribes(subscription: &str, name: &str) -> bool {
+    const ABSTRACT: [&str; 6] = [
+        "PROCESS_STATE",
+        "PROCESS_LOG",
+        "PROCESS_COMMUNICATION",
+        "SUPERVISOR_STATE_CHANGE",
+        "TICK",
+        "PROCESS_GROUP",
+    ];
+    if subscription == "EVENT" || subscription == name {
+        return true;
+    }
+    ABSTRACT.contains(&subscription)
+        && name.strip_prefix(subscription).is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// The envelope header line and payload written to a listener's stdin. `len`
+/// counts characters, as supervisord's Python `len(str)` does.
+pub fn envelope(
+    identifier: &str,
+    serial: u64,
+    pool: &str,
+    pool_serial: u64,
+    event: &Notification,
+) -> String {
+    format!(
+        "ver:3.0 server:{identifier} serial:{serial} pool:{pool} poolserial:{pool_serial} \
+         eventname:{} len:{}\n{}",
+        event.name,
+        event.payload.chars().count(),
+        event.payload
+    )
+}
+
+/// The listener states of supervisord (`EventListenerStates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerState {
+    /// Just started, or just answered: waiting for `READY\n`.
+    Acknowledged,
+    /// Waiting for an event.
+    Ready,
+    /// Processing an event: waiting for `RESULT <len>\n<body>`.
+    Busy,
+    /// Broke the protocol: gets no more events until it is restarted.
+    Unknown,
+}
+
+impl ListenerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerState::Acknowledged => "ACKNOWLEDGED",
+            ListenerState::Ready => "READY",
+            ListenerState::Busy => "BUSY",
+            ListenerState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What a listener's output meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `READY\n`: it can take an event.
+    Ready,
+    /// `RESULT 2\nOK`: the event was processed.
+    Accepted,
+    /// Any other result body: the event goes back to the buffer.
+    Rejected(Vec<u8>),
+    /// A result line without a number: the event goes back, the listener is UNKNOWN.
+    BadResult(String),
+    /// Output where none was expected: the listener is UNKNOWN.
+    Violation,
+}
+
+const READY_TOKEN: &[u8] = b"READY\n";
+/// `RESULT `: supervisord takes the length from after these 7 bytes without
+/// checking them.
+const RESULT_PREFIX_LEN: usize = 7;
+
+/// The protocol state of one listener process, fed with its stdout.
+#[derive(Debug)]
+pub struct Protocol {
+    state: ListenerState,
+    buffer: Vec<u8>,
+}
+
+impl Default for Protocol {
+    fn default() -> Protocol {
+        Protocol { state: ListenerState::Acknowledged, buffer: Vec::new() }
+    }
+}
+
+impl Protocol {
+    pub fn state(&self) -> ListenerState {
+        self.state
+    }
+
+    /// An envelope was written: READY -> BUSY.
+    pub fn sent(&mut self) {
+        debug_assert_eq!(self.state, ListenerState::Ready);
+        self.state = ListenerState::Busy;
+    }
+
+    /// The envelope could not be written: the listener is gone for protocol purposes.
+    pub fn broken(&mut self) {
+        self.state = ListenerState::Unknown;
+        self.buffer.clear();
+    }
+
+    /// Consumes `data` and returns what it meant, in order (several tokens may
+    /// arrive in one read).
+    pub fn feed(&mut self, data: &[u8]) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        if self.state == ListenerState::Unknown {
+            return outcomes;
+        }
+        self.buffer.extend_from_slice(data);
+        loop {
+            match self.state {
+                ListenerState::Unknown => {
+                    self.buffer.clear();
+                    break;
+                }
+                ListenerState::Acknowledged => {
+                    if self.buffer.len() < READY_TOKEN.len() {
+                        break;
+                    }
+                    if self.buffer.starts_with(READY_TOKEN) {
+                        self.buffer.drain(..READY_TOKEN.len());
+                        self.state = ListenerState::Ready;
+                        outcomes.push(Outcome::Ready);
+                    } else {
+                        self.violate(&mut outcomes);
+                    }
+                }
+                ListenerState::Ready => {
+                    if self.buffer.is_empty() {
+                        break;
+                    }
+                    self.violate(&mut outcomes);
+                }
+                ListenerState::Busy => {
+                    let Some(newline) = self.buffer.iter().position(|byte| *byte == b'\n') else {
+                        break;
+                    };
+                    let line = &self.buffer[..newline];
+                    let length = line
+                        .get(RESULT_PREFIX_LEN..)
+                        .and_then(|digits| std::str::from_utf8(digits).ok())
+                        .and_then(|digits| digits.trim().parse::<usize>().ok());
+                    let Some(length) = length else {
+                        let line = String::from_utf8_lossy(line).into_owned();
+                        self.state = ListenerState::Unknown;
+                        outcomes.push(Outcome::BadResult(line));
+                        continue;
+                    };
+                    if self.buffer.len() < newline + 1 + length {
+                        break;
+                    }
+                    let body: Vec<u8> =
+                        self.buffer.drain(..newline + 1 + length).skip(newline + 1).collect();
+                    self.state = ListenerState::Acknowledged;
+                    outcomes.push(if body == b"OK" {
+                        Outcome::Accepted
+                    } else {
+                        Outcome::Rejected(body)
+                    });
+                }
+            }
+        }
+        outcomes
+    }
+
+    fn violate(&mut self, outcomes: &mut Vec<Outcome>) {
+        self.state = ListenerState::Unknown;
+        self.buffer.clear();
+        outcomes.push(Outcome::Violation);
+    }
+}
+
+/// One event waiting in (or taken from) a pool's buffer.
+#[derive(Debug, Clone)]
+struct Queued {
+    serial: u64,
+    pool_serial: u64,
+    event: Arc<Notification>,
+}
+
+enum PoolMsg {
+    Event {
+        serial: u64,
+        event: Arc<Notification>,
+    },
+    Attach {
+        shared: Arc<ProcessShared>,
+        pid: u32,
+        pipe: pipe::Receiver,
+    },
+    Output {
+        member: usize,
+        generation: u64,
+        data: Vec<u8>,
+    },
+    Eof {
+        member: usize,
+        generation: u64,
+    },
+    /// A member changed state (from the bus, in order: the published snapshot
+    /// may lag behind the event).
+    State {
+        name: String,
+        state: ProcessState,
+    },
+}
+
+struct PoolRecord {
+    entry: Arc<GroupEntry>,
+    events: Vec<String>,
+    tx: mpsc::UnboundedSender<PoolMsg>,
+}
+
+/// The daemon-wide listener machinery; lives in the process [`crate::process::Context`].
+pub(crate) struct Hub {
+    identifier: String,
+    strip_ansi: bool,
+    registry: Arc<Registry>,
+    pools: Mutex<BTreeMap<String, PoolRecord>>,
+    /// `[fcgi-program:x]` sockets (not events, but the same kind of per-group
+    /// daemon resource, kept here to keep the hooks into the tree few).
+    pub(crate) fcgi: crate::fcgi::FcgiSockets,
+}
+
+impl Hub {
+    pub(crate) fn new(settings: &vigil_config::Supervisord, registry: Arc<Registry>) -> Arc<Hub> {
+        Arc::new(Hub {
+            identifier: settings.identifier.clone(),
+            strip_ansi: settings.strip_ansi,
+            registry,
+            pools: Mutex::new(BTreeMap::new()),
+            fcgi: crate::fcgi::FcgiSockets::default(),
+        })
+    }
+
+    /// `[supervisord] strip_ansi`.
+    pub(crate) fn strip_ansi(&self) -> bool {
+        self.strip_ansi
+    }
+
+    /// Whether `group` is an `[eventlistener:x]` pool.
+    pub(crate) fn is_listener(&self, group: &str) -> bool {
+        self.pool(group).is_some()
+    }
+
+    /// Hands the stdout of a new listener child to its pool.
+    pub(crate) fn attach(&self, shared: &Arc<ProcessShared>, pid: u32, pipe: pipe::Receiver) {
+        match self.pool(&shared.config.group) {
+            Some(tx) => {
+                // The pool lives as long as its group; a closed one means the
+                // group is being removed and the listener is going away anyway.
+                let _ = tx.send(PoolMsg::Attach { shared: Arc::clone(shared), pid, pipe });
+            }
+            None => tracing::error!("{}: no event listener pool to attach to", shared.namespec),
+        }
+    }
+
+    /// The pool of `group`, created when first needed, if the group (as now
+    /// registered) is a listener pool.
+    fn pool(&self, group: &str) -> Option<mpsc::UnboundedSender<PoolMsg>> {
+        let entry = self.registry.group(group)?;
+        let GroupKind::EventListener(listener) = &entry.config.kind else {
+            return None;
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(record) = pools.get(group)
+            && Arc::ptr_eq(&record.entry, &entry)
+        {
+            return Some(record.tx.clone());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = Pool {
+            name: group.to_owned(),
+            identifier: self.identifier.clone(),
+            buffer_size: usize::try_from(listener.buffer_size.max(1)).unwrap_or(usize::MAX),
+            buffer: VecDeque::new(),
+            next_serial: 0,
+            members: entry.members.iter().map(|shared| Member::new(Arc::clone(shared))).collect(),
+        };
+        tokio::spawn(pool.run(rx, tx.downgrade()));
+        let events = listener.events.clone();
+        pools.insert(group.to_owned(), PoolRecord { entry, events, tx: tx.clone() });
+        Some(tx)
+    }
+
+    /// Starts the task that feeds pools from `bus`; it ends when the bus closes.
+    pub(crate) fn run(self: &Arc<Hub>, bus: broadcast::Receiver<Event>) {
+        let hub = Arc::clone(self);
+        tokio::spawn(async move { hub.feed(bus).await });
+    }
+
+    async fn feed(self: Arc<Hub>, mut bus: broadcast::Receiver<Event>) {
+        let mut next_serial: u64 = 0;
+        // The current slice of each subscribed tick period.
+        let mut ticks: HashMap<u64, u64> = HashMap::new();
+        loop {
+            let periods = self.tick_periods();
+            let now = epoch_seconds();
+            ticks.retain(|period, _| periods.iter().any(|(_, p)| p == period));
+            for (_, period) in &periods {
+                ticks.entry(*period).or_insert(now - now % period);
+            }
+            let now_ms = epoch_millis();
+            let wait = periods
+                .iter()
+                .map(|(_, period)| period * 1000 - now_ms % (period * 1000))
+                .min()
+                .map(Duration::from_millis);
+            tokio::select! {
+                received = bus.recv() => match received {
+                    Ok(event) => self.handle(&event, &mut next_serial),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => tracing::error!(
+                        "event listeners missed {missed} events: the event bus overflowed"
+                    ),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                () = sleep_for(wait), if wait.is_some() => {
+                    let now = epoch_seconds();
+                    for (name, period) in periods {
+                        let slice = now - now % period;
+                        if ticks.insert(period, slice) != Some(slice) {
+                            let tick = Notification::tick(name, slice);
+                            self.deliver(Arc::new(tick), &mut next_serial);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick_periods(&self) -> Vec<(&'static str, u64)> {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        TICKS
+            .into_iter()
+            .filter(|(name, _)| {
+                pools.values().any(|pool| pool.events.iter().any(|sub| subscribes(sub, name)))
+            })
+            .collect()
+    }
+
+    fn handle(&self, event: &Event, next_serial: &mut u64) {
+        match event {
+            Event::GroupAdded { group } => {
+                self.pool(group);
+            }
+            Event::GroupRemoved { group } => {
+                let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.registry.group(group).is_none() {
+                    pools.remove(group);
+                    self.fcgi.remove(group);
+                }
+            }
+            _ => {}
+        }
+        // Most events interest nobody: skip building their payloads.
+        if self.subscribed(&Notification::name_of(event))
+            && let Some(notification) = Notification::from_event(event)
+        {
+            self.deliver(Arc::new(notification), next_serial);
+        }
+        if let Event::ProcessState(change) = event
+            && let Some(record) =
+                self.pools.lock().unwrap_or_else(PoisonError::into_inner).get(&change.group)
+        {
+            let _ = record.tx.send(PoolMsg::State { name: change.name.clone(), state: change.to });
+        }
+    }
+
+    fn subscribed(&self, name: &str) -> bool {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.values().any(|record| record.events.iter().any(|sub| subscribes(sub, name)))
+    }
+
+    fn deliver(&self, event: Arc<Notification>, next_serial: &mut u64) {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut serial = None;
+        for record in pools.values() {
+            if !record.events.iter().any(|sub| subscribes(sub, &event.name)) {
+                continue;
+            }
+            let serial = *serial.get_or_insert_with(|| {
+                let serial = *next_serial;
+                *next_serial = next_serial.wrapping_add(1);
+                serial
+            });
+            let _ = record.tx.send(PoolMsg::Event { serial, event: Arc::clone(&event) });
+        }
+    }
+}
+
+async fn sleep_for(wait: Option<Duration>) {
+    if let Some(wait) = wait {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn epoch_seconds() -> u64 {
+    epoch_millis() / 1000
+}
+
+fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct Member {
+    shared: Arc<ProcessShared>,
+    /// Counts spawns, so output of an earlier child is ignored.
+    generation: u64,
+    protocol: Protocol,
+    busy: Option<Queued>,
+    /// RUNNING, as of the last state event: only RUNNING listeners get events.
+    running: bool,
+}
+
+impl Member {
+    fn new(shared: Arc<ProcessShared>) -> Member {
+        let mut protocol = Protocol::default();
+        // No child yet: nothing to talk to until the first attach.
+        protocol.broken();
+        let running = shared.state() == ProcessState::Running;
+        Member { shared, generation: 0, protocol, busy: None, running }
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// The child is gone: no more protocol until the next one attaches.
+    fn detach(&mut self) {
+        let from = self.protocol.state();
+        if from != ListenerState::Unknown {
+            tracing::debug!("{}: {} -> UNKNOWN", self.name(), from.name());
+        }
+        self.protocol.broken();
+    }
+}
+
+struct Pool {
+    name: String,
+    identifier: String,
+    buffer_size: usize,
+    buffer: VecDeque<Queued>,
+    next_serial: u64,
+    members: Vec<Member>,
+}
+
+impl Pool {
+    /// Runs until the hub dropped the pool (group removed) and no reader task
+    /// is left; `tx` is weak so the pool does not keep itself alive.
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<PoolMsg>,
+        tx: mpsc::WeakUnboundedSender<PoolMsg>,
+    ) {
+        while let Some(message) = rx.recv().await {
+            match message {
+                PoolMsg::Event { serial, event } => {
+                    let pool_serial = self.next_serial;
+                    self.next_serial = self.next_serial.wrapping_add(1);
+                    self.accept(Queued { serial, pool_serial, event }, false);
+                }
+                PoolMsg::Attach { shared, pid, pipe } => {
+                    let Some(index) =
+                        self.members.iter().position(|m| Arc::ptr_eq(&m.shared, &shared))
+                    else {
+                        continue;
+                    };
+                    let Some(tx) = tx.upgrade() else { continue };
+                    let member = &mut self.members[index];
+                    if let Some(queued) = member.busy.take() {
+                        self.buffer.push_front(queued);
+                    }
+                    let member = &mut self.members[index];
+                    member.generation += 1;
+                    member.protocol = Protocol::default();
+                    tracing::debug!("{}: listener pid {pid} attached", member.name());
+                    tokio::spawn(read_listener(pipe, index, member.generation, tx));
+                }
+                PoolMsg::Output { member, generation, data } => {
+                    if self.members[member].generation == generation {
+                        self.output(member, &data);
+                    }
+                }
+                PoolMsg::Eof { member, generation } => {
+                    let member = &mut self.members[member];
+                    if member.generation == generation {
+                        member.detach();
+                        if let Some(queued) = member.busy.take() {
+                            // Died while busy: supervisord's EventRejectedEvent.
+                            tracing::warn!(
+                                "{}: listener exited while processing event {}; re-buffering it",
+                                member.shared.config.name,
+                                queued.serial
+                            );
+                            self.accept(queued, true);
+                        }
+                    }
+                }
+                PoolMsg::State { name, state } => {
+                    if let Some(member) = self.members.iter_mut().find(|m| *m.name() == name) {
+                        member.running = state == ProcessState::Running;
+                    }
+                }
+            }
+            self.dispatch().await;
+        }
+    }
+
+    fn accept(&mut self, queued: Queued, head: bool) {
+        if self.buffer.len() >= self.buffer_size
+            && let Some(discarded) = self.buffer.pop_front()
+        {
+            tracing::error!(
+                "pool {} event buffer overflowed, discarding event {}",
+                self.name,
+                discarded.serial
+            );
+        }
+        if head {
+            self.buffer.push_front(queued);
+        } else {
+            self.buffer.push_back(queued);
+        }
+    }
+
+    fn output(&mut self, index: usize, data: &[u8]) {
+        let member = &mut self.members[index];
+        let before = member.protocol.state();
+        for outcome in member.protocol.feed(data) {
+            match outcome {
+                Outcome::Ready => {}
+                Outcome::Accepted => {
+                    member.busy = None;
+                    tracing::debug!("{}: event was processed", member.name());
+                }
+                Outcome::Rejected(_) => {
+                    tracing::warn!("{}: event was rejected", member.name());
+                    if let Some(queued) = member.busy.take() {
+                        self.buffer.push_front(queued);
+                    }
+                }
+                Outcome::BadResult(line) => {
+                    tracing::warn!("{}: bad result line: '{line}'", member.name());
+                    if let Some(queued) = member.busy.take() {
+                        self.buffer.push_front(queued);
+                    }
+                }
+                Outcome::Violation => {
+                    tracing::warn!(
+                        "{}: has entered the UNKNOWN state and will no longer receive events, \
+                         this usually indicates the process violated the eventlistener protocol",
+                        member.name()
+                    );
+                    if let Some(queued) = member.busy.take() {
+                        self.buffer.push_front(queued);
+                    }
+                }
+            }
+        }
+        let after = member.protocol.state();
+        if before != after {
+            tracing::debug!("{}: {} -> {}", member.name(), before.name(), after.name());
+        }
+        // Re-buffering at the head may have overflowed the buffer.
+        while self.buffer.len() > self.buffer_size {
+            if let Some(discarded) = self.buffer.pop_front() {
+                tracing::error!(
+                    "pool {} event buffer overflowed, discarding event {}",
+                    self.name,
+                    discarded.serial
+                );
+            }
+        }
+    }
+
+    /// Sends buffered events, oldest first, while some member can take one.
+    async fn dispatch(&mut self) {
+        while !self.buffer.is_empty() {
+            let Some(index) = self.members.iter().position(|member| {
+                member.protocol.state() == ListenerState::Ready && member.running
+            }) else {
+                return;
+            };
+            let Some(queued) = self.buffer.pop_front() else { return };
+            let member = &mut self.members[index];
+            let envelope = envelope(
+                &self.identifier,
+                queued.serial,
+                &self.name,
+                queued.pool_serial,
+                &queued.event,
+            );
+            let written = match member.shared.stdin() {
+                Some(slot) => {
+                    let mut stdin = slot.lock().await;
+                    stdin.write_all(envelope.as_bytes()).await
+                }
+                None => Err(std::io::ErrorKind::BrokenPipe.into()),
+            };
+            match written {
+                Ok(()) => {
+                    member.protocol.sent();
+                    tracing::debug!("{}: READY -> BUSY", member.name());
+                    member.busy = Some(queued);
+                }
+                Err(error) => {
+                    // EPIPE and friends: skip this listener, keep the event.
+                    tracing::warn!(
+                        "{}: could not send event {}: {error}",
+                        member.name(),
+                        queued.serial
+                    );
+                    member.protocol.broken();
+                    self.buffer.push_front(queued);
+                }
+            }
+        }
+    }
+}
+
+/// Forwards a listener's stdout to its pool until EOF.
+async fn read_listener(
+    mut pipe: pipe::Receiver,
+    member: usize,
+    generation: u64,
+    tx: mpsc::UnboundedSender<PoolMsg>,
+) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => {
+                let data = buffer[..n].to_vec();
+                if tx.send(PoolMsg::Output { member, generation, data }).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!("reading an event listener's stdout failed: {error}");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(PoolMsg::Eof { member, generation });
+}
+
+#[cfg(test)]
+mod tests;
