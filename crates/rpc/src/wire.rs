@@ -157,6 +157,8 @@ pub struct DaemonInfo {
 }
 
 /// Vigil extension: the result of a process's health probe.
+///
+/// In a status description it reads `healthy`, `unhealthy` or `health unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Health {
@@ -167,6 +169,17 @@ pub enum Health {
         /// The last failure, e.g. `connect 127.0.0.1:80: refused`.
         reason: String,
     },
+}
+
+impl Health {
+    /// The word a status description shows.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Health::Unknown => "health unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy { .. } => "unhealthy",
+        }
+    }
 }
 
 /// One process, as `getProcessInfo` reports it, plus Vigil's extras.
@@ -226,6 +239,20 @@ impl ProcessInfo {
 /// EXITED process that was started at least once (vigil-rpc has no time-zone
 /// database, the daemon has).
 pub fn describe(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
+    let base = supervisord_description(info, stop_local);
+    // Vigil's extras, in the same column: health after a RUNNING description,
+    // and what a STARTING process waits for (issue 6).
+    match (info.state, &info.health) {
+        (ProcessState::Running, Some(health)) => format!("{base}, {}", health.word()),
+        (ProcessState::Starting, _) if !info.waiting_for.is_empty() => {
+            format!("waiting for {}", info.waiting_for.join(", "))
+        }
+        _ => base,
+    }
+}
+
+/// The description exactly as supervisord computes it (reference s3.3).
+fn supervisord_description(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
     match info.state {
         ProcessState::Running => {
             format!(
@@ -683,6 +710,25 @@ mod tests {
             (with(ProcessState::Starting, 1000, ""), ""),
             (with(ProcessState::Stopping, 1000, ""), ""),
             (with(ProcessState::Unknown, 1000, ""), ""),
+            // Vigil's extras (issue 6).
+            (
+                ProcessInfo { health: Some(Health::Healthy), ..base.clone() },
+                "pid 61, uptime 0:00:12, healthy",
+            ),
+            (
+                ProcessInfo {
+                    health: Some(Health::Unhealthy { reason: String::new() }),
+                    ..base.clone()
+                },
+                "pid 61, uptime 0:00:12, unhealthy",
+            ),
+            (
+                ProcessInfo {
+                    waiting_for: vec!["db".into(), "cache:healthy".into()],
+                    ..with(ProcessState::Starting, 1000, "")
+                },
+                "waiting for db, cache:healthy",
+            ),
         ];
         for (info, text) in cases {
             assert_eq!(describe(&info, stop), text, "{:?}", info.state);
