@@ -126,6 +126,10 @@ struct Inner {
 }
 
 struct FileState {
+    /// The open base file. A regular file is opened at the first write, not at
+    /// start (it is created then, so it exists): a program that never writes
+    /// holds no descriptor, which lets thousands of quiet programs fit under the
+    /// daemon's descriptor limit.
     file: Option<File>,
     /// Current length of the base file as written by us.
     size: u64,
@@ -331,7 +335,9 @@ impl ChannelLog {
                 shared.base = Segment { start: offset, len: metadata.len(), file_pos: 0 };
                 shared.total = offset + metadata.len();
             }
-            file_state.file = Some(file);
+            // A device (`/dev/stdout`) stays open; a regular file waits for the
+            // first write (see `FileState::file`).
+            file_state.file = (!file_state.regular).then_some(file);
         }
         let (total_tx, _) = watch::channel(shared.total);
         Ok(ChannelLog {
@@ -569,18 +575,31 @@ impl ChannelLog {
     /// Reopens the file (SIGUSR2, after an external logrotate). If the file was moved
     /// or truncated, offsets before now are served from the ring only.
     pub fn reopen(&self) -> io::Result<()> {
-        if self.inner.path.is_none() {
+        let Some(path) = &self.inner.path else {
+            return Ok(());
+        };
+        let mut file_state = lock(&self.inner.file);
+        if file_state.file.is_none() {
+            // Not opened yet: look at the path without taking a descriptor; the
+            // next write opens whatever is there.
+            let moved = match std::fs::metadata(path) {
+                Ok(metadata) => {
+                    file_state.identity != Some((metadata.dev(), metadata.ino()))
+                        || file_state.size != metadata.len()
+                }
+                Err(_) => true,
+            };
+            if moved {
+                file_state.identity = None;
+                self.inner.restart_base(0);
+            }
             return Ok(());
         }
-        let mut file_state = lock(&self.inner.file);
         let old_identity = file_state.identity;
         let old_size = file_state.size;
         let same = self.inner.reopen_locked(&mut file_state)?;
         if !(same && old_identity == file_state.identity && old_size == file_state.size) {
-            let mut shared = lock(&self.inner.shared);
-            let total = shared.total;
-            shared.base = Segment { start: total, len: 0, file_pos: file_state.size };
-            shared.backups.clear();
+            self.inner.restart_base(file_state.size);
         }
         Ok(())
     }
@@ -620,6 +639,29 @@ impl Inner {
         Ok(file_state.regular)
     }
 
+    /// Opens the base file for a write if it is not open yet. A file moved or
+    /// truncated since we last saw it starts a new base segment, as `reopen` does.
+    fn ensure_open(&self, file_state: &mut FileState) -> io::Result<()> {
+        if file_state.file.is_some() || self.path.is_none() {
+            return Ok(());
+        }
+        let (old_identity, old_size) = (file_state.identity, file_state.size);
+        self.reopen_locked(file_state)?;
+        if old_identity != file_state.identity || old_size != file_state.size {
+            self.restart_base(file_state.size);
+        }
+        Ok(())
+    }
+
+    /// Bytes before now are no longer in the base file (moved, truncated or
+    /// replaced): they are served from the ring only.
+    fn restart_base(&self, file_pos: u64) {
+        let mut shared = lock(&self.shared);
+        let total = shared.total;
+        shared.base = Segment { start: total, len: 0, file_pos };
+        shared.backups.clear();
+    }
+
     fn append_memory(&self, data: &[u8]) {
         let mut shared = lock(&self.shared);
         shared.push(data);
@@ -634,6 +676,9 @@ impl Inner {
     /// Runs on a blocking thread.
     fn write_batch(&self, data: &[u8]) {
         let mut file_state = lock(&self.file);
+        if let Err(error) = self.ensure_open(&mut file_state) {
+            self.note_failure(&mut file_state, "opening", &error);
+        }
         let mut rest = data;
         // After a failed rotation the rest of the batch is appended as is; the next
         // batch tries again.
