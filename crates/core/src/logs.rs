@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -892,9 +891,19 @@ impl Inner {
     }
 }
 
+/// Reads what the pipe has into `pending`. The buffer is grown only once the
+/// pipe is readable, so the thousands of capture tasks of quiet programs hold no
+/// read buffer while they wait. Cancel-safe (it sits in a `select!`): nothing is
+/// read before the last await.
 async fn read_chunk(pipe: &mut pipe::Receiver, pending: &mut Vec<u8>) -> io::Result<usize> {
-    pending.reserve(READ_CHUNK);
-    pipe.read_buf(pending).await
+    loop {
+        pipe.readable().await?;
+        pending.reserve(READ_CHUNK);
+        match pipe.try_read_buf(pending) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
 }
 
 /// Splits captured bytes into lines for a [`LineCallback`].
