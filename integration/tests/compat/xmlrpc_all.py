@@ -243,10 +243,15 @@ check("startAllProcesses", sorted((r["name"], r["status"]) for r in started), [
     ("cat", 80), ("failer", 50), ("manual", 80), ("noexec", 21), ("nofile", 20), ("nolog", 80),
     ("sleeper", 80), ("web_0", 80), ("web_1", 80)])
 # FATAL and never-startable processes are "not running", so they are tried again.
+# supervisord moves failer from BACKOFF to FATAL on its next loop pass, after
+# startAllProcesses has answered; a BACKOFF process would be skipped.
+wait_for("failer to be FATAL again", lambda: state("failer") == "FATAL")
 again = S.supervisor.startAllProcesses(False)
 check("startAllProcesses again", sorted((r["name"], r["status"]) for r in again),
       [("failer", 80), ("noexec", 21), ("nofile", 20)])
 wait_for("sleeper's output", lambda: S.supervisor.readProcessStdoutLog("sleeper", 0, 0) == "hello\nhello\n")
+# stdout and stderr are separate pipes: one can be logged before the other.
+wait_for("sleeper's stderr", lambda: S.supervisor.readProcessStderrLog("sleeper", 0, 0) == "oops\noops\n")
 
 # --- Signals ------------------------------------------------------------------------
 check("signalProcess name", S.supervisor.signalProcess("sleeper", "WINCH"), True)
