@@ -26,11 +26,18 @@
 //! those snapshots, never inside an actor. It knows nothing of RPC: errors are
 //! [`CoreError`]s that mirror supervisord's faults.
 //!
-//! `update` (supervisorctl's reread + apply) is composed today from
-//! [`Handle::add_group`] and [`Handle::remove_group`]; a finer `apply` that keeps
-//! unchanged processes running fits beside them, because all per-process state
-//! that must survive (status, logs, stdin) lives in one shared record per
-//! process, independent of the actors.
+//! `update` (supervisorctl's reread + apply) goes through the config actor
+//! (config_actor.rs), which keeps the running config and the last one read and
+//! applies a `vigil_config::Plan` member by member (update.rs): a kept member
+//! keeps its actor and child, in-place fields are retuned, and only changed
+//! processes restart. That works because all per-process state that must
+//! survive (status, logs, stdin) lives in one shared record per process,
+//! independent of the actors.
+//!
+//! supervisord's events (eventlistener.rs) are read off the same bus that
+//! [`Handle::subscribe`] exposes; output.rs stands between each pipe and its log
+//! (`strip_ansi`, capture mode, `*_syslog`, log events); fcgi.rs owns
+//! `[fcgi-program:x]` sockets.
 //!
 //! Beyond supervisord (issue 6), each in its own module: group strategies and
 //! restart budgets with escalation to the root (group.rs, budget.rs, root.rs),
