@@ -2,7 +2,7 @@
 //!
 //! # Theory of operation
 //!
-//! The [`Hub`] is one task that reads every [`Event`] on the bus, turns it
+//! The `Hub` is one task that reads every [`Event`] on the bus, turns it
 //! into supervisord's event name and payload ([`Notification::from_event`]),
 //! and hands it to each pool that subscribes to it ([`subscribes`]), after
 //! giving it the next global serial (serials are only used up by events some
@@ -14,7 +14,7 @@
 //! dropped on overflow with supervisord's log line) and the protocol state of
 //! each member ([`Protocol`], a pure state machine over the bytes the listener
 //! writes). A listener's stdout never reaches a log: `output.rs` hands each new
-//! stdout pipe to [`Hub::attach`], and a reader task forwards its bytes to the
+//! stdout pipe to `Hub::attach`, and a reader task forwards its bytes to the
 //! pool. The pool writes an envelope ([`envelope`]) to the stdin of the first
 //! member that is RUNNING and READY, and re-queues the event at the head when
 //! the listener answers anything but `OK`, breaks the protocol, or dies while

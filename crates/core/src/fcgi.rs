@@ -4,7 +4,7 @@
 //! As in supervisord (`socket_manager.py`), the socket is created and bound
 //! when the group is added, so a bad address or a port in use fails the add
 //! (or startup) instead of every spawn. From then on each child holds a
-//! reference ([`FcgiSockets::acquire`], kept until the reaper reports its
+//! reference (`FcgiSockets::acquire`, kept until the reaper reports its
 //! exit); the daemon's descriptor closes when the last child holding it exited,
 //! and the next spawn binds it again.
 //!
