@@ -8,12 +8,13 @@
 //! exit is dispatched by pid to the oneshot sender registered at spawn.
 //!
 //! Three races are closed by one mutex:
-//! - std waits internally for a child whose `exec` failed. A concurrent
-//!   `waitpid(-1)` could steal that status (std then panics), so
-//!   [`Reaper::spawn`] forks under the mutex and the reaper takes it for each
-//!   `waitpid` call.
+//! - A child whose setup or `exec` failed has exited by the time the spawn returns
+//!   (see [`crate::spawn`]); [`Reaper::spawn`] collects it with `waitpid(pid)`
+//!   itself, so its 127 never reaches anyone as a program's exit. It creates the
+//!   child under the mutex and the reaper takes it for each `waitpid` call, so the
+//!   reaper's `waitpid(-1)` cannot take that status first.
 //! - A child can exit before its pid is registered. Because registration happens in
-//!   the same critical section as the fork, the reaper cannot see that exit before the
+//!   the same critical section as the spawn, the reaper cannot see that exit before the
 //!   pid is known. Hence no "pending exits" map: an unknown pid is, by construction,
 //!   an adopted orphan. (Such a map keyed by pid would also be wrong after pid reuse:
 //!   a parked orphan exit would be handed to a new child that got the same pid.)
@@ -24,7 +25,7 @@
 //! The reaper is a singleton because `waitpid(-1)` is process-wide: two reapers would
 //! steal each other's children. It runs on its own thread (not on the caller's
 //! runtime) so it outlives any one runtime (tests create many) and so that waiting for
-//! the mutex during a fork never blocks a worker thread of the application.
+//! the mutex during a spawn never blocks a worker thread of the application.
 //!
 //! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
 //! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
@@ -40,7 +41,7 @@ use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use crate::exit::ExitStatus;
-use crate::spawn::{Prepared, SpawnError, SpawnSpec};
+use crate::spawn::{Launch, Prepared, SpawnError, SpawnSpec};
 
 /// Handle to the process-wide reaper. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -50,7 +51,7 @@ pub struct Reaper {
 
 #[derive(Debug)]
 struct Inner {
-    /// Registered, not yet reaped children. Held while forking and around each
+    /// Registered, not yet reaped children. Held while spawning and around each
     /// `waitpid`, see the module docs.
     state: Mutex<State>,
     orphans: AtomicU64,
@@ -118,13 +119,22 @@ impl Reaper {
     /// Spawns `spec` under the reaper's lock and registers its pid.
     ///
     /// Must be called inside a tokio runtime (the pipes are registered with it). It
-    /// blocks for the fork and exec (well under a millisecond for a normal daemon);
-    /// call it from `spawn_blocking` if that matters to the caller.
+    /// blocks until the child has exec'd (well under a millisecond, independent of
+    /// the daemon's size); call it from `spawn_blocking` if that matters to the caller.
     pub fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         let prepared = Prepared::new(spec)?;
         let (exit_tx, exit_rx) = oneshot::channel();
         let mut state = self.inner.lock();
-        let (pid, pipes) = prepared.launch()?;
+        let (pid, pipes) = match prepared.launch() {
+            Launch::Running { pid, pipes } => (pid, pipes),
+            Launch::Failed { child, error } => {
+                if let Some(pid) = child {
+                    reap_failed_child(pid);
+                }
+                drop(state);
+                return Err(error);
+            }
+        };
         state.waiting.insert(pid, exit_tx);
         drop(state);
         tracing::debug!(pid, argv = ?spec.argv, "spawned child");
@@ -216,6 +226,21 @@ impl Inner {
                     tracing::info!("reaped unknown pid {pid} ({})", status.describe());
                 }
             }
+        }
+    }
+}
+
+/// Collects a child that exited during its setup or exec. Called under the lock, so
+/// the reaper cannot have taken it; the child has already called `_exit` (the spawn
+/// returned), so this waits only for the kernel to finish its exit.
+fn reap_failed_child(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    loop {
+        let mut raw: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into `raw`.
+        let got = unsafe { libc::waitpid(pid, &mut raw, 0) };
+        if got >= 0 || Errno::last() != Errno::EINTR {
+            return;
         }
     }
 }

@@ -1,48 +1,77 @@
 //! Turning a program's configuration into a running child: command resolution,
-//! the child environment, privilege drop and the exact `pre_exec` sequence.
+//! the child environment, privilege drop and the exact work done in the child
+//! between its creation and `execve`.
 //!
 //! Owns supervisord's spawn rules (`Subprocess.spawn` / `_spawn_as_child`): the PATH
 //! search and its `spawnerr` texts, the environment merge order, and the order of
 //! work in the child (own process group, stdio, privilege drop, chdir, umask, exec).
 //! It does not own waiting: a prepared spawn is launched only by
-//! [`crate::reaper::Reaper::spawn`], under the reaper's lock, because std waits
-//! internally for a child whose exec failed and a concurrent `waitpid(-1)` would
-//! steal that status.
+//! [`crate::reaper::Reaper::spawn`], under the reaper's lock, which registers the
+//! pid before the reaper can see its exit and itself collects a child whose setup
+//! or exec failed.
+//!
+//! # How the child is created
+//!
+//! Not with `fork`: forking copies the daemon's page tables, and at exec the child
+//! unmaps them again, so the cost of every spawn grows with the daemon's memory
+//! (with 5,000 programs most of the daemon's CPU went there). Instead
+//! [`Prepared::launch`] calls `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`, as glibc's
+//! `posix_spawn` does: the child shares the daemon's memory, runs on a stack of its
+//! own, and the calling thread is suspended until the child has exec'd or exited.
+//!
+//! Sharing memory is sound because the child never writes any of it except:
+//! - its own stack, a fresh `mmap` with a guard page, unmapped after `clone` returns
+//!   (by then the child no longer runs on it);
+//! - the calling thread's `errno`: the child runs with that thread's TLS, and the
+//!   thread is suspended in `clone`, whose success path never reads `errno`.
+//!
+//! Everything it reads (paths, `argv`/`envp` pointer arrays, groups, fds) is built
+//! by [`Prepared::new`] before the clone and owned by the suspended caller, so no
+//! other thread frees or changes it. The child never allocates, locks, or panics
+//! (no indexing that can fail, no `expect`), and it uses raw system calls where
+//! glibc would consult its per-process thread state: `setgroups`/`setgid`/
+//! `setuid` through glibc broadcast the change to every thread glibc knows, which
+//! under `CLONE_VM` are the daemon's threads, not the child's. Signals: the caller
+//! blocks every signal (glibc's internal ones too) before `clone` and restores its
+//! mask afterwards; the child starts with all signals blocked, resets every
+//! disposition to `SIG_DFL` (it has its own copy of the handler table, since
+//! `CLONE_SIGHAND` is not set) and only then unblocks, so no handler of the daemon
+//! (tokio's) can run on the child's stack against the daemon's memory.
 //!
 //! # Order of work in the child
 //!
-//! std's `do_exec` runs, in order: dup2 of the pipes onto fds 0/1/2,
-//! `setpgid(0, 0)` (from [`std::os::unix::process::CommandExt::process_group`]), a
-//! reset of the signal mask, then our `pre_exec` closure, then `execvp`. The closure:
-//!
 //! 1. resets every signal disposition to `SIG_DFL` (ignored signals survive exec),
-//! 2. marks every fd from `close_fds_from` up close-on-exec (`close_range` with
+//!    then empties the signal mask,
+//! 2. dup2 of the prepared descriptors onto fds 0/1/2 (stdin: `/dev/null`, a pipe
+//!    or an fcgi socket; stderr may be the stdout pipe),
+//! 3. `setpgid(0, 0)`: the child leads its own process group, like supervisord's
+//!    `setpgrp()`, so stopasgroup/killasgroup can signal `-pid`,
+//! 4. marks every fd from `close_fds_from` up close-on-exec (`close_range` with
 //!    `CLOSE_RANGE_CLOEXEC`, else a `/proc/self/fd` scan, else a loop to the fd
-//!    limit). Marking instead of closing keeps std's exec-error pipe working,
-//! 3. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
-//!    (no NSS after fork),
-//! 4. `chdir` (after setuid, as supervisord does, so a directory only the target
+//!    limit). Marking instead of closing keeps the status pipe working until exec,
+//! 5. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
+//!    its own ([`set_child_file_limit`]),
+//! 6. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
+//!    (no NSS in the child),
+//! 7. `chdir` (after setuid, as supervisord does, so a directory only the target
 //!    user can enter works and one it cannot enter fails),
-//! 5. `umask`.
+//! 8. `umask`,
+//! 9. `execve` of `argv[0]` as a path (supervisord's `os.execve`); a file the kernel
+//!    refuses as `ENOEXEC` (a script without `#!`) is run by `/bin/sh`, as glibc's
+//!    `execvp` (which std used) does.
 //!
-//! Before step 3 it also restores the RLIMIT_NOFILE the daemon started with, when
-//! the daemon raised its own ([`set_child_file_limit`]).
-//!
-//! `Command::uid/gid/current_dir` are deliberately not used: std applies them before
-//! `pre_exec`, which breaks the `setgroups` ordering and supervisord's chdir order.
 //! A failing step writes its number and errno to a private close-on-exec status pipe
-//! before failing, so the parent can say which step failed (`couldn't chdir to X:
-//! ENOENT`) rather than a bare errno.
+//! and exits with 127. The parent reads that pipe after `clone` returns: nothing
+//! means the exec succeeded (the pipe closed at exec), a report says which step
+//! failed (`couldn't chdir to X: ENOENT`) rather than a bare errno.
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, c_void};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::unistd::{AccessFlags, Gid, Uid, User};
@@ -109,7 +138,7 @@ impl SpawnSpec {
 }
 
 /// A resolved identity: uid, primary gid and the supplementary groups, all computed
-/// before forking because group lookup (NSS) is not allowed after fork.
+/// before spawning because group lookup (NSS) is not allowed in the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnUser {
     pub uid: u32,
@@ -188,7 +217,8 @@ pub enum SpawnError {
     Chdir { path: PathBuf, errno: Errno },
     #[error("couldn't exec {path}: {}", errno_name(*.errno))]
     Exec { path: String, errno: Errno },
-    /// fork itself failed (EAGAIN, ENOMEM) or std could not set up the child.
+    /// The child could not be created (`clone`: EAGAIN, ENOMEM) or could not set up
+    /// its stdio or process group.
     #[error("couldn't fork: {0}")]
     Fork(#[source] io::Error),
     /// Pipes could not be created or registered with tokio.
@@ -338,16 +368,33 @@ pub fn child_environment(
     env.into_iter().collect()
 }
 
-/// Steps of the `pre_exec` closure, as reported over the status pipe.
+/// Steps of the child's setup, as reported over the status pipe.
 const STEP_SETGROUPS: u8 = 1;
 const STEP_SETGID: u8 = 2;
 const STEP_SETUID: u8 = 3;
 const STEP_CHDIR: u8 = 4;
-/// Written just before returning to std for exec: a later failure is exec's.
 const STEP_EXEC: u8 = 5;
+/// dup2 onto fds 0/1/2 or `setpgid` failed; reported as a failure to fork, as std did.
+const STEP_STDIO: u8 = 6;
+const STEP_SETPGID: u8 = 7;
+
+/// The exit status of a child whose setup or exec failed (it is reaped by
+/// [`crate::reaper::Reaper::spawn`], never seen by a program actor).
+const CHILD_SETUP_FAILED: libc::c_int = 127;
 
 /// `close_range` flag (linux/close_range.h); not exported by every libc version.
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+
+/// The size of the kernel's signal set (`_NSIG / 8`), which `rt_sigprocmask` and
+/// `rt_sigaction` take instead of libc's larger `sigset_t`.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// The child's stack. The setup uses a few KiB (the largest frame is the 4 KiB
+/// `/proc/self/fd` buffer); untouched pages cost nothing.
+const CHILD_STACK_SIZE: usize = 128 * 1024;
+
+/// The shell glibc's `execvp` runs a file with when exec says `ENOEXEC`.
+const SHELL: &std::ffi::CStr = c"/bin/sh";
 
 /// The privilege drop the child performs, precomputed in the parent.
 struct PrivilegeDrop {
@@ -363,36 +410,89 @@ pub(crate) struct ParentPipes {
     pub(crate) stderr: Option<pipe::Receiver>,
 }
 
-/// A spawn with every allocation, lookup and pipe done; only fork/exec is left, which
-/// [`Prepared::launch`] does under the reaper's lock.
+/// How a launch ended.
+pub(crate) enum Launch {
+    /// The child exec'd: its pid and the parent ends of its pipes.
+    Running { pid: u32, pipes: ParentPipes },
+    /// No program runs. `child` is the pid of a child that exited during its setup
+    /// or exec and must still be reaped (under the same lock).
+    Failed { child: Option<u32>, error: SpawnError },
+}
+
+/// A spawn with every allocation, lookup and pipe done; only the clone and exec are
+/// left, which [`Prepared::launch`] does under the reaper's lock.
 pub(crate) struct Prepared {
-    command: Command,
+    /// `argv[0]` as given, for error texts.
     program: String,
-    cwd: Option<PathBuf>,
+    cwd_path: Option<PathBuf>,
     uid: Option<u32>,
     status_read: std::io::PipeReader,
     status_write: std::io::PipeWriter,
     pipes: ParentPipes,
+    /// The descriptors the child gets as 0/1/2 (`stderr: None` means the stdout
+    /// pipe). Closed in the parent right after the launch.
+    child_stdin: OwnedFd,
+    child_stdout: OwnedFd,
+    child_stderr: Option<OwnedFd>,
+    /// The strings behind the pointer arrays below; never read directly, but they
+    /// must live as long as the arrays.
+    _strings: Vec<CString>,
+    path: CString,
+    /// NULL-terminated `argv`, `envp` and the `/bin/sh` fallback `argv`.
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    shell_argv: Vec<*const libc::c_char>,
+    setup: ChildSetup,
+}
+
+/// What the child reads, laid out for it before the clone. Every pointer points
+/// into a [`Prepared`] that outlives the child's use of it.
+struct ChildArgs<'a> {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    shell_argv: *const *const libc::c_char,
+    stdio: [RawFd; 3],
+    setup: &'a ChildSetup,
 }
 
 impl Prepared {
     /// Validates `spec`, creates the pipes (registered with the current tokio runtime)
-    /// and builds the command with its `pre_exec` closure. Forks nothing.
+    /// and builds every string and pointer array the child needs. Starts nothing.
     pub(crate) fn new(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SpawnError::NoRuntime);
         }
         let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?.clone();
+        let mut strings = Vec::with_capacity(spec.argv.len() + spec.env.len());
         for (index, arg) in spec.argv.iter().enumerate() {
-            if arg.contains('\0') {
-                return Err(SpawnError::NulByte { what: format!("argument {index}") });
-            }
+            let arg = CString::new(arg.as_bytes())
+                .map_err(|_| SpawnError::NulByte { what: format!("argument {index}") })?;
+            strings.push(arg);
         }
         for (key, value) in &spec.env {
             if key.contains('\0') || value.contains('\0') || key.contains('=') || key.is_empty() {
                 return Err(SpawnError::NulByte { what: format!("environment entry {key:?}") });
             }
+            let mut entry = Vec::with_capacity(key.len() + value.len() + 1);
+            entry.extend_from_slice(key.as_bytes());
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            strings.push(CString::new(entry).expect("NUL bytes were rejected above"));
         }
+        let argc = spec.argv.len();
+        let path = strings[0].clone();
+        let mut argv: Vec<*const libc::c_char> =
+            strings[..argc].iter().map(|s| s.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let envp: Vec<*const libc::c_char> = strings[argc..]
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        // glibc's execvp fallback: `/bin/sh path args...` (argv[0] replaced by the path).
+        let shell_argv: Vec<*const libc::c_char> =
+            [SHELL.as_ptr(), path.as_ptr()].into_iter().chain(argv[1..].iter().copied()).collect();
         let cwd = match &spec.cwd {
             Some(dir) => Some(CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
                 SpawnError::NulByte { what: format!("directory {}", dir.display()) }
@@ -401,135 +501,306 @@ impl Prepared {
         };
         let drop = privilege_drop(spec.user.as_ref())?;
 
-        let mut command = Command::new(OsStr::new(&program));
-        command.args(&spec.argv[1..]).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
-        // setpgrp() first, like supervisord: the child leads its own process group so
-        // stopasgroup/killasgroup can signal -pid.
-        command.process_group(0);
-
         let (stdout_read, stdout_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
         let stdout =
             pipe::Receiver::from_owned_fd(OwnedFd::from(stdout_read)).map_err(SpawnError::Pipes)?;
-        let stderr = if spec.redirect_stderr {
-            command.stderr(Stdio::from(stdout_write.try_clone().map_err(SpawnError::Pipes)?));
-            None
+        let child_stdout = above_stdio(OwnedFd::from(stdout_write))?;
+        let (stderr, child_stderr) = if spec.redirect_stderr {
+            (None, None)
         } else {
             let (stderr_read, stderr_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-            command.stderr(Stdio::from(stderr_write));
-            Some(
-                pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_read))
-                    .map_err(SpawnError::Pipes)?,
-            )
+            let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_read))
+                .map_err(SpawnError::Pipes)?;
+            (Some(receiver), Some(above_stdio(OwnedFd::from(stderr_write))?))
         };
-        command.stdout(Stdio::from(stdout_write));
-        let stdin = if let Some(socket) = &spec.stdin_socket {
+        let (stdin, child_stdin) = if let Some(socket) = &spec.stdin_socket {
             // The child gets its own descriptor as fd 0; the daemon keeps `socket`.
-            command.stdin(Stdio::from(socket.0.try_clone().map_err(SpawnError::Pipes)?));
-            None
+            (None, above_stdio(socket.0.try_clone().map_err(SpawnError::Pipes)?)?)
         } else if spec.pipe_stdin {
             let (stdin_read, stdin_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-            command.stdin(Stdio::from(stdin_read));
-            Some(
-                pipe::Sender::from_owned_fd(OwnedFd::from(stdin_write))
-                    .map_err(SpawnError::Pipes)?,
-            )
+            let sender = pipe::Sender::from_owned_fd(OwnedFd::from(stdin_write))
+                .map_err(SpawnError::Pipes)?;
+            (Some(sender), above_stdio(OwnedFd::from(stdin_read))?)
         } else {
-            command.stdin(Stdio::null());
-            None
+            let null = std::fs::File::open("/dev/null").map_err(SpawnError::Pipes)?;
+            (None, above_stdio(OwnedFd::from(null))?)
         };
 
         let (status_read, status_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
         // Non-blocking so reading the failure report can never hang on a write end
-        // inherited by some other thread's child that has not exec'd yet.
+        // inherited by some other thread's forked child that has not exec'd yet.
         set_nonblocking(status_read.as_raw_fd()).map_err(SpawnError::Pipes)?;
-        let status_fd = status_write.as_raw_fd();
-        let close_from = spec.close_fds_from.max(3);
-        let fd_limit = open_file_limit();
-        let umask = spec.umask.map(|mask| mask as libc::mode_t);
+        let status_write = std::io::PipeWriter::from(above_stdio(OwnedFd::from(status_write))?);
         let uid = drop.as_ref().map(|d| d.uid);
-        let file_limit = CHILD_FILE_LIMIT
-            .get()
-            .map(|&(soft, hard)| libc::rlimit { rlim_cur: soft, rlim_max: hard });
-        let child_setup =
-            ChildSetup { status_fd, close_from, fd_limit, file_limit, drop, cwd, umask };
-        // SAFETY: the closure runs between fork and exec in a copy of a possibly
-        // multi-threaded process. It only calls async-signal-safe functions
-        // (sigaction, syscall, open, fcntl, close, setrlimit, setgroups, setgid,
-        // setuid, chdir, umask, write) on data prepared before the fork; it never
-        // allocates or locks.
-        unsafe {
-            command.pre_exec(move || child_setup.run());
-        }
+        let setup = ChildSetup {
+            status_fd: status_write.as_raw_fd(),
+            close_from: spec.close_fds_from.max(3),
+            fd_limit: open_file_limit(),
+            file_limit: CHILD_FILE_LIMIT
+                .get()
+                .map(|&(soft, hard)| libc::rlimit { rlim_cur: soft, rlim_max: hard }),
+            drop,
+            cwd,
+            umask: spec.umask.map(|mask| mask as libc::mode_t),
+        };
         Ok(Prepared {
-            command,
             program,
-            cwd: spec.cwd.clone(),
+            cwd_path: spec.cwd.clone(),
             uid,
             status_read,
             status_write,
             pipes: ParentPipes { stdin, stdout: Some(stdout), stderr },
+            child_stdin,
+            child_stdout,
+            child_stderr,
+            _strings: strings,
+            path,
+            argv,
+            envp,
+            shell_argv,
+            setup,
         })
     }
 
-    /// Forks and execs. Must be called with the reaper's lock held (see module docs).
-    /// Returns the pid and the parent pipe ends; the std `Child` is dropped without
-    /// waiting, since the reaper owns every wait.
-    pub(crate) fn launch(self) -> Result<(u32, ParentPipes), SpawnError> {
-        let Prepared { mut command, program, cwd, uid, mut status_read, status_write, pipes } =
-            self;
-        let result = command.spawn();
-        // Close the parent's copies of the child's pipe ends now, or the stdout
-        // reader would never see EOF.
-        drop(command);
-        drop(status_write);
-        match result {
-            Ok(child) => {
-                let pid = child.id();
-                drop(child);
-                Ok((pid, pipes))
-            }
-            Err(error) => {
-                let mut report = [0u8; 5];
-                let mut got = 0;
-                while got < report.len() {
-                    match status_read.read(&mut report[got..]) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                let errno = Errno::from_raw(error.raw_os_error().unwrap_or(0));
-                Err(decode_failure(&report[..got], errno, error, &program, cwd, uid))
+    /// Creates the child and waits until it has exec'd or exited. Must be called with
+    /// the reaper's lock held (see module docs and [`Launch::Failed`]).
+    pub(crate) fn launch(self) -> Launch {
+        let stdout = self.child_stdout.as_raw_fd();
+        let stdio = [
+            self.child_stdin.as_raw_fd(),
+            stdout,
+            self.child_stderr.as_ref().map_or(stdout, AsRawFd::as_raw_fd),
+        ];
+        let args = ChildArgs {
+            path: self.path.as_ptr(),
+            argv: self.argv.as_ptr(),
+            envp: self.envp.as_ptr(),
+            shell_argv: self.shell_argv.as_ptr(),
+            stdio,
+            setup: &self.setup,
+        };
+        let cloned = clone_vfork(&args);
+        let Prepared {
+            program,
+            cwd_path,
+            uid,
+            mut status_read,
+            status_write,
+            pipes,
+            child_stdin,
+            child_stdout,
+            child_stderr,
+            ..
+        } = self;
+        // Close the parent's copies of the child's ends now, or the stdout reader
+        // would never see EOF.
+        drop((child_stdin, child_stdout, child_stderr, status_write));
+        let pid = match cloned {
+            Ok(pid) => pid,
+            Err(error) => return Launch::Failed { child: None, error: SpawnError::Fork(error) },
+        };
+        // CLONE_VFORK returned: the child has exec'd (the pipe closed, nothing to
+        // read) or written its report and exited.
+        let mut report = [0u8; 5];
+        let mut got = 0;
+        while got < report.len() {
+            match status_read.read(&mut report[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
         }
+        if got == 0 {
+            return Launch::Running { pid, pipes };
+        }
+        let errno = match report[1..] {
+            [a, b, c, d] if got == report.len() => i32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        };
+        let error = decode_failure(report[0], Errno::from_raw(errno), &program, cwd_path, uid);
+        Launch::Failed { child: Some(pid), error }
     }
+}
+
+/// A descriptor the child can dup2 onto 0/1/2 without clobbering another source:
+/// one below 3 (only possible if the daemon closed its own stdio) is moved up.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, SpawnError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that nothing else owns.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if moved < 0 {
+        return Err(SpawnError::Pipes(io::Error::last_os_error()));
+    }
+    // SAFETY: `moved` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// Blocks every signal in the calling thread, clones the child onto a fresh stack,
+/// and restores the mask once the child has exec'd or exited (CLONE_VFORK).
+fn clone_vfork(args: &ChildArgs<'_>) -> io::Result<u32> {
+    let stack = ChildStack::new()?;
+    // SAFETY: sigfillset fills a sigset_t we own.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: fills our own set.
+    unsafe { libc::sigfillset(&mut all) };
+    // The raw call, because glibc's pthread_sigmask leaves its own two internal
+    // signals (SIGCANCEL, SIGSETXID) unblocked and the child must start with none.
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both live locals.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const libc::sigset_t,
+            &mut old as *mut libc::sigset_t,
+            KERNEL_SIGSET_SIZE,
+        )
+    };
+    if blocked != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see the module docs. The child runs `child_main` on `stack` (not
+    // shared with anything), reads only `args` and what it points to (kept alive by
+    // the suspended caller), and leaves by execve or _exit, both of which release
+    // this thread. The stack top is 16-byte aligned (the mapping is page-aligned).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (args as *const ChildArgs<'_>).cast_mut().cast::<c_void>(),
+        )
+    };
+    let result = if pid > 0 { Ok(pid as u32) } else { Err(io::Error::last_os_error()) };
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            KERNEL_SIGSET_SIZE,
+        )
+    };
+    // The stack is unmapped only here, after the child left it (dropped last).
+    drop(stack);
+    result
+}
+
+/// An anonymous mapping for the child's stack with a guard page below it, so an
+/// overflow kills the child instead of writing over the daemon's memory.
+struct ChildStack {
+    base: *mut c_void,
+    len: usize,
+    guard: usize,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<ChildStack> {
+        // SAFETY: sysconf has no memory effects.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = CHILD_STACK_SIZE + page;
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len, guard: page };
+        // SAFETY: the lowest page of our own mapping.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: stacks grow down on every Linux target we build.
+    fn top(&self) -> *mut c_void {
+        debug_assert!(self.guard < self.len);
+        self.base.wrapping_byte_add(self.len)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no child runs on it any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// The child, from `clone` to `execve`. Runs on its own stack in the daemon's
+/// memory: no allocation, no locks, no panics, no writes outside its stack.
+extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone.
+    let args = unsafe { &*(arg.cast::<ChildArgs<'_>>()) };
+    let setup = args.setup;
+    reset_signal_dispositions();
+    // SAFETY: an empty mask: every handler is SIG_DFL now, so any signal that
+    // arrives from here on acts on this process only.
+    unsafe {
+        let empty = [0u64; 1];
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            empty.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_SIZE,
+        );
+    }
+    for (target, &source) in args.stdio.iter().enumerate() {
+        // SAFETY: dup2 of descriptors the parent keeps open until we exec or exit;
+        // every source is above 2 (see `above_stdio`), so none is clobbered.
+        if unsafe { libc::dup2(source, target as libc::c_int) } < 0 {
+            setup.fail_and_exit(STEP_STDIO);
+        }
+    }
+    // SAFETY: setpgid(2) on ourselves.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        setup.fail_and_exit(STEP_SETPGID);
+    }
+    setup.run();
+    // SAFETY: NULL-terminated arrays of strings owned by the suspended parent.
+    unsafe { libc::execve(args.path, args.argv, args.envp) };
+    if Errno::last_raw() == libc::ENOEXEC {
+        // SAFETY: as above.
+        unsafe { libc::execve(SHELL.as_ptr(), args.shell_argv, args.envp) };
+    }
+    setup.fail_and_exit(STEP_EXEC)
 }
 
 /// Turns the child's status-pipe report into the error supervisord would have shown.
 fn decode_failure(
-    report: &[u8],
+    step: u8,
     errno: Errno,
-    error: io::Error,
     program: &str,
     cwd: Option<PathBuf>,
     uid: Option<u32>,
 ) -> SpawnError {
-    // The child writes at most one report: the step that failed, or "about to exec".
-    let step = report.first().copied();
     let uid = uid.unwrap_or(0);
     match step {
-        Some(STEP_SETGROUPS) => {
+        STEP_SETGROUPS => {
             SpawnError::SetUid { uid, reason: "Could not set groups of effective user".to_owned() }
         }
-        Some(STEP_SETGID) => SpawnError::SetUid {
+        STEP_SETGID => SpawnError::SetUid {
             uid,
             reason: "Could not set group id of effective user".to_owned(),
         },
-        Some(STEP_SETUID) => SpawnError::SetUid { uid, reason: errno.desc().to_owned() },
-        Some(STEP_CHDIR) => SpawnError::Chdir { path: cwd.unwrap_or_default(), errno },
-        Some(STEP_EXEC) => SpawnError::Exec { path: program.to_owned(), errno },
-        _ => SpawnError::Fork(error),
+        STEP_SETUID => SpawnError::SetUid { uid, reason: errno.desc().to_owned() },
+        STEP_CHDIR => SpawnError::Chdir { path: cwd.unwrap_or_default(), errno },
+        STEP_EXEC => SpawnError::Exec { path: program.to_owned(), errno },
+        _ => SpawnError::Fork(io::Error::from_raw_os_error(errno as i32)),
     }
 }
 
@@ -585,7 +856,7 @@ fn open_file_limit() -> libc::c_int {
     }
 }
 
-/// Everything the `pre_exec` closure needs, prepared before the fork.
+/// Everything the child's setup needs, prepared before the clone.
 struct ChildSetup {
     status_fd: RawFd,
     close_from: libc::c_int,
@@ -598,9 +869,9 @@ struct ChildSetup {
 }
 
 impl ChildSetup {
-    /// Runs in the child between fork and exec: async-signal-safe calls only.
-    fn run(&self) -> io::Result<()> {
-        reset_signal_dispositions();
+    /// Runs in the child after stdio and the process group: async-signal-safe calls
+    /// only, raw syscalls for credentials (see the module docs). Exits on failure.
+    fn run(&self) {
         mark_cloexec_from(self.close_from, self.fd_limit);
         if let Some(limit) = &self.file_limit {
             // Lowering a limit needs no privilege; should it fail, the child keeps
@@ -610,62 +881,69 @@ impl ChildSetup {
         }
         if let Some(drop) = &self.drop {
             // SAFETY: plain syscalls on prepared data; `groups` outlives the call.
-            if unsafe { libc::setgroups(drop.groups.len(), drop.groups.as_ptr()) } != 0 {
-                return Err(self.fail(STEP_SETGROUPS));
+            if unsafe {
+                libc::syscall(libc::SYS_setgroups, drop.groups.len(), drop.groups.as_ptr())
+            } != 0
+            {
+                self.fail_and_exit(STEP_SETGROUPS);
             }
             // SAFETY: as above.
-            if unsafe { libc::setgid(drop.gid) } != 0 {
-                return Err(self.fail(STEP_SETGID));
+            if unsafe { libc::syscall(libc::SYS_setgid, drop.gid) } != 0 {
+                self.fail_and_exit(STEP_SETGID);
             }
             // SAFETY: as above.
-            if unsafe { libc::setuid(drop.uid) } != 0 {
-                return Err(self.fail(STEP_SETUID));
+            if unsafe { libc::syscall(libc::SYS_setuid, drop.uid) } != 0 {
+                self.fail_and_exit(STEP_SETUID);
             }
         }
         if let Some(cwd) = &self.cwd {
-            // SAFETY: `cwd` is a valid NUL-terminated string prepared before fork.
+            // SAFETY: `cwd` is a valid NUL-terminated string prepared before the clone.
             if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
-                return Err(self.fail(STEP_CHDIR));
+                self.fail_and_exit(STEP_CHDIR);
             }
         }
         if let Some(mask) = self.umask {
             // SAFETY: umask cannot fail.
             unsafe { libc::umask(mask) };
         }
-        self.report(STEP_EXEC, 0);
-        Ok(())
     }
 
-    /// Reports a failed step on the status pipe and returns the errno for std.
-    fn fail(&self, step: u8) -> io::Error {
-        let errno = Errno::last_raw();
-        self.report(step, errno);
-        io::Error::from_raw_os_error(errno)
-    }
-
-    fn report(&self, step: u8, errno: i32) {
-        let bytes = errno.to_le_bytes();
+    /// Reports the failed step and errno on the status pipe and ends the child.
+    fn fail_and_exit(&self, step: u8) -> ! {
+        let bytes = Errno::last_raw().to_le_bytes();
         let buf = [step, bytes[0], bytes[1], bytes[2], bytes[3]];
-        // SAFETY: write(2) of a stack buffer to our own pipe; a short or failed write
-        // only loses detail in the error message.
-        unsafe { libc::write(self.status_fd, buf.as_ptr().cast(), buf.len()) };
+        // SAFETY: write(2) of a stack buffer to our own pipe (5 bytes, so atomic); a
+        // failed write only loses detail in the error message. _exit(2) never returns
+        // and runs no atexit handlers (they belong to the daemon).
+        unsafe {
+            libc::write(self.status_fd, buf.as_ptr().cast(), buf.len());
+            libc::_exit(CHILD_SETUP_FAILED)
+        }
     }
 }
 
-/// Restores every catchable signal to its default action. Handlers are reset by exec
-/// anyway, but ignored signals (SIG_IGN) would otherwise be inherited by the program.
+/// Restores every catchable signal to its default action: the daemon's handlers
+/// must not run in the child (it shares the daemon's memory), and ignored signals
+/// (SIG_IGN) would otherwise be inherited by the program.
 fn reset_signal_dispositions() {
-    for sig in 1..65 {
+    // The kernel's `struct sigaction` (handler, flags, restorer, mask); all zero is
+    // SIG_DFL with no flags and an empty mask. The raw call also resets glibc's two
+    // internal signals, which its sigaction wrapper refuses to touch.
+    let default = [0u64; 4];
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: sigaction is async-signal-safe; a zeroed sigaction is SIG_DFL with
-        // an empty mask. Invalid numbers (glibc-reserved 32/33) just return EINVAL.
+        // SAFETY: rt_sigaction reads our stack buffer; no old action is written.
         unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                KERNEL_SIGSET_SIZE,
+            )
+        };
     }
 }
 
@@ -691,6 +969,7 @@ fn mark_cloexec_from(from: libc::c_int, fd_limit: libc::c_int) {
 
 /// Fallback for kernels without `close_range`: walks `/proc/self/fd` with raw
 /// `getdents64` into a stack buffer. Returns false if /proc is unavailable.
+/// Panic-free (it runs in the child): every slice access is checked.
 fn mark_cloexec_from_proc(from: libc::c_int) -> bool {
     // SAFETY: open(2) with a static NUL-terminated path.
     let dir = unsafe {
@@ -707,27 +986,35 @@ fn mark_cloexec_from_proc(from: libc::c_int) -> bool {
         let n = unsafe {
             libc::syscall(libc::SYS_getdents64, dir, buffer.0.as_mut_ptr(), buffer.0.len())
         };
-        if n <= 0 {
+        let Ok(n) = usize::try_from(n) else { break };
+        let Some(entries) = buffer.0.get(..n).filter(|entries| !entries.is_empty()) else {
             break;
-        }
+        };
         let mut pos = 0usize;
-        while pos < n as usize {
-            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
-            let reclen = u16::from_ne_bytes([buffer.0[pos + 16], buffer.0[pos + 17]]) as usize;
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+        while let Some(record) = entries.get(pos..) {
+            let reclen = match record.get(16..18) {
+                Some(&[low, high]) => usize::from(u16::from_ne_bytes([low, high])),
+                _ => break,
+            };
+            if reclen == 0 {
+                break;
+            }
+            let name = record.get(19..reclen.min(record.len())).unwrap_or(&[]);
             let mut fd: libc::c_int = 0;
             let mut digits = 0;
-            for &byte in &buffer.0[pos + 19..pos + reclen] {
+            for &byte in name {
                 if !byte.is_ascii_digit() {
                     break;
                 }
-                fd = fd.saturating_mul(10).saturating_add((byte - b'0') as libc::c_int);
+                fd = fd.saturating_mul(10).saturating_add(libc::c_int::from(byte - b'0'));
                 digits += 1;
             }
             if digits > 0 && fd >= from && fd != dir {
                 // SAFETY: as in mark_cloexec_from.
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
-            pos += reclen.max(1);
+            pos = pos.saturating_add(reclen);
         }
     }
     // SAFETY: closing the directory fd we opened.

@@ -179,3 +179,83 @@ fn proc_scan_marks_descriptors_cloexec() {
     assert!(mark_cloexec_from_proc(raw));
     assert_ne!(flags() & libc::FD_CLOEXEC, 0);
 }
+
+/// Minor page faults of the calling thread so far.
+fn thread_minor_faults() -> i64 {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
+    usage.ru_minflt
+}
+
+/// A spawn must not copy (and write-protect) the daemon's address space, which is
+/// what made its cost grow with the daemon's memory. A fork write-protects every
+/// private page the parent touched, so the parent's next write to each page faults;
+/// with the shared-memory spawn it does not. Counting those faults needs no timing.
+#[tokio::test]
+async fn spawning_does_not_copy_the_parents_memory() {
+    const PAGES: usize = 8192;
+    let reaper = crate::reaper::Reaper::start(false).unwrap();
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let len = PAGES * page;
+    // SAFETY: a fresh private anonymous mapping, unmapped at the end of the test.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED);
+    // Small pages, so a fork would write-protect PAGES entries rather than a few
+    // huge ones. The test still discriminates if the advice is refused.
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(base, len, libc::MADV_NOHUGEPAGE) };
+    let bytes = base.cast::<u8>();
+    let touch = |value: u8| {
+        for index in 0..PAGES {
+            // SAFETY: within the mapping.
+            unsafe { bytes.add(index * page).write_volatile(value) };
+        }
+    };
+    touch(1);
+
+    let argv = resolve_command(&argv(&["true"]), None).unwrap();
+    let mut spawned = reaper.spawn(&SpawnSpec::new(argv)).unwrap();
+    // No await between the two counts: nothing else runs on this thread.
+    let before = thread_minor_faults();
+    touch(2);
+    let faults = thread_minor_faults() - before;
+    assert!(faults < (PAGES / 8) as i64, "{faults} write faults on {PAGES} touched pages");
+
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), &mut spawned.exit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, crate::exit::ExitStatus::Code(0));
+    // SAFETY: unmaps the mapping made above; `bytes` is not used after this.
+    unsafe { libc::munmap(base, len) };
+}
+
+/// A script without `#!` fails exec with ENOEXEC; like glibc's execvp (which std
+/// used before), the spawn runs it with /bin/sh, arguments intact.
+#[tokio::test]
+async fn script_without_interpreter_line_runs_under_sh() {
+    let reaper = crate::reaper::Reaper::start(false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bare");
+    fs::write(&script, b"exit \"$1\"\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut spawned =
+        reaper.spawn(&SpawnSpec::new(argv(&[script.to_str().unwrap(), "9"]))).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), &mut spawned.exit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, crate::exit::ExitStatus::Code(9));
+}
