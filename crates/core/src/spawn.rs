@@ -15,7 +15,7 @@
 //! Not with `fork`: forking copies the daemon's page tables, and at exec the child
 //! unmaps them again, so the cost of every spawn grows with the daemon's memory
 //! (with 5,000 programs most of the daemon's CPU went there). Instead
-//! [`Prepared::launch`] calls `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`, as glibc's
+//! `Prepared::launch` calls `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`, as glibc's
 //! `posix_spawn` does: the child shares the daemon's memory, runs on a stack of its
 //! own, and the calling thread is suspended until the child has exec'd or exited.
 //!
@@ -26,7 +26,7 @@
 //!   thread is suspended in `clone`, whose success path never reads `errno`.
 //!
 //! Everything it reads (paths, `argv`/`envp` pointer arrays, groups, fds) is built
-//! by [`Prepared::new`] before the clone and owned by the suspended caller, so no
+//! by `Prepared::new` before the clone and owned by the suspended caller, so no
 //! other thread frees or changes it. The child never allocates, locks, or panics
 //! (no indexing that can fail, no `expect`), and it uses raw system calls where
 //! glibc would consult its per-process thread state: `setgroups`/`setgid`/
@@ -420,7 +420,7 @@ pub(crate) enum Launch {
 }
 
 /// A spawn with every allocation, lookup and pipe done; only the clone and exec are
-/// left, which [`Prepared::launch`] does under the reaper's lock.
+/// left, which `Prepared::launch` does under the reaper's lock.
 pub(crate) struct Prepared {
     /// `argv[0]` as given, for error texts.
     program: String,
