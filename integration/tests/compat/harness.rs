@@ -352,3 +352,36 @@ impl Drop for Background {
         let _ = wait(&mut self.child);
     }
 }
+
+/// The sections every compatibility config starts with: the servers and
+/// `[supervisord]` in the daemon's own directory (`%(here)s`), and `sleeper`,
+/// a program that prints one line on each channel and stays up. `{child}` is
+/// the helper child, substituted by [`Daemon::start`].
+macro_rules! common_sections {
+    () => {
+        r#"
+[unix_http_server]
+file=%(here)s/supervisor.sock
+
+[supervisord]
+logfile=%(here)s/supervisord.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s
+identifier=compat
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/supervisor.sock
+
+[program:sleeper]
+command={child} --echo hello --write-stderr oops --sleep 100000
+startsecs=0
+stopwaitsecs=5
+stdout_logfile=%(here)s/sleeper.out
+stderr_logfile=%(here)s/sleeper.err
+"#
+    };
+}
+pub(crate) use common_sections;

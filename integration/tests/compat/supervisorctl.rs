@@ -9,29 +9,9 @@ use crate::harness::{Daemon, Kind, wait_until};
 
 /// The configuration both daemons run. `%(here)s` keeps the text identical while each
 /// daemon lives in its own directory; `{child}` is the helper child.
-const CONFIG: &str = r#"
-[unix_http_server]
-file=%(here)s/supervisor.sock
-
-[supervisord]
-logfile=%(here)s/supervisord.log
-pidfile=%(here)s/supervisord.pid
-childlogdir=%(here)s
-identifier=compat
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/supervisor.sock
-
-[program:sleeper]
-command={child} --echo hello --write-stderr oops --sleep 100000
-startsecs=0
-stopwaitsecs=5
-stdout_logfile=%(here)s/sleeper.out
-stderr_logfile=%(here)s/sleeper.err
-
+const CONFIG: &str = concat!(
+    crate::harness::common_sections!(),
+    r#"
 [program:manual]
 command={child} --sleep 100000
 autostart=false
@@ -57,7 +37,8 @@ stderr_logfile=%(here)s/%(process_num)d.err
 
 [group:grp]
 programs=web
-"#;
+"#
+);
 
 /// The configuration after an edit: `sleeper`'s command changed, `manual` removed,
 /// `newprog` added.

@@ -7,29 +7,9 @@ use std::path::Path;
 
 use crate::harness::{Daemon, Kind, wait_until};
 
-const CONFIG: &str = r#"
-[unix_http_server]
-file=%(here)s/supervisor.sock
-
-[supervisord]
-logfile=%(here)s/supervisord.log
-pidfile=%(here)s/supervisord.pid
-childlogdir=%(here)s
-identifier=compat
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/supervisor.sock
-
-[program:sleeper]
-command={child} --echo hello --write-stderr oops --sleep 100000
-startsecs=0
-stopwaitsecs=5
-stdout_logfile=%(here)s/sleeper.out
-stderr_logfile=%(here)s/sleeper.err
-
+const CONFIG: &str = concat!(
+    crate::harness::common_sections!(),
+    r#"
 [program:cat]
 command={child} --stdin-echo
 startsecs=0
@@ -79,7 +59,8 @@ stderr_logfile=%(here)s/%(process_num)d.err
 
 [group:grp]
 programs=web
-"#;
+"#
+);
 
 fn run_script(kind: Kind) {
     let mut daemon = Daemon::start(kind, CONFIG);
