@@ -70,13 +70,13 @@ pub mod spawn;
 pub mod syslog;
 mod update;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::io::AsyncWriteExt;
@@ -148,6 +148,11 @@ pub struct FatalShutdown {
 /// ```
 pub const FATAL_EXIT_CODE: i32 = 1;
 
+/// Autostart spawns of one priority in flight at once. Spawns themselves are
+/// serialized by the reaper's lock; a second one in flight has its command
+/// resolved, environment built and pipes made while the first is in `exec`.
+const AUTOSTART_WINDOW: usize = 2;
+
 /// Builds and starts the supervision tree.
 pub struct Supervisor;
 
@@ -160,6 +165,32 @@ impl Supervisor {
     /// by an earlier run are deleted first. Fails, leaving nothing running, if a
     /// log file cannot be opened or an actor cannot be started.
     pub async fn start(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
+        let handle = Supervisor::build(config, options).await?;
+        handle.autostart(&handle.inner.registry.groups_by_priority()).await;
+        Ok(handle)
+    }
+
+    /// Like [`Supervisor::start`], but returns as soon as the tree is built and
+    /// runs the autostart pass on a task of its own, so the caller can serve
+    /// requests (status, stop) while thousands of processes are being spawned;
+    /// a process not reached yet reads STOPPED, as it does under supervisord
+    /// before its first tick. `shutdown` ends the pass where it is.
+    pub async fn start_in_background(
+        config: Config,
+        options: SupervisorOptions,
+    ) -> Result<Handle, CoreError> {
+        let handle = Supervisor::build(config, options).await?;
+        let starter = handle.clone();
+        let pass = tokio::spawn(async move {
+            starter.autostart(&starter.inner.registry.groups_by_priority()).await;
+        });
+        *handle.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(pass.abort_handle());
+        Ok(handle)
+    }
+
+    /// Everything [`Supervisor::start`] does but the autostart pass.
+    async fn build(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
         let settings = config.supervisord.clone();
         if !settings.nocleanup {
             match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
@@ -202,6 +233,7 @@ impl Supervisor {
                 settings,
                 shutting_down: AtomicBool::new(false),
                 join: tokio::sync::Mutex::new(Some(join)),
+                autostart: std::sync::Mutex::new(None),
             }),
         };
         for (group, members) in groups {
@@ -224,7 +256,6 @@ impl Supervisor {
         });
         // Hook (events): supervisord announces RUNNING before it starts processes.
         let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
-        handle.autostart(&handle.inner.registry.groups_by_priority()).await;
         Ok(handle)
     }
 }
@@ -298,6 +329,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// The root's join handle, taken by the first `shutdown`.
     join: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The autostart pass of [`Supervisor::start_in_background`], while it may run.
+    autostart: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// The processes a namespec names.
@@ -505,6 +538,12 @@ impl Handle {
         if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
         }
+        // No automatic start after this point: a pass still running stops here.
+        if let Some(pass) =
+            self.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            pass.abort();
+        }
         let mut join = self.inner.join.lock().await;
         let Some(handle) = join.take() else {
             return;
@@ -555,13 +594,29 @@ impl Handle {
         added
     }
 
-    /// Autostart in order: each call returns once that process's spawn was
-    /// attempted, so spawns happen in priority order, without waiting for RUNNING.
+    /// Autostart in priority order, without waiting for RUNNING: each call returns
+    /// once that process's spawn was attempted. Processes of one priority (group
+    /// priority and process priority both equal) are started up to
+    /// [`AUTOSTART_WINDOW`] at a time, so the next spawn is being prepared while
+    /// one is in `exec`; a higher priority number starts only after every spawn of
+    /// the lower one was attempted.
     async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
-        for member in deps::start_order(groups) {
-            if let Some(actor) = member.actor() {
-                let _ = actor.call(ProcessMsg::Autostart, None).await;
-            }
+        let group_priority: HashMap<&str, i32> = groups
+            .iter()
+            .map(|group| (group.config.name.as_str(), group.config.priority))
+            .collect();
+        let rank = |member: &Arc<ProcessShared>| {
+            (group_priority.get(member.config.group.as_str()).copied(), member.config.priority)
+        };
+        let order = deps::start_order(groups);
+        for level in order.chunk_by(|a, b| rank(a) == rank(b)) {
+            futures::stream::iter(level)
+                .for_each_concurrent(AUTOSTART_WINDOW, |member| async move {
+                    if let Some(actor) = member.actor() {
+                        let _ = actor.call(ProcessMsg::Autostart, None).await;
+                    }
+                })
+                .await;
         }
     }
 

@@ -136,7 +136,11 @@ impl Backend for Wired {
         let mut options = SupervisorOptions::new(reaper);
         options.daemon_env = environment().into_iter().collect();
         options.server_url = server_url(config);
-        let handle = Supervisor::start(config.clone(), options).await.map_err(|e| e.to_string())?;
+        // The autostart pass runs behind the control server: with thousands of
+        // programs, status and stop work while they are still being spawned.
+        let handle = Supervisor::start_in_background(config.clone(), options)
+            .await
+            .map_err(|e| e.to_string())?;
         let config_control =
             match ConfigControl::start(handle.clone(), config.clone(), loader(context)).await {
                 Ok(control) => control,

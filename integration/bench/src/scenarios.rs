@@ -266,7 +266,45 @@ impl Bench {
         tokio::time::sleep(self.opts.settle).await;
     }
 
+    /// Reference floor for S1 and S9: this process spawns `n` of the daemons'
+    /// command (`sleep 100000`) back to back with std's `Command` (glibc's
+    /// `posix_spawn`, a vfork-style clone), stdout and stderr piped and the read
+    /// ends kept open as a supervisor keeps them. No daemon, no RPC: what `n`
+    /// spawns cost on this machine. The children are killed and reaped after.
+    async fn spawn_reference(&self, n: usize) -> anyhow::Result<f64> {
+        let t0 = Instant::now();
+        let mut children = Vec::with_capacity(n);
+        let mut failure = None;
+        for _ in 0..n {
+            let mut command = Command::new("sleep");
+            command
+                .arg("100000")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match self.reaper.spawn(&mut command) {
+                Ok(child) => children.push(child),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let elapsed = t0.elapsed();
+        for child in &children {
+            self.reaper.signal_live(child.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for child in children {
+            let _ = child.exit.await;
+        }
+        match failure {
+            Some(error) => Err(error).context("spawning the reference sleepers"),
+            None => Ok(secs(elapsed)),
+        }
+    }
+
     async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
+        let floor = self.spawn_reference(n).await?;
         self.sleepers(run, 0..n, Some(startsecs));
         let (seen, _) = self.launch_running(run, n).await?;
         let daemon = run.daemon()?;
@@ -282,6 +320,7 @@ impl Bench {
             Measure::lower("same, start of that ctl call", "s", secs(seen.started - launched)),
             Measure::lower("daemon CPU until then", "s", cpu),
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
+            spawn_floor(floor),
         ])
     }
 
@@ -647,6 +686,7 @@ impl Bench {
     }
 
     async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        let floor = self.spawn_reference(n).await?;
         self.sleepers(run, 0..n, Some(0));
         let (seen, _) = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
@@ -672,7 +712,18 @@ impl Bench {
             Measure::lower("`ctl status` (median of 3)", "ms", median(&status)),
             Measure::lower("VmRSS, idle", "MiB", mib(rss)),
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
+            spawn_floor(floor),
         ])
+    }
+}
+
+/// The same reference for every target (see `spawn_reference`): context, no ratio.
+fn spawn_floor(seconds: f64) -> Measure {
+    Measure {
+        name: "reference: the same N spawned back to back by one process, no daemon".into(),
+        unit: "s",
+        better: crate::stats::Better::Neither,
+        value: seconds,
     }
 }
 

@@ -112,3 +112,71 @@ async fn shutdown_kills_a_real_child_and_leaves_nothing_behind() {
     assert!(!reaper.is_running(pid));
     eventually(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
 }
+
+/// The daemon's start: the tree answers while its autostart pass still runs, the
+/// pass brings every process up in the end, and a shutdown in the middle of it
+/// leaves no process running and no child behind.
+#[tokio::test]
+async fn background_autostart_answers_at_once_and_shutdown_ends_it() {
+    const N: usize = 40;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sleepers = |dir: &Path| {
+        let programs = (0..N)
+            .map(|i| {
+                let mut p = program(&format!("s{i:02}"), &["/bin/sleep", "1000"]);
+                p.startsecs = 0;
+                p.autostart = true;
+                solo(p)
+            })
+            .collect();
+        config(dir, programs)
+    };
+    let reaper = Reaper::start(false).expect("reaper");
+    let mut guards = Vec::new();
+
+    // Left alone, the pass starts all of them.
+    let handle = Supervisor::start_in_background(
+        sleepers(dir.path()),
+        SupervisorOptions::new(reaper.clone()),
+    )
+    .await
+    .expect("start");
+    assert_eq!(handle.process_info(None).await.expect("info").len(), N);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let info = handle.process_info(None).await.expect("info");
+            if info.iter().all(|p| p.state == ProcessState::Running) {
+                guards.extend(info.iter().map(|p| KillOnDrop(p.pid)));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("all RUNNING within 20 s");
+    handle.shutdown().await;
+
+    // Shut down at once: whatever the pass had started is stopped, the rest
+    // never starts.
+    let handle = Supervisor::start_in_background(
+        sleepers(dir.path()),
+        SupervisorOptions::new(reaper.clone()),
+    )
+    .await
+    .expect("start");
+    handle.shutdown().await;
+    let info = handle.process_info(None).await.expect("info");
+    for process in &info {
+        assert!(
+            matches!(process.state, ProcessState::Stopped | ProcessState::Exited),
+            "{} is {:?} after shutdown",
+            process.name,
+            process.state
+        );
+    }
+    for guard in &guards {
+        let pid = guard.0;
+        assert!(!reaper.is_running(pid));
+        eventually(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+    }
+}
