@@ -145,8 +145,12 @@ impl Ctl {
         self.out.flush()
     }
 
+    /// Keeps the command's result for `--json`; without it, nothing reads it
+    /// (and `status` of thousands of processes would build it for nothing).
     fn set_result(&mut self, value: impl Serialize) {
-        self.result = Some(serde_json::to_value(value).unwrap_or(Value::Null));
+        if self.options.json {
+            self.result = Some(serde_json::to_value(value).unwrap_or(Value::Null));
+        }
     }
 
     fn fail(&mut self, status: i32) {

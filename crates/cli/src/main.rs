@@ -88,7 +88,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut ctl = Ctl::new(options, Box::new(std::io::stdout()));
+    // Every command flushes its output when it ends (and followers after each
+    // chunk), so a buffer is safe; it spares `status` one write per process,
+    // which std's line-buffered stdout would make.
+    let mut ctl = Ctl::new(options, Box::new(std::io::BufWriter::new(std::io::stdout())));
     ctl.set_confirm(|question| {
         print!("{question}");
         let _ = std::io::stdout().flush();
