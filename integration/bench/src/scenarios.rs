@@ -369,6 +369,7 @@ impl Bench {
         let first = names(0..1).remove(0);
         let (mut status, mut pid, mut all, mut state, mut size) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut tarpc = Vec::new();
         let mut rpc_error = None;
         for _ in 0..self.opts.s4_calls {
             let out = run.ctl("status", None).await?;
@@ -382,6 +383,9 @@ impl Bench {
                 out.stdout.trim()
             );
             pid.push(ms(out.elapsed()));
+            if run.target.is_vigil() {
+                tarpc.push(tarpc_all_process_info(run, n).await?);
+            }
             if !self.opts.rpc_path.is_empty() && rpc_error.is_none() {
                 match self.rpc_pair(run).await {
                     Ok((a, b, bytes)) => {
@@ -398,6 +402,9 @@ impl Bench {
         samples.push(("ctl pid ms".into(), pid.clone()));
         samples.push(("getAllProcessInfo ms".into(), all.clone()));
         samples.push(("getState ms".into(), state.clone()));
+        if !tarpc.is_empty() {
+            samples.push(("tarpc all_process_info ms".into(), tarpc.clone()));
+        }
         drop(samples);
         if let Some(e) = rpc_error {
             self.warnings.borrow_mut().push(format!("no XML-RPC figures: {e:#}"));
@@ -406,6 +413,13 @@ impl Bench {
             Measure::lower("`ctl status`", "ms", median(&status)),
             Measure::lower("`ctl pid p000` (CLI floor)", "ms", median(&pid)),
         ];
+        if !tarpc.is_empty() {
+            m.push(Measure::lower(
+                "tarpc all_process_info, fresh unix-socket connection (vigild only)",
+                "ms",
+                median(&tarpc),
+            ));
+        }
         if !all.is_empty() {
             m.push(Measure::lower(
                 "XML-RPC getAllProcessInfo, fresh unix-socket connection",
@@ -715,6 +729,21 @@ impl Bench {
             spawn_floor(floor),
         ])
     }
+}
+
+/// One `all_process_info` over Vigil's own control protocol, connection and
+/// handshake included, as an ops script linking `vigil-rpc` makes it; in ms.
+async fn tarpc_all_process_info(run: &Run, n: usize) -> anyhow::Result<f64> {
+    let url = format!("unix://{}", run.vars.sock.display());
+    let t0 = Instant::now();
+    let client = vigil_rpc::connect(&url, None).await.context("tarpc connect")?;
+    let all = vigil_rpc::flatten(
+        client.all_process_info(vigil_rpc::context_with_timeout(Duration::from_secs(30))).await,
+    )
+    .context("tarpc all_process_info")?;
+    let elapsed = t0.elapsed();
+    ensure!(all.len() == n, "all_process_info listed {} of {n} processes", all.len());
+    Ok(ms(elapsed))
 }
 
 /// The same reference for every target (see `spawn_reference`): context, no ratio.

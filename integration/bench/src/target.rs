@@ -23,6 +23,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the daemon is vigild (which also speaks Vigil's own protocol).
+    pub fn is_vigil(&self) -> bool {
+        self.daemon
+            .split_whitespace()
+            .next()
+            .and_then(|program| Path::new(program).file_name())
+            .is_some_and(|name| name == "vigild")
+    }
+
     /// `vigild`/`vigilctl` from `bin_dir`.
     pub fn vigil(bin_dir: &Path) -> Target {
         let d = bin_dir.join("vigild");
