@@ -734,11 +734,10 @@ impl Prepared {
             None => self.child_fds(),
         };
         self.setup.status_fd = status;
-        let unshare_from = slots.map(|slots| {
-            // Descriptors below `close_from` stay the child's by contract; those
-            // the child keeps beyond its stdio are marked close-on-exec later.
-            libc::c_uint::try_from(slots.end.max(self.setup.close_from)).unwrap_or(0)
-        });
+        // Descriptors below `close_from` stay the child's by contract; those the
+        // child keeps beyond its stdio are marked close-on-exec later. Both bounds
+        // are above 2, so the conversion is exact.
+        let unshare_from = slots.map(|slots| slots.end.max(self.setup.close_from).unsigned_abs());
         let args = ChildArgs {
             path: self.path.as_ptr(),
             argv: self.argv.as_ptr(),
