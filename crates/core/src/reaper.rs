@@ -41,7 +41,7 @@ use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use crate::exit::ExitStatus;
-use crate::spawn::{Launch, Prepared, SpawnError, SpawnSpec};
+use crate::spawn::{FdTable, Launch, Prepared, SpawnError, SpawnSpec};
 
 /// Handle to the process-wide reaper. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -90,6 +90,9 @@ impl Reaper {
         if subreaper {
             nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         }
+        // Before the daemon opens its programs' pipes and logs, so the slots are
+        // among its lowest descriptors (see `crate::spawn`, "Descriptors").
+        crate::spawn::reserve_slots();
         if let Some(reaper) = REAPER.get() {
             return Ok(reaper.clone());
         }
@@ -122,11 +125,21 @@ impl Reaper {
     /// blocks until the child has exec'd (well under a millisecond, independent of
     /// the daemon's size); call it from `spawn_blocking` if that matters to the caller.
     pub fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-        let prepared = Prepared::new(spec)?;
+        let (spawned, table) = self.spawn_prepared(Prepared::new(spec)?)?;
+        tracing::debug!(pid = spawned.pid, argv = ?spec.argv, ?table, "spawned child");
+        Ok(spawned)
+    }
+
+    /// [`Reaper::spawn`] of a prepared spawn, also saying how the child got its
+    /// descriptor table (tests check which path ran).
+    pub(crate) fn spawn_prepared(
+        &self,
+        prepared: Prepared,
+    ) -> Result<(Spawned, FdTable), SpawnError> {
         let (exit_tx, exit_rx) = oneshot::channel();
         let mut state = self.inner.lock();
-        let (pid, pipes) = match prepared.launch() {
-            Launch::Running { pid, pipes } => (pid, pipes),
+        let (pid, pipes, table) = match prepared.launch(reap_failed_child) {
+            Launch::Running { pid, pipes, table } => (pid, pipes, table),
             Launch::Failed { child, error } => {
                 if let Some(pid) = child {
                     reap_failed_child(pid);
@@ -137,14 +150,14 @@ impl Reaper {
         };
         state.waiting.insert(pid, exit_tx);
         drop(state);
-        tracing::debug!(pid, argv = ?spec.argv, "spawned child");
-        Ok(Spawned {
+        let spawned = Spawned {
             pid,
             stdin: pipes.stdin,
             stdout: pipes.stdout,
             stderr: pipes.stderr,
             exit: exit_rx,
-        })
+        };
+        Ok((spawned, table))
     }
 
     /// Sends `sig` to `pid` (or to its process group when `group`), only while that pid
@@ -230,8 +243,9 @@ impl Inner {
     }
 }
 
-/// Collects a child that exited during its setup or exec. Called under the lock, so
-/// the reaper cannot have taken it; the child has already called `_exit` (the spawn
+/// Collects a child that exited during its setup or exec (or at once, refused a
+/// private descriptor table). Called under the lock, so the reaper cannot have
+/// taken it; the child has already called `_exit` (the spawn
 /// returned), so this waits only for the kernel to finish its exit.
 fn reap_failed_child(pid: u32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return };

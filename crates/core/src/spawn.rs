@@ -15,13 +15,15 @@
 //! Not with `fork`: forking copies the daemon's page tables, and at exec the child
 //! unmaps them again, so the cost of every spawn grows with the daemon's memory
 //! (with 5,000 programs most of the daemon's CPU went there). Instead
-//! `Prepared::launch` calls `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`, as glibc's
-//! `posix_spawn` does: the child shares the daemon's memory, runs on a stack of its
-//! own, and the calling thread is suspended until the child has exec'd or exited.
+//! `Prepared::launch` calls `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD)`:
+//! the child shares the daemon's memory and descriptor table, runs on a stack of
+//! its own, and the calling thread is suspended until the child has exec'd or
+//! exited. glibc's `posix_spawn` does the same without `CLONE_FILES`.
 //!
 //! Sharing memory is sound because the child never writes any of it except:
-//! - its own stack, a fresh `mmap` with a guard page, unmapped after `clone` returns
-//!   (by then the child no longer runs on it);
+//! - its own stack, a mapping with a guard page made once and reused by every
+//!   spawn (spawns are serialized, and a child has left the stack by the time its
+//!   `clone` returns);
 //! - the calling thread's `errno`: the child runs with that thread's TLS, and the
 //!   thread is suspended in `clone`, whose success path never reads `errno`.
 //!
@@ -38,27 +40,66 @@
 //! `CLONE_SIGHAND` is not set) and only then unblocks, so no handler of the daemon
 //! (tokio's) can run on the child's stack against the daemon's memory.
 //!
+//! # Descriptors
+//!
+//! A child given a copy of the daemon's descriptor table (no `CLONE_FILES`) costs
+//! time in proportion to the daemon's open files: the kernel copies the table
+//! (taking a reference on every file), and exec closes every copy again. vigild
+//! holds about three descriptors per program, so with thousands of programs that
+//! dominated each spawn. Instead the child shares the daemon's table, and its
+//! first descriptor operation is `close_range(end, ~0U, CLOSE_RANGE_UNSHARE)`,
+//! which gives it a private table holding only the descriptors below `end` (the
+//! kernel copies nothing above it): a spawn's cost no longer depends on the
+//! daemon's descriptors.
+//!
+//! The child's stdin, stdout, stderr and status pipe must therefore be below
+//! `end`. They get there through four *slots*: low descriptors reserved once when
+//! the reaper starts (before the daemon opens its programs' pipes and logs), each
+//! pointing at `/dev/null`, close-on-exec. Under the reaper's lock the parent
+//! `dup3`s the child's ends onto the slots, clones, and as soon as `clone` returns
+//! points the slots back at `/dev/null`, so the daemon holds no extra reference to
+//! a pipe end (a program's stdout must reach EOF when it exits). The slots stay
+//! open for the life of the process, so no other thread's `open` can take their
+//! numbers. Descriptors below `end` that are not slots (the daemon's first few)
+//! reach the child's private table too, and are closed at exec like any other.
+//!
+//! Sharing the table is safe because, until the unshare, the child changes
+//! nothing in it: the signal setup touches no descriptor. The daemon's other
+//! threads keep opening and closing descriptors meanwhile; the child needs none of
+//! theirs, and after the unshare their changes no longer reach it.
+//!
+//! When the kernel refuses the unshare (`ENOSYS` before Linux 5.9, `EPERM` or
+//! another errno from a seccomp filter), the child reports that on the status pipe
+//! and exits before touching anything. The parent reaps it, switches the shared
+//! table off for the rest of the process (logged once), and launches again with a
+//! copied table: then the child marks every inherited descriptor from
+//! `close_fds_from` up close-on-exec (step 5), as before.
+//!
 //! # Order of work in the child
 //!
 //! 1. resets every signal disposition to `SIG_DFL` (ignored signals survive exec),
 //!    then empties the signal mask,
-//! 2. dup2 of the prepared descriptors onto fds 0/1/2 (stdin: `/dev/null`, a pipe
-//!    or an fcgi socket; stderr may be the stdout pipe),
-//! 3. `setpgid(0, 0)`: the child leads its own process group, like supervisord's
+//! 2. with a shared table, `close_range(end, ~0U, CLOSE_RANGE_UNSHARE)`: the first
+//!    change to any descriptor (see "Descriptors"),
+//! 3. dup2 of the prepared descriptors (the slots, or the child's ends in a copied
+//!    table) onto fds 0/1/2 (stdin: `/dev/null`, a pipe or an fcgi socket; stderr
+//!    may be the stdout pipe); the status pipe stays close-on-exec,
+//! 4. `setpgid(0, 0)`: the child leads its own process group, like supervisord's
 //!    `setpgrp()`, so stopasgroup/killasgroup can signal `-pid`,
-//! 4. marks every fd from `close_fds_from` up close-on-exec (`close_range` with
+//! 5. marks every fd from `close_fds_from` up close-on-exec (`close_range` with
 //!    `CLOSE_RANGE_CLOEXEC`, else a `/proc/self/fd` scan, else a loop to the fd
-//!    limit). Marking instead of closing keeps the status pipe working until exec,
-//! 5. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
+//!    limit). Marking instead of closing keeps the status pipe working until exec;
+//!    after an unshare the table holds only a handful, so this is cheap,
+//! 6. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
 //!    its own ([`set_child_file_limit`]),
-//! 6. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
+//! 7. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
 //!    (no NSS in the child),
-//! 7. `chdir` (after setuid, as supervisord does, so a directory only the target
+//! 8. `chdir` (after setuid, as supervisord does, so a directory only the target
 //!    user can enter works and one it cannot enter fails),
-//! 8. `umask`,
-//! 9. `execve` of `argv[0]` as a path (supervisord's `os.execve`); a file the kernel
-//!    refuses as `ENOEXEC` (a script without `#!`) is run by `/bin/sh`, as glibc's
-//!    `execvp` (which std used) does.
+//! 9. `umask`,
+//! 10. `execve` of `argv[0]` as a path (supervisord's `os.execve`); a file the
+//!     kernel refuses as `ENOEXEC` (a script without `#!`) is run by `/bin/sh`, as
+//!     glibc's `execvp` (which std used) does.
 //!
 //! A failing step writes its number and errno to a private close-on-exec status pipe
 //! and exits with 127. The parent reads that pipe after `clone` returns: nothing
@@ -72,6 +113,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::unistd::{AccessFlags, Gid, Uid, User};
@@ -377,6 +419,9 @@ const STEP_EXEC: u8 = 5;
 /// dup2 onto fds 0/1/2 or `setpgid` failed; reported as a failure to fork, as std did.
 const STEP_STDIO: u8 = 6;
 const STEP_SETPGID: u8 = 7;
+/// `close_range(CLOSE_RANGE_UNSHARE)` failed: the child touched nothing and the
+/// spawn is retried with a copied descriptor table.
+const STEP_UNSHARE: u8 = 8;
 
 /// The exit status of a child whose setup or exec failed (it is reaped by
 /// [`crate::reaper::Reaper::spawn`], never seen by a program actor).
@@ -384,6 +429,8 @@ const CHILD_SETUP_FAILED: libc::c_int = 127;
 
 /// `close_range` flag (linux/close_range.h); not exported by every libc version.
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+/// `close_range` flag: give the caller a private descriptor table first.
+const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
 
 /// The size of the kernel's signal set (`_NSIG / 8`), which `rt_sigprocmask` and
 /// `rt_sigaction` take instead of libc's larger `sigset_t`.
@@ -412,8 +459,9 @@ pub(crate) struct ParentPipes {
 
 /// How a launch ended.
 pub(crate) enum Launch {
-    /// The child exec'd: its pid and the parent ends of its pipes.
-    Running { pid: u32, pipes: ParentPipes },
+    /// The child exec'd: its pid, the parent ends of its pipes and how it got its
+    /// descriptor table.
+    Running { pid: u32, pipes: ParentPipes, table: FdTable },
     /// No program runs. `child` is the pid of a child that exited during its setup
     /// or exec and must still be reaped (under the same lock).
     Failed { child: Option<u32>, error: SpawnError },
@@ -443,6 +491,33 @@ pub(crate) struct Prepared {
     envp: Vec<*const libc::c_char>,
     shell_argv: Vec<*const libc::c_char>,
     setup: ChildSetup,
+    /// Tests pick the path the launch takes (see [`TestTable`]).
+    #[cfg(test)]
+    pub(crate) test_table: TestTable,
+}
+
+/// How a child got its descriptor table (see "Descriptors" in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdTable {
+    /// Shared with the daemon until the child's first descriptor operation, which
+    /// unshared it keeping only the slots.
+    Shared,
+    /// Copied whole by `clone`. `refused` is the pid of a child that tried to
+    /// unshare a shared table first and was refused (it has been reaped).
+    Copied { refused: Option<u32> },
+}
+
+/// Test-only choice of the launch path.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TestTable {
+    /// Whatever production would do.
+    Normal,
+    /// The copied table, as when the kernel refused the shared one before.
+    ForceCopied,
+    /// The shared table, but the child reports `close_range` as `ENOSYS` instead
+    /// of calling it; the process-wide state is left alone.
+    RefuseUnshare,
 }
 
 /// What the child reads, laid out for it before the clone. Every pointer points
@@ -453,7 +528,11 @@ struct ChildArgs<'a> {
     envp: *const *const libc::c_char,
     shell_argv: *const *const libc::c_char,
     stdio: [RawFd; 3],
+    /// With a shared table: the first descriptor the child drops when it unshares.
+    unshare_from: Option<libc::c_uint>,
     setup: &'a ChildSetup,
+    #[cfg(test)]
+    refuse_unshare: bool,
 }
 
 impl Prepared {
@@ -559,52 +638,132 @@ impl Prepared {
             envp,
             shell_argv,
             setup,
+            #[cfg(test)]
+            test_table: TestTable::Normal,
         })
     }
 
     /// Creates the child and waits until it has exec'd or exited. Must be called with
     /// the reaper's lock held (see module docs and [`Launch::Failed`]).
-    pub(crate) fn launch(self) -> Launch {
+    ///
+    /// `reap_failed` collects a child that exited because the kernel refused to
+    /// unshare its descriptor table; the spawn is then retried with a copied table.
+    pub(crate) fn launch(mut self, reap_failed: impl FnOnce(u32)) -> Launch {
+        let mut guard = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
+        let launcher = &mut *guard;
+        let stack = match &mut launcher.stack {
+            Some(stack) => stack,
+            empty @ None => match ChildStack::new() {
+                Ok(stack) => empty.insert(stack),
+                Err(error) => {
+                    return Launch::Failed { child: None, error: SpawnError::Fork(error) };
+                }
+            },
+        };
+        launcher.table.reserve();
+        let mut refused = None;
+        if self.wants_shared_table()
+            && let SharedTable::Ready(slots) = &launcher.table
+        {
+            let loaded = slots.load(self.child_fds());
+            let attempt = loaded.is_ok().then(|| self.run_child(stack, Some(slots)));
+            // Whatever happened, the slots go back to /dev/null at once: holding a
+            // pipe end there would keep the program's stdout from ever reaching EOF.
+            let reset = slots.reset();
+            if let Err(error) = &reset {
+                launcher.table.disable(&format!("a slot could not be reset: {error}"));
+            }
+            match attempt {
+                Some(Attempt::Failed { child, step: STEP_UNSHARE, errno }) => {
+                    reap_failed(child);
+                    if self.records_refusal() {
+                        launcher.table.refused(Errno::from_raw(errno));
+                    }
+                    refused = Some(child);
+                }
+                Some(attempt) => return self.finish(attempt, FdTable::Shared),
+                // The slots could not take the child's ends (nothing was created):
+                // this spawn copies the table instead.
+                None => {
+                    if let Err(error) = loaded {
+                        tracing::warn!(%error, "could not load the spawn slots");
+                    }
+                }
+            }
+        }
+        let attempt = self.run_child(stack, None);
+        drop(guard);
+        self.finish(attempt, FdTable::Copied { refused })
+    }
+
+    /// Whether this spawn tries the shared table (tests may force either path).
+    fn wants_shared_table(&self) -> bool {
+        #[cfg(test)]
+        if self.test_table == TestTable::ForceCopied {
+            return false;
+        }
+        true
+    }
+
+    /// Whether a refused unshare is the kernel's answer (not a test's simulation)
+    /// and so switches the shared table off for the process.
+    fn records_refusal(&self) -> bool {
+        #[cfg(test)]
+        if self.test_table == TestTable::RefuseUnshare {
+            return false;
+        }
+        true
+    }
+
+    /// The descriptors the child gets: stdin, stdout, stderr and the status pipe.
+    fn child_fds(&self) -> [RawFd; 4] {
         let stdout = self.child_stdout.as_raw_fd();
-        let stdio = [
+        [
             self.child_stdin.as_raw_fd(),
             stdout,
             self.child_stderr.as_ref().map_or(stdout, AsRawFd::as_raw_fd),
-        ];
+            self.status_write.as_raw_fd(),
+        ]
+    }
+
+    /// One clone: with `slots`, the child shares the daemon's table (the slots
+    /// already hold its ends) and unshares it first thing; without, it gets a copy.
+    fn run_child(&mut self, stack: &ChildStack, slots: Option<&Slots>) -> Attempt {
+        let [stdin, stdout, stderr, status] = match slots {
+            Some(slots) => slots.raw(),
+            None => self.child_fds(),
+        };
+        self.setup.status_fd = status;
+        // Descriptors below `close_from` stay the child's by contract; those the
+        // child keeps beyond its stdio are marked close-on-exec later. Both bounds
+        // are above 2, so the conversion is exact.
+        let unshare_from = slots.map(|slots| slots.end.max(self.setup.close_from).unsigned_abs());
         let args = ChildArgs {
             path: self.path.as_ptr(),
             argv: self.argv.as_ptr(),
             envp: self.envp.as_ptr(),
             shell_argv: self.shell_argv.as_ptr(),
-            stdio,
+            stdio: [stdin, stdout, stderr],
+            unshare_from,
             setup: &self.setup,
+            #[cfg(test)]
+            refuse_unshare: self.test_table == TestTable::RefuseUnshare,
         };
-        let cloned = clone_vfork(&args);
-        let Prepared {
-            program,
-            cwd_path,
-            uid,
-            mut status_read,
-            status_write,
-            pipes,
-            child_stdin,
-            child_stdout,
-            child_stderr,
-            ..
-        } = self;
-        // Close the parent's copies of the child's ends now, or the stdout reader
-        // would never see EOF.
-        drop((child_stdin, child_stdout, child_stderr, status_write));
-        let pid = match cloned {
+        let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        if slots.is_some() {
+            flags |= libc::CLONE_FILES;
+        }
+        let pid = match clone_vfork(&args, stack, flags) {
             Ok(pid) => pid,
-            Err(error) => return Launch::Failed { child: None, error: SpawnError::Fork(error) },
+            Err(error) => return Attempt::NotCreated(error),
         };
-        // CLONE_VFORK returned: the child has exec'd (the pipe closed, nothing to
-        // read) or written its report and exited.
+        // CLONE_VFORK returned: the child has exec'd (its copy of the status pipe
+        // closed, nothing to read) or written its report and exited. The read end
+        // is non-blocking, so the parent's own write end does not make this wait.
         let mut report = [0u8; 5];
         let mut got = 0;
         while got < report.len() {
-            match status_read.read(&mut report[got..]) {
+            match self.status_read.read(&mut report[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -612,14 +771,188 @@ impl Prepared {
             }
         }
         if got == 0 {
-            return Launch::Running { pid, pipes };
+            return Attempt::Running(pid);
         }
         let errno = match report[1..] {
             [a, b, c, d] if got == report.len() => i32::from_le_bytes([a, b, c, d]),
             _ => 0,
         };
-        let error = decode_failure(report[0], Errno::from_raw(errno), &program, cwd_path, uid);
-        Launch::Failed { child: Some(pid), error }
+        Attempt::Failed { child: pid, step: report[0], errno }
+    }
+
+    /// Turns the last attempt into the launch's result, closing the parent's
+    /// copies of the child's ends (or the stdout reader would never see EOF).
+    fn finish(self, attempt: Attempt, table: FdTable) -> Launch {
+        let Prepared {
+            program,
+            cwd_path,
+            uid,
+            status_write,
+            pipes,
+            child_stdin,
+            child_stdout,
+            child_stderr,
+            ..
+        } = self;
+        drop((child_stdin, child_stdout, child_stderr, status_write));
+        match attempt {
+            Attempt::Running(pid) => Launch::Running { pid, pipes, table },
+            Attempt::NotCreated(error) => {
+                Launch::Failed { child: None, error: SpawnError::Fork(error) }
+            }
+            Attempt::Failed { child, step, errno } => {
+                let error = decode_failure(step, Errno::from_raw(errno), &program, cwd_path, uid);
+                Launch::Failed { child: Some(child), error }
+            }
+        }
+    }
+}
+
+/// The result of one clone.
+enum Attempt {
+    /// `clone` failed (EAGAIN, ENOMEM): no child.
+    NotCreated(io::Error),
+    /// The child exec'd.
+    Running(u32),
+    /// The child reported a failed step and exited (not yet reaped).
+    Failed { child: u32, step: u8, errno: i32 },
+}
+
+/// What spawns share: the cached child stack and the slots. Spawns are serialized
+/// by the reaper's lock already; this lock (never contended) makes the state's
+/// ownership explicit.
+struct Launcher {
+    stack: Option<ChildStack>,
+    table: SharedTable,
+}
+
+static LAUNCHER: Mutex<Launcher> =
+    Mutex::new(Launcher { stack: None, table: SharedTable::Untried });
+
+/// Reserves the spawn slots while the daemon holds few descriptors, so they are
+/// low and a child unsharing its table copies only a handful. Called by
+/// [`crate::reaper::Reaper::start`]; the first spawn reserves them otherwise.
+pub(crate) fn reserve_slots() {
+    LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner).table.reserve();
+}
+
+/// Whether children can share the daemon's descriptor table.
+enum SharedTable {
+    /// No slots reserved yet.
+    Untried,
+    Ready(Slots),
+    /// Off for the rest of the process: the kernel refused `CLOSE_RANGE_UNSHARE`
+    /// or the slots could not be reserved or reset.
+    Off,
+}
+
+impl SharedTable {
+    fn reserve(&mut self) {
+        if let SharedTable::Untried = self {
+            *self = match Slots::reserve() {
+                Ok(slots) => SharedTable::Ready(slots),
+                Err(error) => {
+                    tracing::info!(
+                        %error,
+                        "could not reserve spawn slots; children get a copy of the \
+                         daemon's descriptor table"
+                    );
+                    SharedTable::Off
+                }
+            };
+        }
+    }
+
+    /// Records that the kernel refused to unshare a child's table. Resource
+    /// shortages are transient and only cost this one spawn its fast path;
+    /// anything else (ENOSYS: before Linux 5.9; EINVAL; EPERM from a seccomp
+    /// filter) will not change, so every later spawn copies the table.
+    fn refused(&mut self, errno: Errno) {
+        if matches!(errno, Errno::ENOMEM | Errno::EMFILE) {
+            tracing::debug!(%errno, "close_range(CLOSE_RANGE_UNSHARE) failed; retried with a copied table");
+            return;
+        }
+        self.disable(&format!("the kernel refused close_range(CLOSE_RANGE_UNSHARE): {errno}"));
+    }
+
+    /// Switches the shared table off for good, closing the slots; logs once.
+    fn disable(&mut self, why: &str) {
+        if !matches!(self, SharedTable::Off) {
+            tracing::info!(
+                "{why}; children get a copy of the daemon's descriptor table from now on, \
+                 so each spawn costs time in proportion to the daemon's open files"
+            );
+        }
+        *self = SharedTable::Off;
+    }
+}
+
+/// Low descriptors reserved for the process's lifetime, through which a child
+/// sharing the daemon's table gets its stdin, stdout, stderr and status pipe.
+/// Between spawns each points at `/dev/null`, close-on-exec.
+struct Slots {
+    null: OwnedFd,
+    /// stdin, stdout, stderr, status pipe.
+    fds: [OwnedFd; 4],
+    /// One above the highest slot: the child keeps only descriptors below it.
+    end: RawFd,
+}
+
+impl Slots {
+    fn reserve() -> io::Result<Slots> {
+        let null =
+            OwnedFd::from(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?);
+        let slot = || -> io::Result<OwnedFd> {
+            // Above stdio, so the child's dup2 onto 0/1/2 clobbers no slot.
+            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that nothing else owns.
+            let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is fresh and owned by nobody else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        let fds = [slot()?, slot()?, slot()?, slot()?];
+        let end = fds.iter().map(AsRawFd::as_raw_fd).max().unwrap_or(2) + 1;
+        Ok(Slots { null, fds, end })
+    }
+
+    fn raw(&self) -> [RawFd; 4] {
+        self.fds.each_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Points the slots at the child's descriptors (close-on-exec, as every
+    /// daemon descriptor is).
+    fn load(&self, sources: [RawFd; 4]) -> io::Result<()> {
+        for (slot, source) in self.raw().into_iter().zip(sources) {
+            dup3_cloexec(source, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Points every slot back at `/dev/null`. On failure the caller drops the
+    /// slots (closing them, and with them any pipe end a slot still holds).
+    fn reset(&self) -> io::Result<()> {
+        let mut result = Ok(());
+        for slot in self.raw() {
+            if let Err(error) = dup3_cloexec(self.null.as_raw_fd(), slot) {
+                result = Err(error);
+            }
+        }
+        result
+    }
+}
+
+fn dup3_cloexec(source: RawFd, target: RawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: dup3 onto a slot we own; `source` is a live descriptor.
+        if unsafe { libc::dup3(source, target, libc::O_CLOEXEC) } >= 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
 }
 
@@ -638,10 +971,9 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, SpawnError> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-/// Blocks every signal in the calling thread, clones the child onto a fresh stack,
-/// and restores the mask once the child has exec'd or exited (CLONE_VFORK).
-fn clone_vfork(args: &ChildArgs<'_>) -> io::Result<u32> {
-    let stack = ChildStack::new()?;
+/// Blocks every signal in the calling thread, clones the child onto `stack` with
+/// `flags`, and restores the mask once the child has exec'd or exited (CLONE_VFORK).
+fn clone_vfork(args: &ChildArgs<'_>, stack: &ChildStack, flags: libc::c_int) -> io::Result<u32> {
     // SAFETY: sigfillset fills a sigset_t we own.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -663,15 +995,17 @@ fn clone_vfork(args: &ChildArgs<'_>) -> io::Result<u32> {
     if blocked != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: see the module docs. The child runs `child_main` on `stack` (not
-    // shared with anything), reads only `args` and what it points to (kept alive by
-    // the suspended caller), and leaves by execve or _exit, both of which release
-    // this thread. The stack top is 16-byte aligned (the mapping is page-aligned).
+    // SAFETY: see the module docs. The child runs `child_main` on `stack` (used by
+    // no one else: spawns are serialized and the previous child left it before its
+    // clone returned), reads only `args` and what it points to (kept alive by the
+    // suspended caller), and leaves by execve or _exit, both of which release this
+    // thread. With CLONE_FILES it changes no descriptor before unsharing the table.
+    // The stack top is 16-byte aligned (the mapping is page-aligned).
     let pid = unsafe {
         libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            flags,
             (args as *const ChildArgs<'_>).cast_mut().cast::<c_void>(),
         )
     };
@@ -686,18 +1020,22 @@ fn clone_vfork(args: &ChildArgs<'_>) -> io::Result<u32> {
             KERNEL_SIGSET_SIZE,
         )
     };
-    // The stack is unmapped only here, after the child left it (dropped last).
-    drop(stack);
     result
 }
 
 /// An anonymous mapping for the child's stack with a guard page below it, so an
-/// overflow kills the child instead of writing over the daemon's memory.
+/// overflow kills the child instead of writing over the daemon's memory. Made
+/// once and reused by every spawn: mapping and unmapping it per spawn cost a TLB
+/// shootdown across the daemon's threads each time.
 struct ChildStack {
     base: *mut c_void,
     len: usize,
     guard: usize,
 }
+
+// SAFETY: the mapping is owned by the `ChildStack` alone (nothing else holds its
+// address) and only used under the launcher's lock, whichever thread takes it.
+unsafe impl Send for ChildStack {}
 
 impl ChildStack {
     fn new() -> io::Result<ChildStack> {
@@ -746,6 +1084,8 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone.
     let args = unsafe { &*(arg.cast::<ChildArgs<'_>>()) };
     let setup = args.setup;
+    // Nothing here touches a descriptor: with a shared table (CLONE_FILES) the
+    // daemon's other threads use it concurrently until the unshare below.
     reset_signal_dispositions();
     // SAFETY: an empty mask: every handler is SIG_DFL now, so any signal that
     // arrives from here on acts on this process only.
@@ -759,9 +1099,27 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
             KERNEL_SIGSET_SIZE,
         );
     }
+    if let Some(from) = args.unshare_from {
+        #[cfg(test)]
+        if args.refuse_unshare {
+            report_and_exit(setup.status_fd, STEP_UNSHARE, libc::ENOSYS);
+        }
+        // The first descriptor operation: a private table holding only the
+        // descriptors below `from` (the daemon's few low ones and the slots); the
+        // kernel copies nothing above it, however many the daemon holds.
+        // SAFETY: close_range(2) on our own table; writes no memory.
+        let unshared = unsafe {
+            libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, CLOSE_RANGE_UNSHARE)
+        };
+        if unshared != 0 {
+            // Nothing changed yet: the parent reaps us and retries with a copy.
+            setup.fail_and_exit(STEP_UNSHARE);
+        }
+    }
     for (target, &source) in args.stdio.iter().enumerate() {
         // SAFETY: dup2 of descriptors the parent keeps open until we exec or exit;
-        // every source is above 2 (see `above_stdio`), so none is clobbered.
+        // every source is above 2 (a slot, or see `above_stdio`), so none is
+        // clobbered.
         if unsafe { libc::dup2(source, target as libc::c_int) } < 0 {
             setup.fail_and_exit(STEP_STDIO);
         }
@@ -910,15 +1268,21 @@ impl ChildSetup {
 
     /// Reports the failed step and errno on the status pipe and ends the child.
     fn fail_and_exit(&self, step: u8) -> ! {
-        let bytes = Errno::last_raw().to_le_bytes();
-        let buf = [step, bytes[0], bytes[1], bytes[2], bytes[3]];
-        // SAFETY: write(2) of a stack buffer to our own pipe (5 bytes, so atomic); a
-        // failed write only loses detail in the error message. _exit(2) never returns
-        // and runs no atexit handlers (they belong to the daemon).
-        unsafe {
-            libc::write(self.status_fd, buf.as_ptr().cast(), buf.len());
-            libc::_exit(CHILD_SETUP_FAILED)
-        }
+        report_and_exit(self.status_fd, step, Errno::last_raw())
+    }
+}
+
+/// Writes `step` and `errno` to the status pipe and ends the child.
+fn report_and_exit(status_fd: RawFd, step: u8, errno: i32) -> ! {
+    let bytes = errno.to_le_bytes();
+    let buf = [step, bytes[0], bytes[1], bytes[2], bytes[3]];
+    // SAFETY: write(2) of a stack buffer to our own pipe (5 bytes, so atomic); a
+    // failed write only loses detail in the error message. _exit(2) never returns,
+    // runs no atexit handlers (they belong to the daemon) and, with a table still
+    // shared, only drops the child's reference to it.
+    unsafe {
+        libc::write(status_fd, buf.as_ptr().cast(), buf.len());
+        libc::_exit(CHILD_SETUP_FAILED)
     }
 }
 
