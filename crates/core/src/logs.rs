@@ -138,6 +138,8 @@ struct Inner {
     shared: Mutex<Shared>,
     /// The total offset, for `wait_beyond`.
     total_tx: watch::Sender<u64>,
+    /// Bytes that took the splice path (for tests and diagnostics).
+    spliced: AtomicU64,
 }
 
 struct FileState {
@@ -398,6 +400,7 @@ impl ChannelLog {
                 file: Mutex::new(file_state),
                 shared: Mutex::new(shared),
                 total_tx,
+                spliced: AtomicU64::new(0),
             }),
         })
     }
@@ -884,6 +887,7 @@ impl Inner {
             self.total_tx.send_replace(shared.total);
         }
         burst.moved += moved as u64;
+        self.spliced.fetch_add(moved as u64, Ordering::Relaxed);
         if rotates && file_state.size >= maxbytes {
             // Rotate exactly at the boundary, as `write_batch` does; a failure
             // is seen by the next call.
