@@ -24,8 +24,10 @@
 //! write may block, hence the blocking thread; the pipe is non-blocking, so an
 //! empty pipe ends the burst instead of holding the thread. A busy channel (one
 //! that moved [`BUSY_BYTES`] in a burst) keeps its thread a moment for the next
-//! refill and gets a bigger pipe ([`BUSY_PIPE_SIZE`]), cutting wake-ups. The
-//! ring is refilled from the file after each burst. splice(2) refuses an
+//! refill and gets a bigger pipe ([`BUSY_PIPE_SIZE`]), cutting wake-ups; a
+//! burst still hands back after 100 ms, so no child can hold a thread (and the
+//! runtime's shutdown) for ever. The ring is refilled from the file after each
+//! burst. splice(2) refuses an
 //! `O_APPEND` file, so these writes go at an offset, after checking the file's
 //! size; should a splice fail, or another writer appear, capture continues on
 //! the userspace path, which is the one that knows how to survive failures.
@@ -446,11 +448,10 @@ impl ChannelLog {
 
     async fn run_capture(
         self,
-        pipe: pipe::Receiver,
+        mut pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
         mut filter: Option<Box<dyn OutputFilter>>,
     ) {
-        let mut pipe = pipe;
         if on_line.is_none() && filter.is_none() && self.inner.splices() {
             match self.run_splice(pipe).await {
                 Some(rest) => pipe = rest,
@@ -785,6 +786,7 @@ impl Inner {
     /// splice fails. Runs on a blocking thread.
     fn splice_burst(&self, pipe: BorrowedFd<'_>, state: &mut SpliceState) -> BurstEnd {
         let mut burst = Burst { start_total: 0, moved: 0, old_ring: None };
+        let started = std::time::Instant::now();
         let end = loop {
             match self.splice_once(pipe, &mut burst) {
                 Ok(0) => break BurstEnd::Eof,
@@ -792,6 +794,12 @@ impl Inner {
                     if !state.grown && burst.moved >= BUSY_BYTES {
                         state.grown = true;
                         grow_pipe(pipe);
+                    }
+                    // A child that never stops writing must not hold a blocking
+                    // thread for ever: the runtime's shutdown waits for them all.
+                    // Readiness is still set, so the next burst follows at once.
+                    if started.elapsed() >= BURST_MAX {
+                        break BurstEnd::Quiet;
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -1222,6 +1230,8 @@ pub const BUSY_PIPE_SIZE: usize = 1024 * 1024;
 /// How long a busy channel's thread waits for more output before handing the
 /// pipe back to the runtime.
 const SPLICE_LINGER_MS: u16 = 20;
+/// How long one burst may go on before it hands the pipe back to the runtime.
+const BURST_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The splice path's state across the bursts of one capture.
 #[derive(Debug, Default)]
@@ -1242,7 +1252,7 @@ struct Burst {
 /// Why a splice burst ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BurstEnd {
-    /// The pipe is empty; wait for readiness.
+    /// The pipe is empty, or the burst used its time: wait for readiness.
     Quiet,
     /// The child closed the pipe and every byte is in the log.
     Eof,
