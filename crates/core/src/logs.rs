@@ -1225,7 +1225,10 @@ const SPLICE_MAX: usize = 4 * 1024 * 1024;
 pub const BUSY_BYTES: u64 = 256 * 1024;
 /// The pipe buffer asked for a busy channel (kernel memory, used only while the
 /// child is ahead of us). Refused above `/proc/sys/fs/pipe-max-size` or the
-/// user's pipe quota, which just leaves the pipe as it was.
+/// user's pipe quota, which just leaves the pipe as it was. The quota counts
+/// capacity: a daemon not running as root with dozens of busy channels at once
+/// can pass `pipe-user-pages-soft`, after which the kernel gives its new pipes
+/// a small buffer; hence growing only proven-busy channels.
 pub const BUSY_PIPE_SIZE: usize = 1024 * 1024;
 /// How long a busy channel's thread waits for more output before handing the
 /// pipe back to the runtime.

@@ -577,3 +577,20 @@ async fn a_busy_channel_gets_a_bigger_pipe() {
     tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
     assert_eq!(assert_files_hold(&[dir.path().join("out.log")], 0), chunk as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_path_truncates_in_place_without_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let maxbytes = 10_007;
+    let log = file_log(dir.path(), maxbytes, 0, 64);
+    let total = 100_000;
+    pump(&log, total).await;
+    assert_eq!(spliced(&log), total);
+    let base = dir.path().join("out.log");
+    assert!(!backup_path(&base, 1).exists());
+    // Truncated exactly at each boundary: the file holds the bytes since the last one.
+    let kept = total % maxbytes;
+    assert_eq!(std::fs::metadata(&base).unwrap().len(), kept);
+    assert_eq!(assert_files_hold(std::slice::from_ref(&base), total - kept), kept);
+    assert_eq!(log.read(0, 0).unwrap().len() as u64, kept);
+}
