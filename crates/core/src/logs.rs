@@ -15,22 +15,17 @@
 //! only that one child blocks in `write(2)` — backpressure, never data loss, and
 //! never a stalled runtime worker. Without a file the ring is filled directly.
 //!
-//! A plain capture into a regular file (no line callback, no [`OutputFilter`]:
-//! nothing needs to see the bytes) takes the splice path instead: bytes move
-//! pipe -> file with splice(2), never copied through userspace. The task waits
-//! for readiness on the runtime, then hands the pipe to `spawn_blocking` for a
-//! burst: non-blocking splices at the file's end, each at most up to the
-//! rotation boundary, rotating exactly there, until the pipe is empty. A file
-//! write may block, hence the blocking thread; the pipe is non-blocking, so an
-//! empty pipe ends the burst instead of holding the thread. A busy channel (one
-//! that moved [`BUSY_BYTES`] in a burst) keeps its thread a moment for the next
-//! refill and gets a bigger pipe ([`BUSY_PIPE_SIZE`]), cutting wake-ups; a
-//! burst still hands back after 100 ms, so no child can hold a thread (and the
-//! runtime's shutdown) for ever. The ring is refilled from the file after each
-//! burst. splice(2) refuses an
-//! `O_APPEND` file, so these writes go at an offset, after checking the file's
-//! size; should a splice fail, or another writer appear, capture continues on
-//! the userspace path, which is the one that knows how to survive failures.
+//! A busy channel (one that delivered [`BUSY_BYTES`] within [`BUSY_WINDOW`])
+//! gets a bigger pipe ([`BUSY_PIPE_SIZE`]): the child then writes on while a
+//! batch is on its way to disk instead of blocking on a full 64 KiB pipe, and
+//! we wake up, read and hand off far less often. Quiet channels keep the
+//! default pipe, as the kernel charges a pipe's capacity to the user's quota.
+//! (Moving the bytes pipe -> file with splice(2) on a blocking thread was
+//! measured too: one copy fewer, but one splice per wake-up and no overlap
+//! between draining the pipe and writing the file left it behind this path
+//! with a big pipe on the 2-core benchmark machine, and splice(2) refuses
+//! `O_APPEND` files, so it needed positional writes that an external
+//! copytruncate or a second writer can race with.)
 //!
 //! Offsets are monotonic across rotation and clearing: offset N is the N-th byte this
 //! log ever held (counting, at open, whatever the file and its backups already
@@ -47,7 +42,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -140,8 +135,6 @@ struct Inner {
     shared: Mutex<Shared>,
     /// The total offset, for `wait_beyond`.
     total_tx: watch::Sender<u64>,
-    /// Bytes that took the splice path (for tests and diagnostics).
-    spliced: AtomicU64,
 }
 
 struct FileState {
@@ -159,14 +152,6 @@ struct FileState {
     identity: Option<(u64, u64)>,
     /// In a write-error episode (logged once at its start).
     failing: bool,
-    /// Whether `file` is in append mode (`O_APPEND`), as it is opened. The
-    /// userspace path writes in append mode; splice(2) refuses an `O_APPEND`
-    /// target, so the splice path clears the flag and writes at `size`
-    /// instead (see [`Inner::splice_once`]), and a userspace write sets it again.
-    append: bool,
-    /// Whether `file` was also opened for reading, to refill the ring from it
-    /// after a splice burst.
-    readable: bool,
 }
 
 /// Bytes `[start, start + len)` live at `file_pos..` of one file.
@@ -314,25 +299,6 @@ fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(0o666).open(path)
 }
 
-/// Opens a log file in append mode, for reading too when it was a regular file
-/// when last seen (reading a FIFO or a terminal back would be wrong). Returns
-/// the file and whether it is readable.
-fn open_log(path: &Path, was_regular: bool) -> io::Result<(File, bool)> {
-    if was_regular {
-        match OpenOptions::new().read(true).create(true).append(true).mode(0o666).open(path) {
-            Ok(file) => {
-                if file.metadata()?.is_file() {
-                    return Ok((file, true));
-                }
-                // Replaced by something else since: open it as a writer only.
-            }
-            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok((open_append(path)?, false))
-}
-
 impl ChannelLog {
     /// Opens a channel log.
     ///
@@ -348,15 +314,8 @@ impl ChannelLog {
         backups: u32,
         ring_bytes: usize,
     ) -> io::Result<ChannelLog> {
-        let mut file_state = FileState {
-            file: None,
-            size: 0,
-            regular: false,
-            identity: None,
-            failing: false,
-            append: true,
-            readable: false,
-        };
+        let mut file_state =
+            FileState { file: None, size: 0, regular: false, identity: None, failing: false };
         let mut shared = Shared {
             total: 0,
             ring: Ring::new(ring_bytes),
@@ -402,7 +361,6 @@ impl ChannelLog {
                 file: Mutex::new(file_state),
                 shared: Mutex::new(shared),
                 total_tx,
-                spliced: AtomicU64::new(0),
             }),
         })
     }
@@ -452,12 +410,6 @@ impl ChannelLog {
         on_line: Option<LineCallback>,
         mut filter: Option<Box<dyn OutputFilter>>,
     ) {
-        if on_line.is_none() && filter.is_none() && self.inner.splices() {
-            match self.run_splice(pipe).await {
-                Some(rest) => pipe = rest,
-                None => return,
-            }
-        }
         let to_disk = self.inner.path.is_some();
         let mut raw: Vec<u8> = Vec::new();
         let mut lines = on_line.map(LineSplitter::new);
@@ -465,6 +417,7 @@ impl ChannelLog {
         let mut spare: Vec<u8> = Vec::new();
         let mut inflight: Option<JoinHandle<Vec<u8>>> = None;
         let mut eof = false;
+        let mut load = Load::default();
         loop {
             if !pending.is_empty() && inflight.is_none() {
                 if to_disk {
@@ -496,6 +449,8 @@ impl ChannelLog {
                         }
                     }
                     Ok(n) => {
+                        load.record(n as u64);
+                        load.grow_if_busy(pipe.as_fd());
                         let mut start = pending.len() - n;
                         if let Some(filter) = filter.as_mut() {
                             // Filter in place: the raw bytes move aside, what the
@@ -531,51 +486,6 @@ impl ChannelLog {
         }
         if let Some(lines) = lines.as_mut() {
             lines.finish();
-        }
-    }
-
-    /// The splice path (module docs): moves the pipe's bytes into the file in
-    /// bursts on a blocking thread. Returns the pipe when capture must go on
-    /// through memory (splice refused, a write failed, another writer appeared),
-    /// `None` at EOF.
-    async fn run_splice(&self, mut pipe: pipe::Receiver) -> Option<pipe::Receiver> {
-        let mut state = SpliceState::default();
-        loop {
-            if let Err(error) = pipe.readable().await {
-                tracing::warn!(path = ?self.inner.path, %error, "waiting for child output failed; treating as EOF");
-                return None;
-            }
-            // Readiness may be stale (the last burst emptied the pipe after it was
-            // set): look before taking a blocking thread. A `WouldBlock` here clears
-            // only the readiness seen before the look, so no later edge is lost.
-            match pipe.try_io(|| has_input(pipe.as_fd())) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => {
-                    tracing::warn!(path = ?self.inner.path, %error, "polling child output failed; treating as EOF");
-                    return None;
-                }
-            }
-            // A file write can block (writeback throttling, a slow disk), so the
-            // burst runs on a blocking thread, never on a runtime worker.
-            let inner = Arc::clone(&self.inner);
-            let burst = tokio::task::spawn_blocking(move || {
-                let end = inner.splice_burst(pipe.as_fd(), &mut state);
-                (pipe, state, end)
-            });
-            let end;
-            (pipe, state, end) = match burst.await {
-                Ok(done) => done,
-                Err(error) => {
-                    tracing::error!(%error, "log writer task failed");
-                    return None;
-                }
-            };
-            match end {
-                BurstEnd::Quiet => {}
-                BurstEnd::Eof => return None,
-                BurstEnd::Fallback => return Some(pipe),
-            }
         }
     }
 
@@ -735,10 +645,8 @@ impl Inner {
     fn reopen_locked(&self, file_state: &mut FileState) -> io::Result<bool> {
         let path = self.path.as_ref().expect("only called with a path");
         file_state.file = None;
-        let (file, readable) = open_log(path, file_state.regular)?;
+        let file = open_append(path)?;
         let metadata = file.metadata()?;
-        file_state.append = true;
-        file_state.readable = readable;
         file_state.regular = metadata.is_file();
         file_state.identity = Some((metadata.dev(), metadata.ino()));
         file_state.size = if file_state.regular { metadata.len() } else { 0 };
@@ -773,177 +681,6 @@ impl Inner {
         let mut shared = lock(&self.shared);
         shared.push(data);
         self.total_tx.send_replace(shared.total);
-    }
-
-    /// Whether a plain capture (no callback, no filter) can take the splice path:
-    /// only into a regular file, which is read back from disk.
-    fn splices(&self) -> bool {
-        self.path.is_some() && lock(&self.file).regular
-    }
-
-    /// Splices what the pipe offers into the file until it is empty (or, for a
-    /// busy channel, stays empty for [`SPLICE_LINGER_MS`]), hits EOF or a
-    /// splice fails. Runs on a blocking thread.
-    fn splice_burst(&self, pipe: BorrowedFd<'_>, state: &mut SpliceState) -> BurstEnd {
-        let mut burst = Burst { start_total: 0, moved: 0, old_ring: None };
-        let started = std::time::Instant::now();
-        let end = loop {
-            match self.splice_once(pipe, &mut burst) {
-                Ok(0) => break BurstEnd::Eof,
-                Ok(_) => {
-                    if !state.grown && burst.moved >= BUSY_BYTES {
-                        state.grown = true;
-                        grow_pipe(pipe);
-                    }
-                    // A child that never stops writing must not hold a blocking
-                    // thread for ever: the runtime's shutdown waits for them all.
-                    // Readiness is still set, so the next burst follows at once.
-                    if started.elapsed() >= BURST_MAX {
-                        break BurstEnd::Quiet;
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    // A busy channel keeps its thread a little: waiting here costs one
-                    // wake-up per refill, handing back costs a runtime wake-up and a
-                    // thread hand-off. A quiet one hands back at once, so thousands of
-                    // programs that print a line now and then hold no thread.
-                    if burst.moved >= BUSY_BYTES && wait_input(pipe, SPLICE_LINGER_MS) {
-                        continue;
-                    }
-                    break BurstEnd::Quiet;
-                }
-                Err(error) => {
-                    tracing::debug!(path = ?self.path, %error, "splicing output into the log stopped; capturing through memory");
-                    break BurstEnd::Fallback;
-                }
-            }
-        };
-        self.refill_ring(burst);
-        end
-    }
-
-    /// One splice(2) from the pipe into the file at the current size, at most up
-    /// to the rotation boundary, then the bookkeeping `write_batch` does. Returns
-    /// the bytes moved (0 at EOF). An error other than `WouldBlock` /
-    /// `Interrupted` sends the capture to the userspace path, which knows how to
-    /// keep bytes in memory through a failure.
-    fn splice_once(&self, pipe: BorrowedFd<'_>, burst: &mut Burst) -> io::Result<usize> {
-        let mut file_state = lock(&self.file);
-        self.ensure_open(&mut file_state)?;
-        if !file_state.regular {
-            return Err(io::Error::other("the log is no longer a regular file"));
-        }
-        {
-            // Writing at an offset instead of appending must not write over bytes
-            // someone else put there: a shorter file (a copytruncate logrotate) is
-            // continued at its end, as `O_APPEND` would; a longer one has another
-            // writer, which only `O_APPEND` writes share safely.
-            let file = file_state.file.as_ref().expect("ensure_open opened it");
-            let on_disk = file.metadata()?.len();
-            if on_disk != file_state.size {
-                let grown = on_disk > file_state.size;
-                file_state.size = on_disk;
-                self.restart_base(on_disk);
-                if grown {
-                    return Err(io::Error::other("another process writes to the log file"));
-                }
-            }
-        }
-        let maxbytes = self.maxbytes();
-        let rotates = self.rotates(&file_state);
-        if rotates && file_state.size >= maxbytes {
-            self.rotate(&mut file_state);
-            if file_state.size >= maxbytes || file_state.file.is_none() {
-                return Err(io::Error::other("rotation failed"));
-            }
-        }
-        let state = &mut *file_state;
-        let file = state.file.as_ref().expect("opened, and rotation reopened it");
-        if state.append {
-            set_append(file, false)?;
-            state.append = false;
-        }
-        let room = if rotates { maxbytes - state.size } else { u64::MAX };
-        let len = usize::try_from(room).unwrap_or(usize::MAX).min(SPLICE_MAX);
-        let file_pos = state.size;
-        let moved = splice_into(pipe, file, file_pos, len)?;
-        if moved == 0 {
-            return Ok(0);
-        }
-        file_state.size += moved as u64;
-        if file_state.failing {
-            file_state.failing = false;
-            tracing::info!(path = ?self.path, "log writes work again");
-        }
-        {
-            let mut shared = lock(&self.shared);
-            // The ring must stay the tail ending at `total`; spliced bytes never
-            // pass through memory, so the ring is set aside for the burst and
-            // refilled from the file at its end (`refill_ring`).
-            if burst.old_ring.is_none() {
-                burst.start_total = shared.total;
-                burst.old_ring =
-                    Some(std::mem::replace(&mut shared.ring, Ring::new(self.ring_capacity)));
-            } else if shared.ring.len() > 0 {
-                // `append` wrote in between.
-                shared.ring.clear();
-            }
-            let offset = shared.total;
-            shared.record_file(offset, moved as u64, file_pos);
-            shared.total += moved as u64;
-            self.total_tx.send_replace(shared.total);
-        }
-        burst.moved += moved as u64;
-        self.spliced.fetch_add(moved as u64, Ordering::Relaxed);
-        if rotates && file_state.size >= maxbytes {
-            // Rotate exactly at the boundary, as `write_batch` does; a failure
-            // is seen by the next call.
-            self.rotate(&mut file_state);
-        }
-        Ok(moved)
-    }
-
-    /// After a burst: the ring again holds the newest bytes, read back from the
-    /// base file (page cache) — at most the ring's size per burst.
-    fn refill_ring(&self, burst: Burst) {
-        let Some(old_ring) = burst.old_ring else { return };
-        let file_state = lock(&self.file);
-        let mut shared = lock(&self.shared);
-        let total = shared.total;
-        let base = shared.base;
-        let Some(file) = file_state.file.as_ref().filter(|_| file_state.readable) else {
-            return;
-        };
-        if base.end() != total {
-            // The newest bytes are not in the base file (a failed write kept them
-            // in the ring only): the ring is already the right tail.
-            return;
-        }
-        // Untouched since the burst began, and the burst's bytes all in the base
-        // file: the old ring continues with them. Otherwise start afresh.
-        let intact = shared.ring.len() == 0
-            && total == burst.start_total + burst.moved
-            && base.start <= burst.start_total;
-        let (mut ring, available) = if intact {
-            (old_ring, burst.moved)
-        } else {
-            (Ring::new(self.ring_capacity), total - base.start)
-        };
-        let want = available.min(self.ring_capacity as u64);
-        let mut bytes = vec![0u8; want as usize];
-        let from = base.file_pos + (total - want - base.start);
-        match file.read_exact_at(&mut bytes, from) {
-            Ok(()) => {
-                ring.push(&bytes);
-                shared.ring = ring;
-            }
-            // The ring stays empty (or holds what `append` wrote, which is a
-            // tail too); readers go to the file.
-            Err(error) => {
-                tracing::debug!(path = ?self.path, %error, "refilling the log's memory tail failed");
-            }
-        }
     }
 
     fn rotates(&self, file_state: &FileState) -> bool {
@@ -1000,21 +737,6 @@ impl Inner {
         {
             self.note_failure(file_state, "opening", &error);
             return 0;
-        }
-        if !file_state.append {
-            // The splice path left the descriptor positional, its file position
-            // unused (at 0): appending needs the flag back, or a fresh descriptor.
-            let file = file_state.file.as_ref().expect("opened above");
-            match set_append(file, true) {
-                Ok(()) => file_state.append = true,
-                Err(error) => {
-                    tracing::debug!(path = ?self.path, %error, "setting O_APPEND failed; reopening");
-                    if let Err(error) = self.reopen_locked(file_state) {
-                        self.note_failure(file_state, "opening", &error);
-                        return 0;
-                    }
-                }
-            }
         }
         let file = file_state.file.as_mut().expect("opened above");
         let mut written = 0;
@@ -1078,8 +800,8 @@ impl Inner {
         let oldest = backup_path(path, self.backups());
         // Freeing a removed file's page cache (milliseconds for a backup of
         // megabytes) happens at its last close: holding it open across the
-        // unlink moves that work to a blocking thread of its own.
-        // Non-blocking: something other than a file there (a FIFO) must not hang us.
+        // unlink moves that work to a blocking thread of its own. Non-blocking:
+        // something other than a file there (a FIFO) must not hang us.
         let doomed =
             OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&oldest).ok();
         match std::fs::remove_file(&oldest) {
@@ -1218,110 +940,56 @@ fn close_elsewhere(file: File) {
     }
 }
 
-/// Most bytes asked of one splice(2); the pipe holds fewer, so it is only a bound.
-const SPLICE_MAX: usize = 4 * 1024 * 1024;
-/// Bytes one splice burst moves before its channel counts as busy: its pipe is
-/// grown to [`BUSY_PIPE_SIZE`] and its thread waits for more before handing back.
+/// Bytes a channel delivers within [`BUSY_WINDOW`] to count as busy: its pipe
+/// is grown to [`BUSY_PIPE_SIZE`].
 pub const BUSY_BYTES: u64 = 256 * 1024;
+/// The time over which [`BUSY_BYTES`] are counted.
+pub const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 /// The pipe buffer asked for a busy channel (kernel memory, used only while the
 /// child is ahead of us). Refused above `/proc/sys/fs/pipe-max-size` or the
 /// user's pipe quota, which just leaves the pipe as it was. The quota counts
 /// capacity: a daemon not running as root with dozens of busy channels at once
 /// can pass `pipe-user-pages-soft`, after which the kernel gives its new pipes
-/// a small buffer; hence growing only proven-busy channels.
+/// a small buffer; hence growing only busy channels.
 pub const BUSY_PIPE_SIZE: usize = 1024 * 1024;
-/// How long a busy channel's thread waits for more output before handing the
-/// pipe back to the runtime.
-const SPLICE_LINGER_MS: u16 = 20;
-/// How long one burst may go on before it hands the pipe back to the runtime.
-const BURST_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The splice path's state across the bursts of one capture.
+/// How busy one capture's channel is, and whether its pipe was grown for it.
 #[derive(Debug, Default)]
-struct SpliceState {
+struct Load {
     /// The pipe was grown (or growing it was tried).
     grown: bool,
+    /// Start of the current [`BUSY_WINDOW`] and the bytes read since.
+    window_start: Option<std::time::Instant>,
+    window_bytes: u64,
 }
 
-/// One burst of splices, for [`Inner::refill_ring`].
-struct Burst {
-    /// `total` before the burst's first byte.
-    start_total: u64,
-    moved: u64,
-    /// The ring as it was before the burst's first byte.
-    old_ring: Option<Ring>,
-}
-
-/// Why a splice burst ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BurstEnd {
-    /// The pipe is empty, or the burst used its time: wait for readiness.
-    Quiet,
-    /// The child closed the pipe and every byte is in the log.
-    Eof,
-    /// Capture goes on through memory.
-    Fallback,
-}
-
-/// Moves up to `len` bytes from `pipe` into `file` at `offset` without copying
-/// them through userspace. `WouldBlock` when the pipe is empty (the pipe is
-/// non-blocking; the file write itself may block).
-fn splice_into(pipe: BorrowedFd<'_>, file: &File, offset: u64, len: usize) -> io::Result<usize> {
-    let mut offset = libc::loff_t::try_from(offset).map_err(io::Error::other)?;
-    // SAFETY: both descriptors are open for the call (one borrowed, one owned by
-    // `file`); the input offset is null, as a pipe requires; the output offset
-    // points at a live local that the kernel reads and advances.
-    let moved = unsafe {
-        libc::splice(
-            pipe.as_raw_fd(),
-            std::ptr::null_mut(),
-            file.as_raw_fd(),
-            &mut offset,
-            len,
-            libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    usize::try_from(moved).map_err(|_| io::Error::last_os_error())
-}
-
-/// Sets or clears `O_APPEND` on an open file.
-fn set_append(file: &File, append: bool) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_retain(fcntl(file, FcntlArg::F_GETFL)?);
-    let wanted = if append { flags | OFlag::O_APPEND } else { flags - OFlag::O_APPEND };
-    if wanted != flags {
-        fcntl(file, FcntlArg::F_SETFL(wanted))?;
+impl Load {
+    /// Counts `read` bytes. Busyness is measured over time, not per read: a
+    /// daemon that keeps up empties the pipe after every write of the child, so
+    /// its reads stay small however fast the child writes.
+    fn record(&mut self, read: u64) {
+        let now = std::time::Instant::now();
+        match self.window_start {
+            Some(start) if now.duration_since(start) < BUSY_WINDOW => {}
+            _ => {
+                self.window_start = Some(now);
+                self.window_bytes = 0;
+            }
+        }
+        self.window_bytes += read;
     }
-    Ok(())
-}
 
-fn poll_input(pipe: BorrowedFd<'_>, timeout: nix::poll::PollTimeout) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags, poll};
-    let mut fds = [PollFd::new(pipe, PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Ok(false),
-            // POLLHUP (EOF) and POLLERR count too: the next splice reports them.
-            Ok(_) => return Ok(true),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(errno) => return Err(errno.into()),
+    fn busy(&self) -> bool {
+        self.window_bytes >= BUSY_BYTES
+    }
+
+    /// Grows the pipe of a channel that turned busy, once.
+    fn grow_if_busy(&mut self, pipe: BorrowedFd<'_>) {
+        if !self.grown && self.busy() {
+            self.grown = true;
+            grow_pipe(pipe);
         }
     }
-}
-
-/// `Ok` when the pipe has bytes or hit EOF, `WouldBlock` when it is empty.
-fn has_input(pipe: BorrowedFd<'_>) -> io::Result<()> {
-    if poll_input(pipe, nix::poll::PollTimeout::ZERO)? {
-        Ok(())
-    } else {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-/// Waits up to `millis` for the pipe to have bytes or hit EOF.
-fn wait_input(pipe: BorrowedFd<'_>, millis: u16) -> bool {
-    // An error is seen again by the next splice.
-    poll_input(pipe, millis.into()).unwrap_or(true)
 }
 
 /// Asks for a [`BUSY_PIPE_SIZE`] buffer on a busy channel's pipe.

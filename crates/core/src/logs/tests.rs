@@ -426,41 +426,27 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
-/// Writes `data` into the pipe and waits until the log holds it.
-async fn send(sender: &mut pipe::Sender, log: &ChannelLog, data: &[u8]) {
-    let target = log.total() + data.len() as u64;
-    sender.write_all(data).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(target - 1)).await.unwrap();
-}
-
-fn spliced(log: &ChannelLog) -> u64 {
-    log.inner.spliced.load(Ordering::Relaxed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn splice_path_is_byte_exact_and_rotates_exactly_at_maxbytes() {
+async fn capture_rotates_exactly_at_maxbytes() {
     let dir = tempfile::tempdir().unwrap();
     let (maxbytes, backups, ring) = (100_003, 3, 4096);
     let log = file_log(dir.path(), maxbytes, backups, ring);
     let total = 2 * 1024 * 1024;
     pump(&log, total).await;
     assert_eq!(log.total(), total);
-    // Every byte went pipe -> file in the kernel.
-    assert_eq!(spliced(&log), total);
     let base = dir.path().join("out.log");
     let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(&base, i)).collect();
     files.push(base.clone());
     for backup in &files[..files.len() - 1] {
         assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
     }
+    // The oldest backups were removed, not kept under other names.
     assert!(!backup_path(&base, backups + 1).exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), backups as usize + 1);
     let base_len = std::fs::metadata(&base).unwrap().len();
     assert_eq!(base_len, total % maxbytes);
     let kept = maxbytes * u64::from(backups) + base_len;
     assert_eq!(assert_files_hold(&files, total - kept), kept);
-    // The ring was refilled from the file after the last burst: the tail comes
-    // from memory and matches.
-    assert_eq!(lock(&log.inner.shared).ring.len(), ring);
     let mut expected = vec![0u8; ring];
     pattern(total - ring as u64, &mut expected);
     assert_eq!(log.read(-(ring as i64), 0).unwrap(), expected);
@@ -471,6 +457,22 @@ async fn splice_path_is_byte_exact_and_rotates_exactly_at_maxbytes() {
     pattern(aligned, &mut expected);
     let skip = (from - aligned) as usize;
     assert_eq!(log.read(from as i64, 16).unwrap(), expected[skip..skip + 16]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_truncates_in_place_exactly_at_maxbytes_without_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let maxbytes = 10_007;
+    let log = file_log(dir.path(), maxbytes, 0, 64);
+    let total = 100_000;
+    pump(&log, total).await;
+    let base = dir.path().join("out.log");
+    assert!(!backup_path(&base, 1).exists());
+    // Truncated exactly at each boundary: the file holds the bytes since the last one.
+    let kept = total % maxbytes;
+    assert_eq!(std::fs::metadata(&base).unwrap().len(), kept);
+    assert_eq!(assert_files_hold(std::slice::from_ref(&base), total - kept), kept);
+    assert_eq!(log.read(0, 0).unwrap().len() as u64, kept);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,111 +488,73 @@ async fn a_quiet_program_holds_no_descriptor_until_it_writes() {
     // Created at open (so it exists), but not held open while nothing is written.
     assert!(base.exists());
     assert!(lock(&log.inner.file).file.is_none());
-    send(&mut sender, &log, b"one line\n").await;
+    sender.write_all(b"one line\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(8)).await.unwrap();
     assert!(lock(&log.inner.file).file.is_some());
     assert_eq!(read_file(&base), b"one line\n");
-    assert_eq!(spliced(&log), 9);
-    // The burst ends at once (a quiet channel keeps no thread) and leaves the
-    // line in the ring.
-    wait_until("the ring refill", || lock(&log.inner.shared).ring.len() == 9).await;
-    assert_eq!(log.read(0, 0).unwrap(), b"one line\n");
     assert_eq!(log.tail(0, 4), (b"ine\n".to_vec(), 9, true));
     drop(sender);
     tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
-    assert_eq!(read_file(&base), b"one line\n");
+    assert_eq!(log.read(0, 0).unwrap(), b"one line\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn splice_path_follows_appends_reopen_truncation_and_other_writers() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("out.log");
-    let moved = dir.path().join("moved.log");
-    let log = file_log(dir.path(), 0, 0, 1024);
-    let (mut sender, receiver) = pipe::pipe().unwrap();
-    let task = log.capture(receiver);
-    send(&mut sender, &log, b"abc").await;
-    // A message of Vigil's own between two splices: appended, then splicing
-    // goes on after it.
-    log.append(b"MSG");
-    send(&mut sender, &log, b"def").await;
-    assert_eq!(read_file(&base), b"abcMSGdef");
-    assert_eq!(log.read(0, 0).unwrap(), b"abcMSGdef");
-
-    // logrotate's move, then SIGUSR2.
-    std::fs::rename(&base, &moved).unwrap();
-    log.reopen().unwrap();
-    send(&mut sender, &log, b"gh").await;
-    assert_eq!(read_file(&base), b"gh");
-    assert_eq!(read_file(&moved), b"abcMSGdef");
-
-    // copytruncate without SIGUSR2: the next bytes go at the new end, as an
-    // appending writer's would, not after a hole.
-    File::create(&base).unwrap();
-    send(&mut sender, &log, b"ij").await;
-    assert_eq!(read_file(&base), b"ij");
-    assert_eq!(log.read(-2, 0).unwrap(), b"ij");
-    assert_eq!(spliced(&log), 10);
-
-    // Another process appends to the file: from then on capture appends too,
-    // and overwrites nothing.
-    OpenOptions::new().append(true).open(&base).unwrap().write_all(b"XY").unwrap();
-    send(&mut sender, &log, b"kl").await;
-    send(&mut sender, &log, b"mn").await;
-    assert_eq!(read_file(&base), b"ijXYklmn");
-    assert_eq!(spliced(&log), 10);
-    assert_eq!(log.read(-4, 0).unwrap(), b"klmn");
-    drop(sender);
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_channel_gets_a_bigger_pipe() {
+async fn a_busy_channel_gets_a_bigger_pipe_and_a_quiet_one_does_not() {
     use nix::fcntl::{FcntlArg, fcntl};
-    let dir = tempfile::tempdir().unwrap();
-    let log = file_log(dir.path(), 0, 0, 1024);
-    let (mut sender, receiver) = pipe::pipe().unwrap();
-    let pipe_size = |sender: &pipe::Sender| fcntl(sender, FcntlArg::F_GETPIPE_SZ).unwrap();
-    // Fill a half-size pipe before capture starts, so the first splice alone
-    // moves more than BUSY_BYTES. Where this process may not grow pipes that
-    // far, the daemon may not either: the pipe must then stay as it is.
-    let half = i32::try_from(BUSY_PIPE_SIZE / 2).unwrap();
-    let allowed = fcntl(&sender, FcntlArg::F_SETPIPE_SZ(half)).is_ok()
-        && std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-            .is_ok_and(|max| max.trim().parse::<usize>().is_ok_and(|max| max >= BUSY_PIPE_SIZE));
-    let before = pipe_size(&sender);
-    let chunk = usize::try_from(before).unwrap();
-    assert!(chunk as u64 > BUSY_BYTES || !allowed);
-    let mut data = vec![0u8; chunk];
-    pattern(0, &mut data);
-    sender.write_all(&data).await.unwrap();
-    let task = log.capture(receiver);
-    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(chunk as u64 - 1)).await.unwrap();
-    if allowed {
-        wait_until("the pipe to grow", || {
-            pipe_size(&sender) == i32::try_from(BUSY_PIPE_SIZE).unwrap()
-        })
-        .await;
-    } else {
-        assert_eq!(pipe_size(&sender), before);
-    }
-    drop(sender);
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
-    assert_eq!(assert_files_hold(&[dir.path().join("out.log")], 0), chunk as u64);
-}
+    use std::sync::atomic::AtomicBool;
+    let pipe_size = |fd: BorrowedFd<'_>| fcntl(fd, FcntlArg::F_GETPIPE_SZ).unwrap();
+    // Where this process may not have such a pipe, the daemon may not either:
+    // the pipe must then stay as it is.
+    let (probe, _probe_rx) = pipe::pipe().unwrap();
+    let big = i32::try_from(BUSY_PIPE_SIZE).unwrap();
+    let allowed = fcntl(&probe, FcntlArg::F_SETPIPE_SZ(big)).is_ok();
+    drop(probe);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn splice_path_truncates_in_place_without_backups() {
     let dir = tempfile::tempdir().unwrap();
-    let maxbytes = 10_007;
-    let log = file_log(dir.path(), maxbytes, 0, 64);
-    let total = 100_000;
-    pump(&log, total).await;
-    assert_eq!(spliced(&log), total);
-    let base = dir.path().join("out.log");
-    assert!(!backup_path(&base, 1).exists());
-    // Truncated exactly at each boundary: the file holds the bytes since the last one.
-    let kept = total % maxbytes;
-    assert_eq!(std::fs::metadata(&base).unwrap().len(), kept);
-    assert_eq!(assert_files_hold(std::slice::from_ref(&base), total - kept), kept);
-    assert_eq!(log.read(0, 0).unwrap().len() as u64, kept);
+    let quiet = ChannelLog::open(Some(dir.path().join("quiet.log")), 0, 0, 64).unwrap();
+    let (mut quiet_tx, quiet_rx) = pipe::pipe().unwrap();
+    let quiet_task = quiet.capture(quiet_rx);
+    let before = pipe_size(quiet_tx.as_fd());
+    quiet_tx.write_all(b"a line now and then\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), quiet.wait_beyond(19)).await.unwrap();
+
+    let log = file_log(dir.path(), 0, 0, 64);
+    let (sender, receiver) = pipe::pipe().unwrap();
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let capture = log.capture(receiver);
+    // Write until the pipe has grown (or, where that is refused, 4 MiB).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sender, stop) = (Arc::clone(&sender), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut offset = 0u64;
+            while !stop.load(Ordering::Relaxed) && (allowed || offset < 4 << 20) {
+                pattern(offset, &mut buf);
+                sender.lock().await.write_all(&buf).await.unwrap();
+                offset += buf.len() as u64;
+            }
+            offset
+        })
+    };
+    // A second descriptor of the write end, to look at the pipe while the
+    // writer holds the first; closed before waiting for EOF.
+    let watch = sender.lock().await.as_fd().try_clone_to_owned().unwrap();
+    if allowed {
+        wait_until("the busy pipe to grow", || pipe_size(watch.as_fd()) == big).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    let written = tokio::time::timeout(Duration::from_secs(60), writer).await.unwrap().unwrap();
+    if !allowed {
+        assert_eq!(pipe_size(watch.as_fd()), before);
+    }
+    drop(watch);
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(60), capture).await.unwrap().unwrap();
+    assert_eq!(assert_files_hold(&[dir.path().join("out.log")], 0), written);
+
+    // The quiet channel kept the default pipe.
+    assert_eq!(pipe_size(quiet_tx.as_fd()), before);
+    drop(quiet_tx);
+    tokio::time::timeout(Duration::from_secs(30), quiet_task).await.unwrap().unwrap();
 }
