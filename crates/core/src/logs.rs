@@ -797,19 +797,10 @@ impl Inner {
         // allocation and writeback to start inside the rename (auto_da_alloc),
         // milliseconds for a freshly written backup, on the capture path.
         // supervisord also removes before renaming.
-        let oldest = backup_path(path, self.backups());
-        // Freeing a removed file's page cache (milliseconds for a backup of
-        // megabytes) happens at its last close: holding it open across the
-        // unlink moves that work to a blocking thread of its own. Non-blocking:
-        // something other than a file there (a FIFO) must not hang us.
-        let doomed =
-            OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&oldest).ok();
-        match std::fs::remove_file(&oldest) {
-            Ok(()) => {
-                if let Some(doomed) = doomed {
-                    close_elsewhere(doomed);
-                }
-            }
+        // Freeing the removed backup's page cache costs milliseconds too, but
+        // the capture task reads on meanwhile (this runs on the writer thread).
+        match std::fs::remove_file(backup_path(path, self.backups())) {
+            Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => {
                 backups_intact = false;
@@ -928,15 +919,6 @@ impl Inner {
             }
             Err(error) => Err(error),
         }
-    }
-}
-
-/// Closes `file` on a blocking thread when there is a runtime to ask (inline
-/// otherwise, as for a synchronous `append`).
-fn close_elsewhere(file: File) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(file))),
-        Err(_) => drop(file),
     }
 }
 
