@@ -414,3 +414,147 @@ fn external_truncation_falls_back_to_the_ring() {
     assert_eq!(log.read(0, 0).unwrap(), b"efgh");
     assert_eq!(log.tail(0, 100), (b"efgh".to_vec(), 8, false));
 }
+
+/// Waits (bounded) until `condition` holds.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_rotates_exactly_at_maxbytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (maxbytes, backups, ring) = (100_003, 3, 4096);
+    let log = file_log(dir.path(), maxbytes, backups, ring);
+    let total = 2 * 1024 * 1024;
+    pump(&log, total).await;
+    assert_eq!(log.total(), total);
+    let base = dir.path().join("out.log");
+    let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(&base, i)).collect();
+    files.push(base.clone());
+    for backup in &files[..files.len() - 1] {
+        assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
+    }
+    // The oldest backups were removed, not kept under other names.
+    assert!(!backup_path(&base, backups + 1).exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), backups as usize + 1);
+    let base_len = std::fs::metadata(&base).unwrap().len();
+    assert_eq!(base_len, total % maxbytes);
+    let kept = maxbytes * u64::from(backups) + base_len;
+    assert_eq!(assert_files_hold(&files, total - kept), kept);
+    let mut expected = vec![0u8; ring];
+    pattern(total - ring as u64, &mut expected);
+    assert_eq!(log.read(-(ring as i64), 0).unwrap(), expected);
+    // Reads across a rotation boundary come from the files.
+    let from = total - base_len - 8;
+    let aligned = from - from % 8;
+    let mut expected = vec![0u8; 24];
+    pattern(aligned, &mut expected);
+    let skip = (from - aligned) as usize;
+    assert_eq!(log.read(from as i64, 16).unwrap(), expected[skip..skip + 16]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_truncates_in_place_exactly_at_maxbytes_without_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let maxbytes = 10_007;
+    let log = file_log(dir.path(), maxbytes, 0, 64);
+    let total = 100_000;
+    pump(&log, total).await;
+    let base = dir.path().join("out.log");
+    assert!(!backup_path(&base, 1).exists());
+    // Truncated exactly at each boundary: the file holds the bytes since the last one.
+    let kept = total % maxbytes;
+    assert_eq!(std::fs::metadata(&base).unwrap().len(), kept);
+    assert_eq!(assert_files_hold(std::slice::from_ref(&base), total - kept), kept);
+    assert_eq!(log.read(0, 0).unwrap().len() as u64, kept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_program_holds_no_descriptor_until_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    let log = file_log(dir.path(), 0, 0, 1024);
+    let (mut sender, receiver) = pipe::pipe().unwrap();
+    let task = log.capture(receiver);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // Created at open (so it exists), but not held open while nothing is written.
+    assert!(base.exists());
+    assert!(lock(&log.inner.file).file.is_none());
+    sender.write_all(b"one line\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(8)).await.unwrap();
+    assert!(lock(&log.inner.file).file.is_some());
+    assert_eq!(read_file(&base), b"one line\n");
+    assert_eq!(log.tail(0, 4), (b"ine\n".to_vec(), 9, true));
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    assert_eq!(log.read(0, 0).unwrap(), b"one line\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_channel_gets_a_bigger_pipe_and_a_quiet_one_does_not() {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use std::sync::atomic::AtomicBool;
+    let pipe_size = |fd: BorrowedFd<'_>| fcntl(fd, FcntlArg::F_GETPIPE_SZ).unwrap();
+    // Where this process may not have such a pipe, the daemon may not either:
+    // the pipe must then stay as it is.
+    let (probe, _probe_rx) = pipe::pipe().unwrap();
+    let big = i32::try_from(BUSY_PIPE_SIZE).unwrap();
+    let allowed = fcntl(&probe, FcntlArg::F_SETPIPE_SZ(big)).is_ok();
+    drop(probe);
+
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = ChannelLog::open(Some(dir.path().join("quiet.log")), 0, 0, 64).unwrap();
+    let (mut quiet_tx, quiet_rx) = pipe::pipe().unwrap();
+    let quiet_task = quiet.capture(quiet_rx);
+    let before = pipe_size(quiet_tx.as_fd());
+    quiet_tx.write_all(b"a line now and then\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), quiet.wait_beyond(19)).await.unwrap();
+
+    let log = file_log(dir.path(), 0, 0, 64);
+    let (sender, receiver) = pipe::pipe().unwrap();
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let capture = log.capture(receiver);
+    // Write until the pipe has grown (or, where that is refused, 4 MiB).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sender, stop) = (Arc::clone(&sender), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut offset = 0u64;
+            while !stop.load(Ordering::Relaxed) && (allowed || offset < 4 << 20) {
+                pattern(offset, &mut buf);
+                sender.lock().await.write_all(&buf).await.unwrap();
+                offset += buf.len() as u64;
+            }
+            offset
+        })
+    };
+    // A second descriptor of the write end, to look at the pipe while the
+    // writer holds the first; closed before waiting for EOF.
+    let watch = sender.lock().await.as_fd().try_clone_to_owned().unwrap();
+    if allowed {
+        wait_until("the busy pipe to grow", || pipe_size(watch.as_fd()) == big).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    let written = tokio::time::timeout(Duration::from_secs(60), writer).await.unwrap().unwrap();
+    if !allowed {
+        assert_eq!(pipe_size(watch.as_fd()), before);
+    }
+    drop(watch);
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(60), capture).await.unwrap().unwrap();
+    assert_eq!(assert_files_hold(&[dir.path().join("out.log")], 0), written);
+
+    // The quiet channel kept the default pipe.
+    assert_eq!(pipe_size(quiet_tx.as_fd()), before);
+    drop(quiet_tx);
+    tokio::time::timeout(Duration::from_secs(30), quiet_task).await.unwrap().unwrap();
+}
