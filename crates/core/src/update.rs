@@ -221,7 +221,8 @@ impl Handle {
             members.push(shared);
         }
         // 3. Swap the group in one step.
-        let entry = Arc::new(GroupEntry { config: group, members, actor: Default::default() });
+        let entry =
+            Arc::new(GroupEntry { config: Arc::new(group), members, actor: Default::default() });
         call_root(&self.inner.root, |reply: RpcReplyPort<Result<(), CoreError>>| {
             RootMsg::ReplaceGroup { entry, reply }
         })
