@@ -160,7 +160,7 @@ impl Supervisor {
     /// by an earlier run are deleted first. Fails, leaving nothing running, if a
     /// log file cannot be opened or an actor cannot be started.
     pub async fn start(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
-        let settings = config.supervisord.clone();
+        let Config { supervisord: settings, groups: configured, .. } = config;
         if !settings.nocleanup {
             match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
                 Ok(_) => {}
@@ -171,9 +171,12 @@ impl Supervisor {
                 ),
             }
         }
-        let mut groups = Vec::with_capacity(config.groups.len());
-        for group in &config.groups {
-            groups.push((group.clone(), build_members(group, &settings)?));
+        // The groups move into the tree: a copy here would briefly double every
+        // program's settings at start-up.
+        let mut groups = Vec::with_capacity(configured.len());
+        for group in configured {
+            let members = build_members(&group, &settings)?;
+            groups.push((group, members));
         }
         let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
