@@ -43,8 +43,9 @@ const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One group as seen from outside the tree.
 pub(crate) struct GroupEntry {
-    /// Shared with the group actor, so each process's settings are held once
-    /// here and once in its [`ProcessShared`], not once more per actor.
+    /// The group's own settings, shared with its actor. `processes` is empty:
+    /// each process's settings live once, in its member's [`ProcessShared`]
+    /// (`members`), not in a second copy here.
     pub(crate) config: Arc<GroupConfig>,
     /// In start order.
     pub(crate) members: Vec<Arc<ProcessShared>>,
