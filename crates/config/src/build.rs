@@ -627,7 +627,12 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             }
         }
         group.processes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+        // A pushed-to Vec of these ~700-byte records starts at capacity 4; the
+        // daemon keeps this model for its lifetime, so a one-process group would
+        // otherwise carry three empty slots (about 2 KiB per program).
+        group.processes.shrink_to_fit();
     }
+    groups.shrink_to_fit();
 
     groups.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
 

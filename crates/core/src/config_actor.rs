@@ -6,7 +6,9 @@
 //!   (`add`/`remove`/`update` keep it in step), so `reread` compares the file
 //!   with what runs (supervisord's `diff_to_active`).
 //! - `last_read`: the file as last read (at start, by `reread` or `update`);
-//!   `add` takes groups from it and `avail` lists it.
+//!   `add` takes groups from it and `avail` lists it. Until the first change
+//!   to either, it is `active` itself rather than a second copy of every
+//!   program's settings.
 //!
 //! Reading the file is the daemon's business (it applies its command-line
 //! overlay), so the actor gets a [`Loader`]. A file with errors changes nothing
@@ -80,7 +82,10 @@ struct ConfigState {
     handle: Handle,
     loader: Loader,
     active: Config,
-    last_read: Config,
+    /// `None` while the file as last read is `active` (see the module docs);
+    /// read through [`ConfigState::last_read`], and set by
+    /// [`ConfigState::active_mut`] before `active` changes.
+    last_read: Option<Config>,
 }
 
 struct ConfigArgs {
@@ -168,7 +173,7 @@ impl Actor for ConfigActor {
         Ok(ConfigState {
             handle: args.handle,
             loader: args.loader,
-            last_read: args.config.clone(),
+            last_read: None,
             active: args.config,
         })
     }
@@ -197,7 +202,7 @@ impl Actor for ConfigActor {
             ConfigMsg::Remove { name, reply } => {
                 let result = state.handle.remove_group(&name).await;
                 if result.is_ok() {
-                    state.active.groups.retain(|g| g.name != name);
+                    state.active_mut().groups.retain(|g| g.name != name);
                 }
                 let _ = reply.send(result);
             }
@@ -218,8 +223,21 @@ impl ConfigState {
             CoreError::Failed(format!("reading the configuration failed: {error}"))
         })?;
         let config = loaded.map_err(ConfigError::Invalid)?;
-        self.last_read = config.clone();
+        self.last_read = Some(config.clone());
         Ok(config)
+    }
+
+    /// The file as last read.
+    fn last_read(&self) -> &Config {
+        self.last_read.as_ref().unwrap_or(&self.active)
+    }
+
+    /// `active`, for a change: the file as last read keeps its own copy first.
+    fn active_mut(&mut self) -> &mut Config {
+        if self.last_read.is_none() {
+            self.last_read = Some(self.active.clone());
+        }
+        &mut self.active
     }
 
     async fn add(&mut self, name: &str) -> Result<(), CoreError> {
@@ -230,7 +248,7 @@ impl ConfigState {
             return Err(CoreError::AlreadyAdded(name.to_owned()));
         }
         let group = self
-            .last_read
+            .last_read()
             .group(name)
             .cloned()
             .ok_or_else(|| CoreError::BadName(name.to_owned()))?;
@@ -240,14 +258,15 @@ impl ConfigState {
     }
 
     fn set_active(&mut self, group: GroupConfig) {
-        self.active.groups.retain(|g| g.name != group.name);
-        self.active.groups.push(group);
-        self.active.groups.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+        let active = self.active_mut();
+        active.groups.retain(|g| g.name != group.name);
+        active.groups.push(group);
+        active.groups.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
     }
 
     fn avail(&self) -> Vec<Available> {
         let mut out: Vec<Available> = self
-            .last_read
+            .last_read()
             .groups
             .iter()
             .flat_map(|group| {
@@ -272,7 +291,7 @@ impl ConfigState {
         // for every child started from now on (supervisord restarts every group).
         if !dry_run && all && self.active.supervisord.environment != new.supervisord.environment {
             self.handle.set_global_environment(new.supervisord.environment.clone());
-            self.active.supervisord.environment = new.supervisord.environment.clone();
+            self.active_mut().supervisord.environment = new.supervisord.environment.clone();
         }
         let mut outcome = UpdateOutcome { dry_run, ..UpdateOutcome::default() };
         for name in groups.iter().filter(|_| !all) {
@@ -289,7 +308,7 @@ impl ConfigState {
             } else {
                 let step = self.handle.retire_group(name).await;
                 if step.error.is_none() {
-                    self.active.groups.retain(|g| &g.name != name);
+                    self.active_mut().groups.retain(|g| &g.name != name);
                 }
                 step
             };

@@ -62,7 +62,7 @@ pub(crate) enum GroupMsg {
     /// actor (not started); the actors of members left out are stopped (the
     /// caller stopped their processes first). See `update.rs`.
     Reconcile {
-        config: GroupConfig,
+        config: Arc<GroupConfig>,
         members: Vec<Arc<ProcessShared>>,
         reply: ractor::RpcReplyPort<()>,
     },
@@ -79,7 +79,8 @@ pub(crate) enum GroupMsg {
 }
 
 pub(crate) struct GroupArgs {
-    pub(crate) config: GroupConfig,
+    /// Shared with the registry's entry: the group's settings are read-only here.
+    pub(crate) config: Arc<GroupConfig>,
     pub(crate) members: Vec<Arc<ProcessShared>>,
     pub(crate) ctx: Arc<Context>,
     /// This group replaces one that failed: restart members that were running.
@@ -95,7 +96,7 @@ struct Member {
 }
 
 pub(crate) struct GroupState {
-    config: GroupConfig,
+    config: Arc<GroupConfig>,
     /// In start order.
     members: Vec<Member>,
     by_id: HashMap<ActorId, usize>,
@@ -123,8 +124,11 @@ impl GroupState {
             strategy: self.config.strategy,
             budget: Arc::clone(&self.budget),
         };
+        // Boxed: ractor runs the child's `pre_start` inside this future, and
+        // inline it would size every group actor's resident future for it (a
+        // few KiB per group) though it runs only while a member is being built.
         let (actor, _join) =
-            Actor::spawn_linked(None, ProcessActor, args, myself.get_cell()).await?;
+            Box::pin(Actor::spawn_linked(None, ProcessActor, args, myself.get_cell())).await?;
         self.by_id.insert(actor.get_id(), index);
         Ok(())
     }
@@ -133,7 +137,7 @@ impl GroupState {
     async fn reconcile(
         &mut self,
         myself: &ActorRef<GroupMsg>,
-        config: GroupConfig,
+        config: Arc<GroupConfig>,
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), ActorProcessingErr> {
         let mut previous = std::mem::take(&mut self.members);

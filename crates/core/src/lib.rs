@@ -191,7 +191,7 @@ impl Supervisor {
 
     /// Everything [`Supervisor::start`] does but the autostart pass.
     async fn build(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
-        let settings = config.supervisord.clone();
+        let Config { supervisord: settings, groups: configured, .. } = config;
         if !settings.nocleanup {
             match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
                 Ok(_) => {}
@@ -202,9 +202,12 @@ impl Supervisor {
                 ),
             }
         }
-        let mut groups = Vec::with_capacity(config.groups.len());
-        for group in &config.groups {
-            groups.push((group.clone(), build_members(group, &settings)?));
+        // The groups move into the tree: a copy here would briefly double every
+        // program's settings at start-up.
+        let mut groups = Vec::with_capacity(configured.len());
+        for mut group in configured {
+            let members = build_members(&mut group, &settings)?;
+            groups.push((group, members));
         }
         let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
@@ -261,21 +264,23 @@ impl Supervisor {
 }
 
 /// Opens the log channels of every process of `group` and wraps each process
-/// in its shared state.
+/// in its shared state. The processes' settings move into the members, leaving
+/// `group.processes` empty (see [`root::GroupEntry::config`]).
 fn build_members(
-    group: &GroupConfig,
+    group: &mut GroupConfig,
     settings: &Supervisord,
 ) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
-    let mut members = Vec::with_capacity(group.processes.len());
-    for process in &group.processes {
-        let stdout = open_channel(process, Channel::Stdout, settings)?;
+    let processes = std::mem::take(&mut group.processes);
+    let mut members = Vec::with_capacity(processes.len());
+    for process in processes {
+        let stdout = open_channel(&process, Channel::Stdout, settings)?;
         let stderr = if process.redirect_stderr {
             // Everything arrives on stdout; this channel stays empty.
-            ChannelLog::open(None, 0, 0, 0).map_err(|e| log_error(process, Channel::Stderr, e))?
+            ChannelLog::open(None, 0, 0, 0).map_err(|e| log_error(&process, Channel::Stderr, e))?
         } else {
-            open_channel(process, Channel::Stderr, settings)?
+            open_channel(&process, Channel::Stderr, settings)?
         };
-        members.push(Arc::new(ProcessShared::new(process.clone(), stdout, stderr)));
+        members.push(Arc::new(ProcessShared::new(process, stdout, stderr)));
     }
     Ok(members)
 }
@@ -513,7 +518,8 @@ impl Handle {
         if self.inner.registry.group(&group.name).is_some() {
             return Err(CoreError::AlreadyAdded(group.name));
         }
-        let members = build_members(&group, &self.inner.settings)?;
+        let mut group = group;
+        let members = build_members(&mut group, &self.inner.settings)?;
         let name = group.name.clone();
         self.add_members(group, members).await?;
         if let Some(entry) = self.inner.registry.group(&name) {

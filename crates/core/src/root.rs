@@ -43,7 +43,10 @@ const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One group as seen from outside the tree.
 pub(crate) struct GroupEntry {
-    pub(crate) config: GroupConfig,
+    /// The group's own settings, shared with its actor. `processes` is empty:
+    /// each process's settings live once, in its member's [`ProcessShared`]
+    /// (`members`), not in a second copy here.
+    pub(crate) config: Arc<GroupConfig>,
     /// In start order.
     pub(crate) members: Vec<Arc<ProcessShared>>,
     pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
@@ -186,12 +189,15 @@ impl RootState {
         resume: bool,
     ) -> Result<(), ActorProcessingErr> {
         let args = GroupArgs {
-            config: entry.config.clone(),
+            config: Arc::clone(&entry.config),
             members: entry.members.clone(),
             ctx: Arc::clone(&self.ctx),
             resume,
         };
-        let (actor, _join) = Actor::spawn_linked(None, GroupActor, args, myself.get_cell()).await?;
+        // Boxed, so the group's `pre_start` (which builds its members) does not
+        // size the root's resident future (see `GroupState::spawn_member`).
+        let (actor, _join) =
+            Box::pin(Actor::spawn_linked(None, GroupActor, args, myself.get_cell())).await?;
         self.by_id.insert(actor.get_id(), entry.config.name.clone());
         entry.set_actor(Some(actor));
         Ok(())
@@ -239,7 +245,11 @@ impl Actor for RootActor {
                 } else if state.registry.group(&name).is_some() {
                     let _ = reply.send(Err(CoreError::AlreadyAdded(name)));
                 } else {
-                    let entry = Arc::new(GroupEntry { config, members, actor: RwLock::new(None) });
+                    let entry = Arc::new(GroupEntry {
+                        config: Arc::new(config),
+                        members,
+                        actor: RwLock::new(None),
+                    });
                     match state.spawn_group(&myself, &entry, false).await {
                         Ok(()) => {
                             state.registry.insert(entry);
@@ -280,7 +290,7 @@ impl Actor for RootActor {
                     _ if state.shutting_down => Err(CoreError::ShuttingDown),
                     None => Err(CoreError::BadName(name)),
                     Some(actor) => {
-                        let config = entry.config.clone();
+                        let config = Arc::clone(&entry.config);
                         let members = entry.members.clone();
                         match actor
                             .call(|reply| GroupMsg::Reconcile { config, members, reply }, None)

@@ -182,9 +182,12 @@ impl Handle {
             }
         }
         // 2. The new member list, in the new start order.
-        let mut members = Vec::with_capacity(group.processes.len());
+        // The settings move into the members (see `GroupEntry::config`).
+        let mut group = group;
+        let processes = std::mem::take(&mut group.processes);
+        let mut members = Vec::with_capacity(processes.len());
         let mut fresh = Vec::new();
-        for process in &group.processes {
+        for process in processes {
             let old = member(&process.name);
             let process_change = change.changed.iter().find(|c| c.name == process.name);
             let replace = old.is_none() || process_change.is_some_and(|c| c.needs_restart());
@@ -198,7 +201,7 @@ impl Handle {
                     old.stderr.set_rotation(process.stderr.maxbytes, process.stderr.backups);
                     if let Some(actor) = old.actor() {
                         let _ = actor.cast(ProcessMsg::Retune(Box::new(
-                            LifecycleConfig::from_process(process),
+                            LifecycleConfig::from_process(&process),
                         )));
                     }
                     step.changed_in_place.push(process.name.clone());
@@ -214,14 +217,15 @@ impl Handle {
             };
             let (stdout, stderr) = match reuse {
                 Some(logs) => logs,
-                None => self.open_logs(process)?,
+                None => self.open_logs(&process)?,
             };
-            let shared = Arc::new(ProcessShared::new(process.clone(), stdout, stderr));
+            let shared = Arc::new(ProcessShared::new(process, stdout, stderr));
             fresh.push(Arc::clone(&shared));
             members.push(shared);
         }
         // 3. Swap the group in one step.
-        let entry = Arc::new(GroupEntry { config: group, members, actor: Default::default() });
+        let entry =
+            Arc::new(GroupEntry { config: Arc::new(group), members, actor: Default::default() });
         call_root(&self.inner.root, |reply: RpcReplyPort<Result<(), CoreError>>| {
             RootMsg::ReplaceGroup { entry, reply }
         })
