@@ -256,7 +256,7 @@ impl Sockets {
 }
 
 impl Daemon {
-    fn run<B: Backend>(self, backend: &B) -> i32 {
+    fn run<B: Backend>(mut self, backend: &B) -> i32 {
         let settings = self.config.supervisord.clone();
         let privileges = match daemonize::drop_privileges(settings.user.as_ref()) {
             Ok(privileges) => privileges,
@@ -463,7 +463,7 @@ impl Daemon {
     }
 
     async fn serve<B: Backend>(
-        &self,
+        &mut self,
         backend: &B,
         main_log: MainLog,
         listeners: Listeners,
@@ -498,6 +498,10 @@ impl Daemon {
                 return exit_code::FAILURE;
             }
         };
+        // From here on only the daemon-wide sections are read (the socket
+        // settings, for the reload warning); the tree and the config actor hold
+        // the programs, and a third copy would cost about 1 KB per program.
+        self.config.groups = Vec::new();
         let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
         let stop_serving = CancellationToken::new();
         let mut servers = tokio::task::JoinSet::new();
