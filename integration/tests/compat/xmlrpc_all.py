@@ -246,9 +246,15 @@ check("startAllProcesses", sorted((r["name"], r["status"]) for r in started), [
 # supervisord moves failer from BACKOFF to FATAL on its next loop pass, after
 # startAllProcesses has answered; a BACKOFF process would be skipped.
 wait_for("failer to be FATAL again", lambda: state("failer") == "FATAL")
-again = S.supervisor.startAllProcesses(False)
-check("startAllProcesses again", sorted((r["name"], r["status"]) for r in again),
-      [("failer", 80), ("noexec", 21), ("nofile", 20)])
+again = {r["name"]: r["status"] for r in S.supervisor.startAllProcesses(False)}
+# Without waiting, failer's start answers OK. supervisord reaps right after the
+# spawn (startProcess calls reap() to see a quick death early), so when failer
+# (`--exit 3`) has already exited by then, it answers SPAWN_ERROR instead: a
+# race inside supervisord, won either way on a loaded machine.
+failer_status = again.pop("failer", None)
+truth("startAllProcesses again: failer", failer_status in (80, 50),
+      "expected 80 (or supervisord's 50), got %r" % failer_status)
+check("startAllProcesses again", sorted(again.items()), [("noexec", 21), ("nofile", 20)])
 wait_for("sleeper's output", lambda: S.supervisor.readProcessStdoutLog("sleeper", 0, 0) == "hello\nhello\n")
 # stdout and stderr are separate pipes: one can be logged before the other.
 wait_for("sleeper's stderr", lambda: S.supervisor.readProcessStderrLog("sleeper", 0, 0) == "oops\noops\n")
