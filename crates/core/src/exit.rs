@@ -13,6 +13,9 @@ pub enum ExitStatus {
     Code(i32),
     /// The child was killed by this signal number.
     Signal(i32),
+    /// The child was killed by this signal number and the kernel wrote a core
+    /// dump (`WCOREDUMP`); supervisord says so in the exit line.
+    Dumped(i32),
 }
 
 impl ExitStatus {
@@ -24,7 +27,12 @@ impl ExitStatus {
         if libc::WIFEXITED(status) {
             Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
         } else if libc::WIFSIGNALED(status) {
-            Some(ExitStatus::Signal(libc::WTERMSIG(status)))
+            let signal = libc::WTERMSIG(status);
+            Some(if libc::WCOREDUMP(status) {
+                ExitStatus::Dumped(signal)
+            } else {
+                ExitStatus::Signal(signal)
+            })
         } else {
             None
         }
@@ -34,15 +42,27 @@ impl ExitStatus {
     pub fn supervisord_code(&self) -> i32 {
         match *self {
             ExitStatus::Code(code) => code,
-            ExitStatus::Signal(_) => -1,
+            ExitStatus::Signal(_) | ExitStatus::Dumped(_) => -1,
         }
     }
 
-    /// supervisord's log wording: `exit status 1` or `terminated by SIGTERM`.
+    /// supervisord's log wording: `exit status 1`, `terminated by SIGTERM` or
+    /// `terminated by SIGSEGV (core dumped)`.
     pub fn describe(&self) -> String {
         match *self {
             ExitStatus::Code(code) => format!("exit status {code}"),
             ExitStatus::Signal(sig) => format!("terminated by {}", signal_name(sig)),
+            ExitStatus::Dumped(sig) => {
+                format!("terminated by {} (core dumped)", signal_name(sig))
+            }
+        }
+    }
+
+    /// The signal that killed the child, core dump or not.
+    pub fn signal(&self) -> Option<i32> {
+        match *self {
+            ExitStatus::Code(_) => None,
+            ExitStatus::Signal(sig) | ExitStatus::Dumped(sig) => Some(sig),
         }
     }
 
@@ -79,6 +99,10 @@ mod tests {
         assert_eq!(ExitStatus::Signal(libc::SIGTERM).describe(), "terminated by SIGTERM");
         assert_eq!(ExitStatus::Signal(libc::SIGKILL).to_string(), "terminated by SIGKILL");
         assert_eq!(ExitStatus::Signal(40).describe(), "terminated by signal 40");
+        assert_eq!(
+            ExitStatus::Dumped(libc::SIGSEGV).describe(),
+            "terminated by SIGSEGV (core dumped)"
+        );
     }
 
     #[test]
@@ -87,6 +111,11 @@ mod tests {
         assert_eq!(ExitStatus::Signal(libc::SIGKILL).supervisord_code(), -1);
         assert!(ExitStatus::Code(0).success());
         assert!(!ExitStatus::Signal(libc::SIGINT).success());
+        assert_eq!(ExitStatus::Dumped(libc::SIGABRT).supervisord_code(), -1);
+        assert!(!ExitStatus::Dumped(libc::SIGABRT).success());
+        assert_eq!(ExitStatus::Dumped(libc::SIGABRT).signal(), Some(libc::SIGABRT));
+        assert_eq!(ExitStatus::Signal(libc::SIGKILL).signal(), Some(libc::SIGKILL));
+        assert_eq!(ExitStatus::Code(1).signal(), None);
     }
 
     #[test]
@@ -98,7 +127,7 @@ mod tests {
         assert_eq!(ExitStatus::from_raw(libc::SIGTERM), Some(ExitStatus::Signal(libc::SIGTERM)));
         assert_eq!(
             ExitStatus::from_raw(0x80 | libc::SIGSEGV),
-            Some(ExitStatus::Signal(libc::SIGSEGV))
+            Some(ExitStatus::Dumped(libc::SIGSEGV))
         );
         assert_eq!(ExitStatus::from_raw(45), Some(ExitStatus::Signal(45)));
         assert_eq!(ExitStatus::from_raw((libc::SIGSTOP << 8) | 0x7f), None);
