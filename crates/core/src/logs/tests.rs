@@ -368,6 +368,27 @@ async fn two_hundred_megabytes_without_rotation() {
     assert_eq!(log.read(-1600, 0).unwrap(), expected);
 }
 
+/// The pump's bytes at `[from, from + len)`.
+fn pumped(from: u64, len: usize) -> Vec<u8> {
+    let aligned = from - from % 8;
+    let skip = (from - aligned) as usize;
+    let mut bytes = vec![0u8; (skip + len).div_ceil(8) * 8];
+    pattern(aligned, &mut bytes);
+    bytes[skip..skip + len].to_vec()
+}
+
+/// The files of a rotated log, oldest first (`.N` ... `.1`, then `base`),
+/// checking that every backup holds exactly `maxbytes` and none beyond `.N`.
+fn full_backups_then_base(base: &Path, backups: u32, maxbytes: u64) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(base, i)).collect();
+    for backup in &files {
+        assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
+    }
+    assert!(!backup_path(base, backups + 1).exists());
+    files.push(base.to_path_buf());
+    files
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_megabytes_with_rotation() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,24 +399,14 @@ async fn two_hundred_megabytes_with_rotation() {
     assert_eq!(log.total(), BIG);
     let base = dir.path().join("out.log");
     // Oldest first: .10 ... .1, then the base file; together a gapless tail.
-    let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(&base, i)).collect();
-    files.push(base.clone());
-    for backup in &files[..files.len() - 1] {
-        assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
-    }
+    let files = full_backups_then_base(&base, backups, maxbytes);
     let base_len = std::fs::metadata(&base).unwrap().len();
     assert_eq!(base_len, BIG % maxbytes);
     let kept = maxbytes * u64::from(backups) + base_len;
     assert_eq!(assert_files_hold(&files, BIG - kept), kept);
-    assert!(!backup_path(&base, backups + 1).exists());
     // Reads across file boundaries come back byte-exact.
     let from = BIG - kept + maxbytes - 100;
-    let got = log.read(from as i64, 200).unwrap();
-    let aligned = from - from % 8;
-    let mut expected = vec![0u8; 208 + 8];
-    pattern(aligned, &mut expected);
-    let skip = (from - aligned) as usize;
-    assert_eq!(got, expected[skip..skip + 200]);
+    assert_eq!(log.read(from as i64, 200).unwrap(), pumped(from, 200));
     // Bytes no longer kept are left out of a slice.
     assert_eq!(log.read(0, 16).unwrap(), b"");
     let partial = log.read((BIG - kept - 8) as i64, 16).unwrap();
@@ -435,28 +446,17 @@ async fn capture_rotates_exactly_at_maxbytes() {
     pump(&log, total).await;
     assert_eq!(log.total(), total);
     let base = dir.path().join("out.log");
-    let mut files: Vec<PathBuf> = (1..=backups).rev().map(|i| backup_path(&base, i)).collect();
-    files.push(base.clone());
-    for backup in &files[..files.len() - 1] {
-        assert_eq!(std::fs::metadata(backup).unwrap().len(), maxbytes, "{}", backup.display());
-    }
+    let files = full_backups_then_base(&base, backups, maxbytes);
     // The oldest backups were removed, not kept under other names.
-    assert!(!backup_path(&base, backups + 1).exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), backups as usize + 1);
     let base_len = std::fs::metadata(&base).unwrap().len();
     assert_eq!(base_len, total % maxbytes);
     let kept = maxbytes * u64::from(backups) + base_len;
     assert_eq!(assert_files_hold(&files, total - kept), kept);
-    let mut expected = vec![0u8; ring];
-    pattern(total - ring as u64, &mut expected);
-    assert_eq!(log.read(-(ring as i64), 0).unwrap(), expected);
+    assert_eq!(log.read(-(ring as i64), 0).unwrap(), pumped(total - ring as u64, ring));
     // Reads across a rotation boundary come from the files.
     let from = total - base_len - 8;
-    let aligned = from - from % 8;
-    let mut expected = vec![0u8; 24];
-    pattern(aligned, &mut expected);
-    let skip = (from - aligned) as usize;
-    assert_eq!(log.read(from as i64, 16).unwrap(), expected[skip..skip + 16]);
+    assert_eq!(log.read(from as i64, 16).unwrap(), pumped(from, 16));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
