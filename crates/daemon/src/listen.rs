@@ -12,6 +12,12 @@
 //! connection, [`classify`]s them (`POST `/`GET `/`HEAD ` is supervisord's
 //! HTTP/XML-RPC, anything else is a tarpc length-delimited frame), and hands the
 //! connection, with those bytes replayed by [`Rewind`], to a [`Dispatch`].
+//!
+//! # Limits
+//!
+//! - Handshake deadline, [`HANDSHAKE_TIMEOUT`] (10 s) from the accept: the first
+//!   bytes and, for tarpc, the whole hello (at most 4 KiB, see vigil-rpc's
+//!   transport) must arrive by then, or the connection is closed.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +31,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::{InetHttpServer, UnixHttpServer};
 
@@ -32,8 +39,11 @@ use vigil_config::{InetHttpServer, UnixHttpServer};
 /// process already serves.
 pub const IN_USE_MESSAGE: &str = "Another program is already listening on a port that one of our HTTP servers is configured to use.  Shut this program down first before starting supervisord.";
 
-/// How long a new connection may take to send enough bytes to be classified.
-pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the accept a connection has to send enough bytes to be
+/// classified and, for tarpc, to complete its hello: one deadline for both, so
+/// a slow sender cannot stretch it by dribbling the first bytes. The HTTP side
+/// gets the same deadline through [`Rewind::deadline`].
+pub const HANDSHAKE_TIMEOUT: Duration = vigil_rpc::transport::HANDSHAKE_TIMEOUT;
 
 /// Why a control socket could not be opened. All of them are fatal at startup.
 #[derive(Debug, thiserror::Error)]
@@ -211,11 +221,25 @@ pub struct Rewind<S> {
     prefix: Vec<u8>,
     position: usize,
     inner: S,
+    deadline: Instant,
 }
 
 impl<S> Rewind<S> {
+    /// A stream whose handshake deadline is [`HANDSHAKE_TIMEOUT`] from now.
     pub fn new(prefix: Vec<u8>, inner: S) -> Rewind<S> {
-        Rewind { prefix, position: 0, inner }
+        Rewind { prefix, position: 0, inner, deadline: Instant::now() + HANDSHAKE_TIMEOUT }
+    }
+
+    /// Sets the moment by which the handshake must be done.
+    pub fn until(mut self, deadline: Instant) -> Rewind<S> {
+        self.deadline = deadline;
+        self
+    }
+
+    /// When the handshake (tarpc hello, HTTP request head) must be done:
+    /// [`HANDSHAKE_TIMEOUT`] after the accept.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// The bytes that are replayed first.
@@ -370,8 +394,9 @@ async fn handle_connection(
     peer: Peer,
     dispatch: Arc<dyn Dispatch>,
 ) {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut prefix = Vec::with_capacity(8);
-    let classified = tokio::time::timeout(CLASSIFY_TIMEOUT, async {
+    let classified = tokio::time::timeout_at(deadline, async {
         loop {
             if let Some(protocol) = classify(&prefix) {
                 return Ok(Some(protocol));
@@ -401,7 +426,7 @@ async fn handle_connection(
             return;
         }
     };
-    let connection = Rewind::new(prefix, stream);
+    let connection = Rewind::new(prefix, stream).until(deadline);
     match protocol {
         Protocol::Http => dispatch.serve_http(connection, peer).await,
         Protocol::Tarpc => dispatch.serve_tarpc(connection, peer).await,
@@ -573,6 +598,96 @@ mod tests {
         fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
             self.record(Protocol::Tarpc, connection)
         }
+    }
+
+    /// A service that is never reached: these tests end in the handshake.
+    #[derive(Clone)]
+    struct Unreached;
+
+    impl vigil_rpc::SendControl for Unreached {
+        fn call(
+            self,
+            _ctx: tarpc::context::Context,
+            _request: vigil_rpc::ControlRequest,
+        ) -> BoxFuture<'static, Result<vigil_rpc::ControlResponse, tarpc::ServerError>> {
+            unreachable!("no call gets past the handshake in these tests")
+        }
+    }
+
+    /// Serves tarpc as the daemon does (vigil-rpc's handshake against the
+    /// connection's deadline); HTTP connections are held open until the deadline.
+    struct Handshaking;
+
+    impl Dispatch for Handshaking {
+        fn serve_http(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                tokio::time::sleep_until(connection.deadline()).await;
+                drop(connection);
+            })
+        }
+        fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let deadline = connection.deadline();
+                let result =
+                    vigil_rpc::serve_stream_until(connection, None, Unreached, deadline).await;
+                assert!(result.is_err(), "the handshake never completes here");
+            })
+        }
+    }
+
+    /// Runs one connection through [`handle_connection`] with `send` as the
+    /// client's behaviour, and returns how long after the accept the server
+    /// closed it.
+    async fn closed_after(
+        send: impl AsyncFnOnce(&mut tokio::io::WriteHalf<tokio::io::DuplexStream>),
+    ) -> Duration {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let accepted = Instant::now();
+        let served =
+            tokio::spawn(handle_connection(Box::new(server), Peer::Unix, Arc::new(Handshaking)));
+        let sending = async {
+            send(&mut writer).await;
+            std::future::pending::<()>().await;
+        };
+        let mut rest = Vec::new();
+        // EOF is the server closing; nothing is ever answered.
+        tokio::select! {
+            () = sending => unreachable!(),
+            read = reader.read_to_end(&mut rest) => read.unwrap(),
+        };
+        let closed = accepted.elapsed();
+        assert!(rest.is_empty(), "{rest:?}");
+        served.await.unwrap();
+        closed
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sniffing_and_hello_share_one_deadline_from_the_accept() {
+        // Silent: closed when the deadline passes.
+        assert_eq!(closed_after(async |_| {}).await, HANDSHAKE_TIMEOUT);
+        // The first byte just before the deadline does not restart the clock.
+        let late_start = closed_after(async |client| {
+            tokio::time::sleep(HANDSHAKE_TIMEOUT - Duration::from_secs(1)).await;
+            client.write_all(&[0]).await.unwrap();
+        });
+        assert_eq!(late_start.await, HANDSHAKE_TIMEOUT);
+        // A hello dribbled a byte a second never completes in time.
+        let dribbled = closed_after(async |client| {
+            for byte in [0, 0, 0, 40].into_iter().chain(*b"{\"vigil\":1,\"username\":\"x\"") {
+                if client.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        assert_eq!(dribbled.await, HANDSHAKE_TIMEOUT);
+        // An HTTP request line that stops short: its handler sees the same deadline.
+        let http = closed_after(async |client| {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client.write_all(b"POST /RPC2 HT").await.unwrap();
+        });
+        assert_eq!(http.await, HANDSHAKE_TIMEOUT);
     }
 
     #[tokio::test]
