@@ -15,9 +15,19 @@
 //!
 //! # Limits
 //!
+//! What clients can make the daemon hold is bounded here, before any bytes are
+//! read (the constants live in `listen/limits.rs`):
+//!
 //! - Handshake deadline, [`HANDSHAKE_TIMEOUT`] (10 s) from the accept: the first
 //!   bytes and, for tarpc, the whole hello (at most 4 KiB, see vigil-rpc's
 //!   transport) must arrive by then, or the connection is closed.
+//! - Connections per listener, [`MAX_CONNECTIONS`] (128). Beyond that, a new
+//!   connection is closed at once, except on the UNIX socket for a peer whose
+//!   uid (`SO_PEERCRED`) is the daemon's or root's, which gets up to
+//!   [`OWNER_RESERVE`] (8) more places, so the owner can always reach a daemon
+//!   that strangers have filled. TCP peers have no reserve.
+//! - Closing connections over a limit is logged at most once per
+//!   [`REPORT_EVERY`] (60 s), with the count of the ones not logged.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +44,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::{InetHttpServer, UnixHttpServer};
+
+mod limits;
+
+use limits::{Gate, Throttle, held_back_note, is_owner};
+pub use limits::{Limits, MAX_CONNECTIONS, OWNER_RESERVE, REPORT_EVERY, Refusal};
 
 /// supervisord's text (two spaces included) for a control socket that another
 /// process already serves.
@@ -344,26 +359,49 @@ impl Listener {
         Ok(Listener::Tcp(tokio::net::TcpListener::from_std(listener)?))
     }
 
-    async fn accept(&self) -> io::Result<(Box<dyn AsyncStream>, Peer)> {
+    async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
-                Ok((Box::new(stream), Peer::Unix))
+                let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Unix, uid })
             }
             Listener::Tcp(listener) => {
                 let (stream, address) = listener.accept().await?;
                 // Control traffic is small request/response; don't batch it.
                 let _ = stream.set_nodelay(true);
-                Ok((Box::new(stream), Peer::Tcp(address)))
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Tcp(address), uid: None })
             }
         }
     }
 }
 
+/// A connection just accepted, before admission.
+struct Accepted {
+    stream: Box<dyn AsyncStream>,
+    peer: Peer,
+    /// The peer's uid (`SO_PEERCRED`), on the UNIX socket only.
+    uid: Option<u32>,
+}
+
 /// Accepts connections until `shutdown` is cancelled, then stops accepting and
 /// ends every connection still open (the caller cancels only after the ordered
-/// shutdown, so clients can watch it over the socket).
+/// shutdown, so clients can watch it over the socket). Applies the standard
+/// [`Limits`].
 pub async fn serve(listener: Listener, dispatch: Arc<dyn Dispatch>, shutdown: CancellationToken) {
+    serve_with(listener, dispatch, shutdown, Limits::standard()).await;
+}
+
+/// [`serve`] under the given limits.
+pub async fn serve_with(
+    listener: Listener,
+    dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let gate = Gate::new(limits);
+    let daemon_uid = nix::unistd::geteuid().as_raw();
+    let mut refusals = Throttle::new(REPORT_EVERY);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -371,9 +409,27 @@ pub async fn serve(listener: Listener, dispatch: Arc<dyn Dispatch>, shutdown: Ca
             // Reap finished connection tasks so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let dispatch = Arc::clone(&dispatch);
-                    connections.spawn(handle_connection(stream, peer, dispatch));
+                Ok(Accepted { stream, peer, uid }) => {
+                    let owner = || uid.is_some_and(|uid| is_owner(uid, daemon_uid));
+                    match gate.admit(owner) {
+                        Ok(slot) => {
+                            let dispatch = Arc::clone(&dispatch);
+                            connections.spawn(async move {
+                                handle_connection(stream, peer, dispatch).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(refusal) => {
+                            // Closed at once: it held its descriptor only this long.
+                            drop(stream);
+                            if let Some(held_back) = refusals.note() {
+                                tracing::warn!(
+                                    "control socket: closed a connection from {peer:?} at once: {refusal}{}",
+                                    held_back_note(held_back)
+                                );
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
                     // EMFILE and friends: accepting again at once would spin.
@@ -688,6 +744,116 @@ mod tests {
             client.write_all(b"POST /RPC2 HT").await.unwrap();
         });
         assert_eq!(http.await, HANDSHAKE_TIMEOUT);
+    }
+
+    /// Holds every connection until its client hangs up, announcing each.
+    struct Holder(mpsc::UnboundedSender<()>);
+
+    impl Holder {
+        fn hold(&self, mut connection: Connection) -> BoxFuture<'static, ()> {
+            let arrived = self.0.clone();
+            Box::pin(async move {
+                arrived.send(()).unwrap();
+                let mut all = Vec::new();
+                let _ = connection.read_to_end(&mut all).await;
+            })
+        }
+    }
+
+    impl Dispatch for Holder {
+        fn serve_http(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            self.hold(connection)
+        }
+        fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            self.hold(connection)
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Serves `listener` under `max` connections and an owner reserve of one.
+    fn serve_limited(
+        listener: Listener,
+        max: usize,
+    ) -> (mpsc::UnboundedReceiver<()>, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (sender, arrivals) = mpsc::unbounded_channel();
+        let limits = Limits { max_connections: max, owner_reserve: 1 };
+        let shutdown = CancellationToken::new();
+        let server =
+            tokio::spawn(serve_with(listener, Arc::new(Holder(sender)), shutdown.clone(), limits));
+        (arrivals, shutdown, server)
+    }
+
+    /// Sends a first byte and waits until the connection reaches the dispatch.
+    async fn held<S: AsyncWrite + Unpin>(
+        mut client: S,
+        arrivals: &mut mpsc::UnboundedReceiver<()>,
+    ) -> S {
+        client.write_all(&[0]).await.unwrap();
+        tokio::time::timeout(WAIT, arrivals.recv()).await.expect("served").unwrap();
+        client
+    }
+
+    /// Sends a first byte and expects the connection closed without a dispatch.
+    async fn refused<S: AsyncRead + AsyncWrite + Unpin>(
+        mut client: S,
+        arrivals: &mut mpsc::UnboundedReceiver<()>,
+    ) {
+        // The write may already find the connection closed.
+        let _ = client.write_all(&[0]).await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "closed at once");
+        assert!(rest.is_empty());
+        assert!(arrivals.try_recv().is_err(), "never dispatched");
+    }
+
+    #[tokio::test]
+    async fn a_full_tcp_listener_closes_new_connections_at_once() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = std_listener.local_addr().unwrap();
+        let (mut arrivals, shutdown, server) =
+            serve_limited(Listener::from_std_tcp(std_listener).unwrap(), 2);
+        let connect = || tokio::net::TcpStream::connect(address);
+        let first = held(connect().await.unwrap(), &mut arrivals).await;
+        let _second = held(connect().await.unwrap(), &mut arrivals).await;
+        // TCP peers have no uid to check, so there is no reserve for them.
+        refused(connect().await.unwrap(), &mut arrivals).await;
+        drop(first);
+        // The closed connection's place is given back.
+        let third = tokio::time::timeout(WAIT, async {
+            loop {
+                let mut client = connect().await.unwrap();
+                let _ = client.write_all(&[0]).await;
+                if tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await.is_ok() {
+                    return client;
+                }
+            }
+        });
+        let _third = third.await.expect("admitted once a place is free");
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_owner_gets_a_reserve_on_a_full_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut socket = bind_unix(&unix_config(dir.path().join("s"))).unwrap();
+        let listener = Listener::from_std_unix(socket.take_listener().unwrap()).unwrap();
+        let (mut arrivals, shutdown, server) = serve_limited(listener, 2);
+        let connect = || tokio::net::UnixStream::connect(socket.path());
+        let _ordinary: Vec<_> = [
+            held(connect().await.unwrap(), &mut arrivals).await,
+            held(connect().await.unwrap(), &mut arrivals).await,
+        ]
+        .into();
+        // This test runs as the daemon's user: the owner, so one more gets in...
+        let _owner = held(connect().await.unwrap(), &mut arrivals).await;
+        // ...and then the reserve is used up too.
+        refused(connect().await.unwrap(), &mut arrivals).await;
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+        assert!(socket.remove().unwrap());
     }
 
     #[tokio::test]
