@@ -26,11 +26,21 @@
 //!   uid (`SO_PEERCRED`) is the daemon's or root's, which gets up to
 //!   [`OWNER_RESERVE`] (8) more places, so the owner can always reach a daemon
 //!   that strangers have filled. TCP peers have no reserve.
-//! - Closing connections over a limit is logged at most once per
-//!   [`REPORT_EVERY`] (60 s), with the count of the ones not logged.
+//! - Descriptors: all listeners' connections together hold at most half of the
+//!   soft `RLIMIT_NOFILE` (read when serving begins, after vigild raised it);
+//!   the owner's reserve is part of that half. And a connection whose descriptor
+//!   number comes within [`SPAWN_RESERVE`] (64, or a quarter of the limit if
+//!   that is less) of the limit is closed at once, whoever it is from: the
+//!   kernel hands out the lowest free descriptor, so such a number proves the
+//!   table is nearly full, and what is left belongs to programs' pipes and logs.
+//! - A failed accept (`EMFILE`, `ENFILE`) pauses accepting until a connection
+//!   closes or [`ACCEPT_BACKOFF`] (100 ms) passes; it and the closing of
+//!   connections over a limit are logged at most once per [`REPORT_EVERY`]
+//!   (60 s) each, with the count of the ones not logged.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -47,8 +57,11 @@ use vigil_config::{InetHttpServer, UnixHttpServer};
 
 mod limits;
 
+pub use limits::{
+    ACCEPT_BACKOFF, Descriptors, Limits, MAX_CONNECTIONS, OWNER_RESERVE, REPORT_EVERY, Refusal,
+    SPAWN_RESERVE,
+};
 use limits::{Gate, Throttle, held_back_note, is_owner};
-pub use limits::{Limits, MAX_CONNECTIONS, OWNER_RESERVE, REPORT_EVERY, Refusal};
 
 /// supervisord's text (two spaces included) for a control socket that another
 /// process already serves.
@@ -363,14 +376,16 @@ impl Listener {
         match self {
             Listener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
+                let fd = stream.as_raw_fd();
                 let uid = stream.peer_cred().ok().map(|cred| cred.uid());
-                Ok(Accepted { stream: Box::new(stream), peer: Peer::Unix, uid })
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Unix, fd, uid })
             }
             Listener::Tcp(listener) => {
                 let (stream, address) = listener.accept().await?;
                 // Control traffic is small request/response; don't batch it.
                 let _ = stream.set_nodelay(true);
-                Ok(Accepted { stream: Box::new(stream), peer: Peer::Tcp(address), uid: None })
+                let fd = stream.as_raw_fd();
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Tcp(address), fd, uid: None })
             }
         }
     }
@@ -380,6 +395,7 @@ impl Listener {
 struct Accepted {
     stream: Box<dyn AsyncStream>,
     peer: Peer,
+    fd: RawFd,
     /// The peer's uid (`SO_PEERCRED`), on the UNIX socket only.
     uid: Option<u32>,
 }
@@ -402,6 +418,7 @@ pub async fn serve_with(
     let gate = Gate::new(limits);
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let mut refusals = Throttle::new(REPORT_EVERY);
+    let mut failures = Throttle::new(REPORT_EVERY);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -409,9 +426,9 @@ pub async fn serve_with(
             // Reap finished connection tasks so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok(Accepted { stream, peer, uid }) => {
+                Ok(Accepted { stream, peer, fd, uid }) => {
                     let owner = || uid.is_some_and(|uid| is_owner(uid, daemon_uid));
-                    match gate.admit(owner) {
+                    match gate.admit(fd, owner) {
                         Ok(slot) => {
                             let dispatch = Arc::clone(&dispatch);
                             connections.spawn(async move {
@@ -432,11 +449,18 @@ pub async fn serve_with(
                     }
                 }
                 Err(err) => {
-                    // EMFILE and friends: accepting again at once would spin.
-                    tracing::error!("control socket accept failed: {err}");
+                    // EMFILE and friends: accepting again at once would spin. A
+                    // closing connection frees a descriptor, so it ends the pause.
+                    if let Some(held_back) = failures.note() {
+                        tracing::error!(
+                            "control socket accept failed: {err}{}",
+                            held_back_note(held_back)
+                        );
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = gate.descriptors().closed() => {}
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     }
                 }
             },
@@ -771,13 +795,18 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    /// Serves `listener` under `max` connections and an owner reserve of one.
+    /// Serves `listener` under `max` connections and an owner reserve of one,
+    /// with a budget of descriptors far from binding.
     fn serve_limited(
         listener: Listener,
         max: usize,
     ) -> (mpsc::UnboundedReceiver<()>, CancellationToken, tokio::task::JoinHandle<()>) {
         let (sender, arrivals) = mpsc::unbounded_channel();
-        let limits = Limits { max_connections: max, owner_reserve: 1 };
+        let limits = Limits {
+            max_connections: max,
+            owner_reserve: 1,
+            descriptors: Arc::new(Descriptors::new(1_000_000)),
+        };
         let shutdown = CancellationToken::new();
         let server =
             tokio::spawn(serve_with(listener, Arc::new(Holder(sender)), shutdown.clone(), limits));
