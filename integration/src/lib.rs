@@ -537,7 +537,17 @@ impl Sandbox {
     /// [`Sandbox::start`] with vigild's soft RLIMIT_NOFILE lowered to `soft`
     /// (the hard limit is kept), as a shell with a small `ulimit -n` would.
     pub fn start_with_file_limit(&self, soft: u64) -> Daemon {
-        Daemon::start_limited(self.path(), &self.config_path(), &[], &BTreeMap::new(), Some(soft))
+        let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .expect("getrlimit");
+        let limits = Some((soft.min(hard), hard));
+        Daemon::start_limited(self.path(), &self.config_path(), &[], &BTreeMap::new(), limits)
+    }
+
+    /// [`Sandbox::start`] with vigild's soft and hard RLIMIT_NOFILE both set to
+    /// `limit`, so that vigild cannot raise it.
+    pub fn start_with_fixed_file_limit(&self, limit: u64) -> Daemon {
+        let limits = Some((limit, limit));
+        Daemon::start_limited(self.path(), &self.config_path(), &[], &BTreeMap::new(), limits)
     }
 
     /// `vigilctl -c <config> ARGS...` (works without a daemon too).
@@ -622,7 +632,7 @@ impl Daemon {
         config: &Path,
         args: &[&str],
         env: &BTreeMap<String, String>,
-        file_soft_limit: Option<u64>,
+        file_limits: Option<(u64, u64)>,
     ) -> Daemon {
         become_subreaper();
         let dir = dir.to_path_buf();
@@ -642,16 +652,13 @@ impl Daemon {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
-        if let Some(soft) = file_soft_limit {
-            let (_, hard) =
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                    .expect("getrlimit");
+        if let Some((soft, hard)) = file_limits {
             // SAFETY: setrlimit(2) only, between fork and exec.
             unsafe {
                 command.pre_exec(move || {
                     nix::sys::resource::setrlimit(
                         nix::sys::resource::Resource::RLIMIT_NOFILE,
-                        soft.min(hard),
+                        soft,
                         hard,
                     )
                     .map_err(std::io::Error::from)

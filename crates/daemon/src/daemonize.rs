@@ -309,7 +309,9 @@ pub fn ensure_limit(limit: Limit, minimum: u64) -> Result<Option<String>, String
 /// supervised program holds five descriptors (three pipes, two log files), so
 /// the 1,024 or 20,000 a shell hands out caps a supervisor at a few hundred or
 /// a few thousand programs. Returns the limit before the change, for children
-/// to start with, or `None` if nothing changed.
+/// to start with, or `None` if nothing changed. The control sockets size their
+/// share of descriptors from the raised limit (see [`crate::listen`]'s
+/// "Limits"), so this must run before they serve.
 pub fn raise_file_limit() -> Option<(u64, u64)> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")

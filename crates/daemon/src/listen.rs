@@ -12,9 +12,35 @@
 //! connection, [`classify`]s them (`POST `/`GET `/`HEAD ` is supervisord's
 //! HTTP/XML-RPC, anything else is a tarpc length-delimited frame), and hands the
 //! connection, with those bytes replayed by [`Rewind`], to a [`Dispatch`].
+//!
+//! # Limits
+//!
+//! What clients can make the daemon hold is bounded here, before any bytes are
+//! read (the constants live in `listen/limits.rs`):
+//!
+//! - Handshake deadline, [`HANDSHAKE_TIMEOUT`] (10 s) from the accept: the first
+//!   bytes and, for tarpc, the whole hello (at most 4 KiB, see vigil-rpc's
+//!   transport) must arrive by then, or the connection is closed.
+//! - Connections per listener, [`MAX_CONNECTIONS`] (128). Beyond that, a new
+//!   connection is closed at once, except on the UNIX socket for a peer whose
+//!   uid (`SO_PEERCRED`) is the daemon's or root's, which gets up to
+//!   [`OWNER_RESERVE`] (8) more places, so the owner can always reach a daemon
+//!   that strangers have filled. TCP peers have no reserve.
+//! - Descriptors: all listeners' connections together hold at most half of the
+//!   soft `RLIMIT_NOFILE` (read when serving begins, after vigild raised it);
+//!   the owner's reserve is part of that half. And a connection whose descriptor
+//!   number comes within [`SPAWN_RESERVE`] (64, or a quarter of the limit if
+//!   that is less) of the limit is closed at once, whoever it is from: the
+//!   kernel hands out the lowest free descriptor, so such a number proves the
+//!   table is nearly full, and what is left belongs to programs' pipes and logs.
+//! - A failed accept (`EMFILE`, `ENFILE`) pauses accepting until a connection
+//!   closes or [`ACCEPT_BACKOFF`] (100 ms) passes; it and the closing of
+//!   connections over a limit are logged at most once per [`REPORT_EVERY`]
+//!   (60 s) each, with the count of the ones not logged.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -25,15 +51,27 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_config::{InetHttpServer, UnixHttpServer};
+
+mod limits;
+
+pub use limits::{
+    ACCEPT_BACKOFF, Descriptors, Limits, MAX_CONNECTIONS, OWNER_RESERVE, REPORT_EVERY, Refusal,
+    SPAWN_RESERVE,
+};
+use limits::{Gate, Throttle, held_back_note, is_owner};
 
 /// supervisord's text (two spaces included) for a control socket that another
 /// process already serves.
 pub const IN_USE_MESSAGE: &str = "Another program is already listening on a port that one of our HTTP servers is configured to use.  Shut this program down first before starting supervisord.";
 
-/// How long a new connection may take to send enough bytes to be classified.
-pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the accept a connection has to send enough bytes to be
+/// classified and, for tarpc, to complete its hello: one deadline for both, so
+/// a slow sender cannot stretch it by dribbling the first bytes. The HTTP side
+/// gets the same deadline through [`Rewind::deadline`].
+pub const HANDSHAKE_TIMEOUT: Duration = vigil_rpc::transport::HANDSHAKE_TIMEOUT;
 
 /// Why a control socket could not be opened. All of them are fatal at startup.
 #[derive(Debug, thiserror::Error)]
@@ -211,11 +249,25 @@ pub struct Rewind<S> {
     prefix: Vec<u8>,
     position: usize,
     inner: S,
+    deadline: Instant,
 }
 
 impl<S> Rewind<S> {
+    /// A stream whose handshake deadline is [`HANDSHAKE_TIMEOUT`] from now.
     pub fn new(prefix: Vec<u8>, inner: S) -> Rewind<S> {
-        Rewind { prefix, position: 0, inner }
+        Rewind { prefix, position: 0, inner, deadline: Instant::now() + HANDSHAKE_TIMEOUT }
+    }
+
+    /// Sets the moment by which the handshake must be done.
+    pub fn until(mut self, deadline: Instant) -> Rewind<S> {
+        self.deadline = deadline;
+        self
+    }
+
+    /// When the handshake (tarpc hello, HTTP request head) must be done:
+    /// [`HANDSHAKE_TIMEOUT`] after the accept.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// The bytes that are replayed first.
@@ -320,26 +372,53 @@ impl Listener {
         Ok(Listener::Tcp(tokio::net::TcpListener::from_std(listener)?))
     }
 
-    async fn accept(&self) -> io::Result<(Box<dyn AsyncStream>, Peer)> {
+    async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
-                Ok((Box::new(stream), Peer::Unix))
+                let fd = stream.as_raw_fd();
+                let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Unix, fd, uid })
             }
             Listener::Tcp(listener) => {
                 let (stream, address) = listener.accept().await?;
                 // Control traffic is small request/response; don't batch it.
                 let _ = stream.set_nodelay(true);
-                Ok((Box::new(stream), Peer::Tcp(address)))
+                let fd = stream.as_raw_fd();
+                Ok(Accepted { stream: Box::new(stream), peer: Peer::Tcp(address), fd, uid: None })
             }
         }
     }
 }
 
+/// A connection just accepted, before admission.
+struct Accepted {
+    stream: Box<dyn AsyncStream>,
+    peer: Peer,
+    fd: RawFd,
+    /// The peer's uid (`SO_PEERCRED`), on the UNIX socket only.
+    uid: Option<u32>,
+}
+
 /// Accepts connections until `shutdown` is cancelled, then stops accepting and
 /// ends every connection still open (the caller cancels only after the ordered
-/// shutdown, so clients can watch it over the socket).
+/// shutdown, so clients can watch it over the socket). Applies the standard
+/// [`Limits`].
 pub async fn serve(listener: Listener, dispatch: Arc<dyn Dispatch>, shutdown: CancellationToken) {
+    serve_with(listener, dispatch, shutdown, Limits::standard()).await;
+}
+
+/// [`serve`] under the given limits.
+pub async fn serve_with(
+    listener: Listener,
+    dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let gate = Gate::new(limits);
+    let daemon_uid = nix::unistd::geteuid().as_raw();
+    let mut refusals = Throttle::new(REPORT_EVERY);
+    let mut failures = Throttle::new(REPORT_EVERY);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -347,16 +426,41 @@ pub async fn serve(listener: Listener, dispatch: Arc<dyn Dispatch>, shutdown: Ca
             // Reap finished connection tasks so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let dispatch = Arc::clone(&dispatch);
-                    connections.spawn(handle_connection(stream, peer, dispatch));
+                Ok(Accepted { stream, peer, fd, uid }) => {
+                    let owner = || uid.is_some_and(|uid| is_owner(uid, daemon_uid));
+                    match gate.admit(fd, owner) {
+                        Ok(slot) => {
+                            let dispatch = Arc::clone(&dispatch);
+                            connections.spawn(async move {
+                                handle_connection(stream, peer, dispatch).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(refusal) => {
+                            // Closed at once: it held its descriptor only this long.
+                            drop(stream);
+                            if let Some(held_back) = refusals.note() {
+                                tracing::warn!(
+                                    "control socket: closed a connection from {peer:?} at once: {refusal}{}",
+                                    held_back_note(held_back)
+                                );
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
-                    // EMFILE and friends: accepting again at once would spin.
-                    tracing::error!("control socket accept failed: {err}");
+                    // EMFILE and friends: accepting again at once would spin. A
+                    // closing connection frees a descriptor, so it ends the pause.
+                    if let Some(held_back) = failures.note() {
+                        tracing::error!(
+                            "control socket accept failed: {err}{}",
+                            held_back_note(held_back)
+                        );
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = gate.descriptors().closed() => {}
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     }
                 }
             },
@@ -370,8 +474,9 @@ async fn handle_connection(
     peer: Peer,
     dispatch: Arc<dyn Dispatch>,
 ) {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut prefix = Vec::with_capacity(8);
-    let classified = tokio::time::timeout(CLASSIFY_TIMEOUT, async {
+    let classified = tokio::time::timeout_at(deadline, async {
         loop {
             if let Some(protocol) = classify(&prefix) {
                 return Ok(Some(protocol));
@@ -401,7 +506,7 @@ async fn handle_connection(
             return;
         }
     };
-    let connection = Rewind::new(prefix, stream);
+    let connection = Rewind::new(prefix, stream).until(deadline);
     match protocol {
         Protocol::Http => dispatch.serve_http(connection, peer).await,
         Protocol::Tarpc => dispatch.serve_tarpc(connection, peer).await,
@@ -573,6 +678,211 @@ mod tests {
         fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
             self.record(Protocol::Tarpc, connection)
         }
+    }
+
+    /// A service that is never reached: these tests end in the handshake.
+    #[derive(Clone)]
+    struct Unreached;
+
+    impl vigil_rpc::SendControl for Unreached {
+        fn call(
+            self,
+            _ctx: tarpc::context::Context,
+            _request: vigil_rpc::ControlRequest,
+        ) -> BoxFuture<'static, Result<vigil_rpc::ControlResponse, tarpc::ServerError>> {
+            unreachable!("no call gets past the handshake in these tests")
+        }
+    }
+
+    /// Serves tarpc as the daemon does (vigil-rpc's handshake against the
+    /// connection's deadline); HTTP connections are held open until the deadline.
+    struct Handshaking;
+
+    impl Dispatch for Handshaking {
+        fn serve_http(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                tokio::time::sleep_until(connection.deadline()).await;
+                drop(connection);
+            })
+        }
+        fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let deadline = connection.deadline();
+                let result =
+                    vigil_rpc::serve_stream_until(connection, None, Unreached, deadline).await;
+                assert!(result.is_err(), "the handshake never completes here");
+            })
+        }
+    }
+
+    /// Runs one connection through [`handle_connection`] with `send` as the
+    /// client's behaviour, and returns how long after the accept the server
+    /// closed it.
+    async fn closed_after(
+        send: impl AsyncFnOnce(&mut tokio::io::WriteHalf<tokio::io::DuplexStream>),
+    ) -> Duration {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let accepted = Instant::now();
+        let served =
+            tokio::spawn(handle_connection(Box::new(server), Peer::Unix, Arc::new(Handshaking)));
+        let sending = async {
+            send(&mut writer).await;
+            std::future::pending::<()>().await;
+        };
+        let mut rest = Vec::new();
+        // EOF is the server closing; nothing is ever answered.
+        tokio::select! {
+            () = sending => unreachable!(),
+            read = reader.read_to_end(&mut rest) => read.unwrap(),
+        };
+        let closed = accepted.elapsed();
+        assert!(rest.is_empty(), "{rest:?}");
+        served.await.unwrap();
+        closed
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sniffing_and_hello_share_one_deadline_from_the_accept() {
+        // Silent: closed when the deadline passes.
+        assert_eq!(closed_after(async |_| {}).await, HANDSHAKE_TIMEOUT);
+        // The first byte just before the deadline does not restart the clock.
+        let late_start = closed_after(async |client| {
+            tokio::time::sleep(HANDSHAKE_TIMEOUT - Duration::from_secs(1)).await;
+            client.write_all(&[0]).await.unwrap();
+        });
+        assert_eq!(late_start.await, HANDSHAKE_TIMEOUT);
+        // A hello dribbled a byte a second never completes in time.
+        let dribbled = closed_after(async |client| {
+            for byte in [0, 0, 0, 40].into_iter().chain(*b"{\"vigil\":1,\"username\":\"x\"") {
+                if client.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        assert_eq!(dribbled.await, HANDSHAKE_TIMEOUT);
+        // An HTTP request line that stops short: its handler sees the same deadline.
+        let http = closed_after(async |client| {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client.write_all(b"POST /RPC2 HT").await.unwrap();
+        });
+        assert_eq!(http.await, HANDSHAKE_TIMEOUT);
+    }
+
+    /// Holds every connection until its client hangs up, announcing each.
+    struct Holder(mpsc::UnboundedSender<()>);
+
+    impl Holder {
+        fn hold(&self, mut connection: Connection) -> BoxFuture<'static, ()> {
+            let arrived = self.0.clone();
+            Box::pin(async move {
+                arrived.send(()).unwrap();
+                let mut all = Vec::new();
+                let _ = connection.read_to_end(&mut all).await;
+            })
+        }
+    }
+
+    impl Dispatch for Holder {
+        fn serve_http(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            self.hold(connection)
+        }
+        fn serve_tarpc(&self, connection: Connection, _peer: Peer) -> BoxFuture<'static, ()> {
+            self.hold(connection)
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Serves `listener` under `max` connections and an owner reserve of one,
+    /// with a budget of descriptors far from binding.
+    fn serve_limited(
+        listener: Listener,
+        max: usize,
+    ) -> (mpsc::UnboundedReceiver<()>, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (sender, arrivals) = mpsc::unbounded_channel();
+        let limits = Limits {
+            max_connections: max,
+            owner_reserve: 1,
+            descriptors: Arc::new(Descriptors::new(1_000_000)),
+        };
+        let shutdown = CancellationToken::new();
+        let server =
+            tokio::spawn(serve_with(listener, Arc::new(Holder(sender)), shutdown.clone(), limits));
+        (arrivals, shutdown, server)
+    }
+
+    /// Sends a first byte and waits until the connection reaches the dispatch.
+    async fn held<S: AsyncWrite + Unpin>(
+        mut client: S,
+        arrivals: &mut mpsc::UnboundedReceiver<()>,
+    ) -> S {
+        client.write_all(&[0]).await.unwrap();
+        tokio::time::timeout(WAIT, arrivals.recv()).await.expect("served").unwrap();
+        client
+    }
+
+    /// Sends a first byte and expects the connection closed without a dispatch.
+    async fn refused<S: AsyncRead + AsyncWrite + Unpin>(
+        mut client: S,
+        arrivals: &mut mpsc::UnboundedReceiver<()>,
+    ) {
+        // The write may already find the connection closed.
+        let _ = client.write_all(&[0]).await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "closed at once");
+        assert!(rest.is_empty());
+        assert!(arrivals.try_recv().is_err(), "never dispatched");
+    }
+
+    #[tokio::test]
+    async fn a_full_tcp_listener_closes_new_connections_at_once() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = std_listener.local_addr().unwrap();
+        let (mut arrivals, shutdown, server) =
+            serve_limited(Listener::from_std_tcp(std_listener).unwrap(), 2);
+        let connect = || tokio::net::TcpStream::connect(address);
+        let first = held(connect().await.unwrap(), &mut arrivals).await;
+        let _second = held(connect().await.unwrap(), &mut arrivals).await;
+        // TCP peers have no uid to check, so there is no reserve for them.
+        refused(connect().await.unwrap(), &mut arrivals).await;
+        drop(first);
+        // The closed connection's place is given back.
+        let third = tokio::time::timeout(WAIT, async {
+            loop {
+                let mut client = connect().await.unwrap();
+                let _ = client.write_all(&[0]).await;
+                if tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await.is_ok() {
+                    return client;
+                }
+            }
+        });
+        let _third = third.await.expect("admitted once a place is free");
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_owner_gets_a_reserve_on_a_full_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut socket = bind_unix(&unix_config(dir.path().join("s"))).unwrap();
+        let listener = Listener::from_std_unix(socket.take_listener().unwrap()).unwrap();
+        let (mut arrivals, shutdown, server) = serve_limited(listener, 2);
+        let connect = || tokio::net::UnixStream::connect(socket.path());
+        let _ordinary: Vec<_> = [
+            held(connect().await.unwrap(), &mut arrivals).await,
+            held(connect().await.unwrap(), &mut arrivals).await,
+        ]
+        .into();
+        // This test runs as the daemon's user: the owner, so one more gets in...
+        let _owner = held(connect().await.unwrap(), &mut arrivals).await;
+        // ...and then the reserve is used up too.
+        refused(connect().await.unwrap(), &mut arrivals).await;
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+        assert!(socket.remove().unwrap());
     }
 
     #[tokio::test]

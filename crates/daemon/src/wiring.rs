@@ -9,7 +9,7 @@
 //!   `reread`/`update` go through; its loader re-reads the file with the same
 //!   command-line overlay as startup.
 //! - Control: Vigil connections are served by [`ControlServer`] through
-//!   vigil-rpc's [`serve_stream`] with the credentials of the socket they came
+//!   vigil-rpc's [`serve_stream_until`] with the credentials of the socket they came
 //!   in on. HTTP connections get a plain 501 until the XML-RPC server is wired.
 //!
 //! The rest of the daemon depends only on the [`Backend`] and [`Tree`] traits.
@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use vigil_config::{Config, Credentials, Diagnostic};
 use vigil_core::{Channel, ConfigControl, Handle, Loader, Reaper, Supervisor, SupervisorOptions};
-use vigil_rpc::{ServeError, ServerAuth, serve_stream};
+use vigil_rpc::{ServeError, ServerAuth, serve_stream_until};
 
 use crate::app::{Backend, LoadedConfig, Tree, TreeContext};
 use crate::listen::{Connection, Dispatch, Peer};
@@ -345,7 +345,8 @@ impl Dispatch for ControlDispatch {
         };
         let server = self.server.clone();
         Box::pin(async move {
-            match serve_stream(connection, auth, server).await {
+            let deadline = connection.deadline();
+            match serve_stream_until(connection, auth, server, deadline).await {
                 Ok(()) => {}
                 Err(error @ ServeError::Denied { .. }) => tracing::warn!("{error} ({peer:?})"),
                 Err(error) => tracing::debug!("{error} ({peer:?})"),

@@ -4,13 +4,26 @@
 //! # Wire protocol
 //!
 //! A connection is a sequence of length-delimited frames (4-byte big-endian
-//! length, then the payload; at most [`MAX_FRAME`] bytes), each a JSON document.
+//! length, then the payload), each a JSON document.
 //!
 //! 1. The client sends a [`Hello`]: protocol version and, if it has them, the
 //!    username and password of `[unix_http_server]`/`[inet_http_server]`.
-//! 2. The server answers [`Welcome::Accepted`] or [`Welcome::Denied`] (and then
-//!    closes). A server without credentials configured accepts any hello.
+//! 2. The server answers [`Welcome::Accepted`], [`Welcome::Denied`] (wrong or
+//!    missing credentials) or [`Welcome::Unsupported`] (a protocol version it
+//!    does not speak), and after a refusal closes. A server without credentials
+//!    configured accepts any hello of its version.
 //! 3. From then on the frames are tarpc requests and responses.
+//!
+//! # Limits
+//!
+//! What a peer that has not authenticated can make the server hold is bounded:
+//!
+//! - The hello frame may be at most [`MAX_HELLO`] bytes (4 KiB); a longer length
+//!   prefix ends the connection before any of its payload is read.
+//! - The whole handshake must be done within [`HANDSHAKE_TIMEOUT`] (10 s) of the
+//!   deadline the daemon passes to [`serve_stream_until`] (its accept time), or
+//!   the connection is closed.
+//! - Only after the hello is accepted do frames up to [`MAX_FRAME`] (8 MiB) pass.
 //!
 //! Credentials travel once per connection, not per request, so the trait stays
 //! free of them. They are as exposed as supervisord's HTTP Basic auth: fine on a
@@ -47,6 +60,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// [`crate::MAX_LOG_CHUNK`]).
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 
+/// Largest hello frame a server reads. A hello is a version number and a
+/// username and password, so this is generous; it keeps what a peer can make
+/// the server buffer before authenticating to one small allocation.
+pub const MAX_HELLO: usize = 4 * 1024;
+
 /// How long a server waits for the hello, and a client for the welcome.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +89,11 @@ pub enum Welcome {
     },
     Denied {
         reason: String,
+    },
+    /// The hello's protocol version is not the server's.
+    Unsupported {
+        /// The server's [`PROTOCOL_VERSION`].
+        vigil: u32,
     },
 }
 
@@ -144,8 +167,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
+fn codec(max_frame_length: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(max_frame_length).new_codec()
 }
 
 /// Why [`connect`] failed. The `Display` texts of `NoSuchFile` and `Refused` are
@@ -172,6 +195,11 @@ pub enum ConnectError {
     /// Something answered that does not speak Vigil's protocol.
     #[error("{url}: not a vigild control socket ({reason})")]
     Protocol { url: String, reason: String },
+    /// vigild speaks another version of the protocol.
+    #[error(
+        "{url}: vigild speaks control protocol version {server}, this client speaks {client}; use the vigilctl of the same release"
+    )]
+    Version { url: String, server: u32, client: u32 },
 }
 
 /// Where a client connects, parsed from `serverurl`.
@@ -245,10 +273,10 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let protocol = |reason: String| ConnectError::Protocol { url: url.to_owned(), reason };
-    let mut framed = Framed::new(stream, codec());
-    let hello = serde_json::to_vec(hello).map_err(|e| protocol(e.to_string()))?;
+    let mut framed = Framed::new(stream, codec(MAX_FRAME));
+    let encoded = serde_json::to_vec(hello).map_err(|e| protocol(e.to_string()))?;
     let exchange = async {
-        framed.send(Bytes::from(hello)).await?;
+        framed.send(Bytes::from(encoded)).await?;
         framed.next().await.transpose()
     };
     let reply = match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
@@ -263,6 +291,13 @@ where
     match serde_json::from_slice::<Welcome>(&reply).map_err(|e| protocol(e.to_string()))? {
         Welcome::Accepted { .. } => {}
         Welcome::Denied { reason } => return Err(ConnectError::Unauthorized { reason }),
+        Welcome::Unsupported { vigil } => {
+            return Err(ConnectError::Version {
+                url: url.to_owned(),
+                server: vigil,
+                client: hello.vigil,
+            });
+        }
     }
     let transport = tarpc::serde_transport::new(framed, Json::default());
     Ok(ControlClient::new(client::Config::default(), transport).spawn())
@@ -394,15 +429,18 @@ pub enum ServeError {
     Handshake(String),
     #[error("control connection: authentication failed for user '{username}'")]
     Denied { username: String },
+    #[error(
+        "control connection: refused a client of protocol version {client} (this vigild speaks {PROTOCOL_VERSION})"
+    )]
+    Version { client: u32 },
 }
 
 /// Serves one accepted connection: handshake (checking `auth` if given), then
 /// tarpc calls until the client hangs up. Each call runs in its own task, so a
 /// long `stop` does not block a `status` on the same connection.
 ///
-/// The daemon calls this after deciding, from the first bytes, that the
-/// connection is not HTTP; it must hand over a stream that still yields those
-/// bytes.
+/// The handshake must be done within [`HANDSHAKE_TIMEOUT`] from now; see
+/// [`serve_stream_until`] to count it from an earlier moment.
 pub async fn serve_stream<S, C>(
     stream: S,
     auth: Option<Arc<ServerAuth>>,
@@ -412,34 +450,32 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     C: SendControl,
 {
-    let mut framed = Framed::new(stream, codec());
-    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+    serve_stream_until(stream, auth, service, tokio::time::Instant::now() + HANDSHAKE_TIMEOUT).await
+}
+
+/// [`serve_stream`] whose handshake must be done by `deadline`. The daemon
+/// calls this after deciding, from the first bytes, that the connection is not
+/// HTTP, with a deadline counted from the accept, so that sniffing and hello
+/// together take at most one timeout. It must hand over a stream that still
+/// yields the bytes it read.
+pub async fn serve_stream_until<S, C>(
+    stream: S,
+    auth: Option<Arc<ServerAuth>>,
+    service: C,
+    deadline: tokio::time::Instant,
+) -> Result<(), ServeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    C: SendControl,
+{
+    // Until the hello is accepted a frame may be only MAX_HELLO long, so an
+    // unauthenticated peer cannot make the codec reserve a large buffer.
+    let mut framed = Framed::new(stream, codec(MAX_HELLO));
+    match tokio::time::timeout_at(deadline, handshake(&mut framed, auth.as_deref())).await {
         Err(_) => return Err(ServeError::Handshake("no hello within the timeout".to_owned())),
-        Ok(None) => return Err(ServeError::Handshake("connection closed before hello".to_owned())),
-        Ok(Some(frame)) => frame?,
-    };
-    let hello: Hello =
-        serde_json::from_slice(&first).map_err(|e| ServeError::Handshake(e.to_string()))?;
-    if let Some(auth) = &auth {
-        let username = hello.username.clone().unwrap_or_default();
-        let password = hello.password.as_deref().unwrap_or_default();
-        if !auth.verify(&username, password) {
-            let reason = if hello.username.is_none() {
-                "credentials required"
-            } else {
-                "bad username or password"
-            };
-            let denied = Welcome::Denied { reason: reason.to_owned() };
-            let reply =
-                serde_json::to_vec(&denied).map_err(|e| ServeError::Handshake(e.to_string()))?;
-            // The client may already be gone; the denial is what matters.
-            let _ = framed.send(Bytes::from(reply)).await;
-            return Err(ServeError::Denied { username });
-        }
+        Ok(result) => result?,
     }
-    let accepted = serde_json::to_vec(&Welcome::Accepted { vigil: PROTOCOL_VERSION })
-        .map_err(|e| ServeError::Handshake(e.to_string()))?;
-    framed.send(Bytes::from(accepted)).await?;
+    framed.codec_mut().set_max_frame_length(MAX_FRAME);
 
     let transport = tarpc::serde_transport::new(framed, Json::default());
     BaseChannel::with_defaults(transport)
@@ -448,6 +484,59 @@ where
             tokio::spawn(call);
         })
         .await;
+    Ok(())
+}
+
+/// Reads the hello, checks its version and credentials, and answers it.
+async fn handshake<S>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    auth: Option<&ServerAuth>,
+) -> Result<(), ServeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let first = match framed.next().await {
+        None => return Err(ServeError::Handshake("connection closed before hello".to_owned())),
+        Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+            // The codec's "frame size too big": say which frame and what limit.
+            return Err(ServeError::Handshake(format!(
+                "hello longer than {MAX_HELLO} bytes ({e})"
+            )));
+        }
+        Some(frame) => frame?,
+    };
+    let hello: Hello =
+        serde_json::from_slice(&first).map_err(|e| ServeError::Handshake(e.to_string()))?;
+    let refusal = if hello.vigil != PROTOCOL_VERSION {
+        Some((
+            Welcome::Unsupported { vigil: PROTOCOL_VERSION },
+            ServeError::Version { client: hello.vigil },
+        ))
+    } else {
+        auth.and_then(|auth| {
+            let username = hello.username.clone().unwrap_or_default();
+            let password = hello.password.as_deref().unwrap_or_default();
+            if auth.verify(&username, password) {
+                return None;
+            }
+            let reason = if hello.username.is_none() {
+                "credentials required"
+            } else {
+                "bad username or password"
+            };
+            Some((Welcome::Denied { reason: reason.to_owned() }, ServeError::Denied { username }))
+        })
+    };
+    if let Some((answer, error)) = refusal {
+        let reply =
+            serde_json::to_vec(&answer).map_err(|e| ServeError::Handshake(e.to_string()))?;
+        // The client may already be gone; the refusal is what matters.
+        let _ = framed.send(Bytes::from(reply)).await;
+        return Err(error);
+    }
+    let accepted = serde_json::to_vec(&Welcome::Accepted { vigil: PROTOCOL_VERSION })
+        .map_err(|e| ServeError::Handshake(e.to_string()))?;
+    framed.send(Bytes::from(accepted)).await?;
     Ok(())
 }
 

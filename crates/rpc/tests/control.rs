@@ -193,3 +193,76 @@ async fn tcp_endpoints_use_the_same_protocol() {
     drop(client);
     server.await.expect("join").expect("served");
 }
+
+/// Runs `serve_stream` on one end of an in-memory pipe; the test holds the other.
+fn serve_in_memory(
+    auth: Option<ServerAuth>,
+) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<Result<(), ServeError>>) {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(serve_stream(server, auth.map(std::sync::Arc::new), Fake::new()));
+    (client, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_hello_is_refused_before_its_payload_is_read() {
+    use tokio::io::AsyncWriteExt;
+
+    let (mut client, server) = serve_in_memory(None);
+    // A length prefix of 1 MiB (legal for a frame after the hello) and a start
+    // of the payload: the server refuses at the prefix instead of waiting for,
+    // and buffering, the rest. The connection stays open, so a server that
+    // waited would only give up at the handshake timeout.
+    client.write_all(&(1024u32 * 1024).to_be_bytes()).await.expect("prefix");
+    client.write_all(b"{\"vigil\":1,").await.expect("payload start");
+    let error = server.await.expect("join").expect_err("refused");
+    let text = error.to_string();
+    assert!(text.contains(&format!("hello longer than {} bytes", transport::MAX_HELLO)), "{text}");
+}
+
+#[tokio::test]
+async fn a_long_hello_within_the_limit_is_still_answered() {
+    let auth = ServerAuth::new("ops", "pw").expect("auth");
+    let (client, server) = serve_in_memory(Some(auth));
+    let hello = transport::Hello {
+        vigil: PROTOCOL_VERSION,
+        username: Some("u".repeat(transport::MAX_HELLO - 200)),
+        password: Some("pw".into()),
+    };
+    let error = transport::client_over(client, "memory://", &hello).await.expect_err("denied");
+    assert!(matches!(error, ConnectError::Unauthorized { .. }), "{error:?}");
+    let served = server.await.expect("join");
+    assert!(matches!(served, Err(ServeError::Denied { .. })), "{served:?}");
+}
+
+#[tokio::test]
+async fn frames_after_the_hello_may_be_large() {
+    let served = serve(Fake::new(), None);
+    let client = connect(&served.url, None).await.expect("connect");
+    // About 20 KiB of request, far above the hello's limit.
+    let specs: Vec<NameSpec> = (0..400).map(|i| NameSpec::parse(&format!("{i:0>48}"))).collect();
+    let results =
+        flatten(client.start(context_with_timeout(CALL), specs, true).await).expect("start");
+    assert_eq!(results.len(), 400);
+    assert!(results.iter().all(|r| r.status() == 10), "every name is unknown");
+}
+
+#[tokio::test]
+async fn a_hello_of_another_protocol_version_is_refused_with_both_versions() {
+    let (client, server) = serve_in_memory(None);
+    let hello = transport::Hello { vigil: PROTOCOL_VERSION + 1, username: None, password: None };
+    let error = transport::client_over(client, "memory://", &hello).await.expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            ConnectError::Version { server, client, .. }
+                if server == PROTOCOL_VERSION && client == PROTOCOL_VERSION + 1
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("vigild speaks control protocol version 1"), "{error}");
+    let served = server.await.expect("join");
+    assert!(
+        matches!(served, Err(ServeError::Version { client }) if client == PROTOCOL_VERSION + 1),
+        "{served:?}"
+    );
+}

@@ -174,3 +174,69 @@ fn sha_password() {
     ]);
     hashed.expect_code(1).expect_lines(&["Server requires authentication"]);
 }
+
+fn open_descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// A flood of half-open connections against a daemon with few descriptors:
+/// the sockets close what they cannot hold instead of running the daemon out
+/// of descriptors, so a killed program is respawned and the owner's `status`
+/// still answers; once the flood is gone, the daemon is back where it was.
+#[test]
+fn a_connection_flood_never_takes_the_descriptors_programs_need() {
+    const LIMIT: u64 = 400;
+    let sandbox = Sandbox::new();
+    // vigild cannot raise a hard limit of 400, so minfds must allow it.
+    sandbox.supervisord_key("minfds", "64");
+    let port = free_port();
+    config_with_server(
+        &sandbox,
+        "",
+        &format!("[inet_http_server]\nport=127.0.0.1:{port}\nusername=ops\npassword=secret\n\n"),
+    );
+    let daemon = sandbox.start_with_fixed_file_limit(LIMIT);
+    let first = daemon.running_pid("p");
+    let baseline = open_descriptors(daemon.pid());
+
+    // More connections than the daemon has descriptors, each stopping in the
+    // middle of its request head, as a slow or hostile client would.
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let flood: Vec<std::net::TcpStream> = (0..LIMIT + 20)
+        .filter_map(|_| {
+            use std::io::Write;
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+            let _ = stream.write_all(b"POST /RPC2 HTTP/1.1\r\n");
+            Some(stream)
+        })
+        .collect();
+    assert!(flood.len() > 300, "the flood connected: {}", flood.len());
+    let during = open_descriptors(daemon.pid());
+    assert!(during < LIMIT as usize - 32, "vigild holds {during} descriptors of {LIMIT}");
+
+    // The owner still gets in, and a killed program comes back.
+    let status = daemon.ctl(&["status"]);
+    status.expect_code(0);
+    assert!(status.stdout.starts_with("p "), "{status:#?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let second = vigil_integration::wait_for(TIMEOUT, "p to be respawned", || {
+        let pid = daemon.process_pid("p");
+        (pid != 0 && pid != first).then_some(pid)
+    });
+    assert_eq!(daemon.state("p"), "RUNNING");
+    assert!(procfs::alive(second));
+    let log = std::fs::read_to_string(sandbox.main_log()).unwrap();
+    assert!(!log.contains("Too many open files"), "{log}");
+
+    // Once the flood is gone the descriptors come back.
+    drop(flood);
+    vigil_integration::wait_until(TIMEOUT, "vigild's descriptors to return", || {
+        open_descriptors(daemon.pid()) <= baseline + 2
+    });
+    daemon.ctl(&["status"]).expect_code(0);
+    let url = format!("http://127.0.0.1:{port}");
+    let over_tcp = daemon.ctl(&["-s", &url, "-u", "ops", "-p", "secret", "pid"]);
+    over_tcp.expect_code(0).expect_lines(&[&daemon.pid().to_string()]);
+}
