@@ -143,6 +143,25 @@ fn errors_in_included_files_name_that_file() {
 }
 
 #[test]
+fn bad_bytes_and_bad_lines_in_included_files_hide_no_other_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write(dir.path(), "main.conf", "[supervisord]\n[include]\nfiles=inc/*.ini\n");
+    let inc = dir.path().join("inc/x.ini");
+    std::fs::create_dir_all(inc.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&inc, b"[program:x]\ncommand=/bin/\xff\nno separator\nstartsecs=soon\n")
+        .expect("write");
+    let errors = load(&root, &env()).expect_err("bad bytes in include");
+    let found: Vec<(&Path, Option<u32>)> =
+        errors.errors.iter().map(|e| (e.file.as_path(), e.line)).collect();
+    assert_eq!(
+        found,
+        [(inc.as_path(), Some(2)), (inc.as_path(), Some(3)), (inc.as_path(), Some(4))]
+    );
+    assert!(errors.errors[0].message.contains("not valid UTF-8"), "{errors}");
+    assert!(errors.errors[2].message.contains("'soon' is not an integer"), "{errors}");
+}
+
+#[test]
 fn later_include_overrides_earlier_definition() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = write(
