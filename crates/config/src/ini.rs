@@ -1,11 +1,12 @@
 //! The INI reader: supervisord's `RawConfigParser` dialect, tokenized by rust-ini.
 //!
-//! rust-ini is configured as measured in the crate research (inline comments only
-//! after whitespace, brackets in section names, no quote or escape processing,
-//! indented continuation lines) and wrapped with the steps it lacks: the BOM is
-//! stripped, indented comment lines are dropped before parsing (ConfigParser ignores
-//! them inside continuations), keys are lowercased, the last duplicate key wins and
-//! keys before the first section are rejected. rust-ini reports no positions, so a
+//! rust-ini is configured to match ConfigParser as far as its options reach
+//! (inline comments only after whitespace, brackets in section names, no quote or
+//! escape processing, indented continuation lines; `dialect_matches_configparser`
+//! below holds the cases checked against Python) and wrapped with the steps it
+//! lacks: the BOM is stripped, indented comment lines are dropped before parsing
+//! (ConfigParser ignores them inside continuations), keys are lowercased, the last
+//! duplicate key wins and keys before the first section are rejected. rust-ini reports no positions, so a
 //! small scan of the same text records the line of every section header and key;
 //! the two are zipped in order. Duplicate sections are merged later, across files.
 

@@ -23,6 +23,8 @@
 //! - a program listed in two `[group:x]` sections is an error;
 //! - `[eventlistener:x]` names follow the same name rules as programs.
 
+#![warn(missing_docs)]
+
 mod build;
 pub mod diff;
 mod discover;
@@ -59,7 +61,9 @@ impl std::fmt::Display for Signal {
 /// unmatched include globs, deprecated spellings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
+    /// The validated model.
     pub config: Config,
+    /// Problems that did not stop the load, in file order then line order.
     pub warnings: Vec<Diagnostic>,
 }
 
