@@ -22,14 +22,18 @@ pub enum Apply {
 /// One changed field, named by its config key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
+    /// The config key (`command`, `stdout_logfile_maxbytes`, ...).
     pub key: &'static str,
+    /// How the new value takes effect.
     pub apply: Apply,
 }
 
+/// A process that exists in both configs with different settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProcessChange {
     /// The instance name inside its group.
     pub name: String,
+    /// Every field that changed.
     pub fields: Vec<FieldChange>,
 }
 
@@ -40,16 +44,21 @@ impl ProcessChange {
     }
 }
 
+/// A group that exists in both configs with different settings or members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupChange {
+    /// The group's name.
     pub name: String,
     /// Group-level settings that changed (`priority`, `strategy`, ...).
     pub fields: Vec<FieldChange>,
     /// The group kind or its fcgi socket / listener settings changed: every
     /// process of the group must be restarted (they share the socket or pool).
     pub restart_all: bool,
+    /// Processes only the new config has.
     pub added: Vec<String>,
+    /// Processes only the old config has.
     pub removed: Vec<String>,
+    /// Processes in both whose settings differ.
     pub changed: Vec<ProcessChange>,
 }
 
@@ -60,6 +69,7 @@ pub struct Plan {
     pub added: Vec<String>,
     /// Groups that no longer exist.
     pub removed: Vec<String>,
+    /// Groups in both whose settings or members differ.
     pub changed: Vec<GroupChange>,
     /// Daemon-level sections that changed (`supervisord`, `unix_http_server`,
     /// `inet_http_server`, `supervisorctl`, `rpcinterface`, `ctlplugin`); `update`
@@ -69,6 +79,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the two configs are the same as far as `update` is concerned.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.removed.is_empty()
@@ -77,6 +88,7 @@ impl Plan {
     }
 }
 
+/// The plan that takes a daemon running `old` to `new`.
 pub fn diff(old: &Config, new: &Config) -> Plan {
     let mut plan = Plan::default();
     for group in &new.groups {

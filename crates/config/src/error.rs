@@ -18,6 +18,7 @@ pub struct Diagnostic {
     pub section: Option<String>,
     /// The key inside the section (`startsecs`).
     pub key: Option<String>,
+    /// What is wrong, in one line.
     pub message: String,
 }
 
@@ -42,6 +43,7 @@ impl fmt::Display for Diagnostic {
 /// Every error of a failed load, in file order then line order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors {
+    /// At least one diagnostic.
     pub errors: Vec<Diagnostic>,
 }
 

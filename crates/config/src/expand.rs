@@ -22,12 +22,16 @@ pub(crate) enum Expansion {
 ///
 /// Cheap to clone: the large, shared part (one `ENV_X` per environment variable)
 /// sits behind an `Rc`, and each place adds its few names (`here`,
-/// `program_name`, `process_num`, ...) to a small local list. Loading 5,000
+/// `program_name`, `process_num`, ...) to a small local map. Loading 5,000
 /// programs would otherwise copy the whole environment twice per program.
+///
+/// The local part is a map, not a list, because a program's own `environment=`
+/// adds one `ENV_X` per pair: a list searched on every insert made a line of
+/// 64k pairs take seconds and a line of a few megabytes take minutes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Expansions {
     shared: Rc<BTreeMap<String, Expansion>>,
-    local: Vec<(String, Expansion)>,
+    local: BTreeMap<String, Expansion>,
 }
 
 impl Expansions {
@@ -38,14 +42,11 @@ impl Expansions {
 
     /// Adds or replaces a name for this place (and clones made from it later).
     pub(crate) fn insert(&mut self, name: String, value: Expansion) {
-        match self.local.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.local.push((name, value)),
-        }
+        self.local.insert(name, value);
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Expansion> {
-        self.local.iter().find(|(n, _)| n == name).map(|(_, v)| v).or_else(|| self.shared.get(name))
+        self.local.get(name).or_else(|| self.shared.get(name))
     }
 
     pub(crate) fn contains_key(&self, name: &str) -> bool {
@@ -58,7 +59,7 @@ impl Expansions {
             .shared
             .keys()
             .map(String::as_str)
-            .chain(self.local.iter().map(|(n, _)| n.as_str()))
+            .chain(self.local.keys().map(String::as_str))
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -69,13 +70,13 @@ impl Expansions {
     pub(crate) fn share(self) -> Self {
         let mut map = (*self.shared).clone();
         map.extend(self.local);
-        Expansions { shared: Rc::new(map), local: Vec::new() }
+        Expansions { shared: Rc::new(map), local: BTreeMap::new() }
     }
 }
 
 impl FromIterator<(String, Expansion)> for Expansions {
     fn from_iter<I: IntoIterator<Item = (String, Expansion)>>(iter: I) -> Self {
-        Expansions { shared: Rc::new(iter.into_iter().collect()), local: Vec::new() }
+        Expansions { shared: Rc::new(iter.into_iter().collect()), local: BTreeMap::new() }
     }
 }
 

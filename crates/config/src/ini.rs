@@ -1,11 +1,12 @@
 //! The INI reader: supervisord's `RawConfigParser` dialect, tokenized by rust-ini.
 //!
-//! rust-ini is configured as measured in the crate research (inline comments only
-//! after whitespace, brackets in section names, no quote or escape processing,
-//! indented continuation lines) and wrapped with the steps it lacks: the BOM is
-//! stripped, indented comment lines are dropped before parsing (ConfigParser ignores
-//! them inside continuations), keys are lowercased, the last duplicate key wins and
-//! keys before the first section are rejected. rust-ini reports no positions, so a
+//! rust-ini is configured to match ConfigParser as far as its options reach
+//! (inline comments only after whitespace, brackets in section names, no quote or
+//! escape processing, indented continuation lines; `dialect_matches_configparser`
+//! below holds the cases checked against Python) and wrapped with the steps it
+//! lacks: the BOM is stripped, indented comment lines are dropped before parsing
+//! (ConfigParser ignores them inside continuations), keys are lowercased, the last
+//! duplicate key wins and keys before the first section are rejected. rust-ini reports no positions, so a
 //! small scan of the same text records the line of every section header and key;
 //! the two are zipped in order. Duplicate sections are merged later, across files.
 
@@ -29,6 +30,11 @@ struct Scan<'t> {
     orphans: Vec<(u32, &'t str)>,
     /// Lines that are neither a header, a `key = value` nor a comment: (line, text).
     malformed: Vec<(u32, String)>,
+    /// Lines left out of what rust-ini parses, ascending: the malformed lines, the
+    /// lines of a section whose header is malformed, and the indented lines that
+    /// continue any of these. What remains is still read, so one bad line does
+    /// not hide the errors of the rest of the file.
+    dropped: Vec<u32>,
     sections: Vec<ScannedSection<'t>>,
 }
 
@@ -37,7 +43,16 @@ fn is_comment_start(c: char) -> bool {
 }
 
 fn scan(text: &str) -> Scan<'_> {
-    let mut scan = Scan { orphans: Vec::new(), malformed: Vec::new(), sections: Vec::new() };
+    let mut scan = Scan {
+        orphans: Vec::new(),
+        malformed: Vec::new(),
+        dropped: Vec::new(),
+        sections: Vec::new(),
+    };
+    // Inside a section whose header is malformed: its keys belong to no section.
+    let mut skipping = false;
+    // After a dropped line: its continuation lines go with it.
+    let mut dropping = false;
     for (i, line) in text.lines().enumerate() {
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let trimmed = line.trim();
@@ -46,22 +61,37 @@ fn scan(text: &str) -> Scan<'_> {
         }
         // Indented lines continue the previous value.
         if line.starts_with([' ', '\t']) {
+            if dropping {
+                scan.dropped.push(number);
+            }
             continue;
         }
+        dropping = false;
         if trimmed.starts_with('[') {
             if !strip_inline_comment(trimmed).ends_with(']') {
                 scan.malformed.push((number, trimmed.to_string()));
+                scan.dropped.push(number);
+                (skipping, dropping) = (true, true);
                 continue;
             }
+            skipping = false;
             scan.sections.push(ScannedSection { line: number, keys: Vec::new() });
-            continue;
-        }
-        if !trimmed.contains(['=', ':']) {
-            scan.malformed.push((number, trimmed.to_string()));
             continue;
         }
         // Kept as written (no allocation); compared case-insensitively.
         let key = trimmed.split(['=', ':']).next().unwrap_or("").trim();
+        if !trimmed.contains(['=', ':']) || key.is_empty() {
+            // No separator, or nothing before it (`=value`, which rust-ini rejects).
+            scan.malformed.push((number, trimmed.to_string()));
+            scan.dropped.push(number);
+            dropping = true;
+            continue;
+        }
+        if skipping {
+            scan.dropped.push(number);
+            dropping = true;
+            continue;
+        }
         match scan.sections.last_mut() {
             Some(section) => section.keys.push((number, key)),
             None => scan.orphans.push((number, key)),
@@ -82,13 +112,19 @@ fn strip_inline_comment(line: &str) -> &str {
     line
 }
 
-/// Removes the BOM and indented comment lines; returns the text for rust-ini and,
-/// for each line of it, the line number in the original text.
-fn preprocess(text: &str) -> (String, Vec<u32>) {
+/// Removes the BOM, indented comment lines and the `dropped` lines (ascending);
+/// returns the text for rust-ini and, for each line of it, the line number in the
+/// original text.
+fn preprocess(text: &str, dropped: &[u32]) -> (String, Vec<u32>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut kept = String::with_capacity(text.len());
     let mut numbers = Vec::new();
+    let mut dropped = dropped.iter().peekable();
     for (i, line) in text.lines().enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if dropped.next_if_eq(&&number).is_some() {
+            continue;
+        }
         let indented_comment =
             line.starts_with([' ', '\t']) && line.trim_start().starts_with(is_comment_start);
         if indented_comment {
@@ -106,7 +142,7 @@ fn preprocess(text: &str) -> (String, Vec<u32>) {
         };
         kept.push_str(line);
         kept.push('\n');
-        numbers.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
+        numbers.push(number);
     }
     (kept, numbers)
 }
@@ -114,7 +150,8 @@ fn preprocess(text: &str) -> (String, Vec<u32>) {
 /// Parses one INI file into raw sections (not yet merged across duplicates).
 pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
     let text_no_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (prepared, numbers) = preprocess(text);
+    let scanned = scan(text_no_bom);
+    let (prepared, numbers) = preprocess(text, &scanned.dropped);
     let option = ParseOption {
         enabled_quote: false,
         enabled_escape: false,
@@ -122,25 +159,22 @@ pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawS
         ..ParseOption::default()
     };
     let file_place = Place { file: file.to_path_buf(), ..Place::default() };
-    let scanned = scan(text_no_bom);
     for (line, key) in &scanned.orphans {
         let place =
             Place { line: Some(*line), key: Some(key.to_lowercase()), ..file_place.clone() };
         diags.error(&place, "key appears before the first [section] header");
     }
-    if !scanned.malformed.is_empty() {
-        // Report every malformed line; rust-ini would stop at the first.
-        for (line, content) in &scanned.malformed {
-            let place = Place { line: Some(*line), ..file_place.clone() };
-            diags.error(
-                &place,
-                format!(
-                    "expected 'key = value' or a [section] header, found {}",
-                    crate::expand::py_repr(content)
-                ),
-            );
-        }
-        return Vec::new();
+    // Report every malformed line; rust-ini would stop at the first, and it never
+    // sees them, so that the rest of the file is still read and checked.
+    for (line, content) in &scanned.malformed {
+        let place = Place { line: Some(*line), ..file_place.clone() };
+        diags.error(
+            &place,
+            format!(
+                "expected 'key = value' or a [section] header, found {}",
+                crate::expand::py_repr(content)
+            ),
+        );
     }
     let parsed = match Ini::load_from_str_opt(&prepared, option) {
         Ok(parsed) => parsed,

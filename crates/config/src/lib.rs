@@ -9,7 +9,9 @@
 //! Pipeline: a reader per format (`ini`, `toml`) turns text into raw sections with
 //! file and line; the loader follows `[include]`; duplicate sections are merged
 //! (later keys win); `build` applies defaults, `%` expansion and the value rules.
-//! Every problem is collected; any error means no `Config` at all.
+//! Every problem is collected; any error means no `Config` at all. A bad line
+//! hides nothing: bytes that are not UTF-8 are reported at their line and a
+//! malformed INI line is reported and left out, and the rest is still checked.
 //!
 //! Deliberate differences from supervisord, each turning a silent surprise into an
 //! error or a deterministic rule:
@@ -20,6 +22,8 @@
 //!   what follows an unquoted `$` or space);
 //! - a program listed in two `[group:x]` sections is an error;
 //! - `[eventlistener:x]` names follow the same name rules as programs.
+
+#![warn(missing_docs)]
 
 mod build;
 pub mod diff;
@@ -57,7 +61,9 @@ impl std::fmt::Display for Signal {
 /// unmatched include globs, deprecated spellings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
+    /// The validated model.
     pub config: Config,
+    /// Problems that did not stop the load, in file order then line order.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -94,8 +100,9 @@ pub fn load_with(
     options: &LoadOptions,
 ) -> Result<Loaded, ConfigErrors> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match std::fs::read_to_string(&path) {
-        Ok(text) => load_str_with(&text, &path, env, options),
+    let mut diags = Diagnostics::default();
+    match read_file(&path, &mut diags) {
+        Ok(text) => load_text(&text, &path, env, options, diags),
         Err(err) => Err(ConfigErrors {
             errors: vec![
                 Place { file: path.clone(), ..Place::default() }
@@ -122,15 +129,27 @@ pub fn load_str_with(
     env: &BTreeMap<String, String>,
     options: &LoadOptions,
 ) -> Result<Loaded, ConfigErrors> {
-    let mut diags = Diagnostics::default();
+    load_text(text, path, env, options, Diagnostics::default())
+}
+
+/// The loader behind every entry point; `diags` may already hold the root file's
+/// encoding errors.
+fn load_text(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    options: &LoadOptions,
+    mut diags: Diagnostics,
+) -> Result<Loaded, ConfigErrors> {
     let mut files = vec![path.to_path_buf()];
+    let before = diags.errors.len();
     let mut sections = read_any(text, path, &mut diags);
     // A file that could not be tokenized at all yields no sections; building
     // would only add noise ("does not include supervisord section").
-    let mut unreadable = sections.is_empty() && !diags.errors.is_empty();
+    let mut unreadable = sections.is_empty() && diags.errors.len() > before;
     let includes = include_files(&sections, path, env, options, &mut diags);
     for file in includes {
-        match std::fs::read_to_string(&file) {
+        match read_file(&file, &mut diags) {
             Ok(text) => {
                 let before = diags.errors.len();
                 let mut included = read_any(&text, &file, &mut diags);
@@ -176,6 +195,38 @@ pub fn load_str_with(
         Ok(Loaded { config, warnings: diags.warnings })
     } else {
         Err(ConfigErrors { errors: diags.errors })
+    }
+}
+
+/// Reads a config file as text. Bytes that are not UTF-8 are reported at their
+/// line and replaced by U+FFFD, so that the rest of the file is still read and
+/// checked; the load fails either way.
+fn read_file(path: &Path, diags: &mut Diagnostics) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(err) => {
+            let bytes = err.into_bytes();
+            for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                if let Err(err) = std::str::from_utf8(line) {
+                    let at = err.valid_up_to();
+                    let place = Place {
+                        file: path.to_path_buf(),
+                        line: Some(u32::try_from(i + 1).unwrap_or(u32::MAX)),
+                        ..Place::default()
+                    };
+                    diags.error(
+                        &place,
+                        format!(
+                            "not valid UTF-8: byte 0x{:02x} at column {} (config files must be UTF-8)",
+                            line[at],
+                            at + 1
+                        ),
+                    );
+                }
+            }
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
     }
 }
 

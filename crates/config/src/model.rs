@@ -19,9 +19,13 @@ pub struct Config {
     pub source: PathBuf,
     /// Every file that contributed a section, root first, then includes in read order.
     pub files: Vec<PathBuf>,
+    /// `[supervisord]`, defaulted when the section is absent.
     pub supervisord: Supervisord,
+    /// `[unix_http_server]`, when configured.
     pub unix_http_server: Option<UnixHttpServer>,
+    /// `[inet_http_server]`, when configured.
     pub inet_http_server: Option<InetHttpServer>,
+    /// `[supervisorctl]`, when configured.
     pub supervisorctl: Option<Supervisorctl>,
     /// `[rpcinterface:x]` sections by `x`, their keys as written.
     pub rpcinterfaces: BTreeMap<String, BTreeMap<String, String>>,
@@ -48,22 +52,37 @@ impl Config {
 pub struct Supervisord {
     /// The activity log; `None` for `NONE`/`OFF`.
     pub logfile: LogTarget,
+    /// Size at which the activity log rotates; 0 never rotates.
     pub logfile_maxbytes: u64,
+    /// Rotated activity logs kept.
     pub logfile_backups: u32,
+    /// The least severe level the activity log records.
     pub loglevel: LogLevel,
+    /// Where the daemon writes its pid.
     pub pidfile: Option<PathBuf>,
+    /// The daemon's umask, inherited by programs without their own.
     pub umask: u32,
+    /// Stay in the foreground.
     pub nodaemon: bool,
+    /// In the foreground, do not copy the activity log to stdout.
     pub silent: bool,
+    /// Descriptors the daemon needs; its soft limit is raised to at least this.
     pub minfds: u64,
+    /// Processes the daemon needs; its soft limit is raised to at least this.
     pub minprocs: u64,
+    /// Keep AUTO child logs from earlier runs at start-up.
     pub nocleanup: bool,
+    /// Where AUTO child logs are created.
     pub childlogdir: PathBuf,
+    /// The user the daemon switches to at start-up.
     pub user: Option<UserSpec>,
+    /// The directory the daemon changes to when it daemonizes.
     pub directory: Option<PathBuf>,
+    /// Remove ANSI escape sequences from child logs.
     pub strip_ansi: bool,
     /// `environment=`, added to every child before the program's own.
     pub environment: BTreeMap<String, String>,
+    /// The daemon's identifier, reported over RPC.
     pub identifier: String,
     /// Vigil extension: what the root does when a group exhausts its restart budget.
     pub on_fatal: OnFatal,
@@ -84,12 +103,19 @@ pub enum OnFatal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// Only critical messages.
     Critical,
+    /// Errors and above.
     Error,
+    /// Warnings and above.
     Warn,
+    /// The default: state changes and above.
     Info,
+    /// Debugging detail and above.
     Debug,
+    /// Tracing detail and above.
     Trace,
+    /// Everything, the most verbose level.
     Blather,
 }
 
@@ -97,10 +123,13 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogTarget {
+    /// No log (`NONE` or `OFF`).
     None,
+    /// A file in `childlogdir` named after the process (`AUTO`).
     Auto,
     /// `syslog` given as a file name (deprecated in supervisord, kept working).
     Syslog,
+    /// This file, resolved against the directory of the config file.
     Path(PathBuf),
 }
 
@@ -109,6 +138,7 @@ pub enum LogTarget {
 pub struct UserSpec {
     /// As written in the file.
     pub name: String,
+    /// The user's id.
     pub uid: u32,
     /// The user's primary group.
     pub gid: u32,
@@ -117,10 +147,13 @@ pub struct UserSpec {
 /// `[unix_http_server]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnixHttpServer {
+    /// The socket's path.
     pub file: PathBuf,
+    /// The socket's mode.
     pub chmod: u32,
     /// `user` or `user:group`, resolved.
     pub chown: Option<(u32, Option<u32>)>,
+    /// Credentials clients must present; `None` for none.
     pub auth: Option<Credentials>,
 }
 
@@ -129,7 +162,9 @@ pub struct UnixHttpServer {
 pub struct InetHttpServer {
     /// Host part; empty means all interfaces.
     pub host: String,
+    /// The TCP port.
     pub port: u16,
+    /// Credentials clients must present; `None` for none.
     pub auth: Option<Credentials>,
     /// Vigil extension (`allow_unauthenticated = true`): the TCP listener refuses to
     /// start without credentials unless the config says so explicitly.
@@ -139,17 +174,24 @@ pub struct InetHttpServer {
 /// HTTP basic-auth credentials; `password` may be `{SHA}<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Credentials {
+    /// The user name clients send.
     pub username: String,
+    /// The password, in clear or as `{SHA}<hex>`.
     pub password: String,
 }
 
 /// `[supervisorctl]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Supervisorctl {
+    /// The daemon's URL: `http://host:port` or `unix:///path`.
     pub serverurl: String,
+    /// The user name sent to the daemon.
     pub username: Option<String>,
+    /// The password sent to the daemon.
     pub password: Option<String>,
+    /// The interactive shell's prompt.
     pub prompt: String,
+    /// Where the interactive shell keeps its history.
     pub history_file: Option<PathBuf>,
 }
 
@@ -172,8 +214,11 @@ pub enum GroupKind {
 pub struct FcgiSocket {
     /// `tcp://host:port` or `unix:///path`, as written.
     pub socket: String,
+    /// The listen backlog (`socket_backlog`).
     pub backlog: u32,
+    /// `socket_owner`: user and group ids, unix sockets only.
     pub owner: Option<(u32, Option<u32>)>,
+    /// `socket_mode`, unix sockets only.
     pub mode: u32,
 }
 
@@ -182,7 +227,9 @@ pub struct FcgiSocket {
 pub struct EventListenerConfig {
     /// Event type names, upper case (`PROCESS_STATE`, `TICK_60`, ...).
     pub events: Vec<String>,
+    /// Events queued for the pool before the oldest is dropped.
     pub buffer_size: u32,
+    /// supervisord's result handler, as written.
     pub result_handler: String,
 }
 
@@ -202,14 +249,18 @@ pub enum Strategy {
 /// One process group: the unit `update`, `add` and `remove` work on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupConfig {
+    /// The group's name.
     pub name: String,
+    /// The kind of section the group came from.
     pub kind: GroupKind,
+    /// Start order: lower first, stopped last.
     pub priority: i32,
     /// Vigil extension.
     pub strategy: Strategy,
     /// Vigil extension: restarts allowed within `max_restarts_period` before the
     /// group goes FATAL; `None` means unlimited (supervisord's behaviour).
     pub max_restarts: Option<u32>,
+    /// Vigil extension: the window `max_restarts` counts in.
     pub max_restarts_period: Duration,
     /// Instances sorted by (priority, name): start order.
     pub processes: Vec<ProcessConfig>,
@@ -219,8 +270,11 @@ pub struct GroupConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AutoRestart {
+    /// Never restart.
     False,
+    /// Restart when the exit code is not in `exitcodes` (the default).
     Unexpected,
+    /// Always restart.
     True,
 }
 
@@ -231,20 +285,30 @@ pub struct Signal(pub i32);
 /// One output channel's logging settings (`stdout_*` or `stderr_*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogConfig {
+    /// Where the channel's output goes.
     pub logfile: LogTarget,
+    /// Size at which the log rotates; 0 never rotates.
     pub maxbytes: u64,
+    /// Rotated logs kept.
     pub backups: u32,
+    /// Capture-mode buffer size; 0 disables capture mode.
     pub capture_maxbytes: u64,
+    /// Emit a `PROCESS_LOG` event per chunk of output.
     pub events_enabled: bool,
+    /// Also send the output to syslog.
     pub syslog: bool,
 }
 
 /// Backoff shape between restarts (Vigil extension; linear 1 s steps is supervisord's).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackoffConfig {
+    /// How the wait grows between attempts.
     pub kind: BackoffKind,
+    /// The first wait.
     pub initial: Duration,
+    /// The longest wait; `None` for no cap.
     pub max: Option<Duration>,
+    /// Growth factor per attempt of an exponential backoff.
     pub multiplier: f64,
     /// Fraction in 0..=1 of random spread added to each wait.
     pub jitter: f64,
@@ -253,10 +317,13 @@ pub struct BackoffConfig {
     pub reset_after: Option<Duration>,
 }
 
+/// How the wait between restart attempts grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackoffKind {
+    /// One `initial` step more per attempt (supervisord's rule).
     Linear,
+    /// `multiplier` times the previous wait.
     Exponential,
 }
 
@@ -265,17 +332,24 @@ pub enum BackoffKind {
 pub struct Dependency {
     /// A program name (all its instances) or a `group:process` name.
     pub name: String,
+    /// What the dependency must reach before this process starts.
     pub condition: DependencyCondition,
 }
 
+/// What a dependency must reach (`depends_on = "db:healthy"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DependencyCondition {
+    /// The dependency has a process (STARTING or RUNNING).
     Started,
+    /// The dependency is RUNNING (the default).
     #[default]
     Running,
+    /// The dependency is RUNNING and its readiness probe passed.
     Healthy,
+    /// The dependency ran and exited (EXITED).
     Completed,
+    /// The dependency exited with an expected exit code.
     CompletedSuccessfully,
 }
 
@@ -283,27 +357,38 @@ pub enum DependencyCondition {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ProbeKind {
+    /// A TCP connect to `host:port` succeeds.
     Tcp {
+        /// The host to connect to (`127.0.0.1` when written as `*` or empty).
         host: String,
+        /// The port to connect to.
         port: u16,
     },
+    /// An HTTP GET of `url` answers `expect_status`.
     Http {
+        /// The URL to fetch.
         url: String,
+        /// The status that counts as healthy.
         expect_status: u16,
     },
+    /// A command exits with status 0.
     Exec {
+        /// The command's argv.
         command: Vec<String>,
     },
     /// A regular expression matched against the program's output lines.
     Log {
+        /// The regular expression.
         pattern: String,
     },
     /// systemd's `READY=1` on `NOTIFY_SOCKET`.
     Notify,
 }
 
+/// A probe with its timing (Vigil extension: `ready_*` or `live_*`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Probe {
+    /// What is checked.
     pub kind: ProbeKind,
     /// Time between attempts.
     pub period: Duration,
@@ -330,36 +415,57 @@ pub struct ProcessConfig {
     pub command: Vec<String>,
     /// The command string as written after expansion, for display.
     pub command_line: String,
+    /// This instance's `%(process_num)`.
     pub process_num: u32,
+    /// How many instances the program has.
     pub numprocs: u32,
+    /// Start order within the group: lower first, stopped last.
     pub priority: i32,
+    /// Start when the daemon starts.
     pub autostart: bool,
+    /// Seconds the process must stay up to count as started.
     pub startsecs: u64,
+    /// Failed starts allowed before the process goes FATAL.
     pub startretries: u32,
+    /// When an exited process is restarted.
     pub autorestart: AutoRestart,
+    /// Exit codes that count as expected.
     pub exitcodes: Vec<i32>,
+    /// The signal that asks the process to stop.
     pub stopsignal: Signal,
+    /// Seconds to wait after `stopsignal` before SIGKILL.
     pub stopwaitsecs: u64,
+    /// Send `stopsignal` to the whole process group.
     pub stopasgroup: bool,
+    /// Send SIGKILL to the whole process group.
     pub killasgroup: bool,
+    /// The user the process runs as.
     pub user: Option<UserSpec>,
+    /// Send stderr to the stdout log.
     pub redirect_stderr: bool,
+    /// The stdout channel.
     pub stdout: LogConfig,
+    /// The stderr channel.
     pub stderr: LogConfig,
     /// The program's own `environment=` (the daemon-level one is kept in
     /// [`Supervisord::environment`] and merged at spawn time).
     pub environment: BTreeMap<String, String>,
+    /// The working directory; `None` keeps the daemon's.
     pub directory: Option<PathBuf>,
+    /// The process's umask; `None` keeps the daemon's.
     pub umask: Option<u32>,
     /// `serverurl=`; `None` for AUTO.
     pub serverurl: Option<String>,
     /// Vigil extensions.
     pub backoff: BackoffConfig,
+    /// Vigil extension: what must be up before this process starts.
     pub depends_on: Vec<Dependency>,
     /// Stop this process and wait for its dependencies again when one of them
     /// stops meeting its condition (default true; `false` keeps it running).
     pub restart_dependents: bool,
+    /// Vigil extension: the `ready_*` probe that gates RUNNING.
     pub readiness: Option<Probe>,
+    /// Vigil extension: the `live_*` probe that restarts a hung process.
     pub liveness: Option<Probe>,
 }
 
@@ -377,6 +483,8 @@ impl ProcessConfig {
 /// Where something was defined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {
+    /// The file.
     pub file: PathBuf,
+    /// The 1-based line; 0 when unknown.
     pub line: u32,
 }

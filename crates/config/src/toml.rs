@@ -11,7 +11,7 @@
 //! (serde `deny_unknown_fields`) located with toml's spans. The sections are then
 //! handed to the same builder as the INI reader's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -226,22 +226,83 @@ fn integer_as_written(n: i64, literal: &str) -> RawData {
     }
 }
 
+/// `text` with the `bad` lines blanked, and with a bad table header every line of
+/// its table. Blanked lines become spaces, so that byte offsets and line numbers
+/// stay those of `text`.
+fn without_lines(text: &str, bad: &BTreeSet<u32>) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Inside a table whose header is broken: its keys belong to no table.
+    let mut skipping = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let header = line.trim_start().starts_with('[');
+        if header {
+            skipping = false;
+        }
+        if bad.contains(&number) {
+            skipping |= header;
+        } else if !skipping {
+            out.push_str(line);
+            continue;
+        }
+        // One space per byte: a multi-byte character becomes as many spaces.
+        let content = line.strip_suffix('\n').unwrap_or(line);
+        out.extend(std::iter::repeat_n(' ', content.len()));
+        if content.len() < line.len() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// How often a file with syntax errors is read again without the lines found bad
+/// so far; toml's parser may find the next error only once the one before is gone.
+const RETRIES: usize = 8;
+
 /// Parses one TOML file into raw sections.
+///
+/// A syntax error does not hide the rest of the file: every syntax error toml's
+/// parser finds is reported, and the file is read again without the lines that
+/// hold one (and without the table of a broken header) until no error is left;
+/// what remains is checked and handed on like any file. A file still broken
+/// after [`RETRIES`] readings yields no sections.
 pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
     let lines = Lines::new(text);
-    let parsed: TomlFile = match toml::from_str(text) {
+    let mut report = |err: &toml::de::Error| {
+        let place = Place {
+            file: file.to_path_buf(),
+            line: err.span().map(|s| lines.line(s.start)),
+            ..Place::default()
+        };
+        // serde lists every allowed field after an unknown one; the key names
+        // are documented in config/vigil.toml, so keep the line short.
+        let message = err.message().trim_end();
+        let message = message.split_once(", expected one of").map_or(message, |(head, _)| head);
+        diags.error(&place, message.to_string());
+    };
+    let (mut document, mut errors) = toml::de::DeTable::parse_recoverable(text);
+    let mut bad = BTreeSet::new();
+    let mut cleaned = String::new();
+    for _ in 0..RETRIES {
+        if errors.is_empty() {
+            break;
+        }
+        errors.iter().for_each(&mut report);
+        bad.extend(errors.iter().filter_map(|e| e.span()).map(|s| lines.line(s.start)));
+        cleaned = without_lines(text, &bad);
+        (_, errors) = toml::de::DeTable::parse_recoverable(&cleaned);
+    }
+    if !bad.is_empty() {
+        errors.iter().for_each(&mut report);
+        (document, errors) = toml::de::DeTable::parse_recoverable(&cleaned);
+    }
+    if !errors.is_empty() {
+        return Vec::new();
+    }
+    let parsed = match TomlFile::deserialize(toml::de::Deserializer::from(document)) {
         Ok(parsed) => parsed,
         Err(err) => {
-            let place = Place {
-                file: file.to_path_buf(),
-                line: err.span().map(|s| lines.line(s.start)),
-                ..Place::default()
-            };
-            // serde lists every allowed field after an unknown one; the key names
-            // are documented in config/vigil.toml, so keep the line short.
-            let message = err.message().trim_end();
-            let message = message.split_once(", expected one of").map_or(message, |(head, _)| head);
-            diags.error(&place, message.to_string());
+            report(&err);
             return Vec::new();
         }
     };

@@ -143,6 +143,25 @@ fn errors_in_included_files_name_that_file() {
 }
 
 #[test]
+fn bad_bytes_and_bad_lines_in_included_files_hide_no_other_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write(dir.path(), "main.conf", "[supervisord]\n[include]\nfiles=inc/*.ini\n");
+    let inc = dir.path().join("inc/x.ini");
+    std::fs::create_dir_all(inc.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&inc, b"[program:x]\ncommand=/bin/\xff\nno separator\nstartsecs=soon\n")
+        .expect("write");
+    let errors = load(&root, &env()).expect_err("bad bytes in include");
+    let found: Vec<(&Path, Option<u32>)> =
+        errors.errors.iter().map(|e| (e.file.as_path(), e.line)).collect();
+    assert_eq!(
+        found,
+        [(inc.as_path(), Some(2)), (inc.as_path(), Some(3)), (inc.as_path(), Some(4))]
+    );
+    assert!(errors.errors[0].message.contains("not valid UTF-8"), "{errors}");
+    assert!(errors.errors[2].message.contains("'soon' is not an integer"), "{errors}");
+}
+
+#[test]
 fn later_include_overrides_earlier_definition() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = write(
@@ -312,4 +331,58 @@ fn probes_expand_per_instance_and_restart_dependents_defaults_on() {
         .collect();
     assert_eq!(ports, [9000, 9001]);
     assert!(processes.iter().all(|p| p.restart_dependents));
+}
+
+/// `environment=` with `pairs` pairs `K0="v0",K1="v1",...` (TOML: an inline table).
+fn many_pairs(pairs: usize, toml: bool) -> String {
+    let (sep, eq) = if toml { (", ", " = ") } else { (",", "=") };
+    let items: Vec<String> = (0..pairs).map(|i| format!("K{i}{eq}\"v{i}\"")).collect();
+    if toml { format!("{{ {} }}", items.join(sep)) } else { items.join(sep) }
+}
+
+#[test]
+fn an_environment_of_megabytes_loads_in_linear_time() {
+    // About 8 MB per line. Parsing is linear and takes a few seconds in a debug
+    // build; the quadratic version it guards against took minutes at a quarter of
+    // this size, so the generous bound catches a change of complexity, not a slow
+    // machine.
+    const PAIRS: usize = 480_000;
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+    let ini_pairs = many_pairs(PAIRS, false);
+    let configs = [
+        (
+            "/tmp/env-test.conf",
+            format!("[supervisord]\n[program:x]\ncommand=/bin/x\nenvironment={ini_pairs}\n"),
+        ),
+        (
+            "/tmp/env-test.conf",
+            format!("[supervisord]\nenvironment={ini_pairs}\n[program:x]\ncommand=/bin/x\n"),
+        ),
+        (
+            "/tmp/env-test.toml",
+            format!(
+                "[supervisord]\n[program.x]\ncommand = \"/bin/x\"\nenvironment = {}\n",
+                many_pairs(PAIRS, true)
+            ),
+        ),
+    ];
+    for (path, text) in configs {
+        assert!(text.len() > 7 << 20, "{} bytes", text.len());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // A thread, so that a regression fails at the bound instead of running on.
+        std::thread::spawn(move || {
+            let options = LoadOptions { host_node_name: "node1".into() };
+            let _ = tx.send(load_str_with(&text, Path::new(path), &env(), &options));
+        });
+        let loaded = match rx.recv_timeout(BOUND) {
+            Ok(result) => result.unwrap_or_else(|e| panic!("{path}: {e}")),
+            Err(_) => panic!("{path}: {PAIRS} environment pairs did not load within {BOUND:?}"),
+        };
+        let x = loaded.config.processes().next().expect("x");
+        let count = x.environment.len() + loaded.config.supervisord.environment.len();
+        assert_eq!(count, PAIRS, "{path}");
+        let last = format!("K{}", PAIRS - 1);
+        let value = x.environment.get(&last).or(loaded.config.supervisord.environment.get(&last));
+        assert_eq!(value.map(String::as_str), Some(format!("v{}", PAIRS - 1).as_str()), "{path}");
+    }
 }
