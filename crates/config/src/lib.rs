@@ -11,6 +11,12 @@
 //! (later keys win); `build` applies defaults, `%` expansion and the value rules.
 //! Every problem is collected; any error means no `Config` at all.
 //!
+//! It is also where supervisord's vocabulary lives for every crate to share:
+//! [`NameSpec`] and [`make_namespec`] (how processes are named), [`Signal`]'s
+//! name table ([`Signal::parse`]), [`py_repr`] (values quoted in messages), the
+//! config search order ([`search_paths`]) and a client's `[supervisorctl]`
+//! section ([`read_supervisorctl`]).
+//!
 //! Deliberate differences from supervisord, each turning a silent surprise into an
 //! error or a deterministic rule:
 //! - relative paths (`logfile`, `pidfile`, `*_logfile`, `file`, ...) resolve

@@ -106,8 +106,11 @@ pub trait Control {
     /// every stop has finished. Each phase has the semantics of `stop`/`start`.
     async fn restart(specs: Vec<NameSpec>, wait: bool) -> Result<RestartReport, ControlError>;
 
-    /// Sends a signal, given by name (`HUP`, `SIGHUP`) or number (`1`). Per
-    /// process: `BadSignal`, `NotRunning` (not RUNNING/STARTING/STOPPING), `Failed`.
+    /// Sends a signal, given by name (`HUP`, `SIGHUP`) or number (`1`) as
+    /// [`vigil_config::Signal::parse`] reads it; the text travels as typed so
+    /// that the daemon checks the name after the process, in supervisord's
+    /// order. Per process: `BadSignal`, `NotRunning` (not
+    /// RUNNING/STARTING/STOPPING), `Failed`.
     async fn signal(
         specs: Vec<NameSpec>,
         signal: String,
