@@ -16,7 +16,7 @@ use rustyline::history::FileHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use vigil_config::Signal;
-use vigil_rpc::ProcessInfo;
+use vigil_rpc::{NameSpec, ProcessInfo};
 
 use crate::commands;
 use crate::ctl::{Ctl, Flow};
@@ -57,7 +57,7 @@ impl Completion {
             for info in &processes {
                 if word.contains(':') || info.name != info.group {
                     names.push(format!("{}:{}", info.group, info.name));
-                    let whole = format!("{}:*", info.group);
+                    let whole = NameSpec::Group(info.group.clone()).to_string();
                     if !names.contains(&whole) {
                         names.push(whole);
                     }
