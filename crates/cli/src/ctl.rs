@@ -19,34 +19,23 @@ use vigil_rpc::{
     ProcessState, context_with_timeout, flatten, read_log_all,
 };
 
-use crate::render::{self, Action, exit};
+use crate::commands::{self, Action, Parsed};
+use crate::render::{self, exit};
 
-/// Deadline for queries.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Deadline for calls that wait on processes (start/stop/restart/update):
-/// supervisorctl waits as long as it takes, so effectively unbounded.
-pub const WAIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// How long one `tail -f` long-poll waits in the daemon.
-pub const FOLLOW_WAIT: Duration = Duration::from_secs(20);
-/// Bytes `tail` shows by default, and how far back `tail -f` starts.
-pub const TAIL_BYTES: i64 = 1600;
-pub const FOLLOW_BACKLOG: i64 = 1024;
-
-/// The commands, in `help`'s order.
-pub const COMMANDS: &[&str] = &[
-    "add", "avail", "clear", "exit", "fg", "maintail", "open", "pid", "quit", "reload", "remove",
-    "reread", "restart", "shutdown", "signal", "start", "status", "stop", "tail", "update",
-    "version",
-];
+pub use crate::limits::{FOLLOW_BACKLOG, FOLLOW_WAIT, QUERY_TIMEOUT, TAIL_BYTES, WAIT_TIMEOUT};
 
 /// Connection settings (from the config file and the command line).
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Where vigild listens: `unix:///path` or `http://host:port`.
     pub serverurl: String,
+    /// Username for authentication.
     pub username: Option<String>,
+    /// Password for authentication.
     pub password: Option<String>,
     /// Interactive: ask before `shutdown`/`reload`.
     pub interactive: bool,
+    /// One JSON document per command instead of supervisorctl's text.
     pub json: bool,
 }
 
@@ -56,14 +45,19 @@ type CredentialsPrompt = Box<dyn FnMut() -> Option<(String, String)> + Send>;
 /// What the shell should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Read the next line.
     Continue,
+    /// Leave the shell (`quit`, `exit`, end of input).
     Quit,
 }
 
 /// The interpreter. Keeps one connection open across commands and reconnects
 /// when it is lost.
 pub struct Ctl {
+    /// The connection settings; `open` changes the URL.
     pub options: Options,
+    /// The exit status so far: supervisorctl's `exitstatus`, which the last
+    /// failing command sets and nothing resets.
     pub exitstatus: i32,
     client: Option<ControlClient>,
     out: Box<dyn Write + Send>,
@@ -82,6 +76,7 @@ pub struct Ctl {
 }
 
 impl Ctl {
+    /// An interpreter writing to `out`; it connects at the first command.
     pub fn new(options: Options, out: Box<dyn Write + Send>) -> Ctl {
         Ctl {
             options,
@@ -165,14 +160,25 @@ impl Ctl {
         }
         self.messages.clear();
         self.result = None;
-        let (command, arg) = match line.split_once(char::is_whitespace) {
-            Some((command, arg)) => (command, arg.trim()),
-            None => (line, ""),
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let command = if words[0] == "?" { "help" } else { words[0] };
+        let parsed = match command {
+            // The end of the shell's input, not a command one can type.
+            "EOF" => Parsed::Run(Action::Quit { extra: Vec::new() }),
+            _ => commands::parse_words(&[&[command], &words[1..]].concat()),
         };
-        let command = if command == "?" { "help" } else { command };
         let flow = loop {
             self.auth_refused = false;
-            let flow = self.dispatch(command, arg, line).await;
+            let flow = match &parsed {
+                Parsed::Run(action) => self.dispatch(action.clone(), line).await,
+                Parsed::Help(text) => {
+                    for help_line in text.lines() {
+                        self.line(help_line.to_owned());
+                    }
+                    Flow::Continue
+                }
+                Parsed::Unknown => self.dispatch(Action::Unknown(Vec::new()), line).await,
+            };
             // Interactive mode asks for credentials and runs the command again.
             if !(self.auth_refused && self.options.interactive) {
                 break flow;
@@ -183,6 +189,9 @@ impl Ctl {
             self.options.password = Some(password);
             self.exitstatus = exit::OK;
         };
+        if command == "EOF" {
+            self.line("");
+        }
         if self.options.json {
             let document = json!({
                 "command": command,
@@ -196,36 +205,33 @@ impl Ctl {
         flow
     }
 
-    async fn dispatch(&mut self, command: &str, arg: &str, line: &str) -> Flow {
-        let args: Vec<&str> = arg.split_whitespace().collect();
-        match command {
-            "status" => self.status(&args, false).await,
-            "start" => self.start(&args).await,
-            "stop" => self.stop(&args).await,
-            "restart" => self.restart(&args).await,
-            "signal" => self.signal(&args).await,
-            "pid" => self.pid(&args).await,
-            "tail" => self.tail(&args).await,
-            "maintail" => self.maintail(&args).await,
-            "fg" => self.fg(&args).await,
-            "clear" => self.clear(&args).await,
-            "avail" => self.avail(&args).await,
-            "reread" => self.reread(&args).await,
-            "add" => self.add(&args).await,
-            "remove" => self.remove(&args).await,
-            "update" => self.update(&args).await,
-            "reload" => self.reload(&args).await,
-            "shutdown" => self.shutdown().await,
-            "version" => self.version(&args).await,
-            "open" => self.open(arg).await,
-            "help" => self.help(arg),
-            "quit" | "exit" | "EOF" => {
-                if command == "EOF" {
-                    self.line("");
-                }
-                return Flow::Quit;
-            }
-            _ => {
+    async fn dispatch(&mut self, action: Action, line: &str) -> Flow {
+        let words = action.words();
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        let args = args.as_slice();
+        match action {
+            Action::Status { .. } => self.status(args, false).await,
+            Action::Start { .. } => self.start(args).await,
+            Action::Stop { .. } => self.stop(args).await,
+            Action::Restart { .. } => self.restart(args).await,
+            Action::Signal { .. } => self.signal(args).await,
+            Action::Pid { .. } => self.pid(args).await,
+            Action::Tail { .. } => self.tail(args).await,
+            Action::Maintail { .. } => self.maintail(args).await,
+            Action::Fg { .. } => self.fg(args).await,
+            Action::Clear { .. } => self.clear(args).await,
+            Action::Avail { .. } => self.avail(args).await,
+            Action::Reread { .. } => self.reread(args).await,
+            Action::Add { .. } => self.add(args).await,
+            Action::Remove { .. } => self.remove(args).await,
+            Action::Update { .. } => self.update(args).await,
+            Action::Reload { .. } => self.reload(args).await,
+            Action::Shutdown { .. } => self.shutdown().await,
+            Action::Version { .. } => self.version(args).await,
+            Action::Open { .. } => self.open(&args.join(" ")).await,
+            Action::Help { .. } => self.help(&args.join(" ")),
+            Action::Quit { .. } | Action::Exit { .. } => return Flow::Quit,
+            Action::Unknown(_) => {
                 self.line(format!("*** Unknown syntax: {line}"));
                 self.fail(exit::GENERIC);
             }
@@ -374,7 +380,7 @@ impl Ctl {
         }
     }
 
-    fn show_results(&mut self, action: Action, results: &[vigil_rpc::ProcessResult]) {
+    fn show_results(&mut self, action: render::Action, results: &[vigil_rpc::ProcessResult]) {
         for result in results {
             let (line, status) = render::result_line(action, result);
             self.line(line);
@@ -426,7 +432,9 @@ impl Ctl {
             return;
         };
         let reply = client.start(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
-        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Start, results));
+        self.finish(flatten(reply), |ctl, results| {
+            ctl.show_results(render::Action::Start, results)
+        });
     }
 
     async fn stop(&mut self, args: &[&str]) {
@@ -434,7 +442,7 @@ impl Ctl {
             return;
         };
         let reply = client.stop(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
-        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Stop, results));
+        self.finish(flatten(reply), |ctl, results| ctl.show_results(render::Action::Stop, results));
     }
 
     async fn restart(&mut self, args: &[&str]) {
@@ -443,8 +451,8 @@ impl Ctl {
         };
         let reply = client.restart(context_with_timeout(WAIT_TIMEOUT), specs, true).await;
         self.finish(flatten(reply), |ctl, report| {
-            ctl.show_results(Action::Stop, &report.stopped);
-            ctl.show_results(Action::Start, &report.started);
+            ctl.show_results(render::Action::Stop, &report.stopped);
+            ctl.show_results(render::Action::Start, &report.started);
         });
     }
 
@@ -461,7 +469,9 @@ impl Ctl {
             Self::specs(names),
             (*signal).to_owned(),
         );
-        self.finish(flatten(call.await), |ctl, results| ctl.show_results(Action::Signal, results));
+        self.finish(flatten(call.await), |ctl, results| {
+            ctl.show_results(render::Action::Signal, results)
+        });
     }
 
     fn signal_usage(&mut self) {
@@ -718,7 +728,9 @@ impl Ctl {
             return;
         };
         let reply = client.clear_logs(context_with_timeout(QUERY_TIMEOUT), specs).await;
-        self.finish(flatten(reply), |ctl, results| ctl.show_results(Action::Clear, results));
+        self.finish(flatten(reply), |ctl, results| {
+            ctl.show_results(render::Action::Clear, results)
+        });
     }
 
     fn no_arguments(&mut self, command: &str, args: &[&str]) -> bool {
@@ -976,14 +988,13 @@ impl Ctl {
             let header = "default commands (type help <topic>):";
             self.line(header);
             self.line("=".repeat(header.len()));
-            for row in render::columnize(COMMANDS, 79) {
+            let names = commands::names();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            for row in render::columnize(&names, 79) {
                 self.line(row);
             }
             self.line("");
-        } else if topic == "help" {
-            self.line("help\t\tPrint a list of available actions");
-            self.line("help <action>\tPrint help for <action>");
-        } else if crate::help::text(topic).is_some() {
+        } else if commands::help(topic).is_some() {
             self.help_lines(topic);
         } else {
             self.line(format!("*** No help on {topic}"));
@@ -991,8 +1002,8 @@ impl Ctl {
     }
 
     fn help_lines(&mut self, command: &str) {
-        for line in crate::help::text(command).unwrap_or_default() {
-            self.line(*line);
+        for line in commands::help(command).unwrap_or_default() {
+            self.line(line);
         }
     }
 

@@ -11,7 +11,7 @@ use vigil_rpc::{
     context_with_timeout, flatten,
 };
 
-use crate::ctl::{FOLLOW_BACKLOG, FOLLOW_WAIT, QUERY_TIMEOUT};
+use crate::limits::{FOLLOW_BACKLOG, FOLLOW_WAIT, QUERY_TIMEOUT};
 
 /// Runs the foreground session; returns the closing lines to print.
 pub(crate) async fn run(

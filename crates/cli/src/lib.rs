@@ -1,12 +1,19 @@
-//! vigilctl as a library: the command interpreter ([`ctl::Ctl`]), the pure
-//! rendering of supervisorctl's output ([`render`]), the `[supervisorctl]`
-//! settings ([`settings`]) and the interactive shell ([`shell`]). The binary in
-//! `main.rs` only parses flags and wires these together; tests drive [`ctl::Ctl`]
-//! against a fake daemon.
+//! vigilctl as a library: the command line ([`commands`], whose
+//! [`commands::command`] is the `clap::Command` that man pages and shell
+//! completions are generated from), the command interpreter ([`ctl::Ctl`]),
+//! the pure rendering of supervisorctl's output ([`render`]), the
+//! `[supervisorctl]` settings ([`settings`]) and the interactive shell
+//! ([`shell`]). The binary in `main.rs` only wires these together; tests drive
+//! [`ctl::Ctl`] against a fake daemon.
 
+#![warn(missing_docs)]
+
+pub mod commands;
 pub mod ctl;
 mod fg;
-pub mod help;
+pub mod limits;
 pub mod render;
 pub mod settings;
 pub mod shell;
+
+pub use commands::command;

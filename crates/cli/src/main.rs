@@ -7,44 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use vigil_cli::commands::{self, Cli};
 use vigil_cli::ctl::{Ctl, Options};
 use vigil_cli::{settings, shell};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "vigilctl",
-    version,
-    about = "Control a running vigild (supervisorctl-compatible)",
-    after_help = "Commands: add avail clear fg help maintail open pid quit reload remove reread restart \
-                  shutdown signal start status stop tail update version.\nRun `vigilctl help <command>` for details."
-)]
-struct Args {
-    /// Configuration file (searched for like supervisorctl when absent).
-    #[arg(short = 'c', long = "configuration")]
-    configuration: Option<PathBuf>,
-    /// Where vigild listens: unix:///path or http://host:port.
-    #[arg(short = 's', long = "serverurl")]
-    serverurl: Option<String>,
-    /// Username for authentication.
-    #[arg(short = 'u', long = "username")]
-    username: Option<String>,
-    /// Password for authentication.
-    #[arg(short = 'p', long = "password")]
-    password: Option<String>,
-    /// Start the shell (the default when no command is given).
-    #[arg(short = 'i', long = "interactive")]
-    interactive: bool,
-    /// Keep the shell's readline history in this file.
-    #[arg(short = 'r', long = "history-file", alias = "history_file")]
-    history_file: Option<PathBuf>,
-    /// Print one JSON document per command instead of supervisorctl's text.
-    #[arg(long)]
-    json: bool,
-    /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    action: Vec<String>,
-}
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("Error: {message}");
@@ -53,33 +18,34 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
-    // `--json` is accepted after the command too (`vigilctl status --json`).
-    let before = args.action.len();
-    args.action.retain(|word| word != "--json");
-    args.json |= args.action.len() != before;
+    let (args, words): (Cli, Vec<String>) = commands::parse_args();
+    // The command's words, joined into one line and split again as
+    // supervisorctl does; `--json` is accepted after the command too
+    // (`vigilctl status --json`).
+    let mut json = args.json;
+    let before = words.len();
+    let action: Vec<String> = words.into_iter().filter(|word| word != "--json").collect();
+    json |= action.len() != before;
 
     let argv0 = std::env::args_os().next().map(PathBuf::from).unwrap_or_default();
-    let config = match settings::find_config(args.configuration.as_deref(), &argv0) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let config = match settings::find_config(args.configuration.as_deref(), &argv0, &cwd) {
         Ok(config) => config,
         Err(error) => return usage_error(error),
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let file_settings = match &config {
-        Some(path) => match settings::read_supervisorctl(path, &env) {
-            Ok(found) => found,
-            Err(error) => return usage_error(error),
-        },
-        None => settings::defaults(),
+    let file_settings = match settings::read(config.as_deref(), &env) {
+        Ok(found) => found,
+        Err(error) => return usage_error(error),
     };
 
-    let shell_mode = args.action.is_empty();
+    let shell_mode = action.is_empty();
     let options = Options {
         serverurl: args.serverurl.unwrap_or(file_settings.serverurl),
         username: args.username.or(file_settings.username),
         password: args.password.or(file_settings.password),
         interactive: shell_mode,
-        json: args.json,
+        json,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -112,7 +78,7 @@ fn main() -> ExitCode {
 
     if !shell_mode {
         // With a command, supervisorctl runs it and exits even with -i.
-        runtime.block_on(ctl.onecmd(&args.action.join(" ")));
+        runtime.block_on(ctl.onecmd(&action.join(" ")));
         return ExitCode::from(u8::try_from(ctl.exitstatus).unwrap_or(1));
     }
     let history = args.history_file.or(file_settings.history_file);

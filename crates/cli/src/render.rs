@@ -1,5 +1,5 @@
 //! Pure rendering: the exact lines supervisorctl 4.x prints and the exit codes
-//! it sets (reference s3.2-s3.5), as functions of the RPC results. No I/O here,
+//! it sets, as functions of the RPC results. No I/O here,
 //! so every string is pinned by a table test.
 
 use vigil_rpc::{
@@ -8,15 +8,23 @@ use vigil_rpc::{
 
 /// LSB init-script exit codes, as supervisorctl uses them.
 pub mod exit {
+    /// Success.
     pub const OK: i32 = 0;
+    /// Any other failure (a fault, a usage error of most commands).
     pub const GENERIC: i32 = 1;
+    /// `start` without a name.
     pub const INVALID_ARGS: i32 = 2;
+    /// LSB's "unimplemented feature".
     pub const UNIMPLEMENTED_FEATURE: i32 = 3;
+    /// The connection was refused.
     pub const INSUFFICIENT_PRIVILEGES: i32 = 4;
+    /// The daemon speaks another API version.
     pub const NOT_INSTALLED: i32 = 5;
+    /// No such socket, or a process that should run does not.
     pub const NOT_RUNNING: i32 = 7;
-    /// LSB status codes, used by `status` only.
+    /// LSB status code of `status` when a listed process is not running.
     pub const STATUS_NOT_RUNNING: i32 = 3;
+    /// LSB status code of `status` when the state cannot be known.
     pub const STATUS_UNKNOWN: i32 = 4;
 }
 
@@ -35,7 +43,7 @@ pub fn exit_for_fault(code: i32, ignored: Option<i32>) -> Option<i32> {
     }
 }
 
-/// The status table (reference s3.3): name column `max(30, longest) + 3` wide,
+/// The status table (supervisorctl's `_show_statuses`): name column `max(30, longest) + 3` wide,
 /// state column 10 wide, then the description. Widths count characters, as
 /// Python's `%-Ns` does.
 pub fn status_lines(infos: &[ProcessInfo]) -> Vec<String> {
@@ -52,9 +60,13 @@ pub fn status_lines(infos: &[ProcessInfo]) -> Vec<String> {
 /// faults its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// `start` (and the start phase of `restart`).
     Start,
+    /// `stop` (and the stop phase of `restart`).
     Stop,
+    /// `signal`.
     Signal,
+    /// `clear`.
     Clear,
 }
 

@@ -1,5 +1,6 @@
 //! The interactive shell: `<prompt>> `, readline editing and history, and tab
-//! completion of commands, process names and group names (rustyline).
+//! completion of commands, process names, group names and signal names
+//! (rustyline).
 //!
 //! Readline blocks the thread, so the shell runs on a plain thread and drives
 //! each command to completion on the tokio runtime it is given.
@@ -14,9 +15,11 @@ use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
-use vigil_rpc::ProcessInfo;
+use vigil_config::Signal;
+use vigil_rpc::{NameSpec, ProcessInfo};
 
-use crate::ctl::{COMMANDS, Ctl, Flow};
+use crate::commands;
+use crate::ctl::{Ctl, Flow};
 
 /// Completion data: refreshed before each prompt, as supervisorctl clears its
 /// cache after each command.
@@ -31,8 +34,14 @@ impl Completion {
         let action = words.first().copied().unwrap_or_default();
         let completing_action = words.is_empty() || (words.len() == 1 && !line.ends_with(' '));
         let processes = self.processes.lock().map(|p| p.clone()).unwrap_or_default();
-        let mut names: Vec<String> = if completing_action || action == "help" {
-            COMMANDS.iter().map(|c| (*c).to_owned()).chain(["help".to_owned()]).collect()
+        // `signal`'s first argument is a signal name, from vigil-config's table.
+        let completing_signal = action == "signal"
+            && (words.len() == 1 && line.ends_with(' ')
+                || words.len() == 2 && !line.ends_with(' '));
+        let mut names: Vec<String> = if completing_signal {
+            Signal::names().map(str::to_owned).collect()
+        } else if completing_action || action == "help" {
+            commands::names().into_iter().chain(["help".to_owned()]).collect()
         } else if ["add", "remove", "update"].contains(&action) {
             let mut groups: Vec<String> = Vec::new();
             for info in &processes {
@@ -48,7 +57,7 @@ impl Completion {
             for info in &processes {
                 if word.contains(':') || info.name != info.group {
                     names.push(format!("{}:{}", info.group, info.name));
-                    let whole = format!("{}:*", info.group);
+                    let whole = NameSpec::Group(info.group.clone()).to_string();
                     if !names.contains(&whole) {
                         names.push(whole);
                     }
@@ -185,5 +194,8 @@ mod tests {
         assert_eq!(completion.candidates("update a", "a"), ["app1 "]);
         assert_eq!(completion.candidates("help ta", "ta"), ["tail "]);
         assert!(completion.candidates("version ", "").is_empty());
+        assert_eq!(completion.candidates("signal US", "US"), ["USR1 ", "USR2 "]);
+        assert_eq!(completion.candidates("signal ", "").len(), Signal::names().count());
+        assert_eq!(completion.candidates("signal HUP g", "g"), ["grp:a ", "grp:* ", "grp:b "]);
     }
 }

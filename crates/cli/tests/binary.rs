@@ -4,6 +4,7 @@
 #[path = "../../rpc/tests/support/fake.rs"]
 mod fake;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use fake::{Fake, serve};
@@ -11,9 +12,19 @@ use fake::{Fake, serve};
 /// Runs vigilctl with `args` off the async runtime (the fake daemon needs it)
 /// and returns stdout, stderr and the exit code.
 async fn vigilctl(args: &[&str]) -> (String, String, i32) {
+    vigilctl_in(None, args).await
+}
+
+/// [`vigilctl`] in the working directory `cwd` (the test's own when `None`).
+async fn vigilctl_in(cwd: Option<&Path>, args: &[&str]) -> (String, String, i32) {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let cwd = cwd.map(Path::to_owned);
     tokio::task::spawn_blocking(move || {
-        let child = Command::new(env!("CARGO_BIN_EXE_vigilctl"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigilctl"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let child = command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,4 +89,39 @@ async fn config_problems_are_usage_errors() {
         (err.as_str(), code),
         ("Error: .ini file does not include supervisorctl section\nFor help, use vigilctl -h\n", 2)
     );
+}
+
+#[tokio::test]
+async fn finds_vigil_toml_in_the_working_directory_as_vigild_does() {
+    let served = serve(Fake::new(), None);
+    let socket = served.dir.path().join("vigil.sock");
+    std::fs::write(
+        served.dir.path().join("vigil.toml"),
+        format!("[supervisorctl]\nserverurl = \"unix://{}\"\n", socket.display()),
+    )
+    .expect("write config");
+    let (out, _, code) = vigilctl_in(Some(served.dir.path()), &["status", "app1"]).await;
+    assert_eq!(
+        (out.as_str(), code),
+        ("app1                             RUNNING   pid 4242, uptime 0:00:12\n", 0)
+    );
+}
+
+#[tokio::test]
+async fn command_help_is_the_same_both_ways() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("supervisord.conf");
+    // Nothing listens there: help must not need the daemon.
+    std::fs::write(&config, "[supervisorctl]\nserverurl = unix://%(here)s/none.sock\n")
+        .expect("write config");
+    let config = config.display().to_string();
+    for command in ["status", "start", "tail", "signal", "update", "help"] {
+        let by_flag = vigilctl(&["-c", &config, command, "--help"]).await;
+        let by_help = vigilctl(&["-c", &config, "help", command]).await;
+        assert_eq!(by_flag, by_help, "{command}");
+        let (out, _, code) = by_flag;
+        assert!(out.starts_with(command) && code == 0, "{command}: {out:?} {code}");
+    }
+    let (out, _, code) = vigilctl(&["-c", &config, "frobnicate", "--help"]).await;
+    assert_eq!((out.as_str(), code), ("*** Unknown syntax: frobnicate --help\n", 1));
 }

@@ -158,6 +158,14 @@ async fn start_and_stop_lines_exit_codes_and_one_round_trip() {
         run(&served, "frobnicate x").await,
         (lines(&["*** Unknown syntax: frobnicate x"]), 1)
     );
+    // A command's `--help` is its help, in the shell as on the command line;
+    // `-h` stays a name, as supervisorctl reads it.
+    let stop_help = run(&served, "help stop").await;
+    assert!(stop_help.0.starts_with("stop <name>\t\tStop a process\n"), "{stop_help:?}");
+    assert_eq!(run(&served, "stop --help").await, stop_help);
+    assert_eq!(run(&served, "? stop").await, stop_help);
+    assert_eq!(run(&served, "status -h").await, (lines(&["-h: ERROR (no such process)"]), 4));
+    assert_eq!(run(&served, "-c x").await, (lines(&["*** Unknown syntax: -c x"]), 1));
 }
 
 #[tokio::test]

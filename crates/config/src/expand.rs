@@ -107,21 +107,25 @@ enum FormatError {
     Bad(String),
 }
 
-/// Python's `repr()` of a str, close enough for messages.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
+/// Python's `repr()` of a str, as supervisord's messages quote values: single
+/// quotes unless the text holds a `'` and no `"`, backslash escapes for the
+/// quote, `\\`, `\n`, `\r`, `\t`, and `\xNN` for the other control characters
+/// (C0, DEL and C1, which Python does not print as they are).
+pub fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(text.len() + 2);
     out.push(quote);
-    for c in s.chars() {
-        match c {
+    for ch in text.chars() {
+        match ch {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
             c if c == quote => {
                 out.push('\\');
                 out.push(c);
             }
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -287,6 +291,21 @@ mod tests {
         e.insert("process_num".into(), Expansion::Int(7));
         e.insert("ENV_HOME".into(), Expansion::Str("/root".into()));
         e
+    }
+
+    #[test]
+    fn repr_quotes_like_python() {
+        let cases = [
+            ("plain", "'plain'"),
+            ("it's", "\"it's\""),
+            ("both ' and \"", "'both \\' and \"'"),
+            ("a\\b\nc\td\re", "'a\\\\b\\nc\\td\\re'"),
+            ("bell\u{7}del\u{7f}c1\u{85}", "'bell\\x07del\\x7fc1\\x85'"),
+            ("caf\u{e9}", "'caf\u{e9}'"),
+        ];
+        for (text, repr) in cases {
+            assert_eq!(py_repr(text), repr, "{text:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! hides nothing: bytes that are not UTF-8 are reported at their line and a
 //! malformed INI line is reported and left out, and the rest is still checked.
 //!
+//! It is also where supervisord's vocabulary lives for every crate to share:
+//! [`NameSpec`] and [`make_namespec`] (how processes are named), [`Signal`]'s
+//! name table ([`Signal::parse`]), [`py_repr`] (values quoted in messages), the
+//! config search order ([`search_paths`]) and a client's `[supervisorctl]`
+//! section ([`read_supervisorctl`]).
+//!
 //! Deliberate differences from supervisord, each turning a silent surprise into an
 //! error or a deterministic rule:
 //! - relative paths (`logfile`, `pidfile`, `*_logfile`, `file`, ...) resolve
@@ -33,7 +39,10 @@ mod expand;
 mod ini;
 mod keys;
 pub mod model;
+mod namespec;
 mod raw;
+mod signal;
+mod supervisorctl;
 mod toml;
 mod values;
 
@@ -43,19 +52,16 @@ use std::path::{Path, PathBuf};
 pub use diff::{Apply, FieldChange, GroupChange, Plan, ProcessChange, diff};
 pub use discover::{find_config_file, not_found_message, search_paths};
 pub use error::{ConfigErrors, Diagnostic};
+pub use expand::py_repr;
 pub use model::*;
+pub use namespec::{NameSpec, make_namespec};
+pub use signal::BadSignal;
+pub use supervisorctl::{
+    DEFAULT_PROMPT, DEFAULT_SERVERURL, SupervisorctlError, read_supervisorctl,
+};
 
 use error::{Diagnostics, Place};
 use raw::{RawData, RawSection, merge_sections};
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match nix::sys::signal::Signal::try_from(self.0) {
-            Ok(sig) => f.write_str(sig.as_str().trim_start_matches("SIG")),
-            Err(_) => write!(f, "{}", self.0),
-        }
-    }
-}
 
 /// A successfully loaded config and the warnings found on the way (unknown keys,
 /// unmatched include globs, deprecated spellings).
@@ -99,10 +105,17 @@ pub fn load_with(
     env: &BTreeMap<String, String>,
     options: &LoadOptions,
 ) -> Result<Loaded, ConfigErrors> {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut diags = Diagnostics::default();
-    match read_file(&path, &mut diags) {
-        Ok(text) => load_text(&text, &path, env, options, diags),
+    let (path, text) = read_root(path, &mut diags)?;
+    load_text(&text, &path, env, options, diags)
+}
+
+/// The root file made absolute against the current directory, and its text;
+/// `diags` receives its encoding errors.
+fn read_root(path: &Path, diags: &mut Diagnostics) -> Result<(PathBuf, String), ConfigErrors> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match read_file(&path, diags) {
+        Ok(text) => Ok((path, text)),
         Err(err) => Err(ConfigErrors {
             errors: vec![
                 Place { file: path.clone(), ..Place::default() }
@@ -141,18 +154,44 @@ fn load_text(
     options: &LoadOptions,
     mut diags: Diagnostics,
 ) -> Result<Loaded, ConfigErrors> {
+    let Some((sections, files)) = read_sections(text, path, env, options, &mut diags) else {
+        return Err(ConfigErrors { errors: diags.errors });
+    };
+    let sections = merge_sections(sections);
+    let ctx =
+        build::Context { env, host_node_name: &options.host_node_name, root: path, files: &files };
+    let config = build::build(&sections, &ctx, &mut diags);
+    diags.sort(&files);
+    if diags.errors.is_empty() {
+        Ok(Loaded { config, warnings: diags.warnings })
+    } else {
+        Err(ConfigErrors { errors: diags.errors })
+    }
+}
+
+/// The front half of loading: the root file's sections, then those of its
+/// `[include]` files, each with file and line, and the list of files read.
+/// `None` (with the errors in `diags`, sorted) when a file could not be
+/// tokenized at all.
+fn read_sections(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    options: &LoadOptions,
+    diags: &mut Diagnostics,
+) -> Option<(Vec<RawSection>, Vec<PathBuf>)> {
     let mut files = vec![path.to_path_buf()];
     let before = diags.errors.len();
-    let mut sections = read_any(text, path, &mut diags);
+    let mut sections = read_any(text, path, diags);
     // A file that could not be tokenized at all yields no sections; building
     // would only add noise ("does not include supervisord section").
     let mut unreadable = sections.is_empty() && diags.errors.len() > before;
-    let includes = include_files(&sections, path, env, options, &mut diags);
+    let includes = include_files(&sections, path, env, options, diags);
     for file in includes {
-        match read_file(&file, &mut diags) {
+        match read_file(&file, diags) {
             Ok(text) => {
                 let before = diags.errors.len();
-                let mut included = read_any(&text, &file, &mut diags);
+                let mut included = read_any(&text, &file, diags);
                 unreadable |= included.is_empty() && diags.errors.len() > before;
                 included.retain(|s| {
                     if s.name == "include" {
@@ -184,18 +223,9 @@ fn load_text(
     }
     if unreadable {
         diags.sort(&files);
-        return Err(ConfigErrors { errors: diags.errors });
+        return None;
     }
-    let sections = merge_sections(sections);
-    let ctx =
-        build::Context { env, host_node_name: &options.host_node_name, root: path, files: &files };
-    let config = build::build(&sections, &ctx, &mut diags);
-    diags.sort(&files);
-    if diags.errors.is_empty() {
-        Ok(Loaded { config, warnings: diags.warnings })
-    } else {
-        Err(ConfigErrors { errors: diags.errors })
-    }
+    Some((sections, files))
 }
 
 /// Reads a config file as text. Bytes that are not UTF-8 are reported at their

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use nix::unistd::{Gid, Group, Uid, User};
@@ -79,20 +78,9 @@ pub(crate) fn octal(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{} can not be converted to an octal type", py_repr(s)))
 }
 
+/// `stopsignal=` and the like: [`Signal::parse`], with its message.
 pub(crate) fn signal(s: &str) -> Result<Signal, String> {
-    let t = s.trim();
-    if let Some(n) = python_int(t) {
-        let n = i32::try_from(n)
-            .map_err(|_| format!("value {} is not a valid signal number", py_repr(s)))?;
-        return nix::sys::signal::Signal::try_from(n)
-            .map(|sig| Signal(sig as i32))
-            .map_err(|_| format!("value {} is not a valid signal number", py_repr(s)));
-    }
-    let upper = t.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    nix::sys::signal::Signal::from_str(&name)
-        .map(|sig| Signal(sig as i32))
-        .map_err(|_| format!("value {} is not a valid signal name", py_repr(s)))
+    Signal::parse(s).map_err(|bad| bad.to_string())
 }
 
 pub(crate) fn list_of_strings(s: &str) -> Vec<String> {

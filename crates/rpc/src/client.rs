@@ -13,8 +13,10 @@ use crate::{ControlClient, ControlError, LogTarget, MAX_LOG_CHUNK};
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("{0}")]
+    /// The transport failed: deadline, lost connection.
     Rpc(#[from] RpcError),
     #[error("{0}")]
+    /// The daemon answered with a fault.
     Fault(#[from] ControlError),
 }
 

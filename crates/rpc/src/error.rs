@@ -16,6 +16,7 @@ pub struct ConfigErrorLine {
     /// 1-based line; 0 when the problem has no single line (a missing file).
     #[serde(default)]
     pub line: u32,
+    /// What is wrong there.
     pub message: String,
 }
 

@@ -4,11 +4,13 @@
 //! types ([`wire`]), the fault enum ([`ControlError`], supervisord's `Faults`), and
 //! the transport: [`connect`] for clients, [`serve_stream`]/[`serve_unix`] for the
 //! daemon, and the authentication handshake between them ([`transport`]).
-//! It knows nothing of vigil-core: the daemon translates.
+//! It knows nothing of vigil-core: the daemon translates. supervisord's vocabulary
+//! (namespecs, signal names) comes from vigil-config, which the daemon and
+//! vigilctl share with it.
 //!
 //! # Mapping supervisord's XML-RPC API
 //!
-//! A later adaptor in vigild serves supervisord's XML-RPC by calling the same
+//! vigild serves supervisord's XML-RPC (its `xmlrpc` module) by calling the same
 //! `Control` implementation in process. Every `supervisor.*` method maps onto one
 //! trait method without loss:
 //!
@@ -30,6 +32,8 @@
 //!
 //! A single-process XML-RPC call that gets back one failed [`ProcessResult`]
 //! raises that result's error as the fault, which is what supervisord does.
+
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod error;
@@ -102,8 +106,11 @@ pub trait Control {
     /// every stop has finished. Each phase has the semantics of `stop`/`start`.
     async fn restart(specs: Vec<NameSpec>, wait: bool) -> Result<RestartReport, ControlError>;
 
-    /// Sends a signal, given by name (`HUP`, `SIGHUP`) or number (`1`). Per
-    /// process: `BadSignal`, `NotRunning` (not RUNNING/STARTING/STOPPING), `Failed`.
+    /// Sends a signal, given by name (`HUP`, `SIGHUP`) or number (`1`) as
+    /// [`vigil_config::Signal::parse`] reads it; the text travels as typed so
+    /// that the daemon checks the name after the process, in supervisord's
+    /// order. Per process: `BadSignal`, `NotRunning` (not
+    /// RUNNING/STARTING/STOPPING), `Failed`.
     async fn signal(
         specs: Vec<NameSpec>,
         signal: String,

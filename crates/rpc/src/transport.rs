@@ -74,8 +74,10 @@ pub struct Hello {
     /// The client's [`PROTOCOL_VERSION`].
     pub vigil: u32,
     #[serde(default)]
+    /// Basic-auth username, when the client has credentials.
     pub username: Option<String>,
     #[serde(default)]
+    /// The password that goes with `username`.
     pub password: Option<String>,
 }
 
@@ -83,11 +85,14 @@ pub struct Hello {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Welcome {
+    /// The client may make calls.
     Accepted {
         /// The server's [`PROTOCOL_VERSION`].
         vigil: u32,
     },
+    /// The connection ends; `reason` says why.
     Denied {
+        /// Why, for the client to show.
         reason: String,
     },
     /// The hello's protocol version is not the server's.
@@ -122,6 +127,7 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
+    /// A stream yielding `prefix`, then what `inner` yields.
     pub fn new(prefix: impl Into<Bytes>, inner: S) -> Prefixed<S> {
         Prefixed { prefix: prefix.into(), inner }
     }
@@ -177,34 +183,65 @@ fn codec(max_frame_length: usize) -> LengthDelimitedCodec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The URL is neither `unix://` nor `http://`.
     #[error("{url}: url must be http:// or unix://")]
-    BadUrl { url: String },
+    BadUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// The Unix socket does not exist.
     #[error("{url} no such file")]
-    NoSuchFile { url: String },
+    NoSuchFile {
+        /// The URL as given.
+        url: String,
+    },
+    /// Nothing listens there.
     #[error("{url} refused connection")]
-    Refused { url: String },
+    Refused {
+        /// The URL as given.
+        url: String,
+    },
+    /// Any other failure to connect.
     #[error("{url}: {source}")]
     Io {
+        /// The URL as given.
         url: String,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
     /// The server wants (other) credentials.
     #[error("Server requires authentication")]
-    Unauthorized { reason: String },
+    Unauthorized {
+        /// The server's reason.
+        reason: String,
+    },
     /// Something answered that does not speak Vigil's protocol.
     #[error("{url}: not a vigild control socket ({reason})")]
-    Protocol { url: String, reason: String },
+    Protocol {
+        /// The URL as given.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
     /// vigild speaks another version of the protocol.
     #[error(
         "{url}: vigild speaks control protocol version {server}, this client speaks {client}; use the vigilctl of the same release"
     )]
-    Version { url: String, server: u32, client: u32 },
+    Version {
+        /// The URL as given.
+        url: String,
+        /// The server's protocol version.
+        server: u32,
+        /// This client's protocol version.
+        client: u32,
+    },
 }
 
 /// Where a client connects, parsed from `serverurl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// A Unix socket path (`unix:///path`).
     Unix(std::path::PathBuf),
     /// `host:port`.
     Tcp(String),
@@ -331,6 +368,7 @@ fn sha1(bytes: &[u8]) -> [u8; 20] {
 }
 
 impl ServerAuth {
+    /// Credentials to require; `password` may be `{SHA}` and 40 hex digits of its SHA-1, as supervisord accepts.
     pub fn new(username: &str, password: &str) -> Result<ServerAuth, BadShaPassword> {
         let password = match password.strip_prefix("{SHA}") {
             Some(hex) => parse_hex20(hex).ok_or(BadShaPassword)?,
@@ -424,15 +462,25 @@ impl<C: SendControl> Serve for Spawnable<C> {
 #[non_exhaustive]
 pub enum ServeError {
     #[error("control connection: {0}")]
+    /// Reading or writing the connection failed.
     Io(#[from] io::Error),
     #[error("control connection: bad handshake: {0}")]
+    /// The client's hello was not one (wrong frame, version or timeout).
     Handshake(String),
+    /// The client's credentials were refused.
     #[error("control connection: authentication failed for user '{username}'")]
-    Denied { username: String },
+    Denied {
+        /// The username the client gave.
+        username: String,
+    },
+    /// The client's hello named another protocol version.
     #[error(
         "control connection: refused a client of protocol version {client} (this vigild speaks {PROTOCOL_VERSION})"
     )]
-    Version { client: u32 },
+    Version {
+        /// The client's protocol version.
+        client: u32,
+    },
 }
 
 /// Serves one accepted connection: handshake (checking `auth` if given), then

@@ -1,16 +1,16 @@
 //! The values that cross the wire between vigilctl (or an ops script) and vigild.
 //!
 //! Every struct mirrors a supervisord XML-RPC struct field for field where one
-//! exists (reference s4.2), so the XML-RPC adaptor converts without loss; Vigil's
+//! exists (supervisord's API documentation), so the XML-RPC adaptor converts without loss; Vigil's
 //! additions are marked. Fields a newer peer may add or an older peer may lack
 //! carry `#[serde(default)]` so a vigilctl and a vigild of neighbouring versions
 //! still understand each other over JSON.
 
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use vigil_config::{NameSpec, make_namespec};
 
 use crate::error::{ControlError, SUCCESS_CODE};
 
@@ -24,21 +24,30 @@ pub const MAX_LOG_CHUNK: u64 = 1024 * 1024;
 /// talk to a daemon reporting another one (as supervisorctl's upcheck does).
 pub const API_VERSION: &str = "3.0";
 
-/// A process state, with supervisord's numeric codes (reference s2.1).
+/// A process state, with supervisord's numeric codes (`supervisor.states`).
 /// On the wire it is the number, so unknown future codes read as `Unknown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProcessState {
+    /// Code 0: not running, by request or never started.
     Stopped,
+    /// Code 10: spawned, not yet up for `startsecs`.
     Starting,
+    /// Code 20: up.
     Running,
+    /// Code 30: exited too quickly; waiting to retry.
     Backoff,
+    /// Code 40: asked to stop, not yet gone.
     Stopping,
+    /// Code 100: exited from RUNNING.
     Exited,
+    /// Code 200: could not be started (retries exhausted).
     Fatal,
+    /// Code 1000, and any code this version does not know.
     Unknown,
 }
 
 impl ProcessState {
+    /// Every state, in code order.
     pub const ALL: [ProcessState; 8] = [
         ProcessState::Stopped,
         ProcessState::Starting,
@@ -123,6 +132,7 @@ pub enum DaemonState {
 }
 
 impl DaemonState {
+    /// supervisord's state code (`getState`).
     pub fn code(self) -> i32 {
         match self {
             DaemonState::Fatal => 2,
@@ -132,6 +142,7 @@ impl DaemonState {
         }
     }
 
+    /// supervisord's state name (`RUNNING`).
     pub fn name(self) -> &'static str {
         match self {
             DaemonState::Fatal => "FATAL",
@@ -152,7 +163,9 @@ pub struct DaemonInfo {
     pub version: String,
     /// `[supervisord] identifier`.
     pub identification: String,
+    /// The daemon's state (`getState`).
     pub state: DaemonState,
+    /// The daemon's pid (`getPID`).
     pub pid: u32,
 }
 
@@ -164,7 +177,9 @@ pub struct DaemonInfo {
 pub enum Health {
     /// No probe has concluded yet.
     Unknown,
+    /// The last probe passed.
     Healthy,
+    /// The last probe failed.
     Unhealthy {
         /// The last failure, e.g. `connect 127.0.0.1:80: refused`.
         reason: String,
@@ -185,7 +200,9 @@ impl Health {
 /// One process, as `getProcessInfo` reports it, plus Vigil's extras.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
+    /// The process's name inside its group.
     pub name: String,
+    /// The group's name.
     pub group: String,
     /// Epoch seconds of the last start; 0 if never started.
     pub start: i64,
@@ -207,10 +224,11 @@ pub struct ProcessInfo {
     pub logfile: String,
     /// Path, or empty when the channel is not logged to a file.
     pub stdout_logfile: String,
+    /// Path, or empty when the channel is not logged to a file.
     pub stderr_logfile: String,
     /// 0 when not running.
     pub pid: u32,
-    /// What `status` prints in its third column (reference s3.3), computed by the
+    /// What `status` prints in its third column, computed by the
     /// daemon in its own time zone with [`describe`].
     pub description: String,
     /// Vigil extension: `None` when the program has no probe.
@@ -231,7 +249,7 @@ impl ProcessInfo {
 }
 
 /// What `status` shows in its third column for a process (supervisord's
-/// `_interpretProcessInfo`, reference s3.3), from the other fields of `info`.
+/// `_interpretProcessInfo`), from the other fields of `info`.
 /// The daemon fills [`ProcessInfo::description`] with it.
 ///
 /// `stop_local` formats an epoch in the daemon's local time as
@@ -251,7 +269,7 @@ pub fn describe(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> S
     }
 }
 
-/// The description exactly as supervisord computes it (reference s3.3).
+/// The description exactly as supervisord computes it (`_interpretProcessInfo`).
 fn supervisord_description(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
     match info.state {
         ProcessState::Running => {
@@ -271,11 +289,6 @@ fn supervisord_description(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> S
     }
 }
 
-/// supervisord's `make_namespec`.
-pub fn make_namespec(group: &str, name: &str) -> String {
-    if group == name { name.to_owned() } else { format!("{group}:{name}") }
-}
-
 /// The `uptime H:MM:SS` part of a RUNNING description, as Python's
 /// `str(timedelta)` prints it: `0:00:12`, `1 day, 2:03:04`, `3 days, 0:00:00`.
 /// Negative values (clock skew) print as zero, as supervisord does.
@@ -291,73 +304,6 @@ pub fn format_uptime(seconds: i64) -> String {
     }
 }
 
-/// A name argument (reference s3.2): `name`, `group:name`, `group:*` / `group:`,
-/// or `all`. On the wire it is the string form, so scripts may send plain strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NameSpec {
-    /// Every process.
-    All,
-    /// Every process of a group.
-    Group(String),
-    /// One process. A bare `name` means `name:name` (supervisord's
-    /// `split_namespec`).
-    Process { group: String, name: String },
-}
-
-impl NameSpec {
-    /// Parses a name argument. Never fails: any string is a syntactically valid
-    /// name, whether it exists is the daemon's call (BAD_NAME).
-    pub fn parse(text: &str) -> NameSpec {
-        if text == "all" {
-            return NameSpec::All;
-        }
-        match text.split_once(':') {
-            Some((group, "" | "*")) => NameSpec::Group(group.to_owned()),
-            Some((group, name)) => {
-                NameSpec::Process { group: group.to_owned(), name: name.to_owned() }
-            }
-            None => NameSpec::Process { group: text.to_owned(), name: text.to_owned() },
-        }
-    }
-
-    /// The group part (`None` for `all`).
-    pub fn group(&self) -> Option<&str> {
-        match self {
-            NameSpec::All => None,
-            NameSpec::Group(group) | NameSpec::Process { group, .. } => Some(group),
-        }
-    }
-}
-
-impl fmt::Display for NameSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameSpec::All => f.write_str("all"),
-            NameSpec::Group(group) => write!(f, "{group}:*"),
-            NameSpec::Process { group, name } => f.write_str(&make_namespec(group, name)),
-        }
-    }
-}
-
-impl FromStr for NameSpec {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(NameSpec::parse(s))
-    }
-}
-
-impl Serialize for NameSpec {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for NameSpec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|s| NameSpec::parse(&s))
-    }
-}
-
 /// The outcome for one process of a multi-name command: supervisord's result
 /// struct `{name, group, status, description}`.
 ///
@@ -367,6 +313,7 @@ impl<'de> Deserialize<'de> for NameSpec {
 /// `g: ERROR (no such group)` in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessResult {
+    /// The process's group (or the group a group spec named).
     pub group: String,
     /// `None` only for a result about a whole group (a group spec that matched
     /// no group).
@@ -377,10 +324,12 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
+    /// A success for `group:name`.
     pub fn ok(group: impl Into<String>, name: impl Into<String>) -> Self {
         ProcessResult { group: group.into(), name: Some(name.into()), error: None }
     }
 
+    /// A failure; `name` is `None` for a whole group.
     pub fn failed(group: impl Into<String>, name: Option<String>, error: ControlError) -> Self {
         ProcessResult { group: group.into(), name, error: Some(error) }
     }
@@ -408,7 +357,9 @@ impl ProcessResult {
 /// supervisorctl's `do_stop` then `do_start`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartReport {
+    /// The results of the stop phase.
     pub stopped: Vec<ProcessResult>,
+    /// The results of the start phase.
     pub started: Vec<ProcessResult>,
 }
 
@@ -416,11 +367,14 @@ pub struct RestartReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogChannel {
+    /// The child's standard output.
     Stdout,
+    /// The child's standard error.
     Stderr,
 }
 
 impl LogChannel {
+    /// The channel's name: `stdout` or `stderr`.
     pub fn as_str(self) -> &'static str {
         match self {
             LogChannel::Stdout => "stdout",
@@ -436,7 +390,12 @@ pub enum LogTarget {
     /// The daemon's own activity log (`readLog`, `/mainlogtail`).
     Main,
     /// One channel of one process; `name` is a namespec (`name` or `group:name`).
-    Process { name: String, channel: LogChannel },
+    Process {
+        /// The process's namespec.
+        name: String,
+        /// Which of its channels.
+        channel: LogChannel,
+    },
 }
 
 /// Raw bytes (log output, stdin data). Logs are not necessarily UTF-8, so they
@@ -480,8 +439,11 @@ impl From<Vec<u8>> for Blob {
 /// from `end` (`read_log(target, end, remaining)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogSlice {
+    /// The bytes read.
     pub bytes: Blob,
+    /// The file offset of the first byte.
     pub start: u64,
+    /// The file offset just past the last byte.
     pub end: u64,
     /// The file's size when read.
     pub size: u64,
@@ -490,6 +452,7 @@ pub struct LogSlice {
 /// A reply of `tail_log`: supervisord's `[bytes, offset, overflow]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogTail {
+    /// The last bytes of the log.
     pub bytes: Blob,
     /// The file size: pass it back as the next `offset`.
     pub offset: u64,
@@ -500,6 +463,7 @@ pub struct LogTail {
 /// A reply of `tail_follow`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFollow {
+    /// The bytes from `offset` on.
     pub bytes: Blob,
     /// Stream position of the first byte of `bytes`. Greater than the requested
     /// offset when the bytes in between are gone (cleared, or rotated beyond the
@@ -531,7 +495,9 @@ pub enum ChangeKind {
 /// Vigil extension: what exactly changed in one group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupChange {
+    /// The group's name.
     pub group: String,
+    /// Added, changed or removed.
     pub kind: ChangeKind,
     /// Per changed process: its name and the changed settings (`command`,
     /// `environment`, ...). Empty for added/removed groups.
@@ -540,10 +506,14 @@ pub struct GroupChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Vigil extension: how one process of a changed group differs.
 pub struct ProcessChange {
+    /// The process's name.
     pub name: String,
+    /// Added, changed or removed.
     pub kind: ChangeKind,
     #[serde(default)]
+    /// The changed settings (`command`, `environment`, ...).
     pub fields: Vec<String>,
     /// True when every changed field can be applied without a restart.
     #[serde(default)]
@@ -554,10 +524,14 @@ pub struct ProcessChange {
 /// names, each sorted) plus per-group detail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Reread {
+    /// Groups in the file and not running (`available`).
     pub added: Vec<String>,
+    /// Groups running with another configuration (`changed`).
     pub changed: Vec<String>,
+    /// Groups running and gone from the file (`disappeared`).
     pub removed: Vec<String>,
     #[serde(default)]
+    /// Vigil extension: what changed in each group.
     pub details: Vec<GroupChange>,
 }
 
@@ -579,7 +553,9 @@ pub enum UpdateAction {
 /// changes, then additions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateStep {
+    /// The group's name.
     pub group: String,
+    /// What was (or would be) done to it.
     pub action: UpdateAction,
     /// Processes stopped by this step (removed or restarted), by name.
     #[serde(default)]
@@ -605,6 +581,7 @@ pub struct UpdateReport {
     /// (`ERROR: no such group: x`).
     #[serde(default)]
     pub unknown_groups: Vec<String>,
+    /// The steps, in the order they ran.
     pub steps: Vec<UpdateStep>,
 }
 
@@ -612,31 +589,50 @@ pub struct UpdateReport {
 /// supervisord prints as `auto`/`none` are strings here too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigInfo {
+    /// The process's name inside its group.
     pub name: String,
+    /// The group's name.
     pub group: String,
     /// True when the group is active (running config), false when only in the
     /// last-read file.
     pub inuse: bool,
+    /// `autostart=`.
     pub autostart: bool,
     /// `false`, `unexpected` or `true`.
     pub autorestart: String,
+    /// The group's `priority=`.
     pub group_prio: i32,
+    /// The program's `priority=`.
     pub process_prio: i32,
+    /// `command=` as written, after expansion.
     pub command: String,
     #[serde(default)]
+    /// `directory=`, when set.
     pub directory: Option<String>,
     #[serde(default)]
+    /// The uid of `user=`, when set.
     pub uid: Option<u32>,
+    /// `exitcodes=`.
     pub exitcodes: Vec<i32>,
+    /// `killasgroup=`.
     pub killasgroup: bool,
+    /// `stopasgroup=`.
     pub stopasgroup: bool,
+    /// `redirect_stderr=`.
     pub redirect_stderr: bool,
+    /// `startretries=`.
     pub startretries: u32,
+    /// `startsecs=`.
     pub startsecs: u64,
+    /// `stopsignal=`, as its number (`vigil_config::Signal` names it).
     pub stopsignal: i32,
+    /// `stopwaitsecs=`.
     pub stopwaitsecs: u64,
+    /// `serverurl=` (`AUTO` when not set).
     pub serverurl: String,
+    /// The `stdout_*` settings.
     pub stdout: LogSettings,
+    /// The `stderr_*` settings.
     pub stderr: LogSettings,
 }
 
@@ -645,33 +641,21 @@ pub struct ConfigInfo {
 pub struct LogSettings {
     /// Path, `auto` or `none`.
     pub logfile: String,
+    /// `*_logfile_maxbytes=`.
     pub logfile_maxbytes: u64,
+    /// `*_logfile_backups=`.
     pub logfile_backups: u32,
+    /// `*_capture_maxbytes=`.
     pub capture_maxbytes: u64,
+    /// `*_events_enabled=`.
     pub events_enabled: bool,
+    /// `*_syslog=`.
     pub syslog: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn namespecs_parse_like_split_namespec() {
-        let cases = [
-            ("all", NameSpec::All, "all"),
-            ("app", NameSpec::Process { group: "app".into(), name: "app".into() }, "app"),
-            ("g:p", NameSpec::Process { group: "g".into(), name: "p".into() }, "g:p"),
-            ("g:*", NameSpec::Group("g".into()), "g:*"),
-            ("g:", NameSpec::Group("g".into()), "g:*"),
-        ];
-        for (text, spec, shown) in cases {
-            assert_eq!(NameSpec::parse(text), spec, "{text}");
-            assert_eq!(spec.to_string(), shown, "{text}");
-            let json = serde_json::to_string(&spec).expect("serialize");
-            assert_eq!(serde_json::from_str::<NameSpec>(&json).expect("deserialize"), spec);
-        }
-    }
 
     #[test]
     fn descriptions_follow_interpret_process_info() {
