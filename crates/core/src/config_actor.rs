@@ -23,8 +23,8 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use vigil_config::{Config, Diagnostic, GroupConfig, Plan, ProcessConfig, diff};
 
-use crate::Handle;
 use crate::error::CoreError;
+use crate::handle::Handle;
 use crate::update::{GroupUpdate, UpdateAction};
 
 /// Reads and validates the configuration file; every problem on failure.

@@ -32,8 +32,8 @@ use vigil_config::GroupKind;
 use crate::events::{Event, OutputEvent, ProcessStateEvent};
 use crate::lifecycle::ProcessState;
 use crate::logs::Channel;
-use crate::process::ProcessShared;
-use crate::root::{GroupEntry, Registry};
+use crate::messages::{GroupEntry, ProcessShared};
+use crate::registry::Registry;
 
 /// The tick events and their periods in seconds.
 pub const TICKS: [(&str, u64); 3] = [("TICK_5", 5), ("TICK_60", 60), ("TICK_3600", 3600)];
@@ -372,15 +372,13 @@ struct PoolRecord {
     tx: mpsc::UnboundedSender<PoolMsg>,
 }
 
-/// The daemon-wide listener machinery; lives in the process [`crate::process::Context`].
+/// The daemon-wide listener machinery, shared by every process actor through
+/// its context.
 pub(crate) struct Hub {
     identifier: String,
     strip_ansi: bool,
     registry: Arc<Registry>,
     pools: Mutex<BTreeMap<String, PoolRecord>>,
-    /// `[fcgi-program:x]` sockets (not events, but the same kind of per-group
-    /// daemon resource, kept here to keep the hooks into the tree few).
-    pub(crate) fcgi: crate::fcgi::FcgiSockets,
 }
 
 impl Hub {
@@ -390,7 +388,6 @@ impl Hub {
             strip_ansi: settings.strip_ansi,
             registry,
             pools: Mutex::new(BTreeMap::new()),
-            fcgi: crate::fcgi::FcgiSockets::default(),
         })
     }
 
@@ -508,7 +505,6 @@ impl Hub {
                 let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.registry.group(group).is_none() {
                     pools.remove(group);
-                    self.fcgi.remove(group);
                 }
             }
             _ => {}

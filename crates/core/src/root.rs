@@ -1,7 +1,7 @@
 //! [`RootActor`]: supervises the group actors and runs the ordered shutdown.
 //!
 //! The root owns the set of groups (adding and removing them) and keeps the
-//! [`Registry`] in step, which is how [`crate::Handle`] reaches processes without
+//! [`Registry`] in step, which is how the handle reaches processes without
 //! going through the tree's mailboxes. Like every supervisor here it overrides
 //! `handle_supervisor_evt` (ractor's default would stop the root when any group
 //! fails): a failed group actor is rebuilt from its config and shared member
@@ -19,153 +19,29 @@
 //!
 //! Escalation: a group whose restart budget is exhausted sends
 //! [`RootMsg::Escalate`]. With `on_fatal = shutdown` the root publishes a
-//! [`crate::FatalShutdown`]; [`crate::Handle`] runs the ordered shutdown on it and
-//! the daemon exits with [`crate::FATAL_EXIT_CODE`]. With `ignore` (the default)
+//! `FatalShutdown`; the handle runs the ordered shutdown on it and
+//! the daemon exits with `FATAL_EXIT_CODE`. With `ignore` (the default)
 //! the group just stays FATAL.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::watch;
-use vigil_config::{GroupConfig, OnFatal};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use vigil_config::OnFatal;
 
+use crate::context::{Context, FatalShutdown};
+use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
-use crate::group::{GroupActor, GroupArgs, GroupMsg};
-use crate::process::{Context, ProcessShared};
+use crate::group::{GroupActor, GroupArgs};
+use crate::messages::{GroupEntry, GroupMsg, RootMsg};
+use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
 pub(crate) const SHUTDOWN_REPORT_INTERVAL: Duration = Duration::from_secs(3);
 /// How long the root waits for groups to finish `post_stop`.
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One group as seen from outside the tree.
-pub(crate) struct GroupEntry {
-    /// The group's own settings, shared with its actor. `processes` is empty:
-    /// each process's settings live once, in its member's [`ProcessShared`]
-    /// (`members`), not in a second copy here.
-    pub(crate) config: Arc<GroupConfig>,
-    /// In start order.
-    pub(crate) members: Vec<Arc<ProcessShared>>,
-    pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
-}
-
-impl GroupEntry {
-    pub(crate) fn actor(&self) -> Option<ActorRef<GroupMsg>> {
-        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn set_actor(&self, actor: Option<ActorRef<GroupMsg>>) {
-        *self.actor.write().unwrap_or_else(PoisonError::into_inner) = actor;
-    }
-}
-
-/// Every group by name; written by the root, read by handles.
-pub(crate) struct Registry {
-    groups: RwLock<BTreeMap<String, Arc<GroupEntry>>>,
-    /// Processes by `[program:x]` name, for dependency lookups without a scan.
-    by_program: RwLock<HashMap<String, Vec<Arc<ProcessShared>>>>,
-    /// Bumped whenever a group is added or removed (dependency monitors resolve
-    /// names again).
-    generation: watch::Sender<u64>,
-}
-
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry {
-            groups: RwLock::default(),
-            by_program: RwLock::default(),
-            generation: watch::Sender::new(0),
-        }
-    }
-}
-
-impl Registry {
-    /// Notified when groups are added or removed.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
-    }
-
-    pub(crate) fn group(&self, name: &str) -> Option<Arc<GroupEntry>> {
-        self.groups.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
-    }
-
-    /// Groups sorted by name (supervisord's status order).
-    pub(crate) fn groups(&self) -> Vec<Arc<GroupEntry>> {
-        self.groups.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
-    }
-
-    /// Groups in start order: (priority, name).
-    pub(crate) fn groups_by_priority(&self) -> Vec<Arc<GroupEntry>> {
-        let mut groups = self.groups();
-        groups.sort_by(|a, b| {
-            (a.config.priority, &a.config.name).cmp(&(b.config.priority, &b.config.name))
-        });
-        groups
-    }
-
-    /// The processes of `[program:name]`, wherever their group.
-    pub(crate) fn program(&self, name: &str) -> Vec<Arc<ProcessShared>> {
-        self.by_program
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn insert(&self, entry: Arc<GroupEntry>) {
-        {
-            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
-            for member in &entry.members {
-                by_program
-                    .entry(member.config.program.clone())
-                    .or_default()
-                    .push(Arc::clone(member));
-            }
-        }
-        self.groups
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(entry.config.name.clone(), entry);
-        self.generation.send_modify(|n| *n += 1);
-    }
-
-    fn remove(&self, name: &str) -> Option<Arc<GroupEntry>> {
-        let removed = self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name);
-        if removed.is_some() {
-            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
-            for members in by_program.values_mut() {
-                members.retain(|member| member.config.group != name);
-            }
-            by_program.retain(|_, members| !members.is_empty());
-        }
-        self.generation.send_modify(|n| *n += 1);
-        removed
-    }
-}
-
-/// Messages to the [`RootActor`].
-pub(crate) enum RootMsg {
-    /// Adds a group whose members (and their logs) were already built.
-    AddGroup {
-        config: GroupConfig,
-        members: Vec<Arc<ProcessShared>>,
-        reply: RpcReplyPort<Result<(), CoreError>>,
-    },
-    /// Removes a group whose processes are all stopped.
-    RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
-    /// Ordered shutdown; replies when every process is stopped.
-    Shutdown(RpcReplyPort<()>),
-    /// `update` of a group in place: `entry` (new config and members, no actor
-    /// yet) replaces the group of the same name, whose actor reconciles its
-    /// members (see [`GroupMsg::Reconcile`]).
-    ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
-    /// A group exhausted its restart budget and is FATAL.
-    Escalate { group: String, reason: String },
-}
 
 pub(crate) struct RootArgs {
     pub(crate) ctx: Arc<Context>,
@@ -272,6 +148,8 @@ impl Actor for RootActor {
                     }
                     Some(entry) => {
                         state.registry.remove(&name);
+                        // The daemon lets go of an fcgi group's socket with the group.
+                        state.ctx.fcgi.remove(&name);
                         if let Some(actor) = entry.actor() {
                             state.by_id.remove(&actor.get_id());
                             actor.stop(Some("group removed".to_owned()));
@@ -318,8 +196,8 @@ impl Actor for RootActor {
                     }
                 }
                 tokio::spawn(async move {
-                    if crate::deps::any(&groups) {
-                        crate::deps::stop_in_dependency_order(&groups).await;
+                    if deps::any(&groups) {
+                        deps::stop_in_dependency_order(&groups).await;
                     } else {
                         ordered_stop(groups).await;
                     }
@@ -343,7 +221,7 @@ impl Actor for RootActor {
                             if current.is_some() {
                                 return false;
                             }
-                            *current = Some(crate::FatalShutdown { group, reason });
+                            *current = Some(FatalShutdown { group, reason });
                             true
                         });
                     }
