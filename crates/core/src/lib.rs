@@ -71,8 +71,9 @@
 //!    one `waitpid` loop) over `launch` (the clone launcher and its `unsafe`)
 //!    over `spawn` (supervisord's spawn rules: command, environment,
 //!    `spawnerr` texts);
-//! 8. the leaves: `lifecycle` (the pure state machine), `budget`, `info`,
-//!    `events`, `exit`, `error`, `logs`, `syslog`.
+//! 8. the leaves: `info` (status as supervisord reports it) and `events` (the
+//!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
+//!    `error`, `logs` and `syslog` import nothing of the crate.
 
 mod budget;
 mod config_actor;
@@ -86,6 +87,7 @@ pub mod fcgi;
 mod group;
 mod handle;
 mod info;
+mod launch;
 pub mod lifecycle;
 pub mod logs;
 mod members;
