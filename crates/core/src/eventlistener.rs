@@ -41,7 +41,9 @@ pub const TICKS: [(&str, u64); 3] = [("TICK_5", 5), ("TICK_60", 60), ("TICK_3600
 /// An event as listeners see it: supervisord's type name and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// supervisord's event type name (`PROCESS_STATE_RUNNING`).
     pub name: String,
+    /// The body after the envelope's header line, as supervisord writes it.
     pub payload: String,
 }
 
@@ -200,6 +202,7 @@ pub enum ListenerState {
 }
 
 impl ListenerState {
+    /// supervisord's name of the state (`ACKNOWLEDGED`, `READY`, `BUSY`, `UNKNOWN`).
     pub fn name(self) -> &'static str {
         match self {
             ListenerState::Acknowledged => "ACKNOWLEDGED",
@@ -244,6 +247,7 @@ impl Default for Protocol {
 }
 
 impl Protocol {
+    /// Where the listener is in the protocol.
     pub fn state(&self) -> ListenerState {
         self.state
     }

@@ -292,8 +292,9 @@ impl Actor for GroupActor {
         myself: ActorRef<GroupMsg>,
         _state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
-        // Let the process actors run their own post_stop (crates.md s1.5 #4);
-        // their drop guards kill any child still alive.
+        // Let the process actors run their own post_stop: ractor kills the
+        // children of a stopping parent without running it. Their drop guards
+        // kill any child still alive either way.
         myself.stop_children_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
         Ok(())
     }

@@ -75,6 +75,9 @@
 //!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
 //!    `error`, `logs` and `syslog` import nothing of the crate.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod budget;
 mod config_actor;
 mod context;
@@ -89,6 +92,9 @@ mod handle;
 mod info;
 mod launch;
 pub mod lifecycle;
+// `Channel`'s two variants and `LogError::BadArguments`'s two fields are
+// named for what they are.
+#[allow(missing_docs)]
 pub mod logs;
 mod members;
 mod messages;

@@ -6,8 +6,10 @@
 //! timers through `tokio::time` messages back to itself, signals through the
 //! reaper (which never signals a pid it has already reaped).
 //!
-//! Nothing here awaits a child or sleeps inside a handler (a long await would block
-//! stop and supervision processing, see crates.md s1.5): the exit of a child is
+//! Nothing here awaits a child or sleeps inside a handler: ractor handles stop
+//! and supervision requests only between messages, so a long await in a handler
+//! would hold them up, and a parent stopping it would time out and kill it
+//! without `post_stop`. Instead the exit of a child is
 //! awaited by a small task that sends [`ProcessMsg::Exited`] back, tagged with the
 //! spawn generation so a late message about an earlier child is ignored.
 //!

@@ -68,6 +68,7 @@ struct State {
 /// A started child: its pid, the parent ends of its pipes and its exit status.
 #[derive(Debug)]
 pub struct Spawned {
+    /// The child's pid, registered with the reaper.
     pub pid: u32,
     /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set.
     pub stdin: Option<tokio::net::unix::pipe::Sender>,

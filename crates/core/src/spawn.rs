@@ -89,7 +89,9 @@ impl SpawnSpec {
 /// before spawning because group lookup (NSS) is not allowed in the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnUser {
+    /// The user id to switch to.
     pub uid: u32,
+    /// The primary group id.
     pub gid: u32,
     /// Supplementary groups, primary gid first (supervisord puts it first too).
     pub groups: Vec<u32>,
@@ -143,28 +145,59 @@ pub enum SpawnFault {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
+    /// The command has no words.
     #[error("command is empty")]
     EmptyCommand,
+    /// `argv[0]` (as searched for) does not exist.
     #[error("can't find command {}", py_repr(.0))]
     NotFound(String),
+    /// `argv[0]` resolved to a directory.
     #[error("command at {} is a directory", py_repr(.0))]
     IsDirectory(String),
+    /// `argv[0]` resolved to a file without any execute bit.
     #[error("command at {} is not executable", py_repr(.0))]
     NotExecutable(String),
+    /// `argv[0]` has an execute bit, but not one the daemon may use.
     #[error("no permission to run command {}", py_repr(.0))]
     NoPermission(String),
     /// An argument, environment entry or directory contains a NUL byte.
     #[error("{what} contains a NUL byte")]
-    NulByte { what: String },
+    NulByte {
+        /// Which of them, in words.
+        what: String,
+    },
+    /// The configured user's groups could not be looked up.
     #[error("couldn't look up user {user}: {reason}")]
-    UserLookup { user: String, reason: String },
+    UserLookup {
+        /// The user as configured.
+        user: String,
+        /// What the lookup said.
+        reason: String,
+    },
     /// The privilege drop was refused or failed (`reason` is supervisord's wording).
     #[error("couldn't setuid to {uid}: {reason}")]
-    SetUid { uid: u32, reason: String },
+    SetUid {
+        /// The uid the child was to switch to.
+        uid: u32,
+        /// supervisord's wording of the failure.
+        reason: String,
+    },
+    /// The child could not enter its `directory`.
     #[error("couldn't chdir to {}: {}", .path.display(), errno_name(*.errno))]
-    Chdir { path: PathBuf, errno: Errno },
+    Chdir {
+        /// The configured directory.
+        path: PathBuf,
+        /// Why `chdir` failed.
+        errno: Errno,
+    },
+    /// `execve` failed.
     #[error("couldn't exec {path}: {}", errno_name(*.errno))]
-    Exec { path: String, errno: Errno },
+    Exec {
+        /// The resolved command.
+        path: String,
+        /// Why `execve` failed.
+        errno: Errno,
+    },
     /// The child could not be created (`clone`: EAGAIN, ENOMEM) or could not set up
     /// its stdio or process group.
     #[error("couldn't fork: {0}")]
@@ -172,6 +205,7 @@ pub enum SpawnError {
     /// Pipes could not be created or registered with tokio.
     #[error("couldn't create pipes: {0}")]
     Pipes(#[source] io::Error),
+    /// Called outside a tokio runtime.
     #[error("spawning needs a tokio runtime (the child's pipes are registered with it)")]
     NoRuntime,
 }

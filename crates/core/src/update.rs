@@ -39,7 +39,9 @@ pub enum UpdateAction {
 /// additions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupUpdate {
+    /// The group's name.
     pub group: String,
+    /// What happened to the group as a whole.
     pub action: UpdateAction,
     /// Processes stopped by the step (process names).
     pub stopped: Vec<String>,

@@ -255,8 +255,8 @@ async fn refused_unshare_retries_with_a_copied_table() {
     };
     assert_only_stdio(&seen);
     // Reaped under the reaper's lock before the spawn returned.
-    // SAFETY: waitpid writes into a local; WNOHANG never blocks.
     let mut raw = 0;
+    // SAFETY: waitpid writes into a local; WNOHANG never blocks.
     let got = unsafe { libc::waitpid(refused as i32, &mut raw, libc::WNOHANG) };
     assert_eq!((got, Errno::last()), (-1, Errno::ECHILD), "refused child {refused} not reaped");
 }
