@@ -685,6 +685,10 @@ impl Lifecycle {
     }
 
     /// Applies one event at monotonic time `now`.
+    ///
+    /// Long on purpose: it is the whole transition table, one arm per event,
+    /// so how every state answers an event reads in one place; the work shared
+    /// between arms lives in the helper methods after it.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match event {

@@ -28,14 +28,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use vigil_config::OnFatal;
+use vigil_config::{GroupConfig, OnFatal};
 
 use crate::context::{Context, FatalShutdown};
 use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
 use crate::group::{GroupActor, GroupArgs};
-use crate::messages::{GroupEntry, GroupMsg, RootMsg};
+use crate::messages::{GroupEntry, GroupMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
@@ -78,6 +78,102 @@ impl RootState {
         entry.set_actor(Some(actor));
         Ok(())
     }
+
+    /// [`RootMsg::AddGroup`].
+    async fn add_group(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+    ) -> Result<(), CoreError> {
+        let name = config.name.clone();
+        if self.shutting_down {
+            return Err(CoreError::ShuttingDown);
+        }
+        if self.registry.group(&name).is_some() {
+            return Err(CoreError::AlreadyAdded(name));
+        }
+        let entry =
+            Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) });
+        match self.spawn_group(myself, &entry, false).await {
+            Ok(()) => {
+                self.registry.insert(entry);
+                let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
+                Ok(())
+            }
+            Err(error) => {
+                Err(CoreError::Failed(format!("could not start group '{name}': {error}")))
+            }
+        }
+    }
+
+    /// [`RootMsg::RemoveGroup`].
+    fn remove_group(&mut self, name: &str) -> Result<(), CoreError> {
+        let entry = match self.registry.group(name) {
+            None => return Err(CoreError::BadName(name.to_owned())),
+            Some(entry) if entry.members.iter().any(|m| !m.state().is_stopped()) => {
+                return Err(CoreError::StillRunning(name.to_owned()));
+            }
+            Some(entry) => entry,
+        };
+        self.registry.remove(name);
+        // The daemon lets go of an fcgi group's socket with the group.
+        self.ctx.fcgi.remove(name);
+        if let Some(actor) = entry.actor() {
+            self.by_id.remove(&actor.get_id());
+            actor.stop(Some("group removed".to_owned()));
+        }
+        entry.set_actor(None);
+        let _ = self.ctx.bus.send(BusEvent::GroupRemoved { group: name.to_owned() });
+        Ok(())
+    }
+
+    /// [`RootMsg::ReplaceGroup`].
+    async fn replace_group(&mut self, entry: Arc<GroupEntry>) -> Result<(), CoreError> {
+        let name = entry.config.name.clone();
+        let actor = self.registry.group(&name).and_then(|old| old.actor());
+        let actor = match actor {
+            _ if self.shutting_down => return Err(CoreError::ShuttingDown),
+            None => return Err(CoreError::BadName(name)),
+            Some(actor) => actor,
+        };
+        let config = Arc::clone(&entry.config);
+        let members = entry.members.clone();
+        match actor.call(|reply| GroupMsg::Reconcile { config, members, reply }, None).await {
+            Ok(ractor::rpc::CallResult::Success(())) => {
+                entry.set_actor(Some(actor));
+                self.registry.insert(entry);
+                Ok(())
+            }
+            _ => Err(CoreError::Failed(format!("group '{name}' did not take its new members"))),
+        }
+    }
+
+    /// [`RootMsg::Escalate`]: publishes the FATAL group and applies `on_fatal`.
+    fn escalate(&mut self, group: String, reason: String) {
+        let _ = self
+            .ctx
+            .bus
+            .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
+        match self.ctx.on_fatal {
+            OnFatal::Ignore => {
+                tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")
+            }
+            OnFatal::Shutdown if !self.shutting_down => {
+                tracing::error!(
+                    "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
+                );
+                self.ctx.fatal.send_if_modified(|current| {
+                    if current.is_some() {
+                        return false;
+                    }
+                    *current = Some(FatalShutdown { group, reason });
+                    true
+                });
+            }
+            OnFatal::Shutdown => {}
+        }
+    }
 }
 
 impl Actor for RootActor {
@@ -115,77 +211,13 @@ impl Actor for RootActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RootMsg::AddGroup { config, members, reply } => {
-                let name = config.name.clone();
-                if state.shutting_down {
-                    let _ = reply.send(Err(CoreError::ShuttingDown));
-                } else if state.registry.group(&name).is_some() {
-                    let _ = reply.send(Err(CoreError::AlreadyAdded(name)));
-                } else {
-                    let entry = Arc::new(GroupEntry {
-                        config: Arc::new(config),
-                        members,
-                        actor: RwLock::new(None),
-                    });
-                    match state.spawn_group(&myself, &entry, false).await {
-                        Ok(()) => {
-                            state.registry.insert(entry);
-                            let _ = state.ctx.bus.send(BusEvent::GroupAdded { group: name });
-                            let _ = reply.send(Ok(()));
-                        }
-                        Err(error) => {
-                            let _ = reply.send(Err(CoreError::Failed(format!(
-                                "could not start group '{name}': {error}"
-                            ))));
-                        }
-                    }
-                }
+                let _ = reply.send(state.add_group(&myself, config, members).await);
             }
             RootMsg::RemoveGroup { name, reply } => {
-                let result = match state.registry.group(&name) {
-                    None => Err(CoreError::BadName(name.clone())),
-                    Some(entry) if entry.members.iter().any(|m| !m.state().is_stopped()) => {
-                        Err(CoreError::StillRunning(name.clone()))
-                    }
-                    Some(entry) => {
-                        state.registry.remove(&name);
-                        // The daemon lets go of an fcgi group's socket with the group.
-                        state.ctx.fcgi.remove(&name);
-                        if let Some(actor) = entry.actor() {
-                            state.by_id.remove(&actor.get_id());
-                            actor.stop(Some("group removed".to_owned()));
-                        }
-                        entry.set_actor(None);
-                        let _ = state.ctx.bus.send(BusEvent::GroupRemoved { group: name.clone() });
-                        Ok(())
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(state.remove_group(&name));
             }
             RootMsg::ReplaceGroup { entry, reply } => {
-                let name = entry.config.name.clone();
-                let actor = state.registry.group(&name).and_then(|old| old.actor());
-                let result = match actor {
-                    _ if state.shutting_down => Err(CoreError::ShuttingDown),
-                    None => Err(CoreError::BadName(name)),
-                    Some(actor) => {
-                        let config = Arc::clone(&entry.config);
-                        let members = entry.members.clone();
-                        match actor
-                            .call(|reply| GroupMsg::Reconcile { config, members, reply }, None)
-                            .await
-                        {
-                            Ok(ractor::rpc::CallResult::Success(())) => {
-                                entry.set_actor(Some(actor));
-                                state.registry.insert(entry);
-                                Ok(())
-                            }
-                            _ => Err(CoreError::Failed(format!(
-                                "group '{name}' did not take its new members"
-                            ))),
-                        }
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(state.replace_group(entry).await);
             }
             RootMsg::Shutdown(reply) => {
                 state.shutting_down = true;
@@ -204,30 +236,7 @@ impl Actor for RootActor {
                     let _ = reply.send(());
                 });
             }
-            RootMsg::Escalate { group, reason } => {
-                let _ = state
-                    .ctx
-                    .bus
-                    .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
-                match state.ctx.on_fatal {
-                    OnFatal::Ignore => {
-                        tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")
-                    }
-                    OnFatal::Shutdown if !state.shutting_down => {
-                        tracing::error!(
-                            "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
-                        );
-                        state.ctx.fatal.send_if_modified(|current| {
-                            if current.is_some() {
-                                return false;
-                            }
-                            *current = Some(FatalShutdown { group, reason });
-                            true
-                        });
-                    }
-                    OnFatal::Shutdown => {}
-                }
-            }
+            RootMsg::Escalate { group, reason } => state.escalate(group, reason),
         }
         Ok(())
     }
