@@ -908,7 +908,8 @@ struct ChildSetup {
     status_fd: RawFd,
     close_from: libc::c_int,
     fd_limit: libc::c_int,
-    /// The RLIMIT_NOFILE the child starts with (see [`set_child_file_limit`](crate::spawn::set_child_file_limit)).
+    /// The RLIMIT_NOFILE the child starts with (see
+    /// [`set_child_file_limit`](crate::spawn::set_child_file_limit)).
     file_limit: Option<libc::rlimit>,
     drop: Option<PrivilegeDrop>,
     cwd: Option<CString>,

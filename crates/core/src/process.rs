@@ -1,17 +1,18 @@
 //! [`ProcessActor`]: the actor that owns one process instance.
 //!
-//! It holds one [`ProcessConfig`] and at most one OS child at a time, feeds every
-//! input through the pure [`Lifecycle`] and carries out the [`Effect`]s it returns:
-//! spawning through a [`Spawner`] (the reaper in production, a fake in tests),
-//! timers through `tokio::time` messages back to itself, signals through the
-//! reaper (which never signals a pid it has already reaped).
+//! It holds one [`vigil_config::ProcessConfig`] and at most one OS child at a
+//! time, feeds every input through the pure [`Lifecycle`] and carries out the
+//! [`Effect`]s it returns: spawning through a [`Spawner`] (the reaper in
+//! production, a fake in tests), timers through `tokio::time` messages back to
+//! itself, signals through the reaper (which never signals a pid it has
+//! already reaped).
 //!
 //! Nothing here awaits a child or sleeps inside a handler: ractor handles stop
 //! and supervision requests only between messages, so a long await in a handler
 //! would hold them up, and a parent stopping it would time out and kill it
-//! without `post_stop`. Instead the exit of a child is
-//! awaited by a small task that sends [`ProcessMsg::Exited`] back, tagged with the
-//! spawn generation so a late message about an earlier child is ignored.
+//! without `post_stop`. Instead the exit of a child is awaited by a small task
+//! that sends [`ProcessMsg::Exited`] back, tagged with the spawn generation so a
+//! late message about an earlier child is ignored.
 //!
 //! Vigil's extensions meet here too: every automatic restart the lifecycle
 //! wants is admitted by the group's [`Budget`] (synchronously for one_for_one,
