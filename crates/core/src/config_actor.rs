@@ -23,8 +23,8 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use vigil_config::{Config, Diagnostic, GroupConfig, Plan, ProcessConfig, diff};
 
-use crate::Handle;
 use crate::error::CoreError;
+use crate::handle::Handle;
 use crate::update::{GroupUpdate, UpdateAction};
 
 /// Reads and validates the configuration file; every problem on failure.
@@ -36,6 +36,7 @@ pub enum ConfigError {
     /// The file has errors; nothing was changed.
     #[error("the configuration has {} error(s)", .0.len())]
     Invalid(Vec<Diagnostic>),
+    /// The tree refused or failed a step.
     #[error(transparent)]
     Core(#[from] CoreError),
 }
@@ -43,16 +44,20 @@ pub enum ConfigError {
 /// The answer to `update`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UpdateOutcome {
+    /// Nothing was applied: the steps say what would have been done.
     pub dry_run: bool,
     /// Requested names that are neither active nor in the file.
     pub unknown_groups: Vec<String>,
+    /// What was done (or would be), group by group, in supervisorctl's order.
     pub steps: Vec<GroupUpdate>,
 }
 
 /// One process of the last-read config (`avail`, `getAllConfigInfo`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Available {
+    /// The process's settings as read.
     pub process: ProcessConfig,
+    /// Its group's `priority`.
     pub group_priority: i32,
     /// Its group is active.
     pub inuse: bool,

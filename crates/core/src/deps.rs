@@ -36,10 +36,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_config::{Dependency, DependencyCondition, ProcessConfig};
 
+use crate::info::{Health, Snapshot};
 use crate::lifecycle::ProcessState;
-use crate::process::info::{Health, Snapshot};
-use crate::process::{ProcessMsg, ProcessShared};
-use crate::root::{GroupEntry, Registry};
+use crate::messages::{GroupEntry, ProcessMsg, ProcessShared};
+use crate::registry::Registry;
 
 /// Whether `dependency` names the process `config`.
 pub(crate) fn names(dependency: &Dependency, config: &ProcessConfig) -> bool {

@@ -32,8 +32,8 @@ use vigil_config::GroupKind;
 use crate::events::{Event, OutputEvent, ProcessStateEvent};
 use crate::lifecycle::ProcessState;
 use crate::logs::Channel;
-use crate::process::ProcessShared;
-use crate::root::{GroupEntry, Registry};
+use crate::messages::{GroupEntry, ProcessShared};
+use crate::registry::Registry;
 
 /// The tick events and their periods in seconds.
 pub const TICKS: [(&str, u64); 3] = [("TICK_5", 5), ("TICK_60", 60), ("TICK_3600", 3600)];
@@ -41,7 +41,9 @@ pub const TICKS: [(&str, u64); 3] = [("TICK_5", 5), ("TICK_60", 60), ("TICK_3600
 /// An event as listeners see it: supervisord's type name and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// supervisord's event type name (`PROCESS_STATE_RUNNING`).
     pub name: String,
+    /// The body after the envelope's header line, as supervisord writes it.
     pub payload: String,
 }
 
@@ -200,6 +202,7 @@ pub enum ListenerState {
 }
 
 impl ListenerState {
+    /// supervisord's name of the state (`ACKNOWLEDGED`, `READY`, `BUSY`, `UNKNOWN`).
     pub fn name(self) -> &'static str {
         match self {
             ListenerState::Acknowledged => "ACKNOWLEDGED",
@@ -244,6 +247,7 @@ impl Default for Protocol {
 }
 
 impl Protocol {
+    /// Where the listener is in the protocol.
     pub fn state(&self) -> ListenerState {
         self.state
     }
@@ -372,15 +376,13 @@ struct PoolRecord {
     tx: mpsc::UnboundedSender<PoolMsg>,
 }
 
-/// The daemon-wide listener machinery; lives in the process [`crate::process::Context`].
+/// The daemon-wide listener machinery, shared by every process actor through
+/// its context.
 pub(crate) struct Hub {
     identifier: String,
     strip_ansi: bool,
     registry: Arc<Registry>,
     pools: Mutex<BTreeMap<String, PoolRecord>>,
-    /// `[fcgi-program:x]` sockets (not events, but the same kind of per-group
-    /// daemon resource, kept here to keep the hooks into the tree few).
-    pub(crate) fcgi: crate::fcgi::FcgiSockets,
 }
 
 impl Hub {
@@ -390,7 +392,6 @@ impl Hub {
             strip_ansi: settings.strip_ansi,
             registry,
             pools: Mutex::new(BTreeMap::new()),
-            fcgi: crate::fcgi::FcgiSockets::default(),
         })
     }
 
@@ -508,7 +509,6 @@ impl Hub {
                 let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.registry.group(group).is_none() {
                     pools.remove(group);
-                    self.fcgi.remove(group);
                 }
             }
             _ => {}

@@ -24,14 +24,30 @@ pub enum Event {
     /// A process changed state.
     ProcessState(ProcessStateEvent),
     /// A group was added (startup or `add_group`).
-    GroupAdded { group: String },
+    GroupAdded {
+        /// The group's name.
+        group: String,
+    },
     /// A group was removed (`remove_group`).
-    GroupRemoved { group: String },
+    GroupRemoved {
+        /// The group's name.
+        group: String,
+    },
     /// `sendRemoteCommEvent`: a message from a control client to listeners.
-    RemoteCommunication { kind: String, data: String },
+    RemoteCommunication {
+        /// The type the client gave.
+        kind: String,
+        /// The message body.
+        data: String,
+    },
     /// A group exhausted its restart budget: its members are FATAL (Vigil
     /// extension; the root then applies `on_fatal`).
-    GroupFatal { group: String, reason: String },
+    GroupFatal {
+        /// The group's name.
+        group: String,
+        /// Why its budget ran out, as logged.
+        reason: String,
+    },
     /// The tree is up and starting its processes (`SUPERVISOR_STATE_CHANGE_RUNNING`).
     SupervisorRunning,
     /// Shutdown began (`SUPERVISOR_STATE_CHANGE_STOPPING`).
@@ -48,9 +64,13 @@ pub enum Event {
 /// [`Event::ProcessCommunication`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputEvent {
+    /// The process's group.
     pub group: String,
+    /// The process's name.
     pub name: String,
+    /// The child that wrote the output.
     pub pid: u32,
+    /// Which of its outputs.
     pub channel: crate::logs::Channel,
     /// Shared, because every subscriber gets a clone of the event.
     pub data: std::sync::Arc<[u8]>,
@@ -59,9 +79,13 @@ pub struct OutputEvent {
 /// One state change of one process (`PROCESS_STATE_<to>`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessStateEvent {
+    /// The process's group.
     pub group: String,
+    /// The process's name.
     pub name: String,
+    /// The state it left.
     pub from: ProcessState,
+    /// The state it entered.
     pub to: ProcessState,
     /// The child's pid, when one exists in the new state.
     pub pid: Option<u32>,
@@ -69,6 +93,7 @@ pub struct ProcessStateEvent {
     pub tries: u32,
     /// For EXITED: whether the exit status was in `exitcodes`.
     pub expected: Option<bool>,
+    /// When the change happened.
     pub at: SystemTime,
 }
 

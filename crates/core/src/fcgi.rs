@@ -26,11 +26,19 @@ use crate::spawn::SharedFd;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FcgiError {
+    /// The address is neither `tcp://host:port` nor `unix:///abs/path`, or
+    /// names no host.
     #[error("Could not create FastCGI socket {socket}: bad socket address")]
-    BadAddress { socket: String },
+    BadAddress {
+        /// The configured `socket`.
+        socket: String,
+    },
+    /// Creating, binding or listening failed.
     #[error("Could not create FastCGI socket {socket}: {source}")]
     Io {
+        /// The configured `socket`.
         socket: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },

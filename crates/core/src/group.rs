@@ -38,10 +38,12 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use vigil_config::{GroupConfig, Strategy};
 
 use crate::budget::Budget;
+use crate::context::Context;
+use crate::info::Snapshot;
 use crate::lifecycle::ProcessState;
-use crate::process::info::Snapshot;
-use crate::process::{Context, ProcessActor, ProcessArgs, ProcessMsg, ProcessShared, kill_orphan};
-use crate::root::RootMsg;
+use crate::messages::{GroupMsg, ProcessMsg, ProcessShared, RootMsg};
+use crate::process::{ProcessActor, ProcessArgs};
+use crate::spawner::kill_orphan;
 
 /// Failures of one member's actor tolerated within [`REBUILD_WINDOW`].
 pub(crate) const MAX_REBUILDS: usize = 5;
@@ -49,34 +51,6 @@ pub(crate) const MAX_REBUILDS: usize = 5;
 pub(crate) const REBUILD_WINDOW: Duration = Duration::from_secs(60);
 /// How long a stopping group waits for its process actors to finish `post_stop`.
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Messages to a [`GroupActor`].
-pub(crate) enum GroupMsg {
-    /// The daemon is shutting down: tell every member to start nothing new.
-    DaemonShuttingDown,
-    /// This group's turn in the ordered shutdown: stop every member, in reverse
-    /// start order (supervisord's `stop_all`).
-    Shutdown,
-    /// `update`: the group's new config and members, in start order. Members
-    /// present before (the same `Arc`) keep their actor and child; new ones get an
-    /// actor (not started); the actors of members left out are stopped (the
-    /// caller stopped their processes first). See `update.rs`.
-    Reconcile {
-        config: Arc<GroupConfig>,
-        members: Vec<Arc<ProcessShared>>,
-        reply: ractor::RpcReplyPort<()>,
-    },
-    /// Member `index` died after RUNNING (one_for_all / rest_for_one): restart
-    /// the members the strategy names, if the budget allows.
-    MemberDied { member: Arc<ProcessShared> },
-    /// Member `index` was refused a restart by the budget: the group is FATAL.
-    BudgetExhausted { member: Arc<ProcessShared> },
-    /// The strategy restart task finished.
-    StrategyDone,
-    /// Panics, to exercise the root's supervision.
-    #[cfg(test)]
-    Crash,
-}
 
 pub(crate) struct GroupArgs {
     /// Shared with the registry's entry: the group's settings are read-only here.
@@ -318,8 +292,9 @@ impl Actor for GroupActor {
         myself: ActorRef<GroupMsg>,
         _state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
-        // Let the process actors run their own post_stop (crates.md s1.5 #4);
-        // their drop guards kill any child still alive.
+        // Let the process actors run their own post_stop: ractor kills the
+        // children of a stopping parent without running it. Their drop guards
+        // kill any child still alive either way.
         myself.stop_children_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
         Ok(())
     }

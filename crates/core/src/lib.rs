@@ -39,8 +39,8 @@
 //! (`strip_ansi`, capture mode, `*_syslog`, log events); fcgi.rs owns
 //! `[fcgi-program:x]` sockets.
 //!
-//! Beyond supervisord (issue 6), each in its own module: group strategies and
-//! restart budgets with escalation to the root (group.rs, budget.rs, root.rs),
+//! Beyond supervisord, each in its own module: group strategies and restart
+//! budgets with escalation to the root (group.rs, budget.rs, root.rs),
 //! configurable restart backoff (lifecycle.rs), dependencies across groups with
 //! dependency-ordered start and stop and restart propagation (deps.rs), and
 //! health probes as async tasks (probe.rs, notify.rs).
@@ -48,9 +48,39 @@
 //! What this crate deliberately does not do: parse config (vigil-config), speak
 //! any wire protocol (vigil-rpc, vigild), install signal handlers or a panic hook
 //! (vigild).
+//!
+//! # Layers
+//!
+//! Modules import only from layers below their own, never from one above, and
+//! never in a circle (a test in the integration crate checks the circles). From
+//! the top:
+//!
+//! 1. `config_actor` (the running and the last-read config) over `update`
+//!    (applying one group's part of a plan);
+//! 2. `supervisor` (building and starting the tree) over `handle` (the public
+//!    [`Handle`]) over `members` (a process's shared record and its logs);
+//! 3. the actors: `root` over `group` over `process`;
+//! 4. the process actor's helpers: `deps` (dependency gate and monitors),
+//!    `probe` (health probes), `notify` (systemd's readiness socket), `output`
+//!    (between a pipe and its log);
+//! 5. `context` (what every actor shares) over `eventlistener` (listener pools)
+//!    and `fcgi` (fcgi sockets);
+//! 6. `registry` (every group by name) over `messages` (each actor's messages
+//!    and the records they carry, importing no actor);
+//! 7. `spawner` (the trait actors spawn and signal through) over `reaper` (the
+//!    one `waitpid` loop) over `launch` (the clone launcher and its `unsafe`)
+//!    over `spawn` (supervisord's spawn rules: command, environment,
+//!    `spawnerr` texts);
+//! 8. the leaves: `info` (status as supervisord reports it) and `events` (the
+//!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
+//!    `error`, `logs` and `syslog` import nothing of the crate.
+
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod budget;
 mod config_actor;
+mod context;
 mod deps;
 pub mod error;
 pub mod eventlistener;
@@ -58,800 +88,42 @@ pub mod events;
 pub mod exit;
 pub mod fcgi;
 mod group;
+mod handle;
+mod info;
+mod launch;
 pub mod lifecycle;
+// `Channel`'s two variants and `LogError::BadArguments`'s two fields are
+// named for what they are.
+#[allow(missing_docs)]
 pub mod logs;
+mod members;
+mod messages;
 mod notify;
 mod output;
 mod probe;
 mod process;
 pub mod reaper;
+mod registry;
 mod root;
 pub mod spawn;
+mod spawner;
+mod supervisor;
 pub mod syslog;
 mod update;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
-
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef, RpcReplyPort};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::broadcast;
-use vigil_config::{Config, GroupConfig, LogTarget, ProcessConfig, Supervisord};
-
 pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutcome};
+pub use context::FatalShutdown;
 pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
+pub use handle::{FATAL_EXIT_CODE, Handle, Results, parse_signal};
+pub use info::{Health, ProcessInfo};
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
-pub use process::Spawner;
-pub use process::info::{Health, ProcessInfo};
+pub use members::TAIL_RING_BYTES;
 pub use reaper::Reaper;
+pub use spawner::Spawner;
+pub use supervisor::{Supervisor, SupervisorOptions};
 pub use update::{GroupUpdate, UpdateAction};
-
-use process::{Context, ProcessMsg, ProcessShared};
-use root::{GroupEntry, Registry, RootActor, RootArgs, RootMsg};
-
-/// Bytes of recent output kept in memory per channel for `tail`. Allocated
-/// lazily, as output arrives.
-pub const TAIL_RING_BYTES: usize = 64 * 1024;
-
-/// What the daemon supplies besides the config.
-#[derive(Clone)]
-pub struct SupervisorOptions {
-    /// The daemon's environment: the base of every child's environment.
-    pub daemon_env: Vec<(String, String)>,
-    /// `SUPERVISOR_SERVER_URL` given to children (unless a program sets
-    /// `serverurl`); `None` leaves it unset.
-    pub server_url: Option<String>,
-    /// Starts and signals children: the process-wide [`Reaper`] in production.
-    pub spawner: Arc<dyn Spawner>,
-}
-
-impl SupervisorOptions {
-    /// Options spawning through `reaper`, with an empty daemon environment.
-    pub fn new(reaper: Reaper) -> SupervisorOptions {
-        SupervisorOptions::with_spawner(Arc::new(reaper))
-    }
-
-    /// Options spawning through any [`Spawner`] (tests use fakes).
-    pub fn with_spawner(spawner: Arc<dyn Spawner>) -> SupervisorOptions {
-        SupervisorOptions { daemon_env: Vec::new(), server_url: None, spawner }
-    }
-}
-
-/// Why a FATAL group brought the daemon down (`on_fatal = shutdown`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FatalShutdown {
-    /// The group whose restart budget ran out.
-    pub group: String,
-    pub reason: String,
-}
-
-/// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
-/// container runtime or an outer supervisor sees the failure.
-///
-/// The daemon awaits [`Handle::fatal_shutdown`] beside its signal handling:
-///
-/// ```text
-/// tokio::select! {
-///     _ = terminate.recv() => handle.shutdown().await,          // exit 0
-///     fatal = handle.fatal_shutdown() => {                       // already shut down
-///         tracing::error!("group '{}' is FATAL: {}", fatal.group, fatal.reason);
-///         std::process::exit(vigil_core::FATAL_EXIT_CODE);
-///     }
-/// }
-/// ```
-pub const FATAL_EXIT_CODE: i32 = 1;
-
-/// Autostart spawns of one priority in flight at once. Spawns themselves are
-/// serialized by the reaper's lock; a second one in flight has its command
-/// resolved, environment built and pipes made while the first is in `exec`.
-const AUTOSTART_WINDOW: usize = 2;
-
-/// Builds and starts the supervision tree.
-pub struct Supervisor;
-
-impl Supervisor {
-    /// Builds the tree for `config`, then starts every `autostart` process in
-    /// (group priority, group name, process priority, name) order, all in the same
-    /// pass without waiting for any to reach RUNNING (supervisord's behaviour).
-    ///
-    /// Unless `nocleanup`, AUTO logs of this `identifier` left in `childlogdir`
-    /// by an earlier run are deleted first. Fails, leaving nothing running, if a
-    /// log file cannot be opened or an actor cannot be started.
-    pub async fn start(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
-        let handle = Supervisor::build(config, options).await?;
-        handle.autostart(&handle.inner.registry.groups_by_priority()).await;
-        Ok(handle)
-    }
-
-    /// Like [`Supervisor::start`], but returns as soon as the tree is built and
-    /// runs the autostart pass on a task of its own, so the caller can serve
-    /// requests (status, stop) while thousands of processes are being spawned;
-    /// a process not reached yet reads STOPPED, as it does under supervisord
-    /// before its first tick. `shutdown` ends the pass where it is.
-    pub async fn start_in_background(
-        config: Config,
-        options: SupervisorOptions,
-    ) -> Result<Handle, CoreError> {
-        let handle = Supervisor::build(config, options).await?;
-        let starter = handle.clone();
-        let pass = tokio::spawn(async move {
-            starter.autostart(&starter.inner.registry.groups_by_priority()).await;
-        });
-        *handle.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(pass.abort_handle());
-        Ok(handle)
-    }
-
-    /// Everything [`Supervisor::start`] does but the autostart pass.
-    async fn build(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
-        let Config { supervisord: settings, groups: configured, .. } = config;
-        if !settings.nocleanup {
-            match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
-                    "could not clean AUTO logs in {}: {error}",
-                    settings.childlogdir.display()
-                ),
-            }
-        }
-        // The groups move into the tree: a copy here would briefly double every
-        // program's settings at start-up.
-        let mut groups = Vec::with_capacity(configured.len());
-        for mut group in configured {
-            let members = build_members(&mut group, &settings)?;
-            groups.push((group, members));
-        }
-        let registry = Arc::new(Registry::default());
-        let ctx = Arc::new(Context {
-            spawner: options.spawner,
-            bus: broadcast::channel(events::BUS_CAPACITY).0,
-            daemon_env: options.daemon_env,
-            global_env: std::sync::RwLock::new(settings.environment.clone()),
-            server_url: options.server_url,
-            registry: Arc::clone(&registry),
-            notify_dir: notify::socket_dir(),
-            on_fatal: settings.on_fatal,
-            fatal: tokio::sync::watch::Sender::new(None),
-            // Hook (events): event listener pools, strip_ansi.
-            events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
-        });
-        ctx.events.run(ctx.bus.subscribe());
-        let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
-        let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
-            CoreError::Failed(format!("could not start the root actor: {error}"))
-        })?;
-        let handle = Handle {
-            inner: Arc::new(Inner {
-                root,
-                registry,
-                ctx,
-                settings,
-                shutting_down: AtomicBool::new(false),
-                join: tokio::sync::Mutex::new(Some(join)),
-                autostart: std::sync::Mutex::new(None),
-            }),
-        };
-        for (group, members) in groups {
-            if let Err(error) = handle.add_members(group, members).await {
-                handle.shutdown().await;
-                return Err(error);
-            }
-        }
-        // on_fatal = shutdown: the root publishes the escalation, this task brings
-        // the tree down. It holds no strong reference, so it never keeps a
-        // dropped tree alive.
-        let weak = Arc::downgrade(&handle.inner);
-        let mut fatal = handle.inner.ctx.fatal.subscribe();
-        tokio::spawn(async move {
-            if fatal.wait_for(Option::is_some).await.is_ok()
-                && let Some(inner) = weak.upgrade()
-            {
-                Handle { inner }.shutdown().await;
-            }
-        });
-        // Hook (events): supervisord announces RUNNING before it starts processes.
-        let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
-        Ok(handle)
-    }
-}
-
-/// Opens the log channels of every process of `group` and wraps each process
-/// in its shared state. The processes' settings move into the members, leaving
-/// `group.processes` empty (see [`root::GroupEntry::config`]).
-fn build_members(
-    group: &mut GroupConfig,
-    settings: &Supervisord,
-) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
-    let processes = std::mem::take(&mut group.processes);
-    let mut members = Vec::with_capacity(processes.len());
-    for process in processes {
-        let stdout = open_channel(&process, Channel::Stdout, settings)?;
-        let stderr = if process.redirect_stderr {
-            // Everything arrives on stdout; this channel stays empty.
-            ChannelLog::open(None, 0, 0, 0).map_err(|e| log_error(&process, Channel::Stderr, e))?
-        } else {
-            open_channel(&process, Channel::Stderr, settings)?
-        };
-        members.push(Arc::new(ProcessShared::new(process, stdout, stderr)));
-    }
-    Ok(members)
-}
-
-fn open_channel(
-    process: &ProcessConfig,
-    channel: Channel,
-    settings: &Supervisord,
-) -> Result<ChannelLog, CoreError> {
-    let config = match channel {
-        Channel::Stdout => &process.stdout,
-        Channel::Stderr => &process.stderr,
-    };
-    let path = match &config.logfile {
-        LogTarget::Path(path) => Some(path.clone()),
-        LogTarget::Auto => Some(
-            logs::auto_log_path(
-                &settings.childlogdir,
-                &process.name,
-                channel,
-                &settings.identifier,
-            )
-            .map_err(|e| log_error(process, channel, e))?,
-        ),
-        // `syslog` as a file name goes to the daemon's syslog handler, not a file.
-        LogTarget::None | LogTarget::Syslog => None,
-    };
-    ChannelLog::open(path, config.maxbytes, config.backups, TAIL_RING_BYTES)
-        .map_err(|e| log_error(process, channel, e))
-}
-
-fn log_error(process: &ProcessConfig, channel: Channel, error: std::io::Error) -> CoreError {
-    CoreError::Failed(format!(
-        "{}: cannot open the {} log: {error}",
-        process.namespec(),
-        channel.as_str()
-    ))
-}
-
-/// A cheap, cloneable handle to a running tree.
-#[derive(Clone)]
-pub struct Handle {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    root: ActorRef<RootMsg>,
-    registry: Arc<Registry>,
-    ctx: Arc<Context>,
-    settings: Supervisord,
-    shutting_down: AtomicBool,
-    /// The root's join handle, taken by the first `shutdown`.
-    join: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// The autostart pass of [`Supervisor::start_in_background`], while it may run.
-    autostart: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// The processes a namespec names.
-struct Targets {
-    members: Vec<Arc<ProcessShared>>,
-    /// `group:*` or `all`: members in an unsuitable state are skipped silently,
-    /// as supervisord's group and "all" calls do.
-    many: bool,
-}
-
-/// One result per process (or per bad namespec), keyed by namespec.
-pub type Results = Vec<(String, Result<(), CoreError>)>;
-
-impl Handle {
-    /// supervisord's `getProcessInfo` for `spec` (`name`, `group:name`,
-    /// `group:*` or `all`), or `getAllProcessInfo` for `None`: sorted by group
-    /// name, then process name.
-    pub async fn process_info(&self, spec: Option<&str>) -> Result<Vec<ProcessInfo>, CoreError> {
-        let mut members = match spec {
-            None => self.all_members(),
-            Some(spec) => self.resolve(spec)?.members,
-        };
-        if spec.is_none() || spec == Some("all") {
-            members.sort_by(|a, b| {
-                (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
-            });
-        }
-        let now = SystemTime::now();
-        Ok(members.iter().map(|member| info_of(member, now)).collect())
-    }
-
-    /// Starts the processes named by `specs`, all concurrently. With `wait`, each
-    /// result arrives when its process is RUNNING (`ABNORMAL_TERMINATION` if it
-    /// left STARTING otherwise, `SPAWN_ERROR` if it failed to spawn or exited
-    /// within `startsecs`). Group specs skip members already running.
-    ///
-    /// Dependencies (`depends_on`, transitively) that are not running are
-    /// started first, in start order; the named processes wait behind the
-    /// dependency gate until their conditions hold. Only the named processes
-    /// have results.
-    pub async fn start(&self, specs: &[String], wait: bool) -> Results {
-        if !self.inner.shutting_down.load(Ordering::SeqCst) {
-            self.start_dependencies(specs).await;
-        }
-        let registry = Arc::clone(&self.inner.registry);
-        let bus = self.inner.ctx.bus.clone();
-        self.for_each(
-            specs,
-            |state| !state.is_running(),
-            move |member| {
-                let registry = Arc::clone(&registry);
-                let events = bus.subscribe();
-                async move { start_one(member, wait, &registry, events).await }.boxed()
-            },
-        )
-        .await
-    }
-
-    /// Stops the processes named by `specs`, all concurrently (supervisord issues
-    /// stops in priority order; here they are issued in that order and then run
-    /// together). With `wait`, each result arrives when its process is in a
-    /// stopped state. Group specs skip members that are not running.
-    ///
-    /// Dependents of a stopped process (with `restart_dependents`, the default)
-    /// are stopped first, deepest first, and wait STARTING until it meets their
-    /// condition again (after a `restart` or a later `start`).
-    pub async fn stop(&self, specs: &[String], wait: bool) -> Results {
-        let registry = Arc::clone(&self.inner.registry);
-        self.for_each(specs, ProcessState::is_running, move |member| {
-            let registry = Arc::clone(&registry);
-            async move {
-                member.held.store(true, Ordering::SeqCst);
-                requeue_dependents(&registry, &member, &mut HashSet::new()).await;
-                let result = stop_one(Arc::clone(&member), wait).await;
-                member.held.store(false, Ordering::SeqCst);
-                result
-            }
-            .boxed()
-        })
-        .await
-    }
-
-    /// Resolves when a group exhausted its restart budget with `on_fatal =
-    /// shutdown` and the tree finished its ordered shutdown; pending forever
-    /// otherwise. vigild awaits it beside its signals and then exits with
-    /// [`FATAL_EXIT_CODE`].
-    pub async fn fatal_shutdown(&self) -> FatalShutdown {
-        let mut fatal = self.inner.ctx.fatal.subscribe();
-        let reason = match fatal.wait_for(Option::is_some).await {
-            Ok(value) => value.clone(),
-            // The sender lives as long as this handle: unreachable.
-            Err(_) => None,
-        };
-        let Some(reason) = reason else {
-            return futures::future::pending().await;
-        };
-        self.shutdown().await;
-        reason
-    }
-
-    /// The escalation that is bringing (or brought) the tree down, if any.
-    pub fn fatal(&self) -> Option<FatalShutdown> {
-        self.inner.ctx.fatal.borrow().clone()
-    }
-
-    /// Starts, in start order, every dependency of the processes named by
-    /// `specs` that is not running (the gate then orders the actual spawns).
-    async fn start_dependencies(&self, specs: &[String]) {
-        let mut needed: HashSet<String> = HashSet::new();
-        let mut queue: Vec<Arc<ProcessShared>> = specs
-            .iter()
-            .filter_map(|spec| self.resolve(spec).ok())
-            .flat_map(|t| t.members)
-            .collect();
-        while let Some(member) = queue.pop() {
-            for dependency in &member.config.depends_on {
-                for target in deps::resolve(&self.inner.registry, dependency) {
-                    if needed.insert(target.namespec.clone()) {
-                        queue.push(target);
-                    }
-                }
-            }
-        }
-        if needed.is_empty() {
-            return;
-        }
-        for member in deps::start_order(&self.inner.registry.groups_by_priority()) {
-            if needed.contains(&member.namespec) && member.state().is_stopped() {
-                tracing::info!("starting '{}', a dependency", member.namespec);
-                let _ = request(&member, ProcessMsg::Start).await;
-            }
-        }
-    }
-
-    /// Sends signal number `sig` to the processes named by `specs` (the pid only,
-    /// like supervisord's `signalProcess`). `BAD_SIGNAL` if `sig` is not a signal
-    /// of this platform. Group specs skip members that cannot be signalled.
-    pub async fn signal(&self, specs: &[String], sig: i32) -> Results {
-        if nix::sys::signal::Signal::try_from(sig).is_err() {
-            return specs
-                .iter()
-                .map(|spec| (spec.clone(), Err(CoreError::BadSignal(sig.to_string()))))
-                .collect();
-        }
-        self.for_each(specs, ProcessState::is_signallable, move |member| {
-            async move { request(&member, |reply| ProcessMsg::Signal(sig, reply)).await }.boxed()
-        })
-        .await
-    }
-
-    /// Writes `data` to the stdin of process `name` (supervisord's
-    /// `sendProcessStdin`): `NOT_RUNNING` without a child or while it is being
-    /// stopped, `NO_FILE` if the child closed its stdin.
-    pub async fn send_stdin(&self, name: &str, data: Vec<u8>) -> Result<(), CoreError> {
-        let member = self.single(name)?;
-        let snapshot = member.snapshot.borrow().clone();
-        if snapshot.pid.is_none() || snapshot.state == ProcessState::Stopping {
-            return Err(CoreError::NotRunning(member.namespec.clone()));
-        }
-        let slot = member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.clone()))?;
-        let mut writer = slot.lock().await;
-        writer.write_all(&data).await.map_err(|_| CoreError::NoFile(member.namespec.clone()))
-    }
-
-    /// The log channel of process `name`, for reading, tailing and clearing.
-    pub fn log(&self, name: &str, channel: Channel) -> Result<ChannelLog, CoreError> {
-        let member = self.single(name)?;
-        Ok(match channel {
-            Channel::Stdout => member.stdout.clone(),
-            Channel::Stderr => member.stderr.clone(),
-        })
-    }
-
-    /// Adds a group and starts its `autostart` processes (supervisord's
-    /// `addProcessGroup`). `ALREADY_ADDED` if a group of that name exists.
-    pub async fn add_group(&self, group: GroupConfig) -> Result<(), CoreError> {
-        if self.inner.shutting_down.load(Ordering::SeqCst) {
-            return Err(CoreError::ShuttingDown);
-        }
-        if self.inner.registry.group(&group.name).is_some() {
-            return Err(CoreError::AlreadyAdded(group.name));
-        }
-        let mut group = group;
-        let members = build_members(&mut group, &self.inner.settings)?;
-        let name = group.name.clone();
-        self.add_members(group, members).await?;
-        if let Some(entry) = self.inner.registry.group(&name) {
-            self.autostart(&[entry]).await;
-        }
-        Ok(())
-    }
-
-    /// Removes a group whose processes are all stopped (supervisord's
-    /// `removeProcessGroup`): `BAD_NAME` if unknown, `STILL_RUNNING` otherwise.
-    pub async fn remove_group(&self, name: &str) -> Result<(), CoreError> {
-        let name = name.to_owned();
-        call_root(&self.inner.root, |reply| RootMsg::RemoveGroup { name, reply }).await?
-    }
-
-    /// Ordered shutdown (supervisord's SIGTERM handling): no more automatic
-    /// starts anywhere, then groups stop one by one in descending priority, each
-    /// only after the previous one is fully stopped; then the actors stop. Returns
-    /// when everything is down. Calling it again waits for nothing.
-    pub async fn shutdown(&self) {
-        // Hook (events): SUPERVISOR_STATE_CHANGE_STOPPING, once.
-        if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
-            let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
-        }
-        // No automatic start after this point: a pass still running stops here.
-        if let Some(pass) =
-            self.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner).take()
-        {
-            pass.abort();
-        }
-        let mut join = self.inner.join.lock().await;
-        let Some(handle) = join.take() else {
-            return;
-        };
-        let _ = call_root(&self.inner.root, RootMsg::Shutdown).await;
-        self.inner.root.stop(Some("shutdown".to_owned()));
-        if let Err(error) = handle.await {
-            tracing::error!("the root actor ended abnormally: {error}");
-        }
-        // Every notify socket went with its actor; the directory goes if empty
-        // (it only exists if some program uses ready_notify).
-        let _ = std::fs::remove_dir(&self.inner.ctx.notify_dir);
-    }
-
-    /// State changes of every process, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.ctx.bus.subscribe()
-    }
-
-    /// Publishes supervisord's `REMOTE_COMMUNICATION` event on the bus
-    /// (`sendRemoteCommEvent`); allowed while shutting down.
-    pub fn send_comm_event(&self, kind: String, data: String) {
-        // No subscribers is fine.
-        let _ = self.inner.ctx.bus.send(Event::RemoteCommunication { kind, data });
-    }
-
-    /// Whether `shutdown` was called.
-    pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::SeqCst)
-    }
-
-    async fn add_members(
-        &self,
-        config: GroupConfig,
-        members: Vec<Arc<ProcessShared>>,
-    ) -> Result<(), CoreError> {
-        // Hook (fcgi): bind the group's socket first, so a bad one fails the add.
-        let fcgi = &self.inner.ctx.events.fcgi;
-        fcgi.prepare(&config).map_err(|e| CoreError::Failed(e.to_string()))?;
-        let name = config.name.clone();
-        let added =
-            call_root(&self.inner.root, |reply| RootMsg::AddGroup { config, members, reply })
-                .await
-                .and_then(|added| added);
-        if added.is_err() {
-            fcgi.remove(&name);
-        }
-        added
-    }
-
-    /// Autostart in priority order, without waiting for RUNNING: each call returns
-    /// once that process's spawn was attempted. Processes of one priority (group
-    /// priority and process priority both equal) are started up to
-    /// [`AUTOSTART_WINDOW`] at a time, so the next spawn is being prepared while
-    /// one is in `exec`; a higher priority number starts only after every spawn of
-    /// the lower one was attempted.
-    async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
-        let group_priority: HashMap<&str, i32> = groups
-            .iter()
-            .map(|group| (group.config.name.as_str(), group.config.priority))
-            .collect();
-        let rank = |member: &Arc<ProcessShared>| {
-            (group_priority.get(member.config.group.as_str()).copied(), member.config.priority)
-        };
-        let order = deps::start_order(groups);
-        for level in order.chunk_by(|a, b| rank(a) == rank(b)) {
-            futures::stream::iter(level)
-                .for_each_concurrent(AUTOSTART_WINDOW, |member| async move {
-                    if let Some(actor) = member.actor() {
-                        let _ = actor.call(ProcessMsg::Autostart, None).await;
-                    }
-                })
-                .await;
-        }
-    }
-
-    fn all_members(&self) -> Vec<Arc<ProcessShared>> {
-        self.inner
-            .registry
-            .groups_by_priority()
-            .iter()
-            .flat_map(|group| group.members.iter().cloned())
-            .collect()
-    }
-
-    /// supervisord's `split_namespec` + `_getGroupAndProcess`, plus `all`.
-    fn resolve(&self, spec: &str) -> Result<Targets, CoreError> {
-        if spec == "all" {
-            return Ok(Targets { members: self.all_members(), many: true });
-        }
-        let (group_name, process_name) = match spec.split_once(':') {
-            Some((group, "" | "*")) => (group, None),
-            Some((group, process)) => (group, Some(process)),
-            None => (spec, Some(spec)),
-        };
-        let bad_name = || CoreError::BadName(spec.to_owned());
-        let group = self.inner.registry.group(group_name).ok_or_else(bad_name)?;
-        match process_name {
-            None => Ok(Targets { members: group.members.clone(), many: true }),
-            Some(name) => {
-                let member = group
-                    .members
-                    .iter()
-                    .find(|member| member.config.name == name)
-                    .ok_or_else(bad_name)?;
-                Ok(Targets { members: vec![Arc::clone(member)], many: false })
-            }
-        }
-    }
-
-    /// Resolves a spec that must name exactly one process.
-    fn single(&self, name: &str) -> Result<Arc<ProcessShared>, CoreError> {
-        let targets = self.resolve(name)?;
-        match (targets.many, targets.members.as_slice()) {
-            (false, [member]) => Ok(Arc::clone(member)),
-            _ => Err(CoreError::BadName(name.to_owned())),
-        }
-    }
-
-    /// Runs `operation` on every process named by `specs` concurrently. Group
-    /// specs keep only members whose state passes `eligible`. A process named
-    /// twice is acted on once.
-    async fn for_each(
-        &self,
-        specs: &[String],
-        eligible: fn(ProcessState) -> bool,
-        operation: impl Fn(Arc<ProcessShared>) -> BoxFuture<'static, Result<(), CoreError>>,
-    ) -> Results {
-        let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
-        let mut seen = HashSet::new();
-        let mut jobs: Vec<BoxFuture<'static, (String, Result<(), CoreError>)>> = Vec::new();
-        for spec in specs {
-            if shutting_down {
-                jobs.push(
-                    futures::future::ready((spec.clone(), Err(CoreError::ShuttingDown))).boxed(),
-                );
-                continue;
-            }
-            match self.resolve(spec) {
-                Err(error) => jobs.push(futures::future::ready((spec.clone(), Err(error))).boxed()),
-                Ok(targets) => {
-                    for member in targets.members {
-                        if targets.many && !eligible(member.state()) {
-                            continue;
-                        }
-                        if !seen.insert(member.namespec.clone()) {
-                            continue;
-                        }
-                        let namespec = member.namespec.clone();
-                        let job = operation(member);
-                        jobs.push(async move { (namespec, job.await) }.boxed());
-                    }
-                }
-            }
-        }
-        futures::future::join_all(jobs).await
-    }
-}
-
-/// supervisord's `signal_number`: a number (`"1"`) or a name with or without
-/// `SIG`, any case (`"hup"`, `"SIGHUP"`). `BAD_SIGNAL` carries the text given.
-pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
-    let bad = || CoreError::BadSignal(value.to_owned());
-    let number = match value.trim().parse::<i32>() {
-        Ok(number) => number,
-        Err(_) => {
-            let upper = value.trim().to_ascii_uppercase();
-            let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-            name.parse::<nix::sys::signal::Signal>().map_err(|_| bad())? as i32
-        }
-    };
-    nix::sys::signal::Signal::try_from(number).map_err(|_| bad())?;
-    Ok(number)
-}
-
-fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
-    let snapshot = member.snapshot.borrow().clone();
-    ProcessInfo::new(
-        &member.config.group,
-        &member.config.name,
-        member.stdout.path().as_deref(),
-        member.stderr.path().as_deref(),
-        &snapshot,
-        now,
-    )
-}
-
-/// Sends a request to a process actor and returns its answer.
-async fn request(
-    member: &ProcessShared,
-    message: impl FnOnce(RpcReplyPort<Result<(), CoreError>>) -> ProcessMsg,
-) -> Result<(), CoreError> {
-    let unavailable =
-        || CoreError::Failed(format!("{}: process actor unavailable", member.namespec));
-    let actor = member.actor().ok_or_else(unavailable)?;
-    match actor.call(message, None).await {
-        Ok(CallResult::Success(result)) => result,
-        _ => Err(unavailable()),
-    }
-}
-
-async fn call_root<T: Send + 'static>(
-    root: &ActorRef<RootMsg>,
-    message: impl FnOnce(RpcReplyPort<T>) -> RootMsg,
-) -> Result<T, CoreError> {
-    match root.call(message, None).await {
-        Ok(CallResult::Success(value)) => Ok(value),
-        _ => Err(CoreError::ShuttingDown),
-    }
-}
-
-/// `startProcess` for one process, with supervisord's `wait` semantics. A
-/// process waiting for its dependencies fails the wait (`FAILED`) once one of
-/// them is FATAL, rather than waiting for a user's action.
-async fn start_one(
-    member: Arc<ProcessShared>,
-    wait: bool,
-    registry: &Registry,
-    mut events: broadcast::Receiver<Event>,
-) -> Result<(), CoreError> {
-    let mut snapshot = member.snapshot.subscribe();
-    request(&member, ProcessMsg::Start).await?;
-    if !wait {
-        return Ok(());
-    }
-    let mut bus_open = true;
-    loop {
-        let waiting = {
-            let current = snapshot.borrow_and_update();
-            if current.spawnerr.is_some() {
-                return Err(CoreError::SpawnError(member.namespec.clone()));
-            }
-            match current.state {
-                ProcessState::Running => return Ok(()),
-                ProcessState::Starting => {}
-                _ => return Err(CoreError::AbnormalTermination(member.namespec.clone())),
-            }
-            !current.waiting_for.is_empty()
-        };
-        if waiting && let Some(dependency) = deps::hopeless(registry, &member.config) {
-            return Err(CoreError::Failed(format!(
-                "{}: dependency {dependency} is FATAL",
-                member.namespec
-            )));
-        }
-        tokio::select! {
-            changed = snapshot.changed() => {
-                if changed.is_err() {
-                    return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
-                }
-            }
-            // Any state change elsewhere may make a dependency hopeless.
-            received = events.recv(), if waiting && bus_open => {
-                bus_open = !matches!(received, Err(broadcast::error::RecvError::Closed));
-            }
-        }
-    }
-}
-
-/// Stops the active dependents of `member` that follow it
-/// (`restart_dependents`), deepest first, and waits until none has a child;
-/// each then waits behind its dependency gate.
-fn requeue_dependents<'a>(
-    registry: &'a Arc<Registry>,
-    member: &'a ProcessShared,
-    seen: &'a mut HashSet<String>,
-) -> BoxFuture<'a, ()> {
-    async move {
-        for dependent in deps::dependents(registry, member) {
-            if !dependent.config.restart_dependents
-                || !seen.insert(dependent.namespec.clone())
-                || !matches!(
-                    dependent.state(),
-                    ProcessState::Starting | ProcessState::Running | ProcessState::Backoff
-                )
-            {
-                continue;
-            }
-            dependent.held.store(true, Ordering::SeqCst);
-            requeue_dependents(registry, &dependent, seen).await;
-            let mut snapshot = dependent.snapshot.subscribe();
-            if let Some(actor) = dependent.actor() {
-                let _ = actor.cast(ProcessMsg::DependencyLost);
-                let _ = snapshot
-                    .wait_for(|s| s.pid.is_none() && s.state != ProcessState::Stopping)
-                    .await;
-            }
-            dependent.held.store(false, Ordering::SeqCst);
-        }
-    }
-    .boxed()
-}
-
-/// `stopProcess` for one process, with supervisord's `wait` semantics.
-async fn stop_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreError> {
-    let mut snapshot = member.snapshot.subscribe();
-    request(&member, ProcessMsg::Stop).await?;
-    if wait && snapshot.wait_for(|s| s.state.is_stopped()).await.is_err() {
-        return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests;

@@ -131,13 +131,21 @@ pub use crate::exit::signal_name;
 /// supervisord's process states, with its numeric codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProcessState {
+    /// Not running: never started, or stopped on request.
     Stopped = 0,
+    /// Spawned, not yet past `startsecs` (or its readiness probe).
     Starting = 10,
+    /// Started successfully.
     Running = 20,
+    /// A start failed; waiting before the next attempt.
     Backoff = 30,
+    /// Being stopped: the stop signal was sent.
     Stopping = 40,
+    /// Exited from RUNNING, expectedly or not.
     Exited = 100,
+    /// Could not be started after `startretries` attempts (or its budget ran out).
     Fatal = 200,
+    /// Sending a signal failed unexpectedly: the child's fate is not known.
     Unknown = 1000,
 }
 
@@ -212,15 +220,25 @@ impl fmt::Display for ProcessState {
 pub struct LifecycleConfig {
     /// The process name used in log lines (supervisord logs the bare name).
     pub name: String,
+    /// `autostart`: start when the daemon (or the group) starts.
     pub autostart: bool,
+    /// `startsecs`: how long a child must stay up to count as started.
     pub startsecs: Duration,
+    /// `startretries`: failed starts before FATAL.
     pub startretries: u32,
+    /// `autorestart`: whether an exit from RUNNING restarts.
     pub autorestart: AutoRestart,
+    /// `exitcodes`: the expected exit codes.
     pub exitcodes: Vec<i32>,
+    /// `stopsignal`, as a signal number.
     pub stopsignal: i32,
+    /// `stopwaitsecs`: the wait before SIGKILL.
     pub stopwaitsecs: Duration,
+    /// `stopasgroup`: the stop signal goes to the process group.
     pub stopasgroup: bool,
+    /// `killasgroup`: SIGKILL goes to the process group.
     pub killasgroup: bool,
+    /// The wait between start attempts.
     pub backoff: BackoffConfig,
     /// A readiness probe gates STARTING -> RUNNING instead of `startsecs`.
     pub readiness: bool,
@@ -286,6 +304,7 @@ impl TimerKind {
 /// One armed timer: the caller hands it back in [`Event::Timer`] when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timer {
+    /// What the timer is for.
     pub kind: TimerKind,
     /// Distinguishes this arming from earlier ones of the same kind.
     pub token: u64,
@@ -318,17 +337,36 @@ pub enum Event {
     /// what runs, give up what waits in BACKOFF (supervisord's `stop_all`).
     ShutdownRequested,
     /// `signal` from a user.
-    SignalRequested { sig: i32 },
+    SignalRequested {
+        /// The signal number.
+        sig: i32,
+    },
     /// The [`Effect::Spawn`] succeeded.
-    Spawned { pid: u32 },
+    Spawned {
+        /// The child's pid.
+        pid: u32,
+    },
     /// The [`Effect::Spawn`] failed; `error` is supervisord's spawnerr text.
-    SpawnFailed { error: String },
+    SpawnFailed {
+        /// supervisord's spawnerr text.
+        error: String,
+    },
     /// The child `pid` was reaped.
-    Exited { pid: u32, status: ExitStatus },
+    Exited {
+        /// The child's pid.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
     /// An armed timer fired.
     Timer(Timer),
     /// An [`Effect::Signal`] failed with something other than "no such process".
-    SignalFailed { purpose: SignalPurpose, error: String },
+    SignalFailed {
+        /// Why the signal was sent.
+        purpose: SignalPurpose,
+        /// The system's description of the failure.
+        error: String,
+    },
     /// Answer to [`Effect::AwaitDependencies`]: every dependency meets its
     /// condition, spawn now.
     DependenciesMet,
@@ -379,9 +417,13 @@ impl Event {
 /// Severity of a log line, supervisord's levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `CRIT`: a signal could not be sent, leaving the process UNKNOWN.
     Critical,
+    /// `WARN`: an unexpected exit, a failed start or a failed probe.
     Warn,
+    /// `INFO`: ordinary state changes.
     Info,
+    /// `DEBG`: detail.
     Debug,
 }
 
@@ -404,16 +446,40 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Publish a state change (supervisord's `PROCESS_STATE_*` events).
-    StateChanged { from: ProcessState, to: ProcessState },
+    StateChanged {
+        /// The state left.
+        from: ProcessState,
+        /// The state entered.
+        to: ProcessState,
+    },
     /// Spawn the child now and feed back [`Event::Spawned`] or
     /// [`Event::SpawnFailed`] before anything else.
     Spawn,
     /// Arm `timer` to fire after `after`.
-    Schedule { timer: Timer, after: Duration },
+    Schedule {
+        /// The timer to hand back in [`Event::Timer`].
+        timer: Timer,
+        /// How long from now.
+        after: Duration,
+    },
     /// Send `sig` to `pid`, or to its process group when `group`.
-    Signal { pid: u32, sig: i32, group: bool, purpose: SignalPurpose },
+    Signal {
+        /// The child.
+        pid: u32,
+        /// The signal number.
+        sig: i32,
+        /// To the child's process group rather than the pid alone.
+        group: bool,
+        /// Why, for reporting a failure.
+        purpose: SignalPurpose,
+    },
     /// Write a line to the activity log.
-    Log { level: Level, message: String },
+    Log {
+        /// supervisord's level.
+        level: Level,
+        /// The line, without the level.
+        message: String,
+    },
     /// The request in the event was refused; nothing else changed.
     Refused(Refusal),
     /// The process is STARTING but must not spawn before its dependencies meet
@@ -421,7 +487,10 @@ pub enum Effect {
     AwaitDependencies,
     /// An automatic restart is due: ask the group (restart budget, strategy) and
     /// answer with [`Event::RestartApproved`] or [`Event::RestartDenied`].
-    RestartWanted { cause: RestartCause },
+    RestartWanted {
+        /// Whether a start failed or a running child died.
+        cause: RestartCause,
+    },
 }
 
 /// Why an automatic restart is wanted; the group's strategy acts on deaths only.
@@ -554,6 +623,7 @@ impl Lifecycle {
         }
     }
 
+    /// The settings in force.
     pub fn config(&self) -> &LifecycleConfig {
         &self.config
     }
@@ -564,6 +634,7 @@ impl Lifecycle {
         self.config = config;
     }
 
+    /// The current state.
     pub fn state(&self) -> ProcessState {
         self.state
     }
@@ -578,10 +649,12 @@ impl Lifecycle {
         self.backoff
     }
 
+    /// Why the last start failed, until the next spawn attempt.
     pub fn spawnerr(&self) -> Option<&str> {
         self.spawnerr.as_deref()
     }
 
+    /// How the last child ended, if one did.
     pub fn exitstatus(&self) -> Option<ExitStatus> {
         self.exitstatus
     }
@@ -612,6 +685,10 @@ impl Lifecycle {
     }
 
     /// Applies one event at monotonic time `now`.
+    ///
+    /// Long on purpose: it is the whole transition table, one arm per event,
+    /// so how every state answers an event reads in one place; the work shared
+    /// between arms lives in the helper methods after it.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match event {

@@ -18,7 +18,7 @@ use ractor::ActorRef;
 use tokio::net::UnixDatagram;
 use tokio::task::JoinHandle;
 
-use crate::process::ProcessMsg;
+use crate::messages::ProcessMsg;
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(0);
 

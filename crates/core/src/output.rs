@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use tokio::net::unix::pipe;
 
+use crate::context::Context;
 use crate::events::{Event, OutputEvent};
 use crate::logs::{Channel, LineSplitter, OutputFilter};
-use crate::process::{Context, ProcessShared};
+use crate::messages::ProcessShared;
 
 /// Starts the capture of one pipe of the child `pid` of `shared`.
 pub(crate) fn capture(

@@ -30,20 +30,9 @@ use tokio::task::JoinHandle;
 use vigil_config::{Probe, ProbeKind};
 
 use crate::exit::ExitStatus;
-use crate::process::{ProcessMsg, Spawner, kill_orphan};
+use crate::messages::{ProcessMsg, Verdict};
 use crate::spawn::SpawnSpec;
-
-/// A probe's message to its process actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    ReadinessPassed,
-    ReadinessFailed,
-    /// One liveness check passed.
-    Alive,
-    /// One liveness check failed, below the threshold.
-    Unwell,
-    LivenessFailed,
-}
+use crate::spawner::{Spawner, kill_orphan};
 
 /// What a polled probe needs besides its config.
 #[derive(Clone)]

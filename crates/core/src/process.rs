@@ -1,15 +1,18 @@
 //! [`ProcessActor`]: the actor that owns one process instance.
 //!
-//! It holds one [`ProcessConfig`] and at most one OS child at a time, feeds every
-//! input through the pure [`Lifecycle`] and carries out the [`Effect`]s it returns:
-//! spawning through a [`Spawner`] (the reaper in production, a fake in tests),
-//! timers through `tokio::time` messages back to itself, signals through the
-//! reaper (which never signals a pid it has already reaped).
+//! It holds one [`vigil_config::ProcessConfig`] and at most one OS child at a
+//! time, feeds every input through the pure [`Lifecycle`] and carries out the
+//! [`Effect`]s it returns: spawning through a [`Spawner`] (the reaper in
+//! production, a fake in tests), timers through `tokio::time` messages back to
+//! itself, signals through the reaper (which never signals a pid it has
+//! already reaped).
 //!
-//! Nothing here awaits a child or sleeps inside a handler (a long await would block
-//! stop and supervision processing, see crates.md s1.5): the exit of a child is
-//! awaited by a small task that sends [`ProcessMsg::Exited`] back, tagged with the
-//! spawn generation so a late message about an earlier child is ignored.
+//! Nothing here awaits a child or sleeps inside a handler: ractor handles stop
+//! and supervision requests only between messages, so a long await in a handler
+//! would hold them up, and a parent stopping it would time out and kill it
+//! without `post_stop`. Instead the exit of a child is awaited by a small task
+//! that sends [`ProcessMsg::Exited`] back, tagged with the spawn generation so a
+//! late message about an earlier child is ignored.
 //!
 //! Vigil's extensions meet here too: every automatic restart the lifecycle
 //! wants is admitted by the group's [`Budget`] (synchronously for one_for_one,
@@ -24,198 +27,33 @@
 //! (panic or kill), the [`ChildGuard`] in its state SIGKILLs the child's process
 //! group when the state is dropped, so no OS process outlives its owner.
 
-pub(crate) mod info;
-
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::watch;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
-use vigil_config::{OnFatal, ProbeKind, ProcessConfig, Strategy};
+use vigil_config::{ProbeKind, Strategy};
 
 use crate::budget::Budget;
+use crate::context::Context;
 use crate::deps;
 use crate::error::CoreError;
-use crate::events::{Bus, Event as BusEvent, ProcessStateEvent};
-use crate::exit::ExitStatus;
-use crate::group::GroupMsg;
+use crate::events::{Event as BusEvent, ProcessStateEvent};
+use crate::info::{Health, Snapshot};
 use crate::lifecycle::{
-    Effect, Event, Level, Lifecycle, LifecycleConfig, ProcessState, Refusal, RestartCause,
-    SignalPurpose, Timer, TimerKind,
+    Effect, Event, Level, Lifecycle, ProcessState, Refusal, RestartCause, SignalPurpose, TimerKind,
 };
-use crate::logs::{Channel, ChannelLog};
+use crate::logs::Channel;
+use crate::messages::{GroupMsg, ProcessMsg, ProcessShared, Verdict};
 use crate::notify::NotifySocket;
-use crate::probe::{self, ProbeEnv, Verdict};
-use crate::reaper::{Reaper, Spawned};
-use crate::root::Registry;
+use crate::probe::{self, ProbeEnv};
 use crate::spawn::{
     SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command, search_path,
 };
-use info::{Health, Snapshot};
-
-/// Starts and signals children. The [`Reaper`] is the real one; tests substitute
-/// fakes so lifecycle timing can run on paused tokio time.
-pub trait Spawner: Send + Sync + 'static {
-    /// Starts a child; see [`Reaper::spawn`].
-    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError>;
-    /// Signals a child we spawned and have not reaped; see [`Reaper::signal`].
-    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error>;
-}
-
-impl Spawner for Reaper {
-    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-        Reaper::spawn(self, spec)
-    }
-
-    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
-        Reaper::signal(self, pid, sig, group)
-    }
-}
-
-/// Daemon-wide inputs every process actor needs.
-pub(crate) struct Context {
-    pub(crate) spawner: Arc<dyn Spawner>,
-    pub(crate) bus: Bus,
-    /// The daemon's own environment, the base of every child's.
-    pub(crate) daemon_env: Vec<(String, String)>,
-    /// `[supervisord] environment`.
-    /// `update` replaces it when the file's changes; children get it from their
-    /// next start on.
-    pub(crate) global_env: RwLock<BTreeMap<String, String>>,
-    /// `SUPERVISOR_SERVER_URL` unless the program sets `serverurl`.
-    pub(crate) server_url: Option<String>,
-    /// Every group, for dependencies across groups.
-    pub(crate) registry: Arc<Registry>,
-    /// Where `ready_notify` sockets are created.
-    pub(crate) notify_dir: std::path::PathBuf,
-    /// `[supervisord] on_fatal`.
-    pub(crate) on_fatal: OnFatal,
-    /// Set by the root when a FATAL group brings the daemon down.
-    pub(crate) fatal: watch::Sender<Option<crate::FatalShutdown>>,
-    /// Hook (events): listener pools and output filters (`eventlistener.rs`, `output.rs`).
-    pub(crate) events: Arc<crate::eventlistener::Hub>,
-}
-
-/// The stdin writer of the current child, shared so `send_stdin` can write
-/// without going through the actor's mailbox (a full pipe must not stall it).
-pub(crate) type StdinSlot = Arc<tokio::sync::Mutex<tokio::net::unix::pipe::Sender>>;
-
-/// Per-process state that survives actor rebuilds.
-pub(crate) struct ProcessShared {
-    pub(crate) config: ProcessConfig,
-    pub(crate) namespec: String,
-    /// The latest [`Snapshot`], published by the actor after each message.
-    pub(crate) snapshot: watch::Sender<Snapshot>,
-    /// Created once and kept across restarts, so offsets and tails are continuous.
-    pub(crate) stdout: ChannelLog,
-    pub(crate) stderr: ChannelLog,
-    pub(crate) stdin: Mutex<Option<StdinSlot>>,
-    /// The live actor; replaced when the group rebuilds it.
-    pub(crate) actor: RwLock<Option<ActorRef<ProcessMsg>>>,
-    /// The current child's pid (0 = none), for the group to kill an orphan whose
-    /// actor failed.
-    pub(crate) child: AtomicU32,
-    /// Lifecycle settings changed in place by `update` (see
-    /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
-    pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
-    /// Being stopped on purpose together with its dependents: counts as not
-    /// meeting any dependency condition, so a requeued dependent does not start
-    /// again before this process went down and came back.
-    pub(crate) held: std::sync::atomic::AtomicBool,
-}
-
-impl ProcessShared {
-    pub(crate) fn new(
-        config: ProcessConfig,
-        stdout: ChannelLog,
-        stderr: ChannelLog,
-    ) -> ProcessShared {
-        let namespec = config.namespec();
-        ProcessShared {
-            config,
-            namespec,
-            snapshot: watch::Sender::new(Snapshot::never_started()),
-            stdout,
-            stderr,
-            stdin: Mutex::new(None),
-            actor: RwLock::new(None),
-            child: AtomicU32::new(0),
-            retuned: Mutex::new(None),
-            held: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// The lifecycle settings in force: `config`'s, unless `update` retuned them.
-    pub(crate) fn lifecycle_config(&self) -> LifecycleConfig {
-        self.retuned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
-    }
-
-    pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {
-        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    pub(crate) fn state(&self) -> ProcessState {
-        self.snapshot.borrow().state
-    }
-
-    pub(crate) fn stdin(&self) -> Option<StdinSlot> {
-        self.stdin.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn set_stdin(&self, slot: Option<StdinSlot>) {
-        *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = slot;
-    }
-}
-
-/// Messages to a [`ProcessActor`].
-pub(crate) enum ProcessMsg {
-    /// A user's start; replies once the spawn was attempted.
-    Start(RpcReplyPort<Result<(), CoreError>>),
-    /// A user's stop; replies once the stop signal was sent.
-    Stop(RpcReplyPort<Result<(), CoreError>>),
-    /// A user's signal.
-    Signal(i32, RpcReplyPort<Result<(), CoreError>>),
-    /// Start if `autostart` and never started; replies after the attempt.
-    Autostart(RpcReplyPort<()>),
-    /// The daemon's mood left RUNNING: no more automatic starts.
-    DaemonShuttingDown,
-    /// This process's turn in an ordered shutdown.
-    Shutdown,
-    /// `update` changed settings that apply without a restart.
-    Retune(Box<LifecycleConfig>),
-    /// `update` gave the group a new strategy or restart budget.
-    Policy { strategy: Strategy, budget: Arc<Budget> },
-    /// The child of spawn `generation` was reaped.
-    Exited { generation: u64, pid: u32, status: ExitStatus },
-    /// A timer armed by the lifecycle fired.
-    Timer(Timer),
-    /// A dependency's snapshot changed (from the dependency monitor).
-    DepsChanged,
-    /// A dependency is about to be stopped or restarted on purpose: stop and
-    /// wait for it (`restart_dependents`).
-    DependencyLost,
-    /// A probe's verdict about child `generation`.
-    Probe { generation: u64, verdict: Verdict },
-    /// `READY=1` arrived on the notify socket.
-    Notified,
-    /// The group admits the restart this process asked for.
-    RestartApproved,
-    /// The group's restart budget is exhausted.
-    RestartDenied,
-    /// Another member exhausted the group's budget.
-    GroupFatal,
-    /// Panics inside the handler, to exercise supervision.
-    #[cfg(test)]
-    Crash,
-}
+use crate::spawner::{Spawner, kill_orphan};
 
 /// Arguments of a [`ProcessActor`].
 pub(crate) struct ProcessArgs {
@@ -251,13 +89,6 @@ impl Drop for ChildGuard {
             );
             kill_orphan(self.spawner.as_ref(), pid);
         }
-    }
-}
-
-/// SIGKILLs `pid`'s process group, or the pid alone when it left its group.
-pub(crate) fn kill_orphan(spawner: &dyn Spawner, pid: u32) {
-    if !matches!(spawner.signal(pid, libc::SIGKILL, true), Ok(true)) {
-        let _ = spawner.signal(pid, libc::SIGKILL, false);
     }
 }
 
@@ -793,7 +624,7 @@ impl ProcessActorState {
         let user =
             config.user.as_ref().map(SpawnUser::resolve).transpose().map_err(|e| e.to_string())?;
         // Hook (fcgi): the group's socket as fd 0, held until this child's exit.
-        let socket = self.ctx.events.fcgi.acquire(&config.group).map_err(|e| e.to_string())?;
+        let socket = self.ctx.fcgi.acquire(&config.group).map_err(|e| e.to_string())?;
         let spec = SpawnSpec {
             argv,
             env: self.env(),

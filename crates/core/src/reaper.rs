@@ -41,7 +41,8 @@ use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use crate::exit::ExitStatus;
-use crate::spawn::{FdTable, Launch, Prepared, SpawnError, SpawnSpec};
+use crate::launch::{FdTable, Launch, Prepared};
+use crate::spawn::{SpawnError, SpawnSpec};
 
 /// Handle to the process-wide reaper. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -67,6 +68,7 @@ struct State {
 /// A started child: its pid, the parent ends of its pipes and its exit status.
 #[derive(Debug)]
 pub struct Spawned {
+    /// The child's pid, registered with the reaper.
     pub pid: u32,
     /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set.
     pub stdin: Option<tokio::net::unix::pipe::Sender>,
@@ -91,8 +93,8 @@ impl Reaper {
             nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         }
         // Before the daemon opens its programs' pipes and logs, so the slots are
-        // among its lowest descriptors (see `crate::spawn`, "Descriptors").
-        crate::spawn::reserve_slots();
+        // among its lowest descriptors (see `launch.rs`, "Descriptors").
+        crate::launch::reserve_slots();
         if let Some(reaper) = REAPER.get() {
             return Ok(reaper.clone());
         }

@@ -1,7 +1,7 @@
 //! [`RootActor`]: supervises the group actors and runs the ordered shutdown.
 //!
 //! The root owns the set of groups (adding and removing them) and keeps the
-//! [`Registry`] in step, which is how [`crate::Handle`] reaches processes without
+//! [`Registry`] in step, which is how the handle reaches processes without
 //! going through the tree's mailboxes. Like every supervisor here it overrides
 //! `handle_supervisor_evt` (ractor's default would stop the root when any group
 //! fails): a failed group actor is rebuilt from its config and shared member
@@ -19,153 +19,29 @@
 //!
 //! Escalation: a group whose restart budget is exhausted sends
 //! [`RootMsg::Escalate`]. With `on_fatal = shutdown` the root publishes a
-//! [`crate::FatalShutdown`]; [`crate::Handle`] runs the ordered shutdown on it and
-//! the daemon exits with [`crate::FATAL_EXIT_CODE`]. With `ignore` (the default)
+//! `FatalShutdown`; the handle runs the ordered shutdown on it and
+//! the daemon exits with `FATAL_EXIT_CODE`. With `ignore` (the default)
 //! the group just stays FATAL.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::watch;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use vigil_config::{GroupConfig, OnFatal};
 
+use crate::context::{Context, FatalShutdown};
+use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
-use crate::group::{GroupActor, GroupArgs, GroupMsg};
-use crate::process::{Context, ProcessShared};
+use crate::group::{GroupActor, GroupArgs};
+use crate::messages::{GroupEntry, GroupMsg, ProcessShared, RootMsg};
+use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
 pub(crate) const SHUTDOWN_REPORT_INTERVAL: Duration = Duration::from_secs(3);
 /// How long the root waits for groups to finish `post_stop`.
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One group as seen from outside the tree.
-pub(crate) struct GroupEntry {
-    /// The group's own settings, shared with its actor. `processes` is empty:
-    /// each process's settings live once, in its member's [`ProcessShared`]
-    /// (`members`), not in a second copy here.
-    pub(crate) config: Arc<GroupConfig>,
-    /// In start order.
-    pub(crate) members: Vec<Arc<ProcessShared>>,
-    pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
-}
-
-impl GroupEntry {
-    pub(crate) fn actor(&self) -> Option<ActorRef<GroupMsg>> {
-        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn set_actor(&self, actor: Option<ActorRef<GroupMsg>>) {
-        *self.actor.write().unwrap_or_else(PoisonError::into_inner) = actor;
-    }
-}
-
-/// Every group by name; written by the root, read by handles.
-pub(crate) struct Registry {
-    groups: RwLock<BTreeMap<String, Arc<GroupEntry>>>,
-    /// Processes by `[program:x]` name, for dependency lookups without a scan.
-    by_program: RwLock<HashMap<String, Vec<Arc<ProcessShared>>>>,
-    /// Bumped whenever a group is added or removed (dependency monitors resolve
-    /// names again).
-    generation: watch::Sender<u64>,
-}
-
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry {
-            groups: RwLock::default(),
-            by_program: RwLock::default(),
-            generation: watch::Sender::new(0),
-        }
-    }
-}
-
-impl Registry {
-    /// Notified when groups are added or removed.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
-    }
-
-    pub(crate) fn group(&self, name: &str) -> Option<Arc<GroupEntry>> {
-        self.groups.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
-    }
-
-    /// Groups sorted by name (supervisord's status order).
-    pub(crate) fn groups(&self) -> Vec<Arc<GroupEntry>> {
-        self.groups.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
-    }
-
-    /// Groups in start order: (priority, name).
-    pub(crate) fn groups_by_priority(&self) -> Vec<Arc<GroupEntry>> {
-        let mut groups = self.groups();
-        groups.sort_by(|a, b| {
-            (a.config.priority, &a.config.name).cmp(&(b.config.priority, &b.config.name))
-        });
-        groups
-    }
-
-    /// The processes of `[program:name]`, wherever their group.
-    pub(crate) fn program(&self, name: &str) -> Vec<Arc<ProcessShared>> {
-        self.by_program
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn insert(&self, entry: Arc<GroupEntry>) {
-        {
-            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
-            for member in &entry.members {
-                by_program
-                    .entry(member.config.program.clone())
-                    .or_default()
-                    .push(Arc::clone(member));
-            }
-        }
-        self.groups
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(entry.config.name.clone(), entry);
-        self.generation.send_modify(|n| *n += 1);
-    }
-
-    fn remove(&self, name: &str) -> Option<Arc<GroupEntry>> {
-        let removed = self.groups.write().unwrap_or_else(PoisonError::into_inner).remove(name);
-        if removed.is_some() {
-            let mut by_program = self.by_program.write().unwrap_or_else(PoisonError::into_inner);
-            for members in by_program.values_mut() {
-                members.retain(|member| member.config.group != name);
-            }
-            by_program.retain(|_, members| !members.is_empty());
-        }
-        self.generation.send_modify(|n| *n += 1);
-        removed
-    }
-}
-
-/// Messages to the [`RootActor`].
-pub(crate) enum RootMsg {
-    /// Adds a group whose members (and their logs) were already built.
-    AddGroup {
-        config: GroupConfig,
-        members: Vec<Arc<ProcessShared>>,
-        reply: RpcReplyPort<Result<(), CoreError>>,
-    },
-    /// Removes a group whose processes are all stopped.
-    RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
-    /// Ordered shutdown; replies when every process is stopped.
-    Shutdown(RpcReplyPort<()>),
-    /// `update` of a group in place: `entry` (new config and members, no actor
-    /// yet) replaces the group of the same name, whose actor reconciles its
-    /// members (see [`GroupMsg::Reconcile`]).
-    ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
-    /// A group exhausted its restart budget and is FATAL.
-    Escalate { group: String, reason: String },
-}
 
 pub(crate) struct RootArgs {
     pub(crate) ctx: Arc<Context>,
@@ -201,6 +77,102 @@ impl RootState {
         self.by_id.insert(actor.get_id(), entry.config.name.clone());
         entry.set_actor(Some(actor));
         Ok(())
+    }
+
+    /// [`RootMsg::AddGroup`].
+    async fn add_group(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+    ) -> Result<(), CoreError> {
+        let name = config.name.clone();
+        if self.shutting_down {
+            return Err(CoreError::ShuttingDown);
+        }
+        if self.registry.group(&name).is_some() {
+            return Err(CoreError::AlreadyAdded(name));
+        }
+        let entry =
+            Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) });
+        match self.spawn_group(myself, &entry, false).await {
+            Ok(()) => {
+                self.registry.insert(entry);
+                let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
+                Ok(())
+            }
+            Err(error) => {
+                Err(CoreError::Failed(format!("could not start group '{name}': {error}")))
+            }
+        }
+    }
+
+    /// [`RootMsg::RemoveGroup`].
+    fn remove_group(&mut self, name: &str) -> Result<(), CoreError> {
+        let entry = match self.registry.group(name) {
+            None => return Err(CoreError::BadName(name.to_owned())),
+            Some(entry) if entry.members.iter().any(|m| !m.state().is_stopped()) => {
+                return Err(CoreError::StillRunning(name.to_owned()));
+            }
+            Some(entry) => entry,
+        };
+        self.registry.remove(name);
+        // The daemon lets go of an fcgi group's socket with the group.
+        self.ctx.fcgi.remove(name);
+        if let Some(actor) = entry.actor() {
+            self.by_id.remove(&actor.get_id());
+            actor.stop(Some("group removed".to_owned()));
+        }
+        entry.set_actor(None);
+        let _ = self.ctx.bus.send(BusEvent::GroupRemoved { group: name.to_owned() });
+        Ok(())
+    }
+
+    /// [`RootMsg::ReplaceGroup`].
+    async fn replace_group(&mut self, entry: Arc<GroupEntry>) -> Result<(), CoreError> {
+        let name = entry.config.name.clone();
+        let actor = self.registry.group(&name).and_then(|old| old.actor());
+        let actor = match actor {
+            _ if self.shutting_down => return Err(CoreError::ShuttingDown),
+            None => return Err(CoreError::BadName(name)),
+            Some(actor) => actor,
+        };
+        let config = Arc::clone(&entry.config);
+        let members = entry.members.clone();
+        match actor.call(|reply| GroupMsg::Reconcile { config, members, reply }, None).await {
+            Ok(ractor::rpc::CallResult::Success(())) => {
+                entry.set_actor(Some(actor));
+                self.registry.insert(entry);
+                Ok(())
+            }
+            _ => Err(CoreError::Failed(format!("group '{name}' did not take its new members"))),
+        }
+    }
+
+    /// [`RootMsg::Escalate`]: publishes the FATAL group and applies `on_fatal`.
+    fn escalate(&mut self, group: String, reason: String) {
+        let _ = self
+            .ctx
+            .bus
+            .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
+        match self.ctx.on_fatal {
+            OnFatal::Ignore => {
+                tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")
+            }
+            OnFatal::Shutdown if !self.shutting_down => {
+                tracing::error!(
+                    "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
+                );
+                self.ctx.fatal.send_if_modified(|current| {
+                    if current.is_some() {
+                        return false;
+                    }
+                    *current = Some(FatalShutdown { group, reason });
+                    true
+                });
+            }
+            OnFatal::Shutdown => {}
+        }
     }
 }
 
@@ -239,75 +211,13 @@ impl Actor for RootActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RootMsg::AddGroup { config, members, reply } => {
-                let name = config.name.clone();
-                if state.shutting_down {
-                    let _ = reply.send(Err(CoreError::ShuttingDown));
-                } else if state.registry.group(&name).is_some() {
-                    let _ = reply.send(Err(CoreError::AlreadyAdded(name)));
-                } else {
-                    let entry = Arc::new(GroupEntry {
-                        config: Arc::new(config),
-                        members,
-                        actor: RwLock::new(None),
-                    });
-                    match state.spawn_group(&myself, &entry, false).await {
-                        Ok(()) => {
-                            state.registry.insert(entry);
-                            let _ = state.ctx.bus.send(BusEvent::GroupAdded { group: name });
-                            let _ = reply.send(Ok(()));
-                        }
-                        Err(error) => {
-                            let _ = reply.send(Err(CoreError::Failed(format!(
-                                "could not start group '{name}': {error}"
-                            ))));
-                        }
-                    }
-                }
+                let _ = reply.send(state.add_group(&myself, config, members).await);
             }
             RootMsg::RemoveGroup { name, reply } => {
-                let result = match state.registry.group(&name) {
-                    None => Err(CoreError::BadName(name.clone())),
-                    Some(entry) if entry.members.iter().any(|m| !m.state().is_stopped()) => {
-                        Err(CoreError::StillRunning(name.clone()))
-                    }
-                    Some(entry) => {
-                        state.registry.remove(&name);
-                        if let Some(actor) = entry.actor() {
-                            state.by_id.remove(&actor.get_id());
-                            actor.stop(Some("group removed".to_owned()));
-                        }
-                        entry.set_actor(None);
-                        let _ = state.ctx.bus.send(BusEvent::GroupRemoved { group: name.clone() });
-                        Ok(())
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(state.remove_group(&name));
             }
             RootMsg::ReplaceGroup { entry, reply } => {
-                let name = entry.config.name.clone();
-                let actor = state.registry.group(&name).and_then(|old| old.actor());
-                let result = match actor {
-                    _ if state.shutting_down => Err(CoreError::ShuttingDown),
-                    None => Err(CoreError::BadName(name)),
-                    Some(actor) => {
-                        let config = Arc::clone(&entry.config);
-                        let members = entry.members.clone();
-                        match actor
-                            .call(|reply| GroupMsg::Reconcile { config, members, reply }, None)
-                            .await
-                        {
-                            Ok(ractor::rpc::CallResult::Success(())) => {
-                                entry.set_actor(Some(actor));
-                                state.registry.insert(entry);
-                                Ok(())
-                            }
-                            _ => Err(CoreError::Failed(format!(
-                                "group '{name}' did not take its new members"
-                            ))),
-                        }
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(state.replace_group(entry).await);
             }
             RootMsg::Shutdown(reply) => {
                 state.shutting_down = true;
@@ -318,38 +228,15 @@ impl Actor for RootActor {
                     }
                 }
                 tokio::spawn(async move {
-                    if crate::deps::any(&groups) {
-                        crate::deps::stop_in_dependency_order(&groups).await;
+                    if deps::any(&groups) {
+                        deps::stop_in_dependency_order(&groups).await;
                     } else {
                         ordered_stop(groups).await;
                     }
                     let _ = reply.send(());
                 });
             }
-            RootMsg::Escalate { group, reason } => {
-                let _ = state
-                    .ctx
-                    .bus
-                    .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
-                match state.ctx.on_fatal {
-                    OnFatal::Ignore => {
-                        tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")
-                    }
-                    OnFatal::Shutdown if !state.shutting_down => {
-                        tracing::error!(
-                            "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
-                        );
-                        state.ctx.fatal.send_if_modified(|current| {
-                            if current.is_some() {
-                                return false;
-                            }
-                            *current = Some(crate::FatalShutdown { group, reason });
-                            true
-                        });
-                    }
-                    OnFatal::Shutdown => {}
-                }
-            }
+            RootMsg::Escalate { group, reason } => state.escalate(group, reason),
         }
         Ok(())
     }

@@ -18,11 +18,11 @@ use ractor::RpcReplyPort;
 use vigil_config::{Apply, GroupChange, GroupConfig, ProcessConfig};
 
 use crate::error::CoreError;
+use crate::handle::{Handle, call_root};
 use crate::lifecycle::LifecycleConfig;
 use crate::logs::{Channel, ChannelLog};
-use crate::process::{ProcessMsg, ProcessShared};
-use crate::root::{GroupEntry, RootMsg};
-use crate::{Handle, call_root, log_error, open_channel};
+use crate::members::{log_error, open_channel};
+use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 
 /// What `update` did (or would do) to one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,9 @@ pub enum UpdateAction {
 /// additions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupUpdate {
+    /// The group's name.
     pub group: String,
+    /// What happened to the group as a whole.
     pub action: UpdateAction,
     /// Processes stopped by the step (process names).
     pub stopped: Vec<String>,

@@ -1,5 +1,6 @@
-//! Issue 6, through the public [`Handle`]: group strategies, the restart budget
-//! and its escalation, restart backoff shapes, dependencies, and health probes.
+//! Vigil's extensions beyond supervisord, through the public [`Handle`]: group
+//! strategies, the restart budget and its escalation, restart backoff shapes,
+//! dependencies, and health probes.
 //! Lifecycle timing runs on paused time against fake children; probes that
 //! need real sockets (tcp, http, notify) run on real time with short periods.
 

@@ -4,8 +4,8 @@
 use super::fixtures::{group, program, solo};
 use super::{boot, specs, until};
 use crate::ProcessState;
-use crate::group::GroupMsg;
-use crate::process::ProcessMsg;
+use crate::messages::GroupMsg;
+use crate::messages::ProcessMsg;
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_process_actor_is_rebuilt_and_its_child_killed() {

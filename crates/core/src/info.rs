@@ -69,7 +69,9 @@ impl Snapshot {
 /// One process's status, field for field supervisord's `getProcessInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
+    /// The process's name.
     pub name: String,
+    /// Its group's name.
     pub group: String,
     /// `group:name`, or `name` when both are the same.
     pub namespec: String,
@@ -79,7 +81,9 @@ pub struct ProcessInfo {
     pub stop: i64,
     /// Epoch seconds when this info was taken.
     pub now: i64,
+    /// The current state.
     pub state: ProcessState,
+    /// supervisord's name of `state` (`RUNNING`).
     pub statename: &'static str,
     /// The last spawn error, or empty.
     pub spawnerr: String,

@@ -1,0 +1,80 @@
+//! Building the members of a group: each process's shared record with its log
+//! channels opened, before any actor exists.
+//!
+//! The supervisor does it for the groups of the first config, the handle for a
+//! group added later, `update` for a member replaced with new settings: each
+//! opens the channels the same way (a named file, an AUTO file in `childlogdir`,
+//! or no file), and each reports a log that cannot be opened as the same error.
+
+use std::sync::Arc;
+
+use vigil_config::{GroupConfig, LogTarget, ProcessConfig, Supervisord};
+
+use crate::error::CoreError;
+use crate::logs::{self, Channel, ChannelLog};
+use crate::messages::ProcessShared;
+
+/// Bytes of recent output kept in memory per channel for `tail`. Allocated
+/// lazily, as output arrives.
+pub const TAIL_RING_BYTES: usize = 64 * 1024;
+
+/// Opens the log channels of every process of `group` and wraps each process
+/// in its shared state. The processes' settings move into the members, leaving
+/// `group.processes` empty (see `GroupEntry::config`).
+pub(crate) fn build_members(
+    group: &mut GroupConfig,
+    settings: &Supervisord,
+) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
+    let processes = std::mem::take(&mut group.processes);
+    let mut members = Vec::with_capacity(processes.len());
+    for process in processes {
+        let stdout = open_channel(&process, Channel::Stdout, settings)?;
+        let stderr = if process.redirect_stderr {
+            // Everything arrives on stdout; this channel stays empty.
+            ChannelLog::open(None, 0, 0, 0).map_err(|e| log_error(&process, Channel::Stderr, e))?
+        } else {
+            open_channel(&process, Channel::Stderr, settings)?
+        };
+        members.push(Arc::new(ProcessShared::new(process, stdout, stderr)));
+    }
+    Ok(members)
+}
+
+pub(crate) fn open_channel(
+    process: &ProcessConfig,
+    channel: Channel,
+    settings: &Supervisord,
+) -> Result<ChannelLog, CoreError> {
+    let config = match channel {
+        Channel::Stdout => &process.stdout,
+        Channel::Stderr => &process.stderr,
+    };
+    let path = match &config.logfile {
+        LogTarget::Path(path) => Some(path.clone()),
+        LogTarget::Auto => Some(
+            logs::auto_log_path(
+                &settings.childlogdir,
+                &process.name,
+                channel,
+                &settings.identifier,
+            )
+            .map_err(|e| log_error(process, channel, e))?,
+        ),
+        // `syslog` as a file name goes to the daemon's syslog handler, not a file.
+        LogTarget::None | LogTarget::Syslog => None,
+    };
+    ChannelLog::open(path, config.maxbytes, config.backups, TAIL_RING_BYTES)
+        .map_err(|e| log_error(process, channel, e))
+}
+
+pub(crate) fn log_error(
+    process: &ProcessConfig,
+    channel: Channel,
+    error: std::io::Error,
+) -> CoreError {
+    CoreError::Failed(format!(
+        "{}: cannot open the {} log: {error}",
+        process.namespec(),
+        channel.as_str()
+    ))
+}

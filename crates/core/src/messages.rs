@@ -1,0 +1,226 @@
+//! The messages the actors exchange, and the shared records they carry.
+//!
+//! One message type per actor: [`ProcessMsg`] to a process actor, [`GroupMsg`]
+//! to a group actor, [`RootMsg`] to the root. They live here, apart from the
+//! actors, so that helper tasks (probes, the notify socket reader, dependency
+//! monitors) and the handle can talk to an actor without importing it.
+//!
+//! The records here outlive the actors that use them: [`ProcessShared`] holds a
+//! process's published status, log channels and stdin writer and is handed to a
+//! rebuilt actor after a panic; [`GroupEntry`] is one group as the registry and
+//! the handle see it. A record names its live actor by the actor's message type,
+//! so the messages and the records are declared together.
+//!
+//! This module imports no actor.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use ractor::{ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use vigil_config::{GroupConfig, ProcessConfig, Strategy};
+
+use crate::budget::Budget;
+use crate::error::CoreError;
+use crate::exit::ExitStatus;
+use crate::info::Snapshot;
+use crate::lifecycle::{LifecycleConfig, ProcessState, Timer};
+use crate::logs::ChannelLog;
+
+/// The stdin writer of the current child, shared so `send_stdin` can write
+/// without going through the actor's mailbox (a full pipe must not stall it).
+pub(crate) type StdinSlot = Arc<tokio::sync::Mutex<tokio::net::unix::pipe::Sender>>;
+
+/// Per-process state that survives actor rebuilds.
+pub(crate) struct ProcessShared {
+    pub(crate) config: ProcessConfig,
+    pub(crate) namespec: String,
+    /// The latest [`Snapshot`], published by the actor after each message.
+    pub(crate) snapshot: watch::Sender<Snapshot>,
+    /// Created once and kept across restarts, so offsets and tails are continuous.
+    pub(crate) stdout: ChannelLog,
+    pub(crate) stderr: ChannelLog,
+    pub(crate) stdin: Mutex<Option<StdinSlot>>,
+    /// The live actor; replaced when the group rebuilds it.
+    pub(crate) actor: RwLock<Option<ActorRef<ProcessMsg>>>,
+    /// The current child's pid (0 = none), for the group to kill an orphan whose
+    /// actor failed.
+    pub(crate) child: AtomicU32,
+    /// Lifecycle settings changed in place by `update` (see
+    /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
+    pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
+    /// Being stopped on purpose together with its dependents: counts as not
+    /// meeting any dependency condition, so a requeued dependent does not start
+    /// again before this process went down and came back.
+    pub(crate) held: std::sync::atomic::AtomicBool,
+}
+
+impl ProcessShared {
+    pub(crate) fn new(
+        config: ProcessConfig,
+        stdout: ChannelLog,
+        stderr: ChannelLog,
+    ) -> ProcessShared {
+        let namespec = config.namespec();
+        ProcessShared {
+            config,
+            namespec,
+            snapshot: watch::Sender::new(Snapshot::never_started()),
+            stdout,
+            stderr,
+            stdin: Mutex::new(None),
+            actor: RwLock::new(None),
+            child: AtomicU32::new(0),
+            retuned: Mutex::new(None),
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The lifecycle settings in force: `config`'s, unless `update` retuned them.
+    pub(crate) fn lifecycle_config(&self) -> LifecycleConfig {
+        self.retuned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
+    }
+
+    pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {
+        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn state(&self) -> ProcessState {
+        self.snapshot.borrow().state
+    }
+
+    pub(crate) fn stdin(&self) -> Option<StdinSlot> {
+        self.stdin.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_stdin(&self, slot: Option<StdinSlot>) {
+        *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = slot;
+    }
+}
+
+/// Messages to a process actor (`process.rs`).
+pub(crate) enum ProcessMsg {
+    /// A user's start; replies once the spawn was attempted.
+    Start(RpcReplyPort<Result<(), CoreError>>),
+    /// A user's stop; replies once the stop signal was sent.
+    Stop(RpcReplyPort<Result<(), CoreError>>),
+    /// A user's signal.
+    Signal(i32, RpcReplyPort<Result<(), CoreError>>),
+    /// Start if `autostart` and never started; replies after the attempt.
+    Autostart(RpcReplyPort<()>),
+    /// The daemon's mood left RUNNING: no more automatic starts.
+    DaemonShuttingDown,
+    /// This process's turn in an ordered shutdown.
+    Shutdown,
+    /// `update` changed settings that apply without a restart.
+    Retune(Box<LifecycleConfig>),
+    /// `update` gave the group a new strategy or restart budget.
+    Policy { strategy: Strategy, budget: Arc<Budget> },
+    /// The child of spawn `generation` was reaped.
+    Exited { generation: u64, pid: u32, status: ExitStatus },
+    /// A timer armed by the lifecycle fired.
+    Timer(Timer),
+    /// A dependency's snapshot changed (from the dependency monitor).
+    DepsChanged,
+    /// A dependency is about to be stopped or restarted on purpose: stop and
+    /// wait for it (`restart_dependents`).
+    DependencyLost,
+    /// A probe's verdict about child `generation`.
+    Probe { generation: u64, verdict: Verdict },
+    /// `READY=1` arrived on the notify socket.
+    Notified,
+    /// The group admits the restart this process asked for.
+    RestartApproved,
+    /// The group's restart budget is exhausted.
+    RestartDenied,
+    /// Another member exhausted the group's budget.
+    GroupFatal,
+    /// Panics inside the handler, to exercise supervision.
+    #[cfg(test)]
+    Crash,
+}
+
+/// A probe's message to its process actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    ReadinessPassed,
+    ReadinessFailed,
+    /// One liveness check passed.
+    Alive,
+    /// One liveness check failed, below the threshold.
+    Unwell,
+    LivenessFailed,
+}
+
+/// Messages to a group actor (`group.rs`).
+pub(crate) enum GroupMsg {
+    /// The daemon is shutting down: tell every member to start nothing new.
+    DaemonShuttingDown,
+    /// This group's turn in the ordered shutdown: stop every member, in reverse
+    /// start order (supervisord's `stop_all`).
+    Shutdown,
+    /// `update`: the group's new config and members, in start order. Members
+    /// present before (the same `Arc`) keep their actor and child; new ones get an
+    /// actor (not started); the actors of members left out are stopped (the
+    /// caller stopped their processes first). See `update.rs`.
+    Reconcile {
+        config: Arc<GroupConfig>,
+        members: Vec<Arc<ProcessShared>>,
+        reply: ractor::RpcReplyPort<()>,
+    },
+    /// `member` died after RUNNING (one_for_all / rest_for_one): restart
+    /// the members the strategy names, if the budget allows.
+    MemberDied { member: Arc<ProcessShared> },
+    /// `member` was refused a restart by the budget: the group is FATAL.
+    BudgetExhausted { member: Arc<ProcessShared> },
+    /// The strategy restart task finished.
+    StrategyDone,
+    /// Panics, to exercise the root's supervision.
+    #[cfg(test)]
+    Crash,
+}
+
+/// One group as seen from outside the tree.
+pub(crate) struct GroupEntry {
+    /// The group's own settings, shared with its actor. `processes` is empty:
+    /// each process's settings live once, in its member's [`ProcessShared`]
+    /// (`members`), not in a second copy here.
+    pub(crate) config: Arc<GroupConfig>,
+    /// In start order.
+    pub(crate) members: Vec<Arc<ProcessShared>>,
+    pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
+}
+
+impl GroupEntry {
+    pub(crate) fn actor(&self) -> Option<ActorRef<GroupMsg>> {
+        self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_actor(&self, actor: Option<ActorRef<GroupMsg>>) {
+        *self.actor.write().unwrap_or_else(PoisonError::into_inner) = actor;
+    }
+}
+
+/// Messages to the root actor (`root.rs`).
+pub(crate) enum RootMsg {
+    /// Adds a group whose members (and their logs) were already built.
+    AddGroup {
+        config: GroupConfig,
+        members: Vec<Arc<ProcessShared>>,
+        reply: RpcReplyPort<Result<(), CoreError>>,
+    },
+    /// Removes a group whose processes are all stopped.
+    RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
+    /// Ordered shutdown; replies when every process is stopped.
+    Shutdown(RpcReplyPort<()>),
+    /// `update` of a group in place: `entry` (new config and members, no actor
+    /// yet) replaces the group of the same name, whose actor reconciles its
+    /// members (see [`GroupMsg::Reconcile`]).
+    ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
+    /// A group exhausted its restart budget and is FATAL.
+    Escalate { group: String, reason: String },
+}

@@ -1,0 +1,35 @@
+//! [`Spawner`]: the narrow trait through which the tree starts and signals
+//! children.
+//!
+//! Process actors and probe tasks never call the [`Reaper`] directly: they go
+//! through this trait, so tests can substitute a fake spawner and run lifecycle
+//! timing on paused tokio time. Nothing here knows about actors.
+
+use crate::reaper::{Reaper, Spawned};
+use crate::spawn::{SpawnError, SpawnSpec};
+
+/// Starts and signals children. The [`Reaper`] is the real one; tests substitute
+/// fakes so lifecycle timing can run on paused tokio time.
+pub trait Spawner: Send + Sync + 'static {
+    /// Starts a child; see [`Reaper::spawn`].
+    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError>;
+    /// Signals a child we spawned and have not reaped; see [`Reaper::signal`].
+    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error>;
+}
+
+impl Spawner for Reaper {
+    fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+        Reaper::spawn(self, spec)
+    }
+
+    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
+        Reaper::signal(self, pid, sig, group)
+    }
+}
+
+/// SIGKILLs `pid`'s process group, or the pid alone when it left its group.
+pub(crate) fn kill_orphan(spawner: &dyn Spawner, pid: u32) {
+    if !matches!(spawner.signal(pid, libc::SIGKILL, true), Ok(true)) {
+        let _ = spawner.signal(pid, libc::SIGKILL, false);
+    }
+}

@@ -1,0 +1,162 @@
+//! [`Supervisor`]: builds the supervision tree for a config and starts it.
+//!
+//! It opens every process's logs, makes the daemon-wide [`Context`] (spawner,
+//! event bus, registry, event listener hub, fcgi sockets), starts the root
+//! actor, adds the groups through it, and runs the autostart pass, either
+//! before returning or on a task of its own. What it returns is a [`Handle`].
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, PoisonError};
+
+use ractor::Actor;
+use tokio::sync::broadcast;
+use vigil_config::Config;
+
+use crate::context::Context;
+use crate::error::CoreError;
+use crate::eventlistener;
+use crate::events::{self, Event};
+use crate::fcgi;
+use crate::handle::{Handle, Inner};
+use crate::logs;
+use crate::members::build_members;
+use crate::notify;
+use crate::reaper::Reaper;
+use crate::registry::Registry;
+use crate::root::{RootActor, RootArgs};
+use crate::spawner::Spawner;
+
+/// What the daemon supplies besides the config.
+#[derive(Clone)]
+pub struct SupervisorOptions {
+    /// The daemon's environment: the base of every child's environment.
+    pub daemon_env: Vec<(String, String)>,
+    /// `SUPERVISOR_SERVER_URL` given to children (unless a program sets
+    /// `serverurl`); `None` leaves it unset.
+    pub server_url: Option<String>,
+    /// Starts and signals children: the process-wide [`Reaper`] in production.
+    pub spawner: Arc<dyn Spawner>,
+}
+
+impl SupervisorOptions {
+    /// Options spawning through `reaper`, with an empty daemon environment.
+    pub fn new(reaper: Reaper) -> SupervisorOptions {
+        SupervisorOptions::with_spawner(Arc::new(reaper))
+    }
+
+    /// Options spawning through any [`Spawner`] (tests use fakes).
+    pub fn with_spawner(spawner: Arc<dyn Spawner>) -> SupervisorOptions {
+        SupervisorOptions { daemon_env: Vec::new(), server_url: None, spawner }
+    }
+}
+
+/// Builds and starts the supervision tree.
+pub struct Supervisor;
+
+impl Supervisor {
+    /// Builds the tree for `config`, then starts every `autostart` process in
+    /// (group priority, group name, process priority, name) order, all in the same
+    /// pass without waiting for any to reach RUNNING (supervisord's behaviour).
+    ///
+    /// Unless `nocleanup`, AUTO logs of this `identifier` left in `childlogdir`
+    /// by an earlier run are deleted first. Fails, leaving nothing running, if a
+    /// log file cannot be opened or an actor cannot be started.
+    pub async fn start(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
+        let handle = Supervisor::build(config, options).await?;
+        handle.autostart(&handle.inner.registry.groups_by_priority()).await;
+        Ok(handle)
+    }
+
+    /// Like [`Supervisor::start`], but returns as soon as the tree is built and
+    /// runs the autostart pass on a task of its own, so the caller can serve
+    /// requests (status, stop) while thousands of processes are being spawned;
+    /// a process not reached yet reads STOPPED, as it does under supervisord
+    /// before its first tick. `shutdown` ends the pass where it is.
+    pub async fn start_in_background(
+        config: Config,
+        options: SupervisorOptions,
+    ) -> Result<Handle, CoreError> {
+        let handle = Supervisor::build(config, options).await?;
+        let starter = handle.clone();
+        let pass = tokio::spawn(async move {
+            starter.autostart(&starter.inner.registry.groups_by_priority()).await;
+        });
+        *handle.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(pass.abort_handle());
+        Ok(handle)
+    }
+
+    /// Everything [`Supervisor::start`] does but the autostart pass.
+    async fn build(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
+        let Config { supervisord: settings, groups: configured, .. } = config;
+        if !settings.nocleanup {
+            match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(
+                    "could not clean AUTO logs in {}: {error}",
+                    settings.childlogdir.display()
+                ),
+            }
+        }
+        // The groups move into the tree: a copy here would briefly double every
+        // program's settings at start-up.
+        let mut groups = Vec::with_capacity(configured.len());
+        for mut group in configured {
+            let members = build_members(&mut group, &settings)?;
+            groups.push((group, members));
+        }
+        let registry = Arc::new(Registry::default());
+        let ctx = Arc::new(Context {
+            spawner: options.spawner,
+            bus: broadcast::channel(events::BUS_CAPACITY).0,
+            daemon_env: options.daemon_env,
+            global_env: std::sync::RwLock::new(settings.environment.clone()),
+            server_url: options.server_url,
+            registry: Arc::clone(&registry),
+            notify_dir: notify::socket_dir(),
+            on_fatal: settings.on_fatal,
+            fatal: tokio::sync::watch::Sender::new(None),
+            // Hook (events): event listener pools, strip_ansi.
+            events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
+            fcgi: fcgi::FcgiSockets::default(),
+        });
+        ctx.events.run(ctx.bus.subscribe());
+        let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
+        let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
+            CoreError::Failed(format!("could not start the root actor: {error}"))
+        })?;
+        let handle = Handle {
+            inner: Arc::new(Inner {
+                root,
+                registry,
+                ctx,
+                settings,
+                shutting_down: AtomicBool::new(false),
+                join: tokio::sync::Mutex::new(Some(join)),
+                autostart: std::sync::Mutex::new(None),
+            }),
+        };
+        for (group, members) in groups {
+            if let Err(error) = handle.add_members(group, members).await {
+                handle.shutdown().await;
+                return Err(error);
+            }
+        }
+        // on_fatal = shutdown: the root publishes the escalation, this task brings
+        // the tree down. It holds no strong reference, so it never keeps a
+        // dropped tree alive.
+        let weak = Arc::downgrade(&handle.inner);
+        let mut fatal = handle.inner.ctx.fatal.subscribe();
+        tokio::spawn(async move {
+            if fatal.wait_for(Option::is_some).await.is_ok()
+                && let Some(inner) = weak.upgrade()
+            {
+                Handle { inner }.shutdown().await;
+            }
+        });
+        // Hook (events): supervisord announces RUNNING before it starts processes.
+        let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
+        Ok(handle)
+    }
+}
