@@ -5,8 +5,9 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
-use crate::xmlrpc::backend::ProcessRef;
-use crate::xmlrpc::testing::FakeBackend;
+use crate::backend::{LogChannel, ProcessRef};
+use crate::testing::FakeBackend;
+use logtail::TRUNCATED;
 
 /// Generous: only reached when something is broken, never on the happy path.
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,8 +1,9 @@
 use std::collections::BTreeSet;
 
+use super::super::structs::describe;
 use super::*;
-use crate::xmlrpc::backend::Reread;
-use crate::xmlrpc::testing::{FakeBackend, process};
+use crate::backend::Reread;
+use crate::testing::{FakeBackend, process};
 
 fn s(text: &str) -> Value {
     Value::String(text.to_owned())
@@ -103,11 +104,11 @@ async fn list_methods_is_sorted_and_complete() {
 #[tokio::test]
 async fn every_listed_method_dispatches_and_checks_its_argument_count() {
     let backend = FakeBackend::new();
-    for spec in METHODS {
-        let too_many = vec![s("x"); spec.signature.len() + 1];
+    for spec in table::<FakeBackend>() {
+        let too_many = vec![s("x"); spec.signature().len() + 1];
         let outcome = check(&backend, spec.name, too_many).await;
         assert_eq!(code(&outcome), Some(FaultCode::IncorrectParameters), "{}", spec.name);
-        let too_few_possible = spec.signature.len() > 1;
+        let too_few_possible = spec.signature().len() > 1;
         if too_few_possible
             && spec.name != "supervisor.startAllProcesses"
             && spec.name != "supervisor.stopAllProcesses"
@@ -121,9 +122,9 @@ async fn every_listed_method_dispatches_and_checks_its_argument_count() {
 #[tokio::test]
 async fn every_argument_is_type_checked() {
     let backend = FakeBackend::new();
-    for spec in METHODS {
-        for position in 0..spec.signature.len() - 1 {
-            let mut args = valid_args(spec.signature);
+    for spec in table::<FakeBackend>() {
+        for position in 0..spec.signature().len() - 1 {
+            let mut args = valid_args(&spec.signature());
             args[position] = st(&[("wrong", i(1))]);
             let outcome = check(&backend, spec.name, args).await;
             assert_eq!(
@@ -167,8 +168,10 @@ async fn every_supervisor_method_but_remote_comm_refuses_during_shutdown() {
     for daemon in [DaemonState::Shutdown, DaemonState::Restarting] {
         let backend = FakeBackend::new();
         backend.state().daemon = daemon;
-        for spec in METHODS.iter().filter(|spec| spec.name.starts_with("supervisor.")) {
-            let outcome = check(&backend, spec.name, valid_args(spec.signature)).await;
+        for spec in
+            table::<FakeBackend>().iter().filter(|spec| spec.name.starts_with("supervisor."))
+        {
+            let outcome = check(&backend, spec.name, valid_args(&spec.signature())).await;
             if spec.name == "supervisor.sendRemoteCommEvent" {
                 assert_eq!(outcome, Ok(b(true)));
             } else {
@@ -757,9 +760,9 @@ async fn method_help_and_signature() {
         assert_eq!(fault_string(outcome), "SIGNATURE_UNSUPPORTED");
     }
     // Every documented parameter count agrees with the signature.
-    for spec in METHODS {
+    for spec in table::<FakeBackend>() {
         let params = spec.help.matches("@param").count();
-        assert_eq!(params, spec.signature.len() - 1, "{}", spec.name);
+        assert_eq!(params, spec.signature().len() - 1, "{}", spec.name);
         assert_eq!(spec.help.matches("@return").count(), 1, "{}", spec.name);
     }
 }

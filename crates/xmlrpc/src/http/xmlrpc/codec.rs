@@ -10,8 +10,8 @@
 //!
 //! Why a direct writer for encoding: writing XML-RPC is a fixed, tiny grammar, and the
 //! escaping must go beyond what a generic serializer does (below). dxr's serde path also
-//! took 5 ms for a 500-process `getAllProcessInfo` (release build), half the 10 ms budget of
-//! issue 5; this writer is a single pass into one `String`.
+//! took 5 ms for a 500-process `getAllProcessInfo` (release build), half the 10 ms that call
+//! may take; this writer is a single pass into one `String`.
 //!
 //! Escaping: supervisord hands log bytes to the client as strings.
 //! - Bytes that are not UTF-8 arrive here already replaced by U+FFFD (the method table
@@ -31,7 +31,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use dxr::{MethodCall, Value};
 
-use super::fault::Fault;
+use crate::fault::Fault;
 
 /// The XML declaration Python's `xmlrpc.client.dumps` writes before every response.
 const DECLARATION: &str = "<?xml version='1.0'?>\n";
@@ -174,7 +174,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::xmlrpc::fault::FaultCode;
+    use crate::fault::FaultCode;
 
     fn call(xml: &str) -> Result<Call, DecodeError> {
         decode_call(xml.as_bytes())

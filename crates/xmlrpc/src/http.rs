@@ -1,0 +1,146 @@
+//! HTTP/1.1 on one connection the listener handed over (hyper's server connection, no
+//! hand-written parsing): Basic auth, the request limits and the routing to the handlers.
+//!
+//! Routes, as supervisord's medusa handlers match them:
+//! - any path starting with `/RPC2`: `POST` carries an XML-RPC call ([`xmlrpc`]); any other
+//!   method is 400;
+//! - `/logtail/<namespec>[/<stdout|stderr>]` and `/mainlogtail`: `GET` streams the log
+//!   ([`logtail`]); any other method is 400;
+//! - anything else is 404 (vigild has no web UI yet).
+//!
+//! With credentials configured, every request, whatever its path, needs them (401 with
+//! `WWW-Authenticate: Basic realm="default"` otherwise).
+//!
+//! Limits: a request body over [`MAX_REQUEST_BODY`] is refused with 413 before it is read
+//! (supervisord buffers any size). Malformed XML and a missing `<methodName>` are 400. Faults
+//! are ordinary 200 responses, as in XML-RPC.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::backend::{Backend, LogSource};
+
+pub(crate) mod auth;
+pub(crate) mod logtail;
+mod response;
+pub(crate) mod xmlrpc;
+
+use auth::{CHALLENGE, Credentials};
+use response::{Body, plain};
+
+/// The largest XML-RPC request body accepted. supervisorctl's largest request is a
+/// `sendProcessStdin` line; 4 MiB leaves room for scripted multicalls and stdin payloads.
+pub(crate) const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+/// Why a connection ended abnormally: an I/O error or a protocol violation by the client.
+/// Either way the connection is gone; the caller just logs it.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP connection failed: {0}")]
+pub struct ServeError(#[from] hyper::Error);
+
+/// Serves HTTP/1.x requests on `stream` until the client closes it (keep-alive is on).
+///
+/// With `credentials`, every request must carry them. Dropping the returned future closes
+/// the connection and abandons any in-flight backend call (see the cancellation note on
+/// [`Backend`]).
+pub(crate) async fn serve_http<S, B>(
+    stream: S,
+    backend: Arc<B>,
+    credentials: Option<Arc<Credentials>>,
+) -> Result<(), ServeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: Backend,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let backend = Arc::clone(&backend);
+        let credentials = credentials.clone();
+        async move { Ok::<_, Infallible>(respond(request, backend, credentials.as_deref()).await) }
+    });
+    http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await?;
+    Ok(())
+}
+
+async fn respond<B: Backend>(
+    request: Request<Incoming>,
+    backend: Arc<B>,
+    credentials: Option<&Credentials>,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    if let Some(credentials) = credentials
+        && !credentials.authorizes(parts.headers.get(header::AUTHORIZATION))
+    {
+        discard(body).await;
+        let mut response = plain(StatusCode::UNAUTHORIZED);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+        return response;
+    }
+    let path = parts.uri.path();
+    if path.starts_with("/RPC2") {
+        if parts.method != Method::POST {
+            discard(body).await;
+            return plain(StatusCode::BAD_REQUEST);
+        }
+        return match read_body(&parts.headers, body).await {
+            Ok(body) => xmlrpc::answer(&body, backend.as_ref()).await,
+            Err(status) => plain(status),
+        };
+    }
+    let source = if path.starts_with("/mainlogtail") {
+        Some(LogSource::Main)
+    } else if path.starts_with("/logtail") {
+        logtail::source(path)
+    } else {
+        discard(body).await;
+        return plain(StatusCode::NOT_FOUND);
+    };
+    if parts.method != Method::GET {
+        discard(body).await;
+        return plain(StatusCode::BAD_REQUEST);
+    }
+    match source {
+        Some(source) => logtail::stream(backend, source).await,
+        None => plain(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Reads and drops a request body we answer without using (401, 400, 404), up to
+/// [`MAX_REQUEST_BODY`]. Answering before the client has sent its body would make hyper
+/// close the connection under it, and a client still writing (Python's `http.client` sends
+/// the body after the headers) would see a broken pipe instead of our status.
+async fn discard(body: Incoming) {
+    let _ = Limited::new(body, MAX_REQUEST_BODY).collect().await;
+}
+
+/// Reads a request body of at most [`MAX_REQUEST_BODY`] bytes; 413 when it is larger (a
+/// declared length is refused before a byte of it is read), 400 when the client breaks off.
+async fn read_body(headers: &hyper::HeaderMap, body: Incoming) -> Result<bytes::Bytes, StatusCode> {
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > MAX_REQUEST_BODY as u64) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Err(_) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+#[cfg(test)]
+mod tests;
