@@ -8,18 +8,17 @@
 //!   ([`logtail`]); any other method is 400;
 //! - anything else is 404 (vigild has no web UI yet).
 //!
-//! With credentials configured, every request, whatever its path, needs them (401 with
-//! `WWW-Authenticate: Basic realm="default"` otherwise).
-//!
-//! Limits: a request body over [`MAX_REQUEST_BODY`] is refused with 413 before it is read
-//! (supervisord buffers any size). Malformed XML and a missing `<methodName>` are 400. Faults
+//! With credentials configured, every request, whatever its path, needs them: without,
+//! it is answered 401 with `WWW-Authenticate: Basic realm="default"` as soon as its head is
+//! read, before any of its body. The limits on what a client can make vigild read and wait
+//! for are in [`crate::limits`]. Malformed XML and a missing `<methodName>` are 400. Faults
 //! are ordinary 200 responses, as in XML-RPC.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::backend::{Backend, LogSource};
+use crate::limits::{MAX_DISCARDED_BODY, MAX_REQUEST_BODY};
 
 pub(crate) mod auth;
 pub(crate) mod logtail;
@@ -36,10 +36,6 @@ pub(crate) mod xmlrpc;
 
 use auth::{CHALLENGE, Credentials};
 use response::{Body, plain};
-
-/// The largest XML-RPC request body accepted. supervisorctl's largest request is a
-/// `sendProcessStdin` line; 4 MiB leaves room for scripted multicalls and stdin payloads.
-pub(crate) const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 
 /// Why a connection ended abnormally: an I/O error or a protocol violation by the client.
 /// Either way the connection is gone; the caller just logs it.
@@ -79,7 +75,7 @@ async fn respond<B: Backend>(
     if let Some(credentials) = credentials
         && !credentials.authorizes(parts.headers.get(header::AUTHORIZATION))
     {
-        discard(body).await;
+        discard(body);
         let mut response = plain(StatusCode::UNAUTHORIZED);
         response
             .headers_mut()
@@ -89,7 +85,7 @@ async fn respond<B: Backend>(
     let path = parts.uri.path();
     if path.starts_with("/RPC2") {
         if parts.method != Method::POST {
-            discard(body).await;
+            discard(body);
             return plain(StatusCode::BAD_REQUEST);
         }
         return match read_body(&parts.headers, body).await {
@@ -102,11 +98,11 @@ async fn respond<B: Backend>(
     } else if path.starts_with("/logtail") {
         logtail::source(path)
     } else {
-        discard(body).await;
+        discard(body);
         return plain(StatusCode::NOT_FOUND);
     };
     if parts.method != Method::GET {
-        discard(body).await;
+        discard(body);
         return plain(StatusCode::BAD_REQUEST);
     }
     match source {
@@ -115,12 +111,24 @@ async fn respond<B: Backend>(
     }
 }
 
-/// Reads and drops a request body we answer without using (401, 400, 404), up to
-/// [`MAX_REQUEST_BODY`]. Answering before the client has sent its body would make hyper
-/// close the connection under it, and a client still writing (Python's `http.client` sends
-/// the body after the headers) would see a broken pipe instead of our status.
-async fn discard(body: Incoming) {
-    let _ = Limited::new(body, MAX_REQUEST_BODY).collect().await;
+/// Reads and drops, on its own task, the body of a request we answer without it (401,
+/// 400, 404), at most [`MAX_DISCARDED_BODY`] bytes of it: the answer goes out at once, and
+/// a client still writing its body (Python's `http.client` sends it after the headers)
+/// reads it instead of a reset, and may send its next request on the same connection.
+/// A longer body ends the connection: dropping it unread makes hyper close it.
+fn discard(mut body: Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, bytes::Bytes::len);
+            if read > MAX_DISCARDED_BODY {
+                break;
+            }
+        }
+    });
 }
 
 /// Reads a request body of at most [`MAX_REQUEST_BODY`] bytes; 413 when it is larger (a

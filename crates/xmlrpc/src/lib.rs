@@ -32,6 +32,7 @@ mod adaptor;
 mod backend;
 mod fault;
 mod http;
+mod limits;
 #[cfg(test)]
 mod testing;
 

@@ -6,6 +6,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
 use crate::backend::{LogChannel, ProcessRef};
+use crate::limits::MAX_REQUEST_BODY;
 use crate::testing::FakeBackend;
 use logtail::TRUNCATED;
 
@@ -231,28 +232,61 @@ async fn basic_auth_guards_every_handler() {
     assert_eq!(reply.status, 401);
 }
 
-// Paused time: the timeout below fires only once every task is idle, that is once the
-// server is provably waiting for the body, so the test does not depend on timing.
+// Paused time: a timeout fires only once every task is idle, that is once the server is
+// provably waiting, so these tests do not depend on timing.
 #[tokio::test(start_paused = true)]
-async fn a_refused_request_is_answered_after_its_body_and_keeps_the_connection() {
-    // A client sends its body after the headers (Python's http.client does). Answering 401
-    // before reading it made hyper close the connection, and the client, still writing, saw
-    // a broken pipe instead of the 401.
+async fn a_refused_request_is_answered_before_its_body_and_keeps_the_connection() {
+    // supervisord answers a request without credentials at once. Waiting for the body let
+    // an unauthenticated client make vigild read up to the whole body limit first.
     let backend = Arc::new(FakeBackend::new());
     let mut io = connect(&backend, Some(Credentials::new("user", "123")));
     let call = method_call("supervisor.getAPIVersion", "");
     let raw = post(&call, "");
     let (head, body) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
     io.write_all(head.as_bytes()).await.unwrap();
-    let mut byte = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_secs(1), io.read(&mut byte)).await;
-    assert!(early.is_err(), "answered before the body arrived");
+    let reply = tokio::time::timeout(Duration::from_secs(1), read_reply(&mut io))
+        .await
+        .expect("answered before the body arrived");
+    assert_eq!(reply.status, 401);
+    // A client that goes on to send its body (Python's http.client does) can then send
+    // its next request on the same connection.
     io.write_all(body.as_bytes()).await.unwrap();
-    assert_eq!(read_reply(&mut io).await.status, 401);
     io.write_all(post(&call, &basic("user:123")).as_bytes()).await.unwrap();
     let reply = read_reply(&mut io).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains("<string>3.0</string>"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unauthenticated_body_is_not_read_beyond_the_discard_limit() {
+    let backend = Arc::new(FakeBackend::new());
+    let io = connect(&backend, Some(Credentials::new("user", "123")));
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_REQUEST_BODY}\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'a'; 8 * 1024];
+        let mut sent = 0;
+        while sent < MAX_REQUEST_BODY {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    // The 401 comes, then the server closes the connection once the discard limit is
+    // passed, long before the declared body is through.
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, reader.read_to_end(&mut raw))
+        .await
+        .expect("the connection was closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"), "{raw:?}");
+    let sent = sender.await.unwrap();
+    assert!(sent < MAX_REQUEST_BODY, "the whole body was read: {sent}");
 }
 
 /// Decodes a chunked body received so far: the data of every complete chunk, and whether
