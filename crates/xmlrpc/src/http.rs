@@ -23,11 +23,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::backend::{Backend, LogSource};
-use crate::limits::{MAX_DISCARDED_BODY, MAX_REQUEST_BODY};
+use crate::limits::{
+    BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_DISCARDED_BODY, MAX_REQUEST_BODY, MAX_REQUEST_HEAD,
+};
 
 pub(crate) mod auth;
 pub(crate) mod logtail;
@@ -62,7 +64,13 @@ where
         let credentials = credentials.clone();
         async move { Ok::<_, Infallible>(respond(request, backend, credentials.as_deref()).await) }
     });
-    http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await?;
+    http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .await?;
     Ok(())
 }
 
@@ -120,7 +128,7 @@ fn discard(mut body: Incoming) {
     if body.is_end_stream() {
         return;
     }
-    tokio::spawn(async move {
+    let drain = async move {
         let mut read = 0;
         while let Some(Ok(frame)) = body.frame().await {
             read += frame.data_ref().map_or(0, bytes::Bytes::len);
@@ -128,11 +136,14 @@ fn discard(mut body: Incoming) {
                 break;
             }
         }
-    });
+    };
+    tokio::spawn(tokio::time::timeout(BODY_READ_TIMEOUT, drain));
 }
 
-/// Reads a request body of at most [`MAX_REQUEST_BODY`] bytes; 413 when it is larger (a
-/// declared length is refused before a byte of it is read), 400 when the client breaks off.
+/// Reads a request body of at most [`MAX_REQUEST_BODY`] bytes within [`BODY_READ_TIMEOUT`];
+/// 413 when it is larger (a declared length is refused before a byte of it is read), 408
+/// when it is late, 400 when the client breaks off. The body is dropped unread on an error,
+/// which makes hyper close the connection after the answer.
 async fn read_body(headers: &hyper::HeaderMap, body: Incoming) -> Result<bytes::Bytes, StatusCode> {
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
@@ -141,7 +152,12 @@ async fn read_body(headers: &hyper::HeaderMap, body: Incoming) -> Result<bytes::
     if declared_length.is_some_and(|length| length > MAX_REQUEST_BODY as u64) {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+    let read =
+        tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_REQUEST_BODY).collect());
+    let Ok(read) = read.await else {
+        return Err(StatusCode::REQUEST_TIMEOUT);
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(StatusCode::PAYLOAD_TOO_LARGE)

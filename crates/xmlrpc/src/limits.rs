@@ -5,11 +5,26 @@
 //!
 //! | limit | value | what happens |
 //! | --- | --- | --- |
+//! | [`HEADER_READ_TIMEOUT`] | 10 s | a request head (request line and headers) not complete in time closes the connection; so does an idle keep-alive connection |
+//! | [`MAX_REQUEST_HEAD`] | 64 KiB | a larger head is answered 431 and the connection closed |
+//! | [`BODY_READ_TIMEOUT`] | 30 s | a body not complete in time is answered 408 and the connection closed |
 //! | [`MAX_REQUEST_BODY`] | 4 MiB | a larger body is answered 413 before it is read (supervisord buffers any size) |
 //! | [`MAX_DISCARDED_BODY`] | 64 KiB | what is read and dropped of a body answered without it (401, 400, 404); more closes the connection |
 //!
 //! Credentials are checked as soon as the head is read: an unauthenticated client never
 //! makes vigild read a body (beyond [`MAX_DISCARDED_BODY`], after the 401 is sent).
+
+use std::time::Duration;
+
+/// How long a client may take to send a request head, and how long a keep-alive
+/// connection may stay idle between requests.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head (request line and headers) accepted.
+pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// How long a client may take to send a request body once its head arrived.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest XML-RPC request body accepted. supervisorctl's largest request is a
 /// `sendProcessStdin` line; 4 MiB leaves room for scripted multicalls and stdin payloads.

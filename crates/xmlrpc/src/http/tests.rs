@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
 use crate::backend::{LogChannel, ProcessRef};
-use crate::limits::MAX_REQUEST_BODY;
+use crate::limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_REQUEST_BODY, MAX_REQUEST_HEAD};
 use crate::testing::FakeBackend;
 use logtail::TRUNCATED;
 
@@ -287,6 +287,60 @@ async fn an_unauthenticated_body_is_not_read_beyond_the_discard_limit() {
     assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"), "{raw:?}");
     let sent = sender.await.unwrap();
     assert!(sent < MAX_REQUEST_BODY, "the whole body was read: {sent}");
+}
+
+/// Reads until the server closes the connection, waiting at most `limit` (of paused time).
+async fn read_until_closed(io: &mut DuplexStream, limit: Duration) -> String {
+    let mut raw = Vec::new();
+    tokio::time::timeout(limit, io.read_to_end(&mut raw))
+        .await
+        .expect("the server closed the connection in time")
+        .unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_slow_to_send_its_head_is_disconnected() {
+    let backend = Arc::new(FakeBackend::new());
+    let mut io = connect(&backend, None);
+    io.write_all(b"POST /RPC2 HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    read_until_closed(&mut io, HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+
+    // An idle keep-alive connection is closed the same way.
+    let mut io = connect(&backend, None);
+    io.write_all(post(&method_call("supervisor.getPID", ""), "").as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut io).await.status, 200);
+    read_until_closed(&mut io, HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_slow_to_send_its_body_gets_408_and_is_disconnected() {
+    let backend = Arc::new(FakeBackend::new());
+    let mut io = connect(&backend, None);
+    let raw = post(&method_call("supervisor.getPID", ""), "");
+    io.write_all(&raw.as_bytes()[..raw.len() - 10]).await.unwrap();
+    let answer = read_until_closed(&mut io, BODY_READ_TIMEOUT + Duration::from_secs(1)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let backend = Arc::new(FakeBackend::new());
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(MAX_REQUEST_HEAD));
+    let (mut reader, mut writer) = tokio::io::split(connect(&backend, None));
+    // The server stops reading part way, so the rest of the write may fail: that is fine.
+    let sender =
+        tokio::spawn(
+            async move { writer.write_all(get("/mainlogtail", &filler).as_bytes()).await },
+        );
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, reader.read_to_end(&mut raw))
+        .await
+        .expect("the server closed the connection in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let _ = sender.await.unwrap();
 }
 
 /// Decodes a chunked body received so far: the data of every complete chunk, and whether
