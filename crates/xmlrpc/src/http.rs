@@ -2,11 +2,14 @@
 //! hand-written parsing): Basic auth, the request limits and the routing to the handlers.
 //!
 //! Routes, as supervisord's medusa handlers match them:
-//! - any path starting with `/RPC2`: `POST` carries an XML-RPC call ([`xmlrpc`]); any other
-//!   method is 400;
+//! - any path starting with `/RPC2`: `POST` carries an XML-RPC call ([`xmlrpc`]);
 //! - `/logtail/<namespec>[/<stdout|stderr>]` and `/mainlogtail`: `GET` streams the log
-//!   ([`logtail`]); any other method is 400;
+//!   ([`logtail`]);
 //! - anything else is 404 (vigild has no web UI yet).
+//!
+//! A method a route does not serve is 400 if supervisord knows it (`GET`, `HEAD`, `POST`:
+//! its answer), and 405 with an `Allow` header otherwise. Every method of
+//! [`REQUEST_METHODS`] reaches this module, so none is answered with a reset.
 //!
 //! With credentials configured, every request, whatever its path, needs them: without,
 //! it is answered 401 with `WWW-Authenticate: Basic realm="default"` as soon as its head is
@@ -38,6 +41,22 @@ pub(crate) mod xmlrpc;
 
 use auth::{CHALLENGE, Credentials};
 use response::{Body, plain};
+
+/// The first bytes of a request line for each HTTP/1.1 method (those of RFC 9110 and
+/// `PATCH`), by which a listener recognises a connection for this crate among other
+/// protocols. A tarpc frame starts with a zero byte, so it never matches. The longest
+/// comes first, so a listener can size its reads by the first.
+pub const REQUEST_METHODS: [&[u8]; 9] = [
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"DELETE ",
+    b"PATCH ",
+    b"TRACE ",
+    b"POST ",
+    b"HEAD ",
+    b"GET ",
+    b"PUT ",
+];
 
 /// Why a connection ended abnormally: an I/O error or a protocol violation by the client.
 /// Either way the connection is gone; the caller just logs it.
@@ -91,32 +110,48 @@ async fn respond<B: Backend>(
         return response;
     }
     let path = parts.uri.path();
-    if path.starts_with("/RPC2") {
-        if parts.method != Method::POST {
-            discard(body);
-            return plain(StatusCode::BAD_REQUEST);
-        }
-        return match read_body(&parts.headers, body).await {
-            Ok(body) => xmlrpc::answer(&body, backend.as_ref()).await,
-            Err(status) => plain(status),
-        };
-    }
-    let source = if path.starts_with("/mainlogtail") {
-        Some(LogSource::Main)
+    let (route, allowed) = if path.starts_with("/RPC2") {
+        (Route::XmlRpc, Method::POST)
+    } else if path.starts_with("/mainlogtail") {
+        (Route::LogTail(Some(LogSource::Main)), Method::GET)
     } else if path.starts_with("/logtail") {
-        logtail::source(path)
+        (Route::LogTail(logtail::source(path)), Method::GET)
     } else {
         discard(body);
         return plain(StatusCode::NOT_FOUND);
     };
-    if parts.method != Method::GET {
+    if parts.method != allowed {
         discard(body);
+        return wrong_method(&parts.method, allowed);
+    }
+    match route {
+        Route::XmlRpc => match read_body(&parts.headers, body).await {
+            Ok(body) => xmlrpc::answer(&body, backend.as_ref()).await,
+            Err(status) => plain(status),
+        },
+        Route::LogTail(Some(source)) => logtail::stream(backend, source).await,
+        Route::LogTail(None) => plain(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Where a request path leads.
+enum Route {
+    XmlRpc,
+    /// `None`: a `/logtail` path that names no single process's log.
+    LogTail(Option<LogSource>),
+}
+
+/// The answer to a method the path does not serve: 400 for the methods supervisord knows
+/// (what it answers), 405 with `Allow` for the others.
+fn wrong_method(method: &Method, allowed: Method) -> Response<Body> {
+    if [Method::GET, Method::HEAD, Method::POST].contains(method) {
         return plain(StatusCode::BAD_REQUEST);
     }
-    match source {
-        Some(source) => logtail::stream(backend, source).await,
-        None => plain(StatusCode::NOT_FOUND),
+    let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
+    if let Ok(allowed) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, allowed);
     }
+    response
 }
 
 /// Reads and drops, on its own task, the body of a request we answer without it (401,

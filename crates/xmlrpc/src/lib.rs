@@ -36,7 +36,7 @@ mod limits;
 #[cfg(test)]
 mod testing;
 
-pub use http::ServeError;
+pub use http::{REQUEST_METHODS, ServeError};
 
 /// Serves one HTTP connection (XML-RPC and `/logtail`) until the client closes it,
 /// answering from `control`, the daemon's `Control` service.

@@ -9,7 +9,7 @@
 //! | [`MAX_REQUEST_HEAD`] | 64 KiB | a larger head is answered 431 and the connection closed |
 //! | [`BODY_READ_TIMEOUT`] | 30 s | a body not complete in time is answered 408 and the connection closed |
 //! | [`MAX_REQUEST_BODY`] | 4 MiB | a larger body is answered 413 before it is read (supervisord buffers any size) |
-//! | [`MAX_DISCARDED_BODY`] | 64 KiB | what is read and dropped of a body answered without it (401, 400, 404); more closes the connection |
+//! | [`MAX_DISCARDED_BODY`] | 64 KiB | what is read and dropped of a body answered without it (401, 400, 404, 405); more closes the connection |
 //!
 //! Credentials are checked as soon as the head is read: an unauthenticated client never
 //! makes vigild read a body (beyond [`MAX_DISCARDED_BODY`], after the 401 is sent).

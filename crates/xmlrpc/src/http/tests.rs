@@ -148,6 +148,31 @@ async fn bad_requests() {
 }
 
 #[tokio::test]
+async fn methods_a_route_does_not_serve_get_405_with_allow() {
+    let backend = Arc::new(FakeBackend::new());
+    for (request_line, allowed) in [
+        ("OPTIONS /RPC2", "POST"),
+        ("PUT /RPC2/x", "POST"),
+        ("DELETE /logtail/web:web_0", "GET"),
+        ("PATCH /mainlogtail", "GET"),
+    ] {
+        let raw =
+            format!("{request_line} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
+        let reply = request(&backend, None, &raw).await;
+        assert_eq!(reply.status, 405, "{request_line}");
+        assert_eq!(reply.header("allow"), Some(allowed), "{request_line}");
+    }
+    let reply = request(&backend, None, &get("/index.html", "").replace("GET", "OPTIONS")).await;
+    assert_eq!(reply.status, 404, "an unknown path stays unknown");
+}
+
+#[test]
+fn request_methods_start_with_the_longest() {
+    let longest = REQUEST_METHODS.iter().map(|method| method.len()).max();
+    assert_eq!(Some(REQUEST_METHODS[0].len()), longest);
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused() {
     let backend = Arc::new(FakeBackend::new());
     // Declared too large: refused before a byte of body is sent.
