@@ -36,6 +36,7 @@ use jiff::tz::TimeZone;
 use nix::sys::signal::Signal;
 
 use super::args::{Array, Chars, Params, SignalArg, Wait, incorrect};
+use super::codec::{encode_response, encoded_len};
 use super::structs::{
     capped, config_struct, fault_struct, info_struct, member, now_epoch, results, string,
 };
@@ -44,6 +45,7 @@ use crate::backend::{
     ProcessState, Scope, Target,
 };
 use crate::fault::{Fault, FaultCode};
+use crate::limits::{MAX_LOG_READ, MAX_MULTICALL_CALLS, MAX_RESPONSE};
 
 /// The version `getSupervisorVersion` (and `supervisorctl version`) reports: vigild's own.
 const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -300,10 +302,36 @@ pub(crate) async fn call<B: Backend>(
 }
 
 /// `system.multicall`: the calls run one after another; each result or fault is recorded and
-/// the next call runs regardless.
+/// the next call runs regardless, until the results would pass [`MAX_RESPONSE`]: the call
+/// whose result would pass it gets a fault in its place, and the calls after it are not run
+/// and get a fault each. Room for those faults is kept from the start, so the response
+/// stays within the limit whatever the calls return.
 async fn multicall<B: Backend>(backend: &B, (Array(calls),): (Array<'_>,)) -> Result<Value, Fault> {
+    if calls.len() > MAX_MULTICALL_CALLS {
+        let detail = format!("more than {MAX_MULTICALL_CALLS} calls in one system.multicall");
+        return Err(Fault::with_detail(FaultCode::IncorrectParameters, detail));
+    }
+    let too_large = fault_struct(&Fault::with_detail(
+        FaultCode::Failed,
+        format!("response too large: this result would pass the limit of {MAX_RESPONSE} bytes"),
+    ));
+    let not_run = fault_struct(&Fault::with_detail(
+        FaultCode::Failed,
+        format!("not run: the response reached its limit of {MAX_RESPONSE} bytes"),
+    ));
+    // Every call has a slot its fault fits in; `room` is what is left beyond the slots.
+    let slot = encoded_len(&too_large).max(encoded_len(&not_run));
+    let envelope = encode_response(&Value::Array(Vec::new())).len();
+    let Some(mut room) = MAX_RESPONSE.checked_sub(envelope + calls.len() * slot) else {
+        return Err(Fault::with_detail(FaultCode::Failed, "too many calls for the response limit"));
+    };
     let mut results = Vec::with_capacity(calls.len());
+    let mut full = false;
     for entry in calls {
+        if full {
+            results.push(not_run.clone());
+            continue;
+        }
         let outcome = match multicall_entry(entry) {
             Ok(("system.multicall", _)) => Err(Fault::with_detail(
                 FaultCode::IncorrectParameters,
@@ -312,10 +340,18 @@ async fn multicall<B: Backend>(backend: &B, (Array(calls),): (Array<'_>,)) -> Re
             Ok((name, params)) => call(backend, name, params).await,
             Err(fault) => Err(fault),
         };
-        results.push(match outcome {
+        let value = match outcome {
             Ok(value) => value,
             Err(fault) => fault_struct(&fault),
-        });
+        };
+        let size = encoded_len(&value);
+        if size <= slot + room {
+            room = room + slot - size;
+            results.push(value);
+        } else {
+            full = true;
+            results.push(too_large.clone());
+        }
     }
     Ok(Value::Array(results))
 }
@@ -437,7 +473,8 @@ fn read_range(offset: i32, length: i32) -> Result<ReadRange, Fault> {
 }
 
 /// `readLog` / `readProcessStdoutLog`: the log must exist (`BAD_NAME` and `NO_FILE` come
-/// before `BAD_ARGUMENTS`, as in supervisord), then the range is read.
+/// before `BAD_ARGUMENTS`, as in supervisord), then the range is read, at most
+/// [`MAX_LOG_READ`] bytes of it.
 async fn read_log<B: Backend>(
     backend: &B,
     source: &LogSource,
@@ -445,12 +482,16 @@ async fn read_log<B: Backend>(
     length: i32,
 ) -> Result<Value, Fault> {
     let size = backend.log_size(source).await?;
-    let (start, max_len) = match read_range(offset, length)? {
-        ReadRange::Last(count) => (size.saturating_sub(count), Some(count)),
-        ReadRange::From(start) => (start, None),
-        ReadRange::Slice { offset, length } => (offset, Some(length)),
+    // At most MAX_LOG_READ bytes: a range keeps its start, a read of the last bytes its end.
+    let (start, length) = match read_range(offset, length)? {
+        ReadRange::Last(count) => {
+            let count = count.min(MAX_LOG_READ);
+            (size.saturating_sub(count), count)
+        }
+        ReadRange::From(start) => (start, MAX_LOG_READ),
+        ReadRange::Slice { offset, length } => (offset, length.min(MAX_LOG_READ)),
     };
-    let bytes = backend.read_log(source, start, max_len).await?;
+    let bytes = backend.read_log(source, start, Some(length)).await?;
     Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -491,7 +532,9 @@ async fn tail_log<B: Backend>(
         Err(fault) if fault.code == FaultCode::NoFile => return Ok(tail(b"", 0, false)),
         Err(fault) => return Err(fault),
     };
-    let (start, count, overflow) = tail_window(size, i64::from(offset), i64::from(length));
+    // At most MAX_LOG_READ bytes: a longer tail is a shorter one, with `overflow` set.
+    let length = i64::from(length).min(i64::try_from(MAX_LOG_READ).unwrap_or(i64::MAX));
+    let (start, count, overflow) = tail_window(size, i64::from(offset), length);
     if count == 0 {
         return Ok(tail(b"", size, overflow));
     }
