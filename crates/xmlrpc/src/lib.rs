@@ -10,6 +10,8 @@
 //! - [`http`]: hyper HTTP/1.1 on one connection: routing, Basic auth ([`http::auth`]), the
 //!   request limits, the XML-RPC endpoint ([`http::xmlrpc`], with its method table and
 //!   wire codec) and the streamed log tails ([`http::logtail`]).
+//! - [`limits`]: the documented limits on what one client can make vigild read, wait
+//!   for and write.
 //! - [`backend`]: the [`backend::Backend`] trait, everything the handlers need from the
 //!   daemon, with supervisord's semantics, and the names it is addressed by.
 //! - [`fault`]: supervisord's fault codes, the error of every layer above.

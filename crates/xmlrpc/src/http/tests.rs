@@ -462,6 +462,21 @@ async fn logtail_starts_1024_bytes_before_the_end_and_follows() {
     follower.read_until(|raw| dechunk(raw).1).await;
 }
 
+// Paused time: the clock jumps whenever every task waits, so the stream provably
+// outlives the read timeouts.
+#[tokio::test(start_paused = true)]
+async fn a_log_stream_outlives_the_read_timeouts() {
+    let backend = Arc::new(FakeBackend::new());
+    let source = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
+    backend.append_log(&source, b"first\n");
+    let (mut follower, head) = Follower::open(&backend, "/logtail/web:web_0").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    follower.wait_for(b"first\n").await;
+    tokio::time::sleep(HEADER_READ_TIMEOUT + BODY_READ_TIMEOUT).await;
+    backend.append_log(&source, b"later\n");
+    assert_eq!(follower.wait_for(b"later\n").await, b"first\nlater\n");
+}
+
 #[tokio::test]
 async fn logtail_of_a_short_log_starts_at_the_beginning() {
     let backend = Arc::new(FakeBackend::new());
