@@ -5,9 +5,9 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
-use crate::backend::{LogChannel, ProcessRef};
+use crate::backend::{LogChannel, ProcessRef, ProcessState};
 use crate::limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_REQUEST_BODY, MAX_REQUEST_HEAD};
-use crate::testing::FakeBackend;
+use crate::testing::{FakeBackend, process};
 use logtail::TRUNCATED;
 
 /// Generous: only reached when something is broken, never on the happy path.
@@ -215,6 +215,25 @@ async fn oversized_bodies_are_refused() {
         .await
         .expect("a response in time");
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+#[tokio::test]
+async fn a_result_larger_than_the_response_limit_is_a_fault() {
+    // Twenty processes whose spawn error is 1 MiB: getAllProcessInfo would be some 40 MiB.
+    let processes = (0..20)
+        .map(|index| {
+            let mut info = process(&format!("p{index}"), "p", ProcessState::Fatal);
+            info.spawnerr = "e".repeat(1024 * 1024);
+            info
+        })
+        .collect();
+    let backend = Arc::new(FakeBackend::with_processes(processes));
+    let reply =
+        request(&backend, None, &post(&method_call("supervisor.getAllProcessInfo", ""), "")).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.len() < 1024, "{} bytes", reply.body.len());
+    assert!(reply.body.contains("<int>30</int>"), "{}", reply.body);
+    assert!(reply.body.contains("FAILED: response too large"), "{}", reply.body);
 }
 
 #[tokio::test]
