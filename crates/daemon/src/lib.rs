@@ -4,7 +4,8 @@
 //! It owns the process-level concerns around the supervision tree: the command
 //! line, daemonizing, the activity log, the control sockets, signals and the
 //! startup/shutdown sequence. It does not supervise programs itself (that is
-//! vigil-core) nor define the control protocol (that is vigil-rpc).
+//! vigil-core), define the control protocol (that is vigil-rpc) or speak
+//! HTTP (that is vigil-xmlrpc, which [`wiring`] hands the HTTP connections).
 //!
 //! [`app`] runs the startup sequence against the [`app::Backend`] trait, which
 //! is everything vigild needs from the other crates (config loading, the tree,
@@ -21,4 +22,3 @@ pub mod logging;
 pub mod server;
 pub mod signals;
 pub mod wiring;
-pub mod xmlrpc;

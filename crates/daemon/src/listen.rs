@@ -9,8 +9,8 @@
 //! in supervisord (reference s1.5).
 //!
 //! Both sockets speak two protocols. [`serve`] reads the first bytes of each
-//! connection, [`classify`]s them (`POST `/`GET `/`HEAD ` is supervisord's
-//! HTTP/XML-RPC, anything else is a tarpc length-delimited frame), and hands the
+//! connection, [`classify`]s them (an HTTP method, `vigil_xmlrpc::REQUEST_METHODS`, is
+//! supervisord's HTTP/XML-RPC, anything else is a tarpc length-delimited frame), and hands the
 //! connection, with those bytes replayed by [`Rewind`], to a [`Dispatch`].
 //!
 //! # Limits
@@ -223,7 +223,7 @@ pub enum Protocol {
     Tarpc,
 }
 
-const HTTP_METHODS: [&[u8]; 3] = [b"POST ", b"GET ", b"HEAD "];
+use vigil_xmlrpc::REQUEST_METHODS as HTTP_METHODS;
 
 /// Classifies a connection from its first bytes. `None` means "need more bytes":
 /// what arrived so far is a proper prefix of an HTTP method. A tarpc frame starts

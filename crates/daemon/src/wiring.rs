@@ -325,14 +325,14 @@ struct ControlDispatch {
 impl Dispatch for ControlDispatch {
     fn serve_http(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
         // supervisord's XML-RPC and /logtail, answered by the same ControlServer as
-        // tarpc (xmlrpc::adaptor translates), with the same credentials per socket.
+        // tarpc (vigil-xmlrpc translates), with the same credentials per socket.
         let auth = match peer {
             Peer::Unix => self.unix_auth.clone(),
             Peer::Tcp(_) => self.inet_auth.clone(),
         };
         let server = self.server.clone();
         Box::pin(async move {
-            if let Err(error) = crate::xmlrpc::adaptor::serve_with(connection, server, auth).await {
+            if let Err(error) = vigil_xmlrpc::serve(connection, server, auth).await {
                 tracing::debug!("{error} ({peer:?})");
             }
         })

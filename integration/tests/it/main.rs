@@ -13,6 +13,7 @@ mod ctl;
 mod daemon;
 mod edge;
 mod env;
+mod http;
 mod lifecycle;
 mod logs;
 mod modcycles;

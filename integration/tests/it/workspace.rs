@@ -21,7 +21,10 @@ fn rule(package: &str) -> Rule {
         "vigil-core" => Rule::Only(&["vigil-config"]),
         // supervisord's vocabulary (namespecs, signal names) lives in vigil-config.
         "vigil-rpc" => Rule::Only(&["vigil-config"]),
-        "vigil-daemon" => Rule::Only(&["vigil-config", "vigil-core", "vigil-rpc"]),
+        // Vigil over HTTP reaches the daemon through vigil-rpc's service only, never
+        // through the supervision tree: vigild wires it.
+        "vigil-xmlrpc" => Rule::Only(&["vigil-config", "vigil-rpc"]),
+        "vigil-daemon" => Rule::Only(&["vigil-config", "vigil-core", "vigil-rpc", "vigil-xmlrpc"]),
         "vigil-cli" => Rule::Only(&["vigil-config", "vigil-rpc"]),
         "vigil-integration" => Rule::Anything,
         // Benchmarks measure the pieces, never through the supervision core.
@@ -46,7 +49,9 @@ fn workspace_deps_point_one_way() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert!(members.contains("vigil-core") && members.contains("vigil-integration"), "{members:?}");
+    for expected in ["vigil-core", "vigil-xmlrpc", "vigil-integration"] {
+        assert!(members.contains(expected), "{expected} missing from {members:?}");
+    }
     let mut violations = BTreeMap::new();
     for package in metadata["packages"].as_array().unwrap() {
         let name = package["name"].as_str().unwrap();

@@ -259,7 +259,7 @@ async fn shutdown_is_requested_only_after_its_answer_was_written() {
         other => panic!("unexpected {other:?}"),
     });
     let (mut client, server) = tokio::io::duplex(1 << 16);
-    let serving = tokio::spawn(serve(server, control.clone(), None));
+    let serving = tokio::spawn(crate::serve(server, control.clone(), None));
     client.write_all(shutdown_call().as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -1,11 +1,12 @@
 //! The operations the XML-RPC method table and the log-tail handlers need from the daemon,
-//! as one trait with supervisord's semantics, so this module does not depend on how the
-//! daemon is built (the implementation is an adaptor over the typed `Control` API).
+//! as one trait with supervisord's semantics, so the HTTP layer does not depend on how the
+//! daemon is built (the implementation is an adaptor over the typed `Control` API), and the
+//! names it addresses processes by (`namespec`s).
 //!
 //! What lives here and what does not:
 //! - The backend resolves names against the live process set, runs operations, waits where
 //!   asked and reports faults with supervisord's codes and details.
-//! - The method table (`methods.rs`) does everything that is pure protocol: name and
+//! - The method table (`http/xmlrpc/methods.rs`) does everything that is pure protocol: name and
 //!   argument checking, `namespec` splitting and `g:*` delegation, signal-name parsing, the
 //!   `SHUTDOWN_STATE` guard, `readLog`/`tailProcessLog` offset arithmetic, sorting, the
 //!   `description` text, capping integers to the XML-RPC range and the struct layouts.
@@ -19,7 +20,7 @@ use std::future::Future;
 
 use nix::sys::signal::Signal;
 
-use super::fault::Fault;
+use crate::fault::Fault;
 
 /// The daemon's and a process's states, a process's output channels and what
 /// `getProcessInfo` reports are the same things on both control surfaces: the XML-RPC layer
@@ -43,6 +44,30 @@ pub(crate) struct ProcessRef {
 impl ProcessRef {
     pub(crate) fn new(group: impl Into<String>, name: impl Into<String>) -> ProcessRef {
         ProcessRef { group: group.into(), name: name.into() }
+    }
+
+    /// supervisord's `make_namespec`: `name` alone for a homogeneous group.
+    pub(crate) fn namespec(&self) -> String {
+        vigil_rpc::make_namespec(&self.group, &self.name)
+    }
+}
+
+/// What a namespec names (supervisord's `split_namespec`). Unlike vigilctl's arguments,
+/// `all` here is a process called `all`: supervisord's XML-RPC has no such keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Process(ProcessRef),
+    /// `group:*` or `group:`.
+    Group(String),
+}
+
+impl Target {
+    pub(crate) fn parse(namespec: &str) -> Target {
+        match namespec.split_once(':') {
+            Some((group, "" | "*")) => Target::Group(group.to_owned()),
+            Some((group, name)) => Target::Process(ProcessRef::new(group, name)),
+            None => Target::Process(ProcessRef::new(namespec, namespec)),
+        }
     }
 }
 

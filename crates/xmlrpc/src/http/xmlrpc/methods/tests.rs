@@ -1,8 +1,10 @@
 use std::collections::BTreeSet;
 
+use super::super::structs::describe;
 use super::*;
-use crate::xmlrpc::backend::Reread;
-use crate::xmlrpc::testing::{FakeBackend, process};
+use crate::backend::Reread;
+use crate::limits::{MAX_LOG_READ, MAX_MULTICALL_CALLS, MAX_RESPONSE};
+use crate::testing::{FakeBackend, process};
 
 fn s(text: &str) -> Value {
     Value::String(text.to_owned())
@@ -103,11 +105,11 @@ async fn list_methods_is_sorted_and_complete() {
 #[tokio::test]
 async fn every_listed_method_dispatches_and_checks_its_argument_count() {
     let backend = FakeBackend::new();
-    for spec in METHODS {
-        let too_many = vec![s("x"); spec.signature.len() + 1];
+    for spec in table::<FakeBackend>() {
+        let too_many = vec![s("x"); spec.signature().len() + 1];
         let outcome = check(&backend, spec.name, too_many).await;
         assert_eq!(code(&outcome), Some(FaultCode::IncorrectParameters), "{}", spec.name);
-        let too_few_possible = spec.signature.len() > 1;
+        let too_few_possible = spec.signature().len() > 1;
         if too_few_possible
             && spec.name != "supervisor.startAllProcesses"
             && spec.name != "supervisor.stopAllProcesses"
@@ -121,9 +123,9 @@ async fn every_listed_method_dispatches_and_checks_its_argument_count() {
 #[tokio::test]
 async fn every_argument_is_type_checked() {
     let backend = FakeBackend::new();
-    for spec in METHODS {
-        for position in 0..spec.signature.len() - 1 {
-            let mut args = valid_args(spec.signature);
+    for spec in table::<FakeBackend>() {
+        for position in 0..spec.signature().len() - 1 {
+            let mut args = valid_args(&spec.signature());
             args[position] = st(&[("wrong", i(1))]);
             let outcome = check(&backend, spec.name, args).await;
             assert_eq!(
@@ -167,8 +169,10 @@ async fn every_supervisor_method_but_remote_comm_refuses_during_shutdown() {
     for daemon in [DaemonState::Shutdown, DaemonState::Restarting] {
         let backend = FakeBackend::new();
         backend.state().daemon = daemon;
-        for spec in METHODS.iter().filter(|spec| spec.name.starts_with("supervisor.")) {
-            let outcome = check(&backend, spec.name, valid_args(spec.signature)).await;
+        for spec in
+            table::<FakeBackend>().iter().filter(|spec| spec.name.starts_with("supervisor."))
+        {
+            let outcome = check(&backend, spec.name, valid_args(&spec.signature())).await;
             if spec.name == "supervisor.sendRemoteCommEvent" {
                 assert_eq!(outcome, Ok(b(true)));
             } else {
@@ -757,9 +761,9 @@ async fn method_help_and_signature() {
         assert_eq!(fault_string(outcome), "SIGNATURE_UNSUPPORTED");
     }
     // Every documented parameter count agrees with the signature.
-    for spec in METHODS {
+    for spec in table::<FakeBackend>() {
         let params = spec.help.matches("@param").count();
-        assert_eq!(params, spec.signature.len() - 1, "{}", spec.name);
+        assert_eq!(params, spec.signature().len() - 1, "{}", spec.name);
         assert_eq!(spec.help.matches("@return").count(), 1, "{}", spec.name);
     }
 }
@@ -799,4 +803,81 @@ async fn multicall_returns_raw_results_and_fault_structs() {
     assert_eq!(fault_string(outcome), "INCORRECT_PARAMETERS");
     let outcome = check(&backend, "system.multicall", vec![arr(vec![])]).await;
     assert_eq!(outcome, Ok(arr(vec![])));
+}
+
+fn text(outcome: Result<Value, Fault>) -> String {
+    match outcome {
+        Ok(Value::String(text)) => text,
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn log_reads_return_at_most_max_log_read_bytes() {
+    let backend = FakeBackend::new();
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
+    let max = usize::try_from(MAX_LOG_READ).unwrap();
+    let mut log = vec![b'a'; max];
+    log.extend_from_slice(b"zzzzzzzzzz");
+    backend.append_log(&stdout, &log);
+    backend.append_log(&LogSource::Main, &log);
+
+    // To the end: the start is kept.
+    let read = text(
+        check(&backend, "supervisor.readProcessStdoutLog", vec![s("web:web_0"), i(0), i(0)]).await,
+    );
+    assert_eq!((read.len(), read.contains('z')), (max, false));
+    let read = text(
+        check(&backend, "supervisor.readProcessLog", vec![s("web:web_0"), i(5), i(i32::MAX)]).await,
+    );
+    assert_eq!(read.len(), max);
+    // The last bytes: the end is kept.
+    let read = text(check(&backend, "supervisor.readLog", vec![i(i32::MIN), i(0)]).await);
+    assert_eq!((read.len(), read.ends_with("azzzzzzzzzz")), (max, true));
+    // A tail: the end, with the skipped bytes reported as an overflow.
+    let tail =
+        check(&backend, "supervisor.tailProcessStdoutLog", vec![s("web:web_0"), i(0), i(i32::MAX)])
+            .await
+            .unwrap();
+    let Value::String(bytes) = &items(&tail)[0] else { panic!("{tail:?}") };
+    assert_eq!((bytes.len(), bytes.ends_with("azzzzzzzzzz")), (max, true));
+    assert_eq!(items(&tail)[1..], [i(i32::try_from(max + 10).unwrap()), b(true)]);
+}
+
+#[tokio::test]
+async fn multicall_results_stay_within_the_response_limit() {
+    // 40 reads of a 1 MiB log made one 40 MiB response; 183 MB with a larger log.
+    let backend = FakeBackend::new();
+    let stdout = LogSource::Process(web0(), LogChannel::Stdout);
+    backend.append_log(&stdout, &vec![b'x'; usize::try_from(MAX_LOG_READ).unwrap()]);
+    let read = st(&[
+        ("methodName", s("supervisor.readProcessStdoutLog")),
+        ("params", arr(vec![s("web:web_0"), i(0), i(0)])),
+    ]);
+    let mut calls = vec![read; 40];
+    calls.push(st(&[
+        ("methodName", s("supervisor.startProcess")),
+        ("params", arr(vec![s("worker")])),
+    ]));
+    let outcome = check(&backend, "system.multicall", vec![arr(calls)]).await.unwrap();
+    assert!(super::super::codec::encoded_len(&outcome) <= MAX_RESPONSE);
+    let results = items(&outcome);
+    assert_eq!(results.len(), 41);
+    let read = results.iter().take_while(|result| matches!(result, Value::String(_))).count();
+    assert!((10..40).contains(&read), "{read} reads fitted");
+    let fault = |result: &Value| match (field(result, "faultCode"), field(result, "faultString")) {
+        (Value::Integer(30), Value::String(text)) => text.clone(),
+        other => panic!("not a FAILED fault: {other:?}"),
+    };
+    assert!(fault(&results[read]).starts_with("FAILED: response too large"), "{:?}", results[read]);
+    for result in &results[read + 1..] {
+        assert!(fault(result).starts_with("FAILED: not run"), "{result:?}");
+    }
+    // The calls after the limit did not run.
+    assert_eq!(backend.state().processes[1].name, "worker");
+    assert_eq!(backend.state().processes[1].state, ProcessState::Stopped, "worker not started");
+
+    let too_many = vec![st(&[("methodName", s("supervisor.getPID"))]); MAX_MULTICALL_CALLS + 1];
+    let outcome = check(&backend, "system.multicall", vec![arr(too_many)]).await;
+    assert_eq!(code(&outcome), Some(FaultCode::IncorrectParameters));
 }

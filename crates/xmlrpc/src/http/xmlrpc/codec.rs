@@ -10,8 +10,8 @@
 //!
 //! Why a direct writer for encoding: writing XML-RPC is a fixed, tiny grammar, and the
 //! escaping must go beyond what a generic serializer does (below). dxr's serde path also
-//! took 5 ms for a 500-process `getAllProcessInfo` (release build), half the 10 ms budget of
-//! issue 5; this writer is a single pass into one `String`.
+//! took 5 ms for a 500-process `getAllProcessInfo` (release build), half the 10 ms that call
+//! may take; this writer is a single pass into one `String`.
 //!
 //! Escaping: supervisord hands log bytes to the client as strings.
 //! - Bytes that are not UTF-8 arrive here already replaced by U+FFFD (the method table
@@ -25,13 +25,13 @@
 //! - Responses start with the same `<?xml version='1.0'?>` declaration as Python's
 //!   `xmlrpc.client.dumps`, and integers are `<int>` as Python writes them.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use dxr::{MethodCall, Value};
 
-use super::fault::Fault;
+use crate::fault::Fault;
 
 /// The XML declaration Python's `xmlrpc.client.dumps` writes before every response.
 const DECLARATION: &str = "<?xml version='1.0'?>\n";
@@ -88,20 +88,56 @@ pub(crate) fn encode_fault(fault: &Fault) -> String {
     out
 }
 
+/// The encoded length of `value`, without building the text: what `system.multicall`
+/// counts against the response limit.
+pub(crate) fn encoded_len(value: &Value) -> usize {
+    let mut length = Length(0);
+    write_value(&mut length, value);
+    length.0
+}
+
+/// Where the writer puts XML: a `String`, or a [`Length`] that only counts it, so that
+/// measuring and writing cannot disagree.
+trait Out: fmt::Write {
+    fn put(&mut self, text: &str);
+}
+
+impl Out for String {
+    fn put(&mut self, text: &str) {
+        self.push_str(text);
+    }
+}
+
+/// Counts the bytes written.
+struct Length(usize);
+
+impl fmt::Write for Length {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0 += text.len();
+        Ok(())
+    }
+}
+
+impl Out for Length {
+    fn put(&mut self, text: &str) {
+        self.0 += text.len();
+    }
+}
+
 /// Writes `<value>...</value>` the way Python's `xmlrpc.client` marshals it.
-fn write_value(out: &mut String, value: &Value) {
-    out.push_str("<value>");
+fn write_value(out: &mut impl Out, value: &Value) {
+    out.put("<value>");
     match value {
         Value::Integer(number) => {
             let _ = write!(out, "<int>{number}</int>");
         }
         Value::Boolean(flag) => {
-            out.push_str(if *flag { "<boolean>1</boolean>" } else { "<boolean>0</boolean>" })
+            out.put(if *flag { "<boolean>1</boolean>" } else { "<boolean>0</boolean>" })
         }
         Value::String(text) => {
-            out.push_str("<string>");
+            out.put("<string>");
             escape_into(out, text);
-            out.push_str("</string>");
+            out.put("</string>");
         }
         Value::Double(number) => {
             // Rust prints finite doubles without an exponent and `NaN`/`inf` otherwise;
@@ -112,34 +148,34 @@ fn write_value(out: &mut String, value: &Value) {
             let _ = write!(out, "<dateTime.iso8601>{time}</dateTime.iso8601>");
         }
         Value::Base64(bytes) => {
-            out.push_str("<base64>");
-            out.push_str(&STANDARD.encode(bytes));
-            out.push_str("</base64>");
+            out.put("<base64>");
+            out.put(&STANDARD.encode(bytes));
+            out.put("</base64>");
         }
         Value::Array(items) => {
-            out.push_str("<array><data>");
+            out.put("<array><data>");
             for item in items {
                 write_value(out, item);
             }
-            out.push_str("</data></array>");
+            out.put("</data></array>");
         }
         Value::Struct(members) => {
-            out.push_str("<struct>");
+            out.put("<struct>");
             for (name, member) in members {
-                out.push_str("<member><name>");
+                out.put("<member><name>");
                 escape_into(out, name);
-                out.push_str("</name>");
+                out.put("</name>");
                 write_value(out, member);
-                out.push_str("</member>");
+                out.put("</member>");
             }
-            out.push_str("</struct>");
+            out.put("</struct>");
         }
         // `Value` is non-exhaustive; `i8` and `nil` exist only behind dxr features this
         // crate does not enable, and the method table never builds them. Should one appear,
         // an empty string keeps the document valid.
-        _ => out.push_str("<string></string>"),
+        _ => out.put("<string></string>"),
     }
-    out.push_str("</value>");
+    out.put("</value>");
 }
 
 /// Whether XML 1.0 can carry `c` at all (the `Char` production). Surrogates cannot occur in
@@ -151,7 +187,7 @@ fn is_xml_char(c: char) -> bool {
 /// Appends `text` as XML character data: markup characters escaped, CR as a character
 /// reference (a raw one would be read back as LF), and characters XML 1.0 cannot carry
 /// replaced by U+FFFD.
-fn escape_into(out: &mut String, text: &str) {
+fn escape_into(out: &mut impl Out, text: &str) {
     let mut clean_from = 0;
     for (index, c) in text.char_indices() {
         let replacement = match c {
@@ -162,11 +198,11 @@ fn escape_into(out: &mut String, text: &str) {
             c if !is_xml_char(c) => "\u{FFFD}",
             _ => continue,
         };
-        out.push_str(&text[clean_from..index]);
-        out.push_str(replacement);
+        out.put(&text[clean_from..index]);
+        out.put(replacement);
         clean_from = index + c.len_utf8();
     }
-    out.push_str(&text[clean_from..]);
+    out.put(&text[clean_from..]);
 }
 
 #[cfg(test)]
@@ -174,7 +210,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::xmlrpc::fault::FaultCode;
+    use crate::fault::FaultCode;
 
     fn call(xml: &str) -> Result<Call, DecodeError> {
         decode_call(xml.as_bytes())
@@ -315,6 +351,19 @@ mod tests {
             "\u{FFFD}[31mred\u{FFFD}\u{FFFD}&#13;\n"
         );
         assert_eq!(escaped("héllo ✓ 𝄞"), "héllo ✓ 𝄞");
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_written() {
+        let value = Value::Struct(BTreeMap::from([
+            ("a&b".to_owned(), Value::Array(vec![Value::String("x\r<\u{1}é".into())])),
+            ("n".to_owned(), Value::Integer(-42)),
+            ("d".to_owned(), Value::Double(0.5)),
+            ("b".to_owned(), Value::Base64(vec![1, 2, 3, 4])),
+        ]));
+        let mut written = String::new();
+        write_value(&mut written, &value);
+        assert_eq!(encoded_len(&value), written.len());
     }
 
     #[test]

@@ -5,8 +5,10 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
-use crate::xmlrpc::backend::ProcessRef;
-use crate::xmlrpc::testing::FakeBackend;
+use crate::backend::{LogChannel, ProcessRef, ProcessState};
+use crate::limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_REQUEST_BODY, MAX_REQUEST_HEAD};
+use crate::testing::{FakeBackend, process};
+use logtail::TRUNCATED;
 
 /// Generous: only reached when something is broken, never on the happy path.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -146,6 +148,31 @@ async fn bad_requests() {
 }
 
 #[tokio::test]
+async fn methods_a_route_does_not_serve_get_405_with_allow() {
+    let backend = Arc::new(FakeBackend::new());
+    for (request_line, allowed) in [
+        ("OPTIONS /RPC2", "POST"),
+        ("PUT /RPC2/x", "POST"),
+        ("DELETE /logtail/web:web_0", "GET"),
+        ("PATCH /mainlogtail", "GET"),
+    ] {
+        let raw =
+            format!("{request_line} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
+        let reply = request(&backend, None, &raw).await;
+        assert_eq!(reply.status, 405, "{request_line}");
+        assert_eq!(reply.header("allow"), Some(allowed), "{request_line}");
+    }
+    let reply = request(&backend, None, &get("/index.html", "").replace("GET", "OPTIONS")).await;
+    assert_eq!(reply.status, 404, "an unknown path stays unknown");
+}
+
+#[test]
+fn request_methods_start_with_the_longest() {
+    let longest = REQUEST_METHODS.iter().map(|method| method.len()).max();
+    assert_eq!(Some(REQUEST_METHODS[0].len()), longest);
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused() {
     let backend = Arc::new(FakeBackend::new());
     // Declared too large: refused before a byte of body is sent.
@@ -191,6 +218,25 @@ async fn oversized_bodies_are_refused() {
 }
 
 #[tokio::test]
+async fn a_result_larger_than_the_response_limit_is_a_fault() {
+    // Twenty processes whose spawn error is 1 MiB: getAllProcessInfo would be some 40 MiB.
+    let processes = (0..20)
+        .map(|index| {
+            let mut info = process(&format!("p{index}"), "p", ProcessState::Fatal);
+            info.spawnerr = "e".repeat(1024 * 1024);
+            info
+        })
+        .collect();
+    let backend = Arc::new(FakeBackend::with_processes(processes));
+    let reply =
+        request(&backend, None, &post(&method_call("supervisor.getAllProcessInfo", ""), "")).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.len() < 1024, "{} bytes", reply.body.len());
+    assert!(reply.body.contains("<int>30</int>"), "{}", reply.body);
+    assert!(reply.body.contains("FAILED: response too large"), "{}", reply.body);
+}
+
+#[tokio::test]
 async fn keep_alive_serves_several_requests() {
     let backend = Arc::new(FakeBackend::new());
     let mut io = connect(&backend, None);
@@ -230,28 +276,115 @@ async fn basic_auth_guards_every_handler() {
     assert_eq!(reply.status, 401);
 }
 
-// Paused time: the timeout below fires only once every task is idle, that is once the
-// server is provably waiting for the body, so the test does not depend on timing.
+// Paused time: a timeout fires only once every task is idle, that is once the server is
+// provably waiting, so these tests do not depend on timing.
 #[tokio::test(start_paused = true)]
-async fn a_refused_request_is_answered_after_its_body_and_keeps_the_connection() {
-    // A client sends its body after the headers (Python's http.client does). Answering 401
-    // before reading it made hyper close the connection, and the client, still writing, saw
-    // a broken pipe instead of the 401.
+async fn a_refused_request_is_answered_before_its_body_and_keeps_the_connection() {
+    // supervisord answers a request without credentials at once. Waiting for the body let
+    // an unauthenticated client make vigild read up to the whole body limit first.
     let backend = Arc::new(FakeBackend::new());
     let mut io = connect(&backend, Some(Credentials::new("user", "123")));
     let call = method_call("supervisor.getAPIVersion", "");
     let raw = post(&call, "");
     let (head, body) = raw.split_at(raw.find("\r\n\r\n").unwrap() + 4);
     io.write_all(head.as_bytes()).await.unwrap();
-    let mut byte = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_secs(1), io.read(&mut byte)).await;
-    assert!(early.is_err(), "answered before the body arrived");
+    let reply = tokio::time::timeout(Duration::from_secs(1), read_reply(&mut io))
+        .await
+        .expect("answered before the body arrived");
+    assert_eq!(reply.status, 401);
+    // A client that goes on to send its body (Python's http.client does) can then send
+    // its next request on the same connection.
     io.write_all(body.as_bytes()).await.unwrap();
-    assert_eq!(read_reply(&mut io).await.status, 401);
     io.write_all(post(&call, &basic("user:123")).as_bytes()).await.unwrap();
     let reply = read_reply(&mut io).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains("<string>3.0</string>"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unauthenticated_body_is_not_read_beyond_the_discard_limit() {
+    let backend = Arc::new(FakeBackend::new());
+    let io = connect(&backend, Some(Credentials::new("user", "123")));
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_REQUEST_BODY}\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'a'; 8 * 1024];
+        let mut sent = 0;
+        while sent < MAX_REQUEST_BODY {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    // The 401 comes, then the server closes the connection once the discard limit is
+    // passed, long before the declared body is through.
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, reader.read_to_end(&mut raw))
+        .await
+        .expect("the connection was closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"), "{raw:?}");
+    let sent = sender.await.unwrap();
+    assert!(sent < MAX_REQUEST_BODY, "the whole body was read: {sent}");
+}
+
+/// Reads until the server closes the connection, waiting at most `limit` (of paused time).
+async fn read_until_closed(io: &mut DuplexStream, limit: Duration) -> String {
+    let mut raw = Vec::new();
+    tokio::time::timeout(limit, io.read_to_end(&mut raw))
+        .await
+        .expect("the server closed the connection in time")
+        .unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_slow_to_send_its_head_is_disconnected() {
+    let backend = Arc::new(FakeBackend::new());
+    let mut io = connect(&backend, None);
+    io.write_all(b"POST /RPC2 HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    read_until_closed(&mut io, HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+
+    // An idle keep-alive connection is closed the same way.
+    let mut io = connect(&backend, None);
+    io.write_all(post(&method_call("supervisor.getPID", ""), "").as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut io).await.status, 200);
+    read_until_closed(&mut io, HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_slow_to_send_its_body_gets_408_and_is_disconnected() {
+    let backend = Arc::new(FakeBackend::new());
+    let mut io = connect(&backend, None);
+    let raw = post(&method_call("supervisor.getPID", ""), "");
+    io.write_all(&raw.as_bytes()[..raw.len() - 10]).await.unwrap();
+    let answer = read_until_closed(&mut io, BODY_READ_TIMEOUT + Duration::from_secs(1)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let backend = Arc::new(FakeBackend::new());
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(MAX_REQUEST_HEAD));
+    let (mut reader, mut writer) = tokio::io::split(connect(&backend, None));
+    // The server stops reading part way, so the rest of the write may fail: that is fine.
+    let sender =
+        tokio::spawn(
+            async move { writer.write_all(get("/mainlogtail", &filler).as_bytes()).await },
+        );
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, reader.read_to_end(&mut raw))
+        .await
+        .expect("the server closed the connection in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let _ = sender.await.unwrap();
 }
 
 /// Decodes a chunked body received so far: the data of every complete chunk, and whether
@@ -346,6 +479,21 @@ async fn logtail_starts_1024_bytes_before_the_end_and_follows() {
     // The log going away ends the stream cleanly.
     backend.remove_log(&source);
     follower.read_until(|raw| dechunk(raw).1).await;
+}
+
+// Paused time: the clock jumps whenever every task waits, so the stream provably
+// outlives the read timeouts.
+#[tokio::test(start_paused = true)]
+async fn a_log_stream_outlives_the_read_timeouts() {
+    let backend = Arc::new(FakeBackend::new());
+    let source = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
+    backend.append_log(&source, b"first\n");
+    let (mut follower, head) = Follower::open(&backend, "/logtail/web:web_0").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    follower.wait_for(b"first\n").await;
+    tokio::time::sleep(HEADER_READ_TIMEOUT + BODY_READ_TIMEOUT).await;
+    backend.append_log(&source, b"later\n");
+    assert_eq!(follower.wait_for(b"later\n").await, b"first\nlater\n");
 }
 
 #[tokio::test]

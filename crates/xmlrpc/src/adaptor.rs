@@ -30,12 +30,11 @@ use vigil_rpc::{
     NameSpec, SendControl, context_with_timeout,
 };
 
-use super::auth::Credentials;
-use super::backend::{
+use crate::backend::{
     Backend, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo, ProcessRef,
     ProcessResult, Reread, Scope,
 };
-use super::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode};
 
 /// The deadline of an in-process call. There is no network to give up on: a
 /// `startProcess(wait=True)` or a `stopAllProcesses` waits as long as the processes take,
@@ -151,34 +150,6 @@ pub(crate) fn connection<S, C: SendControl>(
     let deferred = Arc::new(Deferred { control, pending: Mutex::new(Pending::Idle) });
     let backend = Arc::new(ControlBackend { deferred: Arc::clone(&deferred) });
     (backend, Connection { inner: stream, deferred })
-}
-
-/// Serves one HTTP connection (XML-RPC and `/logtail`) against `control`.
-pub(crate) async fn serve<S, C>(
-    stream: S,
-    control: C,
-    credentials: Option<Arc<Credentials>>,
-) -> Result<(), super::http::ServeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    C: SendControl,
-{
-    let (backend, stream) = connection(stream, control);
-    super::http::serve_http(stream, backend, credentials).await
-}
-
-/// Serves one HTTP connection, requiring `auth` (the `[unix_http_server]` or
-/// `[inet_http_server]` credentials the connection arrived on) if given.
-pub(crate) async fn serve_with<S, C>(
-    stream: S,
-    control: C,
-    auth: Option<Arc<vigil_rpc::ServerAuth>>,
-) -> Result<(), super::http::ServeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    C: SendControl,
-{
-    serve(stream, control, auth.map(|auth| Arc::new(Credentials::shared(auth)))).await
 }
 
 impl<S: AsyncRead + Unpin, C: SendControl> AsyncRead for Connection<S, C> {
@@ -307,15 +278,11 @@ fn scope_spec(scope: &Scope) -> NameSpec {
     }
 }
 
-fn namespec(process: &ProcessRef) -> String {
-    vigil_rpc::make_namespec(&process.group, &process.name)
-}
-
 fn log_target(source: &LogSource) -> LogTarget {
     match source {
         LogSource::Main => LogTarget::Main,
         LogSource::Process(process, channel) => {
-            LogTarget::Process { name: namespec(process), channel: *channel }
+            LogTarget::Process { name: process.namespec(), channel: *channel }
         }
     }
 }
@@ -356,7 +323,7 @@ impl<C: SendControl> ControlBackend<C> {
     /// vigild keeps its recent output for its own clients.
     async fn require_log_file(&self, source: &LogSource) -> Result<(), Fault> {
         let LogSource::Process(process, channel) = source else { return Ok(()) };
-        let info = call!(self, ProcessInfo { name: namespec(process) })?;
+        let info = call!(self, ProcessInfo { name: process.namespec() })?;
         let path = match channel {
             LogChannel::Stdout => info.stdout_logfile,
             LogChannel::Stderr => info.stderr_logfile,
@@ -387,7 +354,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn process_info(&self, process: &ProcessRef) -> Result<ProcessInfo, Fault> {
-        call!(self, ProcessInfo { name: namespec(process) })
+        call!(self, ProcessInfo { name: process.namespec() })
     }
 
     async fn all_process_info(&self) -> Result<Vec<ProcessInfo>, Fault> {
@@ -451,7 +418,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn send_stdin(&self, process: &ProcessRef, bytes: &[u8]) -> Result<(), Fault> {
-        call!(self, SendStdin { name: namespec(process), data: Blob(bytes.to_vec()) })
+        call!(self, SendStdin { name: process.namespec(), data: Blob(bytes.to_vec()) })
     }
 
     async fn send_remote_comm_event(&self, event_type: &str, data: &str) -> Result<(), Fault> {

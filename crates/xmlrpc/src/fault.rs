@@ -1,5 +1,6 @@
 //! supervisord's fault codes (`Faults` in `supervisor/xmlrpc.py`) and the fault value every
-//! XML-RPC method and every [`Backend`](super::backend::Backend) operation fails with.
+//! XML-RPC method and every backend operation fails with. A leaf: it imports nothing of
+//! this crate.
 //!
 //! The wire form is fixed by supervisord: the code is the integer below and the string is
 //! `NAME` or `NAME: detail` (for example `BAD_NAME: nosuch`). `supervisorctl` matches on the

@@ -1,4 +1,4 @@
-//! An in-memory [`Backend`] for the tests of this module: processes are records whose state
+//! An in-memory [`Backend`] for the tests of this crate: processes are records whose state
 //! the fake flips at once, logs are byte vectors, and every side effect is recorded so tests
 //! can assert what reached the daemon.
 
@@ -10,12 +10,11 @@ use tokio::sync::Notify;
 
 use vigil_rpc::LogSettings;
 
-use super::backend::{
+use crate::backend::{
     Backend, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource, ProcessInfo,
     ProcessRef, ProcessResult, ProcessState, Reread, Scope,
 };
-use super::fault::{Fault, FaultCode};
-use super::methods::namespec;
+use crate::fault::{Fault, FaultCode};
 
 /// The largest chunk `follow_log` returns, small so tests see chunking.
 const FOLLOW_CHUNK: usize = 4096;
@@ -168,7 +167,7 @@ impl FakeBackend {
             .processes
             .iter()
             .position(|info| info.group == process.group && info.name == process.name)
-            .ok_or_else(|| Fault::with_detail(FaultCode::BadName, namespec(process)))
+            .ok_or_else(|| Fault::with_detail(FaultCode::BadName, process.namespec()))
     }
 
     fn in_scope(state: &FakeState, scope: &Scope) -> Result<Vec<ProcessRef>, Fault> {
@@ -217,13 +216,13 @@ impl FakeBackend {
     fn start_locked(state: &mut FakeState, process: &ProcessRef) -> Result<(), Fault> {
         let index = Self::find(state, process)?;
         if Self::is_running(state.processes[index].state) {
-            return Err(Fault::with_detail(FaultCode::AlreadyStarted, namespec(process)));
+            return Err(Fault::with_detail(FaultCode::AlreadyStarted, process.namespec()));
         }
         if state.failing_spawns.contains(process) {
             let info = &mut state.processes[index];
             info.state = ProcessState::Backoff;
             info.spawnerr = "can't find command".to_owned();
-            return Err(Fault::with_detail(FaultCode::SpawnError, namespec(process)));
+            return Err(Fault::with_detail(FaultCode::SpawnError, process.namespec()));
         }
         let info = &mut state.processes[index];
         info.state = ProcessState::Running;
@@ -236,7 +235,7 @@ impl FakeBackend {
         let index = Self::find(state, process)?;
         let info = &mut state.processes[index];
         if !Self::is_running(info.state) {
-            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+            return Err(Fault::with_detail(FaultCode::NotRunning, process.namespec()));
         }
         info.state = ProcessState::Stopped;
         info.pid = 0;
@@ -254,7 +253,7 @@ impl FakeBackend {
             state.processes[index].state,
             ProcessState::Starting | ProcessState::Running | ProcessState::Stopping
         ) {
-            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+            return Err(Fault::with_detail(FaultCode::NotRunning, process.namespec()));
         }
         state.signals.push((process.clone(), signal));
         Ok(())
@@ -376,7 +375,7 @@ impl Backend for FakeBackend {
         let mut state = self.state();
         let index = Self::find(&state, process)?;
         if state.processes[index].pid == 0 {
-            return Err(Fault::with_detail(FaultCode::NotRunning, namespec(process)));
+            return Err(Fault::with_detail(FaultCode::NotRunning, process.namespec()));
         }
         state.stdin.push((process.clone(), bytes.to_vec()));
         Ok(())
