@@ -255,6 +255,10 @@ failer_status = again.pop("failer", None)
 truth("startAllProcesses again: failer", failer_status in (80, 50),
       "expected 80 (or supervisord's 50), got %r" % failer_status)
 check("startAllProcesses again", sorted(again.items()), [("noexec", 21), ("nofile", 20)])
+# That start did not wait: failer must have stopped again before the signal
+# checks below expect it to be not running (on a loaded machine its exit can
+# come after the next calls).
+wait_for("failer to stop again", lambda: state("failer") in ("FATAL", "EXITED"))
 wait_for("sleeper's output", lambda: S.supervisor.readProcessStdoutLog("sleeper", 0, 0) == "hello\nhello\n")
 # stdout and stderr are separate pipes: one can be logged before the other.
 wait_for("sleeper's stderr", lambda: S.supervisor.readProcessStderrLog("sleeper", 0, 0) == "oops\noops\n")
