@@ -45,7 +45,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::unix::pipe;
@@ -124,6 +124,9 @@ impl std::fmt::Debug for ChannelLog {
 
 struct Inner {
     path: Option<PathBuf>,
+    /// Capture tasks running (one per live pipe); the file is closed when
+    /// the last one ends, so a stopped program holds no descriptor.
+    captures: AtomicUsize,
     /// Rotation settings; `update` may change them in place (under the file lock).
     maxbytes: AtomicU64,
     backups: AtomicU32,
@@ -139,9 +142,10 @@ struct Inner {
 
 struct FileState {
     /// The open base file. A regular file is opened at the first write, not at
-    /// start (it is created then, so it exists): a program that never writes
-    /// holds no descriptor, which lets thousands of quiet programs fit under the
-    /// daemon's descriptor limit.
+    /// start (it is created then, so it exists), and closed when the program's
+    /// pipes close: a program that is quiet or stopped holds no descriptor,
+    /// which lets thousands of them fit under the daemon's descriptor limit,
+    /// and deleting a stopped program's log frees its space.
     file: Option<File>,
     /// Current length of the base file as written by us.
     size: u64,
@@ -355,6 +359,7 @@ impl ChannelLog {
         Ok(ChannelLog {
             inner: Arc::new(Inner {
                 path,
+                captures: AtomicUsize::new(0),
                 maxbytes: AtomicU64::new(maxbytes),
                 backups: AtomicU32::new(backups),
                 ring_capacity: ring_bytes,
@@ -389,6 +394,7 @@ impl ChannelLog {
         on_line: Option<LineCallback>,
     ) -> JoinHandle<()> {
         let log = self.clone();
+        self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
     }
 
@@ -401,6 +407,7 @@ impl ChannelLog {
         filter: Box<dyn OutputFilter>,
     ) -> JoinHandle<()> {
         let log = self.clone();
+        self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
     }
 
@@ -487,6 +494,19 @@ impl ChannelLog {
         if let Some(lines) = lines.as_mut() {
             lines.finish();
         }
+        // The pipe is closed (the program and whatever inherited it are gone):
+        // let go of the file unless another capture still writes to it.
+        if self.inner.captures.fetch_sub(1, Ordering::SeqCst) == 1 && to_disk {
+            let inner = Arc::clone(&self.inner);
+            let closed = tokio::task::spawn_blocking(move || {
+                let mut state = lock(&inner.file);
+                inner.close_if_idle(&mut state);
+            })
+            .await;
+            if let Err(error) = closed {
+                tracing::error!(%error, "closing a log file failed");
+            }
+        }
     }
 
     /// Appends `data` as if the process had written it, synchronously (for short
@@ -496,6 +516,8 @@ impl ChannelLog {
     pub fn append(&self, data: &[u8]) {
         if self.inner.path.is_some() {
             self.inner.write_batch(data);
+            let mut state = lock(&self.inner.file);
+            self.inner.close_if_idle(&mut state);
         } else {
             self.inner.append_memory(data);
         }
@@ -577,6 +599,7 @@ impl ChannelLog {
             }
             if result.is_ok() {
                 result = self.inner.reopen_locked(&mut file_state).map(|_| ());
+                self.inner.close_if_idle(&mut file_state);
             }
         }
         let mut shared = lock(&self.inner.shared);
@@ -652,6 +675,14 @@ impl Inner {
         file_state.size = if file_state.regular { metadata.len() } else { 0 };
         file_state.file = Some(file);
         Ok(file_state.regular)
+    }
+
+    /// Closes a regular file no capture writes to any more (a device such as
+    /// `/dev/stdout` stays open).
+    fn close_if_idle(&self, file_state: &mut FileState) {
+        if self.captures.load(Ordering::SeqCst) == 0 && file_state.regular {
+            file_state.file = None;
+        }
     }
 
     /// Opens the base file for a write if it is not open yet. A file moved or

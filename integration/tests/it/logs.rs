@@ -407,3 +407,35 @@ fn parallel_writers_each_get_their_exact_output() {
     daemon.wait_state("partial", "EXITED");
     wait_until(TIMEOUT, "the partial line", || sandbox.read_text("logs/partial.out") == "abc");
 }
+
+/// Descriptors of `pid` open on `path` (from /proc/<pid>/fd).
+fn open_on(pid: i32, path: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    entries
+        .flatten()
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        .count()
+}
+
+#[test]
+fn a_stopped_programs_log_is_closed_and_reopened_at_its_next_write() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("once", &["--echo", "hello"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    daemon.wait_state("once", "EXITED");
+    let path = sandbox.stdout_log("once");
+    wait_until(TIMEOUT, "the output in the log", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text == "hello\n")
+    });
+    // Deleting the log of a stopped program frees its space: vigild holds
+    // no descriptor on it.
+    wait_until(TIMEOUT, "vigild to close the log", || open_on(daemon.pid(), &path) == 0);
+    std::fs::remove_file(&path).unwrap();
+    daemon.ctl(&["start", "once"]);
+    wait_until(TIMEOUT, "the next run's output in a new file", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text == "hello\n")
+    });
+    wait_until(TIMEOUT, "vigild to close it again", || open_on(daemon.pid(), &path) == 0);
+}

@@ -558,3 +558,40 @@ async fn a_busy_channel_gets_a_bigger_pipe_and_a_quiet_one_does_not() {
     drop(quiet_tx);
     tokio::time::timeout(Duration::from_secs(30), quiet_task).await.unwrap().unwrap();
 }
+
+/// Descriptors of this process open on `path`.
+fn open_on(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_is_closed_when_the_last_pipe_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    let log = file_log(dir.path(), 0, 0, 1024);
+    let (mut first, first_end) = pipe::pipe().unwrap();
+    let (mut second, second_end) = pipe::pipe().unwrap();
+    let first_task = log.capture(first_end);
+    let second_task = log.capture(second_end);
+    first.write_all(b"one\n").await.unwrap();
+    second.write_all(b"two\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(7)).await.unwrap();
+    assert_eq!(open_on(&base), 1);
+    // A grandchild still holds the other pipe: the file stays open for it.
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(30), first_task).await.unwrap().unwrap();
+    assert_eq!(open_on(&base), 1);
+    drop(second);
+    tokio::time::timeout(Duration::from_secs(30), second_task).await.unwrap().unwrap();
+    assert_eq!(open_on(&base), 0, "a stopped program's log holds no descriptor");
+    // A message written for a stopped program opens and closes it again.
+    log.append(b"three\n");
+    assert_eq!(open_on(&base), 0);
+    let all = log.read(0, 0).unwrap();
+    assert_eq!(all.len(), 14);
+    assert!(all.ends_with(b"three\n"));
+}
