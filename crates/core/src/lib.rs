@@ -312,7 +312,7 @@ fn open_channel(
         .map_err(|e| log_error(process, channel, e))
 }
 
-fn log_error(process: &ProcessConfig, channel: Channel, error: std::io::Error) -> CoreError {
+fn log_error(process: &ProcessConfig, channel: Channel, error: logs::LogError) -> CoreError {
     CoreError::Failed(format!(
         "{}: cannot open the {} log: {error}",
         process.namespec(),
@@ -727,14 +727,16 @@ pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
 
 fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     let snapshot = member.snapshot.borrow().clone();
-    ProcessInfo::new(
+    let mut info = ProcessInfo::new(
         &member.config.group,
         &member.config.name,
         member.stdout.path().as_deref(),
         member.stderr.path().as_deref(),
         &snapshot,
         now,
-    )
+    );
+    output::describe_log_problems(member, &mut info.description);
+    info
 }
 
 /// Sends a request to a process actor and returns its answer.

@@ -15,6 +15,7 @@ mod edge;
 mod env;
 mod lifecycle;
 mod logs;
+mod logsafety;
 mod reaping;
 mod seed;
 mod stop;
