@@ -81,7 +81,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
-use vigil_config::{Config, GroupConfig, LogTarget, ProcessConfig, Supervisord};
+use vigil_config::{Config, GroupConfig, ProcessConfig, Supervisord};
 
 pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutcome};
 pub use error::CoreError;
@@ -294,22 +294,20 @@ fn open_channel(
         Channel::Stdout => &process.stdout,
         Channel::Stderr => &process.stderr,
     };
-    let path = match &config.logfile {
-        LogTarget::Path(path) => Some(path.clone()),
-        LogTarget::Auto => Some(
-            logs::auto_log_path(
-                &settings.childlogdir,
-                &process.name,
-                channel,
-                &settings.identifier,
-            )
-            .map_err(|e| log_error(process, channel, e))?,
-        ),
-        // `syslog` as a file name goes to the daemon's syslog handler, not a file.
-        LogTarget::None | LogTarget::Syslog => None,
+    let auto = logs::AutoLog {
+        childlogdir: &settings.childlogdir,
+        program: &process.name,
+        channel,
+        identifier: &settings.identifier,
     };
-    ChannelLog::open(path, config.maxbytes, config.backups, TAIL_RING_BYTES)
-        .map_err(|e| log_error(process, channel, e))
+    // A file that cannot be opened fails this program's spawns, not the tree.
+    Ok(ChannelLog::for_program(
+        &config.logfile,
+        &auto,
+        config.maxbytes,
+        config.backups,
+        TAIL_RING_BYTES,
+    ))
 }
 
 fn log_error(process: &ProcessConfig, channel: Channel, error: logs::LogError) -> CoreError {

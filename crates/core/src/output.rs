@@ -72,6 +72,16 @@ pub(crate) fn capture(
     }
 }
 
+/// Opens (or creates) the log files of a process before its child is spawned,
+/// as supervisord does; the error is the spawn's error.
+pub(crate) fn prepare_logs(shared: &ProcessShared) -> Result<(), String> {
+    for (channel, log) in [(Channel::Stdout, &shared.stdout), (Channel::Stderr, &shared.stderr)] {
+        log.prepare()
+            .map_err(|error| format!("cannot open the {} log: {error}", channel.as_str()))?;
+    }
+    Ok(())
+}
+
 /// Appends the problems of a process's log files to its status description
 /// (`pid 42, uptime 0:00:03; stdout log: refused to use ...`), unless the
 /// description already says it (a failed spawn's error).
