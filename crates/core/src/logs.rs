@@ -940,11 +940,14 @@ impl Inner {
                 self.set_problem(None);
             }
         }
+        for error in &rotation.backup_errors {
+            tracing::error!(%error, "moving an older log backup failed");
+        }
         let mut shared = lock(&self.shared);
         let old_base = shared.base;
         shared.backups.push_front(old_base);
         shared.backups.truncate(backups as usize);
-        if !rotation.backups_intact {
+        if !rotation.backup_errors.is_empty() {
             shared.backups.truncate(1);
         }
         let total = shared.total;

@@ -367,8 +367,10 @@ impl Location {
 /// What a rotation left behind when it moved the base file.
 #[derive(Debug)]
 pub struct Rotation {
-    /// Every older backup moved up one place (else some were lost or left).
-    pub backups_intact: bool,
+    /// Why older backups could not be removed or moved up one place (some
+    /// were lost or left); empty when every one moved. (Reported by the
+    /// caller: the activity log cannot log from inside its own write.)
+    pub backup_errors: Vec<LogError>,
     /// The fresh base file could not be opened (the next write tries again).
     pub reopen: Result<(), LogError>,
 }
@@ -495,25 +497,23 @@ impl LogFile {
     pub fn rotate(&mut self, backups: u32) -> Result<Rotation, LogError> {
         if backups == 0 {
             self.truncate()?;
-            return Ok(Rotation { backups_intact: true, reopen: Ok(()) });
+            return Ok(Rotation { backup_errors: Vec::new(), reopen: Ok(()) });
         }
         let location = locate(&self.path)?;
         let name = location.name.clone();
-        let mut backups_intact = true;
+        let mut backup_errors = Vec::new();
         // The oldest backup goes first, so no rename below replaces a file: on
         // ext4 a rename over an existing file forces the source's delayed
         // allocation and writeback to start inside the rename (auto_da_alloc),
         // milliseconds for a freshly written backup, on the capture path.
         // supervisord also removes before renaming.
         if let Err(error) = location.unlink(&backup_name(&name, backups)) {
-            backups_intact = false;
-            tracing::error!(%error, "removing the oldest log backup failed");
+            backup_errors.push(error);
         }
         for index in (1..backups).rev() {
             let from = backup_name(&name, index);
             if let Err(error) = location.rename(&from, &backup_name(&name, index + 1)) {
-                backups_intact = false;
-                tracing::error!(%error, "rotating log backup {index} failed");
+                backup_errors.push(error);
             }
         }
         // A base file removed behind our back has nothing to move: the fresh
@@ -522,13 +522,14 @@ impl LogFile {
         self.file = None;
         self.size = 0;
         let reopen = location.open(Access::Append).and_then(|file| self.adopt(file));
-        Ok(Rotation { backups_intact, reopen })
+        Ok(Rotation { backup_errors, reopen })
     }
 
     /// supervisord's `clearLog` / `clearProcessLogs`: deletes the file and
     /// opens a fresh one (backups are left alone).
     pub fn clear(&mut self) -> Result<(), LogError> {
         self.file = None;
+        self.size = 0;
         let location = locate(&self.path)?;
         if self.regular {
             location.unlink(&location.name)?;
