@@ -460,14 +460,16 @@ pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
 
 fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     let snapshot = member.snapshot.borrow().clone();
-    ProcessInfo::new(
+    let mut info = ProcessInfo::new(
         &member.config.group,
         &member.config.name,
         member.stdout.path().as_deref(),
         member.stderr.path().as_deref(),
         &snapshot,
         now,
-    )
+    );
+    crate::output::describe_log_problems(member, &mut info.description);
+    info
 }
 
 /// Sends a request to a process actor and returns its answer.

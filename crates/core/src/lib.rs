@@ -92,9 +92,6 @@ mod handle;
 mod info;
 mod launch;
 pub mod lifecycle;
-// `Channel`'s two variants and `LogError::BadArguments`'s two fields are
-// named for what they are.
-#[allow(missing_docs)]
 pub mod logs;
 mod members;
 mod messages;

@@ -38,19 +38,37 @@
 //! Write errors (disk full, directory removed) are logged once per failure episode
 //! and never stop capture: the bytes still reach the ring and the offsets advance.
 //! The file mapping restarts after the gap.
+//!
+//! # Which files are written
+//!
+//! The file, its backups and the AUTO logs are reached only by the rule of
+//! [`file`](mod@file): the path is walked component by component from held directory
+//! descriptors; a symbolic link is followed only where nobody less privileged
+//! than the daemon can have put it (a directory only root or the daemon's user
+//! can write, or a root-owned entry of a sticky one); in any other directory
+//! the file must be a regular file with one link, owned by the daemon's user
+//! or the directory's owner. So a program running as another user that plants
+//! a link in its own log directory cannot make the daemon create, append to,
+//! rotate, reopen or clear a file elsewhere: the operation is refused, logged
+//! in the activity log and shown in the program's status
+//! ([`ChannelLog::problem`]), and the output is kept in memory.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vigil_config::LogTarget;
+
+pub mod file;
+
+pub use file::{LogFile, Rotation, backup_path};
 
 /// Bytes asked of the pipe per read.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -62,7 +80,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Which output of a process a log holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
+    /// The child's standard output (fd 1).
     Stdout,
+    /// The child's standard error (fd 2).
     Stderr,
 }
 
@@ -76,19 +96,52 @@ impl Channel {
     }
 }
 
-/// Why a log read failed; maps onto supervisord's faults.
+/// Why a log operation failed, for the channel logs and the activity log
+/// alike; the read errors map onto supervisord's faults.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
-    /// `NO_FILE`: the channel keeps neither a file nor a memory buffer.
+    /// `NO_FILE`: the log keeps neither a file nor a memory buffer.
     #[error("no log file")]
     NoFile,
     /// `BAD_ARGUMENTS`: a negative offset with a length, or a negative length.
     #[error("bad arguments: offset {offset}, length {length}")]
-    BadArguments { offset: i64, length: i64 },
+    BadArguments {
+        /// The offset asked for.
+        offset: i64,
+        /// The length asked for.
+        length: i64,
+    },
     /// `FAILED`: the file could not be read.
     #[error("failed to read log: {0}")]
     Failed(#[from] io::Error),
+    /// The path leads through something a less privileged user controls
+    /// (see [`file`](mod@file)'s rule); nothing was opened, created or moved.
+    #[error("refused to use {path}: {reason}")]
+    Refused {
+        /// The log file's path.
+        path: PathBuf,
+        /// What made it unsafe to use.
+        reason: String,
+    },
+    /// Opening, creating, rotating or removing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The log file's path.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+}
+
+impl From<LogError> for io::Error {
+    fn from(error: LogError) -> io::Error {
+        match error {
+            LogError::Failed(source) | LogError::Io { source, .. } => source,
+            LogError::Refused { .. } => io::Error::new(io::ErrorKind::PermissionDenied, error),
+            other => io::Error::other(other),
+        }
+    }
 }
 
 /// Called with each complete line (without its `\n`) as output is captured.
@@ -124,6 +177,12 @@ impl std::fmt::Debug for ChannelLog {
 
 struct Inner {
     path: Option<PathBuf>,
+    /// Capture tasks running (one per live pipe); the file is closed when
+    /// the last one ends, so a stopped program holds no descriptor.
+    captures: AtomicUsize,
+    /// Why the file cannot be written now, for the program's status (`None`
+    /// while it works).
+    problem: Mutex<Option<String>>,
     /// Rotation settings; `update` may change them in place (under the file lock).
     maxbytes: AtomicU64,
     backups: AtomicU32,
@@ -138,20 +197,32 @@ struct Inner {
 }
 
 struct FileState {
-    /// The open base file. A regular file is opened at the first write, not at
-    /// start (it is created then, so it exists): a program that never writes
-    /// holds no descriptor, which lets thousands of quiet programs fit under the
-    /// daemon's descriptor limit.
-    file: Option<File>,
-    /// Current length of the base file as written by us.
-    size: u64,
-    /// Rotation, clearing and reading back are only done for regular files (not for
-    /// `/dev/stdout` and friends).
-    regular: bool,
-    /// (dev, inode) of the open file, to notice a logrotate move on reopen.
-    identity: Option<(u64, u64)>,
+    /// The base file (`None` without a path). A regular file is opened at the
+    /// first write, not at start (it is created then, so it exists), and closed
+    /// when the program's pipes close: a program that is quiet or stopped
+    /// holds no descriptor, which lets thousands of them fit under the
+    /// daemon's descriptor limit, and deleting a stopped program's log frees
+    /// its space. Rotation, clearing and reading back are only done for
+    /// regular files (not for `/dev/stdout` and friends).
+    disk: Option<LogFile>,
     /// In a write-error episode (logged once at its start).
     failing: bool,
+    /// The last rotation failed (the file grows past `maxbytes` meanwhile).
+    rotation_failing: bool,
+}
+
+impl FileState {
+    fn disk(&mut self) -> &mut LogFile {
+        self.disk.as_mut().expect("only called for a log with a file")
+    }
+
+    fn regular(&self) -> bool {
+        self.disk.as_ref().is_some_and(LogFile::is_regular)
+    }
+
+    fn size(&self) -> u64 {
+        self.disk.as_ref().map_or(0, LogFile::size)
+    }
 }
 
 /// Bytes `[start, start + len)` live at `file_pos..` of one file.
@@ -178,6 +249,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn empty(ring_bytes: usize) -> Shared {
+        Shared {
+            total: 0,
+            ring: Ring::new(ring_bytes),
+            base: Segment { start: 0, len: 0, file_pos: 0 },
+            backups: VecDeque::new(),
+        }
+    }
+
     fn ring_start(&self) -> u64 {
         self.total - self.ring.len() as u64
     }
@@ -288,81 +368,155 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Path of backup `index` (1-based): `file.1`, `file.2`, ...
-pub fn backup_path(path: &Path, index: u32) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{index}"));
-    PathBuf::from(name)
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o666).open(path)
-}
-
 impl ChannelLog {
     /// Opens a channel log.
     ///
     /// `path`: the resolved file (AUTO already turned into a name by
-    /// [`auto_log_path`]) or `None` for no file. The file is created or appended to;
-    /// its existing content and that of its backups become the oldest offsets.
-    /// `maxbytes`: rotate when the file reaches this size (0 = never). `backups`:
-    /// rotated copies kept (0 = truncate in place). `ring_bytes`: size of the
-    /// in-memory tail buffer.
+    /// [`auto_log_path`]) or `None` for no file. The file is created or appended to
+    /// (reached by [`file`](mod@file)'s rule); its existing content and that of its
+    /// backups become the oldest offsets. `maxbytes`: rotate when the file
+    /// reaches this size (0 = never). `backups`: rotated copies kept (0 =
+    /// truncate in place). `ring_bytes`: size of the in-memory tail buffer.
     pub fn open(
         path: Option<PathBuf>,
         maxbytes: u64,
         backups: u32,
         ring_bytes: usize,
-    ) -> io::Result<ChannelLog> {
-        let mut file_state =
-            FileState { file: None, size: 0, regular: false, identity: None, failing: false };
-        let mut shared = Shared {
-            total: 0,
-            ring: Ring::new(ring_bytes),
-            base: Segment { start: 0, len: 0, file_pos: 0 },
-            backups: VecDeque::new(),
-        };
+    ) -> Result<ChannelLog, LogError> {
+        let mut shared = Shared::empty(ring_bytes);
+        let mut disk = None;
         if let Some(path) = &path {
-            let file = open_append(path)?;
-            let metadata = file.metadata()?;
-            file_state.regular = metadata.is_file();
-            file_state.identity = Some((metadata.dev(), metadata.ino()));
-            if file_state.regular {
-                file_state.size = metadata.len();
+            let mut file = LogFile::open(path.clone())?;
+            if file.is_regular() {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
                 let mut offset = 0;
                 for index in (1..=backups).rev() {
-                    if let Ok(meta) = std::fs::metadata(backup_path(path, index))
-                        && meta.is_file()
+                    if let Ok(Some(stat)) = file.stat(index)
+                        && file::is_regular_file(&stat)
                     {
-                        shared.backups.push_front(Segment {
-                            start: offset,
-                            len: meta.len(),
-                            file_pos: 0,
-                        });
-                        offset += meta.len();
+                        let len = u64::try_from(stat.st_size).unwrap_or(0);
+                        shared.backups.push_front(Segment { start: offset, len, file_pos: 0 });
+                        offset += len;
                     }
                 }
-                shared.base = Segment { start: offset, len: metadata.len(), file_pos: 0 };
-                shared.total = offset + metadata.len();
+                shared.base = Segment { start: offset, len: file.size(), file_pos: 0 };
+                shared.total = offset + file.size();
+                // A device (`/dev/stdout`) stays open; a regular file waits for the
+                // first write (see `FileState::disk`).
+                file.close();
             }
-            // A device (`/dev/stdout`) stays open; a regular file waits for the
-            // first write (see `FileState::file`).
-            file_state.file = (!file_state.regular).then_some(file);
+            disk = Some(file);
         }
+        Ok(ChannelLog::assemble(path, disk, shared, maxbytes, backups, ring_bytes))
+    }
+
+    fn assemble(
+        path: Option<PathBuf>,
+        disk: Option<LogFile>,
+        shared: Shared,
+        maxbytes: u64,
+        backups: u32,
+        ring_bytes: usize,
+    ) -> ChannelLog {
         let (total_tx, _) = watch::channel(shared.total);
-        Ok(ChannelLog {
+        ChannelLog {
             inner: Arc::new(Inner {
                 path,
+                captures: AtomicUsize::new(0),
+                problem: Mutex::new(None),
                 maxbytes: AtomicU64::new(maxbytes),
                 backups: AtomicU32::new(backups),
                 ring_capacity: ring_bytes,
-                file: Mutex::new(file_state),
+                file: Mutex::new(FileState { disk, failing: false, rotation_failing: false }),
                 shared: Mutex::new(shared),
                 total_tx,
             }),
-        })
+        }
+    }
+
+    /// The log of one channel of a program, as configured. It never fails:
+    /// a file that cannot be opened now is reported in the activity log and
+    /// kept as the log's problem, and [`ChannelLog::prepare`], before each
+    /// spawn, tries again, so one unopenable log fails that program's starts
+    /// (as supervisord's do) instead of the whole tree.
+    pub fn for_program(
+        target: &LogTarget,
+        auto: &AutoLog<'_>,
+        maxbytes: u64,
+        backups: u32,
+        ring_bytes: usize,
+    ) -> ChannelLog {
+        let path = match target {
+            LogTarget::Path(path) => path.clone(),
+            LogTarget::Auto => {
+                match auto_log_path(auto.childlogdir, auto.program, auto.channel, auto.identifier) {
+                    Ok(path) => path,
+                    // Not created: the name waits for the directory to work.
+                    Err(_) => auto.childlogdir.join(auto_log_name(auto)),
+                }
+            }
+            // `syslog` as a file name goes to the daemon's syslog handler, not a file.
+            LogTarget::None | LogTarget::Syslog => {
+                return ChannelLog::assemble(
+                    None,
+                    None,
+                    Shared::empty(ring_bytes),
+                    maxbytes,
+                    backups,
+                    ring_bytes,
+                );
+            }
+        };
+        match ChannelLog::open(Some(path.clone()), maxbytes, backups, ring_bytes) {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::error!(
+                    "{}: cannot open the {} log: {error}",
+                    auto.program,
+                    auto.channel.as_str()
+                );
+                let log = ChannelLog::assemble(
+                    Some(path.clone()),
+                    Some(LogFile::new(path)),
+                    Shared::empty(ring_bytes),
+                    maxbytes,
+                    backups,
+                    ring_bytes,
+                );
+                log.inner.set_problem(Some(error.to_string()));
+                log
+            }
+        }
+    }
+
+    /// Makes sure the file can be opened before a child is spawned (supervisord
+    /// opens its logs then too): reaches and opens it by [`file`](mod@file)'s rule,
+    /// creating it if missing, then closes it again unless output is being
+    /// captured. The error is the reason the spawn fails.
+    pub fn prepare(&self) -> Result<(), LogError> {
+        let mut state = lock(&self.inner.file);
+        let Some(disk) = state.disk.as_ref() else { return Ok(()) };
+        if disk.is_open() {
+            return Ok(());
+        }
+        match self.inner.ensure_open(&mut state) {
+            Ok(()) => {
+                self.inner.set_problem(None);
+                self.inner.close_if_idle(&mut state);
+                Ok(())
+            }
+            Err(error) => {
+                self.inner.set_problem(Some(error.to_string()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Why the file cannot be written now (refused, failed to open or to
+    /// write); `None` while it works.
+    pub fn problem(&self) -> Option<String> {
+        lock(&self.inner.problem).clone()
     }
 
     /// The log file, if any.
@@ -389,6 +543,7 @@ impl ChannelLog {
         on_line: Option<LineCallback>,
     ) -> JoinHandle<()> {
         let log = self.clone();
+        self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
     }
 
@@ -401,6 +556,7 @@ impl ChannelLog {
         filter: Box<dyn OutputFilter>,
     ) -> JoinHandle<()> {
         let log = self.clone();
+        self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
     }
 
@@ -487,6 +643,19 @@ impl ChannelLog {
         if let Some(lines) = lines.as_mut() {
             lines.finish();
         }
+        // The pipe is closed (the program and whatever inherited it are gone):
+        // let go of the file unless another capture still writes to it.
+        if self.inner.captures.fetch_sub(1, Ordering::SeqCst) == 1 && to_disk {
+            let inner = Arc::clone(&self.inner);
+            let closed = tokio::task::spawn_blocking(move || {
+                let mut state = lock(&inner.file);
+                inner.close_if_idle(&mut state);
+            })
+            .await;
+            if let Err(error) = closed {
+                tracing::error!(%error, "closing a log file failed");
+            }
+        }
     }
 
     /// Appends `data` as if the process had written it, synchronously (for short
@@ -496,6 +665,8 @@ impl ChannelLog {
     pub fn append(&self, data: &[u8]) {
         if self.inner.path.is_some() {
             self.inner.write_batch(data);
+            let mut state = lock(&self.inner.file);
+            self.inner.close_if_idle(&mut state);
         } else {
             self.inner.append_memory(data);
         }
@@ -563,58 +734,49 @@ impl ChannelLog {
     /// supervisord's `clearProcessLogs`: deletes the file and reopens it empty, and
     /// empties the ring. Offsets stay monotonic; nothing before now is readable.
     /// Backups are left on disk, as supervisord leaves them.
-    pub fn clear(&self) -> io::Result<()> {
-        let mut file_state = lock(&self.inner.file);
+    pub fn clear(&self) -> Result<(), LogError> {
+        let mut state = lock(&self.inner.file);
         let mut result = Ok(());
-        if let Some(path) = &self.inner.path {
-            if file_state.regular {
-                file_state.file = None;
-                match std::fs::remove_file(path) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => result = Err(error),
-                }
-            }
-            if result.is_ok() {
-                result = self.inner.reopen_locked(&mut file_state).map(|_| ());
-            }
+        if let Some(disk) = state.disk.as_mut() {
+            result = disk.clear();
+            self.inner.close_if_idle(&mut state);
         }
         let mut shared = lock(&self.inner.shared);
         shared.ring.clear();
         let total = shared.total;
-        shared.base = Segment { start: total, len: 0, file_pos: file_state.size };
+        shared.base = Segment { start: total, len: 0, file_pos: state.size() };
         shared.backups.clear();
         result
     }
 
     /// Reopens the file (SIGUSR2, after an external logrotate). If the file was moved
     /// or truncated, offsets before now are served from the ring only.
-    pub fn reopen(&self) -> io::Result<()> {
-        let Some(path) = &self.inner.path else {
+    pub fn reopen(&self) -> Result<(), LogError> {
+        let mut state = lock(&self.inner.file);
+        let Some(disk) = state.disk.as_mut() else {
             return Ok(());
         };
-        let mut file_state = lock(&self.inner.file);
-        if file_state.file.is_none() {
+        if !disk.is_open() {
             // Not opened yet: look at the path without taking a descriptor; the
             // next write opens whatever is there.
-            let moved = match std::fs::metadata(path) {
-                Ok(metadata) => {
-                    file_state.identity != Some((metadata.dev(), metadata.ino()))
-                        || file_state.size != metadata.len()
+            let moved = match disk.stat(0) {
+                Ok(Some(stat)) => {
+                    disk.identity() != Some((stat.st_dev, stat.st_ino))
+                        || disk.size() != u64::try_from(stat.st_size).unwrap_or(0)
                 }
-                Err(_) => true,
+                _ => true,
             };
             if moved {
-                file_state.identity = None;
+                disk.forget_identity();
                 self.inner.restart_base(0);
             }
             return Ok(());
         }
-        let old_identity = file_state.identity;
-        let old_size = file_state.size;
-        let same = self.inner.reopen_locked(&mut file_state)?;
-        if !(same && old_identity == file_state.identity && old_size == file_state.size) {
-            self.inner.restart_base(file_state.size);
+        let old_identity = disk.identity();
+        let old_size = disk.size();
+        disk.reopen()?;
+        if !(old_identity == disk.identity() && old_size == disk.size()) {
+            self.inner.restart_base(disk.size());
         }
         Ok(())
     }
@@ -641,31 +803,34 @@ impl Inner {
         self.backups.load(Ordering::Relaxed)
     }
 
-    /// Opens the base file again in append mode. Returns whether it is a regular file.
-    fn reopen_locked(&self, file_state: &mut FileState) -> io::Result<bool> {
-        let path = self.path.as_ref().expect("only called with a path");
-        file_state.file = None;
-        let file = open_append(path)?;
-        let metadata = file.metadata()?;
-        file_state.regular = metadata.is_file();
-        file_state.identity = Some((metadata.dev(), metadata.ino()));
-        file_state.size = if file_state.regular { metadata.len() } else { 0 };
-        file_state.file = Some(file);
-        Ok(file_state.regular)
-    }
-
     /// Opens the base file for a write if it is not open yet. A file moved or
     /// truncated since we last saw it starts a new base segment, as `reopen` does.
-    fn ensure_open(&self, file_state: &mut FileState) -> io::Result<()> {
-        if file_state.file.is_some() || self.path.is_none() {
+    fn ensure_open(&self, state: &mut FileState) -> Result<(), LogError> {
+        let Some(disk) = state.disk.as_mut() else { return Ok(()) };
+        if disk.is_open() {
             return Ok(());
         }
-        let (old_identity, old_size) = (file_state.identity, file_state.size);
-        self.reopen_locked(file_state)?;
-        if old_identity != file_state.identity || old_size != file_state.size {
-            self.restart_base(file_state.size);
+        let (old_identity, old_size) = (disk.identity(), disk.size());
+        disk.reopen()?;
+        if old_identity != disk.identity() || old_size != disk.size() {
+            self.restart_base(disk.size());
         }
         Ok(())
+    }
+
+    /// Closes a regular file no capture writes to any more (a device such as
+    /// `/dev/stdout` stays open).
+    fn close_if_idle(&self, state: &mut FileState) {
+        if self.captures.load(Ordering::SeqCst) == 0
+            && let Some(disk) = state.disk.as_mut()
+            && disk.is_regular()
+        {
+            disk.close();
+        }
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *lock(&self.problem) = problem;
     }
 
     /// Bytes before now are no longer in the base file (moved, truncated or
@@ -683,41 +848,38 @@ impl Inner {
         self.total_tx.send_replace(shared.total);
     }
 
-    fn rotates(&self, file_state: &FileState) -> bool {
-        self.maxbytes() > 0 && file_state.regular && file_state.file.is_some()
+    fn rotates(&self, state: &FileState) -> bool {
+        self.maxbytes() > 0 && state.disk.as_ref().is_some_and(|d| d.is_regular() && d.is_open())
     }
 
     /// Appends a batch to the file (rotating exactly at `maxbytes`) and the ring.
     /// Runs on a blocking thread.
     fn write_batch(&self, data: &[u8]) {
-        let mut file_state = lock(&self.file);
-        if let Err(error) = self.ensure_open(&mut file_state) {
-            self.note_failure(&mut file_state, "opening", &error);
+        let mut state = lock(&self.file);
+        if let Err(error) = self.ensure_open(&mut state) {
+            self.note_failure(&mut state, "opening", &error);
         }
         let mut rest = data;
         // After a failed rotation the rest of the batch is appended as is; the next
         // batch tries again.
         let mut rotation_failed = false;
         while !rest.is_empty() {
-            if self.rotates(&file_state) && file_state.size >= self.maxbytes() && !rotation_failed {
-                self.rotate(&mut file_state);
-                rotation_failed = file_state.size >= self.maxbytes();
+            if self.rotates(&state) && state.size() >= self.maxbytes() && !rotation_failed {
+                self.rotate(&mut state);
+                rotation_failed = state.size() >= self.maxbytes();
             }
-            let room = if self.rotates(&file_state) && !rotation_failed {
-                usize::try_from(self.maxbytes() - file_state.size).unwrap_or(usize::MAX)
+            let room = if self.rotates(&state) && !rotation_failed {
+                usize::try_from(self.maxbytes() - state.size()).unwrap_or(usize::MAX)
             } else {
                 usize::MAX
             };
             let (piece, tail) = rest.split_at(rest.len().min(room.max(1)));
-            let file_pos = file_state.size;
-            let written = self.write_piece(&mut file_state, piece);
-            if file_state.regular {
-                file_state.size += written as u64;
-            }
+            let file_pos = state.size();
+            let written = self.write_piece(&mut state, piece);
             {
                 let mut shared = lock(&self.shared);
                 let offset = shared.total;
-                if file_state.regular && written > 0 {
+                if state.regular() && written > 0 {
                     shared.record_file(offset, written as u64, file_pos);
                 }
                 shared.push(piece);
@@ -725,40 +887,28 @@ impl Inner {
             }
             rest = tail;
         }
-        if self.rotates(&file_state) && file_state.size >= self.maxbytes() && !rotation_failed {
-            self.rotate(&mut file_state);
+        if self.rotates(&state) && state.size() >= self.maxbytes() && !rotation_failed {
+            self.rotate(&mut state);
         }
     }
 
     /// Writes as much of `piece` as the file takes; returns the bytes written.
-    fn write_piece(&self, file_state: &mut FileState, piece: &[u8]) -> usize {
-        if file_state.file.is_none()
-            && let Err(error) = self.reopen_locked(file_state)
+    fn write_piece(&self, state: &mut FileState, piece: &[u8]) -> usize {
+        let disk = state.disk();
+        if !disk.is_open()
+            && let Err(error) = disk.reopen()
         {
-            self.note_failure(file_state, "opening", &error);
+            self.note_failure(state, "opening", &error);
             return 0;
         }
-        let file = file_state.file.as_mut().expect("opened above");
-        let mut written = 0;
-        let mut failure = None;
-        while written < piece.len() {
-            match file.write(&piece[written..]) {
-                Ok(0) => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
+        let (written, failure) = state.disk().write(piece);
         match failure {
-            Some(error) => self.note_failure(file_state, "writing", &error),
-            None if file_state.failing => {
-                file_state.failing = false;
+            Some(error) => self.note_failure(state, "writing", &error),
+            None if state.failing => {
+                state.failing = false;
+                if !state.rotation_failing {
+                    self.set_problem(None);
+                }
                 tracing::info!(path = ?self.path, "log writes work again");
             }
             None => {}
@@ -766,75 +916,62 @@ impl Inner {
         written
     }
 
-    fn note_failure(&self, file_state: &mut FileState, action: &str, error: &io::Error) {
-        if !file_state.failing {
-            file_state.failing = true;
+    fn note_failure(&self, state: &mut FileState, action: &str, error: &dyn std::fmt::Display) {
+        self.set_problem(Some(error.to_string()));
+        if !state.failing {
+            state.failing = true;
             tracing::error!(path = ?self.path, %error, "{action} log file failed; output kept in memory only until it works again");
         }
     }
 
-    /// supervisord's `doRollover`: `.N-1` -> `.N` ... base -> `.1`, new empty base;
-    /// with no backups, truncate in place.
-    fn rotate(&self, file_state: &mut FileState) {
-        let path = self.path.as_ref().expect("rotation needs a path");
-        if self.backups() == 0 {
-            let truncated = file_state.file.as_ref().map(|file| file.set_len(0));
-            match truncated {
-                Some(Ok(())) => {
-                    file_state.size = 0;
+    /// supervisord's `doRollover` ([`LogFile::rotate`]), keeping the offset
+    /// map in step: the base becomes backup 1 and a new base starts here.
+    fn rotate(&self, state: &mut FileState) {
+        let backups = self.backups();
+        if backups == 0 {
+            match state.disk().truncate() {
+                Ok(()) => {
                     let mut shared = lock(&self.shared);
                     let total = shared.total;
                     shared.base = Segment { start: total, len: 0, file_pos: 0 };
                 }
-                Some(Err(error)) => self.note_failure(file_state, "truncating", &error),
-                None => {}
+                Err(error) => self.note_failure(state, "truncating", &error),
             }
             return;
         }
-        let mut backups_intact = true;
-        // The oldest backup goes first, so no rename below replaces a file: on
-        // ext4 a rename over an existing file forces the source's delayed
-        // allocation and writeback to start inside the rename (auto_da_alloc),
-        // milliseconds for a freshly written backup, on the capture path.
-        // supervisord also removes before renaming.
-        // Freeing the removed backup's page cache costs milliseconds too, but
-        // the capture task reads on meanwhile (this runs on the writer thread).
-        match std::fs::remove_file(backup_path(path, self.backups())) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => {
-                backups_intact = false;
-                tracing::error!(path = ?path, %error, "removing the oldest log backup failed");
-            }
-        }
-        for index in (1..self.backups()).rev() {
-            match std::fs::rename(backup_path(path, index), backup_path(path, index + 1)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    backups_intact = false;
-                    tracing::error!(path = ?path, %error, "rotating log backup {index} failed");
-                }
-            }
-        }
-        if let Err(error) = std::fs::rename(path, backup_path(path, 1)) {
+        let rotation = match state.disk().rotate(backups) {
+            Ok(rotation) => rotation,
             // Keep appending to the current file; the next write retries.
-            self.note_failure(file_state, "rotating", &error);
-            return;
+            Err(error) => {
+                if !state.rotation_failing {
+                    state.rotation_failing = true;
+                    tracing::error!(path = ?self.path, %error, "rotating log file failed; appending to the current file until it works");
+                }
+                self.set_problem(Some(error.to_string()));
+                return;
+            }
+        };
+        if state.rotation_failing {
+            state.rotation_failing = false;
+            if !state.failing {
+                self.set_problem(None);
+            }
         }
-        let reopened = self.reopen_locked(file_state).map(|_| ());
+        for error in &rotation.backup_errors {
+            tracing::error!(%error, "moving an older log backup failed");
+        }
         let mut shared = lock(&self.shared);
         let old_base = shared.base;
         shared.backups.push_front(old_base);
-        shared.backups.truncate(self.backups() as usize);
-        if !backups_intact {
+        shared.backups.truncate(backups as usize);
+        if !rotation.backup_errors.is_empty() {
             shared.backups.truncate(1);
         }
         let total = shared.total;
         shared.base = Segment { start: total, len: 0, file_pos: 0 };
         drop(shared);
-        if let Err(error) = reopened {
-            self.note_failure(file_state, "reopening", &error);
+        if let Err(error) = rotation.reopen {
+            self.note_failure(state, "reopening", &error);
         }
     }
 
@@ -898,7 +1035,7 @@ impl Inner {
                 if lo >= hi {
                     continue;
                 }
-                let file = File::open(file_path)?;
+                let file = file::open_read(file_path).map_err(io::Error::from)?;
                 let mut chunk = vec![0u8; (hi - lo) as usize];
                 file.read_exact_at(&mut chunk, segment.file_pos + (lo - segment.start))?;
                 out.extend_from_slice(&chunk);
@@ -1036,32 +1173,57 @@ impl LineSplitter {
     }
 }
 
+/// Names an AUTO log of one channel of a program (see [`auto_log_path`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AutoLog<'a> {
+    /// `[supervisord] childlogdir`.
+    pub childlogdir: &'a Path,
+    /// The process name.
+    pub program: &'a str,
+    /// Which of its outputs.
+    pub channel: Channel,
+    /// `[supervisord] identifier`.
+    pub identifier: &'a str,
+}
+
+/// One random AUTO log file name (`<name>-<channel>---<identifier>-<random>.log`).
+fn auto_log_name(auto: &AutoLog<'_>) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
+    let mut seed = random_seed();
+    let mut suffix = String::with_capacity(8);
+    for _ in 0..8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        suffix.push(ALPHABET[((seed >> 33) % ALPHABET.len() as u64) as usize] as char);
+    }
+    format!("{}-{}---{}-{suffix}.log", auto.program, auto.channel.as_str(), auto.identifier)
+}
+
 /// Creates a fresh AUTO log file named like supervisord's
 /// (`<name>-<channel>---<identifier>-<random>.log` in `childlogdir`, created
-/// exclusively with mode 0600 as `mkstemp` does) and returns its path.
+/// exclusively with mode 0600 as `mkstemp` does, reached by [`file`](mod@file)'s rule)
+/// and returns its path.
 pub fn auto_log_path(
     childlogdir: &Path,
     name: &str,
     channel: Channel,
     identifier: &str,
-) -> io::Result<PathBuf> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
-    let mut seed = random_seed();
+) -> Result<PathBuf, LogError> {
+    let auto = AutoLog { childlogdir, program: name, channel, identifier };
     for _ in 0..100 {
-        let mut suffix = String::with_capacity(8);
-        for _ in 0..8 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            suffix.push(ALPHABET[((seed >> 33) % ALPHABET.len() as u64) as usize] as char);
-        }
-        let path =
-            childlogdir.join(format!("{name}-{}---{identifier}-{suffix}.log", channel.as_str()));
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(_) => return Ok(path),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+        let path = childlogdir.join(auto_log_name(&auto));
+        match file::create_new(&path) {
+            Ok(()) => return Ok(path),
+            Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
             Err(error) => return Err(error),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free AUTO log name after 100 tries"))
+    Err(LogError::Io {
+        path: childlogdir.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free AUTO log name after 100 tries",
+        ),
+    })
 }
 
 fn random_seed() -> u64 {
@@ -1104,16 +1266,18 @@ pub fn is_auto_log_name(file_name: &str, identifier: &str) -> bool {
 /// Deletes the AUTO logs of `identifier` left in `childlogdir` by an earlier run
 /// (supervisord does this at start unless `nocleanup`). Returns how many were removed.
 pub fn remove_auto_logs(childlogdir: &Path, identifier: &str) -> io::Result<usize> {
+    // Names are listed by path, but each is checked and removed relative to
+    // the directory reached by [`file`](mod@file)'s rule, never through a link.
+    let dir = file::locate_dir(childlogdir)?;
     let mut removed = 0;
     for entry in std::fs::read_dir(childlogdir)? {
         let entry = entry?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        if is_auto_log_name(&name, identifier) && entry.file_type()?.is_file() {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            }
+        if is_auto_log_name(&name, identifier)
+            && dir.stat_name(name.as_ref())?.is_some_and(|stat| file::is_regular_file(&stat))
+        {
+            dir.unlink(name.as_ref())?;
+            removed += 1;
         }
     }
     Ok(removed)

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use vigil_config::{GroupConfig, LogTarget, ProcessConfig, Supervisord};
+use vigil_config::{GroupConfig, ProcessConfig, Supervisord};
 
 use crate::error::CoreError;
 use crate::logs::{self, Channel, ChannelLog};
@@ -49,28 +49,26 @@ pub(crate) fn open_channel(
         Channel::Stdout => &process.stdout,
         Channel::Stderr => &process.stderr,
     };
-    let path = match &config.logfile {
-        LogTarget::Path(path) => Some(path.clone()),
-        LogTarget::Auto => Some(
-            logs::auto_log_path(
-                &settings.childlogdir,
-                &process.name,
-                channel,
-                &settings.identifier,
-            )
-            .map_err(|e| log_error(process, channel, e))?,
-        ),
-        // `syslog` as a file name goes to the daemon's syslog handler, not a file.
-        LogTarget::None | LogTarget::Syslog => None,
+    let auto = logs::AutoLog {
+        childlogdir: &settings.childlogdir,
+        program: &process.name,
+        channel,
+        identifier: &settings.identifier,
     };
-    ChannelLog::open(path, config.maxbytes, config.backups, TAIL_RING_BYTES)
-        .map_err(|e| log_error(process, channel, e))
+    // A file that cannot be opened fails this program's spawns, not the tree.
+    Ok(ChannelLog::for_program(
+        &config.logfile,
+        &auto,
+        config.maxbytes,
+        config.backups,
+        TAIL_RING_BYTES,
+    ))
 }
 
 pub(crate) fn log_error(
     process: &ProcessConfig,
     channel: Channel,
-    error: std::io::Error,
+    error: logs::LogError,
 ) -> CoreError {
     CoreError::Failed(format!(
         "{}: cannot open the {} log: {error}",

@@ -16,6 +16,10 @@
 //!    (`*_syslog`), and publishes it as `PROCESS_LOG_*` (`*_events_enabled`).
 //!
 //! Processes that need none of this are captured without a filter.
+//!
+//! A log file that cannot be written (refused by the rule in `logs/file.rs`,
+//! or failing) shows in the program's status description, next to what
+//! supervisorctl prints, besides the activity log.
 
 use std::sync::Arc;
 
@@ -66,6 +70,32 @@ pub(crate) fn capture(
         drop(log.capture_with(pipe, on_line));
     } else {
         drop(log.capture_filtered(pipe, on_line, Box::new(filter)));
+    }
+}
+
+/// Opens (or creates) the log files of a process before its child is spawned,
+/// as supervisord does; the error is the spawn's error.
+pub(crate) fn prepare_logs(shared: &ProcessShared) -> Result<(), String> {
+    for (channel, log) in [(Channel::Stdout, &shared.stdout), (Channel::Stderr, &shared.stderr)] {
+        log.prepare()
+            .map_err(|error| format!("cannot open the {} log: {error}", channel.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Appends the problems of a process's log files to its status description
+/// (`pid 42, uptime 0:00:03; stdout log: refused to use ...`), unless the
+/// description already says it (a failed spawn's error).
+pub(crate) fn describe_log_problems(shared: &ProcessShared, description: &mut String) {
+    for (channel, log) in [(Channel::Stdout, &shared.stdout), (Channel::Stderr, &shared.stderr)] {
+        if let Some(problem) = log.problem()
+            && !description.contains(&problem)
+        {
+            if !description.is_empty() {
+                description.push_str("; ");
+            }
+            description.push_str(&format!("{} log: {problem}", channel.as_str()));
+        }
     }
 }
 

@@ -621,6 +621,7 @@ impl ProcessActorState {
     fn spawn_child(&mut self, myself: &ActorRef<ProcessMsg>) -> Result<u32, String> {
         let config = &self.shared.config;
         let argv = self.resolve_argv().map_err(|e| e.to_string())?;
+        crate::output::prepare_logs(&self.shared)?;
         let user =
             config.user.as_ref().map(SpawnUser::resolve).transpose().map_err(|e| e.to_string())?;
         // Hook (fcgi): the group's socket as fd 0, held until this child's exit.

@@ -30,8 +30,8 @@ use vigil_rpc::{
 };
 
 use crate::app::TreeContext;
-use crate::logging::LogReadError;
 use crate::signals::DaemonSignal;
+use vigil_core::logs::LogError;
 
 /// vigild's version, reported by `daemon_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -614,11 +614,12 @@ fn require_file(log: &ChannelLog, name: &str) -> Result<(), ControlError> {
     }
 }
 
-fn main_log_error(error: LogReadError) -> ControlError {
+fn main_log_error(error: LogError) -> ControlError {
     match error {
-        LogReadError::NoFile => ControlError::NoFile("supervisord".to_owned()),
-        LogReadError::BadArguments => ControlError::BadArguments(String::new()),
-        LogReadError::Failed(text) => ControlError::Failed(text),
+        LogError::NoFile => ControlError::NoFile("supervisord".to_owned()),
+        LogError::BadArguments { .. } => ControlError::BadArguments(String::new()),
+        LogError::Failed(source) => ControlError::Failed(source.to_string()),
+        other => ControlError::Failed(other.to_string()),
     }
 }
 

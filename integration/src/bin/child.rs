@@ -27,6 +27,9 @@
 //! | `--write-hex HEX` | write the bytes HEX (e.g. `ff00410a`) to stdout as they are |
 //! | `--count N SECS` | print `line 000001` ... `line N` (six digits or more), one every SECS |
 //! | `--accept-stdin` | fd 0 is a listening TCP socket (`[fcgi-program:x]`): print `accepting port=<port>`, then answer each connection with `pid=<pid>\n` and close it, forever |
+//! | `--symlink TARGET LINK` | replace LINK (if it exists) with a symbolic link to TARGET, as `ln -sfn`; print `linked` |
+//! | `--rename FROM TO` | rename FROM to TO; print `renamed` |
+//! | `--wait-file PATH` | wait (at most 60 s, else exit 3) until PATH exists |
 //! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, exits without answering the first time a payload ends in `exit-once` (remembered in `FILE.exited`), else answers `OK` |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
@@ -172,6 +175,35 @@ fn run(args: &[String]) -> Result<u8, String> {
                 out.write_all(&bytes)
                     .and_then(|()| out.flush())
                     .map_err(|e| format!("writing stdout: {e}"))?;
+                index += 1;
+            }
+            "--symlink" => {
+                let (target, link) = (value(args, index, flag)?, value(args, index + 1, flag)?);
+                match std::fs::remove_file(link) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing {link}: {e}")),
+                }
+                std::os::unix::fs::symlink(target, link)
+                    .map_err(|e| format!("linking {link} to {target}: {e}"))?;
+                say("linked");
+                index += 2;
+            }
+            "--rename" => {
+                let (from, to) = (value(args, index, flag)?, value(args, index + 1, flag)?);
+                std::fs::rename(from, to).map_err(|e| format!("renaming {from} to {to}: {e}"))?;
+                say("renamed");
+                index += 2;
+            }
+            "--wait-file" => {
+                let path = std::path::Path::new(value(args, index, flag)?);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !path.exists() {
+                    if std::time::Instant::now() > deadline {
+                        std::process::exit(3);
+                    }
+                    sleep_secs(0.01);
+                }
                 index += 1;
             }
             "--accept-stdin" => accept_stdin()?,

@@ -407,3 +407,127 @@ fn parallel_writers_each_get_their_exact_output() {
     daemon.wait_state("partial", "EXITED");
     wait_until(TIMEOUT, "the partial line", || sandbox.read_text("logs/partial.out") == "abc");
 }
+
+/// Descriptors of `pid` open on `path` (from /proc/<pid>/fd).
+fn open_on(pid: i32, path: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    entries
+        .flatten()
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        .count()
+}
+
+#[test]
+fn a_stopped_programs_log_is_closed_and_reopened_at_its_next_write() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("once", &["--echo", "hello"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    daemon.wait_state("once", "EXITED");
+    let path = sandbox.stdout_log("once");
+    wait_until(TIMEOUT, "the output in the log", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text == "hello\n")
+    });
+    // Deleting the log of a stopped program frees its space: vigild holds
+    // no descriptor on it.
+    wait_until(TIMEOUT, "vigild to close the log", || open_on(daemon.pid(), &path) == 0);
+    std::fs::remove_file(&path).unwrap();
+    daemon.ctl(&["start", "once"]);
+    wait_until(TIMEOUT, "the next run's output in a new file", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text == "hello\n")
+    });
+    wait_until(TIMEOUT, "vigild to close it again", || open_on(daemon.pid(), &path) == 0);
+}
+
+/// Makes `dir` unwritable for vigild: a read-only tmpfs over it as root
+/// (root ignores permission bits), mode 0555 otherwise. Undone on drop.
+struct ReadOnly {
+    dir: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnly {
+    fn new(dir: std::path::PathBuf) -> ReadOnly {
+        if !vigil_integration::is_root() {
+            set_mode(&dir, 0o555);
+            return ReadOnly { dir, mounted: false };
+        }
+        let mut mount = std::process::Command::new("mount");
+        mount.args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&dir);
+        vigil_integration::run(&mut mount, TIMEOUT).expect_code(0);
+        ReadOnly { dir, mounted: true }
+    }
+
+    /// Makes the directory writable again.
+    fn undo(&mut self) {
+        if self.mounted {
+            umount(&self.dir).expect_code(0);
+            self.mounted = false;
+        } else {
+            set_mode(&self.dir, 0o755);
+        }
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if self.mounted {
+            umount(&self.dir);
+        } else {
+            set_mode(&self.dir, 0o755);
+        }
+    }
+}
+
+fn umount(dir: &std::path::Path) -> vigil_integration::Output {
+    vigil_integration::run(std::process::Command::new("umount").arg(dir), TIMEOUT)
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A log that cannot be opened fails only its own program, as supervisord
+/// does: the rest runs, that program goes FATAL with the error as its spawn
+/// error (a plain log and an AUTO one in `childlogdir`), and a later start
+/// works once the directory does.
+#[test]
+fn an_unwritable_log_directory_fails_only_its_programs() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("auto", &["--sleep", "3600"])
+            .set("startretries", 0)
+            .set("stdout_logfile", "AUTO")
+            .set("redirect_stderr", "true"),
+        Program::child("fixed", &["--echo", "started", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("startretries", 0),
+        Program::child("good", &["--echo", "fine", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stdout_logfile", sandbox.join("good.out").display())
+            .set("redirect_stderr", "true"),
+    ]);
+    // `logs` is both the programs' log directory and `childlogdir`.
+    let mut read_only = ReadOnly::new(sandbox.join("logs"));
+    let daemon = sandbox.start();
+    let why =
+        if vigil_integration::is_root() { "Read-only file system" } else { "Permission denied" };
+    for name in ["auto", "fixed"] {
+        let description = daemon.wait_state(name, "FATAL");
+        assert!(
+            description.contains("cannot open the stdout log") && description.contains(why),
+            "{name}: {description}"
+        );
+    }
+    daemon.running_pid("good");
+    wait_until(TIMEOUT, "good's output", || sandbox.read_text("good.out") == "fine\n");
+    assert!(daemon.main_log().contains("cannot open the stdout log"), "{}", daemon.main_log());
+    // The directory becomes writable: the next start opens the log.
+    read_only.undo();
+    daemon.ctl(&["start", "fixed"]).expect_code(0);
+    wait_out_line(&sandbox, "fixed", "started");
+    daemon.ctl(&["start", "auto"]).expect_code(0);
+    daemon.wait_state("auto", "RUNNING");
+}

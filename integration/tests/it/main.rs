@@ -16,6 +16,7 @@ mod env;
 mod http;
 mod lifecycle;
 mod logs;
+mod logsafety;
 mod modcycles;
 mod reaping;
 mod seed;

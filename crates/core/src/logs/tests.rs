@@ -1,3 +1,4 @@
+use std::fs::File;
 use std::io::Read;
 use std::time::Duration;
 
@@ -238,7 +239,7 @@ fn auto_log_names() {
     assert_eq!(random.len(), 8);
     assert!(random.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
     let err = auto_log_path(&dir.path().join("missing"), "x", Channel::Stderr, "s").unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
 
     assert!(is_auto_log_name(name, "supervisor"));
     assert!(is_auto_log_name("web-stderr---supervisor-abc123.log.3", "supervisor"));
@@ -487,10 +488,10 @@ async fn a_quiet_program_holds_no_descriptor_until_it_writes() {
     }
     // Created at open (so it exists), but not held open while nothing is written.
     assert!(base.exists());
-    assert!(lock(&log.inner.file).file.is_none());
+    assert!(!lock(&log.inner.file).disk().is_open());
     sender.write_all(b"one line\n").await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(8)).await.unwrap();
-    assert!(lock(&log.inner.file).file.is_some());
+    assert!(lock(&log.inner.file).disk().is_open());
     assert_eq!(read_file(&base), b"one line\n");
     assert_eq!(log.tail(0, 4), (b"ine\n".to_vec(), 9, true));
     drop(sender);
@@ -557,4 +558,170 @@ async fn a_busy_channel_gets_a_bigger_pipe_and_a_quiet_one_does_not() {
     assert_eq!(pipe_size(quiet_tx.as_fd()), before);
     drop(quiet_tx);
     tokio::time::timeout(Duration::from_secs(30), quiet_task).await.unwrap().unwrap();
+}
+
+/// A directory every user may write (so not trusted, whoever runs the test)
+/// inside a private one, and a file outside it that must stay as it is.
+fn untrusted_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"victim\n").unwrap();
+    (dir, open, victim)
+}
+
+fn refused(result: Result<(), LogError>) -> String {
+    match result {
+        Err(error @ LogError::Refused { .. }) => error.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_symlink_in_an_untrusted_directory_is_never_followed() {
+    let (dir, open, victim) = untrusted_dir();
+    let base = open.join("out.log");
+    let log = ChannelLog::open(Some(base.clone()), 0, 0, 100).unwrap();
+    put(&log, b"mine\n");
+    std::fs::remove_file(&base).unwrap();
+    let created = dir.path().join("created");
+    std::os::unix::fs::symlink(&created, &base).unwrap();
+    // First open after the swap, and the spawn-time check.
+    put(&log, b"planted\n");
+    assert!(log.problem().unwrap().contains("symbolic link"), "{:?}", log.problem());
+    assert!(refused(log.prepare()).contains("symbolic link"));
+    assert!(!created.exists());
+    // Reopen and clear.
+    std::fs::remove_file(&base).unwrap();
+    std::os::unix::fs::symlink(&victim, &base).unwrap();
+    // Nothing is open (no capture runs): reopening only looks, without following.
+    log.reopen().unwrap();
+    refused(log.clear());
+    put(&log, b"again\n");
+    assert_eq!(read_file(&victim), b"victim\n");
+    assert!(created.symlink_metadata().is_err());
+    // Still captured in memory.
+    assert_eq!(log.read(-6, 0).unwrap(), b"again\n");
+    // A real file again: writes resume and the problem is gone.
+    std::fs::remove_file(&base).unwrap();
+    put(&log, b"back\n");
+    assert_eq!(log.problem(), None);
+    assert_eq!(read_file(&base), b"back\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_directory_in_an_untrusted_directory_stops_rotation() {
+    let (dir, open, _victim) = untrusted_dir();
+    let sub = open.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let log = ChannelLog::open(Some(sub.join("out.log")), 10, 2, 100).unwrap();
+    let (mut sender, receiver) = pipe::pipe().unwrap();
+    {
+        let task = log.capture(receiver);
+        sender.write_all(b"12345").await.unwrap();
+        wait_until("the first bytes", || log.total() == 5).await;
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("out.log"), b"keep").unwrap();
+        std::fs::rename(&sub, open.join("old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &sub).unwrap();
+        sender.write_all(b"6789012345").await.unwrap();
+        wait_until("the rest", || log.total() == 15).await;
+        // The rotation that came due was refused: the open file took the bytes.
+        assert!(log.problem().unwrap().contains("symbolic link"), "{:?}", log.problem());
+        assert_eq!(read_file(&open.join("old/out.log")), b"123456789012345");
+        assert_eq!(read_file(&elsewhere.join("out.log")), b"keep");
+        assert!(!elsewhere.join("out.log.1").exists());
+        drop(sender);
+        task.await.unwrap();
+    }
+}
+
+#[test]
+fn hard_links_fifos_and_foreign_files_are_refused_in_an_untrusted_directory() {
+    let (_dir, open, victim) = untrusted_dir();
+    let linked = open.join("linked.log");
+    std::fs::hard_link(&victim, &linked).unwrap();
+    let error = ChannelLog::open(Some(linked), 0, 0, 0).unwrap_err();
+    assert!(error.to_string().contains("2 hard links"), "{error}");
+    let fifo = open.join("fifo.log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    // Refused at once, not blocked waiting for a reader.
+    let error = ChannelLog::open(Some(fifo.clone()), 0, 0, 0).unwrap_err();
+    assert_eq!(io::Error::from(error).raw_os_error(), Some(libc::ENXIO));
+    let _reader = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let error = ChannelLog::open(Some(fifo), 0, 0, 0).unwrap_err();
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+    assert_eq!(read_file(&victim), b"victim\n");
+    // Reading back refuses a planted link too.
+    let base = open.join("read.log");
+    let log = ChannelLog::open(Some(base.clone()), 0, 0, 0).unwrap();
+    put(&log, b"ab");
+    std::fs::remove_file(&base).unwrap();
+    std::os::unix::fs::symlink(&victim, &base).unwrap();
+    assert!(!log.read(0, 0).map(|b| b == b"victim\n").unwrap_or(false));
+}
+
+#[test]
+fn links_in_trusted_directories_and_devices_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.log");
+    let link = dir.path().join("link.log");
+    std::os::unix::fs::symlink("real.log", &link).unwrap();
+    let log = ChannelLog::open(Some(link.clone()), 4, 1, 0).unwrap();
+    put(&log, b"abcdef");
+    // Rotation acts on the file the trusted link names.
+    assert_eq!(read_file(&backup_path(&real, 1)), b"abcd");
+    assert_eq!(read_file(&real), b"ef");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    // `/dev/stdout` ends in a magic link of /proc.
+    let stdout = LogFile::open(PathBuf::from("/dev/stdout")).unwrap();
+    assert!(stdout.is_open());
+    let null = LogFile::open(PathBuf::from("/dev/null")).unwrap();
+    assert!(!null.is_regular());
+}
+
+/// Descriptors of this process open on `path`.
+fn open_on(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_is_closed_when_the_last_pipe_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    let log = file_log(dir.path(), 0, 0, 1024);
+    let (mut first, first_end) = pipe::pipe().unwrap();
+    let (mut second, second_end) = pipe::pipe().unwrap();
+    let first_task = log.capture(first_end);
+    let second_task = log.capture(second_end);
+    first.write_all(b"one\n").await.unwrap();
+    second.write_all(b"two\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(7)).await.unwrap();
+    assert_eq!(open_on(&base), 1);
+    // A grandchild still holds the other pipe: the file stays open for it.
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(30), first_task).await.unwrap().unwrap();
+    assert_eq!(open_on(&base), 1);
+    drop(second);
+    tokio::time::timeout(Duration::from_secs(30), second_task).await.unwrap().unwrap();
+    assert_eq!(open_on(&base), 0, "a stopped program's log holds no descriptor");
+    // A message written for a stopped program opens and closes it again.
+    log.append(b"three\n");
+    assert_eq!(open_on(&base), 0);
+    let all = log.read(0, 0).unwrap();
+    assert_eq!(all.len(), 14);
+    assert!(all.ends_with(b"three\n"));
 }
