@@ -20,5 +20,6 @@ pub mod listen;
 pub mod logging;
 pub mod server;
 pub mod signals;
+pub mod systemd;
 pub mod wiring;
 pub mod xmlrpc;
