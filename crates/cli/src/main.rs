@@ -14,7 +14,8 @@ use vigil_cli::{settings, shell};
 #[derive(Parser, Debug)]
 #[command(
     name = "vigilctl",
-    version,
+    // The version and the commit it was built from (`unknown` outside git).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VIGIL_COMMIT"), ")"),
     about = "Control a running vigild (supervisorctl-compatible)",
     after_help = "Commands: add avail clear fg help maintail open pid quit reload remove reread restart \
                   shutdown signal start status stop tail update version.\nRun `vigilctl help <command>` for details."
