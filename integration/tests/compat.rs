@@ -2,8 +2,8 @@
 //! `supervisorctl` and Python `xmlrpc.client` from the `supervisor` PyPI package, run
 //! against `vigild` and, for reference, against the real `supervisord`.
 //!
-//! The package comes from the virtualenv in `$VIGIL_SUPERVISOR_VENV` (set up by
-//! `.ci/run`), else `target/supervisor-venv`; without it these tests fail.
+//! The package comes from the virtualenv in `$VIGIL_SUPERVISOR_VENV`, else
+//! `target/supervisor-venv` (`scripts/test` makes it); without it these tests fail.
 
 #[path = "compat/auth.rs"]
 mod auth;

@@ -20,7 +20,8 @@ use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser, Subc
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(
     name = "vigilctl",
-    version,
+    // The version and the commit it was built from (`unknown` outside git).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VIGIL_COMMIT"), ")"),
     about = "Control a running vigild (supervisorctl-compatible)",
     disable_help_subcommand = true,
     after_help = "Run `vigilctl help <command>` or `vigilctl <command> --help` for a command's help.\n\

@@ -11,7 +11,8 @@
 //!    the terminal (exit 2) because we are still attached.
 //! 7. Daemonize (unless `nodaemon`), still single-threaded; write the pidfile.
 //! 8. Build the tokio runtime; install signal handlers; start the supervision
-//!    tree (and its reaper); serve the sockets; tell the waiting parent we are up.
+//!    tree (and its reaper); serve the sockets; tell the waiting parent, and a
+//!    service manager (`NOTIFY_SOCKET`, see [`crate::systemd`]), we are up.
 //! 9. Loop on signals and control requests: shutdown, reload, log reopen.
 //! 10. Ordered shutdown of the tree, stop serving, remove socket and pidfile.
 //!
@@ -41,6 +42,7 @@ use crate::flags::{EarlyExit, Flags, usage_error};
 use crate::listen::{self, Connection, Dispatch, Listener, Peer, UnixSocket};
 use crate::logging::{self, LogSettings, MainLog};
 use crate::signals::{DaemonSignal, Signals};
+use crate::systemd::Notifier;
 
 /// Exit statuses, defined in one place.
 pub mod exit_code {
@@ -108,6 +110,8 @@ pub struct TreeContext {
     /// the same overlay ([`Flags::overlay`]) as startup and SIGHUP.
     pub flags: Flags,
     pub cwd: PathBuf,
+    /// vigild's own messages to a service manager (no-ops without one).
+    pub notifier: Notifier,
 }
 
 /// The supervision tree as the daemon sees it.
@@ -286,6 +290,8 @@ impl Daemon {
             eprintln!("Error: cannot install the activity log: {err}");
             return exit_code::FAILURE;
         }
+        // SAFETY: still one thread: the runtime is built after daemonizing.
+        let notifier = unsafe { Notifier::take_from_env() };
         for warning in &self.warnings {
             tracing::warn!("{warning}");
         }
@@ -359,7 +365,8 @@ impl Daemon {
                     unix: sockets.unix.as_mut().and_then(UnixSocket::take_listener),
                     inet: sockets.inet.take(),
                 };
-                let code = runtime.block_on(self.serve(backend, main_log, listeners, readiness));
+                let code =
+                    runtime.block_on(self.serve(backend, main_log, listeners, readiness, notifier));
                 // Blocking tasks (log writes) get a moment to finish; nothing may
                 // keep the daemon from exiting after its tree is down.
                 runtime.shutdown_timeout(Duration::from_secs(5));
@@ -468,6 +475,7 @@ impl Daemon {
         main_log: MainLog,
         listeners: Listeners,
         readiness: Readiness,
+        notifier: Notifier,
     ) -> i32 {
         let pid1 = crate::signals::is_pid1();
         // Handlers first: a signal during startup is then queued, not fatal.
@@ -488,6 +496,7 @@ impl Daemon {
             config_path: self.config_path.clone(),
             flags: self.flags.clone(),
             cwd: self.cwd.clone(),
+            notifier: notifier.clone(),
         };
         let mut tree = match backend.start_tree(&self.config, &context).await {
             Ok(tree) => tree,
@@ -525,6 +534,8 @@ impl Daemon {
             }
         }
         readiness.ready();
+        notifier.ready();
+        let watchdog = notifier.spawn_watchdog();
 
         let code = loop {
             let next = tokio::select! {
@@ -554,6 +565,9 @@ impl Daemon {
                 }
                 DaemonSignal::Reload => {
                     tracing::warn!("{}", next.log_message());
+                    // READY=1 when dropped: after the new tree, or at once when
+                    // the configuration is refused and the old tree stays.
+                    let reloading = notifier.reload_guard();
                     let loaded = match self.reload(backend) {
                         Ok(loaded) => loaded,
                         Err(errors) => {
@@ -587,12 +601,14 @@ impl Daemon {
                         Ok(new_tree) => {
                             switch.set(new_tree.dispatch());
                             tree = new_tree;
+                            drop(reloading);
                         }
                         Err(err) => {
                             tracing::error!(
                                 critical = true,
                                 "cannot restart the supervision tree: {err}"
                             );
+                            notifier.stopping();
                             stop_serving.cancel();
                             while servers.join_next().await.is_some() {}
                             return exit_code::FAILURE;
@@ -601,10 +617,15 @@ impl Daemon {
                 }
             }
         };
-        // Keep serving while the tree stops, so clients can watch it happen.
+        notifier.stopping();
+        // Keep serving while the tree stops, so clients can watch it happen
+        // (and keep the watchdog fed: a long stop is not a hang).
         tree.shutdown().await;
         stop_serving.cancel();
         while servers.join_next().await.is_some() {}
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         code
     }
 }

@@ -16,6 +16,12 @@ use vigil_config::{LogLevel, LogTarget, Supervisord, UserSpec};
 /// The program name used in messages (`For help, use vigild -h`).
 pub const PROGRAM: &str = "vigild";
 
+/// What `-v` prints: the version first, as supervisord prints its bare version
+/// for scripts to parse, then the commit it was built from (`unknown` outside a
+/// git checkout).
+pub const LONG_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("VIGIL_COMMIT"), ")");
+
 /// Exit status of every usage or configuration error (supervisord's).
 pub const USAGE_EXIT: i32 = 2;
 
@@ -137,10 +143,7 @@ impl Flags {
                 use clap::error::ErrorKind;
                 return Err(match err.kind() {
                     ErrorKind::DisplayHelp => EarlyExit::Print(err.render().to_string()),
-                    // supervisord prints the bare version, which scripts parse.
-                    ErrorKind::DisplayVersion => {
-                        EarlyExit::Print(format!("{}\n", env!("CARGO_PKG_VERSION")))
-                    }
+                    ErrorKind::DisplayVersion => EarlyExit::Print(format!("{LONG_VERSION}\n")),
                     _ => EarlyExit::Usage(clap_message(&err)),
                 });
             }
@@ -442,8 +445,15 @@ mod tests {
         }
         let version = parse(&["-v"]).unwrap_err();
         assert_eq!(version.code(), 0);
+        let commit = env!("VIGIL_COMMIT");
         assert!(
-            matches!(version, EarlyExit::Print(text) if text.contains(env!("CARGO_PKG_VERSION")))
+            commit == "unknown"
+                || (commit.len() >= 4 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{commit}"
+        );
+        assert_eq!(
+            version,
+            EarlyExit::Print(format!("{} (commit {commit})\n", env!("CARGO_PKG_VERSION")))
         );
     }
 

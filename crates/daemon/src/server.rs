@@ -359,6 +359,7 @@ impl Control for ControlServer {
 
     async fn reread(self, _: Context) -> Result<Reread, ControlError> {
         self.check()?;
+        let _reloading = self.shared.context.notifier.reload_guard();
         let plan = self.shared.config.reread().await.map_err(config_error)?;
         Ok(reread(&plan))
     }
@@ -371,9 +372,14 @@ impl Control for ControlServer {
     ) -> Result<UpdateReport, ControlError> {
         self.check()?;
         let config = self.shared.config.clone();
-        let outcome = detached(async move { config.update(groups, dry_run).await })
-            .await?
-            .map_err(config_error)?;
+        let notifier = self.shared.context.notifier.clone();
+        let outcome = detached(async move {
+            // A dry run changes nothing, so the service manager hears nothing.
+            let _reloading = (!dry_run).then(|| notifier.reload_guard());
+            config.update(groups, dry_run).await
+        })
+        .await?
+        .map_err(config_error)?;
         Ok(update_report(outcome))
     }
 

@@ -164,7 +164,16 @@ impl Backend for Wired {
             let fatal = watched.fatal_shutdown().await;
             control.fatal(format!("group '{}' is FATAL: {}", fatal.group, fatal.reason));
         });
-        Ok(CoreTree { handle, config: config_control, dispatch, pid1: context.pid1, fatal_watch })
+        // STATUS= lines for systemd, from this tree's state events.
+        let status_watch = context.notifier.watch_tree(&handle);
+        Ok(CoreTree {
+            handle,
+            config: config_control,
+            dispatch,
+            pid1: context.pid1,
+            fatal_watch,
+            status_watch,
+        })
     }
 }
 
@@ -195,6 +204,8 @@ pub struct CoreTree {
     /// Awaits [`Handle::fatal_shutdown`]; aborted when this tree is shut down
     /// (SIGHUP builds a new tree with a watch of its own).
     fatal_watch: tokio::task::JoinHandle<()>,
+    /// The systemd status watcher, when vigild runs under a service manager.
+    status_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Tree for CoreTree {
@@ -227,6 +238,9 @@ impl Tree for CoreTree {
 
     async fn shutdown(self) {
         self.fatal_watch.abort();
+        if let Some(watch) = &self.status_watch {
+            watch.abort();
+        }
         self.config.stop();
         self.handle.shutdown().await;
         if self.pid1 {

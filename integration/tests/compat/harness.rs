@@ -34,7 +34,7 @@ pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// The virtualenv holding the `supervisor` package: `$VIGIL_SUPERVISOR_VENV`, else
-/// `<workspace>/target/supervisor-venv` (where `.ci/run` puts it). Missing is a failure,
+/// `<workspace>/target/supervisor-venv` (where `scripts/test` puts it). Missing is a failure,
 /// never a skip: these tests are the proof of compatibility.
 pub(crate) fn venv() -> PathBuf {
     let venv = match std::env::var_os("VIGIL_SUPERVISOR_VENV") {
@@ -43,9 +43,10 @@ pub(crate) fn venv() -> PathBuf {
     };
     assert!(
         venv.join("bin/supervisorctl").is_file() && venv.join("bin/supervisord").is_file(),
-        "the stock supervisor tools are missing from {}: set VIGIL_SUPERVISOR_VENV to a \
-         virtualenv with `pip install supervisor` (.ci/run does this), or create one with \
-         `python3 -m venv target/supervisor-venv && target/supervisor-venv/bin/pip install supervisor`",
+        "the stock supervisor tools are missing from {}: run the tests with `scripts/test`, \
+         which installs them, or create the virtualenv yourself with \
+         `python3 -m venv target/supervisor-venv && target/supervisor-venv/bin/pip install supervisor` \
+         (or set VIGIL_SUPERVISOR_VENV to one that has them)",
         venv.display()
     );
     venv

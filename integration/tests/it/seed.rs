@@ -47,7 +47,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 fn seed_tutorial_walkthrough() {
     assert!(
         Path::new(LIGHTTPD).is_file(),
-        "the seed walk-through needs lighttpd at {LIGHTTPD}: install it (`apt-get install lighttpd`, as .ci/run does)"
+        "the seed walk-through needs lighttpd at {LIGHTTPD}: run the tests with `scripts/test`, which installs it, or `sudo apt-get install lighttpd`"
     );
     let sandbox = vigil_integration::Sandbox::new();
     let seed = sandbox.join("seed");
