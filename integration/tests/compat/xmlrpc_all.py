@@ -324,6 +324,8 @@ check("clearAllProcessLogs", sorted((r["group"], r["name"], r["status"]) for r i
 S.supervisor.stopProcess("sleeper")
 S.supervisor.startProcess("sleeper")
 wait_for("sleeper's output", lambda: read("sleeper", 0, 0) == "hello\n")
+# stderr is a pipe of its own: its line can land after stdout's.
+wait_for("sleeper's stderr", lambda: S.supervisor.readProcessStderrLog("sleeper", 0, 0) == "oops\n")
 status, body = http_request("GET", "/logtail/sleeper")
 check("logtail", (status, body), (200, b"hello\n"))
 status, body = http_request("GET", "/logtail/sleeper/stderr")
