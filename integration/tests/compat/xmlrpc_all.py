@@ -369,10 +369,14 @@ with open(CONFIG, "w") as config:
 check("reloadConfig restored", S.supervisor.reloadConfig(), [[[], [], []]])
 
 # --- restart and shutdown -----------------------------------------------------------
+sleeper_before = S.supervisor.getProcessInfo("sleeper")["pid"]
 check("restart", S.supervisor.restart(), True)
+# restart answers before it acts: only a new sleeper shows the restart is done,
+# a RUNNING state alone could still be the old tree's.
 wait_for("the restart to finish",
          lambda: server().supervisor.getState()["statename"] == "RUNNING"
-         and state("sleeper", server()) == "RUNNING")
+         and state("sleeper", server()) == "RUNNING"
+         and server().supervisor.getProcessInfo("sleeper")["pid"] != sleeper_before)
 check("same pid after restart", server().supervisor.getPID(), DAEMON_PID)
 check("shutdown", server().supervisor.shutdown(), True)
 
