@@ -19,6 +19,7 @@ mod logs;
 mod modcycles;
 mod reaping;
 mod seed;
+mod stdin;
 mod stop;
 mod stress;
 mod update;
