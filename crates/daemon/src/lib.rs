@@ -21,4 +21,5 @@ pub mod listen;
 pub mod logging;
 pub mod server;
 pub mod signals;
+pub mod survivors;
 pub mod wiring;

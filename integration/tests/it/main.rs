@@ -22,6 +22,7 @@ mod seed;
 mod stdin;
 mod stop;
 mod stress;
+mod survivors;
 mod update;
 mod workspace;
 
