@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, mpsc};
 use vigil_config::GroupKind;
@@ -754,10 +754,7 @@ impl Pool {
                 &queued.event,
             );
             let written = match member.shared.stdin() {
-                Some(slot) => {
-                    let mut stdin = slot.lock().await;
-                    stdin.write_all(envelope.as_bytes()).await
-                }
+                Some(slot) => slot.write(envelope.into_bytes()).await,
                 None => Err(std::io::ErrorKind::BrokenPipe.into()),
             };
             match written {

@@ -17,7 +17,6 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use vigil_config::{GroupConfig, Supervisord};
 
@@ -31,6 +30,7 @@ use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
 use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
+use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
 
 /// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
 /// container runtime or an outer supervisor sees the failure.
@@ -219,9 +219,13 @@ impl Handle {
         .await
     }
 
-    /// Writes `data` to the stdin of process `name` (supervisord's
-    /// `sendProcessStdin`): `NOT_RUNNING` without a child or while it is being
-    /// stopped, `NO_FILE` if the child closed its stdin.
+    /// Queues `data` for the stdin of process `name` (supervisord's
+    /// `sendProcessStdin`) and returns without waiting for the child to read
+    /// it: `NOT_RUNNING` without a child or while it is being stopped,
+    /// `NO_FILE` if the child closed its stdin, `FAILED` (nothing queued) if
+    /// the bytes would take the process's queue beyond [`STDIN_QUEUE_LIMIT`].
+    ///
+    /// [`STDIN_QUEUE_LIMIT`]: crate::STDIN_QUEUE_LIMIT
     pub async fn send_stdin(&self, name: &str, data: Vec<u8>) -> Result<(), CoreError> {
         let member = self.single(name)?;
         let snapshot = member.snapshot.borrow().clone();
@@ -229,8 +233,15 @@ impl Handle {
             return Err(CoreError::NotRunning(member.namespec.clone()));
         }
         let slot = member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.clone()))?;
-        let mut writer = slot.lock().await;
-        writer.write_all(&data).await.map_err(|_| CoreError::NoFile(member.namespec.clone()))
+        let len = data.len();
+        slot.push(data).map_err(|refused| match refused {
+            Refused::Closed => CoreError::NoFile(member.namespec.clone()),
+            Refused::Full { queued } => CoreError::Failed(format!(
+                "{}: stdin queue full ({queued} bytes not yet read by the process, \
+                 {len} more would exceed the limit of {STDIN_QUEUE_LIMIT})",
+                member.namespec
+            )),
+        })
     }
 
     /// The log channel of process `name`, for reading, tailing and clearing.

@@ -73,7 +73,7 @@
 //!    `spawnerr` texts);
 //! 8. the leaves: `info` (status as supervisord reports it) and `events` (the
 //!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
-//!    `error`, `logs` and `syslog` import nothing of the crate.
+//!    `error`, `logs`, `stdin` and `syslog` import nothing of the crate.
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -104,6 +104,7 @@ mod registry;
 mod root;
 pub mod spawn;
 mod spawner;
+mod stdin;
 mod supervisor;
 pub mod syslog;
 mod update;
@@ -119,6 +120,7 @@ pub use logs::{Channel, ChannelLog};
 pub use members::TAIL_RING_BYTES;
 pub use reaper::Reaper;
 pub use spawner::Spawner;
+pub use stdin::STDIN_QUEUE_LIMIT;
 pub use supervisor::{Supervisor, SupervisorOptions};
 pub use update::{GroupUpdate, UpdateAction};
 

@@ -27,9 +27,10 @@ use crate::info::Snapshot;
 use crate::lifecycle::{LifecycleConfig, ProcessState, Timer};
 use crate::logs::ChannelLog;
 
-/// The stdin writer of the current child, shared so `send_stdin` can write
-/// without going through the actor's mailbox (a full pipe must not stall it).
-pub(crate) type StdinSlot = Arc<tokio::sync::Mutex<tokio::net::unix::pipe::Sender>>;
+/// The stdin queue of the current child, shared so `send_stdin` can queue
+/// without going through the actor's mailbox; dropping the last reference
+/// stops its writer and frees what was queued.
+pub(crate) type StdinSlot = Arc<crate::stdin::StdinQueue>;
 
 /// Per-process state that survives actor rebuilds.
 pub(crate) struct ProcessShared {

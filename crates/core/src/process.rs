@@ -688,7 +688,7 @@ impl ProcessActorState {
             );
         }
         self.shared
-            .set_stdin(spawned.stdin.map(|sender| Arc::new(tokio::sync::Mutex::new(sender))));
+            .set_stdin(spawned.stdin.map(|sender| Arc::new(crate::stdin::StdinQueue::new(sender))));
         let exit = spawned.exit;
         let me = myself.clone();
         let namespec = self.shared.namespec.clone();

@@ -27,6 +27,13 @@
 //! runtime) so it outlives any one runtime (tests create many) and so that waiting for
 //! the mutex during a spawn never blocks a worker thread of the application.
 //!
+//! The registered children are also what vigild records for the next vigild to
+//! find after a crash: [`Reaper::children`] lists them with a spawn serial (so
+//! a reader can cache what it learnt about a pid and notice when the pid now
+//! names another child), and [`Reaper::watch_children`] says when the set
+//! changed. Spawning and reaping only touch the in-memory map and bump a
+//! counter; whoever records them does the file work, batched, elsewhere.
+//!
 //! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
 //! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
 //! instead of lingering as zombies of init.
@@ -38,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::exit::ExitStatus;
 use crate::launch::{FdTable, Launch, Prepared};
@@ -57,12 +64,23 @@ struct Inner {
     state: Mutex<State>,
     orphans: AtomicU64,
     reaped: AtomicU64,
+    /// Bumped whenever a child is registered or reaped.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// pid -> where its exit status goes.
-    waiting: HashMap<u32, oneshot::Sender<ExitStatus>>,
+    waiting: HashMap<u32, Waiter>,
+    /// The serial the next spawn gets.
+    next_serial: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    exit: oneshot::Sender<ExitStatus>,
+    /// Tells this child apart from a later one that reuses its pid.
+    serial: u64,
 }
 
 /// A started child: its pid, the parent ends of its pipes and its exit status.
@@ -104,6 +122,7 @@ impl Reaper {
             state: Mutex::new(State::default()),
             orphans: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
+            changes: watch::Sender::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
@@ -150,8 +169,11 @@ impl Reaper {
                 return Err(error);
             }
         };
-        state.waiting.insert(pid, exit_tx);
+        let serial = state.next_serial;
+        state.next_serial += 1;
+        state.waiting.insert(pid, Waiter { exit: exit_tx, serial });
         drop(state);
+        self.inner.changed();
         let spawned = Spawned {
             pid,
             stdin: pipes.stdin,
@@ -186,6 +208,22 @@ impl Reaper {
         self.inner.lock().waiting.contains_key(&pid)
     }
 
+    /// The process-wide reaper, if one was started.
+    pub fn running() -> Option<Reaper> {
+        REAPER.get().cloned()
+    }
+
+    /// Every child spawned and not yet reaped, as `(pid, serial)`: a pid's
+    /// serial changes when a new child reuses it.
+    pub fn children(&self) -> Vec<(u32, u64)> {
+        self.inner.lock().waiting.iter().map(|(pid, waiter)| (*pid, waiter.serial)).collect()
+    }
+
+    /// Changes whenever [`Reaper::children`] may have changed.
+    pub fn watch_children(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
     /// Orphans (pids not spawned through this reaper) reaped so far.
     pub fn orphans_reaped(&self) -> u64 {
         self.inner.orphans.load(Ordering::Relaxed)
@@ -198,6 +236,10 @@ impl Reaper {
 }
 
 impl Inner {
+    fn changed(&self) {
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every critical section
         // is a single map operation plus a syscall.
@@ -229,11 +271,12 @@ impl Inner {
             let Some(status) = ExitStatus::from_raw(raw) else { continue };
             let pid = pid as u32;
             match state.waiting.remove(&pid) {
-                Some(sender) => {
+                Some(waiter) => {
                     drop(state);
                     self.reaped.fetch_add(1, Ordering::Relaxed);
+                    self.changed();
                     // The receiver may be gone (actor stopped); the exit is still reaped.
-                    let _ = sender.send(status);
+                    let _ = waiter.exit.send(status);
                 }
                 None => {
                     drop(state);

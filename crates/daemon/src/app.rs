@@ -10,9 +10,11 @@
 //! 6. Bind the control sockets: "already running" is detected here and reaches
 //!    the terminal (exit 2) because we are still attached.
 //! 7. Daemonize (unless `nodaemon`), still single-threaded; write the pidfile.
-//! 8. Build the tokio runtime; install signal handlers; start the supervision
-//!    tree (and its reaper); serve the sockets; tell the waiting parent, and a
-//!    service manager (`NOTIFY_SOCKET`, see [`crate::systemd`]), we are up.
+//! 8. Build the tokio runtime; install signal handlers; stop what an earlier
+//!    vigild on this config left running (`survivors.rs`); start the supervision
+//!    tree (and its reaper) and record its children; serve the sockets; tell the
+//!    waiting parent, and a service manager (`NOTIFY_SOCKET`, see
+//!    [`crate::systemd`]), we are up.
 //! 9. Loop on signals and control requests: shutdown, reload, log reopen.
 //! 10. Ordered shutdown of the tree, stop serving, remove socket and pidfile.
 //!
@@ -498,6 +500,7 @@ impl Daemon {
             cwd: self.cwd.clone(),
             notifier: notifier.clone(),
         };
+        let ledger = crate::survivors::recover(&self.config.supervisord).await;
         let mut tree = match backend.start_tree(&self.config, &context).await {
             Ok(tree) => tree,
             Err(err) => {
@@ -511,6 +514,7 @@ impl Daemon {
         // settings, for the reload warning); the tree and the config actor hold
         // the programs, and a third copy would cost about 1 KB per program.
         self.config.groups = Vec::new();
+        let recorder = ledger.and_then(crate::survivors::Ledger::record);
         let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
         let stop_serving = CancellationToken::new();
         let mut servers = tokio::task::JoinSet::new();
@@ -621,6 +625,9 @@ impl Daemon {
         // Keep serving while the tree stops, so clients can watch it happen
         // (and keep the watchdog fed: a long stop is not a hang).
         tree.shutdown().await;
+        if let Some(recorder) = recorder {
+            recorder.finish().await;
+        }
         stop_serving.cancel();
         while servers.join_next().await.is_some() {}
         if let Some(watchdog) = watchdog {

@@ -21,5 +21,6 @@ pub mod listen;
 pub mod logging;
 pub mod server;
 pub mod signals;
+pub mod survivors;
 pub mod systemd;
 pub mod wiring;

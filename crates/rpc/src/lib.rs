@@ -201,8 +201,9 @@ pub trait Control {
     /// Shuts the daemon down. Answers before doing it.
     async fn shutdown() -> Result<(), ControlError>;
 
-    /// Writes bytes to a process's stdin. Faults: `BadName`, `NotRunning`,
-    /// `NoFile` (stdin closed).
+    /// Queues bytes for a process's stdin and answers without waiting for the
+    /// process to read them. Faults: `BadName`, `NotRunning`, `NoFile` (stdin
+    /// closed), `Failed` (the process's queue is full; nothing was queued).
     async fn send_stdin(name: String, data: Blob) -> Result<(), ControlError>;
 
     /// Emits a `REMOTE_COMMUNICATION` event; allowed while shutting down.

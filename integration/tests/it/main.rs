@@ -20,8 +20,10 @@ mod logsafety;
 mod modcycles;
 mod reaping;
 mod seed;
+mod stdin;
 mod stop;
 mod stress;
+mod survivors;
 mod update;
 mod workspace;
 
