@@ -115,7 +115,7 @@ pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutc
 pub use context::FatalShutdown;
 pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
-pub use handle::{FATAL_EXIT_CODE, Handle, Results, parse_signal};
+pub use handle::{FATAL_EXIT_CODE, Handle, Results};
 pub use info::{Health, ProcessInfo};
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
