@@ -76,7 +76,6 @@
 //!    `error`, `logs` and `syslog` import nothing of the crate.
 
 #![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod budget;
 mod config_actor;
