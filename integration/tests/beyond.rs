@@ -1,4 +1,4 @@
-//! Issue 6 with real children: `ready_log` (a regex on the output) and
+//! Readiness with real children: `ready_log` (a regex on the output) and
 //! `ready_notify` (systemd's `READY=1` on `NOTIFY_SOCKET`, sent by the helper's
 //! `--notify-ready`), gating a dependent across the dependency gate, from a
 //! config in supervisord's dialect run through the real reaper.
@@ -25,7 +25,7 @@ impl Drop for ShutdownGuard {
 }
 
 async fn info(handle: &Handle, name: &str) -> vigil_core::ProcessInfo {
-    handle.process_info(Some(name)).await.expect("info").remove(0)
+    handle.process_info(Some(&vigil_config::NameSpec::parse(name))).await.expect("info").remove(0)
 }
 
 async fn until_running(handle: &Handle, name: &str) {

@@ -1,4 +1,4 @@
-//! Wire compatibility with supervisord (issue 5), as a separate test binary: the stock
+//! Wire compatibility with supervisord, as a separate test binary: the stock
 //! `supervisorctl` and Python `xmlrpc.client` from the `supervisor` PyPI package, run
 //! against `vigild` and, for reference, against the real `supervisord`.
 //!

@@ -472,11 +472,7 @@ pub struct ProcessConfig {
 impl ProcessConfig {
     /// supervisord's namespec: `name` when group and process share a name, else `group:name`.
     pub fn namespec(&self) -> String {
-        if self.group == self.name {
-            self.name.clone()
-        } else {
-            format!("{}:{}", self.group, self.name)
-        }
+        crate::namespec::make_namespec(&self.group, &self.name)
     }
 }
 

@@ -34,26 +34,35 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_config::{Dependency, DependencyCondition, ProcessConfig};
+use vigil_config::{Dependency, DependencyCondition, NameSpec, ProcessConfig};
 
 use crate::info::{Health, Snapshot};
 use crate::lifecycle::ProcessState;
 use crate::messages::{GroupEntry, ProcessMsg, ProcessShared};
 use crate::registry::Registry;
 
+/// The one process a `group:name` dependency names; `None` for a program name,
+/// which names every instance of the program.
+fn process_named(dependency: &Dependency) -> Option<NameSpec> {
+    dependency.name.contains(':').then(|| NameSpec::split(&dependency.name))
+}
+
 /// Whether `dependency` names the process `config`.
 pub(crate) fn names(dependency: &Dependency, config: &ProcessConfig) -> bool {
-    match dependency.name.split_once(':') {
-        Some((group, name)) => config.group == group && config.name == name,
+    match process_named(dependency) {
+        Some(spec) => {
+            spec.group() == Some(config.group.as_str()) && spec.name() == Some(config.name.as_str())
+        }
         None => config.program == dependency.name,
     }
 }
 
 /// The processes `dependency` names, among every group of the tree.
 pub(crate) fn resolve(registry: &Registry, dependency: &Dependency) -> Vec<Arc<ProcessShared>> {
-    match dependency.name.split_once(':') {
-        Some((group, _)) => registry
-            .group(group)
+    match process_named(dependency) {
+        Some(spec) => spec
+            .group()
+            .and_then(|group| registry.group(group))
             .map(|entry| {
                 entry.members.iter().filter(|m| names(dependency, &m.config)).cloned().collect()
             })

@@ -100,11 +100,7 @@ pub struct ProcessStateEvent {
 impl ProcessStateEvent {
     /// supervisord's namespec of the process.
     pub fn namespec(&self) -> String {
-        if self.group == self.name {
-            self.name.clone()
-        } else {
-            format!("{}:{}", self.group, self.name)
-        }
+        vigil_config::make_namespec(&self.group, &self.name)
     }
 }
 

@@ -4,7 +4,7 @@
 //! round-trip, so the status of thousands of processes is cheap), sends
 //! requests straight to the process actors concurrently, and waits for
 //! supervisord's `wait` conditions by watching those snapshots, never inside an
-//! actor. Namespecs (`name`, `group:name`, `group:*`, `all`) are resolved here,
+//! actor. Namespecs ([`NameSpec`]: a process, a group, `all`) are resolved here,
 //! through the registry. It knows nothing of RPC: errors are [`CoreError`]s that
 //! mirror supervisord's faults.
 
@@ -18,7 +18,7 @@ use futures::{FutureExt, StreamExt};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
-use vigil_config::{GroupConfig, Supervisord};
+use vigil_config::{GroupConfig, NameSpec, Signal, Supervisord};
 
 use crate::context::{Context, FatalShutdown};
 use crate::deps;
@@ -79,19 +79,23 @@ struct Targets {
     many: bool,
 }
 
-/// One result per process (or per bad namespec), keyed by namespec.
-pub type Results = Vec<(String, Result<(), CoreError>)>;
+/// One result per process (keyed by its [`NameSpec::Process`]), or per spec
+/// that could not be acted on (keyed by that spec).
+pub type Results = Vec<(NameSpec, Result<(), CoreError>)>;
 
 impl Handle {
-    /// supervisord's `getProcessInfo` for `spec` (`name`, `group:name`,
-    /// `group:*` or `all`), or `getAllProcessInfo` for `None`: sorted by group
-    /// name, then process name.
-    pub async fn process_info(&self, spec: Option<&str>) -> Result<Vec<ProcessInfo>, CoreError> {
+    /// supervisord's `getProcessInfo` for `spec` (one process, a group or
+    /// all), or `getAllProcessInfo` for `None`: sorted by group name, then
+    /// process name.
+    pub async fn process_info(
+        &self,
+        spec: Option<&NameSpec>,
+    ) -> Result<Vec<ProcessInfo>, CoreError> {
         let mut members = match spec {
             None => self.all_members(),
             Some(spec) => self.resolve(spec)?.members,
         };
-        if spec.is_none() || spec == Some("all") {
+        if matches!(spec, None | Some(NameSpec::All)) {
             members.sort_by(|a, b| {
                 (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
             });
@@ -109,7 +113,7 @@ impl Handle {
     /// started first, in start order; the named processes wait behind the
     /// dependency gate until their conditions hold. Only the named processes
     /// have results.
-    pub async fn start(&self, specs: &[String], wait: bool) -> Results {
+    pub async fn start(&self, specs: &[NameSpec], wait: bool) -> Results {
         if !self.inner.shutting_down.load(Ordering::SeqCst) {
             self.start_dependencies(specs).await;
         }
@@ -135,7 +139,7 @@ impl Handle {
     /// Dependents of a stopped process (with `restart_dependents`, the default)
     /// are stopped first, deepest first, and wait STARTING until it meets their
     /// condition again (after a `restart` or a later `start`).
-    pub async fn stop(&self, specs: &[String], wait: bool) -> Results {
+    pub async fn stop(&self, specs: &[NameSpec], wait: bool) -> Results {
         let registry = Arc::clone(&self.inner.registry);
         self.for_each(specs, ProcessState::is_running, move |member| {
             let registry = Arc::clone(&registry);
@@ -176,7 +180,7 @@ impl Handle {
 
     /// Starts, in start order, every dependency of the processes named by
     /// `specs` that is not running (the gate then orders the actual spawns).
-    async fn start_dependencies(&self, specs: &[String]) {
+    async fn start_dependencies(&self, specs: &[NameSpec]) {
         let mut needed: HashSet<String> = HashSet::new();
         let mut queue: Vec<Arc<ProcessShared>> = specs
             .iter()
@@ -203,10 +207,11 @@ impl Handle {
         }
     }
 
-    /// Sends signal number `sig` to the processes named by `specs` (the pid only,
-    /// like supervisord's `signalProcess`). `BAD_SIGNAL` if `sig` is not a signal
-    /// of this platform. Group specs skip members that cannot be signalled.
-    pub async fn signal(&self, specs: &[String], sig: i32) -> Results {
+    /// Sends `signal` to the processes named by `specs` (the pid only, like
+    /// supervisord's `signalProcess`). `BAD_SIGNAL` if it is not a signal of
+    /// this platform. Group specs skip members that cannot be signalled.
+    pub async fn signal(&self, specs: &[NameSpec], signal: Signal) -> Results {
+        let sig = signal.number();
         if nix::sys::signal::Signal::try_from(sig).is_err() {
             return specs
                 .iter()
@@ -219,14 +224,14 @@ impl Handle {
         .await
     }
 
-    /// Queues `data` for the stdin of process `name` (supervisord's
+    /// Queues `data` for the stdin of the process `name` names (supervisord's
     /// `sendProcessStdin`) and returns without waiting for the child to read
     /// it: `NOT_RUNNING` without a child or while it is being stopped,
     /// `NO_FILE` if the child closed its stdin, `FAILED` (nothing queued) if
     /// the bytes would take the process's queue beyond [`STDIN_QUEUE_LIMIT`].
     ///
     /// [`STDIN_QUEUE_LIMIT`]: crate::STDIN_QUEUE_LIMIT
-    pub async fn send_stdin(&self, name: &str, data: Vec<u8>) -> Result<(), CoreError> {
+    pub async fn send_stdin(&self, name: &NameSpec, data: Vec<u8>) -> Result<(), CoreError> {
         let member = self.single(name)?;
         let snapshot = member.snapshot.borrow().clone();
         if snapshot.pid.is_none() || snapshot.state == ProcessState::Stopping {
@@ -244,8 +249,9 @@ impl Handle {
         })
     }
 
-    /// The log channel of process `name`, for reading, tailing and clearing.
-    pub fn log(&self, name: &str, channel: Channel) -> Result<ChannelLog, CoreError> {
+    /// The log channel of the process `name` names, for reading, tailing and
+    /// clearing.
+    pub fn log(&self, name: &NameSpec, channel: Channel) -> Result<ChannelLog, CoreError> {
         let member = self.single(name)?;
         Ok(match channel {
             Channel::Stdout => member.stdout.clone(),
@@ -379,17 +385,15 @@ impl Handle {
             .collect()
     }
 
-    /// supervisord's `split_namespec` + `_getGroupAndProcess`, plus `all`.
-    fn resolve(&self, spec: &str) -> Result<Targets, CoreError> {
-        if spec == "all" {
-            return Ok(Targets { members: self.all_members(), many: true });
-        }
-        let (group_name, process_name) = match spec.split_once(':') {
-            Some((group, "" | "*")) => (group, None),
-            Some((group, process)) => (group, Some(process)),
-            None => (spec, Some(spec)),
+    /// supervisord's `_getGroupAndProcess`, plus `all`. `BAD_NAME` carries the
+    /// spec as [`NameSpec`] spells it.
+    fn resolve(&self, spec: &NameSpec) -> Result<Targets, CoreError> {
+        let (group_name, process_name) = match spec {
+            NameSpec::All => return Ok(Targets { members: self.all_members(), many: true }),
+            NameSpec::Group(group) => (group, None),
+            NameSpec::Process { group, name } => (group, Some(name)),
         };
-        let bad_name = || CoreError::BadName(spec.to_owned());
+        let bad_name = || CoreError::BadName(spec.to_string());
         let group = self.inner.registry.group(group_name).ok_or_else(bad_name)?;
         match process_name {
             None => Ok(Targets { members: group.members.clone(), many: true }),
@@ -397,7 +401,7 @@ impl Handle {
                 let member = group
                     .members
                     .iter()
-                    .find(|member| member.config.name == name)
+                    .find(|member| member.config.name == *name)
                     .ok_or_else(bad_name)?;
                 Ok(Targets { members: vec![Arc::clone(member)], many: false })
             }
@@ -405,11 +409,11 @@ impl Handle {
     }
 
     /// Resolves a spec that must name exactly one process.
-    fn single(&self, name: &str) -> Result<Arc<ProcessShared>, CoreError> {
+    fn single(&self, name: &NameSpec) -> Result<Arc<ProcessShared>, CoreError> {
         let targets = self.resolve(name)?;
         match (targets.many, targets.members.as_slice()) {
             (false, [member]) => Ok(Arc::clone(member)),
-            _ => Err(CoreError::BadName(name.to_owned())),
+            _ => Err(CoreError::BadName(name.to_string())),
         }
     }
 
@@ -418,13 +422,13 @@ impl Handle {
     /// twice is acted on once.
     async fn for_each(
         &self,
-        specs: &[String],
+        specs: &[NameSpec],
         eligible: fn(ProcessState) -> bool,
         operation: impl Fn(Arc<ProcessShared>) -> BoxFuture<'static, Result<(), CoreError>>,
     ) -> Results {
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         let mut seen = HashSet::new();
-        let mut jobs: Vec<BoxFuture<'static, (String, Result<(), CoreError>)>> = Vec::new();
+        let mut jobs: Vec<BoxFuture<'static, (NameSpec, Result<(), CoreError>)>> = Vec::new();
         for spec in specs {
             if shutting_down {
                 jobs.push(
@@ -442,7 +446,10 @@ impl Handle {
                         if !seen.insert(member.namespec.clone()) {
                             continue;
                         }
-                        let namespec = member.namespec.clone();
+                        let namespec = NameSpec::process(
+                            member.config.group.clone(),
+                            member.config.name.clone(),
+                        );
                         let job = operation(member);
                         jobs.push(async move { (namespec, job.await) }.boxed());
                     }
@@ -451,22 +458,6 @@ impl Handle {
         }
         futures::future::join_all(jobs).await
     }
-}
-
-/// supervisord's `signal_number`: a number (`"1"`) or a name with or without
-/// `SIG`, any case (`"hup"`, `"SIGHUP"`). `BAD_SIGNAL` carries the text given.
-pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
-    let bad = || CoreError::BadSignal(value.to_owned());
-    let number = match value.trim().parse::<i32>() {
-        Ok(number) => number,
-        Err(_) => {
-            let upper = value.trim().to_ascii_uppercase();
-            let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-            name.parse::<nix::sys::signal::Signal>().map_err(|_| bad())? as i32
-        }
-    };
-    nix::sys::signal::Signal::try_from(number).map_err(|_| bad())?;
-    Ok(number)
 }
 
 fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {

@@ -139,7 +139,7 @@ impl ProcessInfo {
         ProcessInfo {
             name: name.to_owned(),
             group: group.to_owned(),
-            namespec: if group == name { name.to_owned() } else { format!("{group}:{name}") },
+            namespec: vigil_config::make_namespec(group, name),
             start,
             stop,
             now,

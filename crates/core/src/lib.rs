@@ -76,7 +76,6 @@
 //!    `error`, `logs`, `stdin` and `syslog` import nothing of the crate.
 
 #![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod budget;
 mod config_actor;
@@ -113,7 +112,7 @@ pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutc
 pub use context::FatalShutdown;
 pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
-pub use handle::{FATAL_EXIT_CODE, Handle, Results, parse_signal};
+pub use handle::{FATAL_EXIT_CODE, Handle, Results};
 pub use info::{Health, ProcessInfo};
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::unistd::{AccessFlags, Gid, Uid, User};
+use vigil_config::py_repr;
 
 /// supervisord's PATH when neither the program nor the daemon has one.
 pub const DEFAULT_PATH: &str = "/bin:/usr/bin:/usr/local/bin";
@@ -227,32 +228,6 @@ impl SpawnError {
 /// The symbolic errno name supervisord prints (`ENOENT`).
 fn errno_name(errno: Errno) -> String {
     format!("{errno:?}")
-}
-
-/// Python's `repr()` of a string, which supervisord uses in its spawnerr texts:
-/// single quotes unless the text contains a single quote and no double quote.
-pub(crate) fn py_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// The PATH supervisord searches for a bare command name: the program's own

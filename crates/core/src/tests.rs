@@ -73,8 +73,13 @@ async fn boot(groups: Vec<GroupConfig>) -> (Handle, FakeSpawner, tempfile::TempD
     (handle, fake, dir)
 }
 
-fn specs(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| (*name).to_owned()).collect()
+/// A namespec as vigilctl reads it (`all` is every process).
+fn spec(text: &str) -> vigil_config::NameSpec {
+    vigil_config::NameSpec::parse(text)
+}
+
+fn specs(names: &[&str]) -> Vec<vigil_config::NameSpec> {
+    names.iter().map(|name| spec(name)).collect()
 }
 
 /// Asserts `actual` is `expected` within a millisecond of timer rounding.

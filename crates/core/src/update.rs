@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use ractor::RpcReplyPort;
-use vigil_config::{Apply, GroupChange, GroupConfig, ProcessConfig};
+use vigil_config::{Apply, GroupChange, GroupConfig, NameSpec, ProcessConfig};
 
 use crate::error::CoreError;
 use crate::handle::{Handle, call_root};
@@ -93,10 +93,10 @@ impl Handle {
     /// Stops and removes group `name` (update's "removed" step).
     pub async fn retire_group(&self, name: &str) -> GroupUpdate {
         let mut step = GroupUpdate::new(name, UpdateAction::Removed);
-        let results = self.stop(&[format!("{name}:*")], true).await;
-        for (namespec, result) in results {
+        let results = self.stop(&[NameSpec::Group(name.to_owned())], true).await;
+        for (spec, result) in results {
             match result {
-                Ok(()) => step.stopped.push(process_name(&namespec)),
+                Ok(()) => step.stopped.extend(spec.name().map(str::to_owned)),
                 Err(CoreError::NotRunning(_)) => {}
                 Err(error) => {
                     step.error.get_or_insert(error);
@@ -173,11 +173,14 @@ impl Handle {
             .chain(restarted.iter().copied())
             .filter_map(member)
             .collect();
-        let running: Vec<String> =
-            leaving.iter().filter(|m| m.state().is_running()).map(|m| m.namespec.clone()).collect();
-        for (namespec, result) in self.stop(&running, true).await {
+        let running: Vec<NameSpec> = leaving
+            .iter()
+            .filter(|m| m.state().is_running())
+            .map(|m| NameSpec::process(m.config.group.clone(), m.config.name.clone()))
+            .collect();
+        for (spec, result) in self.stop(&running, true).await {
             match result {
-                Ok(()) => step.stopped.push(process_name(&namespec)),
+                Ok(()) => step.stopped.extend(spec.name().map(str::to_owned)),
                 // It stopped on its own meanwhile.
                 Err(CoreError::NotRunning(_)) => {}
                 Err(error) => return Err(error),
@@ -254,9 +257,4 @@ impl Handle {
         };
         Ok((stdout, stderr))
     }
-}
-
-/// The process name of a namespec (`g:p` -> `p`, `p` -> `p`).
-pub(crate) fn process_name(namespec: &str) -> String {
-    namespec.rsplit_once(':').map_or(namespec, |(_, name)| name).to_owned()
 }

@@ -1,4 +1,4 @@
-//! vigild's startup sequence, main loop and ordered shutdown (reference s6.2).
+//! vigild's startup sequence, main loop and ordered shutdown.
 //!
 //! Order, and why:
 //! 1. Parse the command line (usage errors exit 2 before anything else).
@@ -37,8 +37,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vigil_config::{Config, LogTarget};
+use vigil_config::{Config, Diagnostic, LogTarget};
 
+pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
 use crate::daemonize::{self, Limit, Pidfile, Privileges, Readiness};
 use crate::flags::{EarlyExit, Flags, usage_error};
 use crate::listen::{self, Connection, Dispatch, Listener, Peer, UnixSocket};
@@ -54,14 +55,6 @@ pub mod exit_code {
     pub const FAILURE: i32 = 1;
     /// Usage or configuration error (supervisord's status for them).
     pub const USAGE: i32 = 2;
-}
-
-/// A loaded configuration with its non-fatal diagnostics, already rendered as
-/// `file:line: [section] key: message`.
-#[derive(Debug, Clone)]
-pub struct LoadedConfig {
-    pub config: Config,
-    pub warnings: Vec<String>,
 }
 
 /// Lets the control API and the tree ask the main loop for what a signal would
@@ -103,15 +96,13 @@ impl DaemonControl {
 pub struct TreeContext {
     /// The activity log, for `readLog`/`maintail`/`clearLog`.
     pub main_log: MainLog,
+    /// Asks the main loop for a shutdown or a reload.
     pub control: DaemonControl,
     /// PID 1: the reaper must adopt and reap orphans, and kill what is left at exit.
     pub pid1: bool,
-    /// The configuration file, for `reread`.
-    pub config_path: PathBuf,
-    /// The command line and the directory it was given in: `reread` must apply
-    /// the same overlay ([`Flags::overlay`]) as startup and SIGHUP.
-    pub flags: Flags,
-    pub cwd: PathBuf,
+    /// Where the configuration comes from, for `reread` to load it as startup
+    /// and SIGHUP do.
+    pub source: ConfigSource,
     /// vigild's own messages to a service manager (no-ops without one).
     pub notifier: Notifier,
 }
@@ -128,16 +119,18 @@ pub trait Tree: Send + Sync + 'static {
 
 /// The daemon's dependencies on the other crates.
 pub trait Backend: Send + Sync + 'static {
+    /// The tree this backend builds.
     type Tree: Tree;
-    /// The configuration search of reference s1.1; the error is the message
-    /// printed after `Error: `.
+    /// supervisord's configuration search (without `-c`); the error is the
+    /// message printed after `Error: `.
     fn find_config(&self, exe_dir: Option<&Path>, cwd: &Path) -> Result<PathBuf, String>;
-    /// Loads and validates; the error lists every problem.
+    /// Loads and validates; the error lists every problem. Callers go through
+    /// [`ConfigSource::load`], which adds the command line.
     fn load(
         &self,
         path: &Path,
         env: &BTreeMap<String, String>,
-    ) -> Result<LoadedConfig, Vec<String>>;
+    ) -> Result<LoadedConfig, Vec<Diagnostic>>;
     /// The `--check` summary.
     fn summary(&self, config: &Config) -> String;
     /// Builds and starts the tree (autostart programs in priority order).
@@ -170,18 +163,9 @@ enum Prepared {
 
 /// Everything decided before the first file is created.
 struct Daemon {
-    flags: Flags,
-    cwd: PathBuf,
-    config_path: PathBuf,
+    source: ConfigSource,
     config: Config,
     warnings: Vec<String>,
-}
-
-fn environment() -> BTreeMap<String, String> {
-    // Variables that are not UTF-8 cannot appear in %(ENV_X)s expansions anyway.
-    std::env::vars_os()
-        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
-        .collect()
 }
 
 fn prepare<B: Backend>(
@@ -212,36 +196,28 @@ fn prepare<B: Backend>(
             backend.find_config(exe_dir, &cwd).map_err(|message| usage(&message))?
         }
     };
-    let loaded = match backend.load(&config_path, &environment()) {
+    let source = ConfigSource { path: config_path, flags, cwd };
+    let loaded = match source.load(|path, env| backend.load(path, env)) {
         Ok(loaded) => loaded,
-        Err(errors) => {
+        Err(LoadError::Invalid(errors)) => {
             for error in &errors {
                 eprintln!("Error: {error}");
             }
-            if !flags.check {
+            if !source.flags.check {
                 eprintln!("For help, use {} -h", crate::flags::PROGRAM);
             }
             return Err(exit_code::USAGE);
         }
+        Err(LoadError::Flags(message)) => return Err(usage(&message)),
     };
-    let mut config = loaded.config;
-    if let Err(message) = flags.overlay(&mut config.supervisord, &cwd) {
-        return Err(usage(&message));
-    }
-    if flags.check {
+    if source.flags.check {
         for warning in &loaded.warnings {
             eprintln!("warning: {warning}");
         }
-        print!("{}", backend.summary(&config));
+        print!("{}", backend.summary(&loaded.config));
         return Ok(Prepared::Exit(exit_code::OK));
     }
-    Ok(Prepared::Run(Box::new(Daemon {
-        flags,
-        cwd,
-        config_path,
-        config,
-        warnings: loaded.warnings,
-    })))
+    Ok(Prepared::Run(Box::new(Daemon { source, config: loaded.config, warnings: loaded.warnings })))
 }
 
 /// Sockets bound before daemonizing.
@@ -297,7 +273,7 @@ impl Daemon {
         for warning in &self.warnings {
             tracing::warn!("{warning}");
         }
-        if self.flags.profile_options.is_some() {
+        if self.source.flags.profile_options.is_some() {
             tracing::warn!(
                 "--profile_options is accepted for compatibility but ignored: profiling is not supported"
             );
@@ -464,13 +440,6 @@ impl Daemon {
         settings
     }
 
-    /// Re-reads the configuration for SIGHUP, with the same command line.
-    fn reload<B: Backend>(&self, backend: &B) -> Result<LoadedConfig, Vec<String>> {
-        let mut loaded = backend.load(&self.config_path, &environment())?;
-        self.flags.overlay(&mut loaded.config.supervisord, &self.cwd).map_err(|e| vec![e])?;
-        Ok(loaded)
-    }
-
     async fn serve<B: Backend>(
         &mut self,
         backend: &B,
@@ -495,9 +464,7 @@ impl Daemon {
             main_log: main_log.clone(),
             control,
             pid1,
-            config_path: self.config_path.clone(),
-            flags: self.flags.clone(),
-            cwd: self.cwd.clone(),
+            source: self.source.clone(),
             notifier: notifier.clone(),
         };
         let ledger = crate::survivors::recover(&self.config.supervisord).await;
@@ -572,12 +539,12 @@ impl Daemon {
                     // READY=1 when dropped: after the new tree, or at once when
                     // the configuration is refused and the old tree stays.
                     let reloading = notifier.reload_guard();
-                    let loaded = match self.reload(backend) {
+                    let loaded = match self.source.load(|path, env| backend.load(path, env)) {
                         Ok(loaded) => loaded,
-                        Err(errors) => {
+                        Err(error) => {
                             // Bad input changes nothing: keep the running tree.
-                            for error in errors {
-                                tracing::error!("{error}");
+                            for message in error.messages() {
+                                tracing::error!("{message}");
                             }
                             tracing::error!(
                                 "configuration not reloaded; still running the previous one"

@@ -25,10 +25,18 @@ use vigil_config::UserSpec;
 /// Why daemonizing failed; the process is still attached when this is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonizeError {
+    /// `fork` would keep only the calling thread: the process must still be
+    /// single-threaded (the count it has).
     #[error("cannot daemonize a process that already runs {0} threads")]
     Multithreaded(usize),
+    /// A system call failed.
     #[error("cannot daemonize: {action} failed: {source}")]
-    Os { action: &'static str, source: io::Error },
+    Os {
+        /// What was being done (`fork`, `setsid`, ...).
+        action: &'static str,
+        /// The system's error.
+        source: io::Error,
+    },
 }
 
 fn os(action: &'static str) -> impl FnOnce(nix::Error) -> DaemonizeError {
@@ -179,6 +187,7 @@ impl Pidfile {
         Ok(Pidfile { path: path.to_owned(), pid })
     }
 
+    /// Where the pidfile is.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -346,7 +355,9 @@ pub fn is_auto_log_name(name: &str, identifier: &str) -> bool {
 /// The outcome of [`cleanup_auto_logs`].
 #[derive(Debug, Default)]
 pub struct Cleanup {
+    /// The old AUTO logs deleted.
     pub removed: Vec<PathBuf>,
+    /// The ones that could not be, with why.
     pub failed: Vec<(PathBuf, io::Error)>,
 }
 

@@ -1,4 +1,4 @@
-//! vigild's command line: supervisord's flags (reference s1.4) plus `--check`.
+//! vigild's command line: supervisord's flags plus `--check`.
 //!
 //! Parsing is clap's, but the error behaviour is supervisord's: every usage error
 //! prints `Error: <message>` and `For help, use vigild -h` on stderr and exits 2,

@@ -14,7 +14,10 @@
 //! types and vigil-core. The end-to-end tests (`tests/daemon.rs`) run the real
 //! daemon with a test backend.
 
+#![warn(missing_docs)]
+
 pub mod app;
+pub mod config_source;
 pub mod daemonize;
 pub mod flags;
 pub mod listen;

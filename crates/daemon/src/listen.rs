@@ -6,7 +6,7 @@
 //! `file`: the link either succeeds atomically or finds an existing file, which is
 //! either a live server (refuse to start) or a stale socket from a crashed daemon
 //! (unlink it and retry). That link is also the only "already running" check, as
-//! in supervisord (reference s1.5).
+//! in supervisord.
 //!
 //! Both sockets speak two protocols. [`serve`] reads the first bytes of each
 //! connection, [`classify`]s them (an HTTP method, `vigil_xmlrpc::REQUEST_METHODS`, is
@@ -76,16 +76,34 @@ pub const HANDSHAKE_TIMEOUT: Duration = vigil_rpc::transport::HANDSHAKE_TIMEOUT;
 /// Why a control socket could not be opened. All of them are fatal at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
+    /// Another program holds the socket's address (a live daemon on the
+    /// UNIX socket, anything on the TCP port).
     #[error("{IN_USE_MESSAGE}")]
     InUse,
+    /// The socket's path is taken by something that is not a socket.
     #[error("cannot create the control socket at {path}: the path exists and is not a socket")]
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The `[unix_http_server] file`.
+        path: PathBuf,
+    },
+    /// A TCP socket without credentials that was not explicitly allowed.
     #[error(
         "[inet_http_server] on {address} has no username/password; refusing to accept unauthenticated control over TCP (set username and password, or allow_unauthenticated = true)"
     )]
-    Unauthenticated { address: String },
+    Unauthenticated {
+        /// The `[inet_http_server] port` (`host:port`).
+        address: String,
+    },
+    /// A system call on the socket failed.
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: String, source: io::Error },
+    Io {
+        /// What was being done (`bind`, `chmod`, ...).
+        action: &'static str,
+        /// The socket's path or address.
+        path: String,
+        /// The system's error.
+        source: io::Error,
+    },
 }
 
 fn io_error(action: &'static str, path: impl std::fmt::Display, source: io::Error) -> ListenError {
@@ -338,7 +356,9 @@ pub type Connection = Rewind<Box<dyn AsyncStream>>;
 /// Who is on the other end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
+    /// A client on the UNIX socket.
     Unix,
+    /// A client on the TCP socket, from this address.
     Tcp(SocketAddr),
 }
 
@@ -354,7 +374,9 @@ pub trait Dispatch: Send + Sync + 'static {
 /// A listening control socket, ready for [`serve`].
 #[derive(Debug)]
 pub enum Listener {
+    /// `[unix_http_server]`.
     Unix(tokio::net::UnixListener),
+    /// `[inet_http_server]`.
     Tcp(tokio::net::TcpListener),
 }
 

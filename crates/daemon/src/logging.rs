@@ -46,9 +46,13 @@ pub const BLATHER_FIELD: &str = "blather";
 /// Where and how the activity log is written; derived from `[supervisord]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
+    /// `logfile`: a file, syslog or nowhere.
     pub target: LogTarget,
+    /// `logfile_maxbytes`: the size that rotates the file (0: never).
     pub maxbytes: u64,
+    /// `logfile_backups`: rotated files kept.
     pub backups: u32,
+    /// `loglevel`: the least severe level written.
     pub level: LogLevel,
     /// Echo every line to stdout (`nodaemon` and not `silent`).
     pub echo_stdout: bool,
@@ -359,10 +363,12 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
+    /// Opens `path` for appending, creating it if needed.
     pub fn open(path: PathBuf, maxbytes: u64, backups: u32) -> Result<RotatingFile, LogError> {
         Ok(RotatingFile { file: LogFile::open(path)?, maxbytes, backups })
     }
 
+    /// Appends `bytes`, then rotates if the file reached `maxbytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
         if !self.file.is_open() {
             // A failed reopen after a rotation or clear: try again.
@@ -377,6 +383,8 @@ impl RotatingFile {
         Ok(())
     }
 
+    /// Opens the path again: a fresh file after `clearLog`, or after an outside
+    /// rotation moved the old one (SIGUSR2).
     pub fn reopen(&mut self) -> Result<(), LogError> {
         self.file.reopen()
     }
@@ -460,12 +468,19 @@ pub fn tail_window(size: u64, offset: u64, length: u64) -> (u64, u64, bool) {
 /// A broken-down local time with milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalTime {
+    /// The year (`2024`).
     pub year: i32,
+    /// 1 to 12.
     pub month: u32,
+    /// 1 to 31.
     pub day: u32,
+    /// 0 to 23.
     pub hour: u32,
+    /// 0 to 59.
     pub minute: u32,
+    /// 0 to 60 (a leap second).
     pub second: u32,
+    /// 0 to 999.
     pub millis: u32,
 }
 
@@ -562,6 +577,7 @@ pub struct ActivityLayer {
 }
 
 impl ActivityLayer {
+    /// A layer writing into `log`.
     pub fn new(log: MainLog) -> ActivityLayer {
         ActivityLayer { log }
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use tarpc::context::Context;
-use vigil_config::{Apply, AutoRestart, Diagnostic, LogConfig, Plan};
+use vigil_config::{Apply, AutoRestart, Diagnostic, LogConfig, Plan, Signal};
 use vigil_core::{
     Available, Channel, ChannelLog, ConfigControl, ConfigError, CoreError, GroupUpdate, Handle,
     UpdateAction as CoreAction, UpdateOutcome,
@@ -62,6 +62,8 @@ struct Shared {
 vigil_rpc::impl_send_control!(ControlServer);
 
 impl ControlServer {
+    /// The service over `handle` and `config`, reporting `identification`
+    /// (`[supervisord] identifier`).
     pub fn new(
         handle: Handle,
         config: ConfigControl,
@@ -98,7 +100,7 @@ impl ControlServer {
             LogChannel::Stdout => Channel::Stdout,
             LogChannel::Stderr => Channel::Stderr,
         };
-        self.handle().log(name, channel).map_err(core_error)
+        self.handle().log(&NameSpec::parse(name), channel).map_err(|e| named_error(e, name))
     }
 }
 
@@ -140,10 +142,12 @@ impl Control for ControlServer {
     async fn process_info(self, _: Context, name: String) -> Result<ProcessInfo, ControlError> {
         self.check()?;
         // getProcessInfo names one process: `g:*` and `all` are BAD_NAME.
-        if !matches!(NameSpec::parse(&name), NameSpec::Process { .. }) {
+        let spec = NameSpec::parse(&name);
+        if !matches!(spec, NameSpec::Process { .. }) {
             return Err(ControlError::BadName(name));
         }
-        let infos = self.handle().process_info(Some(&name)).await.map_err(core_error)?;
+        let infos =
+            self.handle().process_info(Some(&spec)).await.map_err(|e| named_error(e, &name))?;
         match <[_; 1]>::try_from(infos) {
             Ok([info]) => Ok(process_info(info)),
             Err(_) => Err(ControlError::BadName(name)),
@@ -158,7 +162,7 @@ impl Control for ControlServer {
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
         let handle = self.handle().clone();
-        let names = spec_strings(&specs);
+        let names = effective_specs(&specs);
         let results = detached(async move { handle.start(&names, wait).await }).await?;
         Ok(order_results(&specs, results))
     }
@@ -171,7 +175,7 @@ impl Control for ControlServer {
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
         let handle = self.handle().clone();
-        let names = spec_strings(&specs);
+        let names = effective_specs(&specs);
         let results = detached(async move { handle.stop(&names, wait).await }).await?;
         Ok(order_results(&specs, results))
     }
@@ -184,7 +188,7 @@ impl Control for ControlServer {
     ) -> Result<RestartReport, ControlError> {
         self.check()?;
         let handle = self.handle().clone();
-        let names = spec_strings(&specs);
+        let names = effective_specs(&specs);
         let (stopped, started) = detached(async move {
             // supervisorctl's restart: every stop (waited for), then every start.
             let stopped = handle.stop(&names, true).await;
@@ -205,11 +209,11 @@ impl Control for ControlServer {
         signal: String,
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
-        let names = spec_strings(&specs);
-        let results = match vigil_core::parse_signal(&signal) {
-            Ok(number) => {
+        let names = effective_specs(&specs);
+        let results = match requested_signal(&signal) {
+            Ok(signal) => {
                 let handle = self.handle().clone();
-                detached(async move { handle.signal(&names, number).await }).await?
+                detached(async move { handle.signal(&names, signal).await }).await?
             }
             Err(error) => names.into_iter().map(|name| (name, Err(error.clone()))).collect(),
         };
@@ -336,22 +340,22 @@ impl Control for ControlServer {
         self.check()?;
         let mut results = Vec::new();
         for spec in effective_specs(&specs) {
-            let text = spec.to_string();
-            let infos = match self.handle().process_info(Some(&text)).await {
+            let infos = match self.handle().process_info(Some(&spec)).await {
                 Ok(infos) => infos,
                 Err(error) => {
-                    results.push((text, Err(error)));
+                    results.push((spec, Err(error)));
                     continue;
                 }
             };
             for info in infos {
+                let process = NameSpec::process(info.group, info.name);
                 let cleared =
                     [Channel::Stdout, Channel::Stderr].into_iter().try_for_each(|channel| {
-                        let log = self.handle().log(&info.namespec, channel)?;
+                        let log = self.handle().log(&process, channel)?;
                         log.clear()
                             .map_err(|e| CoreError::Failed(format!("{}: {e}", info.namespec)))
                     });
-                results.push((info.namespec.clone(), cleared));
+                results.push((process, cleared));
             }
         }
         Ok(order_results(&specs, results))
@@ -422,7 +426,8 @@ impl Control for ControlServer {
 
     async fn send_stdin(self, _: Context, name: String, data: Blob) -> Result<(), ControlError> {
         self.check()?;
-        self.handle().send_stdin(&name, data.0).await.map_err(core_error)
+        let spec = NameSpec::parse(&name);
+        self.handle().send_stdin(&spec, data.0).await.map_err(|e| named_error(e, &name))
     }
 
     async fn send_comm_event(
@@ -446,55 +451,61 @@ fn effective_specs(specs: &[NameSpec]) -> Vec<NameSpec> {
     if specs.contains(&NameSpec::All) { vec![NameSpec::All] } else { specs.to_vec() }
 }
 
-fn spec_strings(specs: &[NameSpec]) -> Vec<String> {
-    effective_specs(specs).iter().map(ToString::to_string).collect()
+/// The signal a `signal` request names, or `BAD_SIGNAL` with the text as it
+/// was sent.
+fn requested_signal(text: &str) -> Result<Signal, CoreError> {
+    Signal::parse(text).map_err(|_| CoreError::BadSignal(text.to_owned()))
 }
 
-/// `g:p` -> (`g`, `p`); `p` -> (`p`, `p`).
-fn split_namespec(namespec: &str) -> (String, String) {
-    match namespec.split_once(':') {
-        Some((group, name)) => (group.to_owned(), name.to_owned()),
-        None => (namespec.to_owned(), namespec.to_owned()),
+/// A fault of a request naming one process by `name`: an unknown name is
+/// reported as the caller spelled it (`web:web`, not the tree's `web`).
+fn named_error(error: CoreError, name: &str) -> ControlError {
+    match error {
+        CoreError::BadName(_) => ControlError::BadName(name.to_owned()),
+        other => core_error(other),
     }
 }
 
-/// The tree's per-process results (keyed by namespec, or by the spec itself
-/// for a spec that names nothing) as wire results, in the order of `specs`:
-/// a process spec in place, a group or `all` as its processes sorted by group
-/// then name; a spec naming nothing as one `BadName` result.
-pub fn order_results(
-    specs: &[NameSpec],
-    results: Vec<(String, Result<(), CoreError>)>,
-) -> Vec<ProcessResult> {
-    let mut pending: Vec<Option<(String, Result<(), CoreError>)>> =
+/// A result's process as (group, name). Results are keyed by process, but a
+/// group or `all` that was not acted on at all (the daemon began shutting
+/// down) is one result about the whole group, without a process name.
+fn result_process(spec: &NameSpec) -> (String, Option<String>) {
+    match spec {
+        NameSpec::All => ("all".to_owned(), None),
+        NameSpec::Group(group) => (group.clone(), None),
+        NameSpec::Process { group, name } => (group.clone(), Some(name.clone())),
+    }
+}
+
+/// The tree's results (keyed by process, or by the spec itself for a spec
+/// that names nothing) as wire results, in the order of `specs`: a process
+/// spec in place, a group or `all` as its processes sorted by group then
+/// name; a spec naming nothing as one `BadName` result.
+pub fn order_results(specs: &[NameSpec], results: vigil_core::Results) -> Vec<ProcessResult> {
+    let mut pending: Vec<Option<(NameSpec, Result<(), CoreError>)>> =
         results.into_iter().map(Some).collect();
     let mut out = Vec::new();
-    let wire = |namespec: &str, result: Result<(), CoreError>| {
-        let (group, name) = split_namespec(namespec);
-        match result {
-            Ok(()) => ProcessResult::ok(group, name),
-            Err(error) => ProcessResult::failed(group, Some(name), core_error(error)),
-        }
+    let wire = |spec: &NameSpec, result: Result<(), CoreError>| {
+        let (group, name) = result_process(spec);
+        ProcessResult { group, name, error: result.err().map(core_error) }
     };
     let specs = effective_specs(specs);
     // First the specs that named nothing, so that no group spec claims them.
     let mut bad = std::collections::HashMap::new();
     for spec in &specs {
-        let key = spec.to_string();
         let at = pending.iter().position(|entry| {
             entry
                 .as_ref()
-                .is_some_and(|(k, r)| *k == key && matches!(r, Err(CoreError::BadName(_))))
+                .is_some_and(|(k, r)| k == spec && matches!(r, Err(CoreError::BadName(_))))
         });
         if let Some(at) = at
             && let Some((_, Err(error))) = pending[at].take()
         {
-            bad.insert(key, error);
+            bad.insert(spec.clone(), error);
         }
     }
     for spec in specs {
-        let key = spec.to_string();
-        if let Some(error) = bad.remove(&key) {
+        if let Some(error) = bad.remove(&spec) {
             out.push(match &spec {
                 NameSpec::Process { group, name } => {
                     ProcessResult::failed(group.clone(), Some(name.clone()), core_error(error))
@@ -506,27 +517,27 @@ pub fn order_results(
             });
             continue;
         }
-        let belongs = |namespec: &str| -> bool {
-            let (group, name) = split_namespec(namespec);
+        let belongs = |key: &NameSpec| -> bool {
             match &spec {
                 NameSpec::All => true,
-                NameSpec::Group(g) => *g == group,
-                NameSpec::Process { group: g, name: n } => *g == group && *n == name,
+                NameSpec::Group(group) => key.group() == Some(group.as_str()),
+                NameSpec::Process { .. } => *key == spec,
             }
         };
-        let mut matched: Vec<(String, Result<(), CoreError>)> = pending
+        let mut matched: Vec<(NameSpec, Result<(), CoreError>)> = pending
             .iter_mut()
             .filter(|entry| entry.as_ref().is_some_and(|(k, _)| belongs(k)))
             .filter_map(Option::take)
             .collect();
-        matched.sort_by_key(|(namespec, _)| split_namespec(namespec));
-        out.extend(matched.into_iter().map(|(namespec, result)| wire(&namespec, result)));
+        matched.sort_by(|(a, _), (b, _)| (a.group(), a.name()).cmp(&(b.group(), b.name())));
+        out.extend(matched.into_iter().map(|(key, result)| wire(&key, result)));
     }
     // Nothing is dropped, even a result no spec claims (a group renamed meanwhile).
-    out.extend(pending.into_iter().flatten().map(|(namespec, result)| wire(&namespec, result)));
+    out.extend(pending.into_iter().flatten().map(|(key, result)| wire(&key, result)));
     out
 }
 
+/// A tree fault as the wire fault of the same supervisord code and text.
 pub fn core_error(error: CoreError) -> ControlError {
     match error {
         CoreError::BadName(detail) => ControlError::BadName(detail),
@@ -574,6 +585,7 @@ pub fn config_error_line(diagnostic: &Diagnostic) -> ConfigErrorLine {
     }
 }
 
+/// A process's status as `getProcessInfo` reports it.
 pub fn process_info(info: vigil_core::ProcessInfo) -> ProcessInfo {
     ProcessInfo {
         name: info.name,
@@ -772,6 +784,7 @@ fn log_settings(log: &LogConfig) -> LogSettings {
     }
 }
 
+/// One configured process as `getAllConfigInfo` reports it.
 pub fn config_info(available: Available) -> ConfigInfo {
     let process = available.process;
     ConfigInfo {

@@ -1,8 +1,8 @@
 //! Signals the daemon acts on, as a stream of [`DaemonSignal`] for main's loop.
 //!
-//! supervisord's table (reference s6.1): SIGTERM, SIGINT and SIGQUIT request an
-//! ordered shutdown (exit status 0), SIGHUP a reload (re-read the configuration and
-//! rebuild the tree, same pid), SIGUSR2 a log reopen. SIGCHLD belongs to the
+//! supervisord's table: SIGTERM, SIGINT and SIGQUIT request an ordered shutdown
+//! (exit status 0), SIGHUP a reload (re-read the configuration and rebuild the
+//! tree, same pid), SIGUSR2 a log reopen. SIGCHLD belongs to the
 //! reaper in vigil-core and is not touched here.
 //!
 //! As PID 1 (in a container) the kernel drops every signal that has no handler,

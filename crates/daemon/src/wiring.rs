@@ -6,11 +6,12 @@
 //!   tree and kept across reloads, since it owns every `waitpid` of the
 //!   process), a [`Supervisor`] per tree with the daemon's environment and
 //!   `SUPERVISOR_SERVER_URL`, and the config actor ([`ConfigControl`]) that
-//!   `reread`/`update` go through; its loader re-reads the file with the same
-//!   command-line overlay as startup.
+//!   `reread`/`update` go through; its loader reads the config through the
+//!   daemon's [`ConfigSource`], as startup and SIGHUP do.
 //! - Control: Vigil connections are served by [`ControlServer`] through
-//!   vigil-rpc's [`serve_stream_until`] with the credentials of the socket they came
-//!   in on. HTTP connections get a plain 501 until the XML-RPC server is wired.
+//!   vigil-rpc's [`serve_stream_until`], and HTTP connections by vigil-xmlrpc
+//!   over the same [`ControlServer`], each with the credentials of the socket
+//!   they came in on.
 //!
 //! The rest of the daemon depends only on the [`Backend`] and [`Tree`] traits.
 
@@ -20,11 +21,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use vigil_config::{Config, Credentials, Diagnostic};
+use vigil_config::{Config, Credentials, Diagnostic, NameSpec};
 use vigil_core::{Channel, ConfigControl, Handle, Loader, Reaper, Supervisor, SupervisorOptions};
 use vigil_rpc::{ServeError, ServerAuth, serve_stream_until};
 
-use crate::app::{Backend, LoadedConfig, Tree, TreeContext};
+use crate::app::{Backend, ConfigSource, LoadedConfig, Tree, TreeContext};
+use crate::config_source::environment;
 use crate::listen::{Connection, Dispatch, Peer};
 use crate::server::ControlServer;
 
@@ -55,27 +57,6 @@ fn reaper() -> Result<Reaper, String> {
     let reaper =
         Reaper::start(true).map_err(|err| format!("cannot start the child reaper: {err}"))?;
     Ok(REAPER.get_or_init(|| reaper).clone())
-}
-
-/// The daemon's environment as text; variables that are not UTF-8 cannot be
-/// passed through the config's `%(ENV_X)s` anyway.
-fn environment() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
-        .collect()
-}
-
-fn load_config(
-    path: &Path,
-    env: &BTreeMap<String, String>,
-) -> Result<LoadedConfig, Vec<Diagnostic>> {
-    match vigil_config::load(path, env) {
-        Ok(loaded) => Ok(LoadedConfig {
-            config: loaded.config,
-            warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
-        }),
-        Err(errors) => Err(errors.errors),
-    }
 }
 
 /// `SUPERVISOR_SERVER_URL` for children: the Unix socket if there is one,
@@ -115,8 +96,14 @@ impl Backend for Wired {
         &self,
         path: &Path,
         env: &BTreeMap<String, String>,
-    ) -> Result<LoadedConfig, Vec<String>> {
-        load_config(path, env).map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    ) -> Result<LoadedConfig, Vec<Diagnostic>> {
+        match vigil_config::load(path, env) {
+            Ok(loaded) => Ok(LoadedConfig {
+                config: loaded.config,
+                warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+            }),
+            Err(errors) => Err(errors.errors),
+        }
     }
 
     fn summary(&self, config: &Config) -> String {
@@ -178,19 +165,15 @@ impl Backend for Wired {
 }
 
 /// Re-reads the configuration for `reread`/`update` exactly as startup and
-/// SIGHUP do: same file, the environment of now, the command-line overlay.
+/// SIGHUP do, through the daemon's [`ConfigSource`].
 fn loader(context: &TreeContext) -> Loader {
-    let path = context.config_path.clone();
-    let flags = context.flags.clone();
-    let cwd = context.cwd.clone();
+    let source: ConfigSource = context.source.clone();
     Arc::new(move || {
-        let mut loaded = load_config(&path, &environment())?;
+        let loaded =
+            source.load(|path, env| Wired.load(path, env)).map_err(|e| source.diagnostics(e))?;
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
-        flags.overlay(&mut loaded.config.supervisord, &cwd).map_err(|message| {
-            vec![Diagnostic { file: path.clone(), line: None, section: None, key: None, message }]
-        })?;
         Ok(loaded.config)
     })
 }
@@ -219,10 +202,11 @@ impl Tree for CoreTree {
             Err(error) => return tracing::error!("cannot list processes to reopen logs: {error}"),
         };
         for info in infos {
+            let process = NameSpec::process(info.group, info.name);
             for channel in [Channel::Stdout, Channel::Stderr] {
                 let reopened = self
                     .handle
-                    .log(&info.namespec, channel)
+                    .log(&process, channel)
                     .map_err(|e| e.to_string())
                     .and_then(|log| log.reopen().map_err(|e| e.to_string()));
                 if let Err(error) = reopened {

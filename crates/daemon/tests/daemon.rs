@@ -20,7 +20,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigil_config::{
-    Config, Credentials, LogLevel, LogTarget, OnFatal, Supervisord, UnixHttpServer,
+    Config, Credentials, Diagnostic, LogLevel, LogTarget, OnFatal, Supervisord, UnixHttpServer,
 };
 use vigil_daemon::app::{self, Backend, LoadedConfig, Tree, TreeContext};
 use vigil_daemon::listen::{Connection, Dispatch, Peer};
@@ -76,10 +76,24 @@ fn main() {
 struct TestBackend;
 
 /// The test config format: `identifier=<word>` (or the word `invalid`).
-fn identifier_of(path: &Path) -> Result<String, Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![e.to_string()])?;
+fn identifier_of(path: &Path) -> Result<String, Vec<Diagnostic>> {
+    let problem = |line, section: Option<&str>, key: Option<&str>, message: String| Diagnostic {
+        file: path.to_owned(),
+        line,
+        section: section.map(str::to_owned),
+        key: key.map(str::to_owned),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![problem(None, None, None, e.to_string())])?;
     if text.contains("invalid") {
-        return Err(vec![format!("{}:1: [supervisord] bogus: invalid value", path.display())]);
+        // Shown as `<file>:1: [supervisord] bogus: invalid value`.
+        return Err(vec![problem(
+            Some(1),
+            Some("supervisord"),
+            Some("bogus"),
+            "invalid value".to_owned(),
+        )]);
     }
     Ok(text.trim().strip_prefix("identifier=").unwrap_or("none").to_owned())
 }
@@ -95,7 +109,7 @@ impl Backend for TestBackend {
         &self,
         path: &Path,
         _env: &BTreeMap<String, String>,
-    ) -> Result<LoadedConfig, Vec<String>> {
+    ) -> Result<LoadedConfig, Vec<Diagnostic>> {
         let identifier = identifier_of(path)?;
         let dir = path.parent().unwrap().to_owned();
         let config = Config {

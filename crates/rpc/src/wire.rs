@@ -259,7 +259,7 @@ impl ProcessInfo {
 pub fn describe(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> String) -> String {
     let base = supervisord_description(info, stop_local);
     // Vigil's extras, in the same column: health after a RUNNING description,
-    // and what a STARTING process waits for (issue 6).
+    // and what a STARTING process waits for.
     match (info.state, &info.health) {
         (ProcessState::Running, Some(health)) => format!("{base}, {}", health.word()),
         (ProcessState::Starting, _) if !info.waiting_for.is_empty() => {
@@ -694,7 +694,7 @@ mod tests {
             (with(ProcessState::Starting, 1000, ""), ""),
             (with(ProcessState::Stopping, 1000, ""), ""),
             (with(ProcessState::Unknown, 1000, ""), ""),
-            // Vigil's extras (issue 6).
+            // Vigil's extras: health and dependencies.
             (
                 ProcessInfo { health: Some(Health::Healthy), ..base.clone() },
                 "pid 61, uptime 0:00:12, healthy",

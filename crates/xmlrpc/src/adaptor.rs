@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use vigil_config::Signal;
 use vigil_rpc::{
     Blob, ControlError, ControlRequest, ControlResponse, LogChannel, LogTarget, MAX_LOG_CHUNK,
     NameSpec, SendControl, context_with_timeout,
@@ -382,7 +382,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
     }
 
     async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
-        let signal = (signal as i32).to_string();
+        let signal = signal.number().to_string();
         single(call!(self, Signal { specs: vec![spec(process)], signal: signal })?)
     }
 
@@ -391,7 +391,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         scope: &Scope,
         signal: Signal,
     ) -> Result<Vec<ProcessResult>, Fault> {
-        let signal = (signal as i32).to_string();
+        let signal = signal.number().to_string();
         many(call!(self, Signal { specs: vec![scope_spec(scope)], signal: signal })?)
     }
 

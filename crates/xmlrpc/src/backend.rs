@@ -18,7 +18,7 @@
 
 use std::future::Future;
 
-use nix::sys::signal::Signal;
+use vigil_config::{NameSpec, Signal};
 
 use crate::fault::Fault;
 
@@ -62,11 +62,13 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// Reads `namespec` with [`NameSpec::split`].
     pub(crate) fn parse(namespec: &str) -> Target {
-        match namespec.split_once(':') {
-            Some((group, "" | "*")) => Target::Group(group.to_owned()),
-            Some((group, name)) => Target::Process(ProcessRef::new(group, name)),
-            None => Target::Process(ProcessRef::new(namespec, namespec)),
+        match NameSpec::split(namespec) {
+            NameSpec::Process { group, name } => Target::Process(ProcessRef { group, name }),
+            NameSpec::Group(group) => Target::Group(group),
+            // `split` reads `all` as a name, never as every process.
+            NameSpec::All => Target::Process(ProcessRef::new("all", "all")),
         }
     }
 }

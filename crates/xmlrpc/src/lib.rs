@@ -16,10 +16,11 @@
 //!   daemon, with supervisord's semantics, and the names it is addressed by.
 //! - [`fault`]: supervisord's fault codes, the error of every layer above.
 //!
-//! The crate depends on vigil-rpc only, never on the supervision tree: vigild wires it to
-//! its control service. It owns no sockets and no protocol sniffing, and holds no daemon
+//! The crate depends on vigil-rpc and on vigil-config's vocabulary (namespecs, signal
+//! names), never on the supervision tree: vigild wires it to its control service. It owns no sockets and no protocol sniffing, and holds no daemon
 //! state of its own (only, per connection, a `shutdown`/`restart` waiting for its answer to
 //! be sent).
+#![warn(missing_docs)]
 #![allow(
     rustdoc::private_intra_doc_links,
     reason = "this overview is for readers of the crate's source; its layers stay private"

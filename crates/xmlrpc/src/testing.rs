@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use nix::sys::signal::Signal;
 use tokio::sync::Notify;
+use vigil_config::Signal;
 
 use vigil_rpc::LogSettings;
 

@@ -1,4 +1,4 @@
-//! vigil-bench: runs the performance scenarios of issue 7 against vigild and
+//! vigil-bench: runs the performance scenarios (S1-S9) against vigild and
 //! supervisord side by side, measuring each daemon from the outside.
 //!
 //! The harness launches every daemon itself, in the foreground, in a fresh

@@ -16,7 +16,7 @@ use vigil_bench::run::Pacing;
 use vigil_bench::scenarios::{Bench, Options, first_line};
 use vigil_bench::target::Target;
 
-/// Benchmarks vigild/vigilctl against supervisord/supervisorctl (issue 7).
+/// Benchmarks vigild/vigilctl against supervisord/supervisorctl.
 ///
 /// Without a subcommand, runs the scenarios S1-S9 against every target and
 /// prints the side-by-side table.

@@ -1,4 +1,4 @@
-//! The scenarios S1-S9 of issue 7 and the loop that runs them.
+//! The performance scenarios S1-S9 and the loop that runs them.
 //!
 //! Each scenario case runs `repeats` times per target, targets alternating
 //! (the order rotates with the repetition, so neither always runs first on

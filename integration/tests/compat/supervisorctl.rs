@@ -1,6 +1,6 @@
 //! The stock `supervisorctl` against `vigild` and against the real `supervisord`, on the
 //! same configuration, command by command: what it prints and its exit status must be the
-//! same once pids, times, versions and the temporary directory are masked (issue 5).
+//! same once pids, times, versions and the temporary directory are masked.
 //!
 //! Both daemons run the same script at once, each in its own directory; the transcripts
 //! are compared at the end, and every difference is reported together.

@@ -40,7 +40,7 @@ INFO_FIELDS = {
     "logfile", "stdout_logfile", "stderr_logfile", "pid", "description",
 }
 
-# getAllConfigInfo fields of 4.3.0 (reference s4.2).
+# getAllConfigInfo fields of supervisor 4.3.0.
 CONFIG_FIELDS = {
     "autostart", "directory", "uid", "command", "exitcodes", "group", "group_prio", "inuse",
     "killasgroup", "name", "process_prio", "redirect_stderr", "startretries", "startsecs",

@@ -113,7 +113,7 @@ fn shutdown_with_a_follower_connected() {
 
 /// supervisorctl's 401 handling escapes `do_status` before it sets the LSB
 /// "unknown" status, so `status` without credentials exits 1, like every other
-/// command (reference s3.1 and s3.4), not 4.
+/// command of supervisorctl, not 4.
 #[test]
 fn status_without_credentials_exits_1() {
     let sandbox = Sandbox::new();

@@ -1,5 +1,5 @@
 //! Every vigilctl command against a live vigild: the exact lines and exit codes
-//! of supervisorctl 4.x (reference s3.2-s3.4), plus `--json`.
+//! of supervisorctl 4.x, plus `--json`.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The daemon's signals (reference s6.1): SIGHUP reloads, SIGTERM shuts down
+//! The daemon's signals, supervisord's table: SIGHUP reloads, SIGTERM shuts down
 //! leaving no child, grandchild or zombie behind.
 
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn pidfile_holds_the_daemon_pid() {
     assert_eq!(sandbox.read_text("vigild.pid").trim(), daemon.pid().to_string());
 }
 
-/// SIGINT and SIGQUIT shut down like SIGTERM (reference s6.1), with status 0.
+/// SIGINT and SIGQUIT shut down like SIGTERM, as in supervisord, with status 0.
 #[test]
 fn sigint_and_sigquit_shut_down_cleanly() {
     for signal in [Signal::SIGINT, Signal::SIGQUIT] {
@@ -301,7 +301,7 @@ fn idle_daemon_does_not_wake_up() {
     assert!(woken <= 8, "vigild woke up {woken} times in 4 idle seconds");
 }
 
-/// Issue 6: a group that exhausts its restart budget under `on_fatal =
+/// A group that exhausts its restart budget under `on_fatal =
 /// shutdown` takes the daemon down after an ordered shutdown, with exit status
 /// 1, so a container restarts instead of limping on. The bystander shows the
 /// shutdown is the whole tree's, not just the failing group's.

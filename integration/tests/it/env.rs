@@ -1,4 +1,4 @@
-//! What a child sees (reference s2.7): its environment, including the
+//! What a child sees, as under supervisord: its environment, including the
 //! `SUPERVISOR_*` variables existing programs rely on, its directory, umask and
 //! user.
 

@@ -1,4 +1,4 @@
-//! The lifecycle through vigild (reference s2): start, crash and backoff to
+//! supervisord's process lifecycle through vigild: start, crash and backoff to
 //! FATAL, the autorestart matrix, spawn errors. Exact timing is covered by
 //! vigil-core's paused-time tests; here it is measured loosely.
 
@@ -96,7 +96,7 @@ fn crash_backs_off_to_fatal_after_startretries_plus_one_spawns() {
     output.expect_code(7).expect_lines(&["crasher: ERROR (spawn error)"]);
 }
 
-/// One program per cell of reference s2.4, plus a signal death.
+/// One program per cell of the autorestart by exit code matrix, plus a signal death.
 #[test]
 fn autorestart_matrix() {
     let cases: &[(&str, &str, &[&str], bool)] = &[

@@ -1,4 +1,4 @@
-//! Black-box tests, one binary (see STYLE.md 4.4): the real `vigild` and
+//! Black-box tests in one binary (each test binary is linked on its own): the real `vigild` and
 //! `vigilctl` driving the `vigil-test-child` helper, one module per area.
 //!
 //! Each test has its own [`Sandbox`] (directory, config, socket) and its own

@@ -52,7 +52,7 @@ fn many_short_lived_orphans_leave_no_zombie() {
 }
 
 /// An orphan still running when vigild is told to stop. supervisord would leave
-/// it (it only signals its direct children), but issue 3's acceptance is "a
+/// it (it only signals its direct children), but Vigil promises that "a
 /// daemon killed with SIGTERM leaves no child, grandchild or zombie behind":
 /// vigild, the orphan's parent by adoption, has to end it before exiting.
 #[test]

@@ -1,4 +1,4 @@
-//! Stopping (reference s2.5): stopsignal, escalation to SIGKILL after
+//! Stopping as supervisord does: stopsignal, escalation to SIGKILL after
 //! stopwaitsecs, and stopasgroup/killasgroup reaching grandchildren.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! `avail`, `reread`, `add`, `remove` and `update` (reference s3.5): only what
+//! `avail`, `reread`, `add`, `remove` and `update`, as supervisorctl's: only what
 //! changed is touched, a dry run and a broken config change nothing.
 
 use std::collections::BTreeMap;
@@ -374,7 +374,7 @@ fn update_adds_a_member_to_a_group() {
 }
 
 /// `reread`/`update` look at process groups only: a changed `[supervisord]`
-/// section waits for a reload (reference s3.5).
+/// section waits for a reload, as in supervisord.
 #[test]
 fn supervisord_section_changes_are_not_updates() {
     let sandbox = Sandbox::new();

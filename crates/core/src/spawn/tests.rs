@@ -87,12 +87,17 @@ fn default_path_is_used_without_one() {
 }
 
 #[test]
-fn repr_quotes_like_python() {
-    assert_eq!(py_repr("abc"), "'abc'");
-    assert_eq!(py_repr("it's"), "\"it's\"");
-    assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
-    assert_eq!(py_repr("tab\there\n"), "'tab\\there\\n'");
-    assert_eq!(py_repr("back\\slash"), "'back\\\\slash'");
+fn spawnerr_texts_quote_the_command_like_python() {
+    let not_found = |command: &str| SpawnError::NotFound(command.to_owned()).to_string();
+    assert_eq!(not_found("abc"), "can't find command 'abc'");
+    assert_eq!(not_found("it's"), "can't find command \"it's\"");
+    assert_eq!(not_found("a'b\"c"), "can't find command 'a\\'b\"c'");
+    assert_eq!(not_found("tab\there\n"), "can't find command 'tab\\there\\n'");
+    assert_eq!(not_found("back\\slash"), "can't find command 'back\\\\slash'");
+    assert_eq!(
+        SpawnError::IsDirectory("/srv".to_owned()).to_string(),
+        "command at '/srv' is a directory"
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::fixtures::{group, program, solo};
-use super::{boot, specs, until_state};
+use vigil_config::Signal;
+
+use super::{boot, spec, specs, until_state};
 use crate::{Channel, CoreError, ProcessState};
 
 #[tokio::test(start_paused = true)]
@@ -18,9 +20,9 @@ async fn faults_mirror_supervisord() {
     assert_eq!(
         bad,
         [
-            ("nosuch".to_owned(), Err(CoreError::BadName("nosuch".to_owned()))),
-            ("web:nosuch".to_owned(), Err(CoreError::BadName("web:nosuch".to_owned()))),
-            ("nosuch:*".to_owned(), Err(CoreError::BadName("nosuch:*".to_owned()))),
+            (spec("nosuch"), Err(CoreError::BadName("nosuch".to_owned()))),
+            (spec("web:nosuch"), Err(CoreError::BadName("web:nosuch".to_owned()))),
+            (spec("nosuch:*"), Err(CoreError::BadName("nosuch:*".to_owned()))),
         ]
     );
     assert_eq!(
@@ -36,7 +38,7 @@ async fn faults_mirror_supervisord() {
         Err(CoreError::NotRunning("web".to_owned()))
     );
     assert_eq!(
-        handle.signal(&specs(&["web"]), libc::SIGHUP).await[0].1,
+        handle.signal(&specs(&["web"]), Signal(libc::SIGHUP)).await[0].1,
         Err(CoreError::NotRunning("web".to_owned()))
     );
     assert_eq!(handle.start(&specs(&["web"]), true).await[0].1, Ok(()));
@@ -45,16 +47,16 @@ async fn faults_mirror_supervisord() {
         Err(CoreError::AlreadyStarted("web".to_owned()))
     );
     assert_eq!(
-        handle.signal(&specs(&["web"]), 9999).await[0].1,
+        handle.signal(&specs(&["web"]), Signal(9999)).await[0].1,
         Err(CoreError::BadSignal("9999".to_owned()))
     );
     assert_eq!(
-        handle.send_stdin("quick", b"x".to_vec()).await,
+        handle.send_stdin(&spec("quick"), b"x".to_vec()).await,
         Err(CoreError::NotRunning("quick".to_owned()))
     );
-    assert!(handle.log("web", Channel::Stdout).is_ok());
+    assert!(handle.log(&spec("web"), Channel::Stdout).is_ok());
     assert_eq!(
-        handle.log("web:*", Channel::Stdout).err(),
+        handle.log(&spec("web:*"), Channel::Stdout).err(),
         Some(CoreError::BadName("web:*".to_owned()))
     );
     handle.shutdown().await;
@@ -84,14 +86,14 @@ async fn group_specs_act_on_eligible_members_concurrently() {
     let (handle, _fake, _dir) = boot(vec![group("grp", 1, vec![a, b])]).await;
     let t0 = tokio::time::Instant::now();
     let started = handle.start(&specs(&["grp:*"]), true).await;
-    assert_eq!(started, [("grp:a".to_owned(), Ok(())), ("grp:b".to_owned(), Ok(()))]);
+    assert_eq!(started, [(spec("grp:a"), Ok(())), (spec("grp:b"), Ok(()))]);
     // Both waited for RUNNING at the same time, not one after the other.
     super::assert_about(t0.elapsed(), Duration::from_secs(3));
     assert!(handle.start(&specs(&["grp:*"]), true).await.is_empty(), "running members are skipped");
     assert_eq!(handle.stop(&specs(&["grp:a"]), true).await[0].1, Ok(()));
     let stopped = handle.stop(&specs(&["all"]), true).await;
-    assert_eq!(stopped, [("grp:b".to_owned(), Ok(()))]);
-    let infos = handle.process_info(Some("grp:*")).await.expect("info");
+    assert_eq!(stopped, [(spec("grp:b"), Ok(()))]);
+    let infos = handle.process_info(Some(&spec("grp:*"))).await.expect("info");
     assert!(infos.iter().all(|i| i.state == ProcessState::Stopped));
     handle.shutdown().await;
 }
@@ -121,7 +123,7 @@ async fn process_info_has_supervisord_fields() {
     assert_eq!(web.logfile, web.stdout_logfile);
     assert_eq!(web.stderr_logfile, "");
     assert!(web.now > 1_700_000_000);
-    assert!(matches!(handle.process_info(Some("nosuch")).await, Err(CoreError::BadName(_))));
+    assert!(matches!(handle.process_info(Some(&spec("nosuch"))).await, Err(CoreError::BadName(_))));
     handle.shutdown().await;
 }
 
@@ -144,7 +146,7 @@ async fn groups_are_added_and_removed_only_when_stopped() {
     assert_eq!(handle.stop(&specs(&["extra"]), true).await[0].1, Ok(()));
     assert_eq!(handle.remove_group("extra").await, Ok(()));
     assert_eq!(handle.remove_group("extra").await, Err(CoreError::BadName("extra".to_owned())));
-    assert!(matches!(handle.process_info(Some("extra")).await, Err(CoreError::BadName(_))));
+    assert!(matches!(handle.process_info(Some(&spec("extra"))).await, Err(CoreError::BadName(_))));
     assert_eq!(fake.alive(), 0);
     handle.shutdown().await;
 }
@@ -154,15 +156,4 @@ fn handle_can_be_shared_across_tasks_and_threads() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<crate::Handle>();
     shareable::<crate::ChannelLog>();
-}
-
-#[test]
-fn signals_parse_like_supervisord() {
-    use crate::parse_signal;
-    assert_eq!(parse_signal("HUP"), Ok(libc::SIGHUP));
-    assert_eq!(parse_signal("sigterm"), Ok(libc::SIGTERM));
-    assert_eq!(parse_signal("SIGUSR2"), Ok(libc::SIGUSR2));
-    assert_eq!(parse_signal("9"), Ok(libc::SIGKILL));
-    assert_eq!(parse_signal("BOGUS"), Err(CoreError::BadSignal("BOGUS".to_owned())));
-    assert_eq!(parse_signal("999"), Err(CoreError::BadSignal("999".to_owned())));
 }

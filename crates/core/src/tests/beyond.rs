@@ -12,12 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use vigil_config::{
     BackoffKind, Config, Dependency, DependencyCondition, GroupConfig, OnFatal, Probe, ProbeKind,
-    ProcessConfig, Strategy,
+    ProcessConfig, Signal, Strategy,
 };
 
 use super::fake::FakeSpawner;
 use super::fixtures::{config, group, program, solo};
-use super::{PATIENCE, assert_about, specs, until, until_state};
+use super::{PATIENCE, assert_about, spec, specs, until, until_state};
 use crate::{Event, Handle, Health, ProcessState, Supervisor, SupervisorOptions};
 
 async fn boot_config(config: Config) -> (Handle, FakeSpawner) {
@@ -62,7 +62,7 @@ fn probe(kind: ProbeKind, period_ms: u64, threshold: u32) -> Probe {
 }
 
 async fn state_of(handle: &Handle, name: &str) -> crate::ProcessInfo {
-    handle.process_info(Some(name)).await.expect("info").remove(0)
+    handle.process_info(Some(&spec(name))).await.expect("info").remove(0)
 }
 
 /// Waits on real time (with a sleep between checks) until `check` holds.
@@ -299,7 +299,7 @@ async fn jitter_spreads_retries_within_its_fraction() {
     let (handle, fake, _dir) = boot(groups).await;
     let mut events = handle.subscribe();
     let t0 = Instant::now();
-    let names: Vec<String> = (0..6).map(|i| format!("j{i}")).collect();
+    let names: Vec<_> = (0..6).map(|i| spec(&format!("j{i}"))).collect();
     handle.start(&names, false).await;
     until(&mut events, || fake.spawns().len() >= 12).await;
     let mut retries: Vec<Duration> =
@@ -377,7 +377,7 @@ async fn a_crash_propagates_down_a_three_level_chain_and_back_up_in_order() {
     until_state(&mut events, "web", ProcessState::Running).await;
     let (app1, web1) = (pid_of(&fake, "app"), pid_of(&fake, "web"));
     // db dies unexpectedly and restarts at once (autorestart=unexpected).
-    handle.signal(&specs(&["db"]), libc::SIGKILL).await;
+    handle.signal(&specs(&["db"]), Signal(libc::SIGKILL)).await;
     let db_running = until_state(&mut events, "db", ProcessState::Running).await;
     until_state(&mut events, "web", ProcessState::Running).await;
     assert_eq!(markers(&fake, 3), ["db", "app", "web"]);
@@ -412,7 +412,7 @@ async fn starting_a_program_starts_its_dependencies_first() {
     let (handle, fake, _dir) = boot(chain(false)).await;
     assert!(fake.spawns().is_empty());
     let results = handle.start(&specs(&["web"]), true).await;
-    assert_eq!(results, [("web".to_owned(), Ok(()))]);
+    assert_eq!(results, [(spec("web"), Ok(()))]);
     assert_eq!(markers(&fake, 0), ["db", "app", "web"]);
     assert_eq!(state_of(&handle, "db").await.state, ProcessState::Running);
     handle.shutdown().await;
@@ -426,7 +426,7 @@ async fn restart_dependents_false_keeps_a_dependent_running() {
     let mut events = handle.subscribe();
     until_state(&mut events, "web", ProcessState::Running).await;
     let app = pid_of(&fake, "app");
-    handle.signal(&specs(&["db"]), libc::SIGKILL).await;
+    handle.signal(&specs(&["db"]), Signal(libc::SIGKILL)).await;
     until_state(&mut events, "db", ProcessState::Running).await;
     assert!(fake.signals().iter().all(|s| s.pid != app));
     assert_eq!(state_of(&handle, "app").await.pid, app);
@@ -635,7 +635,7 @@ async fn start_wait_fails_when_a_dependency_goes_fatal() {
         .expect("the wait ends");
     assert_eq!(
         results,
-        [("app".to_owned(), Err(crate::CoreError::Failed("app: dependency db is FATAL".into())))]
+        [(spec("app"), Err(crate::CoreError::Failed("app: dependency db is FATAL".into())))]
     );
     assert_eq!(state_of(&handle, "app").await.description, "waiting for db");
     handle.shutdown().await;
@@ -654,7 +654,7 @@ async fn a_dependency_restarting_faster_than_a_look_still_restarts_its_dependent
     let mut events = handle.subscribe();
     until_state(&mut events, "app", ProcessState::Running).await;
     let app1 = pid_of(&fake, "app");
-    handle.signal(&specs(&["db"]), libc::SIGKILL).await;
+    handle.signal(&specs(&["db"]), Signal(libc::SIGKILL)).await;
     until(&mut events, || fake.spawns().len() >= 4).await;
     assert_eq!(markers(&fake, 2), ["db", "app"]);
     assert!(fake.signals().iter().any(|s| s.pid == app1 && s.sig == libc::SIGTERM));

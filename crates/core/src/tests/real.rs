@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::fixtures::{config, program, solo};
-use super::specs;
+use super::{spec, specs};
 use crate::{Channel, CoreError, ProcessState, Reaper, Supervisor, SupervisorOptions};
 
 /// Kills `pid` if the test fails before the tree stopped it.
@@ -49,22 +49,22 @@ async fn real_child_starts_logs_takes_stdin_and_stops_without_a_zombie() {
         .await
         .expect("start");
     assert_eq!(handle.start(&specs(&["cat"]), true).await[0].1, Ok(()));
-    let info = handle.process_info(Some("cat")).await.expect("info");
+    let info = handle.process_info(Some(&spec("cat"))).await.expect("info");
     let pid = info[0].pid;
     let _guard = KillOnDrop(pid);
     assert_eq!(info[0].state, ProcessState::Running);
     assert!(reaper.is_running(pid));
 
-    handle.send_stdin("cat", b"hello vigil\n".to_vec()).await.expect("stdin");
-    let log = handle.log("cat", Channel::Stdout).expect("log");
+    handle.send_stdin(&spec("cat"), b"hello vigil\n".to_vec()).await.expect("stdin");
+    let log = handle.log(&spec("cat"), Channel::Stdout).expect("log");
     tokio::time::timeout(Duration::from_secs(10), log.wait_beyond(0)).await.expect("output");
     let (bytes, _, _) = log.tail(0, 100);
     assert_eq!(bytes, b"hello vigil\n");
     assert_eq!(std::fs::read(dir.path().join("cat.log")).expect("log file"), b"hello vigil\n");
 
     let results = handle.stop(&specs(&["cat"]), true).await;
-    assert_eq!(results, [("cat".to_owned(), Ok(()))]);
-    let info = handle.process_info(Some("cat")).await.expect("info");
+    assert_eq!(results, [(spec("cat"), Ok(()))]);
+    let info = handle.process_info(Some(&spec("cat"))).await.expect("info");
     assert_eq!(info[0].state, ProcessState::Stopped);
     assert_eq!(info[0].exitstatus, -1, "terminated by SIGTERM");
     assert!(!reaper.is_running(pid));
@@ -72,7 +72,7 @@ async fn real_child_starts_logs_takes_stdin_and_stops_without_a_zombie() {
 
     // Autostart of a command that is not on PATH: BACKOFF then FATAL, with
     // supervisord's spawnerr.
-    let missing = handle.process_info(Some("missing")).await.expect("info");
+    let missing = handle.process_info(Some(&spec("missing"))).await.expect("info");
     assert_eq!(missing[0].state, ProcessState::Fatal);
     assert_eq!(missing[0].description, "can't find command 'no-such-command-vigil'");
     assert_eq!(
@@ -98,7 +98,7 @@ async fn shutdown_kills_a_real_child_and_leaves_nothing_behind() {
     // startsecs=0: RUNNING as soon as the start timer is handled.
     let pid = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let info = handle.process_info(Some("sleeper")).await.expect("info");
+            let info = handle.process_info(Some(&spec("sleeper"))).await.expect("info");
             if info[0].state == ProcessState::Running {
                 return info[0].pid;
             }

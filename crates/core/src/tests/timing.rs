@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::fixtures::{group, program, solo};
-use super::{assert_about, boot, specs, until_state};
+use super::{assert_about, boot, spec, specs, until_state};
 use crate::ProcessState;
 
 #[tokio::test(start_paused = true)]
@@ -15,7 +15,7 @@ async fn crash_loop_waits_one_two_three_seconds_then_goes_fatal() {
     let mut events = handle.subscribe();
     let t0 = Instant::now();
     let results = handle.start(&specs(&["crasher"]), false).await;
-    assert_eq!(results, [("crasher".to_owned(), Ok(()))]);
+    assert_eq!(results, [(spec("crasher"), Ok(()))]);
     let fatal_at = until_state(&mut events, "crasher", ProcessState::Fatal).await;
     let spawns: Vec<Duration> = fake.spawns().iter().map(|s| s.at - t0).collect();
     assert_eq!(spawns.len(), 4, "startretries=3 means 4 attempts: {spawns:?}");
@@ -23,7 +23,7 @@ async fn crash_loop_waits_one_two_three_seconds_then_goes_fatal() {
         assert_about(*actual, Duration::from_secs(expected));
     }
     assert_about(fatal_at - t0, Duration::from_secs(6));
-    let info = handle.process_info(Some("crasher")).await.expect("info");
+    let info = handle.process_info(Some(&spec("crasher"))).await.expect("info");
     assert_eq!(info[0].statename, "FATAL");
     assert_eq!(info[0].description, "Exited too quickly (process log may have details)");
     assert_eq!(info[0].pid, 0);
@@ -37,9 +37,9 @@ async fn startsecs_gates_running_and_start_wait_returns_then() {
     let (handle, fake, _dir) = boot(vec![solo(process)]).await;
     let t0 = Instant::now();
     let results = handle.start(&specs(&["web"]), true).await;
-    assert_eq!(results, [("web".to_owned(), Ok(()))]);
+    assert_eq!(results, [(spec("web"), Ok(()))]);
     assert_about(t0.elapsed(), Duration::from_secs(5));
-    let info = handle.process_info(Some("web")).await.expect("info");
+    let info = handle.process_info(Some(&spec("web"))).await.expect("info");
     assert_eq!(info[0].state, ProcessState::Running);
     assert_eq!(info[0].pid, fake.spawns()[0].pid);
     assert!(info[0].description.starts_with(&format!("pid {}, uptime 0:00:0", info[0].pid)));
@@ -57,13 +57,13 @@ async fn stop_escalates_to_sigkill_every_stopwaitsecs() {
     let pid = fake.spawns()[0].pid;
     let t0 = Instant::now();
     let results = handle.stop(&specs(&["stubborn"]), true).await;
-    assert_eq!(results, [("stubborn".to_owned(), Ok(()))]);
+    assert_eq!(results, [(spec("stubborn"), Ok(()))]);
     assert_about(t0.elapsed(), Duration::from_secs(3));
     let signals: Vec<(u32, i32, bool)> =
         fake.signals().iter().map(|s| (s.pid, s.sig, s.group)).collect();
     // stopasgroup is off for the TERM, killasgroup is on for the KILL.
     assert_eq!(signals, [(pid, libc::SIGTERM, false), (pid, libc::SIGKILL, true)]);
-    let info = handle.process_info(Some("stubborn")).await.expect("info");
+    let info = handle.process_info(Some(&spec("stubborn"))).await.expect("info");
     assert_eq!(info[0].state, ProcessState::Stopped);
     assert_eq!(info[0].exitstatus, -1);
     assert_ne!(info[0].description, "Not started");

@@ -8,7 +8,7 @@ use vigil_config::{Config, Diagnostic, GroupConfig};
 
 use super::fake::FakeSpawner;
 use super::fixtures::{config, group, program, solo};
-use super::specs;
+use super::{spec, specs};
 use crate::{
     ConfigControl, ConfigError, CoreError, Handle, Loader, ProcessState, Supervisor,
     SupervisorOptions, UpdateAction,
@@ -44,12 +44,12 @@ impl Rig {
     }
 
     async fn pid(&self, namespec: &str) -> Option<u32> {
-        let infos = self.handle.process_info(Some(namespec)).await.expect("known process");
+        let infos = self.handle.process_info(Some(&spec(namespec))).await.expect("known process");
         (infos[0].pid != 0).then_some(infos[0].pid)
     }
 
     async fn state(&self, namespec: &str) -> ProcessState {
-        self.handle.process_info(Some(namespec)).await.expect("known process")[0].state
+        self.handle.process_info(Some(&spec(namespec))).await.expect("known process")[0].state
     }
 
     async fn shutdown(self) {
@@ -92,7 +92,7 @@ async fn update_touches_only_what_changed() {
     let dry = rig.control.update(Vec::new(), true).await.expect("dry run");
     assert!(dry.dry_run);
     assert_eq!(rig.pid("web:w2").await, w2, "a dry run changes nothing");
-    assert!(rig.handle.process_info(Some("app2")).await.is_ok());
+    assert!(rig.handle.process_info(Some(&spec("app2"))).await.is_ok());
 
     let outcome = rig.control.update(Vec::new(), false).await.expect("update");
     let steps: Vec<(&str, UpdateAction)> =
@@ -120,7 +120,7 @@ async fn update_touches_only_what_changed() {
     assert_eq!(spawned.last().map(|s| s.argv[1].clone()).as_deref(), Some("run"), "app3 last");
     assert!(spawned.iter().any(|s| Some(s.pid) == new_w2 && s.argv[1] == "stubborn"));
     assert_eq!(
-        rig.handle.process_info(Some("app2")).await.err(),
+        rig.handle.process_info(Some(&spec("app2"))).await.err(),
         Some(CoreError::BadName("app2".to_owned()))
     );
     assert_eq!(rig.state("app3").await, ProcessState::Running);
@@ -221,7 +221,7 @@ async fn log_rotation_sizes_apply_in_place() {
     let outcome = rig.control.update(Vec::new(), false).await.expect("update");
     assert_eq!(outcome.steps[0].changed_in_place, ["app1"]);
     assert_eq!(rig.pid("app1").await, pid, "no restart");
-    let log = rig.handle.log("app1", crate::Channel::Stdout).expect("log");
+    let log = rig.handle.log(&spec("app1"), crate::Channel::Stdout).expect("log");
     log.append(b"0123456789abcdefghij-");
     assert!(dir.path().join("app1.log.1").exists(), "rotated at the new size");
     assert_eq!(log.read(0, 0).expect("read"), b"0123456789abcdefghij-");

@@ -102,12 +102,23 @@ impl Descriptors {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The listener holds its maximum (and, for the owner, its reserve too).
-    ListenerFull { max: usize },
+    ListenerFull {
+        /// The listener's maximum.
+        max: usize,
+    },
     /// Connections hold the half of the descriptors they may use.
-    DescriptorShare { max: usize },
+    DescriptorShare {
+        /// The descriptors all connections together may hold.
+        max: usize,
+    },
     /// The new descriptor is too near the limit for a spawn to be sure to find
     /// its pipes.
-    DescriptorHeadroom { fd: RawFd, limit: usize },
+    DescriptorHeadroom {
+        /// The new connection's descriptor.
+        fd: RawFd,
+        /// The process's descriptor limit.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for Refusal {

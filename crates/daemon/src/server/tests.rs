@@ -19,12 +19,12 @@ fn spec(text: &str) -> NameSpec {
 fn results_come_back_in_spec_order_with_groups_sorted_and_bad_names_in_place() {
     let specs = [spec("app1"), spec("web:*"), spec("nosuch"), spec("nog:*"), spec("web:w9")];
     let results = vec![
-        ("web:w2".to_owned(), Ok(())),
-        ("app1".to_owned(), Err(CoreError::AlreadyStarted("app1".to_owned()))),
-        ("web:w1".to_owned(), Ok(())),
-        ("nosuch".to_owned(), Err(CoreError::BadName("nosuch".to_owned()))),
-        ("nog:*".to_owned(), Err(CoreError::BadName("nog:*".to_owned()))),
-        ("web:w9".to_owned(), Err(CoreError::BadName("web:w9".to_owned()))),
+        (spec("web:w2"), Ok(())),
+        (spec("app1"), Err(CoreError::AlreadyStarted("app1".to_owned()))),
+        (spec("web:w1"), Ok(())),
+        (spec("nosuch"), Err(CoreError::BadName("nosuch".to_owned()))),
+        (spec("nog:*"), Err(CoreError::BadName("nog:*".to_owned()))),
+        (spec("web:w9"), Err(CoreError::BadName("web:w9".to_owned()))),
     ];
     assert_eq!(
         order_results(&specs, results),
@@ -50,16 +50,47 @@ fn results_come_back_in_spec_order_with_groups_sorted_and_bad_names_in_place() {
 #[test]
 fn all_sorts_by_group_then_name_and_nothing_is_dropped() {
     let results = vec![
-        ("zeta".to_owned(), Ok(())),
-        ("g:b".to_owned(), Err(CoreError::NotRunning("g:b".to_owned()))),
-        ("g:a".to_owned(), Ok(())),
+        (spec("zeta"), Ok(())),
+        (spec("g:b"), Err(CoreError::NotRunning("g:b".to_owned()))),
+        (spec("g:a"), Ok(())),
     ];
     let ordered = order_results(&[spec("app1"), spec("all")], results);
     let names: Vec<String> = ordered.iter().map(ProcessResult::namespec).collect();
     assert_eq!(names, ["g:a", "g:b", "zeta"], "`all` anywhere means every process, sorted");
     // A result no spec claims still comes back.
-    let stray = order_results(&[spec("a")], vec![("b".to_owned(), Ok(()))]);
+    let stray = order_results(&[spec("a")], vec![(spec("b"), Ok(()))]);
     assert_eq!(stray, [ProcessResult::ok("b", "b")]);
+}
+
+#[test]
+fn signals_are_read_like_supervisord_and_bad_ones_keep_their_text() {
+    assert_eq!(requested_signal("HUP"), Ok(Signal(libc::SIGHUP)));
+    assert_eq!(requested_signal("sigterm"), Ok(Signal(libc::SIGTERM)));
+    assert_eq!(requested_signal("SIGUSR2"), Ok(Signal(libc::SIGUSR2)));
+    assert_eq!(requested_signal("9"), Ok(Signal(libc::SIGKILL)));
+    assert_eq!(requested_signal("BOGUS"), Err(CoreError::BadSignal("BOGUS".to_owned())));
+    assert_eq!(requested_signal("999"), Err(CoreError::BadSignal("999".to_owned())));
+}
+
+#[test]
+fn a_fault_about_one_named_process_names_it_as_sent() {
+    assert_eq!(
+        named_error(CoreError::BadName("web".into()), "web:web"),
+        ControlError::BadName("web:web".into())
+    );
+    assert_eq!(
+        named_error(CoreError::NotRunning("web".into()), "web:web"),
+        ControlError::NotRunning("web".into())
+    );
+}
+
+#[test]
+fn a_group_not_acted_on_is_one_result_about_the_group() {
+    let results = vec![(spec("g:*"), Err(CoreError::ShuttingDown))];
+    assert_eq!(
+        order_results(&[spec("g:*")], results),
+        [ProcessResult::failed("g", None, ControlError::ShutdownState)]
+    );
 }
 
 #[test]

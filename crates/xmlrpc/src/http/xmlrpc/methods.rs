@@ -33,7 +33,7 @@ use std::future::Future;
 use dxr::Value;
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
-use nix::sys::signal::Signal;
+use vigil_config::Signal;
 
 use super::args::{Array, Chars, Params, SignalArg, Wait, incorrect};
 use super::codec::{encode_response, encoded_len};
@@ -432,22 +432,10 @@ fn respell(fault: Fault, process: &ProcessRef, as_sent: &str) -> Fault {
     }
 }
 
-/// Parses a signal given by name (`HUP`, `SIGHUP`, any case) or number, as supervisord's
-/// `signal_number` does. Only signals the platform defines are accepted.
-fn parse_signal(value: &Value) -> Option<Signal> {
-    match value {
-        Value::Integer(number) => Signal::try_from(*number).ok(),
-        Value::String(text) => {
-            let text = text.trim();
-            if let Ok(number) = text.parse::<i32>() {
-                return Signal::try_from(number).ok();
-            }
-            let upper = text.to_ascii_uppercase();
-            let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-            name.parse::<Signal>().ok()
-        }
-        _ => None,
-    }
+/// The signal an argument names (a name in any case, with or without `SIG`, or a
+/// number), read as [`Signal::parse`] reads `stopsignal=`.
+fn signal_of(value: &Value) -> Option<Signal> {
+    Signal::parse(&signal_text(value)).ok()
 }
 
 /// How a `readLog`-style `(offset, length)` pair selects bytes (supervisord's `readFile`).
@@ -632,7 +620,7 @@ async fn signal_many<B: Backend>(
     if let Scope::Group(_) = scope {
         ensure_running(backend).await?;
     }
-    let outcome = match parse_signal(signal) {
+    let outcome = match signal_of(signal) {
         Some(parsed) => backend.signal_many(&scope, parsed).await?,
         None => bad_signal_results(backend, &scope, signal).await?,
     };
@@ -765,7 +753,7 @@ async fn signal_process<B: Backend>(
         Target::Group(group) => return signal_many(backend, Scope::Group(group), signal).await,
         Target::Process(process) => process,
     };
-    let Some(parsed) = parse_signal(signal) else {
+    let Some(parsed) = signal_of(signal) else {
         // An unknown name still wins over a bad signal, as in supervisord.
         backend.process_info(&process).await.map_err(|fault| respell(fault, &process, name))?;
         return Err(Fault::with_detail(FaultCode::BadSignal, signal_text(signal)));

@@ -405,11 +405,12 @@ async fn group_operations_return_result_structs() {
 async fn signals_by_name_or_number() {
     let backend = FakeBackend::new();
     for (signal, expected) in [
-        (s("HUP"), Signal::SIGHUP),
-        (s("sigusr1"), Signal::SIGUSR1),
-        (s(" SIGTERM "), Signal::SIGTERM),
-        (s("9"), Signal::SIGKILL),
-        (i(2), Signal::SIGINT),
+        // Linux's numbers for HUP, USR1, TERM, KILL and INT.
+        (s("HUP"), Signal(1)),
+        (s("sigusr1"), Signal(10)),
+        (s(" SIGTERM "), Signal(15)),
+        (s("9"), Signal(9)),
+        (i(2), Signal(2)),
     ] {
         let outcome =
             check(&backend, "supervisor.signalProcess", vec![s("web:web_0"), signal]).await;
