@@ -46,6 +46,16 @@ mod supervisorctl;
 mod toml;
 mod values;
 
+/// Pure entry points for the fuzz targets and their corpus replay test; not a
+/// stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses an `environment=` value as the loader does.
+    pub fn environment(text: &str) -> Result<Vec<(String, String)>, String> {
+        crate::values::environment(text)
+    }
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -302,6 +302,9 @@ pub(crate) fn environment(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut i = 0;
     while i < tokens.len() {
         match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
+            (Some(Token::Word(key)), Some(Token::Punct('=')), Some(_)) if key.is_empty() => {
+                return Err(format!("empty variable name in {}", py_repr(s)));
+            }
             (Some(Token::Word(key)), Some(Token::Punct('=')), Some(Token::Word(value))) => {
                 pairs.push((key.clone(), value.trim_matches(['\'', '"']).to_string()));
             }
@@ -578,6 +581,8 @@ mod tests {
             ("A=1;B=2", "expected ','"),
             ("A=\"open", "No closing quotation"),
             ("=1", "Unexpected end of key/value pairs"),
+            ("\"\"=\"\"", "empty variable name in '\"\"=\"\"'"),
+            ("A=1,''=2", "empty variable name"),
         ];
         for (input, expected) in bad {
             let err = environment(input).unwrap_err();

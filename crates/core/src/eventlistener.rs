@@ -301,21 +301,23 @@ impl Protocol {
                         break;
                     };
                     let line = &self.buffer[..newline];
-                    let length = line
+                    // A length that overflows the buffer's end is as unusable as no
+                    // number at all.
+                    let end = line
                         .get(RESULT_PREFIX_LEN..)
                         .and_then(|digits| std::str::from_utf8(digits).ok())
-                        .and_then(|digits| digits.trim().parse::<usize>().ok());
-                    let Some(length) = length else {
+                        .and_then(|digits| digits.trim().parse::<usize>().ok())
+                        .and_then(|length| (newline + 1).checked_add(length));
+                    let Some(end) = end else {
                         let line = String::from_utf8_lossy(line).into_owned();
                         self.state = ListenerState::Unknown;
                         outcomes.push(Outcome::BadResult(line));
                         continue;
                     };
-                    if self.buffer.len() < newline + 1 + length {
+                    if self.buffer.len() < end {
                         break;
                     }
-                    let body: Vec<u8> =
-                        self.buffer.drain(..newline + 1 + length).skip(newline + 1).collect();
+                    let body: Vec<u8> = self.buffer.drain(..end).skip(newline + 1).collect();
                     self.state = ListenerState::Acknowledged;
                     outcomes.push(if body == b"OK" {
                         Outcome::Accepted

@@ -41,6 +41,21 @@ mod testing;
 
 pub use http::{REQUEST_METHODS, ServeError};
 
+/// Pure entry points for the fuzz targets and their corpus replay test; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::http::xmlrpc::codec;
+
+    /// Decodes a request body as the `/RPC2` handler does and, when it is a call,
+    /// encodes its method name and parameters as a response; `None` when it is refused.
+    pub fn decode_and_encode(body: &[u8]) -> Option<String> {
+        let call = codec::decode_call(body).ok()?;
+        let mut params = call.params;
+        params.insert(0, dxr::Value::String(call.method));
+        Some(codec::encode_response(&dxr::Value::Array(params)))
+    }
+}
+
 /// Serves one HTTP connection (XML-RPC and `/logtail`) until the client closes it,
 /// answering from `control`, the daemon's `Control` service.
 ///

@@ -175,6 +175,14 @@ fn protocol_violations() {
     assert_eq!(protocol.feed(b"RESULT x\n"), vec![Outcome::BadResult("RESULT x".to_owned())]);
     assert_eq!(protocol.state(), ListenerState::Unknown);
 
+    // A length whose end overflows the buffer's (found by fuzzing) is no number.
+    let mut protocol = Protocol::default();
+    protocol.feed(b"READY\n");
+    protocol.sent();
+    let line = format!("RESULT {}", usize::MAX);
+    assert_eq!(protocol.feed(format!("{line}\n").as_bytes()), vec![Outcome::BadResult(line)]);
+    assert_eq!(protocol.state(), ListenerState::Unknown);
+
     // supervisord's issue-733: a newline after the body breaks the protocol.
     let mut protocol = Protocol::default();
     protocol.feed(b"READY\n");

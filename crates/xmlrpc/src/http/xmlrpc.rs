@@ -15,7 +15,7 @@ use crate::fault::{Fault, FaultCode};
 use crate::limits::MAX_RESPONSE;
 
 mod args;
-mod codec;
+pub(crate) mod codec;
 mod methods;
 mod structs;
 
