@@ -31,6 +31,7 @@ use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
 use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
+use crate::usage::Usage;
 
 /// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
 /// container runtime or an outer supervisor sees the failure.
@@ -98,6 +99,20 @@ impl Handle {
         }
         let now = SystemTime::now();
         Ok(members.iter().map(|member| info_of(member, now)).collect())
+    }
+
+    /// [`Handle::process_info`] with [`ProcessInfo::usage`] filled in: one read of
+    /// `/proc/<pid>/stat` per process that has a child, off the async workers.
+    pub async fn process_facts(&self, spec: Option<&str>) -> Result<Vec<ProcessInfo>, CoreError> {
+        let mut infos = self.process_info(spec).await?;
+        tokio::task::spawn_blocking(move || {
+            for info in &mut infos {
+                info.usage = (info.pid != 0).then(|| Usage::of(info.pid)).flatten();
+            }
+            infos
+        })
+        .await
+        .map_err(|error| CoreError::Failed(format!("reading /proc: {error}")))
     }
 
     /// Starts the processes named by `specs`, all concurrently. With `wait`, each
@@ -460,14 +475,20 @@ pub fn parse_signal(value: &str) -> Result<i32, CoreError> {
 
 fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     let snapshot = member.snapshot.borrow().clone();
-    ProcessInfo::new(
+    let mut info = ProcessInfo::new(
         &member.config.group,
         &member.config.name,
         member.stdout.path().as_deref(),
         member.stderr.path().as_deref(),
         &snapshot,
         now,
-    )
+    );
+    info.autostart = member.config.autostart;
+    info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
+    info.last_exit = member.last_exit();
+    info.stdout_bytes = member.stdout.total();
+    info.stderr_bytes = member.stderr.total();
+    info
 }
 
 /// Sends a request to a process actor and returns its answer.

@@ -73,7 +73,8 @@
 //!    `spawnerr` texts);
 //! 8. the leaves: `info` (status as supervisord reports it) and `events` (the
 //!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
-//!    `error`, `logs` and `syslog` import nothing of the crate.
+//!    `error`, `logs`, `syslog` and `usage` (CPU and memory from /proc) import
+//!    nothing of the crate.
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -110,6 +111,7 @@ mod spawner;
 mod supervisor;
 pub mod syslog;
 mod update;
+mod usage;
 
 pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutcome};
 pub use context::FatalShutdown;
@@ -124,6 +126,7 @@ pub use reaper::Reaper;
 pub use spawner::Spawner;
 pub use supervisor::{Supervisor, SupervisorOptions};
 pub use update::{GroupUpdate, UpdateAction};
+pub use usage::Usage;
 
 #[cfg(test)]
 mod tests;

@@ -108,6 +108,39 @@ pub struct TreeContext {
     /// the same overlay ([`Flags::overlay`]) as startup and SIGHUP.
     pub flags: Flags,
     pub cwd: PathBuf,
+    /// Start time, reloads and config generation, kept across reloads.
+    pub counters: Arc<DaemonCounters>,
+}
+
+/// What the daemon counts for `facts` and `/metrics`.
+#[derive(Debug)]
+pub struct DaemonCounters {
+    /// When this vigild started.
+    pub started: std::time::SystemTime,
+    /// Reloads since then.
+    pub reloads: std::sync::atomic::AtomicU64,
+    /// 1 for the first config, plus one per reload and per applied `update`.
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+impl Default for DaemonCounters {
+    fn default() -> DaemonCounters {
+        DaemonCounters {
+            started: std::time::SystemTime::now(),
+            reloads: std::sync::atomic::AtomicU64::new(0),
+            generation: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl DaemonCounters {
+    /// A new config is in force (a reload when `reload`).
+    pub fn config_changed(&self, reload: bool) {
+        if reload {
+            self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The supervision tree as the daemon sees it.
@@ -488,6 +521,7 @@ impl Daemon {
             config_path: self.config_path.clone(),
             flags: self.flags.clone(),
             cwd: self.cwd.clone(),
+            counters: Arc::new(DaemonCounters::default()),
         };
         let mut tree = match backend.start_tree(&self.config, &context).await {
             Ok(tree) => tree,
@@ -587,6 +621,7 @@ impl Daemon {
                         Ok(new_tree) => {
                             switch.set(new_tree.dispatch());
                             tree = new_tree;
+                            context.counters.config_changed(true);
                         }
                         Err(err) => {
                             tracing::error!(

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod daemonize;
+pub mod facts;
 pub mod flags;
 pub mod listen;
 pub mod logging;

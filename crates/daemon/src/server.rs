@@ -24,12 +24,13 @@ use vigil_core::{
 };
 use vigil_rpc::{
     Blob, ChangeKind, ConfigErrorLine, ConfigInfo, Control, ControlError, DaemonInfo, DaemonState,
-    GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
+    Facts, GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
     MAX_LOG_CHUNK, NameSpec, ProcessChange, ProcessInfo, ProcessResult, ProcessState, Reread,
     RestartReport, UpdateAction, UpdateReport, UpdateStep,
 };
 
 use crate::app::TreeContext;
+use crate::facts::process_facts;
 use crate::logging::LogReadError;
 use crate::signals::DaemonSignal;
 
@@ -129,6 +130,17 @@ impl Control for ControlServer {
             state: self.state(),
             pid: std::process::id(),
         })
+    }
+
+    async fn facts(self, _: Context, usage: bool) -> Result<Facts, ControlError> {
+        self.check()?;
+        let infos = if usage {
+            self.handle().process_facts(None).await
+        } else {
+            self.handle().process_info(None).await
+        };
+        let processes = infos.map_err(core_error)?.into_iter().map(process_facts).collect();
+        Ok(Facts { daemon: crate::facts::daemon_facts(&self.shared.context.counters), processes })
     }
 
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {
@@ -374,6 +386,9 @@ impl Control for ControlServer {
         let outcome = detached(async move { config.update(groups, dry_run).await })
             .await?
             .map_err(config_error)?;
+        if !dry_run {
+            self.shared.context.counters.config_changed(false);
+        }
         Ok(update_report(outcome))
     }
 

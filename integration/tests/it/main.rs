@@ -17,6 +17,7 @@ mod http;
 mod lifecycle;
 mod logs;
 mod modcycles;
+mod observe;
 mod reaping;
 mod seed;
 mod stop;
