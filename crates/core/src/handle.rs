@@ -484,6 +484,11 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
         now,
     );
     info.autostart = member.config.autostart;
+    info.completed = deps::meets(
+        vigil_config::DependencyCondition::CompletedSuccessfully,
+        &member.config,
+        &snapshot,
+    );
     info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
     info.last_exit = member.last_exit();
     info.stdout_bytes = member.stdout.total();

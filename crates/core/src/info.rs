@@ -109,6 +109,9 @@ pub struct ProcessInfo {
     pub health: Option<Health>,
     /// Vigil extension: `autostart` of its config.
     pub autostart: bool,
+    /// Vigil extension: EXITED with a code in its `exitcodes` (a one-shot that
+    /// did its job; what `depends_on = x:completed_successfully` waits for).
+    pub completed: bool,
     /// Vigil extension: spawns after the first since the daemon started (or
     /// since `update` replaced the process), automatic or requested.
     pub restarts: u64,
@@ -170,6 +173,7 @@ impl ProcessInfo {
             waiting_for: snapshot.waiting_for.clone(),
             health: snapshot.health,
             autostart: false,
+            completed: false,
             restarts: 0,
             last_exit: None,
             stdout_bytes: 0,

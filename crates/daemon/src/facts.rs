@@ -40,6 +40,7 @@ pub fn process_facts(info: vigil_core::ProcessInfo) -> ProcessFacts {
     });
     ProcessFacts {
         autostart: info.autostart,
+        completed: info.completed,
         restarts: info.restarts,
         last_exit,
         usage,

@@ -691,6 +691,9 @@ pub struct ProcessFacts {
     pub info: ProcessInfo,
     /// `autostart` of its config.
     pub autostart: bool,
+    /// EXITED with a code in its `exitcodes`: a one-shot that did its job.
+    #[serde(default)]
+    pub completed: bool,
     /// Spawns after the first since the daemon started (or since `update`
     /// replaced the process), automatic or requested.
     pub restarts: u64,
@@ -707,10 +710,12 @@ pub struct ProcessFacts {
 }
 
 impl ProcessFacts {
-    /// RUNNING, and its readiness probe (if any) passed and liveness holds.
+    /// RUNNING, and its readiness probe (if any) passed and liveness holds; or a
+    /// one-shot that [`completed`](ProcessFacts::completed).
     pub fn is_ready(&self) -> bool {
-        self.info.state == ProcessState::Running
-            && matches!(self.info.health, None | Some(Health::Healthy))
+        self.completed
+            || (self.info.state == ProcessState::Running
+                && matches!(self.info.health, None | Some(Health::Healthy)))
     }
 }
 

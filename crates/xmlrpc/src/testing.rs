@@ -305,6 +305,7 @@ impl Backend for FakeBackend {
             .map(|info| vigil_rpc::ProcessFacts {
                 info: info.clone(),
                 autostart: true,
+                completed: false,
                 restarts: 0,
                 last_exit: None,
                 usage: (usage && info.pid != 0).then_some(vigil_rpc::Usage {

@@ -203,9 +203,15 @@ fn healthz_and_readyz_answer_probes_without_credentials() {
     let (status, body) = http("/readyz", false);
     assert_eq!((status, body.as_str()), (503, "{\"ready\":false}\n"));
 
-    // Dropping the broken program makes the daemon ready.
-    sandbox.write_config_text(&format!("{inet}{}", sandbox.programs_text(&[up])));
+    // Dropping the broken program makes the daemon ready; a one-shot that exited
+    // with an expected code counts as done.
+    let once =
+        Program::child("once", &["--exit", "0"]).set("startsecs", 0).set("autorestart", "false");
+    sandbox.write_config_text(&format!("{inet}{}", sandbox.programs_text(&[up, once])));
     sandbox.ctl(&["update"]).expect_code(0);
+    wait_for(TIMEOUT, "once EXITED", || {
+        (status_of(&sandbox, "once")["statename"] == "EXITED").then_some(())
+    });
     let (status, body) = wait_for(TIMEOUT, "ready", || {
         let answer = http("/readyz", true);
         (answer.0 == 200).then_some(answer)

@@ -293,6 +293,7 @@ fn process_info_keeps_supervisord_fields() {
         health: Some(vigil_core::Health::Healthy),
         waiting_for: vec!["db".into()],
         autostart: true,
+        completed: false,
         restarts: 2,
         last_exit: Some(vigil_core::exit::ExitStatus::Signal(9)),
         stdout_bytes: 7,

@@ -299,6 +299,7 @@ impl Control for Fake {
             .into_iter()
             .map(|info| vigil_rpc::ProcessFacts {
                 autostart: true,
+                completed: false,
                 restarts: u64::from(info.pid % 3),
                 last_exit: None,
                 usage: (usage && info.pid != 0).then_some(vigil_rpc::Usage {

@@ -9,7 +9,8 @@
 //! - `/healthz`: 200 when the daemon answers and is not shutting down or
 //!   reloading, else 503.
 //! - `/readyz`: 200 when every `autostart` program is RUNNING and ready (its
-//!   readiness probe passed, its liveness holds), else 503; the body is JSON,
+//!   readiness probe passed, its liveness holds) or, a one-shot, EXITED with an
+//!   expected code; else 503. The body is JSON,
 //!   `{"ready": false, "not_ready": [{"name", "state", "reason"}]}`.
 
 use hyper::{Response, StatusCode};
@@ -76,7 +77,7 @@ fn reason(process: &ProcessFacts) -> String {
         return format!("waiting for {}", info.waiting_for.join(", "));
     }
     match (info.state, &info.health) {
-        (ProcessState::Running, Some(Health::Unknown)) => {
+        (ProcessState::Starting | ProcessState::Running, Some(Health::Unknown)) => {
             "its readiness probe has not passed yet".to_owned()
         }
         (ProcessState::Running, Some(Health::Unhealthy { reason })) if !reason.is_empty() => {
