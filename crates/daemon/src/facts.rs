@@ -5,15 +5,14 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vigil_core::exit::ExitStatus;
-use vigil_rpc::{DaemonFacts, LastExit, ProcessFacts, Usage};
+use vigil_rpc::{DaemonFacts, LastExit, ProcessFacts, ProcessInfo, Usage};
 
 use crate::app::DaemonCounters;
-use crate::server::{VERSION, process_info};
 
-/// The daemon's facts as of now.
-pub fn daemon_facts(counters: &DaemonCounters) -> DaemonFacts {
+/// The daemon's facts as of now; `version` is vigild's.
+pub fn daemon_facts(counters: &DaemonCounters, version: &str) -> DaemonFacts {
     DaemonFacts {
-        version: VERSION.to_owned(),
+        version: version.to_owned(),
         pid: std::process::id(),
         started: epoch(counters.started),
         now: epoch(SystemTime::now()),
@@ -22,8 +21,12 @@ pub fn daemon_facts(counters: &DaemonCounters) -> DaemonFacts {
     }
 }
 
-/// One process's facts on the wire.
-pub fn process_facts(info: vigil_core::ProcessInfo) -> ProcessFacts {
+/// One process's facts on the wire; `to_wire` translates what `getProcessInfo`
+/// reports.
+pub fn process_facts(
+    info: vigil_core::ProcessInfo,
+    to_wire: impl FnOnce(vigil_core::ProcessInfo) -> ProcessInfo,
+) -> ProcessFacts {
     let last_exit = info.last_exit.map(|status| LastExit {
         at: info.stop,
         code: match status {
@@ -46,7 +49,7 @@ pub fn process_facts(info: vigil_core::ProcessInfo) -> ProcessFacts {
         usage,
         stdout_bytes: info.stdout_bytes,
         stderr_bytes: info.stderr_bytes,
-        info: process_info(info),
+        info: to_wire(info),
     }
 }
 

@@ -30,7 +30,7 @@ use vigil_rpc::{
 };
 
 use crate::app::TreeContext;
-use crate::facts::process_facts;
+use crate::facts;
 use crate::logging::LogReadError;
 use crate::signals::DaemonSignal;
 
@@ -139,8 +139,13 @@ impl Control for ControlServer {
         } else {
             self.handle().process_info(None).await
         };
-        let processes = infos.map_err(core_error)?.into_iter().map(process_facts).collect();
-        Ok(Facts { daemon: crate::facts::daemon_facts(&self.shared.context.counters), processes })
+        let processes = infos
+            .map_err(core_error)?
+            .into_iter()
+            .map(|info| facts::process_facts(info, process_info))
+            .collect();
+        let daemon = facts::daemon_facts(&self.shared.context.counters, VERSION);
+        Ok(Facts { daemon, processes })
     }
 
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {

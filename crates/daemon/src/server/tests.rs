@@ -304,7 +304,7 @@ fn process_info_keeps_supervisord_fields() {
             rss_bytes: 8192,
         }),
     };
-    let facts = crate::facts::process_facts(core.clone());
+    let facts = crate::facts::process_facts(core.clone(), process_info);
     assert_eq!((facts.autostart, facts.restarts), (true, 2));
     assert_eq!(
         facts.last_exit,
