@@ -368,7 +368,25 @@ impl Ctl {
         if !suppress_exitstatus && matching.iter().any(|info| info.state.is_stopped()) {
             self.fail(exit::STATUS_NOT_RUNNING);
         }
-        self.set_result(&matching);
+        if !self.options.json {
+            return;
+        }
+        // JSON carries each process's facts (CPU, memory, restarts, last exit) too:
+        // one more call, made only here, that reads /proc once per process.
+        match flatten(client.facts(context_with_timeout(QUERY_TIMEOUT), true).await) {
+            Ok(facts) => {
+                let selected: Vec<_> = matching
+                    .iter()
+                    .filter_map(|info| {
+                        facts.processes.iter().find(|fact| {
+                            fact.info.group == info.group && fact.info.name == info.name
+                        })
+                    })
+                    .collect();
+                self.set_result(&selected);
+            }
+            Err(error) => self.call_failed(error),
+        }
     }
 
     /// The specs to send for a name list: `all` anywhere means everything.

@@ -65,6 +65,10 @@ async fn reads_serverurl_from_the_config_and_exits_like_supervisorctl() {
     let (out, _, code) = vigilctl(&["-c", &config, "status", "--json", "app1"]).await;
     let document: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
     assert_eq!((document["result"][0]["statename"].as_str(), code), (Some("STOPPED"), 3));
+    // The JSON carries the process's facts beside supervisord's fields.
+    assert_eq!(document["result"][0]["autostart"], true);
+    assert!(document["result"][0]["restarts"].is_u64(), "{document}");
+    assert!(document["result"][0]["usage"].is_null(), "{document}");
 
     // -s overrides the file.
     let missing = format!("unix://{}/other.sock", served.dir.path().display());

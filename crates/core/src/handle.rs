@@ -31,6 +31,7 @@ use crate::members::build_members;
 use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
 use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
+use crate::usage::Usage;
 
 /// The exit code vigild should use after a [`FatalShutdown`]: non-zero, so a
 /// container runtime or an outer supervisor sees the failure.
@@ -102,6 +103,23 @@ impl Handle {
         }
         let now = SystemTime::now();
         Ok(members.iter().map(|member| info_of(member, now)).collect())
+    }
+
+    /// [`Handle::process_info`] with [`ProcessInfo::usage`] filled in: one read of
+    /// `/proc/<pid>/stat` per process that has a child, off the async workers.
+    pub async fn process_facts(
+        &self,
+        spec: Option<&NameSpec>,
+    ) -> Result<Vec<ProcessInfo>, CoreError> {
+        let mut infos = self.process_info(spec).await?;
+        tokio::task::spawn_blocking(move || {
+            for info in &mut infos {
+                info.usage = (info.pid != 0).then(|| Usage::of(info.pid)).flatten();
+            }
+            infos
+        })
+        .await
+        .map_err(|error| CoreError::Failed(format!("reading /proc: {error}")))
     }
 
     /// Starts the processes named by `specs`, all concurrently. With `wait`, each
@@ -471,6 +489,16 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
         now,
     );
     crate::output::describe_log_problems(member, &mut info.description);
+    info.autostart = member.config.autostart;
+    info.completed = deps::meets(
+        vigil_config::DependencyCondition::CompletedSuccessfully,
+        &member.config,
+        &snapshot,
+    );
+    info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
+    info.last_exit = member.last_exit();
+    info.stdout_bytes = member.stdout.total();
+    info.stderr_bytes = member.stderr.total();
     info
 }
 

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::exit::ExitStatus;
 use crate::lifecycle::ProcessState;
+use crate::usage::Usage;
 
 /// What a process actor publishes after every message it handles. Readers clone
 /// it out of a `tokio::sync::watch` channel, so status of thousands of processes
@@ -106,6 +107,23 @@ pub struct ProcessInfo {
     pub waiting_for: Vec<String>,
     /// Vigil extension: probe verdict; `None` for a process without probes.
     pub health: Option<Health>,
+    /// Vigil extension: `autostart` of its config.
+    pub autostart: bool,
+    /// Vigil extension: EXITED with a code in its `exitcodes` (a one-shot that
+    /// did its job; what `depends_on = x:completed_successfully` waits for).
+    pub completed: bool,
+    /// Vigil extension: spawns after the first since the daemon started (or
+    /// since `update` replaced the process), automatic or requested.
+    pub restarts: u64,
+    /// Vigil extension: how the last child ended (at `stop`); `None` if none did.
+    pub last_exit: Option<ExitStatus>,
+    /// Vigil extension: bytes written to the stdout log since it was created.
+    pub stdout_bytes: u64,
+    /// Vigil extension: bytes written to the stderr log since it was created.
+    pub stderr_bytes: u64,
+    /// Vigil extension: CPU time and memory of the child, read from /proc only
+    /// by [`crate::Handle::process_facts`]; `None` otherwise and without a child.
+    pub usage: Option<Usage>,
 }
 
 impl ProcessInfo {
@@ -154,6 +172,13 @@ impl ProcessInfo {
             description,
             waiting_for: snapshot.waiting_for.clone(),
             health: snapshot.health,
+            autostart: false,
+            completed: false,
+            restarts: 0,
+            last_exit: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            usage: None,
         }
     }
 }

@@ -73,7 +73,8 @@
 //!    `spawnerr` texts);
 //! 8. the leaves: `info` (status as supervisord reports it) and `events` (the
 //!    bus) over `lifecycle` (the pure state machine) over `exit`; `budget`,
-//!    `error`, `logs`, `stdin` and `syslog` import nothing of the crate.
+//!    `error`, `logs`, `stdin`, `syslog` and `usage` (CPU and memory from
+//!    /proc) import nothing of the crate.
 
 #![warn(missing_docs)]
 
@@ -107,6 +108,7 @@ mod stdin;
 mod supervisor;
 pub mod syslog;
 mod update;
+mod usage;
 
 pub use config_actor::{Available, ConfigControl, ConfigError, Loader, UpdateOutcome};
 pub use context::FatalShutdown;
@@ -122,6 +124,7 @@ pub use spawner::Spawner;
 pub use stdin::STDIN_QUEUE_LIMIT;
 pub use supervisor::{Supervisor, SupervisorOptions};
 pub use update::{GroupUpdate, UpdateAction};
+pub use usage::Usage;
 
 #[cfg(test)]
 mod tests;

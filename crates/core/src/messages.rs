@@ -54,6 +54,11 @@ pub(crate) struct ProcessShared {
     /// meeting any dependency condition, so a requeued dependent does not start
     /// again before this process went down and came back.
     pub(crate) held: std::sync::atomic::AtomicBool,
+    /// Children spawned so far, kept across actor rebuilds (restart counts).
+    pub(crate) spawns: std::sync::atomic::AtomicU64,
+    /// How the last child ended; unlike the lifecycle's exit status, a new
+    /// spawn does not clear it.
+    pub(crate) last_exit: Mutex<Option<crate::exit::ExitStatus>>,
 }
 
 impl ProcessShared {
@@ -74,7 +79,17 @@ impl ProcessShared {
             child: AtomicU32::new(0),
             retuned: Mutex::new(None),
             held: std::sync::atomic::AtomicBool::new(false),
+            spawns: std::sync::atomic::AtomicU64::new(0),
+            last_exit: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn record_exit(&self, status: crate::exit::ExitStatus) {
+        *self.last_exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+    }
+
+    pub(crate) fn last_exit(&self) -> Option<crate::exit::ExitStatus> {
+        *self.last_exit.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The lifecycle settings in force: `config`'s, unless `update` retuned them.

@@ -279,6 +279,7 @@ impl Actor for ProcessActor {
                     state.shared.child.store(0, Ordering::SeqCst);
                     state.shared.set_stdin(None);
                     state.stop_wall = Some(SystemTime::now());
+                    state.shared.record_exit(status);
                     state.apply(&myself, Event::Exited { pid, status });
                 }
             }
@@ -666,6 +667,7 @@ impl ProcessActorState {
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
         self.shared.child.store(pid, Ordering::SeqCst);
+        self.shared.spawns.fetch_add(1, Ordering::Relaxed);
         // Hook (events): filters, syslog, log events, listener protocol.
         if let Some(stdout) = spawned.stdout {
             crate::output::capture(

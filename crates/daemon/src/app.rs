@@ -105,6 +105,39 @@ pub struct TreeContext {
     pub source: ConfigSource,
     /// vigild's own messages to a service manager (no-ops without one).
     pub notifier: Notifier,
+    /// Start time, reloads and config generation, kept across reloads.
+    pub counters: Arc<DaemonCounters>,
+}
+
+/// What the daemon counts for `facts` and `/metrics`.
+#[derive(Debug)]
+pub struct DaemonCounters {
+    /// When this vigild started.
+    pub started: std::time::SystemTime,
+    /// Reloads since then.
+    pub reloads: std::sync::atomic::AtomicU64,
+    /// 1 for the first config, plus one per reload and per applied `update`.
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+impl Default for DaemonCounters {
+    fn default() -> DaemonCounters {
+        DaemonCounters {
+            started: std::time::SystemTime::now(),
+            reloads: std::sync::atomic::AtomicU64::new(0),
+            generation: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl DaemonCounters {
+    /// A new config is in force (a reload when `reload`).
+    pub fn config_changed(&self, reload: bool) {
+        if reload {
+            self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The supervision tree as the daemon sees it.
@@ -466,6 +499,7 @@ impl Daemon {
             pid1,
             source: self.source.clone(),
             notifier: notifier.clone(),
+            counters: Arc::new(DaemonCounters::default()),
         };
         let ledger = crate::survivors::recover(&self.config.supervisord).await;
         let mut tree = match backend.start_tree(&self.config, &context).await {
@@ -572,6 +606,7 @@ impl Daemon {
                         Ok(new_tree) => {
                             switch.set(new_tree.dispatch());
                             tree = new_tree;
+                            context.counters.config_changed(true);
                             drop(reloading);
                         }
                         Err(err) => {

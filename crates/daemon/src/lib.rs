@@ -19,6 +19,7 @@
 pub mod app;
 pub mod config_source;
 pub mod daemonize;
+pub mod facts;
 pub mod flags;
 pub mod listen;
 pub mod logging;

@@ -24,12 +24,13 @@ use vigil_core::{
 };
 use vigil_rpc::{
     Blob, ChangeKind, ConfigErrorLine, ConfigInfo, Control, ControlError, DaemonInfo, DaemonState,
-    GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
+    Facts, GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
     MAX_LOG_CHUNK, NameSpec, ProcessChange, ProcessInfo, ProcessResult, ProcessState, Reread,
     RestartReport, UpdateAction, UpdateReport, UpdateStep,
 };
 
 use crate::app::TreeContext;
+use crate::facts;
 use crate::signals::DaemonSignal;
 use vigil_core::logs::LogError;
 
@@ -131,6 +132,22 @@ impl Control for ControlServer {
             state: self.state(),
             pid: std::process::id(),
         })
+    }
+
+    async fn facts(self, _: Context, usage: bool) -> Result<Facts, ControlError> {
+        self.check()?;
+        let infos = if usage {
+            self.handle().process_facts(None).await
+        } else {
+            self.handle().process_info(None).await
+        };
+        let processes = infos
+            .map_err(core_error)?
+            .into_iter()
+            .map(|info| facts::process_facts(info, process_info))
+            .collect();
+        let daemon = facts::daemon_facts(&self.shared.context.counters, VERSION);
+        Ok(Facts { daemon, processes })
     }
 
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {
@@ -384,6 +401,9 @@ impl Control for ControlServer {
         })
         .await?
         .map_err(config_error)?;
+        if !dry_run {
+            self.shared.context.counters.config_changed(false);
+        }
         Ok(update_report(outcome))
     }
 

@@ -82,6 +82,11 @@ pub trait Control {
     /// before other commands to check the API version (supervisorctl's upcheck).
     async fn daemon_info() -> Result<DaemonInfo, ControlError>;
 
+    /// Vigil extension: the daemon's and every process's [`Facts`] (restarts,
+    /// last exit, CPU, memory, bytes logged), reading each child's CPU and
+    /// memory from /proc once for this call when `usage`.
+    async fn facts(usage: bool) -> Result<Facts, ControlError>;
+
     /// Every process, sorted by group, then name (`getAllProcessInfo`).
     async fn all_process_info() -> Result<Vec<ProcessInfo>, ControlError>;
 

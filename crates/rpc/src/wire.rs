@@ -653,6 +653,106 @@ pub struct LogSettings {
     pub syslog: bool,
 }
 
+/// Vigil extension: what every surface that watches the daemon shows (`status
+/// --json`, `/metrics`, `/readyz`), taken in one request. CPU and memory are read
+/// from /proc for this request; nothing is polled in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The daemon itself.
+    pub daemon: DaemonFacts,
+    /// Every process, sorted by group, then name.
+    pub processes: Vec<ProcessFacts>,
+}
+
+/// The daemon's own facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonFacts {
+    /// vigild's package version.
+    pub version: String,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Epoch seconds when this vigild started (a reload keeps it).
+    pub started: i64,
+    /// The daemon's clock (epoch seconds) when the facts were taken.
+    pub now: i64,
+    /// Starts at 1 with the first config; every reload and every applied
+    /// `update` adds one.
+    pub config_generation: u64,
+    /// Reloads (SIGHUP, `reload`) since vigild started.
+    pub reloads: u64,
+}
+
+/// One process's facts: its [`ProcessInfo`] (flattened into the same JSON object)
+/// and what it did and costs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessFacts {
+    /// What `getProcessInfo` reports.
+    #[serde(flatten)]
+    pub info: ProcessInfo,
+    /// `autostart` of its config.
+    pub autostart: bool,
+    /// EXITED with a code in its `exitcodes`: a one-shot that did its job.
+    #[serde(default)]
+    pub completed: bool,
+    /// Spawns after the first since the daemon started (or since `update`
+    /// replaced the process), automatic or requested.
+    pub restarts: u64,
+    /// How the last child ended; `None` if none did yet.
+    pub last_exit: Option<LastExit>,
+    /// CPU time and memory of the current child; `None` without a child or
+    /// when /proc could not be read.
+    pub usage: Option<Usage>,
+    /// Bytes written to the stdout log since it was created (monotonic across
+    /// rotation and `clear`).
+    pub stdout_bytes: u64,
+    /// The same for stderr.
+    pub stderr_bytes: u64,
+}
+
+impl ProcessFacts {
+    /// RUNNING, and its readiness probe (if any) passed and liveness holds; or a
+    /// one-shot that [`completed`](ProcessFacts::completed).
+    pub fn is_ready(&self) -> bool {
+        self.completed
+            || (self.info.state == ProcessState::Running
+                && matches!(self.info.health, None | Some(Health::Healthy)))
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Epoch seconds when it was reaped.
+    pub at: i64,
+    /// Its exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal number that killed it, when one did.
+    pub signal: Option<i32>,
+    /// The kernel wrote a core dump.
+    pub core_dumped: bool,
+}
+
+/// CPU time and memory of a child, as the kernel accounts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// User-mode CPU time, in microseconds.
+    pub cpu_user_us: u64,
+    /// Kernel CPU time on its behalf, in microseconds.
+    pub cpu_system_us: u64,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+}
+
+impl Usage {
+    /// User plus system CPU time in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        // Precision loss starts beyond 2^53 µs (285 years of CPU).
+        #[allow(clippy::cast_precision_loss)]
+        let micros = self.cpu_user_us.saturating_add(self.cpu_system_us) as f64;
+        micros / 1e6
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

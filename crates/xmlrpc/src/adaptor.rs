@@ -31,8 +31,8 @@ use vigil_rpc::{
 };
 
 use crate::backend::{
-    Backend, ConfigInfo, DaemonState, FollowFrom, LogFollow, LogSource, ProcessInfo, ProcessRef,
-    ProcessResult, Reread, Scope,
+    Backend, ConfigInfo, DaemonState, Facts, FollowFrom, LogFollow, LogSource, ProcessInfo,
+    ProcessRef, ProcessResult, Reread, Scope,
 };
 use crate::fault::{Fault, FaultCode};
 
@@ -359,6 +359,10 @@ impl<C: SendControl> Backend for ControlBackend<C> {
 
     async fn all_process_info(&self) -> Result<Vec<ProcessInfo>, Fault> {
         call!(self, AllProcessInfo {})
+    }
+
+    async fn facts(&self, usage: bool) -> Result<Facts, Fault> {
+        call!(self, Facts { usage: usage })
     }
 
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {

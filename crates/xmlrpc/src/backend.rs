@@ -30,7 +30,7 @@ use crate::fault::Fault;
 /// supervisord's `auto`/`none`/`unexpected` spellings, which the method table encodes.
 /// `reloadConfig` sends only the group names of a `Reread`, not its details.
 pub(crate) use vigil_rpc::{
-    ConfigInfo, DaemonState, LogChannel, ProcessInfo, ProcessState, Reread,
+    ConfigInfo, DaemonState, Facts, LogChannel, ProcessInfo, ProcessState, Reread,
 };
 
 /// A process addressed by group and process name (`group:name` in a namespec; a process
@@ -146,6 +146,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Every process of every active group, in any order.
     fn all_process_info(&self) -> impl Future<Output = Result<Vec<ProcessInfo>, Fault>> + Send;
+
+    /// The daemon's and every process's facts, for `/metrics` and `/readyz`; reads each
+    /// child's CPU and memory from /proc when `usage`.
+    fn facts(&self, usage: bool) -> impl Future<Output = Result<Facts, Fault>> + Send;
 
     /// Every process of every group in the last-read config, in any order.
     fn all_config_info(&self) -> impl Future<Output = Result<Vec<ConfigInfo>, Fault>> + Send;

@@ -5,13 +5,17 @@
 //! - any path starting with `/RPC2`: `POST` carries an XML-RPC call ([`xmlrpc`]);
 //! - `/logtail/<namespec>[/<stdout|stderr>]` and `/mainlogtail`: `GET` streams the log
 //!   ([`logtail`]);
+//! - `/metrics`: `GET` answers the Prometheus text format ([`metrics`]);
+//! - `/healthz` and `/readyz`: `GET` (or `HEAD`) answers an orchestrator's probe
+//!   ([`health`]);
 //! - anything else is 404 (vigild has no web UI yet).
 //!
 //! A method a route does not serve is 400 if supervisord knows it (`GET`, `HEAD`, `POST`:
 //! its answer), and 405 with an `Allow` header otherwise. Every method of
 //! [`REQUEST_METHODS`] reaches this module, so none is answered with a reset.
 //!
-//! With credentials configured, every request, whatever its path, needs them: without,
+//! With credentials configured, every request but `/healthz` and `/readyz` needs them
+//! (those two tell an unauthenticated client only a status, see [`health`]): without,
 //! it is answered 401 with `WWW-Authenticate: Basic realm="default"` as soon as its head is
 //! read, before any of its body. The limits on what a client can make vigild read and wait
 //! for are in [`crate::limits`]. Malformed XML and a missing `<methodName>` are 400. Faults
@@ -35,7 +39,9 @@ use crate::limits::{
 };
 
 pub(crate) mod auth;
+mod health;
 pub(crate) mod logtail;
+mod metrics;
 mod response;
 pub(crate) mod xmlrpc;
 
@@ -99,9 +105,21 @@ async fn respond<B: Backend>(
     credentials: Option<&Credentials>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    if let Some(credentials) = credentials
-        && !credentials.authorizes(parts.headers.get(header::AUTHORIZATION))
-    {
+    let authorized = credentials
+        .is_none_or(|credentials| credentials.authorizes(parts.headers.get(header::AUTHORIZATION)));
+    let path = parts.uri.path();
+    if path == "/healthz" || path == "/readyz" {
+        discard(body);
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return wrong_method(&parts.method, Method::GET);
+        }
+        return if path == "/healthz" {
+            health::healthz(backend.as_ref()).await
+        } else {
+            health::readyz(backend.as_ref(), authorized).await
+        };
+    }
+    if !authorized {
         discard(body);
         let mut response = plain(StatusCode::UNAUTHORIZED);
         response
@@ -109,13 +127,14 @@ async fn respond<B: Backend>(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
         return response;
     }
-    let path = parts.uri.path();
     let (route, allowed) = if path.starts_with("/RPC2") {
         (Route::XmlRpc, Method::POST)
     } else if path.starts_with("/mainlogtail") {
         (Route::LogTail(Some(LogSource::Main)), Method::GET)
     } else if path.starts_with("/logtail") {
         (Route::LogTail(logtail::source(path)), Method::GET)
+    } else if path == "/metrics" {
+        (Route::Metrics, Method::GET)
     } else {
         discard(body);
         return plain(StatusCode::NOT_FOUND);
@@ -131,6 +150,10 @@ async fn respond<B: Backend>(
         },
         Route::LogTail(Some(source)) => logtail::stream(backend, source).await,
         Route::LogTail(None) => plain(StatusCode::NOT_FOUND),
+        Route::Metrics => match backend.facts(true).await {
+            Ok(facts) => response::full(metrics::CONTENT_TYPE, metrics::render(&facts)),
+            Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE),
+        },
     }
 }
 
@@ -139,6 +162,7 @@ enum Route {
     XmlRpc,
     /// `None`: a `/logtail` path that names no single process's log.
     LogTail(Option<LogSource>),
+    Metrics,
 }
 
 /// The answer to a method the path does not serve: 400 for the methods supervisord knows

@@ -297,6 +297,37 @@ impl Backend for FakeBackend {
         Ok(self.state().processes.clone())
     }
 
+    async fn facts(&self, usage: bool) -> Result<vigil_rpc::Facts, Fault> {
+        let state = self.state();
+        let processes = state
+            .processes
+            .iter()
+            .map(|info| vigil_rpc::ProcessFacts {
+                info: info.clone(),
+                autostart: true,
+                completed: false,
+                restarts: 0,
+                last_exit: None,
+                usage: (usage && info.pid != 0).then_some(vigil_rpc::Usage {
+                    cpu_user_us: 1_250_000,
+                    cpu_system_us: 5,
+                    rss_bytes: 4096,
+                }),
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+            })
+            .collect();
+        let daemon = vigil_rpc::DaemonFacts {
+            version: "0.0.0".to_owned(),
+            pid: 1,
+            started: 1_700_000_000,
+            now: 1_700_000_060,
+            config_generation: 1,
+            reloads: 0,
+        };
+        Ok(vigil_rpc::Facts { daemon, processes })
+    }
+
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {
         Ok(self.state().configs.clone())
     }

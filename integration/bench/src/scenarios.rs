@@ -713,10 +713,23 @@ impl Bench {
             ensure!(listed == n, "status listed {listed} of {n} programs");
             status.push(ms(out.elapsed()));
         }
+        // vigild's Prometheus endpoint; other daemons have none.
+        let mut scrapes = Vec::new();
+        if run.target.label == "vigil" {
+            for _ in 0..3 {
+                let (timing, body) =
+                    crate::xmlrpc::get(&run.vars.sock, "/metrics", Duration::from_secs(30)).await?;
+                let up = body.lines().filter(|l| l.starts_with("vigil_process_up{")).count();
+                ensure!(up == n, "/metrics listed {up} of {n} programs");
+                scrapes.push(ms(timing.elapsed));
+            }
+        }
         let pid = run.daemon()?.pid;
         let rss = procfs::status(pid).context("daemon gone")?.vm_rss_kib;
         let shutdown = run.shutdown().await?;
-        Ok(vec![
+        let scrape = (!scrapes.is_empty())
+            .then(|| Measure::lower("`/metrics` scrape (median of 3)", "ms", median(&scrapes)));
+        Ok([
             Measure::lower(
                 "launch to all RUNNING seen (end of ctl call)",
                 "s",
@@ -727,7 +740,10 @@ impl Bench {
             Measure::lower("VmRSS, idle", "MiB", mib(rss)),
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
-        ])
+        ]
+        .into_iter()
+        .chain(scrape)
+        .collect())
     }
 }
 

@@ -64,20 +64,7 @@ pub async fn call(
     method: &str,
     timeout: Duration,
 ) -> anyhow::Result<RpcTiming> {
-    let req = request(path, method);
-    let t0 = Instant::now();
-    let exchange = async {
-        let mut stream = UnixStream::connect(socket).await?;
-        stream.write_all(&req).await?;
-        let mut raw = Vec::with_capacity(64 << 10);
-        stream.read_to_end(&mut raw).await?;
-        std::io::Result::Ok(raw)
-    };
-    let raw = tokio::time::timeout(timeout, exchange)
-        .await
-        .with_context(|| format!("{method}: no answer within {timeout:?}"))?
-        .with_context(|| format!("{method} on {}", socket.display()))?;
-    let elapsed = t0.elapsed();
+    let (elapsed, raw) = exchange(socket, &request(path, method), method, timeout).await?;
     let (status, body) = parse_response(&raw)?;
     if status != 200 {
         bail!("{method}: HTTP status {status}");
@@ -87,6 +74,45 @@ pub async fn call(
         bail!("{method}: not a successful XML-RPC response: {:.200}", text);
     }
     Ok(RpcTiming { elapsed, body_bytes: body.len() })
+}
+
+/// `GET path` on a fresh connection to `socket` (a `/metrics` scrape): the time to the
+/// whole answer, and its body, which must come with status 200.
+pub async fn get(
+    socket: &Path,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<(RpcTiming, String)> {
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: vigil-bench\r\n\r\n");
+    let (elapsed, raw) = exchange(socket, req.as_bytes(), path, timeout).await?;
+    let (status, body) = parse_response(&raw)?;
+    if status != 200 {
+        bail!("GET {path}: HTTP status {status}");
+    }
+    let text = String::from_utf8_lossy(body).into_owned();
+    Ok((RpcTiming { elapsed, body_bytes: body.len() }, text))
+}
+
+/// Sends `req` on a fresh connection and reads until the server closes it.
+async fn exchange(
+    socket: &Path,
+    req: &[u8],
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, Vec<u8>)> {
+    let t0 = Instant::now();
+    let exchange = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        stream.write_all(req).await?;
+        let mut raw = Vec::with_capacity(64 << 10);
+        stream.read_to_end(&mut raw).await?;
+        std::io::Result::Ok(raw)
+    };
+    let raw = tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{what}: no answer within {timeout:?}"))?
+        .with_context(|| format!("{what} on {}", socket.display()))?;
+    Ok((t0.elapsed(), raw))
 }
 
 #[cfg(test)]

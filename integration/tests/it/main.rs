@@ -18,6 +18,7 @@ mod lifecycle;
 mod logs;
 mod logsafety;
 mod modcycles;
+mod observe;
 mod reaping;
 mod seed;
 mod stdin;

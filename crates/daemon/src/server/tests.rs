@@ -323,7 +323,30 @@ fn process_info_keeps_supervisord_fields() {
         description: "pid 42, uptime 0:00:10, healthy".into(),
         health: Some(vigil_core::Health::Healthy),
         waiting_for: vec!["db".into()],
+        autostart: true,
+        completed: false,
+        restarts: 2,
+        last_exit: Some(vigil_core::exit::ExitStatus::Signal(9)),
+        stdout_bytes: 7,
+        stderr_bytes: 3,
+        usage: Some(vigil_core::Usage {
+            cpu_user: Duration::from_millis(1500),
+            cpu_system: Duration::from_micros(20),
+            rss_bytes: 8192,
+        }),
     };
+    let facts = crate::facts::process_facts(core.clone(), process_info);
+    assert_eq!((facts.autostart, facts.restarts), (true, 2));
+    assert_eq!(
+        facts.last_exit,
+        Some(vigil_rpc::LastExit { at: 0, code: None, signal: Some(9), core_dumped: false })
+    );
+    assert_eq!(
+        facts.usage,
+        Some(vigil_rpc::Usage { cpu_user_us: 1_500_000, cpu_system_us: 20, rss_bytes: 8192 })
+    );
+    assert_eq!((facts.stdout_bytes, facts.stderr_bytes), (7, 3));
+    assert_eq!(facts.info.pid, 42);
     let wire = process_info(core);
     assert_eq!(
         (wire.state, wire.statename.as_str(), wire.pid),

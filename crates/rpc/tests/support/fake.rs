@@ -291,6 +291,38 @@ impl Control for Fake {
         })
     }
 
+    async fn facts(self, _: Context, usage: bool) -> Result<vigil_rpc::Facts, ControlError> {
+        self.record("facts");
+        let mut all = self.lock().processes.clone();
+        all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+        let processes = all
+            .into_iter()
+            .map(|info| vigil_rpc::ProcessFacts {
+                autostart: true,
+                completed: false,
+                restarts: u64::from(info.pid % 3),
+                last_exit: None,
+                usage: (usage && info.pid != 0).then_some(vigil_rpc::Usage {
+                    cpu_user_us: 2_000_000,
+                    cpu_system_us: 500_000,
+                    rss_bytes: 1 << 20,
+                }),
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+                info,
+            })
+            .collect();
+        let daemon = vigil_rpc::DaemonFacts {
+            version: "0.1.0".into(),
+            pid: 777,
+            started: 1_700_000_000,
+            now: 1_700_000_100,
+            config_generation: 1,
+            reloads: 0,
+        };
+        Ok(vigil_rpc::Facts { daemon, processes })
+    }
+
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {
         self.record("all_process_info");
         let mut all = self.lock().processes.clone();

@@ -678,3 +678,73 @@ async fn python_xmlrpc_client_understands_us() {
     );
     assert_eq!(out["methods"], 41);
 }
+
+#[tokio::test]
+async fn metrics_need_credentials_and_render_every_process() {
+    let backend = Arc::new(FakeBackend::with_processes(vec![
+        process("web", "web_0", ProcessState::Running),
+        process("we\"b\\", "line\nbreak", ProcessState::Stopped),
+    ]));
+    let credentials = || Some(Credentials::new("user", "123"));
+    let reply = request(&backend, credentials(), &get("/metrics", "")).await;
+    assert_eq!(reply.status, 401);
+    let reply = request(&backend, credentials(), &get("/metrics", &basic("user:123"))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some(metrics::CONTENT_TYPE));
+    let body = &reply.body;
+    for line in [
+        "vigil_build_info{version=\"0.0.0\"} 1",
+        "vigil_uptime_seconds 60",
+        "vigil_process_state{group=\"web\",name=\"web_0\",state=\"RUNNING\"} 1",
+        "vigil_process_state{group=\"web\",name=\"web_0\",state=\"STARTING\"} 0",
+        "vigil_process_up{group=\"web\",name=\"web_0\"} 1",
+        "vigil_process_cpu_seconds_total{group=\"web\",name=\"web_0\",mode=\"user\"} 1.250000",
+        "vigil_process_cpu_seconds_total{group=\"web\",name=\"web_0\",mode=\"system\"} 0.000005",
+        "vigil_process_resident_memory_bytes{group=\"web\",name=\"web_0\"} 4096",
+        // Label values are escaped.
+        "vigil_process_up{group=\"we\\\"b\\\\\",name=\"line\\nbreak\"} 0",
+        "vigil_group_processes{group=\"web\"} 1",
+        "vigil_group_processes_running{group=\"web\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
+    }
+    // A process without a child has no CPU or memory sample.
+    assert!(!body.contains("resident_memory_bytes{group=\"we\\\""), "{body}");
+    assert_eq!(request(&backend, None, &get("/metrics/x", "")).await.status, 404);
+}
+
+#[tokio::test]
+async fn health_routes_answer_without_credentials_and_name_processes_only_with_them() {
+    let backend = Arc::new(FakeBackend::new());
+    let credentials = || Some(Credentials::new("user", "123"));
+    let reply = request(&backend, credentials(), &get("/healthz", "")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+
+    // `worker` is stopped and `cron` fatal; both are autostart in the fake.
+    let reply = request(&backend, credentials(), &get("/readyz", "")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (503, "{\"ready\":false}\n"));
+    let reply = request(&backend, credentials(), &get("/readyz", &basic("user:123"))).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        body["not_ready"],
+        serde_json::json!([
+            { "name": "worker", "state": "STOPPED", "reason": "STOPPED (not RUNNING)" },
+            {
+                "name": "cron",
+                "state": "FATAL",
+                "reason": "FATAL: Exited too quickly (process log may have details)"
+            },
+        ])
+    );
+
+    backend.state().processes.retain(|info| info.state == ProcessState::Running);
+    let reply = request(&backend, None, &get("/readyz", "")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "{\"not_ready\":[],\"ready\":true}\n"));
+
+    backend.state().daemon = crate::backend::DaemonState::Shutdown;
+    assert_eq!(request(&backend, None, &get("/healthz", "")).await.status, 503);
+    let post = "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(request(&backend, None, post).await.status, 400);
+}
