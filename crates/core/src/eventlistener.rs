@@ -232,6 +232,11 @@ const READY_TOKEN: &[u8] = b"READY\n";
 /// `RESULT `: supervisord takes the length from after these 7 bytes without
 /// checking them.
 const RESULT_PREFIX_LEN: usize = 7;
+/// The most a listener's `RESULT` line and body may hold together. A result is
+/// `OK` or `FAIL` in practice; without a bound, a listener that announces a huge
+/// length (or never ends its line) would make the daemon buffer whatever it
+/// writes. Past it, the listener is UNKNOWN, as for a malformed result.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 /// The protocol state of one listener process, fed with its stdout.
 #[derive(Debug)]
@@ -298,6 +303,12 @@ impl Protocol {
                 }
                 ListenerState::Busy => {
                     let Some(newline) = self.buffer.iter().position(|byte| *byte == b'\n') else {
+                        if self.buffer.len() > MAX_RESULT_BYTES {
+                            let line = String::from_utf8_lossy(&self.buffer[..80]).into_owned();
+                            self.state = ListenerState::Unknown;
+                            outcomes.push(Outcome::BadResult(line));
+                            continue;
+                        }
                         break;
                     };
                     let line = &self.buffer[..newline];
@@ -307,7 +318,8 @@ impl Protocol {
                         .get(RESULT_PREFIX_LEN..)
                         .and_then(|digits| std::str::from_utf8(digits).ok())
                         .and_then(|digits| digits.trim().parse::<usize>().ok())
-                        .and_then(|length| (newline + 1).checked_add(length));
+                        .and_then(|length| (newline + 1).checked_add(length))
+                        .filter(|end| *end <= MAX_RESULT_BYTES);
                     let Some(end) = end else {
                         let line = String::from_utf8_lossy(line).into_owned();
                         self.state = ListenerState::Unknown;

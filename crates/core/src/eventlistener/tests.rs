@@ -183,6 +183,21 @@ fn protocol_violations() {
     assert_eq!(protocol.feed(format!("{line}\n").as_bytes()), vec![Outcome::BadResult(line)]);
     assert_eq!(protocol.state(), ListenerState::Unknown);
 
+    // A listener cannot make the daemon buffer without bound: neither by
+    // announcing a huge body nor by never ending its result line.
+    let mut protocol = Protocol::default();
+    protocol.feed(b"READY\n");
+    protocol.sent();
+    let line = format!("RESULT {}", MAX_RESULT_BYTES);
+    assert_eq!(protocol.feed(format!("{line}\n").as_bytes()), vec![Outcome::BadResult(line)]);
+    assert_eq!(protocol.state(), ListenerState::Unknown);
+    let mut protocol = Protocol::default();
+    protocol.feed(b"READY\n");
+    protocol.sent();
+    let outcomes = protocol.feed(&vec![b'R'; MAX_RESULT_BYTES + 1]);
+    assert!(matches!(&outcomes[..], [Outcome::BadResult(_)]));
+    assert_eq!(protocol.state(), ListenerState::Unknown);
+
     // supervisord's issue-733: a newline after the body breaks the protocol.
     let mut protocol = Protocol::default();
     protocol.feed(b"READY\n");
