@@ -98,6 +98,7 @@ pub(crate) const PROGRAM: &[&str] = &[
     "backoff_reset_after",
     "depends_on",
     "restart_dependents",
+    "essential",
     "ready_tcp",
     "ready_http",
     "ready_http_status",

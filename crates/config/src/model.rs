@@ -84,7 +84,7 @@ pub struct Supervisord {
     pub environment: BTreeMap<String, String>,
     /// The daemon's identifier, reported over RPC.
     pub identifier: String,
-    /// Vigil extension: what the root does when a group exhausts its restart budget.
+    /// Vigil extension: what the root does when a program or group goes FATAL.
     pub on_fatal: OnFatal,
 }
 
@@ -467,6 +467,9 @@ pub struct ProcessConfig {
     pub readiness: Option<Probe>,
     /// Vigil extension: the `live_*` probe that restarts a hung process.
     pub liveness: Option<Probe>,
+    /// Vigil extension: when this process ends by itself (exits, or goes
+    /// FATAL), the daemon shuts down in order and exits with its status.
+    pub essential: bool,
 }
 
 impl ProcessConfig {

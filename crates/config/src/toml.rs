@@ -137,7 +137,7 @@ macro_rules! program_section {
             environment, directory, umask, serverurl,
             strategy, max_restarts, max_restarts_period,
             backoff, backoff_initial, backoff_max, backoff_multiplier, backoff_jitter, backoff_reset_after,
-            depends_on, restart_dependents,
+            depends_on, restart_dependents, essential,
             ready_tcp, ready_http, ready_http_status, ready_exec, ready_log, ready_notify,
             ready_period, ready_timeout, ready_retries, ready_initial_delay,
             live_tcp, live_http, live_http_status, live_exec,

@@ -606,6 +606,9 @@ impl ProcessActorState {
                             queue.push_back(answer);
                         }
                     }
+                    Effect::Ended { fatal, status } => {
+                        self.ctx.process_ended(&self.shared.config, fatal, status);
+                    }
                 }
             }
         }

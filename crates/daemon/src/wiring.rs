@@ -162,7 +162,7 @@ impl Backend for Wired {
         let control = context.control.clone();
         let fatal_watch = tokio::spawn(async move {
             let fatal = watched.fatal_shutdown().await;
-            control.fatal(format!("group '{}' is FATAL: {}", fatal.group, fatal.reason));
+            control.fatal_with(fatal.exit_code, fatal.reason);
         });
         Ok(CoreTree { handle, config: config_control, dispatch, pid1: context.pid1, fatal_watch })
     }

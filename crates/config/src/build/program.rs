@@ -103,6 +103,7 @@ pub(super) fn program(
         None => Vec::new(),
     };
     let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
+    let essential = r.get("essential", &common, d, false, values::boolean);
     let kind = match kind_word {
         "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => GroupKind::EventListener(listener(&mut r, &common, &place, d)),
@@ -119,6 +120,7 @@ pub(super) fn program(
         settings,
         backoff,
         restart_dependents,
+        essential,
     };
     let start = template.settings.numprocs_start;
     let mut processes = Vec::new();
@@ -303,6 +305,7 @@ struct Template<'a> {
     settings: Settings,
     backoff: BackoffConfig,
     restart_dependents: bool,
+    essential: bool,
 }
 
 impl Template<'_> {
@@ -377,6 +380,7 @@ impl Template<'_> {
             backoff: self.backoff.clone(),
             depends_on: Vec::new(),
             restart_dependents: self.restart_dependents,
+            essential: self.essential,
             readiness,
             liveness,
         })

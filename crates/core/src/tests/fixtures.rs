@@ -57,6 +57,7 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         restart_dependents: true,
         readiness: None,
         liveness: None,
+        essential: false,
     }
 }
 
