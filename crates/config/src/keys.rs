@@ -21,6 +21,7 @@ pub(crate) const SUPERVISORD: &[&str] = &[
     "environment",
     "identifier",
     "on_fatal",
+    "env_file",
 ];
 
 pub(crate) const UNIX_HTTP_SERVER: &[&str] = &["file", "chmod", "chown", "username", "password"];
@@ -32,7 +33,7 @@ pub(crate) const SUPERVISORCTL: &[&str] =
     &["serverurl", "username", "password", "prompt", "history_file"];
 
 pub(crate) const GROUP: &[&str] =
-    &["programs", "priority", "strategy", "max_restarts", "max_restarts_period"];
+    &["programs", "priority", "strategy", "max_restarts", "max_restarts_period", "env_file"];
 
 pub(crate) const INCLUDE: &[&str] = &["files"];
 
@@ -99,6 +100,7 @@ pub(crate) const PROGRAM: &[&str] = &[
     "depends_on",
     "restart_dependents",
     "essential",
+    "env_file",
     "ready_tcp",
     "ready_http",
     "ready_http_status",

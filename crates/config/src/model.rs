@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -86,6 +87,9 @@ pub struct Supervisord {
     pub identifier: String,
     /// Vigil extension: what the root does when a program or group goes FATAL.
     pub on_fatal: OnFatal,
+    /// Vigil extension: env files every program reads (before its group's and
+    /// its own), resolved against the directory of the file naming them.
+    pub env_file: Vec<PathBuf>,
 }
 
 /// Vigil extension: the root supervisor's reaction to a group going FATAL.
@@ -450,6 +454,12 @@ pub struct ProcessConfig {
     /// The program's own `environment=` (the daemon-level one is kept in
     /// [`Supervisord::environment`] and merged at spawn time).
     pub environment: BTreeMap<String, String>,
+    /// Vigil extension: the env files this process reads, in order:
+    /// `[supervisord]`'s, its group's, its own.
+    pub env_files: Vec<PathBuf>,
+    /// What those files set, merged in that order (a later file wins). Between
+    /// `[supervisord] environment` and `environment=` in precedence.
+    pub env_file_vars: EnvFileVars,
     /// The working directory; `None` keeps the daemon's.
     pub directory: Option<PathBuf>,
     /// The process's umask; `None` keeps the daemon's.
@@ -480,6 +490,41 @@ impl ProcessConfig {
         } else {
             format!("{}:{}", self.group, self.name)
         }
+    }
+}
+
+/// Variables read from env files. They are secrets: `Debug` and `Serialize`
+/// show the names only, so no dump of a config carries a value. Shared, so the
+/// instances of a program hold one copy.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvFileVars(Arc<BTreeMap<String, String>>);
+
+impl EnvFileVars {
+    /// Wraps merged variables.
+    pub fn new(vars: BTreeMap<String, String>) -> EnvFileVars {
+        EnvFileVars(Arc::new(vars))
+    }
+
+    /// The variables, for the child's environment only.
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// True when no file set anything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for EnvFileVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Serialize for EnvFileVars {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.keys())
     }
 }
 

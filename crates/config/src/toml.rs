@@ -134,7 +134,7 @@ macro_rules! program_section {
             stdout_events_enabled, stdout_syslog,
             stderr_logfile, stderr_logfile_maxbytes, stderr_logfile_backups, stderr_capture_maxbytes,
             stderr_events_enabled, stderr_syslog,
-            environment, directory, umask, serverurl,
+            environment, env_file, directory, umask, serverurl,
             strategy, max_restarts, max_restarts_period,
             backoff, backoff_initial, backoff_max, backoff_multiplier, backoff_jitter, backoff_reset_after,
             depends_on, restart_dependents, essential,
@@ -166,11 +166,12 @@ section!(SupervisordT {
     environment,
     identifier,
     on_fatal,
+    env_file,
 });
 section!(UnixT { file, chmod, chown, username, password });
 section!(InetT { port, username, password, allow_unauthenticated });
 section!(CtlT { serverurl, username, password, prompt, history_file });
-section!(GroupT { programs, priority, strategy, max_restarts, max_restarts_period });
+section!(GroupT { programs, priority, strategy, max_restarts, max_restarts_period, env_file });
 section!(IncludeT { files });
 program_section!(ProgramT {});
 program_section!(FcgiT { socket, socket_backlog, socket_owner, socket_mode });

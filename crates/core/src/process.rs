@@ -382,6 +382,7 @@ impl ProcessActorState {
         let mut env = child_environment(
             &self.ctx.daemon_env,
             &self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner),
+            config.env_file_vars.vars(),
             &config.environment,
             &config.name,
             &config.group,
@@ -466,7 +467,12 @@ impl ProcessActorState {
             ProbeKind::Exec { command } => {
                 let config = &self.shared.config;
                 let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-                let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
+                let path = search_path(
+                    &self.ctx.daemon_env,
+                    &global,
+                    config.env_file_vars.vars(),
+                    &config.environment,
+                );
                 resolve_command(command, path.as_deref()).ok()
             }
             _ => None,
@@ -543,7 +549,12 @@ impl ProcessActorState {
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
         let config = &self.shared.config;
         let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-        let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
+        let path = search_path(
+            &self.ctx.daemon_env,
+            &global,
+            config.env_file_vars.vars(),
+            &config.environment,
+        );
         resolve_command(&config.command, path.as_deref())
     }
 

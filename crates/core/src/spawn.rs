@@ -256,15 +256,18 @@ pub(crate) fn py_repr(text: &str) -> String {
 }
 
 /// The PATH supervisord searches for a bare command name: the program's own
-/// `environment` PATH if it sets one (even empty), else the `[supervisord]
-/// environment` PATH, else the daemon's PATH if non-empty, else `None` (which
+/// `environment` PATH if it sets one (even empty), else its env files' PATH,
+/// else the `[supervisord] environment` PATH, else the daemon's PATH if non-empty, else `None` (which
 /// [`resolve_command`] turns into [`DEFAULT_PATH`]).
 pub fn search_path(
     daemon_env: &[(String, String)],
     global: &BTreeMap<String, String>,
+    env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
 ) -> Option<String> {
-    if let Some(path) = program.get("PATH").or_else(|| global.get("PATH")) {
+    if let Some(path) =
+        program.get("PATH").or_else(|| env_files.get("PATH")).or_else(|| global.get("PATH"))
+    {
         return Some(path.clone());
     }
     daemon_env
@@ -328,11 +331,13 @@ fn python_path_join(dir: &str, name: &str) -> String {
 /// Builds a child's environment in supervisord's order: the daemon's environment,
 /// then `SUPERVISOR_ENABLED=1`, `SUPERVISOR_SERVER_URL` (when known),
 /// `SUPERVISOR_PROCESS_NAME`, `SUPERVISOR_GROUP_NAME`, then `[supervisord]
-/// environment`, then the program's `environment` (later entries win, so the global
-/// block can override `SUPERVISOR_*`, as supervisord's code does). Sorted by name.
+/// environment`, then what the program's env files set (`env_files`), then the
+/// program's `environment` (later entries win, so the global block can override
+/// `SUPERVISOR_*`, as supervisord's code does). Sorted by name.
 pub fn child_environment(
     daemon_env: &[(String, String)],
     global: &BTreeMap<String, String>,
+    env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
     process_name: &str,
     group_name: &str,
@@ -346,6 +351,7 @@ pub fn child_environment(
     env.insert("SUPERVISOR_PROCESS_NAME".to_owned(), process_name.to_owned());
     env.insert("SUPERVISOR_GROUP_NAME".to_owned(), group_name.to_owned());
     env.extend(global.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(env_files.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(program.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.into_iter().collect()
 }

@@ -352,6 +352,7 @@ mod tests {
             environment: BTreeMap::new(),
             identifier: "supervisor".into(),
             on_fatal: OnFatal::Ignore,
+            env_file: Vec::new(),
         }
     }
 

@@ -127,3 +127,179 @@ fn stopping_an_essential_program_by_hand_keeps_the_daemon() {
     assert_eq!(daemon.state("job"), "STOPPED");
     assert_eq!(daemon.poll_exit(), None, "{}", daemon.diagnostics());
 }
+
+/// One XML-RPC call on the daemon's unix socket; the raw HTTP answer.
+fn xmlrpc(sandbox: &Sandbox, method: &str, params: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName>\
+         <params>{params}</params></methodCall>"
+    );
+    let mut stream = std::os::unix::net::UnixStream::connect(sandbox.socket()).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    write!(
+        stream,
+        "POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+const SECRET: &str = "s3cr3t-v4lue";
+
+/// The child gets what the files say, in the documented precedence: daemon
+/// environment < `[supervisord] environment` < env files (supervisord's, the
+/// group's, the program's) < `environment=`; dotenv quoting, `export` and
+/// `${VAR}` references work; the values appear nowhere but in the child.
+#[test]
+fn env_files_reach_the_child_in_order_and_nowhere_else() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "global.env",
+        "# shared by every program\nV_GLOBAL_FILE=global\nV_OVER=global-file\nV_DAEMON=from-file\n",
+    );
+    sandbox.write("group.env", "V_OVER=group-file\n");
+    sandbox.write(
+        "app.env",
+        format!(
+            "export V_SECRET=\"{SECRET}\"\nV_QUOTED='a # b $HOME'\nV_REF=\"${{V_GLOBAL_FILE}}/${{V_FROM_DAEMON}}\"\n\
+             V_ESC=\"tab\\there\"\nV_PROG=file\n"
+        ),
+    );
+    sandbox.supervisord_key("environment", "V_OVER=global-env,V_GLOBAL_ENV=yes");
+    sandbox.supervisord_key("env_file", "global.env");
+    let names = [
+        "V_GLOBAL_FILE",
+        "V_OVER",
+        "V_DAEMON",
+        "V_SECRET",
+        "V_QUOTED",
+        "V_REF",
+        "V_ESC",
+        "V_PROG",
+        "V_GLOBAL_ENV",
+    ];
+    let mut args = Vec::new();
+    for name in names {
+        args.extend(["--print-env", name]);
+    }
+    args.extend(["--sleep", "3600"]);
+    let program = Program::child("app", &args)
+        .set("startsecs", 0)
+        .set("env_file", "app.env")
+        .set("environment", "V_PROG=environment");
+    sandbox.write_config_text(&format!(
+        "{}[group:g]\nprograms=app\nenv_file=group.env\n",
+        sandbox.programs_text(&[program])
+    ));
+    let env: std::collections::BTreeMap<String, String> =
+        [("V_FROM_DAEMON", "daemon"), ("V_DAEMON", "daemon")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let daemon = sandbox.start_with(&[], &env);
+    daemon.running_pid("g:app");
+    wait_until(TIMEOUT, "the child to print its environment", || {
+        crate::out_lines(&sandbox, "app").len() >= names.len()
+    });
+    assert_eq!(
+        crate::out_lines(&sandbox, "app"),
+        [
+            "V_GLOBAL_FILE=global",
+            "V_OVER=group-file",
+            "V_DAEMON=from-file",
+            &format!("V_SECRET={SECRET}"),
+            "V_QUOTED=a # b $HOME",
+            "V_REF=global/daemon",
+            "V_ESC=tab\there",
+            "V_PROG=environment",
+            "V_GLOBAL_ENV=yes",
+        ]
+    );
+    // Nowhere else: status, --json, XML-RPC, the activity log.
+    let mut seen = vec![
+        daemon.ctl(&["status"]).stdout,
+        daemon.ctl(&["--json", "status"]).stdout,
+        daemon.ctl(&["--json", "avail"]).stdout,
+        xmlrpc(&sandbox, "supervisor.getAllConfigInfo", ""),
+        xmlrpc(
+            &sandbox,
+            "supervisor.getProcessInfo",
+            "<param><value><string>g:app</string></value></param>",
+        ),
+    ];
+    assert!(seen[3].contains("g") && seen[3].contains("app"), "{}", seen[3]);
+    seen.push(daemon.main_log());
+    for text in seen {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+}
+
+/// `vigild --check` reports a missing env file at the config line naming it
+/// and a bad line at its own file:line, without quoting the value.
+#[test]
+fn check_reports_env_file_errors_with_file_and_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write("bad.env", format!("OK=1\nBROKEN=\"{SECRET}\n"));
+    sandbox.write_config(&[
+        Program::child("a", &["--sleep", "1"]).set("env_file", "missing.env"),
+        Program::child("b", &["--sleep", "1"]).set("env_file", "bad.env"),
+    ]);
+    let mut command = std::process::Command::new(vigil_integration::vigild_bin());
+    command.arg("--check").arg("-c").arg(sandbox.config_path());
+    let output = vigil_integration::run(&mut command, TIMEOUT);
+    assert_ne!(output.code, 0, "{output:#?}");
+    let text = format!("{}{}", output.stdout, output.stderr);
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let line = config.lines().position(|l| l == "env_file=missing.env").expect("key") + 1;
+    let at = format!(
+        "{}:{line}: [program:a] env_file: cannot read env file",
+        sandbox.config_path().display()
+    );
+    assert!(text.contains(&at), "{text}");
+    let bad = format!("{}:2: env file: BROKEN", sandbox.join("bad.env").display());
+    assert!(text.contains(&bad), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+/// A changed env file restarts exactly the programs that read it, and
+/// `update --dry-run` says so first.
+#[test]
+fn update_restarts_exactly_the_programs_whose_env_file_changed() {
+    let sandbox = Sandbox::new();
+    sandbox.write("shared.env", "TOKEN=one\n");
+    let reader = |name: &str| {
+        Program::child(name, &["--print-env", "TOKEN", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("env_file", "shared.env")
+    };
+    sandbox.write_config(&[
+        reader("r1"),
+        reader("r2"),
+        Program::child("other", &["--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    let (r1, r2, other) =
+        (daemon.running_pid("r1"), daemon.running_pid("r2"), daemon.running_pid("other"));
+    sandbox.write("shared.env", "TOKEN=two\n");
+    daemon.ctl(&["update", "--dry-run"]).expect_code(0).expect_lines(&[
+        "r1: stopped (dry run)",
+        "r1: would restart r1 (env_file contents)",
+        "r1: updated process group (dry run)",
+        "r2: stopped (dry run)",
+        "r2: would restart r2 (env_file contents)",
+        "r2: updated process group (dry run)",
+    ]);
+    assert_eq!(daemon.process_pid("r1"), r1, "a dry run changes nothing");
+    daemon.ctl(&["update"]).expect_code(0);
+    for (name, old) in [("r1", r1), ("r2", r2)] {
+        wait_until(TIMEOUT, &format!("{name} to restart"), || {
+            daemon.state(name) == "RUNNING" && daemon.process_pid(name) != old
+        });
+        crate::wait_out_line(&sandbox, name, "TOKEN=two");
+    }
+    assert_eq!(daemon.process_pid("other"), other, "other does not read the file");
+}

@@ -104,6 +104,7 @@ pub(super) fn program(
     };
     let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
     let essential = r.get("essential", &common, d, false, values::boolean);
+    let env_file = super::envfiles::key(&mut r, &common, ctx.env, d);
     let kind = match kind_word {
         "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => GroupKind::EventListener(listener(&mut r, &common, &place, d)),
@@ -121,6 +122,7 @@ pub(super) fn program(
         backoff,
         restart_dependents,
         essential,
+        env_file,
     };
     let start = template.settings.numprocs_start;
     let mut processes = Vec::new();
@@ -306,6 +308,9 @@ struct Template<'a> {
     backoff: BackoffConfig,
     restart_dependents: bool,
     essential: bool,
+    /// The program's own `env_file`; `build` puts `[supervisord]`'s and the
+    /// group's before it and loads them.
+    env_file: Vec<PathBuf>,
 }
 
 impl Template<'_> {
@@ -374,6 +379,8 @@ impl Template<'_> {
             stdout,
             stderr,
             environment,
+            env_files: self.env_file.clone(),
+            env_file_vars: EnvFileVars::default(),
             directory,
             umask: s.umask,
             serverurl: s.serverurl.clone(),

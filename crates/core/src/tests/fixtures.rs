@@ -42,6 +42,8 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         stdout: log.clone(),
         stderr: log,
         environment: BTreeMap::new(),
+        env_files: Vec::new(),
+        env_file_vars: Default::default(),
         directory: None,
         umask: None,
         serverurl: None,
@@ -55,9 +57,9 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         },
         depends_on: Vec::new(),
         restart_dependents: true,
+        essential: false,
         readiness: None,
         liveness: None,
-        essential: false,
     }
 }
 
@@ -112,6 +114,7 @@ pub(super) fn config(dir: &Path, mut groups: Vec<GroupConfig>) -> Config {
             environment: BTreeMap::new(),
             identifier: "supervisor".to_owned(),
             on_fatal: OnFatal::Ignore,
+            env_file: Vec::new(),
         },
         unix_http_server: None,
         inet_http_server: None,
