@@ -17,6 +17,7 @@ mod groups;
 mod probes;
 mod program;
 mod reader;
+mod rlimits;
 mod servers;
 mod supervisord;
 

@@ -480,6 +480,67 @@ pub struct ProcessConfig {
     /// Vigil extension: when this process ends by itself (exits, or goes
     /// FATAL), the daemon shuts down in order and exits with its status.
     pub essential: bool,
+    /// Vigil extension: resource limits set in the child before exec
+    /// (`rlimit_<name>` keys, or a TOML `rlimits` table), in [`RLIMITS`] order.
+    pub rlimits: Vec<ResourceLimit>,
+}
+
+/// The resource limits a program may set, by their key name (`rlimit_nofile`),
+/// and whether a value is a byte size (`rlimit_as = 2GB`).
+pub const RLIMITS: &[(&str, bool)] = &[
+    ("as", true),
+    ("core", true),
+    ("cpu", false),
+    ("data", true),
+    ("fsize", true),
+    ("locks", false),
+    ("memlock", true),
+    ("msgqueue", true),
+    ("nice", false),
+    ("nofile", false),
+    ("nproc", false),
+    ("rss", true),
+    ("rtprio", false),
+    ("rttime", false),
+    ("sigpending", false),
+    ("stack", true),
+];
+
+impl ResourceLimit {
+    /// The kernel's resource this limit sets.
+    pub fn resource(&self) -> Option<nix::sys::resource::Resource> {
+        use nix::sys::resource::Resource;
+        Some(match self.name {
+            "as" => Resource::RLIMIT_AS,
+            "core" => Resource::RLIMIT_CORE,
+            "cpu" => Resource::RLIMIT_CPU,
+            "data" => Resource::RLIMIT_DATA,
+            "fsize" => Resource::RLIMIT_FSIZE,
+            "locks" => Resource::RLIMIT_LOCKS,
+            "memlock" => Resource::RLIMIT_MEMLOCK,
+            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+            "nice" => Resource::RLIMIT_NICE,
+            "nofile" => Resource::RLIMIT_NOFILE,
+            "nproc" => Resource::RLIMIT_NPROC,
+            "rss" => Resource::RLIMIT_RSS,
+            "rtprio" => Resource::RLIMIT_RTPRIO,
+            "rttime" => Resource::RLIMIT_RTTIME,
+            "sigpending" => Resource::RLIMIT_SIGPENDING,
+            "stack" => Resource::RLIMIT_STACK,
+            _ => return None,
+        })
+    }
+}
+
+/// One resource limit: `1024`, `1024:4096` (soft:hard) or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResourceLimit {
+    /// The name without `rlimit_` (`nofile`), one of [`RLIMITS`].
+    pub name: &'static str,
+    /// The soft limit; `None` is unlimited.
+    pub soft: Option<u64>,
+    /// The hard limit; `None` is unlimited.
+    pub hard: Option<u64>,
 }
 
 impl ProcessConfig {

@@ -649,6 +649,7 @@ impl ProcessActorState {
             pipe_stdin: true,
             close_fds_from: 3,
             stdin_socket: socket.clone(),
+            rlimits: config.rlimits.clone(),
         };
         let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {

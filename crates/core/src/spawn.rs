@@ -51,6 +51,8 @@ pub struct SpawnSpec {
     /// A listening socket to give the child as fd 0 instead of any stdin
     /// (`[fcgi-program:x]`); takes precedence over `pipe_stdin`.
     pub stdin_socket: Option<SharedFd>,
+    /// Resource limits set in the child before the privilege drop (`rlimit_*`).
+    pub rlimits: Vec<vigil_config::ResourceLimit>,
 }
 
 /// A descriptor shared by the daemon and its children (an fcgi socket): the
@@ -81,6 +83,7 @@ impl SpawnSpec {
             pipe_stdin: false,
             close_fds_from: 3,
             stdin_socket: None,
+            rlimits: Vec::new(),
         }
     }
 }
@@ -188,6 +191,14 @@ pub enum SpawnError {
         /// The configured directory.
         path: PathBuf,
         /// Why `chdir` failed.
+        errno: Errno,
+    },
+    /// A resource limit (`rlimit_*`) could not be set in the child.
+    #[error("couldn't set resource limit {name}: {}", errno_name(*.errno))]
+    Rlimit {
+        /// The limit's name (`nofile`).
+        name: String,
+        /// Why `setrlimit` failed.
         errno: Errno,
     },
     /// `execve` failed.

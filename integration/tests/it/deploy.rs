@@ -303,3 +303,63 @@ fn update_restarts_exactly_the_programs_whose_env_file_changed() {
     }
     assert_eq!(daemon.process_pid("other"), other, "other does not read the file");
 }
+
+/// The value columns of one row of a /proc/PID/limits text.
+fn limit_row<'a>(limits: &'a str, row: &str) -> Vec<&'a str> {
+    let line =
+        limits.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("{row}: {limits}"));
+    line[row.len()..].split_whitespace().collect()
+}
+
+/// `rlimit_*` keys (and a TOML-style table is covered by the config tests) are
+/// applied in the child before exec: its own /proc/self/limits shows them.
+#[test]
+fn rlimits_are_what_the_child_sees_in_proc_self_limits() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::raw("limited", "/bin/cat /proc/self/limits")
+        .set("startsecs", 0)
+        .set("autorestart", "false")
+        .set("rlimit_nofile", "256:512")
+        .set("rlimit_core", "1MB:2MB")
+        .set("rlimit_cpu", "100:unlimited")
+        .set("rlimit_stack", "unlimited")]);
+    let daemon = sandbox.start();
+    daemon.wait_state("limited", "EXITED");
+    let limits = sandbox.read_text("logs/limited.out");
+    assert_eq!(limit_row(&limits, "Max open files"), ["256", "512", "files"], "{limits}");
+    assert_eq!(limit_row(&limits, "Max core file size"), ["1048576", "2097152", "bytes"]);
+    assert_eq!(limit_row(&limits, "Max cpu time"), ["100", "unlimited", "seconds"]);
+    assert_eq!(limit_row(&limits, "Max stack size"), ["unlimited", "unlimited", "bytes"]);
+}
+
+/// A hard limit above vigild's own is refused by `vigild --check` up front when
+/// vigild lacks CAP_SYS_RESOURCE (dropped here with setpriv), and bad values
+/// are errors at their line.
+#[test]
+fn check_reports_limits_vigild_cannot_give() {
+    let sandbox = Sandbox::new();
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("limit");
+    sandbox.write_config(&[
+        Program::child("greedy", &["--sleep", "1"])
+            .set("rlimit_nofile", format!("1024:{}", hard + 1)),
+        Program::child("bad", &["--sleep", "1"]).set("rlimit_nproc", "10:5"),
+    ]);
+    let config = sandbox.config_path();
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--bounding-set=-sys_resource", "--inh-caps=-sys_resource"])
+        .arg(vigil_integration::vigild_bin())
+        .arg("--check")
+        .arg("-c")
+        .arg(&config);
+    let output = vigil_integration::run(&mut command, TIMEOUT);
+    let text = format!("{}{}", output.stdout, output.stderr);
+    assert_ne!(output.code, 0, "{text}");
+    assert!(
+        text.contains(&format!("nofile: the hard limit is above vigild's own ({hard})")),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_RESOURCE"), "{text}");
+    assert!(text.contains("[program:bad] rlimit_nproc: nproc: the soft limit is above"), "{text}");
+}

@@ -105,6 +105,7 @@ pub(super) fn program(
     let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
     let essential = r.get("essential", &common, d, false, values::boolean);
     let env_file = super::envfiles::key(&mut r, &common, ctx.env, d);
+    let rlimits = super::rlimits::rlimits(&mut r, &common, d);
     let kind = match kind_word {
         "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => GroupKind::EventListener(listener(&mut r, &common, &place, d)),
@@ -123,6 +124,7 @@ pub(super) fn program(
         restart_dependents,
         essential,
         env_file,
+        rlimits,
     };
     let start = template.settings.numprocs_start;
     let mut processes = Vec::new();
@@ -311,6 +313,7 @@ struct Template<'a> {
     /// The program's own `env_file`; `build` puts `[supervisord]`'s and the
     /// group's before it and loads them.
     env_file: Vec<PathBuf>,
+    rlimits: Vec<ResourceLimit>,
 }
 
 impl Template<'_> {
@@ -388,6 +391,7 @@ impl Template<'_> {
             depends_on: Vec::new(),
             restart_dependents: self.restart_dependents,
             essential: self.essential,
+            rlimits: self.rlimits.clone(),
             readiness,
             liveness,
         })

@@ -58,6 +58,7 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         depends_on: Vec::new(),
         restart_dependents: true,
         essential: false,
+        rlimits: Vec::new(),
         readiness: None,
         liveness: None,
     }
