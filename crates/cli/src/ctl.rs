@@ -897,9 +897,14 @@ impl Ctl {
             groups.clear();
         }
         let Some(client) = self.client_or_report().await else { return };
+        // A dry run also says why: `reread` reads the file without applying it.
+        let details = match dry_run {
+            true => flatten(client.reread(context_with_timeout(QUERY_TIMEOUT)).await).ok(),
+            false => None,
+        };
         match flatten(client.update(context_with_timeout(WAIT_TIMEOUT), groups, dry_run).await) {
             Ok(report) => {
-                let (lines, status) = render::update_lines(&report);
+                let (lines, status) = render::update_lines_with_reasons(&report, details.as_ref());
                 for line in lines {
                     self.line(line);
                 }

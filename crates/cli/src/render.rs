@@ -162,6 +162,16 @@ pub fn avail_line(info: &ConfigInfo) -> String {
 /// `update`'s lines and exit status, in supervisorctl's order: unknown names,
 /// removals, changes, additions. A dry run words each line as a plan.
 pub fn update_lines(report: &UpdateReport) -> (Vec<String>, i32) {
+    update_lines_with_reasons(report, None)
+}
+
+/// [`update_lines`], and for a dry run given `reread`'s details, why each
+/// changed process of a changed group would be restarted or changed in place
+/// (`g: would restart p (command, env_file contents)`).
+pub fn update_lines_with_reasons(
+    report: &UpdateReport,
+    details: Option<&Reread>,
+) -> (Vec<String>, i32) {
     let mut lines = Vec::new();
     let mut status = exit::OK;
     let suffix = if report.dry_run { " (dry run)" } else { "" };
@@ -184,6 +194,21 @@ pub fn update_lines(report: &UpdateReport) -> (Vec<String>, i32) {
             UpdateAction::Updated => {
                 if !step.stopped.is_empty() {
                     lines.push(format!("{group}: stopped{suffix}"));
+                }
+                let changes = details
+                    .filter(|_| report.dry_run)
+                    .and_then(|d| d.details.iter().find(|c| &c.group == group));
+                for process in changes.iter().flat_map(|c| &c.processes) {
+                    if process.fields.is_empty() {
+                        continue;
+                    }
+                    let what =
+                        if process.in_place { "would change in place" } else { "would restart" };
+                    lines.push(format!(
+                        "{group}: {what} {} ({})",
+                        process.name,
+                        process.fields.join(", ")
+                    ));
                 }
                 match &step.error {
                     Some(error) => {

@@ -12,10 +12,12 @@
 //! groups; `deps` resolves `depends_on`. This module runs them in order.
 
 mod deps;
+mod envfiles;
 mod groups;
 mod probes;
 mod program;
 mod reader;
+mod rlimits;
 mod servers;
 mod supervisord;
 
@@ -87,7 +89,7 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
     let others = other_sections(sections, ctx, &global_exp, diags);
     // [group:x] sections first: membership decides each program's group_name.
     let (membership, group_sections) =
-        groups::read_groups(&others.groups, &global_exp, &host, diags);
+        groups::read_groups(&others.groups, &global_exp, &host, ctx.env, diags);
     let mut programs: Vec<Program> = Vec::new();
     for section in sections {
         let (kind_word, raw_name) = match section.name.split_once(':') {
@@ -114,6 +116,19 @@ pub(crate) fn build(sections: &[RawSection], ctx: &Context<'_>, diags: &mut Diag
             }
         }
     }
+    // Env files: [supervisord]'s, then the group's, then the program's own.
+    let group_files: std::collections::HashMap<&str, &[PathBuf]> =
+        group_sections.iter().map(|g| (g.name(), g.env_file())).collect();
+    let mut env_files = envfiles::Loader::new(&supervisord.environment, ctx.env);
+    for process in programs.iter_mut().flat_map(|p| p.processes.iter_mut()) {
+        let own = std::mem::take(&mut process.env_files);
+        let group = group_files.get(process.group.as_str()).copied().unwrap_or_default();
+        let chain: Vec<PathBuf> =
+            supervisord.env_file.iter().chain(group).chain(&own).cloned().collect();
+        process.env_file_vars = env_files.load(&chain, diags);
+        process.env_files = chain;
+    }
+    drop(group_files);
     let groups = groups::assemble(&mut programs, group_sections, diags);
 
     Config {

@@ -197,6 +197,14 @@ fn diff_process(old: &ProcessConfig, new: &ProcessConfig) -> Vec<FieldChange> {
     log_fields(&mut check, "stdout", &old.stdout, &new.stdout);
     log_fields(&mut check, "stderr", &old.stderr, &new.stderr);
     check("environment", old.environment != new.environment, Restart);
+    check("env_file", old.env_files != new.env_files, Restart);
+    // Same files, new contents: the reason `update --dry-run` names; never
+    // which values changed (env files hold secrets).
+    check(
+        "env_file contents",
+        old.env_files == new.env_files && old.env_file_vars != new.env_file_vars,
+        Restart,
+    );
     check("directory", old.directory != new.directory, Restart);
     check("umask", old.umask != new.umask, Restart);
     check("serverurl", old.serverurl != new.serverurl, Restart);
@@ -209,6 +217,8 @@ fn diff_process(old: &ProcessConfig, new: &ProcessConfig) -> Vec<FieldChange> {
     check("backoff_reset_after", ob.reset_after != nb.reset_after, InPlace);
     check("depends_on", old.depends_on != new.depends_on, InPlace);
     check("restart_dependents", old.restart_dependents != new.restart_dependents, InPlace);
+    check("essential", old.essential != new.essential, InPlace);
+    check("rlimits", old.rlimits != new.rlimits, Restart);
     for (key, key_timing, o, n) in [
         ("ready", "ready_timing", &old.readiness, &new.readiness),
         ("live", "live_timing", &old.liveness, &new.liveness),

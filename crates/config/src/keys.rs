@@ -21,6 +21,7 @@ pub(crate) const SUPERVISORD: &[&str] = &[
     "environment",
     "identifier",
     "on_fatal",
+    "env_file",
 ];
 
 pub(crate) const UNIX_HTTP_SERVER: &[&str] = &["file", "chmod", "chown", "username", "password"];
@@ -32,7 +33,7 @@ pub(crate) const SUPERVISORCTL: &[&str] =
     &["serverurl", "username", "password", "prompt", "history_file"];
 
 pub(crate) const GROUP: &[&str] =
-    &["programs", "priority", "strategy", "max_restarts", "max_restarts_period"];
+    &["programs", "priority", "strategy", "max_restarts", "max_restarts_period", "env_file"];
 
 pub(crate) const INCLUDE: &[&str] = &["files"];
 
@@ -98,6 +99,25 @@ pub(crate) const PROGRAM: &[&str] = &[
     "backoff_reset_after",
     "depends_on",
     "restart_dependents",
+    "essential",
+    "env_file",
+    "rlimits",
+    "rlimit_as",
+    "rlimit_core",
+    "rlimit_cpu",
+    "rlimit_data",
+    "rlimit_fsize",
+    "rlimit_locks",
+    "rlimit_memlock",
+    "rlimit_msgqueue",
+    "rlimit_nice",
+    "rlimit_nofile",
+    "rlimit_nproc",
+    "rlimit_rss",
+    "rlimit_rtprio",
+    "rlimit_rttime",
+    "rlimit_sigpending",
+    "rlimit_stack",
     "ready_tcp",
     "ready_http",
     "ready_http_status",

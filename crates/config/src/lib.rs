@@ -34,6 +34,7 @@
 mod build;
 pub mod diff;
 mod discover;
+pub mod dotenv;
 mod error;
 mod expand;
 mod ini;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -84,8 +85,11 @@ pub struct Supervisord {
     pub environment: BTreeMap<String, String>,
     /// The daemon's identifier, reported over RPC.
     pub identifier: String,
-    /// Vigil extension: what the root does when a group exhausts its restart budget.
+    /// Vigil extension: what the root does when a program or group goes FATAL.
     pub on_fatal: OnFatal,
+    /// Vigil extension: env files every program reads (before its group's and
+    /// its own), resolved against the directory of the file naming them.
+    pub env_file: Vec<PathBuf>,
 }
 
 /// Vigil extension: the root supervisor's reaction to a group going FATAL.
@@ -450,6 +454,12 @@ pub struct ProcessConfig {
     /// The program's own `environment=` (the daemon-level one is kept in
     /// [`Supervisord::environment`] and merged at spawn time).
     pub environment: BTreeMap<String, String>,
+    /// Vigil extension: the env files this process reads, in order:
+    /// `[supervisord]`'s, its group's, its own.
+    pub env_files: Vec<PathBuf>,
+    /// What those files set, merged in that order (a later file wins). Between
+    /// `[supervisord] environment` and `environment=` in precedence.
+    pub env_file_vars: EnvFileVars,
     /// The working directory; `None` keeps the daemon's.
     pub directory: Option<PathBuf>,
     /// The process's umask; `None` keeps the daemon's.
@@ -467,12 +477,111 @@ pub struct ProcessConfig {
     pub readiness: Option<Probe>,
     /// Vigil extension: the `live_*` probe that restarts a hung process.
     pub liveness: Option<Probe>,
+    /// Vigil extension: when this process ends by itself (exits, or goes
+    /// FATAL), the daemon shuts down in order and exits with its status.
+    pub essential: bool,
+    /// Vigil extension: resource limits set in the child before exec
+    /// (`rlimit_<name>` keys, or a TOML `rlimits` table), in [`RLIMITS`] order.
+    pub rlimits: Vec<ResourceLimit>,
+}
+
+/// The resource limits a program may set, by their key name (`rlimit_nofile`),
+/// and whether a value is a byte size (`rlimit_as = 2GB`).
+pub const RLIMITS: &[(&str, bool)] = &[
+    ("as", true),
+    ("core", true),
+    ("cpu", false),
+    ("data", true),
+    ("fsize", true),
+    ("locks", false),
+    ("memlock", true),
+    ("msgqueue", true),
+    ("nice", false),
+    ("nofile", false),
+    ("nproc", false),
+    ("rss", true),
+    ("rtprio", false),
+    ("rttime", false),
+    ("sigpending", false),
+    ("stack", true),
+];
+
+impl ResourceLimit {
+    /// The kernel's resource this limit sets.
+    pub fn resource(&self) -> Option<nix::sys::resource::Resource> {
+        use nix::sys::resource::Resource;
+        Some(match self.name {
+            "as" => Resource::RLIMIT_AS,
+            "core" => Resource::RLIMIT_CORE,
+            "cpu" => Resource::RLIMIT_CPU,
+            "data" => Resource::RLIMIT_DATA,
+            "fsize" => Resource::RLIMIT_FSIZE,
+            "locks" => Resource::RLIMIT_LOCKS,
+            "memlock" => Resource::RLIMIT_MEMLOCK,
+            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+            "nice" => Resource::RLIMIT_NICE,
+            "nofile" => Resource::RLIMIT_NOFILE,
+            "nproc" => Resource::RLIMIT_NPROC,
+            "rss" => Resource::RLIMIT_RSS,
+            "rtprio" => Resource::RLIMIT_RTPRIO,
+            "rttime" => Resource::RLIMIT_RTTIME,
+            "sigpending" => Resource::RLIMIT_SIGPENDING,
+            "stack" => Resource::RLIMIT_STACK,
+            _ => return None,
+        })
+    }
+}
+
+/// One resource limit: `1024`, `1024:4096` (soft:hard) or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResourceLimit {
+    /// The name without `rlimit_` (`nofile`), one of [`RLIMITS`].
+    pub name: &'static str,
+    /// The soft limit; `None` is unlimited.
+    pub soft: Option<u64>,
+    /// The hard limit; `None` is unlimited.
+    pub hard: Option<u64>,
 }
 
 impl ProcessConfig {
     /// supervisord's namespec: `name` when group and process share a name, else `group:name`.
     pub fn namespec(&self) -> String {
         crate::namespec::make_namespec(&self.group, &self.name)
+    }
+}
+
+/// Variables read from env files. They are secrets: `Debug` and `Serialize`
+/// show the names only, so no dump of a config carries a value. Shared, so the
+/// instances of a program hold one copy.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvFileVars(Arc<BTreeMap<String, String>>);
+
+impl EnvFileVars {
+    /// Wraps merged variables.
+    pub fn new(vars: BTreeMap<String, String>) -> EnvFileVars {
+        EnvFileVars(Arc::new(vars))
+    }
+
+    /// The variables, for the child's environment only.
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// True when no file set anything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for EnvFileVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Serialize for EnvFileVars {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.keys())
     }
 }
 

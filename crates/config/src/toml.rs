@@ -134,10 +134,13 @@ macro_rules! program_section {
             stdout_events_enabled, stdout_syslog,
             stderr_logfile, stderr_logfile_maxbytes, stderr_logfile_backups, stderr_capture_maxbytes,
             stderr_events_enabled, stderr_syslog,
-            environment, directory, umask, serverurl,
+            environment, env_file, directory, umask, serverurl,
             strategy, max_restarts, max_restarts_period,
             backoff, backoff_initial, backoff_max, backoff_multiplier, backoff_jitter, backoff_reset_after,
-            depends_on, restart_dependents,
+            depends_on, restart_dependents, essential,
+            rlimits, rlimit_as, rlimit_core, rlimit_cpu, rlimit_data, rlimit_fsize, rlimit_locks,
+            rlimit_memlock, rlimit_msgqueue, rlimit_nice, rlimit_nofile, rlimit_nproc, rlimit_rss,
+            rlimit_rtprio, rlimit_rttime, rlimit_sigpending, rlimit_stack,
             ready_tcp, ready_http, ready_http_status, ready_exec, ready_log, ready_notify,
             ready_period, ready_timeout, ready_retries, ready_initial_delay,
             live_tcp, live_http, live_http_status, live_exec,
@@ -166,11 +169,12 @@ section!(SupervisordT {
     environment,
     identifier,
     on_fatal,
+    env_file,
 });
 section!(UnixT { file, chmod, chown, username, password });
 section!(InetT { port, username, password, allow_unauthenticated });
 section!(CtlT { serverurl, username, password, prompt, history_file });
-section!(GroupT { programs, priority, strategy, max_restarts, max_restarts_period });
+section!(GroupT { programs, priority, strategy, max_restarts, max_restarts_period, env_file });
 section!(IncludeT { files });
 program_section!(ProgramT {});
 program_section!(FcgiT { socket, socket_backlog, socket_owner, socket_mode });

@@ -1,5 +1,7 @@
 //! [`Context`]: the daemon-wide inputs every process actor and its helper tasks
-//! share, and [`FatalShutdown`], the escalation the root publishes through it.
+//! share, and [`FatalShutdown`], the escalation published through it: by the
+//! root when a group's restart budget runs out, by a process actor when its
+//! program gives up (`on_fatal = shutdown`) or, being `essential`, ends.
 //!
 //! The context is built once by the supervisor and handed down the tree by
 //! `Arc`. It holds no actor: the spawner, the event bus, the registry, the
@@ -10,10 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
-use vigil_config::OnFatal;
+use vigil_config::{OnFatal, ProcessConfig};
 
 use crate::eventlistener::Hub;
 use crate::events::Bus;
+use crate::exit::ExitStatus;
 use crate::fcgi::FcgiSockets;
 use crate::registry::Registry;
 use crate::spawner::Spawner;
@@ -45,11 +48,72 @@ pub(crate) struct Context {
     pub(crate) fcgi: FcgiSockets,
 }
 
-/// Why a FATAL group brought the daemon down (`on_fatal = shutdown`).
+/// Why the tree is bringing the daemon down by itself: a FATAL group or
+/// program under `on_fatal = shutdown`, or the end of an `essential` program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FatalShutdown {
-    /// The group whose restart budget ran out.
+    /// The group concerned.
     pub group: String,
-    /// Why its budget ran out, as logged.
+    /// What happened, as logged (names the program when one program ended).
     pub reason: String,
+    /// The status vigild exits with: [`crate::FATAL_EXIT_CODE`], or an
+    /// essential program's own (`128 + N` for a death by signal N).
+    pub exit_code: i32,
+}
+
+impl Context {
+    /// Publishes `fatal` unless an earlier escalation already decided the
+    /// daemon's end; true when this one was taken.
+    pub(crate) fn escalate(&self, fatal: FatalShutdown) -> bool {
+        self.fatal.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(fatal);
+            true
+        })
+    }
+
+    /// A program ended without being asked to ([`crate::lifecycle::Effect::Ended`]):
+    /// shuts the daemon down when it is `essential`, or when it gave up and
+    /// `on_fatal = shutdown`.
+    pub(crate) fn process_ended(
+        &self,
+        config: &ProcessConfig,
+        fatal: bool,
+        status: Option<ExitStatus>,
+    ) {
+        let namespec = config.namespec();
+        let what = match (fatal, status) {
+            (true, Some(status)) => {
+                format!("'{namespec}' is FATAL (last exit: {})", status.describe())
+            }
+            (true, None) => format!("'{namespec}' is FATAL"),
+            (false, Some(status)) => format!("'{namespec}' exited ({})", status.describe()),
+            (false, None) => format!("'{namespec}' exited"),
+        };
+        let exit_code = if config.essential {
+            essential_exit_code(fatal, status)
+        } else if fatal && self.on_fatal == OnFatal::Shutdown {
+            crate::FATAL_EXIT_CODE
+        } else {
+            return;
+        };
+        let why = if config.essential { "it is essential" } else { "on_fatal=shutdown" };
+        tracing::error!("{what}; {why}: shutting down with exit status {exit_code}");
+        self.escalate(FatalShutdown { group: config.group.clone(), reason: what, exit_code });
+    }
+}
+
+/// vigild's exit status after an essential program ended: the program's own
+/// (a shell's `128 + N` for a death by signal N). A program that went FATAL
+/// never stays a success: its last exit status if that was a failure, else
+/// [`crate::FATAL_EXIT_CODE`].
+pub(crate) fn essential_exit_code(fatal: bool, status: Option<ExitStatus>) -> i32 {
+    let code = match status {
+        Some(ExitStatus::Code(code)) => code,
+        Some(ExitStatus::Signal(sig) | ExitStatus::Dumped(sig)) => 128 + sig,
+        None => crate::FATAL_EXIT_CODE,
+    };
+    if fatal && code == 0 { crate::FATAL_EXIT_CODE } else { code }
 }

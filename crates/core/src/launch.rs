@@ -89,6 +89,8 @@
 //!    after an unshare the table holds only a handful, so this is cheap,
 //! 6. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
 //!    its own ([`set_child_file_limit`](crate::spawn::set_child_file_limit)),
+//!    then sets the program's own `rlimit_*` limits (prepared before the clone;
+//!    before the privilege drop, so root can raise a hard limit for its user),
 //! 7. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
 //!    (no NSS in the child),
 //! 8. `chdir` (after setuid, as supervisord does, so a directory only the target
@@ -126,6 +128,8 @@ const STEP_SETPGID: u8 = 7;
 /// `close_range(CLOSE_RANGE_UNSHARE)` failed: the child touched nothing and the
 /// spawn is retried with a copied descriptor table.
 const STEP_UNSHARE: u8 = 8;
+/// `setrlimit` of `rlimits[i]` reports `STEP_RLIMIT + i`.
+const STEP_RLIMIT: u8 = 16;
 
 /// The exit status of a child whose setup or exec failed (it is reaped by
 /// the reaper's spawn, never seen by a program actor).
@@ -178,6 +182,8 @@ pub(crate) struct Prepared {
     program: String,
     cwd_path: Option<PathBuf>,
     uid: Option<u32>,
+    /// The names of the child's `rlimits`, in the order it sets them.
+    rlimit_names: Vec<&'static str>,
     status_read: std::io::PipeReader,
     status_write: std::io::PipeWriter,
     pipes: ParentPipes,
@@ -321,6 +327,19 @@ impl Prepared {
             fd_limit: open_file_limit(),
             file_limit: child_file_limit()
                 .map(|(soft, hard)| libc::rlimit { rlim_cur: soft, rlim_max: hard }),
+            rlimits: spec
+                .rlimits
+                .iter()
+                .filter_map(|limit| {
+                    let infinite = |n: Option<u64>| n.unwrap_or(libc::RLIM_INFINITY);
+                    let rlimit = libc::rlimit {
+                        rlim_cur: infinite(limit.soft),
+                        rlim_max: infinite(limit.hard),
+                    };
+                    Some((limit.resource()?, rlimit))
+                })
+                .take(usize::from(u8::MAX - STEP_RLIMIT))
+                .collect(),
             drop,
             cwd,
             umask: spec.umask.map(|mask| mask as libc::mode_t),
@@ -329,6 +348,7 @@ impl Prepared {
             program,
             cwd_path: spec.cwd.clone(),
             uid,
+            rlimit_names: spec.rlimits.iter().map(|limit| limit.name).collect(),
             status_read,
             status_write,
             pipes: ParentPipes { stdin, stdout: Some(stdout), stderr },
@@ -489,6 +509,7 @@ impl Prepared {
         let Prepared {
             program,
             cwd_path,
+            rlimit_names,
             uid,
             status_write,
             pipes,
@@ -504,7 +525,14 @@ impl Prepared {
                 Launch::Failed { child: None, error: SpawnError::Fork(error) }
             }
             Attempt::Failed { child, step, errno } => {
-                let error = decode_failure(step, Errno::from_raw(errno), &program, cwd_path, uid);
+                let error = decode_failure(
+                    step,
+                    Errno::from_raw(errno),
+                    &program,
+                    cwd_path,
+                    uid,
+                    &rlimit_names,
+                );
                 Launch::Failed { child: Some(child), error }
             }
         }
@@ -848,6 +876,7 @@ fn decode_failure(
     program: &str,
     cwd: Option<PathBuf>,
     uid: Option<u32>,
+    rlimits: &[&str],
 ) -> SpawnError {
     let uid = uid.unwrap_or(0);
     match step {
@@ -861,6 +890,12 @@ fn decode_failure(
         STEP_SETUID => SpawnError::SetUid { uid, reason: errno.desc().to_owned() },
         STEP_CHDIR => SpawnError::Chdir { path: cwd.unwrap_or_default(), errno },
         STEP_EXEC => SpawnError::Exec { path: program.to_owned(), errno },
+        step if step >= STEP_RLIMIT => SpawnError::Rlimit {
+            name: rlimits
+                .get(usize::from(step - STEP_RLIMIT))
+                .map_or_else(String::new, |name| (*name).to_owned()),
+            errno,
+        },
         _ => SpawnError::Fork(io::Error::from_raw_os_error(errno as i32)),
     }
 }
@@ -911,6 +946,9 @@ struct ChildSetup {
     /// The RLIMIT_NOFILE the child starts with (see
     /// [`set_child_file_limit`](crate::spawn::set_child_file_limit)).
     file_limit: Option<libc::rlimit>,
+    /// The program's own limits, set after `file_limit` (so `rlimit_nofile`
+    /// wins) and before the privilege drop (raising a hard limit needs root).
+    rlimits: Vec<(nix::sys::resource::Resource, libc::rlimit)>,
     drop: Option<PrivilegeDrop>,
     cwd: Option<CString>,
     umask: Option<libc::mode_t>,
@@ -926,6 +964,12 @@ impl ChildSetup {
             // the daemon's higher limit, which is harmless.
             // SAFETY: setrlimit(2) with a prepared struct.
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+        }
+        for (index, (resource, limit)) in self.rlimits.iter().enumerate() {
+            // SAFETY: setrlimit(2) with a prepared struct.
+            if unsafe { libc::setrlimit(*resource as _, limit) } != 0 {
+                self.fail_and_exit(STEP_RLIMIT + index as u8);
+            }
         }
         if let Some(drop) = &self.drop {
             // SAFETY: plain syscalls on prepared data; `groups` outlives the call.

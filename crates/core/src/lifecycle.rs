@@ -244,6 +244,9 @@ pub struct LifecycleConfig {
     pub readiness: bool,
     /// Every spawn first waits for [`Event::DependenciesMet`].
     pub dependencies: bool,
+    /// `essential`: an exit the daemon did not ask for is never restarted and
+    /// is reported with [`Effect::Ended`].
+    pub essential: bool,
 }
 
 impl LifecycleConfig {
@@ -263,6 +266,7 @@ impl LifecycleConfig {
             backoff: config.backoff.clone(),
             readiness: config.readiness.is_some(),
             dependencies: !config.depends_on.is_empty(),
+            essential: config.essential,
         }
     }
 }
@@ -485,6 +489,16 @@ pub enum Effect {
     /// The process is STARTING but must not spawn before its dependencies meet
     /// their conditions: answer with [`Event::DependenciesMet`] when they do.
     AwaitDependencies,
+    /// The program ended for good without being asked to: it gave up after
+    /// `startretries` (always reported: `on_fatal` decides), or, being
+    /// `essential`, it exited by itself or its group's budget gave up on it.
+    /// The daemon may shut down on it.
+    Ended {
+        /// FATAL rather than EXITED.
+        fatal: bool,
+        /// The last child's exit, if it had one.
+        status: Option<ExitStatus>,
+    },
     /// An automatic restart is due: ask the group (restart budget, strategy) and
     /// answer with [`Event::RestartApproved`] or [`Event::RestartDenied`].
     RestartWanted {
@@ -577,6 +591,9 @@ pub struct Lifecycle {
     spawnerr: Option<String>,
     /// The last exit status; `None` reads as 0 (supervisord's `exitstatus or 0`).
     exitstatus: Option<ExitStatus>,
+    /// The last child's exit, kept through BACKOFF (where `exitstatus` is
+    /// cleared) for [`Effect::Ended`].
+    last_exit: Option<ExitStatus>,
     /// The daemon's mood is RUNNING: automatic starts and retries are allowed.
     accepting: bool,
     next_token: u64,
@@ -610,6 +627,7 @@ impl Lifecycle {
             laststart: None,
             spawnerr: None,
             exitstatus: None,
+            last_exit: None,
             accepting: true,
             next_token: 0,
             armed: [None; 4],
@@ -919,6 +937,11 @@ impl Lifecycle {
             self.config.name
         );
         fx.push(Effect::Log { level: Level::Info, message });
+        // The group already escalates a budget that ran out (`on_fatal`); only
+        // an essential program adds its own end.
+        if self.config.essential && self.accepting {
+            fx.push(Effect::Ended { fatal: true, status: self.last_exit });
+        }
     }
 
     /// STARTING -> RUNNING, by `startsecs` or by the readiness probe.
@@ -1022,6 +1045,7 @@ impl Lifecycle {
     /// supervisord's `Subprocess.finish`: the child was reaped.
     fn finish(&mut self, status: ExitStatus, now: Instant, fx: &mut Vec<Effect>) {
         self.pid = None;
+        self.last_exit = Some(status);
         let name = self.config.name.clone();
         let code = status.supervisord_code();
         let expected = self.config.exitcodes.contains(&code);
@@ -1101,7 +1125,13 @@ impl Lifecycle {
                 AutoRestart::Unexpected => !expected,
                 AutoRestart::True => true,
             };
-            if restart && self.accepting {
+            if self.config.essential {
+                // Only while running normally: during a shutdown the daemon's
+                // exit status is already decided.
+                if self.accepting {
+                    fx.push(Effect::Ended { fatal: false, status: Some(status) });
+                }
+            } else if restart && self.accepting {
                 self.request_restart(RestartCause::Exited, now, fx);
             }
         }
@@ -1189,6 +1219,9 @@ impl Lifecycle {
                 self.config.name
             );
             fx.push(Effect::Log { level: Level::Info, message });
+            if self.accepting {
+                fx.push(Effect::Ended { fatal: true, status: self.last_exit });
+            }
         } else {
             let sample = self.next_sample();
             let wait = backoff_delay(&self.config.backoff, self.backoff, sample);

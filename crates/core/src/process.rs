@@ -383,6 +383,7 @@ impl ProcessActorState {
         let mut env = child_environment(
             &self.ctx.daemon_env,
             &self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner),
+            config.env_file_vars.vars(),
             &config.environment,
             &config.name,
             &config.group,
@@ -467,7 +468,12 @@ impl ProcessActorState {
             ProbeKind::Exec { command } => {
                 let config = &self.shared.config;
                 let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-                let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
+                let path = search_path(
+                    &self.ctx.daemon_env,
+                    &global,
+                    config.env_file_vars.vars(),
+                    &config.environment,
+                );
                 resolve_command(command, path.as_deref()).ok()
             }
             _ => None,
@@ -544,7 +550,12 @@ impl ProcessActorState {
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
         let config = &self.shared.config;
         let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-        let path = search_path(&self.ctx.daemon_env, &global, &config.environment);
+        let path = search_path(
+            &self.ctx.daemon_env,
+            &global,
+            config.env_file_vars.vars(),
+            &config.environment,
+        );
         resolve_command(&config.command, path.as_deref())
     }
 
@@ -607,6 +618,9 @@ impl ProcessActorState {
                             queue.push_back(answer);
                         }
                     }
+                    Effect::Ended { fatal, status } => {
+                        self.ctx.process_ended(&self.shared.config, fatal, status);
+                    }
                 }
             }
         }
@@ -637,6 +651,7 @@ impl ProcessActorState {
             pipe_stdin: true,
             close_fds_from: 3,
             stdin_socket: socket.clone(),
+            rlimits: config.rlimits.clone(),
         };
         let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {

@@ -21,7 +21,10 @@
 //! [`RootMsg::Escalate`]. With `on_fatal = shutdown` the root publishes a
 //! `FatalShutdown`; the handle runs the ordered shutdown on it and
 //! the daemon exits with `FATAL_EXIT_CODE`. With `ignore` (the default)
-//! the group just stays FATAL.
+//! the group just stays FATAL. A program that gives up after `startretries`,
+//! or an `essential` one that ends, is escalated by its own actor through
+//! [`Context::process_ended`] (the same ordered shutdown; an essential
+//! program's status becomes the daemon's).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -163,12 +166,11 @@ impl RootState {
                 tracing::error!(
                     "group '{group}' is FATAL ({reason}); on_fatal=shutdown: shutting down"
                 );
-                self.ctx.fatal.send_if_modified(|current| {
-                    if current.is_some() {
-                        return false;
-                    }
-                    *current = Some(FatalShutdown { group, reason });
-                    true
+                let reason = format!("group '{group}' is FATAL: {reason}");
+                self.ctx.escalate(FatalShutdown {
+                    group,
+                    reason,
+                    exit_code: crate::FATAL_EXIT_CODE,
                 });
             }
             OnFatal::Shutdown => {}

@@ -52,6 +52,8 @@ pub struct SpawnSpec {
     /// A listening socket to give the child as fd 0 instead of any stdin
     /// (`[fcgi-program:x]`); takes precedence over `pipe_stdin`.
     pub stdin_socket: Option<SharedFd>,
+    /// Resource limits set in the child before the privilege drop (`rlimit_*`).
+    pub rlimits: Vec<vigil_config::ResourceLimit>,
 }
 
 /// A descriptor shared by the daemon and its children (an fcgi socket): the
@@ -82,6 +84,7 @@ impl SpawnSpec {
             pipe_stdin: false,
             close_fds_from: 3,
             stdin_socket: None,
+            rlimits: Vec::new(),
         }
     }
 }
@@ -191,6 +194,14 @@ pub enum SpawnError {
         /// Why `chdir` failed.
         errno: Errno,
     },
+    /// A resource limit (`rlimit_*`) could not be set in the child.
+    #[error("couldn't set resource limit {name}: {}", errno_name(*.errno))]
+    Rlimit {
+        /// The limit's name (`nofile`).
+        name: String,
+        /// Why `setrlimit` failed.
+        errno: Errno,
+    },
     /// `execve` failed.
     #[error("couldn't exec {path}: {}", errno_name(*.errno))]
     Exec {
@@ -231,15 +242,18 @@ fn errno_name(errno: Errno) -> String {
 }
 
 /// The PATH supervisord searches for a bare command name: the program's own
-/// `environment` PATH if it sets one (even empty), else the `[supervisord]
-/// environment` PATH, else the daemon's PATH if non-empty, else `None` (which
+/// `environment` PATH if it sets one (even empty), else its env files' PATH,
+/// else the `[supervisord] environment` PATH, else the daemon's PATH if non-empty, else `None` (which
 /// [`resolve_command`] turns into [`DEFAULT_PATH`]).
 pub fn search_path(
     daemon_env: &[(String, String)],
     global: &BTreeMap<String, String>,
+    env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
 ) -> Option<String> {
-    if let Some(path) = program.get("PATH").or_else(|| global.get("PATH")) {
+    if let Some(path) =
+        program.get("PATH").or_else(|| env_files.get("PATH")).or_else(|| global.get("PATH"))
+    {
         return Some(path.clone());
     }
     daemon_env
@@ -303,11 +317,13 @@ fn python_path_join(dir: &str, name: &str) -> String {
 /// Builds a child's environment in supervisord's order: the daemon's environment,
 /// then `SUPERVISOR_ENABLED=1`, `SUPERVISOR_SERVER_URL` (when known),
 /// `SUPERVISOR_PROCESS_NAME`, `SUPERVISOR_GROUP_NAME`, then `[supervisord]
-/// environment`, then the program's `environment` (later entries win, so the global
-/// block can override `SUPERVISOR_*`, as supervisord's code does). Sorted by name.
+/// environment`, then what the program's env files set (`env_files`), then the
+/// program's `environment` (later entries win, so the global block can override
+/// `SUPERVISOR_*`, as supervisord's code does). Sorted by name.
 pub fn child_environment(
     daemon_env: &[(String, String)],
     global: &BTreeMap<String, String>,
+    env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
     process_name: &str,
     group_name: &str,
@@ -321,6 +337,7 @@ pub fn child_environment(
     env.insert("SUPERVISOR_PROCESS_NAME".to_owned(), process_name.to_owned());
     env.insert("SUPERVISOR_GROUP_NAME".to_owned(), group_name.to_owned());
     env.extend(global.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(env_files.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(program.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.into_iter().collect()
 }

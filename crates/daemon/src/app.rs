@@ -70,7 +70,7 @@ pub struct DaemonControl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Request {
     Signal(DaemonSignal),
-    Fatal(String),
+    Fatal { reason: String, code: i32 },
 }
 
 impl DaemonControl {
@@ -87,7 +87,13 @@ impl DaemonControl {
     /// Asks for an ordered shutdown that ends with exit status 1, logging
     /// `reason` (a group went FATAL under `on_fatal = shutdown`).
     pub fn fatal(&self, reason: impl Into<String>) -> bool {
-        self.requests.send(Request::Fatal(reason.into())).is_ok()
+        self.fatal_with(exit_code::FAILURE, reason)
+    }
+
+    /// Like [`DaemonControl::fatal`], ending with exit status `code` (an
+    /// essential program's own).
+    pub fn fatal_with(&self, code: i32, reason: impl Into<String>) -> bool {
+        self.requests.send(Request::Fatal { reason: reason.into(), code }).is_ok()
     }
 }
 
@@ -547,9 +553,9 @@ impl Daemon {
                 received = signals.recv() => received,
                 Some(requested) = requests.recv() => match requested {
                     Request::Signal(signal) => signal,
-                    Request::Fatal(reason) => {
+                    Request::Fatal { reason, code } => {
                         tracing::error!(critical = true, "shutting down: {reason}");
-                        break exit_code::FAILURE;
+                        break code;
                     }
                 },
             };

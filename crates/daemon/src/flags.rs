@@ -355,6 +355,7 @@ mod tests {
             environment: BTreeMap::new(),
             identifier: "supervisor".into(),
             on_fatal: OnFatal::Ignore,
+            env_file: Vec::new(),
         }
     }
 

@@ -149,7 +149,7 @@ impl Backend for Wired {
         let control = context.control.clone();
         let fatal_watch = tokio::spawn(async move {
             let fatal = watched.fatal_shutdown().await;
-            control.fatal(format!("group '{}' is FATAL: {}", fatal.group, fatal.reason));
+            control.fatal_with(fatal.exit_code, fatal.reason);
         });
         // STATUS= lines for systemd, from this tree's state events.
         let status_watch = context.notifier.watch_tree(&handle);

@@ -134,6 +134,7 @@ impl Backend for TestBackend {
                 environment: BTreeMap::new(),
                 identifier,
                 on_fatal: OnFatal::Ignore,
+                env_file: Vec::new(),
             },
             unix_http_server: Some(UnixHttpServer {
                 file: dir.join("vigil.sock"),

@@ -11,6 +11,7 @@
 mod control;
 mod ctl;
 mod daemon;
+mod deploy;
 mod edge;
 mod env;
 mod http;

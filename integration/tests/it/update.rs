@@ -115,6 +115,7 @@ fn update_dry_run_and_a_broken_config_change_nothing() {
         "b: stopped (dry run)",
         "b: removed process group (dry run)",
         "a: stopped (dry run)",
+        "a: would restart a (command)",
         "a: updated process group (dry run)",
         "c: added process group (dry run)",
     ]);

@@ -54,6 +54,18 @@ pub(super) struct GroupSection<'a> {
     members_place: Place,
     priority: i32,
     extensions: GroupExtensions,
+    /// `env_file`: read by every member after `[supervisord]`'s.
+    env_file: Vec<std::path::PathBuf>,
+}
+
+impl GroupSection<'_> {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn env_file(&self) -> &[std::path::PathBuf] {
+        &self.env_file
+    }
 }
 
 /// Reads the `[group:x]` sections; returns them and each member program's group.
@@ -62,6 +74,7 @@ pub(super) fn read_groups<'a>(
     group_sections: &[&'a RawSection],
     global_exp: &Expansions,
     host: &Expansion,
+    env: &std::collections::BTreeMap<String, String>,
     diags: &mut Diagnostics,
 ) -> (HashMap<String, String>, Vec<GroupSection<'a>>) {
     let mut membership: HashMap<String, String> = HashMap::new();
@@ -95,6 +108,7 @@ pub(super) fn read_groups<'a>(
         let priority =
             reader.get("priority", &exp, diags, 999, |s| values::integer_in::<i32>(s, "priority"));
         let extensions = group_extensions(&mut reader, &exp, diags);
+        let env_file = super::envfiles::key(&mut reader, &exp, env, diags);
         reader.warn_unknown(diags);
         let members_place = reader
             .raw
@@ -113,7 +127,15 @@ pub(super) fn read_groups<'a>(
                 );
             }
         }
-        groups.push(GroupSection { name, section, members, members_place, priority, extensions });
+        groups.push(GroupSection {
+            name,
+            section,
+            members,
+            members_place,
+            priority,
+            extensions,
+            env_file,
+        });
     }
     (membership, groups)
 }

@@ -103,6 +103,9 @@ pub(super) fn program(
         None => Vec::new(),
     };
     let restart_dependents = r.get("restart_dependents", &common, d, true, values::boolean);
+    let essential = r.get("essential", &common, d, false, values::boolean);
+    let env_file = super::envfiles::key(&mut r, &common, ctx.env, d);
+    let rlimits = super::rlimits::rlimits(&mut r, &common, d);
     let kind = match kind_word {
         "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => GroupKind::EventListener(listener(&mut r, &common, &place, d)),
@@ -119,6 +122,9 @@ pub(super) fn program(
         settings,
         backoff,
         restart_dependents,
+        essential,
+        env_file,
+        rlimits,
     };
     let start = template.settings.numprocs_start;
     let mut processes = Vec::new();
@@ -303,6 +309,11 @@ struct Template<'a> {
     settings: Settings,
     backoff: BackoffConfig,
     restart_dependents: bool,
+    essential: bool,
+    /// The program's own `env_file`; `build` puts `[supervisord]`'s and the
+    /// group's before it and loads them.
+    env_file: Vec<PathBuf>,
+    rlimits: Vec<ResourceLimit>,
 }
 
 impl Template<'_> {
@@ -371,12 +382,16 @@ impl Template<'_> {
             stdout,
             stderr,
             environment,
+            env_files: self.env_file.clone(),
+            env_file_vars: EnvFileVars::default(),
             directory,
             umask: s.umask,
             serverurl: s.serverurl.clone(),
             backoff: self.backoff.clone(),
             depends_on: Vec::new(),
             restart_dependents: self.restart_dependents,
+            essential: self.essential,
+            rlimits: self.rlimits.clone(),
             readiness,
             liveness,
         })

@@ -88,6 +88,7 @@ fn read(
             _ => Err(format!("'{s}' is not a valid on_fatal (ignore, shutdown)")),
         }
     });
+    let env_file = super::envfiles::key(&mut r, &exp, env, diags);
     r.warn_unknown(diags);
     Supervisord {
         logfile,
@@ -108,6 +109,7 @@ fn read(
         environment,
         identifier,
         on_fatal,
+        env_file,
     }
 }
 

@@ -25,6 +25,7 @@ fn config() -> LifecycleConfig {
         backoff: linear(),
         readiness: false,
         dependencies: false,
+        essential: false,
     }
 }
 
@@ -117,6 +118,11 @@ fn brief(effect: &Effect) -> String {
         Effect::Refused(refusal) => format!("refused {refusal:?}"),
         Effect::AwaitDependencies => "await dependencies".to_owned(),
         Effect::RestartWanted { cause } => format!("want restart {cause:?}"),
+        Effect::Ended { fatal, status } => format!(
+            "ended {} {}",
+            if *fatal { "fatal" } else { "exited" },
+            status.map_or("without an exit".to_owned(), |s| s.describe())
+        ),
     }
 }
 
@@ -254,6 +260,7 @@ const ROWS: &[Row] = &[
             "STARTING -> BACKOFF",
             "BACKOFF -> FATAL",
             "Info gave up: x entered FATAL state, too many start retries too quickly",
+            "ended fatal without an exit",
         ],
     },
     Row {
@@ -302,6 +309,7 @@ const ROWS: &[Row] = &[
             "Warn exited: x (exit status 1; not expected)",
             "BACKOFF -> FATAL",
             "Info gave up: x entered FATAL state, too many start retries too quickly",
+            "ended fatal exit status 1",
         ],
     },
     Row {
@@ -1069,6 +1077,50 @@ fn startretries_zero_means_a_single_attempt() {
     sim.step(exited(1));
     assert_eq!(sim.state(), ProcessState::Fatal);
     assert_eq!(sim.spawns, 1);
+}
+
+#[test]
+fn an_essential_program_is_not_restarted_and_reports_its_end() {
+    let mut config = config();
+    config.essential = true;
+    config.autorestart = AutoRestart::True;
+    let mut sim = Sim::new(config);
+    sim.step(Event::StartRequested);
+    sim.step(Event::Spawned { pid: PID });
+    sim.fire(TimerKind::StartSecs);
+    let effects = sim.step(killed(libc::SIGKILL));
+    assert_eq!(sim.state(), ProcessState::Exited);
+    assert!(effects.contains(&"ended exited terminated by SIGKILL".to_owned()), "{effects:?}");
+    assert!(!effects.iter().any(|e| e.starts_with("want restart")), "{effects:?}");
+    assert_eq!(sim.spawns, 1);
+}
+
+#[test]
+fn an_essential_exit_during_the_shutdown_is_not_reported() {
+    let mut config = config();
+    config.essential = true;
+    let mut sim = Sim::new(config);
+    sim.step(Event::StartRequested);
+    sim.step(Event::Spawned { pid: PID });
+    sim.fire(TimerKind::StartSecs);
+    sim.step(Event::DaemonShuttingDown);
+    let effects = sim.step(exited(3));
+    assert!(!effects.iter().any(|e| e.starts_with("ended")), "{effects:?}");
+}
+
+#[test]
+fn giving_up_reports_the_last_exit() {
+    let mut config = config();
+    config.startretries = 1;
+    let mut sim = Sim::new(config);
+    sim.step(Event::StartRequested);
+    sim.step(Event::Spawned { pid: PID });
+    sim.step(exited(4));
+    sim.fire(TimerKind::Backoff);
+    sim.step(Event::Spawned { pid: PID });
+    let effects = sim.step(exited(5));
+    assert_eq!(sim.state(), ProcessState::Fatal);
+    assert_eq!(effects.last().map(String::as_str), Some("ended fatal exit status 5"));
 }
 
 #[test]

@@ -114,10 +114,24 @@ fn environment_merge_order() {
             .collect();
     let program: BTreeMap<String, String> =
         [("B", "program")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    let env = child_environment(&daemon, &global, &program, "web_0", "web", Some("unix:///x.sock"));
+    let files: BTreeMap<String, String> = [("B", "file"), ("C", "file"), ("HOME", "/file")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let env = child_environment(
+        &daemon,
+        &global,
+        &files,
+        &program,
+        "web_0",
+        "web",
+        Some("unix:///x.sock"),
+    );
     let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(get("PATH"), Some("/daemon/bin"));
-    assert_eq!(get("HOME"), Some("/root"));
+    // daemon < [supervisord] environment < env files < environment=.
+    assert_eq!(get("HOME"), Some("/file"));
+    assert_eq!(get("C"), Some("file"));
     assert_eq!(get("SUPERVISOR_ENABLED"), Some("1"));
     assert_eq!(get("SUPERVISOR_SERVER_URL"), Some("unix:///x.sock"));
     assert_eq!(get("SUPERVISOR_PROCESS_NAME"), Some("web_0"));
@@ -126,7 +140,15 @@ fn environment_merge_order() {
     assert_eq!(get("A"), Some("global"));
     assert_eq!(get("B"), Some("program"));
 
-    let env = child_environment(&[], &BTreeMap::new(), &BTreeMap::new(), "a", "a", None);
+    let env = child_environment(
+        &[],
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        "a",
+        "a",
+        None,
+    );
     assert!(env.iter().all(|(k, _)| k != "SUPERVISOR_SERVER_URL"));
 }
 
@@ -136,14 +158,19 @@ fn search_path_precedence() {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     };
     let daemon = vec![("PATH".to_owned(), "/d".to_owned())];
-    assert_eq!(search_path(&daemon, &map(&[]), &map(&[])), Some("/d".to_owned()));
-    assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &map(&[])), Some("/g".to_owned()));
+    assert_eq!(search_path(&daemon, &map(&[]), &map(&[]), &map(&[])), Some("/d".to_owned()));
+    let none = map(&[]);
+    assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &none, &none), Some("/g".to_owned()));
     assert_eq!(
-        search_path(&daemon, &map(&[("PATH", "/g")]), &map(&[("PATH", "")])),
+        search_path(&daemon, &map(&[("PATH", "/g")]), &none, &map(&[("PATH", "")])),
         Some(String::new())
     );
-    assert_eq!(search_path(&[("PATH".to_owned(), String::new())], &map(&[]), &map(&[])), None);
-    assert_eq!(search_path(&[], &map(&[]), &map(&[])), None);
+    // An env file's PATH is between the global one and the program's.
+    let files = map(&[("PATH", "/f")]);
+    assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &files, &none), Some("/f".to_owned()));
+    assert_eq!(search_path(&daemon, &none, &files, &map(&[("PATH", "/p")])), Some("/p".to_owned()));
+    assert_eq!(search_path(&[("PATH".to_owned(), String::new())], &none, &none, &none), None);
+    assert_eq!(search_path(&[], &map(&[]), &map(&[]), &map(&[])), None);
 }
 
 #[test]
