@@ -37,6 +37,7 @@ mod discover;
 mod error;
 mod expand;
 mod ini;
+pub mod keydocs;
 mod keys;
 pub mod model;
 mod namespec;
