@@ -230,13 +230,13 @@ fn debian_package_installs_checks_and_purges() {
     ] {
         assert_man_page(&root.join(page), name);
     }
-    for (script, name) in [
-        ("usr/share/bash-completion/completions/vigilctl", "vigilctl"),
+    for (script, registration) in [
+        ("usr/share/bash-completion/completions/vigilctl", "complete -F _vigilctl"),
         ("usr/share/zsh/vendor-completions/_vigilctl", "#compdef vigilctl"),
         ("usr/share/fish/vendor_completions.d/vigilctl.fish", "complete -c vigilctl"),
     ] {
         let text = std::fs::read_to_string(root.join(script)).expect(script);
-        assert!(text.contains(name), "{script} does not complete {name}:\n{text}");
+        assert!(text.contains(registration), "{script} lacks {registration:?}:\n{text}");
     }
 
     // The installed binary on the installed config, inside the root: the

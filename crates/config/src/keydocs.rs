@@ -136,7 +136,7 @@ pub const KEYS: &[KeyDoc] = &[
         "false",
         "Keep leftover AUTO child logs at startup instead of removing them.",
     ),
-    key(D, "childlogdir", "$TMPDIR, else /tmp", "Directory of the AUTO child logs."),
+    key(D, "childlogdir", "$TMPDIR, $TEMP or $TMP, else /tmp", "Directory of the AUTO child logs."),
     key(D, "user", "", "User the daemon switches to after startup (needs root)."),
     key(D, "directory", "", "Directory the daemon changes to when it daemonizes."),
     key(D, "strip_ansi", "false", "Remove ANSI escape sequences from child logs."),
