@@ -75,6 +75,30 @@ fn files_under(root: &Path) -> Vec<String> {
     found
 }
 
+/// An installed man page is valid gzip holding roff with a NAME section, and
+/// `man -l` renders it with that section naming `name`.
+fn assert_man_page(page: &Path, name: &str) {
+    let roff = succeed(Command::new("gzip").arg("-dc").arg(page), TOOL_TIMEOUT);
+    assert!(roff.stdout.contains(".SH NAME"), "{} has no NAME section", page.display());
+    let rendered = run(
+        Command::new("man").arg("-l").arg(page).env("MANPAGER", "cat").env("MANWIDTH", "80"),
+        TOOL_TIMEOUT,
+    );
+    assert_eq!(
+        rendered.code,
+        0,
+        "man -l {} failed (man is missing? `apt-get install man-db groff-base`): {rendered:#?}",
+        page.display()
+    );
+    let after_name = rendered.stdout.split_once("NAME").map(|(_, rest)| rest);
+    assert!(
+        after_name.is_some_and(|rest| rest.trim_start().starts_with(name)),
+        "man -l {} has no NAME section naming {name}:\n{}",
+        page.display(),
+        rendered.stdout
+    );
+}
+
 /// Runs the installed vigild inside `root`: chroot as root, else in a user
 /// namespace where we are root.
 fn in_root(root: &Path, args: &[&str]) -> Command {
@@ -101,10 +125,11 @@ fn debian_package_installs_checks_and_purges() {
         "cargo-deb is missing: run the tests with `scripts/test`, which installs it, or \
          `cargo install --locked cargo-deb`\n{deb_version:#?}"
     );
-    for tool in ["dpkg", "dpkg-deb"] {
+    for tool in ["dpkg", "dpkg-deb", "man"] {
         assert!(
             run(Command::new(tool).arg("--version"), TOOL_TIMEOUT).code == 0,
-            "{tool} is missing: this test needs a Debian-based machine (`apt-get install dpkg`)"
+            "{tool} is missing: this test needs a Debian-based machine \
+             (`apt-get install dpkg man-db groff-base`)"
         );
     }
     let sandbox = Sandbox::new();
@@ -155,6 +180,11 @@ fn debian_package_installs_checks_and_purges() {
         "./usr/share/bash-completion/completions/vigild",
         "./usr/share/zsh/vendor-completions/_vigild",
         "./usr/share/fish/vendor_completions.d/vigild.fish",
+        "./usr/share/man/man1/vigilctl.1.gz",
+        "./usr/share/man/man5/vigil.conf.5.gz",
+        "./usr/share/bash-completion/completions/vigilctl",
+        "./usr/share/zsh/vendor-completions/_vigilctl",
+        "./usr/share/fish/vendor_completions.d/vigilctl.fish",
     ] {
         assert!(
             listing.stdout.lines().any(|line| line.ends_with(path)),
@@ -193,6 +223,21 @@ fn debian_package_installs_checks_and_purges() {
         assert!(installed.iter().any(|file| file == path), "{path} not installed: {installed:?}");
     }
     assert!(root.join("var/log/vigil").is_dir(), "postinst makes the log directory");
+    for (page, name) in [
+        ("usr/share/man/man8/vigild.8.gz", "vigild"),
+        ("usr/share/man/man1/vigilctl.1.gz", "vigilctl"),
+        ("usr/share/man/man5/vigil.conf.5.gz", "vigil.conf"),
+    ] {
+        assert_man_page(&root.join(page), name);
+    }
+    for (script, registration) in [
+        ("usr/share/bash-completion/completions/vigilctl", "complete -F _vigilctl"),
+        ("usr/share/zsh/vendor-completions/_vigilctl", "#compdef vigilctl"),
+        ("usr/share/fish/vendor_completions.d/vigilctl.fish", "complete -c vigilctl"),
+    ] {
+        let text = std::fs::read_to_string(root.join(script)).expect(script);
+        assert!(text.contains(registration), "{script} lacks {registration:?}:\n{text}");
+    }
 
     // The installed binary on the installed config, inside the root: the
     // libraries it loads are copied in (scripts/rootfs), then taken out again.

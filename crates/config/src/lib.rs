@@ -38,6 +38,7 @@ pub mod dotenv;
 mod error;
 mod expand;
 mod ini;
+pub mod keydocs;
 mod keys;
 pub mod model;
 mod namespec;
