@@ -64,6 +64,11 @@ pub const SECTIONS: &[SectionDoc] = &[
     SectionDoc { section: "include", meaning: "More config files to read." },
 ];
 
+/// The meaning of `env_file` wherever it may stand.
+const ENV_FILE: &str = "Dotenv files (one path or a list) whose variables are added to the environment: daemon < [supervisord] environment < env files ([supervisord], group, program) < environment=.";
+/// The meaning of each `rlimit_*` key.
+const RLIMIT: &str = "Resource limit set in the child before exec: N, SOFT:HARD or unlimited (sizes such as 512MB for byte limits).";
+
 const fn key(
     section: &'static str,
     key: &'static str,
@@ -151,8 +156,9 @@ pub const KEYS: &[KeyDoc] = &[
         D,
         "on_fatal",
         "ignore",
-        "When a group exhausts max_restarts: ignore (leave it FATAL) or shutdown (stop everything, exit non-zero).",
+        "When a group exhausts max_restarts or a program its startretries: ignore (leave it FATAL) or shutdown (stop everything, exit non-zero).",
     ),
+    ext(D, "env_file", "", ENV_FILE),
     key(U, "file", "", "Path of the socket (required)."),
     key(U, "chmod", "0700", "Octal mode of the socket."),
     key(U, "chown", "", "user or user:group owning the socket."),
@@ -260,6 +266,35 @@ pub const KEYS: &[KeyDoc] = &[
     key(P, "umask", "the daemon's", "Octal umask of the process."),
     key(P, "serverurl", "the daemon's own", "SUPERVISOR_SERVER_URL passed to the process."),
     ext(P, "strategy", "one_for_one", STRATEGY),
+    ext(
+        P,
+        "essential",
+        "false",
+        "When the program ends, stop everything and exit with its status (128+N for signal N).",
+    ),
+    ext(P, "env_file", "", ENV_FILE),
+    ext(
+        P,
+        "rlimits",
+        "",
+        "TOML only: a table of resource limits, e.g. { nofile = \"1024:4096\" }.",
+    ),
+    ext(P, "rlimit_as", "the daemon's", RLIMIT),
+    ext(P, "rlimit_core", "the daemon's", RLIMIT),
+    ext(P, "rlimit_cpu", "the daemon's", RLIMIT),
+    ext(P, "rlimit_data", "the daemon's", RLIMIT),
+    ext(P, "rlimit_fsize", "the daemon's", RLIMIT),
+    ext(P, "rlimit_locks", "the daemon's", RLIMIT),
+    ext(P, "rlimit_memlock", "the daemon's", RLIMIT),
+    ext(P, "rlimit_msgqueue", "the daemon's", RLIMIT),
+    ext(P, "rlimit_nice", "the daemon's", RLIMIT),
+    ext(P, "rlimit_nofile", "the daemon's", RLIMIT),
+    ext(P, "rlimit_nproc", "the daemon's", RLIMIT),
+    ext(P, "rlimit_rss", "the daemon's", RLIMIT),
+    ext(P, "rlimit_rtprio", "the daemon's", RLIMIT),
+    ext(P, "rlimit_rttime", "the daemon's", RLIMIT),
+    ext(P, "rlimit_sigpending", "the daemon's", RLIMIT),
+    ext(P, "rlimit_stack", "the daemon's", RLIMIT),
     ext(P, "max_restarts", "unlimited", MAX_RESTARTS),
     ext(P, "max_restarts_period", "60s", "The window max_restarts counts in."),
     ext(
@@ -330,6 +365,7 @@ pub const KEYS: &[KeyDoc] = &[
     ext(G, "strategy", "one_for_one", STRATEGY),
     ext(G, "max_restarts", "unlimited", MAX_RESTARTS),
     ext(G, "max_restarts_period", "60s", "The window max_restarts counts in."),
+    ext(G, "env_file", "", ENV_FILE),
     key(
         "include",
         "files",
