@@ -380,7 +380,8 @@ impl Control for ControlServer {
 
     async fn reread(self, _: Context) -> Result<Reread, ControlError> {
         self.check()?;
-        let _reloading = self.shared.context.notifier.reload_guard();
+        // Reading the file applies nothing (`update --dry-run` reads it too), so
+        // the service manager hears nothing; `update` and SIGHUP reload.
         let plan = self.shared.config.reread().await.map_err(config_error)?;
         Ok(reread(&plan))
     }

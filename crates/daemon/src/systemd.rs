@@ -7,7 +7,8 @@
 //!   driven by the tree's state events (no polling: an idle daemon sends
 //!   nothing and wakes up for nothing).
 //! - `RELOADING=1` with `MONOTONIC_USEC=` (which systemd 253 and later expect)
-//!   when SIGHUP, `reread` or `update` begins; `READY=1` when it is done.
+//!   when SIGHUP or an `update` that applies begins; `READY=1` when it is done
+//!   (`reread` and `update --dry-run` only read, and say nothing).
 //! - `STOPPING=1` when shutdown begins; nothing after it.
 //! - `WATCHDOG=1` every half `WATCHDOG_USEC`, only when the manager set it for
 //!   this process (`WATCHDOG_PID` absent or ours).
@@ -130,7 +131,7 @@ impl Notifier {
         }
     }
 
-    /// A reload begins (SIGHUP, `reread`, `update`): `RELOADING=1`, and status
+    /// A reload begins (SIGHUP, `update`): `RELOADING=1`, and status
     /// changes are held back until [`Notifier::ready`].
     pub fn reloading(&self) {
         let Some(inner) = &self.inner else { return };
