@@ -391,10 +391,9 @@ impl ChannelLog {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
                 let mut offset = 0;
-                for index in (1..=backups).rev() {
-                    if let Ok(Some(stat)) = file.stat(index)
-                        && file::is_regular_file(&stat)
-                    {
+                let stats = file.stat_backups(backups).unwrap_or_default();
+                for stat in stats.iter().rev().flatten() {
+                    if file::is_regular_file(stat) {
                         let len = u64::try_from(stat.st_size).unwrap_or(0);
                         shared.backups.push_front(Segment { start: offset, len, file_pos: 0 });
                         offset += len;

@@ -551,6 +551,17 @@ impl LogFile {
         }
     }
 
+    /// Metadata of backups 1 to `count`, without following links (`None` where one
+    /// is missing or cannot be looked at), all reached in one walk: a walk costs a
+    /// few system calls per path component, and every program's start looks at
+    /// every backup of its logs. Fails only when the directory cannot be reached.
+    pub fn stat_backups(&self, count: u32) -> Result<Vec<Option<FileStat>>, LogError> {
+        let location = locate(&self.path)?;
+        Ok((1..=count)
+            .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
+            .collect())
+    }
+
     /// Opens the base file (`index` 0) or backup `index` for reading.
     pub fn open_read(&self, index: u32) -> Result<File, LogError> {
         open_read(&if index == 0 { self.path.clone() } else { backup_path(&self.path, index) })
