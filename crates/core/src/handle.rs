@@ -73,8 +73,8 @@ pub(crate) struct Inner {
 }
 
 /// The processes a namespec names.
-struct Targets {
-    members: Vec<Arc<ProcessShared>>,
+pub(crate) struct Targets {
+    pub(crate) members: Vec<Arc<ProcessShared>>,
     /// `group:*` or `all`: members in an unsuitable state are skipped silently,
     /// as supervisord's group and "all" calls do.
     many: bool,
@@ -405,7 +405,7 @@ impl Handle {
 
     /// supervisord's `_getGroupAndProcess`, plus `all`. `BAD_NAME` carries the
     /// spec as [`NameSpec`] spells it.
-    fn resolve(&self, spec: &NameSpec) -> Result<Targets, CoreError> {
+    pub(crate) fn resolve(&self, spec: &NameSpec) -> Result<Targets, CoreError> {
         let (group_name, process_name) = match spec {
             NameSpec::All => return Ok(Targets { members: self.all_members(), many: true }),
             NameSpec::Group(group) => (group, None),

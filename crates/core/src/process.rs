@@ -333,6 +333,16 @@ impl Actor for ProcessActor {
             monitor.abort();
         }
         // A child still present here is killed by the guard when the state drops.
+        // Whoever waits on this member's state (a stop, a restart) must not wait
+        // for an actor that is gone: its last word is that nothing runs.
+        state.shared.snapshot.send_if_modified(|snapshot| {
+            if snapshot.state.is_stopped() {
+                return false;
+            }
+            snapshot.state = ProcessState::Stopped;
+            snapshot.pid = None;
+            true
+        });
         Ok(())
     }
 }

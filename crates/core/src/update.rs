@@ -19,10 +19,14 @@ use vigil_config::{Apply, GroupChange, GroupConfig, NameSpec, ProcessConfig};
 
 use crate::error::CoreError;
 use crate::handle::{Handle, call_root};
-use crate::lifecycle::LifecycleConfig;
+use crate::lifecycle::{LifecycleConfig, ProcessState};
 use crate::logs::{Channel, ChannelLog};
 use crate::members::{log_error, open_channel};
 use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
+
+/// How many times [`Handle::stop_for_removal`] stops members that something else
+/// started again meanwhile.
+const MAX_REMOVAL_ROUNDS: usize = 5;
 
 /// What `update` did (or would do) to one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,15 +97,13 @@ impl Handle {
     /// Stops and removes group `name` (update's "removed" step).
     pub async fn retire_group(&self, name: &str) -> GroupUpdate {
         let mut step = GroupUpdate::new(name, UpdateAction::Removed);
-        let results = self.stop(&[NameSpec::Group(name.to_owned())], true).await;
-        for (spec, result) in results {
-            match result {
-                Ok(()) => step.stopped.extend(spec.name().map(str::to_owned)),
-                Err(CoreError::NotRunning(_)) => {}
-                Err(error) => {
-                    step.error.get_or_insert(error);
-                }
-            }
+        let members = self
+            .resolve(&NameSpec::Group(name.to_owned()))
+            .map(|target| target.members)
+            .unwrap_or_default();
+        match self.stop_for_removal(&members).await {
+            Ok(stopped) => step.stopped = stopped,
+            Err(error) => step.error = Some(error),
         }
         if step.error.is_none()
             && let Err(error) = self.remove_group(name).await
@@ -148,6 +150,46 @@ impl Handle {
         step
     }
 
+    /// Stops `members`, whose actors are about to be dropped, and waits until none
+    /// is running or stopping; returns the names it stopped. A member that another
+    /// request (`restart all`, a SIGHUP, a dependency) is stopping or starting at the
+    /// same moment is waited for too: dropping an actor whose child is still being
+    /// stopped would kill the child early and leave that request waiting for a
+    /// state the dropped actor never reports.
+    async fn stop_for_removal(
+        &self,
+        members: &[Arc<ProcessShared>],
+    ) -> Result<Vec<String>, CoreError> {
+        let mut stopped = Vec::new();
+        // Each round ends only when a concurrent start beat it; a few rounds are
+        // plenty, and the actor's drop guard still covers a member left running.
+        for _ in 0..MAX_REMOVAL_ROUNDS {
+            let running: Vec<NameSpec> = members
+                .iter()
+                .filter(|m| m.state().is_running())
+                .map(|m| NameSpec::process(m.config.group.clone(), m.config.name.clone()))
+                .collect();
+            for (spec, result) in self.stop(&running, true).await {
+                match result {
+                    Ok(()) => stopped.extend(spec.name().map(str::to_owned)),
+                    // It stopped on its own meanwhile.
+                    Err(CoreError::NotRunning(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            for member in members {
+                let mut snapshot = member.snapshot.subscribe();
+                // A stop always ends (stopwaitsecs, then SIGKILL); the sender lives in
+                // `member`, so this cannot fail.
+                let _ = snapshot.wait_for(|s| s.state != ProcessState::Stopping).await;
+            }
+            if members.iter().all(|m| m.state().is_stopped()) {
+                break;
+            }
+        }
+        Ok(stopped)
+    }
+
     async fn reconcile_group(
         &self,
         group: GroupConfig,
@@ -173,19 +215,7 @@ impl Handle {
             .chain(restarted.iter().copied())
             .filter_map(member)
             .collect();
-        let running: Vec<NameSpec> = leaving
-            .iter()
-            .filter(|m| m.state().is_running())
-            .map(|m| NameSpec::process(m.config.group.clone(), m.config.name.clone()))
-            .collect();
-        for (spec, result) in self.stop(&running, true).await {
-            match result {
-                Ok(()) => step.stopped.extend(spec.name().map(str::to_owned)),
-                // It stopped on its own meanwhile.
-                Err(CoreError::NotRunning(_)) => {}
-                Err(error) => return Err(error),
-            }
-        }
+        step.stopped.extend(self.stop_for_removal(&leaving).await?);
         // 2. The new member list, in the new start order.
         // The settings move into the members (see `GroupEntry::config`).
         let mut group = group;

@@ -227,3 +227,64 @@ async fn log_rotation_sizes_apply_in_place() {
     assert_eq!(log.read(0, 0).expect("read"), b"0123456789abcdefghij-");
     rig.shutdown().await;
 }
+
+/// An update that replaces or removes a program another request is stopping waits
+/// for that stop (no early SIGKILL from dropping the actor), and the stop's caller
+/// is answered: `restart all` racing an `update` once hung here forever.
+#[tokio::test(start_paused = true)]
+async fn update_waits_for_a_stop_already_under_way() {
+    let mut slow = running("slow", "stubborn");
+    slow.stopwaitsecs = 10;
+    let mut gone = running("gone", "stubborn");
+    gone.stopwaitsecs = 10;
+    let rig =
+        Rig::new(vec![group("web", 100, vec![slow.clone(), gone]), solo(running("x", "run"))])
+            .await;
+    let (slow_pid, gone_pid) = (rig.pid("web:slow").await, rig.pid("web:gone").await);
+
+    // A stop of the whole group, under way when the update comes.
+    let stopping = tokio::spawn({
+        let handle = rig.handle.clone();
+        async move { handle.stop(&specs(&["web:*"]), true).await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rig.state("web:slow").await != ProcessState::Stopping
+        || rig.state("web:gone").await != ProcessState::Stopping
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never STOPPING");
+        tokio::task::yield_now().await;
+    }
+    let term_at = tokio::time::Instant::now();
+
+    // `slow` changes (restart), `gone` goes away.
+    slow.environment.insert("GENERATION".to_owned(), "2".to_owned());
+    rig.write(vec![group("web", 100, vec![slow]), solo(running("x", "run"))]);
+    rig.control.reread().await.expect("reread");
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rig.control.update(Vec::new(), false),
+    )
+    .await
+    .expect("update finishes")
+    .expect("update");
+    assert!(outcome.steps.iter().all(|s| s.error.is_none()), "{outcome:?}");
+    let results = tokio::time::timeout(std::time::Duration::from_secs(60), stopping)
+        .await
+        .expect("the stop under way is answered")
+        .expect("stop task");
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+
+    // Both children got their full stopwaitsecs before SIGKILL.
+    for pid in [slow_pid, gone_pid].into_iter().flatten() {
+        let kill = rig
+            .fake
+            .signals()
+            .into_iter()
+            .find(|s| s.pid == pid && s.sig == libc::SIGKILL)
+            .expect("SIGKILL after stopwaitsecs");
+        assert!(kill.at - term_at >= std::time::Duration::from_secs(9), "{kill:?}");
+    }
+    let new_slow = rig.pid("web:slow").await;
+    assert!(new_slow.is_some() && new_slow != slow_pid, "the changed member runs again");
+    rig.shutdown().await;
+}
