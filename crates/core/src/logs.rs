@@ -70,8 +70,14 @@ pub mod file;
 
 pub use file::{LogFile, Rotation, backup_path};
 
-/// Bytes asked of the pipe per read.
+/// Bytes asked of the pipe per read on a busy channel, or after a read that filled
+/// its buffer.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the pipe per read on a quiet channel. A quiet program's capture
+/// then holds a few KiB, not two 64 KiB buffers: with thousands of programs that is
+/// most of the daemon's memory, and buffers of that size churned by every restart
+/// fragment the heap.
+pub const QUIET_CHUNK: usize = 4 * 1024;
 /// Bytes read ahead while a batch is being written before the pipe is left to fill.
 pub const MAX_PENDING: usize = 1024 * 1024;
 /// Longest line handed to a line callback; longer lines arrive in pieces.
@@ -573,6 +579,7 @@ impl ChannelLog {
         let mut inflight: Option<JoinHandle<Vec<u8>>> = None;
         let mut eof = false;
         let mut load = Load::default();
+        let mut chunk = QUIET_CHUNK;
         loop {
             if !pending.is_empty() && inflight.is_none() {
                 if to_disk {
@@ -585,6 +592,9 @@ impl ChannelLog {
                 } else {
                     self.inner.append_memory(&pending);
                     pending.clear();
+                    if !load.busy() && pending.capacity() > 2 * QUIET_CHUNK {
+                        pending = Vec::new();
+                    }
                 }
             }
             if eof && pending.is_empty() && inflight.is_none() {
@@ -592,7 +602,7 @@ impl ChannelLog {
             }
             let can_read = !eof && pending.len() < MAX_PENDING;
             tokio::select! {
-                read = read_chunk(&mut pipe, &mut pending), if can_read => match read {
+                read = read_chunk(&mut pipe, &mut pending, chunk), if can_read => match read {
                     Ok(0) => {
                         eof = true;
                         if let Some(filter) = filter.as_mut() {
@@ -605,6 +615,8 @@ impl ChannelLog {
                     }
                     Ok(n) => {
                         load.record(n as u64);
+                        // A read that filled what it asked for: more is waiting.
+                        chunk = if n >= chunk || load.busy() { READ_CHUNK } else { QUIET_CHUNK };
                         load.grow_if_busy(pipe.as_fd());
                         let mut start = pending.len() - n;
                         if let Some(filter) = filter.as_mut() {
@@ -632,7 +644,12 @@ impl ChannelLog {
                     match joined {
                         Ok(mut buffer) => {
                             buffer.clear();
-                            spare = buffer;
+                            // A quiet channel gives a burst's big buffer back.
+                            spare = if load.busy() || buffer.capacity() <= 2 * QUIET_CHUNK {
+                                buffer
+                            } else {
+                                Vec::new()
+                            };
                         }
                         Err(error) => tracing::error!(%error, "log writer task failed"),
                     }
@@ -1119,14 +1136,18 @@ fn grow_pipe(pipe: BorrowedFd<'_>) {
     }
 }
 
-/// Reads what the pipe has into `pending`. The buffer is grown only once the
-/// pipe is readable, so the thousands of capture tasks of quiet programs hold no
-/// read buffer while they wait. Cancel-safe (it sits in a `select!`): nothing is
-/// read before the last await.
-async fn read_chunk(pipe: &mut pipe::Receiver, pending: &mut Vec<u8>) -> io::Result<usize> {
+/// Reads up to `chunk` bytes of what the pipe has into `pending`. The buffer is
+/// grown only once the pipe is readable, so the thousands of capture tasks of quiet
+/// programs hold no read buffer while they wait. Cancel-safe (it sits in a
+/// `select!`): nothing is read before the last await.
+async fn read_chunk(
+    pipe: &mut pipe::Receiver,
+    pending: &mut Vec<u8>,
+    chunk: usize,
+) -> io::Result<usize> {
     loop {
         pipe.readable().await?;
-        pending.reserve(READ_CHUNK);
+        pending.reserve(chunk);
         match pipe.try_read_buf(pending) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             result => return result,
