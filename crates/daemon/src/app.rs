@@ -47,6 +47,12 @@ use crate::logging::{self, LogSettings, MainLog};
 use crate::signals::{DaemonSignal, Signals};
 use crate::systemd::Notifier;
 
+/// Threads for blocking work: appending programs' output to their log files, reading
+/// logs for clients, loading the config. Every program writing at once must not make
+/// vigild start a thread each (tokio's default allows 512); with a slow disk, writes
+/// wait their turn and programs block on their full pipes instead.
+const BLOCKING_THREADS: usize = 64;
+
 /// Exit statuses, defined in one place.
 pub mod exit_code {
     /// Clean shutdown requested by a signal or over the control API.
@@ -376,7 +382,11 @@ impl Daemon {
         });
         tracing::info!("supervisord started with pid {}", std::process::id());
 
-        let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let code = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .build()
+        {
             Ok(runtime) => {
                 let listeners = Listeners {
                     unix: sockets.unix.as_mut().and_then(UnixSocket::take_listener),
