@@ -120,6 +120,10 @@ impl Supervisor {
             // Hook (events): event listener pools, strip_ansi.
             events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
             fcgi: fcgi::FcgiSockets::default(),
+            cgroups: crate::cgroup::Cgroups::new(
+                crate::cgroup::Host::detect(),
+                settings.cgroup_root.clone(),
+            ),
         });
         ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
