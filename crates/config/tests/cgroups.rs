@@ -47,7 +47,10 @@ fn ini_and_toml_give_the_same_limits() {
 fn a_cgroup_without_limits_is_asked_for_by_name() {
     let base = "[supervisord]\n[program:a]\ncommand=/bin/true\n";
     assert_eq!(cgroup("s.conf", base), Ok(None));
-    assert_eq!(cgroup("s.conf", &format!("{base}cgroup=true\n")), Ok(Some(CgroupLimits::default())));
+    assert_eq!(
+        cgroup("s.conf", &format!("{base}cgroup=true\n")),
+        Ok(Some(CgroupLimits::default()))
+    );
     assert_eq!(cgroup("s.conf", &format!("{base}cgroup=false\n")), Ok(None));
     assert_eq!(root("s.conf", base), Ok(None));
     let toml = "[supervisord]\n[program.a]\ncommand = \"/bin/true\"\ncgroup = true\n";
@@ -69,13 +72,19 @@ fn bad_values_are_errors_at_their_line() {
     let ini = "[supervisord]\n[program:a]\ncommand=/bin/true\nmemory_max=10MB\n\
                memory_restart_threshold=10MB\n";
     let errors = cgroup("s.conf", ini).expect_err("fails");
-    assert!(errors.contains(":5: [program:a] memory_restart_threshold: 10485760 is not below"), "{errors}");
+    assert!(
+        errors.contains(":5: [program:a] memory_restart_threshold: 10485760 is not below"),
+        "{errors}"
+    );
     let ini = "[supervisord]\n[program:a]\ncommand=/bin/true\npids_max=5\ncgroup=off\n";
     let errors = cgroup("s.conf", ini).expect_err("fails");
     assert!(errors.contains(":5: [program:a] cgroup: cgroup=false, but"), "{errors}");
     let ini = "[supervisord]\ncgroup_root=relative/x\n[program:a]\ncommand=/bin/true\n";
     let errors = root("s.conf", ini).expect_err("fails");
-    assert!(errors.contains(":2: [supervisord] cgroup_root: 'relative/x' is not a control group path"), "{errors}");
+    assert!(
+        errors.contains(":2: [supervisord] cgroup_root: 'relative/x' is not a control group path"),
+        "{errors}"
+    );
     let ini = "[supervisord]\ncgroup_root=/a/../b\n[program:a]\ncommand=/bin/true\n";
     assert!(root("s.conf", ini).is_err());
 }

@@ -273,22 +273,22 @@ impl Cgroups {
     /// The hierarchies a process with `limits` is placed in.
     fn plan(&self, limits: &CgroupLimits) -> Result<Vec<Placement>, Refusal> {
         let mut out: Vec<Placement> = Vec::new();
-        let add = |out: &mut Vec<Placement>,
-                   hierarchy: &Hierarchy,
-                   controller: Option<&'static str>,
-                   key: &'static str| match out
-            .iter_mut()
-            .find(|p| p.hierarchy == *hierarchy)
-        {
-            Some(placement) => placement.controllers.extend(controller),
-            None => out.push(Placement {
-                hierarchy: hierarchy.clone(),
-                controllers: controller.into_iter().collect(),
-                key,
-            }),
-        };
+        let add =
+            |out: &mut Vec<Placement>,
+             hierarchy: &Hierarchy,
+             controller: Option<&'static str>,
+             key: &'static str| match out.iter_mut().find(|p| p.hierarchy == *hierarchy)
+            {
+                Some(placement) => placement.controllers.extend(controller),
+                None => out.push(Placement {
+                    hierarchy: hierarchy.clone(),
+                    controllers: controller.into_iter().collect(),
+                    key,
+                }),
+            };
         for (controller, key) in needs(limits) {
-            if let Some(unified) = self.host.unified.as_ref().filter(|u| self.v2_offers(u, controller))
+            if let Some(unified) =
+                self.host.unified.as_ref().filter(|u| self.v2_offers(u, controller))
             {
                 add(&mut out, unified, Some(controller), key);
             } else if let Some(v1) = self.host.v1.iter().find(|h| h.has(controller)) {

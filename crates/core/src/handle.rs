@@ -497,12 +497,14 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     );
     info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
     info.last_exit = member.last_exit();
-    info.oom_killed =
-        info.last_exit.is_some() && member.last_exit_oom.load(Ordering::Relaxed);
+    info.oom_killed = info.last_exit.is_some() && member.last_exit_oom.load(Ordering::Relaxed);
     if info.oom_killed
         && matches!(
             info.state,
-            ProcessState::Exited | ProcessState::Stopped | ProcessState::Backoff | ProcessState::Fatal
+            ProcessState::Exited
+                | ProcessState::Stopped
+                | ProcessState::Backoff
+                | ProcessState::Fatal
         )
     {
         info.description.push_str(", killed by the kernel OOM killer");

@@ -897,7 +897,10 @@ impl Lifecycle {
                     let (message, spawnerr) = if matches!(event, Event::LivenessFailed) {
                         ("liveness probe of {} failed; restarting it", LIVENESS_FAILED)
                     } else {
-                        ("{} passed its memory_restart_threshold; restarting it", MEMORY_THRESHOLD_PASSED)
+                        (
+                            "{} passed its memory_restart_threshold; restarting it",
+                            MEMORY_THRESHOLD_PASSED,
+                        )
                     };
                     let message = message.replace("{}", &self.config.name);
                     fx.push(Effect::Log { level: Level::Warn, message });

@@ -173,10 +173,8 @@ impl Backend for Wired {
 /// The programs whose control groups this host or this daemon cannot give,
 /// as config errors at their section.
 fn cgroup_refusals(config: &Config) -> Vec<Diagnostic> {
-    let origins: std::collections::HashMap<String, &vigil_config::Origin> = config
-        .processes()
-        .map(|process| (process.program.clone(), &process.origin))
-        .collect();
+    let origins: std::collections::HashMap<String, &vigil_config::Origin> =
+        config.processes().map(|process| (process.program.clone(), &process.origin)).collect();
     vigil_core::cgroup::check(config)
         .into_iter()
         .map(|(section, refusal)| {

@@ -73,7 +73,8 @@ fn limits_take_v1_controllers_when_v2_has_none() {
     );
     let host = Host::parse(&mounts, "3:pids:/\n2:memory:/\n0::/\n");
     let cgroups = Cgroups::new(host, Some("/t".to_owned()));
-    let limits = CgroupLimits { memory_max: Some(1 << 20), pids_max: Some(8), ..Default::default() };
+    let limits =
+        CgroupLimits { memory_max: Some(1 << 20), pids_max: Some(8), ..Default::default() };
     let plan = cgroups.plan(&limits).expect("plan");
     let summary: Vec<(Version, Vec<&str>)> =
         plan.iter().map(|p| (p.hierarchy.version, p.controllers.clone())).collect();

@@ -110,13 +110,10 @@ struct V1Watch {
 
 impl V1Watch {
     fn register(dir: &Path, threshold: u64) -> io::Result<V1Watch> {
-        let eventfd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let eventfd =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         let usage = std::fs::File::open(dir.join("memory.usage_in_bytes"))?;
-        let line = format!(
-            "{} {} {threshold}",
-            eventfd.as_fd().as_raw_fd(),
-            usage.as_raw_fd()
-        );
+        let line = format!("{} {} {threshold}", eventfd.as_fd().as_raw_fd(), usage.as_raw_fd());
         write_file(&dir.join("cgroup.event_control"), &line)?;
         Ok(V1Watch { eventfd, _usage: usage })
     }
