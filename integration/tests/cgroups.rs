@@ -293,8 +293,9 @@ fn killasgroup_kills_a_child_that_escaped_the_process_group() {
     }
 }
 
-/// A program's groups go when `update` removes the program, and the shared
-/// `vigil` directory when the daemon exits.
+/// A program's groups go when `update` removes the program, stay (with the
+/// new limit) when `update` restarts it with another, and the shared `vigil`
+/// directory goes when the daemon exits.
 #[test]
 fn groups_are_removed_with_their_program_and_at_shutdown() {
     let sandbox = Sandbox::new();
@@ -306,15 +307,32 @@ fn groups_are_removed_with_their_program_and_at_shutdown() {
         .set("startsecs", 0);
     sandbox.write_config(&[keep.clone(), gone]);
     let mut daemon = sandbox.start();
-    daemon.running_pid("keep");
+    let kept = daemon.running_pid("keep");
     daemon.running_pid("gone");
     let grandchild: i32 = logged(&sandbox, "gone", "grandchild").parse().expect("a pid");
     assert!(!groups.dirs("gone").is_empty());
-    sandbox.write_config(&[keep]);
+    sandbox.write_config(&[keep.set("memory_max", "48MB")]);
     daemon.ctl(&["update"]).expect_code(0);
     wait_until(TIMEOUT, "gone's groups are removed", || groups.dirs("gone").is_empty());
     assert!(!procfs::alive(grandchild), "what it left in its group was killed");
-    assert!(!groups.dirs("keep").is_empty(), "keep's groups stay");
+    // keep was replaced: its new child runs in the same group, under the new limit.
+    let restarted = wait_for(TIMEOUT, "keep's new child", || {
+        let pid = daemon.process_pid("keep");
+        (pid != 0 && pid != kept).then_some(pid)
+    });
+    let memory = groups
+        .dirs("keep")
+        .into_iter()
+        .find(|dir| dir.join("memory.limit_in_bytes").exists() || dir.join("memory.max").exists())
+        .expect("keep's memory group stays");
+    let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(memory.join("memory.max")))
+        .expect("the limit");
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    holds_for(Duration::from_millis(300), "keep's child stays in its group", || {
+        let procs = std::fs::read_to_string(memory.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().any(|line| line.trim() == restarted.to_string())
+    });
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
     assert_eq!(groups.vigil_dirs(), Vec::<PathBuf>::new());

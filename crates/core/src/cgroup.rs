@@ -34,14 +34,18 @@
 //! (its limits are rewritten before each spawn). It is removed when its
 //! [`ProcessCgroup`] is dropped: the process actor stopped, because `update`
 //! removed the program or the daemon is exiting. Processes still inside are
-//! killed first, since the directory cannot go while they live.
+//! killed first, since the directory cannot go while they live. `update`
+//! replacing a process starts the new actor before the old one is gone, and
+//! both name the same directories: [`Cgroups`] counts the owners of each
+//! directory, and only the last one removes it.
 
 mod watch;
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use vigil_config::{CgroupLimits, Config, GroupKind};
 
@@ -242,13 +246,14 @@ pub(crate) struct Cgroups {
     host: Host,
     /// `[supervisord] cgroup_root`.
     root: Option<String>,
-    /// Serializes making the shared directories (and vigild's own move on v2).
-    setup: Mutex<()>,
+    /// Serializes making the shared directories (and vigild's own move on
+    /// v2), and counts the live owners of each process directory.
+    owners: Arc<Mutex<HashMap<PathBuf, usize>>>,
 }
 
 impl Cgroups {
     pub(crate) fn new(host: Host, root: Option<String>) -> Cgroups {
-        Cgroups { host, root, setup: Mutex::new(()) }
+        Cgroups { host, root, owners: Arc::default() }
     }
 
     /// The base directory in `hierarchy`.
@@ -357,8 +362,12 @@ impl Cgroups {
     ) -> Result<ProcessCgroup, String> {
         let plan = self.plan(limits).map_err(|r| format!("{}: {}", r.key, r.message))?;
         let name = namespec.replace('/', "_");
-        let mut cgroup = ProcessCgroup { dirs: Vec::new(), namespec: namespec.to_owned() };
-        let _setup = self.setup.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cgroup = ProcessCgroup {
+            dirs: Vec::new(),
+            namespec: namespec.to_owned(),
+            owners: Arc::clone(&self.owners),
+        };
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
         for placement in plan {
             let base = self.base(&placement.hierarchy)?;
             let parent = base.join(VIGIL_DIR);
@@ -369,8 +378,11 @@ impl Cgroups {
                     .map_err(|e| format!("cannot make control group {}: {e}", parent.display()))?;
             }
             let dir = parent.join(&name);
+            let owned = owners.get(&dir).is_some_and(|count| *count > 0);
             match fs::create_dir(&dir) {
                 Ok(()) => {}
+                // Ours already (the process being replaced by `update`).
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && owned => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if !members(&dir).is_empty() {
                         return Err(format!(
@@ -383,6 +395,7 @@ impl Cgroups {
                     return Err(format!("cannot make control group {}: {e}", dir.display()));
                 }
             }
+            *owners.entry(dir.clone()).or_default() += 1;
             cgroup.dirs.push(Dir {
                 path: dir,
                 version: placement.hierarchy.version,
@@ -508,11 +521,14 @@ struct Dir {
     controllers: Vec<&'static str>,
 }
 
-/// A process's control group, in every hierarchy it uses; removed when dropped.
+/// A process's control group, in every hierarchy it uses; removed when the
+/// last owner drops it.
 #[derive(Debug)]
 pub(crate) struct ProcessCgroup {
     dirs: Vec<Dir>,
     namespec: String,
+    /// [`Cgroups`]'s count of owners per directory.
+    owners: Arc<Mutex<HashMap<PathBuf, usize>>>,
 }
 
 impl ProcessCgroup {
@@ -628,7 +644,23 @@ impl ProcessCgroup {
 
     /// Kills what is left in the group, then removes its directories; used on
     /// drop. Waits (briefly, bounded) only when processes had to be killed.
+    /// Directories another owner still uses are left to it. Holds the owners'
+    /// lock throughout, so a new owner cannot adopt a directory being removed.
     fn remove(&mut self) {
+        let owners = Arc::clone(&self.owners);
+        let mut owners = owners.lock().unwrap_or_else(PoisonError::into_inner);
+        self.dirs.retain(|dir| {
+            let count = owners.entry(dir.path.clone()).or_default();
+            *count = count.saturating_sub(1);
+            if *count > 0 {
+                return false;
+            }
+            owners.remove(&dir.path);
+            true
+        });
+        if self.dirs.is_empty() {
+            return;
+        }
         let left = self.members();
         if !left.is_empty() {
             tracing::warn!(
