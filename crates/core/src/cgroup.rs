@@ -41,10 +41,10 @@
 
 mod watch;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use vigil_config::{CgroupLimits, Config, GroupKind};
@@ -671,19 +671,17 @@ impl ProcessCgroup {
             self.signal(libc::SIGKILL, None);
         }
         for dir in self.dirs.drain(..) {
-            let mut tries = 0;
+            let mut rounds = 0;
             loop {
                 match fs::remove_dir(&dir.path) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && rounds < KILL_ROUNDS => {
                         // Killed processes leave the group as the kernel
-                        // finishes their exit; new forks get the next kill.
-                        tries += 1;
-                        if tries % 20 == 0 {
-                            kill_members(&dir.path);
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        // finishes their exit; a fork that raced the kill is
+                        // in the next round.
+                        rounds += 1;
+                        kill_members_and_wait(&dir.path);
                     }
                     Err(e) => {
                         tracing::warn!("cannot remove control group {}: {e}", dir.path.display());
@@ -705,14 +703,28 @@ impl Drop for ProcessCgroup {
     }
 }
 
-/// SIGKILLs whatever `dir` lists (a retry during removal).
-fn kill_members(dir: &Path) {
-    for pid in members(dir) {
-        if let Some(fd) = pidfd_open(pid)
-            && members(dir).contains(&pid)
-        {
-            pidfd_send_signal(&fd, libc::SIGKILL);
-        }
+/// Rounds of killing what a group holds before its removal gives up.
+const KILL_ROUNDS: u32 = 20;
+/// How long one round waits for the killed processes to end.
+const KILL_WAIT_MS: u16 = 500;
+
+/// SIGKILLs whatever `dir` lists and waits (bounded) until those processes
+/// have exited: a pidfd becomes readable when its process ends, so this
+/// sleeps on the kernel's word rather than a timer.
+fn kill_members_and_wait(dir: &Path) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let pinned: Vec<(u32, std::os::fd::OwnedFd)> =
+        members(dir).into_iter().filter_map(|pid| Some((pid, pidfd_open(pid)?))).collect();
+    let listed = members(dir);
+    let killed: Vec<std::os::fd::OwnedFd> = pinned
+        .into_iter()
+        .filter(|(pid, _)| listed.contains(pid))
+        .filter_map(|(_, fd)| pidfd_send_signal(&fd, libc::SIGKILL).then_some(fd))
+        .collect();
+    for fd in &killed {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(KILL_WAIT_MS));
     }
 }
 
