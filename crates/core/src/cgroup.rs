@@ -32,11 +32,11 @@
 //!
 //! The group is made at the process's first spawn and kept across its restarts
 //! (its limits are rewritten before each spawn). It is removed when its
-//! [`ProcessCgroup`] is dropped: the process actor stopped, because `update`
+//! `ProcessCgroup` is dropped: the process actor stopped, because `update`
 //! removed the program or the daemon is exiting. Processes still inside are
 //! killed first, since the directory cannot go while they live. `update`
 //! replacing a process starts the new actor before the old one is gone, and
-//! both name the same directories: [`Cgroups`] counts the owners of each
+//! both name the same directories: `Cgroups` counts the owners of each
 //! directory, and only the last one removes it.
 
 mod watch;
