@@ -227,16 +227,17 @@ fn a_memory_hog_is_oom_killed_and_reported_as_such() {
 }
 
 /// `pids_max` bounds the processes a program can have: its forks beyond the
-/// limit are refused by the kernel.
+/// limit are refused by the kernel. `cpu_quota` lands in the CPU controller.
 #[test]
 fn pids_max_limits_forks() {
     let sandbox = Sandbox::new();
-    let Some(groups) = Groups::new(&sandbox, "pids", &["pids"]) else { return };
+    let Some(groups) = Groups::new(&sandbox, "pids", &["pids", "cpu"]) else { return };
     sandbox.write_config(&[Program::child(
         "forker",
         &["--forks", "20", "3600", "--sleep", "3600"],
     )
     .set("pids_max", 5)
+    .set("cpu_quota", "50%%")
     .set("stopasgroup", "true")
     .set("killasgroup", "true")
     .set("startsecs", 0)]);
@@ -248,6 +249,13 @@ fn pids_max_limits_forks() {
     assert!(refused.contains("EAGAIN"), "{refused}");
     let pids = groups.dir_with("forker", "pids", "pids.max");
     assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap_or_default().trim(), "5");
+    let quota = groups.dirs("forker").into_iter().find_map(|dir| {
+        std::fs::read_to_string(dir.join("cpu.max"))
+            .or_else(|_| std::fs::read_to_string(dir.join("cpu.cfs_quota_us")))
+            .ok()
+    });
+    let quota = quota.expect("a CPU group of forker");
+    assert!(["50000 100000", "50000"].contains(&quota.trim()), "{quota}");
     daemon.ctl(&["stop", "forker"]).expect_code(0);
     wait_until(TIMEOUT, "the forks are gone", || {
         groups.dirs("forker").iter().all(|dir| {
