@@ -7,11 +7,13 @@
 //!
 //! Every test gets its own `cgroup_root`, removed when the test ends (pass or
 //! fail) after whatever is still inside was killed by pid. A test that needs
-//! what this host does not have (root, a controller) prints why and returns.
+//! what this host does not have (root, a controller) prints `SKIPPED` and why
+//! (past the harness's output capture) and returns.
 //!
 //! A test binary of its own so these daemons do not share a subreaper with the
 //! black-box suite in `it`.
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +39,7 @@ impl Groups {
     /// when this host cannot run the test.
     fn new(sandbox: &Sandbox, test: &str, controllers: &[&str]) -> Option<Groups> {
         if !is_root() {
-            println!("skipped {test}: control groups need root, the tests run as a user");
+            skip(test, "control groups need root, the tests run as a user");
             return None;
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -71,12 +73,12 @@ impl Groups {
                 }
             });
             if !offered {
-                println!("skipped {test}: this host has no {controller} controller");
+                skip(test, &format!("this host has no {controller} controller"));
                 return None;
             }
         }
         if mounts.is_empty() {
-            println!("skipped {test}: no control group hierarchy is mounted");
+            skip(test, "no control group hierarchy is mounted");
             return None;
         }
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -121,6 +123,12 @@ impl Drop for Groups {
             remove_tree(&root);
         }
     }
+}
+
+/// Says why a test did not run, past the test harness's capture (a write to
+/// the stderr handle, not `eprintln!`), so a skip never reads as a pass.
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "cgroups {test}: SKIPPED, {why}");
 }
 
 /// Removes a group and everything below it, killing by pid whatever is still
