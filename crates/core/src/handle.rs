@@ -507,7 +507,14 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
                 | ProcessState::Fatal
         )
     {
-        info.description.push_str(", killed by the kernel OOM killer");
+        // The counter covers the whole group: the program itself, or one of
+        // its children, may have been the one killed.
+        let killed = info.last_exit.and_then(|status| status.signal()) == Some(libc::SIGKILL);
+        info.description.push_str(if killed {
+            ", killed by the kernel OOM killer"
+        } else {
+            ", the kernel OOM killer acted in its control group"
+        });
     }
     info.stdout_bytes = member.stdout.total();
     info.stderr_bytes = member.stderr.total();

@@ -295,8 +295,13 @@ impl Actor for ProcessActor {
                         watch.abort();
                     }
                     if oom_killed {
+                        let what = if status.signal() == Some(libc::SIGKILL) {
+                            "killed by the kernel OOM killer"
+                        } else {
+                            "the kernel OOM killer acted in its control group"
+                        };
                         tracing::warn!(
-                            "{} (pid {pid}, {}): killed by the kernel OOM killer at its memory_max",
+                            "{} (pid {pid}, {}): {what} at its memory_max",
                             state.shared.namespec,
                             status.describe()
                         );
