@@ -491,7 +491,7 @@ fn move_daemon(own: &Path) -> Result<(), String> {
 
 /// Writes `value` to a control file in one `write`, as the kernel wants.
 fn write_file(path: &Path, value: &str) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).open(path)?;
+    let mut file = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
     file.write_all(value.as_bytes())
 }
 

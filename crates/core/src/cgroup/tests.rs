@@ -101,3 +101,88 @@ fn limits_take_v1_controllers_when_v2_has_none() {
         assert!(!path.parent().expect("parent").exists());
     }
 }
+
+/// A group made of plain directories holding the control files.
+fn fake_group(dirs: &[(&Path, Version, &[&'static str])]) -> ProcessCgroup {
+    ProcessCgroup {
+        dirs: dirs
+            .iter()
+            .map(|(path, version, controllers)| Dir {
+                path: path.to_path_buf(),
+                version: *version,
+                controllers: controllers.to_vec(),
+            })
+            .collect(),
+        namespec: "web".to_owned(),
+        owners: Arc::default(),
+    }
+}
+
+#[test]
+fn limits_are_written_in_each_version_s_words() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let v2 = tmp.path().join("v2");
+    let v1 = tmp.path().join("v1");
+    let v2_files = ["memory.max", "memory.high", "cpu.max", "pids.max", "memory.events"];
+    let v1_files =
+        ["memory.limit_in_bytes", "memory.oom_control", "cpu.cfs_period_us", "cpu.cfs_quota_us"];
+    for (dir, files) in [(&v2, &v2_files[..]), (&v1, &v1_files[..])] {
+        std::fs::create_dir(dir).expect("mkdir");
+        for file in files {
+            std::fs::write(dir.join(file), "").expect("write");
+        }
+    }
+    let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).expect("read");
+    let limits = CgroupLimits {
+        memory_max: Some(64 << 20),
+        memory_restart_threshold: Some(48 << 20),
+        cpu_quota: Some(150),
+        pids_max: Some(32),
+    };
+    let group = fake_group(&[(&v2, Version::V2, &["memory", "cpu", "pids"])]);
+    group.apply(&limits).expect("apply");
+    assert_eq!(read(&v2, "memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read(&v2, "memory.high"), (48u64 << 20).to_string());
+    assert_eq!(read(&v2, "cpu.max"), "150000 100000");
+    assert_eq!(read(&v2, "pids.max"), "32");
+    group.apply(&CgroupLimits::default()).expect("lift");
+    assert_eq!(read(&v2, "memory.max"), "max");
+    assert_eq!(read(&v2, "memory.high"), "max");
+    assert_eq!(read(&v2, "cpu.max"), "max 100000");
+    assert_eq!(read(&v2, "pids.max"), "max");
+    std::fs::write(v2.join("memory.events"), "low 0\nhigh 3\nmax 7\noom 2\noom_kill 2\n")
+        .expect("write");
+    assert_eq!(group.oom_kills(), Some(2));
+    std::mem::forget(group); // nothing to remove: not a control group
+
+    let group = fake_group(&[(&v1, Version::V1, &["memory", "cpu"])]);
+    group.apply(&limits).expect("apply");
+    assert_eq!(read(&v1, "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(read(&v1, "cpu.cfs_period_us"), "100000");
+    assert_eq!(read(&v1, "cpu.cfs_quota_us"), "150000");
+    group.apply(&CgroupLimits::default()).expect("lift");
+    assert_eq!(read(&v1, "memory.limit_in_bytes"), "-1");
+    assert_eq!(read(&v1, "cpu.cfs_quota_us"), "-1");
+    std::fs::write(v1.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+        .expect("write");
+    assert_eq!(group.oom_kills(), Some(1));
+    std::mem::forget(group);
+}
+
+#[test]
+fn a_directory_goes_with_its_last_owner() {
+    let dir = tempfile::tempdir().expect("dir");
+    let memory = dir.path().join("memory");
+    std::fs::create_dir(&memory).expect("mkdir");
+    let mounts = format!("2 0 0:2 / {} rw - cgroup cgroup rw,memory\n", memory.display());
+    let cgroups = Cgroups::new(Host::parse(&mounts, "2:memory:/\n"), None);
+    let limits = CgroupLimits { memory_max: Some(1 << 20), ..Default::default() };
+    let old = cgroups.create("web", &limits).expect("create");
+    // `update` builds the replacement before the old actor is gone.
+    let new = cgroups.create("web", &limits).expect("create again");
+    let path = memory.join("vigil/web");
+    drop(old);
+    assert!(path.is_dir(), "the new owner keeps it");
+    drop(new);
+    assert!(!path.exists());
+}
