@@ -413,4 +413,20 @@ fn an_unprivileged_daemon_refuses_limits_it_cannot_give() {
         );
         assert!(output.stderr.contains("run it as root"), "{output:#?}");
     }
+    // Root checking a config whose daemon switches to nobody judges as nobody.
+    let sandbox = Sandbox::new();
+    let Some(_groups) = Groups::new(&sandbox, "unprivileged", &["memory"]) else { return };
+    sandbox.supervisord_key("user", "nobody");
+    sandbox
+        .write_config(&[Program::child("capped", &["--sleep", "3600"]).set("memory_max", "64MB")]);
+    let mut command = Command::new(vigild_bin());
+    command.arg("--check").arg("-c").arg(sandbox.config_path()).current_dir(sandbox.path());
+    let output = run(&mut command, TIMEOUT);
+    assert_eq!(output.code, 2, "{output:#?}");
+    assert!(
+        output.stderr.contains(
+            "[program:capped] memory_max: vigild (as user nobody) cannot make control groups in"
+        ),
+        "{output:#?}"
+    );
 }

@@ -47,7 +47,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use vigil_config::{CgroupLimits, Config, GroupKind};
+use vigil_config::{CgroupLimits, Config, GroupKind, UserSpec};
 
 pub(crate) use watch::spawn_memory_watch;
 
@@ -335,18 +335,27 @@ impl Cgroups {
 
     /// What keeps a process with `limits` from getting its group here, checked
     /// without changing anything.
-    pub(crate) fn check(&self, limits: &CgroupLimits) -> Result<(), Refusal> {
+    /// `daemon_user`: the user vigild switches to (`[supervisord] user`), when
+    /// not the one checking; the groups are made after the switch.
+    pub(crate) fn check(
+        &self,
+        limits: &CgroupLimits,
+        daemon_user: Option<&UserSpec>,
+    ) -> Result<(), Refusal> {
         for placement in self.plan(limits)? {
             let refuse = |message: String| Refusal { key: placement.key, message };
             let base = self.base(&placement.hierarchy).map_err(refuse)?;
             let existing = nearest_existing(&base.join(VIGIL_DIR));
-            if !writable(&existing) {
+            let (who, allowed) = match daemon_user {
+                Some(user) => {
+                    (format!("vigild (as user {})", user.name), writable_by(&existing, user))
+                }
+                None => ("vigild".to_owned(), writable(&existing)),
+            };
+            if !allowed {
                 return Err(refuse(format!(
-                    "vigild cannot make control groups in {} ({}): run it as root, or give it a delegated control group (cgroup_root)",
+                    "{who} cannot make control groups in {}: run it as root, or give it a delegated control group (cgroup_root)",
                     existing.display(),
-                    nix::unistd::access(&existing, nix::unistd::AccessFlags::W_OK)
-                        .err()
-                        .map_or_else(|| "not writable".to_owned(), |e| e.desc().to_owned()),
                 )));
             }
         }
@@ -420,6 +429,21 @@ fn nearest_existing(path: &Path) -> PathBuf {
 
 fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+/// Whether `user` may make entries in `dir`, by its owner, group and mode
+/// (its supplementary groups aside), on a file system mounted writable.
+fn writable_by(dir: &Path, user: &UserSpec) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let read_only = nix::sys::statvfs::statvfs(dir)
+        .is_ok_and(|fs| fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let Ok(meta) = fs::metadata(dir) else { return false };
+    let mode = meta.mode();
+    !read_only
+        && (user.uid == 0
+            || (meta.uid() == user.uid && mode & 0o200 != 0)
+            || (meta.gid() == user.gid && mode & 0o020 != 0)
+            || mode & 0o002 != 0)
 }
 
 /// Makes `parent` (`<base>/vigil`) on v2 with `controllers` available to its
@@ -760,6 +784,8 @@ pub fn check(config: &Config) -> Vec<(String, Refusal)> {
         return Vec::new();
     }
     let cgroups = Cgroups::new(Host::detect(), config.supervisord.cgroup_root.clone());
+    let daemon_user =
+        config.supervisord.user.as_ref().filter(|user| user.uid != nix::unistd::getuid().as_raw());
     let mut out: Vec<(String, Refusal)> = Vec::new();
     for group in &config.groups {
         let kind = match group.kind {
@@ -773,7 +799,7 @@ pub fn check(config: &Config) -> Vec<(String, Refusal)> {
             if out.iter().any(|(s, _)| *s == section) {
                 continue;
             }
-            if let Err(refusal) = cgroups.check(limits) {
+            if let Err(refusal) = cgroups.check(limits, daemon_user) {
                 out.push((section, refusal));
             }
         }

@@ -82,9 +82,9 @@ fn limits_take_v1_controllers_when_v2_has_none() {
         summary,
         vec![(Version::V1, vec!["memory"]), (Version::V1, vec!["pids"]), (Version::V2, vec![])]
     );
-    assert_eq!(cgroups.check(&limits), Ok(()));
+    assert_eq!(cgroups.check(&limits, None), Ok(()));
     let cpu = CgroupLimits { cpu_quota: Some(50), ..Default::default() };
-    let refusal = cgroups.check(&cpu).expect_err("no cpu controller");
+    let refusal = cgroups.check(&cpu, None).expect_err("no cpu controller");
     assert_eq!(refusal.key, "cpu_quota");
     assert!(refusal.message.contains("no cpu controller"), "{}", refusal.message);
     // A plain directory stands in for each hierarchy: the group is made in
