@@ -18,7 +18,9 @@
 //! On v2 a group with processes cannot pass controllers to its children, so
 //! when the controllers must be enabled in vigild's own group (vigild under a
 //! systemd unit with `Delegate=yes`, or PID 1 of a container), vigild first
-//! moves itself into the leaf `<own>/vigild`.
+//! moves itself into the leaf `<own>/vigild`. It does that when the tree is
+//! built (`Cgroups::prepare`), before it has children that would stay
+//! behind in its old group.
 //!
 //! # Placement before exec
 //!
@@ -360,6 +362,36 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// At start-up, before any child exists: passes the v2 controllers the
+    /// config's limits need down to `<base>/vigil`, moving vigild into its
+    /// leaf first if it must. Done later, at a first spawn, the base could
+    /// already hold programs without groups (vigild's children), which v2
+    /// would refuse. A failure is logged here and fails those programs'
+    /// spawns with the same message.
+    pub(crate) fn prepare<'a>(&self, wanted: impl IntoIterator<Item = &'a CgroupLimits>) {
+        let mut done: Vec<PathBuf> = Vec::new();
+        let _owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        for limits in wanted {
+            let Ok(plan) = self.plan(limits) else { continue };
+            for placement in plan {
+                if placement.hierarchy.version != Version::V2 || placement.controllers.is_empty() {
+                    continue;
+                }
+                let Ok(base) = self.base(&placement.hierarchy) else { continue };
+                let parent = base.join(VIGIL_DIR);
+                let key = parent.join(placement.controllers.join(","));
+                if done.contains(&key) {
+                    continue;
+                }
+                done.push(key);
+                if let Err(error) = enable_v2(&placement.hierarchy, &parent, &placement.controllers)
+                {
+                    tracing::error!("control groups: {error}");
+                }
+            }
+        }
     }
 
     /// Makes (or adopts, when left empty by an earlier run) the process's

@@ -306,13 +306,14 @@ impl Actor for ProcessActor {
                             status.describe()
                         );
                     }
-                    let stopping = state.lifecycle.state() == ProcessState::Stopping;
+                    // Before the exit is applied, which may start the next child
+                    // in the same group.
+                    if state.lifecycle.state() == ProcessState::Stopping {
+                        state.kill_leftovers();
+                    }
                     state.exit_oom = oom_killed;
                     state.apply(&myself, Event::Exited { pid, status });
                     state.exit_oom = false;
-                    if stopping {
-                        state.kill_leftovers();
-                    }
                 }
             }
             ProcessMsg::MemoryThreshold { generation, usage } => {

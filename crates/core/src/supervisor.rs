@@ -125,6 +125,9 @@ impl Supervisor {
                 settings.cgroup_root.clone(),
             ),
         });
+        ctx.cgroups.prepare(
+            groups.iter().flat_map(|(_, members)| members).filter_map(|m| m.config.cgroup.as_ref()),
+        );
         ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {
