@@ -392,3 +392,58 @@ async fn child_helper_probe_flags() {
     assert!(reaper.signal(spawned.pid, libc::SIGKILL, true).unwrap());
     assert_eq!(exit_of(&mut spawned).await, ExitStatus::Signal(libc::SIGKILL));
 }
+
+/// The child joins its control groups itself, before exec: a group it cannot
+/// join fails the spawn with the group's name (never a child running
+/// outside its limits), and one it can join lists it from its first moment.
+#[tokio::test]
+async fn the_child_joins_its_control_group_before_exec() {
+    let reaper = Reaper::start(false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone").join("cgroup.procs");
+    let mut joining = spec(&["--exit", "0"]);
+    joining.cgroups = vec![missing.clone()];
+    let err = reaper.spawn(&joining).unwrap_err();
+    assert!(matches!(err, SpawnError::Cgroup { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("couldn't join control group {}: ENOENT", missing.display())
+    );
+
+    // A real group, where this host lets us make one.
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    let base = if unified.join("cgroup.procs").exists() {
+        unified
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    if !base.join("cgroup.procs").exists() || !nix::unistd::getuid().is_root() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "the_child_joins_its_control_group_before_exec: real group SKIPPED, no writable cgroup v2 mount"
+        );
+        return;
+    }
+    let group = base.join(format!("vigil-runtime-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap();
+    struct RemoveGroup(PathBuf);
+    impl Drop for RemoveGroup {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+            vigil_integration::try_wait_until(WAIT, || std::fs::remove_dir(&self.0).is_ok());
+        }
+    }
+    let _remove = RemoveGroup(group.clone());
+    let mut joining = spec(&["--sleep", "30"]);
+    joining.cgroups = vec![group.join("cgroup.procs")];
+    let mut spawned = reaper.spawn(&joining).unwrap();
+    let _kill = guard(&reaper, &spawned);
+    let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), spawned.pid.to_string());
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", spawned.pid)).unwrap();
+    let name = group.file_name().unwrap().to_str().unwrap();
+    assert!(own.lines().any(|line| line.starts_with("0::") && line.ends_with(name)), "{own}");
+    reaper.signal(spawned.pid, libc::SIGKILL, false).unwrap();
+    assert_eq!(exit_of(&mut spawned).await, ExitStatus::Signal(libc::SIGKILL));
+}

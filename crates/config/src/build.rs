@@ -11,6 +11,7 @@
 //! the `ready_*`/`live_*` keys; `groups` reads `[group:x]` and assembles the
 //! groups; `deps` resolves `depends_on`. This module runs them in order.
 
+mod cgroups;
 mod deps;
 mod envfiles;
 mod groups;

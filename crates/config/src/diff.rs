@@ -219,6 +219,7 @@ fn diff_process(old: &ProcessConfig, new: &ProcessConfig) -> Vec<FieldChange> {
     check("restart_dependents", old.restart_dependents != new.restart_dependents, InPlace);
     check("essential", old.essential != new.essential, InPlace);
     check("rlimits", old.rlimits != new.rlimits, Restart);
+    check("cgroup", old.cgroup != new.cgroup, Restart);
     for (key, key_timing, o, n) in [
         ("ready", "ready_timing", &old.readiness, &new.readiness),
         ("live", "live_timing", &old.liveness, &new.liveness),

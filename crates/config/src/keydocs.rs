@@ -159,6 +159,13 @@ pub const KEYS: &[KeyDoc] = &[
         "When a group exhausts max_restarts or a program its startretries: ignore (leave it FATAL) or shutdown (stop everything, exit non-zero).",
     ),
     ext(D, "env_file", "", ENV_FILE),
+    // Control groups.
+    ext(
+        D,
+        "cgroup_root",
+        "vigild's own control group",
+        "The control group (a path inside each hierarchy, e.g. /vigil.slice) under which vigild makes vigil/<program>; read at start-up.",
+    ),
     key(U, "file", "", "Path of the socket (required)."),
     key(U, "chmod", "0700", "Octal mode of the socket."),
     key(U, "chown", "", "user or user:group owning the socket."),
@@ -295,6 +302,32 @@ pub const KEYS: &[KeyDoc] = &[
     ext(P, "rlimit_rttime", "the daemon's", RLIMIT),
     ext(P, "rlimit_sigpending", "the daemon's", RLIMIT),
     ext(P, "rlimit_stack", "the daemon's", RLIMIT),
+    // Control groups.
+    ext(
+        P,
+        "cgroup",
+        "true when a limit below is set",
+        "Run each process in a control group of its own, so stopasgroup and killasgroup reach every process it started.",
+    ),
+    ext(
+        P,
+        "memory_max",
+        "",
+        "Memory limit of the process's control group (512MB); beyond it the kernel's OOM killer acts, and the exit says so.",
+    ),
+    ext(
+        P,
+        "memory_restart_threshold",
+        "",
+        "Restart the process when its control group's memory passes this size (below memory_max); watched by kernel events, not polled.",
+    ),
+    ext(
+        P,
+        "cpu_quota",
+        "",
+        "CPU time of the control group in percent of one CPU: 50% is half a CPU, 200% two.",
+    ),
+    ext(P, "pids_max", "", "The most processes and threads the control group may hold at once."),
     ext(P, "max_restarts", "unlimited", MAX_RESTARTS),
     ext(P, "max_restarts_period", "60s", "The window max_restarts counts in."),
     ext(

@@ -22,6 +22,8 @@ pub(crate) const SUPERVISORD: &[&str] = &[
     "identifier",
     "on_fatal",
     "env_file",
+    // Control groups (Vigil extension).
+    "cgroup_root",
 ];
 
 pub(crate) const UNIX_HTTP_SERVER: &[&str] = &["file", "chmod", "chown", "username", "password"];
@@ -118,6 +120,12 @@ pub(crate) const PROGRAM: &[&str] = &[
     "rlimit_rttime",
     "rlimit_sigpending",
     "rlimit_stack",
+    // Control groups.
+    "cgroup",
+    "memory_max",
+    "memory_restart_threshold",
+    "cpu_quota",
+    "pids_max",
     "ready_tcp",
     "ready_http",
     "ready_http_status",

@@ -90,6 +90,10 @@ pub struct Supervisord {
     /// Vigil extension: env files every program reads (before its group's and
     /// its own), resolved against the directory of the file naming them.
     pub env_file: Vec<PathBuf>,
+    /// Vigil extension: the control group under which programs' groups are made
+    /// (`<root>/vigil/<program>` in every hierarchy used), as a path inside the
+    /// hierarchy (`/vigil.slice`); `None` is vigild's own control group.
+    pub cgroup_root: Option<String>,
 }
 
 /// Vigil extension: the root supervisor's reaction to a group going FATAL.
@@ -483,6 +487,32 @@ pub struct ProcessConfig {
     /// Vigil extension: resource limits set in the child before exec
     /// (`rlimit_<name>` keys, or a TOML `rlimits` table), in [`RLIMITS`] order.
     pub rlimits: Vec<ResourceLimit>,
+    /// Vigil extension: the process's own control group and the limits set on
+    /// it; `None` runs it in vigild's.
+    pub cgroup: Option<CgroupLimits>,
+}
+
+/// A process's control group (Vigil extension): the limits the kernel enforces
+/// on the process and everything it starts. With every field `None` (`cgroup =
+/// true` alone) the group only tracks the processes, for `stopasgroup` and
+/// `killasgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CgroupLimits {
+    /// `memory_max`: bytes beyond which the kernel's OOM killer acts.
+    pub memory_max: Option<u64>,
+    /// `memory_restart_threshold`: bytes beyond which vigild restarts it.
+    pub memory_restart_threshold: Option<u64>,
+    /// `cpu_quota`: percent of one CPU (`150` is one and a half CPUs).
+    pub cpu_quota: Option<u32>,
+    /// `pids_max`: the most processes and threads at once.
+    pub pids_max: Option<u64>,
+}
+
+impl CgroupLimits {
+    /// True when a limit needs the memory controller.
+    pub fn needs_memory(&self) -> bool {
+        self.memory_max.is_some() || self.memory_restart_threshold.is_some()
+    }
 }
 
 /// The resource limits a program may set, by their key name (`rlimit_nofile`),

@@ -141,6 +141,7 @@ macro_rules! program_section {
             rlimits, rlimit_as, rlimit_core, rlimit_cpu, rlimit_data, rlimit_fsize, rlimit_locks,
             rlimit_memlock, rlimit_msgqueue, rlimit_nice, rlimit_nofile, rlimit_nproc, rlimit_rss,
             rlimit_rtprio, rlimit_rttime, rlimit_sigpending, rlimit_stack,
+            cgroup, memory_max, memory_restart_threshold, cpu_quota, pids_max,
             ready_tcp, ready_http, ready_http_status, ready_exec, ready_log, ready_notify,
             ready_period, ready_timeout, ready_retries, ready_initial_delay,
             live_tcp, live_http, live_http_status, live_exec,
@@ -170,6 +171,7 @@ section!(SupervisordT {
     identifier,
     on_fatal,
     env_file,
+    cgroup_root,
 });
 section!(UnixT { file, chmod, chown, username, password });
 section!(InetT { port, username, password, allow_unauthenticated });

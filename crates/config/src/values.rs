@@ -12,6 +12,24 @@ use nix::unistd::{Gid, Group, Uid, User};
 use crate::expand::py_repr;
 use crate::model::{AutoRestart, LogLevel, Signal, UserSpec};
 
+/// A control group's path inside its hierarchy: absolute, normalised, no `..`
+/// (`/vigil.slice/web`); `/` alone is the hierarchy's root.
+pub(crate) fn cgroup_path(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let bad = |why: &str| format!("{} is not a control group path: {why}", py_repr(s));
+    if !t.starts_with('/') {
+        return Err(bad("it must start with /"));
+    }
+    let parts: Vec<&str> = t.split('/').filter(|part| !part.is_empty()).collect();
+    if parts.iter().any(|part| *part == "." || *part == "..") {
+        return Err(bad("no . or .. components"));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(bad("no control characters"));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
 pub(crate) fn boolean(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),

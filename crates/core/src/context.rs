@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use vigil_config::{OnFatal, ProcessConfig};
 
+use crate::cgroup::Cgroups;
 use crate::eventlistener::Hub;
 use crate::events::Bus;
 use crate::exit::ExitStatus;
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     /// `[fcgi-program:x]` sockets, one per group, each handed to its children as
     /// fd 0.
     pub(crate) fcgi: FcgiSockets,
+    /// Where processes' control groups go (`[supervisord] cgroup_root`).
+    pub(crate) cgroups: Cgroups,
 }
 
 /// Why the tree is bringing the daemon down by itself: a FATAL group or

@@ -140,7 +140,7 @@ pub fn process_state_payload(change: &ProcessStateEvent) -> String {
         change.name, change.group, change.from
     );
     let pid = change.pid.unwrap_or(0);
-    match change.to {
+    let payload = match change.to {
         ProcessState::Starting | ProcessState::Backoff => format!("{base} tries:{}", change.tries),
         ProcessState::Running | ProcessState::Stopping | ProcessState::Stopped => {
             format!("{base} pid:{pid}")
@@ -149,7 +149,10 @@ pub fn process_state_payload(change: &ProcessStateEvent) -> String {
             format!("{base} expected:{} pid:{pid}", u8::from(change.expected.unwrap_or(false)))
         }
         ProcessState::Fatal | ProcessState::Unknown => base,
-    }
+    };
+    // Vigil extension, only on the change an OOM kill caused, so listeners
+    // written for supervisord see its exact payloads otherwise.
+    if change.oom_killed { format!("{payload} oom_killed:1") } else { payload }
 }
 
 /// Whether a pool subscribed to `subscription` (a type from `events=`, upper

@@ -93,6 +93,9 @@ pub struct ProcessStateEvent {
     pub tries: u32,
     /// For EXITED: whether the exit status was in `exitcodes`.
     pub expected: Option<bool>,
+    /// The change follows an exit during which the kernel's OOM killer acted
+    /// in the process's control group (Vigil extension).
+    pub oom_killed: bool,
     /// When the change happened.
     pub at: SystemTime,
 }

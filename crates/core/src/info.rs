@@ -117,6 +117,9 @@ pub struct ProcessInfo {
     pub restarts: u64,
     /// Vigil extension: how the last child ended (at `stop`); `None` if none did.
     pub last_exit: Option<ExitStatus>,
+    /// Vigil extension: the kernel's OOM killer acted in the process's control
+    /// group during the run that ended last.
+    pub oom_killed: bool,
     /// Vigil extension: bytes written to the stdout log since it was created.
     pub stdout_bytes: u64,
     /// Vigil extension: bytes written to the stderr log since it was created.
@@ -176,6 +179,7 @@ impl ProcessInfo {
             completed: false,
             restarts: 0,
             last_exit: None,
+            oom_killed: false,
             stdout_bytes: 0,
             stderr_bytes: 0,
             usage: None,

@@ -87,16 +87,20 @@
 //!    `CLOSE_RANGE_CLOEXEC`, else a `/proc/self/fd` scan, else a loop to the fd
 //!    limit). Marking instead of closing keeps the status pipe working until exec;
 //!    after an unshare the table holds only a handful, so this is cheap,
-//! 6. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
+//! 6. writes itself (`0`) into each of the program's control groups
+//!    (`cgroup.procs` paths prepared before the clone), so everything the
+//!    program runs is inside its limits from its first instruction; a group it
+//!    cannot join fails the spawn,
+//! 7. restores the RLIMIT_NOFILE the daemon started with, when the daemon raised
 //!    its own ([`set_child_file_limit`](crate::spawn::set_child_file_limit)),
 //!    then sets the program's own `rlimit_*` limits (prepared before the clone;
 //!    before the privilege drop, so root can raise a hard limit for its user),
-//! 7. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
+//! 8. `setgroups` -> `setgid` -> `setuid` with groups computed in the parent
 //!    (no NSS in the child),
-//! 8. `chdir` (after setuid, as supervisord does, so a directory only the target
+//! 9. `chdir` (after setuid, as supervisord does, so a directory only the target
 //!    user can enter works and one it cannot enter fails),
-//! 9. `umask`,
-//! 10. `execve` of `argv[0]` as a path (supervisord's `os.execve`); a file the
+//! 10. `umask`,
+//! 11. `execve` of `argv[0]` as a path (supervisord's `os.execve`); a file the
 //!     kernel refuses as `ENOEXEC` (a script without `#!`) is run by `/bin/sh`, as
 //!     glibc's `execvp` (which std used) does.
 //!
@@ -128,6 +132,10 @@ const STEP_SETPGID: u8 = 7;
 /// `close_range(CLOSE_RANGE_UNSHARE)` failed: the child touched nothing and the
 /// spawn is retried with a copied descriptor table.
 const STEP_UNSHARE: u8 = 8;
+/// Joining the control group of `cgroups[i]` reports `STEP_CGROUP + i`.
+const STEP_CGROUP: u8 = 9;
+/// At most this many control groups (one per mounted hierarchy a program uses).
+const MAX_CGROUPS: usize = 7;
 /// `setrlimit` of `rlimits[i]` reports `STEP_RLIMIT + i`.
 const STEP_RLIMIT: u8 = 16;
 
@@ -184,6 +192,8 @@ pub(crate) struct Prepared {
     uid: Option<u32>,
     /// The names of the child's `rlimits`, in the order it sets them.
     rlimit_names: Vec<&'static str>,
+    /// The control groups the child joins, in order (for error texts).
+    cgroup_paths: Vec<PathBuf>,
     status_read: std::io::PipeReader,
     status_write: std::io::PipeWriter,
     pipes: ParentPipes,
@@ -289,6 +299,21 @@ impl Prepared {
             None => None,
         };
         let drop = privilege_drop(spec.user.as_ref())?;
+        if spec.cgroups.len() > MAX_CGROUPS {
+            return Err(SpawnError::Cgroup {
+                path: spec.cgroups[MAX_CGROUPS].clone(),
+                errno: Errno::E2BIG,
+            });
+        }
+        let cgroups = spec
+            .cgroups
+            .iter()
+            .map(|path| {
+                CString::new(path.as_os_str().as_bytes()).map_err(|_| SpawnError::NulByte {
+                    what: format!("control group {}", path.display()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let (stdout_read, stdout_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
         let stdout =
@@ -325,6 +350,7 @@ impl Prepared {
             status_fd: status_write.as_raw_fd(),
             close_from: spec.close_fds_from.max(3),
             fd_limit: open_file_limit(),
+            cgroups,
             file_limit: child_file_limit()
                 .map(|(soft, hard)| libc::rlimit { rlim_cur: soft, rlim_max: hard }),
             rlimits: spec
@@ -349,6 +375,7 @@ impl Prepared {
             cwd_path: spec.cwd.clone(),
             uid,
             rlimit_names: spec.rlimits.iter().map(|limit| limit.name).collect(),
+            cgroup_paths: spec.cgroups.clone(),
             status_read,
             status_write,
             pipes: ParentPipes { stdin, stdout: Some(stdout), stderr },
@@ -510,6 +537,7 @@ impl Prepared {
             program,
             cwd_path,
             rlimit_names,
+            cgroup_paths,
             uid,
             status_write,
             pipes,
@@ -532,6 +560,7 @@ impl Prepared {
                     cwd_path,
                     uid,
                     &rlimit_names,
+                    &cgroup_paths,
                 );
                 Launch::Failed { child: Some(child), error }
             }
@@ -877,6 +906,7 @@ fn decode_failure(
     cwd: Option<PathBuf>,
     uid: Option<u32>,
     rlimits: &[&str],
+    cgroups: &[PathBuf],
 ) -> SpawnError {
     let uid = uid.unwrap_or(0);
     match step {
@@ -890,6 +920,12 @@ fn decode_failure(
         STEP_SETUID => SpawnError::SetUid { uid, reason: errno.desc().to_owned() },
         STEP_CHDIR => SpawnError::Chdir { path: cwd.unwrap_or_default(), errno },
         STEP_EXEC => SpawnError::Exec { path: program.to_owned(), errno },
+        step if (STEP_CGROUP..STEP_CGROUP + MAX_CGROUPS as u8).contains(&step) => {
+            SpawnError::Cgroup {
+                path: cgroups.get(usize::from(step - STEP_CGROUP)).cloned().unwrap_or_default(),
+                errno,
+            }
+        }
         step if step >= STEP_RLIMIT => SpawnError::Rlimit {
             name: rlimits
                 .get(usize::from(step - STEP_RLIMIT))
@@ -943,6 +979,8 @@ struct ChildSetup {
     status_fd: RawFd,
     close_from: libc::c_int,
     fd_limit: libc::c_int,
+    /// The `cgroup.procs` files of the program's control groups.
+    cgroups: Vec<CString>,
     /// The RLIMIT_NOFILE the child starts with (see
     /// [`set_child_file_limit`](crate::spawn::set_child_file_limit)).
     file_limit: Option<libc::rlimit>,
@@ -959,6 +997,9 @@ impl ChildSetup {
     /// only, raw syscalls for credentials (see the module docs). Exits on failure.
     fn run(&self) {
         mark_cloexec_from(self.close_from, self.fd_limit);
+        for (index, procs) in self.cgroups.iter().enumerate() {
+            self.join_cgroup(procs, STEP_CGROUP + index as u8);
+        }
         if let Some(limit) = &self.file_limit {
             // Lowering a limit needs no privilege; should it fail, the child keeps
             // the daemon's higher limit, which is harmless.
@@ -997,6 +1038,25 @@ impl ChildSetup {
         if let Some(mask) = self.umask {
             // SAFETY: umask cannot fail.
             unsafe { libc::umask(mask) };
+        }
+    }
+
+    /// Writes `0` (the writer itself) to a `cgroup.procs` file: before the
+    /// privilege drop, which would take the right to, and before the program's
+    /// `rlimit_nofile`, which could leave no descriptor to open it with.
+    fn join_cgroup(&self, procs: &CString, step: u8) {
+        // SAFETY: open(2) of a NUL-terminated path prepared before the clone.
+        let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            self.fail_and_exit(step);
+        }
+        // SAFETY: write(2) of a static byte to the descriptor just opened.
+        let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+        let errno = Errno::last_raw();
+        // SAFETY: closes the descriptor opened above, which nothing else uses.
+        unsafe { libc::close(fd) };
+        if written != 1 {
+            report_and_exit(self.status_fd, step, errno);
         }
     }
 

@@ -79,6 +79,7 @@
 #![warn(missing_docs)]
 
 mod budget;
+pub mod cgroup;
 mod config_actor;
 mod context;
 mod deps;

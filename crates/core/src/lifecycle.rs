@@ -90,6 +90,7 @@
 //! | STOPPING | Exited             | readiness failed                              | BACKOFF            |
 //! | RUNNING  | LivenessFailed     |                                               | STOPPING           |
 //! | STOPPING | Exited             | liveness failed                               | EXITED             |
+//! | RUNNING  | MemoryThresholdPassed |                                 | STOPPING           |
 //! | EXITED   | RestartApproved    | no restart backoff                            | STARTING           |
 //! | EXITED   | RestartApproved    | backoff_reset_after, unstable run             | BACKOFF            |
 //! | EXITED   | RestartDenied      |                                               | FATAL              |
@@ -383,6 +384,8 @@ pub enum Event {
     ReadinessFailed,
     /// The liveness probe failed `live_failure_threshold` times in a row.
     LivenessFailed,
+    /// The child's control group passed `memory_restart_threshold`.
+    MemoryThresholdPassed,
     /// The group admits the restart asked for by [`Effect::RestartWanted`].
     RestartApproved,
     /// The group's restart budget is exhausted: give up.
@@ -411,6 +414,7 @@ impl Event {
             Event::ReadinessPassed => "ReadinessPassed",
             Event::ReadinessFailed => "ReadinessFailed",
             Event::LivenessFailed => "LivenessFailed",
+            Event::MemoryThresholdPassed => "MemoryThresholdPassed",
             Event::RestartApproved => "RestartApproved",
             Event::RestartDenied => "RestartDenied",
             Event::GroupFatal => "GroupFatal",
@@ -544,6 +548,9 @@ pub const READINESS_FAILED: &str = "readiness probe failed";
 
 /// spawnerr after a liveness probe failed.
 pub const LIVENESS_FAILED: &str = "liveness probe failed";
+
+/// spawnerr after the memory passed `memory_restart_threshold`.
+pub const MEMORY_THRESHOLD_PASSED: &str = "memory above memory_restart_threshold";
 
 /// How often `waiting for x to stop` is repeated while a stop is pending.
 pub const STOP_REPORT_INTERVAL: Duration = Duration::from_secs(2);
@@ -885,12 +892,19 @@ impl Lifecycle {
                     self.kill(self.config.stopsignal, &mut fx);
                 }
             }
-            Event::LivenessFailed => {
+            Event::LivenessFailed | Event::MemoryThresholdPassed => {
                 if self.state == ProcessState::Running && self.pid.is_some() && !self.killing {
-                    let message =
-                        format!("liveness probe of {} failed; restarting it", self.config.name);
+                    let (message, spawnerr) = if matches!(event, Event::LivenessFailed) {
+                        ("liveness probe of {} failed; restarting it", LIVENESS_FAILED)
+                    } else {
+                        (
+                            "{} passed its memory_restart_threshold; restarting it",
+                            MEMORY_THRESHOLD_PASSED,
+                        )
+                    };
+                    let message = message.replace("{}", &self.config.name);
                     fx.push(Effect::Log { level: Level::Warn, message });
-                    self.spawnerr = Some(LIVENESS_FAILED.to_owned());
+                    self.spawnerr = Some(spawnerr.to_owned());
                     self.after_stop = AfterStop::Restart;
                     self.kill(self.config.stopsignal, &mut fx);
                 }

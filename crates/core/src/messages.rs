@@ -59,6 +59,9 @@ pub(crate) struct ProcessShared {
     /// How the last child ended; unlike the lifecycle's exit status, a new
     /// spawn does not clear it.
     pub(crate) last_exit: Mutex<Option<crate::exit::ExitStatus>>,
+    /// Whether the kernel's OOM killer acted in the process's control group
+    /// during the run that ended last.
+    pub(crate) last_exit_oom: std::sync::atomic::AtomicBool,
 }
 
 impl ProcessShared {
@@ -81,11 +84,14 @@ impl ProcessShared {
             held: std::sync::atomic::AtomicBool::new(false),
             spawns: std::sync::atomic::AtomicU64::new(0),
             last_exit: Mutex::new(None),
+            last_exit_oom: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn record_exit(&self, status: crate::exit::ExitStatus) {
-        *self.last_exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+    pub(crate) fn record_exit(&self, status: crate::exit::ExitStatus, oom_killed: bool) {
+        let mut last = self.last_exit.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = Some(status);
+        self.last_exit_oom.store(oom_killed, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn last_exit(&self) -> Option<crate::exit::ExitStatus> {
@@ -137,7 +143,12 @@ pub(crate) enum ProcessMsg {
     /// `update` gave the group a new strategy or restart budget.
     Policy { strategy: Strategy, budget: Arc<Budget> },
     /// The child of spawn `generation` was reaped.
-    Exited { generation: u64, pid: u32, status: ExitStatus },
+    /// `oom_killed`: the kernel's OOM killer acted in its control group
+    /// during the run.
+    Exited { generation: u64, pid: u32, status: ExitStatus, oom_killed: bool },
+    /// The control group of child `generation` passed
+    /// `memory_restart_threshold`, using `usage` bytes.
+    MemoryThreshold { generation: u64, usage: u64 },
     /// A timer armed by the lifecycle fired.
     Timer(Timer),
     /// A dependency's snapshot changed (from the dependency monitor).

@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use vigil_config::{ProbeKind, Strategy};
 
 use crate::budget::Budget;
+use crate::cgroup::ProcessCgroup;
 use crate::context::Context;
 use crate::deps;
 use crate::error::CoreError;
@@ -130,6 +131,13 @@ pub(crate) struct ProcessActorState {
     liveness_task: Option<(u64, JoinHandle<()>)>,
     /// The probes' verdict on the current child.
     health: Health,
+    /// `memory_restart_threshold`: the watch on the current child's group.
+    memory_watch: Option<JoinHandle<()>>,
+    /// The exit being applied was the OOM killer's, for its state events.
+    exit_oom: bool,
+    /// The process's control group, made at its first spawn; dropped (and so
+    /// removed) with the actor's state, after the guard killed any child.
+    cgroup: Option<Arc<ProcessCgroup>>,
 }
 
 type TimerTask = JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>;
@@ -211,6 +219,9 @@ impl Actor for ProcessActor {
             readiness_task: None,
             liveness_task: None,
             health: Health::Unknown,
+            memory_watch: None,
+            exit_oom: false,
+            cgroup: None,
         };
         state.publish();
         Ok(state)
@@ -273,14 +284,51 @@ impl Actor for ProcessActor {
                     Some((*config).clone());
                 state.lifecycle.retune(*config);
             }
-            ProcessMsg::Exited { generation, pid, status } => {
+            ProcessMsg::Exited { generation, pid, status, oom_killed } => {
                 if generation == state.generation && state.guard.pid == Some(pid) {
                     state.guard.pid = None;
                     state.shared.child.store(0, Ordering::SeqCst);
                     state.shared.set_stdin(None);
                     state.stop_wall = Some(SystemTime::now());
-                    state.shared.record_exit(status);
+                    state.shared.record_exit(status, oom_killed);
+                    if let Some(watch) = state.memory_watch.take() {
+                        watch.abort();
+                    }
+                    if oom_killed {
+                        let what = if status.signal() == Some(libc::SIGKILL) {
+                            "killed by the kernel OOM killer"
+                        } else {
+                            "the kernel OOM killer acted in its control group"
+                        };
+                        tracing::warn!(
+                            "{} (pid {pid}, {}): {what} at its memory_max",
+                            state.shared.namespec,
+                            status.describe()
+                        );
+                    }
+                    // Before the exit is applied, which may start the next child
+                    // in the same group.
+                    if state.lifecycle.state() == ProcessState::Stopping {
+                        state.kill_leftovers();
+                    }
+                    state.exit_oom = oom_killed;
                     state.apply(&myself, Event::Exited { pid, status });
+                    state.exit_oom = false;
+                }
+            }
+            ProcessMsg::MemoryThreshold { generation, usage } => {
+                if generation == state.generation && state.guard.pid.is_some() {
+                    tracing::warn!(
+                        "{} uses {usage} bytes, above its memory_restart_threshold ({})",
+                        state.shared.namespec,
+                        state
+                            .shared
+                            .config
+                            .cgroup
+                            .and_then(|c| c.memory_restart_threshold)
+                            .unwrap_or_default()
+                    );
+                    state.apply(&myself, Event::MemoryThresholdPassed);
                 }
             }
             ProcessMsg::Timer(timer) => {
@@ -329,6 +377,9 @@ impl Actor for ProcessActor {
             task.abort();
         }
         state.stop_probes();
+        if let Some(watch) = state.memory_watch.take() {
+            watch.abort();
+        }
         if let Some(monitor) = state.monitor.take() {
             monitor.abort();
         }
@@ -594,7 +645,7 @@ impl ProcessActorState {
                         }
                     }
                     Effect::Signal { pid, sig, group, purpose } => {
-                        if let Err(errno) = self.ctx.spawner.signal(pid, sig, group) {
+                        if let Err(errno) = self.signal(pid, sig, group) {
                             let error = errno.desc().to_owned();
                             if purpose == SignalPurpose::User {
                                 outcome.signal_error = Some(format!(
@@ -642,8 +693,61 @@ impl ProcessActorState {
         outcome
     }
 
+    /// Signals the child, or with `group` its process group; with a control
+    /// group, `group` reaches every process in it, including those that left
+    /// the process group (`setsid`). The child itself goes through the
+    /// reaper, so a pid it already reaped is never signalled.
+    fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
+        let Some(cgroup) = self.cgroup.as_ref().filter(|_| group) else {
+            return self.ctx.spawner.signal(pid, sig, group);
+        };
+        let delivered = self.ctx.spawner.signal(pid, sig, false)?;
+        if delivered {
+            cgroup.signal(sig, Some(pid));
+        }
+        Ok(delivered)
+    }
+
+    /// After a stop with `killasgroup` or `stopasgroup`: whatever the child
+    /// left in its control group is killed too.
+    fn kill_leftovers(&self) {
+        let config = &self.shared.config;
+        let Some(cgroup) = self.cgroup.as_ref() else { return };
+        if !(config.killasgroup || config.stopasgroup) || self.guard.pid.is_some() {
+            return;
+        }
+        let killed = cgroup.signal(libc::SIGKILL, None);
+        if killed > 0 {
+            tracing::info!(
+                "killed {killed} process(es) {} left in its control group",
+                self.shared.namespec
+            );
+        }
+    }
+
+    /// The process's control group with `limits` written, made at first use.
+    fn prepare_cgroup(
+        &mut self,
+        limits: &vigil_config::CgroupLimits,
+    ) -> Result<Arc<ProcessCgroup>, String> {
+        let cgroup = match &self.cgroup {
+            Some(cgroup) => Arc::clone(cgroup),
+            None => {
+                let made = Arc::new(self.ctx.cgroups.create(&self.shared.namespec, limits)?);
+                self.cgroup = Some(Arc::clone(&made));
+                made
+            }
+        };
+        cgroup.apply(limits)?;
+        Ok(cgroup)
+    }
+
     /// Builds the spec and spawns; returns the pid or supervisord's spawnerr.
     fn spawn_child(&mut self, myself: &ActorRef<ProcessMsg>) -> Result<u32, String> {
+        let cgroup = match self.shared.config.cgroup {
+            Some(limits) => Some((self.prepare_cgroup(&limits)?, limits)),
+            None => None,
+        };
         let config = &self.shared.config;
         let argv = self.resolve_argv().map_err(|e| e.to_string())?;
         crate::output::prepare_logs(&self.shared)?;
@@ -662,6 +766,7 @@ impl ProcessActorState {
             close_fds_from: 3,
             stdin_socket: socket.clone(),
             rlimits: config.rlimits.clone(),
+            cgroups: cgroup.as_ref().map(|(cgroup, _)| cgroup.procs_files()).unwrap_or_default(),
         };
         let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
@@ -672,9 +777,25 @@ impl ProcessActorState {
             Some(Err(error)) => return Err(error.clone()),
             None => None,
         };
+        let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
         let generation = self.generation;
+        if let Some((cgroup, threshold)) =
+            cgroup.as_ref().and_then(|(c, l)| Some((c, l.memory_restart_threshold?)))
+        {
+            let actor = myself.clone();
+            let passed = move |usage| {
+                let _ = actor.cast(ProcessMsg::MemoryThreshold { generation, usage });
+            };
+            match crate::cgroup::spawn_memory_watch(cgroup, threshold, passed) {
+                Ok(task) => self.memory_watch = Some(task),
+                Err(error) => tracing::error!(
+                    "{}: cannot watch its memory for memory_restart_threshold: {error}",
+                    self.shared.namespec
+                ),
+            }
+        }
         self.health = Health::Unknown;
         let on_line = |pattern: &Option<regex::Regex>| -> Option<crate::logs::LineCallback> {
             let pattern = pattern.clone()?;
@@ -719,12 +840,19 @@ impl ProcessActorState {
         let exit = spawned.exit;
         let me = myself.clone();
         let namespec = self.shared.namespec.clone();
+        let cgroup = cgroup.map(|(cgroup, _)| cgroup);
         tokio::spawn(async move {
             let _socket = socket;
             match exit.await {
                 Ok(status) => {
+                    // The kernel counts its kills in the group; read once, now.
+                    let oom_killed = cgroup
+                        .as_ref()
+                        .and_then(|cgroup| cgroup.oom_kills())
+                        .is_some_and(|after| after > oom_before.unwrap_or(0));
+                    drop(cgroup);
                     // Fails only if this actor is gone, whose guard already killed it.
-                    let _ = me.cast(ProcessMsg::Exited { generation, pid, status });
+                    let _ = me.cast(ProcessMsg::Exited { generation, pid, status, oom_killed });
                 }
                 Err(_) => tracing::error!(
                     "the reaper dropped the exit status of '{namespec}' (pid {pid})"
@@ -749,6 +877,7 @@ impl ProcessActorState {
             pid: if to == ProcessState::Starting { self.lifecycle.pid() } else { self.last_pid },
             tries: self.lifecycle.backoff(),
             expected,
+            oom_killed: self.exit_oom,
             at: SystemTime::now(),
         };
         // No subscribers is fine.

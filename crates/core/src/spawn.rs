@@ -54,6 +54,8 @@ pub struct SpawnSpec {
     pub stdin_socket: Option<SharedFd>,
     /// Resource limits set in the child before the privilege drop (`rlimit_*`).
     pub rlimits: Vec<vigil_config::ResourceLimit>,
+    /// `cgroup.procs` files of the control groups the child joins before exec.
+    pub cgroups: Vec<std::path::PathBuf>,
 }
 
 /// A descriptor shared by the daemon and its children (an fcgi socket): the
@@ -85,6 +87,7 @@ impl SpawnSpec {
             close_fds_from: 3,
             stdin_socket: None,
             rlimits: Vec::new(),
+            cgroups: Vec::new(),
         }
     }
 }
@@ -200,6 +203,14 @@ pub enum SpawnError {
         /// The limit's name (`nofile`).
         name: String,
         /// Why `setrlimit` failed.
+        errno: Errno,
+    },
+    /// The child could not join its control group.
+    #[error("couldn't join control group {}: {}", .path.display(), errno_name(*.errno))]
+    Cgroup {
+        /// The `cgroup.procs` file.
+        path: std::path::PathBuf,
+        /// Why opening or writing it failed.
         errno: Errno,
     },
     /// `execve` failed.

@@ -120,7 +120,14 @@ impl Supervisor {
             // Hook (events): event listener pools, strip_ansi.
             events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
             fcgi: fcgi::FcgiSockets::default(),
+            cgroups: crate::cgroup::Cgroups::new(
+                crate::cgroup::Host::detect(),
+                settings.cgroup_root.clone(),
+            ),
         });
+        ctx.cgroups.prepare(
+            groups.iter().flat_map(|(_, members)| members).filter_map(|m| m.config.cgroup.as_ref()),
+        );
         ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
         let (root, join) = Actor::spawn(None, RootActor, args).await.map_err(|error| {

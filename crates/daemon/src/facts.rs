@@ -35,6 +35,7 @@ pub fn process_facts(
         },
         signal: status.signal(),
         core_dumped: matches!(status, ExitStatus::Dumped(_)),
+        oom_killed: info.oom_killed,
     });
     let usage = info.usage.map(|usage| Usage {
         cpu_user_us: micros(usage.cpu_user),

@@ -97,13 +97,17 @@ impl Backend for Wired {
         path: &Path,
         env: &BTreeMap<String, String>,
     ) -> Result<LoadedConfig, Vec<Diagnostic>> {
-        match vigil_config::load(path, env) {
-            Ok(loaded) => Ok(LoadedConfig {
-                config: loaded.config,
-                warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
-            }),
-            Err(errors) => Err(errors.errors),
+        let loaded = vigil_config::load(path, env).map_err(|errors| errors.errors)?;
+        // A limit this daemon cannot give is refused up front (`--check`,
+        // start-up, reread), never run without.
+        let refused = cgroup_refusals(&loaded.config);
+        if !refused.is_empty() {
+            return Err(refused);
         }
+        Ok(LoadedConfig {
+            config: loaded.config,
+            warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
+        })
     }
 
     fn summary(&self, config: &Config) -> String {
@@ -166,6 +170,27 @@ impl Backend for Wired {
 
 /// Re-reads the configuration for `reread`/`update` exactly as startup and
 /// SIGHUP do, through the daemon's [`ConfigSource`].
+/// The programs whose control groups this host or this daemon cannot give,
+/// as config errors at their section.
+fn cgroup_refusals(config: &Config) -> Vec<Diagnostic> {
+    let origins: std::collections::HashMap<String, &vigil_config::Origin> =
+        config.processes().map(|process| (process.program.clone(), &process.origin)).collect();
+    vigil_core::cgroup::check(config)
+        .into_iter()
+        .map(|(section, refusal)| {
+            let program = section.split_once(':').map_or("", |(_, name)| name);
+            let origin = origins.get(program);
+            Diagnostic {
+                file: origin.map(|o| o.file.clone()).unwrap_or_default(),
+                line: origin.map(|o| o.line).filter(|line| *line > 0),
+                section: Some(section),
+                key: Some(refusal.key.to_owned()),
+                message: refusal.message,
+            }
+        })
+        .collect()
+}
+
 fn loader(context: &TreeContext) -> Loader {
     let source: ConfigSource = context.source.clone();
     Arc::new(move || {

@@ -135,6 +135,7 @@ impl Backend for TestBackend {
                 identifier,
                 on_fatal: OnFatal::Ignore,
                 env_file: Vec::new(),
+                cgroup_root: None,
             },
             unix_http_server: Some(UnixHttpServer {
                 file: dir.join("vigil.sock"),

@@ -730,6 +730,10 @@ pub struct LastExit {
     pub signal: Option<i32>,
     /// The kernel wrote a core dump.
     pub core_dumped: bool,
+    /// The kernel's OOM killer acted in the process's control group during
+    /// that run (`memory_max`).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// CPU time and memory of a child, as the kernel accounts them.

@@ -31,6 +31,9 @@
 //! | `--rename FROM TO` | rename FROM to TO; print `renamed` |
 //! | `--wait-file PATH` | wait (at most 60 s, else exit 3) until PATH exists |
 //! | `--event-listener FILE` | speak supervisord's event listener protocol on stdin/stdout until EOF, appending each envelope header line and payload (plus `\n`) to FILE; answers `FAIL` once to a payload ending in `reject-once`, exits without answering the first time a payload ends in `exit-once` (remembered in `FILE.exited`), else answers `OK` |
+//! | `--hog MB` | allocate and touch MB MiB of memory, one MiB at a time, and keep it; print `hogged MB` |
+//! | `--setsid-grandchild SECS` | fork a grandchild that leaves our session and process group (`setsid`) and sleeps SECS; print `escaped=<pid>` |
+//! | `--forks N SECS` | fork up to N grandchildren that sleep SECS (stdio on /dev/null), stopping at the first refusal; print `forked=K` and, if one was refused, `refused=<errno>` |
 //!
 //! The `--write-bytes` pattern is 16-byte records: record k is k as 15 lowercase hex
 //! digits followed by `\n`, so the byte at offset i is record(i / 16)[i % 16]. Tests
@@ -220,6 +223,44 @@ fn run(args: &[String]) -> Result<u8, String> {
                 }
                 index += 2;
             }
+            "--hog" => {
+                let megabytes: usize = number(value(args, index, flag)?, flag)?;
+                let mut kept: Vec<Vec<u8>> = Vec::with_capacity(megabytes);
+                for _ in 0..megabytes {
+                    // Non-zero bytes, so every page is really backed.
+                    kept.push(vec![0x5a; 1 << 20]);
+                }
+                say(&format!("hogged {}", kept.len()));
+                // Held until the process ends.
+                std::mem::forget(kept);
+                index += 1;
+            }
+            "--setsid-grandchild" => {
+                let secs: f64 = number(value(args, index, flag)?, flag)?;
+                let pid = fork_then(secs, true)?;
+                say(&format!("escaped={pid}"));
+                index += 1;
+            }
+            "--forks" => {
+                let wanted: u32 = number(value(args, index, flag)?, flag)?;
+                let secs: f64 = number(value(args, index + 1, flag)?, flag)?;
+                let mut forked = 0;
+                let mut refused = None;
+                while forked < wanted {
+                    match fork_then(secs, false) {
+                        Ok(_) => forked += 1,
+                        Err(error) => {
+                            refused = Some(error);
+                            break;
+                        }
+                    }
+                }
+                say(&format!("forked={forked}"));
+                if let Some(error) = refused {
+                    say(&format!("refused={error}"));
+                }
+                index += 2;
+            }
             "--stdin-echo" => {
                 let stdin = std::io::stdin();
                 for line in stdin.lock().lines() {
@@ -293,6 +334,12 @@ fn write_pattern(total: u64) -> Result<(), String> {
 /// Forks a grandchild that sleeps `secs` with its stdio on /dev/null (so it does not
 /// hold the log pipes open), in our process group.
 fn fork_sleeper(secs: f64) -> Result<i32, String> {
+    fork_then(secs, false)
+}
+
+/// [`fork_sleeper`], the grandchild first leaving our session and process
+/// group when `escape`.
+fn fork_then(secs: f64, escape: bool) -> Result<i32, String> {
     let _ = std::io::stdout().flush();
     // SAFETY: the child only calls async-signal-safe functions (open, dup2,
     // nanosleep, _exit) before exiting.
@@ -306,6 +353,10 @@ fn fork_sleeper(secs: f64) -> Result<i32, String> {
                     libc::dup2(null, 1);
                     libc::dup2(null, 2);
                 }
+            }
+            if escape {
+                // SAFETY: setsid(2) has no memory effects.
+                unsafe { libc::setsid() };
             }
             sleep_secs(secs);
             // SAFETY: leave without running the parent's atexit handlers.

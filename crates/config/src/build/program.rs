@@ -106,6 +106,7 @@ pub(super) fn program(
     let essential = r.get("essential", &common, d, false, values::boolean);
     let env_file = super::envfiles::key(&mut r, &common, ctx.env, d);
     let rlimits = super::rlimits::rlimits(&mut r, &common, d);
+    let cgroup = super::cgroups::cgroup(&mut r, &common, d);
     let kind = match kind_word {
         "fcgi-program" => GroupKind::Fcgi(fcgi_socket(&mut r, &common, d)),
         "eventlistener" => GroupKind::EventListener(listener(&mut r, &common, &place, d)),
@@ -125,6 +126,7 @@ pub(super) fn program(
         essential,
         env_file,
         rlimits,
+        cgroup,
     };
     let start = template.settings.numprocs_start;
     let mut processes = Vec::new();
@@ -314,6 +316,7 @@ struct Template<'a> {
     /// group's before it and loads them.
     env_file: Vec<PathBuf>,
     rlimits: Vec<ResourceLimit>,
+    cgroup: Option<CgroupLimits>,
 }
 
 impl Template<'_> {
@@ -392,6 +395,7 @@ impl Template<'_> {
             restart_dependents: self.restart_dependents,
             essential: self.essential,
             rlimits: self.rlimits.clone(),
+            cgroup: self.cgroup,
             readiness,
             liveness,
         })

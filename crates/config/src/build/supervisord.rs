@@ -89,6 +89,7 @@ fn read(
         }
     });
     let env_file = super::envfiles::key(&mut r, &exp, env, diags);
+    let cgroup_root = r.opt("cgroup_root", &exp, diags, values::cgroup_path);
     r.warn_unknown(diags);
     Supervisord {
         logfile,
@@ -110,6 +111,7 @@ fn read(
         identifier,
         on_fatal,
         env_file,
+        cgroup_root,
     }
 }
 

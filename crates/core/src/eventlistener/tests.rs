@@ -11,6 +11,7 @@ fn change(from: ProcessState, to: ProcessState) -> ProcessStateEvent {
         pid: Some(4242),
         tries: 2,
         expected: Some(true),
+        oom_killed: false,
         at: SystemTime::UNIX_EPOCH,
     }
 }
@@ -45,6 +46,13 @@ fn process_state_payloads() {
     assert_eq!(
         notify(Event::ProcessState(unexpected)).payload,
         "processname:echoer groupname:grp from_state:RUNNING expected:0 pid:4242"
+    );
+    let mut killed = change(ProcessState::Running, ProcessState::Exited);
+    killed.expected = Some(false);
+    killed.oom_killed = true;
+    assert_eq!(
+        notify(Event::ProcessState(killed)).payload,
+        "processname:echoer groupname:grp from_state:RUNNING expected:0 pid:4242 oom_killed:1"
     );
 }
 
@@ -99,6 +107,7 @@ fn envelope_matches_supervisord() {
         pid: None,
         tries: 0,
         expected: None,
+        oom_killed: false,
         at: SystemTime::UNIX_EPOCH,
     }));
     assert_eq!(

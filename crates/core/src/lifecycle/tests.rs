@@ -754,6 +754,19 @@ const ROWS: &[Row] = &[
         ],
     },
     Row {
+        from: "RUNNING",
+        event: "MemoryThresholdPassed",
+        condition: "",
+        to: "STOPPING",
+        effects: &[
+            "Warn x passed its memory_restart_threshold; restarting it",
+            "Debug killing x (pid 100) with signal SIGTERM",
+            "RUNNING -> STOPPING",
+            "arm StopTimeout 10s",
+            "signal SIGTERM to 100",
+        ],
+    },
+    Row {
         from: "EXITED",
         event: "RestartApproved",
         condition: "no restart backoff",
@@ -866,6 +879,7 @@ fn run_row(row: &Row) -> (Vec<String>, ProcessState) {
         ("ReadinessPassed", _) => Event::ReadinessPassed,
         ("ReadinessFailed", _) => Event::ReadinessFailed,
         ("LivenessFailed", _) => Event::LivenessFailed,
+        ("MemoryThresholdPassed", _) => Event::MemoryThresholdPassed,
         ("GroupFatal", _) => Event::GroupFatal,
         ("RestartDenied", _)
         | ("RestartApproved", "no restart backoff" | "backoff_reset_after, unstable run") => {

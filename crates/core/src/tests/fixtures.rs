@@ -59,6 +59,7 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         restart_dependents: true,
         essential: false,
         rlimits: Vec::new(),
+        cgroup: None,
         readiness: None,
         liveness: None,
     }
@@ -116,6 +117,7 @@ pub(super) fn config(dir: &Path, mut groups: Vec<GroupConfig>) -> Config {
             identifier: "supervisor".to_owned(),
             on_fatal: OnFatal::Ignore,
             env_file: Vec::new(),
+            cgroup_root: None,
         },
         unix_http_server: None,
         inet_http_server: None,

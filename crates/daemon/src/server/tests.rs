@@ -327,6 +327,7 @@ fn process_info_keeps_supervisord_fields() {
         completed: false,
         restarts: 2,
         last_exit: Some(vigil_core::exit::ExitStatus::Signal(9)),
+        oom_killed: false,
         stdout_bytes: 7,
         stderr_bytes: 3,
         usage: Some(vigil_core::Usage {
@@ -339,7 +340,13 @@ fn process_info_keeps_supervisord_fields() {
     assert_eq!((facts.autostart, facts.restarts), (true, 2));
     assert_eq!(
         facts.last_exit,
-        Some(vigil_rpc::LastExit { at: 0, code: None, signal: Some(9), core_dumped: false })
+        Some(vigil_rpc::LastExit {
+            at: 0,
+            code: None,
+            signal: Some(9),
+            core_dumped: false,
+            oom_killed: false
+        })
     );
     assert_eq!(
         facts.usage,
