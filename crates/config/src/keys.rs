@@ -22,6 +22,8 @@ pub(crate) const SUPERVISORD: &[&str] = &[
     "identifier",
     "on_fatal",
     "env_file",
+    // Vigil extension: child log formats.
+    "logfile_format",
 ];
 
 pub(crate) const UNIX_HTTP_SERVER: &[&str] = &["file", "chmod", "chown", "username", "password"];
@@ -136,6 +138,11 @@ pub(crate) const PROGRAM: &[&str] = &[
     "live_timeout",
     "live_failure_threshold",
     "live_initial_delay",
+    // Vigil extension: child log formats.
+    "stdout_logfile_format",
+    "stdout_echo",
+    "stderr_logfile_format",
+    "stderr_echo",
 ];
 
 pub(crate) const FCGI_EXTRA: &[&str] = &["socket", "socket_backlog", "socket_owner", "socket_mode"];

@@ -356,6 +356,7 @@ mod tests {
             identifier: "supervisor".into(),
             on_fatal: OnFatal::Ignore,
             env_file: Vec::new(),
+            logfile_format: Default::default(),
         }
     }
 

@@ -135,6 +135,7 @@ impl Backend for TestBackend {
                 identifier,
                 on_fatal: OnFatal::Ignore,
                 env_file: Vec::new(),
+                logfile_format: Default::default(),
             },
             unix_http_server: Some(UnixHttpServer {
                 file: dir.join("vigil.sock"),

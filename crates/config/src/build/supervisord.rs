@@ -89,6 +89,8 @@ fn read(
         }
     });
     let env_file = super::envfiles::key(&mut r, &exp, env, diags);
+    let logfile_format =
+        r.get("logfile_format", &exp, diags, MainLogFormat::Text, values::main_log_format);
     r.warn_unknown(diags);
     Supervisord {
         logfile,
@@ -110,6 +112,7 @@ fn read(
         identifier,
         on_fatal,
         env_file,
+        logfile_format,
     }
 }
 

@@ -17,6 +17,8 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         capture_maxbytes: 0,
         events_enabled: false,
         syslog: false,
+        format: Default::default(),
+        echo: false,
     };
     ProcessConfig {
         name: name.to_owned(),
@@ -116,6 +118,7 @@ pub(super) fn config(dir: &Path, mut groups: Vec<GroupConfig>) -> Config {
             identifier: "supervisor".to_owned(),
             on_fatal: OnFatal::Ignore,
             env_file: Vec::new(),
+            logfile_format: Default::default(),
         },
         unix_http_server: None,
         inet_http_server: None,
