@@ -84,7 +84,8 @@ impl Formatter {
             push_json_str(&mut json_fields, source.group);
             json_fields.extend_from_slice(b",\"channel\":\"");
             json_fields.extend_from_slice(source.channel.as_str().as_bytes());
-            json_fields.extend_from_slice(format!("\",\"pid\":{},\"line\":", source.pid).as_bytes());
+            json_fields
+                .extend_from_slice(format!("\",\"pid\":{},\"line\":", source.pid).as_bytes());
         }
         let label = if source.group == source.name {
             source.name.to_owned()
@@ -389,7 +390,12 @@ mod tests {
     fn lines_are_assembled_across_reads() {
         assert_eq!(
             collect(&[b"a", b"b\nc", b"\n\nd"]),
-            vec![(b"ab".to_vec(), false), (b"c".to_vec(), false), (b"".to_vec(), false), (b"d".to_vec(), false)]
+            vec![
+                (b"ab".to_vec(), false),
+                (b"c".to_vec(), false),
+                (b"".to_vec(), false),
+                (b"d".to_vec(), false)
+            ]
         );
         assert!(collect(&[b""]).is_empty());
     }
@@ -452,7 +458,10 @@ mod tests {
         assert_eq!(first["channel"], "stdout");
         assert_eq!(first["pid"], 42);
         let ts = first["ts"].as_str().unwrap();
-        assert!(ts.parse::<jiff::Timestamp>().is_ok() && ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+        assert!(
+            ts.parse::<jiff::Timestamp>().is_ok() && ts.len() == 24 && ts.ends_with('Z'),
+            "{ts}"
+        );
         assert!(records.iter().all(|r| r.get("partial").is_none()));
     }
 
@@ -499,7 +508,10 @@ mod tests {
     #[test]
     fn bytes_repr_matches_python() {
         assert_eq!(py_bytes_repr(b"hello\n"), "b'hello\\n'");
-        assert_eq!(py_bytes_repr(b"\xff\xfe\x00\x7f~ \t\r\\"), "b'\\xff\\xfe\\x00\\x7f~ \\t\\r\\\\'");
+        assert_eq!(
+            py_bytes_repr(b"\xff\xfe\x00\x7f~ \t\r\\"),
+            "b'\\xff\\xfe\\x00\\x7f~ \\t\\r\\\\'"
+        );
         assert_eq!(py_bytes_repr(b"it's"), "b\"it's\"");
         assert_eq!(py_bytes_repr(b"'\""), "b'\\'\"'");
         assert_eq!(py_bytes_repr("é".as_bytes()), "b'\\xc3\\xa9'");

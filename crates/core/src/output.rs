@@ -52,12 +52,7 @@ pub(crate) fn capture(
         Channel::Stdout => (&shared.stdout, &shared.config.stdout),
         Channel::Stderr => (&shared.stderr, &shared.config.stderr),
     };
-    let source = Source {
-        name: &shared.config.name,
-        group: &shared.config.group,
-        channel,
-        pid,
-    };
+    let source = Source { name: &shared.config.name, group: &shared.config.group, channel, pid };
     // Decided per pipe, as supervisord decides it per dispatcher.
     let debug = tracing::enabled!(tracing::Level::DEBUG);
     let formatter = Formatter::new(&source, settings.format, settings.echo, debug);

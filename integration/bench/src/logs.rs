@@ -208,9 +208,8 @@ impl Format {
     fn decode(self, record: &[u8]) -> Option<&[u8]> {
         match self {
             Format::Raw => Some(record),
-            Format::Timestamped => {
-                (record.len() > 25 && record[24] == b' ' && record[23] == b'Z').then(|| &record[25..])
-            }
+            Format::Timestamped => (record.len() > 25 && record[24] == b' ' && record[23] == b'Z')
+                .then(|| &record[25..]),
             // The stream is digits, a space and `x`: nothing in it is escaped.
             Format::Json => {
                 let marker = b"\"line\":\"";

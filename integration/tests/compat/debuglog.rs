@@ -63,7 +63,10 @@ fn entries(log: &str) -> Vec<String> {
 
 fn output_entries(log: &str, name: &str) -> Vec<String> {
     let prefix = format!("DEBG '{name}' ");
-    entries(log).into_iter().filter(|e| e.starts_with(&prefix) && e.contains(" output:\n")).collect()
+    entries(log)
+        .into_iter()
+        .filter(|e| e.starts_with(&prefix) && e.contains(" output:\n"))
+        .collect()
 }
 
 /// Runs the script on one daemon and returns its activity log.
@@ -115,8 +118,9 @@ fn debug_log_shows_child_output_as_supervisord_does() {
     // Dispatching an event is logged in the same words (serials differ).
     for log in [&vigil, &reference] {
         assert!(
-            entries(log).iter().any(|e| e.starts_with("DEBG event ")
-                && e.ends_with(" sent to listener listener\n")),
+            entries(log).iter().any(
+                |e| e.starts_with("DEBG event ") && e.ends_with(" sent to listener listener\n")
+            ),
             "{log}"
         );
     }

@@ -190,7 +190,16 @@ fn debug_level_copies_child_output_into_the_activity_log() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&[Program::child(
         "talker",
-        &["--echo", "plain text", "--wait-file", "go", "--write-hex", "6869ff0a", "--sleep", "3600"],
+        &[
+            "--echo",
+            "plain text",
+            "--wait-file",
+            "go",
+            "--write-hex",
+            "6869ff0a",
+            "--sleep",
+            "3600",
+        ],
     )
     .set("startsecs", 0)
     .set("directory", sandbox.path().display())]);
@@ -208,8 +217,11 @@ fn debug_level_copies_child_output_into_the_activity_log() {
 fn the_activity_log_can_be_json_lines() {
     let sandbox = Sandbox::new();
     sandbox.supervisord_key("logfile_format", "json");
-    sandbox.write_config(&[Program::child("talker", &["--echo", "said \"hi\"", "--sleep", "3600"])
-        .set("startsecs", 0)]);
+    sandbox.write_config(&[Program::child(
+        "talker",
+        &["--echo", "said \"hi\"", "--sleep", "3600"],
+    )
+    .set("startsecs", 0)]);
     let daemon = sandbox.start();
     let pid = daemon.running_pid("talker");
     let spawned = format!("spawned: 'talker' with pid {pid}");
@@ -226,7 +238,9 @@ fn the_activity_log_can_be_json_lines() {
         let ts = record["ts"].as_str().expect("a time");
         assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
         let level = record["level"].as_str().expect("a level");
-        assert!(["critical", "error", "warn", "info", "debug", "trace", "blather"].contains(&level));
+        assert!(
+            ["critical", "error", "warn", "info", "debug", "trace", "blather"].contains(&level)
+        );
     }
     // The foreground copy on stdout is the same lines.
     let stdout = String::from_utf8(vigild_stdout(&sandbox)).unwrap();
