@@ -577,14 +577,9 @@ pub fn format_line(time: LocalTime, level: LogLevel, message: &str) -> String {
 /// One activity-log line as JSON, newline included (see the module docs).
 pub fn format_json_line(time: SystemTime, level: LogLevel, message: &str) -> String {
     let ts = jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let mut line = serde_json::json!({
-        "ts": format!("{ts:.3}"),
-        "level": level_word(level),
-        "message": message,
-    })
-    .to_string();
-    line.push('\n');
-    line
+    // Written by hand to keep the keys in this order (time first).
+    let message = serde_json::to_string(message).expect("a string serializes");
+    format!("{{\"ts\":\"{ts:.3}\",\"level\":\"{}\",\"message\":{message}}}\n", level_word(level))
 }
 
 /// A level as `loglevel` spells it.
@@ -778,7 +773,8 @@ mod tests {
     fn json_lines_carry_time_level_and_message() {
         let time = UNIX_EPOCH + std::time::Duration::from_millis(1_764_000_000_007);
         let line = format_json_line(time, LogLevel::Debug, "'web' stdout output:\nhi \"there\"\n");
-        assert!(line.ends_with("}\n") && line.matches('\n').count() == 1, "{line:?}");
+        assert!(line.starts_with("{\"ts\":") && line.ends_with("}\n"), "{line:?}");
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["ts"], "2025-11-24T16:00:00.007Z");
         assert_eq!(value["level"], "debug");

@@ -7,22 +7,9 @@
 
 use crate::harness::{Daemon, Kind, wait_until};
 
-const CONFIG: &str = r#"
-[unix_http_server]
-file=%(here)s/supervisor.sock
-
-[supervisord]
-logfile=%(here)s/supervisord.log
-pidfile=%(here)s/supervisord.pid
-childlogdir=%(here)s
-identifier=compat
-loglevel=debug
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/supervisor.sock
+const CONFIG: &str = concat!(
+    crate::harness::server_sections!(),
+    r#"loglevel=debug
 
 [program:talker]
 command={child} --echo "plain text" --write-stderr "to stderr" --wait-file %(here)s/go1 --write-hex 6869ff0a --wait-file %(here)s/go2 --write-hex 2722c3a95c090a --wait-file %(here)s/go3 --write-hex 27c3 --sleep 100000
@@ -37,7 +24,8 @@ events=PROCESS_STATE_RUNNING
 startsecs=0
 stdout_logfile=NONE
 stderr_logfile=%(here)s/listener.err
-"#;
+"#
+);
 
 /// The activity log's entries (a line starting with a time, and the lines
 /// up to the next one), each without its time: `DEBG message...`.

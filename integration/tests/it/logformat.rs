@@ -244,5 +244,8 @@ fn the_activity_log_can_be_json_lines() {
     }
     // The foreground copy on stdout is the same lines.
     let stdout = String::from_utf8(vigild_stdout(&sandbox)).unwrap();
-    assert!(stdout.lines().any(|line| line.contains(&spawned) && line.starts_with("{\"ts\":")));
+    assert!(
+        stdout.lines().any(|line| line.contains(&spawned) && line.starts_with("{\"ts\":")),
+        "{stdout}"
+    );
 }
