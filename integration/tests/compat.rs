@@ -7,6 +7,8 @@
 
 #[path = "compat/auth.rs"]
 mod auth;
+#[path = "compat/debuglog.rs"]
+mod debuglog;
 #[path = "compat/harness.rs"]
 mod harness;
 #[path = "compat/supervisorctl.rs"]

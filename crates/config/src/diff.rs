@@ -244,7 +244,7 @@ fn log_fields(
     n: &LogConfig,
 ) {
     use Apply::{InPlace, Restart};
-    let keys: [&'static str; 6] = if channel == "stdout" {
+    let keys: [&'static str; 8] = if channel == "stdout" {
         [
             "stdout_logfile",
             "stdout_logfile_maxbytes",
@@ -252,6 +252,8 @@ fn log_fields(
             "stdout_capture_maxbytes",
             "stdout_events_enabled",
             "stdout_syslog",
+            "stdout_logfile_format",
+            "stdout_echo",
         ]
     } else {
         [
@@ -261,6 +263,8 @@ fn log_fields(
             "stderr_capture_maxbytes",
             "stderr_events_enabled",
             "stderr_syslog",
+            "stderr_logfile_format",
+            "stderr_echo",
         ]
     };
     check(keys[0], o.logfile != n.logfile, Restart);
@@ -269,4 +273,7 @@ fn log_fields(
     check(keys[3], o.capture_maxbytes != n.capture_maxbytes, InPlace);
     check(keys[4], o.events_enabled != n.events_enabled, InPlace);
     check(keys[5], o.syslog != n.syslog, InPlace);
+    // The running capture keeps the format and echo it started with.
+    check(keys[6], o.format != n.format, Restart);
+    check(keys[7], o.echo != n.echo, Restart);
 }

@@ -69,6 +69,11 @@ const ENV_FILE: &str = "Dotenv files (one path or a list) whose variables are ad
 /// The meaning of each `rlimit_*` key.
 const RLIMIT: &str = "Resource limit set in the child before exec: N, SOFT:HARD or unlimited (sizes such as 512MB for byte limits).";
 
+/// The meaning of `stdout_logfile_format` and `stderr_logfile_format`.
+const LOG_FORMAT: &str = "How output is written to the log file: raw (the bytes as written), timestamped (each line prefixed with its UTC RFC 3339 time, milliseconds) or json ({\"ts\",\"program\",\"group\",\"channel\",\"pid\",\"line\"} per line; invalid UTF-8 becomes U+FFFD).";
+/// The meaning of `stdout_echo` and `stderr_echo`.
+const ECHO: &str = "Also copy each line to the daemon's stdout as `name | line` (the container log; coloured on a terminal unless NO_COLOR is set).";
+
 const fn key(
     section: &'static str,
     key: &'static str,
@@ -165,6 +170,13 @@ pub const KEYS: &[KeyDoc] = &[
         "cgroup_root",
         "vigild's own control group",
         "The control group (a path inside each hierarchy, e.g. /vigil.slice) under which vigild makes vigil/<program>; read at start-up.",
+    ),
+    // Child log formats.
+    ext(
+        D,
+        "logfile_format",
+        "text",
+        "The daemon's log lines: text (supervisord's) or json ({\"ts\",\"level\",\"message\"} per line, also on stdout).",
     ),
     key(U, "file", "", "Path of the socket (required)."),
     key(U, "chmod", "0700", "Octal mode of the socket."),
@@ -381,6 +393,11 @@ pub const KEYS: &[KeyDoc] = &[
         "Failed liveness probes in a row before the process is restarted.",
     ),
     ext(P, "live_initial_delay", "0", "Wait before the first liveness probe."),
+    // Child log formats.
+    ext(P, "stdout_logfile_format", "raw", LOG_FORMAT),
+    ext(P, "stdout_echo", "false", ECHO),
+    ext(P, "stderr_logfile_format", "raw", LOG_FORMAT),
+    ext(P, "stderr_echo", "false", ECHO),
     key(F, "socket", "", "The shared socket (required): unix:///path or tcp://host:port."),
     key(F, "socket_backlog", "4096", "Listen backlog of the socket (1 to 65535)."),
     key(F, "socket_owner", "", "user or user:group owning a unix socket."),

@@ -24,6 +24,8 @@ pub(crate) const SUPERVISORD: &[&str] = &[
     "env_file",
     // Control groups (Vigil extension).
     "cgroup_root",
+    // Vigil extension: child log formats.
+    "logfile_format",
 ];
 
 pub(crate) const UNIX_HTTP_SERVER: &[&str] = &["file", "chmod", "chown", "username", "password"];
@@ -144,6 +146,11 @@ pub(crate) const PROGRAM: &[&str] = &[
     "live_timeout",
     "live_failure_threshold",
     "live_initial_delay",
+    // Vigil extension: child log formats.
+    "stdout_logfile_format",
+    "stdout_echo",
+    "stderr_logfile_format",
+    "stderr_echo",
 ];
 
 pub(crate) const FCGI_EXTRA: &[&str] = &["socket", "socket_backlog", "socket_owner", "socket_mode"];

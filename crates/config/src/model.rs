@@ -94,6 +94,34 @@ pub struct Supervisord {
     /// (`<root>/vigil/<program>` in every hierarchy used), as a path inside the
     /// hierarchy (`/vigil.slice`); `None` is vigild's own control group.
     pub cgroup_root: Option<String>,
+    /// Vigil extension: how the activity log's lines are written.
+    pub logfile_format: MainLogFormat,
+}
+
+/// Vigil extension: the activity log's line format (`logfile_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MainLogFormat {
+    /// supervisord's `2026-11-23 23:34:01,123 INFO message`.
+    #[default]
+    Text,
+    /// One JSON object per line: `{"ts","level","message"}`.
+    Json,
+}
+
+/// Vigil extension: how a child's output is written to its log file
+/// (`stdout_logfile_format`, `stderr_logfile_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildLogFormat {
+    /// The bytes as the child wrote them (supervisord's capture).
+    #[default]
+    Raw,
+    /// Each line prefixed with the UTC time its first byte was read (RFC 3339,
+    /// milliseconds).
+    Timestamped,
+    /// One JSON object per line: `{"ts","program","group","channel","pid","line"}`.
+    Json,
 }
 
 /// Vigil extension: the root supervisor's reaction to a group going FATAL.
@@ -305,6 +333,11 @@ pub struct LogConfig {
     pub events_enabled: bool,
     /// Also send the output to syslog.
     pub syslog: bool,
+    /// Vigil extension: how the output is written to the log file.
+    pub format: ChildLogFormat,
+    /// Vigil extension: also copy each line to the daemon's stdout, prefixed
+    /// with the process name.
+    pub echo: bool,
 }
 
 /// Backoff shape between restarts (Vigil extension; linear 1 s steps is supervisord's).

@@ -146,6 +146,7 @@ macro_rules! program_section {
             ready_period, ready_timeout, ready_retries, ready_initial_delay,
             live_tcp, live_http, live_http_status, live_exec,
             live_period, live_timeout, live_failure_threshold, live_initial_delay,
+            stdout_logfile_format, stdout_echo, stderr_logfile_format, stderr_echo,
             $($extra),*
         });
     };
@@ -172,6 +173,7 @@ section!(SupervisordT {
     on_fatal,
     env_file,
     cgroup_root,
+    logfile_format,
 });
 section!(UnixT { file, chmod, chown, username, password });
 section!(InetT { port, username, password, allow_unauthenticated });

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::expand::py_repr;
-use crate::model::{AutoRestart, LogLevel, Signal, UserSpec};
+use crate::model::{AutoRestart, ChildLogFormat, LogLevel, MainLogFormat, Signal, UserSpec};
 
 /// A control group's path inside its hierarchy: absolute, normalised, no `..`
 /// (`/vigil.slice/web`); `/` alone is the hierarchy's root.
@@ -144,6 +144,28 @@ pub(crate) fn auto_restart(s: &str) -> Result<AutoRestart, String> {
         Ok(false) => Ok(AutoRestart::False),
         Err(_) => Err(format!("invalid 'autorestart' value {}", py_repr(s))),
     }
+}
+
+pub(crate) fn child_log_format(s: &str) -> Result<ChildLogFormat, String> {
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "raw" => ChildLogFormat::Raw,
+        "timestamped" => ChildLogFormat::Timestamped,
+        "json" => ChildLogFormat::Json,
+        _ => {
+            return Err(format!(
+                "{} is not a valid log format (raw, timestamped, json)",
+                py_repr(s)
+            ));
+        }
+    })
+}
+
+pub(crate) fn main_log_format(s: &str) -> Result<MainLogFormat, String> {
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "text" => MainLogFormat::Text,
+        "json" => MainLogFormat::Json,
+        _ => return Err(format!("{} is not a valid log format (text, json)", py_repr(s))),
+    })
 }
 
 pub(crate) fn log_level(s: &str) -> Result<LogLevel, String> {
@@ -435,6 +457,20 @@ pub(crate) fn command(s: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_formats() {
+        assert_eq!(child_log_format(" JSON "), Ok(ChildLogFormat::Json));
+        assert_eq!(child_log_format("timestamped"), Ok(ChildLogFormat::Timestamped));
+        assert_eq!(child_log_format("raw"), Ok(ChildLogFormat::Raw));
+        assert!(child_log_format("text").is_err());
+        assert_eq!(main_log_format("Text"), Ok(MainLogFormat::Text));
+        assert_eq!(main_log_format("json"), Ok(MainLogFormat::Json));
+        assert_eq!(
+            main_log_format("yaml"),
+            Err("'yaml' is not a valid log format (text, json)".to_owned())
+        );
+    }
 
     #[test]
     fn booleans() {

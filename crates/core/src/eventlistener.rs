@@ -705,6 +705,12 @@ impl Pool {
 
     fn output(&mut self, index: usize, data: &[u8]) {
         let member = &mut self.members[index];
+        // supervisord shows a listener's protocol output as the bytes' repr.
+        tracing::debug!(
+            "{} stdout output:\n{}",
+            vigil_config::py_repr(member.name()),
+            crate::logformat::py_bytes_repr(data)
+        );
         let before = member.protocol.state();
         for outcome in member.protocol.feed(data) {
             match outcome {
@@ -777,7 +783,7 @@ impl Pool {
             match written {
                 Ok(()) => {
                     member.protocol.sent();
-                    tracing::debug!("{}: READY -> BUSY", member.name());
+                    tracing::debug!("event {} sent to listener {}", queued.serial, member.name());
                     member.busy = Some(queued);
                 }
                 Err(error) => {

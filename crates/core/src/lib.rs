@@ -93,6 +93,7 @@ mod handle;
 mod info;
 mod launch;
 pub mod lifecycle;
+mod logformat;
 pub mod logs;
 mod members;
 mod messages;

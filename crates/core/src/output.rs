@@ -13,9 +13,13 @@
 //!    `PROCESS_COMMUNICATION_*` event (`*_capture_maxbytes` > 0); the tokens may
 //!    also be split across reads;
 //! 3. sends what is logged to syslog line by line as `<name> <line>`
-//!    (`*_syslog`), and publishes it as `PROCESS_LOG_*` (`*_events_enabled`).
+//!    (`*_syslog`), and publishes it as `PROCESS_LOG_*` (`*_events_enabled`);
+//! 4. writes it in the program's format, echoes it to the daemon's stdout and,
+//!    at `loglevel = debug`, to the activity log (`logformat.rs`).
 //!
-//! Processes that need none of this are captured without a filter.
+//! Syslog, events and a `ready_log` probe see the lines the child wrote, not
+//! their formatted form. Processes that need none of this are captured
+//! without a filter.
 //!
 //! A log file that cannot be written (refused by the rule in `logs/file.rs`,
 //! or failing) shows in the program's status description, next to what
@@ -27,6 +31,7 @@ use tokio::net::unix::pipe;
 
 use crate::context::Context;
 use crate::events::{Event, OutputEvent};
+use crate::logformat::{Formatter, Source};
 use crate::logs::{Channel, LineSplitter, OutputFilter};
 use crate::messages::ProcessShared;
 
@@ -47,6 +52,17 @@ pub(crate) fn capture(
         Channel::Stdout => (&shared.stdout, &shared.config.stdout),
         Channel::Stderr => (&shared.stderr, &shared.config.stderr),
     };
+    let source = Source { name: &shared.config.name, group: &shared.config.group, channel, pid };
+    // Decided per pipe, as supervisord decides it per dispatcher.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let formatter = Formatter::new(&source, settings.format, settings.echo, debug);
+    // A probe matches what the child wrote, not the formatted lines.
+    let (ready_lines, on_line) = match on_line {
+        Some(on_line) if formatter.as_ref().is_some_and(Formatter::rewrites) => {
+            (Some(LineSplitter::new(on_line)), None)
+        }
+        on_line => (None, on_line),
+    };
     let filter = ChildOutput {
         strip: ctx.events.strip_ansi().then(AnsiStripper::default),
         capture: (settings.capture_maxbytes > 0).then(|| {
@@ -62,8 +78,11 @@ pub(crate) fn capture(
         name: shared.config.name.clone(),
         pid,
         channel,
+        formatter,
+        ready_lines,
         stripped: Vec::new(),
         blocks: Vec::new(),
+        logged: Vec::new(),
     };
     // `on_line` (a `ready_log` probe) sees the lines the log keeps.
     if filter.is_noop() {
@@ -110,10 +129,16 @@ struct ChildOutput {
     name: String,
     pid: u32,
     channel: Channel,
+    /// Formats, echo and debug copy (`None`: the log keeps the bytes as logged).
+    formatter: Option<Formatter>,
+    /// A `ready_log` probe's lines when the formatter rewrites the log.
+    ready_lines: Option<LineSplitter>,
     /// Scratch space for the stripped bytes, reused across reads.
     stripped: Vec<u8>,
     /// Completed capture blocks, reused across reads.
     blocks: Vec<Vec<u8>>,
+    /// Scratch space for the logged bytes before formatting, reused across reads.
+    logged: Vec<u8>,
 }
 
 impl ChildOutput {
@@ -122,6 +147,7 @@ impl ChildOutput {
             && self.capture.is_none()
             && self.syslog.is_none()
             && !self.events_enabled
+            && self.formatter.is_none()
     }
 
     fn output_event(&self, data: &[u8]) -> OutputEvent {
@@ -151,7 +177,27 @@ impl ChildOutput {
             // No subscriber is not an error: events exist whether or not anyone listens.
             let _ = self.bus.send(Event::ProcessCommunication(event));
         }
-        let logged = &out[start..];
+        let mut formatted = std::mem::take(&mut self.logged);
+        formatted.clear();
+        let logged = match self.formatter.as_mut() {
+            Some(formatter) => {
+                // The logged bytes move aside; their formatted form takes their place.
+                formatted.extend_from_slice(&out[start..]);
+                out.truncate(start);
+                formatter.feed(&formatted, out);
+                if eof {
+                    formatter.finish(out);
+                }
+                &formatted[..]
+            }
+            None => &out[start..],
+        };
+        if let Some(lines) = self.ready_lines.as_mut() {
+            lines.feed(logged);
+            if eof {
+                lines.finish();
+            }
+        }
         if let Some(syslog) = self.syslog.as_mut() {
             syslog.feed(logged);
             if eof {
@@ -162,6 +208,7 @@ impl ChildOutput {
             let event = self.output_event(logged);
             let _ = self.bus.send(Event::ProcessLog(event));
         }
+        self.logged = formatted;
     }
 }
 

@@ -357,6 +357,7 @@ mod tests {
             on_fatal: OnFatal::Ignore,
             env_file: Vec::new(),
             cgroup_root: None,
+            logfile_format: Default::default(),
         }
     }
 

@@ -7,6 +7,11 @@
 //! `silent`. The destination and level can change at run time (SIGHUP reload,
 //! SIGUSR2 reopen) because the global subscriber can only be installed once.
 //!
+//! With `[supervisord] logfile_format = json` each event is one JSON object
+//! instead, `{"ts":"2026-11-23T22:34:01.123Z","level":"info","message":"..."}`
+//! (UTC, RFC 3339 with milliseconds; the level as `loglevel` spells it), in
+//! the file and on stdout alike; syslog gets the message as text either way.
+//!
 //! supervisord has seven levels and `tracing` five, so the two extra ones are
 //! marked with a field: `tracing::error!(critical = true, ...)` is `CRIT`, and
 //! `tracing::trace!(blather = true, ...)` is `BLAT`. Events from other crates
@@ -26,7 +31,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,7 +40,7 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
-use vigil_config::{LogLevel, LogTarget, Supervisord};
+use vigil_config::{LogLevel, LogTarget, MainLogFormat, Supervisord};
 pub use vigil_core::logs::{LogError, LogFile, backup_path};
 
 /// Marker field that turns an `error!` into supervisord's `CRIT`.
@@ -56,6 +61,8 @@ pub struct LogSettings {
     pub level: LogLevel,
     /// Echo every line to stdout (`nodaemon` and not `silent`).
     pub echo_stdout: bool,
+    /// `logfile_format`: supervisord's text lines or JSON lines.
+    pub format: MainLogFormat,
 }
 
 impl LogSettings {
@@ -68,6 +75,7 @@ impl LogSettings {
             backups: settings.logfile_backups,
             level: settings.loglevel,
             echo_stdout: settings.nodaemon && !settings.silent,
+            format: settings.logfile_format,
         }
     }
 }
@@ -78,6 +86,8 @@ pub struct MainLog {
     inner: Arc<Mutex<Inner>>,
     /// The level, readable without the lock: every event checks it.
     level: Arc<AtomicU8>,
+    /// Whether lines are JSON, readable without the lock as every event formats one.
+    json: Arc<AtomicBool>,
     /// The stream position just past the newest byte, for long polls.
     end: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -112,10 +122,11 @@ impl MainLog {
     pub fn open(settings: LogSettings) -> io::Result<MainLog> {
         let sink = Sink::open(&settings)?;
         let level = Arc::new(AtomicU8::new(settings.level as u8));
+        let json = Arc::new(AtomicBool::new(settings.format == MainLogFormat::Json));
         let size = sink.size();
         let inner = Inner { settings, sink, file_start: 0, backup_start: None };
         let end = Arc::new(tokio::sync::watch::Sender::new(size));
-        Ok(MainLog { inner: Arc::new(Mutex::new(inner)), level, end })
+        Ok(MainLog { inner: Arc::new(Mutex::new(inner)), level, json, end })
     }
 
     /// The file was replaced (reopen, reconfigure, clear): its content counts as
@@ -157,6 +168,7 @@ impl MainLog {
             file.backups = settings.backups;
         }
         self.level.store(settings.level as u8, Ordering::Relaxed);
+        self.json.store(settings.format == MainLogFormat::Json, Ordering::Relaxed);
         inner.settings = settings;
         drop(inner);
         // Level changes must reach callsites whose interest was already cached.
@@ -275,8 +287,19 @@ impl MainLog {
         Ok((bytes, start, next))
     }
 
+    /// Whether lines are written as JSON.
+    pub fn json(&self) -> bool {
+        self.json.load(Ordering::Relaxed)
+    }
+
     /// Writes one already formatted line at `level`.
     pub fn write_line(&self, level: LogLevel, line: &str) {
+        self.write_entry(level, line, None);
+    }
+
+    /// Writes one formatted line at `level`; syslog gets `message` (the
+    /// line's text without time and level) when given.
+    fn write_entry(&self, level: LogLevel, line: &str, message: Option<&str>) {
         let mut guard = self.lock();
         // Disjoint borrows of the sink and the positions.
         let inner = &mut *guard;
@@ -287,7 +310,10 @@ impl MainLog {
         }
         match &mut inner.sink {
             Sink::None => {}
-            Sink::Syslog => syslog(level, line),
+            Sink::Syslog => match message {
+                Some(message) => syslog_message(level, message),
+                None => syslog(level, line),
+            },
             Sink::File(file) => {
                 let before = file.file.size();
                 let written = file.write(line.as_bytes());
@@ -548,6 +574,27 @@ pub fn format_line(time: LocalTime, level: LogLevel, message: &str) -> String {
     )
 }
 
+/// One activity-log line as JSON, newline included (see the module docs).
+pub fn format_json_line(time: SystemTime, level: LogLevel, message: &str) -> String {
+    let ts = jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    // Written by hand to keep the keys in this order (time first).
+    let message = serde_json::to_string(message).expect("a string serializes");
+    format!("{{\"ts\":\"{ts:.3}\",\"level\":\"{}\",\"message\":{message}}}\n", level_word(level))
+}
+
+/// A level as `loglevel` spells it.
+fn level_word(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Critical => "critical",
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+        LogLevel::Blather => "blather",
+    }
+}
+
 /// The supervisord level of an event, from its `tracing` level and marker fields.
 pub fn supervisord_level(metadata: &Metadata<'_>) -> LogLevel {
     let has = |name: &str| metadata.fields().field(name).is_some();
@@ -597,8 +644,14 @@ impl<S: Subscriber> Layer<S> for ActivityLayer {
         let level = supervisord_level(event.metadata());
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
-        let line = format_line(LocalTime::from_system(SystemTime::now()), level, &visitor.finish());
-        self.log.write_line(level, &line);
+        let message = visitor.finish();
+        let now = SystemTime::now();
+        let line = if self.log.json() {
+            format_json_line(now, level, &message)
+        } else {
+            format_line(LocalTime::from_system(now), level, &message)
+        };
+        self.log.write_entry(level, &line, Some(&message));
     }
 }
 
@@ -662,18 +715,26 @@ fn open_syslog() {
     vigil_core::syslog::open();
 }
 
-fn syslog(level: LogLevel, line: &str) {
-    let priority = match level {
+fn syslog_priority(level: LogLevel) -> libc::c_int {
+    match level {
         LogLevel::Critical => libc::LOG_CRIT,
         LogLevel::Error => libc::LOG_ERR,
         LogLevel::Warn => libc::LOG_WARNING,
         LogLevel::Info => libc::LOG_INFO,
         LogLevel::Debug | LogLevel::Trace | LogLevel::Blather => libc::LOG_DEBUG,
-    };
-    // syslog stamps its own time; send just "LEVL message".
+    }
+}
+
+/// A formatted text line to syslog, which stamps its own time: just "LEVL message".
+fn syslog(level: LogLevel, line: &str) {
     let text =
         line.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).map_or(line, |x| x.1);
-    vigil_core::syslog::send(priority, text);
+    vigil_core::syslog::send(syslog_priority(level), text);
+}
+
+/// An event's message to syslog as "LEVL message", whatever the line format.
+fn syslog_message(level: LogLevel, message: &str) {
+    vigil_core::syslog::send(syslog_priority(level), &format!("{} {message}", level_name(level)));
 }
 
 #[cfg(test)]
@@ -709,6 +770,18 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_carry_time_level_and_message() {
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_764_000_000_007);
+        let line = format_json_line(time, LogLevel::Debug, "'web' stdout output:\nhi \"there\"\n");
+        assert!(line.starts_with("{\"ts\":") && line.ends_with("}\n"), "{line:?}");
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["ts"], "2025-11-24T16:00:00.007Z");
+        assert_eq!(value["level"], "debug");
+        assert_eq!(value["message"], "'web' stdout output:\nhi \"there\"\n");
+    }
+
+    #[test]
     fn local_time_is_plausible() {
         let t = LocalTime::from_system(SystemTime::now());
         assert!(t.year >= 2024 && (1..=12).contains(&t.month) && (1..=31).contains(&t.day));
@@ -722,6 +795,7 @@ mod tests {
             backups,
             level,
             echo_stdout: false,
+            format: MainLogFormat::Text,
         }
     }
 
@@ -833,6 +907,7 @@ mod tests {
             backups: 0,
             level: LogLevel::Info,
             echo_stdout: false,
+            format: MainLogFormat::Text,
         })
         .unwrap();
         assert!(matches!(none.read(0, 0), Err(LogError::NoFile)));

@@ -136,6 +136,7 @@ impl Backend for TestBackend {
                 on_fatal: OnFatal::Ignore,
                 env_file: Vec::new(),
                 cgroup_root: None,
+                logfile_format: Default::default(),
             },
             unix_http_server: Some(UnixHttpServer {
                 file: dir.join("vigil.sock"),

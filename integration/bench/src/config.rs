@@ -24,6 +24,8 @@ pub struct Program {
     /// supervisord size syntax, e.g. `10MB`.
     pub stdout_logfile_maxbytes: Option<String>,
     pub stdout_logfile_backups: Option<u32>,
+    /// Vigil's `stdout_logfile_format` (raw, timestamped, json).
+    pub stdout_logfile_format: Option<String>,
 }
 
 /// Everything one daemon run is configured with.
@@ -64,6 +66,7 @@ impl Spec {
             stderr_logfile: self.childlogdir.join(format!("{name}.err")),
             stdout_logfile_maxbytes: None,
             stdout_logfile_backups: None,
+            stdout_logfile_format: None,
         }
     }
 
@@ -99,6 +102,7 @@ impl Spec {
             opt("stdout_logfile", Some(p.stdout_logfile.display().to_string()));
             opt("stdout_logfile_maxbytes", p.stdout_logfile_maxbytes.clone());
             opt("stdout_logfile_backups", p.stdout_logfile_backups.map(|n| n.to_string()));
+            opt("stdout_logfile_format", p.stdout_logfile_format.clone());
             opt("stderr_logfile", Some(p.stderr_logfile.display().to_string()));
             ini.push('\n');
         }

@@ -174,6 +174,107 @@ pub fn ends_with_last_line(live: &Path, total: u64) -> bool {
     file.read_exact(&mut tail).is_ok() && tail == line(total / LINE_LEN - 1)
 }
 
+/// The log format S6 asks for (vigil's `stdout_logfile_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The bytes as written (supervisord's capture).
+    Raw,
+    /// Each line after a 24-byte UTC time and a space.
+    Timestamped,
+    /// One JSON object per line, the text in `"line"`.
+    Json,
+}
+
+impl Format {
+    /// The config value.
+    pub fn key(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Timestamped => "timestamped",
+            Format::Json => "json",
+        }
+    }
+
+    /// What the case label adds (nothing for raw).
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Raw => "",
+            Format::Timestamped => ", timestamped",
+            Format::Json => ", JSON lines",
+        }
+    }
+
+    /// The stream line (without its newline) a log line holds.
+    fn decode(self, record: &[u8]) -> Option<&[u8]> {
+        match self {
+            Format::Raw => Some(record),
+            Format::Timestamped => (record.len() > 25 && record[24] == b' ' && record[23] == b'Z')
+                .then(|| &record[25..]),
+            // The stream is digits, a space and `x`: nothing in it is escaped.
+            Format::Json => {
+                let marker = b"\"line\":\"";
+                let at = record.windows(marker.len()).position(|w| w == marker)? + marker.len();
+                record[at..].strip_suffix(b"\"}")
+            }
+        }
+    }
+}
+
+/// True when the formatted log at `live` ends with the record of the last line
+/// of a `total`-byte stream.
+pub fn ends_with_last_record(live: &Path, total: u64, format: Format) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = File::open(live) else { return false };
+    let Ok(len) = file.seek(SeekFrom::End(0)) else { return false };
+    let want = 512.min(len);
+    if want == 0 || file.seek(SeekFrom::Start(len - want)).is_err() {
+        return false;
+    }
+    let mut tail = vec![0u8; want as usize];
+    if file.read_exact(&mut tail).is_err() {
+        return false;
+    }
+    let Some(body) = tail.strip_suffix(b"\n") else { return false };
+    let record = body.rsplit(|b| *b == b'\n').next().unwrap_or(body);
+    let last = line(total / LINE_LEN - 1);
+    format.decode(record) == Some(&last[..LINE_LEN as usize - 1])
+}
+
+/// Checks that the formatted log at `live` holds every line of a `total`-byte
+/// stream, in order, one record each.
+pub fn verify_formatted(live: &Path, total: u64, format: Format) -> Result<Verified, VerifyError> {
+    let read_err = |source| VerifyError::Read { path: live.to_path_buf(), source };
+    let file = File::open(live).map_err(read_err)?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    let mut record = Vec::new();
+    let mut index = 0;
+    let mut bytes = 0;
+    loop {
+        record.clear();
+        let n = io::BufRead::read_until(&mut reader, b'\n', &mut record).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        let expected = line(index);
+        let body = record.strip_suffix(b"\n").unwrap_or(&record);
+        if index >= total / LINE_LEN
+            || format.decode(body) != Some(&expected[..LINE_LEN as usize - 1])
+        {
+            return Err(VerifyError::Mismatch {
+                offset: index * LINE_LEN,
+                line: index,
+                path: live.to_path_buf(),
+            });
+        }
+        index += 1;
+    }
+    if index != total / LINE_LEN {
+        return Err(VerifyError::Incomplete { found: index * LINE_LEN, total });
+    }
+    Ok(Verified { bytes, first_offset: 0, complete_lines: index })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +283,32 @@ mod tests {
         let mut out = Vec::new();
         generate(&mut out, total).unwrap();
         out
+    }
+
+    #[test]
+    fn formatted_logs_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("p.out");
+        let lines = 30;
+        let mut stamped = Vec::new();
+        let mut json = Vec::new();
+        for index in 0..lines {
+            let text = line(index);
+            let body = std::str::from_utf8(&text[..99]).unwrap();
+            stamped.extend_from_slice(format!("2026-12-04T17:32:44.123Z {body}\n").as_bytes());
+            json.extend_from_slice(
+                format!("{{\"ts\":\"2026-12-04T17:32:44.123Z\",\"program\":\"gen\",\"pid\":7,\"line\":\"{body}\"}}\n")
+                    .as_bytes(),
+            );
+        }
+        for (format, bytes) in [(Format::Timestamped, &stamped), (Format::Json, &json)] {
+            std::fs::write(&live, bytes).unwrap();
+            assert!(ends_with_last_record(&live, lines * LINE_LEN, format));
+            assert!(!ends_with_last_record(&live, (lines + 1) * LINE_LEN, format));
+            let v = verify_formatted(&live, lines * LINE_LEN, format).unwrap();
+            assert_eq!(v.complete_lines, lines);
+            assert!(verify_formatted(&live, (lines + 1) * LINE_LEN, format).is_err());
+        }
     }
 
     #[test]

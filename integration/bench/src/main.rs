@@ -103,6 +103,11 @@ struct SuiteArgs {
     /// S6 bytes generated, a multiple of 100 [default: 200000000; smoke 20000000].
     #[arg(long)]
     s6_bytes: Option<u64>,
+    /// S6 log format of the generator (vigil's stdout_logfile_format: raw,
+    /// timestamped or json); other than raw, only the case without rotation
+    /// runs and only vigil understands the key [default: raw].
+    #[arg(long, value_parser = ["raw", "timestamped", "json"])]
+    s6_format: Option<String>,
     /// S7 programs running before the update [default: 100; smoke 10].
     #[arg(long)]
     s7_n: Option<usize>,
@@ -266,6 +271,11 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
         s4_calls: pick(a.s4_calls, 10, 3).max(1),
         s5_kills: pick(a.s5_kills, 20, 3).max(1),
         s6_bytes,
+        s6_format: match a.s6_format.as_deref() {
+            None | Some("raw") => vigil_bench::logs::Format::Raw,
+            Some("timestamped") => vigil_bench::logs::Format::Timestamped,
+            _ => vigil_bench::logs::Format::Json,
+        },
         s7_n,
         s8_n: pick(a.s8_n, 50, 3).max(1),
         s9_n: pick(a.s9_n, 5000, 50).max(1),

@@ -35,6 +35,8 @@ pub struct Options {
     pub s4_calls: usize,
     pub s5_kills: usize,
     pub s6_bytes: u64,
+    /// The generator's log format (raw: supervisord's capture).
+    pub s6_format: crate::logs::Format,
     pub s7_n: usize,
     pub s8_n: usize,
     pub s9_n: usize,
@@ -87,9 +89,11 @@ impl Case {
             Case::Idle { n } => format!("N={n}, {} s idle", o.idle.as_secs_f64()),
             Case::Status { n } => format!("N={n}, median of {}", o.s4_calls),
             Case::Restart => format!("1 program, median of {} kills", o.s5_kills),
-            Case::Logs { rotate: false } => {
-                format!("{} MB, no rotation", crate::stats::num(o.s6_bytes as f64 / 1e6))
-            }
+            Case::Logs { rotate: false } => format!(
+                "{} MB, no rotation{}",
+                crate::stats::num(o.s6_bytes as f64 / 1e6),
+                o.s6_format.label()
+            ),
             Case::Logs { rotate: true } => {
                 format!("{} MB, rotation 10MB x 5", crate::stats::num(o.s6_bytes as f64 / 1e6))
             }
@@ -155,7 +159,11 @@ impl Bench {
         }
         if on("S6") {
             cases.push(Case::Logs { rotate: false });
-            cases.push(Case::Logs { rotate: true });
+            // A formatted log is verified record by record, which a rotation
+            // may cut anywhere: without rotation only.
+            if o.s6_format == crate::logs::Format::Raw {
+                cases.push(Case::Logs { rotate: true });
+            }
         }
         if on("S7") {
             cases.push(Case::Update { n: o.s7_n });
@@ -568,6 +576,10 @@ impl Bench {
         p.startsecs = Some(0);
         p.stdout_logfile_maxbytes = Some(if rotate { "10MB" } else { "1GB" }.into());
         p.stdout_logfile_backups = Some(if rotate { 5 } else { 0 });
+        let format = self.opts.s6_format;
+        if format != logs::Format::Raw {
+            p.stdout_logfile_format = Some(format.key().into());
+        }
         let live = p.stdout_logfile.clone();
         let err_log = p.stderr_logfile.clone();
         run.spec.programs.push(p);
@@ -586,8 +598,13 @@ impl Bench {
             self.warnings.borrow_mut().push(format!("ctl start gen: {}: {said}", out.exit));
         }
         let done = loop {
-            let complete = logs::ends_with_last_line(&live, bytes)
-                && (rotate || std::fs::metadata(&live).is_ok_and(|m| m.len() == bytes));
+            let complete = match format {
+                logs::Format::Raw => {
+                    logs::ends_with_last_line(&live, bytes)
+                        && (rotate || std::fs::metadata(&live).is_ok_and(|m| m.len() == bytes))
+                }
+                _ => logs::ends_with_last_record(&live, bytes, format),
+            };
             if complete {
                 break crate::monotonic_ns();
             }
@@ -602,7 +619,10 @@ impl Bench {
         let gen_start = read_gen_start(&err_log, self.opts.spawn_timeout).await?;
         let rate = bytes as f64 / 1e6 / (done.saturating_sub(gen_start) as f64 / 1e9);
         let files = if rotate { logs::rotated_files(&live, 5) } else { vec![live.clone()] };
-        let verified = logs::verify(&files, bytes, !rotate)?;
+        let verified = match format {
+            logs::Format::Raw => logs::verify(&files, bytes, !rotate)?,
+            _ => logs::verify_formatted(&live, bytes, format)?,
+        };
         Ok(vec![
             // The same reference for every target: no ratio, only context.
             Measure {

@@ -354,21 +354,13 @@ impl Drop for Background {
     }
 }
 
-/// The sections every compatibility config starts with: the servers and
-/// `[supervisord]` in the daemon's own directory (`%(here)s`), and `sleeper`,
-/// a program that prints one line on each channel and stays up. `{child}` is
-/// the helper child, substituted by [`Daemon::start`].
-macro_rules! common_sections {
+/// The servers and `[supervisord]` in the daemon's own directory
+/// (`%(here)s`), `[supervisord]` last so that a config can add keys to it.
+macro_rules! server_sections {
     () => {
         r#"
 [unix_http_server]
 file=%(here)s/supervisor.sock
-
-[supervisord]
-logfile=%(here)s/supervisord.log
-pidfile=%(here)s/supervisord.pid
-childlogdir=%(here)s
-identifier=compat
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -376,6 +368,24 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://%(here)s/supervisor.sock
 
+[supervisord]
+logfile=%(here)s/supervisord.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s
+identifier=compat
+"#
+    };
+}
+pub(crate) use server_sections;
+
+/// The sections every compatibility config starts with: [`server_sections`]
+/// and `sleeper`, a program that prints one line on each channel and stays
+/// up. `{child}` is the helper child, substituted by [`Daemon::start`].
+macro_rules! common_sections {
+    () => {
+        concat!(
+            crate::harness::server_sections!(),
+            r#"
 [program:sleeper]
 command={child} --echo hello --write-stderr oops --sleep 100000
 startsecs=0
@@ -383,6 +393,7 @@ stopwaitsecs=5
 stdout_logfile=%(here)s/sleeper.out
 stderr_logfile=%(here)s/sleeper.err
 "#
+        )
     };
 }
 pub(crate) use common_sections;

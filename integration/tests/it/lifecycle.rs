@@ -28,7 +28,15 @@ fn autostart_program_runs_in_its_own_process_group() {
     let log = daemon.main_log();
     assert!(log.contains("success: sleeper entered RUNNING state"), "{log}");
     // supervisord's activity log format: `2026-11-23 23:34:01,123 INFO message`.
+    // At debug a child's output follows its `... stdout output:` line, up to
+    // the blank line that ends the chunk (it ends in a newline here).
+    let mut in_output = false;
     for line in log.lines() {
+        if in_output {
+            in_output = !line.is_empty();
+            continue;
+        }
+        in_output = line.ends_with(" output:");
         let level = line.get(24..).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
         assert!(crate::log_time_ms(line).is_some(), "bad timestamp: {line:?}");
         assert!(

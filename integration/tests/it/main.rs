@@ -16,6 +16,7 @@ mod edge;
 mod env;
 mod http;
 mod lifecycle;
+mod logformat;
 mod logs;
 mod logsafety;
 mod modcycles;

@@ -444,6 +444,14 @@ impl Template<'_> {
             if logfile == LogTarget::Auto && maxbytes == 0 && (i == 0 || !s.redirect_stderr) {
                 d.warn(&self.place, format!("For [{section}], AUTO logging used for {key} without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally"));
             }
+            let format = r.get(
+                &format!("{channel}_logfile_format"),
+                exp,
+                d,
+                ChildLogFormat::Raw,
+                values::child_log_format,
+            );
+            let echo = r.get(&format!("{channel}_echo"), exp, d, false, values::boolean);
             logs.push(LogConfig {
                 logfile,
                 maxbytes,
@@ -451,6 +459,8 @@ impl Template<'_> {
                 capture_maxbytes: s.capture[i],
                 events_enabled: s.events_enabled[i],
                 syslog,
+                format,
+                echo,
             });
         }
         let mut stderr = logs.pop().expect("two channels were pushed");

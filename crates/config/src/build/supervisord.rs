@@ -90,6 +90,8 @@ fn read(
     });
     let env_file = super::envfiles::key(&mut r, &exp, env, diags);
     let cgroup_root = r.opt("cgroup_root", &exp, diags, values::cgroup_path);
+    let logfile_format =
+        r.get("logfile_format", &exp, diags, MainLogFormat::Text, values::main_log_format);
     r.warn_unknown(diags);
     Supervisord {
         logfile,
@@ -112,6 +114,7 @@ fn read(
         on_fatal,
         env_file,
         cgroup_root,
+        logfile_format,
     }
 }
 

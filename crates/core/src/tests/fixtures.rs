@@ -17,6 +17,8 @@ pub(super) fn program(name: &str, command: &[&str]) -> ProcessConfig {
         capture_maxbytes: 0,
         events_enabled: false,
         syslog: false,
+        format: Default::default(),
+        echo: false,
     };
     ProcessConfig {
         name: name.to_owned(),
@@ -118,6 +120,7 @@ pub(super) fn config(dir: &Path, mut groups: Vec<GroupConfig>) -> Config {
             on_fatal: OnFatal::Ignore,
             env_file: Vec::new(),
             cgroup_root: None,
+            logfile_format: Default::default(),
         },
         unix_http_server: None,
         inet_http_server: None,

@@ -276,6 +276,7 @@ fn main_log_follow_is_monotonic_across_rotation_and_clear() {
         backups: 2,
         level: LogLevel::Info,
         echo_stdout: false,
+        format: vigil_config::MainLogFormat::Text,
     };
     let log = MainLog::open(settings).expect("main log");
     let mut expected = Vec::new();
