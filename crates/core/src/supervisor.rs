@@ -120,6 +120,7 @@ impl Supervisor {
             // Hook (events): event listener pools, strip_ansi.
             events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
             fcgi: fcgi::FcgiSockets::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         });
         ctx.events.run(ctx.bus.subscribe());
         let args = RootArgs { ctx: Arc::clone(&ctx), registry: Arc::clone(&registry) };
