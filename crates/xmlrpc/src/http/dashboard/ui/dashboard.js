@@ -103,7 +103,8 @@
     const stateCell = el("td");
     stateCell.append(el("span", { className: "state", "data-state": p.statename }, p.statename));
     tr.append(stateCell);
-    tr.append(el("td", { className: "name" }, name));
+    tr.append(el("td", { className: "group" }, p.group));
+    tr.append(el("td", { className: "name" }, p.name));
     tr.append(el("td", { className: "desc" }, p.description));
     tr.append(el("td", { className: "num pid" }, p.pid ? String(p.pid) : "—"));
     tr.append(el("td", { className: "num uptime", "data-start": p.statename === "RUNNING" && p.start ? p.start : "" }, "—"));
@@ -150,7 +151,7 @@
 
   function tickUptimes() {
     const now = Date.now() / 1000 + clockSkew;
-    for (const cell of document.querySelectorAll("td.uptime")) {
+    for (const cell of document.querySelectorAll("td.uptime, #daemon-uptime")) {
       const start = Number(cell.dataset.start);
       cell.textContent = start ? formatUptime(now - start) : "—";
     }
@@ -159,8 +160,9 @@
   function render() {
     if (!facts) return;
     const d = facts.daemon;
-    $("daemon").textContent = "vigild " + d.version + " · pid " + d.pid + " · up " +
-      formatUptime(d.now - d.started) + " · config generation " + d.config_generation;
+    $("daemon").textContent = "vigild " + d.version + " · pid " + d.pid + " · up ";
+    $("daemon").append(el("span", { id: "daemon-uptime", "data-start": d.started }, ""),
+      " · config generation " + d.config_generation);
     const counts = new Map();
     for (const p of facts.processes) counts.set(p.statename, (counts.get(p.statename) || 0) + 1);
     const summary = $("summary");
@@ -170,17 +172,10 @@
     }
     const rows = $("rows");
     const fragment = document.createDocumentFragment();
-    let group = null;
     let shown = 0;
     for (const p of facts.processes) {
-      const name = namespec(p);
-      if (filterText && !name.toLowerCase().includes(filterText) && !p.statename.toLowerCase().includes(filterText)) continue;
-      if (p.group !== p.name && p.group !== group) {
-        const header = el("tr", { className: "group" });
-        header.append(el("td", { colspan: "10" }, "group " + p.group));
-        fragment.append(header);
-      }
-      group = p.group;
+      const name = namespec(p).toLowerCase();
+      if (filterText && !name.includes(filterText) && !p.statename.toLowerCase().includes(filterText)) continue;
       fragment.append(row(p));
       shown += 1;
     }
