@@ -27,8 +27,11 @@ use vigil_integration::{Daemon, Sandbox, TIMEOUT, current_user, procfs, wait_for
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const LIGHTTPD: &str = "/usr/sbin/lighttpd";
-const USER: &str = "admin";
-const PASSWORD: &str = "s3cret";
+/// The credentials of the seed's `[inet_http_server]`.
+const USER: &str = "operator";
+const PASSWORD: &str = "watchit";
+/// Where the seed's `[inet_http_server]` listens.
+const SEED_DASHBOARD: &str = "127.0.0.1:19001";
 
 /// A port nobody listens on now (the kernel's pick, released for the caller).
 fn free_port() -> u16 {
@@ -36,8 +39,8 @@ fn free_port() -> u16 {
 }
 
 /// The seed tutorial (examples/seed) in `dir`, its programs in conf.d/ so they start
-/// with the daemon, on ports of its own, with the dashboard on `http_port` behind
-/// `USER`/`PASSWORD`.
+/// with the daemon, on ports of its own, with its dashboard (behind `USER`/`PASSWORD`)
+/// on `http_port`.
 fn seed_with_dashboard(dir: &Path, http_port: u16) -> PathBuf {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
     let ports = [(18080, free_port()), (18081, free_port()), (18082, free_port())];
@@ -62,10 +65,15 @@ fn seed_with_dashboard(dir: &Path, http_port: u16) -> PathBuf {
     // would download them).
     lighttpd.push_str("mimetype.assign = (\".html\" => \"text/html\")\n");
     std::fs::write(dir.join("lighttpd.conf"), lighttpd).unwrap();
-    let mut config = std::fs::read_to_string(example.join("supervisord.conf")).unwrap();
-    config.push_str(&format!(
-        "\n[inet_http_server]\nport=127.0.0.1:{http_port}\nusername={USER}\npassword={PASSWORD}\n"
-    ));
+    let config = std::fs::read_to_string(example.join("supervisord.conf")).unwrap();
+    for line in [
+        format!("port={SEED_DASHBOARD}"),
+        format!("username={USER}"),
+        format!("password={PASSWORD}"),
+    ] {
+        assert!(config.lines().any(|l| l == line), "the seed's [inet_http_server] has {line}");
+    }
+    let config = config.replace(SEED_DASHBOARD, &format!("127.0.0.1:{http_port}"));
     let path = dir.join("supervisord.conf");
     std::fs::write(&path, config).unwrap();
     path

@@ -105,7 +105,7 @@
     tr.append(stateCell);
     tr.append(el("td", { className: "group" }, p.group));
     tr.append(el("td", { className: "name" }, p.name));
-    tr.append(el("td", { className: "desc" }, p.description));
+    tr.append(el("td", { className: "desc", title: p.description }, p.description));
     tr.append(el("td", { className: "num pid" }, p.pid ? String(p.pid) : "—"));
     tr.append(el("td", { className: "num uptime", "data-start": p.statename === "RUNNING" && p.start ? p.start : "" }, "—"));
     tr.append(healthCell(p));
