@@ -21,7 +21,12 @@ pub(crate) static TAIL: Asset =
     Asset { path: "/tail.html", content_type: HTML, body: include_str!("ui/tail.html") };
 
 /// The scripts and the style sheet the two pages load.
-static FILES: [Asset; 3] = [
+static FILES: [Asset; 4] = [
+    Asset {
+        path: "/ui/common.js",
+        content_type: "text/javascript;charset=utf-8",
+        body: include_str!("ui/common.js"),
+    },
     Asset {
         path: "/ui/dashboard.css",
         content_type: "text/css;charset=utf-8",

@@ -65,6 +65,7 @@ async fn pages_and_their_files_are_served_from_the_binary() {
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains("<pre class=\"log\""));
     for (path, content_type, marker) in [
+        ("/ui/common.js", "text/javascript;charset=utf-8", "window.location.origin"),
         ("/ui/dashboard.js", "text/javascript;charset=utf-8", "new EventSource("),
         ("/ui/tail.js", "text/javascript;charset=utf-8", "/logtail/"),
         ("/ui/dashboard.css", "text/css;charset=utf-8", ".processes"),
@@ -76,7 +77,8 @@ async fn pages_and_their_files_are_served_from_the_binary() {
     }
     // Nothing in the pages comes from another site.
     for asset in [&assets::INDEX, &assets::TAIL].into_iter().chain(
-        ["/ui/dashboard.js", "/ui/tail.js", "/ui/dashboard.css"].map(|p| assets::find(p).unwrap()),
+        ["/ui/common.js", "/ui/dashboard.js", "/ui/tail.js", "/ui/dashboard.css"]
+            .map(|p| assets::find(p).unwrap()),
     ) {
         assert!(
             !asset.body.contains("http://") && !asset.body.contains("https://"),

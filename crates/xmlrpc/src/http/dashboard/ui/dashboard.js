@@ -3,16 +3,12 @@
 "use strict";
 
 (function () {
-  // Requests go to the origin, never relative to the page's URL: a page opened with
-  // credentials in its address must not put them in a request URL (fetch refuses it).
-  const base = window.location.origin;
-  const $ = (id) => document.getElementById(id);
+  const { base, $, setLive, showMessage } = vigil;
 
   let facts = null; // the last `facts` event
   let clockSkew = 0; // daemon clock minus ours, in seconds
   const lastCpu = new Map(); // namespec -> [cpu seconds, time in ms], for CPU %
   let filterText = "";
-  let messageTimer = null;
 
   const RUNNING_STATES = new Set(["STARTING", "RUNNING", "BACKOFF", "STOPPING"]);
 
@@ -60,20 +56,6 @@
     }
     if (text !== undefined && text !== null) node.textContent = text;
     return node;
-  }
-
-  function setLive(state, text) {
-    $("live").dataset.live = state;
-    $("live-text").textContent = text;
-  }
-
-  function showMessage(text, ok) {
-    const box = $("message");
-    box.textContent = text;
-    box.classList.toggle("error", !ok);
-    box.hidden = false;
-    clearTimeout(messageTimer);
-    if (ok) messageTimer = setTimeout(() => { box.hidden = true; }, 8000);
   }
 
   function healthCell(p) {

@@ -3,8 +3,7 @@
 "use strict";
 
 (function () {
-  const base = window.location.origin;
-  const $ = (id) => document.getElementById(id);
+  const { base, $, setLive, showMessage } = vigil;
   // The most text kept on the page; older lines go first.
   const MAX_CHARS = 512 * 1024;
 
@@ -12,18 +11,6 @@
   const name = params.get("processname") || "";
   const channel = params.get("channel") === "stderr" ? "stderr" : "stdout";
   let reader = null;
-
-  function setLive(state, text) {
-    $("live").dataset.live = state;
-    $("live-text").textContent = text;
-  }
-
-  function showMessage(text, ok) {
-    const box = $("message");
-    box.textContent = text;
-    box.classList.toggle("error", !ok);
-    box.hidden = false;
-  }
 
   function append(text) {
     const log = $("log");
