@@ -20,27 +20,20 @@ pub(crate) static INDEX: Asset =
 pub(crate) static TAIL: Asset =
     Asset { path: "/tail.html", content_type: HTML, body: include_str!("ui/tail.html") };
 
+/// A script the pages load.
+const fn script(path: &'static str, body: &'static str) -> Asset {
+    Asset { path, content_type: "text/javascript;charset=utf-8", body }
+}
+
 /// The scripts and the style sheet the two pages load.
 static FILES: [Asset; 4] = [
-    Asset {
-        path: "/ui/common.js",
-        content_type: "text/javascript;charset=utf-8",
-        body: include_str!("ui/common.js"),
-    },
+    script("/ui/common.js", include_str!("ui/common.js")),
+    script("/ui/dashboard.js", include_str!("ui/dashboard.js")),
+    script("/ui/tail.js", include_str!("ui/tail.js")),
     Asset {
         path: "/ui/dashboard.css",
         content_type: "text/css;charset=utf-8",
         body: include_str!("ui/dashboard.css"),
-    },
-    Asset {
-        path: "/ui/dashboard.js",
-        content_type: "text/javascript;charset=utf-8",
-        body: include_str!("ui/dashboard.js"),
-    },
-    Asset {
-        path: "/ui/tail.js",
-        content_type: "text/javascript;charset=utf-8",
-        body: include_str!("ui/tail.js"),
     },
 ];
 

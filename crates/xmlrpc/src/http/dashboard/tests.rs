@@ -38,6 +38,11 @@ fn action(path: &str, extra_headers: &str) -> String {
 
 const SAME_ORIGIN: &str = "Origin: http://localhost:9001\r\nSec-Fetch-Site: same-origin\r\n";
 
+/// Runs the action `path` as the dashboard's page would.
+async fn post(backend: &Arc<FakeBackend>, path: &str) -> crate::http::tests::Reply {
+    request(backend, None, &action(path, SAME_ORIGIN)).await
+}
+
 fn state_of(backend: &FakeBackend, name: &str) -> ProcessState {
     backend.state().processes.iter().find(|p| p.name == name).expect("known process").state
 }
@@ -166,47 +171,38 @@ fn same_origin_compares_origin_with_host() {
 #[tokio::test]
 async fn actions_on_one_process() {
     let backend = Arc::new(FakeBackend::new());
-    let post = |path: &str| {
-        let backend = Arc::clone(&backend);
-        let raw = action(path, SAME_ORIGIN);
-        async move { request(&backend, None, &raw).await }
-    };
-    let reply = post("stop/web%3Aweb_0").await;
+    let reply = post(&backend, "stop/web%3Aweb_0").await;
     assert_eq!(reply.header("content-type"), Some("application/json"));
     assert_eq!(json(&reply.body), serde_json::json!({"ok": true, "message": "web:web_0: stopped"}));
-    let reply = post("stop/web:web_0").await;
+    let reply = post(&backend, "stop/web:web_0").await;
     assert_eq!(
         json(&reply.body),
         serde_json::json!({"ok": false, "message": "web:web_0: ERROR (NOT_RUNNING: web:web_0)"})
     );
-    let reply = post("start/worker").await;
+    let reply = post(&backend, "start/worker").await;
     assert_eq!(json(&reply.body)["ok"], true);
     assert_eq!(state_of(&backend, "worker"), ProcessState::Running);
-    let reply = post("restart/web:web_0").await;
+    let reply = post(&backend, "restart/web:web_0").await;
     assert_eq!(
         json(&reply.body),
         serde_json::json!({"ok": true, "message": "web:web_0: restarted"}),
         "a restart of a stopped process starts it"
     );
     assert_eq!(state_of(&backend, "web_0"), ProcessState::Running);
-    let reply = post("clearlog/worker").await;
+    let reply = post(&backend, "clearlog/worker").await;
     assert_eq!(json(&reply.body)["message"], "worker: log cleared");
     assert_eq!(backend.state().cleared, vec![Some(ProcessRef::new("worker", "worker"))]);
-    let reply = post("start/nosuch").await;
+    let reply = post(&backend, "start/nosuch").await;
     assert_eq!(json(&reply.body)["message"], "nosuch: ERROR (BAD_NAME: nosuch)");
     for path in ["frobnicate/worker", "stop/web:*", "stop", "stopall/worker", "update/"] {
-        assert_eq!(post(path).await.status, 404, "{path}");
+        assert_eq!(post(&backend, path).await.status, 404, "{path}");
     }
 }
 
 #[tokio::test]
 async fn actions_on_every_process() {
     let backend = Arc::new(FakeBackend::new());
-    let post = |path: &str| {
-        let backend = Arc::clone(&backend);
-        let raw = action(path, SAME_ORIGIN);
-        async move { json(&request(&backend, None, &raw).await.body) }
-    };
+    let post = async |path: &str| json(&post(&backend, path).await.body);
     let reply = post("stopall").await;
     assert_eq!(reply["ok"], true);
     assert_eq!(reply["message"], "web:web_0: stopped\nweb:web_1: stopped");
@@ -236,11 +232,7 @@ async fn an_update_applies_only_the_plan_that_was_shown() {
     let report =
         |steps| crate::backend::UpdateReport { dry_run: true, unknown_groups: Vec::new(), steps };
     backend.state().update = Ok(report(vec![step("extra")]));
-    let post = |path: String| {
-        let backend = Arc::clone(&backend);
-        let raw = action(&path, SAME_ORIGIN);
-        async move { request(&backend, None, &raw).await }
-    };
+    let post = async |path: String| post(&backend, &path).await;
     let plan = json(&post("plan".to_owned()).await.body);
     assert_eq!(plan["ok"], true);
     assert_eq!(plan["dry_run"], true);
