@@ -329,6 +329,29 @@ fn the_table_lists_the_seed_programs_and_follows_them_live() {
         browser.state("app2").as_deref() == Some("RUNNING")
     });
 
+    // A program dropped into conf.d/: "Update…" shows the plan, and applies it only
+    // when asked.
+    let extra = format!(
+        "[program:extra]\ncommand={} --sleep 3600\nstartsecs=0\n",
+        vigil_integration::child_bin().display()
+    );
+    std::fs::write(setup.sandbox.join("seed/conf.d/extra.conf"), extra).unwrap();
+    browser.click("#update");
+    let plan = wait_for(TIMEOUT, "the update plan", || {
+        let open = browser.execute("return document.getElementById('plan').open;");
+        let steps = browser.text("#plan-steps")?;
+        (open == json!(true) && !steps.is_empty()).then_some(steps)
+    });
+    assert_eq!(plan, "add group extra: start extra");
+    assert!(browser.state("extra").is_none(), "the plan applied nothing");
+    assert!(setup.daemon.state("extra").is_empty(), "the plan applied nothing");
+    browser.click("#plan-apply");
+    wait_until(TIMEOUT, "extra's row RUNNING", || {
+        browser.state("extra").as_deref() == Some("RUNNING")
+    });
+    assert_eq!(setup.daemon.state("extra"), "RUNNING");
+    assert_eq!(browser.execute("return window.vigilTestMark;"), json!("same page"), "no reload");
+
     // The tail page follows app1's request log as requests arrive.
     browser.goto(&format!("{}/tail.html?processname=app1&channel=stderr", setup.origin()));
     wait_until(TIMEOUT, "the tail page to follow", || {
