@@ -395,7 +395,7 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         process: Option<&ProcessRef>,
     ) -> Result<Vec<ProcessResult>, Fault> {
         let specs = vec![process.map_or(NameSpec::All, spec)];
-        let report = call!(self, Restart { specs: specs, wait: false })?;
+        let report = call!(self, Restart { specs: specs, wait: true })?;
         let mut results = many(report.stopped)?;
         results.extend(many(report.started)?);
         Ok(results)

@@ -197,8 +197,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
 
     /// Stops, then starts, one process (`Some`) or every process (`None`); the start
-    /// phase begins when every stop has finished. One result per process and phase,
-    /// without waiting for the starts to reach `RUNNING`.
+    /// phase begins when every stop has finished, and the call answers once the starts
+    /// reached `RUNNING` (or failed). One result per process and phase.
     fn restart_processes(
         &self,
         process: Option<&ProcessRef>,

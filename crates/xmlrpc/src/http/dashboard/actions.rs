@@ -4,7 +4,7 @@
 //!
 //! | verb | does |
 //! | --- | --- |
-//! | `start/<p>`, `stop/<p>`, `restart/<p>` | as `vigilctl start/stop/restart p`, without waiting for `RUNNING` |
+//! | `start/<p>`, `stop/<p>`, `restart/<p>` | as `vigilctl start/stop/restart p`, answering once the process is `RUNNING` (after `startsecs`) or stopped, so the message says what happened |
 //! | `clearlog/<p>` | empties the process's stdout and stderr logs |
 //! | `startall`, `stopall`, `restartall` | the same for every process |
 //! | `plan` | `update --dry-run`: the steps, and `id`, naming this plan |
@@ -28,8 +28,8 @@ pub(crate) async fn run<B: Backend>(path: &str, backend: &B) -> Response<Body> {
     };
     let (verb, argument) = path.split_once('/').unwrap_or((&path, ""));
     match (verb, argument) {
-        ("startall", "") => many("started", backend.start_many(&Scope::All, false).await),
-        ("stopall", "") => many("stopped", backend.stop_many(&Scope::All, false).await),
+        ("startall", "") => many("started", backend.start_many(&Scope::All, true).await),
+        ("stopall", "") => many("stopped", backend.stop_many(&Scope::All, true).await),
         ("restartall", "") => restarted(backend.restart_processes(None).await),
         ("plan", "") => match backend.update(true).await {
             Ok(report) => reply(StatusCode::OK, plan(&report, "update plan")),
@@ -50,8 +50,8 @@ pub(crate) async fn run<B: Backend>(path: &str, backend: &B) -> Response<Body> {
 async fn one<B: Backend>(verb: &str, process: &ProcessRef, backend: &B) -> Response<Body> {
     let name = process.namespec();
     let (outcome, done) = match verb {
-        "start" => (backend.start_process(process, false).await, "started"),
-        "stop" => (backend.stop_process(process, false).await, "stopped"),
+        "start" => (backend.start_process(process, true).await, "started"),
+        "stop" => (backend.stop_process(process, true).await, "stopped"),
         "clearlog" => (backend.clear_process_logs(process).await, "log cleared"),
         "restart" => return restarted(backend.restart_processes(Some(process)).await),
         _ => return plain(StatusCode::NOT_FOUND),
