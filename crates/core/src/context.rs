@@ -49,6 +49,11 @@ pub(crate) struct Context {
     pub(crate) fcgi: FcgiSockets,
     /// Where processes' control groups go (`[supervisord] cgroup_root`).
     pub(crate) cgroups: Cgroups,
+    /// Counts what watchers of the tree show: a process's state, pid, health or
+    /// dependency wait changed, or a group came or went. A watch rather than the
+    /// bus, so a watcher that looks away misses no change and a burst of them
+    /// wakes it once; nobody is woken while nobody waits.
+    pub(crate) changes: watch::Sender<u64>,
 }
 
 /// Why the tree is bringing the daemon down by itself: a FATAL group or
@@ -65,6 +70,11 @@ pub struct FatalShutdown {
 }
 
 impl Context {
+    /// Records one change of what [`Context::changes`] counts.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     /// Publishes `fatal` unless an earlier escalation already decided the
     /// daemon's end; true when this one was taken.
     pub(crate) fn escalate(&self, fatal: FatalShutdown) -> bool {

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use vigil_config::{GroupConfig, NameSpec, Signal, Supervisord};
 
 use crate::context::{Context, FatalShutdown};
@@ -335,6 +335,14 @@ impl Handle {
     /// State changes of every process, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.ctx.bus.subscribe()
+    }
+
+    /// A counter that moves whenever a process's state, pid, health or
+    /// dependency wait changes, or a group is added, replaced or removed: what
+    /// a live view waits on before it asks for the processes again. Only its
+    /// changes mean anything, not its value.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.ctx.changes.subscribe()
     }
 
     /// Publishes supervisord's `REMOTE_COMMUNICATION` event on the bus

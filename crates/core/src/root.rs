@@ -101,6 +101,7 @@ impl RootState {
         match self.spawn_group(myself, &entry, false).await {
             Ok(()) => {
                 self.registry.insert(entry);
+                self.ctx.changed();
                 let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
                 Ok(())
             }
@@ -120,6 +121,7 @@ impl RootState {
             Some(entry) => entry,
         };
         self.registry.remove(name);
+        self.ctx.changed();
         // The daemon lets go of an fcgi group's socket with the group.
         self.ctx.fcgi.remove(name);
         if let Some(actor) = entry.actor() {
@@ -146,6 +148,7 @@ impl RootState {
             Ok(ractor::rpc::CallResult::Success(())) => {
                 entry.set_actor(Some(actor));
                 self.registry.insert(entry);
+                self.ctx.changed();
                 Ok(())
             }
             _ => Err(CoreError::Failed(format!("group '{name}' did not take its new members"))),

@@ -124,6 +124,7 @@ impl Supervisor {
                 crate::cgroup::Host::detect(),
                 settings.cgroup_root.clone(),
             ),
+            changes: tokio::sync::watch::Sender::new(0),
         });
         ctx.cgroups.prepare(
             groups.iter().flat_map(|(_, members)| members).filter_map(|m| m.config.cgroup.as_ref()),

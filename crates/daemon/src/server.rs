@@ -150,6 +150,19 @@ impl Control for ControlServer {
         Ok(Facts { daemon, processes })
     }
 
+    async fn changes(self, ctx: Context, seen: u64, wait_ms: u64) -> Result<u64, ControlError> {
+        self.check()?;
+        let mut changes = self.handle().changes();
+        let current = *changes.borrow_and_update();
+        if current != seen {
+            return Ok(current);
+        }
+        // Woken by the tree's next change, or not at all until the budget ends.
+        let _ = tokio::time::timeout(poll_budget(&ctx, wait_ms), changes.changed()).await;
+        let current = *changes.borrow();
+        Ok(current)
+    }
+
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {
         self.check()?;
         let infos = self.handle().process_info(None).await.map_err(core_error)?;

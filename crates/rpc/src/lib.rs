@@ -87,6 +87,16 @@ pub trait Control {
     /// memory from /proc once for this call when `usage`.
     async fn facts(usage: bool) -> Result<Facts, ControlError>;
 
+    /// Vigil extension: long-poll for a change in what a live view shows: a
+    /// process's state, pid, health or dependency wait, or a group added,
+    /// replaced or removed. Answers the change counter at once when it differs
+    /// from `seen`, otherwise when it moves or after `wait_ms`. Only a
+    /// difference from `seen` means anything, so a first call passes any value
+    /// with `wait_ms = 0`, then the view reads [`Control::facts`] and waits with
+    /// the counter it got. The daemon does nothing while nobody waits, and the
+    /// caller's deadline must exceed `wait_ms`.
+    async fn changes(seen: u64, wait_ms: u64) -> Result<u64, ControlError>;
+
     /// Every process, sorted by group, then name (`getAllProcessInfo`).
     async fn all_process_info() -> Result<Vec<ProcessInfo>, ControlError>;
 

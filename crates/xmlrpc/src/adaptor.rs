@@ -32,7 +32,7 @@ use vigil_rpc::{
 
 use crate::backend::{
     Backend, ConfigInfo, DaemonState, Facts, FollowFrom, LogFollow, LogSource, ProcessInfo,
-    ProcessRef, ProcessResult, Reread, Scope,
+    ProcessRef, ProcessResult, Reread, Scope, UpdateReport,
 };
 use crate::fault::{Fault, FaultCode};
 
@@ -365,6 +365,11 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         call!(self, Facts { usage: usage })
     }
 
+    async fn changes(&self, seen: u64, wait: Duration) -> Result<u64, Fault> {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        call!(self, Changes { seen: seen, wait_ms: wait_ms })
+    }
+
     async fn all_config_info(&self) -> Result<Vec<ConfigInfo>, Fault> {
         call!(self, Avail {})
     }
@@ -385,6 +390,17 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         many(call!(self, Stop { specs: vec![scope_spec(scope)], wait: wait })?)
     }
 
+    async fn restart_processes(
+        &self,
+        process: Option<&ProcessRef>,
+    ) -> Result<Vec<ProcessResult>, Fault> {
+        let specs = vec![process.map_or(NameSpec::All, spec)];
+        let report = call!(self, Restart { specs: specs, wait: true })?;
+        let mut results = many(report.stopped)?;
+        results.extend(many(report.started)?);
+        Ok(results)
+    }
+
     async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
         let signal = signal.number().to_string();
         single(call!(self, Signal { specs: vec![spec(process)], signal: signal })?)
@@ -401,6 +417,10 @@ impl<C: SendControl> Backend for ControlBackend<C> {
 
     async fn reload_config(&self) -> Result<Reread, Fault> {
         call!(self, Reread {})
+    }
+
+    async fn update(&self, dry_run: bool) -> Result<UpdateReport, Fault> {
+        call!(self, Update { groups: Vec::new(), dry_run: dry_run })
     }
 
     async fn add_group(&self, group: &str) -> Result<(), Fault> {

@@ -17,6 +17,7 @@
 //! is dropped whenever a `tail -f` client goes away and must hold nothing that outlives it.
 
 use std::future::Future;
+use std::time::Duration;
 
 use vigil_config::{NameSpec, Signal};
 
@@ -30,7 +31,7 @@ use crate::fault::Fault;
 /// supervisord's `auto`/`none`/`unexpected` spellings, which the method table encodes.
 /// `reloadConfig` sends only the group names of a `Reread`, not its details.
 pub(crate) use vigil_rpc::{
-    ConfigInfo, DaemonState, Facts, LogChannel, ProcessInfo, ProcessState, Reread,
+    ConfigInfo, DaemonState, Facts, LogChannel, ProcessInfo, ProcessState, Reread, UpdateReport,
 };
 
 /// A process addressed by group and process name (`group:name` in a namespec; a process
@@ -151,6 +152,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// child's CPU and memory from /proc when `usage`.
     fn facts(&self, usage: bool) -> impl Future<Output = Result<Facts, Fault>> + Send;
 
+    /// Waits for a change in what the dashboard shows (a process's state, pid, health or
+    /// dependency wait; a group added or removed): answers the daemon's change counter at
+    /// once when it differs from `seen`, otherwise when it moves or after `wait`. Only a
+    /// difference from `seen` means anything.
+    fn changes(&self, seen: u64, wait: Duration)
+    -> impl Future<Output = Result<u64, Fault>> + Send;
+
     /// Every process of every group in the last-read config, in any order.
     fn all_config_info(&self) -> impl Future<Output = Result<Vec<ConfigInfo>, Fault>> + Send;
 
@@ -188,6 +196,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         wait: bool,
     ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
 
+    /// Stops, then starts, one process (`Some`) or every process (`None`); the start
+    /// phase begins when every stop has finished, and the call answers once the starts
+    /// reached `RUNNING` (or failed). One result per process and phase.
+    fn restart_processes(
+        &self,
+        process: Option<&ProcessRef>,
+    ) -> impl Future<Output = Result<Vec<ProcessResult>, Fault>> + Send;
+
     /// Sends `signal` to one process. Faults: `BAD_NAME`, `NOT_RUNNING` (not `STARTING`,
     /// `RUNNING` or `STOPPING`), `FAILED`.
     fn signal_process(
@@ -206,6 +222,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Re-reads the config and diffs it against the active groups, applying nothing.
     /// `CANT_REREAD` with the parse errors as detail.
     fn reload_config(&self) -> impl Future<Output = Result<Reread, Fault>> + Send;
+
+    /// Re-reads the config and applies the difference to every group (`vigilctl update`);
+    /// with `dry_run`, the same plan, applying nothing. `CANT_REREAD` with the parse
+    /// errors as detail.
+    fn update(&self, dry_run: bool) -> impl Future<Output = Result<UpdateReport, Fault>> + Send;
 
     /// Activates a group of the last-read config. `BAD_NAME`, `ALREADY_ADDED`.
     fn add_group(&self, group: &str) -> impl Future<Output = Result<(), Fault>> + Send;

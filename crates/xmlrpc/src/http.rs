@@ -8,7 +8,9 @@
 //! - `/metrics`: `GET` answers the Prometheus text format ([`metrics`]);
 //! - `/healthz` and `/readyz`: `GET` (or `HEAD`) answers an orchestrator's probe
 //!   ([`health`]);
-//! - anything else is 404 (vigild has no web UI yet).
+//! - `/`, `/index.html`, `/tail.html`, `/ui/...`: the web dashboard ([`dashboard`]): pages
+//!   and its live feed by `GET`, its actions by a same-origin `POST`;
+//! - anything else is 404.
 //!
 //! A method a route does not serve is 400 if supervisord knows it (`GET`, `HEAD`, `POST`:
 //! its answer), and 405 with an `Allow` header otherwise. Every method of
@@ -39,6 +41,7 @@ use crate::limits::{
 };
 
 pub(crate) mod auth;
+mod dashboard;
 mod health;
 pub(crate) mod logtail;
 mod metrics;
@@ -135,6 +138,9 @@ async fn respond<B: Backend>(
         (Route::LogTail(logtail::source(path)), Method::GET)
     } else if path == "/metrics" {
         (Route::Metrics, Method::GET)
+    } else if let Some(page) = dashboard::Page::route(path) {
+        let method = page.method();
+        (Route::Dashboard(page), method)
     } else {
         discard(body);
         return plain(StatusCode::NOT_FOUND);
@@ -154,6 +160,11 @@ async fn respond<B: Backend>(
             Ok(facts) => response::full(metrics::CONTENT_TYPE, metrics::render(&facts)),
             Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE),
         },
+        Route::Dashboard(page) => {
+            // Actions carry everything in their path.
+            discard(body);
+            dashboard::answer(page, &parts.headers, backend).await
+        }
     }
 }
 
@@ -163,6 +174,7 @@ enum Route {
     /// `None`: a `/logtail` path that names no single process's log.
     LogTail(Option<LogSource>),
     Metrics,
+    Dashboard(dashboard::Page),
 }
 
 /// The answer to a method the path does not serve: 400 for the methods supervisord knows

@@ -1,7 +1,9 @@
 //! Vigil over HTTP: what vigild serves on connections its listener identified as HTTP.
-//! Today that is supervisord's compatibility surface, the XML-RPC API (`/RPC2`) and the
+//! That is supervisord's compatibility surface, the XML-RPC API (`/RPC2`) and the
 //! log-following handlers (`/logtail/...`, `/mainlogtail`) that the stock `supervisorctl`
-//! and Python `xmlrpc.client` scripts use, behind supervisord's HTTP Basic auth.
+//! and Python `xmlrpc.client` scripts use, the web dashboard in place of supervisord's
+//! web page (`/`, `/index.html`, `/tail.html`), and what monitoring asks for (`/metrics`,
+//! `/healthz`, `/readyz`), behind supervisord's HTTP Basic auth.
 //!
 //! Layers, each in its own module, each importing only the ones listed after it:
 //! - [`adaptor`]: the production [`backend::Backend`], calling the daemon's
@@ -9,7 +11,8 @@
 //!   share one implementation. Entry point for the daemon: [`serve`].
 //! - [`http`]: hyper HTTP/1.1 on one connection: routing, Basic auth ([`http::auth`]), the
 //!   request limits, the XML-RPC endpoint ([`http::xmlrpc`], with its method table and
-//!   wire codec) and the streamed log tails ([`http::logtail`]).
+//!   wire codec), the streamed log tails ([`http::logtail`]), the web dashboard (its
+//!   pages, live feed and actions), the metrics and the health probes.
 //! - [`limits`]: the documented limits on what one client can make vigild read, wait
 //!   for and write.
 //! - [`backend`]: the [`backend::Backend`] trait, everything the handlers need from the
@@ -19,7 +22,7 @@
 //! The crate depends on vigil-rpc and on vigil-config's vocabulary (namespecs, signal
 //! names), never on the supervision tree: vigild wires it to its control service. It owns no sockets and no protocol sniffing, and holds no daemon
 //! state of its own (only, per connection, a `shutdown`/`restart` waiting for its answer to
-//! be sent).
+//! be sent, and the count of the dashboard's open event streams, which it limits).
 #![warn(missing_docs)]
 #![allow(
     rustdoc::private_intra_doc_links,

@@ -12,6 +12,8 @@
 //! | [`MAX_DISCARDED_BODY`] | 64 KiB | what is read and dropped of a body answered without it (401, 400, 404, 405); more closes the connection |
 //! | [`MAX_LOG_READ`] | 1 MiB | the most log bytes one `readLog`, `readProcess*Log` or `tailProcess*Log` returns; a longer range is shortened, keeping its start (or, for a read of the last bytes and a tail, its end) |
 //! | [`MAX_MULTICALL_CALLS`] | 10 000 | a larger `system.multicall` is the fault `INCORRECT_PARAMETERS`, and runs nothing |
+//! | [`MAX_EVENT_STREAMS`] | 32 | the dashboard's live feeds (`/ui/events`) open at once in the daemon, over all listeners; one more is answered 503 with `Retry-After` |
+//! | [`EVENT_STREAM_LIFETIME`] | 30 min | a live feed then ends; the browser opens a new one (and is asked for credentials again if they changed) |
 //! | [`MAX_RESPONSE`] | 16 MiB | the most an XML-RPC response may encode to; a larger result is a `FAILED` fault; in a `system.multicall`, the call whose result would pass it gets that fault in its place and the calls after it are not run, each getting a `FAILED` fault too |
 //!
 //! Credentials are checked as soon as the head is read: an unauthenticated client never
@@ -49,3 +51,11 @@ pub(crate) const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// The most calls one `system.multicall` may carry, so that a fault for each fits in
 /// [`MAX_RESPONSE`] with room to spare.
 pub(crate) const MAX_MULTICALL_CALLS: usize = 10_000;
+
+/// The most dashboard event streams open at once: each is a long-lived connection, and
+/// together they must leave the listener's connections to other clients.
+pub(crate) const MAX_EVENT_STREAMS: usize = 32;
+
+/// How long one dashboard event stream lasts before the server ends it (the browser
+/// reopens it), so no stream holds a connection for ever.
+pub(crate) const EVENT_STREAM_LIFETIME: Duration = Duration::from_secs(30 * 60);

@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
 use vigil_config::Signal;
 
 use vigil_rpc::LogSettings;
 
 use crate::backend::{
     Backend, ConfigInfo, DaemonState, FollowFrom, LogChannel, LogFollow, LogSource, ProcessInfo,
-    ProcessRef, ProcessResult, ProcessState, Reread, Scope,
+    ProcessRef, ProcessResult, ProcessState, Reread, Scope, UpdateReport,
 };
 use crate::fault::{Fault, FaultCode};
 
@@ -35,6 +37,10 @@ pub(crate) struct FakeState {
     pub(crate) stdin: Vec<(ProcessRef, Vec<u8>)>,
     pub(crate) events: Vec<(String, String)>,
     pub(crate) cleared: Vec<Option<ProcessRef>>,
+    /// What `update` answers.
+    pub(crate) update: Result<UpdateReport, Fault>,
+    /// The `dry_run` of every `update` called.
+    pub(crate) updates: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -42,6 +48,8 @@ pub(crate) struct FakeBackend {
     state: Mutex<FakeState>,
     /// Woken whenever a log changes, so `follow_log` waits without polling.
     log_changed: Notify,
+    /// The change counter `changes` reports; every start, stop and restart moves it.
+    changes: watch::Sender<u64>,
 }
 
 pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessInfo {
@@ -135,9 +143,21 @@ impl FakeBackend {
                 stdin: Vec::new(),
                 events: Vec::new(),
                 cleared: Vec::new(),
+                update: Ok(UpdateReport {
+                    dry_run: true,
+                    unknown_groups: Vec::new(),
+                    steps: Vec::new(),
+                }),
+                updates: Vec::new(),
             }),
             log_changed: Notify::new(),
+            changes: watch::Sender::new(0),
         }
+    }
+
+    /// Records a change of what the dashboard shows, as the daemon's tree does.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|count| *count += 1);
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, FakeState> {
@@ -221,11 +241,13 @@ impl FakeBackend {
         if state.failing_spawns.contains(process) {
             let info = &mut state.processes[index];
             info.state = ProcessState::Backoff;
+            ProcessState::Backoff.name().clone_into(&mut info.statename);
             info.spawnerr = "can't find command".to_owned();
             return Err(Fault::with_detail(FaultCode::SpawnError, process.namespec()));
         }
         let info = &mut state.processes[index];
         info.state = ProcessState::Running;
+        ProcessState::Running.name().clone_into(&mut info.statename);
         info.pid = 5000 + u32::try_from(index).expect("few processes");
         info.start = 1_700_000_100;
         Ok(())
@@ -238,6 +260,7 @@ impl FakeBackend {
             return Err(Fault::with_detail(FaultCode::NotRunning, process.namespec()));
         }
         info.state = ProcessState::Stopped;
+        ProcessState::Stopped.name().clone_into(&mut info.statename);
         info.pid = 0;
         info.stop = 1_700_000_200;
         Ok(())
@@ -332,20 +355,64 @@ impl Backend for FakeBackend {
         Ok(self.state().configs.clone())
     }
 
+    async fn changes(&self, seen: u64, wait: Duration) -> Result<u64, Fault> {
+        let mut changes = self.changes.subscribe();
+        let current = *changes.borrow_and_update();
+        if current == seen {
+            let _ = tokio::time::timeout(wait, changes.changed()).await;
+        }
+        let current = *changes.borrow();
+        Ok(current)
+    }
+
     async fn start_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
-        Self::start_locked(&mut self.state(), process)
+        let result = Self::start_locked(&mut self.state(), process);
+        self.changed();
+        result
     }
 
     async fn start_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        Self::many_locked(&mut self.state(), scope, false, Self::start_locked)
+        let result = Self::many_locked(&mut self.state(), scope, false, Self::start_locked);
+        self.changed();
+        result
     }
 
     async fn stop_process(&self, process: &ProcessRef, _wait: bool) -> Result<(), Fault> {
-        Self::stop_locked(&mut self.state(), process)
+        let result = Self::stop_locked(&mut self.state(), process);
+        self.changed();
+        result
     }
 
     async fn stop_many(&self, scope: &Scope, _wait: bool) -> Result<Vec<ProcessResult>, Fault> {
-        Self::many_locked(&mut self.state(), scope, true, Self::stop_locked)
+        let result = Self::many_locked(&mut self.state(), scope, true, Self::stop_locked);
+        self.changed();
+        result
+    }
+
+    async fn restart_processes(
+        &self,
+        process: Option<&ProcessRef>,
+    ) -> Result<Vec<ProcessResult>, Fault> {
+        let scope = match process {
+            Some(process) => {
+                Self::find(&self.state(), process)?;
+                vec![process.clone()]
+            }
+            None => Self::in_scope(&self.state(), &Scope::All)?,
+        };
+        let mut results = Vec::new();
+        let mut state = self.state();
+        for process in &scope {
+            let outcome = Self::stop_locked(&mut state, process);
+            results.push(ProcessResult { process: process.clone(), outcome });
+        }
+        for process in &scope {
+            let outcome = Self::start_locked(&mut state, process);
+            results.push(ProcessResult { process: process.clone(), outcome });
+        }
+        drop(state);
+        self.changed();
+        Ok(results)
     }
 
     async fn signal_process(&self, process: &ProcessRef, signal: Signal) -> Result<(), Fault> {
@@ -360,6 +427,12 @@ impl Backend for FakeBackend {
         Self::many_locked(&mut self.state(), scope, true, |state, process| {
             Self::signal_locked(state, process, signal)
         })
+    }
+
+    async fn update(&self, dry_run: bool) -> Result<UpdateReport, Fault> {
+        let mut state = self.state();
+        state.updates.push(dry_run);
+        state.update.clone().map(|report| UpdateReport { dry_run, ..report })
     }
 
     async fn reload_config(&self) -> Result<Reread, Fault> {

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
 use vigil_integration::{
     Daemon, TIMEOUT, ctl_at, current_user, procfs, try_wait_until, wait_until,
 };
@@ -35,9 +36,14 @@ fn copy_seed(from: &Path, to: &Path) {
 
 /// A plain HTTP/1.0 GET; `None` until something answers.
 fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_with(port, path, "")
+}
+
+/// A plain HTTP/1.0 GET with `headers` (each ending in CRLF).
+fn http_get_with(port: u16, path: &str, headers: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(response)
@@ -131,7 +137,28 @@ fn seed_tutorial_walkthrough() {
     });
     assert!(restarted, "app2 restarted with fresh state");
 
-    // 7. Shut down: nothing left.
+    // 7. Watch it: the dashboard and /metrics on the [inet_http_server] (port 19001),
+    // behind its credentials. (`vigilctl top` is the terminal's view of the same.)
+    let auth = format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode("operator:watchit")
+    );
+    let page = http_get_with(19001, "/", &auth).expect("the dashboard answers");
+    assert!(
+        page.split(' ').nth(1) == Some("200") && page.contains("<table class=\"processes\""),
+        "{page}"
+    );
+    let refused = http_get(19001, "/").expect("the dashboard answers");
+    assert_eq!(refused.split(' ').nth(1), Some("401"), "{refused}");
+    let metrics = http_get_with(19001, "/metrics", &auth).expect("/metrics answers");
+    for name in ["app1", "app2", "http"] {
+        let up = format!("vigil_process_up{{group=\"{name}\",name=\"{name}\"}} 1\n");
+        assert!(metrics.contains(&up), "{up} in {metrics}");
+    }
+    let restarts = "vigil_process_restarts_total{group=\"app2\",name=\"app2\"} 1\n";
+    assert!(metrics.contains(restarts), "{metrics}");
+
+    // 8. Shut down: nothing left.
     ctl(&["shutdown"]).expect_code(0).expect_lines(&["Shut down"]);
     assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
     let remaining = daemon.remaining_descendants();

@@ -291,6 +291,15 @@ impl Control for Fake {
         })
     }
 
+    async fn changes(self, _: Context, seen: u64, wait_ms: u64) -> Result<u64, ControlError> {
+        self.record("changes");
+        // Nothing in the fake changes on its own: its counter stays 0.
+        if seen == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        }
+        Ok(0)
+    }
+
     async fn facts(self, _: Context, usage: bool) -> Result<vigil_rpc::Facts, ControlError> {
         self.record("facts");
         let mut all = self.lock().processes.clone();

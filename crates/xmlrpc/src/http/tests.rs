@@ -11,9 +11,12 @@ use crate::testing::{FakeBackend, process};
 use logtail::TRUNCATED;
 
 /// Generous: only reached when something is broken, never on the happy path.
-const TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn connect(backend: &Arc<FakeBackend>, credentials: Option<Credentials>) -> DuplexStream {
+pub(super) fn connect(
+    backend: &Arc<FakeBackend>,
+    credentials: Option<Credentials>,
+) -> DuplexStream {
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(serve_http(server, Arc::clone(backend), credentials.map(Arc::new)));
     client
@@ -21,14 +24,14 @@ fn connect(backend: &Arc<FakeBackend>, credentials: Option<Credentials>) -> Dupl
 
 /// A parsed response with a `Content-Length` body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) head: String,
+    pub(super) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then(|| value.trim())
@@ -37,7 +40,7 @@ impl Reply {
 }
 
 /// Reads one complete `Content-Length` response from `io`, leaving the connection open.
-async fn read_reply(io: &mut DuplexStream) -> Reply {
+pub(super) async fn read_reply(io: &mut DuplexStream) -> Reply {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 8192];
     tokio::time::timeout(TIMEOUT, async {
@@ -76,7 +79,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|window| window == needle)
 }
 
-async fn request(backend: &Arc<FakeBackend>, credentials: Option<Credentials>, raw: &str) -> Reply {
+pub(super) async fn request(
+    backend: &Arc<FakeBackend>,
+    credentials: Option<Credentials>,
+    raw: &str,
+) -> Reply {
     let mut io = connect(backend, credentials);
     io.write_all(raw.as_bytes()).await.unwrap();
     read_reply(&mut io).await
@@ -96,11 +103,11 @@ fn method_call(name: &str, params: &str) -> String {
     )
 }
 
-fn get(path: &str, extra_headers: &str) -> String {
+pub(super) fn get(path: &str, extra_headers: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}\r\n")
 }
 
-fn basic(user_and_password: &str) -> String {
+pub(super) fn basic(user_and_password: &str) -> String {
     format!("Authorization: Basic {}\r\n", STANDARD.encode(user_and_password))
 }
 
@@ -140,7 +147,7 @@ async fn bad_requests() {
     assert_eq!(reply.status, 400, "malformed XML");
     let reply = request(&backend, None, &post("", "")).await;
     assert_eq!(reply.status, 400, "empty body");
-    let reply = request(&backend, None, &get("/index.html", "")).await;
+    let reply = request(&backend, None, &get("/nosuch.html", "")).await;
     assert_eq!(reply.status, 404);
     let raw = post("", "").replace("POST /RPC2", "POST /logtail/web:web_0");
     let reply = request(&backend, None, &raw).await;
@@ -162,7 +169,7 @@ async fn methods_a_route_does_not_serve_get_405_with_allow() {
         assert_eq!(reply.status, 405, "{request_line}");
         assert_eq!(reply.header("allow"), Some(allowed), "{request_line}");
     }
-    let reply = request(&backend, None, &get("/index.html", "").replace("GET", "OPTIONS")).await;
+    let reply = request(&backend, None, &get("/nosuch.html", "").replace("GET", "OPTIONS")).await;
     assert_eq!(reply.status, 404, "an unknown path stays unknown");
 }
 
@@ -389,7 +396,7 @@ async fn an_oversized_head_is_refused() {
 
 /// Decodes a chunked body received so far: the data of every complete chunk, and whether
 /// the terminating zero-length chunk arrived.
-fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
+pub(super) fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
     let mut data = Vec::new();
     loop {
         let Some(line_end) = find(body, b"\r\n") else { return (data, false) };
@@ -408,13 +415,13 @@ fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
 }
 
 /// A `tail -f` client: the response head, then the decoded stream as it arrives.
-struct Follower {
-    io: DuplexStream,
-    raw: Vec<u8>,
+pub(super) struct Follower {
+    pub(super) io: DuplexStream,
+    pub(super) raw: Vec<u8>,
 }
 
 impl Follower {
-    async fn open(backend: &Arc<FakeBackend>, path: &str) -> (Follower, String) {
+    pub(super) async fn open(backend: &Arc<FakeBackend>, path: &str) -> (Follower, String) {
         let mut io = connect(backend, None);
         io.write_all(get(path, "").as_bytes()).await.unwrap();
         let mut follower = Follower { io, raw: Vec::new() };
@@ -425,7 +432,7 @@ impl Follower {
         (follower, head)
     }
 
-    async fn read_until(&mut self, done: impl Fn(&[u8]) -> bool) {
+    pub(super) async fn read_until(&mut self, done: impl Fn(&[u8]) -> bool) {
         let mut buffer = [0u8; 8192];
         tokio::time::timeout(TIMEOUT, async {
             while !done(&self.raw) {
@@ -444,7 +451,7 @@ impl Follower {
     }
 
     /// Waits until the decoded stream ends with `suffix`, and returns all of it.
-    async fn wait_for(&mut self, suffix: &[u8]) -> Vec<u8> {
+    pub(super) async fn wait_for(&mut self, suffix: &[u8]) -> Vec<u8> {
         self.read_until(|raw| dechunk(raw).0.ends_with(suffix)).await;
         dechunk(&self.raw).0
     }
