@@ -92,13 +92,17 @@ pub struct RunInfo {
     pub repeats: usize,
     pub duration_s: f64,
     pub orphans_reaped: u64,
+    /// How s6's and Horust's models differ from the others, for the
+    /// targets that are in the table.
+    pub model_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
     pub label: String,
+    /// Empty for a target that is not installed (`version` says why).
     pub daemon: String,
-    pub ctl: String,
+    pub ctl: Option<String>,
     pub version: Option<String>,
 }
 
@@ -115,13 +119,13 @@ pub fn markdown(info: &RunInfo, results: &Results) -> String {
         m.nproc, m.cpu_model, m.memory, m.kernel
     ));
     for t in &info.targets {
-        out.push_str(&format!(
-            "| {} | {} (daemon `{}`, CLI `{}`) |\n",
-            t.label,
-            t.version.as_deref().unwrap_or("version unknown"),
-            t.daemon,
-            t.ctl
-        ));
+        let version = t.version.as_deref().unwrap_or("version unknown");
+        let how = match &t.ctl {
+            _ if t.daemon.is_empty() => String::new(),
+            Some(ctl) => format!(" (daemon `{}`, CLI `{ctl}`)", t.daemon),
+            None => format!(" (daemon `{}`, observed through `/proc`)", t.daemon),
+        };
+        out.push_str(&format!("| {} | {version}{how} |\n", t.label));
     }
     out.push_str(&format!(
         "| Repeats | {} per scenario case, targets alternating, a new daemon in a new temp dir each time |\n",
@@ -139,6 +143,13 @@ pub fn markdown(info: &RunInfo, results: &Results) -> String {
     out.push_str("\n\n");
     out.push_str(&results.table(&labels));
     out.push('\n');
+    if !info.model_notes.is_empty() {
+        out.push_str("## Where s6 and Horust differ\n\n");
+        for n in &info.model_notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+        out.push('\n');
+    }
     if results.notes.is_empty() {
         out.push_str("Every repetition completed and passed its checks.\n");
     } else {
