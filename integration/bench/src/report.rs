@@ -189,6 +189,44 @@ mod tests {
     }
 
     #[test]
+    fn peers_get_their_lines_and_model_notes() {
+        let target = |label: &str, daemon: &str, ctl: Option<&str>, version: &str| TargetInfo {
+            label: label.into(),
+            daemon: daemon.into(),
+            ctl: ctl.map(String::from),
+            version: Some(version.into()),
+        };
+        let info = RunInfo {
+            machine: Machine {
+                nproc: 2,
+                cpu_model: "cpu".into(),
+                memory: "1 GiB".into(),
+                kernel: "6".into(),
+                date_utc: format_utc(0),
+            },
+            command_line: "vigil-bench".into(),
+            targets: vec![
+                target("vigil", "vigild", Some("vigilctl"), "0.1.0"),
+                target("s6", "s6-svscan {config}", None, "s6 2.11.3.2-1"),
+                target("horust", "", None, "not installed: horust not found"),
+            ],
+            repeats: 1,
+            duration_s: 1.0,
+            orphans_reaped: 0,
+            model_notes: vec!["s6: one s6-supervise per program.".into()],
+        };
+        let md = markdown(&info, &Results::default());
+        assert!(md.contains("| vigil | 0.1.0 (daemon `vigild`, CLI `vigilctl`) |"), "{md}");
+        assert!(md.contains(
+            "| s6 | s6 2.11.3.2-1 (daemon `s6-svscan {config}`, observed through `/proc`) |"
+        ));
+        assert!(md.contains("| horust | not installed: horust not found |\n"));
+        assert!(
+            md.contains("## Where s6 and Horust differ\n\n- s6: one s6-supervise per program.\n")
+        );
+    }
+
+    #[test]
     fn machine_parsers() {
         let cpu = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n";
         assert_eq!(cpu_model(cpu).as_deref(), Some("AMD EPYC 7B13"));
