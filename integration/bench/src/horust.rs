@@ -9,7 +9,7 @@
 //! refused rather than silently run differently.
 
 use crate::config::{Program, Spec};
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use serde::Serialize;
 use std::path::Path;
 
@@ -44,19 +44,15 @@ struct Restart {
     attempts: u32,
 }
 
-/// Refuses the options a Horust service file cannot express.
+/// Refuses the options a Horust service file cannot express (Horust has no
+/// startsecs: a service is started once spawned; it rotates by size only and
+/// keeps every file).
 fn check(p: &Program) -> anyhow::Result<()> {
     let name = &p.name;
-    ensure!(
-        p.startsecs.unwrap_or(0) == 0,
-        "program {name}: Horust has no startsecs (a service is started once spawned)"
-    );
-    ensure!(p.startretries.is_none(), "program {name}: Horust has no startretries");
+    if let Some(option) = p.supervisord_only_option() {
+        bail!("program {name}: Horust has no {option}");
+    }
     ensure!(p.autostart != Some(false), "program {name}: Horust starts every service it loads");
-    ensure!(
-        p.stdout_logfile_maxbytes.is_none() && p.stdout_logfile_backups.is_none(),
-        "program {name}: Horust rotates by size only and keeps every file"
-    );
     ensure!(
         shlex::split(&p.command).is_some_and(|w| !w.is_empty()),
         "program {name}: command '{}' is empty or badly quoted",
@@ -141,7 +137,7 @@ attempts = 0
         assert!(refused(|p| p.startsecs = Some(1)).contains("startsecs"));
         assert!(refused(|p| p.startretries = Some(3)).contains("startretries"));
         assert!(refused(|p| p.autostart = Some(false)).contains("every service"));
-        assert!(refused(|p| p.stdout_logfile_maxbytes = Some("10MB".into())).contains("rotates"));
+        assert!(refused(|p| p.stdout_logfile_maxbytes = Some("10MB".into())).contains("rotation"));
         assert!(refused(|p| p.command = String::new()).contains("empty"));
     }
 }
