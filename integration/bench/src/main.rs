@@ -436,7 +436,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
         let version = match &t.version {
             Some(cmd) => {
                 let argv = shlex::split(cmd).context("version command")?;
-                first_line(&reaper, &argv, &std::env::temp_dir()).await
+                first_line(&reaper, &argv, &std::env::temp_dir(), t.version_prefix).await
             }
             None => None,
         };

@@ -90,8 +90,12 @@ impl Case {
         let reason = match (model, self) {
             (Model::Supervisord, _)
             | (_, Case::Spawn { startsecs: 0, .. })
-            | (_, Case::Memory { .. } | Case::Idle { .. } | Case::Restart | Case::Scale { .. }) => {
+            | (Model::S6, Case::Memory { .. })
+            | (_, Case::Memory { n: 1.. } | Case::Idle { .. } | Case::Restart | Case::Scale { .. }) => {
                 return None;
+            }
+            (Model::Horust, Case::Memory { n: 0 }) => {
+                "Horust exits at once when it has no service to run".into()
             }
             (_, Case::Spawn { .. }) => format!("{m} has no startsecs; its figures are in the startsecs=0 rows"),
             (_, Case::Status { .. }) => format!("{m} has no supervisorctl-compatible status command nor XML-RPC"),
@@ -881,11 +885,18 @@ fn spawn_floor(seconds: f64) -> Measure {
     }
 }
 
-/// Runs `argv` once and returns its first output line (for versions).
-pub async fn first_line(reaper: &Reaper, argv: &[String], cwd: &std::path::Path) -> Option<String> {
+/// Runs `argv` once and returns its first output line that starts with
+/// `prefix` (for versions).
+pub async fn first_line(
+    reaper: &Reaper,
+    argv: &[String],
+    cwd: &std::path::Path,
+    prefix: &str,
+) -> Option<String> {
     let out = run_command(reaper, argv, cwd, Duration::from_secs(30)).await.ok()?;
     let text = if out.stdout.trim().is_empty() { out.stderr } else { out.stdout };
-    text.lines().next().map(|l| l.trim().to_owned())
+    let line = text.lines().map(str::trim).find(|l| l.starts_with(prefix))?;
+    Some(line.trim_end_matches(':').to_owned())
 }
 
 fn is_sleeper(cmdline: &[String]) -> bool {
@@ -935,7 +946,7 @@ mod tests {
         for model in [Model::S6, Model::Horust] {
             for case in [
                 Case::Spawn { n: 10, startsecs: 0 },
-                Case::Memory { n: 0 },
+                Case::Memory { n: 5 },
                 Case::Idle { n: 5 },
                 Case::Restart,
                 Case::Scale { n: 50 },
@@ -956,6 +967,8 @@ mod tests {
             }
         }
         assert_eq!(Case::CrashLoop { n: 3 }.skip_reason(Model::Supervisord), None);
+        assert_eq!(Case::Memory { n: 0 }.skip_reason(Model::S6), None);
+        assert!(Case::Memory { n: 0 }.skip_reason(Model::Horust).unwrap().contains("no service"));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Target {
     pub ctl: Option<String>,
     /// Run once to record the daemon's version in the report.
     pub version: Option<String>,
+    /// The version is the first line of that command's output that starts
+    /// with this.
+    pub version_prefix: &'static str,
     /// Whether S9 (5,000 programs) runs against this target by default.
     pub runs_s9: bool,
     pub model: Model,
@@ -70,6 +73,7 @@ impl Target {
             daemon: format!("{} -n -c {{config}}", quote(&d)),
             ctl: Some(format!("{} -c {{config}}", quote(&c))),
             version: Some(format!("{} --version", quote(&d))),
+            version_prefix: "",
             runs_s9: true,
             model: Model::Supervisord,
         }
@@ -84,6 +88,7 @@ impl Target {
             daemon: format!("{} -n -c {{config}}", quote(&d)),
             ctl: Some(format!("{} -c {{config}}", quote(&bin.join("supervisorctl")))),
             version: Some(format!("{} --version", quote(&d))),
+            version_prefix: "",
             // supervisord needs minutes and more than 1,024 descriptors for
             // 5,000 programs; the issue leaves it unmeasured.
             runs_s9: false,
@@ -100,6 +105,7 @@ impl Target {
             ctl: None,
             // s6's programs print no version; the package manager knows it.
             version: Some("dpkg-query -W '-f=s6 ${Version}' s6".into()),
+            version_prefix: "",
             runs_s9: true,
             model: Model::S6,
         }
@@ -107,7 +113,10 @@ impl Target {
 
     /// The `horust` binary on the run's services directory, with its
     /// control socket and (absent) config file in the run directory.
+    /// Horust prints no version; `cargo install --list` on the root it was
+    /// installed in knows it (`ROOT/bin/horust`).
     pub fn horust(bin: &Path) -> Target {
+        let root = bin.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
         Target {
             label: "horust".into(),
             daemon: format!(
@@ -115,7 +124,8 @@ impl Target {
                 quote(bin)
             ),
             ctl: None,
-            version: Some(format!("{} --version", quote(bin))),
+            version: Some(format!("cargo install --list --root {}", quote(root))),
+            version_prefix: "horust v",
             // Its supervisor loop reaps at most 20 children per 300 ms tick,
             // so stopping 5,000 takes over a minute: opt in with
             // --s9-all-targets.
@@ -140,6 +150,7 @@ impl Target {
             daemon: daemon.to_owned(),
             ctl: Some(ctl.to_owned()),
             version: None,
+            version_prefix: "",
             runs_s9: true,
             model: Model::Supervisord,
         })
