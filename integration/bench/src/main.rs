@@ -288,6 +288,12 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
     })
 }
 
+/// `path` made absolute: daemons run in their run directory, so a relative
+/// path given on the command line would name nothing there.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 /// `name` in a directory of `$PATH`.
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
@@ -297,7 +303,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// them (`.ci/run` does).
 fn peer_targets(a: &SuiteArgs) -> Vec<Result<Target, (String, String)>> {
     let s6 = match &a.s6_bin_dir {
-        Some(dir) => Some(dir.clone()),
+        Some(dir) => Some(absolute(dir.clone())),
         None => on_path("s6-svscan").and_then(|p| p.parent().map(PathBuf::from)),
     };
     let s6 = match s6 {
@@ -312,6 +318,7 @@ fn peer_targets(a: &SuiteArgs) -> Vec<Result<Target, (String, String)>> {
     let horust = a
         .horust_bin
         .clone()
+        .map(absolute)
         .or_else(|| on_path("horust"))
         .or_else(|| cargo_bin.filter(|p| p.is_file()));
     let horust = match horust {
@@ -335,13 +342,14 @@ type Targets = (Vec<Target>, Vec<(String, String)>);
 
 fn targets(a: &SuiteArgs) -> anyhow::Result<Targets> {
     let bin_dir = match &a.vigil_bin_dir {
-        Some(d) => d.clone(),
+        Some(d) => absolute(d.clone()),
         None => std::env::current_exe()?.parent().context("binary has no directory")?.to_path_buf(),
     };
     let venv = a
         .supervisor_venv
         .clone()
-        .or_else(|| std::env::var_os("VIGIL_SUPERVISOR_VENV").map(PathBuf::from));
+        .or_else(|| std::env::var_os("VIGIL_SUPERVISOR_VENV").map(PathBuf::from))
+        .map(absolute);
     let vigil = Target::vigil(&bin_dir);
     let supervisord = venv.as_deref().map(Target::supervisord);
     let customs: Vec<Target> =
