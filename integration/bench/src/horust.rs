@@ -20,9 +20,9 @@ pub const MODEL_NOTES: &[&str] = &[
      `backoff = \"0s\"`, `start-delay = \"0s\"`; stdout and stderr go to per-program files \
      that the child opens (no pipe through the supervisor); termination at its defaults \
      (SIGTERM, 5 s before SIGKILL).",
-    "Horust: its supervisor loop runs every 300 ms (it polls; each spawn is also a thread \
-     that waits on a 100 ms ticker), so start-up, restarts and shutdown move in steps of \
-     that tick, and it wakes while idle. A restart takes several turns: the exit is reaped, \
+    "Horust: its supervisor loop runs every 300 ms (it polls, and each spawn runs on a \
+     thread of its own), so start-up, restarts and shutdown move in steps of that tick, and \
+     it wakes while idle. A restart takes several turns: the exit is reaped, \
      the service goes Failed, then Initial, then is run. It reaps at most 20 children per \
      turn, so stopping 5,000 takes over a minute: S9 runs it only with --s9-all-targets. It \
      exits when it has no service, so S2 has no N=0 figure for it.",
