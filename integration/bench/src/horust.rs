@@ -24,8 +24,10 @@ pub const MODEL_NOTES: &[&str] = &[
      thread of its own), so start-up, restarts and shutdown move in steps of that tick, and \
      it wakes while idle. A restart takes several turns: the exit is reaped, \
      the service goes Failed, then Initial, then is run. It reaps at most 20 children per \
-     turn, so stopping 5,000 takes over a minute: S9 runs it only with --s9-all-targets. It \
-     exits when it has no service, so S2 has no N=0 figure for it.",
+     turn, so stopping 5,000 takes over a minute: S9 runs it only with --s9-all-targets; and \
+     it exits before it has reaped every program it stopped, leaving them to the harness \
+     (counted under the table). It exits when it has no service, so S2 has no N=0 figure \
+     for it.",
 ];
 
 #[derive(Serialize)]
