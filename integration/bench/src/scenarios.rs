@@ -91,27 +91,31 @@ impl Case {
             (Model::Supervisord, _)
             | (_, Case::Spawn { startsecs: 0, .. })
             | (Model::S6, Case::Memory { .. })
-            | (_, Case::Memory { n: 1.. } | Case::Idle { .. } | Case::Restart | Case::Scale { .. }) => {
-                return None;
-            }
+            | (_, Case::Memory { n: 1.. } | Case::Idle { .. })
+            | (_, Case::Restart | Case::Scale { .. }) => return None,
             (Model::Horust, Case::Memory { n: 0 }) => {
                 "Horust exits at once when it has no service to run".into()
             }
-            (_, Case::Spawn { .. }) => format!("{m} has no startsecs; its figures are in the startsecs=0 rows"),
-            (_, Case::Status { .. }) => format!("{m} has no supervisorctl-compatible status command nor XML-RPC"),
+            (_, Case::Spawn { .. }) => {
+                format!("{m} has no startsecs; its figures are in the startsecs=0 rows")
+            }
+            (_, Case::Status { .. }) => {
+                format!("{m} has no supervisorctl-compatible status command nor XML-RPC")
+            }
             (Model::S6, Case::Logs { .. }) => {
-                "s6 captures output with an s6-log process per service, outside the supervisor".into()
+                "s6 captures output with an s6-log process per service, not in the supervisor"
+                    .into()
             }
             (_, Case::Logs { .. }) => {
                 format!("{m} hands the program a file it opened, no pipe through the supervisor")
             }
-            (Model::S6, Case::Update { .. }) => {
-                "s6 adds and removes service directories on a rescan; a changed run script applies at the next restart".into()
-            }
+            (Model::S6, Case::Update { .. }) => "s6 adds and removes service directories on a \
+                 rescan; a changed run script applies at the next restart"
+                .into(),
             (_, Case::Update { .. }) => format!("{m} does not reload its services"),
-            (_, Case::CrashLoop { .. }) => {
-                format!("{m} has no startretries and no FATAL state: a crashing service is restarted forever")
-            }
+            (_, Case::CrashLoop { .. }) => format!(
+                "{m} has no startretries and no FATAL state: a crashing service restarts forever"
+            ),
         };
         Some(reason)
     }
