@@ -28,6 +28,23 @@ pub struct Program {
     pub stdout_logfile_format: Option<String>,
 }
 
+impl Program {
+    /// The first option set here that only a supervisord-compatible target
+    /// has (`startsecs` above 0, `startretries`, rotation by size and
+    /// count), for the targets that refuse a spec they cannot express.
+    pub fn supervisord_only_option(&self) -> Option<&'static str> {
+        if self.startsecs.unwrap_or(0) != 0 {
+            Some("startsecs")
+        } else if self.startretries.is_some() {
+            Some("startretries")
+        } else if self.stdout_logfile_maxbytes.is_some() || self.stdout_logfile_backups.is_some() {
+            Some("log rotation by size and count")
+        } else {
+            None
+        }
+    }
+}
+
 /// Everything one daemon run is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {

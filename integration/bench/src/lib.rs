@@ -1,22 +1,26 @@
 //! vigil-bench: runs the performance scenarios (S1-S9) against vigild and
-//! supervisord side by side, measuring each daemon from the outside.
+//! supervisord side by side, and the scenarios that fit their model against
+//! s6 and Horust, measuring each supervisor from the outside.
 //!
 //! The harness launches every daemon itself, in the foreground, in a fresh
 //! directory with its own config, and observes it only through its control
-//! CLI, one direct XML-RPC call, `/proc` and the program log files. Nothing
-//! here links vigil's crates: the benchmark treats both implementations as
-//! black boxes with the same contract (supervisord's).
+//! CLI, one direct XML-RPC call, `/proc` and the program log files. vigild
+//! and supervisord are black boxes with the same contract (supervisord's);
+//! s6 and Horust get the same programs in their own config formats (`s6`,
+//! `horust`) and are observed through `/proc` alone.
 //!
-//! The pure parts (parsers, config writer, statistics, log verification) are
-//! separate modules with unit tests; `run` and `scenarios` hold the parts that
-//! spawn processes.
+//! The pure parts (parsers, config writers, statistics, log verification)
+//! are separate modules with unit tests; `run` and `scenarios` hold the parts
+//! that spawn processes.
 
 pub mod config;
+pub mod horust;
 pub mod logs;
 pub mod procfs;
 pub mod reaper;
 pub mod report;
 pub mod run;
+pub mod s6;
 pub mod scenarios;
 pub mod stats;
 pub mod status;

@@ -16,7 +16,7 @@ use vigil_bench::run::Pacing;
 use vigil_bench::scenarios::{Bench, Options, first_line};
 use vigil_bench::target::Target;
 
-/// Benchmarks vigild/vigilctl against supervisord/supervisorctl.
+/// Benchmarks vigild/vigilctl against supervisord/supervisorctl, s6 and Horust.
 ///
 /// Without a subcommand, runs the scenarios S1-S9 against every target and
 /// prints the side-by-side table.
@@ -53,8 +53,9 @@ enum Mode {
 
 #[derive(Args)]
 struct SuiteArgs {
-    /// Comma-separated targets: `vigil`, `supervisord`, or labels of
-    /// `--custom` targets. Default: vigil and supervisord, each if found.
+    /// Comma-separated targets: `vigil`, `supervisord`, `s6`, `horust`, or
+    /// labels of `--custom` targets. Default: all four; vigil and supervisord
+    /// are left out when not found, s6 and horust get a skip note per case.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// An extra target: `LABEL::DAEMON TEMPLATE::CTL TEMPLATE`, templates
@@ -67,6 +68,12 @@ struct SuiteArgs {
     /// Virtualenv with supervisord/supervisorctl [default: $VIGIL_SUPERVISOR_VENV].
     #[arg(long)]
     supervisor_venv: Option<PathBuf>,
+    /// Directory holding s6-svscan [default: the one on PATH].
+    #[arg(long)]
+    s6_bin_dir: Option<PathBuf>,
+    /// The horust binary [default: `horust` on PATH, else $CARGO_HOME/bin].
+    #[arg(long)]
+    horust_bin: Option<PathBuf>,
     /// Small sizes, one repetition, short idle: a check that the suite works.
     #[arg(long)]
     smoke: bool,
@@ -117,7 +124,8 @@ struct SuiteArgs {
     /// S9 program count [default: 5000; smoke 50].
     #[arg(long)]
     s9_n: Option<usize>,
-    /// Also run S9 against supervisord (slow, needs many descriptors).
+    /// Also run S9 against supervisord and Horust (slow: supervisord needs
+    /// many descriptors, Horust reaps 20 children per 300 ms tick).
     #[arg(long)]
     s9_all_targets: bool,
     /// Seconds of quiet before idle figures are read [default: 3; smoke 0.5].
@@ -290,21 +298,79 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
     })
 }
 
-fn targets(a: &SuiteArgs) -> anyhow::Result<Vec<Target>> {
+/// `path` made absolute: daemons run in their run directory, so a relative
+/// path given on the command line would name nothing there.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// `name` in a directory of `$PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// s6 and Horust: found, or the reason they are not, with how to install
+/// them (`.ci/run` does).
+fn peer_targets(a: &SuiteArgs) -> Vec<Result<Target, (String, String)>> {
+    let s6 = match &a.s6_bin_dir {
+        Some(dir) => Some(absolute(dir.clone())),
+        None => on_path("s6-svscan").and_then(|p| p.parent().map(PathBuf::from)),
+    };
+    let s6 = match s6 {
+        Some(dir) if dir.join("s6-svscan").is_file() => Ok(Target::s6(&dir)),
+        Some(dir) => Err(format!("no s6-svscan in {}", dir.display())),
+        None => Err("s6-svscan not found on PATH (apt-get install s6)".into()),
+    };
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|c| c.join("bin").join("horust"));
+    let horust = a
+        .horust_bin
+        .clone()
+        .map(absolute)
+        .or_else(|| on_path("horust"))
+        .or_else(|| cargo_bin.filter(|p| p.is_file()));
+    let horust = match horust {
+        Some(bin) if bin.is_file() => Ok(Target::horust(&bin)),
+        Some(bin) => Err(format!("{} not found", bin.display())),
+        None => {
+            Err("horust not found on PATH nor in $CARGO_HOME/bin (cargo install horust)".into())
+        }
+    };
+    [("s6", s6), ("horust", horust)]
+        .into_iter()
+        .map(|(label, found)| {
+            found.map_err(|why| (label.to_owned(), format!("not installed: {why}")))
+        })
+        .collect()
+}
+
+/// The targets to run, and those asked for (or looked for by default) that
+/// are not installed, with the reason.
+type Targets = (Vec<Target>, Vec<(String, String)>);
+
+fn targets(a: &SuiteArgs) -> anyhow::Result<Targets> {
     let bin_dir = match &a.vigil_bin_dir {
-        Some(d) => d.clone(),
+        Some(d) => absolute(d.clone()),
         None => std::env::current_exe()?.parent().context("binary has no directory")?.to_path_buf(),
     };
     let venv = a
         .supervisor_venv
         .clone()
-        .or_else(|| std::env::var_os("VIGIL_SUPERVISOR_VENV").map(PathBuf::from));
+        .or_else(|| std::env::var_os("VIGIL_SUPERVISOR_VENV").map(PathBuf::from))
+        .map(absolute);
     let vigil = Target::vigil(&bin_dir);
     let supervisord = venv.as_deref().map(Target::supervisord);
     let customs: Vec<Target> =
         a.custom.iter().map(|c| Target::parse_custom(c)).collect::<Result<_, _>>()?;
     let found = |t: &Target| t.executables().iter().all(|p| p.is_file());
+    let peers = peer_targets(a);
+    let peer = |label: &str| {
+        peers.iter().find(|p| p.as_ref().map_or_else(|(l, _)| l == label, |t| t.label == label))
+    };
     let mut out = Vec::new();
+    let mut missing = Vec::new();
     if a.targets.is_empty() {
         if !found(&vigil) {
             eprintln!(
@@ -315,10 +381,23 @@ fn targets(a: &SuiteArgs) -> anyhow::Result<Vec<Target>> {
         }
         out.extend(Some(vigil).filter(found));
         out.extend(supervisord.filter(found));
+        for p in &peers {
+            match p {
+                Ok(t) => out.push(t.clone()),
+                Err(m) => missing.push(m.clone()),
+            }
+        }
         out.extend(customs);
     } else {
         for name in &a.targets {
             let t = match name.as_str() {
+                "s6" | "horust" => match peer(name).expect("both peers are listed") {
+                    Ok(t) => Some(t.clone()),
+                    Err(m) => {
+                        missing.push(m.clone());
+                        continue;
+                    }
+                },
                 "vigil" => Some(vigil.clone()),
                 "supervisord" => Some(supervisord.clone().with_context(|| {
                     "target 'supervisord': no virtualenv (pass --supervisor-venv or set VIGIL_SUPERVISOR_VENV)"
@@ -333,8 +412,9 @@ fn targets(a: &SuiteArgs) -> anyhow::Result<Vec<Target>> {
         }
     }
     let mut seen = BTreeSet::new();
-    if let Some(dup) = out.iter().find(|t| !seen.insert(t.label.clone())) {
-        bail!("target '{}' given twice", dup.label);
+    let labels = out.iter().map(|t| &t.label).chain(missing.iter().map(|(l, _)| l));
+    if let Some(dup) = labels.clone().find(|l| !seen.insert((*l).clone())) {
+        bail!("target '{dup}' given twice");
     }
     if out.is_empty() {
         bail!(
@@ -342,7 +422,7 @@ fn targets(a: &SuiteArgs) -> anyhow::Result<Vec<Target>> {
              or set VIGIL_SUPERVISOR_VENV, or pass --targets/--custom"
         );
     }
-    Ok(out)
+    Ok((out, missing))
 }
 
 /// Lets daemons inherit as many descriptors as the hard limit allows
@@ -361,7 +441,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
     let reaper = Reaper::install().context("becoming a child subreaper")?;
     raise_nofile_limit();
     let opts = options(&a)?;
-    let targets = targets(&a)?;
+    let (targets, missing) = targets(&a)?;
     let pacing = Pacing {
         poll_interval: Duration::from_millis(a.poll_interval_ms),
         ctl_timeout: secs(a.ctl_timeout),
@@ -374,7 +454,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
         let version = match &t.version {
             Some(cmd) => {
                 let argv = shlex::split(cmd).context("version command")?;
-                first_line(&reaper, &argv, &std::env::temp_dir()).await
+                first_line(&reaper, &argv, &std::env::temp_dir(), t.version_prefix).await
             }
             None => None,
         };
@@ -385,12 +465,30 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             version,
         });
     }
+    for (label, why) in &missing {
+        eprintln!("vigil-bench: target '{label}' {why}; its rows are skipped");
+        infos.push(TargetInfo {
+            label: label.clone(),
+            daemon: String::new(),
+            ctl: None,
+            version: Some(why.clone()),
+        });
+    }
+    let mut model_notes = Vec::new();
+    for (label, notes) in
+        [("s6", vigil_bench::s6::MODEL_NOTES), ("horust", vigil_bench::horust::MODEL_NOTES)]
+    {
+        if infos.iter().any(|t| t.label == label) {
+            model_notes.extend(notes.iter().map(|n| n.to_string()));
+        }
+    }
     eprintln!(
         "targets: {}",
         targets.iter().map(|t| t.label.as_str()).collect::<Vec<_>>().join(", ")
     );
     let repeats = opts.repeats;
     let mut bench = Bench::new(opts, pacing, targets, reaper.clone());
+    bench.missing = missing;
     tokio::select! {
         () = bench.run_all() => {}
         _ = tokio::signal::ctrl_c() => {
@@ -410,6 +508,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
         repeats,
         duration_s: started.elapsed().as_secs_f64(),
         orphans_reaped: reaper.orphans_reaped(),
+        model_notes,
     };
     let md = report::markdown(&info, &bench.results);
     println!(

@@ -92,6 +92,23 @@ pub fn status(pid: i32) -> Option<Status> {
     Some(parse_status(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?))
 }
 
+/// Parses the `Pss:` line of `/proc/PID/smaps_rollup`, in KiB: the
+/// process's resident memory with every page shared among k processes counted
+/// 1/k. Summed over several processes (an s6 supervision tree, whose
+/// `s6-supervise` processes share their text and libraries), it counts each
+/// shared page once, where a sum of VmRSS would count it once per process.
+pub fn parse_pss_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads the PSS of `pid` in KiB; `None` once the process is gone.
+pub fn pss_kib(pid: i32) -> Option<u64> {
+    parse_pss_kib(&fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?)
+}
+
 /// Context switches of all threads of `pid`, from `/proc/PID/task/*/status`.
 ///
 /// A multi-threaded daemon (a tokio runtime) sleeps in its worker threads, so
@@ -206,6 +223,15 @@ mod tests {
         let s = parse_status("Name:\tx\nState:\tZ (zombie)\nvoluntary_ctxt_switches:\t3\n");
         assert_eq!(s.vm_rss_kib, 0);
         assert_eq!(s.ctxt_switches(), 3);
+    }
+
+    #[test]
+    fn pss_from_smaps_rollup() {
+        let text = "55d0-7ffd ---p 00000000 00:00 0    [rollup]\nRss:    1748 kB\n\
+                    Pss:     209 kB\nPss_Dirty:   108 kB\n";
+        assert_eq!(parse_pss_kib(text), Some(209));
+        assert_eq!(parse_pss_kib("Rss: 1 kB\n"), None);
+        assert!(pss_kib(std::process::id() as i32).is_some_and(|k| k > 0));
     }
 
     #[test]

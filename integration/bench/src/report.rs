@@ -92,13 +92,17 @@ pub struct RunInfo {
     pub repeats: usize,
     pub duration_s: f64,
     pub orphans_reaped: u64,
+    /// How s6's and Horust's models differ from the others, for the
+    /// targets that are in the table.
+    pub model_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
     pub label: String,
+    /// Empty for a target that is not installed (`version` says why).
     pub daemon: String,
-    pub ctl: String,
+    pub ctl: Option<String>,
     pub version: Option<String>,
 }
 
@@ -115,13 +119,13 @@ pub fn markdown(info: &RunInfo, results: &Results) -> String {
         m.nproc, m.cpu_model, m.memory, m.kernel
     ));
     for t in &info.targets {
-        out.push_str(&format!(
-            "| {} | {} (daemon `{}`, CLI `{}`) |\n",
-            t.label,
-            t.version.as_deref().unwrap_or("version unknown"),
-            t.daemon,
-            t.ctl
-        ));
+        let version = t.version.as_deref().unwrap_or("version unknown");
+        let how = match &t.ctl {
+            _ if t.daemon.is_empty() => String::new(),
+            Some(ctl) => format!(" (daemon `{}`, CLI `{ctl}`)", t.daemon),
+            None => format!(" (daemon `{}`, observed through `/proc`)", t.daemon),
+        };
+        out.push_str(&format!("| {} | {version}{how} |\n", t.label));
     }
     out.push_str(&format!(
         "| Repeats | {} per scenario case, targets alternating, a new daemon in a new temp dir each time |\n",
@@ -139,6 +143,13 @@ pub fn markdown(info: &RunInfo, results: &Results) -> String {
     out.push_str("\n\n");
     out.push_str(&results.table(&labels));
     out.push('\n');
+    if !info.model_notes.is_empty() {
+        out.push_str("## Where s6 and Horust differ\n\n");
+        for n in &info.model_notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+        out.push('\n');
+    }
     if results.notes.is_empty() {
         out.push_str("Every repetition completed and passed its checks.\n");
     } else {
@@ -175,6 +186,44 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(format_utc(1_795_994_040), "2026-11-29 23:14 UTC");
+    }
+
+    #[test]
+    fn peers_get_their_lines_and_model_notes() {
+        let target = |label: &str, daemon: &str, ctl: Option<&str>, version: &str| TargetInfo {
+            label: label.into(),
+            daemon: daemon.into(),
+            ctl: ctl.map(String::from),
+            version: Some(version.into()),
+        };
+        let info = RunInfo {
+            machine: Machine {
+                nproc: 2,
+                cpu_model: "cpu".into(),
+                memory: "1 GiB".into(),
+                kernel: "6".into(),
+                date_utc: format_utc(0),
+            },
+            command_line: "vigil-bench".into(),
+            targets: vec![
+                target("vigil", "vigild", Some("vigilctl"), "0.1.0"),
+                target("s6", "s6-svscan {config}", None, "s6 2.11.3.2-1"),
+                target("horust", "", None, "not installed: horust not found"),
+            ],
+            repeats: 1,
+            duration_s: 1.0,
+            orphans_reaped: 0,
+            model_notes: vec!["s6: one s6-supervise per program.".into()],
+        };
+        let md = markdown(&info, &Results::default());
+        assert!(md.contains("| vigil | 0.1.0 (daemon `vigild`, CLI `vigilctl`) |"), "{md}");
+        assert!(md.contains(
+            "| s6 | s6 2.11.3.2-1 (daemon `s6-svscan {config}`, observed through `/proc`) |"
+        ));
+        assert!(md.contains("| horust | not installed: horust not found |\n"));
+        assert!(
+            md.contains("## Where s6 and Horust differ\n\n- s6: one s6-supervise per program.\n")
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use crate::config::Spec;
 use crate::procfs;
 use crate::reaper::{Exit, Reaper};
 use crate::status::{self, ProcessLine};
-use crate::target::{Target, Vars, expand};
+use crate::target::{Model, Target, Vars, expand};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -233,10 +233,16 @@ impl Run {
             .tempdir_in(&pacing.tmp_root)
             .context("creating the run directory")?;
         let spec = Spec::in_dir(dir.path());
+        let config = match target.model {
+            Model::Supervisord => "supervisord.conf",
+            Model::S6 => "scan",
+            Model::Horust => "services",
+        };
         let vars = Vars {
-            config: dir.path().join("supervisord.conf"),
+            config: dir.path().join(config),
             dir: dir.path().to_path_buf(),
             sock: spec.socket.clone(),
+            programs: 0,
         };
         Ok(Run {
             target: target.clone(),
@@ -253,9 +259,15 @@ impl Run {
         &self.vars.dir
     }
 
-    /// Writes the spec's config file.
-    pub fn write_config(&self) -> anyhow::Result<()> {
-        self.spec.write(&self.vars.config).context("writing the config")
+    /// Writes the spec in the target's format: the INI file, s6's scan
+    /// directory or Horust's service files.
+    pub fn write_config(&mut self) -> anyhow::Result<()> {
+        self.vars.programs = self.spec.programs.len();
+        match self.target.model {
+            Model::Supervisord => self.spec.write(&self.vars.config).context("writing the config"),
+            Model::S6 => crate::s6::write_scandir(&self.spec, &self.vars.config),
+            Model::Horust => crate::horust::write_services(&self.spec, &self.vars.config),
+        }
     }
 
     /// Launches the daemon (the config must be written). Its stdout and
@@ -305,7 +317,10 @@ impl Run {
 
     /// Runs `{ctl} SUFFIX` (with `{name}` filled in).
     pub async fn ctl(&self, suffix: &str, name: Option<&str>) -> anyhow::Result<CmdOutput> {
-        let argv = expand(&format!("{} {suffix}", self.target.ctl), &self.vars, name)?;
+        let Some(ctl) = &self.target.ctl else {
+            bail!("target '{}' has no supervisorctl-compatible CLI", self.target.label)
+        };
+        let argv = expand(&format!("{ctl} {suffix}"), &self.vars, name)?;
         run_command(&self.reaper, &argv, self.dir(), self.pacing.ctl_timeout).await
     }
 
@@ -348,6 +363,93 @@ impl Run {
         .await
     }
 
+    /// The supervisor's own processes: the daemon, and for s6 every
+    /// `s6-supervise` child of `s6-svscan`. Memory, CPU and wake-ups are
+    /// summed over these.
+    pub fn supervisor_pids(&mut self) -> anyhow::Result<Vec<i32>> {
+        let daemon = self.daemon()?.pid;
+        let mut pids = vec![daemon];
+        if self.target.model == Model::S6 {
+            pids.extend(
+                procfs::children(daemon)
+                    .into_iter()
+                    .filter(|&p| crate::s6::is_supervise(&procfs::cmdline(p))),
+            );
+        }
+        Ok(pids)
+    }
+
+    /// The processes whose children are the programs: each `s6-supervise`
+    /// for s6, the daemon for the others.
+    pub fn program_parents(&mut self) -> anyhow::Result<Vec<i32>> {
+        let mut pids = self.supervisor_pids()?;
+        if self.target.model == Model::S6 {
+            pids.remove(0);
+        }
+        Ok(pids)
+    }
+
+    /// CPU seconds of the supervisor's processes, summed.
+    pub fn supervisor_cpu(&mut self) -> anyhow::Result<f64> {
+        Ok(self.supervisor_pids()?.into_iter().map(|p| procfs::cpu_seconds(p).unwrap_or(0.0)).sum())
+    }
+
+    /// Waits until the daemon answers (n = 0) or all of `p000`.. are running
+    /// `is_program`: through `status` for a supervisord-compatible target,
+    /// through `/proc` for s6 and Horust, which have no such CLI (a program
+    /// counts once it has exec'd, as a child of its supervising process).
+    /// Returns the start and end of the check that first saw it.
+    pub async fn wait_running(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+        is_program: fn(&[String]) -> bool,
+    ) -> anyhow::Result<Seen> {
+        if self.target.model == Model::Supervisord {
+            let (out, _) = if n == 0 {
+                self.wait_status("daemon up", timeout, |_, out| out.exit.success()).await?
+            } else {
+                let names = crate::config::names(0..n);
+                self.wait_all(&names, "RUNNING", timeout).await?
+            };
+            return Ok(Seen { started: out.started, ended: out.ended });
+        }
+        let t0 = Instant::now();
+        let mut found: HashSet<i32> = HashSet::new();
+        // An s6-supervise runs one program: once found, it is not read again.
+        let mut done_parents: HashSet<i32> = HashSet::new();
+        let one_each = self.target.model == Model::S6;
+        loop {
+            self.check_daemon()?;
+            let started = Instant::now();
+            for parent in self.program_parents()? {
+                if done_parents.contains(&parent) {
+                    continue;
+                }
+                for child in procfs::children(parent) {
+                    if !found.contains(&child) && is_program(&procfs::cmdline(child)) {
+                        found.insert(child);
+                        if one_each {
+                            done_parents.insert(parent);
+                        }
+                    }
+                }
+            }
+            let ended = Instant::now();
+            if found.len() >= n {
+                self.daemon()?.remember_descendants();
+                return Ok(Seen { started, ended });
+            }
+            if t0.elapsed() > timeout {
+                bail!(
+                    "{n} programs running: not reached within {timeout:?}; {} found in /proc",
+                    found.len()
+                );
+            }
+            tokio::time::sleep(self.pacing.poll_interval).await;
+        }
+    }
+
     /// Stops the daemon if it runs; returns the SIGTERM-to-exit time.
     pub async fn shutdown(&mut self) -> anyhow::Result<Duration> {
         let timeout = self.pacing.shutdown_timeout;
@@ -365,6 +467,13 @@ impl Drop for Run {
             eprintln!("  kept {}", dir.keep().display());
         }
     }
+}
+
+/// When a check first saw the programs running.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub started: Instant,
+    pub ended: Instant,
 }
 
 /// "500 RUNNING, 3 STARTING" for error messages.

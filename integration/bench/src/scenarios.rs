@@ -4,16 +4,19 @@
 //! (the order rotates with the repetition, so neither always runs first on
 //! a warm or cold machine). Every repetition is a new [`Run`]: new directory,
 //! new config, new daemon. A failed repetition is noted and the suite goes
-//! on; a global budget skips what would run past it.
+//! on; a global budget skips what would run past it. A case that does not fit
+//! a target's model (s6 and Horust have no `startsecs`, status RPC, log
+//! capture through the supervisor, `update` or FATAL state), or a target that
+//! is not installed, gets a note with the reason instead of a figure.
 
 use crate::config::{Program, names};
 use crate::logs;
 use crate::procfs;
 use crate::reaper::Reaper;
-use crate::run::{Pacing, Run, run_command};
+use crate::run::{Pacing, Run, Seen, run_command};
 use crate::stats::{Measure, Results, median};
 use crate::status::ProcessLine;
-use crate::target::Target;
+use crate::target::{Model, Target};
 use crate::xmlrpc;
 use anyhow::{Context, bail, ensure};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,6 +85,43 @@ impl Case {
         }
     }
 
+    /// Why this case does not run against a target of `model`, if it does
+    /// not: it needs something that model has no equivalent for.
+    pub fn skip_reason(&self, model: Model) -> Option<String> {
+        let m = model.name();
+        let reason = match (model, self) {
+            (Model::Supervisord, _)
+            | (_, Case::Spawn { startsecs: 0, .. })
+            | (Model::S6, Case::Memory { .. })
+            | (_, Case::Memory { n: 1.. } | Case::Idle { .. })
+            | (_, Case::Restart | Case::Scale { .. }) => return None,
+            (Model::Horust, Case::Memory { n: 0 }) => {
+                "Horust exits at once when it has no service to run".into()
+            }
+            (_, Case::Spawn { .. }) => {
+                format!("{m} has no startsecs; its figures are in the startsecs=0 rows")
+            }
+            (_, Case::Status { .. }) => {
+                format!("{m} has no supervisorctl-compatible status command nor XML-RPC")
+            }
+            (Model::S6, Case::Logs { .. }) => {
+                "s6 captures output with an s6-log process per service, not in the supervisor"
+                    .into()
+            }
+            (_, Case::Logs { .. }) => {
+                format!("{m} hands the program a file it opened, no pipe through the supervisor")
+            }
+            (Model::S6, Case::Update { .. }) => "s6 adds and removes service directories on a \
+                 rescan; a changed run script applies at the next restart"
+                .into(),
+            (_, Case::Update { .. }) => format!("{m} does not reload its services"),
+            (_, Case::CrashLoop { .. }) => format!(
+                "{m} has no startretries and no FATAL state: a crashing service restarts forever"
+            ),
+        };
+        Some(reason)
+    }
+
     fn label(&self, o: &Options) -> String {
         match self {
             Case::Spawn { n, startsecs } => format!("N={n}, startsecs={startsecs}"),
@@ -111,6 +151,9 @@ pub struct Bench {
     pub opts: Options,
     pub pacing: Pacing,
     pub targets: Vec<Target>,
+    /// Targets asked for or looked for but not installed, with the reason:
+    /// each case notes the skip instead of measuring them.
+    pub missing: Vec<(String, String)>,
     pub reaper: Reaper,
     pub results: Results,
     started: Instant,
@@ -127,6 +170,7 @@ impl Bench {
             opts,
             pacing,
             targets,
+            missing: Vec::new(),
             reaper,
             results: Results::default(),
             started: Instant::now(),
@@ -181,11 +225,25 @@ impl Bench {
     pub async fn run_all(&mut self) {
         for case in self.cases() {
             let label = case.label(&self.opts);
+            let mut skips: Vec<(String, String)> = self.missing.clone();
+            skips.extend(
+                self.targets.iter().filter_map(|t| {
+                    case.skip_reason(t.model).map(|reason| (t.label.clone(), reason))
+                }),
+            );
+            for (target, reason) in skips {
+                let what = format!("{} [{label}] {target}", case.scenario());
+                eprintln!("skip {what}: {reason}");
+                self.results.notes.push(format!("{what}: skipped: {reason}"));
+            }
             for rep in 0..self.opts.repeats {
                 let mut order = self.targets.clone();
                 let len = order.len().max(1);
                 order.rotate_left(rep % len);
                 for target in order {
+                    if case.skip_reason(target.model).is_some() {
+                        continue;
+                    }
                     if matches!(case, Case::Scale { .. })
                         && !target.runs_s9
                         && !self.opts.s9_all_targets
@@ -255,19 +313,10 @@ impl Bench {
     }
 
     /// Launches with the current spec and waits until every program runs.
-    async fn launch_running(
-        &self,
-        run: &mut Run,
-        n: usize,
-    ) -> anyhow::Result<(crate::run::CmdOutput, BTreeMap<String, ProcessLine>)> {
+    async fn launch_running(&self, run: &mut Run, n: usize) -> anyhow::Result<Seen> {
         run.write_config()?;
         run.launch()?;
-        let timeout = self.opts.spawn_timeout;
-        if n == 0 {
-            run.wait_status("daemon up", timeout, |_, out| out.exit.success()).await
-        } else {
-            run.wait_all(&names(0..n), "RUNNING", timeout).await
-        }
+        run.wait_running(n, self.opts.spawn_timeout, is_sleeper).await
     }
 
     async fn settle(&self) {
@@ -314,10 +363,9 @@ impl Bench {
     async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
         let floor = self.spawn_reference(n).await?;
         self.sleepers(run, 0..n, Some(startsecs));
-        let (seen, _) = self.launch_running(run, n).await?;
-        let daemon = run.daemon()?;
-        let cpu = daemon.cpu();
-        let launched = daemon.launched;
+        let seen = self.launch_running(run, n).await?;
+        let cpu = run.supervisor_cpu()?;
+        let launched = run.daemon()?.launched;
         let shutdown = run.shutdown().await?;
         Ok(vec![
             Measure::lower(
@@ -337,11 +385,16 @@ impl Bench {
         self.launch_running(run, n).await?;
         self.settle().await;
         run.check_daemon()?;
-        let pid = run.daemon()?.pid;
-        let status = procfs::status(pid).context("daemon gone")?;
+        let memory = Memory::read(&run.supervisor_pids()?)?;
         Ok(vec![
-            Measure::lower("VmRSS, idle", "MiB", mib(status.vm_rss_kib)),
-            Measure::lower("VmHWM (peak)", "MiB", mib(status.vm_hwm_kib)),
+            Measure::lower("VmRSS, idle", "MiB", mib(memory.rss_kib)),
+            Measure::lower("VmHWM (peak)", "MiB", mib(memory.hwm_kib)),
+            Measure::lower(
+                "PSS, idle (shared pages split among their users)",
+                "MiB",
+                mib(memory.pss_kib),
+            ),
+            Measure::count("supervisor processes", "count", memory.processes as f64),
         ])
     }
 
@@ -350,13 +403,13 @@ impl Bench {
         self.launch_running(run, n).await?;
         self.settle().await;
         run.check_daemon()?;
-        let pid = run.daemon()?.pid;
-        let cpu0 = run.daemon()?.cpu();
-        let ctx0 = procfs::all_threads_ctxt_switches(pid).context("daemon gone")?;
+        let pids = run.supervisor_pids()?;
+        let cpu0 = cpu_of(&pids)?;
+        let ctx0 = ctxt_switches_of(&pids)?;
         let t0 = Instant::now();
         tokio::time::sleep(self.opts.idle).await;
-        let cpu1 = run.daemon()?.cpu();
-        let ctx1 = procfs::all_threads_ctxt_switches(pid).context("daemon gone")?;
+        let cpu1 = cpu_of(&pids)?;
+        let ctx1 = ctxt_switches_of(&pids)?;
         let window = secs(t0.elapsed());
         run.check_daemon()?;
         Ok(vec![
@@ -450,18 +503,17 @@ impl Bench {
         Ok((ms(all.elapsed), ms(state.elapsed), all.body_bytes))
     }
 
-    /// The one program child of the daemon that runs `sleep 100000`.
-    fn sleeper_child(run: &mut Run) -> anyhow::Result<(i32, u64)> {
-        let daemon = run.daemon()?.pid;
-        let kids: Vec<i32> = procfs::children(daemon)
+    /// The one program that runs `sleep 100000`, a child of `parent`.
+    fn sleeper_child(parent: i32) -> anyhow::Result<(i32, u64)> {
+        let kids: Vec<i32> = procfs::children(parent)
             .into_iter()
             .filter(|&p| is_sleeper(&procfs::cmdline(p)))
             .collect();
         let [pid] = kids[..] else {
-            bail!("expected one program child of the daemon, found {kids:?}")
+            bail!("expected one program child of pid {parent}, found {kids:?}")
         };
         let stat = procfs::stat(pid).context("program vanished")?;
-        ensure!(stat.ppid == daemon, "pid {pid} is not a child of the daemon");
+        ensure!(stat.ppid == parent, "pid {pid} is not a child of pid {parent}");
         Ok((pid, stat.start_time))
     }
 
@@ -471,16 +523,35 @@ impl Bench {
         p.startsecs = Some(0);
         run.spec.programs.push(p);
         self.launch_running(run, 1).await?;
+        let mut last_spawn_seen = Instant::now();
         let only = names(0..1);
-        let daemon = run.daemon()?.pid;
+        // The daemon, or for s6 the service's s6-supervise.
+        let parents = run.program_parents()?;
+        let [parent] = parents[..] else {
+            bail!("expected one process supervising the program, found {parents:?}")
+        };
+        // s6 restarts at once only a service that has been up for a second;
+        // each kill waits for that, so the figure is its immediate restart.
+        let min_up = if run.target.model == Model::S6 {
+            crate::s6::MIN_RESPAWN_INTERVAL
+        } else {
+            Duration::ZERO
+        };
         let mut latencies = Vec::new();
         for _ in 0..self.opts.s5_kills {
             // RUNNING first (a kill while STARTING would count as a failed
             // start), then a pause so that status traffic is not what wakes
             // the daemon when the kill lands.
-            run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+            if run.target.ctl.is_some() {
+                run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let (old, old_start) = Self::sleeper_child(run)?;
+            if !min_up.is_zero() {
+                let margin = Duration::from_millis(100);
+                tokio::time::sleep((min_up + margin).saturating_sub(last_spawn_seen.elapsed()))
+                    .await;
+            }
+            let (old, old_start) = Self::sleeper_child(parent)?;
             ensure!(procfs::alive_same(old, old_start), "program {old} exited on its own");
             let t0 = Instant::now();
             nix::sys::signal::kill(
@@ -489,11 +560,12 @@ impl Bench {
             )
             .context("kill -9 of the program")?;
             loop {
-                let respawned = procfs::children(daemon)
+                let respawned = procfs::children(parent)
                     .into_iter()
                     .any(|p| p != old && is_sleeper(&procfs::cmdline(p)));
                 if respawned {
                     latencies.push(ms(t0.elapsed()));
+                    last_spawn_seen = Instant::now();
                     break;
                 }
                 if t0.elapsed() > self.opts.restart_timeout {
@@ -502,7 +574,7 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        run.wait_all(&only, "RUNNING", self.opts.restart_timeout).await?;
+        run.wait_running(1, self.opts.restart_timeout, is_sleeper).await?;
         self.samples.borrow_mut().push(("kill -9 to new child ms".into(), latencies.clone()));
         let worst = latencies.iter().copied().fold(f64::NAN, f64::max);
         Ok(vec![
@@ -646,7 +718,9 @@ impl Bench {
     async fn s7(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
         let k = n / 10;
         self.sleepers(run, 0..n, Some(0));
-        let (_, before) = self.launch_running(run, n).await?;
+        run.write_config()?;
+        run.launch()?;
+        let (_, before) = run.wait_all(&names(0..n), "RUNNING", self.opts.spawn_timeout).await?;
         let pid_of =
             |t: &BTreeMap<String, ProcessLine>, name: &str| t.get(name).and_then(|l| l.pid);
         let start_of = |pid: Option<i32>| pid.and_then(procfs::stat).map(|s| s.start_time);
@@ -722,12 +796,15 @@ impl Bench {
     async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
         let floor = self.spawn_reference(n).await?;
         self.sleepers(run, 0..n, Some(0));
-        let (seen, _) = self.launch_running(run, n).await?;
+        let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
-        let cpu = run.daemon()?.cpu();
+        let cpu = run.supervisor_cpu()?;
         self.settle().await;
         let mut status = Vec::new();
         for _ in 0..3 {
+            if run.target.ctl.is_none() {
+                break;
+            }
             let out = run.ctl("status", None).await?;
             let listed = crate::status::parse_status(&out.stdout).len();
             ensure!(listed == n, "status listed {listed} of {n} programs");
@@ -744,11 +821,12 @@ impl Bench {
                 scrapes.push(ms(timing.elapsed));
             }
         }
-        let pid = run.daemon()?.pid;
-        let rss = procfs::status(pid).context("daemon gone")?.vm_rss_kib;
+        let memory = Memory::read(&run.supervisor_pids()?)?;
         let shutdown = run.shutdown().await?;
         let scrape = (!scrapes.is_empty())
             .then(|| Measure::lower("`/metrics` scrape (median of 3)", "ms", median(&scrapes)));
+        let status = (!status.is_empty())
+            .then(|| Measure::lower("`ctl status` (median of 3)", "ms", median(&status)));
         Ok([
             Measure::lower(
                 "launch to all RUNNING seen (end of ctl call)",
@@ -756,12 +834,17 @@ impl Bench {
                 secs(seen.ended - launched),
             ),
             Measure::lower("daemon CPU until then", "s", cpu),
-            Measure::lower("`ctl status` (median of 3)", "ms", median(&status)),
-            Measure::lower("VmRSS, idle", "MiB", mib(rss)),
+            Measure::lower("VmRSS, idle", "MiB", mib(memory.rss_kib)),
+            Measure::lower(
+                "PSS, idle (shared pages split among their users)",
+                "MiB",
+                mib(memory.pss_kib),
+            ),
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
         ]
         .into_iter()
+        .chain(status)
         .chain(scrape)
         .collect())
     }
@@ -782,6 +865,40 @@ async fn tarpc_all_process_info(run: &Run, n: usize) -> anyhow::Result<f64> {
     Ok(ms(elapsed))
 }
 
+/// Memory of the supervisor's processes, summed (one process for vigild,
+/// supervisord and Horust; s6-svscan and every s6-supervise for s6).
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+    pss_kib: u64,
+    processes: usize,
+}
+
+impl Memory {
+    fn read(pids: &[i32]) -> anyhow::Result<Memory> {
+        let mut m = Memory { rss_kib: 0, hwm_kib: 0, pss_kib: 0, processes: pids.len() };
+        for &pid in pids {
+            let status = procfs::status(pid).with_context(|| format!("pid {pid} gone"))?;
+            m.rss_kib += status.vm_rss_kib;
+            m.hwm_kib += status.vm_hwm_kib;
+            m.pss_kib += procfs::pss_kib(pid).with_context(|| format!("pid {pid} gone"))?;
+        }
+        Ok(m)
+    }
+}
+
+/// CPU seconds of `pids`, summed.
+fn cpu_of(pids: &[i32]) -> anyhow::Result<f64> {
+    pids.iter().map(|&p| procfs::cpu_seconds(p).with_context(|| format!("pid {p} gone"))).sum()
+}
+
+/// Context switches of every thread of `pids`, summed.
+fn ctxt_switches_of(pids: &[i32]) -> anyhow::Result<u64> {
+    pids.iter()
+        .map(|&p| procfs::all_threads_ctxt_switches(p).with_context(|| format!("pid {p} gone")))
+        .sum()
+}
+
 /// The same reference for every target (see `spawn_reference`): context, no ratio.
 fn spawn_floor(seconds: f64) -> Measure {
     Measure {
@@ -792,11 +909,18 @@ fn spawn_floor(seconds: f64) -> Measure {
     }
 }
 
-/// Runs `argv` once and returns its first output line (for versions).
-pub async fn first_line(reaper: &Reaper, argv: &[String], cwd: &std::path::Path) -> Option<String> {
+/// Runs `argv` once and returns its first output line that starts with
+/// `prefix` (for versions).
+pub async fn first_line(
+    reaper: &Reaper,
+    argv: &[String],
+    cwd: &std::path::Path,
+    prefix: &str,
+) -> Option<String> {
     let out = run_command(reaper, argv, cwd, Duration::from_secs(30)).await.ok()?;
     let text = if out.stdout.trim().is_empty() { out.stderr } else { out.stdout };
-    text.lines().next().map(|l| l.trim().to_owned())
+    let line = text.lines().map(str::trim).find(|l| l.starts_with(prefix))?;
+    Some(line.trim_end_matches(':').to_owned())
 }
 
 fn is_sleeper(cmdline: &[String]) -> bool {
@@ -840,6 +964,36 @@ fn mib(kib: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_run_only_the_cases_their_model_has() {
+        for model in [Model::S6, Model::Horust] {
+            for case in [
+                Case::Spawn { n: 10, startsecs: 0 },
+                Case::Memory { n: 5 },
+                Case::Idle { n: 5 },
+                Case::Restart,
+                Case::Scale { n: 50 },
+            ] {
+                assert_eq!(case.skip_reason(model), None, "{case:?}");
+            }
+            for case in [
+                Case::Spawn { n: 10, startsecs: 1 },
+                Case::Status { n: 5 },
+                Case::Logs { rotate: false },
+                Case::Update { n: 10 },
+                Case::CrashLoop { n: 3 },
+            ] {
+                let reason = case.skip_reason(model).unwrap();
+                assert!(reason.contains(model.name()), "{reason}");
+                // A skip is not a failure: the suite's exit status looks for that word.
+                assert!(!reason.contains("failed"), "{reason}");
+            }
+        }
+        assert_eq!(Case::CrashLoop { n: 3 }.skip_reason(Model::Supervisord), None);
+        assert_eq!(Case::Memory { n: 0 }.skip_reason(Model::S6), None);
+        assert!(Case::Memory { n: 0 }.skip_reason(Model::Horust).unwrap().contains("no service"));
+    }
 
     #[test]
     fn sleeper_detection() {
