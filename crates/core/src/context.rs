@@ -41,6 +41,11 @@ pub(crate) struct Context {
     pub(crate) on_fatal: OnFatal,
     /// Set by the root when a FATAL group brings the daemon down.
     pub(crate) fatal: watch::Sender<Option<FatalShutdown>>,
+    /// Counts the snapshots processes published that differ from their last
+    /// one: what a watcher long-polls on ([`crate::Handle::wait_change`]).
+    /// Bumping it wakes only receivers that exist, so nobody watching costs
+    /// nothing.
+    pub(crate) changes: watch::Sender<u64>,
     /// Event listener pools and output filters (`eventlistener.rs`, `output.rs`).
     pub(crate) events: Arc<Hub>,
     /// `[fcgi-program:x]` sockets, one per group, each handed to its children as
@@ -62,6 +67,11 @@ pub struct FatalShutdown {
 }
 
 impl Context {
+    /// A process published a new snapshot.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     /// Publishes `fatal` unless an earlier escalation already decided the
     /// daemon's end; true when this one was taken.
     pub(crate) fn escalate(&self, fatal: FatalShutdown) -> bool {

@@ -337,6 +337,40 @@ impl Handle {
         self.inner.ctx.bus.subscribe()
     }
 
+    /// The tree's change count: it moves whenever a process publishes a
+    /// different snapshot (state, pid, health, spawn error, dependency wait) or
+    /// a group is added or removed.
+    pub fn changes(&self) -> u64 {
+        let published = *self.inner.ctx.changes.borrow();
+        published.wrapping_add(self.inner.registry.generation())
+    }
+
+    /// Waits until [`Handle::changes`] differs from `after`, at most `within`;
+    /// answers the count then. Only this call's own receivers are woken, so a
+    /// tree nobody watches does no work for watchers.
+    pub async fn wait_change(&self, after: u64, within: std::time::Duration) -> u64 {
+        let mut published = self.inner.ctx.changes.subscribe();
+        let mut groups = self.inner.registry.subscribe();
+        let deadline = tokio::time::sleep(within);
+        tokio::pin!(deadline);
+        loop {
+            let now = published.borrow_and_update().wrapping_add(*groups.borrow_and_update());
+            if now != after {
+                return now;
+            }
+            let open = tokio::select! {
+                () = &mut deadline => return now,
+                open = published.changed() => open.is_ok(),
+                open = groups.changed() => open.is_ok(),
+            };
+            // The senders live as long as the tree's context, which this handle
+            // holds; should one end anyway, answer rather than spin.
+            if !open {
+                return now;
+            }
+        }
+    }
+
     /// Publishes supervisord's `REMOTE_COMMUNICATION` event on the bus
     /// (`sendRemoteCommEvent`); allowed while shutting down.
     pub fn send_comm_event(&self, kind: String, data: String) {

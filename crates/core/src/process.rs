@@ -763,7 +763,7 @@ impl ProcessActorState {
 
     fn publish(&self) {
         let snapshot = self.snapshot();
-        self.shared.snapshot.send_if_modified(|current| {
+        let modified = self.shared.snapshot.send_if_modified(|current| {
             if *current == snapshot {
                 false
             } else {
@@ -771,6 +771,9 @@ impl ProcessActorState {
                 true
             }
         });
+        if modified {
+            self.ctx.changed();
+        }
     }
 }
 

@@ -38,6 +38,11 @@ impl Registry {
         self.generation.subscribe()
     }
 
+    /// How often groups were added or removed.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
     pub(crate) fn group(&self, name: &str) -> Option<Arc<GroupEntry>> {
         self.groups.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }

@@ -117,6 +117,7 @@ impl Supervisor {
             notify_dir: notify::socket_dir(),
             on_fatal: settings.on_fatal,
             fatal: tokio::sync::watch::Sender::new(None),
+            changes: tokio::sync::watch::Sender::new(0),
             // Hook (events): event listener pools, strip_ansi.
             events: eventlistener::Hub::new(&settings, Arc::clone(&registry)),
             fcgi: fcgi::FcgiSockets::default(),

@@ -150,6 +150,17 @@ impl Control for ControlServer {
         Ok(Facts { daemon, processes })
     }
 
+    async fn wait_change(
+        self,
+        ctx: Context,
+        after: Option<u64>,
+        wait_ms: u64,
+    ) -> Result<u64, ControlError> {
+        self.check()?;
+        let Some(after) = after else { return Ok(self.handle().changes()) };
+        Ok(self.handle().wait_change(after, poll_budget(&ctx, wait_ms)).await)
+    }
+
     async fn all_process_info(self, _: Context) -> Result<Vec<ProcessInfo>, ControlError> {
         self.check()?;
         let infos = self.handle().process_info(None).await.map_err(core_error)?;

@@ -87,6 +87,20 @@ pub trait Control {
     /// memory from /proc once for this call when `usage`.
     async fn facts(usage: bool) -> Result<Facts, ControlError>;
 
+    /// Vigil extension: a long poll for "something changed", for live views
+    /// (`vigilctl top`, the web dashboard).
+    ///
+    /// The daemon counts changes: a process's state, pid, health, spawn error or
+    /// dependency wait, and groups being added or removed. `after: None`
+    /// answers at once with the current count; `after: Some(n)` answers as soon
+    /// as the count differs from `n`, or after `wait_ms` (and before the
+    /// caller's deadline) with the unchanged count. The caller then reads what
+    /// it shows ([`Control::facts`]) and polls again with the count it got.
+    /// CPU and memory are not changes: a view that shows them refreshes
+    /// [`Control::facts`] on its own clock while it is open. Nothing runs in the
+    /// daemon between polls.
+    async fn wait_change(after: Option<u64>, wait_ms: u64) -> Result<u64, ControlError>;
+
     /// Every process, sorted by group, then name (`getAllProcessInfo`).
     async fn all_process_info() -> Result<Vec<ProcessInfo>, ControlError>;
 

@@ -291,6 +291,27 @@ impl Control for Fake {
         })
     }
 
+    async fn wait_change(
+        self,
+        _: Context,
+        after: Option<u64>,
+        wait_ms: u64,
+    ) -> Result<u64, ControlError> {
+        self.record("wait_change");
+        // The fake's changes are the calls that change a process.
+        let changes = || {
+            let calls = &self.lock().calls;
+            calls.iter().filter(|c| matches!(c.as_str(), "start" | "stop" | "restart")).count()
+                as u64
+        };
+        let now = changes();
+        if after.is_none_or(|after| after != now) {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(wait_ms.min(50))).await;
+        Ok(changes())
+    }
+
     async fn facts(self, _: Context, usage: bool) -> Result<vigil_rpc::Facts, ControlError> {
         self.record("facts");
         let mut all = self.lock().processes.clone();
