@@ -157,3 +157,32 @@ fn handle_can_be_shared_across_tasks_and_threads() {
     shareable::<crate::Handle>();
     shareable::<crate::ChannelLog>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn wait_change_answers_on_a_change_or_at_its_deadline() {
+    let (handle, _fake, _dir) = boot(vec![solo(program("web", &["/bin/sh", "run"]))]).await;
+    assert_eq!(handle.start(&specs(&["web"]), true).await[0].1, Ok(()));
+    let seen = handle.changes();
+    // Nothing changes: the poll answers at its deadline with the same count.
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(handle.wait_change(seen, Duration::from_secs(5)).await, seen);
+    super::assert_about(t0.elapsed(), Duration::from_secs(5));
+    // A stop changes the state: the poll answers then, not at its deadline.
+    let stopper = handle.clone();
+    let stop = tokio::spawn(async move { stopper.stop(&specs(&["web"]), true).await });
+    let t1 = tokio::time::Instant::now();
+    assert_ne!(handle.wait_change(seen, Duration::from_secs(600)).await, seen);
+    assert!(t1.elapsed() < Duration::from_secs(600));
+    assert_eq!(stop.await.expect("stop task")[0].1, Ok(()));
+    // A count that is already stale answers at once.
+    let t2 = tokio::time::Instant::now();
+    assert_ne!(handle.wait_change(seen, Duration::from_secs(600)).await, seen);
+    assert_eq!(t2.elapsed(), Duration::ZERO);
+    // Adding a group is a change too.
+    let now = handle.changes();
+    let mut extra = program("extra", &["/bin/sh", "run"]);
+    extra.autostart = false;
+    handle.add_group(solo(extra)).await.expect("add group");
+    assert_ne!(handle.changes(), now);
+    handle.shutdown().await;
+}
