@@ -383,7 +383,7 @@ pub(crate) fn compact_bytes(bytes: u64) -> String {
 mod tests {
     use std::time::Duration;
 
-    use vigil_rpc::{DaemonFacts, ProcessInfo, Usage};
+    use vigil_rpc::{DaemonFacts, Usage};
 
     use super::*;
 
@@ -394,25 +394,10 @@ mod tests {
         pid: u32,
         cpu_us: u64,
     ) -> ProcessFacts {
+        let mut info = crate::render::tests::info(group, name, state, "");
+        (info.start, info.now, info.pid) = (1000, 1100, pid);
         ProcessFacts {
-            info: ProcessInfo {
-                name: name.into(),
-                group: group.into(),
-                start: 1000,
-                stop: 0,
-                now: 1100,
-                state,
-                statename: state.name().into(),
-                spawnerr: String::new(),
-                exitstatus: 0,
-                logfile: String::new(),
-                stdout_logfile: String::new(),
-                stderr_logfile: String::new(),
-                pid,
-                description: String::new(),
-                health: None,
-                waiting_for: Vec::new(),
-            },
+            info,
             autostart: true,
             completed: false,
             restarts: u64::from(pid % 7),
