@@ -37,7 +37,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> String {
         let mut command = Command::new("tmux");
-        command.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]).args(args);
+        command.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]).args(args).env_remove("TMUX");
         let output = run(&mut command, TIMEOUT);
         assert_eq!(output.code, 0, "tmux {args:?}: {}", output.stderr);
         output.stdout
