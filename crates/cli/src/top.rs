@@ -9,7 +9,8 @@
 //!   again. No timer runs in the daemon for it.
 //! - CPU and memory are not changes the daemon notices; they are read from
 //!   /proc by a `facts` call every [`REFRESH`] while top is open. This is the
-//!   only periodic work, done because a client asked, and it ends with top.
+//!   one periodic request (besides the long polls asking again after their
+//!   timeouts), made because a client asked, and it ends with top.
 //! - The log pane follows the selected process with `tail_follow`, the long
 //!   poll behind `tail -f`.
 //!
