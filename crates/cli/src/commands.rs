@@ -229,6 +229,17 @@ pub enum Action {
         #[arg(value_name = "ARG", allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A live view of every process.
+    #[command(after_help = "top\t\t\tA live view of every process: state, health, CPU, memory,\n\
+                            \t\t\trestarts, and the selected process's log as it comes.\n\
+                            \t\t\tKeys: up/down select, s start, x stop, r restart,\n\
+                            \t\t\to sort by the next column, O reverse, / filter,\n\
+                            \t\t\te stdout/stderr, q quit.")]
+    Top {
+        /// None are accepted.
+        #[arg(hide = true, allow_hyphen_values = true)]
+        extra: Vec<String>,
+    },
     /// Re-read the config and apply what changed.
     #[command(
         after_help = "update\t\t\tRe-read the config and apply what changed: start added programs,\n\
@@ -296,6 +307,7 @@ impl Action {
             | Action::Status { names: words }
             | Action::Stop { names: words }
             | Action::Tail { args: words }
+            | Action::Top { extra: words }
             | Action::Update { args: words }
             | Action::Version { extra: words }
             | Action::Help { topic: words } => words.clone(),

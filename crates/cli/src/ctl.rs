@@ -228,6 +228,7 @@ impl Ctl {
             Action::Reload { .. } => self.reload(args).await,
             Action::Shutdown { .. } => self.shutdown().await,
             Action::Version { .. } => self.version(args).await,
+            Action::Top { .. } => self.top(args).await,
             Action::Open { .. } => self.open(&args.join(" ")).await,
             Action::Help { .. } => self.help(&args.join(" ")),
             Action::Quit { .. } | Action::Exit { .. } => return Flow::Quit,
@@ -738,6 +739,32 @@ impl Ctl {
         let message = crate::fg::run(&client, &name, &mut self.out, (self.interrupt)()).await;
         for line in message {
             self.line(line);
+        }
+    }
+
+    /// `top`: the live view, on a terminal only. A closed connection ends it
+    /// with the reason, after the terminal is restored.
+    async fn top(&mut self, args: &[&str]) {
+        use std::io::IsTerminal;
+        if !self.no_arguments("top", args) {
+            return;
+        }
+        if self.options.json || !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal()
+        {
+            self.line("Error: top needs a terminal (and has no --json form)");
+            return self.fail(exit::GENERIC);
+        }
+        let Some(client) = self.upcheck().await else { return };
+        let _ = self.out.flush();
+        match crate::top::run(client).await {
+            Ok(()) => {}
+            Err(ended) => {
+                if matches!(ended, crate::top::Ended::Lost(_)) {
+                    self.client = None;
+                }
+                self.line(ended.to_string());
+                self.fail(exit::GENERIC);
+            }
         }
     }
 

@@ -271,11 +271,17 @@ pub fn columnize(items: &[&str], width: usize) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vigil_rpc::{ProcessState, UpdateStep};
 
-    fn info(group: &str, name: &str, state: ProcessState, description: &str) -> ProcessInfo {
+    /// A process as a test needs it, the rest empty (shared with `top`'s tests).
+    pub(crate) fn info(
+        group: &str,
+        name: &str,
+        state: ProcessState,
+        description: &str,
+    ) -> ProcessInfo {
         ProcessInfo {
             name: name.into(),
             group: group.into(),

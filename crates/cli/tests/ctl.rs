@@ -353,6 +353,20 @@ async fn config_commands_print_supervisorctl_lines() {
     assert_eq!(run(&served, "reload x").await.1, 1);
 }
 
+#[tokio::test]
+async fn top_refuses_arguments_json_and_a_missing_terminal_and_calls_nothing() {
+    let served = serve(Fake::new(), None);
+    let (out, code) = run(&served, "top now").await;
+    assert!(out.starts_with("Error: top accepts no arguments\ntop"), "{out}");
+    assert_eq!(code, 1);
+    let json = Options { json: true, ..options(&served.url) };
+    let (out, code) = run_with(json, "top").await;
+    let document: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(document["messages"][0], "Error: top needs a terminal (and has no --json form)");
+    assert_eq!(code, 1);
+    assert!(served.fake.lock().calls.is_empty(), "{:?}", served.fake.lock().calls);
+}
+
 async fn wait_until(mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {

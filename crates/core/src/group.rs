@@ -391,6 +391,7 @@ impl Actor for GroupActor {
                         ),
                         ..previous
                     });
+                    state.ctx.changed();
                     return Ok(());
                 }
                 let resume = !state.shutting_down && member.shared.state().is_running();

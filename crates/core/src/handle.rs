@@ -106,15 +106,17 @@ impl Handle {
     }
 
     /// [`Handle::process_info`] with [`ProcessInfo::usage`] filled in: one read of
-    /// `/proc/<pid>/stat` per process that has a child, off the async workers.
+    /// `/proc/<pid>/stat` per process that has a child, off the async workers
+    /// ([`Usage::of_all`]).
     pub async fn process_facts(
         &self,
         spec: Option<&NameSpec>,
     ) -> Result<Vec<ProcessInfo>, CoreError> {
         let mut infos = self.process_info(spec).await?;
         tokio::task::spawn_blocking(move || {
-            for info in &mut infos {
-                info.usage = (info.pid != 0).then(|| Usage::of(info.pid)).flatten();
+            let pids: Vec<u32> = infos.iter().map(|info| info.pid).collect();
+            for (info, usage) in infos.iter_mut().zip(Usage::of_all(&pids)) {
+                info.usage = usage;
             }
             infos
         })

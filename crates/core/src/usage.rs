@@ -20,8 +20,78 @@ impl Usage {
     /// Reads `/proc/<pid>/stat`; `None` when the process is gone or the file
     /// cannot be read or parsed (no `/proc`, another kernel's layout).
     pub fn of(pid: u32) -> Option<Usage> {
-        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-        parse_stat(&stat, units())
+        StatReader::default().read(pid)
+    }
+
+    /// [`Usage::of`] for every pid of `pids` (`None` for 0), in order. Each
+    /// file is read once into a reused buffer; a long list is split over a few
+    /// threads, since the kernel's formatting of each file is most of the
+    /// cost and a scrape of thousands of processes waits for all of them.
+    pub fn of_all(pids: &[u32]) -> Vec<Option<Usage>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_THREADS);
+        if threads < 2 || pids.len() < PER_THREAD * 2 {
+            return read_all(pids);
+        }
+        let chunk = pids.len().div_ceil(threads).max(PER_THREAD);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = pids
+                .chunks(chunk)
+                .map(|part| (part.len(), scope.spawn(move || read_all(part))))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|(len, part)| {
+                    // A panicking reader is a bug; its processes read as unknown.
+                    part.join().unwrap_or_else(|_| vec![None; len])
+                })
+                .collect()
+        })
+    }
+}
+
+/// At most this many threads read /proc for one request.
+const MAX_THREADS: usize = 4;
+/// Fewer processes than this per thread are read on one thread.
+const PER_THREAD: usize = 256;
+
+fn read_all(pids: &[u32]) -> Vec<Option<Usage>> {
+    let mut reader = StatReader::default();
+    pids.iter().map(|&pid| if pid == 0 { None } else { reader.read(pid) }).collect()
+}
+
+/// Reads `/proc/<pid>/stat` files with one path and one buffer for all of them.
+#[derive(Default)]
+struct StatReader {
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl StatReader {
+    fn read(&mut self, pid: u32) -> Option<Usage> {
+        use std::fmt::Write as _;
+        use std::io::Read as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/stat");
+        let mut file = std::fs::File::open(&self.path).ok()?;
+        if self.buf.len() < 1024 {
+            self.buf.resize(1024, 0);
+        }
+        let mut len = 0;
+        loop {
+            let n = file.read(&mut self.buf[len..]).ok()?;
+            len += n;
+            // The kernel hands the whole line to the first read that has room for
+            // it; its newline spares the read that would answer end of file.
+            if n == 0 || self.buf[..len].ends_with(b"\n") {
+                break;
+            }
+            if len == self.buf.len() {
+                self.buf.resize(len * 2, 0);
+            }
+        }
+        parse_stat(&self.buf[..len], units())
     }
 }
 
@@ -51,9 +121,24 @@ fn units() -> Units {
 fn parse_stat(stat: &[u8], units: Units) -> Option<Usage> {
     let close = stat.iter().rposition(|byte| *byte == b')')?;
     let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    // Field 3 (state) is the first after the name.
-    let field =
-        |n: usize| -> Option<u64> { rest.split_ascii_whitespace().nth(n - 3)?.parse().ok() };
+    // Field 3 (state) is the first after the name; one pass takes the three.
+    let mut wanted = [0u64; 3];
+    let mut found = 0;
+    for (index, word) in rest.split_ascii_whitespace().enumerate() {
+        let slot = match index + 3 {
+            14 => 0,
+            15 => 1,
+            24 => 2,
+            25.. => break,
+            _ => continue,
+        };
+        wanted[slot] = word.parse().ok()?;
+        found += 1;
+    }
+    if found < wanted.len() {
+        return None;
+    }
+    let [utime, stime, rss] = wanted;
     let ticks = |t: u64| {
         Duration::from_secs(t / units.ticks_per_second)
             + Duration::from_nanos(
@@ -61,9 +146,9 @@ fn parse_stat(stat: &[u8], units: Units) -> Option<Usage> {
             )
     };
     Some(Usage {
-        cpu_user: ticks(field(14)?),
-        cpu_system: ticks(field(15)?),
-        rss_bytes: field(24)?.saturating_mul(units.page_size),
+        cpu_user: ticks(utime),
+        cpu_system: ticks(stime),
+        rss_bytes: rss.saturating_mul(units.page_size),
     })
 }
 
@@ -89,5 +174,23 @@ mod tests {
         let usage = Usage::of(std::process::id()).expect("/proc/self/stat");
         assert!(usage.rss_bytes > 0);
         assert_eq!(Usage::of(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_many_in_order_over_threads() {
+        let me = std::process::id();
+        // Enough to be split over threads on a machine with several cores.
+        let pids: Vec<u32> = (0..PER_THREAD * 5)
+            .map(|i| match i % 3 {
+                0 => me,
+                1 => 0,
+                _ => u32::MAX,
+            })
+            .collect();
+        let all = Usage::of_all(&pids);
+        assert_eq!(all.len(), pids.len());
+        for (pid, usage) in pids.iter().zip(&all) {
+            assert_eq!(usage.is_some(), *pid == me, "pid {pid}");
+        }
     }
 }

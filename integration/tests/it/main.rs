@@ -27,6 +27,7 @@ mod stdin;
 mod stop;
 mod stress;
 mod survivors;
+mod top;
 mod update;
 mod workspace;
 

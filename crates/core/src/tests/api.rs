@@ -157,3 +157,32 @@ fn handle_can_be_shared_across_tasks_and_threads() {
     shareable::<crate::Handle>();
     shareable::<crate::ChannelLog>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_change_counter_moves_on_a_change_and_only_then() {
+    let (handle, _fake, _dir) = boot(vec![solo(program("web", &["/bin/sh", "run"]))]).await;
+    assert_eq!(handle.start(&specs(&["web"]), true).await[0].1, Ok(()));
+    let mut changes = handle.changes();
+    let seen = *changes.borrow_and_update();
+    // Nothing changes: a watcher waits until its own deadline.
+    let t0 = tokio::time::Instant::now();
+    assert!(tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.is_err());
+    super::assert_about(t0.elapsed(), Duration::from_secs(5));
+    assert_eq!(*changes.borrow(), seen);
+    // A stop changes the state: the watcher is woken then, not at its deadline.
+    let stopper = handle.clone();
+    let stop = tokio::spawn(async move { stopper.stop(&specs(&["web"]), true).await });
+    let t1 = tokio::time::Instant::now();
+    let woken = tokio::time::timeout(Duration::from_secs(600), changes.changed()).await;
+    assert!(matches!(woken, Ok(Ok(()))));
+    assert!(t1.elapsed() < Duration::from_secs(600));
+    assert_ne!(*changes.borrow_and_update(), seen);
+    assert_eq!(stop.await.expect("stop task")[0].1, Ok(()));
+    // Adding a group is a change too.
+    let now = *changes.borrow_and_update();
+    let mut extra = program("extra", &["/bin/sh", "run"]);
+    extra.autostart = false;
+    handle.add_group(solo(extra)).await.expect("add group");
+    assert_ne!(*handle.changes().borrow(), now);
+    handle.shutdown().await;
+}

@@ -57,26 +57,26 @@ pub(crate) fn render(facts: &Facts) -> String {
     );
 
     let processes = &facts.processes;
+    // Each process's labels are escaped once and copied into its ~20 samples.
+    let labels: Vec<String> = processes.iter().map(labels).collect();
     family(
         &mut out,
         "vigil_process_state",
         "gauge",
         "1 for the state the process is in, 0 for the others.",
     );
-    for process in processes {
+    for (process, labels) in processes.iter().zip(&labels) {
         for state in ProcessState::ALL {
-            let on = u8::from(process.info.state == state);
-            let _ = writeln!(
-                out,
-                "vigil_process_state{{{},state=\"{}\"}} {on}",
-                Labels(process),
-                state.name()
-            );
+            let on = if process.info.state == state { "1" } else { "0" };
+            sample(&mut out, "vigil_process_state", labels, &["state=\"", state.name(), "\""]);
+            out.push_str(on);
+            out.push('\n');
         }
     }
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_up",
         "gauge",
         "1 when the process is RUNNING.",
@@ -85,6 +85,7 @@ pub(crate) fn render(facts: &Facts) -> String {
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_restarts_total",
         "counter",
         "Spawns after the first since vigild started (automatic or requested).",
@@ -93,6 +94,7 @@ pub(crate) fn render(facts: &Facts) -> String {
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_start_time_seconds",
         "gauge",
         "When the current or last child was started, in seconds since the epoch.",
@@ -101,6 +103,7 @@ pub(crate) fn render(facts: &Facts) -> String {
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_last_exit_code",
         "gauge",
         "Exit code of the last child; -1 when a signal killed it.",
@@ -109,6 +112,7 @@ pub(crate) fn render(facts: &Facts) -> String {
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_last_exit_signal",
         "gauge",
         "Signal that killed the last child; 0 when it exited.",
@@ -117,6 +121,7 @@ pub(crate) fn render(facts: &Facts) -> String {
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_last_exit_time_seconds",
         "gauge",
         "When the last child was reaped, in seconds since the epoch.",
@@ -128,21 +133,19 @@ pub(crate) fn render(facts: &Facts) -> String {
         "counter",
         "CPU time of the current child by mode.",
     );
-    for process in processes {
+    for (process, labels) in processes.iter().zip(&labels) {
         if let Some(usage) = &process.usage {
             for (mode, micros) in [("user", usage.cpu_user_us), ("system", usage.cpu_system_us)] {
-                let _ = writeln!(
-                    out,
-                    "vigil_process_cpu_seconds_total{{{},mode=\"{mode}\"}} {}",
-                    Labels(process),
-                    Seconds(micros)
-                );
+                let name = "vigil_process_cpu_seconds_total";
+                sample(&mut out, name, labels, &["mode=\"", mode, "\""]);
+                let _ = writeln!(out, "{}", Seconds(micros));
             }
         }
     }
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_resident_memory_bytes",
         "gauge",
         "Resident set size of the current child.",
@@ -154,14 +157,12 @@ pub(crate) fn render(facts: &Facts) -> String {
         "counter",
         "Bytes the process wrote to each output channel's log.",
     );
-    for process in processes {
+    for (process, labels) in processes.iter().zip(&labels) {
         for (channel, bytes) in [("stdout", process.stdout_bytes), ("stderr", process.stderr_bytes)]
         {
-            let _ = writeln!(
-                out,
-                "vigil_process_log_bytes_total{{{},channel=\"{channel}\"}} {bytes}",
-                Labels(process)
-            );
+            let name = "vigil_process_log_bytes_total";
+            sample(&mut out, name, labels, &["channel=\"", channel, "\""]);
+            let _ = writeln!(out, "{bytes}");
         }
     }
     family(
@@ -170,24 +171,21 @@ pub(crate) fn render(facts: &Facts) -> String {
         "gauge",
         "Probed processes: 1 for the probes' current verdict, 0 for the others.",
     );
-    for process in processes {
+    for (process, labels) in processes.iter().zip(&labels) {
         let Some(health) = &process.info.health else { continue };
         for (status, on) in [
             ("unknown", matches!(health, Health::Unknown)),
             ("healthy", matches!(health, Health::Healthy)),
             ("unhealthy", matches!(health, Health::Unhealthy { .. })),
         ] {
-            let _ = writeln!(
-                out,
-                "vigil_process_health_status{{{},status=\"{status}\"}} {}",
-                Labels(process),
-                u8::from(on)
-            );
+            sample(&mut out, "vigil_process_health_status", labels, &["status=\"", status, "\""]);
+            out.push_str(if on { "1\n" } else { "0\n" });
         }
     }
     per_process(
         &mut out,
         processes,
+        &labels,
         "vigil_process_waiting_dependencies",
         "gauge",
         "Dependencies (depends_on) the process waits for before it is spawned.",
@@ -220,39 +218,50 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// One family with one sample per process that has a value.
+/// One family with one sample per process that has a value; `labels` are the
+/// processes' own, in the same order.
 fn per_process(
     out: &mut String,
     processes: &[ProcessFacts],
+    labels: &[String],
     name: &str,
     kind: &str,
     help: &str,
     value: impl Fn(&ProcessFacts) -> Option<i64>,
 ) {
     family(out, name, kind, help);
-    for process in processes {
+    for (process, labels) in processes.iter().zip(labels) {
         if let Some(value) = value(process) {
-            let _ = writeln!(out, "{name}{{{}}} {value}", Labels(process));
+            sample(out, name, labels, &[]);
+            let _ = writeln!(out, "{value}");
         }
     }
+}
+
+/// `name{labels,extra} `, up to the value.
+fn sample(out: &mut String, name: &str, labels: &str, extra: &[&str]) {
+    out.push_str(name);
+    out.push('{');
+    out.push_str(labels);
+    if !extra.is_empty() {
+        out.push(',');
+        for part in extra {
+            out.push_str(part);
+        }
+    }
+    out.push_str("} ");
 }
 
 fn count(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// `group="…",name="…"`.
-struct Labels<'a>(&'a ProcessFacts);
-
-impl std::fmt::Display for Labels<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "group=\"{}\",name=\"{}\"",
-            Escaped(&self.0.info.group),
-            Escaped(&self.0.info.name)
-        )
-    }
+/// `group="…",name="…"` for one process.
+fn labels(process: &ProcessFacts) -> String {
+    let (group, name) = (&process.info.group, &process.info.name);
+    let mut out = String::with_capacity(group.len() + name.len() + 16);
+    let _ = write!(out, "group=\"{}\",name=\"{}\"", Escaped(group), Escaped(name));
+    out
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format requires.
