@@ -55,7 +55,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -162,6 +162,20 @@ pub trait OutputFilter: Send + 'static {
     fn filter(&mut self, data: &[u8], out: &mut Vec<u8>);
     /// The pipe reached EOF: release anything held back.
     fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// Set once, for a live upgrade: every capture task stops reading, writes
+/// out what it read and returns its pipe (see [`stop_captures_for_handover`]).
+static HANDOVER: std::sync::LazyLock<watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| watch::Sender::new(false));
+
+/// Makes every capture task of this process stop reading its pipe, write
+/// what it already read to its log file, and end with the pipe as its
+/// result, for a live upgrade to hand to the next image. Bytes written
+/// afterwards wait in the pipe. There is no way back: the upgrade either
+/// `execve`s or re-executes the running binary.
+pub fn stop_captures_for_handover() {
+    HANDOVER.send_replace(true);
 }
 
 /// Handle to one channel's log. Cheap to clone; all clones share the file and ring.
@@ -535,7 +549,7 @@ impl ChannelLog {
     }
 
     /// Spawns a task that copies `pipe` into the log until EOF (see module docs).
-    pub fn capture(&self, pipe: pipe::Receiver) -> JoinHandle<()> {
+    pub fn capture(&self, pipe: pipe::Receiver) -> JoinHandle<Option<OwnedFd>> {
         self.capture_with(pipe, None)
     }
 
@@ -546,7 +560,7 @@ impl ChannelLog {
         &self,
         pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
-    ) -> JoinHandle<()> {
+    ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
@@ -559,7 +573,7 @@ impl ChannelLog {
         pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
         filter: Box<dyn OutputFilter>,
-    ) -> JoinHandle<()> {
+    ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
@@ -570,8 +584,10 @@ impl ChannelLog {
         mut pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
         mut filter: Option<Box<dyn OutputFilter>>,
-    ) {
+    ) -> Option<OwnedFd> {
         let to_disk = self.inner.path.is_some();
+        let mut handover = HANDOVER.subscribe();
+        let mut handing_over = *handover.borrow();
         let mut raw: Vec<u8> = Vec::new();
         let mut lines = on_line.map(LineSplitter::new);
         let mut pending: Vec<u8> = Vec::new();
@@ -597,11 +613,21 @@ impl ChannelLog {
                     }
                 }
             }
-            if eof && pending.is_empty() && inflight.is_none() {
+            if (eof || handing_over) && pending.is_empty() && inflight.is_none() {
                 break;
             }
-            let can_read = !eof && pending.len() < MAX_PENDING;
+            let can_read = !eof && !handing_over && pending.len() < MAX_PENDING;
             tokio::select! {
+                // A live upgrade: stop reading, write out what was read, and
+                // give the pipe back for the next image (see `crate::handover`).
+                changed = handover.changed(), if !handing_over => {
+                    handing_over = changed.is_err() || *handover.borrow();
+                    // What a filter holds back (a partial line) is written
+                    // now: the next image starts its filter afresh.
+                    if handing_over && let Some(filter) = filter.as_mut() {
+                        filter.finish(&mut pending);
+                    }
+                }
                 read = read_chunk(&mut pipe, &mut pending, chunk), if can_read => match read {
                     Ok(0) => {
                         eof = true;
@@ -656,6 +682,16 @@ impl ChannelLog {
                 }
             }
         }
+        if handing_over && !eof {
+            self.inner.captures.fetch_sub(1, Ordering::SeqCst);
+            return match pipe.into_nonblocking_fd() {
+                Ok(fd) => Some(fd),
+                Err(error) => {
+                    tracing::error!(path = ?self.inner.path, %error, "cannot keep a capture pipe for the upgrade");
+                    None
+                }
+            };
+        }
         if let Some(lines) = lines.as_mut() {
             lines.finish();
         }
@@ -672,6 +708,7 @@ impl ChannelLog {
                 tracing::error!(%error, "closing a log file failed");
             }
         }
+        None
     }
 
     /// Appends `data` as if the process had written it, synchronously (for short

@@ -99,6 +99,8 @@ pub struct Spawned {
 }
 
 static REAPER: OnceLock<Reaper> = OnceLock::new();
+/// See [`Reaper::pause_reaping`].
+static REAPING_PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Reaper {
     /// Starts the process-wide reaper (or returns the running one).
@@ -229,6 +231,58 @@ impl Reaper {
         self.inner.orphans.load(Ordering::Relaxed)
     }
 
+    /// Registers `pid`, a child of this process that no spawn of this image
+    /// registered (a child the previous image of a live upgrade handed over),
+    /// so its exit is delivered like a spawned child's. Fails with `ECHILD`
+    /// when `pid` is not a child of this process, `EEXIST` when it is
+    /// registered already.
+    pub fn adopt(&self, pid: u32) -> std::io::Result<oneshot::Receiver<ExitStatus>> {
+        let raw = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from(Errno::EINVAL))?;
+        let mut state = self.inner.lock();
+        if state.waiting.contains_key(&pid) {
+            return Err(Errno::EEXIST.into());
+        }
+        // Asks without collecting: ECHILD unless it is our child (alive or a
+        // zombie waiting for us).
+        // SAFETY: waitid writes into `info` only.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let got = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                raw as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (exit, receiver) = oneshot::channel();
+        let serial = state.next_serial;
+        state.next_serial += 1;
+        state.waiting.insert(pid, Waiter { exit, serial });
+        drop(state);
+        self.inner.changed();
+        Ok(receiver)
+    }
+
+    /// Stops collecting exits (process-wide, before or after [`Reaper::start`])
+    /// until [`Reaper::resume_reaping`]: a child that exits meanwhile stays a
+    /// zombie. A live upgrade pauses before it hands its children over, so no
+    /// exit is collected by an image that will not report it, and the next
+    /// image starts paused until it has adopted them.
+    pub fn pause_reaping() {
+        REAPING_PAUSED.store(true, Ordering::SeqCst);
+    }
+
+    /// Collects again, at once, whatever exited while paused.
+    pub fn resume_reaping() {
+        REAPING_PAUSED.store(false, Ordering::SeqCst);
+        // Wakes the reaper thread as an exit would.
+        let _ = nix::sys::signal::raise(Signal::SIGCHLD);
+    }
+
     /// Children of ours reaped so far (for tests and status).
     pub fn children_reaped(&self) -> u64 {
         self.inner.reaped.load(Ordering::Relaxed)
@@ -251,6 +305,9 @@ impl Inner {
     fn reap_all(&self) {
         loop {
             let mut state = self.lock();
+            if REAPING_PAUSED.load(Ordering::SeqCst) {
+                return;
+            }
             let mut raw: libc::c_int = 0;
             // SAFETY: waitpid writes the status into `raw`. libc is used directly
             // because nix fails to decode real-time signal deaths after reaping them.

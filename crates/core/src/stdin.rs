@@ -52,6 +52,9 @@ pub(crate) struct StdinQueue {
     level: Arc<Mutex<Level>>,
     chunks: mpsc::UnboundedSender<Chunk>,
     writer: tokio::task::JoinHandle<()>,
+    /// The pipe's descriptor, open while `level.closed` is false (the writer
+    /// sets that before it drops the pipe), for a live upgrade to keep.
+    fd: std::os::fd::RawFd,
 }
 
 impl StdinQueue {
@@ -59,8 +62,23 @@ impl StdinQueue {
     pub(crate) fn new(pipe: pipe::Sender) -> StdinQueue {
         let level = Arc::new(Mutex::new(Level::default()));
         let (chunks, rx) = mpsc::unbounded_channel();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
         let writer = tokio::spawn(drain(pipe, rx, Arc::clone(&level)));
-        StdinQueue { level, chunks, writer }
+        StdinQueue { level, chunks, writer, fd }
+    }
+
+    /// A copy of the pipe for a live upgrade (close-on-exec, like every
+    /// descriptor until the handover clears the flag); `None` once the child's
+    /// stdin is closed. Bytes still queued are not carried.
+    pub(crate) fn handover_fd(&self) -> Option<io::Result<std::os::fd::OwnedFd>> {
+        let level = self.level.lock().unwrap_or_else(PoisonError::into_inner);
+        if level.closed {
+            return None;
+        }
+        // SAFETY: the writer drops the pipe only after setting `closed`, which
+        // it cannot do while this lock is held, so `fd` is open.
+        let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        Some(pipe.try_clone_to_owned())
     }
 
     /// Queues `data` whole and returns at once, or refuses it whole.
