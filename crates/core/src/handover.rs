@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::exit::ExitStatus;
 use crate::lifecycle::{CarriedExit, CarriedLifecycle};
+use crate::logs::Channel;
 
 /// One process instance as the handover format carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +57,11 @@ pub struct CarriedProcess {
     pub stdout_fds: Vec<i32>,
     /// The stderr pipes, as `stdout_fds`.
     pub stderr_fds: Vec<i32>,
+    /// The stdout log file, so an AUTO log (whose name is random) stays the
+    /// same file.
+    pub stdout_log: Option<PathBuf>,
+    /// The stderr log file, as `stdout_log`.
+    pub stderr_log: Option<PathBuf>,
 }
 
 /// An armed lifecycle timer and what it had left.
@@ -102,6 +109,16 @@ static OFFERED: Mutex<Option<HashMap<String, Adoptable>>> = Mutex::new(None);
 pub fn offer(records: Vec<Adoptable>) {
     let table = records.into_iter().map(|a| (a.record.namespec.clone(), a)).collect();
     *OFFERED.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+}
+
+/// The log file an offered record names for `namespec`'s `channel`.
+pub(crate) fn carried_auto_log(namespec: &str, channel: Channel) -> Option<PathBuf> {
+    let offered = OFFERED.lock().unwrap_or_else(PoisonError::into_inner);
+    let record = &offered.as_ref()?.get(namespec)?.record;
+    match channel {
+        Channel::Stdout => record.stdout_log.clone(),
+        Channel::Stderr => record.stderr_log.clone(),
+    }
 }
 
 /// The record for `namespec`, once.

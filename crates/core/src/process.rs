@@ -203,8 +203,8 @@ impl Actor for ProcessActor {
             }
             _ => None,
         };
-        *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
-        let state = ProcessActorState {
+        *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
+        let mut state = ProcessActorState {
             guard: ChildGuard {
                 spawner: Arc::clone(&ctx.spawner),
                 namespec: shared.namespec.clone(),
@@ -237,6 +237,12 @@ impl Actor for ProcessActor {
             captures: Vec::new(),
             frozen: false,
         };
+        // In `pre_start`, so every record is claimed once the tree is built
+        // (the daemon then stops the children of programs no longer there).
+        if let Some(adoptable) = crate::handover::claim(&state.shared.namespec) {
+            state.resume = false;
+            state.adopt(&myself, adoptable);
+        }
         state.publish();
         Ok(state)
     }
@@ -252,10 +258,6 @@ impl Actor for ProcessActor {
                 state.shared.config.clone(),
                 myself.clone(),
             ));
-        }
-        if let Some(adoptable) = crate::handover::claim(&state.shared.namespec) {
-            state.resume = false;
-            state.adopt(&myself, adoptable);
         }
         if std::mem::take(&mut state.resume) {
             tracing::warn!("restarting '{}' after its actor was rebuilt", state.shared.namespec);
@@ -980,6 +982,8 @@ impl ProcessActorState {
             stdin_fd,
             stdout_fds,
             stderr_fds,
+            stdout_log: self.shared.stdout.path(),
+            stderr_log: self.shared.stderr.path(),
         };
         Ok(Frozen { record, fds })
     }

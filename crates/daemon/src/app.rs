@@ -277,6 +277,12 @@ fn prepare<B: Backend>(
     if let Some(inherited) = &inherited
         && let Err(why) = &inherited.state
     {
+        if let Some(first) = &inherited.refused {
+            // This is the old image, executed again, and it cannot read its
+            // own state: nowhere left to go.
+            eprintln!("Error: live upgrade refused ({first}), then the state is unreadable: {why}");
+            return Err(exit_code::FAILURE);
+        }
         return Err(hand_back(inherited, &args, why));
     }
     let flags = match Flags::parse_from(args.clone()) {
@@ -310,7 +316,7 @@ fn prepare<B: Backend>(
             for error in &errors {
                 eprintln!("Error: {error}");
             }
-            if let Some(inherited) = &inherited {
+            if let Some(inherited) = inherited.as_ref().filter(|i| i.refused.is_none()) {
                 return Err(hand_back(inherited, &args, "the configuration does not load"));
             }
             if !source.flags.check {

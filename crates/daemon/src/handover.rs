@@ -24,7 +24,7 @@
 //! environment before anything can inherit it.
 
 use std::ffi::{CString, OsString};
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::{Seek as _, Write as _};
 use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
@@ -103,11 +103,14 @@ pub fn write(state: &State) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Reads and checks a state written by [`write`]; the error says why it is
-/// refused.
-pub fn read(file: &mut std::fs::File) -> Result<State, String> {
+/// Reads and checks a state written by [`write`], from its start whatever
+/// the descriptor's offset (it is shared with every copy); the error says why
+/// it is refused.
+pub fn read(file: &std::fs::File) -> Result<State, String> {
+    use std::os::unix::fs::FileExt as _;
     let mut header = [0u8; 20];
-    file.read_exact(&mut header).map_err(|e| format!("cannot read the handover state: {e}"))?;
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| format!("cannot read the handover state: {e}"))?;
     if &header[..8] != MAGIC {
         return Err("the handover state does not start with vigild's magic".to_owned());
     }
@@ -122,9 +125,8 @@ pub fn read(file: &mut std::fs::File) -> Result<State, String> {
     if len > MAX_STATE {
         return Err(format!("the handover state claims {len} bytes, more than {MAX_STATE}"));
     }
-    let mut body = Vec::with_capacity(len as usize);
-    file.take(len)
-        .read_to_end(&mut body)
+    let mut body = vec![0u8; len as usize];
+    file.read_exact_at(&mut body, 20)
         .map_err(|e| format!("cannot read the handover state: {e}"))?;
     serde_json::from_slice(&body).map_err(|e| format!("the handover state is malformed: {e}"))
 }
@@ -138,10 +140,16 @@ pub fn keep_across_exec(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 }
 
 /// The environment for the next image: ours, with [`STATE_ENV`] set and
-/// `extra` added.
-fn environment(state: RawFd, exe: Option<RawFd>, extra: &[(&str, &str)]) -> Vec<CString> {
+/// `extra` added, without `drop`.
+fn environment(
+    state: RawFd,
+    exe: Option<RawFd>,
+    extra: &[(&str, &str)],
+    drop: &[&str],
+) -> Vec<CString> {
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(key, _)| key != STATE_ENV && key != REFUSED_ENV)
+        .filter(|(key, _)| !drop.iter().any(|dropped| key == *dropped))
         .filter_map(|(key, value)| {
             let mut pair = key.as_bytes().to_vec();
             pair.push(b'=');
@@ -167,7 +175,7 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
     let Ok(path) = CString::new(binary.as_os_str().as_bytes()) else {
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
-    let env = environment(state, exe, &[]);
+    let env = environment(state, exe, &[], &[]);
     match nix::unistd::execve(&path, &arguments(args), &env) {
         Ok(never) => match never {},
         Err(errno) => errno.into(),
@@ -182,7 +190,8 @@ pub fn exec_back(
     state: RawFd,
     why: &str,
 ) -> std::io::Error {
-    let env = environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)]);
+    // The old image reads its own format, whatever the refusing one was told.
+    let env = environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV]);
     match nix::unistd::fexecve(exe, &arguments(args), &env) {
         Ok(never) => match never {},
         Err(errno) => errno.into(),
@@ -232,8 +241,8 @@ pub unsafe fn inherited() -> Option<Inherited> {
     };
     let memfd = owned(memfd)?;
     let exe = owned(exe);
-    let mut file = std::fs::File::from(memfd.try_clone().ok()?);
-    let state = read(&mut file);
+    let file = std::fs::File::from(memfd.try_clone().ok()?);
+    let state = read(&file);
     // Ours from now on: nothing else inherits them.
     for fd in std::iter::once(&memfd).chain(exe.as_ref()) {
         let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
@@ -321,6 +330,8 @@ pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read as _;
+
     use super::*;
 
     fn state() -> State {
@@ -338,8 +349,8 @@ mod tests {
 
     #[test]
     fn a_state_reads_back() {
-        let mut file = write(&state()).unwrap();
-        let read = read(&mut file).unwrap();
+        let file = write(&state()).unwrap();
+        let read = read(&file).unwrap();
         assert_eq!(read.unix_listener, Some(5));
         assert_eq!(read.generation, 2);
     }
@@ -353,12 +364,12 @@ mod tests {
         let mut other = tempfile::tempfile().unwrap();
         other.write_all(&bytes).unwrap();
         other.rewind().unwrap();
-        let error = read(&mut other).unwrap_err();
+        let error = read(&other).unwrap_err();
         assert!(error.contains("this vigild reads format 1"), "{error}");
         let mut garbage = tempfile::tempfile().unwrap();
         garbage.write_all(b"not a state at all, but long enough").unwrap();
         garbage.rewind().unwrap();
-        assert!(read(&mut garbage).unwrap_err().contains("magic"));
+        assert!(read(&garbage).unwrap_err().contains("magic"));
     }
 
     #[test]
