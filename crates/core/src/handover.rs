@@ -62,6 +62,10 @@ pub struct CarriedProcess {
     pub stdout_log: Option<PathBuf>,
     /// The stderr log file, as `stdout_log`.
     pub stderr_log: Option<PathBuf>,
+    /// The stdout log's total offset, so offsets stay monotonic.
+    pub stdout_total: u64,
+    /// The stderr log's total offset.
+    pub stderr_total: u64,
 }
 
 /// An armed lifecycle timer and what it had left.

@@ -543,6 +543,24 @@ impl ChannelLog {
         self.inner.path.clone()
     }
 
+    /// After a live upgrade: the previous image's log had held `total`
+    /// bytes, more than the files now on disk (backups it rotated away), so
+    /// every offset moves up to end there and a reader's offsets stay
+    /// monotonic. Nothing moves if `total` is not more.
+    pub fn continue_from(&self, total: u64) {
+        let mut shared = lock(&self.inner.shared);
+        let Some(shift) = total.checked_sub(shared.total).filter(|shift| *shift > 0) else {
+            return;
+        };
+        shared.total = total;
+        shared.base.start += shift;
+        for backup in &mut shared.backups {
+            backup.start += shift;
+        }
+        drop(shared);
+        self.inner.total_tx.send_replace(total);
+    }
+
     /// Total bytes this log has held: the offset just past the newest byte.
     pub fn total(&self) -> u64 {
         lock(&self.inner.shared).total

@@ -984,6 +984,8 @@ impl ProcessActorState {
             stderr_fds,
             stdout_log: self.shared.stdout.path(),
             stderr_log: self.shared.stderr.path(),
+            stdout_total: self.shared.stdout.total(),
+            stderr_total: self.shared.stderr.total(),
         };
         Ok(Frozen { record, fds })
     }
@@ -1015,6 +1017,8 @@ impl ProcessActorState {
             self.shared.record_exit(status.into(), record.last_exit_oom);
         }
         self.generation += 1;
+        self.shared.stdout.continue_from(record.stdout_total);
+        self.shared.stderr.continue_from(record.stderr_total);
         let pid = self.lifecycle.pid();
         for (channel, fds) in [(Channel::Stdout, stdout), (Channel::Stderr, stderr)] {
             for fd in fds {

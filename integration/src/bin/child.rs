@@ -79,7 +79,7 @@ fn make_zombie(pid: i32) -> Result<(), String> {
         if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        sleep_secs(0.001);
     }
     Err(format!("--zombie: {pid} did not exit"))
 }

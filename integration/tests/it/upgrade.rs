@@ -198,7 +198,7 @@ fn a_child_that_exits_during_the_gap_is_reaped_and_restarted_by_the_new_image() 
     assert_eq!(facts["dies"]["last_exit"]["signal"], 15, "{}", facts["dies"]);
     assert_eq!(daemon.process_pid("stays"), stays);
     let log = daemon.main_log();
-    assert!(log.contains(&format!("exited: dies (terminated by SIGTERM; not expected)")), "{log}");
+    assert!(log.contains("exited: dies (terminated by SIGTERM; not expected)"), "{log}");
     assert!(log.contains(&format!("spawned: 'dies' with pid {restarted}")), "{log}");
 }
 
@@ -260,7 +260,7 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
             "{output:#?}"
         );
         assert_eq!(daemon.process_pid("p"), pid, "the program is untouched");
-        assert!(daemon.main_log().contains(&format!("upgrade refused: ")), "logged");
+        assert!(daemon.main_log().contains("upgrade refused: "), "logged");
     };
     let fails = sandbox.join("fails.sh");
     std::fs::write(&fails, "#!/bin/sh\necho 'not a vigild'\nexit 1\n").expect("write");
