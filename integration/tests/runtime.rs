@@ -447,3 +447,66 @@ async fn the_child_joins_its_control_group_before_exec() {
     reaper.signal(spawned.pid, libc::SIGKILL, false).unwrap();
     assert_eq!(exit_of(&mut spawned).await, ExitStatus::Signal(libc::SIGKILL));
 }
+
+/// Spawns from several threads at once (each on a launcher of its own) lose no
+/// exit and mix none up, even when every child exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_spawns_deliver_every_exit() {
+    let reaper = Reaper::start(false).unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..8u32 {
+        let reaper = reaper.clone();
+        // Blocking threads, as spawns block until exec: all eight run at once.
+        tasks.push(tokio::task::spawn_blocking(move || {
+            (0..60u32)
+                .map(|index| {
+                    let code = ((worker * 60 + index) % 250) as i32;
+                    let spawned = reaper.spawn(&spec(&["--exit", &code.to_string()])).unwrap();
+                    (guard(&reaper, &spawned), spawned, ExitStatus::Code(code))
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut pids = std::collections::HashSet::new();
+    for task in tasks {
+        for (_guard, mut spawned, expected) in
+            tokio::time::timeout(WAIT, task).await.unwrap().unwrap()
+        {
+            assert_eq!(exit_of(&mut spawned).await, expected, "pid {}", spawned.pid);
+            assert!(!reaper.is_running(spawned.pid));
+            pids.insert(spawned.pid);
+        }
+    }
+    assert_eq!(pids.len(), 480);
+}
+
+/// A child this process already had (as after an `execve` of vigild) is
+/// adopted: its exit reaches the receiver, not the orphan count; a second
+/// adoption and a pid that is not our child are refused.
+#[tokio::test]
+async fn an_adopted_child_is_reaped_like_a_spawned_one() {
+    let reaper = Reaper::start(false).unwrap();
+    // std spawns it, outside the reaper: it waits on its stdin, so it cannot
+    // exit before it is adopted.
+    #[expect(clippy::zombie_processes, reason = "the reaper adopts and reaps it")]
+    let mut child = std::process::Command::new(CHILD)
+        .args(["--stdin-echo", "--exit", "7"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let orphans = reaper.orphans_reaped();
+    let exit = reaper.adopt(pid).unwrap();
+    let _guard = KillOnDrop { reaper: reaper.clone(), pid };
+    assert!(reaper.is_running(pid));
+    let again = reaper.adopt(pid).unwrap_err();
+    assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "{again}");
+    let stranger = reaper.adopt(1).unwrap_err();
+    assert_eq!(stranger.kind(), std::io::ErrorKind::NotFound, "{stranger}");
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(WAIT, exit).await.unwrap().unwrap();
+    assert_eq!(status, ExitStatus::Code(7));
+    assert!(!reaper.is_running(pid));
+    assert_eq!(reaper.orphans_reaped(), orphans);
+}

@@ -49,10 +49,12 @@ use crate::usage::Usage;
 /// ```
 pub const FATAL_EXIT_CODE: i32 = 1;
 
-/// Autostart spawns of one priority in flight at once. Spawns themselves are
-/// serialized by the reaper's lock; a second one in flight has its command
-/// resolved, environment built and pipes made while the first is in `exec`.
-const AUTOSTART_WINDOW: usize = 2;
+/// Autostart spawns of one priority in flight at once: one per launcher (they
+/// run in parallel), plus two whose command is resolved, environment built and
+/// pipes made while the others are in `exec`.
+fn autostart_window() -> usize {
+    crate::launch::launchers().len() + 2
+}
 
 /// A cheap, cloneable handle to a running tree.
 #[derive(Clone)]
@@ -459,8 +461,8 @@ impl Handle {
     /// Autostart in priority order, without waiting for RUNNING: each call returns
     /// once that process's spawn was attempted. Processes of one priority (group
     /// priority and process priority both equal) are started up to
-    /// [`AUTOSTART_WINDOW`] at a time, so the next spawn is being prepared while
-    /// one is in `exec`; a higher priority number starts only after every spawn of
+    /// [`autostart_window`] at a time, so spawns run on every launcher and the
+    /// next ones are prepared meanwhile; a higher priority number starts only after every spawn of
     /// the lower one was attempted.
     pub(crate) async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
         let group_priority: HashMap<&str, i32> = groups
@@ -473,7 +475,7 @@ impl Handle {
         let order = deps::start_order(groups);
         for level in order.chunk_by(|a, b| rank(a) == rank(b)) {
             futures::stream::iter(level)
-                .for_each_concurrent(AUTOSTART_WINDOW, |member| async move {
+                .for_each_concurrent(autostart_window(), |member| async move {
                     if let Some(actor) = member.actor() {
                         let _ = actor.call(ProcessMsg::Autostart, None).await;
                     }

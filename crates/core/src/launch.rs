@@ -3,8 +3,9 @@
 //! process group, stdio, privilege drop, chdir, umask, exec).
 //!
 //! Every `unsafe` of the spawn path is here. A prepared spawn is launched only
-//! by the reaper, under its lock, which registers the pid before it can see its
-//! exit and itself collects a child whose setup or exec failed. What runs and
+//! by the reaper, inside its spawn gate, which registers the pid before anything
+//! can reap it and itself collects a child whose setup or exec failed. Spawns run
+//! in parallel, each on a launcher of its own (a child stack and a set of slots). What runs and
 //! the error texts are decided before, by the spawn rules (`spawn.rs`).
 //!
 //! # How the child is created
@@ -18,9 +19,9 @@
 //! exited. glibc's `posix_spawn` does the same without `CLONE_FILES`.
 //!
 //! Sharing memory is sound because the child never writes any of it except:
-//! - its own stack, a mapping with a guard page made once and reused by every
-//!   spawn (spawns are serialized, and a child has left the stack by the time its
-//!   `clone` returns);
+//! - its own stack, a mapping with a guard page made once per launcher and reused
+//!   by every spawn on it (a launcher serves one spawn at a time, and a child has
+//!   left the stack by the time its `clone` returns);
 //! - the calling thread's `errno`: the child runs with that thread's TLS, and the
 //!   thread is suspended in `clone`, whose success path never reads `errno`.
 //!
@@ -50,15 +51,17 @@
 //! daemon's descriptors.
 //!
 //! The child's stdin, stdout, stderr and status pipe must therefore be below
-//! `end`. They get there through four *slots*: low descriptors reserved once when
-//! the reaper starts (before the daemon opens its programs' pipes and logs), each
-//! pointing at `/dev/null`, close-on-exec. Under the reaper's lock the parent
-//! `dup3`s the child's ends onto the slots, clones, and as soon as `clone` returns
+//! `end`. They get there through the launcher's four *slots*: low descriptors
+//! reserved once when the reaper starts (before the daemon opens its programs'
+//! pipes and logs), each pointing at `/dev/null`, close-on-exec. Holding the
+//! launcher, the parent `dup3`s the child's ends onto its slots, clones, and as soon as `clone` returns
 //! points the slots back at `/dev/null`, so the daemon holds no extra reference to
 //! a pipe end (a program's stdout must reach EOF when it exits). The slots stay
 //! open for the life of the process, so no other thread's `open` can take their
-//! numbers. Descriptors below `end` that are not slots (the daemon's first few)
-//! reach the child's private table too, and are closed at exec like any other.
+//! numbers. Descriptors below `end` that are not this launcher's slots (the
+//! daemon's first few, another launcher's slots, which may hold a concurrent
+//! spawn's pipe ends for a moment) reach the child's private table too, and are
+//! closed at exec like any other (every one is close-on-exec).
 //!
 //! Sharing the table is safe because, until the unshare, the child changes
 //! nothing in it: the signal setup touches no descriptor. The daemon's other
@@ -114,7 +117,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
 use nix::errno::Errno;
 use tokio::net::unix::pipe;
@@ -179,12 +183,12 @@ pub(crate) enum Launch {
     /// descriptor table.
     Running { pid: u32, pipes: ParentPipes, table: FdTable },
     /// No program runs. `child` is the pid of a child that exited during its setup
-    /// or exec and must still be reaped (under the same lock).
+    /// or exec and must still be reaped (inside the same spawn gate).
     Failed { child: Option<u32>, error: SpawnError },
 }
 
 /// A spawn with every allocation, lookup and pipe done; only the clone and exec are
-/// left, which `Prepared::launch` does under the reaper's lock.
+/// left, which `Prepared::launch` does inside the reaper's spawn gate.
 pub(crate) struct Prepared {
     /// `argv[0]` as given, for error texts.
     program: String,
@@ -393,13 +397,13 @@ impl Prepared {
         })
     }
 
-    /// Creates the child and waits until it has exec'd or exited. Must be called with
-    /// the reaper's lock held (see module docs and [`Launch::Failed`]).
+    /// Creates the child and waits until it has exec'd or exited. Must be called
+    /// inside the reaper's spawn gate (see module docs and [`Launch::Failed`]).
     ///
     /// `reap_failed` collects a child that exited because the kernel refused to
     /// unshare its descriptor table; the spawn is then retried with a copied table.
     pub(crate) fn launch(mut self, reap_failed: impl FnOnce(u32)) -> Launch {
-        let mut guard = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = take_launcher();
         let launcher = &mut *guard;
         let stack = match &mut launcher.stack {
             Some(stack) => stack,
@@ -578,22 +582,54 @@ enum Attempt {
     Failed { child: u32, step: u8, errno: i32 },
 }
 
-/// What spawns share: the cached child stack and the slots. Spawns are serialized
-/// by the reaper's lock already; this lock (never contended) makes the state's
-/// ownership explicit.
-struct Launcher {
+/// What one spawn in flight owns: a child stack and a set of slots. Spawns
+/// run in parallel, each on a launcher of its own from [`launchers`]; the
+/// lock is what hands a launcher to one spawn at a time.
+pub(crate) struct Launcher {
     stack: Option<ChildStack>,
     table: SharedTable,
 }
 
-static LAUNCHER: Mutex<Launcher> =
-    Mutex::new(Launcher { stack: None, table: SharedTable::Untried });
+/// At most this many spawns run at once. Two spawns per core keeps every core
+/// busy while one thread waits for its child's exec; more would only add slots.
+const MAX_LAUNCHERS: usize = 8;
 
-/// Reserves the spawn slots while the daemon holds few descriptors, so they are
-/// low and a child unsharing its table copies only a handful. Called by
-/// the reaper when it starts; the first spawn reserves them otherwise.
+/// The process's launchers, one per spawn that may run at once (two per core,
+/// at most [`MAX_LAUNCHERS`]).
+pub(crate) fn launchers() -> &'static [Mutex<Launcher>] {
+    static LAUNCHERS: OnceLock<Box<[Mutex<Launcher>]>> = OnceLock::new();
+    LAUNCHERS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        (0..(2 * cores).clamp(1, MAX_LAUNCHERS))
+            .map(|_| Mutex::new(Launcher { stack: None, table: SharedTable::Untried }))
+            .collect()
+    })
+}
+
+/// Takes a free launcher, or waits for one (the next in turn, so waiting
+/// spawns spread over all of them).
+fn take_launcher() -> MutexGuard<'static, Launcher> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let all = launchers();
+    for launcher in all {
+        match launcher.try_lock() {
+            Ok(guard) => return guard,
+            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {}
+        }
+    }
+    let turn = NEXT.fetch_add(1, Ordering::Relaxed) % all.len();
+    all[turn].lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reserves every launcher's spawn slots while the daemon holds few
+/// descriptors, so they are low and a child unsharing its table copies only a
+/// handful. Called by the reaper when it starts; the first spawn on a launcher
+/// reserves its slots otherwise.
 pub(crate) fn reserve_slots() {
-    LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner).table.reserve();
+    for launcher in launchers() {
+        launcher.lock().unwrap_or_else(PoisonError::into_inner).table.reserve();
+    }
 }
 
 /// Whether children can share the daemon's descriptor table.
@@ -756,8 +792,8 @@ fn clone_vfork(args: &ChildArgs<'_>, stack: &ChildStack, flags: libc::c_int) -> 
         return Err(io::Error::last_os_error());
     }
     // SAFETY: see the module docs. The child runs `child_main` on `stack` (used by
-    // no one else: spawns are serialized and the previous child left it before its
-    // clone returned), reads only `args` and what it points to (kept alive by the
+    // no one else: its launcher serves one spawn at a time and the previous child
+    // left it before its clone returned), reads only `args` and what it points to (kept alive by the
     // suspended caller), and leaves by execve or _exit, both of which release this
     // thread. With CLONE_FILES it changes no descriptor before unsharing the table.
     // The stack top is 16-byte aligned (the mapping is page-aligned).
@@ -794,7 +830,7 @@ struct ChildStack {
 }
 
 // SAFETY: the mapping is owned by the `ChildStack` alone (nothing else holds its
-// address) and only used under the launcher's lock, whichever thread takes it.
+// address) and only used by the thread holding its launcher's lock.
 unsafe impl Send for ChildStack {}
 
 impl ChildStack {

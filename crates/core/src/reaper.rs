@@ -1,31 +1,48 @@
-//! The reaper: the only code in Vigil that calls `waitpid`.
+//! The reaper: the only code in Vigil that waits for children.
 //!
 //! # Theory of operation
 //!
-//! A process-wide reaper thread owns a small current-thread tokio runtime that listens
-//! for SIGCHLD. SIGCHLD coalesces (many exits can raise one signal), so every wake-up
-//! loops `waitpid(-1, WNOHANG)` until it reports "still alive" or `ECHILD`, and each
-//! exit is dispatched by pid to the oneshot sender registered at spawn.
+//! Every child is watched through a pidfd (`pidfd_open` right after the clone),
+//! registered with the reaper thread's small current-thread tokio runtime. A
+//! pidfd turns readable when its process exits, so each exit wakes exactly the
+//! task of that child, which collects it with `waitpid(pid)`: the kernel finds a
+//! given child without scanning the others, so reaping 5,000 children costs 5,000
+//! small steps instead of 5,000 scans of a 5,000-long list. The status goes to
+//! the oneshot sender registered at spawn.
 //!
-//! Three races are closed by one mutex:
+//! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
+//! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
+//! at the first waitable child with `waitid(P_ALL, WNOWAIT)`: an unknown pid is
+//! reaped as an orphan; a registered one is left to its task, and the peek runs
+//! again once that task has reaped it (an orphan may wait behind it). SIGCHLD
+//! coalesces, so the peek loops until nothing is waitable.
+//!
+//! Three races are closed by the *spawn gate*, a read/write lock, and the map's
+//! mutex:
 //! - A child whose setup or `exec` failed has exited by the time the spawn returns
 //!   (see [`crate::spawn`]); [`Reaper::spawn`] collects it with `waitpid(pid)`
-//!   itself, so its 127 never reaches anyone as a program's exit. It creates the
-//!   child under the mutex and the reaper takes it for each `waitpid` call, so the
-//!   reaper's `waitpid(-1)` cannot take that status first.
-//! - A child can exit before its pid is registered. Because registration happens in
-//!   the same critical section as the spawn, the reaper cannot see that exit before the
-//!   pid is known. Hence no "pending exits" map: an unknown pid is, by construction,
-//!   an adopted orphan. (Such a map keyed by pid would also be wrong after pid reuse:
+//!   itself, so its 127 never reaches anyone as a program's exit. Spawns hold the
+//!   gate shared (so they run in parallel, one per launcher, see
+//!   [`crate::launch`]); reaping a pid that is not registered takes it exclusively
+//!   and checks the map again, so an orphan peek cannot take a child mid-spawn.
+//! - A child can exit before its pid is registered. Registration happens inside
+//!   the same gate as the spawn, so nobody reaps that exit before the pid is
+//!   known. Hence no "pending exits" map: an unknown pid is, by construction, an
+//!   adopted orphan. (Such a map keyed by pid would also be wrong after pid reuse:
 //!   a parked orphan exit would be handed to a new child that got the same pid.)
 //! - Signalling a pid that was already reaped could hit an unrelated process that
-//!   reused it. [`Reaper::signal`] checks, under the mutex, that the pid is still
-//!   registered (and therefore not reaped).
+//!   reused it. A child is reaped and removed from the map under the map's mutex,
+//!   and [`Reaper::signal`] checks under it that the pid is still registered.
 //!
-//! The reaper is a singleton because `waitpid(-1)` is process-wide: two reapers would
-//! steal each other's children. It runs on its own thread (not on the caller's
-//! runtime) so it outlives any one runtime (tests create many) and so that waiting for
-//! the mutex during a spawn never blocks a worker thread of the application.
+//! Without pidfds (Linux before 5.3, or a seccomp filter refusing them) the
+//! thread falls back to one `waitpid(-1)` loop on SIGCHLD, dispatching by pid,
+//! each call inside the gate held exclusively.
+//!
+//! The reaper is a singleton because `waitpid(-1)` and the orphan peek are
+//! process-wide: two reapers would steal each other's children. It runs on its
+//! own thread (not on the caller's runtime) so it outlives any one runtime (tests
+//! create many) and so that waiting for the gate never blocks a worker thread of
+//! the application.
 //!
 //! The registered children are also what vigild records for the next vigild to
 //! find after a crash: [`Reaper::children`] lists them with a spawn serial (so
@@ -33,19 +50,25 @@
 //! names another child), and [`Reaper::watch_children`] says when the set
 //! changed. Spawning and reaping only touch the in-memory map and bump a
 //! counter; whoever records them does the file work, batched, elsewhere.
+//! Children inherited across an `execve` of the daemon are registered again with
+//! [`Reaper::start_adopting`] or [`Reaper::adopt`]; the image that executes the
+//! next one first stops collecting ([`Reaper::pause_reaping`]).
 //!
 //! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
 //! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
 //! instead of lingering as zombies of init.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::sync::{oneshot, watch};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::exit::ExitStatus;
 use crate::launch::{FdTable, Launch, Prepared};
@@ -59,9 +82,20 @@ pub struct Reaper {
 
 #[derive(Debug)]
 struct Inner {
-    /// Registered, not yet reaped children. Held while spawning and around each
-    /// `waitpid`, see the module docs.
+    /// Held shared by every spawn and adoption until its pid is registered, and
+    /// exclusively to reap a pid that is not registered (see the module docs).
+    gate: RwLock<()>,
+    /// Registered, not yet reaped children. A child is reaped and removed under it.
     state: Mutex<State>,
+    /// Children are watched through pidfds; otherwise one `waitpid(-1)` loop.
+    pidfds: bool,
+    /// The reaper thread's runtime, where each child's pidfd is watched.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// An orphan peek stopped at a registered child: peek again once one is reaped.
+    peek_blocked: AtomicBool,
+    peek_again: Notify,
+    /// Told after every SIGCHLD, for children whose pidfd epoll would not take.
+    sigchld_seen: Notify,
     orphans: AtomicU64,
     reaped: AtomicU64,
     /// Bumped whenever a child is registered or reaped.
@@ -98,9 +132,12 @@ pub struct Spawned {
     pub exit: oneshot::Receiver<ExitStatus>,
 }
 
+/// What [`Reaper::adopt`] gives for one inherited child.
+pub type Adopted = io::Result<oneshot::Receiver<ExitStatus>>;
+
 static REAPER: OnceLock<Reaper> = OnceLock::new();
 /// See [`Reaper::pause_reaping`].
-static REAPING_PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PAUSED: AtomicBool = AtomicBool::new(false);
 
 impl Reaper {
     /// Starts the process-wide reaper (or returns the running one).
@@ -108,45 +145,64 @@ impl Reaper {
     /// The SIGCHLD listener is installed before this returns, so no exit of a child
     /// spawned afterwards can be missed. `subreaper` additionally marks this process
     /// `PR_SET_CHILD_SUBREAPER` (process-wide, and it stays set).
-    pub fn start(subreaper: bool) -> std::io::Result<Reaper> {
+    pub fn start(subreaper: bool) -> io::Result<Reaper> {
+        Ok(Reaper::start_adopting(subreaper, &[])?.0)
+    }
+
+    /// [`Reaper::start`] for a process that already has children (an `execve`d
+    /// daemon's): each pid in `children` is registered as by [`Reaper::adopt`]
+    /// before the reaper looks for orphans, so none of them (not even one that
+    /// exited before this call) is reaped as an orphan. The results are in the
+    /// order of `children`.
+    pub fn start_adopting(subreaper: bool, children: &[u32]) -> io::Result<(Reaper, Vec<Adopted>)> {
         if subreaper {
-            nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
         }
         // Before the daemon opens its programs' pipes and logs, so the slots are
         // among its lowest descriptors (see `launch.rs`, "Descriptors").
         crate::launch::reserve_slots();
         if let Some(reaper) = REAPER.get() {
-            return Ok(reaper.clone());
+            let adopted = children.iter().map(|&pid| reaper.adopt(pid)).collect();
+            return Ok((reaper.clone(), adopted));
         }
         // Two racing first calls may both build a thread; only the winner's handle is
         // stored, and the loser's thread is told to exit before it reaps anything.
         let inner = Arc::new(Inner {
+            gate: RwLock::new(()),
             state: Mutex::new(State::default()),
+            pidfds: pidfds_work(),
+            runtime: OnceLock::new(),
+            peek_blocked: AtomicBool::new(false),
+            peek_again: Notify::new(),
+            sigchld_seen: Notify::new(),
             orphans: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
             changes: watch::Sender::new(0),
         });
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("vigil-reaper".to_owned())
             .spawn(move || reaper_thread(thread_inner, ready_tx, go_rx))?;
-        ready_rx.recv().map_err(|_| std::io::Error::other("reaper thread died during start"))??;
+        ready_rx.recv().map_err(|_| io::Error::other("reaper thread died during start"))??;
         let candidate = Reaper { inner };
         let winner = REAPER.get_or_init(|| candidate.clone());
         let we_won = Arc::ptr_eq(&winner.inner, &candidate.inner);
+        // Registered before the thread may reap: it has not looked at any child yet.
+        let adopted = children.iter().map(|&pid| winner.adopt(pid)).collect();
         // The thread only begins reaping once told it is the one; a send error means
         // it is already gone, which the ready handshake above rules out.
         let _ = go_tx.send(we_won);
-        Ok(winner.clone())
+        Ok((winner.clone(), adopted))
     }
 
-    /// Spawns `spec` under the reaper's lock and registers its pid.
+    /// Spawns `spec` inside the reaper's spawn gate and registers its pid.
     ///
     /// Must be called inside a tokio runtime (the pipes are registered with it). It
     /// blocks until the child has exec'd (well under a millisecond, independent of
     /// the daemon's size); call it from `spawn_blocking` if that matters to the caller.
+    /// Spawns from several threads run in parallel.
     pub fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         let (spawned, table) = self.spawn_prepared(Prepared::new(spec)?)?;
         tracing::debug!(pid = spawned.pid, argv = ?spec.argv, ?table, "spawned child");
@@ -160,22 +216,31 @@ impl Reaper {
         prepared: Prepared,
     ) -> Result<(Spawned, FdTable), SpawnError> {
         let (exit_tx, exit_rx) = oneshot::channel();
-        let mut state = self.inner.lock();
+        let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
         let (pid, pipes, table) = match prepared.launch(reap_failed_child) {
             Launch::Running { pid, pipes, table } => (pid, pipes, table),
             Launch::Failed { child, error } => {
                 if let Some(pid) = child {
                     reap_failed_child(pid);
                 }
-                drop(state);
                 return Err(error);
             }
         };
-        let serial = state.next_serial;
-        state.next_serial += 1;
-        state.waiting.insert(pid, Waiter { exit: exit_tx, serial });
-        drop(state);
-        self.inner.changed();
+        let pidfd = match self.inner.pidfds.then(|| pidfd_open(pid)).transpose() {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // Without its pidfd nobody would collect this child: end it now
+                // (still inside the gate, so no orphan peek takes its status).
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                reap_failed_child(pid);
+                return Err(SpawnError::Fork(error));
+            }
+        };
+        self.inner.register(pid, exit_tx);
+        drop(gate);
+        if let Some(pidfd) = pidfd {
+            self.inner.watch(pid, pidfd);
+        }
         let spawned = Spawned {
             pid,
             stdin: pipes.stdin,
@@ -184,6 +249,75 @@ impl Reaper {
             exit: exit_rx,
         };
         Ok((spawned, table))
+    }
+
+    /// Registers `pid`, a child this process already has (it survived an
+    /// `execve` of the daemon), so its exit is delivered like a spawned child's.
+    /// A child that already exited (a zombie) is reaped at once. Refused when the
+    /// pid is not a child of this process or is registered already.
+    pub fn adopt(&self, pid: u32) -> Adopted {
+        let raw = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(Errno::EINVAL))?;
+        let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if self.is_running(pid) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("pid {pid} is registered already"),
+            ));
+        }
+        // A peek that keeps the child waitable: ECHILD says it is not ours.
+        // SAFETY: waitid writes into `info`, a local.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let peeked = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                raw as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if peeked < 0 {
+            let error = io::Error::last_os_error();
+            return Err(if error.raw_os_error() == Some(libc::ECHILD) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("pid {pid} is not a child of this process"),
+                )
+            } else {
+                error
+            });
+        }
+        let pidfd = self.inner.pidfds.then(|| pidfd_open(pid)).transpose()?;
+        let (exit_tx, exit_rx) = oneshot::channel();
+        self.inner.register(pid, exit_tx);
+        drop(gate);
+        if let Some(pidfd) = pidfd {
+            self.inner.watch(pid, pidfd);
+        } else {
+            // The `waitpid(-1)` loop runs on SIGCHLD; an exit that came before
+            // the registration raised its signal already.
+            self.inner.peek_again.notify_one();
+        }
+        Ok(exit_rx)
+    }
+
+    /// Stops collecting exits until [`Reaper::resume_reaping`]: a child that
+    /// exits meanwhile stays a zombie. A daemon about to `execve` itself pauses
+    /// before it hands its children over, so no exit is collected by an image
+    /// that will not report it (the next one adopts them with
+    /// [`Reaper::start_adopting`]).
+    pub fn pause_reaping(&self) {
+        PAUSED.store(true, Ordering::SeqCst);
+    }
+
+    /// Collects again, at once, whatever exited while paused.
+    pub fn resume_reaping(&self) {
+        PAUSED.store(false, Ordering::SeqCst);
+        let pids: Vec<u32> = self.inner.lock().waiting.keys().copied().collect();
+        for pid in pids {
+            self.inner.reap_registered(pid);
+        }
+        self.inner.peek_again.notify_one();
     }
 
     /// Sends `sig` to `pid` (or to its process group when `group`), only while that pid
@@ -231,61 +365,14 @@ impl Reaper {
         self.inner.orphans.load(Ordering::Relaxed)
     }
 
-    /// Registers `pid`, a child of this process that no spawn of this image
-    /// registered (a child the previous image of a live upgrade handed over),
-    /// so its exit is delivered like a spawned child's. Fails with `ECHILD`
-    /// when `pid` is not a child of this process, `EEXIST` when it is
-    /// registered already.
-    pub fn adopt(&self, pid: u32) -> std::io::Result<oneshot::Receiver<ExitStatus>> {
-        let raw = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from(Errno::EINVAL))?;
-        let mut state = self.inner.lock();
-        if state.waiting.contains_key(&pid) {
-            return Err(Errno::EEXIST.into());
-        }
-        // Asks without collecting: ECHILD unless it is our child (alive or a
-        // zombie waiting for us).
-        // SAFETY: waitid writes into `info` only.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let got = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                raw as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if got < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let (exit, receiver) = oneshot::channel();
-        let serial = state.next_serial;
-        state.next_serial += 1;
-        state.waiting.insert(pid, Waiter { exit, serial });
-        drop(state);
-        self.inner.changed();
-        Ok(receiver)
-    }
-
-    /// Stops collecting exits (process-wide, before or after [`Reaper::start`])
-    /// until [`Reaper::resume_reaping`]: a child that exits meanwhile stays a
-    /// zombie. A live upgrade pauses before it hands its children over, so no
-    /// exit is collected by an image that will not report it, and the next
-    /// image starts paused until it has adopted them.
-    pub fn pause_reaping() {
-        REAPING_PAUSED.store(true, Ordering::SeqCst);
-    }
-
-    /// Collects again, at once, whatever exited while paused.
-    pub fn resume_reaping() {
-        REAPING_PAUSED.store(false, Ordering::SeqCst);
-        // Wakes the reaper thread as an exit would.
-        let _ = nix::sys::signal::raise(Signal::SIGCHLD);
-    }
-
     /// Children of ours reaped so far (for tests and status).
     pub fn children_reaped(&self) -> u64 {
         self.inner.reaped.load(Ordering::Relaxed)
+    }
+
+    /// Whether children are watched through pidfds (else one `waitpid(-1)` loop).
+    pub fn uses_pidfds(&self) -> bool {
+        self.inner.pidfds
     }
 }
 
@@ -300,14 +387,161 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Collects every waitable child. Takes the lock for each `waitpid` only, so a
-    /// spawn never waits behind a long reaping burst (and vice versa).
-    fn reap_all(&self) {
+    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>) {
+        let mut state = self.lock();
+        let serial = state.next_serial;
+        state.next_serial += 1;
+        state.waiting.insert(pid, Waiter { exit, serial });
+        drop(state);
+        self.changed();
+    }
+
+    /// Watches `pid`'s pidfd on the reaper thread and reaps the child when it
+    /// turns readable.
+    fn watch(self: &Arc<Self>, pid: u32, pidfd: OwnedFd) {
+        let Some(runtime) = self.runtime.get() else {
+            // Registered before `start` returned, so the runtime exists.
+            tracing::error!("reaper runtime missing; pid {pid} will not be reaped");
+            return;
+        };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            // SAFETY: an OwnedFd keeps its one descriptor open until the AsyncFd drops it.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+            let pidfd = match registered {
+                Ok(pidfd) => pidfd,
+                Err(error) => {
+                    // epoll refused the descriptor (a watch limit): SIGCHLD's
+                    // peek still finds the exit, so look each time it fires.
+                    tracing::warn!(%error, "cannot watch pid {pid}'s pidfd; polling it on SIGCHLD");
+                    loop {
+                        // Created first: a SIGCHLD after the check still wakes it.
+                        let sigchld = inner.sigchld_seen.notified();
+                        if inner.reap_registered(pid) {
+                            return;
+                        }
+                        sigchld.await;
+                    }
+                }
+            };
+            loop {
+                let Ok(mut ready) = pidfd.readable().await else { return };
+                if inner.reap_registered(pid) {
+                    return;
+                }
+                ready.clear_ready();
+            }
+        });
+    }
+
+    /// Reaps registered `pid` if it has exited and delivers its status. False
+    /// while it still runs.
+    fn reap_registered(&self, pid: u32) -> bool {
+        let mut state = self.lock();
+        if PAUSED.load(Ordering::SeqCst) {
+            // Not now: `resume_reaping` looks again.
+            return false;
+        }
+        let mut raw: libc::c_int = 0;
+        let got = loop {
+            // SAFETY: waitpid writes the status into `raw`. libc directly: nix fails
+            // to decode real-time signal deaths after reaping them.
+            let got = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, libc::WNOHANG) };
+            if got >= 0 || Errno::last() != Errno::EINTR {
+                break got;
+            }
+        };
+        if got == 0 {
+            return false;
+        }
+        let status = if got < 0 {
+            // Nobody else reaps a registered pid; should it happen, the waiter
+            // learns the child is gone (its channel closes) rather than waiting forever.
+            tracing::error!(errno = %Errno::last(), "waitpid({pid}) failed for a registered child");
+            None
+        } else {
+            match ExitStatus::from_raw(raw) {
+                Some(status) => Some(status),
+                None => return false,
+            }
+        };
+        let waiter = state.waiting.remove(&pid);
+        drop(state);
+        self.reaped.fetch_add(1, Ordering::Relaxed);
+        self.changed();
+        if let (Some(waiter), Some(status)) = (waiter, status) {
+            // The receiver may be gone (actor stopped); the exit is still reaped.
+            let _ = waiter.exit.send(status);
+        }
+        if self.peek_blocked.swap(false, Ordering::AcqRel) {
+            self.peek_again.notify_one();
+        }
+        true
+    }
+
+    /// Reaps every waitable child that is not registered (an orphan), stopping at
+    /// the first registered one: its own task reaps it and then asks for another
+    /// peek.
+    fn reap_orphans(&self) {
         loop {
-            let mut state = self.lock();
-            if REAPING_PAUSED.load(Ordering::SeqCst) {
+            // SAFETY: waitid writes into `info`, a local.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            self.peek_blocked.store(true, Ordering::Release);
+            // SAFETY: as above; WNOWAIT leaves the child waitable.
+            let got = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            if got < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::ECHILD => return,
+                    errno => {
+                        tracing::error!(%errno, "waitid failed");
+                        return;
+                    }
+                }
+            }
+            // SAFETY: filled by waitid for a CLD_* event, zero when none was waitable.
+            let pid = unsafe { info.si_pid() };
+            if pid <= 0 {
                 return;
             }
+            let pid = pid as u32;
+            if self.lock().waiting.contains_key(&pid) {
+                return;
+            }
+            // Unknown, or a child being spawned: no spawn in flight while the gate
+            // is held exclusively, and then the map says which.
+            let gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+            if self.lock().waiting.contains_key(&pid) {
+                return;
+            }
+            let mut raw: libc::c_int = 0;
+            // SAFETY: waitpid writes the status into `raw`.
+            let got = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, libc::WNOHANG) };
+            drop(gate);
+            if got > 0
+                && let Some(status) = ExitStatus::from_raw(raw)
+            {
+                self.orphans.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("reaped unknown pid {pid} ({})", status.describe());
+            }
+        }
+    }
+
+    /// Without pidfds: collects every waitable child with `waitpid(-1)`. Takes
+    /// the gate for each call only, so a spawn never waits behind a long reaping
+    /// burst (and vice versa).
+    fn reap_all(&self) {
+        loop {
+            let gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.lock();
             let mut raw: libc::c_int = 0;
             // SAFETY: waitpid writes the status into `raw`. libc is used directly
             // because nix fails to decode real-time signal deaths after reaping them.
@@ -327,28 +561,60 @@ impl Inner {
             }
             let Some(status) = ExitStatus::from_raw(raw) else { continue };
             let pid = pid as u32;
-            match state.waiting.remove(&pid) {
+            let waiter = state.waiting.remove(&pid);
+            drop(state);
+            drop(gate);
+            match waiter {
                 Some(waiter) => {
-                    drop(state);
                     self.reaped.fetch_add(1, Ordering::Relaxed);
                     self.changed();
                     // The receiver may be gone (actor stopped); the exit is still reaped.
                     let _ = waiter.exit.send(status);
                 }
                 None => {
-                    drop(state);
                     self.orphans.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("reaped unknown pid {pid} ({})", status.describe());
                 }
             }
         }
     }
+
+    /// Whatever SIGCHLD (or a blocked peek) asks for.
+    fn collect(&self) {
+        if PAUSED.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.pidfds { self.reap_orphans() } else { self.reap_all() }
+    }
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that turns readable when `pid` exits and
+/// always names that process, even after its pid is reused.
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor (close-on-exec) owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Whether this kernel gives pidfds (Linux 5.3) that epoll can watch.
+fn pidfds_work() -> bool {
+    match pidfd_open(std::process::id()) {
+        Ok(fd) => fd.as_raw_fd() >= 0,
+        Err(error) => {
+            tracing::info!(%error, "no pidfds; children are reaped with one waitpid(-1) loop");
+            false
+        }
+    }
 }
 
 /// Collects a child that exited during its setup or exec (or at once, refused a
-/// private descriptor table). Called under the lock, so the reaper cannot have
-/// taken it; the child has already called `_exit` (the spawn
-/// returned), so this waits only for the kernel to finish its exit.
+/// private descriptor table). Called inside the spawn gate, so nobody else can
+/// have taken it; the child has already called `_exit` (the spawn returned), so
+/// this waits only for the kernel to finish its exit.
 fn reap_failed_child(pid: u32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return };
     loop {
@@ -363,7 +629,7 @@ fn reap_failed_child(pid: u32) {
 
 fn reaper_thread(
     inner: Arc<Inner>,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: std::sync::mpsc::Sender<io::Result<()>>,
     go: std::sync::mpsc::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -373,6 +639,7 @@ fn reaper_thread(
             return;
         }
     };
+    let _ = inner.runtime.set(runtime.handle().clone());
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigchld = match signal(SignalKind::child()) {
@@ -387,10 +654,18 @@ fn reaper_thread(
             return;
         }
         // Children that exited before the listener existed raised no signal we saw.
-        inner.reap_all();
-        while sigchld.recv().await.is_some() {
-            inner.reap_all();
+        inner.collect();
+        loop {
+            tokio::select! {
+                got = sigchld.recv() => if got.is_none() { break },
+                () = inner.peek_again.notified() => {}
+            }
+            // Let the tasks of children whose pidfds fired in this same wake-up
+            // reap them first, so the peek finds their exits already collected.
+            tokio::task::yield_now().await;
+            inner.collect();
+            inner.sigchld_seen.notify_waiters();
         }
-        tracing::error!("SIGCHLD stream ended; children will no longer be reaped");
+        tracing::error!("SIGCHLD stream ended; orphans will no longer be reaped");
     });
 }

@@ -13,7 +13,7 @@
 //!
 //! It creates no process: `launch.rs` turns a spec into a child (the clone and
 //! everything done in the child before `execve`), and only the reaper calls it,
-//! under its lock, so the pid is registered before its exit can be seen.
+//! inside its spawn gate, so the pid is registered before its exit can be reaped.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

@@ -673,7 +673,6 @@ impl Daemon {
         drop(first_config);
         if adopting {
             stop_unclaimed();
-            vigil_core::Reaper::resume_reaping();
         }
         let mut tree = match started {
             Ok(tree) => tree,
@@ -838,25 +837,26 @@ fn counters_from(state: &handover::State) -> DaemonCounters {
     }
 }
 
-/// Registers every carried child with the reaper, which stays paused until
-/// the tree claimed them (so an exit during the gap, a zombie now, is
-/// reported to its process actor), and offers the records to the tree.
+/// Starts the reaper with every carried child registered before it looks at
+/// any (so an exit during the gap, a zombie now, is reported to its process
+/// actor), and offers the records to the tree.
 fn adopt(state: &handover::State) {
-    vigil_core::Reaper::pause_reaping();
-    let reaper = match vigil_core::Reaper::start(true) {
-        Ok(reaper) => reaper,
+    let pids: Vec<u32> = state.processes.iter().filter_map(|p| p.lifecycle.pid).collect();
+    let (_, adopted) = match vigil_core::Reaper::start_adopting(true, &pids) {
+        Ok(started) => started,
         Err(err) => {
             tracing::error!(critical = true, "cannot start the child reaper: {err}");
             return;
         }
     };
+    let mut adopted = adopted.into_iter();
     let take = |fd: &i32| {
         // SAFETY: the state names these descriptors for this image alone.
         unsafe { handover::take_fd(*fd) }
     };
     let mut offered = Vec::with_capacity(state.processes.len());
     for record in &state.processes {
-        let exit = record.lifecycle.pid.and_then(|pid| match reaper.adopt(pid) {
+        let exit = record.lifecycle.pid.and_then(|pid| match adopted.next()? {
             Ok(exit) => Some(exit),
             Err(err) => {
                 tracing::error!(
@@ -972,12 +972,17 @@ impl Upgrade<'_> {
         // New connections wait in the listening sockets' backlog from here.
         serving.handover.cancel();
         while serving.servers.join_next().await.is_some() {}
-        vigil_core::Reaper::pause_reaping();
+        let reaper = vigil_core::Reaper::running();
+        if let Some(reaper) = &reaper {
+            reaper.pause_reaping();
+        }
         let frozen = match tree.hand_over().await {
             Ok(frozen) => frozen,
             Err(why) => {
                 tracing::error!("upgrade refused: {why}");
-                vigil_core::Reaper::resume_reaping();
+                if let Some(reaper) = &reaper {
+                    reaper.resume_reaping();
+                }
                 *serving.handover = CancellationToken::new();
                 let restarted = serve_listeners(
                     listeners,

@@ -107,6 +107,10 @@ struct SuiteArgs {
     /// S5 kills per repetition [default: 20; smoke 3].
     #[arg(long)]
     s5_kills: Option<usize>,
+    /// Programs running beside the one S5 kills, in its second case; 0 skips
+    /// that case [default: 500; smoke 5].
+    #[arg(long)]
+    s5_others: Option<usize>,
     /// S6 bytes generated, a multiple of 100 [default: 200000000; smoke 20000000].
     #[arg(long)]
     s6_bytes: Option<u64>,
@@ -278,6 +282,7 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
         s4_n: pick(a.s4_n, 500, 5).max(1),
         s4_calls: pick(a.s4_calls, 10, 3).max(1),
         s5_kills: pick(a.s5_kills, 20, 3).max(1),
+        s5_others: pick(a.s5_others, 500, 5),
         s6_bytes,
         s6_format: match a.s6_format.as_deref() {
             None | Some("raw") => vigil_bench::logs::Format::Raw,

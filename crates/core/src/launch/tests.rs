@@ -185,11 +185,13 @@ async fn descriptors_seen_by_child(table: TestTable) -> (Vec<(u32, String)>, FdT
     // The reaper reserves the slots when it starts, as the daemon's does before it
     // opens its programs' pipes: below every extra descriptor.
     crate::reaper::Reaper::start(false).unwrap();
-    if let SharedTable::Ready(slots) =
-        &LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner).table
-    {
-        // A shared-table child copies only the descriptors below `end`.
-        assert!(slots.end <= 256, "slots end at {}: not reserved early", slots.end);
+    for launcher in launchers() {
+        if let SharedTable::Ready(slots) =
+            &launcher.lock().unwrap_or_else(PoisonError::into_inner).table
+        {
+            // A shared-table child copies only the descriptors below `end`.
+            assert!(slots.end <= 256, "slots end at {}: not reserved early", slots.end);
+        }
     }
     let extra = open_extra_fds(2000);
     let argv = resolve_command(&argv(&["ls", "-l", "/proc/self/fd"]), None).unwrap();
@@ -321,23 +323,36 @@ async fn exec_and_chdir_failures_keep_their_texts_on_both_paths() {
     }
 }
 
-/// Every spawn runs its child on the same cached stack instead of a fresh mapping.
+/// Every spawn runs its child on its launcher's cached stack instead of a
+/// fresh mapping: once a launcher has a stack, it keeps that one.
 #[tokio::test]
 async fn child_stack_is_reused() {
-    let stack_base = || {
-        let launcher = LAUNCHER.lock().unwrap_or_else(PoisonError::into_inner);
-        launcher.stack.as_ref().map(|stack| stack.base as usize)
+    let stack_bases = || -> Vec<Option<usize>> {
+        launchers()
+            .iter()
+            .map(|launcher| {
+                let launcher = launcher.lock().unwrap_or_else(PoisonError::into_inner);
+                launcher.stack.as_ref().map(|stack| stack.base as usize)
+            })
+            .collect()
     };
-    for _ in 0..2 {
+    let mut before = stack_bases();
+    for _ in 0..4 {
         let (mut spawned, _) =
             spawn_with(&SpawnSpec::new(argv(&["/bin/sh", "-c", ":"])), TestTable::Normal).unwrap();
         let _guard = KillOnDrop(Some(spawned.pid));
-        let first = stack_base().expect("a cached stack after a spawn");
         let status = tokio::time::timeout(std::time::Duration::from_secs(60), &mut spawned.exit)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(status, crate::exit::ExitStatus::Code(0));
-        assert_eq!(stack_base(), Some(first));
+        let after = stack_bases();
+        assert!(after.iter().any(Option::is_some), "a cached stack after a spawn");
+        for (old, new) in before.iter().zip(&after) {
+            if old.is_some() {
+                assert_eq!(old, new, "a launcher's stack was replaced");
+            }
+        }
+        before = after;
     }
 }

@@ -143,7 +143,7 @@ async fn autostart_spawns_in_priority_order_without_waiting_for_running() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_stops_groups_in_descending_priority_one_at_a_time() {
+async fn shutdown_stops_groups_in_descending_priority_one_priority_at_a_time() {
     let low = program("low", &["/bin/sh", "run"]);
     let mut high = program("high", &["/bin/sh", "stubborn"]);
     high.stopwaitsecs = 4;
@@ -195,4 +195,37 @@ async fn thousands_of_processes_start_report_and_stop() {
     if std::env::var_os("VIGIL_REPORT_TIMINGS").is_some() {
         eprintln!("{COUNT} processes: status {status_took:?}, shutdown {shutdown_took:?}");
     }
+}
+
+/// A shutdown stops groups of one priority together and waits for them all
+/// before the next lower priority: two stubborn groups of priority 10 take one
+/// `stopwaitsecs` after the one of priority 20, not two.
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_groups_of_one_priority_together() {
+    let stubborn = |name: &str, priority: i32| {
+        let mut process = program(name, &["/bin/sh", "stubborn"]);
+        process.priority = priority;
+        process.stopwaitsecs = 3;
+        solo(process)
+    };
+    let (handle, fake, _dir) =
+        boot(vec![stubborn("a", 10), stubborn("b", 10), stubborn("c", 20)]).await;
+    assert!(handle.start(&specs(&["a", "b", "c"]), true).await.iter().all(|(_, r)| r.is_ok()));
+    let c = handle.process_info(Some(&spec("c"))).await.expect("info")[0].pid;
+    let t0 = Instant::now();
+    handle.shutdown().await;
+    assert_about(t0.elapsed(), Duration::from_secs(6));
+    let kills: Vec<(u32, Duration)> = fake
+        .signals()
+        .iter()
+        .filter(|s| s.sig == libc::SIGKILL)
+        .map(|s| (s.pid, s.at - t0))
+        .collect();
+    assert_eq!(kills.len(), 3, "{kills:?}");
+    assert_eq!(kills[0].0, c, "the higher priority stops first: {kills:?}");
+    assert_about(kills[0].1, Duration::from_secs(3));
+    for (_, at) in &kills[1..] {
+        assert_about(*at, Duration::from_secs(6));
+    }
+    assert_eq!(fake.alive(), 0);
 }
