@@ -306,3 +306,53 @@ fn sigusr1_upgrades_to_the_binary_at_vigilds_own_path() {
     assert!(log.contains("received SIGUSR1 indicating upgrade request"), "{log}");
     assert_eq!(daemon.running_pid("p"), pid);
 }
+
+#[test]
+fn starting_backoff_and_stopping_finish_their_transitions_on_time_after_an_upgrade() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("starting", &["--sleep", "3600"]).set("startsecs", 3),
+        // Fails every start: BACKOFF (1 s, 2 s, 3 s) between four attempts, then FATAL.
+        Program::child("backoff", &["--exit", "1"]).set("startsecs", 1).set("startretries", 3),
+        Program::child("stopping", &["--ignore-term", "--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("stopwaitsecs", 3),
+    ]);
+    let daemon = Arc::new(sandbox.start());
+    daemon.running_pid("stopping");
+    wait_until(TIMEOUT, "stopping to ignore SIGTERM", || {
+        sandbox.read_text("logs/stopping.out").contains("ignoring TERM")
+    });
+    // The stop waits for the exit; its connection ends with the old image.
+    let stopper = {
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || daemon.ctl(&["stop", "stopping"]))
+    };
+    wait_until(TIMEOUT, "STOPPING and BACKOFF", || {
+        daemon.state("stopping") == "STOPPING" && daemon.state("backoff") == "BACKOFF"
+    });
+    let starting_pid = daemon.process_pid("starting");
+    assert_eq!(daemon.state("starting"), "STARTING");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+
+    daemon.wait_state("starting", "RUNNING");
+    daemon.wait_state("backoff", "FATAL");
+    daemon.wait_state("stopping", "STOPPED");
+    let _ = stopper.join();
+    assert_eq!(daemon.process_pid("starting"), starting_pid);
+    let log = daemon.main_log();
+    let took_over = super::log_times(&log, "took over from")[0];
+    // startsecs counted from the spawn, not from the new image.
+    let spawned = super::log_times(&log, "spawned: 'starting'")[0];
+    let running = super::log_times(&log, "success: starting entered RUNNING")[0];
+    assert!((3000..4500).contains(&(running - spawned)), "RUNNING after {} ms", running - spawned);
+    // The backoff counter went on: four attempts in all, then FATAL.
+    assert_eq!(super::log_times(&log, "spawned: 'backoff'").len(), 4, "{log}");
+    assert!(log.contains("gave up: backoff entered FATAL state"), "{log}");
+    // stopwaitsecs counted from the stop signal: SIGKILL 3 s after SIGTERM.
+    let term = super::log_times(&log, "killing stopping (pid")[0];
+    let kill = super::log_times(&log, "killing 'stopping'")[0];
+    assert!((3000..4500).contains(&(kill - term)), "SIGKILL after {} ms", kill - term);
+    assert!(term < took_over && took_over < kill, "the upgrade came between them");
+}
