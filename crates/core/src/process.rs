@@ -812,11 +812,9 @@ impl ProcessActorState {
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
             return Err("no notify socket for ready_notify (see the daemon log)".to_owned());
         }
-        let log_pattern = match &self.log_pattern {
-            Some(Ok(pattern)) => Some(pattern.clone()),
-            Some(Err(error)) => return Err(error.clone()),
-            None => None,
-        };
+        if let Some(Err(error)) = &self.log_pattern {
+            return Err(error.clone());
+        }
         let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
@@ -837,18 +835,6 @@ impl ProcessActorState {
             }
         }
         self.health = Health::Unknown;
-        let on_line = |pattern: &Option<regex::Regex>| -> Option<crate::logs::LineCallback> {
-            let pattern = pattern.clone()?;
-            let actor = myself.clone();
-            let mut fired = false;
-            Some(Box::new(move |line: &[u8]| {
-                if !fired && pattern.is_match(&String::from_utf8_lossy(line)) {
-                    fired = true;
-                    let verdict = Verdict::ReadinessPassed;
-                    let _ = actor.cast(ProcessMsg::Probe { generation, verdict });
-                }
-            }))
-        };
         let pid = spawned.pid;
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
@@ -867,7 +853,7 @@ impl ProcessActorState {
                     channel,
                     pipe,
                     pid,
-                    on_line(&log_pattern),
+                    self.line_watch(myself),
                 );
                 self.captures.extend(capture.map(|capture| (channel, capture)));
             }
@@ -1082,7 +1068,8 @@ impl ProcessActorState {
         self.publish();
     }
 
-    /// The `ready_log` line matcher for the current child, while STARTING.
+    /// The `ready_log` line matcher for the current child, while STARTING
+    /// (a spawn happens in STARTING).
     fn line_watch(&self, myself: &ActorRef<ProcessMsg>) -> Option<crate::logs::LineCallback> {
         if self.lifecycle.state() != ProcessState::Starting {
             return None;

@@ -705,6 +705,8 @@ impl Daemon {
         notifier.ready();
         let watchdog = notifier.spawn_watchdog();
 
+        // What an upgrade request asks for, until the loop acts on it below.
+        let mut upgrade_request = None;
         let code = loop {
             let next = tokio::select! {
                 received = signals.recv() => received,
@@ -715,15 +717,8 @@ impl Daemon {
                         break code;
                     }
                     Request::Upgrade { binary, reply } => {
-                        let upgrade = Upgrade { binary, reply, listeners: &listeners, args: &self.args };
-                        let serving = Serving {
-                            switch: &switch,
-                            stop: &stop_serving,
-                            handover: &mut handover,
-                            servers: &mut servers,
-                        };
-                        upgrade.run(&tree, serving, &context.counters, &self.source.path).await;
-                        continue;
+                        upgrade_request = Some((binary, reply));
+                        DaemonSignal::Upgrade
                     }
                 },
             };
@@ -740,13 +735,12 @@ impl Daemon {
                     tree.reopen_logs().await;
                 }
                 DaemonSignal::Upgrade => {
-                    tracing::warn!("{}", next.log_message());
-                    let upgrade = Upgrade {
-                        binary: None,
-                        reply: None,
-                        listeners: &listeners,
-                        args: &self.args,
-                    };
+                    let (binary, reply) = upgrade_request.take().unwrap_or_else(|| {
+                        tracing::warn!("{}", next.log_message());
+                        (None, None)
+                    });
+                    let upgrade =
+                        Upgrade { binary, reply, listeners: &listeners, args: &self.args };
                     let serving = Serving {
                         switch: &switch,
                         stop: &stop_serving,

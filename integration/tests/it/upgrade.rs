@@ -38,10 +38,24 @@ fn wrapper(sandbox: &Sandbox, name: &str, shell: &str, body: &str) -> String {
         "#!{shell}\nif [ \"$1\" = --handover-check ]; then exec '{vigild}' \"$@\"; fi\n\
          {body}\nexec '{vigild}' \"$@\"\n"
     );
+    executable(sandbox, name, &script)
+}
+
+/// Writes `text` to the executable file `name` in the sandbox; its path.
+fn executable(sandbox: &Sandbox, name: &str, text: &str) -> String {
     let path = sandbox.join(name);
-    std::fs::write(&path, script).expect("write wrapper");
+    std::fs::write(&path, text).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path.display().to_string()
+}
+
+/// A daemon running the one program `p`, and p's pid.
+fn one_program() -> (Sandbox, Daemon, i32) {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("p");
+    (sandbox, daemon, pid)
 }
 
 /// Runs `vigilctl upgrade ARGS` and checks it answered with the new image.
@@ -204,10 +218,8 @@ fn a_child_that_exits_during_the_gap_is_reaped_and_restarted_by_the_new_image() 
 
 #[test]
 fn a_client_looping_status_sees_no_error_during_upgrades() {
-    let sandbox = Sandbox::new();
-    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
-    let daemon = Arc::new(sandbox.start());
-    daemon.running_pid("p");
+    let (sandbox, daemon, _) = one_program();
+    let daemon = Arc::new(daemon);
     // A gap of half a second, without a child of the shell.
     let fifo = sandbox.join("gap.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
@@ -246,10 +258,7 @@ fn a_client_looping_status_sees_no_error_during_upgrades() {
 
 #[test]
 fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
-    let sandbox = Sandbox::new();
-    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
-    let daemon = sandbox.start();
-    let pid = daemon.running_pid("p");
+    let (sandbox, daemon, pid) = one_program();
     let refused = |args: &[&str], why: &str| {
         let mut words = vec!["upgrade"];
         words.extend_from_slice(args);
@@ -262,24 +271,20 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
         assert_eq!(daemon.process_pid("p"), pid, "the program is untouched");
         assert!(daemon.main_log().contains("upgrade refused: "), "logged");
     };
-    let fails = sandbox.join("fails.sh");
-    std::fs::write(&fails, "#!/bin/sh\necho 'not a vigild'\nexit 1\n").expect("write");
-    std::fs::set_permissions(&fails, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    refused(&["--binary", &fails.display().to_string()], "(exit status 1): not a vigild");
+    let fails = executable(&sandbox, "fails.sh", "#!/bin/sh\necho 'not a vigild'\nexit 1\n");
+    refused(&["--binary", &fails], "(exit status 1): not a vigild");
     let plain = sandbox.join("plain");
     std::fs::write(&plain, "not executable").expect("write");
     refused(&["--binary", &plain.display().to_string()], "couldn't exec");
     refused(&["--binary", "/nonexistent/vigild"], "/nonexistent/vigild");
     // A vigild that reads another format says so in its pre-flight.
     let other = wrapper(&sandbox, "other.sh", "/bin/sh", "");
-    let other_format = sandbox.join("format2.sh");
-    std::fs::write(
-        &other_format,
-        format!("#!/bin/bash\nexport VIGILD_HANDOVER_FORMAT=2\nexec '{other}' \"$@\"\n"),
-    )
-    .expect("write");
-    std::fs::set_permissions(&other_format, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    refused(&["--binary", &other_format.display().to_string()], "reads handover format 2, not 1");
+    let other_format = executable(
+        &sandbox,
+        "format2.sh",
+        &format!("#!/bin/sh\nexport VIGILD_HANDOVER_FORMAT=2\nexec '{other}' \"$@\"\n"),
+    );
+    refused(&["--binary", &other_format], "reads handover format 2, not 1");
     // One that passes the pre-flight but then reads another format refuses the
     // state itself, and the running image resumes.
     let late = wrapper(&sandbox, "late.sh", "/bin/sh", "export VIGILD_HANDOVER_FORMAT=2");
@@ -297,10 +302,7 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
 
 #[test]
 fn sigusr1_upgrades_to_the_binary_at_vigilds_own_path() {
-    let sandbox = Sandbox::new();
-    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
-    let daemon = sandbox.start();
-    let pid = daemon.running_pid("p");
+    let (_sandbox, daemon, pid) = one_program();
     daemon.signal(nix::sys::signal::Signal::SIGUSR1);
     let log = wait_takeovers(&daemon, 1);
     assert!(log.contains("received SIGUSR1 indicating upgrade request"), "{log}");
