@@ -654,12 +654,15 @@ impl Ctl {
 
     /// `tail -f` / `maintail -f`: long-polls from 1024 bytes before the end until
     /// interrupted, following each reply's `next` offset so a rotation neither
-    /// loses nor repeats bytes.
-    async fn follow(&mut self, client: ControlClient, target: LogTarget, label: &str) {
+    /// loses nor repeats bytes. A lost connection (vigild's live upgrade ends
+    /// every connection; its offsets carry on) is made again once and the
+    /// follow goes on from the same offset.
+    async fn follow(&mut self, mut client: ControlClient, target: LogTarget, label: &str) {
         self.line("==> Press Ctrl-C to exit <==");
         let interrupted = (self.interrupt)();
         tokio::pin!(interrupted);
         let mut offset = -FOLLOW_BACKLOG;
+        let mut reconnected = false;
         loop {
             let poll = client.tail_follow(
                 context_with_timeout(FOLLOW_WAIT + QUERY_TIMEOUT),
@@ -700,6 +703,15 @@ impl Ctl {
                         }
                     }
                     offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
+                    reconnected = false;
+                }
+                Err(CallError::Rpc(_)) if !reconnected => {
+                    reconnected = true;
+                    self.client = None;
+                    match self.client_or_report().await {
+                        Some(again) => client = again,
+                        None => return,
+                    }
                 }
                 Err(error) => return self.log_error(label, error),
             }

@@ -637,7 +637,7 @@ impl ChannelLog {
             let can_read = !eof && !handing_over && pending.len() < MAX_PENDING;
             tokio::select! {
                 // A live upgrade: stop reading, write out what was read, and
-                // give the pipe back for the next image (see `crate::handover`).
+                // give the pipe back for the next image of the daemon.
                 changed = handover.changed(), if !handing_over => {
                     handing_over = changed.is_err() || *handover.borrow();
                     // What a filter holds back (a partial line) is written

@@ -358,3 +358,46 @@ fn starting_backoff_and_stopping_finish_their_transitions_on_time_after_an_upgra
     assert!((3000..4500).contains(&(kill - term)), "SIGKILL after {} ms", kill - term);
     assert!(term < took_over && took_over < kill, "the upgrade came between them");
 }
+
+#[test]
+fn a_dependency_wait_resumes_after_an_upgrade() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("db", &["--sleep", "3600"]).set("startsecs", 3),
+        Program::child("app", &["--sleep", "3600"]).set("startsecs", 0).set("depends_on", "db"),
+    ]);
+    let daemon = sandbox.start();
+    wait_until(TIMEOUT, "app to wait for db", || {
+        daemon.state("db") == "STARTING"
+            && daemon
+                .status_of("app")
+                .is_some_and(|(state, what)| state == "STARTING" && what.contains("db"))
+    });
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    assert!(!log.contains("spawned: 'app'"), "app waited: {log}");
+    daemon.wait_state("db", "RUNNING");
+    daemon.wait_state("app", "RUNNING");
+    let log = daemon.main_log();
+    let took_over = super::log_times(&log, "took over from")[0];
+    let app = super::log_times(&log, "spawned: 'app'")[0];
+    assert!(took_over < app, "app started by the new image once db was up");
+}
+
+#[test]
+fn tail_f_goes_on_across_an_upgrade_without_repeating_a_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("w", &["--count", "60", "0.05"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    let follower = daemon.follow(&["tail", "-f", "w"]);
+    follower.wait_output("the first lines", |out| out.contains("line 000005"));
+    upgrade(&daemon, &[]);
+    let out = follower.wait_output("the last line", |out| out.contains("line 000060"));
+    let lines: Vec<&str> = out.lines().filter(|line| line.starts_with("line ")).collect();
+    let first: usize = lines[0]["line ".len()..].parse().expect("numbered");
+    let expected: Vec<String> = (first..=60).map(|n| format!("line {n:06}")).collect();
+    assert_eq!(lines, expected, "every line once, in order: {out}");
+    follower.stop();
+}
