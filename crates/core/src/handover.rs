@@ -13,8 +13,8 @@
 //!
 //! The new image registers every carried child with the reaper
 //! ([`crate::Reaper::adopt`]) and [`offer`]s the records; a process actor
-//! built for a namespec with a record [`claim`]s it instead of starting from
-//! STOPPED: its lifecycle resumes where it was ([`Lifecycle::resume`]), its
+//! built for a namespec with a record claims it (`claim`) instead of starting from
+//! STOPPED: its lifecycle resumes where it was ([`crate::lifecycle::Lifecycle::resume`]), its
 //! armed timers are re-armed with their remaining time, its pipes are
 //! captured again from where the old image stopped reading.
 

@@ -23,7 +23,7 @@
 //!   (see [`crate::spawn`]); [`Reaper::spawn`] collects it with `waitpid(pid)`
 //!   itself, so its 127 never reaches anyone as a program's exit. Spawns hold the
 //!   gate shared (so they run in parallel, one per launcher, see
-//!   [`crate::launch`]); reaping a pid that is not registered takes it exclusively
+//!   `launch.rs`); reaping a pid that is not registered takes it exclusively
 //!   and checks the map again, so an orphan peek cannot take a child mid-spawn.
 //! - A child can exit before its pid is registered. Registration happens inside
 //!   the same gate as the spawn, so nobody reaps that exit before the pid is

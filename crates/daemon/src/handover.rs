@@ -103,7 +103,7 @@ pub fn write(state: &State) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Reads and checks a state written by [`write`], from its start whatever
+/// Reads and checks a state written by [`write()`], from its start whatever
 /// the descriptor's offset (it is shared with every copy); the error says why
 /// it is refused.
 pub fn read(file: &std::fs::File) -> Result<State, String> {
