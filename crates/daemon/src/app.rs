@@ -241,7 +241,12 @@ struct Daemon {
     inherited: Option<Inherited>,
     /// The command line, for the next image of a live upgrade.
     args: Vec<OsString>,
+    /// The service manager's variables, for the next image of a live upgrade.
+    service_env: Vec<(String, String)>,
 }
+
+/// The service manager's variables vigild takes from its environment.
+const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// A live upgrade's state, as the new image received it (the memfd and the
 /// old executable are closed once it was read: they only served a refusal).
@@ -358,7 +363,14 @@ fn prepare<B: Backend>(
     if let Some(why) = refused {
         warnings.push(format!("live upgrade refused by the new vigild, resumed: {why}"));
     }
-    Ok(Prepared::Run(Box::new(Daemon { source, config: loaded.config, warnings, inherited, args })))
+    Ok(Prepared::Run(Box::new(Daemon {
+        source,
+        config: loaded.config,
+        warnings,
+        inherited,
+        args,
+        service_env: Vec::new(),
+    })))
 }
 
 /// Sockets bound before daemonizing.
@@ -409,6 +421,19 @@ impl Daemon {
             eprintln!("Error: cannot install the activity log: {err}");
             return exit_code::FAILURE;
         }
+        if let Some(inherited) = &self.inherited {
+            for (name, value) in &inherited.state.service_env {
+                // SAFETY: still one thread: the runtime is built after daemonizing.
+                unsafe { std::env::set_var(name, value) };
+            }
+        }
+        // Kept for the next image of a live upgrade (same pid, so the same
+        // service).
+        let service_env: Vec<(String, String)> = SERVICE_ENV
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+            .collect();
+        self.service_env = service_env;
         // SAFETY: still one thread: the runtime is built after daemonizing.
         let notifier = unsafe { Notifier::take_from_env() };
         for warning in &self.warnings {
@@ -739,8 +764,13 @@ impl Daemon {
                         tracing::warn!("{}", next.log_message());
                         (None, None)
                     });
-                    let upgrade =
-                        Upgrade { binary, reply, listeners: &listeners, args: &self.args };
+                    let upgrade = Upgrade {
+                        binary,
+                        reply,
+                        listeners: &listeners,
+                        args: &self.args,
+                        service_env: &self.service_env,
+                    };
                     let serving = Serving {
                         switch: &switch,
                         stop: &stop_serving,
@@ -929,6 +959,7 @@ struct Upgrade<'a> {
     reply: Option<oneshot::Sender<Result<String, String>>>,
     listeners: &'a Listeners,
     args: &'a [OsString],
+    service_env: &'a [(String, String)],
 }
 
 impl Upgrade<'_> {
@@ -942,7 +973,7 @@ impl Upgrade<'_> {
         counters: &DaemonCounters,
         config: &Path,
     ) {
-        let Upgrade { binary, mut reply, listeners, args } = self;
+        let Upgrade { binary, mut reply, listeners, args, service_env } = self;
         let mut answer = |result: Result<String, String>| {
             if let Err(why) = &result {
                 tracing::error!("upgrade refused: {why}");
@@ -991,7 +1022,7 @@ impl Upgrade<'_> {
                 return;
             }
         };
-        let why = exec_new_image(&binary, args, listeners, &frozen, counters);
+        let why = exec_new_image(&binary, args, listeners, &frozen, counters, service_env);
         tracing::error!(critical = true, "live upgrade failed: {why}");
         std::process::exit(exit_code::FAILURE);
     }
@@ -1014,6 +1045,7 @@ fn exec_new_image(
     listeners: &Listeners,
     frozen: &[vigil_core::handover::Frozen],
     counters: &DaemonCounters,
+    service_env: &[(String, String)],
 ) -> String {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     use std::sync::atomic::Ordering;
@@ -1026,6 +1058,7 @@ fn exec_new_image(
         reloads: counters.reloads.load(Ordering::Relaxed),
         generation: counters.generation.load(Ordering::Relaxed),
         upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
+        service_env: service_env.to_vec(),
         processes: frozen.iter().map(|f| f.record.clone()).collect(),
     };
     let memfd = match handover::write(&state) {

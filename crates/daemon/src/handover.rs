@@ -74,6 +74,11 @@ pub struct State {
     pub generation: u64,
     /// Live upgrades before this one.
     pub upgrades: u64,
+    /// The service manager's variables the first image took from its
+    /// environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`), given
+    /// back to the next image's environment so it keeps notifying.
+    #[serde(default)]
+    pub service_env: Vec<(String, String)>,
     /// Every process, in priority order.
     pub processes: Vec<CarriedProcess>,
 }
@@ -343,6 +348,7 @@ mod tests {
             reloads: 1,
             generation: 2,
             upgrades: 0,
+            service_env: Vec::new(),
             processes: Vec::new(),
         }
     }
