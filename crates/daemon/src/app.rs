@@ -992,6 +992,16 @@ impl Upgrade<'_> {
         if let Some(why) = tree.handover_refusal() {
             return answer(Err(why));
         }
+        // The descriptors the handover needs, before anything changes.
+        let memfd = match handover::create() {
+            Ok(memfd) => memfd,
+            Err(err) => return answer(Err(format!("cannot make the handover state: {err}"))),
+        };
+        // The way back if the new binary refuses the state after all.
+        let exe = match std::fs::File::open("/proc/self/exe") {
+            Ok(exe) => exe,
+            Err(err) => return answer(Err(format!("cannot open the running vigild: {err}"))),
+        };
         tracing::warn!("upgrading to {}: {checked}", binary.display());
         answer(Ok(checked));
         // New connections wait in the listening sockets' backlog from here.
@@ -1022,7 +1032,8 @@ impl Upgrade<'_> {
                 return;
             }
         };
-        let why = exec_new_image(&binary, args, listeners, &frozen, counters, service_env);
+        let image = NextImage { binary: &binary, args, memfd, exe, service_env };
+        let why = image.exec(listeners, &frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");
         std::process::exit(exit_code::FAILURE);
     }
@@ -1036,61 +1047,62 @@ fn own_binary() -> Option<PathBuf> {
     Some(PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(text)))
 }
 
-/// Writes the state, keeps what it names open and executes `binary` (or,
-/// if that fails, the running image again). Returns only when both fail,
-/// saying why.
-fn exec_new_image(
-    binary: &Path,
-    args: &[OsString],
-    listeners: &Listeners,
-    frozen: &[vigil_core::handover::Frozen],
-    counters: &DaemonCounters,
-    service_env: &[(String, String)],
-) -> String {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    use std::sync::atomic::Ordering;
-    let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let state = handover::State {
-        from_version: env!("CARGO_PKG_VERSION").to_owned(),
-        unix_listener: listeners.unix.as_ref().map(|l| l.as_raw_fd()),
-        inet_listener: listeners.inet.as_ref().map(|l| l.as_raw_fd()),
-        started_unix_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
-        reloads: counters.reloads.load(Ordering::Relaxed),
-        generation: counters.generation.load(Ordering::Relaxed),
-        upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
-        service_env: service_env.to_vec(),
-        processes: frozen.iter().map(|f| f.record.clone()).collect(),
-    };
-    let memfd = match handover::write(&state) {
-        Ok(memfd) => memfd,
-        Err(err) => return format!("cannot write the handover state: {err}"),
-    };
-    // The way back if the new binary refuses the state after all.
-    let exe = std::fs::File::open("/proc/self/exe").ok();
-    let mut keep = vec![memfd.as_fd()];
-    keep.extend(exe.as_ref().map(|f| f.as_fd()));
-    keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
-    keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
-    keep.extend(frozen.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
-    for fd in keep {
-        if let Err(err) = handover::keep_across_exec(fd) {
-            return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());
+/// What the next image of a live upgrade is started with.
+struct NextImage<'a> {
+    binary: &'a Path,
+    args: &'a [OsString],
+    memfd: std::fs::File,
+    /// The running executable, for the way back.
+    exe: std::fs::File,
+    service_env: &'a [(String, String)],
+}
+
+impl NextImage<'_> {
+    /// Writes the state, keeps what it names open and executes the binary
+    /// (or, if that fails, the running image again). Returns only when both
+    /// fail, saying why.
+    fn exec(
+        mut self,
+        listeners: &Listeners,
+        frozen: &[vigil_core::handover::Frozen],
+        counters: &DaemonCounters,
+    ) -> String {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::sync::atomic::Ordering;
+        let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let state = handover::State {
+            from_version: env!("CARGO_PKG_VERSION").to_owned(),
+            unix_listener: listeners.unix.as_ref().map(|l| l.as_raw_fd()),
+            inet_listener: listeners.inet.as_ref().map(|l| l.as_raw_fd()),
+            started_unix_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
+            reloads: counters.reloads.load(Ordering::Relaxed),
+            generation: counters.generation.load(Ordering::Relaxed),
+            upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
+            service_env: self.service_env.to_vec(),
+            processes: frozen.iter().map(|f| f.record.clone()).collect(),
+        };
+        if let Err(err) = handover::write(&mut self.memfd, &state) {
+            return format!("cannot write the handover state: {err}");
         }
-    }
-    tracing::info!(
-        "executing {} with {} processes handed over (live upgrade)",
-        binary.display(),
-        state.processes.len()
-    );
-    let exe_fd = exe.as_ref().map(|f| f.as_raw_fd());
-    let err = handover::exec(binary, args, memfd.as_raw_fd(), exe_fd);
-    let why = format!("cannot execute {}: {err}", binary.display());
-    tracing::error!(critical = true, "{why}; executing the running vigild again");
-    match &exe {
-        Some(exe) => {
-            let err = handover::exec_back(exe.as_fd(), args, memfd.as_raw_fd(), &why);
-            format!("{why}; cannot execute the running vigild again either: {err}")
+        let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
+        let mut keep = vec![memfd.as_fd(), exe.as_fd()];
+        keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
+        keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
+        keep.extend(frozen.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
+        for fd in keep {
+            if let Err(err) = handover::keep_across_exec(fd) {
+                return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());
+            }
         }
-        None => why,
+        tracing::info!(
+            "executing {} with {} processes handed over (live upgrade)",
+            binary.display(),
+            state.processes.len()
+        );
+        let err = handover::exec(binary, args, memfd.as_raw_fd(), Some(exe.as_raw_fd()));
+        let why = format!("cannot execute {}: {err}", binary.display());
+        tracing::error!(critical = true, "{why}; executing the running vigild again");
+        let err = handover::exec_back(exe.as_fd(), args, memfd.as_raw_fd(), &why);
+        format!("{why}; cannot execute the running vigild again either: {err}")
     }
 }

@@ -94,18 +94,24 @@ pub fn check_flag(requested: u32) -> (i32, String) {
     }
 }
 
-/// Writes `state` to a new memfd (close-on-exec until [`keep_across_exec`]).
-pub fn write(state: &State) -> std::io::Result<std::fs::File> {
+/// Writes `state` to `file`, a memfd from [`create`].
+pub fn write(file: &mut std::fs::File, state: &State) -> std::io::Result<()> {
     let body = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-    let fd =
-        nix::sys::memfd::memfd_create(c"vigild-handover", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-    let mut file = std::fs::File::from(fd);
     file.write_all(MAGIC)?;
     file.write_all(&format().to_le_bytes())?;
     file.write_all(&(body.len() as u64).to_le_bytes())?;
     file.write_all(&body)?;
     file.rewind()?;
-    Ok(file)
+    Ok(())
+}
+
+/// An empty memfd for [`write()`] (close-on-exec until [`keep_across_exec`]),
+/// made before anything changes, so that a daemon out of descriptors refuses
+/// the upgrade instead of failing halfway.
+pub fn create() -> std::io::Result<std::fs::File> {
+    let fd =
+        nix::sys::memfd::memfd_create(c"vigild-handover", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// Reads and checks a state written by [`write()`], from its start whatever
@@ -355,7 +361,8 @@ mod tests {
 
     #[test]
     fn a_state_reads_back() {
-        let file = write(&state()).unwrap();
+        let mut file = create().unwrap();
+        write(&mut file, &state()).unwrap();
         let read = read(&file).unwrap();
         assert_eq!(read.unix_listener, Some(5));
         assert_eq!(read.generation, 2);
@@ -363,7 +370,8 @@ mod tests {
 
     #[test]
     fn another_format_or_garbage_is_refused() {
-        let mut file = write(&state()).unwrap();
+        let mut file = create().unwrap();
+        write(&mut file, &state()).unwrap();
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).unwrap();
         bytes[8] = bytes[8].wrapping_add(1);
