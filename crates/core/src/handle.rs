@@ -376,41 +376,13 @@ impl Handle {
             pass.abort();
         }
         crate::logs::stop_captures_for_handover();
-        let mut frozen = Vec::with_capacity(members.len());
-        for member in members {
-            let Some(actor) = member.actor() else { continue };
-            // An exit collected just before the reaper paused is applied
-            // first; a restart it causes is then the child carried.
-            let mut tries = 0;
-            loop {
-                match actor.call(ProcessMsg::Handover, Some(HANDOVER_CALL)).await {
-                    Ok(CallResult::Success(Ok(record))) => {
-                        frozen.push(record);
-                        break;
-                    }
-                    Ok(CallResult::Success(Err(message)))
-                        if message == crate::process::RETRY_FREEZE && tries < HANDOVER_RETRIES =>
-                    {
-                        tries += 1;
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
-                    other => {
-                        let why = match other {
-                            Ok(CallResult::Success(Err(message))) => message,
-                            Ok(CallResult::Timeout) => "no answer".to_owned(),
-                            Ok(CallResult::SenderError) | Err(_) => "its actor is gone".to_owned(),
-                            Ok(CallResult::Success(Ok(_))) => unreachable!("matched above"),
-                        };
-                        tracing::error!(
-                            critical = true,
-                            "{} is not carried by the upgrade: {why}",
-                            member.namespec
-                        );
-                        break;
-                    }
-                }
-            }
-        }
+        // Many actors freeze at once: each mostly waits for its capture tasks.
+        let frozen = futures::stream::iter(members)
+            .map(|member| async move { freeze(&member).await })
+            .buffered(HANDOVER_WINDOW)
+            .filter_map(|frozen| async move { frozen })
+            .collect()
+            .await;
         Ok(frozen)
     }
 
@@ -625,6 +597,38 @@ async fn request(
     }
 }
 
+/// Freezes one member for a live upgrade (see [`Handle::hand_over`]); `None`,
+/// logged, when it cannot be.
+async fn freeze(member: &ProcessShared) -> Option<crate::handover::Frozen> {
+    let actor = member.actor()?;
+    // An exit collected just before the reaper paused is applied first; a
+    // restart it causes is then the child carried.
+    let mut tries = 0;
+    loop {
+        let why = match actor.call(ProcessMsg::Handover, Some(HANDOVER_CALL)).await {
+            Ok(CallResult::Success(Ok(record))) => return Some(record),
+            Ok(CallResult::Success(Err(message)))
+                if message == crate::process::RETRY_FREEZE && tries < HANDOVER_RETRIES =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+            Ok(CallResult::Success(Err(message))) => message,
+            Ok(CallResult::Timeout) => "no answer".to_owned(),
+            Ok(CallResult::SenderError) | Err(_) => "its actor is gone".to_owned(),
+        };
+        tracing::error!(
+            critical = true,
+            "{} is not carried by the upgrade: {why}",
+            member.namespec
+        );
+        return None;
+    }
+}
+
+/// How many process actors freeze at once in a live upgrade.
+const HANDOVER_WINDOW: usize = 64;
 /// How long one process actor may take to freeze for a live upgrade.
 const HANDOVER_CALL: std::time::Duration = std::time::Duration::from_secs(5);
 /// How many times a freeze is asked again while an exit is being applied.
