@@ -1003,9 +1003,11 @@ impl Upgrade<'_> {
             Err(err) => return answer(Err(format!("cannot open the running vigild: {err}"))),
         };
         tracing::warn!("upgrading to {}: {checked}", binary.display());
-        answer(Ok(checked));
-        // New connections wait in the listening sockets' backlog from here.
+        // New connections wait in the listening sockets' backlog from here;
+        // first, so that the caller's next connection reaches the new image
+        // (the answer goes out over the connection already open).
         serving.handover.cancel();
+        answer(Ok(checked));
         while serving.servers.join_next().await.is_some() {}
         let reaper = vigil_core::Reaper::running();
         if let Some(reaper) = &reaper {
