@@ -284,6 +284,7 @@ pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
 /// when it does, otherwise why not.
 pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
     let shown = binary.display();
+    trusted(binary)?;
     let reaper = vigil_core::Reaper::running()
         .ok_or_else(|| "the child reaper is not running".to_owned())?;
     let argv = vec![
@@ -339,6 +340,32 @@ pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
     }
 }
 
+/// What vigild agrees to execute in its own place (it often runs as root,
+/// and a control client names the binary): an absolute path to a regular
+/// file of root or of vigild's own user that nobody else may write.
+pub fn trusted(binary: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = binary.display();
+    if !binary.is_absolute() {
+        return Err(format!("{shown}: the new vigild must be given by its absolute path"));
+    }
+    let meta = std::fs::metadata(binary).map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() {
+        return Err(format!("cannot run {shown}: not a regular file"));
+    }
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "{shown} belongs to uid {}, neither root nor vigild's user",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("{shown} may be written by others than its owner"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
@@ -384,6 +411,20 @@ mod tests {
         garbage.write_all(b"not a state at all, but long enough").unwrap();
         garbage.rewind().unwrap();
         assert!(read(&garbage).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn only_a_binary_nobody_else_writes_is_trusted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("vigild");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(trusted(&binary), Ok(()));
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(trusted(&binary).unwrap_err().contains("written by others"));
+        assert!(trusted(Path::new("vigild")).unwrap_err().contains("absolute path"));
+        assert!(trusted(dir.path()).unwrap_err().contains("not a regular file"));
     }
 
     #[test]

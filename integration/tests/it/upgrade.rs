@@ -277,6 +277,11 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
     std::fs::write(&plain, "not executable").expect("write");
     refused(&["--binary", &plain.display().to_string()], "couldn't exec");
     refused(&["--binary", "/nonexistent/vigild"], "/nonexistent/vigild");
+    // vigild runs nothing that others than its owner may have changed.
+    let open = wrapper(&sandbox, "open.sh", "/bin/sh", "");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    refused(&["--binary", &open], "may be written by others than its owner");
+    refused(&["--binary", "vigild"], "absolute path");
     // A vigild that reads another format says so in its pre-flight.
     let other = wrapper(&sandbox, "other.sh", "/bin/sh", "");
     let other_format = executable(
