@@ -19,7 +19,7 @@ use crate::status::ProcessLine;
 use crate::target::{Model, Target};
 use crate::xmlrpc;
 use anyhow::{Context, bail, ensure};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -595,6 +595,10 @@ impl Bench {
             }
             let (old, old_start) = Self::sleeper_child(parent)?;
             ensure!(procfs::alive_same(old, old_start), "program {old} exited on its own");
+            // Only a pid not seen before can be the new child: the others' command
+            // lines are not read again on every poll (with 500 of them that took
+            // milliseconds).
+            let known: HashSet<i32> = procfs::children(parent).into_iter().collect();
             let t0 = Instant::now();
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(old),
@@ -608,7 +612,7 @@ impl Bench {
                 loop {
                     let respawned = procfs::children(parent)
                         .into_iter()
-                        .any(|p| p != old && is_sleeper(&procfs::cmdline(p)));
+                        .any(|p| !known.contains(&p) && is_sleeper(&procfs::cmdline(p)));
                     if respawned {
                         return Some(t0.elapsed());
                     }
