@@ -555,11 +555,15 @@ impl ChannelLog {
     /// failed write's is.
     fn make_unmade(&self) {
         let mut state = lock(&self.inner.file);
-        if !std::mem::replace(&mut state.unmade, false) {
+        if !std::mem::replace(&mut state.unmade, false)
+            || state.disk.as_ref().is_none_or(LogFile::is_open)
+        {
             return;
         }
+        // Closed again even while the program runs: a silent program holds no
+        // descriptor (the next write opens the file).
         match self.inner.ensure_open(&mut state) {
-            Ok(()) => self.inner.close_if_idle(&mut state),
+            Ok(()) => state.disk().close(),
             Err(error) => {
                 tracing::error!("cannot create the log: {error}");
                 self.inner.set_problem(Some(error.to_string()));
