@@ -15,9 +15,11 @@
 //! a leftover grandchild nobody asked to feed.
 //!
 //! Most children are never sent a byte, so the channel and the writer task
-//! are made at the first write: until then the queue holds only the pipe.
+//! are made at the first write: until then the queue holds only the pipe's
+//! descriptor, not even registered with the runtime's reactor.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::AsyncWriteExt as _;
@@ -58,7 +60,7 @@ pub(crate) struct StdinQueue {
 
 /// The pipe until the first write, then the channel to the task that owns it.
 enum Writer {
-    Idle(Option<pipe::Sender>),
+    Idle(Option<OwnedFd>),
     Started { chunks: mpsc::UnboundedSender<Chunk>, task: tokio::task::JoinHandle<()> },
 }
 
@@ -66,9 +68,15 @@ impl StdinQueue {
     /// Takes over `pipe`; its writer starts with the first write (which must
     /// come from inside a tokio runtime).
     pub(crate) fn new(pipe: pipe::Sender) -> StdinQueue {
+        // Out of the reactor until it is written to: a registration is a
+        // few hundred bytes per child.
+        let fd = pipe
+            .into_nonblocking_fd()
+            .inspect_err(|error| tracing::warn!("a child's stdin was closed: {error}"))
+            .ok();
         StdinQueue {
             level: Arc::new(Mutex::new(Level::default())),
-            writer: Mutex::new(Writer::Idle(Some(pipe))),
+            writer: Mutex::new(Writer::Idle(fd)),
         }
     }
 
@@ -101,8 +109,8 @@ impl StdinQueue {
         // writer's subtraction never runs ahead of this addition.
         level.queued += len;
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Writer::Idle(pipe) = &mut *writer
-            && let Some(pipe) = pipe.take()
+        if let Writer::Idle(fd) = &mut *writer
+            && let Some(pipe) = fd.take().and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
         {
             let (chunks, rx) = mpsc::unbounded_channel();
             let task = tokio::spawn(drain(pipe, rx, Arc::clone(&self.level)));
