@@ -7,6 +7,11 @@ use crate::ProcessState;
 use crate::messages::ProcessMsg;
 use crate::messages::{GroupMsg, GroupRef};
 
+/// A group of two, `grp:a` and `grp:b`: one with a group actor of its own.
+fn pair() -> vigil_config::GroupConfig {
+    group("grp", 1, vec![program("a", &["/bin/sh", "run"]), program("b", &["/bin/sh", "run"])])
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_process_actor_is_rebuilt_and_its_child_killed() {
     let (handle, fake, _dir) = boot(vec![solo(program("web", &["/bin/sh", "run"]))]).await;
@@ -31,12 +36,7 @@ async fn a_panicking_process_actor_is_rebuilt_and_its_child_killed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_member_of_a_group_with_its_own_actor_is_rebuilt() {
-    let (handle, fake, _dir) = boot(vec![group(
-        "grp",
-        1,
-        vec![program("a", &["/bin/sh", "run"]), program("b", &["/bin/sh", "run"])],
-    )])
-    .await;
+    let (handle, fake, _dir) = boot(vec![pair()]).await;
     assert_eq!(handle.start(&specs(&["grp:b"]), true).await[0].1, Ok(()));
     let first = fake.spawns()[0].pid;
     let mut events = handle.subscribe();
@@ -54,11 +54,7 @@ async fn a_panicking_member_of_a_group_with_its_own_actor_is_rebuilt() {
 
 #[tokio::test(start_paused = true)]
 async fn a_single_program_group_is_supervised_by_the_root() {
-    let (handle, _fake, _dir) = boot(vec![
-        solo(program("web", &["/bin/sh", "run"])),
-        group("grp", 1, vec![program("a", &["/bin/sh", "run"]), program("b", &["/bin/sh", "run"])]),
-    ])
-    .await;
+    let (handle, _fake, _dir) = boot(vec![solo(program("web", &["/bin/sh", "run"])), pair()]).await;
     let solo_group = handle.inner.registry.group("web").expect("group");
     assert!(matches!(solo_group.actor(), Some(GroupRef::Hosted { .. })));
     let grp = handle.inner.registry.group("grp").expect("group");
@@ -93,12 +89,7 @@ async fn a_stopped_process_stays_stopped_after_a_rebuild() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_group_actor_is_rebuilt_with_its_members() {
-    let (handle, fake, _dir) = boot(vec![group(
-        "grp",
-        1,
-        vec![program("a", &["/bin/sh", "run"]), program("b", &["/bin/sh", "run"])],
-    )])
-    .await;
+    let (handle, fake, _dir) = boot(vec![pair()]).await;
     handle.start(&specs(&["grp:a"]), true).await;
     let mut events = handle.subscribe();
     let entry = handle.inner.registry.group("grp").expect("group");
