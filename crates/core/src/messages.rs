@@ -34,7 +34,9 @@ pub(crate) type StdinSlot = Arc<crate::stdin::StdinQueue>;
 
 /// Per-process state that survives actor rebuilds.
 pub(crate) struct ProcessShared {
-    pub(crate) config: ProcessConfig,
+    /// Shared with the configs the daemon keeps (the running one, the last
+    /// one read): one copy of each program's settings, not one per holder.
+    pub(crate) config: Arc<ProcessConfig>,
     pub(crate) namespec: String,
     /// The latest [`Snapshot`], published by the actor after each message.
     pub(crate) snapshot: watch::Sender<Snapshot>,
@@ -66,7 +68,7 @@ pub(crate) struct ProcessShared {
 
 impl ProcessShared {
     pub(crate) fn new(
-        config: ProcessConfig,
+        config: Arc<ProcessConfig>,
         stdout: ChannelLog,
         stderr: ChannelLog,
     ) -> ProcessShared {

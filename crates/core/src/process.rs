@@ -235,7 +235,7 @@ impl Actor for ProcessActor {
         if !state.shared.config.depends_on.is_empty() {
             state.monitor = Some(deps::spawn_monitor(
                 Arc::clone(&state.ctx.registry),
-                state.shared.config.clone(),
+                Arc::clone(&state.shared.config),
                 myself.clone(),
             ));
         }
