@@ -289,6 +289,7 @@ impl GroupState {
         link: GroupRef,
     ) -> Result<GroupState, ActorProcessingErr> {
         let GroupArgs { config, members, ctx, resume } = args;
+        let members_len = members.len();
         let budget = Arc::new(Budget::new(config.max_restarts, config.max_restarts_period));
         let mut state = GroupState {
             budget,
@@ -298,7 +299,7 @@ impl GroupState {
                 .into_iter()
                 .map(|shared| Member { shared, failures: VecDeque::new() })
                 .collect(),
-            by_id: Vec::new(),
+            by_id: Vec::with_capacity(members_len),
             link,
             ctx,
             shutting_down: false,
