@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::unix::pipe;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use vigil_config::LogTarget;
 
@@ -198,8 +198,10 @@ struct Inner {
     /// a reader.
     file: Mutex<FileState>,
     shared: Mutex<Shared>,
-    /// The total offset, for `wait_beyond`.
-    total_tx: watch::Sender<u64>,
+    /// Woken when the total offset grows, for `wait_beyond` (a `Notify`
+    /// rather than a watch channel: it lives inline, where a watch channel is
+    /// a separate allocation of about 350 bytes per log).
+    grown: Notify,
 }
 
 struct FileState {
@@ -432,7 +434,6 @@ impl ChannelLog {
         backups: u32,
         ring_bytes: usize,
     ) -> ChannelLog {
-        let (total_tx, _) = watch::channel(shared.total);
         ChannelLog {
             inner: Arc::new(Inner {
                 path,
@@ -448,7 +449,7 @@ impl ChannelLog {
                     unmade: false,
                 }),
                 shared: Mutex::new(shared),
-                total_tx,
+                grown: Notify::new(),
             }),
         }
     }
@@ -795,9 +796,16 @@ impl ChannelLog {
 
     /// Resolves once the log holds bytes beyond `offset` (for `tail -f` long polls).
     pub async fn wait_beyond(&self, offset: u64) {
-        let mut receiver = self.inner.total_tx.subscribe();
-        // The sender lives in `self.inner`, which `self` keeps alive: no error.
-        let _ = receiver.wait_for(|total| *total > offset).await;
+        loop {
+            let grown = self.inner.grown.notified();
+            tokio::pin!(grown);
+            // Registered before the check, so growth between the two wakes it.
+            grown.as_mut().enable();
+            if self.total() > offset {
+                return;
+            }
+            grown.await;
+        }
     }
 
     /// supervisord's `clearProcessLogs`: deletes the file and reopens it empty, and
@@ -917,7 +925,8 @@ impl Inner {
     fn append_memory(&self, data: &[u8]) {
         let mut shared = lock(&self.shared);
         shared.push(data);
-        self.total_tx.send_replace(shared.total);
+        drop(shared);
+        self.grown.notify_waiters();
     }
 
     fn rotates(&self, state: &FileState) -> bool {
@@ -955,8 +964,8 @@ impl Inner {
                     shared.record_file(offset, written as u64, file_pos);
                 }
                 shared.push(piece);
-                self.total_tx.send_replace(shared.total);
             }
+            self.grown.notify_waiters();
             rest = tail;
         }
         if self.rotates(&state) && state.size() >= self.maxbytes() && !rotation_failed {

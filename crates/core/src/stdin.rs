@@ -13,8 +13,13 @@
 //! Dropping the queue (the child exited or a new one replaced it) stops the
 //! writer and frees whatever was still queued: the pipe's reader is gone, or is
 //! a leftover grandchild nobody asked to feed.
+//!
+//! Most children are never sent a byte, so the channel and the writer task
+//! are made at the first write: until then the queue holds only the pipe's
+//! descriptor, not even registered with the runtime's reactor.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::AsyncWriteExt as _;
@@ -50,17 +55,29 @@ struct Level {
 /// A child's stdin: see the module docs.
 pub(crate) struct StdinQueue {
     level: Arc<Mutex<Level>>,
-    chunks: mpsc::UnboundedSender<Chunk>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: Mutex<Writer>,
+}
+
+/// The pipe until the first write, then the channel to the task that owns it.
+enum Writer {
+    Idle(Option<OwnedFd>),
+    Started { chunks: mpsc::UnboundedSender<Chunk>, task: tokio::task::JoinHandle<()> },
 }
 
 impl StdinQueue {
-    /// Takes over `pipe` and starts its writer (needs a tokio runtime).
+    /// Takes over `pipe`; its writer starts with the first write (which must
+    /// come from inside a tokio runtime).
     pub(crate) fn new(pipe: pipe::Sender) -> StdinQueue {
-        let level = Arc::new(Mutex::new(Level::default()));
-        let (chunks, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(drain(pipe, rx, Arc::clone(&level)));
-        StdinQueue { level, chunks, writer }
+        // Out of the reactor until it is written to: a registration is a
+        // few hundred bytes per child.
+        let fd = pipe
+            .into_nonblocking_fd()
+            .inspect_err(|error| tracing::warn!("a child's stdin was closed: {error}"))
+            .ok();
+        StdinQueue {
+            level: Arc::new(Mutex::new(Level::default())),
+            writer: Mutex::new(Writer::Idle(fd)),
+        }
     }
 
     /// Queues `data` whole and returns at once, or refuses it whole.
@@ -91,7 +108,19 @@ impl StdinQueue {
         // Counted under the lock before the writer can see the chunk, so the
         // writer's subtraction never runs ahead of this addition.
         level.queued += len;
-        if self.chunks.send(chunk).is_err() {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Writer::Idle(fd) = &mut *writer
+            && let Some(pipe) = fd.take().and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
+        {
+            let (chunks, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(drain(pipe, rx, Arc::clone(&self.level)));
+            *writer = Writer::Started { chunks, task };
+        }
+        let sent = match &*writer {
+            Writer::Started { chunks, .. } => chunks.send(chunk).is_ok(),
+            Writer::Idle(_) => false,
+        };
+        if !sent {
             level.queued -= len;
             level.closed = true;
             return Err(Refused::Closed);
@@ -103,7 +132,11 @@ impl StdinQueue {
 impl Drop for StdinQueue {
     fn drop(&mut self) {
         // The writer may be parked on a full pipe that nobody will read again.
-        self.writer.abort();
+        if let Writer::Started { task, .. } =
+            &*self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -181,6 +214,21 @@ mod tests {
         for (index, block) in got.chunks(chunk).enumerate() {
             assert!(block.iter().all(|b| usize::from(*b) == index), "chunk {index} whole");
         }
+    }
+
+    #[tokio::test]
+    async fn the_writer_starts_with_the_first_write() {
+        use tokio::io::AsyncReadExt as _;
+        let (stdin, mut reader) = queue();
+        let idle = |stdin: &StdinQueue| {
+            matches!(*stdin.writer.lock().expect("lock"), Writer::Idle(Some(_)))
+        };
+        assert!(idle(&stdin), "no channel and no task before a write");
+        stdin.write(b"hello".to_vec()).await.expect("written");
+        assert!(!idle(&stdin));
+        let mut got = [0u8; 5];
+        reader.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"hello");
     }
 
     #[tokio::test]
