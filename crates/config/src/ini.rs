@@ -42,7 +42,7 @@ fn is_comment_start(c: char) -> bool {
     c == ';' || c == '#'
 }
 
-fn scan(text: &str) -> Scan<'_> {
+fn scan<'t>(text: &'t str, only: Option<&[&str]>) -> Scan<'t> {
     let mut scan = Scan {
         orphans: Vec::new(),
         malformed: Vec::new(),
@@ -53,6 +53,8 @@ fn scan(text: &str) -> Scan<'_> {
     let mut skipping = false;
     // After a dropped line: its continuation lines go with it.
     let mut dropping = false;
+    // Inside a section the caller does not want: its lines are left out.
+    let mut unwanted = false;
     for (i, line) in text.lines().enumerate() {
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let trimmed = line.trim();
@@ -61,7 +63,7 @@ fn scan(text: &str) -> Scan<'_> {
         }
         // Indented lines continue the previous value.
         if line.starts_with([' ', '\t']) {
-            if dropping {
+            if dropping || unwanted {
                 scan.dropped.push(number);
             }
             continue;
@@ -75,7 +77,14 @@ fn scan(text: &str) -> Scan<'_> {
                 continue;
             }
             skipping = false;
-            scan.sections.push(ScannedSection { line: number, keys: Vec::new() });
+            let name = strip_inline_comment(trimmed);
+            let name = name[1..name.len() - 1].trim();
+            unwanted = only.is_some_and(|only| !only.contains(&name));
+            if unwanted {
+                scan.dropped.push(number);
+            } else {
+                scan.sections.push(ScannedSection { line: number, keys: Vec::new() });
+            }
             continue;
         }
         // Kept as written (no allocation); compared case-insensitively.
@@ -87,7 +96,7 @@ fn scan(text: &str) -> Scan<'_> {
             dropping = true;
             continue;
         }
-        if skipping {
+        if skipping || unwanted {
             scan.dropped.push(number);
             dropping = true;
             continue;
@@ -147,10 +156,19 @@ fn preprocess(text: &str, dropped: &[u32]) -> (String, Vec<u32>) {
     (kept, numbers)
 }
 
-/// Parses one INI file into raw sections (not yet merged across duplicates).
-pub(crate) fn read(text: &str, file: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
+/// Parses one INI file into raw sections (not yet merged across duplicates),
+/// or with `only` just the sections so named. The others are
+/// left out before rust-ini parses the text (a client reading its one section
+/// of a 5,000-program file does not build the other 5,000); their malformed
+/// lines are still reported.
+pub(crate) fn read(
+    text: &str,
+    file: &Path,
+    diags: &mut Diagnostics,
+    only: Option<&[&str]>,
+) -> Vec<RawSection> {
     let text_no_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let scanned = scan(text_no_bom);
+    let scanned = scan(text_no_bom, only);
     let (prepared, numbers) = preprocess(text, &scanned.dropped);
     let option = ParseOption {
         enabled_quote: false,
@@ -231,8 +249,25 @@ mod tests {
 
     fn parse(text: &str) -> (Vec<RawSection>, Diagnostics) {
         let mut diags = Diagnostics::default();
-        let sections = read(text, Path::new("t.conf"), &mut diags);
+        let sections = read(text, Path::new("t.conf"), &mut diags, None);
         (sections, diags)
+    }
+
+    /// Reading only some sections leaves the others out, keeps the line
+    /// numbers of those read, and still reports malformed lines anywhere.
+    #[test]
+    fn only_the_named_sections_are_read() {
+        let text = "[program:a]\ncommand = a\n  continued\n[supervisorctl]\nserverurl = unix:///s\n\
+                    [program:b]\nbroken line\ncommand = b\n";
+        let mut diags = Diagnostics::default();
+        let sections = read(text, Path::new("t.conf"), &mut diags, Some(&["supervisorctl"]));
+        let names: Vec<&str> = sections.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["supervisorctl"]);
+        assert_eq!(sections[0].line, Some(4));
+        assert_eq!(sections[0].entries.len(), 1);
+        assert_eq!(sections[0].entries[0].1.line, Some(5));
+        assert_eq!(diags.errors.len(), 1, "{:?}", diags.errors);
+        assert_eq!(diags.errors[0].line, Some(7));
     }
 
     fn value(text: &str, key: &str) -> Option<String> {

@@ -166,7 +166,7 @@ fn load_text(
     options: &LoadOptions,
     mut diags: Diagnostics,
 ) -> Result<Loaded, ConfigErrors> {
-    let Some((sections, files)) = read_sections(text, path, env, options, &mut diags) else {
+    let Some((sections, files)) = read_sections(text, path, env, options, &mut diags, None) else {
         return Err(ConfigErrors { errors: diags.errors });
     };
     let sections = merge_sections(sections);
@@ -184,17 +184,20 @@ fn load_text(
 /// The front half of loading: the root file's sections, then those of its
 /// `[include]` files, each with file and line, and the list of files read.
 /// `None` (with the errors in `diags`, sorted) when a file could not be
-/// tokenized at all.
+/// tokenized at all. With `only`, just the sections so named (and `[include]`).
 fn read_sections(
     text: &str,
     path: &Path,
     env: &BTreeMap<String, String>,
     options: &LoadOptions,
     diags: &mut Diagnostics,
+    only: Option<&[&str]>,
 ) -> Option<(Vec<RawSection>, Vec<PathBuf>)> {
     let mut files = vec![path.to_path_buf()];
     let before = diags.errors.len();
-    let mut sections = read_any(text, path, diags);
+    let with_include: Option<Vec<&str>> =
+        only.map(|only| only.iter().copied().chain(["include"]).collect());
+    let mut sections = read_any(text, path, diags, with_include.as_deref());
     // A file that could not be tokenized at all yields no sections; building
     // would only add noise ("does not include supervisord section").
     let mut unreadable = sections.is_empty() && diags.errors.len() > before;
@@ -203,7 +206,7 @@ fn read_sections(
         match read_file(&file, diags) {
             Ok(text) => {
                 let before = diags.errors.len();
-                let mut included = read_any(&text, &file, diags);
+                let mut included = read_any(&text, &file, diags, with_include.as_deref());
                 unreadable |= included.is_empty() && diags.errors.len() > before;
                 included.retain(|s| {
                     if s.name == "include" {
@@ -276,8 +279,21 @@ fn is_toml(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"))
 }
 
-fn read_any(text: &str, path: &Path, diags: &mut Diagnostics) -> Vec<RawSection> {
-    if is_toml(path) { toml::read(text, path, diags) } else { ini::read(text, path, diags) }
+fn read_any(
+    text: &str,
+    path: &Path,
+    diags: &mut Diagnostics,
+    only: Option<&[&str]>,
+) -> Vec<RawSection> {
+    if is_toml(path) {
+        let mut sections = toml::read(text, path, diags);
+        if let Some(only) = only {
+            sections.retain(|section| only.contains(&section.name.as_str()));
+        }
+        sections
+    } else {
+        ini::read(text, path, diags, only)
+    }
 }
 
 /// The root file's `[include] files=`: whitespace-separated globs (or a TOML

@@ -44,7 +44,7 @@ impl Config {
 
     /// All process instances of all groups, in start order.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessConfig> {
-        self.groups.iter().flat_map(|g| g.processes.iter())
+        self.groups.iter().flat_map(|g| g.processes.iter().map(|p| &**p))
     }
 }
 
@@ -298,8 +298,11 @@ pub struct GroupConfig {
     pub max_restarts: Option<u32>,
     /// Vigil extension: the window `max_restarts` counts in.
     pub max_restarts_period: Duration,
-    /// Instances sorted by (priority, name): start order.
-    pub processes: Vec<ProcessConfig>,
+    /// Instances sorted by (priority, name): start order. Shared, so that a
+    /// cloned config (the daemon keeps the running one and the last one read,
+    /// the supervision tree each process's) holds one copy of each
+    /// program's settings; change one with `Arc::make_mut`.
+    pub processes: Vec<std::sync::Arc<ProcessConfig>>,
 }
 
 /// `autorestart=`.

@@ -59,7 +59,9 @@ pub fn read_supervisorctl(
     let mut diags = Diagnostics::default();
     let (path, text) = read_root(path, &mut diags)?;
     let options = LoadOptions::from_system();
-    let Some((sections, files)) = read_sections(&text, &path, env, &options, &mut diags) else {
+    let Some((sections, files)) =
+        read_sections(&text, &path, env, &options, &mut diags, Some(&["supervisorctl"]))
+    else {
         return Err(ConfigErrors { errors: diags.errors }.into());
     };
     let mut wanted: Vec<RawSection> =

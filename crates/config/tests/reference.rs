@@ -113,6 +113,7 @@ fn normalized(mut config: Config) -> Config {
     config.files.clear();
     for group in &mut config.groups {
         for process in &mut group.processes {
+            let process = std::sync::Arc::make_mut(process);
             process.origin.file = PathBuf::new();
             process.origin.line = 0;
             process.command_line.clear();

@@ -277,7 +277,7 @@ impl ConfigState {
             .flat_map(|group| {
                 let inuse = self.active.group(&group.name).is_some();
                 group.processes.iter().map(move |process| Available {
-                    process: process.clone(),
+                    process: ProcessConfig::clone(process),
                     group_priority: group.priority,
                     inuse,
                 })
@@ -340,7 +340,7 @@ impl ConfigState {
                         .collect()
                 };
                 step.stopped = self.running(&change.name, Some(&restart));
-                let starts = |p: &&ProcessConfig| {
+                let starts = |p: &&Arc<ProcessConfig>| {
                     p.autostart
                         && (change.restart_all
                             || change.added.contains(&p.name)

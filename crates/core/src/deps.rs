@@ -164,7 +164,7 @@ pub(crate) fn dependents(registry: &Registry, member: &ProcessShared) -> Vec<Arc
 /// groups changes. Ends when the actor is gone.
 pub(crate) fn spawn_monitor(
     registry: Arc<Registry>,
-    config: ProcessConfig,
+    config: Arc<ProcessConfig>,
     actor: ractor::ActorRef<ProcessMsg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {

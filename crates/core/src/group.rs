@@ -30,18 +30,18 @@
 //! nothing restarts by itself, and the root is told ([`RootMsg::Escalate`]),
 //! whose `on_fatal` setting decides whether the daemon shuts down.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use vigil_config::{GroupConfig, Strategy};
 
 use crate::budget::Budget;
 use crate::context::Context;
 use crate::info::Snapshot;
 use crate::lifecycle::ProcessState;
-use crate::messages::{GroupMsg, ProcessMsg, ProcessShared, RootMsg};
+use crate::messages::{GroupMsg, GroupRef, ProcessMsg, ProcessShared, RootMsg};
 use crate::process::{ProcessActor, ProcessArgs};
 use crate::spawner::kill_orphan;
 
@@ -73,7 +73,11 @@ pub(crate) struct GroupState {
     config: Arc<GroupConfig>,
     /// In start order.
     members: Vec<Member>,
-    by_id: HashMap<ActorId, usize>,
+    /// Each member actor's id and the member's index; a list, as groups are
+    /// small and it is searched only on supervision events.
+    by_id: Vec<(ActorId, usize)>,
+    /// How the members (and the strategy task) reach this group.
+    link: GroupRef,
     ctx: Arc<Context>,
     /// The daemon is shutting down: a rebuilt member must not start anything.
     shutting_down: bool,
@@ -85,7 +89,7 @@ pub(crate) struct GroupState {
 impl GroupState {
     async fn spawn_member(
         &mut self,
-        myself: &ActorRef<GroupMsg>,
+        supervisor: &ActorCell,
         index: usize,
         resume: bool,
     ) -> Result<(), ActorProcessingErr> {
@@ -94,7 +98,7 @@ impl GroupState {
             shared,
             ctx: Arc::clone(&self.ctx),
             resume,
-            group: myself.clone(),
+            group: self.link.clone(),
             strategy: self.config.strategy,
             budget: Arc::clone(&self.budget),
         };
@@ -102,15 +106,36 @@ impl GroupState {
         // inline it would size every group actor's resident future for it (a
         // few KiB per group) though it runs only while a member is being built.
         let (actor, _join) =
-            Box::pin(Actor::spawn_linked(None, ProcessActor, args, myself.get_cell())).await?;
-        self.by_id.insert(actor.get_id(), index);
+            Box::pin(Actor::spawn_linked(None, ProcessActor, args, supervisor.clone())).await?;
+        self.by_id.push((actor.get_id(), index));
         Ok(())
     }
 
+    /// Forgets the actor `id`; its member's index if it was one of ours.
+    fn forget(&mut self, id: ActorId) -> Option<usize> {
+        let at = self.by_id.iter().position(|(known, _)| *known == id)?;
+        Some(self.by_id.swap_remove(at).1)
+    }
+
+    /// Whether `id` is the actor of one of this group's members.
+    pub(crate) fn supervises(&self, id: ActorId) -> bool {
+        self.by_id.iter().any(|(known, _)| *known == id)
+    }
+
+    /// Stops every member's actor (the group is removed; its processes are
+    /// stopped already).
+    pub(crate) fn stop_members(&self, reason: &str) {
+        for member in &self.members {
+            if let Some(actor) = member.shared.actor() {
+                actor.stop(Some(reason.to_owned()));
+            }
+        }
+    }
+
     /// Applies [`GroupMsg::Reconcile`].
-    async fn reconcile(
+    pub(crate) async fn reconcile(
         &mut self,
-        myself: &ActorRef<GroupMsg>,
+        supervisor: &ActorCell,
         config: Arc<GroupConfig>,
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), ActorProcessingErr> {
@@ -135,7 +160,7 @@ impl GroupState {
                 Some(at) => {
                     let kept = previous.swap_remove(at);
                     if let Some(actor) = kept.shared.actor() {
-                        self.by_id.insert(actor.get_id(), index);
+                        self.by_id.push((actor.get_id(), index));
                         if policy_changed {
                             let _ = actor.cast(ProcessMsg::Policy {
                                 strategy: self.config.strategy,
@@ -147,7 +172,7 @@ impl GroupState {
                 }
                 None => {
                     self.members.push(Member { shared, failures: VecDeque::new() });
-                    self.spawn_member(myself, index, false).await?;
+                    self.spawn_member(supervisor, index, false).await?;
                     if self.shutting_down
                         && let Some(actor) = self.members[index].shared.actor()
                     {
@@ -166,7 +191,7 @@ impl GroupState {
         self.members.iter().position(|m| Arc::ptr_eq(&m.shared, member))
     }
 
-    fn member_died(&mut self, myself: &ActorRef<GroupMsg>, index: usize) {
+    fn member_died(&mut self, index: usize) {
         if index >= self.members.len() || self.shutting_down {
             return;
         }
@@ -179,7 +204,7 @@ impl GroupState {
             if let Some(actor) = dead.actor() {
                 let _ = actor.cast(ProcessMsg::RestartDenied);
             }
-            self.fatal(myself, index);
+            self.fatal(index);
             return;
         }
         let range = match self.config.strategy {
@@ -200,15 +225,15 @@ impl GroupState {
             names.join(", ")
         );
         self.restarting = Some(targets.iter().map(|(j, _)| *j).collect());
-        let me = myself.clone();
+        let link = self.link.clone();
         tokio::spawn(async move {
             strategy_restart(index, targets).await;
-            let _ = me.cast(GroupMsg::StrategyDone);
+            link.cast(GroupMsg::StrategyDone);
         });
     }
 
     /// The budget is exhausted: every member goes FATAL and the root decides.
-    fn fatal(&mut self, myself: &ActorRef<GroupMsg>, index: usize) {
+    fn fatal(&mut self, index: usize) {
         let reason = format!("restart budget exhausted ({})", self.budget.describe());
         tracing::error!("group '{}' is FATAL: {reason}", self.config.name);
         for (j, member) in self.members.iter().enumerate() {
@@ -218,8 +243,7 @@ impl GroupState {
                 let _ = actor.cast(ProcessMsg::GroupFatal);
             }
         }
-        if let Some(root) = myself.try_get_supervisor() {
-            let root: ActorRef<RootMsg> = root.into();
+        if let Some(root) = self.link.root() {
             let _ = root.cast(RootMsg::Escalate { group: self.config.name.clone(), reason });
         }
     }
@@ -256,17 +280,16 @@ async fn strategy_restart(dead: usize, targets: Vec<(usize, Arc<ProcessShared>)>
     }
 }
 
-impl Actor for GroupActor {
-    type Msg = GroupMsg;
-    type State = GroupState;
-    type Arguments = GroupArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<GroupMsg>,
+impl GroupState {
+    /// Builds the group's state and spawns its members' actors under
+    /// `supervisor` (the group's own actor, or the root when it hosts the group).
+    pub(crate) async fn start(
         args: GroupArgs,
+        supervisor: &ActorCell,
+        link: GroupRef,
     ) -> Result<GroupState, ActorProcessingErr> {
         let GroupArgs { config, members, ctx, resume } = args;
+        let members_len = members.len();
         let budget = Arc::new(Budget::new(config.max_restarts, config.max_restarts_period));
         let mut state = GroupState {
             budget,
@@ -276,95 +299,85 @@ impl Actor for GroupActor {
                 .into_iter()
                 .map(|shared| Member { shared, failures: VecDeque::new() })
                 .collect(),
-            by_id: HashMap::new(),
+            by_id: Vec::with_capacity(members_len),
+            link,
             ctx,
             shutting_down: false,
         };
         for index in 0..state.members.len() {
             let was_running = state.members[index].shared.state().is_running();
-            state.spawn_member(&myself, index, resume && was_running).await?;
+            state.spawn_member(supervisor, index, resume && was_running).await?;
         }
         Ok(state)
     }
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<GroupMsg>,
-        _state: &mut GroupState,
-    ) -> Result<(), ActorProcessingErr> {
-        // Let the process actors run their own post_stop: ractor kills the
-        // children of a stopping parent without running it. Their drop guards
-        // kill any child still alive either way.
-        myself.stop_children_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<GroupMsg>,
+    /// Handles one of the group's messages.
+    pub(crate) async fn handle(
+        &mut self,
+        supervisor: &ActorCell,
         message: GroupMsg,
-        state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             GroupMsg::DaemonShuttingDown => {
-                state.shutting_down = true;
-                for member in &state.members {
+                self.shutting_down = true;
+                for member in &self.members {
                     if let Some(actor) = member.shared.actor() {
                         let _ = actor.cast(ProcessMsg::DaemonShuttingDown);
                     }
                 }
             }
             GroupMsg::Shutdown => {
-                for member in state.members.iter().rev() {
+                for member in self.members.iter().rev() {
                     if let Some(actor) = member.shared.actor() {
                         let _ = actor.cast(ProcessMsg::Shutdown);
                     }
                 }
             }
             GroupMsg::Reconcile { config, members, reply } => {
-                state.reconcile(&myself, config, members).await?;
+                self.reconcile(supervisor, config, members).await?;
                 let _ = reply.send(());
             }
             GroupMsg::MemberDied { member } => {
-                if let Some(index) = state.position(&member) {
-                    state.member_died(&myself, index);
+                if let Some(index) = self.position(&member) {
+                    self.member_died(index);
                 }
             }
             GroupMsg::BudgetExhausted { member } => {
-                if let Some(index) = state.position(&member) {
-                    state.fatal(&myself, index);
+                if let Some(index) = self.position(&member) {
+                    self.fatal(index);
                 }
             }
-            GroupMsg::StrategyDone => state.restarting = None,
+            GroupMsg::StrategyDone => self.restarting = None,
+            // Only a group's own actor can be made to panic; a hosted group has none.
             #[cfg(test)]
-            GroupMsg::Crash => panic!("crash requested by a test"),
+            GroupMsg::Crash => {}
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<GroupMsg>,
+    /// Handles a supervision event about one of the members' actors.
+    pub(crate) async fn supervise(
+        &mut self,
+        supervisor: &ActorCell,
         event: SupervisionEvent,
-        state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
                 // Unknown ids are actors this group already let go of.
-                let Some(index) = state.by_id.remove(&cell.get_id()) else {
+                let Some(index) = self.forget(cell.get_id()) else {
                     return Ok(());
                 };
-                let member = &mut state.members[index];
+                let member = &mut self.members[index];
                 let namespec = member.shared.namespec.clone();
                 tracing::error!(
                     "process actor of '{namespec}' in group '{}' failed: {error}",
-                    state.config.name
+                    self.config.name
                 );
                 // The failed actor's drop guard has normally killed its child
                 // already; this covers a guard that never ran.
                 let pid = member.shared.child.swap(0, std::sync::atomic::Ordering::SeqCst);
                 if pid != 0 {
-                    kill_orphan(state.ctx.spawner.as_ref(), pid);
+                    kill_orphan(self.ctx.spawner.as_ref(), pid);
                 }
                 let now = tokio::time::Instant::now();
                 member.failures.push_back(now);
@@ -391,23 +404,72 @@ impl Actor for GroupActor {
                         ),
                         ..previous
                     });
-                    state.ctx.changed();
+                    self.ctx.changed();
                     return Ok(());
                 }
-                let resume = !state.shutting_down && member.shared.state().is_running();
+                let resume = !self.shutting_down && member.shared.state().is_running();
                 tracing::warn!("rebuilding the process actor of '{namespec}'");
-                state.spawn_member(&myself, index, resume).await?;
-                if state.shutting_down
-                    && let Some(actor) = state.members[index].shared.actor()
+                self.spawn_member(supervisor, index, resume).await?;
+                if self.shutting_down
+                    && let Some(actor) = self.members[index].shared.actor()
                 {
                     let _ = actor.cast(ProcessMsg::DaemonShuttingDown);
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.by_id.remove(&cell.get_id());
+                self.forget(cell.get_id());
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Actor for GroupActor {
+    type Msg = GroupMsg;
+    type State = GroupState;
+    type Arguments = GroupArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        args: GroupArgs,
+    ) -> Result<GroupState, ActorProcessingErr> {
+        let link = GroupRef::Actor(myself.clone());
+        GroupState::start(args, &myself.get_cell(), link).await
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        _state: &mut GroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Let the process actors run their own post_stop: ractor kills the
+        // children of a stopping parent without running it. Their drop guards
+        // kill any child still alive either way.
+        myself.stop_children_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        message: GroupMsg,
+        state: &mut GroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        #[cfg(test)]
+        if matches!(message, GroupMsg::Crash) {
+            panic!("crash requested by a test");
+        }
+        state.handle(&myself.get_cell(), message).await
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        event: SupervisionEvent,
+        state: &mut GroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.supervise(&myself.get_cell(), event).await
     }
 }

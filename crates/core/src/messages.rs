@@ -34,7 +34,9 @@ pub(crate) type StdinSlot = Arc<crate::stdin::StdinQueue>;
 
 /// Per-process state that survives actor rebuilds.
 pub(crate) struct ProcessShared {
-    pub(crate) config: ProcessConfig,
+    /// Shared with the configs the daemon keeps (the running one, the last
+    /// one read): one copy of each program's settings, not one per holder.
+    pub(crate) config: Arc<ProcessConfig>,
     pub(crate) namespec: String,
     /// The latest [`Snapshot`], published by the actor after each message.
     pub(crate) snapshot: watch::Sender<Snapshot>,
@@ -66,7 +68,7 @@ pub(crate) struct ProcessShared {
 
 impl ProcessShared {
     pub(crate) fn new(
-        config: ProcessConfig,
+        config: Arc<ProcessConfig>,
         stdout: ChannelLog,
         stderr: ChannelLog,
     ) -> ProcessShared {
@@ -214,6 +216,36 @@ pub(crate) enum GroupMsg {
     Crash,
 }
 
+/// Where a group's supervision runs: in an actor of its own, or, for a group
+/// created with a single member, in the root actor, which then supervises that
+/// member's process actor directly (so a plain `[program:x]` costs one actor,
+/// not two). Both run the same code (`group.rs`); only the mailbox differs.
+#[derive(Clone)]
+pub(crate) enum GroupRef {
+    Actor(ActorRef<GroupMsg>),
+    Hosted { root: ActorRef<RootMsg>, group: Arc<str> },
+}
+
+impl GroupRef {
+    /// Sends `message` to the group; false if its supervisor is gone.
+    pub(crate) fn cast(&self, message: GroupMsg) -> bool {
+        match self {
+            GroupRef::Actor(actor) => actor.cast(message).is_ok(),
+            GroupRef::Hosted { root, group } => {
+                root.cast(RootMsg::Group { group: Arc::clone(group), message }).is_ok()
+            }
+        }
+    }
+
+    /// The root, which a group escalates to.
+    pub(crate) fn root(&self) -> Option<ActorRef<RootMsg>> {
+        match self {
+            GroupRef::Actor(actor) => actor.try_get_supervisor().map(Into::into),
+            GroupRef::Hosted { root, .. } => Some(root.clone()),
+        }
+    }
+}
+
 /// One group as seen from outside the tree.
 pub(crate) struct GroupEntry {
     /// The group's own settings, shared with its actor. `processes` is empty:
@@ -222,15 +254,15 @@ pub(crate) struct GroupEntry {
     pub(crate) config: Arc<GroupConfig>,
     /// In start order.
     pub(crate) members: Vec<Arc<ProcessShared>>,
-    pub(crate) actor: RwLock<Option<ActorRef<GroupMsg>>>,
+    pub(crate) actor: RwLock<Option<GroupRef>>,
 }
 
 impl GroupEntry {
-    pub(crate) fn actor(&self) -> Option<ActorRef<GroupMsg>> {
+    pub(crate) fn actor(&self) -> Option<GroupRef> {
         self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    pub(crate) fn set_actor(&self, actor: Option<ActorRef<GroupMsg>>) {
+    pub(crate) fn set_actor(&self, actor: Option<GroupRef>) {
         *self.actor.write().unwrap_or_else(PoisonError::into_inner) = actor;
     }
 }
@@ -253,4 +285,6 @@ pub(crate) enum RootMsg {
     ReplaceGroup { entry: Arc<GroupEntry>, reply: RpcReplyPort<Result<(), CoreError>> },
     /// A group exhausted its restart budget and is FATAL.
     Escalate { group: String, reason: String },
+    /// A message to a group whose supervision the root hosts (see [`GroupRef`]).
+    Group { group: Arc<str>, message: GroupMsg },
 }

@@ -16,7 +16,7 @@
 //!
 //! Vigil's extensions meet here too: every automatic restart the lifecycle
 //! wants is admitted by the group's [`Budget`] (synchronously for one_for_one,
-//! through the group actor for one_for_all / rest_for_one deaths); a spawn of a
+//! through the group for one_for_all / rest_for_one deaths); a spawn of a
 //! process with `depends_on` waits behind the dependency gate ([`crate::deps`]);
 //! probe tasks ([`crate::probe`]), the notify socket ([`crate::notify`]) and the
 //! `ready_log` line matcher turn into lifecycle events.
@@ -51,7 +51,7 @@ use crate::lifecycle::{
     SignalPurpose, Timer, TimerKind,
 };
 use crate::logs::Channel;
-use crate::messages::{GroupMsg, ProcessMsg, ProcessShared, Verdict};
+use crate::messages::{GroupMsg, GroupRef, ProcessMsg, ProcessShared, Verdict};
 use crate::notify::NotifySocket;
 use crate::probe::{self, ProbeEnv};
 use crate::spawn::{
@@ -69,7 +69,7 @@ pub(crate) struct ProcessArgs {
     /// The group supervising this process, its strategy and restart budget.
     /// The process names itself to the group by its shared record, not by a
     /// position, because `update` may reorder the members.
-    pub(crate) group: ActorRef<GroupMsg>,
+    pub(crate) group: GroupRef,
     pub(crate) strategy: Strategy,
     pub(crate) budget: Arc<Budget>,
 }
@@ -114,7 +114,7 @@ pub(crate) struct ProcessActorState {
     timers: HashMap<TimerKind, (u64, TimerTask, tokio::time::Instant)>,
     /// Start once running (see [`ProcessArgs::resume`]).
     resume: bool,
-    group: ActorRef<GroupMsg>,
+    group: GroupRef,
     strategy: Strategy,
     budget: Arc<Budget>,
     /// The dependency monitor task, for a process with `depends_on`.
@@ -255,7 +255,7 @@ impl Actor for ProcessActor {
         if !state.shared.config.depends_on.is_empty() {
             state.monitor = Some(deps::spawn_monitor(
                 Arc::clone(&state.ctx.registry),
-                state.shared.config.clone(),
+                Arc::clone(&state.shared.config),
                 myself.clone(),
             ));
         }
@@ -559,11 +559,11 @@ impl ProcessActorState {
                 Some(Event::RestartApproved)
             } else {
                 let member = Arc::clone(&self.shared);
-                let _ = self.group.cast(GroupMsg::BudgetExhausted { member });
+                self.group.cast(GroupMsg::BudgetExhausted { member });
                 Some(Event::RestartDenied)
             }
         } else {
-            let _ = self.group.cast(GroupMsg::MemberDied { member: Arc::clone(&self.shared) });
+            self.group.cast(GroupMsg::MemberDied { member: Arc::clone(&self.shared) });
             None
         }
     }
@@ -943,7 +943,7 @@ impl ProcessActorState {
             }
         }
         let mut stdin_fd = None;
-        match self.shared.stdin().and_then(|queue| queue.handover_fd()) {
+        match self.shared.stdin().and_then(|queue| queue.take_for_handover()) {
             Some(Ok(fd)) => {
                 stdin_fd = Some(fd.as_raw_fd());
                 fds.push(fd);

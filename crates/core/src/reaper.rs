@@ -13,9 +13,12 @@
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
 //! at the first waitable child with `waitid(P_ALL, WNOWAIT)`: an unknown pid is
-//! reaped as an orphan; a registered one is left to its task, and the peek runs
+//! reaped as an orphan; a watched one is left to its task, and the peek runs
 //! again once that task has reaped it (an orphan may wait behind it). SIGCHLD
-//! coalesces, so the peek loops until nothing is waitable.
+//! coalesces, so the peek loops until nothing is waitable. A child gets no pidfd
+//! once the daemon uses half of its descriptor limit (the rest is kept for
+//! pipes, logs and clients; with 20,000 descriptors and 5,000 programs it would
+//! not fit otherwise): the peek reaps such a child itself.
 //!
 //! Three races are closed by the *spawn gate*, a read/write lock, and the map's
 //! mutex:
@@ -98,6 +101,8 @@ struct Inner {
     sigchld_seen: Notify,
     orphans: AtomicU64,
     reaped: AtomicU64,
+    /// Children registered without a pidfd (see `pidfd_for`).
+    unwatched: AtomicU64,
     /// Bumped whenever a child is registered or reaped.
     changes: watch::Sender<u64>,
 }
@@ -115,6 +120,8 @@ struct Waiter {
     exit: oneshot::Sender<ExitStatus>,
     /// Tells this child apart from a later one that reuses its pid.
     serial: u64,
+    /// A task watches its pidfd; otherwise the orphan peek reaps it.
+    watched: bool,
 }
 
 /// A started child: its pid, the parent ends of its pipes and its exit status.
@@ -177,6 +184,7 @@ impl Reaper {
             sigchld_seen: Notify::new(),
             orphans: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
+            unwatched: AtomicU64::new(0),
             changes: watch::Sender::new(0),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
@@ -226,17 +234,8 @@ impl Reaper {
                 return Err(error);
             }
         };
-        let pidfd = match self.inner.pidfds.then(|| pidfd_open(pid)).transpose() {
-            Ok(pidfd) => pidfd,
-            Err(error) => {
-                // Without its pidfd nobody would collect this child: end it now
-                // (still inside the gate, so no orphan peek takes its status).
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                reap_failed_child(pid);
-                return Err(SpawnError::Fork(error));
-            }
-        };
-        self.inner.register(pid, exit_tx);
+        let pidfd = self.inner.pidfd_for(pid);
+        self.inner.register(pid, exit_tx, pidfd.is_some());
         drop(gate);
         if let Some(pidfd) = pidfd {
             self.inner.watch(pid, pidfd);
@@ -287,16 +286,15 @@ impl Reaper {
                 error
             });
         }
-        let pidfd = self.inner.pidfds.then(|| pidfd_open(pid)).transpose()?;
+        let pidfd = self.inner.pidfd_for(pid);
         let (exit_tx, exit_rx) = oneshot::channel();
-        self.inner.register(pid, exit_tx);
+        self.inner.register(pid, exit_tx, pidfd.is_some());
         drop(gate);
-        if let Some(pidfd) = pidfd {
-            self.inner.watch(pid, pidfd);
-        } else {
-            // The `waitpid(-1)` loop runs on SIGCHLD; an exit that came before
-            // the registration raised its signal already.
-            self.inner.peek_again.notify_one();
+        match pidfd {
+            Some(pidfd) => self.inner.watch(pid, pidfd),
+            // SIGCHLD's collection reaps it; an exit that came before the
+            // registration raised its signal already, so look now.
+            None => self.inner.peek_again.notify_one(),
         }
         Ok(exit_rx)
     }
@@ -370,6 +368,12 @@ impl Reaper {
         self.inner.reaped.load(Ordering::Relaxed)
     }
 
+    /// Children registered so far without a pidfd: all of them without pidfd
+    /// support, else those spawned while descriptors were scarce.
+    pub fn children_without_pidfd(&self) -> u64 {
+        self.inner.unwatched.load(Ordering::Relaxed)
+    }
+
     /// Whether children are watched through pidfds (else one `waitpid(-1)` loop).
     pub fn uses_pidfds(&self) -> bool {
         self.inner.pidfds
@@ -387,12 +391,15 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>) {
+    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>, watched: bool) {
         let mut state = self.lock();
         let serial = state.next_serial;
         state.next_serial += 1;
-        state.waiting.insert(pid, Waiter { exit, serial });
+        state.waiting.insert(pid, Waiter { exit, serial, watched });
         drop(state);
+        if !watched {
+            self.unwatched.fetch_add(1, Ordering::Relaxed);
+        }
         self.changed();
     }
 
@@ -513,14 +520,30 @@ impl Inner {
                 return;
             }
             let pid = pid as u32;
-            if self.lock().waiting.contains_key(&pid) {
-                return;
+            let watched = |inner: &Inner| inner.lock().waiting.get(&pid).map(|w| w.watched);
+            match watched(self) {
+                Some(true) => return,
+                Some(false) => {
+                    if !self.reap_registered(pid) {
+                        return;
+                    }
+                    continue;
+                }
+                None => {}
             }
             // Unknown, or a child being spawned: no spawn in flight while the gate
             // is held exclusively, and then the map says which.
             let gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-            if self.lock().waiting.contains_key(&pid) {
-                return;
+            match watched(self) {
+                Some(true) => return,
+                Some(false) => {
+                    drop(gate);
+                    if !self.reap_registered(pid) {
+                        return;
+                    }
+                    continue;
+                }
+                None => {}
             }
             let mut raw: libc::c_int = 0;
             // SAFETY: waitpid writes the status into `raw`.
@@ -588,6 +611,30 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// A pidfd to watch `pid` with, unless pidfds are off or the daemon already
+    /// uses half of its descriptor limit: the rest is kept for pipes, logs and
+    /// clients, and a child without one is reaped by the SIGCHLD peek instead.
+    fn pidfd_for(&self, pid: u32) -> Option<OwnedFd> {
+        if !self.pidfds {
+            return None;
+        }
+        let pidfd = match pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                tracing::debug!(%error, "no pidfd for pid {pid}; SIGCHLD's peek reaps it");
+                return None;
+            }
+        };
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(u64::MAX, |(soft, _)| soft);
+        // Descriptors are allocated lowest first, so the new one's number is
+        // about how many are open.
+        let used = u64::try_from(pidfd.as_raw_fd()).unwrap_or(u64::MAX);
+        (used < limit / 2).then_some(pidfd)
+    }
+}
+
 /// `pidfd_open(pid, 0)`: a descriptor that turns readable when `pid` exits and
 /// always names that process, even after its pid is reused.
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -600,8 +647,16 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
+/// Set in the environment, turns pidfds off: for a kernel or seccomp filter
+/// whose pidfds misbehave, and for the tests of the `waitpid(-1)` loop.
+pub const NO_PIDFD_ENV: &str = "VIGIL_NO_PIDFD";
+
 /// Whether this kernel gives pidfds (Linux 5.3) that epoll can watch.
 fn pidfds_work() -> bool {
+    if std::env::var_os(NO_PIDFD_ENV).is_some() {
+        tracing::info!("{NO_PIDFD_ENV} is set; children are reaped with one waitpid(-1) loop");
+        return false;
+    }
     match pidfd_open(std::process::id()) {
         Ok(fd) => fd.as_raw_fd() >= 0,
         Err(error) => {

@@ -40,8 +40,8 @@ use crate::context::{Context, FatalShutdown};
 use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
-use crate::group::{GroupActor, GroupArgs};
-use crate::messages::{GroupEntry, GroupMsg, ProcessShared, RootMsg};
+use crate::group::{GroupActor, GroupArgs, GroupState};
+use crate::messages::{GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
 use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
@@ -59,7 +59,11 @@ pub(crate) struct RootActor;
 pub(crate) struct RootState {
     ctx: Arc<Context>,
     registry: Arc<Registry>,
+    /// The group actors, by actor id.
     by_id: HashMap<ActorId, String>,
+    /// The groups whose supervision the root hosts (see [`GroupRef`]): those
+    /// created with a single member, whose process actor the root supervises.
+    hosted: HashMap<Arc<str>, GroupState>,
     shutting_down: bool,
 }
 
@@ -81,8 +85,41 @@ impl RootState {
         let (actor, _join) =
             Box::pin(Actor::spawn_linked(None, GroupActor, args, myself.get_cell())).await?;
         self.by_id.insert(actor.get_id(), entry.config.name.clone());
-        entry.set_actor(Some(actor));
+        entry.set_actor(Some(GroupRef::Actor(actor)));
         Ok(())
+    }
+
+    /// Starts a group created with a single member: the root runs its
+    /// supervision itself, with no group actor (a second idle actor for every
+    /// plain `[program:x]`); the member's process actor is the root's child.
+    async fn host_group(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        entry: &Arc<GroupEntry>,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = GroupArgs {
+            config: Arc::clone(&entry.config),
+            members: entry.members.clone(),
+            ctx: Arc::clone(&self.ctx),
+            resume: false,
+        };
+        let name: Arc<str> = Arc::from(entry.config.name.as_str());
+        let link = GroupRef::Hosted { root: myself.clone(), group: Arc::clone(&name) };
+        let group = Box::pin(GroupState::start(args, &myself.get_cell(), link.clone())).await?;
+        self.hosted.insert(name, group);
+        entry.set_actor(Some(link));
+        Ok(())
+    }
+
+    /// Handles `message` for the hosted group `group`. An error (an actor that
+    /// could not be spawned) is logged: it must not bring the root down.
+    async fn hosted_message(&mut self, myself: &ActorRef<RootMsg>, group: &str, message: GroupMsg) {
+        let Some(state) = self.hosted.get_mut(group) else {
+            return;
+        };
+        if let Err(error) = Box::pin(state.handle(&myself.get_cell(), message)).await {
+            tracing::error!("group '{group}': {error}");
+        }
     }
 
     /// [`RootMsg::AddGroup`].
@@ -101,7 +138,12 @@ impl RootState {
         }
         let entry =
             Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) });
-        match self.spawn_group(myself, &entry, false).await {
+        let started = if entry.members.len() == 1 {
+            self.host_group(myself, &entry).await
+        } else {
+            self.spawn_group(myself, &entry, false).await
+        };
+        match started {
             Ok(()) => {
                 self.registry.insert(entry);
                 self.ctx.changed();
@@ -127,9 +169,17 @@ impl RootState {
         self.ctx.changed();
         // The daemon lets go of an fcgi group's socket with the group.
         self.ctx.fcgi.remove(name);
-        if let Some(actor) = entry.actor() {
-            self.by_id.remove(&actor.get_id());
-            actor.stop(Some("group removed".to_owned()));
+        match entry.actor() {
+            Some(GroupRef::Actor(actor)) => {
+                self.by_id.remove(&actor.get_id());
+                actor.stop(Some("group removed".to_owned()));
+            }
+            Some(GroupRef::Hosted { group, .. }) => {
+                if let Some(state) = self.hosted.remove(&group) {
+                    state.stop_members("group removed");
+                }
+            }
+            None => {}
         }
         entry.set_actor(None);
         let _ = self.ctx.bus.send(BusEvent::GroupRemoved { group: name.to_owned() });
@@ -137,7 +187,11 @@ impl RootState {
     }
 
     /// [`RootMsg::ReplaceGroup`].
-    async fn replace_group(&mut self, entry: Arc<GroupEntry>) -> Result<(), CoreError> {
+    async fn replace_group(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        entry: Arc<GroupEntry>,
+    ) -> Result<(), CoreError> {
         let name = entry.config.name.clone();
         let actor = self.registry.group(&name).and_then(|old| old.actor());
         let actor = match actor {
@@ -147,14 +201,33 @@ impl RootState {
         };
         let config = Arc::clone(&entry.config);
         let members = entry.members.clone();
-        match actor.call(|reply| GroupMsg::Reconcile { config, members, reply }, None).await {
-            Ok(ractor::rpc::CallResult::Success(())) => {
+        let reconciled = match &actor {
+            GroupRef::Actor(group) => matches!(
+                group.call(|reply| GroupMsg::Reconcile { config, members, reply }, None).await,
+                Ok(ractor::rpc::CallResult::Success(()))
+            ),
+            GroupRef::Hosted { group, .. } => match self.hosted.get_mut(group) {
+                Some(state) => {
+                    let cell = myself.get_cell();
+                    match Box::pin(state.reconcile(&cell, config, members)).await {
+                        Ok(()) => true,
+                        Err(error) => {
+                            tracing::error!("group '{name}': {error}");
+                            false
+                        }
+                    }
+                }
+                None => false,
+            },
+        };
+        match reconciled {
+            true => {
                 entry.set_actor(Some(actor));
                 self.registry.insert(entry);
                 self.ctx.changed();
                 Ok(())
             }
-            _ => Err(CoreError::Failed(format!("group '{name}' did not take its new members"))),
+            false => Err(CoreError::Failed(format!("group '{name}' did not take its new members"))),
         }
     }
 
@@ -198,6 +271,7 @@ impl Actor for RootActor {
             ctx: args.ctx,
             registry: args.registry,
             by_id: HashMap::new(),
+            hosted: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -225,14 +299,22 @@ impl Actor for RootActor {
                 let _ = reply.send(state.remove_group(&name));
             }
             RootMsg::ReplaceGroup { entry, reply } => {
-                let _ = reply.send(state.replace_group(entry).await);
+                let _ = reply.send(state.replace_group(&myself, entry).await);
             }
             RootMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let groups = state.registry.groups_by_priority();
                 for group in &groups {
-                    if let Some(actor) = group.actor() {
-                        let _ = actor.cast(GroupMsg::DaemonShuttingDown);
+                    match group.actor() {
+                        Some(GroupRef::Actor(actor)) => {
+                            let _ = actor.cast(GroupMsg::DaemonShuttingDown);
+                        }
+                        Some(GroupRef::Hosted { group, .. }) => {
+                            state
+                                .hosted_message(&myself, &group, GroupMsg::DaemonShuttingDown)
+                                .await;
+                        }
+                        None => {}
                     }
                 }
                 tokio::spawn(async move {
@@ -245,6 +327,9 @@ impl Actor for RootActor {
                 });
             }
             RootMsg::Escalate { group, reason } => state.escalate(group, reason),
+            RootMsg::Group { group, message } => {
+                state.hosted_message(&myself, &group, message).await;
+            }
         }
         Ok(())
     }
@@ -255,6 +340,20 @@ impl Actor for RootActor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
+        // A process actor of a hosted group: the group's own supervision.
+        let id = match &event {
+            SupervisionEvent::ActorFailed(cell, _)
+            | SupervisionEvent::ActorTerminated(cell, ..) => Some(cell.get_id()),
+            _ => None,
+        };
+        if let Some(id) = id
+            && let Some(group) = state.hosted.values_mut().find(|group| group.supervises(id))
+        {
+            if let Err(error) = Box::pin(group.supervise(&myself.get_cell(), event)).await {
+                tracing::error!("rebuilding a process actor failed: {error}");
+            }
+            return Ok(());
+        }
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
                 let Some(name) = state.by_id.remove(&cell.get_id()) else {

@@ -13,8 +13,13 @@
 //! Dropping the queue (the child exited or a new one replaced it) stops the
 //! writer and frees whatever was still queued: the pipe's reader is gone, or is
 //! a leftover grandchild nobody asked to feed.
+//!
+//! Most children are never sent a byte, so the channel and the writer task
+//! are made at the first write: until then the queue holds only the pipe's
+//! descriptor, not even registered with the runtime's reactor.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::AsyncWriteExt as _;
@@ -50,35 +55,56 @@ struct Level {
 /// A child's stdin: see the module docs.
 pub(crate) struct StdinQueue {
     level: Arc<Mutex<Level>>,
-    chunks: mpsc::UnboundedSender<Chunk>,
-    writer: tokio::task::JoinHandle<()>,
-    /// The pipe's descriptor, open while `level.closed` is false (the writer
-    /// sets that before it drops the pipe), for a live upgrade to keep.
-    fd: std::os::fd::RawFd,
+    writer: Mutex<Writer>,
+}
+
+/// The pipe until the first write, then the channel to the task that owns it.
+enum Writer {
+    Idle(Option<OwnedFd>),
+    Started {
+        chunks: mpsc::UnboundedSender<Chunk>,
+        task: tokio::task::JoinHandle<()>,
+        /// The pipe's descriptor, open while `level.closed` is false (the
+        /// task sets that before it drops the pipe), for a live upgrade.
+        fd: std::os::fd::RawFd,
+    },
 }
 
 impl StdinQueue {
-    /// Takes over `pipe` and starts its writer (needs a tokio runtime).
+    /// Takes over `pipe`; its writer starts with the first write (which must
+    /// come from inside a tokio runtime).
     pub(crate) fn new(pipe: pipe::Sender) -> StdinQueue {
-        let level = Arc::new(Mutex::new(Level::default()));
-        let (chunks, rx) = mpsc::unbounded_channel();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
-        let writer = tokio::spawn(drain(pipe, rx, Arc::clone(&level)));
-        StdinQueue { level, chunks, writer, fd }
+        // Out of the reactor until it is written to: a registration is a
+        // few hundred bytes per child.
+        let fd = pipe
+            .into_nonblocking_fd()
+            .inspect_err(|error| tracing::warn!("a child's stdin was closed: {error}"))
+            .ok();
+        StdinQueue {
+            level: Arc::new(Mutex::new(Level::default())),
+            writer: Mutex::new(Writer::Idle(fd)),
+        }
     }
 
-    /// A copy of the pipe for a live upgrade (close-on-exec, like every
-    /// descriptor until the handover clears the flag); `None` once the child's
-    /// stdin is closed. Bytes still queued are not carried.
-    pub(crate) fn handover_fd(&self) -> Option<io::Result<std::os::fd::OwnedFd>> {
+    /// The pipe for a live upgrade (close-on-exec, like every descriptor
+    /// until the handover clears the flag): taken when it was never written
+    /// to, a copy otherwise; `None` once the child's stdin is closed. Bytes
+    /// still queued are not carried.
+    pub(crate) fn take_for_handover(&self) -> Option<io::Result<OwnedFd>> {
         let level = self.level.lock().unwrap_or_else(PoisonError::into_inner);
         if level.closed {
             return None;
         }
-        // SAFETY: the writer drops the pipe only after setting `closed`, which
-        // it cannot do while this lock is held, so `fd` is open.
-        let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
-        Some(pipe.try_clone_to_owned())
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *writer {
+            Writer::Idle(fd) => fd.take().map(Ok),
+            Writer::Started { fd, .. } => {
+                // SAFETY: the task drops the pipe only after setting `closed`,
+                // which it cannot do while `level` is locked, so `fd` is open.
+                let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+                Some(pipe.try_clone_to_owned())
+            }
+        }
     }
 
     /// Queues `data` whole and returns at once, or refuses it whole.
@@ -109,7 +135,20 @@ impl StdinQueue {
         // Counted under the lock before the writer can see the chunk, so the
         // writer's subtraction never runs ahead of this addition.
         level.queued += len;
-        if self.chunks.send(chunk).is_err() {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Writer::Idle(fd) = &mut *writer
+            && let Some(pipe) = fd.take().and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
+        {
+            let (chunks, rx) = mpsc::unbounded_channel();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
+            let task = tokio::spawn(drain(pipe, rx, Arc::clone(&self.level)));
+            *writer = Writer::Started { chunks, task, fd };
+        }
+        let sent = match &*writer {
+            Writer::Started { chunks, .. } => chunks.send(chunk).is_ok(),
+            Writer::Idle(_) => false,
+        };
+        if !sent {
             level.queued -= len;
             level.closed = true;
             return Err(Refused::Closed);
@@ -121,7 +160,11 @@ impl StdinQueue {
 impl Drop for StdinQueue {
     fn drop(&mut self) {
         // The writer may be parked on a full pipe that nobody will read again.
-        self.writer.abort();
+        if let Writer::Started { task, .. } =
+            &*self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -199,6 +242,21 @@ mod tests {
         for (index, block) in got.chunks(chunk).enumerate() {
             assert!(block.iter().all(|b| usize::from(*b) == index), "chunk {index} whole");
         }
+    }
+
+    #[tokio::test]
+    async fn the_writer_starts_with_the_first_write() {
+        use tokio::io::AsyncReadExt as _;
+        let (stdin, mut reader) = queue();
+        let idle = |stdin: &StdinQueue| {
+            matches!(*stdin.writer.lock().expect("lock"), Writer::Idle(Some(_)))
+        };
+        assert!(idle(&stdin), "no channel and no task before a write");
+        stdin.write(b"hello".to_vec()).await.expect("written");
+        assert!(!idle(&stdin));
+        let mut got = [0u8; 5];
+        reader.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"hello");
     }
 
     #[tokio::test]

@@ -36,6 +36,10 @@ pub struct SupervisorOptions {
     pub server_url: Option<String>,
     /// Starts and signals children: the process-wide [`Reaper`] in production.
     pub spawner: Arc<dyn Spawner>,
+    /// Called once when the autostart pass of
+    /// [`Supervisor::start_in_background`] has ended (vigild hands the
+    /// allocator's free pages back to the kernel there).
+    pub after_autostart: Option<fn()>,
 }
 
 impl SupervisorOptions {
@@ -46,7 +50,12 @@ impl SupervisorOptions {
 
     /// Options spawning through any [`Spawner`] (tests use fakes).
     pub fn with_spawner(spawner: Arc<dyn Spawner>) -> SupervisorOptions {
-        SupervisorOptions { daemon_env: Vec::new(), server_url: None, spawner }
+        SupervisorOptions {
+            daemon_env: Vec::new(),
+            server_url: None,
+            spawner,
+            after_autostart: None,
+        }
     }
 }
 
@@ -76,10 +85,14 @@ impl Supervisor {
         config: Config,
         options: SupervisorOptions,
     ) -> Result<Handle, CoreError> {
+        let after_autostart = options.after_autostart;
         let handle = Supervisor::build(config, options).await?;
         let starter = handle.clone();
         let pass = tokio::spawn(async move {
             starter.autostart(&starter.inner.registry.groups_by_priority()).await;
+            if let Some(hook) = after_autostart {
+                hook();
+            }
         });
         *handle.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(pass.abort_handle());

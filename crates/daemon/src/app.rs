@@ -214,6 +214,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Runs vigild with `args` (`argv[0]` included) and returns the exit status.
 pub fn run<B: Backend>(backend: B, args: impl IntoIterator<Item = OsString>) -> i32 {
+    crate::heap::configure();
     match prepare(&backend, args) {
         Ok(Prepared::Exit(code)) => code,
         Ok(Prepared::Run(daemon)) => daemon.run(&backend),

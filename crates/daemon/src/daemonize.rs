@@ -315,7 +315,8 @@ pub fn ensure_limit(limit: Limit, minimum: u64) -> Result<Option<String>, String
 
 /// Raises the daemon's own RLIMIT_NOFILE as far as it may: the soft limit to
 /// the hard one, and as root the hard limit to the kernel's `fs.nr_open`. Every
-/// supervised program holds five descriptors (three pipes, two log files), so
+/// supervised program holds up to six descriptors (three pipes, two log files,
+/// a pidfd while descriptors are plentiful), so
 /// the 1,024 or 20,000 a shell hands out caps a supervisor at a few hundred or
 /// a few thousand programs. Returns the limit before the change, for children
 /// to start with, or `None` if nothing changed. The control sockets size their

@@ -22,6 +22,7 @@ pub mod daemonize;
 pub mod facts;
 pub mod flags;
 pub mod handover;
+pub mod heap;
 pub mod listen;
 pub mod logging;
 pub mod server;

@@ -127,6 +127,7 @@ impl Backend for Wired {
         let mut options = SupervisorOptions::new(reaper);
         options.daemon_env = environment().into_iter().collect();
         options.server_url = server_url(config);
+        options.after_autostart = Some(crate::heap::release);
         // The autostart pass runs behind the control server: with thousands of
         // programs, status and stop work while they are still being spawned.
         let handle = Supervisor::start_in_background(config.clone(), options)

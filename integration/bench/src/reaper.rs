@@ -5,10 +5,11 @@
 //! init. Collecting those needs `waitpid(-1)`, which would steal the status of
 //! any child someone else waits for; so, as vigil-core does, exactly one
 //! reaper waits. It drains `waitpid(-1, WNOHANG)` on every SIGCHLD and hands
-//! each status to whoever registered the pid. Spawning happens under the
-//! reaper's lock, so a child that exits at once is registered before its
-//! status is collected, and std's internal wait for a failed exec is never
-//! stolen.
+//! each status to whoever registered the pid. Spawning happens inside a
+//! gate (a read/write lock) that draining takes exclusively, so a child that
+//! exits at once is registered before its status is collected, std's internal
+//! wait for a failed exec is never stolen, and spawns from several threads
+//! still run in parallel (the two-spawner reference needs that).
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -53,6 +54,8 @@ struct Table {
 #[derive(Clone)]
 pub struct Reaper {
     table: Arc<Mutex<Table>>,
+    /// Shared by spawns, exclusive while draining.
+    gate: Arc<std::sync::RwLock<()>>,
 }
 
 /// A spawned child whose exit the reaper will deliver.
@@ -69,7 +72,7 @@ impl Reaper {
     pub fn install() -> std::io::Result<Reaper> {
         nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
-        let reaper = Reaper { table: Arc::default() };
+        let reaper = Reaper { table: Arc::default(), gate: Arc::default() };
         let task = reaper.clone();
         tokio::spawn(async move {
             loop {
@@ -82,12 +85,13 @@ impl Reaper {
         Ok(reaper)
     }
 
-    /// Spawns `command` and registers it, under the reaper's lock.
+    /// Spawns `command` and registers it, inside the reaper's gate.
     pub fn spawn(&self, command: &mut Command) -> std::io::Result<Spawned> {
-        let mut table = self.lock();
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let child = command.spawn()?;
         let pid = i32::try_from(child.id()).expect("pids fit in i32");
         let (tx, exit) = oneshot::channel();
+        let mut table = self.lock();
         table.waiting.insert(pid, tx);
         table.live.insert(pid);
         Ok(Spawned { child, pid, exit })
@@ -140,6 +144,7 @@ impl Reaper {
 
     /// Collects every exited child now (also called by the SIGCHLD task).
     pub fn drain(&self) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut table = self.lock();
         loop {
             let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {

@@ -171,7 +171,7 @@ pub(super) fn assemble(
                 strategy: strategy.unwrap_or_default(),
                 max_restarts: max_restarts.flatten(),
                 max_restarts_period: period.unwrap_or(DEFAULT_MAX_RESTARTS_PERIOD),
-                processes,
+                processes: processes.into_iter().map(std::sync::Arc::new).collect(),
             },
             &section_place(group.section),
             diags,
@@ -194,7 +194,10 @@ pub(super) fn assemble(
                 max_restarts_period: program
                     .max_restarts_period
                     .unwrap_or(DEFAULT_MAX_RESTARTS_PERIOD),
-                processes: std::mem::take(&mut program.processes),
+                processes: std::mem::take(&mut program.processes)
+                    .into_iter()
+                    .map(std::sync::Arc::new)
+                    .collect(),
             },
             &place,
             diags,

@@ -336,6 +336,18 @@ impl Location {
         self.stat_name(&self.name)
     }
 
+    /// Checks that a missing file could be created now: the directory takes
+    /// new names from this process (the file itself is made later).
+    pub(crate) fn check_creatable(&self) -> Result<(), LogError> {
+        nix::unistd::faccessat(
+            &self.dir.fd,
+            ".",
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            AtFlags::AT_EACCESS,
+        )
+        .map_err(|errno| io_error(&self.path, errno))
+    }
+
     /// Removes the name (never what a link points to). Missing is fine.
     pub(crate) fn unlink(&self, name: &OsStr) -> Result<(), LogError> {
         match nix::unistd::unlinkat(&self.dir.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
@@ -434,6 +446,18 @@ impl LogFile {
     /// Forgets which file was open, so the next open counts as a new file.
     pub fn forget_identity(&mut self) {
         self.identity = None;
+    }
+
+    /// Whether a file (or anything else: opening a link is refused later) is at
+    /// the path now; reaching the path by the rule is checked either way.
+    pub fn exists(&self) -> Result<bool, LogError> {
+        Ok(locate(&self.path)?.stat()?.is_some())
+    }
+
+    /// Checks that the missing file could be created now (see
+    /// [`ChannelLog::prepare`](super::ChannelLog::prepare)).
+    pub fn check_creatable(&self) -> Result<(), LogError> {
+        locate(&self.path)?.check_creatable()
     }
 
     /// Closes the descriptor; the next [`LogFile::reopen`] opens the path again.

@@ -500,13 +500,22 @@ async fn a_quiet_program_holds_no_descriptor_until_it_writes() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("out.log");
     let log = file_log(dir.path(), 0, 0, 1024);
+    // Not created at open, nor on the spawn's path: the log maker makes it
+    // soon after `prepare`.
+    assert!(!base.exists());
+    log.prepare().unwrap();
+    // The program runs (its output is being captured) but writes nothing yet.
     let (mut sender, receiver) = pipe::pipe().unwrap();
     let task = log.capture(receiver);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !base.exists() {
+        assert!(std::time::Instant::now() < deadline, "the log maker did not create the file");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    // Created at open (so it exists), but not held open while nothing is written.
-    assert!(base.exists());
+    // Not held open while nothing is written, the log maker's open included.
     assert!(!lock(&log.inner.file).disk().is_open());
     sender.write_all(b"one line\n").await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), log.wait_beyond(8)).await.unwrap();

@@ -421,7 +421,7 @@ async fn starting_a_program_starts_its_dependencies_first() {
 #[tokio::test(start_paused = true)]
 async fn restart_dependents_false_keeps_a_dependent_running() {
     let mut groups = chain(true);
-    groups[1].processes[0].restart_dependents = false;
+    std::sync::Arc::make_mut(&mut groups[1].processes[0]).restart_dependents = false;
     let (handle, fake, _dir) = boot(groups).await;
     let mut events = handle.subscribe();
     until_state(&mut events, "web", ProcessState::Running).await;

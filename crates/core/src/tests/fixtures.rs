@@ -90,7 +90,7 @@ pub(super) fn group(name: &str, priority: i32, mut processes: Vec<ProcessConfig>
         strategy: Strategy::OneForOne,
         max_restarts: None,
         max_restarts_period: Duration::from_secs(60),
-        processes,
+        processes: processes.into_iter().map(std::sync::Arc::new).collect(),
     }
 }
 
