@@ -148,6 +148,25 @@ fn watchdog_keepalives_when_asked() {
     assert_eq!(seen.iter().filter(|d| *d == "STOPPING=1\n").count(), 1, "{seen:?}");
 }
 
+/// After a live upgrade the new image still talks to the service manager (the
+/// first image took the variables out of its environment): READY=1 again, and
+/// its watchdog keep-alives.
+#[test]
+fn a_live_upgrade_keeps_notifying_the_manager() {
+    let (_sandbox, manager, mut daemon) =
+        under_manager(&[program_b()], &[("WATCHDOG_USEC", "60000000")]);
+    // A keep-alive right after READY=1, then one every 30 s.
+    manager.expect("READY=1\nSTATUS=1 STOPPED\n");
+    manager.expect("WATCHDOG=1\n");
+    let output = daemon.ctl(&["upgrade"]);
+    assert_eq!(output.code, 0, "{output:#?}");
+    manager.expect("READY=1\nSTATUS=1 STOPPED\n");
+    manager.expect("WATCHDOG=1\n");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0);
+    manager.expect("STOPPING=1\n");
+}
+
 /// The shipped unit passes `systemd-analyze verify` (which needs no running
 /// systemd); installed as `vigild.service` with the binaries it names on a
 /// temporary search path.

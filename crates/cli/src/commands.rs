@@ -253,6 +253,15 @@ pub enum Action {
         #[arg(value_name = "GROUP", allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Replace vigild's binary while every process keeps running.
+    #[command(after_help = "upgrade			Re-execute vigild from its own path (after a package
+                            			upgrade): same pid, every process kept running
+                            upgrade --binary PATH	The same with the vigild at PATH")]
+    Upgrade {
+        /// `--binary PATH`.
+        #[arg(value_name = "ARGS", allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The version of the remote vigild.
     #[command(after_help = "version\t\t\tThe version of the remote vigild")]
     Version {
@@ -310,6 +319,7 @@ impl Action {
             | Action::Top { extra: words }
             | Action::Update { args: words }
             | Action::Version { extra: words }
+            | Action::Upgrade { args: words }
             | Action::Help { topic: words } => words.clone(),
         }
     }

@@ -228,6 +228,7 @@ impl Ctl {
             Action::Reload { .. } => self.reload(args).await,
             Action::Shutdown { .. } => self.shutdown().await,
             Action::Version { .. } => self.version(args).await,
+            Action::Upgrade { .. } => self.upgrade(args).await,
             Action::Top { .. } => self.top(args).await,
             Action::Open { .. } => self.open(&args.join(" ")).await,
             Action::Help { .. } => self.help(&args.join(" ")),
@@ -653,12 +654,15 @@ impl Ctl {
 
     /// `tail -f` / `maintail -f`: long-polls from 1024 bytes before the end until
     /// interrupted, following each reply's `next` offset so a rotation neither
-    /// loses nor repeats bytes.
-    async fn follow(&mut self, client: ControlClient, target: LogTarget, label: &str) {
+    /// loses nor repeats bytes. A lost connection (vigild's live upgrade ends
+    /// every connection; its offsets carry on) is made again once and the
+    /// follow goes on from the same offset.
+    async fn follow(&mut self, mut client: ControlClient, target: LogTarget, label: &str) {
         self.line("==> Press Ctrl-C to exit <==");
         let interrupted = (self.interrupt)();
         tokio::pin!(interrupted);
         let mut offset = -FOLLOW_BACKLOG;
+        let mut reconnected = false;
         loop {
             let poll = client.tail_follow(
                 context_with_timeout(FOLLOW_WAIT + QUERY_TIMEOUT),
@@ -699,6 +703,15 @@ impl Ctl {
                         }
                     }
                     offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
+                    reconnected = false;
+                }
+                Err(CallError::Rpc(_)) if !reconnected => {
+                    reconnected = true;
+                    self.client = None;
+                    match self.client_or_report().await {
+                        Some(again) => client = again,
+                        None => return,
+                    }
                 }
                 Err(error) => return self.log_error(label, error),
             }
@@ -1019,6 +1032,49 @@ impl Ctl {
         let Some(client) = self.upcheck().await else { return };
         let reply = client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await;
         self.finish(flatten(reply), |ctl, info| ctl.line(info.version.clone()));
+    }
+
+    /// `upgrade [--binary PATH]`: the daemon checks the binary and answers,
+    /// then hands over; the next connection waits for the new image, whose
+    /// version and pid are printed.
+    async fn upgrade(&mut self, args: &[&str]) {
+        let binary = match args {
+            [] => None,
+            ["--binary", path] => Some((*path).to_owned()),
+            [one] if one.starts_with("--binary=") => {
+                Some(one.trim_start_matches("--binary=").to_owned())
+            }
+            _ => {
+                self.line("Error: upgrade accepts only --binary PATH");
+                self.fail(exit::GENERIC);
+                return self.help_lines("upgrade");
+            }
+        };
+        let Some(client) = self.client_or_report().await else { return };
+        let reply = client.upgrade(context_with_timeout(QUERY_TIMEOUT), binary).await;
+        match flatten(reply) {
+            Ok(checked) => {
+                self.line(checked);
+                // This connection ends with the old image, which waits for
+                // its open connections to close before it hands over.
+                drop(client);
+                self.client = None;
+                let Some(client) = self.client_or_report().await else { return };
+                let info = client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await;
+                self.finish(flatten(info), |ctl, info| {
+                    ctl.line(format!("Upgraded: vigild {} (pid {})", info.version, info.pid));
+                });
+            }
+            Err(CallError::Fault(ControlError::Failed(why))) => {
+                self.line(format!("ERROR: upgrade refused: {why}"));
+                self.fail(exit::GENERIC);
+            }
+            Err(CallError::Fault(ControlError::ShutdownState)) => {
+                self.line("ERROR: already shutting down");
+                self.fail(exit::GENERIC);
+            }
+            Err(error) => self.call_failed(error),
+        }
     }
 
     async fn open(&mut self, url: &str) {

@@ -336,6 +336,56 @@ impl Handle {
         let _ = std::fs::remove_dir(&self.inner.ctx.notify_dir);
     }
 
+    /// Why the tree cannot be handed over to a new image now, if it cannot:
+    /// a running event listener or fcgi program, which the handover does not
+    /// carry.
+    pub fn handover_refusal(&self) -> Option<String> {
+        for group in self.inner.registry.groups() {
+            let uncarried = match group.config.kind {
+                vigil_config::GroupKind::Fcgi(_) => "an fcgi program",
+                _ if self.inner.ctx.events.is_listener(&group.config.name) => "an event listener",
+                _ => continue,
+            };
+            if let Some(member) = group.members.iter().find(|m| !m.state().is_stopped()) {
+                return Some(format!(
+                    "{} is {uncarried}, which a live upgrade does not carry; stop it first",
+                    member.namespec
+                ));
+            }
+        }
+        None
+    }
+
+    /// A live upgrade: lets every process actor go of its child and returns
+    /// their records and pipes (see [`crate::handover`]), in priority order.
+    ///
+    /// First refuses, changing nothing, what the handover cannot carry: a
+    /// running event listener or fcgi program. Then there is no way back for
+    /// this image: the caller must `execve` an image that adopts the records
+    /// (the same binary if the new one fails). The caller pauses the reaper
+    /// ([`crate::Reaper::pause_reaping`]) before this, so no exit is collected
+    /// by an image that will not report it.
+    pub async fn hand_over(&self) -> Result<Vec<crate::handover::Frozen>, CoreError> {
+        if let Some(refusal) = self.handover_refusal() {
+            return Err(CoreError::Failed(refusal));
+        }
+        let members = self.all_members();
+        if let Some(pass) =
+            self.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            pass.abort();
+        }
+        crate::logs::stop_captures_for_handover();
+        // Many actors freeze at once: each mostly waits for its capture tasks.
+        let frozen = futures::stream::iter(members)
+            .map(|member| async move { freeze(&member).await })
+            .buffered(HANDOVER_WINDOW)
+            .filter_map(|frozen| async move { frozen })
+            .collect()
+            .await;
+        Ok(frozen)
+    }
+
     /// State changes of every process, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.ctx.bus.subscribe()
@@ -546,6 +596,43 @@ async fn request(
         _ => Err(unavailable()),
     }
 }
+
+/// Freezes one member for a live upgrade (see [`Handle::hand_over`]); `None`,
+/// logged, when it cannot be.
+async fn freeze(member: &ProcessShared) -> Option<crate::handover::Frozen> {
+    let actor = member.actor()?;
+    // An exit collected just before the reaper paused is applied first; a
+    // restart it causes is then the child carried.
+    let mut tries = 0;
+    loop {
+        let why = match actor.call(ProcessMsg::Handover, Some(HANDOVER_CALL)).await {
+            Ok(CallResult::Success(Ok(record))) => return Some(record),
+            Ok(CallResult::Success(Err(message)))
+                if message == crate::process::RETRY_FREEZE && tries < HANDOVER_RETRIES =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+            Ok(CallResult::Success(Err(message))) => message,
+            Ok(CallResult::Timeout) => "no answer".to_owned(),
+            Ok(CallResult::SenderError) | Err(_) => "its actor is gone".to_owned(),
+        };
+        tracing::error!(
+            critical = true,
+            "{} is not carried by the upgrade: {why}",
+            member.namespec
+        );
+        return None;
+    }
+}
+
+/// How many process actors freeze at once in a live upgrade.
+const HANDOVER_WINDOW: usize = 64;
+/// How long one process actor may take to freeze for a live upgrade.
+const HANDOVER_CALL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How many times a freeze is asked again while an exit is being applied.
+const HANDOVER_RETRIES: u32 = 400;
 
 pub(crate) async fn call_root<T: Send + 'static>(
     root: &ActorRef<RootMsg>,

@@ -90,6 +90,7 @@ pub mod exit;
 pub mod fcgi;
 mod group;
 mod handle;
+pub mod handover;
 mod info;
 mod launch;
 pub mod lifecycle;

@@ -1284,5 +1284,8 @@ fn expectation(expected: bool) -> &'static str {
     if expected { "expected" } else { "not expected" }
 }
 
+mod carry;
 #[cfg(test)]
 mod tests;
+
+pub use carry::{CarriedExit, CarriedLifecycle};

@@ -55,7 +55,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -162,6 +162,20 @@ pub trait OutputFilter: Send + 'static {
     fn filter(&mut self, data: &[u8], out: &mut Vec<u8>);
     /// The pipe reached EOF: release anything held back.
     fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// Set once, for a live upgrade: every capture task stops reading, writes
+/// out what it read and returns its pipe (see [`stop_captures_for_handover`]).
+static HANDOVER: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(false));
+
+/// Makes every capture task of this process stop reading its pipe, write
+/// what it already read to its log file, and end with the pipe as its
+/// result, for a live upgrade to hand to the next image. Bytes written
+/// afterwards wait in the pipe. There is no way back: the upgrade either
+/// `execve`s or re-executes the running binary.
+pub fn stop_captures_for_handover() {
+    HANDOVER.send_replace(true);
 }
 
 /// Handle to one channel's log. Cheap to clone; all clones share the file and ring.
@@ -583,13 +597,31 @@ impl ChannelLog {
         self.inner.path.clone()
     }
 
+    /// After a live upgrade: the previous image's log had held `total`
+    /// bytes, more than the files now on disk (backups it rotated away), so
+    /// every offset moves up to end there and a reader's offsets stay
+    /// monotonic. Nothing moves if `total` is not more.
+    pub fn continue_from(&self, total: u64) {
+        let mut shared = lock(&self.inner.shared);
+        let Some(shift) = total.checked_sub(shared.total).filter(|shift| *shift > 0) else {
+            return;
+        };
+        shared.total = total;
+        shared.base.start += shift;
+        for backup in &mut shared.backups {
+            backup.start += shift;
+        }
+        drop(shared);
+        self.inner.grown.notify_waiters();
+    }
+
     /// Total bytes this log has held: the offset just past the newest byte.
     pub fn total(&self) -> u64 {
         lock(&self.inner.shared).total
     }
 
     /// Spawns a task that copies `pipe` into the log until EOF (see module docs).
-    pub fn capture(&self, pipe: pipe::Receiver) -> JoinHandle<()> {
+    pub fn capture(&self, pipe: pipe::Receiver) -> JoinHandle<Option<OwnedFd>> {
         self.capture_with(pipe, None)
     }
 
@@ -600,7 +632,7 @@ impl ChannelLog {
         &self,
         pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
-    ) -> JoinHandle<()> {
+    ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
@@ -613,7 +645,7 @@ impl ChannelLog {
         pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
         filter: Box<dyn OutputFilter>,
-    ) -> JoinHandle<()> {
+    ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
@@ -624,8 +656,10 @@ impl ChannelLog {
         mut pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
         mut filter: Option<Box<dyn OutputFilter>>,
-    ) {
+    ) -> Option<OwnedFd> {
         let to_disk = self.inner.path.is_some();
+        let mut handover = HANDOVER.subscribe();
+        let mut handing_over = *handover.borrow();
         let mut raw: Vec<u8> = Vec::new();
         let mut lines = on_line.map(LineSplitter::new);
         let mut pending: Vec<u8> = Vec::new();
@@ -651,11 +685,21 @@ impl ChannelLog {
                     }
                 }
             }
-            if eof && pending.is_empty() && inflight.is_none() {
+            if (eof || handing_over) && pending.is_empty() && inflight.is_none() {
                 break;
             }
-            let can_read = !eof && pending.len() < MAX_PENDING;
+            let can_read = !eof && !handing_over && pending.len() < MAX_PENDING;
             tokio::select! {
+                // A live upgrade: stop reading, write out what was read, and
+                // give the pipe back for the next image of the daemon.
+                changed = handover.changed(), if !handing_over => {
+                    handing_over = changed.is_err() || *handover.borrow();
+                    // What a filter holds back (a partial line) is written
+                    // now: the next image starts its filter afresh.
+                    if handing_over && let Some(filter) = filter.as_mut() {
+                        filter.finish(&mut pending);
+                    }
+                }
                 read = read_chunk(&mut pipe, &mut pending, chunk), if can_read => match read {
                     Ok(0) => {
                         eof = true;
@@ -710,6 +754,16 @@ impl ChannelLog {
                 }
             }
         }
+        if handing_over && !eof {
+            self.inner.captures.fetch_sub(1, Ordering::SeqCst);
+            return match pipe.into_nonblocking_fd() {
+                Ok(fd) => Some(fd),
+                Err(error) => {
+                    tracing::error!(path = ?self.inner.path, %error, "cannot keep a capture pipe for the upgrade");
+                    None
+                }
+            };
+        }
         if let Some(lines) = lines.as_mut() {
             lines.finish();
         }
@@ -726,6 +780,7 @@ impl ChannelLog {
                 tracing::error!(%error, "closing a log file failed");
             }
         }
+        None
     }
 
     /// Appends `data` as if the process had written it, synchronously (for short

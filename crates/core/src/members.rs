@@ -55,9 +55,17 @@ pub(crate) fn open_channel(
         channel,
         identifier: &settings.identifier,
     };
+    // After a live upgrade an AUTO log keeps the (random) name it had.
+    let carried = match &config.logfile {
+        vigil_config::LogTarget::Auto => {
+            crate::handover::carried_auto_log(&process.namespec(), channel)
+                .map(vigil_config::LogTarget::Path)
+        }
+        _ => None,
+    };
     // A file that cannot be opened fails this program's spawns, not the tree.
     Ok(ChannelLog::for_program(
-        &config.logfile,
+        carried.as_ref().unwrap_or(&config.logfile),
         &auto,
         config.maxbytes,
         config.backups,

@@ -168,6 +168,9 @@ pub(crate) enum ProcessMsg {
     RestartDenied,
     /// Another member exhausted the group's budget.
     GroupFatal,
+    /// A live upgrade: let go of the child and give its record (see
+    /// [`crate::handover`]).
+    Handover(RpcReplyPort<Result<crate::handover::Frozen, String>>),
     /// Panics inside the handler, to exercise supervision.
     #[cfg(test)]
     Crash,

@@ -43,10 +43,10 @@ pub(crate) fn capture(
     pipe: pipe::Receiver,
     pid: u32,
     on_line: Option<crate::logs::LineCallback>,
-) {
+) -> Option<Capture> {
     if channel == Channel::Stdout && ctx.events.is_listener(&shared.config.group) {
         ctx.events.attach(shared, pid, pipe);
-        return;
+        return None;
     }
     let (log, settings) = match channel {
         Channel::Stdout => (&shared.stdout, &shared.config.stdout),
@@ -85,12 +85,16 @@ pub(crate) fn capture(
         logged: Vec::new(),
     };
     // `on_line` (a `ready_log` probe) sees the lines the log keeps.
-    if filter.is_noop() {
-        drop(log.capture_with(pipe, on_line));
+    Some(if filter.is_noop() {
+        log.capture_with(pipe, on_line)
     } else {
-        drop(log.capture_filtered(pipe, on_line, Box::new(filter)));
-    }
+        log.capture_filtered(pipe, on_line, Box::new(filter))
+    })
 }
+
+/// A running capture task; it ends with its pipe when a live upgrade stops
+/// it (see [`crate::logs::stop_captures_for_handover`]).
+pub(crate) type Capture = tokio::task::JoinHandle<Option<std::os::fd::OwnedFd>>;
 
 /// Opens (or creates) the log files of a process before its child is spawned,
 /// as supervisord does; the error is the spawn's error.

@@ -29,9 +29,10 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::os::fd::AsRawFd as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -43,9 +44,11 @@ use crate::context::Context;
 use crate::deps;
 use crate::error::CoreError;
 use crate::events::{Event as BusEvent, ProcessStateEvent};
+use crate::handover::{self, Adoptable, CarriedProcess, CarriedTimer, Frozen};
 use crate::info::{Health, Snapshot};
 use crate::lifecycle::{
-    Effect, Event, Level, Lifecycle, ProcessState, Refusal, RestartCause, SignalPurpose, TimerKind,
+    CarriedExit, Effect, Event, Level, Lifecycle, ProcessState, Refusal, RestartCause,
+    SignalPurpose, Timer, TimerKind,
 };
 use crate::logs::Channel;
 use crate::messages::{GroupMsg, GroupRef, ProcessMsg, ProcessShared, Verdict};
@@ -108,7 +111,7 @@ pub(crate) struct ProcessActorState {
     start_wall: Option<SystemTime>,
     stop_wall: Option<SystemTime>,
     /// The pending timer task of each kind, aborted when re-armed or on stop.
-    timers: HashMap<TimerKind, (u64, TimerTask)>,
+    timers: HashMap<TimerKind, (u64, TimerTask, tokio::time::Instant)>,
     /// Start once running (see [`ProcessArgs::resume`]).
     resume: bool,
     group: GroupRef,
@@ -135,12 +138,21 @@ pub(crate) struct ProcessActorState {
     memory_watch: Option<JoinHandle<()>>,
     /// The exit being applied was the OOM killer's, for its state events.
     exit_oom: bool,
+    /// The current child's capture tasks, which a live upgrade stops to take
+    /// their pipes back.
+    captures: Vec<(Channel, crate::output::Capture)>,
+    /// Handed over to the next image of a live upgrade: the actor no longer
+    /// owns its child and acts on nothing.
+    frozen: bool,
     /// The process's control group, made at its first spawn; dropped (and so
     /// removed) with the actor's state, after the guard killed any child.
     cgroup: Option<Arc<ProcessCgroup>>,
 }
 
 type TimerTask = JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>;
+
+/// [`ProcessActorState::freeze`]'s refusal while an exit is on its way.
+pub(crate) const RETRY_FREEZE: &str = "an exit is being applied; ask again";
 
 /// What a request's step produced, for the reply.
 #[derive(Default)]
@@ -191,8 +203,8 @@ impl Actor for ProcessActor {
             }
             _ => None,
         };
-        *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself);
-        let state = ProcessActorState {
+        *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
+        let mut state = ProcessActorState {
             guard: ChildGuard {
                 spawner: Arc::clone(&ctx.spawner),
                 namespec: shared.namespec.clone(),
@@ -222,7 +234,15 @@ impl Actor for ProcessActor {
             memory_watch: None,
             exit_oom: false,
             cgroup: None,
+            captures: Vec::new(),
+            frozen: false,
         };
+        // In `pre_start`, so every record is claimed once the tree is built
+        // (the daemon then stops the children of programs no longer there).
+        if let Some(adoptable) = crate::handover::claim(&state.shared.namespec) {
+            state.resume = false;
+            state.adopt(&myself, adoptable);
+        }
         state.publish();
         Ok(state)
     }
@@ -252,7 +272,31 @@ impl Actor for ProcessActor {
         message: ProcessMsg,
         state: &mut ProcessActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.frozen {
+            // The next image owns the process now; requests get an answer.
+            let refused = || CoreError::Failed("vigild is being upgraded".to_owned());
+            match message {
+                ProcessMsg::Start(reply) | ProcessMsg::Stop(reply) => {
+                    let _ = reply.send(Err(refused()));
+                }
+                ProcessMsg::Signal(_, reply) => {
+                    let _ = reply.send(Err(refused()));
+                }
+                ProcessMsg::Autostart(reply) => {
+                    let _ = reply.send(());
+                }
+                ProcessMsg::Handover(reply) => {
+                    let _ = reply.send(Err("handed over already".to_owned()));
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
         match message {
+            ProcessMsg::Handover(reply) => {
+                let frozen = state.freeze().await;
+                let _ = reply.send(frozen);
+            }
             ProcessMsg::Start(reply) => {
                 let result = state.start(&myself);
                 let _ = reply.send(result);
@@ -332,7 +376,7 @@ impl Actor for ProcessActor {
                 }
             }
             ProcessMsg::Timer(timer) => {
-                if state.timers.get(&timer.kind).is_some_and(|(token, _)| *token == timer.token) {
+                if state.timers.get(&timer.kind).is_some_and(|(token, ..)| *token == timer.token) {
                     state.timers.remove(&timer.kind);
                 }
                 state.apply(&myself, Event::Timer(timer));
@@ -373,7 +417,7 @@ impl Actor for ProcessActor {
         _myself: ActorRef<ProcessMsg>,
         state: &mut ProcessActorState,
     ) -> Result<(), ActorProcessingErr> {
-        for (_, (_, task)) in state.timers.drain() {
+        for (_, (_, task, _)) in state.timers.drain() {
             task.abort();
         }
         state.stop_probes();
@@ -638,11 +682,7 @@ impl ProcessActorState {
                         });
                     }
                     Effect::Schedule { timer, after } => {
-                        let task = myself.send_after(after, move || ProcessMsg::Timer(timer));
-                        if let Some((_, old)) = self.timers.insert(timer.kind, (timer.token, task))
-                        {
-                            old.abort();
-                        }
+                        self.schedule(myself, timer, after);
                     }
                     Effect::Signal { pid, sig, group, purpose } => {
                         if let Err(errno) = self.signal(pid, sig, group) {
@@ -772,11 +812,9 @@ impl ProcessActorState {
         if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
             return Err("no notify socket for ready_notify (see the daemon log)".to_owned());
         }
-        let log_pattern = match &self.log_pattern {
-            Some(Ok(pattern)) => Some(pattern.clone()),
-            Some(Err(error)) => return Err(error.clone()),
-            None => None,
-        };
+        if let Some(Err(error)) = &self.log_pattern {
+            return Err(error.clone());
+        }
         let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
@@ -797,50 +835,50 @@ impl ProcessActorState {
             }
         }
         self.health = Health::Unknown;
-        let on_line = |pattern: &Option<regex::Regex>| -> Option<crate::logs::LineCallback> {
-            let pattern = pattern.clone()?;
-            let actor = myself.clone();
-            let mut fired = false;
-            Some(Box::new(move |line: &[u8]| {
-                if !fired && pattern.is_match(&String::from_utf8_lossy(line)) {
-                    fired = true;
-                    let verdict = Verdict::ReadinessPassed;
-                    let _ = actor.cast(ProcessMsg::Probe { generation, verdict });
-                }
-            }))
-        };
         let pid = spawned.pid;
         self.guard.pid = Some(pid);
         self.last_pid = Some(pid);
         self.shared.child.store(pid, Ordering::SeqCst);
         self.shared.spawns.fetch_add(1, Ordering::Relaxed);
         // Hook (events): filters, syslog, log events, listener protocol.
-        if let Some(stdout) = spawned.stdout {
-            crate::output::capture(
-                &self.ctx,
-                &self.shared,
-                Channel::Stdout,
-                stdout,
-                pid,
-                on_line(&log_pattern),
-            );
-        }
-        if let Some(stderr) = spawned.stderr {
-            crate::output::capture(
-                &self.ctx,
-                &self.shared,
-                Channel::Stderr,
-                stderr,
-                pid,
-                on_line(&log_pattern),
-            );
+        // An earlier child's capture may still be reading its last bytes.
+        self.captures.retain(|(_, capture)| !capture.is_finished());
+        for (channel, pipe) in
+            [(Channel::Stdout, spawned.stdout), (Channel::Stderr, spawned.stderr)]
+        {
+            if let Some(pipe) = pipe {
+                let capture = crate::output::capture(
+                    &self.ctx,
+                    &self.shared,
+                    channel,
+                    pipe,
+                    pid,
+                    self.line_watch(myself),
+                );
+                self.captures.extend(capture.map(|capture| (channel, capture)));
+            }
         }
         self.shared
             .set_stdin(spawned.stdin.map(|sender| Arc::new(crate::stdin::StdinQueue::new(sender))));
-        let exit = spawned.exit;
+        let cgroup = cgroup.map(|(cgroup, _)| cgroup);
+        self.watch_exit(myself, pid, spawned.exit, socket, cgroup, oom_before);
+        Ok(pid)
+    }
+
+    /// Sends [`ProcessMsg::Exited`] for child `pid` of the current generation
+    /// when the reaper reports `exit`; holds the fcgi `socket` until then.
+    fn watch_exit(
+        &self,
+        myself: &ActorRef<ProcessMsg>,
+        pid: u32,
+        exit: tokio::sync::oneshot::Receiver<crate::exit::ExitStatus>,
+        socket: Option<crate::spawn::SharedFd>,
+        cgroup: Option<Arc<ProcessCgroup>>,
+        oom_before: Option<u64>,
+    ) {
+        let generation = self.generation;
         let me = myself.clone();
         let namespec = self.shared.namespec.clone();
-        let cgroup = cgroup.map(|(cgroup, _)| cgroup);
         tokio::spawn(async move {
             let _socket = socket;
             match exit.await {
@@ -859,7 +897,203 @@ impl ProcessActorState {
                 ),
             }
         });
-        Ok(pid)
+    }
+
+    /// Lets go of the child for the next image of a live upgrade (see
+    /// [`crate::handover`]): ends the timers, probes and watches, takes the
+    /// pipes back from the capture tasks (which were told to stop) and
+    /// forgets the child without signalling it. Refuses, changing nothing,
+    /// while the child's exit was collected but not yet applied here: the
+    /// caller asks again once that `Exited` message was handled.
+    async fn freeze(&mut self) -> Result<Frozen, String> {
+        if let Some(pid) = self.guard.pid
+            && !self.ctx.spawner.is_registered(pid)
+        {
+            return Err(RETRY_FREEZE.to_owned());
+        }
+        let now = tokio::time::Instant::now();
+        let mut timers = Vec::new();
+        for (kind, (token, task, deadline)) in self.timers.drain() {
+            task.abort();
+            let left = deadline.saturating_duration_since(now).as_millis();
+            let remaining_ms = u64::try_from(left).unwrap_or(u64::MAX);
+            timers.push(CarriedTimer { kind: kind.code(), token, remaining_ms });
+        }
+        self.stop_probes();
+        for task in [self.memory_watch.take(), self.monitor.take()].into_iter().flatten() {
+            task.abort();
+        }
+        let mut fds = Vec::new();
+        let (mut stdout_fds, mut stderr_fds) = (Vec::new(), Vec::new());
+        for (channel, capture) in std::mem::take(&mut self.captures) {
+            match capture.await {
+                Ok(Some(fd)) => {
+                    let list = match channel {
+                        Channel::Stdout => &mut stdout_fds,
+                        Channel::Stderr => &mut stderr_fds,
+                    };
+                    list.push(fd.as_raw_fd());
+                    fds.push(fd);
+                }
+                // The pipe reached its end: nothing more will come.
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!("{}: a capture task failed: {error}", self.shared.namespec);
+                }
+            }
+        }
+        let mut stdin_fd = None;
+        match self.shared.stdin().and_then(|queue| queue.take_for_handover()) {
+            Some(Ok(fd)) => {
+                stdin_fd = Some(fd.as_raw_fd());
+                fds.push(fd);
+            }
+            Some(Err(error)) => {
+                tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec);
+            }
+            None => {}
+        }
+        // The next image owns the child: nothing here may kill it.
+        self.guard.pid = None;
+        self.frozen = true;
+        let record = CarriedProcess {
+            namespec: self.shared.namespec.clone(),
+            lifecycle: self.lifecycle.carry(now.into_std()),
+            timers,
+            start_unix_ms: self.start_wall.map(handover::unix_ms),
+            stop_unix_ms: self.stop_wall.map(handover::unix_ms),
+            spawns: self.shared.spawns.load(Ordering::Relaxed),
+            last_exit: self.shared.last_exit().map(CarriedExit::from),
+            last_exit_oom: self.shared.last_exit_oom.load(Ordering::Relaxed),
+            stdin_fd,
+            stdout_fds,
+            stderr_fds,
+            stdout_log: self.shared.stdout.path(),
+            stderr_log: self.shared.stderr.path(),
+            stdout_total: self.shared.stdout.total(),
+            stderr_total: self.shared.stderr.total(),
+        };
+        Ok(Frozen { record, fds })
+    }
+
+    /// Resumes the process the previous image of a live upgrade froze: the
+    /// lifecycle where it was, its timers with their remaining time, its
+    /// pipes captured again and its child's exit awaited.
+    fn adopt(&mut self, myself: &ActorRef<ProcessMsg>, adoptable: Adoptable) {
+        let Adoptable { record, exit, stdin, stdout, stderr } = adoptable;
+        let now = tokio::time::Instant::now();
+        let config = self.shared.lifecycle_config();
+        self.lifecycle = match Lifecycle::resume(config, &record.lifecycle, now.into_std()) {
+            Ok(lifecycle) => lifecycle,
+            Err(error) => {
+                // The format was checked before the upgrade; a record that
+                // still does not fit leaves the process to its config.
+                tracing::error!(
+                    critical = true,
+                    "{}: cannot resume its state after the upgrade: {error}",
+                    self.shared.namespec
+                );
+                return;
+            }
+        };
+        self.start_wall = record.start_unix_ms.map(handover::from_unix_ms);
+        self.stop_wall = record.stop_unix_ms.map(handover::from_unix_ms);
+        self.shared.spawns.store(record.spawns, Ordering::Relaxed);
+        if let Some(status) = record.last_exit {
+            self.shared.record_exit(status.into(), record.last_exit_oom);
+        }
+        self.generation += 1;
+        self.shared.stdout.continue_from(record.stdout_total);
+        self.shared.stderr.continue_from(record.stderr_total);
+        let pid = self.lifecycle.pid();
+        for (channel, fds) in [(Channel::Stdout, stdout), (Channel::Stderr, stderr)] {
+            for fd in fds {
+                match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                    Ok(pipe) => {
+                        let on_line = self.line_watch(myself);
+                        let capture = crate::output::capture(
+                            &self.ctx,
+                            &self.shared,
+                            channel,
+                            pipe,
+                            pid.unwrap_or(0),
+                            on_line,
+                        );
+                        self.captures.extend(capture.map(|capture| (channel, capture)));
+                    }
+                    Err(error) => tracing::error!(
+                        "{}: cannot capture its {} again: {error}",
+                        self.shared.namespec,
+                        channel.as_str()
+                    ),
+                }
+            }
+        }
+        if let Some(fd) = stdin {
+            match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+                Ok(pipe) => {
+                    self.shared.set_stdin(Some(Arc::new(crate::stdin::StdinQueue::new(pipe))));
+                }
+                Err(error) => {
+                    tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec);
+                }
+            }
+        }
+        if let Some(pid) = pid {
+            self.guard.pid = Some(pid);
+            self.last_pid = Some(pid);
+            self.shared.child.store(pid, Ordering::SeqCst);
+            match exit {
+                Some(exit) => self.watch_exit(myself, pid, exit, None, None, None),
+                None => {
+                    // Not a child any more (the daemon logged why): its end is
+                    // applied as a kill, so the lifecycle moves on.
+                    let generation = self.generation;
+                    let status = crate::exit::ExitStatus::Signal(libc::SIGKILL);
+                    let exited = ProcessMsg::Exited { generation, pid, status, oom_killed: false };
+                    let _ = myself.cast(exited);
+                }
+            }
+        }
+        for carried in &record.timers {
+            let Some(kind) = TimerKind::from_code(carried.kind) else { continue };
+            if let Some(timer) = self.lifecycle.armed(kind).filter(|t| t.token == carried.token) {
+                self.schedule(myself, timer, Duration::from_millis(carried.remaining_ms));
+            }
+        }
+        if self.lifecycle.is_waiting() {
+            self.deps_changed(myself);
+        }
+        self.reconcile_probes(myself);
+        self.publish();
+    }
+
+    /// The `ready_log` line matcher for the current child, while STARTING
+    /// (a spawn happens in STARTING).
+    fn line_watch(&self, myself: &ActorRef<ProcessMsg>) -> Option<crate::logs::LineCallback> {
+        if self.lifecycle.state() != ProcessState::Starting {
+            return None;
+        }
+        let Some(Ok(pattern)) = self.log_pattern.clone() else { return None };
+        let actor = myself.clone();
+        let generation = self.generation;
+        let mut fired = false;
+        Some(Box::new(move |line: &[u8]| {
+            if !fired && pattern.is_match(&String::from_utf8_lossy(line)) {
+                fired = true;
+                let verdict = Verdict::ReadinessPassed;
+                let _ = actor.cast(ProcessMsg::Probe { generation, verdict });
+            }
+        }))
+    }
+
+    /// Arms `timer` to fire `after` from now, replacing any of its kind.
+    fn schedule(&mut self, myself: &ActorRef<ProcessMsg>, timer: Timer, after: Duration) {
+        let task = myself.send_after(after, move || ProcessMsg::Timer(timer));
+        let deadline = tokio::time::Instant::now() + after;
+        if let Some((_, old, _)) = self.timers.insert(timer.kind, (timer.token, task, deadline)) {
+            old.abort();
+        }
     }
 
     fn announce(&self, from: ProcessState, to: ProcessState) {

@@ -26,7 +26,7 @@
 //!   (see [`crate::spawn`]); [`Reaper::spawn`] collects it with `waitpid(pid)`
 //!   itself, so its 127 never reaches anyone as a program's exit. Spawns hold the
 //!   gate shared (so they run in parallel, one per launcher, see
-//!   [`crate::launch`]); reaping a pid that is not registered takes it exclusively
+//!   `launch.rs`); reaping a pid that is not registered takes it exclusively
 //!   and checks the map again, so an orphan peek cannot take a child mid-spawn.
 //! - A child can exit before its pid is registered. Registration happens inside
 //!   the same gate as the spawn, so nobody reaps that exit before the pid is
@@ -54,7 +54,8 @@
 //! changed. Spawning and reaping only touch the in-memory map and bump a
 //! counter; whoever records them does the file work, batched, elsewhere.
 //! Children inherited across an `execve` of the daemon are registered again with
-//! [`Reaper::start_adopting`] or [`Reaper::adopt`].
+//! [`Reaper::start_adopting`] or [`Reaper::adopt`]; the image that executes the
+//! next one first stops collecting ([`Reaper::pause_reaping`]).
 //!
 //! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
 //! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
@@ -142,6 +143,8 @@ pub struct Spawned {
 pub type Adopted = io::Result<oneshot::Receiver<ExitStatus>>;
 
 static REAPER: OnceLock<Reaper> = OnceLock::new();
+/// See [`Reaper::pause_reaping`].
+static PAUSED: AtomicBool = AtomicBool::new(false);
 
 impl Reaper {
     /// Starts the process-wide reaper (or returns the running one).
@@ -296,6 +299,25 @@ impl Reaper {
         Ok(exit_rx)
     }
 
+    /// Stops collecting exits until [`Reaper::resume_reaping`]: a child that
+    /// exits meanwhile stays a zombie. A daemon about to `execve` itself pauses
+    /// before it hands its children over, so no exit is collected by an image
+    /// that will not report it (the next one adopts them with
+    /// [`Reaper::start_adopting`]).
+    pub fn pause_reaping(&self) {
+        PAUSED.store(true, Ordering::SeqCst);
+    }
+
+    /// Collects again, at once, whatever exited while paused.
+    pub fn resume_reaping(&self) {
+        PAUSED.store(false, Ordering::SeqCst);
+        let pids: Vec<u32> = self.inner.lock().waiting.keys().copied().collect();
+        for pid in pids {
+            self.inner.reap_registered(pid);
+        }
+        self.inner.peek_again.notify_one();
+    }
+
     /// Sends `sig` to `pid` (or to its process group when `group`), only while that pid
     /// is registered and not yet reaped, so a reused pid is never signalled.
     /// Returns `Ok(false)` if the pid is not ours (any more) or is already gone.
@@ -424,6 +446,10 @@ impl Inner {
     /// while it still runs.
     fn reap_registered(&self, pid: u32) -> bool {
         let mut state = self.lock();
+        if PAUSED.load(Ordering::SeqCst) {
+            // Not now: `resume_reaping` looks again.
+            return false;
+        }
         let mut raw: libc::c_int = 0;
         let got = loop {
             // SAFETY: waitpid writes the status into `raw`. libc directly: nix fails
@@ -578,6 +604,9 @@ impl Inner {
 
     /// Whatever SIGCHLD (or a blocked peek) asks for.
     fn collect(&self) {
+        if PAUSED.load(Ordering::SeqCst) {
+            return;
+        }
         if self.pidfds { self.reap_orphans() } else { self.reap_all() }
     }
 }

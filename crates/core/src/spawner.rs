@@ -15,6 +15,12 @@ pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, spec: &SpawnSpec) -> Result<Spawned, SpawnError>;
     /// Signals a child we spawned and have not reaped; see [`Reaper::signal`].
     fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error>;
+    /// False once `pid` was reaped (its exit is on its way to whoever
+    /// awaits it); see [`Reaper::is_running`]. Fakes that reap nothing keep
+    /// the default.
+    fn is_registered(&self, _pid: u32) -> bool {
+        true
+    }
 }
 
 impl Spawner for Reaper {
@@ -24,6 +30,10 @@ impl Spawner for Reaper {
 
     fn signal(&self, pid: u32, sig: i32, group: bool) -> Result<bool, nix::Error> {
         Reaper::signal(self, pid, sig, group)
+    }
+
+    fn is_registered(&self, pid: u32) -> bool {
+        Reaper::is_running(self, pid)
     }
 }
 

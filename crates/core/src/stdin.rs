@@ -61,7 +61,13 @@ pub(crate) struct StdinQueue {
 /// The pipe until the first write, then the channel to the task that owns it.
 enum Writer {
     Idle(Option<OwnedFd>),
-    Started { chunks: mpsc::UnboundedSender<Chunk>, task: tokio::task::JoinHandle<()> },
+    Started {
+        chunks: mpsc::UnboundedSender<Chunk>,
+        task: tokio::task::JoinHandle<()>,
+        /// The pipe's descriptor, open while `level.closed` is false (the
+        /// task sets that before it drops the pipe), for a live upgrade.
+        fd: std::os::fd::RawFd,
+    },
 }
 
 impl StdinQueue {
@@ -77,6 +83,27 @@ impl StdinQueue {
         StdinQueue {
             level: Arc::new(Mutex::new(Level::default())),
             writer: Mutex::new(Writer::Idle(fd)),
+        }
+    }
+
+    /// The pipe for a live upgrade (close-on-exec, like every descriptor
+    /// until the handover clears the flag): taken when it was never written
+    /// to, a copy otherwise; `None` once the child's stdin is closed. Bytes
+    /// still queued are not carried.
+    pub(crate) fn take_for_handover(&self) -> Option<io::Result<OwnedFd>> {
+        let level = self.level.lock().unwrap_or_else(PoisonError::into_inner);
+        if level.closed {
+            return None;
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *writer {
+            Writer::Idle(fd) => fd.take().map(Ok),
+            Writer::Started { fd, .. } => {
+                // SAFETY: the task drops the pipe only after setting `closed`,
+                // which it cannot do while `level` is locked, so `fd` is open.
+                let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+                Some(pipe.try_clone_to_owned())
+            }
         }
     }
 
@@ -113,8 +140,9 @@ impl StdinQueue {
             && let Some(pipe) = fd.take().and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
         {
             let (chunks, rx) = mpsc::unbounded_channel();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
             let task = tokio::spawn(drain(pipe, rx, Arc::clone(&self.level)));
-            *writer = Writer::Started { chunks, task };
+            *writer = Writer::Started { chunks, task, fd };
         }
         let sent = match &*writer {
             Writer::Started { chunks, .. } => chunks.send(chunk).is_ok(),

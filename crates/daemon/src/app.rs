@@ -35,13 +35,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vigil_config::{Config, Diagnostic, LogTarget};
 
 pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
 use crate::daemonize::{self, Limit, Pidfile, Privileges, Readiness};
 use crate::flags::{EarlyExit, Flags, usage_error};
+use crate::handover;
 use crate::listen::{self, Connection, Dispatch, Listener, Peer, UnixSocket};
 use crate::logging::{self, LogSettings, MainLog};
 use crate::signals::{DaemonSignal, Signals};
@@ -73,11 +74,15 @@ pub struct DaemonControl {
 }
 
 /// A request queued by [`DaemonControl`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum Request {
     Signal(DaemonSignal),
     Fatal { reason: String, code: i32 },
+    Upgrade { binary: Option<PathBuf>, reply: Option<oneshot::Sender<Result<String, String>>> },
 }
+
+/// What an upgrade's answer is awaited with.
+pub type UpgradeReply = oneshot::Receiver<Result<String, String>>;
 
 impl DaemonControl {
     fn new() -> (DaemonControl, mpsc::UnboundedReceiver<Request>) {
@@ -94,6 +99,16 @@ impl DaemonControl {
     /// `reason` (a group went FATAL under `on_fatal = shutdown`).
     pub fn fatal(&self, reason: impl Into<String>) -> bool {
         self.fatal_with(exit_code::FAILURE, reason)
+    }
+
+    /// A live upgrade to `binary` (vigild's own path when `None`): the
+    /// answer is the new binary's pre-flight line once it accepted the
+    /// handover, just before the daemon hands over, or why not. `None` if the
+    /// daemon is past its main loop.
+    pub fn upgrade(&self, binary: Option<PathBuf>) -> Option<UpgradeReply> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Upgrade { binary, reply: Some(reply) }).ok()?;
+        Some(answer)
     }
 
     /// Like [`DaemonControl::fatal`], ending with exit status `code` (an
@@ -130,6 +145,8 @@ pub struct DaemonCounters {
     pub reloads: std::sync::atomic::AtomicU64,
     /// 1 for the first config, plus one per reload and per applied `update`.
     pub generation: std::sync::atomic::AtomicU64,
+    /// Live upgrades this daemon went through.
+    pub upgrades: std::sync::atomic::AtomicU64,
 }
 
 impl Default for DaemonCounters {
@@ -138,6 +155,7 @@ impl Default for DaemonCounters {
             started: std::time::SystemTime::now(),
             reloads: std::sync::atomic::AtomicU64::new(0),
             generation: std::sync::atomic::AtomicU64::new(1),
+            upgrades: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -160,6 +178,14 @@ pub trait Tree: Send + Sync + 'static {
     fn reopen_logs(&self) -> impl Future<Output = ()> + Send;
     /// Ordered stop of every process (reverse priority), then the tree itself.
     fn shutdown(self) -> impl Future<Output = ()> + Send;
+    /// Live upgrade: why the tree cannot be handed over now, if it cannot.
+    fn handover_refusal(&self) -> Option<String>;
+    /// Live upgrade: lets every process go of its child and returns the
+    /// records (see `vigil_core::handover`); after `Ok` this image must
+    /// `execve`.
+    fn hand_over(
+        &self,
+    ) -> impl Future<Output = Result<Vec<vigil_core::handover::Frozen>, String>> + Send;
 }
 
 /// The daemon's dependencies on the other crates.
@@ -212,13 +238,60 @@ struct Daemon {
     source: ConfigSource,
     config: Config,
     warnings: Vec<String>,
+    /// This image was started by a live upgrade (see [`crate::handover`]).
+    inherited: Option<Inherited>,
+    /// The command line, for the next image of a live upgrade.
+    args: Vec<OsString>,
+    /// The service manager's variables, for the next image of a live upgrade.
+    service_env: Vec<(String, String)>,
+}
+
+/// The service manager's variables vigild takes from its environment.
+const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// A live upgrade's state, as the new image received it (the memfd and the
+/// old executable are closed once it was read: they only served a refusal).
+struct Inherited {
+    state: handover::State,
+}
+
+/// The new image cannot take the state it was handed: execute the old image
+/// again (it kept its executable open for this), which resumes. Returns only
+/// if that fails too.
+fn hand_back(inherited: &handover::Inherited, args: &[OsString], why: &str) -> i32 {
+    eprintln!("Error: live upgrade refused: {why}");
+    if let Some(exe) = &inherited.exe {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        for fd in [inherited.memfd.as_fd(), exe.as_fd()] {
+            if let Err(err) = handover::keep_across_exec(fd) {
+                eprintln!("Error: cannot keep the handover state: {err}");
+            }
+        }
+        let err = handover::exec_back(exe.as_fd(), args, inherited.memfd.as_raw_fd(), why);
+        eprintln!("Error: cannot execute the previous vigild again: {err}");
+    }
+    exit_code::FAILURE
 }
 
 fn prepare<B: Backend>(
     backend: &B,
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<Prepared, i32> {
-    let flags = match Flags::parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // SAFETY: vigild has one thread until the runtime is built, after this.
+    let inherited = unsafe { handover::inherited() };
+    if let Some(inherited) = &inherited
+        && let Err(why) = &inherited.state
+    {
+        if let Some(first) = &inherited.refused {
+            // This is the old image, executed again, and it cannot read its
+            // own state: nowhere left to go.
+            eprintln!("Error: live upgrade refused ({first}), then the state is unreadable: {why}");
+            return Err(exit_code::FAILURE);
+        }
+        return Err(hand_back(inherited, &args, why));
+    }
+    let flags = match Flags::parse_from(args.clone()) {
         Ok(flags) => flags,
         Err(EarlyExit::Print(text)) => {
             print!("{text}");
@@ -249,6 +322,9 @@ fn prepare<B: Backend>(
             for error in &errors {
                 eprintln!("Error: {error}");
             }
+            if let Some(inherited) = inherited.as_ref().filter(|i| i.refused.is_none()) {
+                return Err(hand_back(inherited, &args, "the configuration does not load"));
+            }
             if !source.flags.check {
                 eprintln!("For help, use {} -h", crate::flags::PROGRAM);
             }
@@ -256,6 +332,15 @@ fn prepare<B: Backend>(
         }
         Err(LoadError::Flags(message)) => return Err(usage(&message)),
     };
+    if let Some(requested) = source.flags.handover_check {
+        let (code, line) = handover::check_flag(requested);
+        if code == 0 {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        return Ok(Prepared::Exit(code));
+    }
     if source.flags.check {
         for warning in &loaded.warnings {
             eprintln!("warning: {warning}");
@@ -263,7 +348,30 @@ fn prepare<B: Backend>(
         print!("{}", backend.summary(&loaded.config));
         return Ok(Prepared::Exit(exit_code::OK));
     }
-    Ok(Prepared::Run(Box::new(Daemon { source, config: loaded.config, warnings: loaded.warnings })))
+    let inherited = inherited.map(|inherited| {
+        if let Some(why) = &inherited.refused {
+            eprintln!("Error: the new vigild refused the live upgrade: {why}");
+        }
+        let handover::Inherited { state, refused, .. } = inherited;
+        let state = state.expect("refused states were handed back above");
+        (Inherited { state }, refused)
+    });
+    let (inherited, refused) = match inherited {
+        Some((inherited, refused)) => (Some(inherited), refused),
+        None => (None, None),
+    };
+    let mut warnings = loaded.warnings;
+    if let Some(why) = refused {
+        warnings.push(format!("live upgrade refused by the new vigild, resumed: {why}"));
+    }
+    Ok(Prepared::Run(Box::new(Daemon {
+        source,
+        config: loaded.config,
+        warnings,
+        inherited,
+        args,
+        service_env: Vec::new(),
+    })))
 }
 
 /// Sockets bound before daemonizing.
@@ -314,6 +422,19 @@ impl Daemon {
             eprintln!("Error: cannot install the activity log: {err}");
             return exit_code::FAILURE;
         }
+        if let Some(inherited) = &self.inherited {
+            for (name, value) in &inherited.state.service_env {
+                // SAFETY: still one thread: the runtime is built after daemonizing.
+                unsafe { std::env::set_var(name, value) };
+            }
+        }
+        // Kept for the next image of a live upgrade (same pid, so the same
+        // service).
+        let service_env: Vec<(String, String)> = SERVICE_ENV
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+            .collect();
+        self.service_env = service_env;
         // SAFETY: still one thread: the runtime is built after daemonizing.
         let notifier = unsafe { Notifier::take_from_env() };
         for warning in &self.warnings {
@@ -336,7 +457,8 @@ impl Daemon {
             }
             _ => {}
         }
-        if !settings.nocleanup {
+        // After a live upgrade the AUTO logs are the running programs' own.
+        if !settings.nocleanup && self.inherited.is_none() {
             match daemonize::cleanup_auto_logs(&settings.childlogdir, &settings.identifier) {
                 Ok(cleanup) => {
                     for (path, err) in cleanup.failed {
@@ -349,14 +471,19 @@ impl Daemon {
                 ),
             }
         }
-        let mut sockets = match bind_sockets(&self.config) {
+        let bound = match &self.inherited {
+            Some(inherited) => inherit_sockets(&self.config, &inherited.state),
+            None => bind_sockets(&self.config),
+        };
+        let mut sockets = match bound {
             Ok(sockets) => sockets,
             Err(err) => {
                 tracing::error!(critical = true, "{err}");
                 return usage(&err.to_string());
             }
         };
-        let readiness = if settings.nodaemon {
+        // An upgraded image is the daemon already: same pid, same session.
+        let readiness = if settings.nodaemon || self.inherited.is_some() {
             Readiness::foreground()
         } else {
             match daemonize::daemonize(settings.directory.as_deref(), settings.umask) {
@@ -381,7 +508,15 @@ impl Daemon {
                 None
             }
         });
-        tracing::info!("supervisord started with pid {}", std::process::id());
+        match &self.inherited {
+            Some(inherited) => tracing::info!(
+                "vigild {} took over from vigild {} with pid {} (live upgrade)",
+                env!("CARGO_PKG_VERSION"),
+                inherited.state.from_version,
+                std::process::id()
+            ),
+            None => tracing::info!("supervisord started with pid {}", std::process::id()),
+        }
 
         let code = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -424,6 +559,35 @@ impl Daemon {
 struct Listeners {
     unix: Option<std::os::unix::net::UnixListener>,
     inet: Option<std::net::TcpListener>,
+}
+
+/// The listeners a live upgrade handed over, for the sockets `config` has.
+fn inherit_sockets(
+    config: &Config,
+    state: &handover::State,
+) -> Result<Sockets, listen::ListenError> {
+    let mut sockets = Sockets::default();
+    let take = |fd: Option<std::os::fd::RawFd>| {
+        // SAFETY: the state names these descriptors for this image alone.
+        fd.and_then(|fd| unsafe { handover::take_fd(fd) })
+    };
+    let unix = take(state.unix_listener);
+    let inet = take(state.inet_listener);
+    if let (Some(settings), Some(fd)) = (&config.unix_http_server, unix) {
+        sockets.unix = Some(UnixSocket::inherited(&settings.file, fd.into())?);
+    }
+    if let (Some(_), Some(fd)) = (&config.inet_http_server, inet) {
+        sockets.inet = Some(fd.into());
+    }
+    // A socket the config has but the old image had not (it was added to the
+    // file meanwhile) is bound as at startup.
+    if config.unix_http_server.is_some() && sockets.unix.is_none() {
+        sockets.unix = config.unix_http_server.as_ref().map(listen::bind_unix).transpose()?;
+    }
+    if config.inet_http_server.is_some() && sockets.inet.is_none() {
+        sockets.inet = config.inet_http_server.as_ref().map(listen::bind_inet).transpose()?;
+    }
+    Ok(sockets)
 }
 
 fn bind_sockets(config: &Config) -> Result<Sockets, listen::ListenError> {
@@ -500,7 +664,7 @@ impl Daemon {
     ) -> i32 {
         let pid1 = crate::signals::is_pid1();
         // Handlers first: a signal during startup is then queued, not fatal.
-        let mut signals = match Signals::install(pid1) {
+        let mut signals = match Signals::install() {
             Ok(signals) => signals,
             Err(err) => {
                 let message = format!("cannot install signal handlers: {err}");
@@ -510,16 +674,33 @@ impl Daemon {
             }
         };
         let (control, mut requests) = DaemonControl::new();
+        let counters = match &self.inherited {
+            Some(inherited) => counters_from(&inherited.state),
+            None => DaemonCounters::default(),
+        };
         let context = TreeContext {
             main_log: main_log.clone(),
             control,
             pid1,
             source: self.source.clone(),
             notifier: notifier.clone(),
-            counters: Arc::new(DaemonCounters::default()),
+            counters: Arc::new(counters),
         };
-        let ledger = crate::survivors::recover(&self.config.supervisord).await;
-        let mut tree = match backend.start_tree(&self.config, &context).await {
+        let adopting = self.inherited.is_some();
+        // The recorded children are this daemon's own after a live upgrade.
+        let ledger = crate::survivors::recover(&self.config.supervisord, !adopting).await;
+        let mut first_config = std::borrow::Cow::Borrowed(&self.config);
+        if let Some(inherited) = &self.inherited {
+            adopt(&inherited.state);
+            // The AUTO logs in the child log directory are in use.
+            first_config.to_mut().supervisord.nocleanup = true;
+        }
+        let started = backend.start_tree(&first_config, &context).await;
+        drop(first_config);
+        if adopting {
+            stop_unclaimed();
+        }
+        let mut tree = match started {
             Ok(tree) => tree,
             Err(err) => {
                 let message = format!("cannot start the supervision tree: {err}");
@@ -536,29 +717,22 @@ impl Daemon {
         let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
         let stop_serving = CancellationToken::new();
         let mut servers = tokio::task::JoinSet::new();
-        let converted = [
-            listeners.unix.map(Listener::from_std_unix),
-            listeners.inet.map(Listener::from_std_tcp),
-        ];
-        for listener in converted.into_iter().flatten() {
-            match listener {
-                Ok(listener) => {
-                    let dispatch: Arc<dyn Dispatch> = Arc::clone(&switch) as Arc<dyn Dispatch>;
-                    servers.spawn(listen::serve(listener, dispatch, stop_serving.clone()));
-                }
-                Err(err) => {
-                    let message = format!("cannot serve the control socket: {err}");
-                    tracing::error!(critical = true, "{message}");
-                    tree.shutdown().await;
-                    readiness.failed(exit_code::FAILURE as u8, &format!("Error: {message}"));
-                    return exit_code::FAILURE;
-                }
-            }
+        let mut handover = CancellationToken::new();
+        if let Err(err) =
+            serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers)
+        {
+            let message = format!("cannot serve the control socket: {err}");
+            tracing::error!(critical = true, "{message}");
+            tree.shutdown().await;
+            readiness.failed(exit_code::FAILURE as u8, &format!("Error: {message}"));
+            return exit_code::FAILURE;
         }
         readiness.ready();
         notifier.ready();
         let watchdog = notifier.spawn_watchdog();
 
+        // What an upgrade request asks for, until the loop acts on it below.
+        let mut upgrade_request = None;
         let code = loop {
             let next = tokio::select! {
                 received = signals.recv() => received,
@@ -567,6 +741,10 @@ impl Daemon {
                     Request::Fatal { reason, code } => {
                         tracing::error!(critical = true, "shutting down: {reason}");
                         break code;
+                    }
+                    Request::Upgrade { binary, reply } => {
+                        upgrade_request = Some((binary, reply));
+                        DaemonSignal::Upgrade
                     }
                 },
             };
@@ -582,8 +760,25 @@ impl Daemon {
                     }
                     tree.reopen_logs().await;
                 }
-                DaemonSignal::Ignored(_) => {
-                    tracing::trace!(blather = true, "{}", next.log_message());
+                DaemonSignal::Upgrade => {
+                    let (binary, reply) = upgrade_request.take().unwrap_or_else(|| {
+                        tracing::warn!("{}", next.log_message());
+                        (None, None)
+                    });
+                    let upgrade = Upgrade {
+                        binary,
+                        reply,
+                        listeners: &listeners,
+                        args: &self.args,
+                        service_env: &self.service_env,
+                    };
+                    let serving = Serving {
+                        switch: &switch,
+                        stop: &stop_serving,
+                        handover: &mut handover,
+                        servers: &mut servers,
+                    };
+                    upgrade.run(&tree, serving, &context.counters, &self.source.path).await;
                 }
                 DaemonSignal::Reload => {
                     tracing::warn!("{}", next.log_message());
@@ -653,5 +848,264 @@ impl Daemon {
             watchdog.abort();
         }
         code
+    }
+}
+
+/// The counters a live upgrade carried.
+fn counters_from(state: &handover::State) -> DaemonCounters {
+    use std::sync::atomic::AtomicU64;
+    DaemonCounters {
+        started: std::time::UNIX_EPOCH + Duration::from_millis(state.started_unix_ms),
+        reloads: AtomicU64::new(state.reloads),
+        generation: AtomicU64::new(state.generation),
+        upgrades: AtomicU64::new(state.upgrades),
+    }
+}
+
+/// Starts the reaper with every carried child registered before it looks at
+/// any (so an exit during the gap, a zombie now, is reported to its process
+/// actor), and offers the records to the tree.
+fn adopt(state: &handover::State) {
+    let pids: Vec<u32> = state.processes.iter().filter_map(|p| p.lifecycle.pid).collect();
+    let (_, adopted) = match vigil_core::Reaper::start_adopting(true, &pids) {
+        Ok(started) => started,
+        Err(err) => {
+            tracing::error!(critical = true, "cannot start the child reaper: {err}");
+            return;
+        }
+    };
+    let mut adopted = adopted.into_iter();
+    let take = |fd: &i32| {
+        // SAFETY: the state names these descriptors for this image alone.
+        unsafe { handover::take_fd(*fd) }
+    };
+    let mut offered = Vec::with_capacity(state.processes.len());
+    for record in &state.processes {
+        let exit = record.lifecycle.pid.and_then(|pid| match adopted.next()? {
+            Ok(exit) => Some(exit),
+            Err(err) => {
+                tracing::error!(
+                    critical = true,
+                    "{}: pid {pid} is not a child of vigild any more ({err})",
+                    record.namespec
+                );
+                None
+            }
+        });
+        offered.push(vigil_core::handover::Adoptable {
+            record: record.clone(),
+            exit,
+            stdin: record.stdin_fd.as_ref().and_then(take),
+            stdout: record.stdout_fds.iter().filter_map(take).collect(),
+            stderr: record.stderr_fds.iter().filter_map(take).collect(),
+        });
+    }
+    tracing::info!("resuming {} processes handed over by the previous image", offered.len());
+    vigil_core::handover::offer(offered);
+}
+
+/// Kills the children of carried processes the new config no longer has.
+fn stop_unclaimed() {
+    for left in vigil_core::handover::unclaimed() {
+        let Some(pid) = left.record.lifecycle.pid else { continue };
+        tracing::error!(
+            critical = true,
+            "{} is not in the configuration any more: killing its process (pid {pid})",
+            left.record.namespec
+        );
+        if let Some(reaper) = vigil_core::Reaper::running()
+            && !matches!(reaper.signal(pid, libc::SIGKILL, true), Ok(true))
+        {
+            let _ = reaper.signal(pid, libc::SIGKILL, false);
+        }
+    }
+}
+
+/// Serves a copy of each listener; the originals stay open, so the
+/// listening sockets outlive the servers (and their backlog keeps new
+/// connections) when a live upgrade ends them with `handover`.
+fn serve_listeners(
+    listeners: &Listeners,
+    switch: &Arc<SwitchDispatch>,
+    stop: &CancellationToken,
+    handover: &CancellationToken,
+    servers: &mut tokio::task::JoinSet<()>,
+) -> std::io::Result<()> {
+    let unix = listeners.unix.as_ref().map(|l| l.try_clone().and_then(Listener::from_std_unix));
+    let inet = listeners.inet.as_ref().map(|l| l.try_clone().and_then(Listener::from_std_tcp));
+    for listener in [unix, inet].into_iter().flatten() {
+        let dispatch: Arc<dyn Dispatch> = Arc::clone(switch) as Arc<dyn Dispatch>;
+        servers.spawn(listen::serve_until_handover(
+            listener?,
+            dispatch,
+            stop.clone(),
+            handover.clone(),
+        ));
+    }
+    Ok(())
+}
+
+/// The control servers, as a live upgrade stops and (if it is refused late)
+/// restarts them.
+struct Serving<'a> {
+    switch: &'a Arc<SwitchDispatch>,
+    stop: &'a CancellationToken,
+    handover: &'a mut CancellationToken,
+    servers: &'a mut tokio::task::JoinSet<()>,
+}
+
+/// One live upgrade request.
+struct Upgrade<'a> {
+    binary: Option<PathBuf>,
+    reply: Option<oneshot::Sender<Result<String, String>>>,
+    listeners: &'a Listeners,
+    args: &'a [OsString],
+    service_env: &'a [(String, String)],
+}
+
+impl Upgrade<'_> {
+    /// Checks the new binary, answers, stops accepting connections, freezes
+    /// the tree and executes the new binary. Returns only if the upgrade was
+    /// refused before anything changed; exits if it fails after.
+    async fn run<T: Tree>(
+        self,
+        tree: &T,
+        serving: Serving<'_>,
+        counters: &DaemonCounters,
+        config: &Path,
+    ) {
+        let Upgrade { binary, mut reply, listeners, args, service_env } = self;
+        let mut answer = |result: Result<String, String>| {
+            if let Err(why) = &result {
+                tracing::error!("upgrade refused: {why}");
+            }
+            if let Some(reply) = reply.take() {
+                let _ = reply.send(result);
+            }
+        };
+        let Some(binary) = binary.or_else(own_binary) else {
+            return answer(Err("cannot tell the path of the running vigild".to_owned()));
+        };
+        let checked = match handover::preflight(&binary, config).await {
+            Ok(checked) => checked,
+            Err(why) => return answer(Err(why)),
+        };
+        if let Some(why) = tree.handover_refusal() {
+            return answer(Err(why));
+        }
+        // The descriptors the handover needs, before anything changes.
+        let memfd = match handover::create() {
+            Ok(memfd) => memfd,
+            Err(err) => return answer(Err(format!("cannot make the handover state: {err}"))),
+        };
+        // The way back if the new binary refuses the state after all.
+        let exe = match std::fs::File::open("/proc/self/exe") {
+            Ok(exe) => exe,
+            Err(err) => return answer(Err(format!("cannot open the running vigild: {err}"))),
+        };
+        tracing::warn!("upgrading to {}: {checked}", binary.display());
+        // New connections wait in the listening sockets' backlog from here;
+        // first, so that the caller's next connection reaches the new image
+        // (the answer goes out over the connection already open).
+        serving.handover.cancel();
+        answer(Ok(checked));
+        while serving.servers.join_next().await.is_some() {}
+        let reaper = vigil_core::Reaper::running();
+        if let Some(reaper) = &reaper {
+            reaper.pause_reaping();
+        }
+        let frozen = match tree.hand_over().await {
+            Ok(frozen) => frozen,
+            Err(why) => {
+                tracing::error!("upgrade refused: {why}");
+                if let Some(reaper) = &reaper {
+                    reaper.resume_reaping();
+                }
+                *serving.handover = CancellationToken::new();
+                let restarted = serve_listeners(
+                    listeners,
+                    serving.switch,
+                    serving.stop,
+                    serving.handover,
+                    serving.servers,
+                );
+                if let Err(err) = restarted {
+                    tracing::error!(critical = true, "cannot serve the control socket: {err}");
+                }
+                return;
+            }
+        };
+        let image = NextImage { binary: &binary, args, memfd, exe, service_env };
+        let why = image.exec(listeners, &frozen, counters);
+        tracing::error!(critical = true, "live upgrade failed: {why}");
+        std::process::exit(exit_code::FAILURE);
+    }
+}
+
+/// The path vigild was executed from; after a package replaced the file, the
+/// new file at the same path.
+fn own_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let text = exe.to_str()?;
+    Some(PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(text)))
+}
+
+/// What the next image of a live upgrade is started with.
+struct NextImage<'a> {
+    binary: &'a Path,
+    args: &'a [OsString],
+    memfd: std::fs::File,
+    /// The running executable, for the way back.
+    exe: std::fs::File,
+    service_env: &'a [(String, String)],
+}
+
+impl NextImage<'_> {
+    /// Writes the state, keeps what it names open and executes the binary
+    /// (or, if that fails, the running image again). Returns only when both
+    /// fail, saying why.
+    fn exec(
+        mut self,
+        listeners: &Listeners,
+        frozen: &[vigil_core::handover::Frozen],
+        counters: &DaemonCounters,
+    ) -> String {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::sync::atomic::Ordering;
+        let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let state = handover::State {
+            from_version: env!("CARGO_PKG_VERSION").to_owned(),
+            unix_listener: listeners.unix.as_ref().map(|l| l.as_raw_fd()),
+            inet_listener: listeners.inet.as_ref().map(|l| l.as_raw_fd()),
+            started_unix_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
+            reloads: counters.reloads.load(Ordering::Relaxed),
+            generation: counters.generation.load(Ordering::Relaxed),
+            upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
+            service_env: self.service_env.to_vec(),
+            processes: frozen.iter().map(|f| f.record.clone()).collect(),
+        };
+        if let Err(err) = handover::write(&mut self.memfd, &state) {
+            return format!("cannot write the handover state: {err}");
+        }
+        let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
+        let mut keep = vec![memfd.as_fd(), exe.as_fd()];
+        keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
+        keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
+        keep.extend(frozen.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
+        for fd in keep {
+            if let Err(err) = handover::keep_across_exec(fd) {
+                return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());
+            }
+        }
+        tracing::info!(
+            "executing {} with {} processes handed over (live upgrade)",
+            binary.display(),
+            state.processes.len()
+        );
+        let err = handover::exec(binary, args, memfd.as_raw_fd(), Some(exe.as_raw_fd()));
+        let why = format!("cannot execute {}: {err}", binary.display());
+        tracing::error!(critical = true, "{why}; executing the running vigild again");
+        let err = handover::exec_back(exe.as_fd(), args, memfd.as_raw_fd(), &why);
+        format!("{why}; cannot execute the running vigild again either: {err}")
     }
 }

@@ -95,6 +95,10 @@ pub struct Flags {
     /// Validate the configuration, print a summary and exit (0 valid, 2 invalid).
     #[arg(long = "check")]
     pub check: bool,
+    /// Live upgrade pre-flight: load the configuration, then exit 0 if this
+    /// vigild reads the handover format VERSION, 1 if it does not.
+    #[arg(long = "handover-check", value_name = "VERSION")]
+    pub handover_check: Option<u32>,
     /// Print this help and exit.
     #[arg(short = 'h', short_alias = '?', long = "help", action = ArgAction::Help)]
     help: Option<bool>,

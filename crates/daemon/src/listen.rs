@@ -130,6 +130,21 @@ impl UnixSocket {
         &self.path
     }
 
+    /// A listener bound to `path` by the previous image of a live upgrade.
+    pub fn inherited(
+        path: &Path,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<UnixSocket, ListenError> {
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| io_error("stat", path.display().to_string(), e))?;
+        Ok(UnixSocket {
+            path: path.to_owned(),
+            listener: Some(listener),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
     /// Takes the listener out to serve it (once).
     pub fn take_listener(&mut self) -> Option<std::os::unix::net::UnixListener> {
         self.listener.take()
@@ -430,6 +445,23 @@ pub async fn serve(listener: Listener, dispatch: Arc<dyn Dispatch>, shutdown: Ca
     serve_with(listener, dispatch, shutdown, Limits::standard()).await;
 }
 
+/// [`serve`], also ending when `handover` is cancelled (a live upgrade):
+/// then it stops accepting at once, so new connections wait in the socket's
+/// backlog for the next image (the caller keeps another descriptor of the
+/// listening socket open), and gives the connections already accepted up to
+/// [`HANDOVER_DRAIN`] to finish before it ends them.
+pub async fn serve_until_handover(
+    listener: Listener,
+    dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    handover: CancellationToken,
+) {
+    serve_inner(listener, dispatch, shutdown, Some(handover), Limits::standard()).await;
+}
+
+/// How long a live upgrade lets open connections finish.
+pub const HANDOVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// [`serve`] under the given limits.
 pub async fn serve_with(
     listener: Listener,
@@ -437,6 +469,24 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: Limits,
 ) {
+    serve_inner(listener, dispatch, shutdown, None, limits).await;
+}
+
+async fn serve_inner(
+    listener: Listener,
+    dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    handover: Option<CancellationToken>,
+    limits: Limits,
+) {
+    let handing_over = async {
+        match &handover {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(handing_over);
+    let mut drain = false;
     let gate = Gate::new(limits);
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let mut refusals = Throttle::new(REPORT_EVERY);
@@ -444,7 +494,14 @@ pub async fn serve_with(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
+            // In this order: once an upgrade answered, no new connection may
+            // reach this image.
+            biased;
             () = shutdown.cancelled() => break,
+            () = &mut handing_over => {
+                drain = true;
+                break;
+            }
             // Reap finished connection tasks so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -487,6 +544,11 @@ pub async fn serve_with(
                 }
             },
         }
+    }
+    drop(listener);
+    if drain {
+        let finished = async { while connections.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(HANDOVER_DRAIN, finished).await;
     }
     connections.shutdown().await;
 }

@@ -438,6 +438,21 @@ impl Control for ControlServer {
         Ok(available.into_iter().map(config_info).collect())
     }
 
+    async fn upgrade(self, _: Context, binary: Option<String>) -> Result<String, ControlError> {
+        self.check()?;
+        let answer = self
+            .shared
+            .context
+            .control
+            .upgrade(binary.map(std::path::PathBuf::from))
+            .ok_or(ControlError::ShutdownState)?;
+        match answer.await {
+            Ok(Ok(line)) => Ok(line),
+            Ok(Err(why)) => Err(ControlError::Failed(why)),
+            Err(_) => Err(ControlError::ShutdownState),
+        }
+    }
+
     async fn reload(self, _: Context) -> Result<(), ControlError> {
         self.check()?;
         self.shared.mood.store(MOOD_RESTARTING, Ordering::SeqCst);

@@ -5,9 +5,10 @@
 //! tree, same pid), SIGUSR2 a log reopen. SIGCHLD belongs to the
 //! reaper in vigil-core and is not touched here.
 //!
-//! As PID 1 (in a container) the kernel drops every signal that has no handler,
-//! so there the daemon also listens for SIGUSR1 (which supervisord leaves at its
-//! default, terminate) and just logs it; elsewhere SIGUSR1 keeps its default.
+//! Vigil adds SIGUSR1: a live upgrade to the binary at vigild's own path (the
+//! one a package upgrade just replaced), as `vigilctl upgrade` does; the
+//! outcome is in the activity log. supervisord leaves SIGUSR1 at its default
+//! (terminate), so no supervisord script sends it.
 //! Repeated signals that arrive before the loop handles them collapse into one,
 //! like supervisord's queue.
 
@@ -28,17 +29,18 @@ pub enum DaemonSignal {
     Reload,
     /// SIGUSR2: reopen the activity log and every child log.
     ReopenLogs,
-    /// A signal with no action that is caught only so PID 1 receives it at all.
-    Ignored(i32),
+    /// SIGUSR1: a live upgrade to the binary at vigild's own path.
+    Upgrade,
 }
 
 impl DaemonSignal {
     /// The signal's short name (`SIGTERM`).
     pub fn signal_name(&self) -> &'static str {
         let number = match self {
-            DaemonSignal::Shutdown(n) | DaemonSignal::Ignored(n) => *n,
+            DaemonSignal::Shutdown(n) => *n,
             DaemonSignal::Reload => libc::SIGHUP,
             DaemonSignal::ReopenLogs => libc::SIGUSR2,
+            DaemonSignal::Upgrade => libc::SIGUSR1,
         };
         nix::sys::signal::Signal::try_from(number).map_or("unknown signal", |s| s.as_str())
     }
@@ -50,28 +52,28 @@ impl DaemonSignal {
             DaemonSignal::Shutdown(_) => format!("received {name} indicating exit request"),
             DaemonSignal::Reload => format!("received {name} indicating restart request"),
             DaemonSignal::ReopenLogs => format!("received {name} indicating log reopen request"),
-            DaemonSignal::Ignored(_) => format!("received {name} indicating nothing"),
+            DaemonSignal::Upgrade => format!("received {name} indicating upgrade request"),
         }
     }
 }
 
 /// The daemon's action for signal number `number`, or `None` when it does not
 /// handle it.
-pub fn action_for(number: i32, pid1: bool) -> Option<DaemonSignal> {
+pub fn action_for(number: i32) -> Option<DaemonSignal> {
     match number {
         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Some(DaemonSignal::Shutdown(number)),
         libc::SIGHUP => Some(DaemonSignal::Reload),
         libc::SIGUSR2 => Some(DaemonSignal::ReopenLogs),
-        libc::SIGUSR1 if pid1 => Some(DaemonSignal::Ignored(number)),
+        libc::SIGUSR1 => Some(DaemonSignal::Upgrade),
         _ => None,
     }
 }
 
 /// Every signal the daemon installs a handler for.
-pub fn handled_signals(pid1: bool) -> Vec<i32> {
+pub fn handled_signals() -> Vec<i32> {
     let all =
         [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGUSR1];
-    all.into_iter().filter(|n| action_for(*n, pid1).is_some()).collect()
+    all.into_iter().filter(|n| action_for(*n).is_some()).collect()
 }
 
 /// Whether this process is PID 1 of its namespace.
@@ -84,17 +86,16 @@ pub fn is_pid1() -> bool {
 #[derive(Debug)]
 pub struct Signals {
     streams: Vec<(i32, Signal)>,
-    pid1: bool,
 }
 
 impl Signals {
     /// Installs handlers on the current tokio runtime.
-    pub fn install(pid1: bool) -> io::Result<Signals> {
-        let streams = handled_signals(pid1)
+    pub fn install() -> io::Result<Signals> {
+        let streams = handled_signals()
             .into_iter()
             .map(|n| Ok((n, signal(SignalKind::from_raw(n))?)))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Signals { streams, pid1 })
+        Ok(Signals { streams })
     }
 
     /// Waits for the next handled signal. Polls in a fixed order, so a pending
@@ -106,7 +107,7 @@ impl Signals {
     fn poll_next_signal(&mut self, cx: &mut Context<'_>) -> Poll<DaemonSignal> {
         for (number, stream) in &mut self.streams {
             if let Poll::Ready(Some(())) = stream.poll_recv(cx)
-                && let Some(action) = action_for(*number, self.pid1)
+                && let Some(action) = action_for(*number)
             {
                 return Poll::Ready(action);
             }
@@ -133,17 +134,14 @@ mod tests {
 
     #[test]
     fn supervisord_signal_table() {
-        assert_eq!(action_for(libc::SIGTERM, false), Some(DaemonSignal::Shutdown(libc::SIGTERM)));
-        assert_eq!(action_for(libc::SIGINT, false), Some(DaemonSignal::Shutdown(libc::SIGINT)));
-        assert_eq!(action_for(libc::SIGQUIT, false), Some(DaemonSignal::Shutdown(libc::SIGQUIT)));
-        assert_eq!(action_for(libc::SIGHUP, false), Some(DaemonSignal::Reload));
-        assert_eq!(action_for(libc::SIGUSR2, false), Some(DaemonSignal::ReopenLogs));
-        assert_eq!(action_for(libc::SIGCHLD, false), None, "SIGCHLD is the reaper's");
-        assert_eq!(action_for(libc::SIGCHLD, true), None, "SIGCHLD is the reaper's");
-        assert_eq!(action_for(libc::SIGUSR1, false), None);
-        assert_eq!(action_for(libc::SIGUSR1, true), Some(DaemonSignal::Ignored(libc::SIGUSR1)));
-        assert_eq!(handled_signals(false).len(), 5);
-        assert_eq!(handled_signals(true).len(), 6);
+        assert_eq!(action_for(libc::SIGTERM), Some(DaemonSignal::Shutdown(libc::SIGTERM)));
+        assert_eq!(action_for(libc::SIGINT), Some(DaemonSignal::Shutdown(libc::SIGINT)));
+        assert_eq!(action_for(libc::SIGQUIT), Some(DaemonSignal::Shutdown(libc::SIGQUIT)));
+        assert_eq!(action_for(libc::SIGHUP), Some(DaemonSignal::Reload));
+        assert_eq!(action_for(libc::SIGUSR2), Some(DaemonSignal::ReopenLogs));
+        assert_eq!(action_for(libc::SIGCHLD), None, "SIGCHLD is the reaper's");
+        assert_eq!(action_for(libc::SIGUSR1), Some(DaemonSignal::Upgrade));
+        assert_eq!(handled_signals().len(), 6);
     }
 
     #[test]
@@ -166,7 +164,7 @@ mod tests {
     // installed first, so the default actions (terminate) never run.
     #[tokio::test]
     async fn raised_signals_arrive_in_order() {
-        let mut signals = Signals::install(false).unwrap();
+        let mut signals = Signals::install().unwrap();
         let next = async |signals: &mut Signals| {
             tokio::time::timeout(Duration::from_secs(10), signals.next()).await.unwrap().unwrap()
         };

@@ -61,9 +61,10 @@ pub struct Ledger {
 }
 
 /// Stops the survivors of an earlier vigild on this config (see the module
-/// docs) and returns the ledger to record this daemon's children in. Problems
-/// are logged; `None` means the children will not be recorded.
-pub async fn recover(settings: &Supervisord) -> Option<Ledger> {
+/// docs; not with `stop` false: after a live upgrade they are this daemon's
+/// own children) and returns the ledger to record this daemon's children in.
+/// Problems are logged; `None` means the children will not be recorded.
+pub async fn recover(settings: &Supervisord, stop: bool) -> Option<Ledger> {
     let Some(dir) = state_dir(settings) else {
         tracing::warn!("no pidfile: children are not recorded for a later vigild to find");
         return None;
@@ -79,6 +80,9 @@ pub async fn recover(settings: &Supervisord) -> Option<Ledger> {
     }
     let boot = boot_id();
     let path = dir.join(STATE_FILE);
+    if !stop {
+        return Some(Ledger { dir, boot });
+    }
     match read_file(&path) {
         Ok(None) => {}
         Ok(Some(text)) => match parse(&text) {

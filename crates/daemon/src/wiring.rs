@@ -222,6 +222,14 @@ impl Tree for CoreTree {
         Arc::clone(&self.dispatch) as Arc<dyn Dispatch>
     }
 
+    fn handover_refusal(&self) -> Option<String> {
+        self.handle.handover_refusal()
+    }
+
+    async fn hand_over(&self) -> Result<Vec<vigil_core::handover::Frozen>, String> {
+        self.handle.hand_over().await.map_err(|error| error.to_string())
+    }
+
     async fn reopen_logs(&self) {
         let infos = match self.handle.process_info(None).await {
             Ok(infos) => infos,

@@ -188,6 +188,14 @@ impl Tree for TestTree {
     async fn shutdown(self) {
         tracing::info!(target: "vigil_e2e", "test tree stopped: {}", self.identifier);
     }
+
+    fn handover_refusal(&self) -> Option<String> {
+        Some("the test tree is not handed over".to_owned())
+    }
+
+    async fn hand_over(&self) -> Result<Vec<vigil_core::handover::Frozen>, String> {
+        Err("the test tree is not handed over".to_owned())
+    }
 }
 
 /// Answers `<protocol> <identifier>\n` after reading the whole request; a tarpc
@@ -615,9 +623,11 @@ async fn runs_as_pid1() {
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.pid())).unwrap();
     let vigild = Pid::from_raw(children.trim().parse().unwrap());
     let guard = DaemonGuard(Some(vigild));
-    // SIGUSR1 has a handler only because vigild is PID 1: logged, not fatal.
+    // SIGUSR1 asks for a live upgrade, which this test backend cannot do:
+    // logged, not fatal.
     kill(vigild, Signal::SIGUSR1).unwrap();
-    wait_for_log(d, "BLAT received SIGUSR1 indicating nothing").await;
+    wait_for_log(d, "received SIGUSR1 indicating upgrade request").await;
+    wait_for_log(d, "upgrade refused").await;
     kill(vigild, Signal::SIGTERM).unwrap();
     let (code, _, err) = launcher.exit().await;
     assert_eq!(code, 0, "{err}");

@@ -216,6 +216,15 @@ pub trait Control {
     /// Shuts the daemon down. Answers before doing it.
     async fn shutdown() -> Result<(), ControlError>;
 
+    /// Vigil extension: live upgrade. The daemon runs `binary` (its own path
+    /// when `None`) with `--handover-check`; when that accepts the running
+    /// handover format and the configuration, the answer is its line
+    /// (`vigild VERSION reads handover format N`) and the daemon then
+    /// replaces its image with `binary`: same pid, every process kept running.
+    /// Connections made meanwhile wait for the new image. Faults: `Failed`
+    /// with why the upgrade was refused (nothing changed), `ShutdownState`.
+    async fn upgrade(binary: Option<String>) -> Result<String, ControlError>;
+
     /// Queues bytes for a process's stdin and answers without waiting for the
     /// process to read them. Faults: `BadName`, `NotRunning`, `NoFile` (stdin
     /// closed), `Failed` (the process's queue is full; nothing was queued).

@@ -436,6 +436,11 @@ impl<C: SendControl> Backend for ControlBackend<C> {
         Ok(())
     }
 
+    async fn upgrade(&self, binary: &str) -> Result<String, Fault> {
+        let binary = (!binary.is_empty()).then(|| binary.to_owned());
+        call!(self, Upgrade { binary: binary })
+    }
+
     async fn restart(&self) -> Result<(), Fault> {
         self.deferred.request(DaemonAction::Restart);
         Ok(())

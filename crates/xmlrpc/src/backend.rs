@@ -242,6 +242,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// as [`Backend::shutdown`].
     fn restart(&self) -> impl Future<Output = Result<(), Fault>> + Send;
 
+    /// Vigil's live upgrade to the vigild at `binary` (its own path when empty): the new
+    /// binary's pre-flight line once it accepted the handover, just before the daemon
+    /// hands over. `FAILED` with why it was refused (nothing changed).
+    fn upgrade(&self, binary: &str) -> impl Future<Output = Result<String, Fault>> + Send;
+
     /// Writes `bytes` to a process's stdin. Faults: `BAD_NAME`, `NOT_RUNNING` (no pid, or
     /// being stopped), `NO_FILE` (stdin closed).
     fn send_stdin(

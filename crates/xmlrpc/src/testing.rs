@@ -475,6 +475,13 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    async fn upgrade(&self, binary: &str) -> Result<String, Fault> {
+        if binary.ends_with("refuses") {
+            return Err(Fault::with_detail(FaultCode::Failed, format!("{binary} refused")));
+        }
+        Ok("vigild 0.0.0 reads handover format 1".to_owned())
+    }
+
     async fn send_stdin(&self, process: &ProcessRef, bytes: &[u8]) -> Result<(), Fault> {
         let mut state = self.state();
         let index = Self::find(&state, process)?;

@@ -132,6 +132,9 @@ struct SuiteArgs {
     /// many descriptors, Horust reaps 20 children per 300 ms tick).
     #[arg(long)]
     s9_all_targets: bool,
+    /// S10 program counts, comma-separated [default: 500,5000; smoke 20].
+    #[arg(long, value_delimiter = ',')]
+    s10_n: Vec<usize>,
     /// Seconds of quiet before idle figures are read [default: 3; smoke 0.5].
     #[arg(long)]
     settle: Option<f64>,
@@ -250,7 +253,7 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
     let pick = |given: Option<usize>, full: usize, smoke: usize| {
         given.unwrap_or(if s { smoke } else { full })
     };
-    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"];
+    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10"];
     let scenarios: BTreeSet<String> = if a.scenarios.is_empty() {
         all.iter().map(|s| s.to_string()).collect()
     } else {
@@ -293,6 +296,11 @@ fn options(a: &SuiteArgs) -> anyhow::Result<Options> {
         s8_n: pick(a.s8_n, 50, 3).max(1),
         s9_n: pick(a.s9_n, 5000, 50).max(1),
         s9_all_targets: a.s9_all_targets,
+        s10_n: if a.s10_n.is_empty() {
+            if s { vec![20] } else { vec![500, 5000] }
+        } else {
+            a.s10_n.clone()
+        },
         settle: secs(a.settle.unwrap_or(if s { 0.5 } else { 3.0 })),
         spawn_timeout: secs(a.spawn_timeout),
         restart_timeout: secs(a.restart_timeout),

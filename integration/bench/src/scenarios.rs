@@ -1,4 +1,4 @@
-//! The performance scenarios S1-S9 and the loop that runs them.
+//! The performance scenarios S1-S10 and the loop that runs them.
 //!
 //! Each scenario case runs `repeats` times per target, targets alternating
 //! (the order rotates with the repetition, so neither always runs first on
@@ -47,6 +47,8 @@ pub struct Options {
     pub s9_n: usize,
     /// Run S9 against targets that skip it by default (supervisord).
     pub s9_all_targets: bool,
+    /// S10 program counts.
+    pub s10_n: Vec<usize>,
     /// Quiet time before reading idle figures.
     pub settle: Duration,
     pub spawn_timeout: Duration,
@@ -90,6 +92,10 @@ pub enum Case {
     Scale {
         n: usize,
     },
+    /// `vigilctl upgrade` with `n` programs running (vigild only).
+    Upgrade {
+        n: usize,
+    },
 }
 
 impl Case {
@@ -104,6 +110,7 @@ impl Case {
             Case::Update { .. } => "S7 update",
             Case::CrashLoop { .. } => "S8 crash loop",
             Case::Scale { .. } => "S9 scale",
+            Case::Upgrade { .. } => "S10 upgrade",
         }
     }
 
@@ -137,6 +144,10 @@ impl Case {
                  rescan; a changed run script applies at the next restart"
                 .into(),
             (_, Case::Update { .. }) => format!("{m} does not reload its services"),
+            // supervisord too reads the INI model; the loop runs S10 for vigild only.
+            (_, Case::Upgrade { .. }) => {
+                format!("{m} cannot replace its own binary while its services run")
+            }
             (_, Case::CrashLoop { .. }) => format!(
                 "{m} has no startretries and no FATAL state: a crashing service restarts forever"
             ),
@@ -166,7 +177,7 @@ impl Case {
                 format!("{n} running: 1 changed, {} added, {} removed", n / 10, n / 10)
             }
             Case::CrashLoop { n } => format!("{n} x exit 1, startretries=3"),
-            Case::Scale { n } => format!("N={n}"),
+            Case::Scale { n } | Case::Upgrade { n } => format!("N={n}"),
         }
     }
 }
@@ -246,6 +257,11 @@ impl Bench {
         if on("S9") {
             cases.push(Case::Scale { n: o.s9_n });
         }
+        if on("S10") {
+            for &n in &o.s10_n {
+                cases.push(Case::Upgrade { n });
+            }
+        }
         cases
     }
 
@@ -276,6 +292,10 @@ impl Bench {
                         && !target.runs_s9
                         && !self.opts.s9_all_targets
                     {
+                        continue;
+                    }
+                    // Only vigild replaces its binary while its programs run.
+                    if matches!(case, Case::Upgrade { .. }) && target.label != "vigil" {
                         continue;
                     }
                     let what =
@@ -322,6 +342,7 @@ impl Bench {
             Case::Update { n } => self.s7(&mut run, n).await?,
             Case::CrashLoop { n } => self.s8(&mut run, n).await?,
             Case::Scale { n } => self.s9(&mut run, n).await?,
+            Case::Upgrade { n } => self.s10(&mut run, n).await?,
         };
         // S1 and S9 measured the shutdown themselves; the others still need
         // one, which also checks that no program outlives the daemon.
@@ -959,6 +980,72 @@ impl Bench {
         .chain(scrape)
         .collect())
     }
+}
+
+impl Bench {
+    /// S10: `vigilctl upgrade` (pre-flight, handover, `execve`, the new image's
+    /// first answer) with `n` sleepers running, while a client asks for the
+    /// daemon's info over and over on fresh connections: its slowest answer is
+    /// the control-plane pause. Then every program must have its old pid.
+    async fn s10(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        self.sleepers(run, 0..n, Some(0));
+        self.launch_running(run, n).await?;
+        self.settle().await;
+        let before = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
+        ensure!(before.len() == n, "status listed {} of {n} programs", before.len());
+        let url = format!("unix://{}", run.vars.sock.display());
+        let stop = Arc::new(AtomicBool::new(false));
+        let prober = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let (mut longest, mut calls, mut failures) = (Duration::ZERO, 0u32, 0u32);
+                while !stop.load(Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    if daemon_info(&url).await.is_err() {
+                        failures += 1;
+                    }
+                    longest = longest.max(t0.elapsed());
+                    calls += 1;
+                }
+                (longest, calls, failures)
+            })
+        };
+        // Some answers from the old image first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let out = run.ctl("upgrade", None).await?;
+        ensure!(out.stdout.contains("Upgraded: vigild"), "upgrade: {}{}", out.stdout, out.stderr);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, Ordering::SeqCst);
+        let (longest, calls, failures) = prober.await.context("the probing client")?;
+        let after = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
+        let restarted = before
+            .iter()
+            .filter(|(name, line)| after.get(*name).map(|a| a.pid) != Some(line.pid))
+            .count();
+        Ok(vec![
+            Measure::lower(
+                "`ctl upgrade` (check, handover, new image answers)",
+                "ms",
+                ms(out.elapsed()),
+            ),
+            Measure::lower("longest control call during it (the pause)", "ms", ms(longest)),
+            Measure::count("control calls answered while measuring", "", f64::from(calls)),
+            Measure::lower("failed control calls", "", f64::from(failures)),
+            Measure::lower("programs restarted (pid changed)", "", restarted as f64),
+        ])
+    }
+}
+
+/// `daemon_info` on a fresh connection, handshake included.
+async fn daemon_info(url: &str) -> anyhow::Result<()> {
+    let client = vigil_rpc::connect(url, None).await.context("tarpc connect")?;
+    vigil_rpc::flatten(
+        client.daemon_info(vigil_rpc::context_with_timeout(Duration::from_secs(30))).await,
+    )
+    .context("daemon_info")?;
+    Ok(())
 }
 
 /// One `all_process_info` over Vigil's own control protocol, connection and

@@ -9,6 +9,8 @@
 //! | `--sleep SECS` | sleep (fractions allowed) |
 //! | `--ignore-term` | ignore SIGTERM, then print `ignoring TERM` |
 //! | `--ready` | print `ready` |
+//! | `--zombie PID` | SIGTERM PID (a child of this process) and wait until it is a zombie, without collecting it |
+//! | `--exec PROGRAM ARGS...` | execute PROGRAM with the remaining arguments, in this process |
 //! | `--echo TEXT` | print TEXT on stdout |
 //! | `--write-stderr TEXT` | print TEXT on stderr |
 //! | `--write-bytes N` | write N bytes of the pattern below to stdout as fast as possible |
@@ -65,6 +67,23 @@ fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
     text.parse().map_err(|_| format!("{flag}: bad number {text:?}"))
 }
 
+/// SIGTERMs `pid`, a child of this process, and waits (at most 60 s) until
+/// it is a zombie, without collecting it.
+fn make_zombie(pid: i32) -> Result<(), String> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| format!("--zombie: kill {pid}: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|e| format!("--zombie: {pid}: {e}"))?;
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+            return Ok(());
+        }
+        sleep_secs(0.001);
+    }
+    Err(format!("--zombie: {pid} did not exit"))
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -92,6 +111,21 @@ fn run(args: &[String]) -> Result<u8, String> {
                 say("ignoring TERM");
             }
             "--ready" => say("ready"),
+            "--zombie" => {
+                let pid: i32 = number(value(args, index, flag)?, flag)?;
+                make_zombie(pid)?;
+                index += 1;
+            }
+            "--exec" => {
+                let argv: Vec<std::ffi::CString> = args[index..]
+                    .iter()
+                    .map(|arg| std::ffi::CString::new(arg.as_bytes()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--exec: {e}"))?;
+                let program = argv.first().ok_or("--exec needs a program")?;
+                let error = nix::unistd::execv(program, &argv).unwrap_err();
+                return Err(format!("--exec {}: {error}", args[index]));
+            }
             "--echo" => {
                 say(value(args, index, flag)?);
                 index += 1;

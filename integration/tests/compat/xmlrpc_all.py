@@ -125,7 +125,8 @@ check("getState", S.supervisor.getState(), {"statecode": 1, "statename": "RUNNIN
 check("getPID", S.supervisor.getPID(), DAEMON_PID)
 
 # --- system.* -----------------------------------------------------------------------
-check("listMethods", S.system.listMethods(), METHODS)
+# vigild lists its own vigil.* methods (vigil.upgrade) on top of supervisord's.
+check("listMethods", [m for m in S.system.listMethods() if not m.startswith("vigil.")], METHODS)
 for name in METHODS:
     truth("methodHelp " + name, isinstance(S.system.methodHelp(name), str))
     signature = S.system.methodSignature(name)

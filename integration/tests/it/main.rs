@@ -29,6 +29,7 @@ mod stress;
 mod survivors;
 mod top;
 mod update;
+mod upgrade;
 mod workspace;
 
 use vigil_integration::{Sandbox, TIMEOUT, wait_for};

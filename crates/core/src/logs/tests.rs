@@ -162,6 +162,25 @@ fn existing_content_is_the_oldest_history() {
 }
 
 #[test]
+fn a_log_continued_after_an_upgrade_keeps_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    std::fs::write(backup_path(&base, 1), b"rotated-").unwrap();
+    std::fs::write(&base, b"current\n").unwrap();
+    // The previous image had held 100 bytes; older backups were dropped.
+    let log = file_log(dir.path(), 1000, 1, 16);
+    log.continue_from(100);
+    assert_eq!(log.total(), 100);
+    assert_eq!(log.read(84, 0).unwrap(), b"rotated-current\n");
+    put(&log, b"next\n");
+    assert_eq!(log.read(100, 0).unwrap(), b"next\n");
+    assert_eq!(log.read(0, 0).unwrap(), b"rotated-current\nnext\n");
+    // A total the files already reach moves nothing.
+    log.continue_from(50);
+    assert_eq!(log.total(), 105);
+}
+
+#[test]
 fn clear_empties_file_and_ring_but_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let log = file_log(dir.path(), 0, 0, 100);

@@ -613,6 +613,11 @@ impl Control for Fake {
         Ok(())
     }
 
+    async fn upgrade(self, _: Context, _binary: Option<String>) -> Result<String, ControlError> {
+        self.record("upgrade");
+        Ok("vigild 0.1.0 reads handover format 1".into())
+    }
+
     async fn shutdown(self, _: Context) -> Result<(), ControlError> {
         self.record("shutdown");
         let mut state = self.lock();

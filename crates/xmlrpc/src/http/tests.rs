@@ -683,7 +683,7 @@ async fn python_xmlrpc_client_understands_us() {
             {"name": "web_1", "group": "web", "status": 80, "description": "OK"},
         ])
     );
-    assert_eq!(out["methods"], 41);
+    assert_eq!(out["methods"], 42);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The method table: every `supervisor.*` (API 3.0) and `system.*` method, with supervisord's
+//! The method table: every `supervisor.*` (API 3.0) and `system.*` method, and Vigil's
+//! `vigil.upgrade`, with supervisord's
 //! names, aliases, signatures, argument rules, fault paths and result shapes, dispatched onto
 //! a [`Backend`].
 //!
@@ -111,7 +112,7 @@ macro_rules! method {
 }
 
 /// Every method vigild serves: the 37 `supervisor.*` names of supervisord 4.3 (aliases
-/// included) and the four `system.*` methods.
+/// included), Vigil's `vigil.upgrade` and the four `system.*` methods.
 pub(crate) fn table<B: Backend>() -> Vec<Method<B>> {
     vec![
         method!(
@@ -261,6 +262,10 @@ pub(crate) fn table<B: Backend>() -> Vec<Method<B>> {
         method!(
             "supervisor.sendRemoteCommEvent" -> "boolean", send_remote_comm_event,
             "Emit a REMOTE_COMMUNICATION event to listeners; allowed during shutdown.\n@param string type\n@param string data\n@return boolean true"
+        ),
+        method!(
+            "vigil.upgrade" -> "string", upgrade,
+            "Replace vigild's binary while every process keeps running (same pid): check the vigild at path (vigild's own path when empty), answer its handover line, then hand over.\n@param string path\n@return string the new vigild's pre-flight line"
         ),
         method!(
             "system.listMethods" -> "array", list_methods,
@@ -683,6 +688,11 @@ async fn restart<B: Backend>(backend: &B, (): ()) -> Result<Value, Fault> {
     ensure_running(backend).await?;
     backend.restart().await?;
     Ok(Value::Boolean(true))
+}
+
+async fn upgrade<B: Backend>(backend: &B, (binary,): (&str,)) -> Result<Value, Fault> {
+    ensure_running(backend).await?;
+    Ok(string(backend.upgrade(binary).await?))
 }
 
 async fn reload_config<B: Backend>(backend: &B, (): ()) -> Result<Value, Fault> {

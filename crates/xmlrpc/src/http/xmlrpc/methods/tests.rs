@@ -85,12 +85,13 @@ async fn list_methods_is_sorted_and_complete() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(names.len(), 41);
+    assert_eq!(names.len(), 42);
     assert_eq!(names.iter().filter(|name| name.starts_with("supervisor.")).count(), 37);
+    assert_eq!(names.iter().filter(|name| name.starts_with("vigil.")).count(), 1);
     let mut sorted = names.clone();
     sorted.sort_unstable();
     assert_eq!(names, sorted);
-    assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), 41, "duplicates");
+    assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), 42, "duplicates");
     for alias in [
         "supervisor.getVersion",
         "supervisor.readMainLog",
@@ -593,6 +594,19 @@ async fn clearing_logs() {
     let names: Vec<&Value> = items(&all).iter().map(|result| field(result, "name")).collect();
     assert_eq!(names, vec![&s("cron"), &s("web_0"), &s("web_1"), &s("worker")]);
     assert!(items(&all).iter().all(|result| field(result, "status") == &i(80)));
+}
+
+#[tokio::test]
+async fn vigil_upgrade_answers_the_preflight_or_why_not() {
+    let backend = FakeBackend::new();
+    let answer = check(&backend, "vigil.upgrade", vec![s("")]).await.unwrap();
+    assert_eq!(answer, s("vigild 0.0.0 reads handover format 1"));
+    let refused = check(&backend, "vigil.upgrade", vec![s("/bin/refuses")]).await;
+    assert_eq!(code(&refused), Some(FaultCode::Failed));
+    assert_eq!(
+        code(&check(&backend, "vigil.upgrade", vec![]).await),
+        Some(FaultCode::IncorrectParameters)
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,152 @@
+//! What the supervision tree carries across a live upgrade (vigild
+//! re-executing itself, same pid): the record of each process, and the table
+//! the next image's process actors claim their record from.
+//!
+//! The old image freezes each process actor ([`crate::Handle::hand_over`]):
+//! its timers, probes and dependency monitor end, its capture tasks write out
+//! what they read and give their pipes back, and the actor lets go of its
+//! child without signalling it. What remains is a [`CarriedProcess`] plus the
+//! descriptors it names (the child's stdin, stdout and stderr pipes), which
+//! the daemon keeps open across `execve`. The daemon owns the format around
+//! these records (header, version, listeners); this module only knows a
+//! process.
+//!
+//! The new image registers every carried child with the reaper
+//! ([`crate::Reaper::adopt`]) and [`offer`]s the records; a process actor
+//! built for a namespec with a record claims it (`claim`) instead of starting from
+//! STOPPED: its lifecycle resumes where it was ([`crate::lifecycle::Lifecycle::resume`]), its
+//! armed timers are re-armed with their remaining time, its pipes are
+//! captured again from where the old image stopped reading.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::exit::ExitStatus;
+use crate::lifecycle::{CarriedExit, CarriedLifecycle};
+use crate::logs::Channel;
+
+/// One process instance as the handover format carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedProcess {
+    /// `group:name`, which the new image's config must still have.
+    pub namespec: String,
+    /// The state machine.
+    pub lifecycle: CarriedLifecycle,
+    /// Each armed timer with the time it had left.
+    pub timers: Vec<CarriedTimer>,
+    /// Wall-clock start of the current or last child, in ms since the epoch.
+    pub start_unix_ms: Option<u64>,
+    /// Wall-clock end of the last child, in ms since the epoch.
+    pub stop_unix_ms: Option<u64>,
+    /// Children spawned so far (restart counts).
+    pub spawns: u64,
+    /// How the last child ended.
+    pub last_exit: Option<CarriedExit>,
+    /// The OOM killer acted during the last run.
+    pub last_exit_oom: bool,
+    /// The child's stdin pipe: a descriptor number kept open across `execve`.
+    pub stdin_fd: Option<i32>,
+    /// The stdout pipes still open: the current child's, and an earlier
+    /// child's whose last bytes were not read yet. Kept open like `stdin_fd`.
+    pub stdout_fds: Vec<i32>,
+    /// The stderr pipes, as `stdout_fds`.
+    pub stderr_fds: Vec<i32>,
+    /// The stdout log file, so an AUTO log (whose name is random) stays the
+    /// same file.
+    pub stdout_log: Option<PathBuf>,
+    /// The stderr log file, as `stdout_log`.
+    pub stderr_log: Option<PathBuf>,
+    /// The stdout log's total offset, so offsets stay monotonic.
+    pub stdout_total: u64,
+    /// The stderr log's total offset.
+    pub stderr_total: u64,
+}
+
+/// An armed lifecycle timer and what it had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedTimer {
+    /// [`crate::lifecycle::TimerKind::code`].
+    pub kind: u8,
+    /// The token the lifecycle expects back.
+    pub token: u64,
+    /// Milliseconds left when the old image froze.
+    pub remaining_ms: u64,
+}
+
+/// A frozen process: its record and the descriptors the record names (their
+/// raw numbers are the ones in the record). Dropping it closes them.
+#[derive(Debug)]
+pub struct Frozen {
+    /// The record.
+    pub record: CarriedProcess,
+    /// Open descriptors, close-on-exec until the daemon clears the flag.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// A record offered to the new image's tree, with what the daemon made of
+/// it: the child's exit as the reaper will report it, and its pipes.
+#[derive(Debug)]
+pub struct Adoptable {
+    /// The record.
+    pub record: CarriedProcess,
+    /// The adopted child's exit (see [`crate::Reaper::adopt`]); `None`
+    /// without a child.
+    pub exit: Option<oneshot::Receiver<ExitStatus>>,
+    /// The child's stdin pipe (write end).
+    pub stdin: Option<OwnedFd>,
+    /// The stdout pipes (read ends).
+    pub stdout: Vec<OwnedFd>,
+    /// The stderr pipes (read ends).
+    pub stderr: Vec<OwnedFd>,
+}
+
+static OFFERED: Mutex<Option<HashMap<String, Adoptable>>> = Mutex::new(None);
+
+/// Offers `records` to the tree about to be built: each process actor whose
+/// namespec has one resumes it instead of starting afresh.
+pub fn offer(records: Vec<Adoptable>) {
+    let table = records.into_iter().map(|a| (a.record.namespec.clone(), a)).collect();
+    *OFFERED.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+}
+
+/// The log file an offered record names for `namespec`'s `channel`.
+pub(crate) fn carried_auto_log(namespec: &str, channel: Channel) -> Option<PathBuf> {
+    let offered = OFFERED.lock().unwrap_or_else(PoisonError::into_inner);
+    let record = &offered.as_ref()?.get(namespec)?.record;
+    match channel {
+        Channel::Stdout => record.stdout_log.clone(),
+        Channel::Stderr => record.stderr_log.clone(),
+    }
+}
+
+/// The record for `namespec`, once.
+pub(crate) fn claim(namespec: &str) -> Option<Adoptable> {
+    OFFERED.lock().unwrap_or_else(PoisonError::into_inner).as_mut()?.remove(namespec)
+}
+
+/// Takes what no process actor claimed (its program left the config), for
+/// the daemon to stop those children.
+pub fn unclaimed() -> Vec<Adoptable> {
+    OFFERED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .map(|table| table.into_values().collect())
+        .unwrap_or_default()
+}
+
+/// `at` in ms since the epoch.
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    u64::try_from(at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The wall-clock time `ms` after the epoch.
+pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}

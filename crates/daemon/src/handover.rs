@@ -1,0 +1,437 @@
+//! Live upgrade: vigild replaces its own image with `execve` (same pid, so
+//! every program stays its child) and the new image carries on from the
+//! state the old one wrote down.
+//!
+//! This module owns the handover format and the steps around `execve`; the
+//! tree's part (freezing and adopting process actors) is
+//! `vigil_core::handover`, the sequence is in `app.rs`.
+//!
+//! Format: a memfd holding [`MAGIC`], the format version (u32, little
+//! endian), the body's length (u64, little endian) and the body, a [`State`]
+//! in JSON. The version changes whenever a field changes meaning or a field a
+//! reader needs is added; a reader accepts exactly its own version. The new
+//! binary is asked first (`vigild --handover-check VERSION`, see
+//! [`check_flag`]), and an image that still finds another version refuses it
+//! before anything is applied and executes the old image again from the
+//! descriptor the old image kept of its own executable, so a refusal is
+//! never half-applied.
+//!
+//! The descriptors the state names (the control listeners, each child's
+//! pipes, the memfd itself and the old executable) are close-on-exec until
+//! [`keep_across_exec`] clears the flag just before `execve`; every other
+//! descriptor closes. Their numbers go in the state, and the memfd's and the
+//! executable's in [`STATE_ENV`], which the new image removes from its
+//! environment before anything can inherit it.
+
+use std::ffi::{CString, OsString};
+use std::io::{Seek as _, Write as _};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_core::handover::CarriedProcess;
+
+/// The first bytes of the state.
+pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
+/// The format this build writes and reads.
+pub const FORMAT: u32 = 1;
+/// `MEMFD,EXE`: where the new image finds the state and the old executable.
+pub const STATE_ENV: &str = "VIGILD_HANDOVER";
+/// Set by an image that refused the state, for the old image it executes
+/// again to log why.
+pub const REFUSED_ENV: &str = "VIGILD_HANDOVER_REFUSED";
+/// Overrides [`FORMAT`]: how the tests build "a vigild with another format"
+/// without a second build. Not for production use.
+pub const FORMAT_ENV: &str = "VIGILD_HANDOVER_FORMAT";
+/// The largest state read (500 bytes or so per program).
+const MAX_STATE: u64 = 512 * 1024 * 1024;
+/// How long the pre-flight run of the new binary may take.
+const PREFLIGHT: Duration = Duration::from_secs(10);
+/// The most of the pre-flight's output kept for the error.
+const PREFLIGHT_OUTPUT: usize = 4096;
+
+/// The format version in force: [`FORMAT`] unless [`FORMAT_ENV`] says another.
+pub fn format() -> u32 {
+    std::env::var(FORMAT_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(FORMAT)
+}
+
+/// What the new image resumes from.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct State {
+    /// The old image's package version.
+    pub from_version: String,
+    /// The unix control listener's descriptor.
+    pub unix_listener: Option<RawFd>,
+    /// The inet control listener's descriptor.
+    pub inet_listener: Option<RawFd>,
+    /// When the first image of this daemon started, ms since the epoch.
+    pub started_unix_ms: u64,
+    /// Reloads so far.
+    pub reloads: u64,
+    /// Config generation.
+    pub generation: u64,
+    /// Live upgrades before this one.
+    pub upgrades: u64,
+    /// The service manager's variables the first image took from its
+    /// environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`), given
+    /// back to the next image's environment so it keeps notifying.
+    #[serde(default)]
+    pub service_env: Vec<(String, String)>,
+    /// Every process, in priority order.
+    pub processes: Vec<CarriedProcess>,
+}
+
+/// `vigild --handover-check VERSION`: exit status and the line to print.
+pub fn check_flag(requested: u32) -> (i32, String) {
+    let version = env!("CARGO_PKG_VERSION");
+    let ours = format();
+    if requested == ours {
+        (0, format!("vigild {version} reads handover format {ours}"))
+    } else {
+        (1, format!("vigild {version} reads handover format {ours}, not {requested}"))
+    }
+}
+
+/// Writes `state` to `file`, a memfd from [`create`].
+pub fn write(file: &mut std::fs::File, state: &State) -> std::io::Result<()> {
+    let body = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&format().to_le_bytes())?;
+    file.write_all(&(body.len() as u64).to_le_bytes())?;
+    file.write_all(&body)?;
+    file.rewind()?;
+    Ok(())
+}
+
+/// An empty memfd for [`write()`] (close-on-exec until [`keep_across_exec`]),
+/// made before anything changes, so that a daemon out of descriptors refuses
+/// the upgrade instead of failing halfway.
+pub fn create() -> std::io::Result<std::fs::File> {
+    let fd =
+        nix::sys::memfd::memfd_create(c"vigild-handover", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Reads and checks a state written by [`write()`], from its start whatever
+/// the descriptor's offset (it is shared with every copy); the error says why
+/// it is refused.
+pub fn read(file: &std::fs::File) -> Result<State, String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut header = [0u8; 20];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| format!("cannot read the handover state: {e}"))?;
+    if &header[..8] != MAGIC {
+        return Err("the handover state does not start with vigild's magic".to_owned());
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != format() {
+        return Err(format!(
+            "the handover state is format {version}; this vigild reads format {}",
+            format()
+        ));
+    }
+    let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+    if len > MAX_STATE {
+        return Err(format!("the handover state claims {len} bytes, more than {MAX_STATE}"));
+    }
+    let mut body = vec![0u8; len as usize];
+    file.read_exact_at(&mut body, 20)
+        .map_err(|e| format!("cannot read the handover state: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("the handover state is malformed: {e}"))
+}
+
+/// Clears close-on-exec on `fd`, so the next image inherits it.
+pub fn keep_across_exec(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::fcntl::{F_GETFD, F_SETFD, FdFlag, fcntl};
+    let flags = FdFlag::from_bits_truncate(fcntl(fd, F_GETFD)?);
+    fcntl(fd, F_SETFD(flags - FdFlag::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// The environment for the next image: ours, with [`STATE_ENV`] set and
+/// `extra` added, without `drop`.
+fn environment(
+    state: RawFd,
+    exe: Option<RawFd>,
+    extra: &[(&str, &str)],
+    drop: &[&str],
+) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(key, _)| key != STATE_ENV && key != REFUSED_ENV)
+        .filter(|(key, _)| !drop.iter().any(|dropped| key == *dropped))
+        .filter_map(|(key, value)| {
+            let mut pair = key.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let exe = exe.map(|fd| fd.to_string()).unwrap_or_default();
+    env.extend(CString::new(format!("{STATE_ENV}={state},{exe}")));
+    for (key, value) in extra {
+        env.extend(CString::new(format!("{key}={value}")));
+    }
+    env
+}
+
+fn arguments(args: &[OsString]) -> Vec<CString> {
+    args.iter().filter_map(|arg| CString::new(arg.as_bytes()).ok()).collect()
+}
+
+/// Executes `binary` with `args` and the state in `state`; returns only on
+/// failure.
+pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) -> std::io::Error {
+    let Ok(path) = CString::new(binary.as_os_str().as_bytes()) else {
+        return std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    };
+    let env = environment(state, exe, &[], &[]);
+    match nix::unistd::execve(&path, &arguments(args), &env) {
+        Ok(never) => match never {},
+        Err(errno) => errno.into(),
+    }
+}
+
+/// Executes the image in `exe` (the old image's executable) again with the
+/// same state, saying why the new image refused it; returns only on failure.
+pub fn exec_back(
+    exe: BorrowedFd<'_>,
+    args: &[OsString],
+    state: RawFd,
+    why: &str,
+) -> std::io::Error {
+    // The old image reads its own format, whatever the refusing one was told.
+    let env = environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV]);
+    match nix::unistd::fexecve(exe, &arguments(args), &env) {
+        Ok(never) => match never {},
+        Err(errno) => errno.into(),
+    }
+}
+
+/// What an image started by a live upgrade inherited.
+pub struct Inherited {
+    /// The state, or why it is refused.
+    pub state: Result<State, String>,
+    /// The memfd, for [`exec_back`].
+    pub memfd: OwnedFd,
+    /// The old image's executable, for [`exec_back`].
+    pub exe: Option<OwnedFd>,
+    /// Set when an image this one's state was handed to refused it (this is
+    /// the old image executed again).
+    pub refused: Option<String>,
+}
+
+/// The handover this image was started with, if any; removes the variables
+/// from the environment so no child inherits them.
+///
+/// # Safety
+///
+/// Call while the process has one thread (it changes the environment).
+pub unsafe fn inherited() -> Option<Inherited> {
+    let value = std::env::var(STATE_ENV).ok()?;
+    let refused = std::env::var(REFUSED_ENV).ok();
+    // SAFETY: single-threaded, as the caller promises.
+    unsafe {
+        std::env::remove_var(STATE_ENV);
+        std::env::remove_var(REFUSED_ENV);
+    }
+    let (memfd, exe) = value.split_once(',').unwrap_or((&value, ""));
+    let owned = |text: &str| -> Option<OwnedFd> {
+        let fd: RawFd = text.parse().ok().filter(|fd| *fd >= 0)?;
+        // The descriptor is only trusted if it is open; it then belongs to
+        // this image alone (the old one is gone).
+        nix::fcntl::fcntl(
+            // SAFETY: only asks for its flags, which fails if it is not open.
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::F_GETFD,
+        )
+        .ok()?;
+        // SAFETY: open, inherited, and named for us alone.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let memfd = owned(memfd)?;
+    let exe = owned(exe);
+    let file = std::fs::File::from(memfd.try_clone().ok()?);
+    let state = read(&file);
+    // Ours from now on: nothing else inherits them.
+    for fd in std::iter::once(&memfd).chain(exe.as_ref()) {
+        let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    }
+    Some(Inherited { state, memfd, exe, refused })
+}
+
+/// Takes an inherited descriptor named in the state.
+///
+/// # Safety
+///
+/// `fd` must be one the state names and nothing else in this image owns.
+pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: only asks for its flags, which fails if it is not open.
+    nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, nix::fcntl::F_GETFD).ok()?;
+    // SAFETY: as the caller promises.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(owned.as_fd(), nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    Some(owned)
+}
+
+/// Runs `binary --handover-check FORMAT -c CONFIG` (through the reaper,
+/// which collects every child of vigild): the new binary loads the
+/// configuration and answers whether it reads this format. Returns its line
+/// when it does, otherwise why not.
+pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
+    let shown = binary.display();
+    trusted(binary)?;
+    let reaper = vigil_core::Reaper::running()
+        .ok_or_else(|| "the child reaper is not running".to_owned())?;
+    let argv = vec![
+        binary.to_string_lossy().into_owned(),
+        "--handover-check".to_owned(),
+        format().to_string(),
+        "-c".to_owned(),
+        config.to_string_lossy().into_owned(),
+    ];
+    let mut spec = vigil_core::spawn::SpawnSpec::new(argv);
+    spec.redirect_stderr = true;
+    spec.env = crate::config_source::environment().into_iter().collect();
+    let spawned = tokio::task::spawn_blocking(move || reaper.spawn(&spec))
+        .await
+        .map_err(|e| format!("cannot run {shown}: {e}"))?
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let pid = spawned.pid;
+    let mut output = Vec::new();
+    let read = async {
+        if let Some(mut stdout) = spawned.stdout {
+            use tokio::io::AsyncReadExt as _;
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let room = PREFLIGHT_OUTPUT.saturating_sub(output.len());
+                output.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+        spawned.exit.await
+    };
+    let status = match tokio::time::timeout(PREFLIGHT, read).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(_)) => return Err(format!("{shown}: its exit status was lost")),
+        Err(_) => {
+            if let Some(reaper) = vigil_core::Reaper::running() {
+                let _ = reaper.signal(pid, libc::SIGKILL, false);
+            }
+            return Err(format!(
+                "{shown} --handover-check did not answer within {} s",
+                PREFLIGHT.as_secs()
+            ));
+        }
+    };
+    let text = String::from_utf8_lossy(&output).trim().to_owned();
+    if status.success() {
+        Ok(text)
+    } else if text.is_empty() {
+        Err(format!("{shown} --handover-check {}: {}", format(), status.describe()))
+    } else {
+        Err(format!("{shown} refused the handover ({}): {text}", status.describe()))
+    }
+}
+
+/// What vigild agrees to execute in its own place (it often runs as root,
+/// and a control client names the binary): an absolute path to a regular
+/// file of root or of vigild's own user that nobody else may write.
+pub fn trusted(binary: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = binary.display();
+    if !binary.is_absolute() {
+        return Err(format!("{shown}: the new vigild must be given by its absolute path"));
+    }
+    let meta = std::fs::metadata(binary).map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() {
+        return Err(format!("cannot run {shown}: not a regular file"));
+    }
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "{shown} belongs to uid {}, neither root nor vigild's user",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("{shown} may be written by others than its owner"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn state() -> State {
+        State {
+            from_version: "1.2.3".to_owned(),
+            unix_listener: Some(5),
+            inet_listener: None,
+            started_unix_ms: 7,
+            reloads: 1,
+            generation: 2,
+            upgrades: 0,
+            service_env: Vec::new(),
+            processes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_state_reads_back() {
+        let mut file = create().unwrap();
+        write(&mut file, &state()).unwrap();
+        let read = read(&file).unwrap();
+        assert_eq!(read.unix_listener, Some(5));
+        assert_eq!(read.generation, 2);
+    }
+
+    #[test]
+    fn another_format_or_garbage_is_refused() {
+        let mut file = create().unwrap();
+        write(&mut file, &state()).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes[8] = bytes[8].wrapping_add(1);
+        let mut other = tempfile::tempfile().unwrap();
+        other.write_all(&bytes).unwrap();
+        other.rewind().unwrap();
+        let error = read(&other).unwrap_err();
+        assert!(error.contains("this vigild reads format 1"), "{error}");
+        let mut garbage = tempfile::tempfile().unwrap();
+        garbage.write_all(b"not a state at all, but long enough").unwrap();
+        garbage.rewind().unwrap();
+        assert!(read(&garbage).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn only_a_binary_nobody_else_writes_is_trusted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("vigild");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(trusted(&binary), Ok(()));
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(trusted(&binary).unwrap_err().contains("written by others"));
+        assert!(trusted(Path::new("vigild")).unwrap_err().contains("absolute path"));
+        assert!(trusted(dir.path()).unwrap_err().contains("not a regular file"));
+    }
+
+    #[test]
+    fn the_check_flag_accepts_only_its_format() {
+        assert_eq!(check_flag(FORMAT).0, 0);
+        let (code, line) = check_flag(FORMAT + 1);
+        assert_eq!(code, 1);
+        assert!(line.contains(&format!("not {}", FORMAT + 1)), "{line}");
+    }
+}
