@@ -99,6 +99,8 @@ struct Inner {
     peek_again: Notify,
     /// Told after every SIGCHLD, for children whose pidfd epoll would not take.
     sigchld_seen: Notify,
+    /// Told when reaping resumes after a pause (see [`Reaper::pause_reaping`]).
+    resumed: Notify,
     orphans: AtomicU64,
     reaped: AtomicU64,
     /// Children registered without a pidfd (see `pidfd_for`).
@@ -182,6 +184,7 @@ impl Reaper {
             peek_blocked: AtomicBool::new(false),
             peek_again: Notify::new(),
             sigchld_seen: Notify::new(),
+            resumed: Notify::new(),
             orphans: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
             unwatched: AtomicU64::new(0),
@@ -315,6 +318,7 @@ impl Reaper {
         for pid in pids {
             self.inner.reap_registered(pid);
         }
+        self.inner.resumed.notify_waiters();
         self.inner.peek_again.notify_one();
     }
 
@@ -434,12 +438,74 @@ impl Inner {
             };
             loop {
                 let Ok(mut ready) = pidfd.readable().await else { return };
-                if inner.reap_registered(pid) {
-                    return;
+                match inner.reap_watched(pid, pidfd.get_ref()) {
+                    Reap::Done => return,
+                    Reap::Running => ready.clear_ready(),
+                    Reap::Paused => {
+                        // The readiness stays: looked at again once resumed.
+                        drop(ready);
+                        let resumed = inner.resumed.notified();
+                        if PAUSED.load(Ordering::SeqCst) {
+                            resumed.await;
+                        }
+                    }
                 }
-                ready.clear_ready();
             }
         });
+    }
+
+    /// Reaps the child behind `pidfd` (registered as `pid`) if it has exited,
+    /// and delivers its status. Through the pidfd, not the pid: should the child
+    /// have been collected elsewhere (by [`Reaper::resume_reaping`], which
+    /// delivered it), this cannot take another child that reused the pid.
+    fn reap_watched(&self, pid: u32, pidfd: &OwnedFd) -> Reap {
+        let mut state = self.lock();
+        if PAUSED.load(Ordering::SeqCst) {
+            return Reap::Paused;
+        }
+        // SAFETY: waitid writes into `info`, a local.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let got = loop {
+            // SAFETY: as above; the pidfd is open (owned by the caller).
+            let got = unsafe {
+                libc::waitid(
+                    libc::P_PIDFD,
+                    pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG,
+                )
+            };
+            if got >= 0 || Errno::last() != Errno::EINTR {
+                break got;
+            }
+        };
+        if got < 0 {
+            // ECHILD: collected and delivered already.
+            return Reap::Done;
+        }
+        // SAFETY: filled by waitid for a CLD_* event, zero while it runs.
+        let (child, code, value) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if child == 0 {
+            return Reap::Running;
+        }
+        let status = match code {
+            libc::CLD_EXITED => ExitStatus::Code(value),
+            libc::CLD_KILLED => ExitStatus::Signal(value),
+            libc::CLD_DUMPED => ExitStatus::Dumped(value),
+            _ => return Reap::Running,
+        };
+        let waiter = state.waiting.remove(&pid);
+        drop(state);
+        self.reaped.fetch_add(1, Ordering::Relaxed);
+        self.changed();
+        if let Some(waiter) = waiter {
+            // The receiver may be gone (actor stopped); the exit is still reaped.
+            let _ = waiter.exit.send(status);
+        }
+        if self.peek_blocked.swap(false, Ordering::AcqRel) {
+            self.peek_again.notify_one();
+        }
+        Reap::Done
     }
 
     /// Reaps registered `pid` if it has exited and delivers its status. False
@@ -633,6 +699,16 @@ impl Inner {
         let used = u64::try_from(pidfd.as_raw_fd()).unwrap_or(u64::MAX);
         (used < limit / 2).then_some(pidfd)
     }
+}
+
+/// What [`Inner::reap_watched`] found.
+enum Reap {
+    /// Collected (now or before): the watch ends.
+    Done,
+    /// Still running: wait for the pidfd again.
+    Running,
+    /// Reaping is paused: wait until it resumes.
+    Paused,
 }
 
 /// `pidfd_open(pid, 0)`: a descriptor that turns readable when `pid` exits and
