@@ -373,28 +373,27 @@ impl Bench {
     }
 
     /// Reference floor for S1 and S9: this process spawns `n` of the daemons'
-    /// command (`sleep 100000`) back to back with std's `Command` (glibc's
-    /// `posix_spawn`, a vfork-style clone), stdout and stderr piped and the read
-    /// ends kept open as a supervisor keeps them. No daemon, no RPC: what `n`
-    /// spawns cost on this machine. The children are killed and reaped after.
-    async fn spawn_reference(&self, n: usize) -> anyhow::Result<f64> {
+    /// command (`sleep 100000`) with std's `Command` (glibc's `posix_spawn`, a
+    /// vfork-style clone), stdout and stderr piped and the read ends kept open
+    /// as a supervisor keeps them, from `threads` threads at once (each back to
+    /// back, a share of `n`). No daemon, no RPC: what `n` spawns cost on this
+    /// machine with one spawner, or with one per core. The children are killed
+    /// and reaped after.
+    async fn spawn_reference(&self, n: usize, threads: usize) -> anyhow::Result<f64> {
         let t0 = Instant::now();
+        let shares: Vec<_> = (0..threads)
+            .map(|index| {
+                let count = n / threads + usize::from(index < n % threads);
+                let reaper = self.reaper.clone();
+                tokio::task::spawn_blocking(move || spawn_sleepers(&reaper, count))
+            })
+            .collect();
         let mut children = Vec::with_capacity(n);
         let mut failure = None;
-        for _ in 0..n {
-            let mut command = Command::new("sleep");
-            command
-                .arg("100000")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            match self.reaper.spawn(&mut command) {
-                Ok(child) => children.push(child),
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
+        for share in shares {
+            let (spawned, error) = share.await?;
+            children.extend(spawned);
+            failure = failure.or(error);
         }
         let elapsed = t0.elapsed();
         for child in &children {
@@ -409,52 +408,9 @@ impl Bench {
         }
     }
 
-    /// [`Self::spawn_reference`] from two threads at once, each spawning half:
-    /// the floor for a supervisor that spawns on two cores.
-    async fn spawn_reference_two(&self, n: usize) -> anyhow::Result<f64> {
-        let t0 = Instant::now();
-        let halves = [n / 2, n - n / 2].map(|count| {
-            let reaper = self.reaper.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut children = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let mut command = Command::new("sleep");
-                    command
-                        .arg("100000")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped());
-                    match reaper.spawn(&mut command) {
-                        Ok(child) => children.push(child),
-                        Err(error) => return (children, Some(error)),
-                    }
-                }
-                (children, None)
-            })
-        });
-        let mut children = Vec::with_capacity(n);
-        let mut failure = None;
-        for half in halves {
-            let (spawned, error) = half.await?;
-            children.extend(spawned);
-            failure = failure.or(error);
-        }
-        let elapsed = t0.elapsed();
-        for child in &children {
-            self.reaper.signal_live(child.pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        for child in children {
-            let _ = child.exit.await;
-        }
-        match failure {
-            Some(error) => Err(error).context("spawning the reference sleepers from two threads"),
-            None => Ok(secs(elapsed)),
-        }
-    }
-
     async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
-        let floor = self.spawn_reference(n).await?;
-        let floor_two = self.spawn_reference_two(n).await?;
+        let floor = self.spawn_reference(n, 1).await?;
+        let floor_two = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(startsecs));
         let seen = self.launch_running(run, n).await?;
         let cpu = run.supervisor_cpu()?;
@@ -924,8 +880,8 @@ impl Bench {
     }
 
     async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
-        let floor = self.spawn_reference(n).await?;
-        let floor_two = self.spawn_reference_two(n).await?;
+        let floor = self.spawn_reference(n, 1).await?;
+        let floor_two = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(0));
         let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
@@ -1097,6 +1053,24 @@ fn ctxt_switches_of(pids: &[i32]) -> anyhow::Result<u64> {
         .sum()
 }
 
+/// Spawns `count` reference sleepers back to back (see `spawn_reference`);
+/// stops at the first failure.
+fn spawn_sleepers(
+    reaper: &crate::reaper::Reaper,
+    count: usize,
+) -> (Vec<crate::reaper::Spawned>, Option<std::io::Error>) {
+    let mut children = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut command = Command::new("sleep");
+        command.arg("100000").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        match reaper.spawn(&mut command) {
+            Ok(child) => children.push(child),
+            Err(error) => return (children, Some(error)),
+        }
+    }
+    (children, None)
+}
+
 /// The same reference for every target (see `spawn_reference`): context, no ratio.
 fn spawn_floor(seconds: f64) -> Measure {
     Measure {
@@ -1107,7 +1081,7 @@ fn spawn_floor(seconds: f64) -> Measure {
     }
 }
 
-/// The two-thread reference (see `spawn_reference_two`): context, no ratio.
+/// The two-thread reference (see `spawn_reference`): context, no ratio.
 fn spawn_floor_two(seconds: f64) -> Measure {
     Measure {
         name: "reference: the same N spawned by two threads of one process, no daemon".into(),
