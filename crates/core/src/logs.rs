@@ -414,9 +414,7 @@ impl ChannelLog {
         if let Some(path) = &path {
             // A missing file is not created here: see `prepare`.
             let mut file = LogFile::new(path.clone());
-            if file.exists()? {
-                file.reopen()?;
-            }
+            file.reopen_existing(false)?;
             if file.is_regular() {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
@@ -539,23 +537,17 @@ impl ChannelLog {
         if disk.is_open() || state.unmade {
             return Ok(());
         }
-        if disk.is_regular()
-            && !disk.exists().inspect_err(|e| self.inner.set_problem(Some(e.to_string())))?
-        {
-            if let Err(error) = disk.check_creatable() {
-                self.inner.set_problem(Some(error.to_string()));
-                return Err(error);
-            }
-            state.unmade = true;
-            drop(state);
-            self.inner.set_problem(None);
-            maker::make_later(self.clone());
-            return Ok(());
-        }
-        match self.inner.ensure_open(&mut state) {
-            Ok(()) => {
+        match self.inner.open_disk(&mut state, false) {
+            Ok(true) => {
                 self.inner.set_problem(None);
                 self.inner.close_if_idle(&mut state);
+                Ok(())
+            }
+            Ok(false) => {
+                state.unmade = true;
+                drop(state);
+                self.inner.set_problem(None);
+                maker::make_later(self.clone());
                 Ok(())
             }
             Err(error) => {
@@ -938,19 +930,30 @@ impl Inner {
     /// Opens the base file for a write if it is not open yet. A file moved or
     /// truncated since we last saw it starts a new base segment, as `reopen` does.
     fn ensure_open(&self, state: &mut FileState) -> Result<(), LogError> {
-        let Some(disk) = state.disk.as_mut() else { return Ok(()) };
+        self.open_disk(state, true).map(drop)
+    }
+
+    /// Opens the file unless it is open already; with `create`, a missing one
+    /// is created, else it is left missing (`Ok(false)`) once its directory
+    /// is found to take new names.
+    fn open_disk(&self, state: &mut FileState, create: bool) -> Result<bool, LogError> {
+        let Some(disk) = state.disk.as_mut() else { return Ok(true) };
         if disk.is_open() {
-            return Ok(());
+            return Ok(true);
         }
         let (old_identity, old_size) = (disk.identity(), disk.size());
-        disk.reopen()?;
+        if create {
+            disk.reopen()?;
+        } else if !disk.reopen_existing(true)? {
+            return Ok(false);
+        }
         // A file never opened before (missing until now) that is still empty
         // matches what the offsets already say: its backups stay readable.
         let fresh = old_identity.is_none() && old_size == 0 && disk.size() == 0;
         if !fresh && (old_identity != disk.identity() || old_size != disk.size()) {
             self.restart_base(disk.size());
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Closes a regular file no capture writes to any more (a device such as

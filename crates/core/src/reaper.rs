@@ -459,7 +459,7 @@ impl Inner {
     /// have been collected elsewhere (by [`Reaper::resume_reaping`], which
     /// delivered it), this cannot take another child that reused the pid.
     fn reap_watched(&self, pid: u32, pidfd: &OwnedFd) -> Reap {
-        let mut state = self.lock();
+        let state = self.lock();
         if PAUSED.load(Ordering::SeqCst) {
             return Reap::Paused;
         }
@@ -494,24 +494,14 @@ impl Inner {
             libc::CLD_DUMPED => ExitStatus::Dumped(value),
             _ => return Reap::Running,
         };
-        let waiter = state.waiting.remove(&pid);
-        drop(state);
-        self.reaped.fetch_add(1, Ordering::Relaxed);
-        self.changed();
-        if let Some(waiter) = waiter {
-            // The receiver may be gone (actor stopped); the exit is still reaped.
-            let _ = waiter.exit.send(status);
-        }
-        if self.peek_blocked.swap(false, Ordering::AcqRel) {
-            self.peek_again.notify_one();
-        }
+        self.deliver(state, pid, Some(status));
         Reap::Done
     }
 
     /// Reaps registered `pid` if it has exited and delivers its status. False
     /// while it still runs.
     fn reap_registered(&self, pid: u32) -> bool {
-        let mut state = self.lock();
+        let state = self.lock();
         if PAUSED.load(Ordering::SeqCst) {
             // Not now: `resume_reaping` looks again.
             return false;
@@ -539,6 +529,14 @@ impl Inner {
                 None => return false,
             }
         };
+        self.deliver(state, pid, status);
+        true
+    }
+
+    /// Hands the status of `pid`, just reaped under `state`'s lock, to its
+    /// waiter (`None`: it only learns the child is gone), and asks for the peek
+    /// a registered child may have blocked.
+    fn deliver(&self, mut state: MutexGuard<'_, State>, pid: u32, status: Option<ExitStatus>) {
         let waiter = state.waiting.remove(&pid);
         drop(state);
         self.reaped.fetch_add(1, Ordering::Relaxed);
@@ -550,7 +548,6 @@ impl Inner {
         if self.peek_blocked.swap(false, Ordering::AcqRel) {
             self.peek_again.notify_one();
         }
-        true
     }
 
     /// Reaps every waitable child that is not registered (an orphan), stopping at
@@ -734,7 +731,7 @@ fn pidfds_work() -> bool {
         return false;
     }
     match pidfd_open(std::process::id()) {
-        Ok(fd) => fd.as_raw_fd() >= 0,
+        Ok(_) => true,
         Err(error) => {
             tracing::info!(%error, "no pidfds; children are reaped with one waitpid(-1) loop");
             false

@@ -142,6 +142,8 @@ pub(crate) struct Location {
 pub(crate) enum Access {
     /// Appending, creating it (mode 0666 less the umask) if missing.
     Append,
+    /// Appending to a file that exists; `ENOENT` when it does not.
+    AppendExisting,
     /// A fresh file that must not exist yet (mode 0600, as `mkstemp`).
     CreateNew,
     Read,
@@ -273,6 +275,7 @@ impl Location {
                 OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
                 Mode::from_bits_truncate(0o666),
             ),
+            Access::AppendExisting => (OFlag::O_WRONLY | OFlag::O_APPEND, Mode::empty()),
             Access::CreateNew => {
                 (OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, Mode::from_bits_truncate(0o600))
             }
@@ -448,18 +451,6 @@ impl LogFile {
         self.identity = None;
     }
 
-    /// Whether a file (or anything else: opening a link is refused later) is at
-    /// the path now; reaching the path by the rule is checked either way.
-    pub fn exists(&self) -> Result<bool, LogError> {
-        Ok(locate(&self.path)?.stat()?.is_some())
-    }
-
-    /// Checks that the missing file could be created now (see
-    /// [`ChannelLog::prepare`](super::ChannelLog::prepare)).
-    pub fn check_creatable(&self) -> Result<(), LogError> {
-        locate(&self.path)?.check_creatable()
-    }
-
     /// Closes the descriptor; the next [`LogFile::reopen`] opens the path again.
     pub fn close(&mut self) {
         self.file = None;
@@ -470,6 +461,26 @@ impl LogFile {
         self.file = None;
         let location = locate(&self.path)?;
         self.adopt(location.open(Access::Append)?)
+    }
+
+    /// [`LogFile::reopen`] of a file that exists; `Ok(false)`, creating
+    /// nothing, when it is missing. With `creatable`, a missing file's
+    /// directory must also take new names from this process now (see
+    /// [`ChannelLog::prepare`](super::ChannelLog::prepare)). One walk of the
+    /// path either way.
+    pub fn reopen_existing(&mut self, creatable: bool) -> Result<bool, LogError> {
+        self.file = None;
+        let location = locate(&self.path)?;
+        match location.open(Access::AppendExisting) {
+            Ok(file) => self.adopt(file).map(|()| true),
+            Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                if creatable {
+                    location.check_creatable()?;
+                }
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     fn adopt(&mut self, file: File) -> Result<(), LogError> {
