@@ -545,8 +545,8 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     let mut info = ProcessInfo::new(
         &member.config.group,
         &member.config.name,
-        member.stdout.path().as_deref(),
-        member.stderr.path().as_deref(),
+        member.stdout.path_ref(),
+        member.stderr.path_ref(),
         &snapshot,
         now,
     );

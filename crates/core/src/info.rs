@@ -143,8 +143,10 @@ impl ProcessInfo {
         let now = epoch(now);
         let pid = snapshot.pid.unwrap_or(0);
         let spawnerr = snapshot.spawnerr.clone().unwrap_or_default();
-        let stdout_logfile = stdout_logfile.map(|p| p.display().to_string()).unwrap_or_default();
-        let stderr_logfile = stderr_logfile.map(|p| p.display().to_string()).unwrap_or_default();
+        let stdout_logfile =
+            stdout_logfile.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let stderr_logfile =
+            stderr_logfile.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         let mut description =
             describe(snapshot.state, name, pid, start, stop, now, &spawnerr, local_time);
         match (snapshot.state, snapshot.health) {
@@ -232,14 +234,24 @@ pub(crate) fn describe(
 }
 
 /// Python's `str(timedelta(seconds=n))`: `0:03:10`, `1 day, 2:03:04`.
-pub(crate) fn timedelta(seconds: u64) -> String {
-    let days = seconds / 86_400;
-    let rest = seconds % 86_400;
-    let clock = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => clock,
-        1 => format!("1 day, {clock}"),
-        n => format!("{n} days, {clock}"),
+/// A `Display` value, so a status line is formatted in one allocation.
+pub(crate) fn timedelta(seconds: u64) -> Timedelta {
+    Timedelta(seconds)
+}
+
+/// What [`timedelta`] returns.
+pub(crate) struct Timedelta(u64);
+
+impl std::fmt::Display for Timedelta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let days = self.0 / 86_400;
+        let rest = self.0 % 86_400;
+        match days {
+            0 => {}
+            1 => f.write_str("1 day, ")?,
+            n => write!(f, "{n} days, ")?,
+        }
+        write!(f, "{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
     }
 }
 
@@ -280,10 +292,10 @@ mod tests {
 
     #[test]
     fn uptime_is_python_timedelta() {
-        assert_eq!(timedelta(0), "0:00:00");
-        assert_eq!(timedelta(190), "0:03:10");
-        assert_eq!(timedelta(86_400 + 7384), "1 day, 2:03:04");
-        assert_eq!(timedelta(3 * 86_400), "3 days, 0:00:00");
+        assert_eq!(timedelta(0).to_string(), "0:00:00");
+        assert_eq!(timedelta(190).to_string(), "0:03:10");
+        assert_eq!(timedelta(86_400 + 7384).to_string(), "1 day, 2:03:04");
+        assert_eq!(timedelta(3 * 86_400).to_string(), "3 days, 0:00:00");
     }
 
     #[test]

@@ -589,6 +589,11 @@ impl ChannelLog {
         self.inner.path.clone()
     }
 
+    /// The log file, borrowed (what a status answer copies once).
+    pub fn path_ref(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
     /// After a live upgrade: the previous image's log had held `total`
     /// bytes, more than the files now on disk (backups it rotated away), so
     /// every offset moves up to end there and a reader's offsets stay
