@@ -312,6 +312,8 @@ impl Handle {
     /// only after the previous one is fully stopped; then the actors stop. Returns
     /// when everything is down. Calling it again waits for nothing.
     pub async fn shutdown(&self) {
+        // No log file is made while the programs stop.
+        let _maker = crate::logs::MakerHold::new();
         // Hook (events): SUPERVISOR_STATE_CHANGE_STOPPING, once.
         if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
@@ -437,6 +439,8 @@ impl Handle {
     /// next ones are prepared meanwhile; a higher priority number starts only after every spawn of
     /// the lower one was attempted.
     pub(crate) async fn autostart(&self, groups: &[Arc<GroupEntry>]) {
+        // The missing log files are made once every spawn was attempted.
+        let _maker = crate::logs::MakerHold::new();
         let group_priority: HashMap<&str, i32> = groups
             .iter()
             .map(|group| (group.config.name.as_str(), group.config.priority))

@@ -69,6 +69,7 @@ use vigil_config::LogTarget;
 pub mod file;
 
 pub use file::{LogFile, Rotation, backup_path};
+pub(crate) use maker::MakerHold;
 
 /// Bytes asked of the pipe per read on a busy channel, or after a read that filled
 /// its buffer.
@@ -414,12 +415,11 @@ impl ChannelLog {
         if let Some(path) = &path {
             // A missing file is not created here: see `prepare`.
             let mut file = LogFile::new(path.clone());
-            file.reopen_existing(false)?;
+            let stats = file.reopen_with_backups(backups)?;
             if file.is_regular() {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
                 let mut offset = 0;
-                let stats = file.stat_backups(backups).unwrap_or_default();
                 for stat in stats.iter().rev().flatten() {
                     if file::is_regular_file(stat) {
                         let len = u64::try_from(stat.st_size).unwrap_or(0);
@@ -1437,15 +1437,54 @@ mod tests;
 /// The log maker: one thread, at a low priority, that creates the files
 /// [`ChannelLog::prepare`] found missing, so a spawn storm's children do not
 /// wait for the file system. It starts with the first file to make and then
-/// waits on its queue (an idle daemon's maker never wakes).
+/// waits on its queue (an idle daemon's maker never wakes). While a
+/// [`MakerHold`] lives (the autostart pass, a shutdown) it makes nothing: on
+/// two cores its file creations would take the other core from the spawns and
+/// stops, and on a file system after many deletions one creation took up to a
+/// millisecond of CPU.
 mod maker {
-    use std::sync::OnceLock;
     use std::sync::mpsc::{Sender, channel};
+    use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
     use super::ChannelLog;
 
-    /// Below the daemon's other threads: spawns and captures go first.
-    const NICE: libc::c_int = 10;
+    /// The lowest niceness: on a busy machine the maker takes about 1.5% of
+    /// a core from the spawns and captures (nice 10 took about 10%). Not
+    /// SCHED_IDLE: the maker holds its directory's lock while it creates, and
+    /// a thread that almost never runs could keep a spawn's lookup in that
+    /// directory waiting.
+    const NICE: libc::c_int = 19;
+
+    /// How many holds live; the maker waits while it is not zero.
+    static HOLDS: Mutex<usize> = Mutex::new(0);
+    static RELEASED: Condvar = Condvar::new();
+
+    /// Keeps the maker from making files until dropped.
+    pub(crate) struct MakerHold(());
+
+    impl MakerHold {
+        pub(crate) fn new() -> MakerHold {
+            *HOLDS.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            MakerHold(())
+        }
+    }
+
+    impl Drop for MakerHold {
+        fn drop(&mut self) {
+            let mut holds = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
+            *holds -= 1;
+            if *holds == 0 {
+                RELEASED.notify_all();
+            }
+        }
+    }
+
+    fn wait_unheld() {
+        let holds = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(
+            RELEASED.wait_while(holds, |holds| *holds > 0).unwrap_or_else(PoisonError::into_inner),
+        );
+    }
 
     pub(super) fn make_later(log: ChannelLog) {
         static QUEUE: OnceLock<Option<Sender<ChannelLog>>> = OnceLock::new();
@@ -1458,6 +1497,7 @@ mod maker {
                         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE)
                     };
                     while let Ok(log) = rx.recv() {
+                        wait_unheld();
                         log.make_unmade();
                     }
                 });

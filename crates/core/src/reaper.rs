@@ -13,9 +13,10 @@
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
 //! at the first waitable child with `waitid(P_ALL, WNOWAIT)`: an unknown pid is
-//! reaped as an orphan; a watched one is left to its task, and the peek runs
-//! again once that task has reaped it (an orphan may wait behind it). SIGCHLD
-//! coalesces, so the peek loops until nothing is waitable. A child gets no pidfd
+//! reaped as an orphan, a registered one for its waiter (its pidfd's task, if
+//! it has one, then finds it collected; a peek that stopped at it would leave
+//! the zombies behind it for another peek, which made a mass exit quadratic).
+//! SIGCHLD coalesces, so the peek loops until nothing is waitable. A child gets no pidfd
 //! once the daemon uses half of its descriptor limit (the rest is kept for
 //! pipes, logs and clients; with 20,000 descriptors and 5,000 programs it would
 //! not fit otherwise): the peek reaps such a child itself.
@@ -94,8 +95,8 @@ struct Inner {
     pidfds: bool,
     /// The reaper thread's runtime, where each child's pidfd is watched.
     runtime: OnceLock<tokio::runtime::Handle>,
-    /// An orphan peek stopped at a registered child: peek again once one is reaped.
-    peek_blocked: AtomicBool,
+    /// Asks for another peek (a child without a pidfd was registered, or
+    /// reaping resumed).
     peek_again: Notify,
     /// Told after every SIGCHLD, for children whose pidfd epoll would not take.
     sigchld_seen: Notify,
@@ -122,8 +123,6 @@ struct Waiter {
     exit: oneshot::Sender<ExitStatus>,
     /// Tells this child apart from a later one that reuses its pid.
     serial: u64,
-    /// A task watches its pidfd; otherwise the orphan peek reaps it.
-    watched: bool,
 }
 
 /// A started child: its pid, the parent ends of its pipes and its exit status.
@@ -181,7 +180,6 @@ impl Reaper {
             state: Mutex::new(State::default()),
             pidfds: pidfds_work(),
             runtime: OnceLock::new(),
-            peek_blocked: AtomicBool::new(false),
             peek_again: Notify::new(),
             sigchld_seen: Notify::new(),
             resumed: Notify::new(),
@@ -399,7 +397,7 @@ impl Inner {
         let mut state = self.lock();
         let serial = state.next_serial;
         state.next_serial += 1;
-        state.waiting.insert(pid, Waiter { exit, serial, watched });
+        state.waiting.insert(pid, Waiter { exit, serial });
         drop(state);
         if !watched {
             self.unwatched.fetch_add(1, Ordering::Relaxed);
@@ -534,8 +532,7 @@ impl Inner {
     }
 
     /// Hands the status of `pid`, just reaped under `state`'s lock, to its
-    /// waiter (`None`: it only learns the child is gone), and asks for the peek
-    /// a registered child may have blocked.
+    /// waiter (`None`: it only learns the child is gone).
     fn deliver(&self, mut state: MutexGuard<'_, State>, pid: u32, status: Option<ExitStatus>) {
         let waiter = state.waiting.remove(&pid);
         drop(state);
@@ -545,19 +542,14 @@ impl Inner {
             // The receiver may be gone (actor stopped); the exit is still reaped.
             let _ = waiter.exit.send(status);
         }
-        if self.peek_blocked.swap(false, Ordering::AcqRel) {
-            self.peek_again.notify_one();
-        }
     }
 
-    /// Reaps every waitable child that is not registered (an orphan), stopping at
-    /// the first registered one: its own task reaps it and then asks for another
-    /// peek.
+    /// Reaps every waitable child: an unregistered one as an orphan, a
+    /// registered one (watched or not) for its waiter.
     fn reap_orphans(&self) {
         loop {
             // SAFETY: waitid writes into `info`, a local.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            self.peek_blocked.store(true, Ordering::Release);
             // SAFETY: as above; WNOWAIT leaves the child waitable.
             let got = unsafe {
                 libc::waitid(
@@ -583,30 +575,27 @@ impl Inner {
                 return;
             }
             let pid = pid as u32;
-            let watched = |inner: &Inner| inner.lock().waiting.get(&pid).map(|w| w.watched);
-            match watched(self) {
-                Some(true) => return,
-                Some(false) => {
-                    if !self.reap_registered(pid) {
-                        return;
-                    }
-                    continue;
+            let registered = |inner: &Inner| inner.lock().waiting.contains_key(&pid);
+            // A registered child is reaped here even when a pidfd watches it:
+            // leaving it to its watch would stop the peek at it, and the
+            // unwatched zombies behind it would wait for another peek (when
+            // thousands exit at once, a peek per exit, each walking the list
+            // of children). Its watch then finds it collected.
+            if registered(self) {
+                if !self.reap_registered(pid) {
+                    return;
                 }
-                None => {}
+                continue;
             }
             // Unknown, or a child being spawned: no spawn in flight while the gate
             // is held exclusively, and then the map says which.
             let gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-            match watched(self) {
-                Some(true) => return,
-                Some(false) => {
-                    drop(gate);
-                    if !self.reap_registered(pid) {
-                        return;
-                    }
-                    continue;
+            if registered(self) {
+                drop(gate);
+                if !self.reap_registered(pid) {
+                    return;
                 }
-                None => {}
+                continue;
             }
             let mut raw: libc::c_int = 0;
             // SAFETY: waitpid writes the status into `raw`.

@@ -78,6 +78,9 @@ pub(crate) struct Dir {
     fd: OwnedFd,
     uid: u32,
     mode: u32,
+    /// The device it is on: a directory on its parent's device is on its
+    /// parent's file system, whose type is then known already.
+    dev: u64,
     procfs: bool,
 }
 
@@ -92,9 +95,12 @@ impl Dir {
         if !is_type(&stat, SFlag::S_IFDIR) {
             return Err(Errno::ENOTDIR);
         }
-        let procfs = nix::sys::statfs::fstatfs(&fd)
-            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
-        Ok(Dir { fd, uid: stat.st_uid, mode: stat.st_mode, procfs })
+        let procfs = match parent {
+            Some(parent) if parent.dev == stat.st_dev => parent.procfs,
+            _ => nix::sys::statfs::fstatfs(&fd)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC),
+        };
+        Ok(Dir { fd, uid: stat.st_uid, mode: stat.st_mode, dev: stat.st_dev, procfs })
     }
 
     /// Only root or the daemon's user can change what its names point to.
@@ -483,6 +489,27 @@ impl LogFile {
         }
     }
 
+    /// [`LogFile::reopen_existing`] without the check, plus the metadata of
+    /// backups 1 to `backups` when the file is regular, without following
+    /// links (`None` where one is missing or cannot be looked at). One walk
+    /// of the path for all of it: a walk costs a few system calls per path
+    /// component, and the tree's build does this for every log.
+    pub fn reopen_with_backups(&mut self, backups: u32) -> Result<Vec<Option<FileStat>>, LogError> {
+        self.file = None;
+        let location = locate(&self.path)?;
+        match location.open(Access::AppendExisting) {
+            Ok(file) => self.adopt(file)?,
+            Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        if !self.regular {
+            return Ok(Vec::new());
+        }
+        Ok((1..=backups)
+            .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
+            .collect())
+    }
+
     fn adopt(&mut self, file: File) -> Result<(), LogError> {
         let stat = nix::sys::stat::fstat(&file).map_err(|errno| io_error(&self.path, errno))?;
         self.regular = is_type(&stat, SFlag::S_IFREG);
@@ -584,17 +611,6 @@ impl LogFile {
         } else {
             location.stat_name(&backup_name(&location.name, index))
         }
-    }
-
-    /// Metadata of backups 1 to `count`, without following links (`None` where one
-    /// is missing or cannot be looked at), all reached in one walk: a walk costs a
-    /// few system calls per path component, and every program's start looks at
-    /// every backup of its logs. Fails only when the directory cannot be reached.
-    pub fn stat_backups(&self, count: u32) -> Result<Vec<Option<FileStat>>, LogError> {
-        let location = locate(&self.path)?;
-        Ok((1..=count)
-            .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
-            .collect())
     }
 
     /// Opens the base file (`index` 0) or backup `index` for reading.
