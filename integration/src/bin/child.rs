@@ -131,8 +131,11 @@ fn run(args: &[String]) -> Result<u8, String> {
                 index += 1;
             }
             "--write-stderr" => {
-                let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "{}", value(args, index, flag)?);
+                // One write: stderr is unbuffered, and `writeln!` would write
+                // the text and its newline apart, which a reader may see as
+                // two chunks.
+                let line = format!("{}\n", value(args, index, flag)?);
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
                 index += 1;
             }
             "--write-bytes" => {
