@@ -17,6 +17,12 @@
 //! STOPPED: its lifecycle resumes where it was ([`crate::lifecycle::Lifecycle::resume`]), its
 //! armed timers are re-armed with their remaining time, its pipes are
 //! captured again from where the old image stopped reading.
+//!
+//! Beside the processes, the tree carries what is daemon-wide:
+//! the event listener pools ([`CarriedEvents`]: each pool's queue, each
+//! listener's protocol state and event in flight, the serials; the listeners'
+//! stdout pipes are the pool's, not their process's). The new image takes
+//! them with [`offer_events`] before it builds the tree.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -89,6 +95,78 @@ pub struct Frozen {
     pub fds: Vec<OwnedFd>,
 }
 
+/// Everything [`crate::Handle::hand_over`] hands over: the processes, the
+/// event listener machinery, and the descriptors it names besides the
+/// processes' own.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// Every process, in priority order.
+    pub processes: Vec<Frozen>,
+    /// The event listener pools.
+    pub events: CarriedEvents,
+    /// The listeners' stdout pipes, whose raw numbers `events` names.
+    /// Close-on-exec until the daemon clears the flag.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// The event listener machinery (`eventlistener.rs`) as the handover format
+/// carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedEvents {
+    /// The next event serial (daemon-wide, as supervisord's).
+    pub serial: u64,
+    /// Each subscribed `TICK_*` period (seconds) and the start of the slice
+    /// its last tick announced (epoch seconds), so a tick is neither
+    /// repeated nor skipped.
+    pub ticks: Vec<(u64, u64)>,
+    /// Every pool.
+    pub pools: Vec<CarriedPool>,
+}
+
+/// One `[eventlistener:x]` pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedPool {
+    /// The group's name.
+    pub group: String,
+    /// The next pool serial.
+    pub next_serial: u64,
+    /// The events waiting for a READY listener, oldest first.
+    pub queue: Vec<CarriedEvent>,
+    /// Each member's protocol state.
+    pub members: Vec<CarriedListener>,
+}
+
+/// One event, with the serials it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedEvent {
+    /// The daemon-wide serial.
+    pub serial: u64,
+    /// The pool's serial.
+    pub pool_serial: u64,
+    /// supervisord's event name.
+    pub name: String,
+    /// The payload.
+    pub payload: String,
+}
+
+/// One listener process of a pool, as the protocol sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedListener {
+    /// The process's name in its group.
+    pub name: String,
+    /// supervisord's listener state (`ACKNOWLEDGED`, `READY`, `BUSY`,
+    /// `UNKNOWN`).
+    pub state: String,
+    /// What the listener wrote that does not make a whole token yet.
+    pub pending: Vec<u8>,
+    /// The event it was sent and has not answered.
+    pub busy: Option<CarriedEvent>,
+    /// RUNNING, as the pool last heard.
+    pub running: bool,
+    /// Its stdout pipe, kept open across `execve` (`None` once it ended).
+    pub stdout_fd: Option<i32>,
+}
+
 /// A record offered to the new image's tree, with what the daemon made of
 /// it: the child's exit as the reaper will report it, and its pipes.
 #[derive(Debug)]
@@ -139,6 +217,23 @@ pub fn unclaimed() -> Vec<Adoptable> {
         .take()
         .map(|table| table.into_values().collect())
         .unwrap_or_default()
+}
+
+/// The event listener state of the previous image, and the pipes it names
+/// (by their number in the state).
+type OfferedEvents = (CarriedEvents, HashMap<i32, OwnedFd>);
+
+static OFFERED_EVENTS: Mutex<Option<OfferedEvents>> = Mutex::new(None);
+
+/// Offers the event listener pools to the tree about to be built; `pipes`
+/// are the listeners' stdout pipes, by the number the state gives them.
+pub fn offer_events(events: CarriedEvents, pipes: HashMap<i32, OwnedFd>) {
+    *OFFERED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner) = Some((events, pipes));
+}
+
+/// The offered event listener state, once.
+pub(crate) fn claim_events() -> Option<OfferedEvents> {
+    OFFERED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
 /// `at` in ms since the epoch.

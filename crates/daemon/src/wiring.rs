@@ -226,7 +226,7 @@ impl Tree for CoreTree {
         self.handle.handover_refusal()
     }
 
-    async fn hand_over(&self) -> Result<Vec<vigil_core::handover::Frozen>, String> {
+    async fn hand_over(&self) -> Result<vigil_core::handover::Handover, String> {
         self.handle.hand_over().await.map_err(|error| error.to_string())
     }
 

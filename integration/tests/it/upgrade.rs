@@ -17,6 +17,9 @@ use serde_json::Value;
 use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
+/// The handover format this build reads (`vigild --handover-check`).
+const FORMAT: u32 = 2;
+
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
     let output = daemon.ctl(&["status", "--json"]);
@@ -66,7 +69,8 @@ fn upgrade(daemon: &Daemon, args: &[&str]) {
     assert_eq!(output.code, 0, "{output:#?}\n{}", daemon.diagnostics());
     let lines = output.lines();
     assert!(
-        lines[0].starts_with("vigild ") && lines[0].ends_with("reads handover format 1"),
+        lines[0].starts_with("vigild ")
+            && lines[0].ends_with(&format!("reads handover format {FORMAT}")),
         "{output:#?}"
     );
     assert_eq!(
@@ -284,22 +288,25 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
     refused(&["--binary", "vigild"], "absolute path");
     // A vigild that reads another format says so in its pre-flight.
     let other = wrapper(&sandbox, "other.sh", "/bin/sh", "");
+    let next = FORMAT + 1;
     let other_format = executable(
         &sandbox,
-        "format2.sh",
-        &format!("#!/bin/sh\nexport VIGILD_HANDOVER_FORMAT=2\nexec '{other}' \"$@\"\n"),
+        "format.sh",
+        &format!("#!/bin/sh\nexport VIGILD_HANDOVER_FORMAT={next}\nexec '{other}' \"$@\"\n"),
     );
-    refused(&["--binary", &other_format], "reads handover format 2, not 1");
+    refused(&["--binary", &other_format], &format!("reads handover format {next}, not {FORMAT}"));
     // One that passes the pre-flight but then reads another format refuses the
     // state itself, and the running image resumes.
-    let late = wrapper(&sandbox, "late.sh", "/bin/sh", "export VIGILD_HANDOVER_FORMAT=2");
+    let late =
+        wrapper(&sandbox, "late.sh", "/bin/sh", &format!("export VIGILD_HANDOVER_FORMAT={next}"));
     let output = daemon.ctl(&["upgrade", "--binary", &late]);
-    assert!(output.stdout.contains("reads handover format 1"), "{output:#?}");
+    assert!(output.stdout.contains(&format!("reads handover format {FORMAT}")), "{output:#?}");
     let log = wait_for(TIMEOUT, "the running image to resume", || {
         let log = daemon.main_log();
         log.contains("live upgrade refused by the new vigild, resumed").then_some(log)
     });
-    assert!(log.contains("the handover state is format 1; this vigild reads format 2"), "{log}");
+    let why = format!("the handover state is format {FORMAT}; this vigild reads format {next}");
+    assert!(log.contains(&why), "{log}");
     wait_until(TIMEOUT, "p to be resumed", || daemon.state("p") == "RUNNING");
     assert_eq!(daemon.process_pid("p"), pid);
     assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
@@ -405,4 +412,95 @@ fn tail_f_goes_on_across_an_upgrade_without_repeating_a_line() {
     let expected: Vec<String> = (first..=60).map(|n| format!("line {n:06}")).collect();
     assert_eq!(lines, expected, "every line once, in order: {out}");
     follower.stop();
+}
+
+/// An event listener in Python: records each event's serials and payload as
+/// a JSON line in `argv[1]` before it answers `OK`, and takes 50 ms per
+/// event, so events queue while an upgrade happens.
+const COUNTING_LISTENER: &str = r#"import json, sys, time
+record = open(sys.argv[1], 'a')
+while True:
+    sys.stdout.write('READY\n')
+    sys.stdout.flush()
+    header = sys.stdin.readline()
+    if not header:
+        break
+    tokens = dict(token.split(':', 1) for token in header.split())
+    payload = sys.stdin.read(int(tokens['len']))
+    time.sleep(0.05)
+    event = {'serial': int(tokens['serial']), 'poolserial': int(tokens['poolserial']),
+             'payload': payload}
+    record.write(json.dumps(event) + '\n')
+    record.flush()
+    sys.stdout.write('RESULT 2\nOK')
+    sys.stdout.flush()
+"#;
+
+/// The events the counting listener recorded: (serial, pool serial, the
+/// logged data the payload carries).
+fn counted(sandbox: &Sandbox) -> Vec<(u64, u64, String)> {
+    let text = std::fs::read_to_string(sandbox.join("counted.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|event| {
+            let payload = event["payload"].as_str().expect("payload");
+            let data = payload.split_once('\n').map_or("", |(_, data)| data);
+            (
+                event["serial"].as_u64().expect("serial"),
+                event["poolserial"].as_u64().expect("poolserial"),
+                data.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_event_listener_pool_goes_on_across_upgrades_without_a_gap_or_a_duplicate() {
+    const LINES: usize = 150;
+    let sandbox = Sandbox::new();
+    let script = sandbox.join("counter.py");
+    std::fs::write(&script, COUNTING_LISTENER).expect("write the listener");
+    // One PROCESS_LOG_STDOUT event per line (20 ms apart), more than the
+    // listener takes (50 ms each): the queue grows while it writes.
+    let writer = Program::child("w", &["--count", &LINES.to_string(), "0.02"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")
+        .set("stdout_events_enabled", "true");
+    let listener = format!(
+        "[eventlistener:counter]\ncommand=python3 {} {}\nevents=PROCESS_LOG_STDOUT\n\
+         buffer_size=1000\nstartsecs=0\nstderr_logfile={}\n",
+        script.display(),
+        sandbox.join("counted.jsonl").display(),
+        sandbox.stderr_log("counter").display(),
+    );
+    sandbox.write_config_text(&format!("{}{listener}", sandbox.programs_text(&[writer])));
+    let daemon = sandbox.start();
+    let listener_pid = daemon.running_pid("counter");
+    wait_until(TIMEOUT, "the listener to count some events", || counted(&sandbox).len() >= 5);
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    let handed: Vec<&str> =
+        log.lines().filter(|line| line.contains("handing over event listener pool")).collect();
+    assert_eq!(handed.len(), 1, "{log}");
+    assert!(!handed[0].contains(": 0 events queued, 0 in flight"), "events were pending: {log}");
+    wait_until(TIMEOUT, "a few more events", || counted(&sandbox).len() >= 20);
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 2);
+    let events = wait_for(TIMEOUT, "every line counted", || {
+        let events = counted(&sandbox);
+        events
+            .iter()
+            .any(|(_, _, data)| data.contains(&format!("line {LINES:06}")))
+            .then_some(events)
+    });
+    assert_eq!(daemon.running_pid("counter"), listener_pid, "the same listener throughout");
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "serials without a gap or a repeat: {events:?}");
+        assert_eq!(pair[1].1, pair[0].1 + 1, "pool serials likewise: {events:?}");
+    }
+    let data: String = events.iter().map(|(_, _, data)| data.as_str()).collect();
+    let expected: String = (1..=LINES).map(|n| format!("line {n:06}\n")).collect();
+    assert_eq!(data, expected, "every line once, in order");
+    let log = daemon.main_log();
+    assert!(!log.contains("re-buffering"), "no event was sent again: {log}");
 }
