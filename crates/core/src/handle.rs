@@ -337,21 +337,23 @@ impl Handle {
     }
 
     /// Why the tree cannot be handed over to a new image now, if it cannot:
-    /// a running fcgi program, which the handover does not carry.
+    /// a program has bytes queued for its stdin that it has not read, which
+    /// the handover does not carry (the rest of the tree is carried).
     pub fn handover_refusal(&self) -> Option<String> {
-        for group in self.inner.registry.groups() {
-            let uncarried = match group.config.kind {
-                vigil_config::GroupKind::Fcgi(_) => "an fcgi program",
-                _ => continue,
-            };
-            if let Some(member) = group.members.iter().find(|m| !m.state().is_stopped()) {
-                return Some(format!(
-                    "{} is {uncarried}, which a live upgrade does not carry; stop it first",
+        // A listener's stdin carries the pool's envelopes, which the pause
+        // of its pool lets finish.
+        let groups = self.inner.registry.groups_by_priority();
+        let groups = groups.iter().filter(|g| !self.inner.ctx.events.is_listener(&g.config.name));
+        groups.flat_map(|group| &group.members).find_map(|member| {
+            let queued = member.stdin()?.queued();
+            (queued > 0).then(|| {
+                format!(
+                    "{} has {queued} bytes queued for its stdin that it has not read yet, which \
+                     a live upgrade does not carry; try again once it has read them",
                     member.namespec
-                ));
-            }
-        }
-        None
+                )
+            })
+        })
     }
 
     /// A live upgrade: lets every process actor go of its child and returns
@@ -387,8 +389,13 @@ impl Handle {
             .collect()
             .await;
         // Once no process publishes events any more.
-        let (events, fds) = events.freeze().await;
-        Ok(crate::handover::Handover { processes, events, fds })
+        let (events, mut fds) = events.freeze().await;
+        let mut sockets = Vec::new();
+        for (socket, fd) in self.inner.ctx.fcgi.carry() {
+            sockets.push(socket);
+            fds.push(fd);
+        }
+        Ok(crate::handover::Handover { processes, events, sockets, fds })
     }
 
     /// State changes of every process, from now on.

@@ -21,8 +21,9 @@
 //! Beside the processes, the tree carries what is daemon-wide:
 //! the event listener pools ([`CarriedEvents`]: each pool's queue, each
 //! listener's protocol state and event in flight, the serials; the listeners'
-//! stdout pipes are the pool's, not their process's). The new image takes
-//! them with [`offer_events`] before it builds the tree.
+//! stdout pipes are the pool's, not their process's) and the fcgi groups'
+//! listening sockets ([`CarriedSocket`]). The new image takes them with
+//! [`offer_events`] and [`offer_sockets`] before it builds the tree.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -96,16 +97,19 @@ pub struct Frozen {
 }
 
 /// Everything [`crate::Handle::hand_over`] hands over: the processes, the
-/// event listener machinery, and the descriptors it names besides the
-/// processes' own.
+/// event listener machinery and the fcgi sockets, and the descriptors those
+/// name besides the processes' own.
 #[derive(Debug, Default)]
 pub struct Handover {
     /// Every process, in priority order.
     pub processes: Vec<Frozen>,
     /// The event listener pools.
     pub events: CarriedEvents,
-    /// The listeners' stdout pipes, whose raw numbers `events` names.
-    /// Close-on-exec until the daemon clears the flag.
+    /// The fcgi groups' sockets.
+    pub sockets: Vec<CarriedSocket>,
+    /// The listeners' stdout pipes and the fcgi sockets, whose raw numbers
+    /// `events` and `sockets` name. Close-on-exec until the daemon clears
+    /// the flag.
     pub fds: Vec<OwnedFd>,
 }
 
@@ -167,6 +171,19 @@ pub struct CarriedListener {
     pub stdout_fd: Option<i32>,
 }
 
+/// The listening socket of an `[fcgi-program:x]` group, which its children
+/// hold as their fd 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedSocket {
+    /// The group's name.
+    pub group: String,
+    /// The configured `socket`: the new image keeps the descriptor only for
+    /// the same address.
+    pub socket: String,
+    /// The descriptor, kept open across `execve`.
+    pub fd: i32,
+}
+
 /// A record offered to the new image's tree, with what the daemon made of
 /// it: the child's exit as the reaper will report it, and its pipes.
 #[derive(Debug)]
@@ -211,6 +228,8 @@ pub(crate) fn claim(namespec: &str) -> Option<Adoptable> {
 /// Takes what no process actor claimed (its program left the config), for
 /// the daemon to stop those children.
 pub fn unclaimed() -> Vec<Adoptable> {
+    // An fcgi socket no group took closes here (its children are killed).
+    OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner).take();
     OFFERED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -224,6 +243,7 @@ pub fn unclaimed() -> Vec<Adoptable> {
 type OfferedEvents = (CarriedEvents, HashMap<i32, OwnedFd>);
 
 static OFFERED_EVENTS: Mutex<Option<OfferedEvents>> = Mutex::new(None);
+static OFFERED_SOCKETS: Mutex<Option<HashMap<String, (String, OwnedFd)>>> = Mutex::new(None);
 
 /// Offers the event listener pools to the tree about to be built; `pipes`
 /// are the listeners' stdout pipes, by the number the state gives them.
@@ -234,6 +254,29 @@ pub fn offer_events(events: CarriedEvents, pipes: HashMap<i32, OwnedFd>) {
 /// The offered event listener state, once.
 pub(crate) fn claim_events() -> Option<OfferedEvents> {
     OFFERED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Offers the fcgi sockets to the tree about to be built: a group with the
+/// same `socket` keeps its descriptor (its children listen on it).
+pub fn offer_sockets(sockets: Vec<(CarriedSocket, OwnedFd)>) {
+    let table = sockets.into_iter().map(|(s, fd)| (s.group, (s.socket, fd))).collect();
+    *OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+}
+
+/// The offered socket of fcgi group `group` if it listens on `socket`,
+/// once.
+pub(crate) fn claim_socket(group: &str, socket: &str) -> Option<OwnedFd> {
+    let mut offered = OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner);
+    let (address, fd) = offered.as_mut()?.remove(group)?;
+    if address == socket {
+        Some(fd)
+    } else {
+        tracing::warn!(
+            "fcgi group '{group}' now listens on {socket}, not {address}: its running \
+             processes keep the old socket until they are restarted"
+        );
+        None
+    }
 }
 
 /// `at` in ms since the epoch.

@@ -943,6 +943,15 @@ impl ProcessActorState {
             }
         }
         let mut stdin_fd = None;
+        let queued = self.shared.stdin().map_or(0, |queue| queue.queued());
+        if queued > 0 {
+            // Queued after the upgrade was accepted (it refuses a queue).
+            tracing::error!(
+                critical = true,
+                "{}: {queued} bytes queued for its stdin are not carried by the upgrade",
+                self.shared.namespec
+            );
+        }
         match self.shared.stdin().and_then(|queue| queue.take_for_handover()) {
             Some(Ok(fd)) => {
                 stdin_fd = Some(fd.as_raw_fd());
@@ -1044,7 +1053,12 @@ impl ProcessActorState {
             self.last_pid = Some(pid);
             self.shared.child.store(pid, Ordering::SeqCst);
             match exit {
-                Some(exit) => self.watch_exit(myself, pid, exit, None, None, None),
+                Some(exit) => {
+                    // An fcgi child listens on its group's socket (carried
+                    // too): the daemon keeps it open while the child lives.
+                    let socket = self.ctx.fcgi.acquire(&self.shared.config.group).ok().flatten();
+                    self.watch_exit(myself, pid, exit, socket, None, None);
+                }
                 None => {
                     // Not a child any more (the daemon logged why): its end is
                     // applied as a kill, so the lifecycle moves on.

@@ -905,6 +905,8 @@ fn adopt(state: &handover::State) {
     let pipes = state.events.pools.iter().flat_map(|pool| &pool.members);
     let pipes = pipes.filter_map(|m| m.stdout_fd).filter_map(|fd| Some((fd, take(&fd)?)));
     vigil_core::handover::offer_events(state.events.clone(), pipes.collect());
+    let sockets = state.sockets.iter().filter_map(|s| Some((s.clone(), take(&s.fd)?)));
+    vigil_core::handover::offer_sockets(sockets.collect());
 }
 
 /// Kills the children of carried processes the new config no longer has.
@@ -1087,6 +1089,7 @@ impl NextImage<'_> {
             service_env: self.service_env.to_vec(),
             processes: frozen.processes.iter().map(|f| f.record.clone()).collect(),
             events: frozen.events.clone(),
+            sockets: frozen.sockets.clone(),
         };
         if let Err(err) = handover::write(&mut self.memfd, &state) {
             return format!("cannot write the handover state: {err}");

@@ -31,7 +31,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vigil_core::handover::{CarriedEvents, CarriedProcess};
+use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
@@ -84,6 +84,8 @@ pub struct State {
     /// The event listener pools: queues, serials, each listener's protocol
     /// state and stdout pipe.
     pub events: CarriedEvents,
+    /// The fcgi groups' listening sockets.
+    pub sockets: Vec<CarriedSocket>,
 }
 
 /// `vigild --handover-check VERSION`: exit status and the line to print.
@@ -387,6 +389,7 @@ mod tests {
             service_env: Vec::new(),
             processes: Vec::new(),
             events: CarriedEvents::default(),
+            sockets: Vec::new(),
         }
     }
 

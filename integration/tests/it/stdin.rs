@@ -28,7 +28,8 @@ fn xmlrpc(sandbox: &Sandbox, body: &str) -> String {
     answer
 }
 
-fn send_stdin(sandbox: &Sandbox, name: &str, data: &str) -> String {
+/// `supervisor.sendProcessStdin(name, data)`; the whole HTTP answer.
+pub(crate) fn send_stdin(sandbox: &Sandbox, name: &str, data: &str) -> String {
     xmlrpc(
         sandbox,
         &format!(

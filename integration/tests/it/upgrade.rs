@@ -504,3 +504,85 @@ fn an_event_listener_pool_goes_on_across_upgrades_without_a_gap_or_a_duplicate()
     let log = daemon.main_log();
     assert!(!log.contains("re-buffering"), "no event was sent again: {log}");
 }
+
+#[test]
+fn fcgi_children_keep_their_shared_socket_across_an_upgrade() {
+    use std::io::Read as _;
+    let sandbox = Sandbox::new();
+    let free = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
+    let port = free.local_addr().expect("local addr").port();
+    drop(free);
+    let body = format!(
+        "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{port}\n\
+         process_name=%(program_name)s_%(process_num)s\nnumprocs=2\nstartsecs=0\n\
+         stdout_logfile={dir}/logs/%(process_num)s.out\nstderr_logfile={dir}/logs/%(process_num)s.err\n",
+        vigil_integration::child_bin().display(),
+        dir = sandbox.path().display(),
+    );
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+    // Connections until every pid in `pids` answered.
+    let answered_by = |pids: &[i32]| {
+        let mut seen = std::collections::BTreeSet::new();
+        wait_until(TIMEOUT, "every child to answer on the shared socket", || {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).expect("read");
+            seen.extend(answer.trim().strip_prefix("pid=").and_then(|pid| pid.parse::<i32>().ok()));
+            pids.iter().all(|pid| seen.contains(pid))
+        });
+    };
+    let before = [daemon.running_pid("web:web_0"), daemon.running_pid("web:web_1")];
+    answered_by(&before);
+
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    assert!(log.contains(&format!("kept socket tcp://127.0.0.1:{port} for fcgi group 'web'")));
+    assert_eq!([daemon.process_pid("web:web_0"), daemon.process_pid("web:web_1")], before);
+    answered_by(&before);
+    // A new child gets the same socket (binding another would fail: the
+    // carried children listen on the port).
+    daemon.ctl(&["restart", "web:web_0"]).expect_code(0);
+    let restarted = daemon.running_pid("web:web_0");
+    assert_ne!(restarted, before[0]);
+    answered_by(&[restarted, before[1]]);
+    // The daemon's copy goes with the last child, adopted ones included.
+    daemon.ctl(&["stop", "all"]).expect_code(0);
+    wait_until(TIMEOUT, "the socket to close after the last child", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}
+
+#[test]
+fn bytes_queued_for_a_stdin_nobody_reads_refuse_the_upgrade() {
+    let sandbox = Sandbox::new();
+    let go = sandbox.join("go");
+    // Reads nothing until `go` exists, then copies its stdin to its log.
+    let command =
+        format!("/bin/sh -c 'while [ ! -e {} ]; do sleep 0.05; done; exec cat'", go.display());
+    sandbox.write_config(&[Program::raw("deaf", &command).set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("deaf");
+    // Twice the pipe's 64 KiB: the rest waits in the daemon's queue.
+    const CHUNK: usize = 64 * 1024;
+    for letter in ["a", "b"] {
+        let answer = super::stdin::send_stdin(&sandbox, "deaf", &letter.repeat(CHUNK));
+        assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
+    }
+    let output = daemon.ctl(&["upgrade"]);
+    assert_ne!(output.code, 0, "{output:#?}");
+    assert!(
+        output.stdout.starts_with("ERROR: upgrade refused: deaf has ")
+            && output.stdout.contains("bytes queued for its stdin that it has not read yet"),
+        "{output:#?}"
+    );
+    assert_eq!(daemon.process_pid("deaf"), pid, "nothing changed");
+    // Once it has read them, the upgrade goes through and every byte arrived.
+    std::fs::write(&go, "").expect("create go");
+    wait_until(TIMEOUT, "deaf to read its stdin", || {
+        std::fs::metadata(sandbox.stdout_log("deaf")).is_ok_and(|m| m.len() == 2 * CHUNK as u64)
+    });
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    assert_eq!(daemon.running_pid("deaf"), pid);
+}
