@@ -73,6 +73,21 @@ pub struct CarriedProcess {
     pub stdout_total: u64,
     /// The stderr log's total offset.
     pub stderr_total: u64,
+    /// The probes' verdict on the child: 0 unknown, 1 healthy, 2 unhealthy.
+    pub health: u8,
+    /// Where the child's polled probes were.
+    pub probes: Vec<CarriedProbe>,
+}
+
+/// A running probe task's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedProbe {
+    /// The liveness probe (else the readiness probe).
+    pub liveness: bool,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// Milliseconds until its next attempt (0: one was under way).
+    pub wait_ms: u64,
 }
 
 /// An armed lifecycle timer and what it had left.

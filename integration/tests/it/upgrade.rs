@@ -586,3 +586,60 @@ fn bytes_queued_for_a_stdin_nobody_reads_refuse_the_upgrade() {
     wait_takeovers(&daemon, 1);
     assert_eq!(daemon.running_pid("deaf"), pid);
 }
+
+#[test]
+fn probes_keep_their_verdict_and_their_count_across_an_upgrade() {
+    let port = |what: &str| {
+        let free = std::net::TcpListener::bind(("127.0.0.1", 0)).expect(what);
+        free.local_addr().expect("local addr").port()
+    };
+    let (open, closed) = (port("a port to listen on"), port("a port nobody listens on"));
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        // Healthy once ready; its next liveness check is a minute away, so a
+        // verdict shown right after the upgrade is the carried one.
+        Program::child("ok", &["--listen-tcp", &open.to_string(), "--sleep", "3600"])
+            .set("ready_tcp", format!("127.0.0.1:{open}"))
+            .set("ready_period", "100ms")
+            .set("live_tcp", format!("127.0.0.1:{open}"))
+            .set("live_period", "60s"),
+        // Fails every liveness check: restarted at the third in a row.
+        Program::child("failing", &["--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("live_tcp", format!("127.0.0.1:{closed}"))
+            .set("live_period", "3s")
+            .set("live_initial_delay", "0s")
+            .set("live_failure_threshold", 3),
+    ]);
+    let daemon = sandbox.start();
+    let healthy = vigil_integration::try_wait_until(TIMEOUT, || {
+        daemon
+            .status_of("ok")
+            .is_some_and(|(state, what)| state == "RUNNING" && what.ends_with(", healthy"))
+    });
+    assert!(healthy, "ok is not healthy: {:?}\n{}", daemon.status_of("ok"), daemon.diagnostics());
+    let failing = daemon.running_pid("failing");
+    wait_until(TIMEOUT, "two failed liveness checks", || {
+        daemon.main_log().contains("liveness probe failed (2 in a row)")
+    });
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    let (_, ok) = daemon.status_of("ok").expect("ok");
+    assert!(ok.ends_with(", healthy"), "the verdict carried over: {ok}");
+    let (_, unwell) = daemon.status_of("failing").expect("failing");
+    assert!(unwell.ends_with(", unhealthy"), "the verdict carried over: {unwell}");
+    assert!(!log.contains("liveness probe failed (3 in a row)"), "the upgrade came first: {log}");
+    let restarted = wait_for(TIMEOUT, "failing to be restarted", || {
+        let pid = daemon.running_pid("failing");
+        (pid != failing).then_some(pid)
+    });
+    assert_ne!(restarted, failing);
+    let log = daemon.main_log();
+    let took_over = super::log_times(&log, "took over from")[0];
+    let after: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("liveness probe failed ("))
+        .filter(|line| super::log_time_ms(line).is_some_and(|at| at > took_over))
+        .collect();
+    assert!(after[0].contains("(3 in a row)"), "the count went on: {after:#?}");
+}
