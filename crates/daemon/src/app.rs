@@ -643,6 +643,10 @@ impl Dispatch for SwitchDispatch {
     fn serve_tarpc(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
         self.current().serve_tarpc(connection, peer)
     }
+
+    fn handing_over(&self) {
+        self.current().handing_over();
+    }
 }
 
 impl Daemon {

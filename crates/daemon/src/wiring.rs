@@ -385,4 +385,10 @@ impl Dispatch for ControlDispatch {
             }
         })
     }
+
+    fn handing_over(&self) {
+        // `/logtail` and the dashboard's event streams end after a whole chunk, and each
+        // HTTP connection closes once its response is sent.
+        vigil_xmlrpc::end_streams_for_handover();
+    }
 }

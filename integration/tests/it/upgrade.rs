@@ -643,3 +643,95 @@ fn probes_keep_their_verdict_and_their_count_across_an_upgrade() {
         .collect();
     assert!(after[0].contains("(3 in a row)"), "the count went on: {after:#?}");
 }
+
+/// `curl` reading `url` over the daemon's UNIX socket into `<name>.body`, with
+/// the response head in `<name>.head`; killed by pid when dropped.
+struct Curl {
+    child: std::process::Child,
+    body: std::path::PathBuf,
+    head: std::path::PathBuf,
+}
+
+impl Curl {
+    fn get(sandbox: &Sandbox, name: &str, url: &str) -> Curl {
+        let (body, head) =
+            (sandbox.join(format!("{name}.body")), sandbox.join(format!("{name}.head")));
+        let child = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--no-buffer", "--unix-socket"])
+            .arg(sandbox.socket())
+            .arg("--dump-header")
+            .arg(&head)
+            .arg("--output")
+            .arg(&body)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run curl (scripts/test installs it)");
+        Curl { child, body, head }
+    }
+
+    fn body(&self) -> String {
+        std::fs::read_to_string(&self.body).unwrap_or_default()
+    }
+
+    /// The response's `X-Log-Offset`.
+    fn log_offset(&self) -> u64 {
+        let head = std::fs::read_to_string(&self.head).expect("the response head");
+        head.lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("x-log-offset").then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no X-Log-Offset in {head:?}"))
+    }
+}
+
+impl Drop for Curl {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = vigil_integration::wait_timeout(&mut self.child, TIMEOUT);
+    }
+}
+
+#[test]
+fn a_logtail_stream_ends_cleanly_at_an_upgrade_and_goes_on_from_its_offset() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("w", &["--count", "100", "0.05"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    let mut first = Curl::get(&sandbox, "first", "http://localhost/logtail/w");
+    wait_until(TIMEOUT, "the first lines", || first.body().contains("line 000010\n"));
+    upgrade(&daemon, &[]);
+    // curl exits 0 only for a complete response: with a chunked body, its last
+    // chunk (a cut connection is exit 18, "transfer closed with outstanding
+    // read data remaining").
+    let status = vigil_integration::wait_timeout(&mut first.child, TIMEOUT)
+        .expect("the stream ends at the upgrade");
+    assert!(status.success(), "curl saw an incomplete response: {status}");
+    wait_takeovers(&daemon, 1);
+    let got = first.body();
+    let resume_at = first.log_offset() + got.len() as u64;
+    let second =
+        Curl::get(&sandbox, "second", &format!("http://localhost/logtail/w?offset={resume_at}"));
+    wait_until(TIMEOUT, "the last line", || second.body().contains("line 000100\n"));
+    assert_eq!(second.log_offset(), resume_at);
+    let both = format!("{got}{}", second.body());
+    // The first response starts 1 KiB before the end of the log, maybe mid-line.
+    let (_, whole) = both.split_once('\n').expect("a line");
+    let lines: Vec<&str> = whole.lines().collect();
+    let from: usize = lines[0]["line ".len()..].parse().expect("numbered");
+    let expected: Vec<String> = (from..=100).map(|n| format!("line {n:06}")).collect();
+    assert_eq!(lines, expected, "every line once, in order, across the two responses");
+    // The new image serves the same offsets: the log read back from the start
+    // of the first response is what the two responses carried.
+    let log = std::fs::read(sandbox.stdout_log("w")).expect("log");
+    let start = usize::try_from(first.log_offset()).expect("small");
+    assert_eq!(&log[start..start + both.len()], both.as_bytes());
+}
