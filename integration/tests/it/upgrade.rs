@@ -735,3 +735,124 @@ fn a_logtail_stream_ends_cleanly_at_an_upgrade_and_goes_on_from_its_offset() {
     let start = usize::try_from(first.log_offset()).expect("small");
     assert_eq!(&log[start..start + both.len()], both.as_bytes());
 }
+
+/// `unshare --pid --fork --mount-proc vigild -n -c CONFIG`: vigild as PID 1
+/// of a new pid namespace, as in a container. Dropping it SIGKILLs vigild by
+/// its pid outside the namespace (the kernel then kills everything in the
+/// namespace) and collects `unshare`.
+struct PidNamespace {
+    unshare: std::process::Child,
+    /// vigild's pid as this test sees it.
+    vigild: i32,
+}
+
+impl PidNamespace {
+    /// `None`, with the reason printed, where pid namespaces are not permitted.
+    fn start(sandbox: &Sandbox) -> Option<PidNamespace> {
+        use std::os::unix::process::CommandExt as _;
+        let namespace = ["--pid", "--fork", "--mount-proc"];
+        let mut probe = std::process::Command::new("unshare");
+        probe.args(namespace).arg("true");
+        let probe = vigil_integration::run(&mut probe, TIMEOUT);
+        if probe.code != 0 {
+            let why = probe.stderr.trim();
+            println!("skipped: `unshare --pid --fork --mount-proc` is not permitted here: {why}");
+            return None;
+        }
+        let output = |name: &str| std::fs::File::create(sandbox.join(name)).expect("output file");
+        let unshare = std::process::Command::new("unshare")
+            .args(namespace)
+            .arg(vigild_bin())
+            .arg("-n")
+            .arg("-c")
+            .arg(sandbox.config_path())
+            .current_dir(sandbox.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(output("vigild.stdout"))
+            .stderr(output("vigild.stderr"))
+            .process_group(0)
+            .spawn()
+            .expect("run unshare");
+        let unshare_pid = i32::try_from(unshare.id()).expect("pid fits i32");
+        let mut started = PidNamespace { unshare, vigild: 0 };
+        started.vigild = wait_for(TIMEOUT, "unshare to start vigild", || {
+            proc::children(unshare_pid).first().copied()
+        });
+        wait_until(TIMEOUT, "vigild to answer as PID 1", || {
+            sandbox.ctl(&["pid"]).stdout.trim() == "1"
+        });
+        Some(started)
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        if self.vigild > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.vigild),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = vigil_integration::wait_timeout(&mut self.unshare, TIMEOUT);
+    }
+}
+
+#[test]
+fn as_pid_1_of_a_pid_namespace_vigild_upgrades_keeping_pids_and_reaping_orphans() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: a new pid namespace needs root here");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("p", &["--sleep", "3600"]).set("startsecs", 0),
+        // Leaves a grandchild in a session of its own, which outlives it by
+        // a few seconds: an orphan, which the kernel gives to PID 1.
+        Program::child("parent", &["--setsid-grandchild", "6"])
+            .set("startsecs", 0)
+            .set("autorestart", "false"),
+    ]);
+    let Some(mut namespace) = PidNamespace::start(&sandbox) else { return };
+    let vigild = namespace.vigild;
+    let status = |name: &str| {
+        let output = sandbox.ctl(&["status", "--json"]);
+        let document: Value = serde_json::from_str(output.stdout.trim()).expect("status --json");
+        let entry =
+            document["result"].as_array().expect("result").iter().find(|e| e["name"] == name);
+        entry.cloned().unwrap_or_else(|| panic!("no {name} in {document}"))
+    };
+    let p = wait_for(TIMEOUT, "p RUNNING", || {
+        let entry = status("p");
+        (entry["statename"] == "RUNNING").then(|| entry["pid"].as_i64().expect("pid"))
+    });
+    // Seen from here, each program is a child of vigild (namespace pids differ).
+    let p_here = wait_for(TIMEOUT, "p as vigild's child", || {
+        proc::children(vigild).into_iter().find(|pid| proc::cmdline(*pid).contains("--sleep"))
+    });
+    wait_until(TIMEOUT, "parent to exit", || status("parent")["statename"] == "EXITED");
+    let orphan = wait_for(TIMEOUT, "the orphan to be vigild's child", || {
+        let children = proc::children(vigild);
+        children.into_iter().find(|pid| proc::cmdline(*pid).contains("--setsid-grandchild"))
+    });
+
+    let output = sandbox.ctl(&["upgrade"]);
+    assert_eq!(output.code, 0, "{output:#?}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(output.lines()[1], format!("Upgraded: vigild {version} (pid 1)"), "{output:#?}");
+    wait_until(TIMEOUT, "the new image to take over", || {
+        std::fs::read_to_string(sandbox.main_log())
+            .is_ok_and(|log| log.matches("(live upgrade)\n").count() >= 2)
+    });
+    assert!(proc::alive(orphan), "the orphan outlived the old image");
+    assert_eq!(sandbox.ctl(&["pid"]).stdout.trim(), "1");
+    assert_eq!(status("p")["pid"].as_i64(), Some(p), "p kept its pid");
+    assert_eq!(proc::stat(p_here).expect("p").ppid, vigild, "p is still vigild's child");
+    // The new image, PID 1, collects the orphan when it exits: no zombie.
+    wait_until(TIMEOUT, "the orphan to be reaped", || !proc::exists(orphan));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(vigild), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM vigild");
+    let exit = vigil_integration::wait_timeout(&mut namespace.unshare, TIMEOUT)
+        .expect("vigild shuts down");
+    assert!(exit.success(), "vigild as PID 1 exited with {exit}");
+    namespace.vigild = 0;
+}
