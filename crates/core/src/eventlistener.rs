@@ -22,7 +22,7 @@
 //!
 //! # Live upgrade
 //!
-//! The hub hands its pools over ([`Hub::pause`], then [`Hub::freeze`] once
+//! The hub hands its pools over (`Hub::pause`, then `Hub::freeze` once
 //! the process actors let go of their children): the pools stop sending
 //! (an envelope being written is finished first, so a listener never holds
 //! half of one), the feed takes what is still on the bus, the readers stop
@@ -1034,6 +1034,11 @@ impl Pool {
             let reader = read_listener(pipe, index, generation, tx.clone(), stop);
             member.reader = Some(tokio::spawn(reader));
         }
+        self.trim();
+    }
+
+    /// Drops the oldest events beyond the buffer's size, with supervisord's log line.
+    fn trim(&mut self) {
         while self.buffer.len() > self.buffer_size {
             if let Some(discarded) = self.buffer.pop_front() {
                 tracing::error!(
@@ -1107,15 +1112,7 @@ impl Pool {
             tracing::debug!("{}: {} -> {}", member.name(), before.name(), after.name());
         }
         // Re-buffering at the head may have overflowed the buffer.
-        while self.buffer.len() > self.buffer_size {
-            if let Some(discarded) = self.buffer.pop_front() {
-                tracing::error!(
-                    "pool {} event buffer overflowed, discarding event {}",
-                    self.name,
-                    discarded.serial
-                );
-            }
-        }
+        self.trim();
     }
 
     /// Sends buffered events, oldest first, while some member can take one.

@@ -9,7 +9,7 @@
 //! and the next spawn binds it again.
 //!
 //! A live upgrade carries each group's socket (the one its children listen
-//! on) to the next image ([`FcgiSockets::carry`]), which keeps it for the
+//! on) to the next image (`FcgiSockets::carry`), which keeps it for the
 //! group if the address is the same instead of binding again.
 //!
 //! Sockets: `tcp://host:port` (`SO_REUSEADDR`, like supervisord) or

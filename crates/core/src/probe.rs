@@ -91,6 +91,22 @@ async fn wait_for_attempt(progress: &SharedProgress, failures: u32, wait: Durati
     progress.lock().unwrap_or_else(PoisonError::into_inner).next = None;
 }
 
+/// Spawns `run(progress, failures, wait)`: a probe task starting with `failures` in a
+/// row and its first attempt `wait` from now (`first`, unless `resume` says where a
+/// previous image left it).
+fn spawn_probe<F>(
+    first: Duration,
+    resume: Option<Resume>,
+    run: impl FnOnce(SharedProgress, u32, Duration) -> F,
+) -> (JoinHandle<()>, SharedProgress)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let progress = SharedProgress::default();
+    let (failures, wait) = resume.map_or((0, first), |r| (r.failures, r.wait));
+    (tokio::spawn(run(Arc::clone(&progress), failures, wait)), progress)
+}
+
 /// Whether `probe` is polled by a task (tcp, http, exec).
 pub(crate) fn is_polled(probe: &Probe) -> bool {
     matches!(probe.kind, ProbeKind::Tcp { .. } | ProbeKind::Http { .. } | ProbeKind::Exec { .. })
@@ -105,11 +121,8 @@ pub(crate) fn spawn_readiness(
     generation: u64,
     resume: Option<Resume>,
 ) -> (JoinHandle<()>, SharedProgress) {
-    let progress = SharedProgress::default();
-    let shared = Arc::clone(&progress);
-    let task = tokio::spawn(async move {
-        let mut failures = resume.map_or(0, |r| r.failures);
-        let mut wait = resume.map_or(probe.initial_delay, |r| r.wait);
+    let first = probe.initial_delay;
+    spawn_probe(first, resume, move |progress, mut failures, mut wait| async move {
         loop {
             wait_for_attempt(&progress, failures, wait).await;
             wait = probe.period;
@@ -133,8 +146,7 @@ pub(crate) fn spawn_readiness(
                 }
             }
         }
-    });
-    (task, shared)
+    })
 }
 
 /// Runs the liveness probe of child `generation` while it lives: from its
@@ -146,11 +158,8 @@ pub(crate) fn spawn_liveness(
     generation: u64,
     resume: Option<Resume>,
 ) -> (JoinHandle<()>, SharedProgress) {
-    let progress = SharedProgress::default();
-    let shared = Arc::clone(&progress);
-    let task = tokio::spawn(async move {
-        let mut failures = resume.map_or(0, |r| r.failures);
-        let mut wait = resume.map_or(probe.initial_delay + probe.period, |r| r.wait);
+    let first = probe.initial_delay + probe.period;
+    spawn_probe(first, resume, move |progress, mut failures, mut wait| async move {
         loop {
             wait_for_attempt(&progress, failures, wait).await;
             wait = probe.period;
@@ -175,8 +184,7 @@ pub(crate) fn spawn_liveness(
                 return;
             }
         }
-    });
-    (task, shared)
+    })
 }
 
 /// One attempt within the probe's timeout.

@@ -509,9 +509,7 @@ fn an_event_listener_pool_goes_on_across_upgrades_without_a_gap_or_a_duplicate()
 fn fcgi_children_keep_their_shared_socket_across_an_upgrade() {
     use std::io::Read as _;
     let sandbox = Sandbox::new();
-    let free = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
-    let port = free.local_addr().expect("local addr").port();
-    drop(free);
+    let port = super::control::free_port();
     let body = format!(
         "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{port}\n\
          process_name=%(program_name)s_%(process_num)s\nnumprocs=2\nstartsecs=0\n\
@@ -556,11 +554,8 @@ fn fcgi_children_keep_their_shared_socket_across_an_upgrade() {
 #[test]
 fn bytes_queued_for_a_stdin_nobody_reads_refuse_the_upgrade() {
     let sandbox = Sandbox::new();
-    let go = sandbox.join("go");
-    // Reads nothing until `go` exists, then copies its stdin to its log.
-    let command =
-        format!("/bin/sh -c 'while [ ! -e {} ]; do sleep 0.05; done; exec cat'", go.display());
-    sandbox.write_config(&[Program::raw("deaf", &command).set("startsecs", 0)]);
+    let (program, go) = super::stdin::deaf(&sandbox);
+    sandbox.write_config(&[program]);
     let daemon = sandbox.start();
     let pid = daemon.running_pid("deaf");
     // Twice the pipe's 64 KiB: the rest waits in the daemon's queue.
@@ -589,11 +584,13 @@ fn bytes_queued_for_a_stdin_nobody_reads_refuse_the_upgrade() {
 
 #[test]
 fn probes_keep_their_verdict_and_their_count_across_an_upgrade() {
-    let port = |what: &str| {
-        let free = std::net::TcpListener::bind(("127.0.0.1", 0)).expect(what);
-        free.local_addr().expect("local addr").port()
-    };
-    let (open, closed) = (port("a port to listen on"), port("a port nobody listens on"));
+    // Two ports nobody listens on, distinct: both bound at once, then let go.
+    let bound: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port"))
+        .collect();
+    let port = |i: usize| bound[i].local_addr().expect("local addr").port();
+    let (open, closed) = (port(0), port(1));
+    drop(bound);
     let sandbox = Sandbox::new();
     sandbox.write_config(&[
         // Healthy once ready; its next liveness check is a minute away, so a
