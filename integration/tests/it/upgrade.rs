@@ -704,14 +704,19 @@ fn a_logtail_stream_ends_cleanly_at_an_upgrade_and_goes_on_from_its_offset() {
         .set("autorestart", "false")]);
     let daemon = sandbox.start();
     let mut first = Curl::get(&sandbox, "first", "http://localhost/logtail/w");
+    // The dashboard's event stream, a long poll, ends the same way.
+    let mut feed = Curl::get(&sandbox, "feed", "http://localhost/ui/events");
     wait_until(TIMEOUT, "the first lines", || first.body().contains("line 000010\n"));
+    wait_until(TIMEOUT, "the first event", || feed.body().contains("event: facts\n"));
     upgrade(&daemon, &[]);
     // curl exits 0 only for a complete response: with a chunked body, its last
     // chunk (a cut connection is exit 18, "transfer closed with outstanding
     // read data remaining").
-    let status = vigil_integration::wait_timeout(&mut first.child, TIMEOUT)
-        .expect("the stream ends at the upgrade");
-    assert!(status.success(), "curl saw an incomplete response: {status}");
+    for curl in [&mut first, &mut feed] {
+        let status = vigil_integration::wait_timeout(&mut curl.child, TIMEOUT)
+            .expect("the stream ends at the upgrade");
+        assert!(status.success(), "curl saw an incomplete response: {status}");
+    }
     wait_takeovers(&daemon, 1);
     let got = first.body();
     let resume_at = first.log_offset() + got.len() as u64;
