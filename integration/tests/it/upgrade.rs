@@ -485,7 +485,15 @@ fn an_event_listener_pool_goes_on_across_upgrades_without_a_gap_or_a_duplicate()
     assert!(!handed[0].contains(": 0 events queued, 0 in flight"), "events were pending: {log}");
     wait_until(TIMEOUT, "a few more events", || counted(&sandbox).len() >= 20);
     upgrade(&daemon, &[]);
-    wait_takeovers(&daemon, 2);
+    let log = wait_takeovers(&daemon, 2);
+    // The listener is BUSY all but a moment (the queue is never empty): an
+    // event was in flight at some handover, and its answer reached the new
+    // image (below: counted once, and never sent again).
+    assert!(
+        log.lines().any(|line| line.contains("handing over event listener pool")
+            && line.ends_with(", 1 in flight")),
+        "{log}"
+    );
     let events = wait_for(TIMEOUT, "every line counted", || {
         let events = counted(&sandbox);
         events
