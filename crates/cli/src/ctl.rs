@@ -769,7 +769,15 @@ impl Ctl {
         }
         let Some(client) = self.upcheck().await else { return };
         let _ = self.out.flush();
-        match crate::top::run(client).await {
+        let server = crate::top::Server {
+            url: self.options.serverurl.clone(),
+            auth: self
+                .options
+                .username
+                .clone()
+                .map(|user| (user, self.options.password.clone().unwrap_or_default())),
+        };
+        match crate::top::run(client, server).await {
             Ok(()) => {}
             Err(ended) => {
                 if matches!(ended, crate::top::Ended::Lost(_)) {

@@ -14,6 +14,12 @@
 //! - The log pane follows the selected process with `tail_follow`, the long
 //!   poll behind `tail -f`.
 //!
+//! A lost connection (vigild's live upgrade ends every connection, and the
+//! next image answers on the same socket) is made again once, and top goes on:
+//! the long polls ask the new image, and the log pane follows on from the
+//! offset it had reached, without a repeated byte. Lost again before the new
+//! connection answered, top ends and says why.
+//!
 //! The pure parts (rows, sort, filter, selection, CPU rates, log lines) are in
 //! `model`; the drawing is in `view`.
 
@@ -74,9 +80,37 @@ impl std::fmt::Display for Ended {
 /// What the helper tasks tell the screen.
 enum Update {
     Facts(Box<Facts>, Instant),
-    Lost(String),
+    /// A call failed: why, and whether the connection itself failed (which
+    /// a new connection may cure) rather than the daemon refusing.
+    Lost(String, bool),
     Message(String),
-    Log { name: String, stderr: bool, bytes: Vec<u8> },
+    /// Log bytes, and the offset the follow goes on from.
+    Log {
+        name: String,
+        stderr: bool,
+        bytes: Vec<u8>,
+        next: i64,
+    },
+}
+
+/// Where top connects again after losing its connection.
+pub struct Server {
+    /// The `serverurl`.
+    pub url: String,
+    /// User name and password, if any.
+    pub auth: Option<(String, String)>,
+}
+
+impl Server {
+    async fn connect(&self) -> Result<ControlClient, String> {
+        let auth = self.auth.as_ref().map(|(user, pass)| (user.as_str(), pass.as_str()));
+        let connecting = vigil_rpc::connect(&self.url, auth);
+        match tokio::time::timeout(QUERY_TIMEOUT, connecting).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {} s", QUERY_TIMEOUT.as_secs())),
+        }
+    }
 }
 
 /// The terminal in top's modes; dropping it restores the terminal, also when a
@@ -106,19 +140,28 @@ impl Screen {
     }
 }
 
-/// Runs top until the user quits (`Ok`) or something else ends it.
-pub async fn run(client: ControlClient) -> Result<(), Ended> {
+/// The long polls of one connection.
+fn spawn_watchers(client: &ControlClient, updates: &mpsc::Sender<Update>) -> [JoinHandle<()>; 2] {
+    let changed = Arc::new(Notify::new());
+    [
+        tokio::spawn(watch_changes(client.clone(), Arc::clone(&changed), updates.clone())),
+        tokio::spawn(read_facts(client.clone(), changed, updates.clone())),
+    ]
+}
+
+/// Runs top until the user quits (`Ok`) or something else ends it; `server`
+/// is where it connects again after losing `client`'s connection.
+pub async fn run(client: ControlClient, server: Server) -> Result<(), Ended> {
     let mut terminate = signal(SignalKind::terminate()).map_err(Ended::Terminal)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(Ended::Terminal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Ended::Terminal)?;
     let (mut screen, _restore) = Screen::open().map_err(Ended::Terminal)?;
     let (updates, mut received) = mpsc::channel::<Update>(64);
-    let changed = Arc::new(Notify::new());
-    let watchers = [
-        tokio::spawn(watch_changes(client.clone(), Arc::clone(&changed), updates.clone())),
-        tokio::spawn(read_facts(client.clone(), changed, updates.clone())),
-    ];
-    let mut top = Top { client, model: Model::new(), updates, follower: None };
+    let mut watchers = spawn_watchers(&client, &updates);
+    let mut top =
+        Top { client, model: Model::new(), updates, follower: None, log_next: -FOLLOW_BACKLOG };
+    // Connected again and not yet answered: a second loss ends top.
+    let mut reconnected = false;
     let mut keys = EventStream::new();
     let ended = loop {
         if let Err(error) = screen.terminal.draw(|frame| view::draw(frame, &top.model)) {
@@ -138,10 +181,30 @@ pub async fn run(client: ControlClient) -> Result<(), Ended> {
                 Some(Err(error)) => break Err(Ended::Terminal(error)),
                 None => break Ok(()),
             },
-            Some(update) = received.recv() => {
-                if let Err(why) = top.update(update) {
-                    break Err(Ended::Lost(why));
+            Some(update) = received.recv() => match update {
+                Update::Lost(why, true) if !reconnected => match server.connect().await {
+                    Ok(client) => {
+                        reconnected = true;
+                        for watcher in watchers {
+                            watcher.abort();
+                        }
+                        // What the old connection's tasks still say is stale.
+                        let (updates, fresh) = mpsc::channel::<Update>(64);
+                        received = fresh;
+                        watchers = spawn_watchers(&client, &updates);
+                        top.client = client;
+                        top.updates = updates;
+                        top.resume_follower();
+                        top.model.message = "connected to vigild again".to_owned();
+                    }
+                    Err(again) => break Err(Ended::Lost(format!("{why}; connecting again: {again}"))),
+                },
+                Update::Lost(why, _) => break Err(Ended::Lost(why)),
+                Update::Facts(..) => {
+                    reconnected = false;
+                    top.update(update);
                 }
+                update => top.update(update),
             }
         }
     };
@@ -160,6 +223,8 @@ struct Top {
     model: Model,
     updates: mpsc::Sender<Update>,
     follower: Option<JoinHandle<()>>,
+    /// Where the log pane's follow goes on from.
+    log_next: i64,
 }
 
 impl Top {
@@ -216,24 +281,24 @@ impl Top {
         false
     }
 
-    /// Takes what a helper task reported; `Err` when the connection is gone.
-    fn update(&mut self, update: Update) -> Result<(), String> {
+    /// Takes what a helper task reported (a lost connection is the caller's).
+    fn update(&mut self, update: Update) {
         match update {
             Update::Facts(facts, at) => {
                 self.model.update(&facts, at);
                 self.follow_selected();
             }
-            Update::Lost(why) => return Err(why),
+            Update::Lost(..) => {}
             Update::Message(text) => self.model.message = text,
-            Update::Log { name, stderr, bytes } => {
+            Update::Log { name, stderr, bytes, next } => {
                 if self.model.log_name.as_deref() == Some(name.as_str())
                     && self.model.log_stderr == stderr
                 {
                     self.model.push_log(&bytes);
+                    self.log_next = next;
                 }
             }
         }
-        Ok(())
     }
 
     /// Points the log pane at the selected process, if it is not there yet.
@@ -246,12 +311,24 @@ impl Top {
     }
 
     fn restart_follower(&mut self, name: Option<String>, stderr: bool) {
+        self.model.follow_log(name.clone(), stderr);
+        self.log_next = -FOLLOW_BACKLOG;
+        self.spawn_follower();
+    }
+
+    /// Follows the pane's log again over a new connection, from where it was.
+    fn resume_follower(&mut self) {
+        self.spawn_follower();
+    }
+
+    fn spawn_follower(&mut self) {
         if let Some(follower) = self.follower.take() {
             follower.abort();
         }
-        self.model.follow_log(name.clone(), stderr);
-        if let Some(name) = name {
-            let task = follow(self.client.clone(), name, stderr, self.updates.clone());
+        if let Some(name) = self.model.log_name.clone() {
+            let stderr = self.model.log_stderr;
+            let task =
+                follow(self.client.clone(), name, stderr, self.log_next, self.updates.clone());
             self.follower = Some(tokio::spawn(task));
         }
     }
@@ -344,11 +421,16 @@ async fn watch_changes(client: ControlClient, changed: Arc<Notify>, updates: mps
                 seen = Some(count);
             }
             Err(error) => {
-                let _ = updates.send(Update::Lost(reason(&error))).await;
+                let _ = updates.send(lost(&error)).await;
                 return;
             }
         }
     }
+}
+
+/// [`Update::Lost`] for a failed call.
+fn lost(error: &CallError) -> Update {
+    Update::Lost(reason(error), matches!(error, CallError::Rpc(_)))
 }
 
 /// Reads the facts (with CPU and memory) now, then every [`REFRESH`] and after
@@ -366,7 +448,7 @@ async fn read_facts(client: ControlClient, changed: Arc<Notify>, updates: mpsc::
                 }
             }
             Err(error) => {
-                let _ = updates.send(Update::Lost(reason(&error))).await;
+                let _ = updates.send(lost(&error)).await;
                 return;
             }
         }
@@ -378,13 +460,19 @@ async fn read_facts(client: ControlClient, changed: Arc<Notify>, updates: mpsc::
     }
 }
 
-/// Follows one channel of one process into the log pane, from a little before
-/// its end, until aborted or the process has no such log.
-async fn follow(client: ControlClient, name: String, stderr: bool, updates: mpsc::Sender<Update>) {
+/// Follows one channel of one process into the log pane from `offset` (a
+/// little before its end when negative), until aborted, the process has no
+/// such log, or the connection is lost (the long polls report that).
+async fn follow(
+    client: ControlClient,
+    name: String,
+    stderr: bool,
+    mut offset: i64,
+    updates: mpsc::Sender<Update>,
+) {
     let channel = if stderr { LogChannel::Stderr } else { LogChannel::Stdout };
     let target = LogTarget::Process { name: name.clone(), channel };
     let wait_ms = u64::try_from(FOLLOW_WAIT.as_millis()).unwrap_or(u64::MAX);
-    let mut offset = -FOLLOW_BACKLOG;
     loop {
         let ctx = context_with_timeout(FOLLOW_WAIT + QUERY_TIMEOUT);
         let reply = client
@@ -392,19 +480,21 @@ async fn follow(client: ControlClient, name: String, stderr: bool, updates: mpsc
             .await;
         let chunk = match flatten(reply) {
             Ok(chunk) => chunk,
+            Err(CallError::Rpc(_)) => return,
             Err(error) => {
                 let note = match error {
                     CallError::Fault(ControlError::NoFile(_)) => "(no log file)".to_owned(),
                     other => format!("(log unavailable: {other})"),
                 };
                 let bytes = note.into_bytes();
-                let _ = updates.send(Update::Log { name, stderr, bytes }).await;
+                let _ = updates.send(Update::Log { name, stderr, bytes, next: offset }).await;
                 return;
             }
         };
         offset = i64::try_from(chunk.next).unwrap_or(i64::MAX);
         if !chunk.bytes.0.is_empty() {
-            let update = Update::Log { name: name.clone(), stderr, bytes: chunk.bytes.0 };
+            let bytes = chunk.bytes.0;
+            let update = Update::Log { name: name.clone(), stderr, bytes, next: offset };
             if updates.send(update).await.is_err() {
                 return;
             }

@@ -19,17 +19,31 @@
 //! member that is RUNNING and READY, and re-queues the event at the head when
 //! the listener answers anything but `OK`, breaks the protocol, or dies while
 //! busy.
+//!
+//! # Live upgrade
+//!
+//! The hub hands its pools over (`Hub::pause`, then `Hub::freeze` once
+//! the process actors let go of their children): the pools stop sending
+//! (an envelope being written is finished first, so a listener never holds
+//! half of one), the feed takes what is still on the bus, the readers stop
+//! and give their pipes back, and each pool answers its queue, serials and
+//! each member's protocol state, event in flight included
+//! ([`crate::handover::CarriedPool`]). The next image's hub builds each pool
+//! from that record and reads the same pipes on.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use vigil_config::GroupKind;
 
 use crate::events::{Event, OutputEvent, ProcessStateEvent};
+use crate::handover::{CarriedEvent, CarriedEvents, CarriedListener, CarriedPool};
 use crate::lifecycle::ProcessState;
 use crate::logs::Channel;
 use crate::messages::{GroupEntry, ProcessShared};
@@ -205,6 +219,18 @@ pub enum ListenerState {
 }
 
 impl ListenerState {
+    const ALL: [ListenerState; 4] = [
+        ListenerState::Acknowledged,
+        ListenerState::Ready,
+        ListenerState::Busy,
+        ListenerState::Unknown,
+    ];
+
+    /// The state [`ListenerState::name`] names.
+    pub fn from_name(name: &str) -> Option<ListenerState> {
+        ListenerState::ALL.into_iter().find(|state| state.name() == name)
+    }
+
     /// supervisord's name of the state (`ACKNOWLEDGED`, `READY`, `BUSY`, `UNKNOWN`).
     pub fn name(self) -> &'static str {
         match self {
@@ -264,6 +290,17 @@ impl Protocol {
     pub fn sent(&mut self) {
         debug_assert_eq!(self.state, ListenerState::Ready);
         self.state = ListenerState::Busy;
+    }
+
+    /// The protocol where a live upgrade left it: the state and the bytes
+    /// that did not make a whole token yet.
+    pub fn resume(state: ListenerState, pending: Vec<u8>) -> Protocol {
+        Protocol { state, buffer: pending }
+    }
+
+    /// What the listener wrote that does not make a whole token yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.buffer
     }
 
     /// The envelope could not be written: the listener is gone for protocol purposes.
@@ -360,6 +397,31 @@ struct Queued {
     event: Arc<Notification>,
 }
 
+impl Queued {
+    fn carry(&self) -> CarriedEvent {
+        CarriedEvent {
+            serial: self.serial,
+            pool_serial: self.pool_serial,
+            name: self.event.name.clone(),
+            payload: self.event.payload.clone(),
+        }
+    }
+
+    fn resume(carried: CarriedEvent) -> Queued {
+        let CarriedEvent { serial, pool_serial, name, payload } = carried;
+        Queued { serial, pool_serial, event: Arc::new(Notification { name, payload }) }
+    }
+}
+
+/// A pool carried by a live upgrade and its members' stdout pipes, by name.
+type CarriedWithPipes = (CarriedPool, HashMap<String, OwnedFd>);
+
+/// A pool handed over: its record and the member pipes it names.
+type FrozenPool = (CarriedPool, Vec<OwnedFd>);
+
+/// What the feed hands over: the next serial and each tick period's slice.
+type FrozenFeed = (u64, Vec<(u64, u64)>);
+
 enum PoolMsg {
     Event {
         serial: u64,
@@ -385,6 +447,14 @@ enum PoolMsg {
         name: String,
         state: ProcessState,
     },
+    /// A live upgrade: stop (or start again) sending events, answering once
+    /// no envelope is being written.
+    Pause {
+        paused: bool,
+        reply: oneshot::Sender<()>,
+    },
+    /// A live upgrade: hand the pool over and end.
+    Freeze(oneshot::Sender<FrozenPool>),
 }
 
 struct PoolRecord {
@@ -400,16 +470,132 @@ pub(crate) struct Hub {
     strip_ansi: bool,
     registry: Arc<Registry>,
     pools: Mutex<BTreeMap<String, PoolRecord>>,
+    /// The pools a live upgrade carried, until their group is added, with
+    /// their members' stdout pipes by member name.
+    carried: Mutex<HashMap<String, CarriedWithPipes>>,
+    /// Where the feed starts after a live upgrade: the serial and tick slices.
+    resume_feed: Mutex<Option<FrozenFeed>>,
+    /// Asks the feed task to hand over (a live upgrade).
+    freeze_feed: Mutex<Option<mpsc::UnboundedSender<oneshot::Sender<FrozenFeed>>>>,
+    /// A live upgrade paused the pools: a pool made now starts paused.
+    paused: AtomicBool,
 }
+
+/// How long a pool may take to pause or hand over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 impl Hub {
     pub(crate) fn new(settings: &vigil_config::Supervisord, registry: Arc<Registry>) -> Arc<Hub> {
+        let (resume_feed, carried) = match crate::handover::claim_events() {
+            Some((events, mut pipes)) => {
+                let CarriedEvents { serial, ticks, pools } = events;
+                let carried = pools
+                    .into_iter()
+                    .map(|pool| {
+                        let fds = pool
+                            .members
+                            .iter()
+                            .filter_map(|m| Some((m.name.clone(), pipes.remove(&m.stdout_fd?)?)))
+                            .collect();
+                        (pool.group.clone(), (pool, fds))
+                    })
+                    .collect();
+                (Some((serial, ticks)), carried)
+            }
+            None => (None, HashMap::new()),
+        };
         Arc::new(Hub {
             identifier: settings.identifier.clone(),
             strip_ansi: settings.strip_ansi,
             registry,
             pools: Mutex::new(BTreeMap::new()),
+            carried: Mutex::new(carried),
+            resume_feed: Mutex::new(resume_feed),
+            freeze_feed: Mutex::new(None),
+            paused: AtomicBool::new(false),
         })
+    }
+
+    /// Whether this hub took over from a live upgrade's previous image.
+    pub(crate) fn resumed(&self) -> bool {
+        self.resume_feed.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
+    /// A live upgrade, first step: every pool stops sending events (each
+    /// answers once no envelope is being written), so the listeners' stdin
+    /// pipes can be handed over whole. Events still queue. The error names
+    /// a pool that did not answer; the pools are then sending again.
+    pub(crate) async fn pause(&self) -> Result<(), String> {
+        self.paused.store(true, Ordering::SeqCst);
+        if let Err(error) = self.set_paused(true).await {
+            self.paused.store(false, Ordering::SeqCst);
+            let _ = self.set_paused(false).await;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<(), String> {
+        for (group, tx) in self.senders() {
+            let (reply, answered) = oneshot::channel();
+            if tx.send(PoolMsg::Pause { paused, reply }).is_err() {
+                continue;
+            }
+            if tokio::time::timeout(HANDOVER_WAIT, answered).await.is_err() {
+                return Err(format!(
+                    "event listener pool '{group}' is still writing an event to a listener \
+                     that does not read it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn senders(&self) -> Vec<(String, mpsc::UnboundedSender<PoolMsg>)> {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.iter().map(|(group, record)| (group.clone(), record.tx.clone())).collect()
+    }
+
+    /// A live upgrade, once the process actors let go of their children (so
+    /// nothing publishes events any more): the feed takes what is left on
+    /// the bus and ends, then every pool hands itself over. Returns the
+    /// record and the listeners' stdout pipes it names.
+    pub(crate) async fn freeze(&self) -> (CarriedEvents, Vec<OwnedFd>) {
+        let mut carried = CarriedEvents::default();
+        let feed = self.freeze_feed.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(feed) = feed {
+            let (reply, answered) = oneshot::channel();
+            if feed.send(reply).is_ok()
+                && let Ok(Ok((serial, ticks))) = tokio::time::timeout(HANDOVER_WAIT, answered).await
+            {
+                carried.serial = serial;
+                carried.ticks = ticks;
+            }
+        }
+        let mut fds = Vec::new();
+        for (group, tx) in self.senders() {
+            let (reply, answered) = oneshot::channel();
+            if tx.send(PoolMsg::Freeze(reply)).is_err() {
+                continue;
+            }
+            match tokio::time::timeout(HANDOVER_WAIT, answered).await {
+                Ok(Ok((pool, pipes))) => {
+                    let busy = pool.members.iter().filter(|m| m.busy.is_some()).count();
+                    tracing::info!(
+                        "handing over event listener pool '{group}': {} events queued, \
+                         {busy} in flight",
+                        pool.queue.len()
+                    );
+                    carried.pools.push(pool);
+                    fds.extend(pipes);
+                }
+                _ => tracing::error!(
+                    critical = true,
+                    "event listener pool '{group}' did not hand over: its queued events are lost"
+                ),
+            }
+        }
+        (carried, fds)
     }
 
     /// `[supervisord] strip_ansi`.
@@ -448,14 +634,20 @@ impl Hub {
             return Some(record.tx.clone());
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let pool = Pool {
+        let mut pool = Pool {
             name: group.to_owned(),
             identifier: self.identifier.clone(),
             buffer_size: usize::try_from(listener.buffer_size.max(1)).unwrap_or(usize::MAX),
             buffer: VecDeque::new(),
             next_serial: 0,
             members: entry.members.iter().map(|shared| Member::new(Arc::clone(shared))).collect(),
+            paused: self.paused.load(Ordering::SeqCst),
+            stop_readers: watch::Sender::new(false),
         };
+        let carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner).remove(group);
+        if let Some((carried, pipes)) = carried {
+            pool.resume(carried, pipes, &tx);
+        }
         tokio::spawn(pool.run(rx, tx.downgrade()));
         let events = listener.events.clone();
         pools.insert(group.to_owned(), PoolRecord { entry, events, tx: tx.clone() });
@@ -469,9 +661,15 @@ impl Hub {
     }
 
     async fn feed(self: Arc<Hub>, mut bus: broadcast::Receiver<Event>) {
-        let mut next_serial: u64 = 0;
+        let (freeze_tx, mut freeze) = mpsc::unbounded_channel::<oneshot::Sender<FrozenFeed>>();
+        *self.freeze_feed.lock().unwrap_or_else(PoisonError::into_inner) = Some(freeze_tx);
+        let resumed = self.resume_feed.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // After a live upgrade, a tick whose slice began during the gap is
+        // announced at once, not at the next slice.
+        let mut catch_up = resumed.is_some();
+        let (mut next_serial, carried_ticks) = resumed.unwrap_or_default();
         // The current slice of each subscribed tick period.
-        let mut ticks: HashMap<u64, u64> = HashMap::new();
+        let mut ticks: HashMap<u64, u64> = carried_ticks.into_iter().collect();
         loop {
             let periods = self.tick_periods();
             let now = epoch_seconds();
@@ -484,8 +682,24 @@ impl Hub {
                 .iter()
                 .map(|(_, period)| period * 1000 - now_ms % (period * 1000))
                 .min()
-                .map(Duration::from_millis);
+                .map(Duration::from_millis)
+                .map(|wait| if std::mem::take(&mut catch_up) { Duration::ZERO } else { wait });
             tokio::select! {
+                Some(reply) = freeze.recv() => {
+                    // Nothing publishes any more: what is on the bus is the
+                    // last the pools get from this image.
+                    loop {
+                        match bus.try_recv() {
+                            Ok(event) => self.handle(&event, &mut next_serial),
+                            Err(broadcast::error::TryRecvError::Lagged(missed)) => tracing::error!(
+                                "event listeners missed {missed} events: the event bus overflowed"
+                            ),
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = reply.send((next_serial, ticks.into_iter().collect()));
+                    return;
+                }
                 received = bus.recv() => match received {
                     Ok(event) => self.handle(&event, &mut next_serial),
                     Err(broadcast::error::RecvError::Lagged(missed)) => tracing::error!(
@@ -590,6 +804,9 @@ struct Member {
     busy: Option<Queued>,
     /// RUNNING, as of the last state event: only RUNNING listeners get events.
     running: bool,
+    /// The current child's stdout reader, which ends with the pipe when a
+    /// live upgrade stops it.
+    reader: Option<tokio::task::JoinHandle<Option<OwnedFd>>>,
 }
 
 impl Member {
@@ -598,7 +815,7 @@ impl Member {
         // No child yet: nothing to talk to until the first attach.
         protocol.broken();
         let running = shared.state() == ProcessState::Running;
-        Member { shared, generation: 0, protocol, busy: None, running }
+        Member { shared, generation: 0, protocol, busy: None, running, reader: None }
     }
 
     fn name(&self) -> &str {
@@ -622,67 +839,214 @@ struct Pool {
     buffer: VecDeque<Queued>,
     next_serial: u64,
     members: Vec<Member>,
+    /// A live upgrade is under way: events queue, none is sent.
+    paused: bool,
+    /// Set by a live upgrade: every reader stops and ends with its pipe.
+    stop_readers: watch::Sender<bool>,
 }
 
 impl Pool {
     /// Runs until the hub dropped the pool (group removed) and no reader task
-    /// is left; `tx` is weak so the pool does not keep itself alive.
+    /// is left, or a live upgrade took it over; `tx` is weak so the pool
+    /// does not keep itself alive.
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<PoolMsg>,
         tx: mpsc::WeakUnboundedSender<PoolMsg>,
     ) {
+        // A pool carried by a live upgrade may have events for a READY member.
+        self.dispatch().await;
         while let Some(message) = rx.recv().await {
             match message {
-                PoolMsg::Event { serial, event } => {
-                    let pool_serial = self.next_serial;
-                    self.next_serial = self.next_serial.wrapping_add(1);
-                    self.accept(Queued { serial, pool_serial, event }, false);
+                PoolMsg::Pause { paused, reply } => {
+                    self.paused = paused;
+                    let _ = reply.send(());
                 }
-                PoolMsg::Attach { shared, pid, pipe } => {
-                    let Some(index) =
-                        self.members.iter().position(|m| Arc::ptr_eq(&m.shared, &shared))
-                    else {
-                        continue;
-                    };
-                    let Some(tx) = tx.upgrade() else { continue };
-                    let member = &mut self.members[index];
+                PoolMsg::Freeze(reply) => {
+                    let frozen = self.freeze(&mut rx).await;
+                    let _ = reply.send(frozen);
+                    return;
+                }
+                message => self.receive(message, &tx),
+            }
+            self.dispatch().await;
+        }
+    }
+
+    /// A message other than the live upgrade's.
+    fn receive(&mut self, message: PoolMsg, tx: &mpsc::WeakUnboundedSender<PoolMsg>) {
+        match message {
+            PoolMsg::Pause { .. } | PoolMsg::Freeze(_) => {}
+            PoolMsg::Event { serial, event } => {
+                let pool_serial = self.next_serial;
+                self.next_serial = self.next_serial.wrapping_add(1);
+                self.accept(Queued { serial, pool_serial, event }, false);
+            }
+            PoolMsg::Attach { shared, pid, pipe } => {
+                let Some(index) = self.members.iter().position(|m| Arc::ptr_eq(&m.shared, &shared))
+                else {
+                    return;
+                };
+                let Some(tx) = tx.upgrade() else { return };
+                let member = &mut self.members[index];
+                if let Some(queued) = member.busy.take() {
+                    self.buffer.push_front(queued);
+                }
+                let member = &mut self.members[index];
+                member.generation += 1;
+                member.protocol = Protocol::default();
+                tracing::debug!("{}: listener pid {pid} attached", member.name());
+                let stop = self.stop_readers.subscribe();
+                let generation = member.generation;
+                member.reader =
+                    Some(tokio::spawn(read_listener(pipe, index, generation, tx, stop)));
+            }
+            PoolMsg::Output { member, generation, data } => {
+                if self.members[member].generation == generation {
+                    self.output(member, &data);
+                }
+            }
+            PoolMsg::Eof { member, generation } => {
+                let member = &mut self.members[member];
+                if member.generation == generation {
+                    member.detach();
                     if let Some(queued) = member.busy.take() {
-                        self.buffer.push_front(queued);
-                    }
-                    let member = &mut self.members[index];
-                    member.generation += 1;
-                    member.protocol = Protocol::default();
-                    tracing::debug!("{}: listener pid {pid} attached", member.name());
-                    tokio::spawn(read_listener(pipe, index, member.generation, tx));
-                }
-                PoolMsg::Output { member, generation, data } => {
-                    if self.members[member].generation == generation {
-                        self.output(member, &data);
-                    }
-                }
-                PoolMsg::Eof { member, generation } => {
-                    let member = &mut self.members[member];
-                    if member.generation == generation {
-                        member.detach();
-                        if let Some(queued) = member.busy.take() {
-                            // Died while busy: supervisord's EventRejectedEvent.
-                            tracing::warn!(
-                                "{}: listener exited while processing event {}; re-buffering it",
-                                member.shared.config.name,
-                                queued.serial
-                            );
-                            self.accept(queued, true);
-                        }
-                    }
-                }
-                PoolMsg::State { name, state } => {
-                    if let Some(member) = self.members.iter_mut().find(|m| *m.name() == name) {
-                        member.running = state == ProcessState::Running;
+                        // Died while busy: supervisord's EventRejectedEvent.
+                        tracing::warn!(
+                            "{}: listener exited while processing event {}; re-buffering it",
+                            member.shared.config.name,
+                            queued.serial
+                        );
+                        self.accept(queued, true);
                     }
                 }
             }
-            self.dispatch().await;
+            PoolMsg::State { name, state } => {
+                if let Some(member) = self.members.iter_mut().find(|m| *m.name() == name) {
+                    member.running = state == ProcessState::Running;
+                }
+            }
+        }
+    }
+
+    /// Hands the pool over for a live upgrade: the readers stop (each ends
+    /// with its pipe), what they forwarded before is applied, and the pool
+    /// answers its record.
+    ///
+    /// An event a listener was sent and has not answered stays its event in
+    /// flight (BUSY), in the record: the pool was paused, so the envelope is
+    /// whole in the listener's stdin, and the answer waits in its stdout pipe
+    /// for the next image, which applies it as this one would have. So the
+    /// upgrade itself neither sends it again nor drops it: `OK` ends it, any
+    /// other answer, a broken protocol or the listener's death puts it back
+    /// at the head of the queue, supervisord's rule for an event a listener
+    /// did not accept.
+    async fn freeze(&mut self, rx: &mut mpsc::UnboundedReceiver<PoolMsg>) -> FrozenPool {
+        self.stop_readers.send_replace(true);
+        let mut pipes: Vec<Option<OwnedFd>> = Vec::with_capacity(self.members.len());
+        for member in &mut self.members {
+            let pipe = match member.reader.take() {
+                Some(reader) => reader.await.ok().flatten(),
+                None => None,
+            };
+            pipes.push(pipe);
+        }
+        // The readers send what they read before they end. Nothing attaches
+        // any more: a sender that upgrades to nothing.
+        let none = mpsc::unbounded_channel().0.downgrade();
+        while let Ok(message) = rx.try_recv() {
+            self.receive(message, &none);
+        }
+        let mut fds = Vec::new();
+        let members = self
+            .members
+            .iter()
+            .zip(pipes)
+            .map(|(member, pipe)| {
+                // A member without a pipe is not listening: nothing it sent
+                // can be answered.
+                let stdout_fd = pipe.map(|fd| {
+                    let raw = fd.as_raw_fd();
+                    fds.push(fd);
+                    raw
+                });
+                let state = if stdout_fd.is_some() {
+                    member.protocol.state()
+                } else {
+                    ListenerState::Unknown
+                };
+                CarriedListener {
+                    name: member.name().to_owned(),
+                    state: state.name().to_owned(),
+                    pending: member.protocol.pending().to_vec(),
+                    busy: member.busy.as_ref().map(Queued::carry),
+                    running: member.running,
+                    stdout_fd,
+                }
+            })
+            .collect();
+        let pool = CarriedPool {
+            group: self.name.clone(),
+            next_serial: self.next_serial,
+            queue: self.buffer.iter().map(Queued::carry).collect(),
+            members,
+        };
+        (pool, fds)
+    }
+
+    /// Takes over what the previous image of a live upgrade handed over:
+    /// the queue, the serials, and each member's protocol state, event in
+    /// flight and stdout pipe (read on here).
+    fn resume(
+        &mut self,
+        carried: CarriedPool,
+        mut pipes: HashMap<String, OwnedFd>,
+        tx: &mpsc::UnboundedSender<PoolMsg>,
+    ) {
+        self.next_serial = carried.next_serial;
+        self.buffer = carried.queue.into_iter().map(Queued::resume).collect();
+        for listener in carried.members {
+            let busy = listener.busy.map(Queued::resume);
+            let index = self.members.iter().position(|m| m.name() == listener.name);
+            let pipe =
+                pipes.remove(&listener.name).and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok());
+            let state = ListenerState::from_name(&listener.state);
+            let (Some(index), Some(pipe), Some(state)) = (index, pipe, state) else {
+                // Gone from the pool, or not listening: its event in flight
+                // can only be sent again.
+                if let Some(queued) = busy {
+                    tracing::warn!(
+                        "{}: listener not resumed while processing event {}; re-buffering it",
+                        listener.name,
+                        queued.serial
+                    );
+                    self.buffer.push_front(queued);
+                }
+                continue;
+            };
+            let member = &mut self.members[index];
+            member.generation += 1;
+            member.protocol = Protocol::resume(state, listener.pending);
+            member.busy = busy;
+            member.running = listener.running;
+            let stop = self.stop_readers.subscribe();
+            let generation = member.generation;
+            let reader = read_listener(pipe, index, generation, tx.clone(), stop);
+            member.reader = Some(tokio::spawn(reader));
+        }
+        self.trim();
+    }
+
+    /// Drops the oldest events beyond the buffer's size, with supervisord's log line.
+    fn trim(&mut self) {
+        while self.buffer.len() > self.buffer_size {
+            if let Some(discarded) = self.buffer.pop_front() {
+                tracing::error!(
+                    "pool {} event buffer overflowed, discarding event {}",
+                    self.name,
+                    discarded.serial
+                );
+            }
         }
     }
 
@@ -748,20 +1112,12 @@ impl Pool {
             tracing::debug!("{}: {} -> {}", member.name(), before.name(), after.name());
         }
         // Re-buffering at the head may have overflowed the buffer.
-        while self.buffer.len() > self.buffer_size {
-            if let Some(discarded) = self.buffer.pop_front() {
-                tracing::error!(
-                    "pool {} event buffer overflowed, discarding event {}",
-                    self.name,
-                    discarded.serial
-                );
-            }
-        }
+        self.trim();
     }
 
     /// Sends buffered events, oldest first, while some member can take one.
     async fn dispatch(&mut self) {
-        while !self.buffer.is_empty() {
+        while !self.buffer.is_empty() && !self.paused {
             let Some(index) = self.members.iter().position(|member| {
                 member.protocol.state() == ListenerState::Ready && member.running
             }) else {
@@ -801,30 +1157,50 @@ impl Pool {
     }
 }
 
-/// Forwards a listener's stdout to its pool until EOF.
+/// Forwards a listener's stdout to its pool until EOF, or until a live
+/// upgrade stops it: it then ends with the pipe, what it read forwarded.
 async fn read_listener(
     mut pipe: pipe::Receiver,
     member: usize,
     generation: u64,
     tx: mpsc::UnboundedSender<PoolMsg>,
-) {
+    mut stop: watch::Receiver<bool>,
+) -> Option<OwnedFd> {
     let mut buffer = vec![0u8; 4096];
     loop {
-        match pipe.read(&mut buffer).await {
-            Ok(0) => break,
-            Ok(n) => {
-                let data = buffer[..n].to_vec();
-                if tx.send(PoolMsg::Output { member, generation, data }).is_err() {
-                    return;
+        tokio::select! {
+            // Stopped first: bytes not read yet stay in the pipe, which the
+            // next image reads on.
+            biased;
+            stopped = stop.wait_for(|stop| *stop) => {
+                // The pool is gone otherwise (only a live upgrade ends it
+                // while a reader runs).
+                stopped.ok()?;
+                return match pipe.into_nonblocking_fd() {
+                    Ok(fd) => Some(fd),
+                    Err(error) => {
+                        tracing::error!("cannot keep a listener's stdout for the upgrade: {error}");
+                        None
+                    }
+                };
+            }
+            read = pipe.read(&mut buffer) => match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    let data = buffer[..n].to_vec();
+                    if tx.send(PoolMsg::Output { member, generation, data }).is_err() {
+                        return None;
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!("reading an event listener's stdout failed: {error}");
-                break;
-            }
+                Err(error) => {
+                    tracing::warn!("reading an event listener's stdout failed: {error}");
+                    break;
+                }
+            },
         }
     }
     let _ = tx.send(PoolMsg::Eof { member, generation });
+    None
 }
 
 #[cfg(test)]

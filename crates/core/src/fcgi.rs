@@ -8,6 +8,10 @@
 //! exit); the daemon's descriptor closes when the last child holding it exited,
 //! and the next spawn binds it again.
 //!
+//! A live upgrade carries each group's socket (the one its children listen
+//! on) to the next image (`FcgiSockets::carry`), which keeps it for the
+//! group if the address is the same instead of binding again.
+//!
 //! Sockets: `tcp://host:port` (`SO_REUSEADDR`, like supervisord) or
 //! `unix:///abs/path` (an existing file at the path is replaced; then
 //! `socket_mode` and `socket_owner` are applied before `listen`).
@@ -68,8 +72,22 @@ impl FcgiSockets {
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         // Close the old one first, or a TCP port could not be bound again.
         groups.remove(&group.name);
-        let socket = Arc::new(bind(config)?);
-        tracing::info!("created socket {} for fcgi group '{}'", config.socket, group.name);
+        let socket = match crate::handover::claim_socket(&group.name, &config.socket) {
+            // The children the previous image handed over listen on it.
+            Some(carried) => {
+                tracing::info!(
+                    "kept socket {} for fcgi group '{}' across the upgrade",
+                    config.socket,
+                    group.name
+                );
+                Arc::new(carried)
+            }
+            None => {
+                let socket = Arc::new(bind(config)?);
+                tracing::info!("created socket {} for fcgi group '{}'", config.socket, group.name);
+                socket
+            }
+        };
         groups.insert(
             group.name.clone(),
             Entry { config: config.clone(), live: Arc::downgrade(&socket), initial: Some(socket) },
@@ -93,6 +111,36 @@ impl FcgiSockets {
         let socket = Arc::new(bind(&entry.config)?);
         entry.live = Arc::downgrade(&socket);
         Ok(Some(SharedFd(socket)))
+    }
+
+    /// A live upgrade: a copy of each group's socket (close-on-exec until the
+    /// daemon clears the flag), for a group that has one now. A group whose
+    /// children all exited has none; the next image binds it again.
+    pub(crate) fn carry(&self) -> Vec<(crate::handover::CarriedSocket, OwnedFd)> {
+        use std::os::fd::AsRawFd as _;
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut carried = Vec::new();
+        for (group, entry) in groups.iter() {
+            let Some(socket) = entry.initial.clone().or_else(|| entry.live.upgrade()) else {
+                continue;
+            };
+            match socket.try_clone() {
+                Ok(fd) => carried.push((
+                    crate::handover::CarriedSocket {
+                        group: group.clone(),
+                        socket: entry.config.socket.clone(),
+                        fd: fd.as_raw_fd(),
+                    },
+                    fd,
+                )),
+                Err(error) => tracing::error!(
+                    critical = true,
+                    "cannot keep the socket of fcgi group '{group}' for the upgrade: {error}; \
+                     the next image binds it again"
+                ),
+            }
+        }
+        carried
     }
 
     /// The group is gone: the daemon lets go of its socket (children that

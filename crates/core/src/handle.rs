@@ -339,38 +339,43 @@ impl Handle {
     }
 
     /// Why the tree cannot be handed over to a new image now, if it cannot:
-    /// a running event listener or fcgi program, which the handover does not
-    /// carry.
+    /// a program has bytes queued for its stdin that it has not read, which
+    /// the handover does not carry (the rest of the tree is carried).
     pub fn handover_refusal(&self) -> Option<String> {
-        for group in self.inner.registry.groups() {
-            let uncarried = match group.config.kind {
-                vigil_config::GroupKind::Fcgi(_) => "an fcgi program",
-                _ if self.inner.ctx.events.is_listener(&group.config.name) => "an event listener",
-                _ => continue,
-            };
-            if let Some(member) = group.members.iter().find(|m| !m.state().is_stopped()) {
-                return Some(format!(
-                    "{} is {uncarried}, which a live upgrade does not carry; stop it first",
+        // A listener's stdin carries the pool's envelopes, which the pause
+        // of its pool lets finish.
+        let groups = self.inner.registry.groups_by_priority();
+        let groups = groups.iter().filter(|g| !self.inner.ctx.events.is_listener(&g.config.name));
+        groups.flat_map(|group| &group.members).find_map(|member| {
+            let queued = member.stdin()?.queued();
+            (queued > 0).then(|| {
+                format!(
+                    "{} has {queued} bytes queued for its stdin that it has not read yet, which \
+                     a live upgrade does not carry; try again once it has read them",
                     member.namespec
-                ));
-            }
-        }
-        None
+                )
+            })
+        })
     }
 
     /// A live upgrade: lets every process actor go of its child and returns
     /// their records and pipes (see [`crate::handover`]), in priority order.
     ///
-    /// First refuses, changing nothing, what the handover cannot carry: a
-    /// running event listener or fcgi program. Then there is no way back for
-    /// this image: the caller must `execve` an image that adopts the records
-    /// (the same binary if the new one fails). The caller pauses the reaper
+    /// First refuses, changing nothing, what the handover cannot carry (see
+    /// [`Handle::handover_refusal`]), or an event listener pool that cannot
+    /// stop sending. Then there is no way back for this image: the caller
+    /// must `execve` an image that adopts the records (the same binary if
+    /// the new one fails). The caller pauses the reaper
     /// ([`crate::Reaper::pause_reaping`]) before this, so no exit is collected
     /// by an image that will not report it.
-    pub async fn hand_over(&self) -> Result<Vec<crate::handover::Frozen>, CoreError> {
+    pub async fn hand_over(&self) -> Result<crate::handover::Handover, CoreError> {
         if let Some(refusal) = self.handover_refusal() {
             return Err(CoreError::Failed(refusal));
         }
+        // First, so no envelope is half written when a listener's stdin is
+        // handed over with its process.
+        let events = &self.inner.ctx.events;
+        events.pause().await.map_err(CoreError::Failed)?;
         let members = self.all_members();
         if let Some(pass) =
             self.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner).take()
@@ -379,13 +384,20 @@ impl Handle {
         }
         crate::logs::stop_captures_for_handover();
         // Many actors freeze at once: each mostly waits for its capture tasks.
-        let frozen = futures::stream::iter(members)
+        let processes = futures::stream::iter(members)
             .map(|member| async move { freeze(&member).await })
             .buffered(HANDOVER_WINDOW)
             .filter_map(|frozen| async move { frozen })
             .collect()
             .await;
-        Ok(frozen)
+        // Once no process publishes events any more.
+        let (events, mut fds) = events.freeze().await;
+        let mut sockets = Vec::new();
+        for (socket, fd) in self.inner.ctx.fcgi.carry() {
+            sockets.push(socket);
+            fds.push(fd);
+        }
+        Ok(crate::handover::Handover { processes, events, sockets, fds })
     }
 
     /// State changes of every process, from now on.

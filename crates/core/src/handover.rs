@@ -17,6 +17,13 @@
 //! STOPPED: its lifecycle resumes where it was ([`crate::lifecycle::Lifecycle::resume`]), its
 //! armed timers are re-armed with their remaining time, its pipes are
 //! captured again from where the old image stopped reading.
+//!
+//! Beside the processes, the tree carries what is daemon-wide:
+//! the event listener pools ([`CarriedEvents`]: each pool's queue, each
+//! listener's protocol state and event in flight, the serials; the listeners'
+//! stdout pipes are the pool's, not their process's) and the fcgi groups'
+//! listening sockets ([`CarriedSocket`]). The new image takes them with
+//! [`offer_events`] and [`offer_sockets`] before it builds the tree.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -66,6 +73,21 @@ pub struct CarriedProcess {
     pub stdout_total: u64,
     /// The stderr log's total offset.
     pub stderr_total: u64,
+    /// The probes' verdict on the child: 0 unknown, 1 healthy, 2 unhealthy.
+    pub health: u8,
+    /// Where the child's polled probes were.
+    pub probes: Vec<CarriedProbe>,
+}
+
+/// A running probe task's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedProbe {
+    /// The liveness probe (else the readiness probe).
+    pub liveness: bool,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// Milliseconds until its next attempt (0: one was under way).
+    pub wait_ms: u64,
 }
 
 /// An armed lifecycle timer and what it had left.
@@ -87,6 +109,94 @@ pub struct Frozen {
     pub record: CarriedProcess,
     /// Open descriptors, close-on-exec until the daemon clears the flag.
     pub fds: Vec<OwnedFd>,
+}
+
+/// Everything [`crate::Handle::hand_over`] hands over: the processes, the
+/// event listener machinery and the fcgi sockets, and the descriptors those
+/// name besides the processes' own.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// Every process, in priority order.
+    pub processes: Vec<Frozen>,
+    /// The event listener pools.
+    pub events: CarriedEvents,
+    /// The fcgi groups' sockets.
+    pub sockets: Vec<CarriedSocket>,
+    /// The listeners' stdout pipes and the fcgi sockets, whose raw numbers
+    /// `events` and `sockets` name. Close-on-exec until the daemon clears
+    /// the flag.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// The event listener machinery (`eventlistener.rs`) as the handover format
+/// carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedEvents {
+    /// The next event serial (daemon-wide, as supervisord's).
+    pub serial: u64,
+    /// Each subscribed `TICK_*` period (seconds) and the start of the slice
+    /// its last tick announced (epoch seconds), so a tick is neither
+    /// repeated nor skipped.
+    pub ticks: Vec<(u64, u64)>,
+    /// Every pool.
+    pub pools: Vec<CarriedPool>,
+}
+
+/// One `[eventlistener:x]` pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedPool {
+    /// The group's name.
+    pub group: String,
+    /// The next pool serial.
+    pub next_serial: u64,
+    /// The events waiting for a READY listener, oldest first.
+    pub queue: Vec<CarriedEvent>,
+    /// Each member's protocol state.
+    pub members: Vec<CarriedListener>,
+}
+
+/// One event, with the serials it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedEvent {
+    /// The daemon-wide serial.
+    pub serial: u64,
+    /// The pool's serial.
+    pub pool_serial: u64,
+    /// supervisord's event name.
+    pub name: String,
+    /// The payload.
+    pub payload: String,
+}
+
+/// One listener process of a pool, as the protocol sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedListener {
+    /// The process's name in its group.
+    pub name: String,
+    /// supervisord's listener state (`ACKNOWLEDGED`, `READY`, `BUSY`,
+    /// `UNKNOWN`).
+    pub state: String,
+    /// What the listener wrote that does not make a whole token yet.
+    pub pending: Vec<u8>,
+    /// The event it was sent and has not answered.
+    pub busy: Option<CarriedEvent>,
+    /// RUNNING, as the pool last heard.
+    pub running: bool,
+    /// Its stdout pipe, kept open across `execve` (`None` once it ended).
+    pub stdout_fd: Option<i32>,
+}
+
+/// The listening socket of an `[fcgi-program:x]` group, which its children
+/// hold as their fd 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedSocket {
+    /// The group's name.
+    pub group: String,
+    /// The configured `socket`: the new image keeps the descriptor only for
+    /// the same address.
+    pub socket: String,
+    /// The descriptor, kept open across `execve`.
+    pub fd: i32,
 }
 
 /// A record offered to the new image's tree, with what the daemon made of
@@ -133,12 +243,55 @@ pub(crate) fn claim(namespec: &str) -> Option<Adoptable> {
 /// Takes what no process actor claimed (its program left the config), for
 /// the daemon to stop those children.
 pub fn unclaimed() -> Vec<Adoptable> {
+    // An fcgi socket no group took closes here (its children are killed).
+    OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner).take();
     OFFERED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take()
         .map(|table| table.into_values().collect())
         .unwrap_or_default()
+}
+
+/// The event listener state of the previous image, and the pipes it names
+/// (by their number in the state).
+type OfferedEvents = (CarriedEvents, HashMap<i32, OwnedFd>);
+
+static OFFERED_EVENTS: Mutex<Option<OfferedEvents>> = Mutex::new(None);
+static OFFERED_SOCKETS: Mutex<Option<HashMap<String, (String, OwnedFd)>>> = Mutex::new(None);
+
+/// Offers the event listener pools to the tree about to be built; `pipes`
+/// are the listeners' stdout pipes, by the number the state gives them.
+pub fn offer_events(events: CarriedEvents, pipes: HashMap<i32, OwnedFd>) {
+    *OFFERED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner) = Some((events, pipes));
+}
+
+/// The offered event listener state, once.
+pub(crate) fn claim_events() -> Option<OfferedEvents> {
+    OFFERED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Offers the fcgi sockets to the tree about to be built: a group with the
+/// same `socket` keeps its descriptor (its children listen on it).
+pub fn offer_sockets(sockets: Vec<(CarriedSocket, OwnedFd)>) {
+    let table = sockets.into_iter().map(|(s, fd)| (s.group, (s.socket, fd))).collect();
+    *OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+}
+
+/// The offered socket of fcgi group `group` if it listens on `socket`,
+/// once.
+pub(crate) fn claim_socket(group: &str, socket: &str) -> Option<OwnedFd> {
+    let mut offered = OFFERED_SOCKETS.lock().unwrap_or_else(PoisonError::into_inner);
+    let (address, fd) = offered.as_mut()?.remove(group)?;
+    if address == socket {
+        Some(fd)
+    } else {
+        tracing::warn!(
+            "fcgi group '{group}' now listens on {socket}, not {address}: its running \
+             processes keep the old socket until they are restarted"
+        );
+        None
+    }
 }
 
 /// `at` in ms since the epoch.

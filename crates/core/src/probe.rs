@@ -11,6 +11,11 @@
 //! the process actor tagged with the child's spawn generation, so a verdict about
 //! an earlier child is ignored.
 //!
+//! Each task keeps its [`Progress`] (failures in a row, when the next attempt
+//! is due) where the process actor can read it, so a live upgrade carries it
+//! and the next image's task goes on from there ([`Resume`]) instead of
+//! starting again.
+//!
 //! Kinds: `tcp` connects; `http` sends a minimal HTTP/1.1 GET over a
 //! `TcpStream` and compares the status code (plain `http://` only); `exec` runs
 //! a command through the [`Spawner`] (the reaper in production, never
@@ -19,7 +24,7 @@
 //! (`READY=1` on `NOTIFY_SOCKET`, see [`crate::notify`]) are pushed by the
 //! program rather than polled, so they have no task here.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -47,22 +52,80 @@ pub(crate) struct ProbeEnv {
     pub(crate) argv: Option<Vec<String>>,
 }
 
+/// Where a probe task is: failures in a row, and when its next attempt is
+/// due (`None` while an attempt runs).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    failures: u32,
+    next: Option<tokio::time::Instant>,
+}
+
+/// A probe task's [`Progress`], shared with its process actor.
+pub(crate) type SharedProgress = Arc<Mutex<Progress>>;
+
+/// Where a probe task starts after a live upgrade: the failures in a row
+/// the previous image counted, and the time its next attempt had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub(crate) failures: u32,
+    pub(crate) wait: Duration,
+}
+
+impl Resume {
+    /// Where the task owning `progress` is now (an attempt under way is
+    /// made again at once).
+    pub(crate) fn of(progress: &SharedProgress) -> Resume {
+        let progress = progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        let wait = progress.next.map_or(Duration::ZERO, |next| next.saturating_duration_since(now));
+        Resume { failures: progress.failures, wait }
+    }
+}
+
+/// Records where the task is and sleeps until its next attempt.
+async fn wait_for_attempt(progress: &SharedProgress, failures: u32, wait: Duration) {
+    let next = tokio::time::Instant::now() + wait;
+    *progress.lock().unwrap_or_else(PoisonError::into_inner) =
+        Progress { failures, next: Some(next) };
+    tokio::time::sleep_until(next).await;
+    progress.lock().unwrap_or_else(PoisonError::into_inner).next = None;
+}
+
+/// Spawns `run(progress, failures, wait)`: a probe task starting with `failures` in a
+/// row and its first attempt `wait` from now (`first`, unless `resume` says where a
+/// previous image left it).
+fn spawn_probe<F>(
+    first: Duration,
+    resume: Option<Resume>,
+    run: impl FnOnce(SharedProgress, u32, Duration) -> F,
+) -> (JoinHandle<()>, SharedProgress)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let progress = SharedProgress::default();
+    let (failures, wait) = resume.map_or((0, first), |r| (r.failures, r.wait));
+    (tokio::spawn(run(Arc::clone(&progress), failures, wait)), progress)
+}
+
 /// Whether `probe` is polled by a task (tcp, http, exec).
 pub(crate) fn is_polled(probe: &Probe) -> bool {
     matches!(probe.kind, ProbeKind::Tcp { .. } | ProbeKind::Http { .. } | ProbeKind::Exec { .. })
 }
 
-/// Runs the readiness probe of child `generation` until its verdict.
+/// Runs the readiness probe of child `generation` until its verdict: from
+/// its start, or from where `resume` says.
 pub(crate) fn spawn_readiness(
     probe: Probe,
     env: ProbeEnv,
     actor: ActorRef<ProcessMsg>,
     generation: u64,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::time::sleep(probe.initial_delay).await;
-        let mut failures = 0;
+    resume: Option<Resume>,
+) -> (JoinHandle<()>, SharedProgress) {
+    let first = probe.initial_delay;
+    spawn_probe(first, resume, move |progress, mut failures, mut wait| async move {
         loop {
+            wait_for_attempt(&progress, failures, wait).await;
+            wait = probe.period;
             match attempt(&probe, &env).await {
                 Ok(()) => {
                     let _ = actor
@@ -82,23 +145,24 @@ pub(crate) fn spawn_readiness(
                     }
                 }
             }
-            tokio::time::sleep(probe.period).await;
         }
     })
 }
 
-/// Runs the liveness probe of child `generation` while it lives.
+/// Runs the liveness probe of child `generation` while it lives: from its
+/// start, or from where `resume` says.
 pub(crate) fn spawn_liveness(
     probe: Probe,
     env: ProbeEnv,
     actor: ActorRef<ProcessMsg>,
     generation: u64,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::time::sleep(probe.initial_delay).await;
-        let mut failures = 0;
+    resume: Option<Resume>,
+) -> (JoinHandle<()>, SharedProgress) {
+    let first = probe.initial_delay + probe.period;
+    spawn_probe(first, resume, move |progress, mut failures, mut wait| async move {
         loop {
-            tokio::time::sleep(probe.period).await;
+            wait_for_attempt(&progress, failures, wait).await;
+            wait = probe.period;
             let verdict = match attempt(&probe, &env).await {
                 Ok(()) => {
                     failures = 0;

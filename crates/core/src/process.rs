@@ -44,7 +44,7 @@ use crate::context::Context;
 use crate::deps;
 use crate::error::CoreError;
 use crate::events::{Event as BusEvent, ProcessStateEvent};
-use crate::handover::{self, Adoptable, CarriedProcess, CarriedTimer, Frozen};
+use crate::handover::{self, Adoptable, CarriedProbe, CarriedProcess, CarriedTimer, Frozen};
 use crate::info::{Health, Snapshot};
 use crate::lifecycle::{
     CarriedExit, Effect, Event, Level, Lifecycle, ProcessState, Refusal, RestartCause,
@@ -130,8 +130,11 @@ pub(crate) struct ProcessActorState {
     /// `ready_log`: the pattern, or why it is unusable.
     log_pattern: Option<Result<regex::Regex, String>>,
     /// Probe tasks of the current child, tagged with its generation.
-    readiness_task: Option<(u64, JoinHandle<()>)>,
-    liveness_task: Option<(u64, JoinHandle<()>)>,
+    readiness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
+    liveness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
+    /// Where the probes of an adopted child were (a live upgrade), for the
+    /// tasks started for it: readiness, then liveness.
+    probes_carried: [Option<probe::Resume>; 2],
     /// The probes' verdict on the current child.
     health: Health,
     /// `memory_restart_threshold`: the watch on the current child's group.
@@ -230,6 +233,7 @@ impl Actor for ProcessActor {
             log_pattern,
             readiness_task: None,
             liveness_task: None,
+            probes_carried: [None, None],
             health: Health::Unknown,
             memory_watch: None,
             exit_oom: false,
@@ -600,23 +604,24 @@ impl ProcessActorState {
         let config = &self.shared.config;
         let want_readiness = has_child && state == ProcessState::Starting;
         match (&self.readiness_task, want_readiness) {
-            (Some((tagged, _)), true) if *tagged == generation => {}
+            (Some((tagged, ..)), true) if *tagged == generation => {}
             (_, true) => {
-                if let Some((_, task)) = self.readiness_task.take() {
+                if let Some((_, task, _)) = self.readiness_task.take() {
                     task.abort();
                 }
                 if let Some(probe) = config.readiness.as_ref().filter(|p| probe::is_polled(p)) {
-                    let task = probe::spawn_readiness(
+                    let (task, progress) = probe::spawn_readiness(
                         probe.clone(),
                         self.probe_env(probe),
                         myself.clone(),
                         generation,
+                        self.probes_carried[0].take(),
                     );
-                    self.readiness_task = Some((generation, task));
+                    self.readiness_task = Some((generation, task, progress));
                 }
             }
             (_, false) => {
-                if let Some((_, task)) = self.readiness_task.take() {
+                if let Some((_, task, _)) = self.readiness_task.take() {
                     task.abort();
                 }
             }
@@ -624,32 +629,55 @@ impl ProcessActorState {
         let config = &self.shared.config;
         let want_liveness = has_child && state == ProcessState::Running;
         match (&self.liveness_task, want_liveness) {
-            (Some((tagged, _)), true) if *tagged == generation => {}
+            (Some((tagged, ..)), true) if *tagged == generation => {}
             (_, true) => {
                 if let Some(probe) = config.liveness.as_ref() {
-                    let task = probe::spawn_liveness(
+                    let (task, progress) = probe::spawn_liveness(
                         probe.clone(),
                         self.probe_env(probe),
                         myself.clone(),
                         generation,
+                        self.probes_carried[1].take(),
                     );
-                    self.liveness_task = Some((generation, task));
+                    self.liveness_task = Some((generation, task, progress));
                 }
             }
             (_, false) => {
-                if let Some((_, task)) = self.liveness_task.take() {
+                if let Some((_, task, _)) = self.liveness_task.take() {
                     task.abort();
                 }
             }
         }
+        // Carried progress a task did not take belongs to no child now.
+        self.probes_carried = [None, None];
     }
 
     fn stop_probes(&mut self) {
-        for (_, task) in
+        for (_, task, _) in
             [self.readiness_task.take(), self.liveness_task.take()].into_iter().flatten()
         {
             task.abort();
         }
+    }
+
+    /// Where the current child's probe tasks are, for a live upgrade.
+    fn carry_probes(&self) -> Vec<CarriedProbe> {
+        [(&self.readiness_task, false), (&self.liveness_task, true)]
+            .into_iter()
+            .filter_map(|(task, liveness)| {
+                let (tagged, task, progress) = task.as_ref()?;
+                // A task that ended gave its verdict; nothing to go on with.
+                if *tagged != self.generation || task.is_finished() {
+                    return None;
+                }
+                let resume = probe::Resume::of(progress);
+                Some(CarriedProbe {
+                    liveness,
+                    failures: resume.failures,
+                    wait_ms: u64::try_from(resume.wait.as_millis()).unwrap_or(u64::MAX),
+                })
+            })
+            .collect()
     }
 
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
@@ -919,6 +947,7 @@ impl ProcessActorState {
             let remaining_ms = u64::try_from(left).unwrap_or(u64::MAX);
             timers.push(CarriedTimer { kind: kind.code(), token, remaining_ms });
         }
+        let probes = self.carry_probes();
         self.stop_probes();
         for task in [self.memory_watch.take(), self.monitor.take()].into_iter().flatten() {
             task.abort();
@@ -943,6 +972,15 @@ impl ProcessActorState {
             }
         }
         let mut stdin_fd = None;
+        let queued = self.shared.stdin().map_or(0, |queue| queue.queued());
+        if queued > 0 {
+            // Queued after the upgrade was accepted (it refuses a queue).
+            tracing::error!(
+                critical = true,
+                "{}: {queued} bytes queued for its stdin are not carried by the upgrade",
+                self.shared.namespec
+            );
+        }
         match self.shared.stdin().and_then(|queue| queue.take_for_handover()) {
             Some(Ok(fd)) => {
                 stdin_fd = Some(fd.as_raw_fd());
@@ -972,6 +1010,12 @@ impl ProcessActorState {
             stderr_log: self.shared.stderr.path(),
             stdout_total: self.shared.stdout.total(),
             stderr_total: self.shared.stderr.total(),
+            health: match self.health {
+                Health::Unknown => 0,
+                Health::Healthy => 1,
+                Health::Unhealthy => 2,
+            },
+            probes,
         };
         Ok(Frozen { record, fds })
     }
@@ -1003,6 +1047,18 @@ impl ProcessActorState {
             self.shared.record_exit(status.into(), record.last_exit_oom);
         }
         self.generation += 1;
+        self.health = match record.health {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        };
+        for carried in &record.probes {
+            let resume = probe::Resume {
+                failures: carried.failures,
+                wait: Duration::from_millis(carried.wait_ms),
+            };
+            self.probes_carried[usize::from(carried.liveness)] = Some(resume);
+        }
         self.shared.stdout.continue_from(record.stdout_total);
         self.shared.stderr.continue_from(record.stderr_total);
         let pid = self.lifecycle.pid();
@@ -1044,7 +1100,12 @@ impl ProcessActorState {
             self.last_pid = Some(pid);
             self.shared.child.store(pid, Ordering::SeqCst);
             match exit {
-                Some(exit) => self.watch_exit(myself, pid, exit, None, None, None),
+                Some(exit) => {
+                    // An fcgi child listens on its group's socket (carried
+                    // too): the daemon keeps it open while the child lives.
+                    let socket = self.ctx.fcgi.acquire(&self.shared.config.group).ok().flatten();
+                    self.watch_exit(myself, pid, exit, socket, None, None);
+                }
                 None => {
                     // Not a child any more (the daemon logged why): its end is
                     // applied as a kill, so the lifecycle moves on.

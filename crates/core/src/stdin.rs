@@ -107,6 +107,11 @@ impl StdinQueue {
         }
     }
 
+    /// Bytes accepted and not yet wholly in the pipe.
+    pub(crate) fn queued(&self) -> usize {
+        self.level.lock().unwrap_or_else(PoisonError::into_inner).queued
+    }
+
     /// Queues `data` whole and returns at once, or refuses it whole.
     pub(crate) fn push(&self, data: Vec<u8>) -> Result<(), Refused> {
         self.enqueue(Chunk { data, done: None })

@@ -176,8 +176,11 @@ impl Supervisor {
                 Handle { inner }.shutdown().await;
             }
         });
-        // Hook (events): supervisord announces RUNNING before it starts processes.
-        let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
+        // Hook (events): supervisord announces RUNNING before it starts
+        // processes; after a live upgrade the listeners heard it already.
+        if !handle.inner.ctx.events.resumed() {
+            let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
+        }
         Ok(handle)
     }
 }

@@ -185,7 +185,7 @@ pub trait Tree: Send + Sync + 'static {
     /// `execve`.
     fn hand_over(
         &self,
-    ) -> impl Future<Output = Result<Vec<vigil_core::handover::Frozen>, String>> + Send;
+    ) -> impl Future<Output = Result<vigil_core::handover::Handover, String>> + Send;
 }
 
 /// The daemon's dependencies on the other crates.
@@ -643,6 +643,10 @@ impl Dispatch for SwitchDispatch {
     fn serve_tarpc(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
         self.current().serve_tarpc(connection, peer)
     }
+
+    fn handing_over(&self) {
+        self.current().handing_over();
+    }
 }
 
 impl Daemon {
@@ -902,6 +906,11 @@ fn adopt(state: &handover::State) {
     }
     tracing::info!("resuming {} processes handed over by the previous image", offered.len());
     vigil_core::handover::offer(offered);
+    let pipes = state.events.pools.iter().flat_map(|pool| &pool.members);
+    let pipes = pipes.filter_map(|m| m.stdout_fd).filter_map(|fd| Some((fd, take(&fd)?)));
+    vigil_core::handover::offer_events(state.events.clone(), pipes.collect());
+    let sockets = state.sockets.iter().filter_map(|s| Some((s.clone(), take(&s.fd)?)));
+    vigil_core::handover::offer_sockets(sockets.collect());
 }
 
 /// Kills the children of carried processes the new config no longer has.
@@ -1067,7 +1076,7 @@ impl NextImage<'_> {
     fn exec(
         mut self,
         listeners: &Listeners,
-        frozen: &[vigil_core::handover::Frozen],
+        frozen: &vigil_core::handover::Handover,
         counters: &DaemonCounters,
     ) -> String {
         use std::os::fd::{AsFd as _, AsRawFd as _};
@@ -1082,7 +1091,9 @@ impl NextImage<'_> {
             generation: counters.generation.load(Ordering::Relaxed),
             upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
             service_env: self.service_env.to_vec(),
-            processes: frozen.iter().map(|f| f.record.clone()).collect(),
+            processes: frozen.processes.iter().map(|f| f.record.clone()).collect(),
+            events: frozen.events.clone(),
+            sockets: frozen.sockets.clone(),
         };
         if let Err(err) = handover::write(&mut self.memfd, &state) {
             return format!("cannot write the handover state: {err}");
@@ -1091,7 +1102,8 @@ impl NextImage<'_> {
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];
         keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
-        keep.extend(frozen.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
+        keep.extend(frozen.processes.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
+        keep.extend(frozen.fds.iter().map(|fd| fd.as_fd()));
         for fd in keep {
             if let Err(err) = handover::keep_across_exec(fd) {
                 return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());

@@ -31,12 +31,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vigil_core::handover::CarriedProcess;
+use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -81,6 +81,11 @@ pub struct State {
     pub service_env: Vec<(String, String)>,
     /// Every process, in priority order.
     pub processes: Vec<CarriedProcess>,
+    /// The event listener pools: queues, serials, each listener's protocol
+    /// state and stdout pipe.
+    pub events: CarriedEvents,
+    /// The fcgi groups' listening sockets.
+    pub sockets: Vec<CarriedSocket>,
 }
 
 /// `vigild --handover-check VERSION`: exit status and the line to print.
@@ -383,6 +388,8 @@ mod tests {
             upgrades: 0,
             service_env: Vec::new(),
             processes: Vec::new(),
+            events: CarriedEvents::default(),
+            sockets: Vec::new(),
         }
     }
 
@@ -406,7 +413,7 @@ mod tests {
         other.write_all(&bytes).unwrap();
         other.rewind().unwrap();
         let error = read(&other).unwrap_err();
-        assert!(error.contains("this vigild reads format 1"), "{error}");
+        assert!(error.contains(&format!("this vigild reads format {FORMAT}")), "{error}");
         let mut garbage = tempfile::tempfile().unwrap();
         garbage.write_all(b"not a state at all, but long enough").unwrap();
         garbage.rewind().unwrap();

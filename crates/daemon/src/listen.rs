@@ -384,6 +384,9 @@ pub trait Dispatch: Send + Sync + 'static {
     fn serve_http(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()>;
     /// vigil-rpc's tarpc interface.
     fn serve_tarpc(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()>;
+    /// A live upgrade begins (once per listener): the connections served so far should
+    /// end cleanly at their next message boundary, before [`HANDOVER_DRAIN`] cuts them.
+    fn handing_over(&self) {}
 }
 
 /// A listening control socket, ready for [`serve`].
@@ -500,6 +503,7 @@ async fn serve_inner(
             () = shutdown.cancelled() => break,
             () = &mut handing_over => {
                 drain = true;
+                dispatch.handing_over();
                 break;
             }
             // Reap finished connection tasks so the set does not grow forever.

@@ -226,7 +226,7 @@ impl Tree for CoreTree {
         self.handle.handover_refusal()
     }
 
-    async fn hand_over(&self) -> Result<Vec<vigil_core::handover::Frozen>, String> {
+    async fn hand_over(&self) -> Result<vigil_core::handover::Handover, String> {
         self.handle.hand_over().await.map_err(|error| error.to_string())
     }
 
@@ -384,5 +384,11 @@ impl Dispatch for ControlDispatch {
                 Err(error) => tracing::debug!("{error} ({peer:?})"),
             }
         })
+    }
+
+    fn handing_over(&self) {
+        // `/logtail` and the dashboard's event streams end after a whole chunk, and each
+        // HTTP connection closes once its response is sent.
+        vigil_xmlrpc::end_streams_for_handover();
     }
 }

@@ -193,7 +193,7 @@ impl Tree for TestTree {
         Some("the test tree is not handed over".to_owned())
     }
 
-    async fn hand_over(&self) -> Result<Vec<vigil_core::handover::Frozen>, String> {
+    async fn hand_over(&self) -> Result<vigil_core::handover::Handover, String> {
         Err("the test tree is not handed over".to_owned())
     }
 }

@@ -22,9 +22,15 @@
 //! read, before any of its body. The limits on what a client can make vigild read and wait
 //! for are in [`crate::limits`]. Malformed XML and a missing `<methodName>` are 400. Faults
 //! are ordinary 200 responses, as in XML-RPC.
+//!
+//! A live upgrade of the daemon ([`end_streams_for_handover`]) ends every connection
+//! cleanly: the response being sent is finished (a `/logtail` stream or the dashboard's
+//! event stream ends there, with HTTP/1.1's last chunk, so a client sees a complete
+//! response and knows to connect again) and the connection closes instead of waiting for
+//! another request; the listener's drain then has nothing left to cut.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
@@ -34,6 +40,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::backend::{Backend, LogSource};
 use crate::limits::{
@@ -67,6 +74,26 @@ pub const REQUEST_METHODS: [&[u8]; 9] = [
     b"PUT ",
 ];
 
+/// Moves once at the start of each live upgrade of the daemon.
+static HANDOVER: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::Sender::new(0));
+
+/// A live upgrade of the daemon begins: every connection open now finishes the response
+/// it is sending and closes; a `/logtail` or dashboard event stream ends at once, between
+/// two chunks, with its last chunk (see the module docs). The caller no longer accepts
+/// connections, so a client that connects again reaches the next image.
+pub fn end_streams_for_handover() {
+    HANDOVER.send_modify(|count| *count = count.wrapping_add(1));
+}
+
+/// Completes at the next [`end_streams_for_handover`] after this call.
+pub(crate) fn handover() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut watch = HANDOVER.subscribe();
+    async move {
+        // The sender is a static: it never closes.
+        let _ = watch.changed().await;
+    }
+}
+
 /// Why a connection ended abnormally: an I/O error or a protocol violation by the client.
 /// Either way the connection is gone; the caller just logs it.
 #[derive(Debug, thiserror::Error)]
@@ -92,13 +119,23 @@ where
         let credentials = credentials.clone();
         async move { Ok::<_, Infallible>(respond(request, backend, credentials.as_deref()).await) }
     });
-    http1::Builder::new()
+    let handover = handover();
+    let connection = http1::Builder::new()
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(TokioIo::new(stream), service)
-        .await?;
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served?,
+        () = handover => {
+            // Finishes the response under way (a stream ends on its own, see
+            // `end_streams_for_handover`), then closes instead of reading another request.
+            connection.as_mut().graceful_shutdown();
+            connection.await?;
+        }
+    }
     Ok(())
 }
 
@@ -133,9 +170,11 @@ async fn respond<B: Backend>(
     let (route, allowed) = if path.starts_with("/RPC2") {
         (Route::XmlRpc, Method::POST)
     } else if path.starts_with("/mainlogtail") {
-        (Route::LogTail(Some(LogSource::Main)), Method::GET)
+        let query = parts.uri.query().map(str::to_owned);
+        (Route::LogTail(Some((LogSource::Main, query))), Method::GET)
     } else if path.starts_with("/logtail") {
-        (Route::LogTail(logtail::source(path)), Method::GET)
+        let query = parts.uri.query().map(str::to_owned);
+        (Route::LogTail(logtail::source(path).map(|source| (source, query))), Method::GET)
     } else if path == "/metrics" {
         (Route::Metrics, Method::GET)
     } else if let Some(page) = dashboard::Page::route(path) {
@@ -154,7 +193,10 @@ async fn respond<B: Backend>(
             Ok(body) => xmlrpc::answer(&body, backend.as_ref()).await,
             Err(status) => plain(status),
         },
-        Route::LogTail(Some(source)) => logtail::stream(backend, source).await,
+        Route::LogTail(Some((source, query))) => match logtail::start(query.as_deref()) {
+            Ok(from) => logtail::stream(backend, source, from).await,
+            Err(status) => plain(status),
+        },
         Route::LogTail(None) => plain(StatusCode::NOT_FOUND),
         Route::Metrics => match backend.facts(true).await {
             Ok(facts) => response::full(metrics::CONTENT_TYPE, metrics::render(&facts)),
@@ -171,8 +213,8 @@ async fn respond<B: Backend>(
 /// Where a request path leads.
 enum Route {
     XmlRpc,
-    /// `None`: a `/logtail` path that names no single process's log.
-    LogTail(Option<LogSource>),
+    /// `None`: a `/logtail` path that names no single process's log. With the query.
+    LogTail(Option<(LogSource, Option<String>)>),
     Metrics,
     Dashboard(dashboard::Page),
 }

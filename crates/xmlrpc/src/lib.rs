@@ -22,7 +22,8 @@
 //! The crate depends on vigil-rpc and on vigil-config's vocabulary (namespecs, signal
 //! names), never on the supervision tree: vigild wires it to its control service. It owns no sockets and no protocol sniffing, and holds no daemon
 //! state of its own (only, per connection, a `shutdown`/`restart` waiting for its answer to
-//! be sent, and the count of the dashboard's open event streams, which it limits).
+//! be sent, the count of the dashboard's open event streams, which it limits, and the
+//! signal of a live upgrade that ends every connection cleanly).
 #![warn(missing_docs)]
 #![allow(
     rustdoc::private_intra_doc_links,
@@ -42,7 +43,7 @@ mod limits;
 #[cfg(test)]
 mod testing;
 
-pub use http::{REQUEST_METHODS, ServeError};
+pub use http::{REQUEST_METHODS, ServeError, end_streams_for_handover};
 
 /// Pure entry points for the fuzz targets and their corpus replay test; not a stable API.
 #[doc(hidden)]

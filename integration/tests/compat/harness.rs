@@ -344,6 +344,25 @@ impl Background {
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pids fit i32")
     }
+
+    /// Waits (at most [`TIMEOUT`]) until the command exits by itself; its exit status
+    /// and everything it printed.
+    pub(crate) fn wait_exit(&mut self, what: &str) -> (i32, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = try_wait(&mut self.child).expect("wait for a background command")
+            {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            pause(POLL);
+        };
+        // The reader thread ends at the pipe's end, after the last bytes.
+        while let Ok(bytes) = self.output.recv_timeout(TIMEOUT) {
+            self.seen.extend_from_slice(&bytes);
+        }
+        (status.code().unwrap_or(-1), String::from_utf8_lossy(&self.seen).into_owned())
+    }
 }
 
 impl Drop for Background {

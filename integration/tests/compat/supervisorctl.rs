@@ -364,3 +364,33 @@ fn supervisorctl_sees_vigild_as_supervisord() {
     }
     assert!(differences.is_empty(), "supervisorctl output differs:{differences}");
 }
+
+/// The stock `supervisorctl tail -f` at a live upgrade of vigild (SIGUSR1): the
+/// `/logtail` stream ends cleanly, which its HTTP client takes as the end of
+/// the tail: it exits 0 without an error, having printed what it got. Its
+/// protocol has no offset, so a `tail -f` started again begins with the last
+/// 1 KiB as always (and follows the new image).
+#[test]
+fn supervisorctl_tail_f_ends_cleanly_at_a_live_upgrade() {
+    let config = concat!(
+        crate::harness::server_sections!(),
+        r#"
+[program:w]
+command={child} --count 200 0.05
+startsecs=0
+autorestart=false
+stdout_logfile=%(here)s/w.out
+"#
+    );
+    let mut daemon = Daemon::start(Kind::Vigild, config);
+    let mut follower = daemon.ctl_background(&["tail", "-f", "w"]);
+    follower.wait_for("the first lines", |text| text.contains("line 000005\n"));
+    let pid = nix::unistd::Pid::from_raw(daemon.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("SIGUSR1");
+    let (code, output) = follower.wait_exit("tail -f to end at the upgrade");
+    assert_eq!(code, 0, "{output}");
+    assert!(output.starts_with("==> Press Ctrl-C to exit <==\n"), "{output}");
+    assert!(!output.contains("line 000200"), "it ended before the program did: {output}");
+    let mut again = daemon.ctl_background(&["tail", "-f", "w"]);
+    again.wait_for("the new image's stream", |text| text.contains("line 000200\n"));
+}

@@ -59,7 +59,8 @@ fn unix_socket_mode_and_credentials() {
     assert!(right.stdout.starts_with("p "), "{right:#?}");
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 nobody listened on a moment ago.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
 

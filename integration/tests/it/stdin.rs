@@ -28,7 +28,8 @@ fn xmlrpc(sandbox: &Sandbox, body: &str) -> String {
     answer
 }
 
-fn send_stdin(sandbox: &Sandbox, name: &str, data: &str) -> String {
+/// `supervisor.sendProcessStdin(name, data)`; the whole HTTP answer.
+pub(crate) fn send_stdin(sandbox: &Sandbox, name: &str, data: &str) -> String {
     xmlrpc(
         sandbox,
         &format!(
@@ -39,14 +40,20 @@ fn send_stdin(sandbox: &Sandbox, name: &str, data: &str) -> String {
     )
 }
 
+/// `deaf`, a program that reads nothing until the file `go` exists in the sandbox,
+/// then copies its stdin to its stdout log; and the path of `go`.
+pub(crate) fn deaf(sandbox: &Sandbox) -> (Program, std::path::PathBuf) {
+    let go = sandbox.join("go");
+    let command =
+        format!("/bin/sh -c 'while [ ! -e {} ]; do sleep 0.05; done; exec cat'", go.display());
+    (Program::raw("deaf", &command).set("startsecs", 0), go)
+}
+
 #[test]
 fn send_stdin_to_a_child_that_does_not_read_queues_up_to_the_limit_and_refuses_the_rest() {
     let sandbox = Sandbox::new();
-    let go = sandbox.join("go");
-    // Reads nothing until `go` exists, then copies its stdin to its stdout log.
-    let command =
-        format!("/bin/sh -c 'while [ ! -e {} ]; do sleep 0.05; done; exec cat'", go.display());
-    sandbox.write_config(&[Program::raw("deaf", &command).set("startsecs", 0)]);
+    let (program, go) = deaf(&sandbox);
+    sandbox.write_config(&[program]);
     let daemon = sandbox.start();
     daemon.running_pid("deaf");
 

@@ -214,3 +214,35 @@ fn top_restores_the_terminal_and_says_why_when_the_daemon_goes_away() {
     tmux.line("echo top-exit=$?");
     tmux.wait_screen("top's exit status", &["top-exit=1"]);
 }
+
+#[test]
+fn top_goes_on_across_a_live_upgrade_without_repeating_log_lines() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("w", &["--count", "400", "0.05"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("w");
+    let tmux = Tmux::start(&sandbox);
+    tmux.line(&top_command(&sandbox));
+    tmux.wait_screen("top following w", &["RESTARTS", "w stdout", "line 0"]);
+    let output = daemon.ctl(&["upgrade"]);
+    assert_eq!(output.code, 0, "{output:#?}");
+    let screen = tmux.wait_screen("top connected again", &["connected to vigild again"]);
+    assert_eq!(tmux.modes(), (true, false), "still top's screen: {screen}");
+    // The log pane goes on from where it was: each line once, in order.
+    let screen = wait_for(TIMEOUT, "more lines after the upgrade", || {
+        let screen = tmux.screen();
+        let last =
+            screen.lines().filter_map(|line| line.trim().strip_prefix("line ")).next_back()?;
+        (last.parse::<u32>().ok()? > 120).then_some(screen)
+    });
+    let numbers: Vec<u32> =
+        screen.lines().filter_map(|line| line.trim().strip_prefix("line ")?.parse().ok()).collect();
+    assert!(numbers.windows(2).all(|pair| pair[1] == pair[0] + 1), "{screen}");
+    assert_eq!(daemon.running_pid("w"), pid);
+    tmux.keys(&["q"]);
+    tmux.wait_restored("the shell after q");
+    tmux.line("echo top-exit=$?");
+    tmux.wait_screen("top's exit status", &["top-exit=0"]);
+}

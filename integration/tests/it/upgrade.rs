@@ -17,6 +17,9 @@ use serde_json::Value;
 use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
+/// The handover format this build reads (`vigild --handover-check`).
+const FORMAT: u32 = 2;
+
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
     let output = daemon.ctl(&["status", "--json"]);
@@ -66,7 +69,8 @@ fn upgrade(daemon: &Daemon, args: &[&str]) {
     assert_eq!(output.code, 0, "{output:#?}\n{}", daemon.diagnostics());
     let lines = output.lines();
     assert!(
-        lines[0].starts_with("vigild ") && lines[0].ends_with("reads handover format 1"),
+        lines[0].starts_with("vigild ")
+            && lines[0].ends_with(&format!("reads handover format {FORMAT}")),
         "{output:#?}"
     );
     assert_eq!(
@@ -284,22 +288,25 @@ fn a_refused_preflight_or_format_leaves_the_daemon_untouched() {
     refused(&["--binary", "vigild"], "absolute path");
     // A vigild that reads another format says so in its pre-flight.
     let other = wrapper(&sandbox, "other.sh", "/bin/sh", "");
+    let next = FORMAT + 1;
     let other_format = executable(
         &sandbox,
-        "format2.sh",
-        &format!("#!/bin/sh\nexport VIGILD_HANDOVER_FORMAT=2\nexec '{other}' \"$@\"\n"),
+        "format.sh",
+        &format!("#!/bin/sh\nexport VIGILD_HANDOVER_FORMAT={next}\nexec '{other}' \"$@\"\n"),
     );
-    refused(&["--binary", &other_format], "reads handover format 2, not 1");
+    refused(&["--binary", &other_format], &format!("reads handover format {next}, not {FORMAT}"));
     // One that passes the pre-flight but then reads another format refuses the
     // state itself, and the running image resumes.
-    let late = wrapper(&sandbox, "late.sh", "/bin/sh", "export VIGILD_HANDOVER_FORMAT=2");
+    let late =
+        wrapper(&sandbox, "late.sh", "/bin/sh", &format!("export VIGILD_HANDOVER_FORMAT={next}"));
     let output = daemon.ctl(&["upgrade", "--binary", &late]);
-    assert!(output.stdout.contains("reads handover format 1"), "{output:#?}");
+    assert!(output.stdout.contains(&format!("reads handover format {FORMAT}")), "{output:#?}");
     let log = wait_for(TIMEOUT, "the running image to resume", || {
         let log = daemon.main_log();
         log.contains("live upgrade refused by the new vigild, resumed").then_some(log)
     });
-    assert!(log.contains("the handover state is format 1; this vigild reads format 2"), "{log}");
+    let why = format!("the handover state is format {FORMAT}; this vigild reads format {next}");
+    assert!(log.contains(&why), "{log}");
     wait_until(TIMEOUT, "p to be resumed", || daemon.state("p") == "RUNNING");
     assert_eq!(daemon.process_pid("p"), pid);
     assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
@@ -405,4 +412,457 @@ fn tail_f_goes_on_across_an_upgrade_without_repeating_a_line() {
     let expected: Vec<String> = (first..=60).map(|n| format!("line {n:06}")).collect();
     assert_eq!(lines, expected, "every line once, in order: {out}");
     follower.stop();
+}
+
+/// An event listener in Python: records each event's serials and payload as
+/// a JSON line in `argv[1]` before it answers `OK`, and takes 50 ms per
+/// event, so events queue while an upgrade happens.
+const COUNTING_LISTENER: &str = r#"import json, sys, time
+record = open(sys.argv[1], 'a')
+while True:
+    sys.stdout.write('READY\n')
+    sys.stdout.flush()
+    header = sys.stdin.readline()
+    if not header:
+        break
+    tokens = dict(token.split(':', 1) for token in header.split())
+    payload = sys.stdin.read(int(tokens['len']))
+    time.sleep(0.05)
+    event = {'serial': int(tokens['serial']), 'poolserial': int(tokens['poolserial']),
+             'payload': payload}
+    record.write(json.dumps(event) + '\n')
+    record.flush()
+    sys.stdout.write('RESULT 2\nOK')
+    sys.stdout.flush()
+"#;
+
+/// The events the counting listener recorded: (serial, pool serial, the
+/// logged data the payload carries).
+fn counted(sandbox: &Sandbox) -> Vec<(u64, u64, String)> {
+    let text = std::fs::read_to_string(sandbox.join("counted.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|event| {
+            let payload = event["payload"].as_str().expect("payload");
+            let data = payload.split_once('\n').map_or("", |(_, data)| data);
+            (
+                event["serial"].as_u64().expect("serial"),
+                event["poolserial"].as_u64().expect("poolserial"),
+                data.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_event_listener_pool_goes_on_across_upgrades_without_a_gap_or_a_duplicate() {
+    const LINES: usize = 150;
+    let sandbox = Sandbox::new();
+    let script = sandbox.join("counter.py");
+    std::fs::write(&script, COUNTING_LISTENER).expect("write the listener");
+    // One PROCESS_LOG_STDOUT event per line (20 ms apart), more than the
+    // listener takes (50 ms each): the queue grows while it writes.
+    let writer = Program::child("w", &["--count", &LINES.to_string(), "0.02"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")
+        .set("stdout_events_enabled", "true");
+    let listener = format!(
+        "[eventlistener:counter]\ncommand=python3 {} {}\nevents=PROCESS_LOG_STDOUT\n\
+         buffer_size=1000\nstartsecs=0\nstderr_logfile={}\n",
+        script.display(),
+        sandbox.join("counted.jsonl").display(),
+        sandbox.stderr_log("counter").display(),
+    );
+    sandbox.write_config_text(&format!("{}{listener}", sandbox.programs_text(&[writer])));
+    let daemon = sandbox.start();
+    let listener_pid = daemon.running_pid("counter");
+    wait_until(TIMEOUT, "the listener to count some events", || counted(&sandbox).len() >= 5);
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    let handed: Vec<&str> =
+        log.lines().filter(|line| line.contains("handing over event listener pool")).collect();
+    assert_eq!(handed.len(), 1, "{log}");
+    assert!(!handed[0].contains(": 0 events queued, 0 in flight"), "events were pending: {log}");
+    wait_until(TIMEOUT, "a few more events", || counted(&sandbox).len() >= 20);
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 2);
+    // The listener is BUSY all but a moment (the queue is never empty): an
+    // event was in flight at some handover, and its answer reached the new
+    // image (below: counted once, and never sent again).
+    assert!(
+        log.lines().any(|line| line.contains("handing over event listener pool")
+            && line.ends_with(", 1 in flight")),
+        "{log}"
+    );
+    let events = wait_for(TIMEOUT, "every line counted", || {
+        let events = counted(&sandbox);
+        events
+            .iter()
+            .any(|(_, _, data)| data.contains(&format!("line {LINES:06}")))
+            .then_some(events)
+    });
+    assert_eq!(daemon.running_pid("counter"), listener_pid, "the same listener throughout");
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "serials without a gap or a repeat: {events:?}");
+        assert_eq!(pair[1].1, pair[0].1 + 1, "pool serials likewise: {events:?}");
+    }
+    let data: String = events.iter().map(|(_, _, data)| data.as_str()).collect();
+    let expected: String = (1..=LINES).map(|n| format!("line {n:06}\n")).collect();
+    assert_eq!(data, expected, "every line once, in order");
+    let log = daemon.main_log();
+    assert!(!log.contains("re-buffering"), "no event was sent again: {log}");
+}
+
+#[test]
+fn fcgi_children_keep_their_shared_socket_across_an_upgrade() {
+    use std::io::Read as _;
+    let sandbox = Sandbox::new();
+    let port = super::control::free_port();
+    let body = format!(
+        "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{port}\n\
+         process_name=%(program_name)s_%(process_num)s\nnumprocs=2\nstartsecs=0\n\
+         stdout_logfile={dir}/logs/%(process_num)s.out\nstderr_logfile={dir}/logs/%(process_num)s.err\n",
+        vigil_integration::child_bin().display(),
+        dir = sandbox.path().display(),
+    );
+    sandbox.write_config_text(&body);
+    let daemon = sandbox.start();
+    // Connections until every pid in `pids` answered.
+    let answered_by = |pids: &[i32]| {
+        let mut seen = std::collections::BTreeSet::new();
+        wait_until(TIMEOUT, "every child to answer on the shared socket", || {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).expect("read");
+            seen.extend(answer.trim().strip_prefix("pid=").and_then(|pid| pid.parse::<i32>().ok()));
+            pids.iter().all(|pid| seen.contains(pid))
+        });
+    };
+    let before = [daemon.running_pid("web:web_0"), daemon.running_pid("web:web_1")];
+    answered_by(&before);
+
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    assert!(log.contains(&format!("kept socket tcp://127.0.0.1:{port} for fcgi group 'web'")));
+    assert_eq!([daemon.process_pid("web:web_0"), daemon.process_pid("web:web_1")], before);
+    answered_by(&before);
+    // A new child gets the same socket (binding another would fail: the
+    // carried children listen on the port).
+    daemon.ctl(&["restart", "web:web_0"]).expect_code(0);
+    let restarted = daemon.running_pid("web:web_0");
+    assert_ne!(restarted, before[0]);
+    answered_by(&[restarted, before[1]]);
+    // The daemon's copy goes with the last child, adopted ones included.
+    daemon.ctl(&["stop", "all"]).expect_code(0);
+    wait_until(TIMEOUT, "the socket to close after the last child", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}
+
+#[test]
+fn bytes_queued_for_a_stdin_nobody_reads_refuse_the_upgrade() {
+    let sandbox = Sandbox::new();
+    let (program, go) = super::stdin::deaf(&sandbox);
+    sandbox.write_config(&[program]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("deaf");
+    // Twice the pipe's 64 KiB: the rest waits in the daemon's queue.
+    const CHUNK: usize = 64 * 1024;
+    for letter in ["a", "b"] {
+        let answer = super::stdin::send_stdin(&sandbox, "deaf", &letter.repeat(CHUNK));
+        assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
+    }
+    let output = daemon.ctl(&["upgrade"]);
+    assert_ne!(output.code, 0, "{output:#?}");
+    assert!(
+        output.stdout.starts_with("ERROR: upgrade refused: deaf has ")
+            && output.stdout.contains("bytes queued for its stdin that it has not read yet"),
+        "{output:#?}"
+    );
+    assert_eq!(daemon.process_pid("deaf"), pid, "nothing changed");
+    // Once it has read them, the upgrade goes through and every byte arrived.
+    std::fs::write(&go, "").expect("create go");
+    wait_until(TIMEOUT, "deaf to read its stdin", || {
+        std::fs::metadata(sandbox.stdout_log("deaf")).is_ok_and(|m| m.len() == 2 * CHUNK as u64)
+    });
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    assert_eq!(daemon.running_pid("deaf"), pid);
+}
+
+#[test]
+fn probes_keep_their_verdict_and_their_count_across_an_upgrade() {
+    // Two ports nobody listens on, distinct: both bound at once, then let go.
+    let bound: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port"))
+        .collect();
+    let port = |i: usize| bound[i].local_addr().expect("local addr").port();
+    let (open, closed) = (port(0), port(1));
+    drop(bound);
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        // Healthy once ready; its next liveness check is a minute away, so a
+        // verdict shown right after the upgrade is the carried one.
+        Program::child("ok", &["--listen-tcp", &open.to_string(), "--sleep", "3600"])
+            .set("ready_tcp", format!("127.0.0.1:{open}"))
+            .set("ready_period", "100ms")
+            .set("live_tcp", format!("127.0.0.1:{open}"))
+            .set("live_period", "60s"),
+        // Fails every liveness check: restarted at the third in a row.
+        Program::child("failing", &["--sleep", "3600"])
+            .set("startsecs", 0)
+            .set("live_tcp", format!("127.0.0.1:{closed}"))
+            .set("live_period", "3s")
+            .set("live_initial_delay", "0s")
+            .set("live_failure_threshold", 3),
+    ]);
+    let daemon = sandbox.start();
+    let healthy = vigil_integration::try_wait_until(TIMEOUT, || {
+        daemon
+            .status_of("ok")
+            .is_some_and(|(state, what)| state == "RUNNING" && what.ends_with(", healthy"))
+    });
+    assert!(healthy, "ok is not healthy: {:?}\n{}", daemon.status_of("ok"), daemon.diagnostics());
+    let failing = daemon.running_pid("failing");
+    wait_until(TIMEOUT, "two failed liveness checks", || {
+        daemon.main_log().contains("liveness probe failed (2 in a row)")
+    });
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    let (_, ok) = daemon.status_of("ok").expect("ok");
+    assert!(ok.ends_with(", healthy"), "the verdict carried over: {ok}");
+    let (_, unwell) = daemon.status_of("failing").expect("failing");
+    assert!(unwell.ends_with(", unhealthy"), "the verdict carried over: {unwell}");
+    assert!(!log.contains("liveness probe failed (3 in a row)"), "the upgrade came first: {log}");
+    let restarted = wait_for(TIMEOUT, "failing to be restarted", || {
+        let pid = daemon.running_pid("failing");
+        (pid != failing).then_some(pid)
+    });
+    assert_ne!(restarted, failing);
+    let log = daemon.main_log();
+    let took_over = super::log_times(&log, "took over from")[0];
+    let after: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("liveness probe failed ("))
+        .filter(|line| super::log_time_ms(line).is_some_and(|at| at > took_over))
+        .collect();
+    assert!(after[0].contains("(3 in a row)"), "the count went on: {after:#?}");
+}
+
+/// `curl` reading `url` over the daemon's UNIX socket into `<name>.body`, with
+/// the response head in `<name>.head`; killed by pid when dropped.
+struct Curl {
+    child: std::process::Child,
+    body: std::path::PathBuf,
+    head: std::path::PathBuf,
+}
+
+impl Curl {
+    fn get(sandbox: &Sandbox, name: &str, url: &str) -> Curl {
+        let (body, head) =
+            (sandbox.join(format!("{name}.body")), sandbox.join(format!("{name}.head")));
+        let child = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--no-buffer", "--unix-socket"])
+            .arg(sandbox.socket())
+            .arg("--dump-header")
+            .arg(&head)
+            .arg("--output")
+            .arg(&body)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run curl (scripts/test installs it)");
+        Curl { child, body, head }
+    }
+
+    fn body(&self) -> String {
+        std::fs::read_to_string(&self.body).unwrap_or_default()
+    }
+
+    /// The response's `X-Log-Offset`.
+    fn log_offset(&self) -> u64 {
+        let head = std::fs::read_to_string(&self.head).expect("the response head");
+        head.lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("x-log-offset").then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no X-Log-Offset in {head:?}"))
+    }
+}
+
+impl Drop for Curl {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = vigil_integration::wait_timeout(&mut self.child, TIMEOUT);
+    }
+}
+
+#[test]
+fn a_logtail_stream_ends_cleanly_at_an_upgrade_and_goes_on_from_its_offset() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("w", &["--count", "100", "0.05"])
+        .set("startsecs", 0)
+        .set("autorestart", "false")]);
+    let daemon = sandbox.start();
+    let mut first = Curl::get(&sandbox, "first", "http://localhost/logtail/w");
+    // The dashboard's event stream, a long poll, ends the same way.
+    let mut feed = Curl::get(&sandbox, "feed", "http://localhost/ui/events");
+    wait_until(TIMEOUT, "the first lines", || first.body().contains("line 000010\n"));
+    wait_until(TIMEOUT, "the first event", || feed.body().contains("event: facts\n"));
+    upgrade(&daemon, &[]);
+    // curl exits 0 only for a complete response: with a chunked body, its last
+    // chunk (a cut connection is exit 18, "transfer closed with outstanding
+    // read data remaining").
+    for curl in [&mut first, &mut feed] {
+        let status = vigil_integration::wait_timeout(&mut curl.child, TIMEOUT)
+            .expect("the stream ends at the upgrade");
+        assert!(status.success(), "curl saw an incomplete response: {status}");
+    }
+    wait_takeovers(&daemon, 1);
+    let got = first.body();
+    let resume_at = first.log_offset() + got.len() as u64;
+    let second =
+        Curl::get(&sandbox, "second", &format!("http://localhost/logtail/w?offset={resume_at}"));
+    wait_until(TIMEOUT, "the last line", || second.body().contains("line 000100\n"));
+    assert_eq!(second.log_offset(), resume_at);
+    let both = format!("{got}{}", second.body());
+    // The first response starts 1 KiB before the end of the log, maybe mid-line.
+    let (_, whole) = both.split_once('\n').expect("a line");
+    let lines: Vec<&str> = whole.lines().collect();
+    let from: usize = lines[0]["line ".len()..].parse().expect("numbered");
+    let expected: Vec<String> = (from..=100).map(|n| format!("line {n:06}")).collect();
+    assert_eq!(lines, expected, "every line once, in order, across the two responses");
+    // The new image serves the same offsets: the log read back from the start
+    // of the first response is what the two responses carried.
+    let log = std::fs::read(sandbox.stdout_log("w")).expect("log");
+    let start = usize::try_from(first.log_offset()).expect("small");
+    assert_eq!(&log[start..start + both.len()], both.as_bytes());
+}
+
+/// `unshare --pid --fork --mount-proc vigild -n -c CONFIG`: vigild as PID 1
+/// of a new pid namespace, as in a container. Dropping it SIGKILLs vigild by
+/// its pid outside the namespace (the kernel then kills everything in the
+/// namespace) and collects `unshare`.
+struct PidNamespace {
+    unshare: std::process::Child,
+    /// vigild's pid as this test sees it.
+    vigild: i32,
+}
+
+impl PidNamespace {
+    /// `None`, with the reason printed, where pid namespaces are not permitted.
+    fn start(sandbox: &Sandbox) -> Option<PidNamespace> {
+        use std::os::unix::process::CommandExt as _;
+        let namespace = ["--pid", "--fork", "--mount-proc"];
+        let mut probe = std::process::Command::new("unshare");
+        probe.args(namespace).arg("true");
+        let probe = vigil_integration::run(&mut probe, TIMEOUT);
+        if probe.code != 0 {
+            let why = probe.stderr.trim();
+            println!("skipped: `unshare --pid --fork --mount-proc` is not permitted here: {why}");
+            return None;
+        }
+        let output = |name: &str| std::fs::File::create(sandbox.join(name)).expect("output file");
+        let unshare = std::process::Command::new("unshare")
+            .args(namespace)
+            .arg(vigild_bin())
+            .arg("-n")
+            .arg("-c")
+            .arg(sandbox.config_path())
+            .current_dir(sandbox.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(output("vigild.stdout"))
+            .stderr(output("vigild.stderr"))
+            .process_group(0)
+            .spawn()
+            .expect("run unshare");
+        let unshare_pid = i32::try_from(unshare.id()).expect("pid fits i32");
+        let mut started = PidNamespace { unshare, vigild: 0 };
+        started.vigild = wait_for(TIMEOUT, "unshare to start vigild", || {
+            proc::children(unshare_pid).first().copied()
+        });
+        wait_until(TIMEOUT, "vigild to answer as PID 1", || {
+            sandbox.ctl(&["pid"]).stdout.trim() == "1"
+        });
+        Some(started)
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        if self.vigild > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.vigild),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = vigil_integration::wait_timeout(&mut self.unshare, TIMEOUT);
+    }
+}
+
+#[test]
+fn as_pid_1_of_a_pid_namespace_vigild_upgrades_keeping_pids_and_reaping_orphans() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: a new pid namespace needs root here");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("p", &["--sleep", "3600"]).set("startsecs", 0),
+        // Leaves a grandchild in a session of its own, which outlives it by
+        // a few seconds: an orphan, which the kernel gives to PID 1.
+        Program::child("parent", &["--setsid-grandchild", "6"])
+            .set("startsecs", 0)
+            .set("autorestart", "false"),
+    ]);
+    let Some(mut namespace) = PidNamespace::start(&sandbox) else { return };
+    let vigild = namespace.vigild;
+    let status = |name: &str| {
+        let output = sandbox.ctl(&["status", "--json"]);
+        let document: Value = serde_json::from_str(output.stdout.trim()).expect("status --json");
+        let entry =
+            document["result"].as_array().expect("result").iter().find(|e| e["name"] == name);
+        entry.cloned().unwrap_or_else(|| panic!("no {name} in {document}"))
+    };
+    let p = wait_for(TIMEOUT, "p RUNNING", || {
+        let entry = status("p");
+        (entry["statename"] == "RUNNING").then(|| entry["pid"].as_i64().expect("pid"))
+    });
+    // Seen from here, each program is a child of vigild (namespace pids differ).
+    let p_here = wait_for(TIMEOUT, "p as vigild's child", || {
+        proc::children(vigild).into_iter().find(|pid| proc::cmdline(*pid).contains("--sleep"))
+    });
+    wait_until(TIMEOUT, "parent to exit", || status("parent")["statename"] == "EXITED");
+    let orphan = wait_for(TIMEOUT, "the orphan to be vigild's child", || {
+        let children = proc::children(vigild);
+        children.into_iter().find(|pid| proc::cmdline(*pid).contains("--setsid-grandchild"))
+    });
+
+    let output = sandbox.ctl(&["upgrade"]);
+    assert_eq!(output.code, 0, "{output:#?}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(output.lines()[1], format!("Upgraded: vigild {version} (pid 1)"), "{output:#?}");
+    wait_until(TIMEOUT, "the new image to take over", || {
+        std::fs::read_to_string(sandbox.main_log())
+            .is_ok_and(|log| log.matches("(live upgrade)\n").count() >= 2)
+    });
+    assert!(proc::alive(orphan), "the orphan outlived the old image");
+    assert_eq!(sandbox.ctl(&["pid"]).stdout.trim(), "1");
+    assert_eq!(status("p")["pid"].as_i64(), Some(p), "p kept its pid");
+    assert_eq!(proc::stat(p_here).expect("p").ppid, vigild, "p is still vigild's child");
+    // The new image, PID 1, collects the orphan when it exits: no zombie.
+    wait_until(TIMEOUT, "the orphan to be reaped", || !proc::exists(orphan));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(vigild), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM vigild");
+    let exit = vigil_integration::wait_timeout(&mut namespace.unshare, TIMEOUT)
+        .expect("vigild shuts down");
+    assert!(exit.success(), "vigild as PID 1 exited with {exit}");
+    namespace.vigild = 0;
 }

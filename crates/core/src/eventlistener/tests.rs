@@ -230,6 +230,8 @@ fn full_buffer_drops_the_oldest() {
         buffer: VecDeque::new(),
         next_serial: 0,
         members: Vec::new(),
+        paused: false,
+        stop_readers: watch::Sender::new(false),
     };
     for serial in 0..3 {
         pool.accept(queued(serial), false);
@@ -240,4 +242,56 @@ fn full_buffer_drops_the_oldest() {
     pool.accept(queued(9), true);
     let serials: Vec<u64> = pool.buffer.iter().map(|q| q.serial).collect();
     assert_eq!(serials, [9, 2]);
+}
+
+#[test]
+fn a_protocol_resumes_where_a_live_upgrade_left_it() {
+    for state in ListenerState::ALL {
+        assert_eq!(ListenerState::from_name(state.name()), Some(state));
+    }
+    assert_eq!(ListenerState::from_name("ready"), None);
+    // BUSY with half a result line: the rest completes it.
+    let mut protocol = Protocol::resume(ListenerState::Busy, b"RESULT 2\nO".to_vec());
+    assert_eq!(protocol.pending(), b"RESULT 2\nO");
+    assert_eq!(protocol.feed(b"K"), vec![Outcome::Accepted]);
+    assert_eq!(protocol.state(), ListenerState::Acknowledged);
+    assert_eq!(protocol.feed(b"READY\n"), vec![Outcome::Ready]);
+}
+
+#[test]
+fn a_carried_pool_keeps_its_queue_and_sends_again_what_a_gone_listener_held() {
+    let event = |serial: u64| CarriedEvent {
+        serial,
+        pool_serial: serial,
+        name: "TICK_5".to_owned(),
+        payload: format!("when:{serial}"),
+    };
+    let carried = CarriedPool {
+        group: "lis".to_owned(),
+        next_serial: 7,
+        queue: vec![event(5), event(6)],
+        members: vec![CarriedListener {
+            name: "gone".to_owned(),
+            state: "BUSY".to_owned(),
+            pending: Vec::new(),
+            busy: Some(event(4)),
+            running: true,
+            stdout_fd: None,
+        }],
+    };
+    let mut pool = Pool {
+        name: "lis".to_owned(),
+        identifier: "supervisor".to_owned(),
+        buffer_size: 10,
+        buffer: VecDeque::new(),
+        next_serial: 0,
+        members: Vec::new(),
+        paused: false,
+        stop_readers: watch::Sender::new(false),
+    };
+    let (tx, _rx) = mpsc::unbounded_channel();
+    pool.resume(carried, HashMap::new(), &tx);
+    assert_eq!(pool.next_serial, 7);
+    let queue: Vec<CarriedEvent> = pool.buffer.iter().map(Queued::carry).collect();
+    assert_eq!(queue, vec![event(4), event(5), event(6)]);
 }

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
-use crate::backend::{LogChannel, ProcessRef, ProcessState};
+use crate::backend::{FollowFrom, LogChannel, ProcessRef, ProcessState};
 use crate::limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_REQUEST_BODY, MAX_REQUEST_HEAD};
 use crate::testing::{FakeBackend, process};
 use logtail::TRUNCATED;
@@ -486,6 +486,34 @@ async fn logtail_starts_1024_bytes_before_the_end_and_follows() {
     // The log going away ends the stream cleanly.
     backend.remove_log(&source);
     follower.read_until(|raw| dechunk(raw).1).await;
+}
+
+#[tokio::test]
+async fn logtail_says_its_offset_and_starts_at_the_one_asked_for() {
+    let backend = Arc::new(FakeBackend::new());
+    let source = LogSource::Process(ProcessRef::new("web", "web_0"), LogChannel::Stdout);
+    backend.append_log(&source, &[b'A'; 2000]);
+    let (mut follower, head) = Follower::open(&backend, "/logtail/web:web_0").await;
+    assert!(head.to_ascii_lowercase().contains("x-log-offset: 976"), "{head}");
+    follower.wait_for(&[b'A'; 1024]).await;
+    backend.append_log(&source, b"hello\n");
+    // Where a client that read 3 bytes connects again: the rest, once.
+    let (mut again, head) = Follower::open(&backend, "/logtail/web:web_0?offset=1997").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-log-offset: 1997"), "{head}");
+    assert_eq!(again.wait_for(b"hello\n").await, b"AAAhello\n");
+    for (query, status) in [("offset=nine", "400"), ("offset=9999", "416")] {
+        let (_, head) = Follower::open(&backend, &format!("/logtail/web:web_0?{query}")).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{query}: {head}");
+    }
+}
+
+#[test]
+fn a_logtail_query_names_where_it_starts() {
+    assert_eq!(logtail::start(None), Ok(FollowFrom::Tail(1024)));
+    assert_eq!(logtail::start(Some("x=1")), Ok(FollowFrom::Tail(1024)));
+    assert_eq!(logtail::start(Some("x=1&offset=42")), Ok(FollowFrom::Position(42)));
+    assert_eq!(logtail::start(Some("offset=-1")), Err(StatusCode::BAD_REQUEST));
 }
 
 // Paused time: the clock jumps whenever every task waits, so the stream provably

@@ -79,6 +79,9 @@ struct Feed<B> {
 
 /// Opens a stream: 503 when [`MAX_EVENT_STREAMS`] are open or the daemon does not answer.
 pub(crate) async fn stream<B: Backend>(backend: Arc<B>) -> Response<Body> {
+    // Before anything is read: a live upgrade from now on ends this stream (the page's
+    // `EventSource` connects again, to the next image).
+    let handover = crate::http::handover();
     let Some(slot) = Slot::claim() else {
         let mut response = plain(StatusCode::SERVICE_UNAVAILABLE);
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -105,8 +108,8 @@ pub(crate) async fn stream<B: Backend>(backend: Arc<B>) -> Response<Body> {
         let bytes = next_event(&mut feed).await?;
         Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), feed))
     });
-    let mut response =
-        Response::new(StreamBody::new(futures::StreamExt::chain(head, rest)).boxed_unsync());
+    let body = futures::StreamExt::take_until(futures::StreamExt::chain(head, rest), handover);
+    let mut response = Response::new(StreamBody::new(body).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
