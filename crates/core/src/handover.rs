@@ -77,6 +77,19 @@ pub struct CarriedProcess {
     pub health: u8,
     /// Where the child's polled probes were.
     pub probes: Vec<CarriedProbe>,
+    /// The `ready_notify` socket, kept open across `execve` like the pipes,
+    /// so a `READY=1` sent during the upgrade still arrives.
+    #[serde(default)]
+    pub notify: Option<CarriedNotify>,
+}
+
+/// A process's notify socket: its descriptor and the path its child knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedNotify {
+    /// A descriptor number kept open across `execve`.
+    pub fd: i32,
+    /// The child's `NOTIFY_SOCKET`.
+    pub path: PathBuf,
 }
 
 /// A running probe task's progress.
@@ -214,6 +227,8 @@ pub struct Adoptable {
     pub stdout: Vec<OwnedFd>,
     /// The stderr pipes (read ends).
     pub stderr: Vec<OwnedFd>,
+    /// The notify socket ([`CarriedProcess::notify`]).
+    pub notify: Option<OwnedFd>,
 }
 
 static OFFERED: Mutex<Option<HashMap<String, Adoptable>>> = Mutex::new(None);

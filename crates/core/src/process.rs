@@ -991,6 +991,21 @@ impl ProcessActorState {
             }
             None => {}
         }
+        let mut notify = None;
+        if let Some(socket) = self.notify.take() {
+            match socket.hand_over() {
+                Ok((fd, path)) => {
+                    notify = Some(handover::CarriedNotify { fd: fd.as_raw_fd(), path });
+                    fds.push(fd);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "{}: cannot keep its notify socket: {error}",
+                        self.shared.namespec
+                    );
+                }
+            }
+        }
         // The next image owns the child: nothing here may kill it.
         self.guard.pid = None;
         self.frozen = true;
@@ -1016,6 +1031,7 @@ impl ProcessActorState {
                 Health::Unhealthy => 2,
             },
             probes,
+            notify,
         };
         Ok(Frozen { record, fds })
     }
@@ -1024,7 +1040,7 @@ impl ProcessActorState {
     /// lifecycle where it was, its timers with their remaining time, its
     /// pipes captured again and its child's exit awaited.
     fn adopt(&mut self, myself: &ActorRef<ProcessMsg>, adoptable: Adoptable) {
-        let Adoptable { record, exit, stdin, stdout, stderr } = adoptable;
+        let Adoptable { record, exit, stdin, stdout, stderr, notify } = adoptable;
         let now = tokio::time::Instant::now();
         let config = self.shared.lifecycle_config();
         self.lifecycle = match Lifecycle::resume(config, &record.lifecycle, now.into_std()) {
@@ -1058,6 +1074,17 @@ impl ProcessActorState {
                 wait: Duration::from_millis(carried.wait_ms),
             };
             self.probes_carried[usize::from(carried.liveness)] = Some(resume);
+        }
+        // The child knows the carried socket's path: it replaces the one
+        // bound for this actor.
+        if let (Some(fd), Some(carried)) = (notify, &record.notify) {
+            match NotifySocket::adopt(carried.path.clone(), fd, myself.clone()) {
+                Ok(socket) => self.notify = Some(socket),
+                Err(error) => tracing::error!(
+                    "{}: cannot read its notify socket again: {error}",
+                    self.shared.namespec
+                ),
+            }
         }
         self.shared.stdout.continue_from(record.stdout_total);
         self.shared.stderr.continue_from(record.stderr_total);

@@ -902,6 +902,7 @@ fn adopt(state: &handover::State) {
             stdin: record.stdin_fd.as_ref().and_then(take),
             stdout: record.stdout_fds.iter().filter_map(take).collect(),
             stderr: record.stderr_fds.iter().filter_map(take).collect(),
+            notify: record.notify.as_ref().and_then(|notify| take(&notify.fd)),
         });
     }
     tracing::info!("resuming {} processes handed over by the previous image", offered.len());

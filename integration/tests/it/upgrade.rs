@@ -866,3 +866,31 @@ fn as_pid_1_of_a_pid_namespace_vigild_upgrades_keeping_pids_and_reaping_orphans(
     assert!(exit.success(), "vigild as PID 1 exited with {exit}");
     namespace.vigild = 0;
 }
+
+#[test]
+fn a_ready_notify_program_starting_at_the_upgrade_becomes_running_without_a_restart() {
+    let sandbox = Sandbox::new();
+    let (late, early) = (sandbox.join("go-late"), sandbox.join("go-early"));
+    let notifier = |name: &str, go: &std::path::Path| {
+        let go = go.to_str().expect("utf-8 path");
+        Program::child(name, &["--wait-file", go, "--notify-ready", "--sleep", "3600"])
+            .set("ready_notify", "true")
+    };
+    // `late` sends READY=1 to the new image; `early` around the handover.
+    sandbox.write_config(&[notifier("late", &late), notifier("early", &early)]);
+    let daemon = sandbox.start();
+    daemon.wait_state("late", "STARTING");
+    daemon.wait_state("early", "STARTING");
+    let pids = [daemon.process_pid("late"), daemon.process_pid("early")];
+    std::fs::write(&early, "").expect("go file");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    std::fs::write(&late, "").expect("go file");
+    daemon.wait_state("late", "RUNNING");
+    daemon.wait_state("early", "RUNNING");
+    assert_eq!([daemon.process_pid("late"), daemon.process_pid("early")], pids);
+    let log = daemon.main_log();
+    for name in ["late", "early"] {
+        assert_eq!(log.matches(&format!("spawned: '{name}'")).count(), 1, "{log}");
+    }
+}
