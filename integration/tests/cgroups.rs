@@ -309,6 +309,40 @@ fn killasgroup_kills_a_child_that_escaped_the_process_group() {
     }
 }
 
+/// After a live upgrade the new image takes over the program's group: a stop
+/// still kills a grandchild that left the process group.
+#[test]
+fn a_live_upgrade_keeps_the_program_in_its_group() {
+    let sandbox = Sandbox::new();
+    let Some(groups) = Groups::new(&sandbox, "upgrade", &[]) else { return };
+    sandbox.write_config(&[Program::child(
+        "runaway",
+        &["--ignore-term", "--setsid-grandchild", "3600", "--sleep", "3600"],
+    )
+    .set("cgroup", "true")
+    .set("stopasgroup", "true")
+    .set("killasgroup", "true")
+    .set("stopwaitsecs", 1)
+    .set("startsecs", 0)]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("runaway");
+    let escaped: i32 = logged(&sandbox, "runaway", "escaped").parse().expect("a pid");
+    wait_until(TIMEOUT, "the grandchild has its own session", || {
+        procfs::stat(escaped).is_some_and(|stat| stat.session == escaped)
+    });
+    daemon.ctl(&["upgrade"]).expect_code(0);
+    wait_until(TIMEOUT, "the new image to take over", || {
+        daemon.main_log().contains("(live upgrade)")
+    });
+    assert_eq!(daemon.process_pid("runaway"), pid, "the program kept its pid");
+    let log = daemon.main_log();
+    assert!(!log.contains("cannot take over its control group"), "{log}");
+    assert!(!groups.dirs("runaway").is_empty(), "the program still has a group");
+    daemon.ctl(&["stop", "runaway"]).expect_code(0);
+    wait_until(TIMEOUT, "the escaped grandchild is gone", || !procfs::alive(escaped));
+    assert!(!procfs::alive(pid));
+}
+
 /// A program's groups go when `update` removes the program, stay (with the
 /// new limit) when `update` restarts it with another, and the shared `vigil`
 /// directory goes when the daemon exits.

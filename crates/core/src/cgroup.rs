@@ -401,6 +401,26 @@ impl Cgroups {
         namespec: &str,
         limits: &CgroupLimits,
     ) -> Result<ProcessCgroup, String> {
+        self.make(namespec, limits, None)
+    }
+
+    /// After a live upgrade: the group of a process whose child `pid` the
+    /// previous image put in it, taken over with the child in it.
+    pub(crate) fn adopt(
+        &self,
+        namespec: &str,
+        limits: &CgroupLimits,
+        pid: u32,
+    ) -> Result<ProcessCgroup, String> {
+        self.make(namespec, limits, Some(pid))
+    }
+
+    fn make(
+        &self,
+        namespec: &str,
+        limits: &CgroupLimits,
+        adopted: Option<u32>,
+    ) -> Result<ProcessCgroup, String> {
         let plan = self.plan(limits).map_err(|r| format!("{}: {}", r.key, r.message))?;
         let name = namespec.replace('/', "_");
         let mut cgroup = ProcessCgroup {
@@ -425,7 +445,8 @@ impl Cgroups {
                 // Ours already (the process being replaced by `update`).
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && owned => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if !members(&dir).is_empty() {
+                    let members = members(&dir);
+                    if !members.is_empty() && !adopted.is_some_and(|pid| members.contains(&pid)) {
                         return Err(format!(
                             "control group {} already holds processes (another vigild with the same cgroup_root?)",
                             dir.display()

@@ -846,21 +846,10 @@ impl ProcessActorState {
         let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
         let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
         self.generation += 1;
-        let generation = self.generation;
         if let Some((cgroup, threshold)) =
             cgroup.as_ref().and_then(|(c, l)| Some((c, l.memory_restart_threshold?)))
         {
-            let actor = myself.clone();
-            let passed = move |usage| {
-                let _ = actor.cast(ProcessMsg::MemoryThreshold { generation, usage });
-            };
-            match crate::cgroup::spawn_memory_watch(cgroup, threshold, passed) {
-                Ok(task) => self.memory_watch = Some(task),
-                Err(error) => tracing::error!(
-                    "{}: cannot watch its memory for memory_restart_threshold: {error}",
-                    self.shared.namespec
-                ),
-            }
+            self.watch_memory(myself, cgroup, threshold);
         }
         self.health = Health::Unknown;
         let pid = spawned.pid;
@@ -891,6 +880,27 @@ impl ProcessActorState {
         let cgroup = cgroup.map(|(cgroup, _)| cgroup);
         self.watch_exit(myself, pid, spawned.exit, socket, cgroup, oom_before);
         Ok(pid)
+    }
+
+    /// Watches the current generation's memory for `memory_restart_threshold`.
+    fn watch_memory(
+        &mut self,
+        myself: &ActorRef<ProcessMsg>,
+        cgroup: &ProcessCgroup,
+        threshold: u64,
+    ) {
+        let generation = self.generation;
+        let actor = myself.clone();
+        let passed = move |usage| {
+            let _ = actor.cast(ProcessMsg::MemoryThreshold { generation, usage });
+        };
+        match crate::cgroup::spawn_memory_watch(cgroup, threshold, passed) {
+            Ok(task) => self.memory_watch = Some(task),
+            Err(error) => tracing::error!(
+                "{}: cannot watch its memory for memory_restart_threshold: {error}",
+                self.shared.namespec
+            ),
+        }
     }
 
     /// Sends [`ProcessMsg::Exited`] for child `pid` of the current generation
@@ -1036,6 +1046,34 @@ impl ProcessActorState {
         Ok(Frozen { record, fds })
     }
 
+    /// The control group the previous image put child `pid` in, taken over
+    /// (so a stop kills the whole group, OOM kills are counted from now on)
+    /// with its memory watch started again.
+    fn adopt_cgroup(
+        &mut self,
+        myself: &ActorRef<ProcessMsg>,
+        pid: u32,
+    ) -> Option<Arc<ProcessCgroup>> {
+        let limits = self.shared.config.cgroup?;
+        match self.ctx.cgroups.adopt(&self.shared.namespec, &limits, pid) {
+            Ok(cgroup) => {
+                let cgroup = Arc::new(cgroup);
+                self.cgroup = Some(Arc::clone(&cgroup));
+                if let Some(threshold) = limits.memory_restart_threshold {
+                    self.watch_memory(myself, &cgroup, threshold);
+                }
+                Some(cgroup)
+            }
+            Err(error) => {
+                tracing::error!(
+                    "{}: cannot take over its control group after the upgrade: {error}",
+                    self.shared.namespec
+                );
+                None
+            }
+        }
+    }
+
     /// Resumes the process the previous image of a live upgrade froze: the
     /// lifecycle where it was, its timers with their remaining time, its
     /// pipes captured again and its child's exit awaited.
@@ -1131,7 +1169,9 @@ impl ProcessActorState {
                     // An fcgi child listens on its group's socket (carried
                     // too): the daemon keeps it open while the child lives.
                     let socket = self.ctx.fcgi.acquire(&self.shared.config.group).ok().flatten();
-                    self.watch_exit(myself, pid, exit, socket, None, None);
+                    let cgroup = self.adopt_cgroup(myself, pid);
+                    let oom_before = cgroup.as_ref().and_then(|cgroup| cgroup.oom_kills());
+                    self.watch_exit(myself, pid, exit, socket, cgroup, oom_before);
                 }
                 None => {
                     // Not a child any more (the daemon logged why): its end is
