@@ -1067,7 +1067,17 @@ impl Ctl {
                 // its open connections to close before it hands over.
                 drop(client);
                 self.client = None;
-                let Some(client) = self.client_or_report().await else { return };
+                let Some(client) = self.client_or_report().await else {
+                    // The new image may have moved the socket (an upgrade
+                    // applies changed socket settings).
+                    self.line(format!(
+                        "The upgrade was handed over, but no vigild answers at {} now; \
+                         if the configuration moved the control socket, vigild listens \
+                         where it says.",
+                        self.options.serverurl
+                    ));
+                    return;
+                };
                 let info = client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await;
                 self.finish(flatten(info), |ctl, info| {
                     ctl.line(format!("Upgraded: vigild {} (pid {})", info.version, info.pid));

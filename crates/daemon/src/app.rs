@@ -525,6 +525,7 @@ impl Daemon {
         {
             Ok(runtime) => {
                 let listeners = Listeners {
+                    unix_path: sockets.unix.as_ref().map(|socket| socket.path().to_owned()),
                     unix: sockets.unix.as_mut().and_then(UnixSocket::take_listener),
                     inet: sockets.inet.take(),
                 };
@@ -558,10 +559,19 @@ impl Daemon {
 /// The std listeners handed to the runtime.
 struct Listeners {
     unix: Option<std::os::unix::net::UnixListener>,
+    /// The file the unix listener serves.
+    unix_path: Option<PathBuf>,
     inet: Option<std::net::TcpListener>,
 }
 
 /// The listeners a live upgrade handed over, for the sockets `config` has.
+///
+/// The upgrade doubles as a reload of the socket settings, which a `reload`
+/// leaves alone: a listener whose address the file changed is replaced by one
+/// bound at the new address (the old unix socket's file removed), one the
+/// file dropped is closed, a unix socket's `chmod`/`chown` are applied again.
+/// A new address that cannot be bound keeps the inherited listener, with an
+/// error in the log: the programs are this image's now, and it must serve.
 fn inherit_sockets(
     config: &Config,
     state: &handover::State,
@@ -571,13 +581,93 @@ fn inherit_sockets(
         // SAFETY: the state names these descriptors for this image alone.
         fd.and_then(|fd| unsafe { handover::take_fd(fd) })
     };
-    let unix = take(state.unix_listener);
-    let inet = take(state.inet_listener);
-    if let (Some(settings), Some(fd)) = (&config.unix_http_server, unix) {
-        sockets.unix = Some(UnixSocket::inherited(&settings.file, fd.into())?);
+    if let Some(fd) = take(state.unix_listener) {
+        let listener = std::os::unix::net::UnixListener::from(fd);
+        // The socket is bound at a temporary name and linked into place, so
+        // its own address is not the path it serves: the state says that.
+        let served = state
+            .unix_path
+            .clone()
+            .or_else(|| config.unix_http_server.as_ref().map(|settings| settings.file.clone()));
+        match (&config.unix_http_server, served) {
+            (Some(settings), Some(path)) if path == settings.file => {
+                match UnixSocket::inherited(&settings.file, listener) {
+                    Ok(socket) => {
+                        if let Err(err) = listen::apply_unix_mode(settings) {
+                            tracing::error!("{err}");
+                        }
+                        sockets.unix = Some(socket);
+                    }
+                    // Its file is gone: bound again below.
+                    Err(err) => tracing::error!("{err}; binding the control socket again"),
+                }
+            }
+            (settings, Some(path)) => {
+                let inherited = match UnixSocket::inherited(&path, listener) {
+                    Ok(inherited) => Some(inherited),
+                    Err(err) => {
+                        tracing::warn!("{err}");
+                        None
+                    }
+                };
+                match settings.as_ref().map(listen::bind_unix).transpose() {
+                    Ok(bound) => {
+                        if let Some(bound) = &bound {
+                            tracing::info!(
+                                "the control socket moved from {} to {}",
+                                path.display(),
+                                bound.path().display()
+                            );
+                        } else {
+                            tracing::info!("the control socket {} is closed", path.display());
+                        }
+                        if let Some(Err(err)) = inherited.as_ref().map(UnixSocket::remove) {
+                            tracing::warn!("cannot remove {}: {err}", path.display());
+                        }
+                        sockets.unix = bound;
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            critical = true,
+                            "{err}; still serving the control socket {}",
+                            path.display()
+                        );
+                        sockets.unix = inherited;
+                    }
+                }
+            }
+            // Not a socket with a path: nothing to keep.
+            (_, None) => {}
+        }
     }
-    if let (Some(_), Some(fd)) = (&config.inet_http_server, inet) {
-        sockets.inet = Some(fd.into());
+    if let Some(fd) = take(state.inet_listener) {
+        let listener = std::net::TcpListener::from(fd);
+        let bound_at = listener.local_addr().ok();
+        let wanted = config.inet_http_server.as_ref();
+        let same = |settings: &vigil_config::InetHttpServer| {
+            bound_at.is_some_and(|at| {
+                at.port() == settings.port && listen::same_host(&settings.host, at.ip())
+            })
+        };
+        match wanted {
+            Some(settings) if same(settings) => sockets.inet = Some(listener),
+            Some(settings) => match listen::bind_inet(settings) {
+                Ok(bound) => {
+                    tracing::info!(
+                        "the inet control listener moved from {} to {}:{}",
+                        bound_at.map_or_else(String::new, |at| at.to_string()),
+                        settings.host,
+                        settings.port
+                    );
+                    sockets.inet = Some(bound);
+                }
+                Err(err) => {
+                    tracing::error!(critical = true, "{err}; still listening where it was");
+                    sockets.inet = Some(listener);
+                }
+            },
+            None => tracing::info!("the inet control listener is closed"),
+        }
     }
     // A socket the config has but the old image had not (it was added to the
     // file meanwhile) is bound as at startup.
@@ -809,7 +899,7 @@ impl Daemon {
                         || loaded.config.inet_http_server != self.config.inet_http_server
                     {
                         tracing::warn!(
-                            "control socket settings changed; they take effect when vigild is restarted"
+                            "control socket settings changed; they take effect when vigild is restarted or upgraded (vigilctl upgrade)"
                         );
                     }
                     tree.shutdown().await;
@@ -1086,6 +1176,7 @@ impl NextImage<'_> {
         let state = handover::State {
             from_version: env!("CARGO_PKG_VERSION").to_owned(),
             unix_listener: listeners.unix.as_ref().map(|l| l.as_raw_fd()),
+            unix_path: listeners.unix_path.clone(),
             inet_listener: listeners.inet.as_ref().map(|l| l.as_raw_fd()),
             started_unix_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
             reloads: counters.reloads.load(Ordering::Relaxed),

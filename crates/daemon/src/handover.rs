@@ -64,6 +64,11 @@ pub struct State {
     pub from_version: String,
     /// The unix control listener's descriptor.
     pub unix_listener: Option<RawFd>,
+    /// The path it serves (`[unix_http_server] file`), for the next image
+    /// to see whether its config moved it; `None` from an image that did not
+    /// say, which the next image takes as unmoved.
+    #[serde(default)]
+    pub unix_path: Option<std::path::PathBuf>,
     /// The inet control listener's descriptor.
     pub inet_listener: Option<RawFd>,
     /// When the first image of this daemon started, ms since the epoch.
@@ -381,6 +386,7 @@ mod tests {
         State {
             from_version: "1.2.3".to_owned(),
             unix_listener: Some(5),
+            unix_path: None,
             inet_listener: None,
             started_unix_ms: 7,
             reloads: 1,

@@ -183,22 +183,51 @@ pub fn bind_unix(config: &UnixHttpServer) -> Result<UnixSocket, ListenError> {
     Ok(UnixSocket { path: file, listener: Some(listener), dev: meta.dev(), ino: meta.ino() })
 }
 
+/// Gives the socket file at `path` the mode and owner `config` asks for.
+fn set_mode(config: &UnixHttpServer, path: &Path) -> Result<(), ListenError> {
+    let shown = |p: &Path| p.display().to_string();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(config.chmod))
+        .map_err(|e| io_error("chmod", shown(path), e))?;
+    if let Some((uid, gid)) = config.chown {
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            gid.map(nix::unistd::Gid::from_raw),
+        )
+        .map_err(|errno| io_error("chown", shown(path), errno.into()))?;
+    }
+    Ok(())
+}
+
+/// A live upgrade's new image applies `chmod`/`chown` again to the socket it
+/// inherited: the file may have changed them.
+pub fn apply_unix_mode(config: &UnixHttpServer) -> Result<(), ListenError> {
+    set_mode(config, &config.file)
+}
+
+/// Whether a listener bound at `ip` is where `host` (as `[inet_http_server]`
+/// writes it) asks for.
+pub fn same_host(host: &str, ip: std::net::IpAddr) -> bool {
+    match host {
+        "" | "*" => ip.is_unspecified(),
+        host => host.parse::<std::net::IpAddr>().map_or_else(
+            // A name: what it resolves to now.
+            |_| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                    .is_ok_and(|mut addrs| addrs.any(|addr| addr.ip() == ip))
+            },
+            |parsed| parsed == ip,
+        ),
+    }
+}
+
 fn link_into_place(
     config: &UnixHttpServer,
     temp: &Path,
     file: &Path,
 ) -> Result<std::fs::Metadata, ListenError> {
     let shown = |p: &Path| p.display().to_string();
-    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(config.chmod))
-        .map_err(|e| io_error("chmod", shown(temp), e))?;
-    if let Some((uid, gid)) = config.chown {
-        nix::unistd::chown(
-            temp,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            gid.map(nix::unistd::Gid::from_raw),
-        )
-        .map_err(|errno| io_error("chown", shown(temp), errno.into()))?;
-    }
+    set_mode(config, temp)?;
     // Two rounds suffice: a stale socket is removed in the first; if another
     // daemon races us into the freed name, the second round reports it in use.
     for _ in 0..2 {

@@ -894,3 +894,27 @@ fn a_ready_notify_program_starting_at_the_upgrade_becomes_running_without_a_rest
         assert_eq!(log.matches(&format!("spawned: '{name}'")).count(), 1, "{log}");
     }
 }
+
+#[test]
+fn an_upgrade_applies_changed_control_socket_settings() {
+    let (sandbox, daemon, pid) = one_program();
+    let old = sandbox.join("vigil.sock");
+    let moved = sandbox.join("moved.sock");
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let config = config
+        .replace("[unix_http_server]\n", "[unix_http_server]\nchmod=0700\n")
+        .replace(&old.display().to_string(), &moved.display().to_string());
+    std::fs::write(sandbox.config_path(), config).expect("write config");
+    // `reload` leaves the sockets alone; the upgrade is asked on the old one.
+    let url = format!("unix://{}", old.display());
+    let output = daemon.ctl(&["-s", &url, "upgrade"]);
+    // The old socket cannot confirm: the new image no longer listens there.
+    assert!(output.stdout.contains("reads handover format"), "{output:#?}");
+    assert!(output.stdout.contains("no vigild answers at"), "{output:#?}");
+    let log = wait_takeovers(&daemon, 1);
+    assert!(log.contains("the control socket moved from"), "{log}");
+    assert!(!old.exists(), "the old socket file is removed");
+    let mode = std::fs::symlink_metadata(&moved).expect("the new socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(daemon.process_pid("p"), pid, "the program was not touched");
+}
