@@ -14,6 +14,7 @@
 //! that spawn processes.
 
 pub mod config;
+pub mod execwatch;
 pub mod horust;
 pub mod logs;
 pub mod procfs;
