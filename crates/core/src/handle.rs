@@ -551,35 +551,17 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
         now,
     );
     crate::output::describe_log_problems(member, &mut info.description);
-    info.autostart = member.config.autostart;
-    info.completed = deps::meets(
-        vigil_config::DependencyCondition::CompletedSuccessfully,
+    info.complete(
         &member.config,
         &snapshot,
+        crate::info::Counts {
+            spawns: member.spawns.load(Ordering::Relaxed),
+            last_exit: member.last_exit(),
+            oom_killed: member.last_exit_oom.load(Ordering::Relaxed),
+            stdout_bytes: member.stdout.total(),
+            stderr_bytes: member.stderr.total(),
+        },
     );
-    info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
-    info.last_exit = member.last_exit();
-    info.oom_killed = info.last_exit.is_some() && member.last_exit_oom.load(Ordering::Relaxed);
-    if info.oom_killed
-        && matches!(
-            info.state,
-            ProcessState::Exited
-                | ProcessState::Stopped
-                | ProcessState::Backoff
-                | ProcessState::Fatal
-        )
-    {
-        // The counter covers the whole group: the program itself, or one of
-        // its children, may have been the one killed.
-        let killed = info.last_exit.and_then(|status| status.signal()) == Some(libc::SIGKILL);
-        info.description.push_str(if killed {
-            ", killed by the kernel OOM killer"
-        } else {
-            ", the kernel OOM killer acted in its control group"
-        });
-    }
-    info.stdout_bytes = member.stdout.total();
-    info.stderr_bytes = member.stderr.total();
     info
 }
 
