@@ -430,6 +430,36 @@ impl Handle {
         added
     }
 
+    /// Adds every group of a new tree at once ([`RootMsg::AddGroups`]),
+    /// binding the fcgi groups' sockets first.
+    pub(crate) async fn add_all(
+        &self,
+        groups: Vec<(GroupConfig, Vec<Arc<ProcessShared>>)>,
+    ) -> Result<(), CoreError> {
+        let fcgi = &self.inner.ctx.fcgi;
+        let mut prepared: Vec<String> = Vec::new();
+        let mut bound = Ok(());
+        for (config, _) in &groups {
+            if let Err(error) = fcgi.prepare(config) {
+                bound = Err(CoreError::Failed(error.to_string()));
+                break;
+            }
+            prepared.push(config.name.clone());
+        }
+        let added = match bound {
+            Ok(()) => call_root(&self.inner.root, |reply| RootMsg::AddGroups { groups, reply })
+                .await
+                .and_then(|added| added),
+            Err(error) => Err(error),
+        };
+        if added.is_err() {
+            for name in prepared.iter().filter(|name| self.inner.registry.group(name).is_none()) {
+                fcgi.remove(name);
+            }
+        }
+        added
+    }
+
     /// Autostart in priority order, without waiting for RUNNING: each call returns
     /// once that process's spawn was attempted. Processes of one priority (group
     /// priority and process priority both equal) are started up to

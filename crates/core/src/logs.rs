@@ -414,12 +414,11 @@ impl ChannelLog {
         if let Some(path) = &path {
             // A missing file is not created here: see `prepare`.
             let mut file = LogFile::new(path.clone());
-            file.reopen_existing(false)?;
+            let stats = file.reopen_existing_with_backups(backups)?;
             if file.is_regular() {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
                 let mut offset = 0;
-                let stats = file.stat_backups(backups).unwrap_or_default();
                 for stat in stats.iter().rev().flatten() {
                     if file::is_regular_file(stat) {
                         let len = u64::try_from(stat.st_size).unwrap_or(0);

@@ -275,6 +275,13 @@ pub(crate) enum RootMsg {
         members: Vec<Arc<ProcessShared>>,
         reply: RpcReplyPort<Result<(), CoreError>>,
     },
+    /// Adds many groups at once, as the tree is built: their members' actors
+    /// start concurrently. Replies with the first error, once every group
+    /// that could start is in the registry.
+    AddGroups {
+        groups: Vec<(GroupConfig, Vec<Arc<ProcessShared>>)>,
+        reply: RpcReplyPort<Result<(), CoreError>>,
+    },
     /// Removes a group whose processes are all stopped.
     RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Ordered shutdown; replies when every process is stopped.

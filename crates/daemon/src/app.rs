@@ -1066,6 +1066,7 @@ impl Upgrade<'_> {
         serving.handover.cancel();
         answer(Ok(checked));
         while serving.servers.join_next().await.is_some() {}
+        tracing::debug!("the control servers ended; freezing the processes");
         let reaper = vigil_core::Reaper::running();
         if let Some(reaper) = &reaper {
             reaper.pause_reaping();
@@ -1091,6 +1092,7 @@ impl Upgrade<'_> {
                 return;
             }
         };
+        tracing::debug!("{} processes frozen", frozen.len());
         let image = NextImage { binary: &binary, args, memfd, exe, service_env };
         let why = image.exec(listeners, &frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");

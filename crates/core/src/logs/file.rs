@@ -469,8 +469,28 @@ impl LogFile {
     /// [`ChannelLog::prepare`](super::ChannelLog::prepare)). One walk of the
     /// path either way.
     pub fn reopen_existing(&mut self, creatable: bool) -> Result<bool, LogError> {
-        self.file = None;
         let location = locate(&self.path)?;
+        self.reopen_existing_at(&location, creatable)
+    }
+
+    /// [`LogFile::reopen_existing`], then [`LogFile::stat_backups`], with
+    /// one walk of the path for both (a program's log is opened so when the
+    /// tree is built, thousands at once).
+    pub fn reopen_existing_with_backups(
+        &mut self,
+        backups: u32,
+    ) -> Result<Vec<Option<FileStat>>, LogError> {
+        let location = locate(&self.path)?;
+        self.reopen_existing_at(&location, false)?;
+        Ok(stat_backups_at(&location, backups))
+    }
+
+    fn reopen_existing_at(
+        &mut self,
+        location: &Location,
+        creatable: bool,
+    ) -> Result<bool, LogError> {
+        self.file = None;
         match location.open(Access::AppendExisting) {
             Ok(file) => self.adopt(file).map(|()| true),
             Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -591,16 +611,21 @@ impl LogFile {
     /// few system calls per path component, and every program's start looks at
     /// every backup of its logs. Fails only when the directory cannot be reached.
     pub fn stat_backups(&self, count: u32) -> Result<Vec<Option<FileStat>>, LogError> {
-        let location = locate(&self.path)?;
-        Ok((1..=count)
-            .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
-            .collect())
+        Ok(stat_backups_at(&locate(&self.path)?, count))
     }
 
     /// Opens the base file (`index` 0) or backup `index` for reading.
     pub fn open_read(&self, index: u32) -> Result<File, LogError> {
         open_read(&if index == 0 { self.path.clone() } else { backup_path(&self.path, index) })
     }
+}
+
+/// Backups 1 to `count` of the file at `location` (see
+/// [`LogFile::stat_backups`]).
+fn stat_backups_at(location: &Location, count: u32) -> Vec<Option<FileStat>> {
+    (1..=count)
+        .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
+        .collect()
 }
 
 /// Opens `path` for reading by the rule of the module docs.
