@@ -28,7 +28,7 @@ use crate::info::ProcessInfo;
 use crate::lifecycle::ProcessState;
 use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
-use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
+use crate::messages::{BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
 use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
 use crate::usage::Usage;
@@ -432,10 +432,7 @@ impl Handle {
 
     /// Adds every group of a new tree at once ([`RootMsg::AddGroups`]),
     /// binding the fcgi groups' sockets first.
-    pub(crate) async fn add_all(
-        &self,
-        groups: Vec<(GroupConfig, Vec<Arc<ProcessShared>>)>,
-    ) -> Result<(), CoreError> {
+    pub(crate) async fn add_all(&self, groups: Vec<BuiltGroup>) -> Result<(), CoreError> {
         let fcgi = &self.inner.ctx.fcgi;
         let mut prepared: Vec<String> = Vec::new();
         let mut bound = Ok(());

@@ -41,7 +41,7 @@ use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
 use crate::group::{GroupActor, GroupArgs, GroupState};
-use crate::messages::{GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
+use crate::messages::{BuiltGroup, GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
 use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
@@ -172,7 +172,7 @@ impl RootState {
     async fn add_groups(
         &mut self,
         myself: &ActorRef<RootMsg>,
-        groups: Vec<(GroupConfig, Vec<Arc<ProcessShared>>)>,
+        groups: Vec<BuiltGroup>,
     ) -> Result<(), CoreError> {
         use futures::StreamExt as _;
         if self.shutting_down {

@@ -20,7 +20,7 @@ use crate::fcgi;
 use crate::handle::{Handle, Inner};
 use crate::logs;
 use crate::members::build_members;
-use crate::messages::ProcessShared;
+use crate::messages::BuiltGroup;
 use crate::notify;
 use crate::reaper::Reaper;
 use crate::registry::Registry;
@@ -186,7 +186,7 @@ const PARALLEL_BUILD: usize = 256;
 fn build_all(
     configured: Vec<GroupConfig>,
     settings: &Supervisord,
-) -> Result<Vec<(GroupConfig, Vec<Arc<ProcessShared>>)>, CoreError> {
+) -> Result<Vec<BuiltGroup>, CoreError> {
     // The groups move into the tree: a copy here would briefly double every
     // program's settings at start-up.
     let build = |groups: Vec<GroupConfig>| {
