@@ -940,66 +940,33 @@ impl Bench {
 
 impl Bench {
     /// S10: `vigilctl upgrade` (pre-flight, handover, `execve`, the new image's
-    /// first answer) with `n` sleepers running, while three clients call over
-    /// and over, each call on a fresh connection: `daemon_info`, then
-    /// `process_info` of one program (the reads), and `start` of a running
-    /// program, which its process actor answers `ALREADY_STARTED` (a call
-    /// that needs the tree). The slowest read is the read pause, the slowest
-    /// `start` the write pause. Then every program must have its old pid.
+    /// first answer) with `n` sleepers running, twice. During the first, two
+    /// clients call over and over, each call on a fresh connection:
+    /// `daemon_info` and `process_info` of one program; their slowest answer
+    /// is the read pause. During the second, one client calls `start` of a
+    /// running program, which its process actor answers `ALREADY_STARTED` (a
+    /// call that needs the tree); its slowest answer is the write pause. Apart,
+    /// because clients looping reads that the new image answers at once would
+    /// take the CPU the tree build needs on a small machine. Then every
+    /// program must have its old pid.
     async fn s10(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
         self.sleepers(run, 0..n, Some(0));
         self.launch_running(run, n).await?;
         self.settle().await;
         let before = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
         ensure!(before.len() == n, "status listed {} of {n} programs", before.len());
-        let url = format!("unix://{}", run.vars.sock.display());
         let program = before.keys().next().cloned().unwrap_or_default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let probe = |call: Probe| {
-            let (stop, url, program) = (Arc::clone(&stop), url.clone(), program.clone());
-            tokio::spawn(async move {
-                let (mut longest, mut calls, mut failures) = (Duration::ZERO, 0u32, 0u32);
-                while !stop.load(Ordering::SeqCst) {
-                    let t0 = Instant::now();
-                    if call.run(&url, &program).await.is_err() {
-                        failures += 1;
-                    }
-                    longest = longest.max(t0.elapsed());
-                    calls += 1;
-                }
-                (longest, calls, failures)
-            })
-        };
-        let probers = [probe(Probe::DaemonInfo), probe(Probe::Status), probe(Probe::Start)];
-        // Some answers from the old image first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let out = run.ctl("upgrade", None).await?;
-        ensure!(out.stdout.contains("Upgraded: vigild"), "upgrade: {}{}", out.stdout, out.stderr);
-        // Until the new tree has answered a `start` too.
-        let t0 = Instant::now();
-        while Probe::Start.run(&url, &program).await.is_err()
-            && t0.elapsed() < Duration::from_secs(30)
-        {}
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stop.store(true, Ordering::SeqCst);
-        let mut results = Vec::new();
-        for prober in probers {
-            results.push(prober.await.context("a probing client")?);
-        }
-        let [info, status, start] = [results[0], results[1], results[2]];
+        let (upgrade, reads) =
+            upgrade_probed(run, &program, &[Probe::DaemonInfo, Probe::Status]).await?;
+        let (_, writes) = upgrade_probed(run, &program, &[Probe::Start]).await?;
+        let [info, status, start] = [reads[0], reads[1], writes[0]];
         let after = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
         let restarted = before
             .iter()
             .filter(|(name, line)| after.get(*name).map(|a| a.pid) != Some(line.pid))
             .count();
         Ok(vec![
-            Measure::lower(
-                "`ctl upgrade` (check, handover, new image answers)",
-                "ms",
-                ms(out.elapsed()),
-            ),
+            Measure::lower("`ctl upgrade` (check, handover, new image answers)", "ms", ms(upgrade)),
             Measure::lower("read pause: longest `daemon_info`", "ms", ms(info.0)),
             Measure::lower("read pause: longest `process_info`", "ms", ms(status.0)),
             Measure::lower("write pause: longest `start` (ALREADY_STARTED)", "ms", ms(start.0)),
@@ -1012,6 +979,52 @@ impl Bench {
             Measure::lower("programs restarted (pid changed)", "", restarted as f64),
         ])
     }
+}
+
+/// One `vigilctl upgrade` while a client per probe calls it in a loop;
+/// `ctl upgrade`'s time and each client's (longest call, calls, failures).
+/// The clients go on until the new tree has answered a `start`.
+async fn upgrade_probed(
+    run: &mut Run,
+    program: &str,
+    probes: &[Probe],
+) -> anyhow::Result<(Duration, Vec<(Duration, u32, u32)>)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let url = format!("unix://{}", run.vars.sock.display());
+    let stop = Arc::new(AtomicBool::new(false));
+    let probers: Vec<_> = probes
+        .iter()
+        .map(|&call| {
+            let (stop, url, program) = (Arc::clone(&stop), url.clone(), program.to_owned());
+            tokio::spawn(async move {
+                let (mut longest, mut calls, mut failures) = (Duration::ZERO, 0u32, 0u32);
+                while !stop.load(Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    if call.run(&url, &program).await.is_err() {
+                        failures += 1;
+                    }
+                    longest = longest.max(t0.elapsed());
+                    calls += 1;
+                }
+                (longest, calls, failures)
+            })
+        })
+        .collect();
+    // Some answers from the old image first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = run.ctl("upgrade", None).await?;
+    ensure!(out.stdout.contains("Upgraded: vigild"), "upgrade: {}{}", out.stdout, out.stderr);
+    let t0 = Instant::now();
+    while Probe::Start.run(&url, program).await.is_err() && t0.elapsed() < Duration::from_secs(30) {
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut results = Vec::new();
+    for prober in probers {
+        results.push(prober.await.context("a probing client")?);
+    }
+    Ok((out.elapsed(), results))
 }
 
 /// One S10 probing call, on a fresh connection, handshake included.
