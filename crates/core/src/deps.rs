@@ -109,12 +109,7 @@ pub(crate) fn meets(
             snapshot.state == ProcessState::Running && snapshot.health != Some(Health::Unhealthy)
         }
         DependencyCondition::Completed => snapshot.state == ProcessState::Exited,
-        DependencyCondition::CompletedSuccessfully => {
-            snapshot.state == ProcessState::Exited
-                && snapshot
-                    .exitstatus
-                    .is_some_and(|status| config.exitcodes.contains(&status.supervisord_code()))
-        }
+        DependencyCondition::CompletedSuccessfully => snapshot.completed_successfully(config),
     }
 }
 

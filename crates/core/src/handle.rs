@@ -28,7 +28,7 @@ use crate::info::ProcessInfo;
 use crate::lifecycle::ProcessState;
 use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
-use crate::messages::{GroupEntry, ProcessMsg, ProcessShared, RootMsg};
+use crate::messages::{BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
 use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
 use crate::usage::Usage;
@@ -444,6 +444,33 @@ impl Handle {
         added
     }
 
+    /// Adds every group of a new tree at once ([`RootMsg::AddGroups`]),
+    /// binding the fcgi groups' sockets first.
+    pub(crate) async fn add_all(&self, groups: Vec<BuiltGroup>) -> Result<(), CoreError> {
+        let fcgi = &self.inner.ctx.fcgi;
+        let mut prepared: Vec<String> = Vec::new();
+        let mut bound = Ok(());
+        for (config, _) in &groups {
+            if let Err(error) = fcgi.prepare(config) {
+                bound = Err(CoreError::Failed(error.to_string()));
+                break;
+            }
+            prepared.push(config.name.clone());
+        }
+        let added = match bound {
+            Ok(()) => call_root(&self.inner.root, |reply| RootMsg::AddGroups { groups, reply })
+                .await
+                .and_then(|added| added),
+            Err(error) => Err(error),
+        };
+        if added.is_err() {
+            for name in prepared.iter().filter(|name| self.inner.registry.group(name).is_none()) {
+                fcgi.remove(name);
+            }
+        }
+        added
+    }
+
     /// Autostart in priority order, without waiting for RUNNING: each call returns
     /// once that process's spawn was attempted. Processes of one priority (group
     /// priority and process priority both equal) are started up to
@@ -567,35 +594,17 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
         now,
     );
     crate::output::describe_log_problems(member, &mut info.description);
-    info.autostart = member.config.autostart;
-    info.completed = deps::meets(
-        vigil_config::DependencyCondition::CompletedSuccessfully,
+    info.complete(
         &member.config,
         &snapshot,
+        crate::info::Counts {
+            spawns: member.spawns.load(Ordering::Relaxed),
+            last_exit: member.last_exit(),
+            oom_killed: member.last_exit_oom.load(Ordering::Relaxed),
+            stdout_bytes: member.stdout.total(),
+            stderr_bytes: member.stderr.total(),
+        },
     );
-    info.restarts = member.spawns.load(Ordering::Relaxed).saturating_sub(1);
-    info.last_exit = member.last_exit();
-    info.oom_killed = info.last_exit.is_some() && member.last_exit_oom.load(Ordering::Relaxed);
-    if info.oom_killed
-        && matches!(
-            info.state,
-            ProcessState::Exited
-                | ProcessState::Stopped
-                | ProcessState::Backoff
-                | ProcessState::Fatal
-        )
-    {
-        // The counter covers the whole group: the program itself, or one of
-        // its children, may have been the one killed.
-        let killed = info.last_exit.and_then(|status| status.signal()) == Some(libc::SIGKILL);
-        info.description.push_str(if killed {
-            ", killed by the kernel OOM killer"
-        } else {
-            ", the kernel OOM killer acted in its control group"
-        });
-    }
-    info.stdout_bytes = member.stdout.total();
-    info.stderr_bytes = member.stderr.total();
     info
 }
 

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use vigil_config::ProcessConfig;
+
 use crate::exit::ExitStatus;
 use crate::lifecycle::ProcessState;
 use crate::usage::Usage;
@@ -41,6 +43,24 @@ pub enum Health {
 }
 
 impl Health {
+    /// Its code in a live upgrade's record (`CarriedProcess::health`).
+    pub(crate) fn carried(self) -> u8 {
+        match self {
+            Health::Unknown => 0,
+            Health::Healthy => 1,
+            Health::Unhealthy => 2,
+        }
+    }
+
+    /// [`Health::carried`] read back; an unknown code is no verdict.
+    pub(crate) fn from_carried(code: u8) -> Health {
+        match code {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+
     /// The word shown in status descriptions and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +72,14 @@ impl Health {
 }
 
 impl Snapshot {
+    /// EXITED with a code in `config`'s `exitcodes`.
+    pub(crate) fn completed_successfully(&self, config: &ProcessConfig) -> bool {
+        self.state == ProcessState::Exited
+            && self
+                .exitstatus
+                .is_some_and(|status| config.exitcodes.contains(&status.supervisord_code()))
+    }
+
     pub(crate) fn never_started() -> Snapshot {
         Snapshot {
             state: ProcessState::Stopped,
@@ -186,6 +214,46 @@ impl ProcessInfo {
             stderr_bytes: 0,
             usage: None,
         }
+    }
+}
+
+/// What a process has counted, for [`ProcessInfo::complete`].
+pub(crate) struct Counts {
+    pub(crate) spawns: u64,
+    pub(crate) last_exit: Option<ExitStatus>,
+    pub(crate) oom_killed: bool,
+    pub(crate) stdout_bytes: u64,
+    pub(crate) stderr_bytes: u64,
+}
+
+impl ProcessInfo {
+    /// Fills in the Vigil extensions [`ProcessInfo::new`] leaves out.
+    pub(crate) fn complete(&mut self, config: &ProcessConfig, snapshot: &Snapshot, counts: Counts) {
+        self.autostart = config.autostart;
+        self.completed = snapshot.completed_successfully(config);
+        self.restarts = counts.spawns.saturating_sub(1);
+        self.last_exit = counts.last_exit;
+        self.oom_killed = self.last_exit.is_some() && counts.oom_killed;
+        if self.oom_killed
+            && matches!(
+                self.state,
+                ProcessState::Exited
+                    | ProcessState::Stopped
+                    | ProcessState::Backoff
+                    | ProcessState::Fatal
+            )
+        {
+            // The counter covers the whole group: the program itself, or one of
+            // its children, may have been the one killed.
+            let killed = self.last_exit.and_then(|status| status.signal()) == Some(libc::SIGKILL);
+            self.description.push_str(if killed {
+                ", killed by the kernel OOM killer"
+            } else {
+                ", the kernel OOM killer acted in its control group"
+            });
+        }
+        self.stdout_bytes = counts.stdout_bytes;
+        self.stderr_bytes = counts.stderr_bytes;
     }
 }
 

@@ -104,6 +104,7 @@ mod probe;
 mod process;
 pub mod reaper;
 mod registry;
+pub mod resuming;
 mod root;
 pub mod spawn;
 mod spawner;

@@ -267,6 +267,10 @@ impl GroupEntry {
     }
 }
 
+/// A group's config and its members, built (`members.rs`) and not
+/// added to the tree yet.
+pub(crate) type BuiltGroup = (GroupConfig, Vec<Arc<ProcessShared>>);
+
 /// Messages to the root actor (`root.rs`).
 pub(crate) enum RootMsg {
     /// Adds a group whose members (and their logs) were already built.
@@ -275,6 +279,10 @@ pub(crate) enum RootMsg {
         members: Vec<Arc<ProcessShared>>,
         reply: RpcReplyPort<Result<(), CoreError>>,
     },
+    /// Adds many groups at once, as the tree is built: their members' actors
+    /// start concurrently. Replies with the first error, once every group
+    /// that could start is in the registry.
+    AddGroups { groups: Vec<BuiltGroup>, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Removes a group whose processes are all stopped.
     RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Ordered shutdown; replies when every process is stopped.

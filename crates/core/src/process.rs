@@ -1035,11 +1035,7 @@ impl ProcessActorState {
             stderr_log: self.shared.stderr.path(),
             stdout_total: self.shared.stdout.total(),
             stderr_total: self.shared.stderr.total(),
-            health: match self.health {
-                Health::Unknown => 0,
-                Health::Healthy => 1,
-                Health::Unhealthy => 2,
-            },
+            health: self.health.carried(),
             probes,
             notify,
         };
@@ -1101,11 +1097,7 @@ impl ProcessActorState {
             self.shared.record_exit(status.into(), record.last_exit_oom);
         }
         self.generation += 1;
-        self.health = match record.health {
-            1 => Health::Healthy,
-            2 => Health::Unhealthy,
-            _ => Health::Unknown,
-        };
+        self.health = Health::from_carried(record.health);
         for carried in &record.probes {
             let resume = probe::Resume {
                 failures: carried.failures,

@@ -41,11 +41,13 @@ use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
 use crate::group::{GroupActor, GroupArgs, GroupState};
-use crate::messages::{GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
+use crate::messages::{BuiltGroup, GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
 use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
 pub(crate) const SHUTDOWN_REPORT_INTERVAL: Duration = Duration::from_secs(3);
+/// How many groups [`RootMsg::AddGroups`] starts at once.
+const BUILD_WINDOW: usize = 64;
 /// How long the root waits for groups to finish `post_stop`.
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -55,6 +57,14 @@ pub(crate) struct RootArgs {
 }
 
 pub(crate) struct RootActor;
+
+/// A group [`RootMsg::AddGroups`] started.
+enum Started {
+    /// Supervised by the root itself.
+    Hosted(GroupState, GroupRef),
+    /// With a group actor of its own.
+    Actor(ActorRef<GroupMsg>),
+}
 
 pub(crate) struct RootState {
     ctx: Arc<Context>,
@@ -154,6 +164,86 @@ impl RootState {
                 Err(CoreError::Failed(format!("could not start group '{name}': {error}")))
             }
         }
+    }
+
+    /// [`RootMsg::AddGroups`]: the groups' actors (or, for a hosted group,
+    /// its member's) are spawned [`BUILD_WINDOW`] at a time, each `pre_start`
+    /// on its own task, instead of one round trip after the other.
+    async fn add_groups(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        groups: Vec<BuiltGroup>,
+    ) -> Result<(), CoreError> {
+        use futures::StreamExt as _;
+        if self.shutting_down {
+            return Err(CoreError::ShuttingDown);
+        }
+        let mut names = std::collections::HashSet::new();
+        for (config, _) in &groups {
+            if self.registry.group(&config.name).is_some() || !names.insert(config.name.as_str()) {
+                return Err(CoreError::AlreadyAdded(config.name.clone()));
+            }
+        }
+        let entries: Vec<Arc<GroupEntry>> = groups
+            .into_iter()
+            .map(|(config, members)| {
+                Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) })
+            })
+            .collect();
+        let cell = myself.get_cell();
+        let started: Vec<_> = futures::stream::iter(entries)
+            .map(|entry| {
+                let (cell, root, ctx) = (cell.clone(), myself.clone(), Arc::clone(&self.ctx));
+                async move {
+                    let args = GroupArgs {
+                        config: Arc::clone(&entry.config),
+                        members: entry.members.clone(),
+                        ctx,
+                        resume: false,
+                    };
+                    let started = if entry.members.len() == 1 {
+                        let name: Arc<str> = Arc::from(entry.config.name.as_str());
+                        let link = GroupRef::Hosted { root, group: name };
+                        Box::pin(GroupState::start(args, &cell, link.clone()))
+                            .await
+                            .map(|group| Started::Hosted(group, link))
+                    } else {
+                        // Boxed, as in `spawn_group`.
+                        Box::pin(Actor::spawn_linked(None, GroupActor, args, cell))
+                            .await
+                            .map(|(actor, _join)| Started::Actor(actor))
+                            .map_err(ActorProcessingErr::from)
+                    };
+                    (entry, started)
+                }
+            })
+            .buffered(BUILD_WINDOW)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (entry, started) in started {
+            let name = entry.config.name.clone();
+            match started {
+                Ok(Started::Hosted(group, link)) => {
+                    self.hosted.insert(Arc::from(name.as_str()), group);
+                    entry.set_actor(Some(link));
+                }
+                Ok(Started::Actor(actor)) => {
+                    self.by_id.insert(actor.get_id(), name.clone());
+                    entry.set_actor(Some(GroupRef::Actor(actor)));
+                }
+                Err(error) => {
+                    first_error.get_or_insert_with(|| {
+                        CoreError::Failed(format!("could not start group '{name}': {error}"))
+                    });
+                    continue;
+                }
+            }
+            self.registry.insert(entry);
+            let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
+        }
+        self.ctx.changed();
+        first_error.map_or(Ok(()), Err)
     }
 
     /// [`RootMsg::RemoveGroup`].
@@ -294,6 +384,9 @@ impl Actor for RootActor {
         match message {
             RootMsg::AddGroup { config, members, reply } => {
                 let _ = reply.send(state.add_group(&myself, config, members).await);
+            }
+            RootMsg::AddGroups { groups, reply } => {
+                let _ = reply.send(state.add_groups(&myself, groups).await);
             }
             RootMsg::RemoveGroup { name, reply } => {
                 let _ = reply.send(state.remove_group(&name));

@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError};
 
 use ractor::Actor;
 use tokio::sync::broadcast;
-use vigil_config::Config;
+use vigil_config::{Config, GroupConfig, GroupKind, Supervisord};
 
 use crate::context::Context;
 use crate::error::CoreError;
@@ -20,6 +20,7 @@ use crate::fcgi;
 use crate::handle::{Handle, Inner};
 use crate::logs;
 use crate::members::build_members;
+use crate::messages::BuiltGroup;
 use crate::notify;
 use crate::reaper::Reaper;
 use crate::registry::Registry;
@@ -112,13 +113,8 @@ impl Supervisor {
                 ),
             }
         }
-        // The groups move into the tree: a copy here would briefly double every
-        // program's settings at start-up.
-        let mut groups = Vec::with_capacity(configured.len());
-        for mut group in configured {
-            let members = build_members(&mut group, &settings)?;
-            groups.push((group, members));
-        }
+        let groups = build_all(configured, &settings)?;
+        tracing::debug!("built the members of {} groups", groups.len());
         let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
             spawner: options.spawner,
@@ -158,12 +154,20 @@ impl Supervisor {
                 autostart: std::sync::Mutex::new(None),
             }),
         };
-        for (group, members) in groups {
-            if let Err(error) = handle.add_members(group, members).await {
+        // Event listener pools first: a pool is made when its group's
+        // `GroupAdded` is on the bus, so every event the other groups publish
+        // (a resumed program's output the moment its actor exists, after a
+        // live upgrade) comes after it and finds the pool.
+        let (pools, others): (Vec<_>, Vec<_>) = groups
+            .into_iter()
+            .partition(|(config, _)| matches!(config.kind, GroupKind::EventListener(_)));
+        for batch in [pools, others] {
+            if let Err(error) = handle.add_all(batch).await {
                 handle.shutdown().await;
                 return Err(error);
             }
         }
+        tracing::debug!("started the actors of every group");
         // on_fatal = shutdown: the root publishes the escalation, this task brings
         // the tree down. It holds no strong reference, so it never keeps a
         // dropped tree alive.
@@ -183,4 +187,50 @@ impl Supervisor {
         }
         Ok(handle)
     }
+}
+
+/// Groups below this many are built on the calling thread.
+const PARALLEL_BUILD: usize = 256;
+
+/// The members of every group ([`build_members`]): opening their logs is a
+/// dozen system calls per channel, so thousands of groups are built on
+/// several threads, in chunks that keep the config's order.
+fn build_all(
+    configured: Vec<GroupConfig>,
+    settings: &Supervisord,
+) -> Result<Vec<BuiltGroup>, CoreError> {
+    // The groups move into the tree: a copy here would briefly double every
+    // program's settings at start-up.
+    let build = |groups: Vec<GroupConfig>| {
+        groups
+            .into_iter()
+            .map(|mut group| build_members(&mut group, settings).map(|members| (group, members)))
+            .collect::<Result<Vec<_>, CoreError>>()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
+    if configured.len() < PARALLEL_BUILD || threads < 2 {
+        return build(configured);
+    }
+    let per_thread = configured.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = configured.into_iter();
+    loop {
+        let chunk: Vec<GroupConfig> = rest.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            chunks.into_iter().map(|chunk| scope.spawn(|| build(chunk))).collect();
+        let mut groups = Vec::new();
+        for worker in workers {
+            match worker.join() {
+                Ok(built) => groups.extend(built?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(groups)
+    })
 }

@@ -52,6 +52,7 @@ async fn until(events: &mut broadcast::Receiver<Event>, mut condition: impl FnMu
 
 mod api;
 mod beyond;
+mod resuming;
 mod supervision;
 mod timing;
 mod update;

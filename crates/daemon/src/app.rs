@@ -204,12 +204,32 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<LoadedConfig, Vec<Diagnostic>>;
     /// The `--check` summary.
     fn summary(&self, config: &Config) -> String;
+    /// Live upgrade: what serves control connections from the carried
+    /// `records` while the tree that resumes them is built, if this backend
+    /// can (see `gap.rs`); `None` keeps the listeners unserved until then.
+    fn carried(
+        &self,
+        _config: &Config,
+        _records: &[vigil_core::handover::CarriedProcess],
+    ) -> Option<Carried<Self::Tree>> {
+        None
+    }
     /// Builds and starts the tree (autostart programs in priority order).
     fn start_tree(
         &self,
         config: &Config,
         context: &TreeContext,
     ) -> impl Future<Output = Result<Self::Tree, String>> + Send;
+}
+
+/// A live upgrade's control dispatch until the tree is built
+/// ([`Backend::carried`]).
+pub struct Carried<T> {
+    /// Serves connections, answering reads from the carried records.
+    pub dispatch: Arc<dyn Dispatch>,
+    /// Hands it the built tree: the calls it holds run there, and so does
+    /// every later call of the connections it served.
+    pub open: Box<dyn FnOnce(&T) + Send>,
 }
 
 /// Runs vigild with `args` (`argv[0]` included) and returns the exit status.
@@ -253,6 +273,8 @@ const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"
 /// old executable are closed once it was read: they only served a refusal).
 struct Inherited {
     state: handover::State,
+    /// [`handover::HOLD_ENV`]'s file.
+    hold: Option<PathBuf>,
 }
 
 /// The new image cannot take the state it was handed: execute the old image
@@ -352,9 +374,9 @@ fn prepare<B: Backend>(
         if let Some(why) = &inherited.refused {
             eprintln!("Error: the new vigild refused the live upgrade: {why}");
         }
-        let handover::Inherited { state, refused, .. } = inherited;
+        let handover::Inherited { state, refused, hold, .. } = inherited;
         let state = state.expect("refused states were handed back above");
-        (Inherited { state }, refused)
+        (Inherited { state, hold }, refused)
     });
     let (inherited, refused) = match inherited {
         Some((inherited, refused)) => (Some(inherited), refused),
@@ -781,6 +803,26 @@ impl Daemon {
             counters: Arc::new(counters),
         };
         let adopting = self.inherited.is_some();
+        let stop_serving = CancellationToken::new();
+        let mut servers = tokio::task::JoinSet::new();
+        let mut handover = CancellationToken::new();
+        // A live upgrade serves the inherited listeners first, answering from
+        // the carried records while the children are adopted and the tree is
+        // built (`gap.rs`); other calls wait for the tree.
+        let mut early = None;
+        if let Some(inherited) = &self.inherited
+            && let Some(carried) = backend.carried(&self.config, &inherited.state.processes)
+        {
+            let switch = Arc::new(SwitchDispatch { current: RwLock::new(carried.dispatch) });
+            let served =
+                serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers);
+            early = Some((switch, carried.open, served));
+            tracing::debug!("serving the control sockets from the carried state");
+            if let Some(hold) = inherited.hold.clone() {
+                // Reads until every writer has closed the FIFO.
+                let _ = tokio::task::spawn_blocking(move || std::fs::read(hold)).await;
+            }
+        }
         // The recorded children are this daemon's own after a live upgrade.
         let ledger = crate::survivors::recover(&self.config.supervisord, !adopting).await;
         let mut first_config = std::borrow::Cow::Borrowed(&self.config);
@@ -800,6 +842,10 @@ impl Daemon {
                 let message = format!("cannot start the supervision tree: {err}");
                 tracing::error!(critical = true, "{message}");
                 readiness.failed(exit_code::FAILURE as u8, &format!("Error: {message}"));
+                // The calls held for the tree end with an error.
+                drop(early);
+                stop_serving.cancel();
+                while servers.join_next().await.is_some() {}
                 return exit_code::FAILURE;
             }
         };
@@ -808,17 +854,27 @@ impl Daemon {
         // the programs, and a third copy would cost about 1 KB per program.
         self.config.groups = Vec::new();
         let recorder = ledger.and_then(crate::survivors::Ledger::record);
-        let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
-        let stop_serving = CancellationToken::new();
-        let mut servers = tokio::task::JoinSet::new();
-        let mut handover = CancellationToken::new();
-        if let Err(err) =
-            serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers)
-        {
+        let (switch, served) = match early {
+            Some((switch, open, served)) => {
+                switch.set(tree.dispatch());
+                open(&tree);
+                tracing::debug!("the supervision tree serves the control sockets");
+                (switch, served)
+            }
+            None => {
+                let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
+                let served =
+                    serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers);
+                (switch, served)
+            }
+        };
+        if let Err(err) = served {
             let message = format!("cannot serve the control socket: {err}");
             tracing::error!(critical = true, "{message}");
             tree.shutdown().await;
             readiness.failed(exit_code::FAILURE as u8, &format!("Error: {message}"));
+            stop_serving.cancel();
+            while servers.join_next().await.is_some() {}
             return exit_code::FAILURE;
         }
         readiness.ready();
@@ -1110,6 +1166,7 @@ impl Upgrade<'_> {
         serving.handover.cancel();
         answer(Ok(checked));
         while serving.servers.join_next().await.is_some() {}
+        tracing::debug!("the control servers ended; freezing the processes");
         let reaper = vigil_core::Reaper::running();
         if let Some(reaper) = &reaper {
             reaper.pause_reaping();
@@ -1135,6 +1192,7 @@ impl Upgrade<'_> {
                 return;
             }
         };
+        tracing::debug!("{} processes frozen", frozen.processes.len());
         let image = NextImage { binary: &binary, args, memfd, exe, service_env };
         let why = image.exec(listeners, &frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");

@@ -45,6 +45,11 @@ pub const REFUSED_ENV: &str = "VIGILD_HANDOVER_REFUSED";
 /// Overrides [`FORMAT`]: how the tests build "a vigild with another format"
 /// without a second build. Not for production use.
 pub const FORMAT_ENV: &str = "VIGILD_HANDOVER_FORMAT";
+/// Holds a new image in the gap (its listeners served from the carried
+/// records, the tree not built yet) until this file (a FIFO) has been
+/// written and closed: how the tests make a control call during the gap.
+/// Not for production use.
+pub const HOLD_ENV: &str = "VIGILD_HANDOVER_HOLD";
 /// The largest state read (500 bytes or so per program).
 const MAX_STATE: u64 = 512 * 1024 * 1024;
 /// How long the pre-flight run of the new binary may take.
@@ -196,7 +201,7 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
     let Ok(path) = CString::new(binary.as_os_str().as_bytes()) else {
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
-    let env = environment(state, exe, &[], &[]);
+    let env = environment(state, exe, &[], &[HOLD_ENV]);
     match nix::unistd::execve(&path, &arguments(args), &env) {
         Ok(never) => match never {},
         Err(errno) => errno.into(),
@@ -212,7 +217,8 @@ pub fn exec_back(
     why: &str,
 ) -> std::io::Error {
     // The old image reads its own format, whatever the refusing one was told.
-    let env = environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV]);
+    let env =
+        environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV, HOLD_ENV]);
     match nix::unistd::fexecve(exe, &arguments(args), &env) {
         Ok(never) => match never {},
         Err(errno) => errno.into(),
@@ -230,6 +236,8 @@ pub struct Inherited {
     /// Set when an image this one's state was handed to refused it (this is
     /// the old image executed again).
     pub refused: Option<String>,
+    /// [`HOLD_ENV`]'s file.
+    pub hold: Option<std::path::PathBuf>,
 }
 
 /// The handover this image was started with, if any; removes the variables
@@ -241,10 +249,12 @@ pub struct Inherited {
 pub unsafe fn inherited() -> Option<Inherited> {
     let value = std::env::var(STATE_ENV).ok()?;
     let refused = std::env::var(REFUSED_ENV).ok();
+    let hold = std::env::var_os(HOLD_ENV).map(std::path::PathBuf::from);
     // SAFETY: single-threaded, as the caller promises.
     unsafe {
         std::env::remove_var(STATE_ENV);
         std::env::remove_var(REFUSED_ENV);
+        std::env::remove_var(HOLD_ENV);
     }
     let (memfd, exe) = value.split_once(',').unwrap_or((&value, ""));
     let owned = |text: &str| -> Option<OwnedFd> {
@@ -268,7 +278,7 @@ pub unsafe fn inherited() -> Option<Inherited> {
     for fd in std::iter::once(&memfd).chain(exe.as_ref()) {
         let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     }
-    Some(Inherited { state, memfd, exe, refused })
+    Some(Inherited { state, memfd, exe, refused, hold })
 }
 
 /// Takes an inherited descriptor named in the state.

@@ -21,6 +21,7 @@ pub mod config_source;
 pub mod daemonize;
 pub mod facts;
 pub mod flags;
+pub mod gap;
 pub mod handover;
 pub mod heap;
 pub mod listen;

@@ -23,10 +23,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use vigil_config::{Config, Credentials, Diagnostic, NameSpec};
 use vigil_core::{Channel, ConfigControl, Handle, Loader, Reaper, Supervisor, SupervisorOptions};
-use vigil_rpc::{ServeError, ServerAuth, serve_stream_until};
+use vigil_rpc::{SendControl, ServeError, ServerAuth, serve_stream_until};
 
-use crate::app::{Backend, ConfigSource, LoadedConfig, Tree, TreeContext};
+use crate::app::{Backend, Carried, ConfigSource, LoadedConfig, Tree, TreeContext};
 use crate::config_source::environment;
+use crate::gap::GapServer;
 use crate::listen::{Connection, Dispatch, Peer};
 use crate::server::ControlServer;
 
@@ -112,6 +113,32 @@ impl Backend for Wired {
 
     fn summary(&self, config: &Config) -> String {
         format!("{}\n", vigil_config::summary(config))
+    }
+
+    fn carried(
+        &self,
+        config: &Config,
+        records: &[vigil_core::handover::CarriedProcess],
+    ) -> Option<Carried<CoreTree>> {
+        let view = vigil_core::resuming::CarriedView::new(config, records)?;
+        // The same credentials the tree's server will check; a bad password
+        // fails `start_tree` with the reason.
+        let unix_auth = server_auth(
+            "unix_http_server",
+            config.unix_http_server.as_ref().and_then(|s| s.auth.as_ref()),
+        )
+        .ok()?;
+        let inet_auth = server_auth(
+            "inet_http_server",
+            config.inet_http_server.as_ref().and_then(|s| s.auth.as_ref()),
+        )
+        .ok()?;
+        let (server, tree) = GapServer::new(view, config.supervisord.identifier.clone());
+        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth });
+        let open = move |built: &CoreTree| {
+            tree.send_replace(Some(built.dispatch.server.clone()));
+        };
+        Some(Carried { dispatch, open: Box::new(open) })
     }
 
     async fn start_tree(&self, config: &Config, context: &TreeContext) -> Result<CoreTree, String> {
@@ -208,7 +235,7 @@ fn loader(context: &TreeContext) -> Loader {
 pub struct CoreTree {
     handle: Handle,
     config: ConfigControl,
-    dispatch: Arc<ControlDispatch>,
+    dispatch: Arc<ControlDispatch<ControlServer>>,
     pid1: bool,
     /// Awaits [`Handle::fatal_shutdown`]; aborted when this tree is shut down
     /// (SIGHUP builds a new tree with a watch of its own).
@@ -347,14 +374,16 @@ async fn kill_leftovers() {
     let _ = kill(everyone, Signal::SIGKILL);
 }
 
-/// Routes classified control connections to the protocol servers.
-struct ControlDispatch {
-    server: ControlServer,
+/// Routes classified control connections to the protocol servers: the
+/// tree's [`ControlServer`], or a live upgrade's [`GapServer`] until the tree
+/// is built.
+struct ControlDispatch<S> {
+    server: S,
     unix_auth: Option<Arc<ServerAuth>>,
     inet_auth: Option<Arc<ServerAuth>>,
 }
 
-impl Dispatch for ControlDispatch {
+impl<S: SendControl> Dispatch for ControlDispatch<S> {
     fn serve_http(&self, connection: Connection, peer: Peer) -> BoxFuture<'static, ()> {
         // supervisord's XML-RPC and /logtail, answered by the same ControlServer as
         // tarpc (vigil-xmlrpc translates), with the same credentials per socket.

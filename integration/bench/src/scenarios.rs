@@ -971,26 +971,68 @@ impl Bench {
 
 impl Bench {
     /// S10: `vigilctl upgrade` (pre-flight, handover, `execve`, the new image's
-    /// first answer) with `n` sleepers running, while a client asks for the
-    /// daemon's info over and over on fresh connections: its slowest answer is
-    /// the control-plane pause. Then every program must have its old pid.
+    /// first answer) with `n` sleepers running, twice. During the first, two
+    /// clients call over and over, each call on a fresh connection:
+    /// `daemon_info` and `process_info` of one program; their slowest answer
+    /// is the read pause. During the second, one client calls `start` of a
+    /// running program, which its process actor answers `ALREADY_STARTED` (a
+    /// call that needs the tree); its slowest answer is the write pause. Apart,
+    /// because clients looping reads that the new image answers at once would
+    /// take the CPU the tree build needs on a small machine. Then every
+    /// program must have its old pid.
     async fn s10(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
         self.sleepers(run, 0..n, Some(0));
         self.launch_running(run, n).await?;
         self.settle().await;
         let before = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
         ensure!(before.len() == n, "status listed {} of {n} programs", before.len());
-        let url = format!("unix://{}", run.vars.sock.display());
-        let stop = Arc::new(AtomicBool::new(false));
-        let prober = {
-            let stop = Arc::clone(&stop);
+        let program = before.keys().next().cloned().unwrap_or_default();
+        let (upgrade, reads) =
+            upgrade_probed(run, &program, &[Probe::DaemonInfo, Probe::Status]).await?;
+        let (_, writes) = upgrade_probed(run, &program, &[Probe::Start]).await?;
+        let [info, status, start] = [reads[0], reads[1], writes[0]];
+        let after = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
+        let restarted = before
+            .iter()
+            .filter(|(name, line)| after.get(*name).map(|a| a.pid) != Some(line.pid))
+            .count();
+        Ok(vec![
+            Measure::lower("`ctl upgrade` (check, handover, new image answers)", "ms", ms(upgrade)),
+            Measure::lower("read pause: longest `daemon_info`", "ms", ms(info.0)),
+            Measure::lower("read pause: longest `process_info`", "ms", ms(status.0)),
+            Measure::lower("write pause: longest `start` (ALREADY_STARTED)", "ms", ms(start.0)),
+            Measure::count(
+                "control calls answered while measuring",
+                "",
+                f64::from(info.1 + status.1 + start.1),
+            ),
+            Measure::lower("failed control calls", "", f64::from(info.2 + status.2 + start.2)),
+            Measure::lower("programs restarted (pid changed)", "", restarted as f64),
+        ])
+    }
+}
+
+/// One `vigilctl upgrade` while a client per probe calls it in a loop;
+/// `ctl upgrade`'s time and each client's (longest call, calls, failures).
+/// The clients go on until the new tree has answered a `start`.
+async fn upgrade_probed(
+    run: &mut Run,
+    program: &str,
+    probes: &[Probe],
+) -> anyhow::Result<(Duration, Vec<(Duration, u32, u32)>)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let url = format!("unix://{}", run.vars.sock.display());
+    let stop = Arc::new(AtomicBool::new(false));
+    let probers: Vec<_> = probes
+        .iter()
+        .map(|&call| {
+            let (stop, url, program) = (Arc::clone(&stop), url.clone(), program.to_owned());
             tokio::spawn(async move {
                 let (mut longest, mut calls, mut failures) = (Duration::ZERO, 0u32, 0u32);
                 while !stop.load(Ordering::SeqCst) {
                     let t0 = Instant::now();
-                    if daemon_info(&url).await.is_err() {
+                    if call.run(&url, &program).await.is_err() {
                         failures += 1;
                     }
                     longest = longest.max(t0.elapsed());
@@ -998,41 +1040,66 @@ impl Bench {
                 }
                 (longest, calls, failures)
             })
-        };
-        // Some answers from the old image first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let out = run.ctl("upgrade", None).await?;
-        ensure!(out.stdout.contains("Upgraded: vigild"), "upgrade: {}{}", out.stdout, out.stderr);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stop.store(true, Ordering::SeqCst);
-        let (longest, calls, failures) = prober.await.context("the probing client")?;
-        let after = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
-        let restarted = before
-            .iter()
-            .filter(|(name, line)| after.get(*name).map(|a| a.pid) != Some(line.pid))
-            .count();
-        Ok(vec![
-            Measure::lower(
-                "`ctl upgrade` (check, handover, new image answers)",
-                "ms",
-                ms(out.elapsed()),
-            ),
-            Measure::lower("longest control call during it (the pause)", "ms", ms(longest)),
-            Measure::count("control calls answered while measuring", "", f64::from(calls)),
-            Measure::lower("failed control calls", "", f64::from(failures)),
-            Measure::lower("programs restarted (pid changed)", "", restarted as f64),
-        ])
+        })
+        .collect();
+    // Some answers from the old image first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = run.ctl("upgrade", None).await?;
+    ensure!(out.stdout.contains("Upgraded: vigild"), "upgrade: {}{}", out.stdout, out.stderr);
+    let t0 = Instant::now();
+    while Probe::Start.run(&url, program).await.is_err() && t0.elapsed() < Duration::from_secs(30) {
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut results = Vec::new();
+    for prober in probers {
+        results.push(prober.await.context("a probing client")?);
+    }
+    Ok((out.elapsed(), results))
 }
 
-/// `daemon_info` on a fresh connection, handshake included.
-async fn daemon_info(url: &str) -> anyhow::Result<()> {
-    let client = vigil_rpc::connect(url, None).await.context("tarpc connect")?;
-    vigil_rpc::flatten(
-        client.daemon_info(vigil_rpc::context_with_timeout(Duration::from_secs(30))).await,
-    )
-    .context("daemon_info")?;
-    Ok(())
+/// One S10 probing call, on a fresh connection, handshake included.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// `daemon_info`.
+    DaemonInfo,
+    /// `process_info` of the program.
+    Status,
+    /// `start` of the (running) program, which must answer `ALREADY_STARTED`.
+    Start,
+}
+
+impl Probe {
+    async fn run(self, url: &str, program: &str) -> anyhow::Result<()> {
+        let client = vigil_rpc::connect(url, None).await.context("tarpc connect")?;
+        let ctx = || vigil_rpc::context_with_timeout(Duration::from_secs(30));
+        match self {
+            Probe::DaemonInfo => {
+                vigil_rpc::flatten(client.daemon_info(ctx()).await).context("daemon_info")?;
+            }
+            Probe::Status => {
+                let info = vigil_rpc::flatten(client.process_info(ctx(), program.to_owned()).await)
+                    .context("process_info")?;
+                ensure!(info.pid != 0, "process_info: {program} has no pid");
+            }
+            Probe::Start => {
+                let spec = vigil_rpc::NameSpec::parse(program);
+                let results = vigil_rpc::flatten(client.start(ctx(), vec![spec], false).await)
+                    .context("start")?;
+                ensure!(
+                    matches!(
+                        results.as_slice(),
+                        [vigil_rpc::ProcessResult {
+                            error: Some(vigil_rpc::ControlError::AlreadyStarted(_)),
+                            ..
+                        }]
+                    ),
+                    "start {program}: {results:?}"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One `all_process_info` over Vigil's own control protocol, connection and

@@ -80,11 +80,14 @@ fn upgrade(daemon: &Daemon, args: &[&str]) {
     );
 }
 
-/// The main log once it says the new image took over `count` times.
+/// The main log once it says the new image took over `count` times and
+/// resumed the processes (it answers reads before: see `gap.rs`).
 fn wait_takeovers(daemon: &Daemon, count: usize) -> String {
     wait_for(TIMEOUT, "the new image to take over", || {
         let log = daemon.main_log();
-        (log.matches("(live upgrade)\n").count() >= 2 * count).then_some(log)
+        (log.matches("(live upgrade)\n").count() >= 2 * count
+            && log.matches("handed over by the previous image").count() >= count)
+            .then_some(log)
     })
 }
 
@@ -917,4 +920,80 @@ fn an_upgrade_applies_changed_control_socket_settings() {
     let mode = std::fs::symlink_metadata(&moved).expect("the new socket").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
     assert_eq!(daemon.process_pid("p"), pid, "the program was not touched");
+}
+
+#[test]
+fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("p", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("q", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("off", &["--sleep", "3600"]).set("autostart", "false"),
+    ]);
+    let daemon = Arc::new(sandbox.start());
+    let (p, q) = (daemon.running_pid("p"), daemon.running_pid("q"));
+    let before = daemon.ctl(&["status"]);
+    // The new image serves its listeners, then waits in the gap (its tree not
+    // built) until the test writes to the FIFO.
+    let fifo = sandbox.join("hold.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let script = wrapper(
+        &sandbox,
+        "hold.sh",
+        "/bin/sh",
+        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
+    );
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // Reads are answered from the carried records: what was true before.
+    let during = daemon.ctl(&["status"]);
+    assert_eq!(during.code, before.code, "{during:#?}");
+    assert_eq!(during.lines().len(), 3, "{during:#?}");
+    for (name, pid) in [("p", p), ("q", q)] {
+        let (state, what) = daemon.status_of(name).expect("listed");
+        assert_eq!(state, "RUNNING", "{name} in the gap");
+        assert!(what.starts_with(&format!("pid {pid}, uptime ")), "{name} in the gap: {what}");
+    }
+    assert_eq!(daemon.state("off"), "STOPPED");
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+    // A stop is held until the tree is up, not refused.
+    let stopper = {
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || daemon.ctl(&["stop", "p"]))
+    };
+    wait_until(TIMEOUT, "the stop to wait for the tree", || {
+        daemon.main_log().contains("a control call waits for the supervision tree")
+    });
+    assert!(!stopper.is_finished(), "the stop was answered before the tree existed");
+    assert_eq!(daemon.status_of("p").map(|(state, _)| state).as_deref(), Some("RUNNING"));
+    assert!(proc::exists(p), "nothing acted on p in the gap");
+    std::fs::write(&fifo, "go\n").expect("release the gap");
+    drop(guard);
+    let stopped = stopper.join().expect("stop");
+    assert_eq!(stopped.code, 0, "{stopped:#?}");
+    assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}");
+    wait_takeovers(&daemon, 1);
+    assert_eq!(daemon.state("p"), "STOPPED");
+    wait_until(TIMEOUT, "p's child to be gone", || !proc::exists(p));
+    assert_eq!(daemon.running_pid("q"), q, "q carried on");
+    daemon.ctl(&["start", "off"]).expect_code(0);
+}
+
+/// Writes to the FIFO when dropped, so a failing test never leaves the new
+/// image held in the gap.
+fn release_on_panic(fifo: &std::path::Path) -> impl Drop + '_ {
+    struct Release<'a>(&'a std::path::Path);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                // Non-blocking: nobody may be reading any more.
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(self.0);
+            }
+        }
+    }
+    Release(fifo)
 }
