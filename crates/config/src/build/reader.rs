@@ -44,19 +44,37 @@ impl Locate for Loc<'_> {
 pub(super) struct Reader<'a> {
     pub(super) raw: &'a RawSection,
     used: Vec<bool>,
-    /// Entry indices sorted by key: most lookups are for absent keys, and a
-    /// binary search settles those in a few comparisons.
+    /// Entry indices sorted by key, for a binary search.
     sorted: Vec<usize>,
+    /// A bit per key present ([`key_bit`]): most lookups are for absent keys
+    /// (a program section is asked for every key a program may have, about a
+    /// hundred, and sets a few), and this settles most of them without a
+    /// string comparison.
+    present: u64,
+}
+
+/// One of 64 bits for `key`, from its length and its last two bytes, which
+/// tell apart the keys that share a prefix (`stdout_logfile_maxbytes`,
+/// `stdout_logfile_backups`).
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let last = bytes.last().copied().unwrap_or(0) as usize;
+    let before = bytes.len().checked_sub(2).map_or(0, |at| bytes[at] as usize);
+    1 << ((bytes.len().wrapping_mul(31) ^ last.wrapping_mul(7) ^ before) % 64)
 }
 
 impl<'a> Reader<'a> {
     pub(super) fn new(raw: &'a RawSection) -> Self {
         let mut sorted: Vec<usize> = (0..raw.entries.len()).collect();
         sorted.sort_unstable_by(|&a, &b| raw.entries[a].0.cmp(&raw.entries[b].0));
-        Reader { raw, used: vec![false; raw.entries.len()], sorted }
+        let present = raw.entries.iter().fold(0, |bits, (key, _)| bits | key_bit(key));
+        Reader { raw, used: vec![false; raw.entries.len()], sorted, present }
     }
 
     fn index(&self, key: &str) -> Option<usize> {
+        if self.present & key_bit(key) == 0 {
+            return None;
+        }
         let raw = self.raw;
         let at = self.sorted.binary_search_by(|&i| raw.entries[i].0.as_str().cmp(key)).ok()?;
         Some(self.sorted[at])
