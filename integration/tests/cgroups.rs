@@ -272,14 +272,10 @@ fn pids_max_limits_forks() {
     });
 }
 
-/// With a control group, `killasgroup` reaches a process that left the
-/// program's process group and session (`setsid`), which signalling the
-/// process group alone would miss. Both ignore SIGTERM, so it is the SIGKILL
-/// after `stopwaitsecs` that ends them.
-#[test]
-fn killasgroup_kills_a_child_that_escaped_the_process_group() {
-    let sandbox = Sandbox::new();
-    let Some(groups) = Groups::new(&sandbox, "escape", &[]) else { return };
+/// Starts `runaway`, in its own control group, which ignores SIGTERM and
+/// forks a grandchild into a session of its own; returns the daemon, the
+/// program's pid and the grandchild's, once it has left.
+fn start_runaway(sandbox: &Sandbox) -> (vigil_integration::Daemon, i32, i32) {
     sandbox.write_config(&[Program::child(
         "runaway",
         &["--ignore-term", "--setsid-grandchild", "3600", "--sleep", "3600"],
@@ -291,10 +287,22 @@ fn killasgroup_kills_a_child_that_escaped_the_process_group() {
     .set("startsecs", 0)]);
     let daemon = sandbox.start();
     let pid = daemon.running_pid("runaway");
-    let escaped: i32 = logged(&sandbox, "runaway", "escaped").parse().expect("a pid");
+    let escaped: i32 = logged(sandbox, "runaway", "escaped").parse().expect("a pid");
     wait_until(TIMEOUT, "the grandchild has its own session", || {
         procfs::stat(escaped).is_some_and(|stat| stat.session == escaped)
     });
+    (daemon, pid, escaped)
+}
+
+/// With a control group, `killasgroup` reaches a process that left the
+/// program's process group and session (`setsid`), which signalling the
+/// process group alone would miss. Both ignore SIGTERM, so it is the SIGKILL
+/// after `stopwaitsecs` that ends them.
+#[test]
+fn killasgroup_kills_a_child_that_escaped_the_process_group() {
+    let sandbox = Sandbox::new();
+    let Some(groups) = Groups::new(&sandbox, "escape", &[]) else { return };
+    let (daemon, pid, escaped) = start_runaway(&sandbox);
     let program = procfs::stat(pid).expect("the program runs");
     let grandchild = procfs::stat(escaped).expect("the grandchild runs");
     assert_ne!(program.pgrp, grandchild.pgrp, "the grandchild left the process group");
@@ -315,21 +323,7 @@ fn killasgroup_kills_a_child_that_escaped_the_process_group() {
 fn a_live_upgrade_keeps_the_program_in_its_group() {
     let sandbox = Sandbox::new();
     let Some(groups) = Groups::new(&sandbox, "upgrade", &[]) else { return };
-    sandbox.write_config(&[Program::child(
-        "runaway",
-        &["--ignore-term", "--setsid-grandchild", "3600", "--sleep", "3600"],
-    )
-    .set("cgroup", "true")
-    .set("stopasgroup", "true")
-    .set("killasgroup", "true")
-    .set("stopwaitsecs", 1)
-    .set("startsecs", 0)]);
-    let daemon = sandbox.start();
-    let pid = daemon.running_pid("runaway");
-    let escaped: i32 = logged(&sandbox, "runaway", "escaped").parse().expect("a pid");
-    wait_until(TIMEOUT, "the grandchild has its own session", || {
-        procfs::stat(escaped).is_some_and(|stat| stat.session == escaped)
-    });
+    let (daemon, pid, escaped) = start_runaway(&sandbox);
     daemon.ctl(&["upgrade"]).expect_code(0);
     wait_until(TIMEOUT, "the new image to take over", || {
         daemon.main_log().contains("(live upgrade)")

@@ -36,7 +36,7 @@ impl ExecWatch {
     /// execs the program), and by the time an exec is read here the process
     /// may have exec'd again, so `wanted` (which looks at its command line
     /// now) can accept the earlier one: the exec events of the same process
-    /// that follow within [`SETTLE`] replace its time stamp.
+    /// that follow within 20 ms replace its time stamp.
     pub fn next_exec(
         &mut self,
         timeout: Duration,
