@@ -581,7 +581,12 @@ async fn serve_inner(
     drop(listener);
     if drain {
         let finished = async { while connections.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(HANDOVER_DRAIN, finished).await;
+        if tokio::time::timeout(HANDOVER_DRAIN, finished).await.is_err() {
+            tracing::warn!(
+                "{} control connections still open after {HANDOVER_DRAIN:?}: ending them for the upgrade",
+                connections.len()
+            );
+        }
     }
     connections.shutdown().await;
 }

@@ -58,6 +58,9 @@ struct Shared {
     context: TreeContext,
     identification: String,
     mood: AtomicU8,
+    /// Moves when a live upgrade begins to hand over: a long poll answers at
+    /// once, so its connection can close (see `wiring.rs`).
+    handover: tokio::sync::watch::Receiver<u64>,
 }
 
 vigil_rpc::impl_send_control!(ControlServer);
@@ -70,10 +73,23 @@ impl ControlServer {
         config: ConfigControl,
         context: TreeContext,
         identification: String,
+        handover: tokio::sync::watch::Receiver<u64>,
     ) -> ControlServer {
-        let shared =
-            Shared { handle, config, context, identification, mood: AtomicU8::new(MOOD_RUNNING) };
+        let mood = AtomicU8::new(MOOD_RUNNING);
+        let shared = Shared { handle, config, context, identification, mood, handover };
         ControlServer { shared: Arc::new(shared) }
+    }
+
+    /// Completes when a live upgrade begins to hand over (never, if the
+    /// sender is gone).
+    fn handover(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut handover = self.shared.handover.clone();
+        handover.borrow_and_update();
+        async move {
+            if handover.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     fn handle(&self) -> &Handle {
@@ -157,8 +173,13 @@ impl Control for ControlServer {
         if current != seen {
             return Ok(current);
         }
-        // Woken by the tree's next change, or not at all until the budget ends.
-        let _ = tokio::time::timeout(poll_budget(&ctx, wait_ms), changes.changed()).await;
+        // Woken by the tree's next change, or not at all until the budget ends
+        // (or a live upgrade begins).
+        let handover = self.handover();
+        tokio::select! {
+            _ = tokio::time::timeout(poll_budget(&ctx, wait_ms), changes.changed()) => {}
+            () = handover => {}
+        }
         let current = *changes.borrow();
         Ok(current)
     }
@@ -320,11 +341,12 @@ impl Control for ControlServer {
         self.check()?;
         let max = max_bytes.clamp(1, MAX_LOG_CHUNK);
         let budget = poll_budget(&ctx, wait_ms);
+        let handover = self.handover();
         match target {
             LogTarget::Main => {
                 let log = self.shared.context.main_log.clone();
                 if offset >= 0 && offset.unsigned_abs() == log.end() {
-                    let _ = tokio::time::timeout(budget, log.wait_beyond(log.end())).await;
+                    wait_for(budget, handover, log.wait_beyond(log.end())).await;
                 }
                 let (bytes, start, next) =
                     tokio::task::spawn_blocking(move || log.follow(offset, max))
@@ -348,7 +370,7 @@ impl Control for ControlServer {
                     )));
                 }
                 if from == total {
-                    let _ = tokio::time::timeout(budget, log.wait_beyond(from)).await;
+                    wait_for(budget, handover, log.wait_beyond(from)).await;
                 }
                 tokio::task::spawn_blocking(move || follow_channel(&log, &name, from, max))
                     .await
@@ -631,6 +653,19 @@ pub fn config_error_line(diagnostic: &Diagnostic) -> ConfigErrorLine {
         file: diagnostic.file.display().to_string(),
         line: diagnostic.line.unwrap_or(0),
         message,
+    }
+}
+
+/// A follow's wait for new bytes: until `waiting` completes, `budget` ends or
+/// a live upgrade begins.
+async fn wait_for(
+    budget: Duration,
+    handover: impl std::future::Future<Output = ()>,
+    waiting: impl std::future::Future,
+) {
+    tokio::select! {
+        _ = tokio::time::timeout(budget, waiting) => {}
+        () = handover => {}
     }
 }
 

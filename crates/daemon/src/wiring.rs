@@ -9,7 +9,7 @@
 //!   `reread`/`update` go through; its loader reads the config through the
 //!   daemon's [`ConfigSource`], as startup and SIGHUP do.
 //! - Control: Vigil connections are served by [`ControlServer`] through
-//!   vigil-rpc's [`serve_stream_until`], and HTTP connections by vigil-xmlrpc
+//!   vigil-rpc's [`serve_stream_ending`], and HTTP connections by vigil-xmlrpc
 //!   over the same [`ControlServer`], each with the credentials of the socket
 //!   they came in on.
 //!
@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use vigil_config::{Config, Credentials, Diagnostic, NameSpec};
 use vigil_core::{Channel, ConfigControl, Handle, Loader, Reaper, Supervisor, SupervisorOptions};
-use vigil_rpc::{SendControl, ServeError, ServerAuth, serve_stream_until};
+use vigil_rpc::{SendControl, ServeError, ServerAuth, serve_stream_ending};
 
 use crate::app::{Backend, Carried, ConfigSource, LoadedConfig, Tree, TreeContext};
 use crate::config_source::environment;
@@ -134,7 +134,8 @@ impl Backend for Wired {
         )
         .ok()?;
         let (server, tree) = GapServer::new(view, config.supervisord.identifier.clone());
-        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth });
+        let handover = tokio::sync::watch::Sender::new(0);
+        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth, handover });
         let open = move |built: &CoreTree| {
             tree.send_replace(Some(built.dispatch.server.clone()));
         };
@@ -168,13 +169,15 @@ impl Backend for Wired {
                     return Err(error.to_string());
                 }
             };
+        let handover = tokio::sync::watch::Sender::new(0);
         let server = ControlServer::new(
             handle.clone(),
             config_control.clone(),
             context.clone(),
             config.supervisord.identifier.clone(),
+            handover.subscribe(),
         );
-        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth });
+        let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth, handover });
         // `on_fatal = shutdown`: a group that exhausted its restart budget brings
         // the daemon down with exit status 1 once the tree has stopped.
         let watched = handle.clone();
@@ -381,6 +384,9 @@ struct ControlDispatch<S> {
     server: S,
     unix_auth: Option<Arc<ServerAuth>>,
     inet_auth: Option<Arc<ServerAuth>>,
+    /// Moved by [`Dispatch::handing_over`]: each tarpc connection then ends
+    /// once its calls are answered, and a long poll answers at once.
+    handover: tokio::sync::watch::Sender<u64>,
 }
 
 impl<S: SendControl> Dispatch for ControlDispatch<S> {
@@ -405,9 +411,15 @@ impl<S: SendControl> Dispatch for ControlDispatch<S> {
             Peer::Tcp(_) => self.inet_auth.clone(),
         };
         let server = self.server.clone();
+        let mut handover = self.handover.subscribe();
+        let ending = async move {
+            if handover.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         Box::pin(async move {
             let deadline = connection.deadline();
-            match serve_stream_until(connection, auth, server, deadline).await {
+            match serve_stream_ending(connection, auth, server, deadline, ending).await {
                 Ok(()) => {}
                 Err(error @ ServeError::Denied { .. }) => tracing::warn!("{error} ({peer:?})"),
                 Err(error) => tracing::debug!("{error} ({peer:?})"),
@@ -416,6 +428,10 @@ impl<S: SendControl> Dispatch for ControlDispatch<S> {
     }
 
     fn handing_over(&self) {
+        // A tarpc connection closes once its calls are answered (a long poll
+        // answers at once), so a client between calls reconnects to the next
+        // image instead of holding the handover until the drain's timeout.
+        self.handover.send_modify(|moves| *moves = moves.wrapping_add(1));
         // `/logtail` and the dashboard's event streams end after a whole chunk, and each
         // HTTP connection closes once its response is sent.
         vigil_xmlrpc::end_streams_for_handover();

@@ -44,7 +44,7 @@ pub use client::{CallError, flatten, read_log_all};
 pub use error::{ConfigErrorLine, ControlError, SUCCESS_CODE};
 pub use transport::{
     ConnectError, PROTOCOL_VERSION, Prefixed, SendControl, ServeError, ServerAuth, connect,
-    context_with_timeout, serve_stream, serve_stream_until, serve_unix,
+    context_with_timeout, serve_stream, serve_stream_ending, serve_stream_until, serve_unix,
 };
 pub use wire::*;
 

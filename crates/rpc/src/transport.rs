@@ -557,6 +557,24 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     C: SendControl,
 {
+    serve_stream_ending(stream, auth, service, deadline, std::future::pending()).await
+}
+
+/// [`serve_stream_until`], ending the connection soon after `ending`
+/// completes: the calls under way are answered, then the connection closes
+/// (a client between calls sees it close at once, not after a timeout). What
+/// a live upgrade does with the connections the old image accepted.
+pub async fn serve_stream_ending<S, C>(
+    stream: S,
+    auth: Option<Arc<ServerAuth>>,
+    service: C,
+    deadline: tokio::time::Instant,
+    ending: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    C: SendControl,
+{
     // Until the hello is accepted a frame may be only MAX_HELLO long, so an
     // unauthenticated peer cannot make the codec reserve a large buffer.
     let mut framed = Framed::new(stream, codec(MAX_HELLO));
@@ -565,16 +583,38 @@ where
         Ok(result) => result?,
     }
     framed.codec_mut().set_max_frame_length(MAX_FRAME);
-
     let transport = tarpc::serde_transport::new(framed, Json::new());
-    BaseChannel::with_defaults(transport)
-        .execute(Spawnable(service))
-        .for_each(|call| async {
-            tokio::spawn(call);
-        })
-        .await;
+    let in_flight = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let serving =
+        BaseChannel::with_defaults(transport).execute(Spawnable(service)).for_each(|call| {
+            let in_flight = Arc::clone(&in_flight);
+            in_flight.send_modify(|calls| *calls += 1);
+            async move {
+                tokio::spawn(async move {
+                    call.await;
+                    in_flight.send_modify(|calls| *calls -= 1);
+                });
+            }
+        });
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => return Ok(()),
+        () = ending => {}
+    }
+    // The calls under way finish (a long poll is told to answer by the same
+    // event), and their answers are written while the channel is polled.
+    let mut calls = in_flight.subscribe();
+    tokio::select! {
+        () = &mut serving => return Ok(()),
+        _ = calls.wait_for(|calls| *calls == 0) => {}
+    }
+    let _ = tokio::time::timeout(FLUSH, &mut serving).await;
     Ok(())
 }
+
+/// How long a connection that [`serve_stream_ending`] ends is still polled
+/// after its last call returned, for the answer to be written.
+const FLUSH: Duration = Duration::from_millis(20);
 
 /// Reads the hello, checks its version and credentials, and answers it.
 async fn handshake<S>(

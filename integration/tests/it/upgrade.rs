@@ -415,6 +415,10 @@ fn tail_f_goes_on_across_an_upgrade_without_repeating_a_line() {
     let expected: Vec<String> = (first..=60).map(|n| format!("line {n:06}")).collect();
     assert_eq!(lines, expected, "every line once, in order: {out}");
     follower.stop();
+    // The follower's connection closed once its call was answered; the old
+    // image did not wait out the drain for it.
+    let log = daemon.main_log();
+    assert!(!log.contains("control connections still open after"), "{log}");
 }
 
 /// An event listener in Python: records each event's serials and payload as
@@ -545,8 +549,10 @@ fn fcgi_children_keep_their_shared_socket_across_an_upgrade() {
     answered_by(&before);
 
     upgrade(&daemon, &[]);
-    let log = wait_takeovers(&daemon, 1);
-    assert!(log.contains(&format!("kept socket tcp://127.0.0.1:{port} for fcgi group 'web'")));
+    wait_takeovers(&daemon, 1);
+    // Logged while the new image builds its tree, which it may still be doing.
+    let kept = format!("kept socket tcp://127.0.0.1:{port} for fcgi group 'web'");
+    wait_until(TIMEOUT, "the fcgi socket to be kept", || daemon.main_log().contains(&kept));
     assert_eq!([daemon.process_pid("web:web_0"), daemon.process_pid("web:web_1")], before);
     answered_by(&before);
     // A new child gets the same socket (binding another would fail: the
