@@ -99,28 +99,6 @@ impl RootState {
         Ok(())
     }
 
-    /// Starts a group created with a single member: the root runs its
-    /// supervision itself, with no group actor (a second idle actor for every
-    /// plain `[program:x]`); the member's process actor is the root's child.
-    async fn host_group(
-        &mut self,
-        myself: &ActorRef<RootMsg>,
-        entry: &Arc<GroupEntry>,
-    ) -> Result<(), ActorProcessingErr> {
-        let args = GroupArgs {
-            config: Arc::clone(&entry.config),
-            members: entry.members.clone(),
-            ctx: Arc::clone(&self.ctx),
-            resume: false,
-        };
-        let name: Arc<str> = Arc::from(entry.config.name.as_str());
-        let link = GroupRef::Hosted { root: myself.clone(), group: Arc::clone(&name) };
-        let group = Box::pin(GroupState::start(args, &myself.get_cell(), link.clone())).await?;
-        self.hosted.insert(name, group);
-        entry.set_actor(Some(link));
-        Ok(())
-    }
-
     /// Handles `message` for the hosted group `group`. An error (an actor that
     /// could not be spawned) is logged: it must not bring the root down.
     async fn hosted_message(&mut self, myself: &ActorRef<RootMsg>, group: &str, message: GroupMsg) {
@@ -139,31 +117,8 @@ impl RootState {
         config: GroupConfig,
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), CoreError> {
-        let name = config.name.clone();
-        if self.shutting_down {
-            return Err(CoreError::ShuttingDown);
-        }
-        if self.registry.group(&name).is_some() {
-            return Err(CoreError::AlreadyAdded(name));
-        }
-        let entry =
-            Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) });
-        let started = if entry.members.len() == 1 {
-            self.host_group(myself, &entry).await
-        } else {
-            self.spawn_group(myself, &entry, false).await
-        };
-        match started {
-            Ok(()) => {
-                self.registry.insert(entry);
-                self.ctx.changed();
-                let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
-                Ok(())
-            }
-            Err(error) => {
-                Err(CoreError::Failed(format!("could not start group '{name}': {error}")))
-            }
-        }
+        // One group is a batch of one: the same checks, start and event.
+        self.add_groups(myself, vec![(config, members)]).await
     }
 
     /// [`RootMsg::AddGroups`]: the groups' actors (or, for a hosted group,
@@ -201,6 +156,10 @@ impl RootState {
                         ctx,
                         resume: false,
                     };
+                    // A group created with a single member is supervised by
+                    // the root itself: no group actor (a second idle actor for
+                    // every plain `[program:x]`); its process actor is the
+                    // root's child.
                     let started = if entry.members.len() == 1 {
                         let name: Arc<str> = Arc::from(entry.config.name.as_str());
                         let link = GroupRef::Hosted { root, group: name };

@@ -80,16 +80,9 @@ impl ControlServer {
         ControlServer { shared: Arc::new(shared) }
     }
 
-    /// Completes when a live upgrade begins to hand over (never, if the
-    /// sender is gone).
+    /// Completes when a live upgrade begins to hand over.
     fn handover(&self) -> impl std::future::Future<Output = ()> + use<> {
-        let mut handover = self.shared.handover.clone();
-        handover.borrow_and_update();
-        async move {
-            if handover.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        handover_begins(self.shared.handover.clone())
     }
 
     fn handle(&self) -> &Handle {
@@ -653,6 +646,19 @@ pub fn config_error_line(diagnostic: &Diagnostic) -> ConfigErrorLine {
         file: diagnostic.file.display().to_string(),
         line: diagnostic.line.unwrap_or(0),
         message,
+    }
+}
+
+/// Completes at the next move of `handover` (a live upgrade begins to hand
+/// over); never, if its sender is gone.
+pub(crate) fn handover_begins(
+    mut handover: tokio::sync::watch::Receiver<u64>,
+) -> impl std::future::Future<Output = ()> {
+    handover.borrow_and_update();
+    async move {
+        if handover.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -411,12 +411,7 @@ impl<S: SendControl> Dispatch for ControlDispatch<S> {
             Peer::Tcp(_) => self.inet_auth.clone(),
         };
         let server = self.server.clone();
-        let mut handover = self.handover.subscribe();
-        let ending = async move {
-            if handover.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
+        let ending = crate::server::handover_begins(self.handover.subscribe());
         Box::pin(async move {
             let deadline = connection.deadline();
             match serve_stream_ending(connection, auth, server, deadline, ending).await {
