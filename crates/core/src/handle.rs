@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) join: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The autostart pass of [`Supervisor::start_in_background`], while it may run.
     pub(crate) autostart: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// [`Handle::begin_handover`] succeeded: a live upgrade is under way.
+    pub(crate) handing_over: AtomicBool,
 }
 
 /// The processes a namespec names.
@@ -358,31 +360,48 @@ impl Handle {
         })
     }
 
-    /// A live upgrade: lets every process actor go of its child and returns
-    /// their records and pipes (see [`crate::handover`]), in priority order.
-    ///
-    /// First refuses, changing nothing, what the handover cannot carry (see
-    /// [`Handle::handover_refusal`]), or an event listener pool that cannot
-    /// stop sending. Then there is no way back for this image: the caller
-    /// must `execve` an image that adopts the records (the same binary if
-    /// the new one fails). The caller pauses the reaper
-    /// ([`crate::Reaper::pause_reaping`]) before this, so no exit is collected
-    /// by an image that will not report it.
-    pub async fn hand_over(&self) -> Result<crate::handover::Handover, CoreError> {
+    /// The first part of [`Handle::hand_over`], which a daemon may run while
+    /// it still serves control calls (they only read and act on process
+    /// state, which this leaves alone): refuses, changing nothing, what the
+    /// handover cannot carry (see [`Handle::handover_refusal`]) or an event
+    /// listener pool that cannot stop sending; then ends the autostart pass
+    /// and stops the capture tasks, which write out what they read and give
+    /// their pipes back (output meanwhile waits in the pipes). After `Ok`
+    /// there is no way back: the caller must go on to [`Handle::hand_over`]
+    /// and `execve`. Exits are still reaped and handled meanwhile (a
+    /// restarted child's pipes are carried like the others).
+    pub async fn begin_handover(&self) -> Result<(), CoreError> {
         if let Some(refusal) = self.handover_refusal() {
             return Err(CoreError::Failed(refusal));
         }
         // First, so no envelope is half written when a listener's stdin is
         // handed over with its process.
-        let events = &self.inner.ctx.events;
-        events.pause().await.map_err(CoreError::Failed)?;
-        let members = self.all_members();
+        self.inner.ctx.events.pause().await.map_err(CoreError::Failed)?;
+        self.inner.handing_over.store(true, Ordering::SeqCst);
         if let Some(pass) =
             self.inner.autostart.lock().unwrap_or_else(PoisonError::into_inner).take()
         {
             pass.abort();
         }
         crate::logs::stop_captures_for_handover();
+        Ok(())
+    }
+
+    /// A live upgrade: lets every process actor go of its child and returns
+    /// their records and pipes (see [`crate::handover`]), in priority order.
+    ///
+    /// Runs [`Handle::begin_handover`] first unless the caller did (which
+    /// may refuse, changing nothing). Then there is no way back for this
+    /// image: the caller must `execve` an image that adopts the records (the
+    /// same binary if the new one fails). The caller pauses the reaper
+    /// ([`crate::Reaper::pause_reaping`]) before this, so no exit is collected
+    /// by an image that will not report it.
+    pub async fn hand_over(&self) -> Result<crate::handover::Handover, CoreError> {
+        if !self.inner.handing_over.load(Ordering::SeqCst) {
+            self.begin_handover().await?;
+        }
+        let events = &self.inner.ctx.events;
+        let members = self.all_members();
         // Many actors freeze at once: each mostly waits for its capture tasks.
         let processes = futures::stream::iter(members)
             .map(|member| async move { freeze(&member).await })
@@ -595,8 +614,8 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
     );
     crate::output::describe_log_problems(member, &mut info.description);
     info.complete(
-        &member.config,
-        &snapshot,
+        member.config.autostart,
+        snapshot.completed_successfully(&member.config),
         crate::info::Counts {
             spawns: member.spawns.load(Ordering::Relaxed),
             last_exit: member.last_exit(),

@@ -81,6 +81,27 @@ pub struct CarriedProcess {
     /// so a `READY=1` sent during the upgrade still arrives.
     #[serde(default)]
     pub notify: Option<CarriedNotify>,
+    /// What the control API shows of it beside its state.
+    pub shown: CarriedShown,
+}
+
+/// What `getProcessInfo` shows of a process beside its state, as the old
+/// image showed it when it froze: the next image answers reads from the
+/// records before it has loaded its config (`CarriedView`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedShown {
+    /// Its group's name.
+    pub group: String,
+    /// Its name in the group.
+    pub name: String,
+    /// Its config's `autostart`.
+    pub autostart: bool,
+    /// EXITED with one of its `exitcodes`.
+    pub completed: bool,
+    /// It has a readiness or liveness probe.
+    pub probed: bool,
+    /// The dependencies a STARTING process without a child waited for.
+    pub waiting_for: Vec<String>,
 }
 
 /// A process's notify socket: its descriptor and the path its child knows.

@@ -227,10 +227,12 @@ pub(crate) struct Counts {
 }
 
 impl ProcessInfo {
-    /// Fills in the Vigil extensions [`ProcessInfo::new`] leaves out.
-    pub(crate) fn complete(&mut self, config: &ProcessConfig, snapshot: &Snapshot, counts: Counts) {
-        self.autostart = config.autostart;
-        self.completed = snapshot.completed_successfully(config);
+    /// Fills in the Vigil extensions [`ProcessInfo::new`] leaves out: the
+    /// config's `autostart`, whether the process completed successfully
+    /// ([`Snapshot::completed_successfully`]), and its counters.
+    pub(crate) fn complete(&mut self, autostart: bool, completed: bool, counts: Counts) {
+        self.autostart = autostart;
+        self.completed = completed;
         self.restarts = counts.spawns.saturating_sub(1);
         self.last_exit = counts.last_exit;
         self.oom_killed = self.last_exit.is_some() && counts.oom_killed;

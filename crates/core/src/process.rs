@@ -1019,6 +1019,16 @@ impl ProcessActorState {
         // The next image owns the child: nothing here may kill it.
         self.guard.pid = None;
         self.frozen = true;
+        let config = &self.shared.config;
+        let snapshot = self.snapshot();
+        let shown = handover::CarriedShown {
+            group: config.group.clone(),
+            name: config.name.clone(),
+            autostart: config.autostart,
+            completed: snapshot.completed_successfully(config),
+            probed: snapshot.health.is_some(),
+            waiting_for: snapshot.waiting_for,
+        };
         let record = CarriedProcess {
             namespec: self.shared.namespec.clone(),
             lifecycle: self.lifecycle.carry(now.into_std()),
@@ -1038,6 +1048,7 @@ impl ProcessActorState {
             health: self.health.carried(),
             probes,
             notify,
+            shown,
         };
         Ok(Frozen { record, fds })
     }

@@ -4,32 +4,32 @@
 //! Until its process actor exists, nothing acts on a carried process: its
 //! timers wait to be re-armed, its exit (if any) waits in the reaper. The
 //! frozen record is then exactly its state, and [`CarriedView`] answers
-//! `getProcessInfo` from it as the resumed actor's first snapshot will: the
-//! same snapshot fields, the same description, the same counters. The daemon
-//! serves these reads in that gap and holds every other call until the tree
-//! is up.
+//! `getProcessInfo` from it as the old image did when it froze: the same
+//! snapshot fields, the same description, the same counters. The record says
+//! everything the answer needs beside the state (its
+//! [`CarriedShown`](crate::handover::CarriedShown)), so the daemon serves
+//! these reads from the moment it has read the state, before it loads its
+//! config, and holds every other call until the tree is up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-use vigil_config::{Config, ProcessConfig};
 
 use crate::exit::ExitStatus;
 use crate::handover::{CarriedProcess, from_unix_ms};
 use crate::info::{Counts, Health, ProcessInfo, Snapshot};
 use crate::lifecycle::ProcessState;
 
-/// One process of the config and its record.
+/// One carried process (its index in the records) and its snapshot.
 struct Entry {
-    config: Arc<ProcessConfig>,
-    record: CarriedProcess,
+    record: usize,
     snapshot: Snapshot,
 }
 
-/// The carried records of every process in the new image's config, as
-/// `getProcessInfo` reports them.
+/// The carried records, as `getProcessInfo` reports them.
 pub struct CarriedView {
+    /// Shared with the daemon, which hands them to the tree.
+    records: Arc<[CarriedProcess]>,
     /// Sorted by (group, name), `getAllProcessInfo`'s order.
     entries: Vec<Entry>,
     /// (group, name) to its index in `entries`.
@@ -37,48 +37,64 @@ pub struct CarriedView {
 }
 
 impl CarriedView {
-    /// The view of `records` for `config`; `None` when some process of the
-    /// config has no record (its program was added to the file since the
-    /// old image loaded it): what the tree will say of it is not known
-    /// before the tree exists. Records the config no longer has are left
-    /// out (the daemon stops their children once the tree is built).
-    pub fn new(config: &Config, records: &[CarriedProcess]) -> Option<CarriedView> {
-        let by_name: HashMap<&str, &CarriedProcess> =
-            records.iter().map(|record| (record.namespec.as_str(), record)).collect();
-        let mut entries = Vec::new();
-        for group in &config.groups {
-            for process in &group.processes {
-                let record = *by_name.get(process.namespec().as_str())?;
-                let snapshot = snapshot_of(process, record)?;
-                entries.push(Entry {
-                    config: Arc::clone(process),
-                    record: record.clone(),
-                    snapshot,
-                });
-            }
-        }
+    /// The view of `records`. A record whose state this image does not know
+    /// is left out (its actor refuses it too): the tree answers for it.
+    pub fn new(records: Arc<[CarriedProcess]>) -> CarriedView {
+        let mut entries: Vec<Entry> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(at, record)| Some(Entry { record: at, snapshot: snapshot_of(record)? }))
+            .collect();
+        let shown = |entry: &Entry| &records[entry.record].shown;
         entries.sort_by(|a, b| {
-            (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
+            let (a, b) = (shown(a), shown(b));
+            (&a.group, &a.name).cmp(&(&b.group, &b.name))
         });
-        waiting_for(&mut entries);
         let index = entries
             .iter()
             .enumerate()
-            .map(|(at, entry)| ((entry.config.group.clone(), entry.config.name.clone()), at))
+            .map(|(at, entry)| {
+                let shown = shown(entry);
+                ((shown.group.clone(), shown.name.clone()), at)
+            })
             .collect();
-        Some(CarriedView { entries, index })
+        CarriedView { records, entries, index }
     }
 
     /// `getAllProcessInfo` at wall-clock time `now`.
     pub fn all(&self, now: SystemTime) -> Vec<ProcessInfo> {
-        self.entries.iter().map(|entry| info_of(entry, now)).collect()
+        self.entries.iter().map(|entry| self.info_of(entry, now)).collect()
     }
 
-    /// `getProcessInfo` of `group:name`; `None` if the config has no such
-    /// process.
+    /// `getProcessInfo` of `group:name`; `None` if no record has that name.
     pub fn one(&self, group: &str, name: &str, now: SystemTime) -> Option<ProcessInfo> {
         let at = *self.index.get(&(group.to_owned(), name.to_owned()))?;
-        Some(info_of(&self.entries[at], now))
+        Some(self.info_of(&self.entries[at], now))
+    }
+
+    fn info_of(&self, entry: &Entry, now: SystemTime) -> ProcessInfo {
+        let record = &self.records[entry.record];
+        let shown = &record.shown;
+        let mut info = ProcessInfo::new(
+            &shown.group,
+            &shown.name,
+            record.stdout_log.as_deref(),
+            record.stderr_log.as_deref(),
+            &entry.snapshot,
+            now,
+        );
+        info.complete(
+            shown.autostart,
+            shown.completed,
+            Counts {
+                spawns: record.spawns,
+                last_exit: record.last_exit.map(ExitStatus::from),
+                oom_killed: record.last_exit_oom,
+                stdout_bytes: record.stdout_total,
+                stderr_bytes: record.stderr_total,
+            },
+        );
+        info
     }
 
     /// How many processes the view holds.
@@ -92,9 +108,9 @@ impl CarriedView {
     }
 }
 
-/// The snapshot the resumed actor publishes first; `None` for a record the
-/// new image cannot resume (the actor refuses it too).
-fn snapshot_of(config: &ProcessConfig, record: &CarriedProcess) -> Option<Snapshot> {
+/// The snapshot the old image published last; `None` for a state this image
+/// does not know.
+fn snapshot_of(record: &CarriedProcess) -> Option<Snapshot> {
     let carried = &record.lifecycle;
     let state = ProcessState::ALL.into_iter().find(|state| state.code() == carried.state)?;
     Some(Snapshot {
@@ -105,59 +121,8 @@ fn snapshot_of(config: &ProcessConfig, record: &CarriedProcess) -> Option<Snapsh
         spawnerr: carried.spawnerr.clone(),
         exitstatus: carried.exitstatus.map(ExitStatus::from),
         tries: carried.backoff,
-        waiting_for: Vec::new(),
+        waiting_for: record.shown.waiting_for.clone(),
         // The resumed actor keeps its probes' carried verdict.
-        health: (config.readiness.is_some() || config.liveness.is_some())
-            .then_some(Health::from_carried(record.health)),
+        health: record.shown.probed.then_some(Health::from_carried(record.health)),
     })
-}
-
-/// Fills in what each STARTING process without a child waits for, as the
-/// resumed actor finds it from the others' snapshots.
-fn waiting_for(entries: &mut [Entry]) {
-    let waiting: Vec<usize> =
-        (0..entries.len()).filter(|at| entries[*at].record.lifecycle.waiting).collect();
-    for at in waiting {
-        let unmet: Vec<String> = entries[at]
-            .config
-            .depends_on
-            .iter()
-            .filter(|dependency| {
-                let mut targets = entries
-                    .iter()
-                    .filter(|other| crate::deps::names(dependency, &other.config))
-                    .peekable();
-                targets.peek().is_none()
-                    || targets.any(|target| {
-                        !crate::deps::meets(dependency.condition, &target.config, &target.snapshot)
-                    })
-            })
-            .map(crate::deps::label)
-            .collect();
-        entries[at].snapshot.waiting_for = unmet;
-    }
-}
-
-fn info_of(entry: &Entry, now: SystemTime) -> ProcessInfo {
-    let Entry { config, record, snapshot } = entry;
-    let mut info = ProcessInfo::new(
-        &config.group,
-        &config.name,
-        record.stdout_log.as_deref(),
-        record.stderr_log.as_deref(),
-        snapshot,
-        now,
-    );
-    info.complete(
-        config,
-        snapshot,
-        Counts {
-            spawns: record.spawns,
-            last_exit: record.last_exit.map(ExitStatus::from),
-            oom_killed: record.last_exit_oom,
-            stdout_bytes: record.stdout_total,
-            stderr_bytes: record.stderr_total,
-        },
-    );
-    info
 }

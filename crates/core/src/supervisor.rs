@@ -152,6 +152,7 @@ impl Supervisor {
                 shutting_down: AtomicBool::new(false),
                 join: tokio::sync::Mutex::new(Some(join)),
                 autostart: std::sync::Mutex::new(None),
+                handing_over: AtomicBool::new(false),
             }),
         };
         // Event listener pools first: a pool is made when its group's

@@ -38,6 +38,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vigil_config::{Config, Diagnostic, LogTarget};
+use vigil_core::handover::CarriedProcess;
 
 pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
 use crate::daemonize::{self, Limit, Pidfile, Privileges, Readiness};
@@ -180,6 +181,13 @@ pub trait Tree: Send + Sync + 'static {
     fn shutdown(self) -> impl Future<Output = ()> + Send;
     /// Live upgrade: why the tree cannot be handed over now, if it cannot.
     fn handover_refusal(&self) -> Option<String>;
+    /// Live upgrade: what its control servers check and say, for the next
+    /// image to serve reads with before it has loaded its config.
+    fn control(&self) -> handover::CarriedControl;
+    /// Live upgrade: what may run while the control servers still serve
+    /// (refusals, then the output captures stop); after `Ok` the caller goes
+    /// on to [`Tree::hand_over`].
+    fn begin_handover(&self) -> impl Future<Output = Result<(), String>> + Send;
     /// Live upgrade: lets every process go of its child and returns the
     /// records (see `vigil_core::handover`); after `Ok` this image must
     /// `execve`.
@@ -205,12 +213,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The `--check` summary.
     fn summary(&self, config: &Config) -> String;
     /// Live upgrade: what serves control connections from the carried
-    /// `records` while the tree that resumes them is built, if this backend
-    /// can (see `gap.rs`); `None` keeps the listeners unserved until then.
+    /// `records`, with the old image's `control` settings, from the moment
+    /// the new image has read its state until the tree that resumes them is
+    /// built, if this backend can (see `gap.rs`); `None` keeps the listeners
+    /// unserved until then.
     fn carried(
         &self,
-        _config: &Config,
-        _records: &[vigil_core::handover::CarriedProcess],
+        _control: &handover::CarriedControl,
+        _records: Arc<[vigil_core::handover::CarriedProcess]>,
     ) -> Option<Carried<Self::Tree>> {
         None
     }
@@ -248,13 +258,13 @@ fn usage(message: &str) -> i32 {
     exit_code::USAGE
 }
 
-enum Prepared {
+enum Prepared<T> {
     Exit(i32),
-    Run(Box<Daemon>),
+    Run(Box<Daemon<T>>),
 }
 
 /// Everything decided before the first file is created.
-struct Daemon {
+struct Daemon<T> {
     source: ConfigSource,
     config: Config,
     warnings: Vec<String>,
@@ -264,6 +274,125 @@ struct Daemon {
     args: Vec<OsString>,
     /// The service manager's variables, for the next image of a live upgrade.
     service_env: Vec<(String, String)>,
+    /// The service manager's variables and the notifier made of them, when
+    /// taken before [`Daemon::run`] (a live upgrade takes them before its
+    /// runtime starts, see [`Early`]).
+    service: Option<(Vec<(String, String)>, Notifier)>,
+    /// A live upgrade's runtime and control servers, serving since the state
+    /// was read.
+    early: Option<Early<T>>,
+}
+
+/// A live upgrade's control service before the new image has loaded its
+/// config: as soon as the state is read, the runtime starts and serves the
+/// inherited listeners, answering reads from the carried records with the
+/// old image's credentials (`gap.rs`); the config loads meanwhile. The
+/// daemon then runs on this runtime and serves the listeners as its config
+/// settles them ([`EarlyGap::release`]).
+struct Early<T> {
+    runtime: tokio::runtime::Runtime,
+    gap: EarlyGap<T>,
+}
+
+struct EarlyGap<T> {
+    switch: Arc<SwitchDispatch>,
+    /// Hands the gap's service the built tree.
+    open: Box<dyn FnOnce(&T) + Send>,
+    /// The daemon's `stop_serving` and `handover` tokens from the start, so
+    /// a connection accepted early is ended (or drained) with the others.
+    stop: CancellationToken,
+    handover: CancellationToken,
+    /// Stops the early servers' accepting; what they accepted runs on.
+    release: CancellationToken,
+    servers: tokio::task::JoinSet<()>,
+    /// When they started serving.
+    since: std::time::Instant,
+}
+
+impl<T: Tree> Early<T> {
+    /// Starts the runtime and serves copies of the inherited listeners;
+    /// `None` if this backend has no gap service or the runtime cannot start
+    /// (the daemon then tries again the usual way, and says why).
+    fn start<B: Backend<Tree = T>>(
+        backend: &B,
+        state: &handover::State,
+        records: &Arc<[CarriedProcess]>,
+    ) -> Option<Early<T>> {
+        let carried = backend.carried(&state.control, Arc::clone(records))?;
+        let runtime = runtime().ok()?;
+        let copy = |fd: Option<std::os::fd::RawFd>| {
+            // SAFETY: the state names these descriptors for this image; a copy
+            // leaves the original to `inherit_sockets`.
+            fd.and_then(|fd| unsafe { handover::copy_fd(fd) })
+        };
+        let listeners = Listeners {
+            unix: copy(state.unix_listener).map(std::os::unix::net::UnixListener::from),
+            unix_path: None,
+            inet: copy(state.inet_listener).map(std::net::TcpListener::from),
+        };
+        let switch = Arc::new(SwitchDispatch { current: RwLock::new(carried.dispatch) });
+        let (stop, handover, release) =
+            (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+        let mut servers = tokio::task::JoinSet::new();
+        let served = {
+            let _entered = runtime.enter();
+            serve_listeners(&listeners, &switch, &stop, &handover, Some(&release), &mut servers)
+        };
+        if served.is_err() {
+            stop.cancel();
+            return None;
+        }
+        let since = std::time::Instant::now();
+        let gap = EarlyGap { switch, open: carried.open, stop, handover, release, servers, since };
+        Some(Early { runtime, gap })
+    }
+
+    /// The upgrade is refused after all: the servers end (each connection's
+    /// call under way is answered; a call held for the tree is told the
+    /// daemon stopped) before this image executes the old one again.
+    fn abandon(self) {
+        let Early { runtime, gap } = self;
+        let EarlyGap { open, handover, mut servers, .. } = gap;
+        drop(open);
+        handover.cancel();
+        runtime.block_on(async {
+            let ended = async { while servers.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(ABANDON_DRAIN, ended).await;
+        });
+        runtime.shutdown_timeout(Duration::ZERO);
+    }
+}
+
+/// How long a refused upgrade's early servers may take to end.
+const ABANDON_DRAIN: Duration = Duration::from_millis(500);
+
+/// The daemon's runtime.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+}
+
+/// Takes the service manager's variables from the environment, first
+/// setting those a live upgrade carried.
+///
+/// # Safety
+///
+/// Changes the environment: the process must have one thread.
+unsafe fn take_service_env(carried: &[(String, String)]) -> (Vec<(String, String)>, Notifier) {
+    for (name, value) in carried {
+        // SAFETY: one thread, as the caller promises.
+        unsafe { std::env::set_var(name, value) };
+    }
+    // Kept for the next image of a live upgrade (same pid, so the same
+    // service).
+    let service_env = SERVICE_ENV
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+        .collect();
+    // SAFETY: one thread, as the caller promises.
+    (service_env, unsafe { Notifier::take_from_env() })
 }
 
 /// The service manager's variables vigild takes from its environment.
@@ -273,8 +402,8 @@ const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"
 /// old executable are closed once it was read: they only served a refusal).
 struct Inherited {
     state: handover::State,
-    /// [`handover::HOLD_ENV`]'s file.
-    hold: Option<PathBuf>,
+    /// The state's processes, shared with the gap's service (`gap.rs`).
+    records: Arc<[CarriedProcess]>,
 }
 
 /// The new image cannot take the state it was handed: execute the old image
@@ -298,10 +427,10 @@ fn hand_back(inherited: &handover::Inherited, args: &[OsString], why: &str) -> i
 fn prepare<B: Backend>(
     backend: &B,
     args: impl IntoIterator<Item = OsString>,
-) -> Result<Prepared, i32> {
+) -> Result<Prepared<B::Tree>, i32> {
     let args: Vec<OsString> = args.into_iter().collect();
     // SAFETY: vigild has one thread until the runtime is built, after this.
-    let inherited = unsafe { handover::inherited() };
+    let mut inherited = unsafe { handover::inherited() };
     if let Some(inherited) = &inherited
         && let Err(why) = &inherited.state
     {
@@ -338,11 +467,30 @@ fn prepare<B: Backend>(
         }
     };
     let source = ConfigSource { path: config_path, flags, cwd };
+    let (mut service, mut early) = (None, None);
+    let mut records: Arc<[CarriedProcess]> = Arc::new([]);
+    if let Some(handover::Inherited { state: Ok(state), .. }) = &mut inherited
+        && !source.flags.check
+        && source.flags.handover_check.is_none()
+    {
+        records = std::mem::take(&mut state.processes).into();
+        // SAFETY: still one thread: the runtime starts below.
+        service = Some(unsafe { take_service_env(&state.service_env) });
+        early = Early::start(backend, state, &records);
+        if let Some(hold) = inherited.as_ref().and_then(|inherited| inherited.hold.as_ref()) {
+            // Reads until every writer has closed the FIFO, while the early
+            // servers answer.
+            let _ = std::fs::read(hold);
+        }
+    }
     let loaded = match source.load(|path, env| backend.load(path, env)) {
         Ok(loaded) => loaded,
         Err(LoadError::Invalid(errors)) => {
             for error in &errors {
                 eprintln!("Error: {error}");
+            }
+            if let Some(early) = early.take() {
+                early.abandon();
             }
             if let Some(inherited) = inherited.as_ref().filter(|i| i.refused.is_none()) {
                 return Err(hand_back(inherited, &args, "the configuration does not load"));
@@ -352,7 +500,16 @@ fn prepare<B: Backend>(
             }
             return Err(exit_code::USAGE);
         }
-        Err(LoadError::Flags(message)) => return Err(usage(&message)),
+        Err(LoadError::Flags(message)) => {
+            if let Some(early) = early.take() {
+                early.abandon();
+            }
+            if let Some(inherited) = inherited.as_ref().filter(|i| i.refused.is_none()) {
+                eprintln!("Error: {message}");
+                return Err(hand_back(inherited, &args, "the command line does not apply"));
+            }
+            return Err(usage(&message));
+        }
     };
     if let Some(requested) = source.flags.handover_check {
         let (code, line) = handover::check_flag(requested);
@@ -374,9 +531,9 @@ fn prepare<B: Backend>(
         if let Some(why) = &inherited.refused {
             eprintln!("Error: the new vigild refused the live upgrade: {why}");
         }
-        let handover::Inherited { state, refused, hold, .. } = inherited;
+        let handover::Inherited { state, refused, .. } = inherited;
         let state = state.expect("refused states were handed back above");
-        (Inherited { state, hold }, refused)
+        (Inherited { state, records: Arc::clone(&records) }, refused)
     });
     let (inherited, refused) = match inherited {
         Some((inherited, refused)) => (Some(inherited), refused),
@@ -393,6 +550,8 @@ fn prepare<B: Backend>(
         inherited,
         args,
         service_env: Vec::new(),
+        service,
+        early,
     })))
 }
 
@@ -413,8 +572,8 @@ impl Sockets {
     }
 }
 
-impl Daemon {
-    fn run<B: Backend>(mut self, backend: &B) -> i32 {
+impl<T: Tree> Daemon<T> {
+    fn run<B: Backend<Tree = T>>(mut self, backend: &B) -> i32 {
         let settings = self.config.supervisord.clone();
         let privileges = match daemonize::drop_privileges(settings.user.as_ref()) {
             Ok(privileges) => privileges,
@@ -444,21 +603,12 @@ impl Daemon {
             eprintln!("Error: cannot install the activity log: {err}");
             return exit_code::FAILURE;
         }
-        if let Some(inherited) = &self.inherited {
-            for (name, value) in &inherited.state.service_env {
-                // SAFETY: still one thread: the runtime is built after daemonizing.
-                unsafe { std::env::set_var(name, value) };
-            }
-        }
-        // Kept for the next image of a live upgrade (same pid, so the same
-        // service).
-        let service_env: Vec<(String, String)> = SERVICE_ENV
-            .iter()
-            .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
-            .collect();
+        let (service_env, notifier) = match self.service.take() {
+            Some(service) => service,
+            // SAFETY: still one thread: the runtime is built after daemonizing.
+            None => unsafe { take_service_env(&[]) },
+        };
         self.service_env = service_env;
-        // SAFETY: still one thread: the runtime is built after daemonizing.
-        let notifier = unsafe { Notifier::take_from_env() };
         for warning in &self.warnings {
             tracing::warn!("{warning}");
         }
@@ -540,19 +690,19 @@ impl Daemon {
             None => tracing::info!("supervisord started with pid {}", std::process::id()),
         }
 
-        let code = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .max_blocking_threads(BLOCKING_THREADS)
-            .build()
-        {
+        let (runtime, gap) = match self.early.take() {
+            Some(Early { runtime, gap }) => (Ok(runtime), Some(gap)),
+            None => (runtime(), None),
+        };
+        let code = match runtime {
             Ok(runtime) => {
                 let listeners = Listeners {
                     unix_path: sockets.unix.as_ref().map(|socket| socket.path().to_owned()),
                     unix: sockets.unix.as_mut().and_then(UnixSocket::take_listener),
                     inet: sockets.inet.take(),
                 };
-                let code =
-                    runtime.block_on(self.serve(backend, main_log, listeners, readiness, notifier));
+                let code = runtime
+                    .block_on(self.serve(backend, main_log, listeners, readiness, notifier, gap));
                 // Blocking tasks (log writes) get a moment to finish; nothing may
                 // keep the daemon from exiting after its tree is down.
                 runtime.shutdown_timeout(Duration::from_secs(5));
@@ -761,7 +911,7 @@ impl Dispatch for SwitchDispatch {
     }
 }
 
-impl Daemon {
+impl<T: Tree> Daemon<T> {
     /// The settings the activity log should have for `config`. Echoing to stdout
     /// needs a terminal we still own, i.e. the first run's `nodaemon` too.
     fn log_settings(&self, config: &Config) -> LogSettings {
@@ -770,13 +920,14 @@ impl Daemon {
         settings
     }
 
-    async fn serve<B: Backend>(
+    async fn serve<B: Backend<Tree = T>>(
         &mut self,
         backend: &B,
         main_log: MainLog,
         listeners: Listeners,
         readiness: Readiness,
         notifier: Notifier,
+        gap: Option<EarlyGap<T>>,
     ) -> i32 {
         let pid1 = crate::signals::is_pid1();
         // Handlers first: a signal during startup is then queued, not fatal.
@@ -803,31 +954,34 @@ impl Daemon {
             counters: Arc::new(counters),
         };
         let adopting = self.inherited.is_some();
-        let stop_serving = CancellationToken::new();
+        let (stop_serving, mut handover) = match &gap {
+            Some(gap) => (gap.stop.clone(), gap.handover.clone()),
+            None => (CancellationToken::new(), CancellationToken::new()),
+        };
         let mut servers = tokio::task::JoinSet::new();
-        let mut handover = CancellationToken::new();
-        // A live upgrade serves the inherited listeners first, answering from
-        // the carried records while the children are adopted and the tree is
-        // built (`gap.rs`); other calls wait for the tree.
+        // A live upgrade has served the inherited listeners since it read its
+        // state (`Early`), answering from the carried records while the config
+        // loads, the children are adopted and the tree is built (`gap.rs`);
+        // other calls wait for the tree. The listeners as the config settled
+        // them take over from here.
         let mut early = None;
-        if let Some(inherited) = &self.inherited
-            && let Some(carried) = backend.carried(&self.config, &inherited.state.processes)
-        {
-            let switch = Arc::new(SwitchDispatch { current: RwLock::new(carried.dispatch) });
+        if let Some(gap) = gap {
+            let EarlyGap { switch, open, release, servers: mut early_servers, since, .. } = gap;
+            release.cancel();
+            servers.spawn(async move { while early_servers.join_next().await.is_some() {} });
             let served =
-                serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers);
-            early = Some((switch, carried.open, served));
-            tracing::debug!("serving the control sockets from the carried state");
-            if let Some(hold) = inherited.hold.clone() {
-                // Reads until every writer has closed the FIFO.
-                let _ = tokio::task::spawn_blocking(move || std::fs::read(hold)).await;
-            }
+                serve_listeners(&listeners, &switch, &stop_serving, &handover, None, &mut servers);
+            early = Some((switch, open, served));
+            tracing::debug!(
+                "serving the control sockets from the carried state (since {} ms)",
+                since.elapsed().as_millis()
+            );
         }
         // The recorded children are this daemon's own after a live upgrade.
         let ledger = crate::survivors::recover(&self.config.supervisord, !adopting).await;
         let mut first_config = std::borrow::Cow::Borrowed(&self.config);
         if let Some(inherited) = &self.inherited {
-            adopt(&inherited.state);
+            adopt(&inherited.state, &inherited.records);
             // The AUTO logs in the child log directory are in use.
             first_config.to_mut().supervisord.nocleanup = true;
         }
@@ -863,8 +1017,14 @@ impl Daemon {
             }
             None => {
                 let switch = Arc::new(SwitchDispatch { current: RwLock::new(tree.dispatch()) });
-                let served =
-                    serve_listeners(&listeners, &switch, &stop_serving, &handover, &mut servers);
+                let served = serve_listeners(
+                    &listeners,
+                    &switch,
+                    &stop_serving,
+                    &handover,
+                    None,
+                    &mut servers,
+                );
                 (switch, served)
             }
         };
@@ -1015,8 +1175,8 @@ fn counters_from(state: &handover::State) -> DaemonCounters {
 /// Starts the reaper with every carried child registered before it looks at
 /// any (so an exit during the gap, a zombie now, is reported to its process
 /// actor), and offers the records to the tree.
-fn adopt(state: &handover::State) {
-    let pids: Vec<u32> = state.processes.iter().filter_map(|p| p.lifecycle.pid).collect();
+fn adopt(state: &handover::State, records: &[CarriedProcess]) {
+    let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
     let (_, adopted) = match vigil_core::Reaper::start_adopting(true, &pids) {
         Ok(started) => started,
         Err(err) => {
@@ -1029,8 +1189,8 @@ fn adopt(state: &handover::State) {
         // SAFETY: the state names these descriptors for this image alone.
         unsafe { handover::take_fd(*fd) }
     };
-    let mut offered = Vec::with_capacity(state.processes.len());
-    for record in &state.processes {
+    let mut offered = Vec::with_capacity(records.len());
+    for record in records {
         let exit = record.lifecycle.pid.and_then(|pid| match adopted.next()? {
             Ok(exit) => Some(exit),
             Err(err) => {
@@ -1080,22 +1240,26 @@ fn stop_unclaimed() {
 /// Serves a copy of each listener; the originals stay open, so the
 /// listening sockets outlive the servers (and their backlog keeps new
 /// connections) when a live upgrade ends them with `handover`.
+/// `release`, when given, stops their accepting early (see
+/// [`listen::serve_until_released`]).
 fn serve_listeners(
     listeners: &Listeners,
     switch: &Arc<SwitchDispatch>,
     stop: &CancellationToken,
     handover: &CancellationToken,
+    release: Option<&CancellationToken>,
     servers: &mut tokio::task::JoinSet<()>,
 ) -> std::io::Result<()> {
     let unix = listeners.unix.as_ref().map(|l| l.try_clone().and_then(Listener::from_std_unix));
     let inet = listeners.inet.as_ref().map(|l| l.try_clone().and_then(Listener::from_std_tcp));
     for listener in [unix, inet].into_iter().flatten() {
         let dispatch: Arc<dyn Dispatch> = Arc::clone(switch) as Arc<dyn Dispatch>;
-        servers.spawn(listen::serve_until_handover(
+        servers.spawn(listen::serve_until_released(
             listener?,
             dispatch,
             stop.clone(),
             handover.clone(),
+            release.cloned().unwrap_or_default(),
         ));
     }
     Ok(())
@@ -1159,6 +1323,11 @@ impl Upgrade<'_> {
             Ok(exe) => exe,
             Err(err) => return answer(Err(format!("cannot open the running vigild: {err}"))),
         };
+        // While the servers still answer: the last refusals, then the output
+        // captures stop (what they give back is most of a freeze's work).
+        if let Err(why) = tree.begin_handover().await {
+            return answer(Err(why));
+        }
         tracing::warn!("upgrading to {}: {checked}", binary.display());
         // New connections wait in the listening sockets' backlog from here;
         // first, so that the caller's next connection reaches the new image
@@ -1167,6 +1336,7 @@ impl Upgrade<'_> {
         answer(Ok(checked));
         while serving.servers.join_next().await.is_some() {}
         tracing::debug!("the control servers ended; freezing the processes");
+        // An exit from here on waits, a zombie, for the image that reports it.
         let reaper = vigil_core::Reaper::running();
         if let Some(reaper) = &reaper {
             reaper.pause_reaping();
@@ -1184,6 +1354,7 @@ impl Upgrade<'_> {
                     serving.switch,
                     serving.stop,
                     serving.handover,
+                    None,
                     serving.servers,
                 );
                 if let Err(err) = restarted {
@@ -1193,8 +1364,9 @@ impl Upgrade<'_> {
             }
         };
         tracing::debug!("{} processes frozen", frozen.processes.len());
-        let image = NextImage { binary: &binary, args, memfd, exe, service_env };
-        let why = image.exec(listeners, &frozen, counters);
+        let control = tree.control();
+        let image = NextImage { binary: &binary, args, memfd, exe, service_env, control };
+        let why = image.exec(listeners, frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");
         std::process::exit(exit_code::FAILURE);
     }
@@ -1216,6 +1388,7 @@ struct NextImage<'a> {
     /// The running executable, for the way back.
     exe: std::fs::File,
     service_env: &'a [(String, String)],
+    control: handover::CarriedControl,
 }
 
 impl NextImage<'_> {
@@ -1225,11 +1398,20 @@ impl NextImage<'_> {
     fn exec(
         mut self,
         listeners: &Listeners,
-        frozen: &vigil_core::handover::Handover,
+        frozen: vigil_core::handover::Handover,
         counters: &DaemonCounters,
     ) -> String {
         use std::os::fd::{AsFd as _, AsRawFd as _};
         use std::sync::atomic::Ordering;
+        // The records move into the state; their descriptors stay open here
+        // until `execve`.
+        let vigil_core::handover::Handover { processes, events, sockets, fds } = frozen;
+        let mut records = Vec::with_capacity(processes.len());
+        let mut process_fds = Vec::with_capacity(processes.len() * 3);
+        for vigil_core::handover::Frozen { record, fds } in processes {
+            records.push(record);
+            process_fds.extend(fds);
+        }
         let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let state = handover::State {
             from_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1241,9 +1423,10 @@ impl NextImage<'_> {
             generation: counters.generation.load(Ordering::Relaxed),
             upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
             service_env: self.service_env.to_vec(),
-            processes: frozen.processes.iter().map(|f| f.record.clone()).collect(),
-            events: frozen.events.clone(),
-            sockets: frozen.sockets.clone(),
+            control: self.control.clone(),
+            processes: records,
+            events,
+            sockets,
         };
         if let Err(err) = handover::write(&mut self.memfd, &state) {
             return format!("cannot write the handover state: {err}");
@@ -1252,8 +1435,8 @@ impl NextImage<'_> {
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];
         keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
-        keep.extend(frozen.processes.iter().flat_map(|f| f.fds.iter().map(|fd| fd.as_fd())));
-        keep.extend(frozen.fds.iter().map(|fd| fd.as_fd()));
+        keep.extend(process_fds.iter().map(|fd| fd.as_fd()));
+        keep.extend(fds.iter().map(|fd| fd.as_fd()));
         for fd in keep {
             if let Err(err) = handover::keep_across_exec(fd) {
                 return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());

@@ -488,7 +488,23 @@ pub async fn serve_until_handover(
     shutdown: CancellationToken,
     handover: CancellationToken,
 ) {
-    serve_inner(listener, dispatch, shutdown, Some(handover), Limits::standard()).await;
+    serve_inner(listener, dispatch, shutdown, Some(handover), None, Limits::standard()).await;
+}
+
+/// [`serve_until_handover`], except that `release` stops the accepting
+/// alone: the listener is closed (another copy of it is served from then
+/// on) and the connections accepted so far run to their end, still ended by
+/// `shutdown` and drained by `handover`. How a live upgrade's new image
+/// serves its inherited listeners before its config has said which to keep.
+pub async fn serve_until_released(
+    listener: Listener,
+    dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    handover: CancellationToken,
+    release: CancellationToken,
+) {
+    let limits = Limits::standard();
+    serve_inner(listener, dispatch, shutdown, Some(handover), Some(release), limits).await;
 }
 
 /// How long a live upgrade lets open connections finish.
@@ -501,7 +517,19 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: Limits,
 ) {
-    serve_inner(listener, dispatch, shutdown, None, limits).await;
+    serve_inner(listener, dispatch, shutdown, None, None, limits).await;
+}
+
+/// Why a server stopped accepting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The daemon stops serving: open connections end now.
+    Shutdown,
+    /// A live upgrade hands over: open connections finish, within
+    /// [`HANDOVER_DRAIN`].
+    Handover,
+    /// Another server took the listener over (see [`serve_until_released`]).
+    Released,
 }
 
 async fn serve_inner(
@@ -509,6 +537,7 @@ async fn serve_inner(
     dispatch: Arc<dyn Dispatch>,
     shutdown: CancellationToken,
     handover: Option<CancellationToken>,
+    release: Option<CancellationToken>,
     limits: Limits,
 ) {
     let handing_over = async {
@@ -518,23 +547,26 @@ async fn serve_inner(
         }
     };
     tokio::pin!(handing_over);
-    let mut drain = false;
+    let released = async {
+        match &release {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(released);
     let gate = Gate::new(limits);
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let mut refusals = Throttle::new(REPORT_EVERY);
     let mut failures = Throttle::new(REPORT_EVERY);
     let mut connections = JoinSet::new();
-    loop {
+    let mut ending = loop {
         tokio::select! {
             // In this order: once an upgrade answered, no new connection may
             // reach this image.
             biased;
-            () = shutdown.cancelled() => break,
-            () = &mut handing_over => {
-                drain = true;
-                dispatch.handing_over();
-                break;
-            }
+            () = shutdown.cancelled() => break Ending::Shutdown,
+            () = &mut handing_over => break Ending::Handover,
+            () = &mut released => break Ending::Released,
             // Reap finished connection tasks so the set does not grow forever.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -570,16 +602,27 @@ async fn serve_inner(
                         );
                     }
                     tokio::select! {
-                        () = shutdown.cancelled() => break,
+                        () = shutdown.cancelled() => break Ending::Shutdown,
                         () = gate.descriptors().closed() => {}
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     }
                 }
             },
         }
-    }
+    };
     drop(listener);
-    if drain {
+    if ending == Ending::Released {
+        // Another copy of the listener is served from here on; what this one
+        // accepted runs to its end.
+        ending = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Ending::Shutdown,
+            () = &mut handing_over => Ending::Handover,
+            () = async { while connections.join_next().await.is_some() {} } => Ending::Shutdown,
+        };
+    }
+    if ending == Ending::Handover {
+        dispatch.handing_over();
         let finished = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(HANDOVER_DRAIN, finished).await.is_err() {
             tracing::warn!(

@@ -80,6 +80,11 @@ impl ControlServer {
         ControlServer { shared: Arc::new(shared) }
     }
 
+    /// `[supervisord] identifier`, as `daemon_info` reports it.
+    pub fn identification(&self) -> &str {
+        &self.shared.identification
+    }
+
     /// Completes when a live upgrade begins to hand over.
     fn handover(&self) -> impl std::future::Future<Output = ()> + use<> {
         handover_begins(self.shared.handover.clone())

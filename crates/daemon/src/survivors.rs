@@ -25,7 +25,7 @@
 //! child spawned less than [`BATCH`] before vigild is killed may be missing from
 //! the file. A clean shutdown removes the file once every child is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -271,24 +271,32 @@ fn write_snapshot(
     boot: &str,
     starts: &mut HashMap<u32, (u64, u64)>,
 ) -> std::io::Result<()> {
-    let children = reaper.children();
+    // Sets, not lists: with thousands of children, a linear lookup per
+    // child made each write quadratic.
+    let children: HashSet<(u32, u64)> = reaper.children().into_iter().collect();
     starts.retain(|pid, (serial, _)| children.contains(&(*pid, *serial)));
     let mut entries = Vec::with_capacity(children.len());
-    for (pid, serial) in children {
-        let start = match starts.get(&pid) {
-            Some((_, start)) => *start,
+    let mut read = Vec::new();
+    for &(pid, serial) in &children {
+        match starts.get(&pid) {
+            Some((_, start)) => entries.push(Entry { pid: pid as i32, start: *start }),
             None => {
-                let Some(stat) = ProcStat::read(pid as i32) else { continue };
-                // Read after the listing: the child must still be ours, or the
-                // start time may be another process's that reused the pid.
-                if !reaper.children().contains(&(pid, serial)) {
-                    continue;
+                if let Some(stat) = ProcStat::read(pid as i32) {
+                    read.push((pid, serial, stat.start));
                 }
-                starts.insert(pid, (serial, stat.start));
-                stat.start
             }
-        };
-        entries.push(Entry { pid: pid as i32, start });
+        }
+    }
+    if !read.is_empty() {
+        // Listed again after the reads: each child must still be ours, or the
+        // start time read may be another process's that reused the pid.
+        let still: HashSet<(u32, u64)> = reaper.children().into_iter().collect();
+        for (pid, serial, start) in read {
+            if still.contains(&(pid, serial)) {
+                starts.insert(pid, (serial, start));
+                entries.push(Entry { pid: pid as i32, start });
+            }
+        }
     }
     entries.sort_by_key(|entry| entry.pid);
     let text = render(boot, &entries);

@@ -28,6 +28,7 @@ use vigil_rpc::{SendControl, ServeError, ServerAuth, serve_stream_ending};
 use crate::app::{Backend, Carried, ConfigSource, LoadedConfig, Tree, TreeContext};
 use crate::config_source::environment;
 use crate::gap::GapServer;
+use crate::handover::CarriedControl;
 use crate::listen::{Connection, Dispatch, Peer};
 use crate::server::ControlServer;
 
@@ -40,6 +41,15 @@ const PID1_POLL: Duration = Duration::from_millis(50);
 /// The real backend.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wired;
+
+/// What [`Dispatch::handing_over`] moves, one for every dispatch of the
+/// daemon's life: a connection the gap's service or an earlier tree accepted
+/// is told of the handover too.
+static HANDOVER: OnceLock<tokio::sync::watch::Sender<u64>> = OnceLock::new();
+
+fn handover_signal() -> tokio::sync::watch::Sender<u64> {
+    HANDOVER.get_or_init(|| tokio::sync::watch::Sender::new(0)).clone()
+}
 
 /// The process-wide reaper: started with the first tree, kept across reloads.
 static REAPER: OnceLock<Reaper> = OnceLock::new();
@@ -117,24 +127,16 @@ impl Backend for Wired {
 
     fn carried(
         &self,
-        config: &Config,
-        records: &[vigil_core::handover::CarriedProcess],
+        control: &CarriedControl,
+        records: Arc<[vigil_core::handover::CarriedProcess]>,
     ) -> Option<Carried<CoreTree>> {
-        let view = vigil_core::resuming::CarriedView::new(config, records)?;
-        // The same credentials the tree's server will check; a bad password
-        // fails `start_tree` with the reason.
-        let unix_auth = server_auth(
-            "unix_http_server",
-            config.unix_http_server.as_ref().and_then(|s| s.auth.as_ref()),
-        )
-        .ok()?;
-        let inet_auth = server_auth(
-            "inet_http_server",
-            config.inet_http_server.as_ref().and_then(|s| s.auth.as_ref()),
-        )
-        .ok()?;
-        let (server, tree) = GapServer::new(view, config.supervisord.identifier.clone());
-        let handover = tokio::sync::watch::Sender::new(0);
+        let view = vigil_core::resuming::CarriedView::new(records);
+        // The old image's credentials until the tree's server checks the
+        // config's.
+        let unix_auth = control.unix_auth.clone().map(Arc::new);
+        let inet_auth = control.inet_auth.clone().map(Arc::new);
+        let (server, tree) = GapServer::new(view, control.identification.clone());
+        let handover = handover_signal();
         let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth, handover });
         let open = move |built: &CoreTree| {
             tree.send_replace(Some(built.dispatch.server.clone()));
@@ -169,7 +171,7 @@ impl Backend for Wired {
                     return Err(error.to_string());
                 }
             };
-        let handover = tokio::sync::watch::Sender::new(0);
+        let handover = handover_signal();
         let server = ControlServer::new(
             handle.clone(),
             config_control.clone(),
@@ -254,6 +256,18 @@ impl Tree for CoreTree {
 
     fn handover_refusal(&self) -> Option<String> {
         self.handle.handover_refusal()
+    }
+
+    fn control(&self) -> CarriedControl {
+        CarriedControl {
+            identification: self.dispatch.server.identification().to_owned(),
+            unix_auth: self.dispatch.unix_auth.as_deref().cloned(),
+            inet_auth: self.dispatch.inet_auth.as_deref().cloned(),
+        }
+    }
+
+    async fn begin_handover(&self) -> Result<(), String> {
+        self.handle.begin_handover().await.map_err(|error| error.to_string())
     }
 
     async fn hand_over(&self) -> Result<vigil_core::handover::Handover, String> {

@@ -193,6 +193,18 @@ impl Tree for TestTree {
         Some("the test tree is not handed over".to_owned())
     }
 
+    fn control(&self) -> vigil_daemon::handover::CarriedControl {
+        vigil_daemon::handover::CarriedControl {
+            identification: self.identifier.clone(),
+            unix_auth: None,
+            inet_auth: None,
+        }
+    }
+
+    async fn begin_handover(&self) -> Result<(), String> {
+        Err("the test tree is not handed over".to_owned())
+    }
+
     async fn hand_over(&self) -> Result<vigil_core::handover::Handover, String> {
         Err("the test tree is not handed over".to_owned())
     }

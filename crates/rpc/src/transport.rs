@@ -386,8 +386,10 @@ impl<Item, SinkItem: Serialize> tarpc::tokio_serde::Serializer<SinkItem> for Jso
 /// Only SHA-1 digests are kept and compared, in constant time, so neither the
 /// length nor the content of the secret leaks through timing. The password may
 /// be given as supervisord allows: plaintext, or `{SHA}` followed by the hex
-/// SHA-1 of the plaintext.
-#[derive(Clone)]
+/// SHA-1 of the plaintext. Serializable as those digests, for a live
+/// upgrade's next image to check the same credentials before it has loaded
+/// its config.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ServerAuth {
     username: [u8; 20],
     password: [u8; 20],

@@ -11,8 +11,9 @@ use vigil_integration::{Program, Sandbox, TIMEOUT, holds_for, wait_until};
 /// Far above what a queued call takes, far below a client's patience.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One XML-RPC call over the control socket; the whole HTTP answer.
-fn xmlrpc(sandbox: &Sandbox, body: &str) -> String {
+/// Sends one whole XML-RPC request over the control socket; the connection
+/// its answer will come on.
+pub(crate) fn xmlrpc_send(sandbox: &Sandbox, body: &str) -> UnixStream {
     let mut stream = UnixStream::connect(sandbox.socket()).expect("connect");
     stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(CALL_TIMEOUT)).expect("write timeout");
@@ -23,6 +24,12 @@ fn xmlrpc(sandbox: &Sandbox, body: &str) -> String {
         body.len()
     )
     .expect("send request");
+    stream
+}
+
+/// One XML-RPC call over the control socket; the whole HTTP answer.
+fn xmlrpc(sandbox: &Sandbox, body: &str) -> String {
+    let mut stream = xmlrpc_send(sandbox, body);
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("the daemon answers within the timeout");
     answer

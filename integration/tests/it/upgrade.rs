@@ -9,6 +9,7 @@
 //! shell collects its dead children even without waiting for any.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -917,9 +918,15 @@ fn an_upgrade_applies_changed_control_socket_settings() {
     // `reload` leaves the sockets alone; the upgrade is asked on the old one.
     let url = format!("unix://{}", old.display());
     let output = daemon.ctl(&["-s", &url, "upgrade"]);
-    // The old socket cannot confirm: the new image no longer listens there.
+    // The new image serves the inherited socket from the moment it has read
+    // its state until its config has moved it: the confirmation comes from
+    // there, or finds the socket already gone.
     assert!(output.stdout.contains("reads handover format"), "{output:#?}");
-    assert!(output.stdout.contains("no vigild answers at"), "{output:#?}");
+    assert!(
+        output.stdout.contains("Upgraded: vigild")
+            || output.stdout.contains("no vigild answers at"),
+        "{output:#?}"
+    );
     let log = wait_takeovers(&daemon, 1);
     assert!(log.contains("the control socket moved from"), "{log}");
     assert!(!old.exists(), "the old socket file is removed");
@@ -939,8 +946,15 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     let daemon = Arc::new(sandbox.start());
     let (p, q) = (daemon.running_pid("p"), daemon.running_pid("q"));
     let before = daemon.ctl(&["status"]);
-    // The new image serves its listeners, then waits in the gap (its tree not
-    // built) until the test writes to the FIFO.
+    // A program added to the file meanwhile: the new image starts it once
+    // its tree is up.
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let late = Program::child("late", &["--sleep", "3600"]).set("startsecs", 0);
+    std::fs::write(sandbox.config_path(), config + &sandbox.programs_text(&[late]))
+        .expect("add a program");
+    // The new image serves its listeners as soon as it has read the state,
+    // then waits in the gap (before it loads its config) until the test
+    // writes to the FIFO.
     let fifo = sandbox.join("hold.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     let script = wrapper(
@@ -953,6 +967,7 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     upgrade(&daemon, &["--binary", &script]);
     // Reads are answered from the carried records: what was true before.
     let during = daemon.ctl(&["status"]);
+    assert!(!daemon.main_log().contains("took over from"), "the config is not loaded yet");
     assert_eq!(during.code, before.code, "{during:#?}");
     assert_eq!(during.lines().len(), 3, "{during:#?}");
     for (name, pid) in [("p", p), ("q", q)] {
@@ -962,26 +977,32 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     }
     assert_eq!(daemon.state("off"), "STOPPED");
     assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
-    // A stop is held until the tree is up, not refused.
-    let stopper = {
-        let daemon = Arc::clone(&daemon);
-        std::thread::spawn(move || daemon.ctl(&["stop", "p"]))
-    };
-    wait_until(TIMEOUT, "the stop to wait for the tree", || {
-        daemon.main_log().contains("a control call waits for the supervision tree")
-    });
-    assert!(!stopper.is_finished(), "the stop was answered before the tree existed");
+    // A stop sent in the gap is held until the tree is up, not refused: the
+    // whole request is in the connection before the gap ends, and no answer
+    // comes while it lasts.
+    let body = "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
+                <params><param><value><string>p</string></value></param></params></methodCall>";
+    let mut stopper = super::stdin::xmlrpc_send(&sandbox, body);
+    stopper.set_nonblocking(true).expect("nonblocking");
+    let mut answer = Vec::new();
+    let early = stopper.read_to_end(&mut answer);
+    assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
     assert_eq!(daemon.status_of("p").map(|(state, _)| state).as_deref(), Some("RUNNING"));
     assert!(proc::exists(p), "nothing acted on p in the gap");
+    assert!(!daemon.main_log().contains("took over from"), "still in the gap");
     std::fs::write(&fifo, "go\n").expect("release the gap");
     drop(guard);
-    let stopped = stopper.join().expect("stop");
-    assert_eq!(stopped.code, 0, "{stopped:#?}");
-    assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}");
+    stopper.set_nonblocking(false).expect("blocking");
+    stopper.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    stopper.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
     wait_takeovers(&daemon, 1);
     assert_eq!(daemon.state("p"), "STOPPED");
     wait_until(TIMEOUT, "p's child to be gone", || !proc::exists(p));
     assert_eq!(daemon.running_pid("q"), q, "q carried on");
+    daemon.wait_state("late", "RUNNING");
     daemon.ctl(&["start", "off"]).expect_code(0);
 }
 

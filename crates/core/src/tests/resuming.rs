@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use vigil_config::{Dependency, DependencyCondition, ProcessConfig};
+use vigil_config::ProcessConfig;
 
-use super::fixtures::{config, program, solo};
+use super::fixtures::program;
 use crate::ProcessState;
-use crate::handover::{CarriedProcess, unix_ms};
+use crate::handover::{CarriedProcess, CarriedShown, unix_ms};
+use crate::info::Health;
 use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::resuming::CarriedView;
 
@@ -36,43 +37,53 @@ fn record(process: &ProcessConfig, state: ProcessState, pid: Option<u32>) -> Car
         health: 0,
         probes: Vec::new(),
         notify: None,
+        shown: CarriedShown {
+            group: process.group.clone(),
+            name: process.name.clone(),
+            autostart: process.autostart,
+            completed: false,
+            probed: false,
+            waiting_for: Vec::new(),
+        },
     }
 }
 
 #[test]
-fn the_view_reports_each_record_as_the_resumed_actor_will() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn the_view_reports_each_record_as_the_old_image_showed_it() {
     let db = program("db", &["db"]);
-    let mut app = program("app", &["app"]);
-    app.depends_on
-        .push(Dependency { name: "db".to_owned(), condition: DependencyCondition::Running });
+    let app = program("app", &["app"]);
     let mut waiting = record(&app, ProcessState::Starting, None);
     waiting.lifecycle.waiting = true;
-    let records = vec![
-        record(&db, ProcessState::Starting, Some(4242)),
-        waiting,
-        // A program the new config no longer has is left out.
-        record(&program("gone", &["gone"]), ProcessState::Running, Some(7)),
-    ];
-    let config = config(dir.path(), vec![solo(db), solo(app)]);
-    let view = CarriedView::new(&config, &records).expect("every program has a record");
+    waiting.shown.waiting_for = vec!["db".to_owned()];
+    let mut probed = record(&db, ProcessState::Running, Some(4242));
+    probed.shown.probed = true;
+    probed.shown.autostart = false;
+    probed.health = Health::Healthy.carried();
+    let view = CarriedView::new(vec![probed, waiting].into());
     let now = SystemTime::now();
     let all = view.all(now);
     let names: Vec<&str> = all.iter().map(|info| info.name.as_str()).collect();
     assert_eq!(names, ["app", "db"], "getAllProcessInfo's order");
     let db = view.one("db", "db", now).expect("db");
-    assert_eq!((db.state, db.pid, db.restarts), (ProcessState::Starting, 4242, 2));
+    assert_eq!((db.state, db.pid, db.restarts), (ProcessState::Running, 4242, 2));
     assert_eq!((db.stdout_logfile.as_str(), db.stdout_bytes), ("/var/log/db.out", 1234));
-    assert_eq!(all[0].waiting_for, ["db"], "db is not RUNNING yet");
+    assert_eq!(db.health, Some(Health::Healthy));
+    assert!(!db.autostart);
+    assert!(db.description.starts_with("pid 4242, uptime 0:01:1"), "{}", db.description);
+    assert!(db.description.ends_with(", healthy"), "{}", db.description);
+    assert_eq!(all[0].waiting_for, ["db"]);
     assert_eq!(all[0].description, "waiting for db");
-    assert!(view.one("gone", "gone", now).is_none());
+    assert_eq!(all[0].health, None, "app has no probe");
+    assert!(view.one("gone", "gone", now).is_none(), "a name no record has");
 }
 
 #[test]
-fn a_program_without_a_record_leaves_the_answer_to_the_tree() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn a_record_in_a_state_this_image_does_not_know_is_left_to_the_tree() {
     let db = program("db", &["db"]);
-    let records = vec![record(&db, ProcessState::Running, Some(4242))];
-    let config = config(dir.path(), vec![solo(db), solo(program("new", &["new"]))]);
-    assert!(CarriedView::new(&config, &records).is_none());
+    let mut unknown = record(&program("new", &["new"]), ProcessState::Running, Some(7));
+    unknown.lifecycle.state = 250;
+    let view =
+        CarriedView::new(vec![record(&db, ProcessState::Running, Some(4242)), unknown].into());
+    assert_eq!(view.len(), 1);
+    assert!(view.one("new", "new", SystemTime::now()).is_none());
 }
