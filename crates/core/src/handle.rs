@@ -366,7 +366,8 @@ impl Handle {
     /// handover cannot carry (see [`Handle::handover_refusal`]) or an event
     /// listener pool that cannot stop sending; then ends the autostart pass
     /// and stops the capture tasks, which write out what they read and give
-    /// their pipes back (output meanwhile waits in the pipes). After `Ok`
+    /// their pipes back (output meanwhile waits in the pipes), and waits for
+    /// them to have ended. After `Ok`
     /// there is no way back: the caller must go on to [`Handle::hand_over`]
     /// and `execve`. Exits are still reaped and handled meanwhile (a
     /// restarted child's pipes are carried like the others).
@@ -384,6 +385,10 @@ impl Handle {
             pass.abort();
         }
         crate::logs::stop_captures_for_handover();
+        // Their wind-down (the last writes, each pipe out of the poller) is
+        // then done before the control servers stop, not in the pause; a
+        // capture stuck on a slow disk is waited for by its actor's freeze.
+        let _ = tokio::time::timeout(CAPTURES_END, crate::logs::captures_ended()).await;
         Ok(())
     }
 
@@ -670,6 +675,9 @@ async fn freeze(member: &ProcessShared) -> Option<crate::handover::Frozen> {
         return None;
     }
 }
+
+/// How long [`Handle::begin_handover`] waits for the capture tasks to end.
+const CAPTURES_END: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many process actors freeze at once in a live upgrade.
 const HANDOVER_WINDOW: usize = 64;

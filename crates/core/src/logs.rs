@@ -179,6 +179,39 @@ pub fn stop_captures_for_handover() {
     HANDOVER.send_replace(true);
 }
 
+/// Capture tasks not yet ended, spawned ones included (see [`LiveCapture`]).
+static LIVE_CAPTURES: std::sync::LazyLock<tokio::sync::watch::Sender<usize>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Counts one capture task among [`LIVE_CAPTURES`] from its spawn until its
+/// future is dropped (ended, or aborted before it ran).
+struct LiveCapture;
+
+impl LiveCapture {
+    fn new() -> LiveCapture {
+        LIVE_CAPTURES.send_modify(|live| *live += 1);
+        LiveCapture
+    }
+}
+
+impl Drop for LiveCapture {
+    fn drop(&mut self) {
+        // Wakes a waiter only when the last one ends.
+        LIVE_CAPTURES.send_if_modified(|live| {
+            *live = live.saturating_sub(1);
+            *live == 0
+        });
+    }
+}
+
+/// Completes once no capture task is left: after
+/// [`stop_captures_for_handover`], once each has handed its pipe back.
+pub async fn captures_ended() {
+    let mut live = LIVE_CAPTURES.subscribe();
+    // The sender is a static: never closed.
+    let _ = live.wait_for(|live| *live == 0).await;
+}
+
 /// Handle to one channel's log. Cheap to clone; all clones share the file and ring.
 #[derive(Clone)]
 pub struct ChannelLog {
@@ -632,7 +665,11 @@ impl ChannelLog {
     ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move { log.run_capture(pipe, on_line, None).await })
+        let live = LiveCapture::new();
+        tokio::spawn(async move {
+            let _live = live;
+            log.run_capture(pipe, on_line, None).await
+        })
     }
 
     /// Like [`ChannelLog::capture_with`], passing every read through `filter`
@@ -645,7 +682,11 @@ impl ChannelLog {
     ) -> JoinHandle<Option<OwnedFd>> {
         let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move { log.run_capture(pipe, on_line, Some(filter)).await })
+        let live = LiveCapture::new();
+        tokio::spawn(async move {
+            let _live = live;
+            log.run_capture(pipe, on_line, Some(filter)).await
+        })
     }
 
     async fn run_capture(
