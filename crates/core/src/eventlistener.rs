@@ -691,9 +691,9 @@ impl Hub {
                     loop {
                         match bus.try_recv() {
                             Ok(event) => self.handle(&event, &mut next_serial),
-                            Err(broadcast::error::TryRecvError::Lagged(missed)) => tracing::error!(
-                                "event listeners missed {missed} events: the event bus overflowed"
-                            ),
+                            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                                self.lagged(missed);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -702,9 +702,7 @@ impl Hub {
                 }
                 received = bus.recv() => match received {
                     Ok(event) => self.handle(&event, &mut next_serial),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => tracing::error!(
-                        "event listeners missed {missed} events: the event bus overflowed"
-                    ),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => self.lagged(missed),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 () = sleep_for(wait), if wait.is_some() => {
@@ -729,6 +727,26 @@ impl Hub {
                 pools.values().any(|pool| pool.events.iter().any(|sub| subscribes(sub, name)))
             })
             .collect()
+    }
+
+    /// The feed fell more than the bus holds behind (thousands of groups
+    /// added at once, on a busy machine): the pools are made again from the
+    /// registry, since a missed `GroupAdded` would leave a listener group
+    /// without one, and the loss is reported if a listener could have
+    /// wanted those events.
+    fn lagged(&self, missed: u64) {
+        for entry in self.registry.groups() {
+            if matches!(entry.config.kind, GroupKind::EventListener(_)) {
+                self.pool(&entry.config.name);
+            }
+        }
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|group, _| self.registry.group(group).is_some());
+        if pools.is_empty() {
+            tracing::debug!("{missed} events passed with no event listener to miss them");
+        } else {
+            tracing::error!("event listeners missed {missed} events: the event bus overflowed");
+        }
     }
 
     fn handle(&self, event: &Event, next_serial: &mut u64) {
