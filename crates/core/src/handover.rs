@@ -71,6 +71,11 @@ pub struct CarriedProcess {
     pub stderr_log: Option<PathBuf>,
     /// The stdout log's total offset, so offsets stay monotonic.
     pub stdout_total: u64,
+    /// The stdout log's file and offsets, so the next image need not look
+    /// at the files; `None` when it must (not a regular file, or in trouble).
+    pub stdout_layout: Option<crate::logs::LogLayout>,
+    /// The stderr log's, as `stdout_layout`.
+    pub stderr_layout: Option<crate::logs::LogLayout>,
     /// The stderr log's total offset.
     pub stderr_total: u64,
     /// The probes' verdict on the child: 0 unknown, 1 healthy, 2 unhealthy.
@@ -268,6 +273,19 @@ pub(crate) fn carried_auto_log(namespec: &str, channel: Channel) -> Option<PathB
     match channel {
         Channel::Stdout => record.stdout_log.clone(),
         Channel::Stderr => record.stderr_log.clone(),
+    }
+}
+
+/// The log layout an offered record carries for `namespec`'s `channel`.
+pub(crate) fn carried_log_layout(
+    namespec: &str,
+    channel: Channel,
+) -> Option<crate::logs::LogLayout> {
+    let offered = OFFERED.lock().unwrap_or_else(PoisonError::into_inner);
+    let record = &offered.as_ref()?.get(namespec)?.record;
+    match channel {
+        Channel::Stdout => record.stdout_layout.clone(),
+        Channel::Stderr => record.stderr_layout.clone(),
     }
 }
 

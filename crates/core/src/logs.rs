@@ -286,8 +286,8 @@ impl FileState {
 }
 
 /// Bytes `[start, start + len)` live at `file_pos..` of one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Segment {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
     start: u64,
     len: u64,
     file_pos: u64,
@@ -297,6 +297,29 @@ impl Segment {
     fn end(&self) -> u64 {
         self.start + self.len
     }
+}
+
+/// A channel log's file and offsets as a live upgrade carries them
+/// ([`ChannelLog::layout`]): nothing writes to the files between the freeze
+/// and the resume (the capture tasks stopped), so the next image takes this
+/// instead of opening the file and looking for its backups, a dozen system
+/// calls per log on the upgrade's path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLayout {
+    /// The file.
+    pub path: PathBuf,
+    /// The `backups` setting the layout follows.
+    pub backups_kept: u32,
+    /// The file's size as written by vigild.
+    pub size: u64,
+    /// (dev, inode) of the file last opened.
+    pub identity: Option<(u64, u64)>,
+    /// The log's total offset.
+    pub total: u64,
+    /// The base file's offsets.
+    pub base: Segment,
+    /// The backups' offsets, newest first.
+    pub backups: Vec<Segment>,
 }
 
 struct Shared {
@@ -643,6 +666,43 @@ impl ChannelLog {
         }
         drop(shared);
         self.inner.grown.notify_waiters();
+    }
+
+    /// The layout a live upgrade carries, for a regular file in good
+    /// standing; `None` otherwise (the next image opens it as at startup).
+    pub fn layout(&self) -> Option<LogLayout> {
+        let path = self.inner.path.clone()?;
+        let (size, identity) = {
+            let state = lock(&self.inner.file);
+            let disk = state.disk.as_ref()?;
+            if !disk.is_regular() || state.failing || state.rotation_failing || state.unmade {
+                return None;
+            }
+            (disk.size(), disk.identity())
+        };
+        let shared = lock(&self.inner.shared);
+        Some(LogLayout {
+            path,
+            backups_kept: self.inner.backups(),
+            size,
+            identity,
+            total: shared.total,
+            base: shared.base,
+            backups: shared.backups.iter().copied().collect(),
+        })
+    }
+
+    /// The log a live upgrade carried as `layout`, without a look at the
+    /// files; `maxbytes`, `backups` and `ring_bytes` as for
+    /// [`ChannelLog::open`] (`backups` the layout's own).
+    pub fn resume(layout: LogLayout, maxbytes: u64, ring_bytes: usize) -> ChannelLog {
+        let mut shared = Shared::empty(ring_bytes);
+        shared.total = layout.total;
+        shared.base = layout.base;
+        shared.backups = layout.backups.into_iter().collect();
+        let disk = LogFile::resumed(layout.path.clone(), layout.size, layout.identity);
+        let backups = layout.backups_kept;
+        ChannelLog::assemble(Some(layout.path), Some(disk), shared, maxbytes, backups, ring_bytes)
     }
 
     /// Total bytes this log has held: the offset just past the newest byte.

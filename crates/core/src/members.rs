@@ -55,6 +55,18 @@ pub(crate) fn open_channel(
         channel,
         identifier: &settings.identifier,
     };
+    // After a live upgrade the log goes on from the layout carried for it,
+    // if it is still the same file under the same settings.
+    if let Some(layout) = crate::handover::carried_log_layout(&process.namespec(), channel) {
+        let same = match &config.logfile {
+            vigil_config::LogTarget::Path(path) => *path == layout.path,
+            vigil_config::LogTarget::Auto => true,
+            _ => false,
+        };
+        if same && layout.backups_kept == config.backups {
+            return Ok(ChannelLog::resume(layout, config.maxbytes, TAIL_RING_BYTES));
+        }
+    }
     // After a live upgrade an AUTO log keeps the (random) name it had.
     let carried = match &config.logfile {
         vigil_config::LogTarget::Auto => {

@@ -1045,6 +1045,8 @@ impl ProcessActorState {
             stderr_log: self.shared.stderr.path(),
             stdout_total: self.shared.stdout.total(),
             stderr_total: self.shared.stderr.total(),
+            stdout_layout: self.shared.stdout.layout(),
+            stderr_layout: self.shared.stderr.layout(),
             health: self.health.carried(),
             probes,
             notify,

@@ -19,6 +19,10 @@
 //! descriptor the old image kept of its own executable, so a refusal is
 //! never half-applied.
 //!
+//! The signals vigild acts on are blocked across `execve`
+//! ([`crate::signals::hold`]), so one sent in the gap waits for the new
+//! image's handlers instead of ending vigild by its default action.
+//!
 //! The descriptors the state names (the control listeners, each child's
 //! pipes, the memfd itself and the old executable) are close-on-exec until
 //! [`keep_across_exec`] clears the flag just before `execve`; every other
@@ -39,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -225,9 +229,15 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
     let env = environment(state, exe, &[], &[HOLD_ENV]);
+    let held = crate::signals::hold();
     match nix::unistd::execve(&path, &arguments(args), &env) {
         Ok(never) => match never {},
-        Err(errno) => errno.into(),
+        Err(errno) => {
+            if let Ok(old) = &held {
+                crate::signals::release(old);
+            }
+            errno.into()
+        }
     }
 }
 
@@ -242,9 +252,15 @@ pub fn exec_back(
     // The old image reads its own format, whatever the refusing one was told.
     let env =
         environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV, HOLD_ENV]);
+    let held = crate::signals::hold();
     match nix::unistd::fexecve(exe, &arguments(args), &env) {
         Ok(never) => match never {},
-        Err(errno) => errno.into(),
+        Err(errno) => {
+            if let Ok(old) = &held {
+                crate::signals::release(old);
+            }
+            errno.into()
+        }
     }
 }
 

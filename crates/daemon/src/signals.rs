@@ -11,6 +11,12 @@
 //! (terminate), so no supervisord script sends it.
 //! Repeated signals that arrive before the loop handles them collapse into one,
 //! like supervisord's queue.
+//!
+//! Across a live upgrade's `execve` these signals are blocked ([`hold`]):
+//! the new image starts with default dispositions, and a SIGTERM in the gap
+//! would otherwise end vigild at once, leaving its programs running without
+//! a supervisor. Blocked, it waits pending until [`Signals::install`] has put
+//! the handlers back and unblocks it.
 
 use std::io;
 use std::pin::Pin;
@@ -76,6 +82,38 @@ pub fn handled_signals() -> Vec<i32> {
     all.into_iter().filter(|n| action_for(*n).is_some()).collect()
 }
 
+fn handled_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for number in handled_signals() {
+        if let Ok(signal) = nix::sys::signal::Signal::try_from(number) {
+            set.add(signal);
+        }
+    }
+    set
+}
+
+/// Blocks the handled signals in the calling thread, for a live upgrade's
+/// `execve` (the mask and the pending signals cross it); returns the mask
+/// to restore if `execve` fails.
+pub fn hold() -> io::Result<nix::sys::signal::SigSet> {
+    let mut old = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&handled_set()),
+        Some(&mut old),
+    )?;
+    Ok(old)
+}
+
+/// Puts back the mask [`hold`] returned.
+pub fn release(old: &nix::sys::signal::SigSet) {
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(old),
+        None,
+    );
+}
+
 /// Whether this process is PID 1 of its namespace.
 pub fn is_pid1() -> bool {
     std::process::id() == 1
@@ -90,11 +128,19 @@ pub struct Signals {
 
 impl Signals {
     /// Installs handlers on the current tokio runtime.
+    /// Unblocks them in the calling thread (a live upgrade's new image
+    /// inherits them blocked, see [`hold`]), so one sent meanwhile is acted
+    /// on now.
     pub fn install() -> io::Result<Signals> {
         let streams = handled_signals()
             .into_iter()
             .map(|n| Ok((n, signal(SignalKind::from_raw(n))?)))
             .collect::<io::Result<Vec<_>>>()?;
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+            Some(&handled_set()),
+            None,
+        )?;
         Ok(Signals { streams })
     }
 

@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -1023,4 +1023,47 @@ fn release_on_panic(fifo: &std::path::Path) -> impl Drop + '_ {
         }
     }
     Release(fifo)
+}
+
+/// Whether `signal` is pending for the whole process `pid` (`ShdPnd`).
+fn pending(pid: i32, signal: nix::sys::signal::Signal) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("ShdPnd:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal as i32 - 1)) != 0)
+}
+
+#[test]
+fn a_sigterm_sent_in_the_gap_waits_for_the_new_image_and_stops_every_program() {
+    let (sandbox, mut daemon, pid) = one_program();
+    // The new image waits in the gap, before its signal handlers exist,
+    // until the test writes to the FIFO.
+    let fifo = sandbox.join("hold.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let script = wrapper(
+        &sandbox,
+        "hold.sh",
+        "/bin/sh",
+        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
+    );
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    // Blocked across `execve`: pending, not acted on by its default action.
+    wait_until(TIMEOUT, "SIGTERM pending for vigild", || {
+        pending(daemon.pid(), nix::sys::signal::Signal::SIGTERM)
+    });
+    assert!(proc::alive(daemon.pid()), "vigild survived the SIGTERM in the gap");
+    assert!(proc::alive(pid), "p runs on");
+    std::fs::write(&fifo, "go\n").expect("release the gap");
+    drop(guard);
+    // The new image acts on it: an ordered shutdown, p stopped first.
+    assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
+    assert!(!proc::exists(pid), "p was stopped, not left behind");
+    let log = daemon.main_log();
+    assert!(log.contains("took over from"), "{log}");
+    assert!(log.contains("received SIGTERM indicating exit request"), "{log}");
+    assert!(log.contains("stopped: p (terminated by SIGTERM)"), "{log}");
 }

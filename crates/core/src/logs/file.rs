@@ -420,6 +420,12 @@ impl LogFile {
         LogFile { path, file: None, size: 0, regular: true, identity: None }
     }
 
+    /// A regular log file at `path`, not open, that a live upgrade carried
+    /// with its size and identity (see `ChannelLog::resume`).
+    pub fn resumed(path: PathBuf, size: u64, identity: Option<(u64, u64)>) -> LogFile {
+        LogFile { path, file: None, size, regular: true, identity }
+    }
+
     /// A log file at `path`, opened for appending (created if missing).
     pub fn open(path: PathBuf) -> Result<LogFile, LogError> {
         let mut file = LogFile::new(path);

@@ -181,6 +181,36 @@ fn a_log_continued_after_an_upgrade_keeps_its_offsets() {
 }
 
 #[test]
+fn a_log_resumed_from_its_carried_layout_reads_and_rotates_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    // Rotates every 10 bytes, two backups kept: 25 bytes span three files.
+    let log = file_log(dir.path(), 10, 2, 16);
+    put(&log, b"0123456789abcdefghijKLMNO");
+    let layout = log.layout().expect("a regular file in good standing");
+    assert_eq!((layout.total, layout.backups.len()), (25, 2));
+    drop(log);
+    let resumed = ChannelLog::resume(layout, 10, 16);
+    assert_eq!(resumed.total(), 25);
+    assert_eq!(resumed.read(0, 0).unwrap(), b"0123456789abcdefghijKLMNO");
+    assert_eq!(resumed.read(12, 5).unwrap(), b"cdefg");
+    // Writing goes on in the same file, and rotates where it would have.
+    put(&resumed, b"PQRSTuv");
+    assert_eq!(resumed.total(), 32);
+    assert_eq!(resumed.read(20, 0).unwrap(), b"KLMNOPQRSTuv");
+    assert_eq!(read_file(&base), b"uv");
+    assert_eq!(read_file(&backup_path(&base, 1)), b"KLMNOPQRST");
+}
+
+#[test]
+fn a_memory_log_or_a_device_has_no_layout_to_carry() {
+    assert!(memory_log(16).layout().is_none());
+    let device =
+        ChannelLog::open(Some(std::path::PathBuf::from("/dev/null")), 0, 0, 16).expect("/dev/null");
+    assert!(device.layout().is_none());
+}
+
+#[test]
 fn clear_empties_file_and_ring_but_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let log = file_log(dir.path(), 0, 0, 100);

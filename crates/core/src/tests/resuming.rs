@@ -34,6 +34,8 @@ fn record(process: &ProcessConfig, state: ProcessState, pid: Option<u32>) -> Car
         stderr_log: None,
         stdout_total: 1234,
         stderr_total: 0,
+        stdout_layout: None,
+        stderr_layout: None,
         health: 0,
         probes: Vec::new(),
         notify: None,
