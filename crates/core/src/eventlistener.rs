@@ -730,16 +730,12 @@ impl Hub {
     }
 
     /// The feed fell more than the bus holds behind (thousands of groups
-    /// added at once, on a busy machine): the pools are made again from the
-    /// registry, since a missed `GroupAdded` would leave a listener group
-    /// without one, and the loss is reported if a listener could have
-    /// wanted those events.
+    /// added at once, on a busy machine). A missed `GroupAdded` costs
+    /// nothing (a pool is made when first needed), a missed `GroupRemoved`
+    /// would keep a removed group's pool: the pools are checked against the
+    /// registry. The loss is reported as an error only if a listener could
+    /// have wanted those events.
     fn lagged(&self, missed: u64) {
-        for entry in self.registry.groups() {
-            if matches!(entry.config.kind, GroupKind::EventListener(_)) {
-                self.pool(&entry.config.name);
-            }
-        }
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         pools.retain(|group, _| self.registry.group(group).is_some());
         if pools.is_empty() {

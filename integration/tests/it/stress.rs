@@ -1,8 +1,9 @@
-//! Races a supervisor must survive: control calls crossing each other, and a
-//! shutdown arriving while programs are still being spawned.
+//! Races a supervisor must survive: control calls crossing each other, a
+//! shutdown arriving while programs are still being spawned, and thousands
+//! of groups flooding the event bus at once.
 
 use nix::sys::signal::Signal;
-use vigil_integration::{Program, Sandbox, TIMEOUT, procfs};
+use vigil_integration::{Program, Sandbox, TIMEOUT, child_bin, procfs, wait_until};
 
 use crate::wait_out_line;
 
@@ -134,4 +135,34 @@ fn back_to_back_reloads_then_sigterm_mid_reload() {
     assert_eq!(daemon.wait_exit(TIMEOUT), 0, "{}", daemon.diagnostics());
     let remaining = daemon.remaining_descendants();
     assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
+
+#[test]
+fn an_event_listener_gets_its_events_after_thousands_of_groups_flood_the_bus() {
+    let sandbox = Sandbox::new();
+    let events = sandbox.join("events.txt");
+    let listener = format!(
+        "[eventlistener:ev]\ncommand={} --event-listener {}\nevents=PROCESS_STATE_RUNNING\n\
+         startsecs=0\nstderr_logfile=NONE\n\n",
+        child_bin().display(),
+        events.display()
+    );
+    // 5,000 groups that do not start: one event each as they are added, more
+    // than the bus holds (here the feed falls about 900 events behind), with
+    // the listener's group added first, so its event is among those lost.
+    let mut quiet = String::new();
+    for index in 0..5000 {
+        quiet.push_str(&format!(
+            "[program:q{index:04}]\ncommand=/bin/true\nautostart=false\n\
+             stdout_logfile=NONE\nstderr_logfile=NONE\n\n"
+        ));
+    }
+    let p = Program::child("p", &["--sleep", "3600"]).set("autostart", "false").set("startsecs", 0);
+    sandbox.write_config_text(&format!("{listener}{quiet}{}", sandbox.programs_text(&[p])));
+    let daemon = sandbox.start();
+    daemon.running_pid("ev");
+    daemon.ctl(&["start", "p"]).expect_code(0);
+    wait_until(TIMEOUT, "the listener to be told p is RUNNING", || {
+        std::fs::read_to_string(&events).unwrap_or_default().contains("processname:p groupname:p")
+    });
 }
