@@ -955,14 +955,7 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     // The new image serves its listeners as soon as it has read the state,
     // then waits in the gap (before it loads its config) until the test
     // writes to the FIFO.
-    let fifo = sandbox.join("hold.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let script = wrapper(
-        &sandbox,
-        "hold.sh",
-        "/bin/sh",
-        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
-    );
+    let (fifo, script) = holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
     // Reads are answered from the carried records: what was true before.
@@ -1006,6 +999,21 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     daemon.ctl(&["start", "off"]).expect_code(0);
 }
 
+/// A FIFO and a wrapper of this build's vigild that holds the new image in
+/// the gap (its listeners served from the carried state, before it loads
+/// its config; see `VIGILD_HANDOVER_HOLD`) until the test writes to the FIFO.
+fn holding_wrapper(sandbox: &Sandbox) -> (std::path::PathBuf, String) {
+    let fifo = sandbox.join("hold.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let script = wrapper(
+        sandbox,
+        "hold.sh",
+        "/bin/sh",
+        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
+    );
+    (fifo, script)
+}
+
 /// Writes to the FIFO when dropped, so a failing test never leaves the new
 /// image held in the gap.
 fn release_on_panic(fifo: &std::path::Path) -> impl Drop + '_ {
@@ -1040,14 +1048,7 @@ fn a_sigterm_sent_in_the_gap_waits_for_the_new_image_and_stops_every_program() {
     let (sandbox, mut daemon, pid) = one_program();
     // The new image waits in the gap, before its signal handlers exist,
     // until the test writes to the FIFO.
-    let fifo = sandbox.join("hold.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let script = wrapper(
-        &sandbox,
-        "hold.sh",
-        "/bin/sh",
-        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
-    );
+    let (fifo, script) = holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
