@@ -266,26 +266,20 @@ pub fn offer(records: Vec<Adoptable>) {
     *OFFERED.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
 }
 
-/// The log file an offered record names for `namespec`'s `channel`.
-pub(crate) fn carried_auto_log(namespec: &str, channel: Channel) -> Option<PathBuf> {
-    let offered = OFFERED.lock().unwrap_or_else(PoisonError::into_inner);
-    let record = &offered.as_ref()?.get(namespec)?.record;
-    match channel {
-        Channel::Stdout => record.stdout_log.clone(),
-        Channel::Stderr => record.stderr_log.clone(),
-    }
-}
-
-/// The log layout an offered record carries for `namespec`'s `channel`.
-pub(crate) fn carried_log_layout(
+/// What an offered record carries of `namespec`'s `channel` log: its file
+/// (an AUTO log keeps its random name) and its layout.
+pub(crate) fn carried_log(
     namespec: &str,
     channel: Channel,
-) -> Option<crate::logs::LogLayout> {
+) -> (Option<PathBuf>, Option<crate::logs::LogLayout>) {
     let offered = OFFERED.lock().unwrap_or_else(PoisonError::into_inner);
-    let record = &offered.as_ref()?.get(namespec)?.record;
+    let Some(adoptable) = offered.as_ref().and_then(|table| table.get(namespec)) else {
+        return (None, None);
+    };
+    let record = &adoptable.record;
     match channel {
-        Channel::Stdout => record.stdout_layout.clone(),
-        Channel::Stderr => record.stderr_layout.clone(),
+        Channel::Stdout => (record.stdout_log.clone(), record.stdout_layout.clone()),
+        Channel::Stderr => (record.stderr_log.clone(), record.stderr_layout.clone()),
     }
 }
 

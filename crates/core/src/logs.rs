@@ -189,7 +189,11 @@ struct LiveCapture;
 
 impl LiveCapture {
     fn new() -> LiveCapture {
-        LIVE_CAPTURES.send_modify(|live| *live += 1);
+        // Only reaching zero wakes a waiter: this is on every spawn's path.
+        LIVE_CAPTURES.send_if_modified(|live| {
+            *live += 1;
+            false
+        });
         LiveCapture
     }
 }

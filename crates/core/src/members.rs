@@ -55,9 +55,10 @@ pub(crate) fn open_channel(
         channel,
         identifier: &settings.identifier,
     };
+    let (carried_path, layout) = crate::handover::carried_log(&process.namespec(), channel);
     // After a live upgrade the log goes on from the layout carried for it,
     // if it is still the same file under the same settings.
-    if let Some(layout) = crate::handover::carried_log_layout(&process.namespec(), channel) {
+    if let Some(layout) = layout {
         let same = match &config.logfile {
             vigil_config::LogTarget::Path(path) => *path == layout.path,
             vigil_config::LogTarget::Auto => true,
@@ -69,10 +70,7 @@ pub(crate) fn open_channel(
     }
     // After a live upgrade an AUTO log keeps the (random) name it had.
     let carried = match &config.logfile {
-        vigil_config::LogTarget::Auto => {
-            crate::handover::carried_auto_log(&process.namespec(), channel)
-                .map(vigil_config::LogTarget::Path)
-        }
+        vigil_config::LogTarget::Auto => carried_path.map(vigil_config::LogTarget::Path),
         _ => None,
     };
     // A file that cannot be opened fails this program's spawns, not the tree.
