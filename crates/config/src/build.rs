@@ -30,6 +30,7 @@ use crate::error::{Diagnostics, Place};
 use crate::expand::{Expansion, Expansions};
 use crate::model::*;
 use crate::raw::{RawSection, here_of};
+use crate::values;
 use reader::{Reader, section_place};
 
 /// Inputs that come from outside the files.
@@ -38,6 +39,8 @@ pub(crate) struct Context<'a> {
     pub(crate) host_node_name: &'a str,
     pub(crate) root: &'a Path,
     pub(crate) files: &'a [PathBuf],
+    /// Directories found to exist during this load.
+    pub(crate) dirs: values::KnownDirs,
 }
 
 fn env_expansions(env: &BTreeMap<String, String>) -> Expansions {

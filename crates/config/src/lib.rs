@@ -170,8 +170,13 @@ fn load_text(
         return Err(ConfigErrors { errors: diags.errors });
     };
     let sections = merge_sections(sections);
-    let ctx =
-        build::Context { env, host_node_name: &options.host_node_name, root: path, files: &files };
+    let ctx = build::Context {
+        env,
+        host_node_name: &options.host_node_name,
+        root: path,
+        files: &files,
+        dirs: Default::default(),
+    };
     let config = build::build(&sections, &ctx, &mut diags);
     diags.sort(&files);
     if diags.errors.is_empty() {

@@ -77,8 +77,13 @@ pub fn read_supervisorctl(
         line: None,
         entries: Vec::new(),
     });
-    let ctx =
-        build::Context { env, host_node_name: &options.host_node_name, root: &path, files: &files };
+    let ctx = build::Context {
+        env,
+        host_node_name: &options.host_node_name,
+        root: &path,
+        files: &files,
+        dirs: Default::default(),
+    };
     let config = build::build(&wanted, &ctx, &mut diags);
     diags.sort(&files);
     if !diags.errors.is_empty() {

@@ -386,3 +386,40 @@ fn an_environment_of_megabytes_loads_in_linear_time() {
         assert_eq!(value.map(String::as_str), Some(format!("v{}", PAIRS - 1).as_str()), "{path}");
     }
 }
+
+#[test]
+fn each_log_directory_is_checked_and_one_missing_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("logs")).expect("mkdir");
+    let logs = dir.path().join("logs");
+    let missing = dir.path().join("gone");
+    let program = |name: &str, at: &Path| {
+        format!(
+            "[program:{name}]\ncommand=/bin/true\nstdout_logfile={}/{name}.out\n\
+             stderr_logfile={}/{name}.err\n",
+            at.display(),
+            at.display()
+        )
+    };
+    let options = LoadOptions { host_node_name: "node1".into() };
+    let mut text = String::from("[supervisord]\n");
+    for name in ["a", "b", "c"] {
+        text.push_str(&program(name, &logs));
+    }
+    let root = dir.path().join("supervisord.conf");
+    let loaded = load_str_with(&text, &root, &env(), &options).expect("one shared directory");
+    assert_eq!(loaded.config.groups.len(), 3);
+    // A directory seen to exist does not vouch for another one.
+    text.push_str(&program("d", &missing));
+    let errors = load_str_with(&text, &root, &env(), &options).expect_err("a missing directory");
+    let text = errors.to_string();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for channel in ["out", "err"] {
+        let path = missing.join(format!("d.{channel}"));
+        let expected = format!(
+            "The directory named as part of the path {} does not exist",
+            path.display()
+        );
+        assert!(text.contains(&expected), "{text}");
+    }
+}

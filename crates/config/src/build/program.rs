@@ -431,7 +431,7 @@ impl Template<'_> {
                             .map(RawValue::here)
                             .unwrap_or_else(|| here_of(&self.section.file));
                         let path = values::normalize_path(&text, &base, self.ctx.env);
-                        if let Err(message) = values::existing_dirpath(&path) {
+                        if let Err(message) = self.ctx.dirs.existing_dirpath(&path) {
                             d.error(&place, message);
                         }
                         LogTarget::Path(path)
