@@ -416,10 +416,8 @@ fn each_log_directory_is_checked_and_one_missing_is_refused() {
     assert_eq!(text.lines().count(), 2, "{text}");
     for channel in ["out", "err"] {
         let path = missing.join(format!("d.{channel}"));
-        let expected = format!(
-            "The directory named as part of the path {} does not exist",
-            path.display()
-        );
+        let expected =
+            format!("The directory named as part of the path {} does not exist", path.display());
         assert!(text.contains(&expected), "{text}");
     }
 }

@@ -206,6 +206,22 @@ impl Reaper {
         Ok((winner.clone(), adopted))
     }
 
+    /// [`Reaper::start_adopting`], collecting nothing until
+    /// [`Reaper::resume_reaping`]: for an image that may yet execute the one
+    /// it took over from again (a live upgrade whose config has not loaded),
+    /// which must then find every exit of the gap still waiting.
+    pub fn start_adopting_paused(
+        subreaper: bool,
+        children: &[u32],
+    ) -> io::Result<(Reaper, Vec<Adopted>)> {
+        PAUSED.store(true, Ordering::SeqCst);
+        let started = Reaper::start_adopting(subreaper, children);
+        if started.is_err() {
+            PAUSED.store(false, Ordering::SeqCst);
+        }
+        started
+    }
+
     /// Spawns `spec` inside the reaper's spawn gate and registers its pid.
     ///
     /// Must be called inside a tokio runtime (the pipes are registered with it). It

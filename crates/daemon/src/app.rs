@@ -294,6 +294,14 @@ struct Early<T> {
     gap: EarlyGap<T>,
 }
 
+/// The carried children registered with a paused reaper: what
+/// [`vigil_core::Reaper::start_adopting_paused`] gave, once its thread ends.
+/// Nothing is reaped before the config has loaded and the records are
+/// offered, so a refused upgrade hands every exit back to the old image.
+type Adopting = std::thread::JoinHandle<
+    std::io::Result<(vigil_core::Reaper, Vec<vigil_core::reaper::Adopted>)>,
+>;
+
 struct EarlyGap<T> {
     switch: Arc<SwitchDispatch>,
     /// Hands the gap's service the built tree.
@@ -307,6 +315,9 @@ struct EarlyGap<T> {
     servers: tokio::task::JoinSet<()>,
     /// When they started serving.
     since: std::time::Instant,
+    /// The carried children being registered with the reaper, paused, on a
+    /// thread of their own while the config loads (see [`Adopting`]).
+    adopting: Option<Adopting>,
 }
 
 impl<T: Tree> Early<T> {
@@ -343,7 +354,14 @@ impl<T: Tree> Early<T> {
             return None;
         }
         let since = std::time::Instant::now();
-        let gap = EarlyGap { switch, open: carried.open, stop, handover, release, servers, since };
+        let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
+        // About 4 us of system calls per child: off the path to the tree.
+        let adopting = std::thread::Builder::new()
+            .name("vigil-adopt".to_owned())
+            .spawn(move || vigil_core::Reaper::start_adopting_paused(true, &pids))
+            .ok();
+        let open = carried.open;
+        let gap = EarlyGap { switch, open, stop, handover, release, servers, since, adopting };
         Some(Early { runtime, gap })
     }
 
@@ -352,7 +370,11 @@ impl<T: Tree> Early<T> {
     /// daemon stopped) before this image executes the old one again.
     fn abandon(self) {
         let Early { runtime, gap } = self;
-        let EarlyGap { open, handover, mut servers, .. } = gap;
+        let EarlyGap { open, handover, mut servers, adopting, .. } = gap;
+        // Paused: whatever it registered is left for the old image.
+        if let Some(adopting) = adopting {
+            let _ = adopting.join();
+        }
         drop(open);
         handover.cancel();
         runtime.block_on(async {
@@ -418,7 +440,8 @@ fn hand_back(inherited: &handover::Inherited, args: &[OsString], why: &str) -> i
                 eprintln!("Error: cannot keep the handover state: {err}");
             }
         }
-        let err = handover::exec_back(exe.as_fd(), args, inherited.memfd.as_raw_fd(), why);
+        let hold = inherited.hold.as_deref();
+        let err = handover::exec_back(exe.as_fd(), args, inherited.memfd.as_raw_fd(), why, hold);
         eprintln!("Error: cannot execute the previous vigild again: {err}");
     }
     exit_code::FAILURE
@@ -965,8 +988,12 @@ impl<T: Tree> Daemon<T> {
         // other calls wait for the tree. The listeners as the config settled
         // them take over from here.
         let mut early = None;
+        let mut registering = None;
         if let Some(gap) = gap {
-            let EarlyGap { switch, open, release, servers: mut early_servers, since, .. } = gap;
+            let EarlyGap {
+                switch, open, release, servers: mut early_servers, since, adopting, ..
+            } = gap;
+            registering = adopting;
             release.cancel();
             servers.spawn(async move { while early_servers.join_next().await.is_some() {} });
             let served =
@@ -981,7 +1008,7 @@ impl<T: Tree> Daemon<T> {
         let ledger = crate::survivors::recover(&self.config.supervisord, !adopting).await;
         let mut first_config = std::borrow::Cow::Borrowed(&self.config);
         if let Some(inherited) = &self.inherited {
-            adopt(&inherited.state, &inherited.records);
+            adopt(&inherited.state, &inherited.records, registering.take());
             // The AUTO logs in the child log directory are in use.
             first_config.to_mut().supervisord.nocleanup = true;
         }
@@ -1175,9 +1202,17 @@ fn counters_from(state: &handover::State) -> DaemonCounters {
 /// Starts the reaper with every carried child registered before it looks at
 /// any (so an exit during the gap, a zombie now, is reported to its process
 /// actor), and offers the records to the tree.
-fn adopt(state: &handover::State, records: &[CarriedProcess]) {
-    let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
-    let (_, adopted) = match vigil_core::Reaper::start_adopting(true, &pids) {
+fn adopt(state: &handover::State, records: &[CarriedProcess], registering: Option<Adopting>) {
+    let started = match registering {
+        Some(registering) => registering
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the registering thread panicked"))),
+        None => {
+            let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
+            vigil_core::Reaper::start_adopting(true, &pids)
+        }
+    };
+    let (reaper, adopted) = match started {
         Ok(started) => started,
         Err(err) => {
             tracing::error!(critical = true, "cannot start the child reaper: {err}");
@@ -1218,6 +1253,9 @@ fn adopt(state: &handover::State, records: &[CarriedProcess]) {
     vigil_core::handover::offer_events(state.events.clone(), pipes.collect());
     let sockets = state.sockets.iter().filter_map(|s| Some((s.clone(), take(&s.fd)?)));
     vigil_core::handover::offer_sockets(sockets.collect());
+    // Registered paused (see `Adopting`): what exited in the gap is
+    // delivered now, to the offered records.
+    reaper.resume_reaping();
 }
 
 /// Kills the children of carried processes the new config no longer has.
@@ -1450,7 +1488,7 @@ impl NextImage<'_> {
         let err = handover::exec(binary, args, memfd.as_raw_fd(), Some(exe.as_raw_fd()));
         let why = format!("cannot execute {}: {err}", binary.display());
         tracing::error!(critical = true, "{why}; executing the running vigild again");
-        let err = handover::exec_back(exe.as_fd(), args, memfd.as_raw_fd(), &why);
+        let err = handover::exec_back(exe.as_fd(), args, memfd.as_raw_fd(), &why, None);
         format!("{why}; cannot execute the running vigild again either: {err}")
     }
 }

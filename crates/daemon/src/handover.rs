@@ -52,10 +52,11 @@ pub const REFUSED_ENV: &str = "VIGILD_HANDOVER_REFUSED";
 /// Overrides [`FORMAT`]: how the tests build "a vigild with another format"
 /// without a second build. Not for production use.
 pub const FORMAT_ENV: &str = "VIGILD_HANDOVER_FORMAT";
-/// Holds a new image in the gap (its listeners served from the carried
-/// records, before it loads its config) until this file (a FIFO) has been
-/// written and closed: how the tests make a control call during the gap.
-/// Not for production use.
+/// Holds an image that read a state in the gap (its listeners served from
+/// the carried records, before it loads its config) until this file (a
+/// FIFO) has been written and closed: how the tests make a control call
+/// during the gap. The old image, executed again after a refusal, is held
+/// too, so a test can change what it will load. Not for production use.
 pub const HOLD_ENV: &str = "VIGILD_HANDOVER_HOLD";
 /// The largest state read (500 bytes or so per program).
 const MAX_STATE: u64 = 512 * 1024 * 1024;
@@ -242,16 +243,19 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
 }
 
 /// Executes the image in `exe` (the old image's executable) again with the
-/// same state, saying why the new image refused it; returns only on failure.
+/// same state, saying why the new image refused it (and held by `hold`, the
+/// refusing image's [`HOLD_ENV`]); returns only on failure.
 pub fn exec_back(
     exe: BorrowedFd<'_>,
     args: &[OsString],
     state: RawFd,
     why: &str,
+    hold: Option<&std::path::Path>,
 ) -> std::io::Error {
+    let mut extra = vec![(REFUSED_ENV, why)];
+    extra.extend(hold.and_then(std::path::Path::to_str).map(|hold| (HOLD_ENV, hold)));
     // The old image reads its own format, whatever the refusing one was told.
-    let env =
-        environment(state, Some(exe.as_raw_fd()), &[(REFUSED_ENV, why)], &[FORMAT_ENV, HOLD_ENV]);
+    let env = environment(state, Some(exe.as_raw_fd()), &extra, &[FORMAT_ENV]);
     let held = crate::signals::hold();
     match nix::unistd::fexecve(exe, &arguments(args), &env) {
         Ok(never) => match never {},

@@ -1033,6 +1033,15 @@ fn release_on_panic(fifo: &std::path::Path) -> impl Drop + '_ {
     Release(fifo)
 }
 
+/// Releases the image the FIFO holds if one has it open for reading (a
+/// write would wait for a reader that may never come).
+fn release_now(fifo: &std::path::Path) -> bool {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let opened = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo);
+    opened.and_then(|mut writer| writer.write_all(b"go\n")).is_ok()
+}
+
 /// Whether `signal` is pending for the whole process `pid` (`ShdPnd`).
 fn pending(pid: i32, signal: nix::sys::signal::Signal) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -1067,4 +1076,46 @@ fn a_sigterm_sent_in_the_gap_waits_for_the_new_image_and_stops_every_program() {
     assert!(log.contains("took over from"), "{log}");
     assert!(log.contains("received SIGTERM indicating exit request"), "{log}");
     assert!(log.contains("stopped: p (terminated by SIGTERM)"), "{log}");
+}
+
+#[test]
+fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap() {
+    let sandbox = Sandbox::new();
+    let program = Program::child("p", &["--sleep", "3600"]).set("startsecs", 0);
+    sandbox.write_config(&[program.set("autorestart", "true")]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("p");
+    let (fifo, script) = holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // The new image answers from the carried records and registers the
+    // carried children meanwhile. The file it is about to load stops
+    // loading, and p's child dies before it is loaded.
+    assert_eq!(daemon.state("p"), "RUNNING");
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let broken = format!("{config}[program:bad]\ncommand=/bin/true\nstartsecs=x\n");
+    std::fs::write(sandbox.config_path(), broken).expect("break the config");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill p's child");
+    wait_until(TIMEOUT, "p's child to wait, a zombie", || proc::zombie(pid));
+    std::fs::write(&fifo, "go\n").expect("release the new image");
+    // It refuses and executes the old image again, which the FIFO holds too
+    // (it has a state to read): the file is mended meanwhile.
+    wait_until(TIMEOUT, "the new image to refuse", || {
+        daemon.diagnostics().contains("live upgrade refused: the configuration does not load")
+    });
+    std::fs::write(sandbox.config_path(), config).expect("mend the config");
+    wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
+    drop(guard);
+    // The old image reaps the exit of the gap as its own and restarts p.
+    wait_until(TIMEOUT, "the old image to resume", || {
+        daemon.main_log().contains("live upgrade refused by the new vigild, resumed")
+    });
+    wait_until(TIMEOUT, "p to be restarted", || {
+        daemon.state("p") == "RUNNING" && daemon.running_pid("p") != pid
+    });
+    assert!(!proc::exists(pid), "the exit was reaped");
+    let log = daemon.main_log();
+    assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
 }
