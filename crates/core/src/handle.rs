@@ -407,13 +407,19 @@ impl Handle {
         }
         let events = &self.inner.ctx.events;
         let members = self.all_members();
-        // Many actors freeze at once: each mostly waits for its capture tasks.
-        let processes = futures::stream::iter(members)
-            .map(|member| async move { freeze(&member).await })
-            .buffered(HANDOVER_WINDOW)
-            .filter_map(|frozen| async move { frozen })
-            .collect()
-            .await;
+        // Many actors freeze at once. On a runtime worker: from the daemon's
+        // main thread each call woke a worker, and the answer woke it back.
+        let freezing = tokio::spawn(async move {
+            futures::stream::iter(members)
+                .map(|member| async move { freeze(&member).await })
+                .buffered(HANDOVER_WINDOW)
+                .filter_map(|frozen| async move { frozen })
+                .collect::<Vec<_>>()
+                .await
+        });
+        let processes = freezing.await.map_err(|error| {
+            CoreError::Failed(format!("freezing the processes failed: {error}"))
+        })?;
         // Once no process publishes events any more.
         let (events, mut fds) = events.freeze().await;
         let mut sockets = Vec::new();
