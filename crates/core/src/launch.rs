@@ -320,15 +320,13 @@ impl Prepared {
             .collect::<Result<Vec<_>, _>>()?;
 
         let (stdout_read, stdout_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-        let stdout =
-            pipe::Receiver::from_owned_fd(OwnedFd::from(stdout_read)).map_err(SpawnError::Pipes)?;
+        let stdout = pipe_receiver(OwnedFd::from(stdout_read)).map_err(SpawnError::Pipes)?;
         let child_stdout = above_stdio(OwnedFd::from(stdout_write))?;
         let (stderr, child_stderr) = if spec.redirect_stderr {
             (None, None)
         } else {
             let (stderr_read, stderr_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-            let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(stderr_read))
-                .map_err(SpawnError::Pipes)?;
+            let receiver = pipe_receiver(OwnedFd::from(stderr_read)).map_err(SpawnError::Pipes)?;
             (Some(receiver), Some(above_stdio(OwnedFd::from(stderr_write))?))
         };
         let (stdin, child_stdin) = if let Some(socket) = &spec.stdin_socket {
@@ -336,8 +334,7 @@ impl Prepared {
             (None, above_stdio(socket.0.try_clone().map_err(SpawnError::Pipes)?)?)
         } else if spec.pipe_stdin {
             let (stdin_read, stdin_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-            let sender = pipe::Sender::from_owned_fd(OwnedFd::from(stdin_write))
-                .map_err(SpawnError::Pipes)?;
+            let sender = pipe_sender(OwnedFd::from(stdin_write)).map_err(SpawnError::Pipes)?;
             (Some(sender), above_stdio(OwnedFd::from(stdin_read))?)
         } else {
             let null = std::fs::File::open("/dev/null").map_err(SpawnError::Pipes)?;
@@ -989,6 +986,32 @@ fn privilege_drop(user: Option<&SpawnUser>) -> Result<Option<PrivilegeDrop>, Spa
     let mut groups = vec![user.gid];
     groups.extend(user.groups.iter().copied().filter(|gid| *gid != user.gid));
     Ok(Some(PrivilegeDrop { uid: user.uid, gid: user.gid, groups }))
+}
+
+/// The daemon's end of a pipe it made (the reading end), for tokio: made
+/// non-blocking with one `ioctl`, where tokio's checked conversion also
+/// `fstat`s the descriptor and reads its flags. Three pipes a spawn, and
+/// 10,000 pipes resumed in a live upgrade of 5,000 programs.
+pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    nonblocking_end(&fd)?;
+    pipe::Receiver::from_owned_fd_unchecked(fd)
+}
+
+/// [`pipe_receiver`] for the writing end of a pipe the daemon made.
+pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
+    nonblocking_end(&fd)?;
+    pipe::Sender::from_owned_fd_unchecked(fd)
+}
+
+/// Sets O_NONBLOCK on `fd`'s open file description alone: the child's end
+/// of the same pipe, a description of its own, stays blocking.
+fn nonblocking_end(fd: &OwnedFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int from a live local; the fd is open.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

@@ -1134,7 +1134,7 @@ impl ProcessActorState {
         let pid = self.lifecycle.pid();
         for (channel, fds) in [(Channel::Stdout, stdout), (Channel::Stderr, stderr)] {
             for fd in fds {
-                match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                match crate::launch::pipe_receiver(fd) {
                     Ok(pipe) => {
                         let on_line = self.line_watch(myself);
                         let capture = crate::output::capture(
@@ -1156,7 +1156,7 @@ impl ProcessActorState {
             }
         }
         if let Some(fd) = stdin {
-            match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+            match crate::launch::pipe_sender(fd) {
                 Ok(pipe) => {
                     self.shared.set_stdin(Some(Arc::new(crate::stdin::StdinQueue::new(pipe))));
                 }

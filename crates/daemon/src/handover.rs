@@ -333,12 +333,12 @@ pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: only asks for its flags, which fails if it is not open.
-    nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, nix::fcntl::F_GETFD).ok()?;
+    // SAFETY: only sets its close-on-exec flag, which fails if it is not
+    // open: one system call a descriptor, 15,000 with 5,000 programs.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(borrowed, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok()?;
     // SAFETY: as the caller promises.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = nix::fcntl::fcntl(owned.as_fd(), nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    Some(owned)
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A close-on-exec copy of an inherited descriptor named in the state,
