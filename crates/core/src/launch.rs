@@ -344,7 +344,7 @@ impl Prepared {
         let (status_read, status_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
         // Non-blocking so reading the failure report can never hang on a write end
         // inherited by some other thread's forked child that has not exec'd yet.
-        set_nonblocking(status_read.as_raw_fd()).map_err(SpawnError::Pipes)?;
+        set_nonblocking(&status_read).map_err(SpawnError::Pipes)?;
         let status_write = std::io::PipeWriter::from(above_stdio(OwnedFd::from(status_write))?);
         let uid = drop.as_ref().map(|d| d.uid);
         let setup = ChildSetup {
@@ -993,34 +993,24 @@ fn privilege_drop(user: Option<&SpawnUser>) -> Result<Option<PrivilegeDrop>, Spa
 /// `fstat`s the descriptor and reads its flags. Three pipes a spawn, and
 /// 10,000 pipes resumed in a live upgrade of 5,000 programs.
 pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
-    nonblocking_end(&fd)?;
+    set_nonblocking(&fd)?;
     pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
 /// [`pipe_receiver`] for the writing end of a pipe the daemon made.
 pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
-    nonblocking_end(&fd)?;
+    set_nonblocking(&fd)?;
     pipe::Sender::from_owned_fd_unchecked(fd)
 }
 
-/// Sets O_NONBLOCK on `fd`'s open file description alone: the child's end
-/// of the same pipe, a description of its own, stays blocking.
-fn nonblocking_end(fd: &OwnedFd) -> io::Result<()> {
+/// Sets O_NONBLOCK on `fd`'s open file description alone, with one system
+/// call: the other end of the same pipe, a description of its own (the
+/// child's), stays blocking.
+fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: FIONBIO reads one int from a live local; the fd is open.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } < 0 {
         return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an fd we own; F_GETFL/F_SETFL have no memory effects.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
     }
     Ok(())
 }

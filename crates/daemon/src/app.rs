@@ -354,7 +354,7 @@ impl<T: Tree> Early<T> {
             return None;
         }
         let since = std::time::Instant::now();
-        let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
+        let pids = carried_pids(records);
         // About 4 us of system calls per child: off the path to the tree.
         let adopting = std::thread::Builder::new()
             .name("vigil-adopt".to_owned())
@@ -1207,10 +1207,7 @@ fn adopt(state: &handover::State, records: &[CarriedProcess], registering: Optio
         Some(registering) => registering
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the registering thread panicked"))),
-        None => {
-            let pids: Vec<u32> = records.iter().filter_map(|p| p.lifecycle.pid).collect();
-            vigil_core::Reaper::start_adopting(true, &pids)
-        }
+        None => vigil_core::Reaper::start_adopting(true, &carried_pids(records)),
     };
     let (reaper, adopted) = match started {
         Ok(started) => started,
@@ -1256,6 +1253,11 @@ fn adopt(state: &handover::State, records: &[CarriedProcess], registering: Optio
     // Registered paused (see `Adopting`): what exited in the gap is
     // delivered now, to the offered records.
     reaper.resume_reaping();
+}
+
+/// The pids of the carried processes that have a child.
+fn carried_pids(records: &[CarriedProcess]) -> Vec<u32> {
+    records.iter().filter_map(|p| p.lifecycle.pid).collect()
 }
 
 /// Kills the children of carried processes the new config no longer has.

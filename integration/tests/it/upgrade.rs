@@ -1080,11 +1080,8 @@ fn a_sigterm_sent_in_the_gap_waits_for_the_new_image_and_stops_every_program() {
 
 #[test]
 fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap() {
-    let sandbox = Sandbox::new();
-    let program = Program::child("p", &["--sleep", "3600"]).set("startsecs", 0);
-    sandbox.write_config(&[program.set("autorestart", "true")]);
-    let daemon = sandbox.start();
-    let pid = daemon.running_pid("p");
+    // p restarts after an unexpected exit (supervisord's default).
+    let (sandbox, daemon, pid) = one_program();
     let (fifo, script) = holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
