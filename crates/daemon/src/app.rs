@@ -37,7 +37,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use vigil_config::{Config, Diagnostic, LogTarget};
+use vigil_config::{Config, Diagnostic, LogTarget, Supervisord};
 use vigil_core::handover::CarriedProcess;
 
 pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
@@ -536,11 +536,15 @@ fn prepare<B: Backend>(
     };
     if let Some(requested) = source.flags.handover_check {
         let (code, line) = handover::check_flag(requested);
-        if code == 0 {
-            println!("{line}");
-        } else {
+        if code != 0 {
             eprintln!("{line}");
+            return Ok(Prepared::Exit(code));
         }
+        if let Err(message) = preflight_settings(&loaded.config) {
+            eprintln!("Error: {message}");
+            return Ok(Prepared::Exit(exit_code::USAGE));
+        }
+        println!("{line}");
         return Ok(Prepared::Exit(code));
     }
     if source.flags.check {
@@ -578,6 +582,30 @@ fn prepare<B: Backend>(
     })))
 }
 
+/// The activity log as `settings` ask for it.
+fn open_main_log(settings: &Supervisord) -> Result<MainLog, String> {
+    MainLog::open(LogSettings::from_config(settings)).map_err(|err| {
+        let target = match &settings.logfile {
+            LogTarget::Path(path) => path.display().to_string(),
+            other => format!("{other:?}"),
+        };
+        format!("cannot open the activity log {target}: {err}")
+    })
+}
+
+/// What a live upgrade's next image needs of the daemon-wide settings before
+/// it can supervise, tried by the pre-flight run (as the daemon's user, in a
+/// process of its own): the file limits and the activity log. Refused here,
+/// the upgrade changes nothing; the next image itself goes around them.
+fn preflight_settings(config: &Config) -> Result<(), String> {
+    let settings = &config.supervisord;
+    for (limit, minimum) in [(Limit::Files, settings.minfds), (Limit::Processes, settings.minprocs)]
+    {
+        daemonize::ensure_limit(limit, minimum)?;
+    }
+    open_main_log(settings).map(drop)
+}
+
 /// Sockets bound before daemonizing.
 #[derive(Default)]
 struct Sockets {
@@ -598,29 +626,48 @@ impl Sockets {
 impl<T: Tree> Daemon<T> {
     fn run<B: Backend<Tree = T>>(mut self, backend: &B) -> i32 {
         let settings = self.config.supervisord.clone();
-        let privileges = match daemonize::drop_privileges(settings.user.as_ref()) {
-            Ok(privileges) => privileges,
-            Err(message) => return usage(&message),
-        };
+        // The next image of a live upgrade supervises running programs: what
+        // would stop a fresh start is reported and gone around instead (the
+        // pre-flight refuses the upgrade for the same causes, see
+        // `preflight_settings`; these are what changed since).
+        let upgraded = self.inherited.is_some();
         let mut notes = Vec::new();
+        let mut errors = Vec::new();
+        let privileges = if upgraded {
+            let (privileges, changed) = daemonize::keep_privileges(settings.user.as_ref());
+            errors.extend(changed);
+            privileges
+        } else {
+            match daemonize::drop_privileges(settings.user.as_ref()) {
+                Ok(privileges) => privileges,
+                Err(message) => return usage(&message),
+            }
+        };
         for (limit, minimum) in
             [(Limit::Files, settings.minfds), (Limit::Processes, settings.minprocs)]
         {
             match daemonize::ensure_limit(limit, minimum) {
                 Ok(Some(note)) => notes.push(note),
                 Ok(None) => {}
+                Err(message) if upgraded => errors.push(message),
                 Err(message) => return usage(&message),
             }
         }
-        let main_log = match MainLog::open(LogSettings::from_config(&settings)) {
+        let main_log = match open_main_log(&settings) {
             Ok(log) => log,
-            Err(err) => {
-                let target = match &settings.logfile {
-                    LogTarget::Path(path) => path.display().to_string(),
-                    other => format!("{other:?}"),
-                };
-                return usage(&format!("cannot open the activity log {target}: {err}"));
+            Err(message) if upgraded => {
+                eprintln!("Error: {message}");
+                errors.push(format!("{message}; going on without an activity log"));
+                let mut off = LogSettings::from_config(&settings);
+                off.target = LogTarget::None;
+                match MainLog::open(off) {
+                    Ok(log) => log,
+                    Err(err) => {
+                        return usage(&format!("cannot start without an activity log: {err}"));
+                    }
+                }
             }
+            Err(message) => return usage(&message),
         };
         if let Err(err) = logging::install(main_log.clone()) {
             eprintln!("Error: cannot install the activity log: {err}");
@@ -642,6 +689,9 @@ impl<T: Tree> Daemon<T> {
         }
         for note in notes {
             tracing::info!("{note}");
+        }
+        for error in errors {
+            tracing::error!(critical = true, "{error}");
         }
         match (&privileges, &settings.user) {
             (Privileges::RootWithoutUser, _) => {

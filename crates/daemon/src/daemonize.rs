@@ -254,6 +254,26 @@ pub fn drop_privileges(user: Option<&UserSpec>) -> Result<Privileges, String> {
     Ok(Privileges::Dropped)
 }
 
+/// `user=` for the next image of a live upgrade, which keeps the daemon's
+/// user: its children, logs and sockets belong to that user, and a switch in
+/// the middle of running them (or a refused one, as non-root) would leave the
+/// programs without a supervisor that may signal them. A `user=` the file
+/// changed is reported, to apply at the next start; the second value says so.
+pub fn keep_privileges(user: Option<&UserSpec>) -> (Privileges, Option<String>) {
+    let current = nix::unistd::getuid();
+    match user {
+        Some(user) if user.uid != current.as_raw() => (
+            Privileges::Unchanged,
+            Some(format!(
+                "user={} is not applied by a live upgrade: vigild goes on as uid {current} until it is restarted",
+                user.name
+            )),
+        ),
+        // Already that user, or none asked for: nothing changes.
+        _ => (drop_privileges(user).unwrap_or(Privileges::Unchanged), None),
+    }
+}
+
 /// The two limits supervisord checks at startup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {

@@ -1116,3 +1116,108 @@ fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap(
     assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
     assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
 }
+
+/// The config with `[supervisord]`'s `key` set to `value`.
+fn with_supervisord_key(sandbox: &Sandbox, key: &str, value: &str) -> String {
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let mut lines: Vec<String> = config.lines().map(str::to_owned).collect();
+    let setting = format!("{key}={value}");
+    match lines.iter().position(|line| line.starts_with(&format!("{key}="))) {
+        Some(at) => lines[at] = setting,
+        None => {
+            let at = lines.iter().position(|line| line == "[supervisord]").expect("[supervisord]");
+            lines.insert(at + 1, setting);
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn a_preflight_refuses_an_activity_log_or_a_file_limit_the_new_image_could_not_set_up() {
+    let (sandbox, daemon, pid) = one_program();
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let refused = |key: &str, value: &str, why: &str| {
+        std::fs::write(sandbox.config_path(), with_supervisord_key(&sandbox, key, value))
+            .expect("change the config");
+        let output = daemon.ctl(&["upgrade"]);
+        std::fs::write(sandbox.config_path(), &config).expect("restore the config");
+        assert_ne!(output.code, 0, "{output:#?}");
+        assert!(
+            output.stdout.starts_with("ERROR: upgrade refused: ") && output.stdout.contains(why),
+            "{output:#?}"
+        );
+        assert_eq!(daemon.process_pid("p"), pid, "the program is untouched");
+    };
+    // A directory is no file to append to, even for root.
+    let directory = sandbox.join("a-directory");
+    std::fs::create_dir(&directory).expect("mkdir");
+    let shown = directory.display().to_string();
+    refused("logfile", &shown, &format!("cannot open the activity log {shown}"));
+    // More descriptors than the kernel lets any process have.
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .expect("fs.nr_open")
+        .trim()
+        .parse()
+        .expect("a number");
+    refused("minfds", &(nr_open + 1).to_string(), "minfds");
+    assert!(!daemon.main_log().contains("(live upgrade)"), "no handover happened");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    assert_eq!(daemon.process_pid("p"), pid);
+}
+
+#[test]
+fn an_activity_log_that_stops_opening_in_the_gap_leaves_the_new_image_supervising() {
+    let (sandbox, daemon, pid) = one_program();
+    let (fifo, script) = holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // Past the pre-flight: the log the new image is about to open turns into
+    // a directory.
+    let directory = sandbox.join("a-directory");
+    std::fs::create_dir(&directory).expect("mkdir");
+    let shown = directory.display().to_string();
+    std::fs::write(sandbox.config_path(), with_supervisord_key(&sandbox, "logfile", &shown))
+        .expect("change the config");
+    std::fs::write(&fifo, "go\n").expect("release the new image");
+    drop(guard);
+    let why = format!("cannot open the activity log {shown}");
+    wait_until(TIMEOUT, "the new image to say why its log is off", || {
+        daemon.diagnostics().contains(&why)
+    });
+    // It went on without the log: same daemon, same child, still in control.
+    wait_until(TIMEOUT, "the new tree to answer", || {
+        daemon.ctl(&["status", "p"]).stdout.contains("RUNNING")
+    });
+    assert_eq!(daemon.process_pid("p"), pid);
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+    let stopped = daemon.ctl(&["stop", "p"]);
+    assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}\n{}", daemon.diagnostics());
+    assert!(!proc::exists(pid), "p's child was stopped and reaped");
+}
+
+#[test]
+fn a_user_the_file_changes_is_not_applied_by_an_upgrade() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: switching to another user needs root");
+        return;
+    }
+    let (sandbox, daemon, pid) = one_program();
+    std::fs::write(sandbox.config_path(), with_supervisord_key(&sandbox, "user", "nobody"))
+        .expect("change the config");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    let log = wait_for(TIMEOUT, "the user change to be reported", || {
+        let log = daemon.main_log();
+        log.contains("user=nobody is not applied by a live upgrade").then_some(log)
+    });
+    assert!(!log.contains("Set uid to user"), "{log}");
+    // Still root, so it may still signal its root-owned child.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).expect("status");
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
+    assert_eq!(uid.split_whitespace().nth(1), Some("0"), "{uid}");
+    assert_eq!(daemon.process_pid("p"), pid);
+    let stopped = daemon.ctl(&["stop", "p"]);
+    assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}\n{}", daemon.diagnostics());
+    assert!(!proc::exists(pid), "p's child was stopped and reaped");
+}
