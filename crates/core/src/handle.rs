@@ -475,17 +475,39 @@ impl Handle {
     }
 
     /// Adds every group of a new tree at once ([`RootMsg::AddGroups`]),
-    /// binding the fcgi groups' sockets first.
-    pub(crate) async fn add_all(&self, groups: Vec<BuiltGroup>) -> Result<(), CoreError> {
+    /// binding the fcgi groups' sockets first. A fresh tree fails with its
+    /// first group that cannot start. A tree resuming a live upgrade's
+    /// programs (`resuming`) may not: a group that cannot start (a new fcgi
+    /// socket's address in use) is logged and left out, and the others go on,
+    /// as `update` would add them.
+    pub(crate) async fn add_all(
+        &self,
+        mut groups: Vec<BuiltGroup>,
+        resuming: bool,
+    ) -> Result<(), CoreError> {
         let fcgi = &self.inner.ctx.fcgi;
         let mut prepared: Vec<String> = Vec::new();
         let mut bound = Ok(());
-        for (config, _) in &groups {
-            if let Err(error) = fcgi.prepare(config) {
-                bound = Err(CoreError::Failed(error.to_string()));
-                break;
+        let mut refused = Vec::new();
+        for (at, (config, _)) in groups.iter().enumerate() {
+            match fcgi.prepare(config) {
+                Ok(()) => prepared.push(config.name.clone()),
+                Err(error) if resuming => {
+                    tracing::error!(
+                        critical = true,
+                        "group '{}' is not started: {error}",
+                        config.name
+                    );
+                    refused.push(at);
+                }
+                Err(error) => {
+                    bound = Err(CoreError::Failed(error.to_string()));
+                    break;
+                }
             }
-            prepared.push(config.name.clone());
+        }
+        for at in refused.into_iter().rev() {
+            groups.remove(at);
         }
         let added = match bound {
             Ok(()) => call_root(&self.inner.root, |reply| RootMsg::AddGroups { groups, reply })
@@ -498,7 +520,20 @@ impl Handle {
                 fcgi.remove(name);
             }
         }
-        added
+        match added {
+            // The root added every group it could.
+            Err(error) if resuming => {
+                tracing::error!(critical = true, "{error}");
+                Ok(())
+            }
+            added => added,
+        }
+    }
+
+    /// Whether the tree has the group `name` (a live upgrade's tree may have
+    /// left out one that could not start, see `add_all`).
+    pub fn has_group(&self, name: &str) -> bool {
+        self.inner.registry.group(name).is_some()
     }
 
     /// Autostart in priority order, without waiting for RUNNING: each call returns

@@ -283,6 +283,12 @@ pub(crate) fn carried_log(
     }
 }
 
+/// Whether a live upgrade's records are on offer: the tree being built
+/// resumes running programs.
+pub(crate) fn resuming() -> bool {
+    OFFERED.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+}
+
 /// The record for `namespec`, once.
 pub(crate) fn claim(namespec: &str) -> Option<Adoptable> {
     OFFERED.lock().unwrap_or_else(PoisonError::into_inner).as_mut()?.remove(namespec)

@@ -162,8 +162,9 @@ impl Supervisor {
         let (pools, others): (Vec<_>, Vec<_>) = groups
             .into_iter()
             .partition(|(config, _)| matches!(config.kind, GroupKind::EventListener(_)));
+        let resuming = crate::handover::resuming();
         for batch in [pools, others] {
-            if let Err(error) = handle.add_all(batch).await {
+            if let Err(error) = handle.add_all(batch, resuming).await {
                 handle.shutdown().await;
                 return Err(error);
             }

@@ -163,8 +163,12 @@ impl Backend for Wired {
         let handle = Supervisor::start_in_background(config.clone(), options)
             .await
             .map_err(|e| e.to_string())?;
+        // What runs: a live upgrade's tree may have left out a group that
+        // could not start, which the next `update` then adds.
+        let mut running = config.clone();
+        running.groups.retain(|group| handle.has_group(&group.name));
         let config_control =
-            match ConfigControl::start(handle.clone(), config.clone(), loader(context)).await {
+            match ConfigControl::start(handle.clone(), running, loader(context)).await {
                 Ok(control) => control,
                 Err(error) => {
                     handle.shutdown().await;

@@ -1221,3 +1221,41 @@ fn a_user_the_file_changes_is_not_applied_by_an_upgrade() {
     assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}\n{}", daemon.diagnostics());
     assert!(!proc::exists(pid), "p's child was stopped and reaped");
 }
+
+#[test]
+fn a_new_group_that_cannot_start_is_left_out_of_the_upgrade_and_added_by_the_next_update() {
+    let (sandbox, daemon, pid) = one_program();
+    // A new fcgi group whose address another process listens on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let web = format!(
+        "[fcgi-program:web]\ncommand={} --accept-stdin\nsocket=tcp://127.0.0.1:{port}\n\
+         startsecs=0\nstdout_logfile={dir}/logs/web.out\nstderr_logfile={dir}/logs/web.err\n",
+        vigil_integration::child_bin().display(),
+        dir = sandbox.path().display(),
+    );
+    std::fs::write(sandbox.config_path(), format!("{config}\n{web}")).expect("add web");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    let why = format!(
+        "group 'web' is not started: Could not create FastCGI socket tcp://127.0.0.1:{port}"
+    );
+    let log = wait_for(TIMEOUT, "the new image to say why web is left out", || {
+        let log = daemon.main_log();
+        log.contains(&why).then_some(log)
+    });
+    // Everything else went on: p kept, the daemon in control.
+    assert!(!log.contains("cannot start the supervision tree"), "{log}");
+    assert!(!log.contains("is not in the configuration any more"), "{log}");
+    assert_eq!(daemon.running_pid("p"), pid);
+    let status = daemon.ctl(&["status"]);
+    assert!(!status.stdout.contains("web"), "{status:#?}");
+    // Once the address is free, `update` adds the group the tree left out.
+    drop(taken);
+    let updated = daemon.ctl(&["update"]);
+    assert!(updated.stdout.contains("web: added process group"), "{updated:#?}");
+    let web_pid = daemon.running_pid("web");
+    assert_ne!(web_pid, pid);
+    assert_eq!(daemon.process_pid("p"), pid);
+}
