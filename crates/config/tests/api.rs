@@ -421,3 +421,31 @@ fn each_log_directory_is_checked_and_one_missing_is_refused() {
         assert!(text.contains(&expected), "{text}");
     }
 }
+
+#[test]
+fn a_sha_password_must_be_a_whole_sha1_in_hex() {
+    let sha = "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8";
+    for (password, valid) in [
+        (format!("{{SHA}}{sha}"), true),
+        (format!("{{SHA}}{}", sha.to_uppercase()), true),
+        ("plain text".to_owned(), true),
+        ("{SHA}abc".to_owned(), false),
+        (format!("{{SHA}}+{}", &sha[1..]), false),
+        (format!("{{SHA}}{sha}0"), false),
+    ] {
+        let text = format!(
+            "[supervisord]\n[inet_http_server]\nport=127.0.0.1:9001\nusername=u\npassword={password}\n"
+        );
+        match load_text(&text) {
+            Ok(_) => assert!(valid, "{password} was accepted"),
+            Err(errors) => {
+                assert!(!valid, "{password}: {errors}");
+                assert_eq!(
+                    errors.to_string(),
+                    "/tmp/vigil-api-test.conf:5: [inet_http_server] password: '{SHA}' must be \
+                     followed by the 40 hex digits of a SHA-1"
+                );
+            }
+        }
+    }
+}

@@ -430,7 +430,8 @@ impl ServerAuth {
 
 fn parse_hex20(hex: &str) -> Option<[u8; 20]> {
     let hex = hex.as_bytes();
-    if hex.len() != 40 {
+    // `from_str_radix` alone would take a sign ("+f").
+    if hex.len() != 40 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let mut out = [0u8; 20];

@@ -47,7 +47,15 @@ fn credentials(
     diags: &mut Diagnostics,
 ) -> Option<Credentials> {
     let username = r.text("username", exp, diags).map(|(t, _)| t);
-    let password = r.text("password", exp, diags).map(|(t, _)| t);
+    let password = r.text("password", exp, diags).map(|(password, place)| {
+        // The server keeps only a digest: `{SHA}` and the SHA-1 in hex.
+        if let Some(hex) = password.strip_prefix("{SHA}")
+            && (hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            diags.error(&place, "'{SHA}' must be followed by the 40 hex digits of a SHA-1");
+        }
+        password
+    });
     match (username, password) {
         (Some(username), Some(password)) => Some(Credentials { username, password }),
         (None, None) => None,
