@@ -717,7 +717,7 @@ impl<T: Tree> Daemon<T> {
             }
         }
         let bound = match &self.inherited {
-            Some(inherited) => inherit_sockets(&self.config, &inherited.state),
+            Some(inherited) => Ok(inherit_sockets(&self.config, &inherited.state)),
             None => bind_sockets(&self.config),
         };
         let mut sockets = match bound {
@@ -817,10 +817,8 @@ struct Listeners {
 /// file dropped is closed, a unix socket's `chmod`/`chown` are applied again.
 /// A new address that cannot be bound keeps the inherited listener, with an
 /// error in the log: the programs are this image's now, and it must serve.
-fn inherit_sockets(
-    config: &Config,
-    state: &handover::State,
-) -> Result<Sockets, listen::ListenError> {
+/// A socket new to the file that cannot be bound is left out, logged.
+fn inherit_sockets(config: &Config, state: &handover::State) -> Sockets {
     let mut sockets = Sockets::default();
     let take = |fd: Option<std::os::fd::RawFd>| {
         // SAFETY: the state names these descriptors for this image alone.
@@ -915,14 +913,18 @@ fn inherit_sockets(
         }
     }
     // A socket the config has but the old image had not (it was added to the
-    // file meanwhile) is bound as at startup.
-    if config.unix_http_server.is_some() && sockets.unix.is_none() {
-        sockets.unix = config.unix_http_server.as_ref().map(listen::bind_unix).transpose()?;
+    // file meanwhile) is bound as at startup, or left out: a fresh start
+    // would refuse it, but these programs must not lose their supervisor.
+    let not_bound = |err: listen::ListenError| {
+        tracing::error!(critical = true, "{err}; not served until vigild binds it again");
+    };
+    if let (Some(settings), None) = (&config.unix_http_server, &sockets.unix) {
+        sockets.unix = listen::bind_unix(settings).map_err(not_bound).ok();
     }
-    if config.inet_http_server.is_some() && sockets.inet.is_none() {
-        sockets.inet = config.inet_http_server.as_ref().map(listen::bind_inet).transpose()?;
+    if let (Some(settings), None) = (&config.inet_http_server, &sockets.inet) {
+        sockets.inet = listen::bind_inet(settings).map_err(not_bound).ok();
     }
-    Ok(sockets)
+    sockets
 }
 
 fn bind_sockets(config: &Config) -> Result<Sockets, listen::ListenError> {

@@ -1259,3 +1259,28 @@ fn a_new_group_that_cannot_start_is_left_out_of_the_upgrade_and_added_by_the_nex
     assert_ne!(web_pid, pid);
     assert_eq!(daemon.process_pid("p"), pid);
 }
+
+#[test]
+fn a_control_listener_new_to_the_file_that_cannot_be_bound_is_left_out_of_the_upgrade() {
+    let (sandbox, daemon, pid) = one_program();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let inet = format!("[inet_http_server]\nport=127.0.0.1:{port}\n");
+    std::fs::write(sandbox.config_path(), format!("{config}\n{inet}")).expect("add a listener");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    let log = wait_for(TIMEOUT, "the new image to say the listener is left out", || {
+        let log = daemon.main_log();
+        log.contains("not served until vigild binds it again").then_some(log)
+    });
+    assert!(log.contains(&port.to_string()), "{log}");
+    // The unix socket serves, p is kept and still under control.
+    wait_until(TIMEOUT, "the new tree to answer", || {
+        daemon.ctl(&["status", "p"]).stdout.contains("RUNNING")
+    });
+    assert_eq!(daemon.process_pid("p"), pid);
+    let stopped = daemon.ctl(&["stop", "p"]);
+    assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}\n{}", daemon.diagnostics());
+    drop(taken);
+}
