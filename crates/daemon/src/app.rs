@@ -385,6 +385,10 @@ impl<T: Tree> Early<T> {
     }
 }
 
+/// How often an old image holding its programs after a refused upgrade tries
+/// its configuration again (see `prepare`).
+const HOLD_RETRY: Duration = Duration::from_secs(1);
+
 /// How long a refused upgrade's early servers may take to end.
 const ABANDON_DRAIN: Duration = Duration::from_millis(500);
 
@@ -506,7 +510,34 @@ fn prepare<B: Backend>(
             let _ = std::fs::read(hold);
         }
     }
-    let loaded = match source.load(|path, env| backend.load(path, env)) {
+    let load = || source.load(|path, env| backend.load(path, env));
+    let mut loaded = load();
+    // The old image, executed again because the new one refused (its file
+    // stopped loading after the pre-flight, say), must not leave its programs
+    // without a supervisor over the same file: it holds them as in the gap,
+    // answering status from the carried records while every other call, a
+    // signal and each exit wait, and loads the file again until it does.
+    let refused_back = inherited.as_ref().is_some_and(|i| i.refused.is_some());
+    if let Some(Early { runtime, .. }) = early.as_ref().filter(|_| refused_back) {
+        let mut shown = String::new();
+        while let Err(LoadError::Invalid(errors)) = &loaded {
+            let text: String = errors.iter().map(|error| format!("Error: {error}\n")).collect();
+            if text != shown {
+                eprint!("{text}");
+                eprintln!(
+                    "Error: the live upgrade was refused and the configuration does not load: \
+                     holding {} programs until it does (tried every {} s)",
+                    records.len(),
+                    HOLD_RETRY.as_secs()
+                );
+                shown = text;
+            }
+            // Made inside the runtime, which its timer needs.
+            runtime.block_on(async { tokio::time::sleep(HOLD_RETRY).await });
+            loaded = load();
+        }
+    }
+    let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(LoadError::Invalid(errors)) => {
             for error in &errors {

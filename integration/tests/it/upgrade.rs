@@ -1284,3 +1284,49 @@ fn a_control_listener_new_to_the_file_that_cannot_be_bound_is_left_out_of_the_up
     assert_eq!(stopped.stdout.trim(), "p: stopped", "{stopped:#?}\n{}", daemon.diagnostics());
     drop(taken);
 }
+
+#[test]
+fn an_old_image_whose_config_stopped_loading_holds_its_programs_until_it_loads() {
+    let (sandbox, daemon, pid) = one_program();
+    let (fifo, script) = holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // Past the pre-flight the file stops loading, for the new image and then
+    // for the old one, executed again; p's child dies meanwhile.
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let broken = format!("{config}[program:bad]\ncommand=/bin/true\nstartsecs=x\n");
+    std::fs::write(sandbox.config_path(), broken).expect("break the config");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill p's child");
+    wait_until(TIMEOUT, "p's child to wait, a zombie", || proc::zombie(pid));
+    std::fs::write(&fifo, "go\n").expect("release the new image");
+    wait_until(TIMEOUT, "the new image to refuse", || {
+        daemon.diagnostics().contains("live upgrade refused: the configuration does not load")
+    });
+    wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
+    drop(guard);
+    wait_until(TIMEOUT, "the old image to hold the programs", || {
+        daemon.diagnostics().contains("holding 1 programs until it does")
+    });
+    // Still the daemon: it answers status from the carried record, and the
+    // exit waits for it, neither reaped by anyone else nor lost.
+    let status = daemon.ctl(&["status", "p"]);
+    assert!(
+        status.stdout.contains("RUNNING") && status.stdout.contains(&pid.to_string()),
+        "{status:#?}"
+    );
+    assert!(proc::alive(daemon.pid()));
+    assert!(proc::zombie(pid), "the exit waits");
+    // Mended, the file loads: the old image resumes and handles the exit.
+    std::fs::write(sandbox.config_path(), config).expect("mend the config");
+    wait_until(TIMEOUT, "the old image to resume", || {
+        daemon.main_log().contains("live upgrade refused by the new vigild, resumed")
+    });
+    wait_until(TIMEOUT, "p to be restarted", || {
+        daemon.state("p") == "RUNNING" && daemon.running_pid("p") != pid
+    });
+    assert!(!proc::exists(pid), "the exit was reaped");
+    let log = daemon.main_log();
+    assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+}
