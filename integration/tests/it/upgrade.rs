@@ -1078,6 +1078,40 @@ fn a_sigterm_sent_in_the_gap_waits_for_the_new_image_and_stops_every_program() {
     assert!(log.contains("stopped: p (terminated by SIGTERM)"), "{log}");
 }
 
+/// With the new image held in the gap: breaks the file it is about to load
+/// and kills p's child (`pid`), which waits as a zombie; then releases the new
+/// image and waits for its refusal. The file's text before.
+fn break_the_gap(sandbox: &Sandbox, daemon: &Daemon, pid: i32, fifo: &std::path::Path) -> String {
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let broken = format!("{config}[program:bad]\ncommand=/bin/true\nstartsecs=x\n");
+    std::fs::write(sandbox.config_path(), broken).expect("break the config");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill p's child");
+    wait_until(TIMEOUT, "p's child to wait, a zombie", || proc::zombie(pid));
+    std::fs::write(fifo, "go\n").expect("release the new image");
+    // It refuses and executes the old image again, which the FIFO holds too
+    // (it has a state to read).
+    wait_until(TIMEOUT, "the new image to refuse", || {
+        daemon.diagnostics().contains("live upgrade refused: the configuration does not load")
+    });
+    config
+}
+
+/// The old image resumed: it reaped the exit of the gap as its own and
+/// restarted p (whose child was `pid`), and it is still the daemon.
+fn assert_resumed_with_the_exit(daemon: &Daemon, pid: i32) {
+    wait_until(TIMEOUT, "the old image to resume", || {
+        daemon.main_log().contains("live upgrade refused by the new vigild, resumed")
+    });
+    wait_until(TIMEOUT, "p to be restarted", || {
+        daemon.state("p") == "RUNNING" && daemon.running_pid("p") != pid
+    });
+    assert!(!proc::exists(pid), "the exit was reaped");
+    let log = daemon.main_log();
+    assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
+    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+}
+
 #[test]
 fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap() {
     // p restarts after an unexpected exit (supervisord's default).
@@ -1089,32 +1123,12 @@ fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap(
     // carried children meanwhile. The file it is about to load stops
     // loading, and p's child dies before it is loaded.
     assert_eq!(daemon.state("p"), "RUNNING");
-    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
-    let broken = format!("{config}[program:bad]\ncommand=/bin/true\nstartsecs=x\n");
-    std::fs::write(sandbox.config_path(), broken).expect("break the config");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill p's child");
-    wait_until(TIMEOUT, "p's child to wait, a zombie", || proc::zombie(pid));
-    std::fs::write(&fifo, "go\n").expect("release the new image");
-    // It refuses and executes the old image again, which the FIFO holds too
-    // (it has a state to read): the file is mended meanwhile.
-    wait_until(TIMEOUT, "the new image to refuse", || {
-        daemon.diagnostics().contains("live upgrade refused: the configuration does not load")
-    });
+    let config = break_the_gap(&sandbox, &daemon, pid, &fifo);
+    // The file is mended while the old image is held.
     std::fs::write(sandbox.config_path(), config).expect("mend the config");
     wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
     drop(guard);
-    // The old image reaps the exit of the gap as its own and restarts p.
-    wait_until(TIMEOUT, "the old image to resume", || {
-        daemon.main_log().contains("live upgrade refused by the new vigild, resumed")
-    });
-    wait_until(TIMEOUT, "p to be restarted", || {
-        daemon.state("p") == "RUNNING" && daemon.running_pid("p") != pid
-    });
-    assert!(!proc::exists(pid), "the exit was reaped");
-    let log = daemon.main_log();
-    assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
-    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+    assert_resumed_with_the_exit(&daemon, pid);
 }
 
 /// The config with `[supervisord]`'s `key` set to `value`.
@@ -1291,18 +1305,8 @@ fn an_old_image_whose_config_stopped_loading_holds_its_programs_until_it_loads()
     let (fifo, script) = holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
-    // Past the pre-flight the file stops loading, for the new image and then
-    // for the old one, executed again; p's child dies meanwhile.
-    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
-    let broken = format!("{config}[program:bad]\ncommand=/bin/true\nstartsecs=x\n");
-    std::fs::write(sandbox.config_path(), broken).expect("break the config");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill p's child");
-    wait_until(TIMEOUT, "p's child to wait, a zombie", || proc::zombie(pid));
-    std::fs::write(&fifo, "go\n").expect("release the new image");
-    wait_until(TIMEOUT, "the new image to refuse", || {
-        daemon.diagnostics().contains("live upgrade refused: the configuration does not load")
-    });
+    // The file stays broken for the old image too.
+    let config = break_the_gap(&sandbox, &daemon, pid, &fifo);
     wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
     drop(guard);
     wait_until(TIMEOUT, "the old image to hold the programs", || {
@@ -1319,14 +1323,5 @@ fn an_old_image_whose_config_stopped_loading_holds_its_programs_until_it_loads()
     assert!(proc::zombie(pid), "the exit waits");
     // Mended, the file loads: the old image resumes and handles the exit.
     std::fs::write(sandbox.config_path(), config).expect("mend the config");
-    wait_until(TIMEOUT, "the old image to resume", || {
-        daemon.main_log().contains("live upgrade refused by the new vigild, resumed")
-    });
-    wait_until(TIMEOUT, "p to be restarted", || {
-        daemon.state("p") == "RUNNING" && daemon.running_pid("p") != pid
-    });
-    assert!(!proc::exists(pid), "the exit was reaped");
-    let log = daemon.main_log();
-    assert!(log.contains("exited: p (terminated by SIGKILL; not expected)"), "{log}");
-    assert_eq!(daemon.ctl(&["pid"]).stdout.trim(), daemon.pid().to_string());
+    assert_resumed_with_the_exit(&daemon, pid);
 }
