@@ -524,10 +524,13 @@ fn prepare<B: Backend>(
             let text: String = errors.iter().map(|error| format!("Error: {error}\n")).collect();
             if text != shown {
                 eprint!("{text}");
+                let held = match records.len() {
+                    1 => "1 program".to_owned(),
+                    n => format!("{n} programs"),
+                };
                 eprintln!(
                     "Error: the live upgrade was refused and the configuration does not load: \
-                     holding {} programs until it does (tried every {} s)",
-                    records.len(),
+                     holding {held} until it does (tried every {} s)",
                     HOLD_RETRY.as_secs()
                 );
                 shown = text;

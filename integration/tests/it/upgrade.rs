@@ -1310,7 +1310,7 @@ fn an_old_image_whose_config_stopped_loading_holds_its_programs_until_it_loads()
     wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
     drop(guard);
     wait_until(TIMEOUT, "the old image to hold the programs", || {
-        daemon.diagnostics().contains("holding 1 programs until it does")
+        daemon.diagnostics().contains("holding 1 program until it does")
     });
     // Still the daemon: it answers status from the carried record, and the
     // exit waits for it, neither reaped by anyone else nor lost.
