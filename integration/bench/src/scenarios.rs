@@ -377,9 +377,10 @@ impl Bench {
     /// vfork-style clone), stdout and stderr piped and the read ends kept open
     /// as a supervisor keeps them, from `threads` threads at once (each back to
     /// back, a share of `n`). No daemon, no RPC: what `n` spawns cost on this
-    /// machine with one spawner, or with one per core. The children are killed
-    /// and reaped after.
-    async fn spawn_reference(&self, n: usize, threads: usize) -> anyhow::Result<f64> {
+    /// machine with one spawner, or with one per core. Then the children are
+    /// sent SIGTERM one after the other and reaped: the floor of a shutdown.
+    /// Both in seconds.
+    async fn spawn_reference(&self, n: usize, threads: usize) -> anyhow::Result<(f64, f64)> {
         let t0 = Instant::now();
         let shares: Vec<_> = (0..threads)
             .map(|index| {
@@ -396,21 +397,23 @@ impl Bench {
             failure = failure.or(error);
         }
         let elapsed = t0.elapsed();
+        let stopping = Instant::now();
         for child in &children {
-            self.reaper.signal_live(child.pid, nix::sys::signal::Signal::SIGKILL);
+            self.reaper.signal_live(child.pid, nix::sys::signal::Signal::SIGTERM);
         }
         for child in children {
             let _ = child.exit.await;
         }
+        let stopped = stopping.elapsed();
         match failure {
             Some(error) => Err(error).context("spawning the reference sleepers"),
-            None => Ok(secs(elapsed)),
+            None => Ok((secs(elapsed), secs(stopped))),
         }
     }
 
     async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
-        let floor = self.spawn_reference(n, 1).await?;
-        let floor_two = self.spawn_reference(n, 2).await?;
+        let (floor, _) = self.spawn_reference(n, 1).await?;
+        let (floor_two, _) = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(startsecs));
         let seen = self.launch_running(run, n).await?;
         let cpu = run.supervisor_cpu()?;
@@ -911,8 +914,8 @@ impl Bench {
     }
 
     async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
-        let floor = self.spawn_reference(n, 1).await?;
-        let floor_two = self.spawn_reference(n, 2).await?;
+        let (floor, stop_floor) = self.spawn_reference(n, 1).await?;
+        let (floor_two, _) = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(0));
         let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
@@ -961,6 +964,13 @@ impl Bench {
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
             spawn_floor_two(floor_two),
+            Measure {
+                name: "reference: the same N sent SIGTERM and reaped by one process, no daemon"
+                    .into(),
+                unit: "s",
+                better: crate::stats::Better::Neither,
+                value: stop_floor,
+            },
         ]
         .into_iter()
         .chain(status)
