@@ -627,14 +627,18 @@ fn open_main_log(settings: &Supervisord) -> Result<MainLog, String> {
     })
 }
 
+/// The limits supervisord checks at startup, with the minimum asked for each.
+fn limits(settings: &Supervisord) -> [(Limit, u64); 2] {
+    [(Limit::Files, settings.minfds), (Limit::Processes, settings.minprocs)]
+}
+
 /// What a live upgrade's next image needs of the daemon-wide settings before
 /// it can supervise, tried by the pre-flight run (as the daemon's user, in a
 /// process of its own): the file limits and the activity log. Refused here,
 /// the upgrade changes nothing; the next image itself goes around them.
 fn preflight_settings(config: &Config) -> Result<(), String> {
     let settings = &config.supervisord;
-    for (limit, minimum) in [(Limit::Files, settings.minfds), (Limit::Processes, settings.minprocs)]
-    {
+    for (limit, minimum) in limits(settings) {
         daemonize::ensure_limit(limit, minimum)?;
     }
     open_main_log(settings).map(drop)
@@ -677,9 +681,7 @@ impl<T: Tree> Daemon<T> {
                 Err(message) => return usage(&message),
             }
         };
-        for (limit, minimum) in
-            [(Limit::Files, settings.minfds), (Limit::Processes, settings.minprocs)]
-        {
+        for (limit, minimum) in limits(&settings) {
             match daemonize::ensure_limit(limit, minimum) {
                 Ok(Some(note)) => notes.push(note),
                 Ok(None) => {}

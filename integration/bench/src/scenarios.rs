@@ -964,13 +964,7 @@ impl Bench {
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
             spawn_floor_two(floor_two),
-            Measure {
-                name: "reference: the same N sent SIGTERM and reaped by one process, no daemon"
-                    .into(),
-                unit: "s",
-                better: crate::stats::Better::Neither,
-                value: stop_floor,
-            },
+            stop_floor_measure(stop_floor),
         ]
         .into_iter()
         .chain(status)
@@ -1183,6 +1177,16 @@ fn spawn_sleepers(
 fn spawn_floor(seconds: f64) -> Measure {
     Measure {
         name: "reference: the same N spawned back to back by one process, no daemon".into(),
+        unit: "s",
+        better: crate::stats::Better::Neither,
+        value: seconds,
+    }
+}
+
+/// The shutdown reference (see `spawn_reference`): context, no ratio.
+fn stop_floor_measure(seconds: f64) -> Measure {
+    Measure {
+        name: "reference: the same N sent SIGTERM and reaped by one process, no daemon".into(),
         unit: "s",
         better: crate::stats::Better::Neither,
         value: seconds,
