@@ -345,9 +345,9 @@ impl Ctl {
                     .iter()
                     .filter(|info| match &spec {
                         NameSpec::All => true,
-                        NameSpec::Group(group) => &info.group == group,
+                        NameSpec::Group(group) => info.group == group,
                         NameSpec::Process { group, name } => {
-                            &info.group == group && &info.name == name
+                            info.group == group && info.name == name
                         }
                     })
                     .cloned()

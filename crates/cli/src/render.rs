@@ -49,10 +49,22 @@ pub fn exit_for_fault(code: i32, ignored: Option<i32>) -> Option<i32> {
 pub fn status_lines(infos: &[ProcessInfo]) -> Vec<String> {
     let names: Vec<String> = infos.iter().map(ProcessInfo::namespec).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(30) + 3;
+    // Padded by hand: `format!`'s `{:<N}` writes its fill one character at a
+    // time, a visible share of printing a 5,000-line table.
+    let pad = |line: &mut String, used: usize, width: usize| {
+        line.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
+    };
     infos
         .iter()
-        .zip(&names)
-        .map(|(info, name)| format!("{:<width$}{:<10}{}", name, info.statename, info.description))
+        .zip(names)
+        .map(|(info, mut line)| {
+            let used = line.chars().count();
+            pad(&mut line, used, width);
+            line.push_str(&info.statename);
+            pad(&mut line, info.statename.chars().count(), 10);
+            line.push_str(&info.description);
+            line
+        })
         .collect()
 }
 
@@ -290,11 +302,11 @@ pub(crate) mod tests {
             now: 0,
             state,
             statename: state.name().into(),
-            spawnerr: String::new(),
+            spawnerr: Default::default(),
             exitstatus: 0,
-            logfile: String::new(),
-            stdout_logfile: String::new(),
-            stderr_logfile: String::new(),
+            logfile: Default::default(),
+            stdout_logfile: Default::default(),
+            stderr_logfile: Default::default(),
             pid: 0,
             description: description.into(),
             health: None,

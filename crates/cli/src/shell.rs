@@ -45,8 +45,8 @@ impl Completion {
         } else if ["add", "remove", "update"].contains(&action) {
             let mut groups: Vec<String> = Vec::new();
             for info in &processes {
-                if !groups.contains(&info.group) {
-                    groups.push(info.group.clone());
+                if !groups.iter().any(|group| *group == info.group) {
+                    groups.push(info.group.to_string());
                 }
             }
             groups
@@ -57,12 +57,12 @@ impl Completion {
             for info in &processes {
                 if word.contains(':') || info.name != info.group {
                     names.push(format!("{}:{}", info.group, info.name));
-                    let whole = NameSpec::Group(info.group.clone()).to_string();
+                    let whole = NameSpec::Group(info.group.to_string()).to_string();
                     if !names.contains(&whole) {
                         names.push(whole);
                     }
                 } else {
-                    names.push(info.name.clone());
+                    names.push(info.name.to_string());
                 }
             }
             names
@@ -169,13 +169,13 @@ mod tests {
             now: 0,
             state: vigil_rpc::ProcessState::Running,
             statename: "RUNNING".into(),
-            spawnerr: String::new(),
+            spawnerr: Default::default(),
             exitstatus: 0,
-            logfile: String::new(),
-            stdout_logfile: String::new(),
-            stderr_logfile: String::new(),
+            logfile: Default::default(),
+            stdout_logfile: Default::default(),
+            stderr_logfile: Default::default(),
             pid: 1,
-            description: String::new(),
+            description: Default::default(),
             health: None,
             waiting_for: Vec::new(),
         }

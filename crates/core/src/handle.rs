@@ -214,7 +214,7 @@ impl Handle {
         while let Some(member) = queue.pop() {
             for dependency in &member.config.depends_on {
                 for target in deps::resolve(&self.inner.registry, dependency) {
-                    if needed.insert(target.namespec.clone()) {
+                    if needed.insert(target.namespec.to_string()) {
                         queue.push(target);
                     }
                 }
@@ -224,7 +224,7 @@ impl Handle {
             return;
         }
         for member in deps::start_order(&self.inner.registry.groups_by_priority()) {
-            if needed.contains(&member.namespec) && member.state().is_stopped() {
+            if needed.contains(member.namespec.as_str()) && member.state().is_stopped() {
                 tracing::info!("starting '{}', a dependency", member.namespec);
                 let _ = request(&member, ProcessMsg::Start).await;
             }
@@ -259,12 +259,13 @@ impl Handle {
         let member = self.single(name)?;
         let snapshot = member.snapshot.borrow().clone();
         if snapshot.pid.is_none() || snapshot.state == ProcessState::Stopping {
-            return Err(CoreError::NotRunning(member.namespec.clone()));
+            return Err(CoreError::NotRunning(member.namespec.to_string()));
         }
-        let slot = member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.clone()))?;
+        let slot =
+            member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.to_string()))?;
         let len = data.len();
         slot.push(data).map_err(|refused| match refused {
-            Refused::Closed => CoreError::NoFile(member.namespec.clone()),
+            Refused::Closed => CoreError::NoFile(member.namespec.to_string()),
             Refused::Full { queued } => CoreError::Failed(format!(
                 "{}: stdin queue full ({queued} bytes not yet read by the process, \
                  {len} more would exceed the limit of {STDIN_QUEUE_LIMIT})",
@@ -649,15 +650,8 @@ impl Handle {
 }
 
 fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
-    let snapshot = member.snapshot.borrow().clone();
-    let mut info = ProcessInfo::new(
-        &member.config.group,
-        &member.config.name,
-        member.stdout.path_ref(),
-        member.stderr.path_ref(),
-        &snapshot,
-        now,
-    );
+    let snapshot = member.snapshot.borrow();
+    let mut info = ProcessInfo::new(&member.labels, &snapshot, now);
     crate::output::describe_log_problems(member, &mut info.description);
     info.complete(
         member.config.autostart,
@@ -756,12 +750,12 @@ async fn start_one(
         let waiting = {
             let current = snapshot.borrow_and_update();
             if current.spawnerr.is_some() {
-                return Err(CoreError::SpawnError(member.namespec.clone()));
+                return Err(CoreError::SpawnError(member.namespec.to_string()));
             }
             match current.state {
                 ProcessState::Running => return Ok(()),
                 ProcessState::Starting => {}
-                _ => return Err(CoreError::AbnormalTermination(member.namespec.clone())),
+                _ => return Err(CoreError::AbnormalTermination(member.namespec.to_string())),
             }
             !current.waiting_for.is_empty()
         };
@@ -796,7 +790,7 @@ fn requeue_dependents<'a>(
     async move {
         for dependent in deps::dependents(registry, member) {
             if !dependent.config.restart_dependents
-                || !seen.insert(dependent.namespec.clone())
+                || !seen.insert(dependent.namespec.to_string())
                 || !matches!(
                     dependent.state(),
                     ProcessState::Starting | ProcessState::Running | ProcessState::Backoff

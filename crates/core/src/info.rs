@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use smol_str::SmolStr;
 use vigil_config::ProcessConfig;
 
 use crate::exit::ExitStatus;
@@ -99,11 +100,11 @@ impl Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// The process's name.
-    pub name: String,
+    pub name: SmolStr,
     /// Its group's name.
-    pub group: String,
+    pub group: SmolStr,
     /// `group:name`, or `name` when both are the same.
-    pub namespec: String,
+    pub namespec: SmolStr,
     /// Epoch seconds of the last start attempt; 0 if never started.
     pub start: i64,
     /// Epoch seconds of the last exit; 0 if never.
@@ -115,15 +116,15 @@ pub struct ProcessInfo {
     /// supervisord's name of `state` (`RUNNING`).
     pub statename: &'static str,
     /// The last spawn error, or empty.
-    pub spawnerr: String,
+    pub spawnerr: SmolStr,
     /// The last exit code; -1 for a death by signal; 0 if none.
     pub exitstatus: i32,
     /// Same as `stdout_logfile` (supervisord's alias).
-    pub logfile: String,
+    pub logfile: SmolStr,
     /// The stdout log path, empty if none.
-    pub stdout_logfile: String,
+    pub stdout_logfile: SmolStr,
     /// The stderr log path, empty if none.
-    pub stderr_logfile: String,
+    pub stderr_logfile: SmolStr,
     /// 0 when no child exists.
     pub pid: u32,
     /// supervisorctl's status column text (`pid 42, uptime 0:03:10`), with
@@ -157,26 +158,49 @@ pub struct ProcessInfo {
     pub usage: Option<Usage>,
 }
 
-impl ProcessInfo {
+/// A process's names and log paths as status shows them, made once when its
+/// record is: a status of thousands of processes then copies short inline
+/// texts and reference counts instead of allocating each name and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Labels {
+    pub(crate) name: SmolStr,
+    pub(crate) group: SmolStr,
+    /// `group:name`, or `name` when both are the same.
+    pub(crate) namespec: SmolStr,
+    /// Empty when the channel is not logged to a file.
+    pub(crate) stdout_logfile: SmolStr,
+    pub(crate) stderr_logfile: SmolStr,
+}
+
+impl Labels {
     pub(crate) fn new(
         group: &str,
         name: &str,
         stdout_logfile: Option<&Path>,
         stderr_logfile: Option<&Path>,
-        snapshot: &Snapshot,
-        now: SystemTime,
-    ) -> ProcessInfo {
+    ) -> Labels {
+        let path = |path: Option<&Path>| {
+            path.map(|path| SmolStr::new(path.to_string_lossy())).unwrap_or_default()
+        };
+        Labels {
+            name: SmolStr::new(name),
+            group: SmolStr::new(group),
+            namespec: SmolStr::new(vigil_config::make_namespec(group, name)),
+            stdout_logfile: path(stdout_logfile),
+            stderr_logfile: path(stderr_logfile),
+        }
+    }
+}
+
+impl ProcessInfo {
+    pub(crate) fn new(labels: &Labels, snapshot: &Snapshot, now: SystemTime) -> ProcessInfo {
         let start = snapshot.start.map_or(0, epoch);
         let stop = snapshot.stop.map_or(0, epoch);
         let now = epoch(now);
         let pid = snapshot.pid.unwrap_or(0);
-        let spawnerr = snapshot.spawnerr.clone().unwrap_or_default();
-        let stdout_logfile =
-            stdout_logfile.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let stderr_logfile =
-            stderr_logfile.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let spawnerr = snapshot.spawnerr.as_deref().map(SmolStr::new).unwrap_or_default();
         let mut description =
-            describe(snapshot.state, name, pid, start, stop, now, &spawnerr, local_time);
+            describe(snapshot.state, &labels.name, pid, start, stop, now, &spawnerr, local_time);
         match (snapshot.state, snapshot.health) {
             (ProcessState::Running, Some(health)) => {
                 description.push_str(", ");
@@ -188,9 +212,9 @@ impl ProcessInfo {
             _ => {}
         }
         ProcessInfo {
-            name: name.to_owned(),
-            group: group.to_owned(),
-            namespec: vigil_config::make_namespec(group, name),
+            name: labels.name.clone(),
+            group: labels.group.clone(),
+            namespec: labels.namespec.clone(),
             start,
             stop,
             now,
@@ -198,9 +222,9 @@ impl ProcessInfo {
             statename: snapshot.state.name(),
             spawnerr,
             exitstatus: snapshot.exitstatus.map_or(0, |status| status.supervisord_code()),
-            logfile: stdout_logfile.clone(),
-            stdout_logfile,
-            stderr_logfile,
+            logfile: labels.stdout_logfile.clone(),
+            stdout_logfile: labels.stdout_logfile.clone(),
+            stderr_logfile: labels.stderr_logfile.clone(),
             pid,
             description,
             waiting_for: snapshot.waiting_for.clone(),

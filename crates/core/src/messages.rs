@@ -17,13 +17,14 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ractor::{ActorRef, RpcReplyPort};
+use smol_str::SmolStr;
 use tokio::sync::watch;
 use vigil_config::{GroupConfig, ProcessConfig, Strategy};
 
 use crate::budget::Budget;
 use crate::error::CoreError;
 use crate::exit::ExitStatus;
-use crate::info::Snapshot;
+use crate::info::{Labels, Snapshot};
 use crate::lifecycle::{LifecycleConfig, ProcessState, Timer};
 use crate::logs::ChannelLog;
 
@@ -37,7 +38,9 @@ pub(crate) struct ProcessShared {
     /// Shared with the configs the daemon keeps (the running one, the last
     /// one read): one copy of each program's settings, not one per holder.
     pub(crate) config: Arc<ProcessConfig>,
-    pub(crate) namespec: String,
+    pub(crate) namespec: SmolStr,
+    /// What status shows of its names and log paths.
+    pub(crate) labels: Labels,
     /// The latest [`Snapshot`], published by the actor after each message.
     pub(crate) snapshot: watch::Sender<Snapshot>,
     /// Created once and kept across restarts, so offsets and tails are continuous.
@@ -72,10 +75,11 @@ impl ProcessShared {
         stdout: ChannelLog,
         stderr: ChannelLog,
     ) -> ProcessShared {
-        let namespec = config.namespec();
+        let labels = Labels::new(&config.group, &config.name, stdout.path_ref(), stderr.path_ref());
         ProcessShared {
             config,
-            namespec,
+            namespec: labels.namespec.clone(),
+            labels,
             snapshot: watch::Sender::new(Snapshot::never_started()),
             stdout,
             stderr,

@@ -210,7 +210,7 @@ impl Actor for ProcessActor {
         let mut state = ProcessActorState {
             guard: ChildGuard {
                 spawner: Arc::clone(&ctx.spawner),
-                namespec: shared.namespec.clone(),
+                namespec: shared.namespec.to_string(),
                 pid: None,
             },
             shared,
@@ -464,13 +464,13 @@ impl ProcessActorState {
             return self.reply(outcome);
         }
         if self.lifecycle.pid().is_none() && self.lifecycle.spawnerr().is_some() {
-            return Err(CoreError::SpawnError(self.shared.namespec.clone()));
+            return Err(CoreError::SpawnError(self.shared.namespec.to_string()));
         }
         Ok(())
     }
 
     fn reply(&self, outcome: Outcome) -> Result<(), CoreError> {
-        let namespec = self.shared.namespec.clone();
+        let namespec = self.shared.namespec.to_string();
         if let Some(error) = outcome.signal_error {
             return Err(CoreError::Failed(error));
         }
@@ -1030,7 +1030,7 @@ impl ProcessActorState {
             waiting_for: snapshot.waiting_for,
         };
         let record = CarriedProcess {
-            namespec: self.shared.namespec.clone(),
+            namespec: self.shared.namespec.to_string(),
             lifecycle: self.lifecycle.carry(now.into_std()),
             timers,
             start_unix_ms: self.start_wall.map(handover::unix_ms),

@@ -17,13 +17,14 @@ use std::time::SystemTime;
 
 use crate::exit::ExitStatus;
 use crate::handover::{CarriedProcess, from_unix_ms};
-use crate::info::{Counts, Health, ProcessInfo, Snapshot};
+use crate::info::{Counts, Health, Labels, ProcessInfo, Snapshot};
 use crate::lifecycle::ProcessState;
 
 /// One carried process (its index in the records) and its snapshot.
 struct Entry {
     record: usize,
     snapshot: Snapshot,
+    labels: Labels,
 }
 
 /// The carried records, as `getProcessInfo` reports them.
@@ -43,7 +44,15 @@ impl CarriedView {
         let mut entries: Vec<Entry> = records
             .iter()
             .enumerate()
-            .filter_map(|(at, record)| Some(Entry { record: at, snapshot: snapshot_of(record)? }))
+            .filter_map(|(at, record)| {
+                let labels = Labels::new(
+                    &record.shown.group,
+                    &record.shown.name,
+                    record.stdout_log.as_deref(),
+                    record.stderr_log.as_deref(),
+                );
+                Some(Entry { record: at, snapshot: snapshot_of(record)?, labels })
+            })
             .collect();
         let shown = |entry: &Entry| &records[entry.record].shown;
         entries.sort_by(|a, b| {
@@ -75,14 +84,7 @@ impl CarriedView {
     fn info_of(&self, entry: &Entry, now: SystemTime) -> ProcessInfo {
         let record = &self.records[entry.record];
         let shown = &record.shown;
-        let mut info = ProcessInfo::new(
-            &shown.group,
-            &shown.name,
-            record.stdout_log.as_deref(),
-            record.stderr_log.as_deref(),
-            &entry.snapshot,
-            now,
-        );
+        let mut info = ProcessInfo::new(&entry.labels, &entry.snapshot, now);
         info.complete(
             shown.autostart,
             shown.completed,

@@ -689,7 +689,7 @@ pub fn process_info(info: vigil_core::ProcessInfo) -> ProcessInfo {
         stop: info.stop,
         now: info.now,
         state: ProcessState::from_code(info.state.code()),
-        statename: info.statename.to_owned(),
+        statename: vigil_rpc::SmolStr::new_static(info.statename),
         spawnerr: info.spawnerr,
         exitstatus: info.exitstatus,
         logfile: info.logfile,

@@ -257,7 +257,7 @@ impl Inner {
 }
 
 /// The state of every process, by (group, name).
-type Counts = BTreeMap<(String, String), ProcessState>;
+type Counts = BTreeMap<(vigil_rpc::SmolStr, vigil_rpc::SmolStr), ProcessState>;
 
 async fn snapshot(handle: &Handle) -> Counts {
     match handle.process_info(None).await {
@@ -306,7 +306,7 @@ enum Applied {
 fn apply(counts: &mut Counts, received: Result<Event, broadcast::error::RecvError>) -> Applied {
     match received {
         Ok(Event::ProcessState(event)) => {
-            let previous = counts.insert((event.group, event.name), event.to);
+            let previous = counts.insert((event.group.into(), event.name.into()), event.to);
             if previous == Some(event.to) { Applied::Unchanged } else { Applied::Changed }
         }
         Ok(Event::GroupAdded { .. } | Event::GroupRemoved { .. })

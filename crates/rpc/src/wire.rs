@@ -10,6 +10,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use smol_str::SmolStr;
 pub use vigil_config::{NameSpec, make_namespec};
 
 use crate::error::{ControlError, SUCCESS_CODE};
@@ -201,9 +202,9 @@ impl Health {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     /// The process's name inside its group.
-    pub name: String,
+    pub name: SmolStr,
     /// The group's name.
-    pub group: String,
+    pub group: SmolStr,
     /// Epoch seconds of the last start; 0 if never started.
     pub start: i64,
     /// Epoch seconds of the last stop; 0 if never stopped.
@@ -214,18 +215,18 @@ pub struct ProcessInfo {
     /// `state` (code) on the wire; `statename` is derived from it.
     pub state: ProcessState,
     /// Redundant with `state` but kept verbatim: supervisord has both.
-    pub statename: String,
+    pub statename: SmolStr,
     /// The last spawn error, or empty.
-    pub spawnerr: String,
+    pub spawnerr: SmolStr,
     /// The last exit status; 0 if none; -1 when killed by a signal (supervisord's
     /// convention).
     pub exitstatus: i32,
     /// Alias of `stdout_logfile`.
-    pub logfile: String,
+    pub logfile: SmolStr,
     /// Path, or empty when the channel is not logged to a file.
-    pub stdout_logfile: String,
+    pub stdout_logfile: SmolStr,
     /// Path, or empty when the channel is not logged to a file.
-    pub stderr_logfile: String,
+    pub stderr_logfile: SmolStr,
     /// 0 when not running.
     pub pid: u32,
     /// What `status` prints in its third column, computed by the
@@ -282,7 +283,7 @@ fn supervisord_description(info: &ProcessInfo, stop_local: impl FnOnce(i64) -> S
         ProcessState::Fatal | ProcessState::Backoff if info.spawnerr.is_empty() => {
             format!("unknown error (try \"tail {}\")", info.name)
         }
-        ProcessState::Fatal | ProcessState::Backoff => info.spawnerr.clone(),
+        ProcessState::Fatal | ProcessState::Backoff => info.spawnerr.to_string(),
         ProcessState::Stopped | ProcessState::Exited if info.start == 0 => "Not started".to_owned(),
         ProcessState::Stopped | ProcessState::Exited => stop_local(info.stop),
         ProcessState::Starting | ProcessState::Stopping | ProcessState::Unknown => String::new(),
@@ -771,11 +772,11 @@ mod tests {
             now: 1012,
             state: ProcessState::Running,
             statename: "RUNNING".into(),
-            spawnerr: String::new(),
+            spawnerr: SmolStr::default(),
             exitstatus: 0,
-            logfile: String::new(),
-            stdout_logfile: String::new(),
-            stderr_logfile: String::new(),
+            logfile: SmolStr::default(),
+            stdout_logfile: SmolStr::default(),
+            stderr_logfile: SmolStr::default(),
             pid: 61,
             description: String::new(),
             health: None,

@@ -61,18 +61,18 @@ pub(crate) fn process(group: &str, name: &str, state: ProcessState) -> ProcessIn
             | ProcessState::Stopping
     );
     ProcessInfo {
-        name: name.to_owned(),
-        group: group.to_owned(),
+        name: name.into(),
+        group: group.into(),
         start: if state == ProcessState::Stopped { 0 } else { 1_700_000_000 },
         stop: 0,
         now: 0,
         state,
-        statename: state.name().to_owned(),
-        spawnerr: String::new(),
+        statename: state.name().into(),
+        spawnerr: Default::default(),
         exitstatus: 0,
-        logfile: format!("/logs/{name}.out"),
-        stdout_logfile: format!("/logs/{name}.out"),
-        stderr_logfile: String::new(),
+        logfile: format!("/logs/{name}.out").into(),
+        stdout_logfile: format!("/logs/{name}.out").into(),
+        stderr_logfile: Default::default(),
         pid: if running { 4242 } else { 0 },
         description: String::new(),
         health: None,
@@ -90,8 +90,8 @@ pub(crate) fn config(group: &str, name: &str) -> ConfigInfo {
         syslog: false,
     };
     ConfigInfo {
-        name: name.to_owned(),
-        group: group.to_owned(),
+        name: name.into(),
+        group: group.into(),
         group_prio: 999,
         process_prio: 999,
         inuse: true,
@@ -119,7 +119,7 @@ impl FakeBackend {
     /// `cron` fatal.
     pub(crate) fn new() -> FakeBackend {
         let mut cron = process("cron", "cron", ProcessState::Fatal);
-        cron.spawnerr = "Exited too quickly (process log may have details)".to_owned();
+        cron.spawnerr = "Exited too quickly (process log may have details)".into();
         FakeBackend::with_processes(vec![
             process("web", "web_1", ProcessState::Running),
             process("worker", "worker", ProcessState::Stopped),
@@ -198,7 +198,7 @@ impl FakeBackend {
                 Scope::Group(group) => info.group == *group,
                 Scope::All => true,
             })
-            .map(|info| ProcessRef::new(&info.group, &info.name))
+            .map(|info| ProcessRef::new(info.group.as_str(), info.name.as_str()))
             .collect();
         if let Scope::Group(group) = scope
             && selected.is_empty()
@@ -241,13 +241,13 @@ impl FakeBackend {
         if state.failing_spawns.contains(process) {
             let info = &mut state.processes[index];
             info.state = ProcessState::Backoff;
-            ProcessState::Backoff.name().clone_into(&mut info.statename);
-            info.spawnerr = "can't find command".to_owned();
+            info.statename = ProcessState::Backoff.name().into();
+            info.spawnerr = "can't find command".into();
             return Err(Fault::with_detail(FaultCode::SpawnError, process.namespec()));
         }
         let info = &mut state.processes[index];
         info.state = ProcessState::Running;
-        ProcessState::Running.name().clone_into(&mut info.statename);
+        info.statename = ProcessState::Running.name().into();
         info.pid = 5000 + u32::try_from(index).expect("few processes");
         info.start = 1_700_000_100;
         Ok(())
@@ -260,7 +260,7 @@ impl FakeBackend {
             return Err(Fault::with_detail(FaultCode::NotRunning, process.namespec()));
         }
         info.state = ProcessState::Stopped;
-        ProcessState::Stopped.name().clone_into(&mut info.statename);
+        info.statename = ProcessState::Stopped.name().into();
         info.pid = 0;
         info.stop = 1_700_000_200;
         Ok(())

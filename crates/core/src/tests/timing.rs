@@ -132,7 +132,7 @@ async fn autostart_spawns_in_priority_order_without_waiting_for_running() {
         .expect("info")
         .into_iter()
         .filter(|i| i.pid != 0)
-        .map(|i| (i.pid, i.namespec))
+        .map(|i| (i.pid, i.namespec.to_string()))
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_values()
         .collect();

@@ -54,11 +54,11 @@ pub fn info(group: &str, name: &str, state: ProcessState, pid: u32) -> ProcessIn
         now: NOW,
         state,
         statename: state.name().into(),
-        spawnerr: String::new(),
+        spawnerr: SmolStr::default(),
         exitstatus: 0,
-        logfile: format!("/logs/{name}.out"),
-        stdout_logfile: format!("/logs/{name}.out"),
-        stderr_logfile: format!("/logs/{name}.err"),
+        logfile: format!("/logs/{name}.out").into(),
+        stdout_logfile: format!("/logs/{name}.out").into(),
+        stderr_logfile: format!("/logs/{name}.err").into(),
         pid,
         description: String::new(),
         health: None,
@@ -151,7 +151,7 @@ impl Fake {
                 NameSpec::All => out.extend((0..state.processes.len()).map(|i| Ok((i, true)))),
                 NameSpec::Group(group) => {
                     let found: Vec<_> = (0..state.processes.len())
-                        .filter(|&i| &state.processes[i].group == group)
+                        .filter(|&i| state.processes[i].group == group)
                         .map(|i| Ok((i, true)))
                         .collect();
                     if found.is_empty() {
@@ -164,8 +164,7 @@ impl Fake {
                     out.extend(found);
                 }
                 NameSpec::Process { group, name } => {
-                    match state.processes.iter().position(|p| &p.group == group && &p.name == name)
-                    {
+                    match state.processes.iter().position(|p| p.group == group && p.name == name) {
                         Some(i) => out.push(Ok((i, false))),
                         None => out.push(Err(ProcessResult::failed(
                             group,
@@ -191,7 +190,7 @@ impl Fake {
             };
             let mut state = self.lock();
             let process = &mut state.processes[i];
-            let (group, name) = (process.group.clone(), process.name.clone());
+            let (group, name) = (process.group.to_string(), process.name.to_string());
             if matches!(
                 process.state,
                 ProcessState::Running | ProcessState::Starting | ProcessState::Backoff
@@ -236,7 +235,7 @@ impl Fake {
             };
             let mut state = self.lock();
             let process = &mut state.processes[i];
-            let (group, name) = (process.group.clone(), process.name.clone());
+            let (group, name) = (process.group.to_string(), process.name.to_string());
             if process.state.is_stopped() {
                 if !from_group {
                     results.push(ProcessResult::failed(
@@ -265,7 +264,7 @@ impl Fake {
                 let NameSpec::Process { group, name: process } = &spec else {
                     return Err(ControlError::BadName(name.clone()));
                 };
-                if !state.processes.iter().any(|p| &p.group == group && &p.name == process) {
+                if !state.processes.iter().any(|p| p.group == group && p.name == process) {
                     return Err(ControlError::BadName(name.clone()));
                 }
                 Ok(state.logs.get(&(process.clone(), *channel)).cloned().unwrap_or_default())
@@ -403,7 +402,7 @@ impl Control for Fake {
             };
             let state = self.lock();
             let process = &state.processes[i];
-            let (group, name) = (process.group.clone(), process.name.clone());
+            let (group, name) = (process.group.to_string(), process.name.to_string());
             results.push(if !known.contains(&signal.as_str()) {
                 ProcessResult::failed(group, Some(name), ControlError::BadSignal(signal.clone()))
             } else if process.state != ProcessState::Running {
@@ -517,7 +516,7 @@ impl Control for Fake {
                 Ok((i, _)) => {
                     let mut state = self.lock();
                     let (group, name) =
-                        (state.processes[i].group.clone(), state.processes[i].name.clone());
+                        (state.processes[i].group.to_string(), state.processes[i].name.to_string());
                     for channel in [LogChannel::Stdout, LogChannel::Stderr] {
                         let log = state.logs.entry((name.clone(), channel)).or_default();
                         log.base += log.file.len() as u64;
@@ -583,8 +582,8 @@ impl Control for Fake {
             .processes
             .iter()
             .map(|p| ConfigInfo {
-                name: p.name.clone(),
-                group: p.group.clone(),
+                name: p.name.to_string(),
+                group: p.group.to_string(),
                 inuse: true,
                 autostart: p.name != "app2",
                 autorestart: "unexpected".into(),

@@ -153,18 +153,18 @@ fn paging_log(request: &ControlRequest) -> ControlResponse {
         }
         ControlRequest::ProcessInfo { name } => {
             ControlResponse::ProcessInfo(Ok(vigil_rpc::ProcessInfo {
-                name: name.clone(),
-                group: name.clone(),
+                name: name.as_str().into(),
+                group: name.as_str().into(),
                 start: 0,
                 stop: 0,
                 now: 0,
                 state: vigil_rpc::ProcessState::Stopped,
                 statename: "STOPPED".into(),
-                spawnerr: String::new(),
+                spawnerr: Default::default(),
                 exitstatus: 0,
                 logfile: "/log".into(),
                 stdout_logfile: "/log".into(),
-                stderr_logfile: String::new(),
+                stderr_logfile: Default::default(),
                 pid: 0,
                 description: String::new(),
                 health: None,

@@ -230,7 +230,7 @@ async fn a_result_larger_than_the_response_limit_is_a_fault() {
     let processes = (0..20)
         .map(|index| {
             let mut info = process(&format!("p{index}"), "p", ProcessState::Fatal);
-            info.spawnerr = "e".repeat(1024 * 1024);
+            info.spawnerr = "e".repeat(1024 * 1024).into();
             info
         })
         .collect();

@@ -63,18 +63,18 @@ pub(crate) fn string(text: impl Into<String>) -> Value {
 
 pub(crate) fn info_struct(info: &ProcessInfo, now: i64, zone: &TimeZone) -> Value {
     Value::Struct(BTreeMap::from([
-        member("name", string(&info.name)),
-        member("group", string(&info.group)),
+        member("name", string(info.name.as_str())),
+        member("group", string(info.group.as_str())),
         member("start", Value::Integer(capped(info.start))),
         member("stop", Value::Integer(capped(info.stop))),
         member("now", Value::Integer(capped(now))),
         member("state", Value::Integer(info.state.code())),
         member("statename", string(info.state.name())),
-        member("spawnerr", string(&info.spawnerr)),
+        member("spawnerr", string(info.spawnerr.as_str())),
         member("exitstatus", Value::Integer(info.exitstatus)),
-        member("logfile", string(&info.stdout_logfile)),
-        member("stdout_logfile", string(&info.stdout_logfile)),
-        member("stderr_logfile", string(&info.stderr_logfile)),
+        member("logfile", string(info.stdout_logfile.as_str())),
+        member("stdout_logfile", string(info.stdout_logfile.as_str())),
+        member("stderr_logfile", string(info.stderr_logfile.as_str())),
         member("pid", Value::Integer(capped(i64::from(info.pid)))),
         member("description", string(describe(info, now, zone))),
     ]))

@@ -310,7 +310,7 @@ fn descriptions_follow_interpret_process_info() {
 
     let mut info = process("web", "web_0", ProcessState::Backoff);
     assert_eq!(describe(&info, now, &utc()), "unknown error (try \"tail web_0\")");
-    info.spawnerr = "can't find command '/x'".to_owned();
+    info.spawnerr = "can't find command '/x'".into();
     assert_eq!(describe(&info, now, &utc()), "can't find command '/x'");
 
     let mut info = process("web", "web_0", ProcessState::Stopped);
