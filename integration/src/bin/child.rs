@@ -491,10 +491,15 @@ fn event_listener(record_to: &str) -> Result<(), String> {
         .map_err(|e| format!("{record_to}: {e}"))?;
     let mut stdin = std::io::stdin().lock();
     let mut rejected = std::collections::HashSet::new();
+    // Each message in one write(2): std's stdout is line-buffered, and would
+    // write `RESULT 2\nOK` as two, which a daemon may read as two chunks (and
+    // log as two at loglevel debug).
+    let mut out = std::os::fd::AsFd::as_fd(&std::io::stdout())
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| format!("stdout: {e}"))?;
     loop {
-        let mut out = std::io::stdout().lock();
-        out.write_all(b"READY\n").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
-        drop(out);
+        out.write_all(b"READY\n").map_err(|e| e.to_string())?;
         let mut header = String::new();
         if stdin.read_line(&mut header).map_err(|e| format!("reading a header: {e}"))? == 0 {
             return Ok(());
@@ -537,8 +542,7 @@ fn event_listener(record_to: &str) -> Result<(), String> {
         } else {
             b"RESULT 2\nOK"
         };
-        let mut out = std::io::stdout().lock();
-        out.write_all(answer).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        out.write_all(answer).map_err(|e| e.to_string())?;
     }
 }
 
