@@ -72,6 +72,10 @@ pub mod exit_code {
 #[derive(Debug, Clone)]
 pub struct DaemonControl {
     requests: mpsc::UnboundedSender<Request>,
+    /// An upgrade was asked for and has not ended: another is refused at
+    /// once (queued, its caller would hold a connection open that the
+    /// running upgrade then waits for).
+    upgrading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A request queued by [`DaemonControl`].
@@ -85,10 +89,13 @@ enum Request {
 /// What an upgrade's answer is awaited with.
 pub type UpgradeReply = oneshot::Receiver<Result<String, String>>;
 
+/// The answer to an upgrade asked for while another is under way.
+pub const UPGRADE_IN_PROGRESS: &str = "another upgrade is in progress";
+
 impl DaemonControl {
     fn new() -> (DaemonControl, mpsc::UnboundedReceiver<Request>) {
         let (requests, receiver) = mpsc::unbounded_channel();
-        (DaemonControl { requests }, receiver)
+        (DaemonControl { requests, upgrading: Arc::default() }, receiver)
     }
 
     /// Queues what `signal` would do; false if the daemon is past its main loop.
@@ -108,8 +115,21 @@ impl DaemonControl {
     /// daemon is past its main loop.
     pub fn upgrade(&self, binary: Option<PathBuf>) -> Option<UpgradeReply> {
         let (reply, answer) = oneshot::channel();
-        self.requests.send(Request::Upgrade { binary, reply: Some(reply) }).ok()?;
+        if self.upgrading.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = reply.send(Err(UPGRADE_IN_PROGRESS.to_owned()));
+            return Some(answer);
+        }
+        if self.requests.send(Request::Upgrade { binary, reply: Some(reply) }).is_err() {
+            self.upgrade_ended();
+            return None;
+        }
         Some(answer)
+    }
+
+    /// The upgrade asked for with [`DaemonControl::upgrade`] did not happen
+    /// (this image goes on): the next one may be asked for.
+    fn upgrade_ended(&self) {
+        self.upgrading.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Like [`DaemonControl::fatal`], ending with exit status `code` (an
@@ -1188,6 +1208,8 @@ impl<T: Tree> Daemon<T> {
                 DaemonSignal::Upgrade => {
                     let (binary, reply) = upgrade_request.take().unwrap_or_else(|| {
                         tracing::warn!("{}", next.log_message());
+                        // Asked for by a signal: a call asking meanwhile is refused.
+                        context.control.upgrading.store(true, std::sync::atomic::Ordering::SeqCst);
                         (None, None)
                     });
                     let upgrade = Upgrade {
@@ -1204,6 +1226,8 @@ impl<T: Tree> Daemon<T> {
                         servers: &mut servers,
                     };
                     upgrade.run(&tree, serving, &context.counters, &self.source.path).await;
+                    // Still here: the upgrade was refused or failed.
+                    context.control.upgrade_ended();
                 }
                 DaemonSignal::Reload => {
                     tracing::warn!("{}", next.log_message());

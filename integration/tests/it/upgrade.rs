@@ -1324,3 +1324,55 @@ fn an_old_image_whose_config_stopped_loading_holds_its_programs_until_it_loads()
     std::fs::write(sandbox.config_path(), config).expect("mend the config");
     assert_resumed_with_the_exit(&daemon, pid);
 }
+
+#[test]
+fn an_upgrade_asked_for_during_another_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("p", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let daemon = Arc::new(sandbox.start());
+    let pid = daemon.running_pid("p");
+    // A vigild whose pre-flight waits for the test to write to a FIFO.
+    let fifo = sandbox.join("preflight.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let vigild = vigild_bin().display().to_string();
+    let slow = executable(
+        &sandbox,
+        "slow.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --handover-check ]; then read line < '{}'; fi\n\
+             exec '{vigild}' \"$@\"\n",
+            fifo.display()
+        ),
+    );
+    let guard = release_on_panic(&fifo);
+    let first = {
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || daemon.ctl(&["upgrade", "--binary", &slow]))
+    };
+    wait_until(TIMEOUT, "the first upgrade's pre-flight to run", || {
+        proc::descendants(daemon.pid())
+            .into_iter()
+            .any(|child| proc::cmdline(child).contains("--handover-check"))
+    });
+    // Queued behind the first, the second's connection would stay open, and
+    // the first would wait for it before handing over.
+    let second = daemon.ctl(&["upgrade"]);
+    assert_ne!(second.code, 0, "{second:#?}");
+    assert_eq!(
+        second.stdout.trim(),
+        "ERROR: upgrade refused: another upgrade is in progress",
+        "{second:#?}"
+    );
+    std::fs::write(&fifo, "go\n").expect("release the pre-flight");
+    drop(guard);
+    let first = first.join().expect("the first upgrade");
+    assert_eq!(first.code, 0, "{first:#?}\n{}", daemon.diagnostics());
+    assert!(first.stdout.contains("Upgraded: vigild"), "{first:#?}");
+    let log = wait_takeovers(&daemon, 1);
+    assert!(!log.contains("control connections still open"), "{log}");
+    assert_eq!(daemon.running_pid("p"), pid);
+    // The new image takes the next upgrade.
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 2);
+    assert_eq!(daemon.running_pid("p"), pid);
+}
