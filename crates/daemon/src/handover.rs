@@ -355,6 +355,49 @@ pub unsafe fn copy_fd(fd: RawFd) -> Option<OwnedFd> {
     unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().ok()
 }
 
+/// Why an upgrade cannot carry the processes over to what the file now
+/// says, if it cannot: a program the file removed, or changed in a way only
+/// a restart applies (`plan` is `reread`'s, the file against the running
+/// config). The new image builds its tree from the file, so it would end a
+/// removed program's process and resume a changed one under settings it was
+/// not started with, which `update` would then not see as changed. Added
+/// programs, and changes applied in place, are the new image's to start and
+/// apply; changes to existing programs are `update`'s.
+pub fn unapplied(plan: &vigil_config::Plan) -> Option<String> {
+    use vigil_config::{Apply, make_namespec};
+    let restart_keys = |fields: &[vigil_config::FieldChange]| {
+        fields.iter().filter(|f| f.apply == Apply::Restart).map(|f| f.key).collect::<Vec<_>>()
+    };
+    let mut pending: Vec<String> =
+        plan.removed.iter().map(|group| format!("{group} (removed)")).collect();
+    for group in &plan.changed {
+        let keys = restart_keys(&group.fields);
+        if group.restart_all || !keys.is_empty() {
+            let what =
+                if keys.is_empty() { "its socket or pool".to_owned() } else { keys.join(", ") };
+            pending.push(format!("{} (changed: {what})", group.name));
+            continue;
+        }
+        for name in &group.removed {
+            pending.push(format!("{} (removed)", make_namespec(&group.name, name)));
+        }
+        for process in &group.changed {
+            let keys = restart_keys(&process.fields);
+            if !keys.is_empty() {
+                let namespec = make_namespec(&group.name, &process.name);
+                pending.push(format!("{namespec} (changed: {})", keys.join(", ")));
+            }
+        }
+    }
+    (!pending.is_empty()).then(|| {
+        format!(
+            "the configuration file has changes `update` has not applied: {}; \
+             apply them with `vigilctl update` first (or undo them)",
+            pending.join(", ")
+        )
+    })
+}
+
 /// Runs `binary --handover-check FORMAT -c CONFIG` (through the reaper,
 /// which collects every child of vigild): the new binary loads the
 /// configuration and answers whether it reads this format. Returns its line
@@ -518,5 +561,54 @@ mod tests {
         let (code, line) = check_flag(FORMAT + 1);
         assert_eq!(code, 1);
         assert!(line.contains(&format!("not {}", FORMAT + 1)), "{line}");
+    }
+
+    #[test]
+    fn only_removed_programs_and_changes_needing_a_restart_stop_an_upgrade() {
+        use vigil_config::{Apply, FieldChange, GroupChange, Plan, ProcessChange};
+        let field = |key, apply| FieldChange { key, apply };
+        let group = |name: &str| GroupChange {
+            name: name.to_owned(),
+            fields: Vec::new(),
+            restart_all: false,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        };
+        let process = |name: &str, fields| ProcessChange { name: name.to_owned(), fields };
+        // What the new image applies by itself: new groups and members,
+        // in-place settings, daemon-level sections.
+        let mut plan = Plan { added: vec!["new".to_owned()], ..Plan::default() };
+        plan.daemon.push("supervisord");
+        let mut grown = group("web");
+        grown.added.push("web_2".to_owned());
+        grown.fields.push(field("priority", Apply::InPlace));
+        grown.changed.push(process("web_0", vec![field("autorestart", Apply::InPlace)]));
+        plan.changed.push(grown);
+        assert_eq!(unapplied(&plan), None);
+        // What only `update` can apply.
+        plan.removed.push("old".to_owned());
+        let mut shrunk = group("workers");
+        shrunk.removed.push("worker_1".to_owned());
+        shrunk.changed.push(process(
+            "worker_0",
+            vec![field("command", Apply::Restart), field("startsecs", Apply::InPlace)],
+        ));
+        plan.changed.push(shrunk);
+        let mut fcgi = group("fcgi");
+        fcgi.restart_all = true;
+        plan.changed.push(fcgi);
+        let mut same = group("same");
+        same.changed.push(process("same", vec![field("environment", Apply::Restart)]));
+        plan.changed.push(same);
+        assert_eq!(
+            unapplied(&plan).as_deref(),
+            Some(
+                "the configuration file has changes `update` has not applied: old (removed), \
+                 workers:worker_1 (removed), workers:worker_0 (changed: command), \
+                 fcgi (changed: its socket or pool), same (changed: environment); apply them \
+                 with `vigilctl update` first (or undo them)"
+            )
+        );
     }
 }

@@ -271,6 +271,14 @@ impl Tree for CoreTree {
     }
 
     async fn begin_handover(&self) -> Result<(), String> {
+        let plan = self.config.reread().await.map_err(|error| {
+            format!(
+                "cannot read the configuration to check it for changes to its programs: {error}"
+            )
+        })?;
+        if let Some(why) = crate::handover::unapplied(&plan) {
+            return Err(why);
+        }
         self.handle.begin_handover().await.map_err(|error| error.to_string())
     }
 

@@ -1376,3 +1376,40 @@ fn an_upgrade_asked_for_during_another_is_refused_at_once() {
     wait_takeovers(&daemon, 2);
     assert_eq!(daemon.running_pid("p"), pid);
 }
+
+#[test]
+fn an_upgrade_is_refused_while_the_file_removes_or_changes_a_running_program() {
+    let sandbox = Sandbox::new();
+    let program =
+        |name: &str, seconds: &str| Program::child(name, &["--sleep", seconds]).set("startsecs", 0);
+    sandbox.write_config(&[program("keep", "3600"), program("gone", "3600")]);
+    let daemon = sandbox.start();
+    let (keep, gone) = (daemon.running_pid("keep"), daemon.running_pid("gone"));
+    // The new image builds its tree from the file: it would end gone's
+    // process, and resume keep's under a command it was not started with.
+    sandbox.write_config(&[program("keep", "3601"), program("added", "3600")]);
+    let refused = daemon.ctl(&["upgrade"]);
+    assert_ne!(refused.code, 0, "{refused:#?}");
+    assert_eq!(
+        refused.stdout.trim(),
+        "ERROR: upgrade refused: the configuration file has changes `update` has not applied: \
+         gone (removed), keep (changed: command); apply them with `vigilctl update` first (or \
+         undo them)",
+        "{refused:#?}"
+    );
+    assert_eq!(daemon.running_pid("keep"), keep);
+    assert_eq!(daemon.running_pid("gone"), gone);
+    assert!(!daemon.main_log().contains("(live upgrade)"), "nothing was handed over");
+    // Once `update` applied them (and started the added program), it goes.
+    daemon.ctl(&["update"]).expect_code(0);
+    wait_until(TIMEOUT, "keep to run its new command", || {
+        daemon.status_of("keep").is_some_and(|(state, _)| state == "RUNNING")
+            && daemon.process_pid("keep") != keep
+    });
+    let (keep, added) = (daemon.running_pid("keep"), daemon.running_pid("added"));
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    assert_eq!(daemon.running_pid("keep"), keep);
+    assert_eq!(daemon.running_pid("added"), added);
+    assert!(daemon.status_of("gone").is_none());
+}
