@@ -294,6 +294,9 @@ struct Daemon<T> {
     args: Vec<OsString>,
     /// The service manager's variables, for the next image of a live upgrade.
     service_env: Vec<(String, String)>,
+    /// The pidfile this image wrote, for the next image of a live upgrade
+    /// to retire if its config moved it.
+    pidfile: Option<PathBuf>,
     /// The service manager's variables and the notifier made of them, when
     /// taken before [`Daemon::run`] (a live upgrade takes them before its
     /// runtime starts, see [`Early`]).
@@ -631,6 +634,7 @@ fn prepare<B: Backend>(
         inherited,
         args,
         service_env: Vec::new(),
+        pidfile: None,
         service,
         early,
     })))
@@ -809,6 +813,12 @@ impl<T: Tree> Daemon<T> {
                 None
             }
         });
+        if let Some(inherited) = &self.inherited
+            && (pidfile.is_some() || settings.pidfile.is_none())
+        {
+            retire_moved_pidfile(inherited.state.pidfile.as_deref(), settings.pidfile.as_deref());
+        }
+        self.pidfile = pidfile.as_ref().map(|pidfile| pidfile.path().to_owned());
         match &self.inherited {
             Some(inherited) => tracing::info!(
                 "vigild {} took over from vigild {} with pid {} (live upgrade)",
@@ -1218,6 +1228,7 @@ impl<T: Tree> Daemon<T> {
                         listeners: &listeners,
                         args: &self.args,
                         service_env: &self.service_env,
+                        pidfile: self.pidfile.as_deref(),
                     };
                     let serving = Serving {
                         switch: &switch,
@@ -1433,6 +1444,7 @@ struct Upgrade<'a> {
     listeners: &'a Listeners,
     args: &'a [OsString],
     service_env: &'a [(String, String)],
+    pidfile: Option<&'a Path>,
 }
 
 impl Upgrade<'_> {
@@ -1446,7 +1458,7 @@ impl Upgrade<'_> {
         counters: &DaemonCounters,
         config: &Path,
     ) {
-        let Upgrade { binary, mut reply, listeners, args, service_env } = self;
+        let Upgrade { binary, mut reply, listeners, args, service_env, pidfile } = self;
         let mut answer = |result: Result<String, String>| {
             if let Err(why) = &result {
                 tracing::error!("upgrade refused: {why}");
@@ -1517,7 +1529,7 @@ impl Upgrade<'_> {
         };
         tracing::debug!("{} processes frozen", frozen.processes.len());
         let control = tree.control();
-        let image = NextImage { binary: &binary, args, memfd, exe, service_env, control };
+        let image = NextImage { binary: &binary, args, memfd, exe, service_env, control, pidfile };
         let why = image.exec(listeners, frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");
         std::process::exit(exit_code::FAILURE);
@@ -1532,6 +1544,22 @@ fn own_binary() -> Option<PathBuf> {
     Some(PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(text)))
 }
 
+/// After a live upgrade whose file moved the pidfile (or dropped it): the
+/// previous image's file, if it still names this daemon, and its record of
+/// children (see `survivors`) are removed, so neither outlives the daemon
+/// naming a pid that may be another process's by then.
+fn retire_moved_pidfile(previous: Option<&Path>, current: Option<&Path>) {
+    let Some(previous) = previous.filter(|previous| Some(*previous) != current) else { return };
+    match Pidfile::existing(previous).remove() {
+        Ok(true) => tracing::info!("removed the previous pidfile {}", previous.display()),
+        Ok(false) => {}
+        Err(err) => {
+            tracing::warn!("could not remove the previous pidfile {}: {err}", previous.display())
+        }
+    }
+    crate::survivors::forget(&previous.with_extension("state"));
+}
+
 /// What the next image of a live upgrade is started with.
 struct NextImage<'a> {
     binary: &'a Path,
@@ -1541,6 +1569,7 @@ struct NextImage<'a> {
     exe: std::fs::File,
     service_env: &'a [(String, String)],
     control: handover::CarriedControl,
+    pidfile: Option<&'a Path>,
 }
 
 impl NextImage<'_> {
@@ -1576,6 +1605,7 @@ impl NextImage<'_> {
             upgrades: counters.upgrades.load(Ordering::Relaxed) + 1,
             service_env: self.service_env.to_vec(),
             control: self.control.clone(),
+            pidfile: self.pidfile.map(Path::to_owned),
             processes: records,
             events,
             sockets,

@@ -187,6 +187,12 @@ impl Pidfile {
         Ok(Pidfile { path: path.to_owned(), pid })
     }
 
+    /// The pidfile at `path` as this process would have written it, to
+    /// [`Pidfile::remove`] one an earlier image of this daemon wrote.
+    pub fn existing(path: &Path) -> Pidfile {
+        Pidfile { path: path.to_owned(), pid: std::process::id() }
+    }
+
     /// Where the pidfile is.
     pub fn path(&self) -> &Path {
         &self.path

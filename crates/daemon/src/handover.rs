@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -100,6 +100,9 @@ pub struct State {
     /// What the control servers check and say, for the next image to serve
     /// reads before it has loaded its config (`gap.rs`).
     pub control: CarriedControl,
+    /// The pidfile the old image wrote, for the next image to remove if its
+    /// config moved it.
+    pub pidfile: Option<std::path::PathBuf>,
     /// Every process, in priority order.
     pub processes: Vec<CarriedProcess>,
     /// The event listener pools: queues, serials, each listener's protocol
@@ -508,6 +511,7 @@ mod tests {
                 unix_auth: None,
                 inet_auth: None,
             },
+            pidfile: Some("/run/vigild.pid".into()),
             processes: Vec::new(),
             events: CarriedEvents::default(),
             sockets: Vec::new(),

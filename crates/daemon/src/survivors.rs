@@ -54,6 +54,28 @@ pub fn state_dir(settings: &Supervisord) -> Option<PathBuf> {
     settings.pidfile.as_ref().map(|pidfile| pidfile.with_extension("state"))
 }
 
+/// Removes the record in `dir` and `dir` itself, when `dir` is a directory
+/// of this user's (not a symlink): a live upgrade's file moved the pidfile,
+/// and the record there no longer follows this daemon's children. Failures
+/// are logged; a directory holding anything else is left.
+pub fn forget(dir: &Path) {
+    let ours = std::fs::symlink_metadata(dir)
+        .is_ok_and(|meta| meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw());
+    if !ours {
+        return;
+    }
+    match std::fs::remove_file(dir.join(STATE_FILE)) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("could not remove {}: {err}", dir.join(STATE_FILE).display());
+        }
+        _ => {
+            if std::fs::remove_dir(dir).is_ok() {
+                tracing::info!("removed the previous record of children {}", dir.display());
+            }
+        }
+    }
+}
+
 /// The state directory, checked and ready to be written.
 pub struct Ledger {
     dir: PathBuf,

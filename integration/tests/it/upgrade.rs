@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -1412,4 +1412,27 @@ fn an_upgrade_is_refused_while_the_file_removes_or_changes_a_running_program() {
     assert_eq!(daemon.running_pid("keep"), keep);
     assert_eq!(daemon.running_pid("added"), added);
     assert!(daemon.status_of("gone").is_none());
+}
+
+#[test]
+fn an_upgrade_that_moves_the_pidfile_retires_the_old_one_and_its_record() {
+    let (sandbox, daemon, pid) = one_program();
+    let (old, old_record) = (sandbox.pidfile(), sandbox.join("vigild.state"));
+    wait_until(TIMEOUT, "the children to be recorded", || old_record.join("children").exists());
+    let moved = sandbox.join("moved.pid");
+    let moved_text = moved.display().to_string();
+    std::fs::write(sandbox.config_path(), with_supervisord_key(&sandbox, "pidfile", &moved_text))
+        .expect("move the pidfile");
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 1);
+    assert_eq!(
+        std::fs::read_to_string(&moved).expect("the new pidfile").trim(),
+        daemon.pid().to_string()
+    );
+    assert!(!old.exists(), "the old pidfile names a pid that will not stay this daemon's");
+    assert!(!old_record.exists(), "nor does its record follow the children any more");
+    wait_until(TIMEOUT, "the children to be recorded anew", || {
+        sandbox.join("moved.state/children").exists()
+    });
+    assert_eq!(daemon.running_pid("p"), pid);
 }
