@@ -359,34 +359,45 @@ pub unsafe fn copy_fd(fd: RawFd) -> Option<OwnedFd> {
 }
 
 /// Why an upgrade cannot carry the processes over to what the file now
-/// says, if it cannot: a program the file removed, or changed in a way only
-/// a restart applies (`plan` is `reread`'s, the file against the running
-/// config). The new image builds its tree from the file, so it would end a
-/// removed program's process and resume a changed one under settings it was
-/// not started with, which `update` would then not see as changed. Added
-/// programs, and changes applied in place, are the new image's to start and
-/// apply; changes to existing programs are `update`'s.
-pub fn unapplied(plan: &vigil_config::Plan) -> Option<String> {
+/// says, if it cannot: a program with a child (`has_child(group, name)`;
+/// `None` for any member of the group) that the file removed, or changed in
+/// a way only a restart applies (`plan` is `reread`'s, the file against the
+/// running config). The new image builds its tree from the file, so it
+/// would end the removed program's process and resume the changed one under
+/// settings it was not started with, which `update` would then not see as
+/// changed. Added programs, changes applied in place, and changes to
+/// programs without a child (the new settings apply at their next start, as
+/// `update` would have it) are the new image's to apply.
+pub fn unapplied(
+    plan: &vigil_config::Plan,
+    has_child: impl Fn(&str, Option<&str>) -> bool,
+) -> Option<String> {
     use vigil_config::{Apply, make_namespec};
     let restart_keys = |fields: &[vigil_config::FieldChange]| {
         fields.iter().filter(|f| f.apply == Apply::Restart).map(|f| f.key).collect::<Vec<_>>()
     };
-    let mut pending: Vec<String> =
-        plan.removed.iter().map(|group| format!("{group} (removed)")).collect();
+    let mut pending: Vec<String> = plan
+        .removed
+        .iter()
+        .filter(|group| has_child(group, None))
+        .map(|group| format!("{group} (removed)"))
+        .collect();
     for group in &plan.changed {
         let keys = restart_keys(&group.fields);
         if group.restart_all || !keys.is_empty() {
-            let what =
-                if keys.is_empty() { "its socket or pool".to_owned() } else { keys.join(", ") };
-            pending.push(format!("{} (changed: {what})", group.name));
+            if has_child(&group.name, None) {
+                let what =
+                    if keys.is_empty() { "its socket or pool".to_owned() } else { keys.join(", ") };
+                pending.push(format!("{} (changed: {what})", group.name));
+            }
             continue;
         }
-        for name in &group.removed {
+        for name in group.removed.iter().filter(|name| has_child(&group.name, Some(name))) {
             pending.push(format!("{} (removed)", make_namespec(&group.name, name)));
         }
         for process in &group.changed {
             let keys = restart_keys(&process.fields);
-            if !keys.is_empty() {
+            if !keys.is_empty() && has_child(&group.name, Some(&process.name)) {
                 let namespec = make_namespec(&group.name, &process.name);
                 pending.push(format!("{namespec} (changed: {})", keys.join(", ")));
             }
@@ -589,7 +600,8 @@ mod tests {
         grown.fields.push(field("priority", Apply::InPlace));
         grown.changed.push(process("web_0", vec![field("autorestart", Apply::InPlace)]));
         plan.changed.push(grown);
-        assert_eq!(unapplied(&plan), None);
+        let every = |_: &str, _: Option<&str>| true;
+        assert_eq!(unapplied(&plan, every), None);
         // What only `update` can apply.
         plan.removed.push("old".to_owned());
         let mut shrunk = group("workers");
@@ -606,7 +618,7 @@ mod tests {
         same.changed.push(process("same", vec![field("environment", Apply::Restart)]));
         plan.changed.push(same);
         assert_eq!(
-            unapplied(&plan).as_deref(),
+            unapplied(&plan, every).as_deref(),
             Some(
                 "the configuration file has changes `update` has not applied: old (removed), \
                  workers:worker_1 (removed), workers:worker_0 (changed: command), \
@@ -614,5 +626,19 @@ mod tests {
                  with `vigilctl update` first (or undo them)"
             )
         );
+        // Without a child, the new settings apply at the next start, as
+        // `update` would have them: only `workers:worker_0` runs here.
+        let running = |group: &str, name: Option<&str>| {
+            group == "workers" && name.is_none_or(|name| name == "worker_0")
+        };
+        assert_eq!(
+            unapplied(&plan, running).as_deref(),
+            Some(
+                "the configuration file has changes `update` has not applied: \
+                 workers:worker_0 (changed: command); apply them with `vigilctl update` first \
+                 (or undo them)"
+            )
+        );
+        assert_eq!(unapplied(&plan, |_, _| false), None);
     }
 }

@@ -276,7 +276,17 @@ impl Tree for CoreTree {
                 "cannot read the configuration to check it for changes to its programs: {error}"
             )
         })?;
-        if let Some(why) = crate::handover::unapplied(&plan) {
+        let infos = self.handle.process_info(None).await.map_err(|error| error.to_string())?;
+        let with_child: std::collections::HashSet<(&str, &str)> = infos
+            .iter()
+            .filter(|info| info.pid != 0)
+            .map(|info| (info.group.as_str(), info.name.as_str()))
+            .collect();
+        let has_child = |group: &str, name: Option<&str>| match name {
+            Some(name) => with_child.contains(&(group, name)),
+            None => with_child.iter().any(|(running, _)| *running == group),
+        };
+        if let Some(why) = crate::handover::unapplied(&plan, has_child) {
             return Err(why);
         }
         self.handle.begin_handover().await.map_err(|error| error.to_string())

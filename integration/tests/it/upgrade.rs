@@ -1382,12 +1382,15 @@ fn an_upgrade_is_refused_while_the_file_removes_or_changes_a_running_program() {
     let sandbox = Sandbox::new();
     let program =
         |name: &str, seconds: &str| Program::child(name, &["--sleep", seconds]).set("startsecs", 0);
-    sandbox.write_config(&[program("keep", "3600"), program("gone", "3600")]);
+    let idle = |seconds: &str| program("idle", seconds).set("autostart", "false");
+    sandbox.write_config(&[program("keep", "3600"), program("gone", "3600"), idle("3600")]);
     let daemon = sandbox.start();
     let (keep, gone) = (daemon.running_pid("keep"), daemon.running_pid("gone"));
     // The new image builds its tree from the file: it would end gone's
     // process, and resume keep's under a command it was not started with.
-    sandbox.write_config(&[program("keep", "3601"), program("added", "3600")]);
+    // idle has no child: its new command applies at its next start, as
+    // `update` would have it.
+    sandbox.write_config(&[program("keep", "3601"), program("added", "3600"), idle("3601")]);
     let refused = daemon.ctl(&["upgrade"]);
     assert_ne!(refused.code, 0, "{refused:#?}");
     assert_eq!(
