@@ -500,8 +500,18 @@ fn prepare<B: Backend>(
         }
         Err(EarlyExit::Usage(message)) => return Err(usage(&message)),
     };
-    let cwd = std::env::current_dir()
-        .map_err(|err| usage(&format!("cannot determine the current directory: {err}")))?;
+    // A live upgrade's image starts in the daemon's directory (`/`, or
+    // `directory=`), not where the command line was given.
+    let launch_dir = inherited
+        .as_ref()
+        .and_then(|inherited| inherited.state.as_ref().ok())
+        .map(|state| state.launch_dir.clone())
+        .filter(|dir| dir.is_absolute());
+    let cwd = match launch_dir {
+        Some(dir) => dir,
+        None => std::env::current_dir()
+            .map_err(|err| usage(&format!("cannot determine the current directory: {err}")))?,
+    };
     let config_path = match &flags.configuration {
         Some(path) => {
             let absolute = cwd.join(path);
@@ -1236,7 +1246,7 @@ impl<T: Tree> Daemon<T> {
                         handover: &mut handover,
                         servers: &mut servers,
                     };
-                    upgrade.run(&tree, serving, &context.counters, &self.source.path).await;
+                    upgrade.run(&tree, serving, &context.counters, &self.source).await;
                     // Still here: the upgrade was refused or failed.
                     context.control.upgrade_ended();
                 }
@@ -1456,9 +1466,10 @@ impl Upgrade<'_> {
         tree: &T,
         serving: Serving<'_>,
         counters: &DaemonCounters,
-        config: &Path,
+        source: &ConfigSource,
     ) {
         let Upgrade { binary, mut reply, listeners, args, service_env, pidfile } = self;
+        let (config, launch_dir) = (source.path.as_path(), source.cwd.as_path());
         let mut answer = |result: Result<String, String>| {
             if let Err(why) = &result {
                 tracing::error!("upgrade refused: {why}");
@@ -1529,7 +1540,16 @@ impl Upgrade<'_> {
         };
         tracing::debug!("{} processes frozen", frozen.processes.len());
         let control = tree.control();
-        let image = NextImage { binary: &binary, args, memfd, exe, service_env, control, pidfile };
+        let image = NextImage {
+            binary: &binary,
+            args,
+            memfd,
+            exe,
+            service_env,
+            control,
+            pidfile,
+            launch_dir,
+        };
         let why = image.exec(listeners, frozen, counters);
         tracing::error!(critical = true, "live upgrade failed: {why}");
         std::process::exit(exit_code::FAILURE);
@@ -1570,6 +1590,7 @@ struct NextImage<'a> {
     service_env: &'a [(String, String)],
     control: handover::CarriedControl,
     pidfile: Option<&'a Path>,
+    launch_dir: &'a Path,
 }
 
 impl NextImage<'_> {
@@ -1606,6 +1627,7 @@ impl NextImage<'_> {
             service_env: self.service_env.to_vec(),
             control: self.control.clone(),
             pidfile: self.pidfile.map(Path::to_owned),
+            launch_dir: self.launch_dir.to_owned(),
             processes: records,
             events,
             sockets,

@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -103,6 +103,10 @@ pub struct State {
     /// The pidfile the old image wrote, for the next image to remove if its
     /// config moved it.
     pub pidfile: Option<std::path::PathBuf>,
+    /// The directory the first image's command line was given in: its
+    /// relative paths (`-c vigild.conf`) mean the same to the next image,
+    /// which starts in the daemon's directory (`/`, or `directory=`).
+    pub launch_dir: std::path::PathBuf,
     /// Every process, in priority order.
     pub processes: Vec<CarriedProcess>,
     /// The event listener pools: queues, serials, each listener's protocol
@@ -523,6 +527,7 @@ mod tests {
                 inet_auth: None,
             },
             pidfile: Some("/run/vigild.pid".into()),
+            launch_dir: "/srv".into(),
             processes: Vec::new(),
             events: CarriedEvents::default(),
             sockets: Vec::new(),

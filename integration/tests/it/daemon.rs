@@ -155,48 +155,89 @@ fn auto_log_cleanup_nocleanup_and_identifier() {
     assert!(foreign.exists(), "other files are left alone");
 }
 
+/// Kills what is left of a daemon started in the background, and reaps the
+/// daemon and the intermediate session leader of its double fork,
+/// re-parented to this test process (a subreaper).
+struct Background(i32, i32);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Frozen first, so it cannot fork behind the look at its descendants.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGSTOP);
+        for pid in procfs::descendants(self.0).into_iter().chain([self.0]) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let us = std::process::id() as i32;
+        for pid in [self.0, self.1] {
+            if pid != us && procfs::stat(pid).is_some_and(|stat| stat.ppid == us) {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            }
+        }
+    }
+}
+
+/// Runs `vigild ARGS` from the sandbox's directory with `nodaemon=false`
+/// (and `extra` added to `[supervisord]`), so that it forks into the
+/// background; the daemon's pid, its session, and the guard that cleans up.
+fn start_in_background(sandbox: &Sandbox, args: &[&str], extra: &str) -> (i32, i32, Background) {
+    vigil_integration::become_subreaper();
+    let config = std::fs::read_to_string(sandbox.config_path())
+        .unwrap()
+        .replace("nodaemon=true", &format!("nodaemon=false\n{extra}"));
+    std::fs::write(sandbox.config_path(), config).unwrap();
+    let mut command = std::process::Command::new(vigil_integration::vigild_bin());
+    command.current_dir(sandbox.path()).args(args);
+    let output = vigil_integration::run(&mut command, TIMEOUT);
+    assert_eq!(output.code, 0, "{output:#?}");
+    let pid: i32 = sandbox.read_text("vigild.pid").trim().parse().expect("pidfile");
+    let session = procfs::stat(pid).unwrap().session;
+    (pid, session, Background(pid, session))
+}
+
 /// Without -n and with nodaemon=false, vigild forks into the background: the
 /// command returns 0 once it is up, the pidfile names the daemon.
 #[test]
 fn daemonizes_without_nodaemon() {
-    vigil_integration::become_subreaper();
     let sandbox = Sandbox::new();
     sandbox.write_config(&[Program::child("bg", &["--sleep", "3600"]).set("startsecs", 0)]);
-    let config = std::fs::read_to_string(sandbox.config_path())
-        .unwrap()
-        .replace("nodaemon=true", "nodaemon=false");
-    std::fs::write(sandbox.config_path(), config).unwrap();
-    let mut command = std::process::Command::new(vigil_integration::vigild_bin());
-    command.current_dir(sandbox.path()).arg("-c").arg(sandbox.config_path());
-    let output = vigil_integration::run(&mut command, TIMEOUT);
-    assert_eq!(output.code, 0, "{output:#?}");
-    let pid: i32 = sandbox.read_text("vigild.pid").trim().parse().expect("pidfile");
-    let stat = procfs::stat(pid).unwrap();
-    // Clean up even if an assertion below fails: kill what is left, and reap
-    // the daemon and the intermediate session leader of its double fork,
-    // re-parented to this test process (a subreaper).
-    struct Kill(i32, i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // Frozen first, so it cannot fork behind the look at its descendants.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGSTOP);
-            for pid in procfs::descendants(self.0).into_iter().chain([self.0]) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            let us = std::process::id() as i32;
-            for pid in [self.0, self.1] {
-                if pid != us && procfs::stat(pid).is_some_and(|stat| stat.ppid == us) {
-                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                }
-            }
-        }
-    }
-    let guard = Kill(pid, stat.session);
+    let config = sandbox.config_path().display().to_string();
+    let (pid, session, guard) = start_in_background(&sandbox, &["-c", &config], "");
     assert!(procfs::alive(pid));
     let ours = procfs::stat(std::process::id() as i32).unwrap().session;
-    assert_ne!(stat.session, ours, "the daemon left our session");
+    assert_ne!(session, ours, "the daemon left our session");
     sandbox.ctl(&["pid"]).expect_code(0).expect_lines(&[&pid.to_string()]);
     let bg = wait_for_pid(&sandbox, "bg");
+    sandbox.ctl(&["shutdown"]).expect_code(0);
+    wait_until(TIMEOUT, "the daemon to exit", || !procfs::alive(pid));
+    assert!(!procfs::exists(bg));
+    drop(guard);
+}
+
+/// A daemon started with a relative `-c` works in another directory once it
+/// forked (`directory=`); a live upgrade's next image, which starts there,
+/// still finds the file the command line named.
+#[test]
+fn a_background_daemon_started_with_a_relative_config_path_upgrades() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[Program::child("bg", &["--sleep", "3600"]).set("startsecs", 0)]);
+    let elsewhere = tempfile::tempdir().expect("a directory");
+    let name = sandbox.config_path().file_name().expect("a file name").to_owned();
+    let name = name.to_str().expect("UTF-8");
+    let directory = format!("directory={}", elsewhere.path().display());
+    let (pid, _, guard) = start_in_background(&sandbox, &["-c", name], &directory);
+    let bg = wait_for_pid(&sandbox, "bg");
+    // Should the daemon die, its program is no longer its descendant.
+    let _bg_guard = Background(bg, bg);
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("the daemon's directory");
+    assert_eq!(cwd, elsewhere.path());
+    let upgraded = sandbox.ctl(&["upgrade"]);
+    assert_eq!(upgraded.code, 0, "{upgraded:#?}");
+    assert!(upgraded.stdout.contains(&format!("(pid {pid})")), "{upgraded:#?}");
+    wait_until(TIMEOUT, "the new image to take over", || {
+        sandbox.read_text("vigild.log").contains("handed over by the previous image")
+    });
+    assert_eq!(wait_for_pid(&sandbox, "bg"), bg);
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).expect("cwd"), elsewhere.path());
     sandbox.ctl(&["shutdown"]).expect_code(0);
     wait_until(TIMEOUT, "the daemon to exit", || !procfs::alive(pid));
     assert!(!procfs::exists(bg));
