@@ -616,7 +616,7 @@ impl Hub {
                 // group is being removed and the listener is going away anyway.
                 let _ = tx.send(PoolMsg::Attach { shared: Arc::clone(shared), pid, pipe });
             }
-            None => tracing::error!("{}: no event listener pool to attach to", shared.namespec),
+            None => tracing::error!("{}: no event listener pool to attach to", shared.namespec()),
         }
     }
 

@@ -368,7 +368,7 @@ impl GroupState {
                     return Ok(());
                 };
                 let member = &mut self.members[index];
-                let namespec = member.shared.namespec.clone();
+                let namespec = member.shared.namespec().clone();
                 tracing::error!(
                     "process actor of '{namespec}' in group '{}' failed: {error}",
                     self.config.name

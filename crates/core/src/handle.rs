@@ -214,7 +214,7 @@ impl Handle {
         while let Some(member) = queue.pop() {
             for dependency in &member.config.depends_on {
                 for target in deps::resolve(&self.inner.registry, dependency) {
-                    if needed.insert(target.namespec.to_string()) {
+                    if needed.insert(target.namespec().to_string()) {
                         queue.push(target);
                     }
                 }
@@ -224,8 +224,8 @@ impl Handle {
             return;
         }
         for member in deps::start_order(&self.inner.registry.groups_by_priority()) {
-            if needed.contains(member.namespec.as_str()) && member.state().is_stopped() {
-                tracing::info!("starting '{}', a dependency", member.namespec);
+            if needed.contains(member.namespec().as_str()) && member.state().is_stopped() {
+                tracing::info!("starting '{}', a dependency", member.namespec());
                 let _ = request(&member, ProcessMsg::Start).await;
             }
         }
@@ -259,17 +259,17 @@ impl Handle {
         let member = self.single(name)?;
         let snapshot = member.snapshot.borrow().clone();
         if snapshot.pid.is_none() || snapshot.state == ProcessState::Stopping {
-            return Err(CoreError::NotRunning(member.namespec.to_string()));
+            return Err(CoreError::NotRunning(member.namespec().to_string()));
         }
         let slot =
-            member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec.to_string()))?;
+            member.stdin().ok_or_else(|| CoreError::NotRunning(member.namespec().to_string()))?;
         let len = data.len();
         slot.push(data).map_err(|refused| match refused {
-            Refused::Closed => CoreError::NoFile(member.namespec.to_string()),
+            Refused::Closed => CoreError::NoFile(member.namespec().to_string()),
             Refused::Full { queued } => CoreError::Failed(format!(
                 "{}: stdin queue full ({queued} bytes not yet read by the process, \
                  {len} more would exceed the limit of {STDIN_QUEUE_LIMIT})",
-                member.namespec
+                member.namespec()
             )),
         })
     }
@@ -355,7 +355,7 @@ impl Handle {
                 format!(
                     "{} has {queued} bytes queued for its stdin that it has not read yet, which \
                      a live upgrade does not carry; try again once it has read them",
-                    member.namespec
+                    member.namespec()
                 )
             })
         })
@@ -632,7 +632,7 @@ impl Handle {
                         if targets.many && !eligible(member.state()) {
                             continue;
                         }
-                        if !seen.insert(member.namespec.clone()) {
+                        if !seen.insert(member.namespec().clone()) {
                             continue;
                         }
                         let namespec = NameSpec::process(
@@ -673,7 +673,7 @@ async fn request(
     message: impl FnOnce(RpcReplyPort<Result<(), CoreError>>) -> ProcessMsg,
 ) -> Result<(), CoreError> {
     let unavailable =
-        || CoreError::Failed(format!("{}: process actor unavailable", member.namespec));
+        || CoreError::Failed(format!("{}: process actor unavailable", member.namespec()));
     let actor = member.actor().ok_or_else(unavailable)?;
     match actor.call(message, None).await {
         Ok(CallResult::Success(result)) => result,
@@ -705,7 +705,7 @@ async fn freeze(member: &ProcessShared) -> Option<crate::handover::Frozen> {
         tracing::error!(
             critical = true,
             "{} is not carried by the upgrade: {why}",
-            member.namespec
+            member.namespec()
         );
         return None;
     }
@@ -750,25 +750,25 @@ async fn start_one(
         let waiting = {
             let current = snapshot.borrow_and_update();
             if current.spawnerr.is_some() {
-                return Err(CoreError::SpawnError(member.namespec.to_string()));
+                return Err(CoreError::SpawnError(member.namespec().to_string()));
             }
             match current.state {
                 ProcessState::Running => return Ok(()),
                 ProcessState::Starting => {}
-                _ => return Err(CoreError::AbnormalTermination(member.namespec.to_string())),
+                _ => return Err(CoreError::AbnormalTermination(member.namespec().to_string())),
             }
             !current.waiting_for.is_empty()
         };
         if waiting && let Some(dependency) = deps::hopeless(registry, &member.config) {
             return Err(CoreError::Failed(format!(
                 "{}: dependency {dependency} is FATAL",
-                member.namespec
+                member.namespec()
             )));
         }
         tokio::select! {
             changed = snapshot.changed() => {
                 if changed.is_err() {
-                    return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+                    return Err(CoreError::Failed(format!("{}: process removed", member.namespec())));
                 }
             }
             // Any state change elsewhere may make a dependency hopeless.
@@ -790,7 +790,7 @@ fn requeue_dependents<'a>(
     async move {
         for dependent in deps::dependents(registry, member) {
             if !dependent.config.restart_dependents
-                || !seen.insert(dependent.namespec.to_string())
+                || !seen.insert(dependent.namespec().to_string())
                 || !matches!(
                     dependent.state(),
                     ProcessState::Starting | ProcessState::Running | ProcessState::Backoff
@@ -818,7 +818,7 @@ async fn stop_one(member: Arc<ProcessShared>, wait: bool) -> Result<(), CoreErro
     let mut snapshot = member.snapshot.subscribe();
     request(&member, ProcessMsg::Stop).await?;
     if wait && snapshot.wait_for(|s| s.state.is_stopped()).await.is_err() {
-        return Err(CoreError::Failed(format!("{}: process removed", member.namespec)));
+        return Err(CoreError::Failed(format!("{}: process removed", member.namespec())));
     }
     Ok(())
 }

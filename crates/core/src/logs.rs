@@ -1069,8 +1069,6 @@ impl Inner {
         Ok(true)
     }
 
-    /// Closes a regular file no capture writes to any more (a device such as
-    /// `/dev/stdout` stays open).
     /// Whether [`Inner::close_if_idle`] may have a file to close. Does not
     /// wait: a lock held elsewhere says maybe. A program that never wrote has
     /// no file open, and its capture's end then needs no blocking task (in a
@@ -1084,6 +1082,8 @@ impl Inner {
         }
     }
 
+    /// Closes a regular file no capture writes to any more (a device such as
+    /// `/dev/stdout` stays open).
     fn close_if_idle(&self, state: &mut FileState) {
         if self.captures.load(Ordering::SeqCst) == 0
             && let Some(disk) = state.disk.as_mut()

@@ -38,8 +38,7 @@ pub(crate) struct ProcessShared {
     /// Shared with the configs the daemon keeps (the running one, the last
     /// one read): one copy of each program's settings, not one per holder.
     pub(crate) config: Arc<ProcessConfig>,
-    pub(crate) namespec: SmolStr,
-    /// What status shows of its names and log paths.
+    /// Its names and log paths as status shows them (`namespec` too).
     pub(crate) labels: Labels,
     /// The latest [`Snapshot`], published by the actor after each message.
     pub(crate) snapshot: watch::Sender<Snapshot>,
@@ -78,7 +77,6 @@ impl ProcessShared {
         let labels = Labels::new(&config.group, &config.name, stdout.path_ref(), stderr.path_ref());
         ProcessShared {
             config,
-            namespec: labels.namespec.clone(),
             labels,
             snapshot: watch::Sender::new(Snapshot::never_started()),
             stdout,
@@ -111,6 +109,11 @@ impl ProcessShared {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
+    }
+
+    /// `group:name`, or `name` when both are the same.
+    pub(crate) fn namespec(&self) -> &SmolStr {
+        &self.labels.namespec
     }
 
     pub(crate) fn actor(&self) -> Option<ActorRef<ProcessMsg>> {

@@ -176,7 +176,7 @@ impl Actor for ProcessActor {
     ) -> Result<ProcessActorState, ActorProcessingErr> {
         let ProcessArgs { shared, ctx, resume, group, strategy, budget } = args;
         // Jitter only needs to differ between processes and runs.
-        let seed = std::collections::hash_map::RandomState::new().hash_one(&shared.namespec);
+        let seed = std::collections::hash_map::RandomState::new().hash_one(shared.namespec());
         let lifecycle = Lifecycle::new(shared.lifecycle_config(), seed);
         let previous = shared.snapshot.borrow().clone();
         let readiness = shared.config.readiness.as_ref().map(|probe| &probe.kind);
@@ -191,7 +191,7 @@ impl Actor for ProcessActor {
                     Err(error) => {
                         tracing::error!(
                             "{}: cannot create its notify socket in {}: {error}",
-                            shared.namespec,
+                            shared.namespec(),
                             ctx.notify_dir.display()
                         );
                         None
@@ -210,7 +210,7 @@ impl Actor for ProcessActor {
         let mut state = ProcessActorState {
             guard: ChildGuard {
                 spawner: Arc::clone(&ctx.spawner),
-                namespec: shared.namespec.to_string(),
+                namespec: shared.namespec().to_string(),
                 pid: None,
             },
             shared,
@@ -243,7 +243,7 @@ impl Actor for ProcessActor {
         };
         // In `pre_start`, so every record is claimed once the tree is built
         // (the daemon then stops the children of programs no longer there).
-        if let Some(adoptable) = crate::handover::claim(&state.shared.namespec) {
+        if let Some(adoptable) = crate::handover::claim(state.shared.namespec()) {
             state.resume = false;
             state.adopt(&myself, adoptable);
         }
@@ -264,7 +264,7 @@ impl Actor for ProcessActor {
             ));
         }
         if std::mem::take(&mut state.resume) {
-            tracing::warn!("restarting '{}' after its actor was rebuilt", state.shared.namespec);
+            tracing::warn!("restarting '{}' after its actor was rebuilt", state.shared.namespec());
             state.apply(&myself, Event::StartRequested);
         }
         Ok(())
@@ -350,7 +350,7 @@ impl Actor for ProcessActor {
                         };
                         tracing::warn!(
                             "{} (pid {pid}, {}): {what} at its memory_max",
-                            state.shared.namespec,
+                            state.shared.namespec(),
                             status.describe()
                         );
                     }
@@ -368,7 +368,7 @@ impl Actor for ProcessActor {
                 if generation == state.generation && state.guard.pid.is_some() {
                     tracing::warn!(
                         "{} uses {usage} bytes, above its memory_restart_threshold ({})",
-                        state.shared.namespec,
+                        state.shared.namespec(),
                         state
                             .shared
                             .config
@@ -464,13 +464,13 @@ impl ProcessActorState {
             return self.reply(outcome);
         }
         if self.lifecycle.pid().is_none() && self.lifecycle.spawnerr().is_some() {
-            return Err(CoreError::SpawnError(self.shared.namespec.to_string()));
+            return Err(CoreError::SpawnError(self.shared.namespec().to_string()));
         }
         Ok(())
     }
 
     fn reply(&self, outcome: Outcome) -> Result<(), CoreError> {
-        let namespec = self.shared.namespec.to_string();
+        let namespec = self.shared.namespec().to_string();
         if let Some(error) = outcome.signal_error {
             return Err(CoreError::Failed(error));
         }
@@ -736,7 +736,7 @@ impl ProcessActorState {
                         } else {
                             tracing::info!(
                                 "{} waits for {}",
-                                self.shared.namespec,
+                                self.shared.namespec(),
                                 unmet.join(", ")
                             );
                             self.waiting_for = unmet;
@@ -788,7 +788,7 @@ impl ProcessActorState {
         if killed > 0 {
             tracing::info!(
                 "killed {killed} process(es) {} left in its control group",
-                self.shared.namespec
+                self.shared.namespec()
             );
         }
     }
@@ -801,7 +801,7 @@ impl ProcessActorState {
         let cgroup = match &self.cgroup {
             Some(cgroup) => Arc::clone(cgroup),
             None => {
-                let made = Arc::new(self.ctx.cgroups.create(&self.shared.namespec, limits)?);
+                let made = Arc::new(self.ctx.cgroups.create(self.shared.namespec(), limits)?);
                 self.cgroup = Some(Arc::clone(&made));
                 made
             }
@@ -898,7 +898,7 @@ impl ProcessActorState {
             Ok(task) => self.memory_watch = Some(task),
             Err(error) => tracing::error!(
                 "{}: cannot watch its memory for memory_restart_threshold: {error}",
-                self.shared.namespec
+                self.shared.namespec()
             ),
         }
     }
@@ -916,7 +916,7 @@ impl ProcessActorState {
     ) {
         let generation = self.generation;
         let me = myself.clone();
-        let namespec = self.shared.namespec.clone();
+        let namespec = self.shared.namespec().clone();
         tokio::spawn(async move {
             let _socket = socket;
             match exit.await {
@@ -977,7 +977,7 @@ impl ProcessActorState {
                 // The pipe reached its end: nothing more will come.
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::error!("{}: a capture task failed: {error}", self.shared.namespec);
+                    tracing::error!("{}: a capture task failed: {error}", self.shared.namespec());
                 }
             }
         }
@@ -988,7 +988,7 @@ impl ProcessActorState {
             tracing::error!(
                 critical = true,
                 "{}: {queued} bytes queued for its stdin are not carried by the upgrade",
-                self.shared.namespec
+                self.shared.namespec()
             );
         }
         match self.shared.stdin().and_then(|queue| queue.take_for_handover()) {
@@ -997,7 +997,7 @@ impl ProcessActorState {
                 fds.push(fd);
             }
             Some(Err(error)) => {
-                tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec);
+                tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec());
             }
             None => {}
         }
@@ -1011,7 +1011,7 @@ impl ProcessActorState {
                 Err(error) => {
                     tracing::error!(
                         "{}: cannot keep its notify socket: {error}",
-                        self.shared.namespec
+                        self.shared.namespec()
                     );
                 }
             }
@@ -1030,7 +1030,7 @@ impl ProcessActorState {
             waiting_for: snapshot.waiting_for,
         };
         let record = CarriedProcess {
-            namespec: self.shared.namespec.to_string(),
+            namespec: self.shared.namespec().to_string(),
             lifecycle: self.lifecycle.carry(now.into_std()),
             timers,
             start_unix_ms: self.start_wall.map(handover::unix_ms),
@@ -1064,7 +1064,7 @@ impl ProcessActorState {
         pid: u32,
     ) -> Option<Arc<ProcessCgroup>> {
         let limits = self.shared.config.cgroup?;
-        match self.ctx.cgroups.adopt(&self.shared.namespec, &limits, pid) {
+        match self.ctx.cgroups.adopt(self.shared.namespec(), &limits, pid) {
             Ok(cgroup) => {
                 let cgroup = Arc::new(cgroup);
                 self.cgroup = Some(Arc::clone(&cgroup));
@@ -1076,7 +1076,7 @@ impl ProcessActorState {
             Err(error) => {
                 tracing::error!(
                     "{}: cannot take over its control group after the upgrade: {error}",
-                    self.shared.namespec
+                    self.shared.namespec()
                 );
                 None
             }
@@ -1098,7 +1098,7 @@ impl ProcessActorState {
                 tracing::error!(
                     critical = true,
                     "{}: cannot resume its state after the upgrade: {error}",
-                    self.shared.namespec
+                    self.shared.namespec()
                 );
                 return;
             }
@@ -1125,7 +1125,7 @@ impl ProcessActorState {
                 Ok(socket) => self.notify = Some(socket),
                 Err(error) => tracing::error!(
                     "{}: cannot read its notify socket again: {error}",
-                    self.shared.namespec
+                    self.shared.namespec()
                 ),
             }
         }
@@ -1149,7 +1149,7 @@ impl ProcessActorState {
                     }
                     Err(error) => tracing::error!(
                         "{}: cannot capture its {} again: {error}",
-                        self.shared.namespec,
+                        self.shared.namespec(),
                         channel.as_str()
                     ),
                 }
@@ -1161,7 +1161,7 @@ impl ProcessActorState {
                     self.shared.set_stdin(Some(Arc::new(crate::stdin::StdinQueue::new(pipe))));
                 }
                 Err(error) => {
-                    tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec);
+                    tracing::error!("{}: cannot keep its stdin: {error}", self.shared.namespec());
                 }
             }
         }
