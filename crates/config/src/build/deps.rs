@@ -26,6 +26,11 @@ pub(super) fn resolve_dependencies(
     programs: &[Program],
     d: &mut Diagnostics,
 ) -> HashMap<String, Vec<Dependency>> {
+    // The usual config has no `depends_on`: no lookup tables for thousands of
+    // programs then.
+    if programs.iter().all(|p| p.depends_on.is_empty()) {
+        return HashMap::new();
+    }
     let by_name: HashMap<&str, &Program> = programs.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut namespecs: HashMap<String, &Program> = HashMap::new();
     for p in programs {
@@ -43,7 +48,9 @@ pub(super) fn resolve_dependencies(
             edges.entry(p.name.as_str()).or_default().push((target.name.as_str(), place.clone()));
             deps.push(dependency);
         }
-        resolved.insert(p.name.as_str(), deps);
+        if !deps.is_empty() {
+            resolved.insert(p.name.as_str(), deps);
+        }
     }
     report_cycles(programs, &edges, d);
     resolved.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

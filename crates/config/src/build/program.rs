@@ -129,7 +129,9 @@ pub(super) fn program(
         cgroup,
     };
     let start = template.settings.numprocs_start;
-    let mut processes = Vec::new();
+    // Sized up front: these records are large, and a pushed-to Vec starts at
+    // four of them, grown and copied for every program of a big config.
+    let mut processes = Vec::with_capacity(instances.min(1024) as usize);
     for process_num in start..start.saturating_add(instances) {
         let Some(process) = template.instance(&mut r, process_num, d) else { continue };
         processes.push(process);
