@@ -28,7 +28,7 @@ use crate::info::ProcessInfo;
 use crate::lifecycle::ProcessState;
 use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
-use crate::messages::{BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, RootMsg};
+use crate::messages::{BuildQueue, BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, RootMsg};
 use crate::registry::Registry;
 use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
 use crate::usage::Usage;
@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub(crate) autostart: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     /// [`Handle::begin_handover`] succeeded: a live upgrade is under way.
     pub(crate) handing_over: AtomicBool,
+    /// The groups a live upgrade's tree is still resuming (see
+    /// [`Handle::resumed`]).
+    pub(crate) resuming: std::sync::Mutex<Option<Arc<BuildQueue>>>,
 }
 
 /// The processes a namespec names.
@@ -96,6 +99,12 @@ impl Handle {
         &self,
         spec: Option<&NameSpec>,
     ) -> Result<Vec<ProcessInfo>, CoreError> {
+        self.process_info_now(spec)
+    }
+
+    /// [`Handle::process_info`], answered on the caller's thread (it reads
+    /// published snapshots only).
+    pub fn process_info_now(&self, spec: Option<&NameSpec>) -> Result<Vec<ProcessInfo>, CoreError> {
         let mut members = match spec {
             None => self.all_members(),
             Some(spec) => self.resolve(spec)?.members,
@@ -483,8 +492,19 @@ impl Handle {
     /// as `update` would add them.
     pub(crate) async fn add_all(
         &self,
+        groups: Vec<BuiltGroup>,
+        resuming: bool,
+    ) -> Result<(), CoreError> {
+        self.add_all_then(groups, resuming, |_| {}).await
+    }
+
+    /// [`Handle::add_all`], calling `queued` with the queue before the root
+    /// starts any of it.
+    pub(crate) async fn add_all_then(
+        &self,
         mut groups: Vec<BuiltGroup>,
         resuming: bool,
+        queued: impl FnOnce(&Arc<BuildQueue>),
     ) -> Result<(), CoreError> {
         let fcgi = &self.inner.ctx.fcgi;
         let mut prepared: Vec<String> = Vec::new();
@@ -511,9 +531,19 @@ impl Handle {
             groups.remove(at);
         }
         let added = match bound {
-            Ok(()) => call_root(&self.inner.root, |reply| RootMsg::AddGroups { groups, reply })
+            Ok(()) => {
+                let queue = Arc::new(BuildQueue::new(groups));
+                queued(&queue);
+                let added = call_root(&self.inner.root, |reply| RootMsg::AddGroups {
+                    groups: Arc::clone(&queue),
+                    reply,
+                })
                 .await
-                .and_then(|added| added),
+                .and_then(|added| added);
+                // A call that never reached the root leaves no waiter behind.
+                queue.finish_all();
+                added
+            }
             Err(error) => Err(error),
         };
         if added.is_err() {
@@ -528,6 +558,79 @@ impl Handle {
                 Ok(())
             }
             added => added,
+        }
+    }
+
+    /// A live upgrade's groups, added with [`Handle::resumed`] answering
+    /// for them meanwhile; `on_resuming` gets the handle once it does.
+    pub(crate) async fn resume_groups(
+        &self,
+        groups: Vec<BuiltGroup>,
+        on_resuming: Option<Arc<dyn Fn(Handle) + Send + Sync>>,
+        hold: Option<watch::Receiver<bool>>,
+    ) -> Result<(), CoreError> {
+        let added = self
+            .add_all_then(groups, true, |queue| {
+                if let Some(mut hold) = hold {
+                    queue.hold();
+                    let queue = Arc::clone(queue);
+                    tokio::spawn(async move {
+                        let _ = hold.wait_for(|released| *released).await;
+                        queue.release();
+                    });
+                }
+                *self.inner.resuming.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(queue));
+                if let Some(hook) = on_resuming {
+                    hook(self.clone());
+                }
+            })
+            .await;
+        *self.inner.resuming.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        added
+    }
+
+    /// While a live upgrade's tree is being resumed: waits until every group
+    /// `specs` name is back in the tree, asking for them before the others
+    /// (the request can then act on them while thousands of others are still
+    /// resuming). False, at once, when the request must wait for the whole
+    /// tree instead: no resume under way, `all`, a name that is not a group
+    /// of the resume, or a config with `depends_on` (starting or stopping one
+    /// process then reaches others).
+    pub async fn resumed(&self, specs: &[NameSpec]) -> bool {
+        let queue = self.inner.resuming.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let Some(queue) = queue else { return false };
+        if queue.has_dependencies() || deps::any(&self.inner.registry.groups()) {
+            return false;
+        }
+        let mut groups = Vec::with_capacity(specs.len());
+        for spec in specs {
+            match spec.group() {
+                Some(group) if spec != &NameSpec::All => groups.push(group),
+                _ => return false,
+            }
+        }
+        let mut finished = queue.finished();
+        for group in &groups {
+            if self.inner.registry.group(group).is_none() && !queue.hurry(group) {
+                return false;
+            }
+        }
+        loop {
+            if groups.iter().all(|group| self.inner.registry.group(group).is_some()) {
+                return true;
+            }
+            // A group that will not come (it failed to start): the whole
+            // tree's server says how.
+            if !groups
+                .iter()
+                .all(|group| self.inner.registry.group(group).is_some() || queue.hurry(group))
+            {
+                return false;
+            }
+            if finished.changed().await.is_err() {
+                return false;
+            }
         }
     }
 

@@ -278,6 +278,135 @@ impl GroupEntry {
 /// added to the tree yet.
 pub(crate) type BuiltGroup = (GroupConfig, Vec<Arc<ProcessShared>>);
 
+/// The groups of one [`RootMsg::AddGroups`] that the root has not started
+/// yet, in the order it starts them.
+///
+/// A caller that needs a group before the others (a live upgrade's control
+/// call naming it while thousands are being resumed) moves it to the front
+/// with [`BuildQueue::hurry`] and waits on [`BuildQueue::finished`], which
+/// counts the groups added to the tree or given up. While the queue is
+/// [held](BuildQueue::hold) (tests only) it yields hurried groups alone.
+pub(crate) struct BuildQueue {
+    state: Mutex<QueueState>,
+    finished: watch::Sender<u64>,
+}
+
+struct QueueState {
+    queued: std::collections::VecDeque<Arc<GroupEntry>>,
+    /// Queued or being started: not in the tree yet, not given up.
+    unfinished: std::collections::HashSet<String>,
+    /// How many at the front were hurried (yielded even while held).
+    hurried: usize,
+    held: bool,
+    /// The root's stream, waiting for a hurried group or the release.
+    waiting: Option<std::task::Waker>,
+}
+
+impl BuildQueue {
+    pub(crate) fn new(groups: Vec<BuiltGroup>) -> BuildQueue {
+        let queued: std::collections::VecDeque<_> = groups
+            .into_iter()
+            .map(|(config, members)| {
+                Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) })
+            })
+            .collect();
+        let unfinished = queued.iter().map(|entry| entry.config.name.clone()).collect();
+        BuildQueue {
+            state: Mutex::new(QueueState {
+                queued,
+                unfinished,
+                hurried: 0,
+                held: false,
+                waiting: None,
+            }),
+            finished: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queued groups' names, in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.lock().queued.iter().map(|entry| entry.config.name.clone()).collect()
+    }
+
+    /// Whether any queued process has `depends_on`.
+    pub(crate) fn has_dependencies(&self) -> bool {
+        let state = self.lock();
+        state.queued.iter().flat_map(|g| &g.members).any(|m| !m.config.depends_on.is_empty())
+    }
+
+    /// The next group to start: `Pending` while held with nothing hurried,
+    /// `None` once the queue is empty.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<GroupEntry>>> {
+        let mut state = self.lock();
+        if state.held && state.hurried == 0 && !state.queued.is_empty() {
+            state.waiting = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        state.hurried = state.hurried.saturating_sub(1);
+        std::task::Poll::Ready(state.queued.pop_front())
+    }
+
+    /// Moves `group` to the front if it is still queued; whether it is
+    /// still to come (queued, or being started).
+    pub(crate) fn hurry(&self, group: &str) -> bool {
+        let mut state = self.lock();
+        if !state.unfinished.contains(group) {
+            return false;
+        }
+        let skip = state.hurried;
+        if let Some(at) = state.queued.iter().skip(skip).position(|e| e.config.name == group) {
+            if let Some(entry) = state.queued.remove(skip + at) {
+                state.queued.insert(skip, entry);
+                state.hurried += 1;
+            }
+            if let Some(waker) = state.waiting.take() {
+                waker.wake();
+            }
+        }
+        true
+    }
+
+    /// `group` is in the tree, or will not be.
+    pub(crate) fn finish(&self, group: &str) {
+        self.lock().unfinished.remove(group);
+        self.finished.send_modify(|count| *count += 1);
+    }
+
+    /// Every group still to come is given up (the batch was refused).
+    pub(crate) fn finish_all(&self) {
+        let mut state = self.lock();
+        state.queued.clear();
+        state.unfinished.clear();
+        drop(state);
+        self.finished.send_modify(|count| *count += 1);
+    }
+
+    /// Bumped as groups finish.
+    pub(crate) fn finished(&self) -> watch::Receiver<u64> {
+        self.finished.subscribe()
+    }
+
+    /// Yields hurried groups alone until [`BuildQueue::release`].
+    pub(crate) fn hold(&self) {
+        self.lock().held = true;
+    }
+
+    pub(crate) fn release(&self) {
+        let mut state = self.lock();
+        state.held = false;
+        if let Some(waker) = state.waiting.take() {
+            waker.wake();
+        }
+    }
+}
+
 /// Messages to the root actor (`root.rs`).
 pub(crate) enum RootMsg {
     /// Adds a group whose members (and their logs) were already built.
@@ -289,7 +418,7 @@ pub(crate) enum RootMsg {
     /// Adds many groups at once, as the tree is built: their members' actors
     /// start concurrently. Replies with the first error, once every group
     /// that could start is in the registry.
-    AddGroups { groups: Vec<BuiltGroup>, reply: RpcReplyPort<Result<(), CoreError>> },
+    AddGroups { groups: Arc<BuildQueue>, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Removes a group whose processes are all stopped.
     RemoveGroup { name: String, reply: RpcReplyPort<Result<(), CoreError>> },
     /// Ordered shutdown; replies when every process is stopped.

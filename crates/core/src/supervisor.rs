@@ -41,6 +41,14 @@ pub struct SupervisorOptions {
     /// [`Supervisor::start_in_background`] has ended (vigild hands the
     /// allocator's free pages back to the kernel there).
     pub after_autostart: Option<fn()>,
+    /// Given the handle as soon as a live upgrade's tree has its event
+    /// listener pools and begins resuming the other groups: from then on
+    /// [`Handle::resumed`] lets a call naming a few processes act on them
+    /// before the rest is back.
+    pub on_resuming: Option<Arc<dyn Fn(Handle) + Send + Sync>>,
+    /// Tests only: while this reads `false`, a live upgrade's tree resumes
+    /// only the groups a call asks for ([`Handle::resumed`]).
+    pub hold_resume: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl SupervisorOptions {
@@ -56,6 +64,8 @@ impl SupervisorOptions {
             server_url: None,
             spawner,
             after_autostart: None,
+            on_resuming: None,
+            hold_resume: None,
         }
     }
 }
@@ -102,6 +112,7 @@ impl Supervisor {
 
     /// Everything [`Supervisor::start`] does but the autostart pass.
     async fn build(config: Config, options: SupervisorOptions) -> Result<Handle, CoreError> {
+        let (on_resuming, hold_resume) = (options.on_resuming.clone(), options.hold_resume.clone());
         let Config { supervisord: settings, groups: configured, .. } = config;
         if !settings.nocleanup {
             match logs::remove_auto_logs(&settings.childlogdir, &settings.identifier) {
@@ -153,6 +164,7 @@ impl Supervisor {
                 join: tokio::sync::Mutex::new(Some(join)),
                 autostart: std::sync::Mutex::new(None),
                 handing_over: AtomicBool::new(false),
+                resuming: std::sync::Mutex::new(None),
             }),
         };
         // Event listener pools first: a pool is made when its group's
@@ -163,11 +175,18 @@ impl Supervisor {
             .into_iter()
             .partition(|(config, _)| matches!(config.kind, GroupKind::EventListener(_)));
         let resuming = crate::handover::resuming();
-        for batch in [pools, others] {
-            if let Err(error) = handle.add_all(batch, resuming).await {
-                handle.shutdown().await;
-                return Err(error);
-            }
+        if let Err(error) = handle.add_all(pools, resuming).await {
+            handle.shutdown().await;
+            return Err(error);
+        }
+        let added = if resuming {
+            handle.resume_groups(others, on_resuming, hold_resume).await
+        } else {
+            handle.add_all(others, false).await
+        };
+        if let Err(error) = added {
+            handle.shutdown().await;
+            return Err(error);
         }
         tracing::debug!("started the actors of every group");
         // on_fatal = shutdown: the root publishes the escalation, this task brings

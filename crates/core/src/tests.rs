@@ -4,6 +4,7 @@
 
 mod fake;
 mod fixtures;
+mod queue;
 mod real;
 
 use std::time::Duration;

@@ -11,12 +11,20 @@
 //! [`ControlServer`] over ([`GapServer::new`]'s sender), then runs there; a
 //! connection opened in the gap keeps this service, which forwards
 //! everything once the tree is up.
+//!
+//! With thousands of programs the tree resumes its groups for a while after
+//! the config has loaded. Meanwhile `start`, `stop`, `restart` and `signal`
+//! naming groups or processes (not `all`, and in a config without
+//! `depends_on`) have their groups resumed first and run as soon as those
+//! are back ([`vigil_core::Handle::resumed`]), on the handle the tree gives
+//! as it begins resuming ([`GapServer::new`]'s second sender).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
+use vigil_core::Handle;
 use vigil_core::resuming::CarriedView;
 use vigil_rpc::{
     ControlError, ControlRequest, ControlResponse, DaemonInfo, DaemonState, NameSpec, SendControl,
@@ -34,17 +42,26 @@ struct Shared {
     view: CarriedView,
     identification: String,
     tree: watch::Receiver<Option<ControlServer>>,
+    resuming: watch::Receiver<Option<Handle>>,
 }
+
+/// Gives a [`GapServer`] the tree's server, once it is up.
+pub type TreeSender = watch::Sender<Option<ControlServer>>;
+/// Gives a [`GapServer`] the tree's handle, as it begins resuming groups.
+pub type ResumingSender = watch::Sender<Option<Handle>>;
 
 impl GapServer {
     /// The service over `view`, reporting `identification` (`[supervisord]
-    /// identifier`); the returned sender gives it the tree's server.
+    /// identifier`); the returned senders give it the tree's server, and
+    /// before that its handle.
     pub fn new(
         view: CarriedView,
         identification: String,
-    ) -> (GapServer, watch::Sender<Option<ControlServer>>) {
+    ) -> (GapServer, TreeSender, ResumingSender) {
         let (sender, tree) = watch::channel(None);
-        (GapServer { shared: Arc::new(Shared { view, identification, tree }) }, sender)
+        let (resuming_sender, resuming) = watch::channel(None);
+        let shared = Shared { view, identification, tree, resuming };
+        (GapServer { shared: Arc::new(shared) }, sender, resuming_sender)
     }
 
     fn tree(&self) -> Option<ControlServer> {
@@ -52,8 +69,48 @@ impl GapServer {
     }
 
     /// The answer from the carried records, if the request is one the gap
-    /// answers; the request back otherwise.
+    /// answers; the request back otherwise. A process whose group is back in
+    /// the resuming tree is answered from the tree: a call may have acted on
+    /// it already (see `early`).
     fn answer(&self, request: ControlRequest) -> Result<ControlResponse, ControlRequest> {
+        let resuming = self.shared.resuming.borrow().clone();
+        match (resuming, request) {
+            (Some(handle), ControlRequest::AllProcessInfo {}) => {
+                let now = SystemTime::now();
+                let back = handle.process_info_now(None).unwrap_or_default();
+                let mut all: Vec<vigil_core::ProcessInfo> = self
+                    .shared
+                    .view
+                    .all(now)
+                    .into_iter()
+                    .filter(|info| !handle.has_group(&info.group))
+                    .chain(back)
+                    .collect();
+                all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+                Ok(ControlResponse::AllProcessInfo(Ok(all.into_iter().map(process_info).collect())))
+            }
+            (Some(handle), ControlRequest::ProcessInfo { name }) => match NameSpec::parse(&name) {
+                spec @ NameSpec::Process { .. }
+                    if spec.group().is_some_and(|group| handle.has_group(group)) =>
+                {
+                    let info = match handle.process_info_now(Some(&spec)) {
+                        Ok(infos) if infos.len() == 1 => infos
+                            .into_iter()
+                            .next()
+                            .map(process_info)
+                            .ok_or_else(|| ControlError::BadName(name.clone())),
+                        _ => Err(ControlError::BadName(name.clone())),
+                    };
+                    Ok(ControlResponse::ProcessInfo(info))
+                }
+                _ => self.carried(ControlRequest::ProcessInfo { name }),
+            },
+            (_, request) => self.carried(request),
+        }
+    }
+
+    /// [`GapServer::answer`] from the carried records alone.
+    fn carried(&self, request: ControlRequest) -> Result<ControlResponse, ControlRequest> {
         let now = SystemTime::now();
         match request {
             ControlRequest::DaemonInfo {} => Ok(ControlResponse::DaemonInfo(Ok(DaemonInfo {
@@ -102,8 +159,13 @@ impl SendControl for GapServer {
             Err(request) => request,
         };
         let mut tree = self.shared.tree.clone();
-        tracing::debug!("a control call waits for the supervision tree (live upgrade)");
+        let resuming = self.shared.resuming.clone();
         Box::pin(async move {
+            let request = match early(resuming, tree.clone(), request).await {
+                Ok(response) => return Ok(response),
+                Err(request) => request,
+            };
+            tracing::debug!("a control call waits for the supervision tree (live upgrade)");
             // Nothing has begun: a caller that goes away meanwhile loses
             // only its answer.
             let server = match tree.wait_for(Option::is_some).await {
@@ -120,4 +182,46 @@ impl SendControl for GapServer {
             }
         })
     }
+}
+
+/// Runs `request` on the resuming tree's handle once the groups it names are
+/// back, if it is a `start`, `stop`, `restart` or `signal` that
+/// [`Handle::resumed`] allows; gives it back otherwise, or when the whole
+/// tree came first.
+async fn early(
+    mut resuming: watch::Receiver<Option<Handle>>,
+    mut tree: watch::Receiver<Option<ControlServer>>,
+    request: ControlRequest,
+) -> Result<ControlResponse, ControlRequest> {
+    let specs = match &request {
+        ControlRequest::Start { specs, .. }
+        | ControlRequest::Stop { specs, .. }
+        | ControlRequest::Restart { specs, .. }
+        | ControlRequest::Signal { specs, .. } => specs.clone(),
+        _ => return Err(request),
+    };
+    let handle = tokio::select! {
+        biased;
+        _ = tree.wait_for(Option::is_some) => None,
+        handle = resuming.wait_for(Option::is_some) => handle.ok().and_then(|h| h.clone()),
+    };
+    let Some(handle) = handle else { return Err(request) };
+    if !handle.resumed(&specs).await || handle.is_shutting_down() {
+        return Err(request);
+    }
+    Ok(match request {
+        ControlRequest::Start { specs, wait } => {
+            ControlResponse::Start(crate::server::start(handle, specs, wait).await)
+        }
+        ControlRequest::Stop { specs, wait } => {
+            ControlResponse::Stop(crate::server::stop(handle, specs, wait).await)
+        }
+        ControlRequest::Restart { specs, wait } => {
+            ControlResponse::Restart(crate::server::restart(handle, specs, wait).await)
+        }
+        ControlRequest::Signal { specs, signal } => {
+            ControlResponse::Signal(crate::server::signal_processes(handle, specs, signal).await)
+        }
+        other => return Err(other),
+    })
 }

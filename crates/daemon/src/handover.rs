@@ -58,12 +58,34 @@ pub const FORMAT_ENV: &str = "VIGILD_HANDOVER_FORMAT";
 /// during the gap. The old image, executed again after a refusal, is held
 /// too, so a test can change what it will load. Not for production use.
 pub const HOLD_ENV: &str = "VIGILD_HANDOVER_HOLD";
+/// Holds an image's resume of the carried groups, once its config has
+/// loaded, until this file (a FIFO) has been written and closed: only the
+/// groups a control call names are resumed meanwhile (see `gap.rs`). How the
+/// tests show such a call answered before the rest of the tree is back. Not
+/// for production use.
+pub const RESUME_HOLD_ENV: &str = "VIGILD_RESUME_HOLD";
 /// The largest state read (500 bytes or so per program).
 const MAX_STATE: u64 = 512 * 1024 * 1024;
 /// How long the pre-flight run of the new binary may take.
 const PREFLIGHT: Duration = Duration::from_secs(10);
 /// The most of the pre-flight's output kept for the error.
 const PREFLIGHT_OUTPUT: usize = 4096;
+
+/// [`RESUME_HOLD_ENV`]'s hold: `false` until its FIFO has been written and
+/// closed; `None` without it.
+pub fn resume_hold() -> Option<tokio::sync::watch::Receiver<bool>> {
+    let fifo = std::env::var_os(RESUME_HOLD_ENV)?;
+    let (release, held) = tokio::sync::watch::channel(false);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        // Opening waits for the writer; an error releases at once.
+        if let Ok(mut reader) = std::fs::File::open(&fifo) {
+            let _ = reader.read_to_end(&mut Vec::new());
+        }
+        release.send_replace(true);
+    });
+    Some(held)
+}
 
 /// The format version in force: [`FORMAT`] unless [`FORMAT_ENV`] says another.
 pub fn format() -> u32 {
@@ -236,7 +258,7 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
     let Ok(path) = CString::new(binary.as_os_str().as_bytes()) else {
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
-    let env = environment(state, exe, &[], &[HOLD_ENV]);
+    let env = environment(state, exe, &[], &[HOLD_ENV, RESUME_HOLD_ENV]);
     let held = crate::signals::hold();
     match nix::unistd::execve(&path, &arguments(args), &env) {
         Ok(never) => match never {},

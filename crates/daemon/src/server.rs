@@ -210,10 +210,7 @@ impl Control for ControlServer {
         wait: bool,
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
-        let handle = self.handle().clone();
-        let names = effective_specs(&specs);
-        let results = detached(async move { handle.start(&names, wait).await }).await?;
-        Ok(order_results(&specs, results))
+        start(self.handle().clone(), specs, wait).await
     }
 
     async fn stop(
@@ -223,10 +220,7 @@ impl Control for ControlServer {
         wait: bool,
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
-        let handle = self.handle().clone();
-        let names = effective_specs(&specs);
-        let results = detached(async move { handle.stop(&names, wait).await }).await?;
-        Ok(order_results(&specs, results))
+        stop(self.handle().clone(), specs, wait).await
     }
 
     async fn restart(
@@ -236,19 +230,7 @@ impl Control for ControlServer {
         wait: bool,
     ) -> Result<RestartReport, ControlError> {
         self.check()?;
-        let handle = self.handle().clone();
-        let names = effective_specs(&specs);
-        let (stopped, started) = detached(async move {
-            // supervisorctl's restart: every stop (waited for), then every start.
-            let stopped = handle.stop(&names, true).await;
-            let started = handle.start(&names, wait).await;
-            (stopped, started)
-        })
-        .await?;
-        Ok(RestartReport {
-            stopped: order_results(&specs, stopped),
-            started: order_results(&specs, started),
-        })
+        restart(self.handle().clone(), specs, wait).await
     }
 
     async fn signal(
@@ -258,15 +240,7 @@ impl Control for ControlServer {
         signal: String,
     ) -> Result<Vec<ProcessResult>, ControlError> {
         self.check()?;
-        let names = effective_specs(&specs);
-        let results = match requested_signal(&signal) {
-            Ok(signal) => {
-                let handle = self.handle().clone();
-                detached(async move { handle.signal(&names, signal).await }).await?
-            }
-            Err(error) => names.into_iter().map(|name| (name, Err(error.clone()))).collect(),
-        };
-        Ok(order_results(&specs, results))
+        signal_processes(self.handle().clone(), specs, signal).await
     }
 
     async fn read_log(
@@ -510,6 +484,61 @@ impl Control for ControlServer {
         self.handle().send_comm_event(kind, data);
         Ok(())
     }
+}
+
+/// `start` against `handle`; with `stop`, `restart` and `signal_processes`,
+/// what the tree's server runs, and a live upgrade's gap too for processes
+/// already back in the tree (`gap.rs`).
+pub(crate) async fn start(
+    handle: Handle,
+    specs: Vec<NameSpec>,
+    wait: bool,
+) -> Result<Vec<ProcessResult>, ControlError> {
+    let names = effective_specs(&specs);
+    let results = detached(async move { handle.start(&names, wait).await }).await?;
+    Ok(order_results(&specs, results))
+}
+
+pub(crate) async fn stop(
+    handle: Handle,
+    specs: Vec<NameSpec>,
+    wait: bool,
+) -> Result<Vec<ProcessResult>, ControlError> {
+    let names = effective_specs(&specs);
+    let results = detached(async move { handle.stop(&names, wait).await }).await?;
+    Ok(order_results(&specs, results))
+}
+
+pub(crate) async fn restart(
+    handle: Handle,
+    specs: Vec<NameSpec>,
+    wait: bool,
+) -> Result<RestartReport, ControlError> {
+    let names = effective_specs(&specs);
+    let (stopped, started) = detached(async move {
+        // supervisorctl's restart: every stop (waited for), then every start.
+        let stopped = handle.stop(&names, true).await;
+        let started = handle.start(&names, wait).await;
+        (stopped, started)
+    })
+    .await?;
+    Ok(RestartReport {
+        stopped: order_results(&specs, stopped),
+        started: order_results(&specs, started),
+    })
+}
+
+pub(crate) async fn signal_processes(
+    handle: Handle,
+    specs: Vec<NameSpec>,
+    signal: String,
+) -> Result<Vec<ProcessResult>, ControlError> {
+    let names = effective_specs(&specs);
+    let results = match requested_signal(&signal) {
+        Ok(signal) => detached(async move { handle.signal(&names, signal).await }).await?,
+        Err(error) => names.into_iter().map(|name| (name, Err(error.clone()))).collect(),
+    };
+    Ok(order_results(&specs, results))
 }
 
 // ---------------------------------------------------------------------------

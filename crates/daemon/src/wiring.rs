@@ -27,7 +27,7 @@ use vigil_rpc::{SendControl, ServeError, ServerAuth, serve_stream_ending};
 
 use crate::app::{Backend, Carried, ConfigSource, LoadedConfig, Tree, TreeContext};
 use crate::config_source::environment;
-use crate::gap::GapServer;
+use crate::gap::{GapServer, ResumingSender};
 use crate::handover::CarriedControl;
 use crate::listen::{Connection, Dispatch, Peer};
 use crate::server::ControlServer;
@@ -46,6 +46,10 @@ pub struct Wired;
 /// daemon's life: a connection the gap's service or an earlier tree accepted
 /// is told of the handover too.
 static HANDOVER: OnceLock<tokio::sync::watch::Sender<u64>> = OnceLock::new();
+
+/// The gap service's [`ResumingSender`], from [`Wired::carried`] to the
+/// [`Wired::start_tree`] that follows it in the same image.
+static RESUMING: std::sync::Mutex<Option<ResumingSender>> = std::sync::Mutex::new(None);
 
 fn handover_signal() -> tokio::sync::watch::Sender<u64> {
     HANDOVER.get_or_init(|| tokio::sync::watch::Sender::new(0)).clone()
@@ -135,7 +139,8 @@ impl Backend for Wired {
         // config's.
         let unix_auth = control.unix_auth.clone().map(Arc::new);
         let inet_auth = control.inet_auth.clone().map(Arc::new);
-        let (server, tree) = GapServer::new(view, control.identification.clone());
+        let (server, tree, resuming) = GapServer::new(view, control.identification.clone());
+        *RESUMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(resuming);
         let handover = handover_signal();
         let dispatch = Arc::new(ControlDispatch { server, unix_auth, inet_auth, handover });
         let open = move |built: &CoreTree| {
@@ -158,6 +163,15 @@ impl Backend for Wired {
         options.daemon_env = environment().into_iter().collect();
         options.server_url = server_url(config);
         options.after_autostart = Some(crate::heap::release);
+        // A live upgrade's gap service acts on the groups a call names as
+        // soon as they are back (see `gap.rs`).
+        let resuming = RESUMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(resuming) = resuming {
+            options.on_resuming = Some(Arc::new(move |handle| {
+                resuming.send_replace(Some(handle));
+            }));
+            options.hold_resume = crate::handover::resume_hold();
+        }
         // The autostart pass runs behind the control server: with thousands of
         // programs, status and stop work while they are still being spawned.
         let handle = Supervisor::start_in_background(config.clone(), options)

@@ -978,9 +978,10 @@ impl Bench {
     /// first answer) with `n` sleepers running, twice. During the first, two
     /// clients call over and over, each call on a fresh connection:
     /// `daemon_info` and `process_info` of one program; their slowest answer
-    /// is the read pause. During the second, one client calls `start` of a
-    /// running program, which its process actor answers `ALREADY_STARTED` (a
-    /// call that needs the tree); its slowest answer is the write pause. Apart,
+    /// is the read pause. During the second, one client calls `start` of the
+    /// last running program, which its process actor answers
+    /// `ALREADY_STARTED` (a call that needs its actor back); its slowest
+    /// answer is the write pause. Apart,
     /// because clients looping reads that the new image answers at once would
     /// take the CPU the tree build needs on a small machine. Then every
     /// program must have its old pid.
@@ -991,9 +992,12 @@ impl Bench {
         let before = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
         ensure!(before.len() == n, "status listed {} of {n} programs", before.len());
         let program = before.keys().next().cloned().unwrap_or_default();
+        // The last program for the write: the one a tree resumed in config
+        // order would bring back last.
+        let last = before.keys().next_back().cloned().unwrap_or_default();
         let (upgrade, reads) =
             upgrade_probed(run, &program, &[Probe::DaemonInfo, Probe::Status]).await?;
-        let (_, writes) = upgrade_probed(run, &program, &[Probe::Start]).await?;
+        let (_, writes) = upgrade_probed(run, &last, &[Probe::Start]).await?;
         let [info, status, start] = [reads[0], reads[1], writes[0]];
         let after = crate::status::parse_status(&run.ctl("status", None).await?.stdout);
         let restarted = before

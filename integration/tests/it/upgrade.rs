@@ -999,18 +999,106 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     daemon.ctl(&["start", "off"]).expect_code(0);
 }
 
+/// A FIFO and a wrapper of this build's vigild whose new image, once its
+/// config has loaded, resumes only the groups a call names until the test
+/// writes to the FIFO (see `VIGILD_RESUME_HOLD`).
+fn resume_holding_wrapper(sandbox: &Sandbox) -> (std::path::PathBuf, String) {
+    fifo_wrapper(sandbox, "resume", "VIGILD_RESUME_HOLD")
+}
+
+/// What the tree logs once every group of a start or a resume is in.
+const TREE_BUILT: &str = "started the actors of every group";
+
+#[test]
+fn a_call_naming_a_program_is_answered_before_the_rest_of_the_tree_is_back() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("a", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("b", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("c", &["--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    let (a, b, c) = (daemon.running_pid("a"), daemon.running_pid("b"), daemon.running_pid("c"));
+    assert_eq!(daemon.main_log().matches(TREE_BUILT).count(), 1);
+    let (fifo, script) = resume_holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // The new image resumes c alone, first, for the stop; a and b wait.
+    let stopped = daemon.ctl(&["stop", "c"]);
+    assert_eq!((stopped.code, stopped.stdout.trim()), (0, "c: stopped"), "{stopped:#?}");
+    wait_until(TIMEOUT, "c's child to be gone", || !proc::exists(c));
+    // Reads show the stop at once: c is answered from the tree, the others
+    // from the carried records.
+    assert_eq!(daemon.state("c"), "STOPPED");
+    let (state, what) = daemon.status_of("a").expect("a listed");
+    assert_eq!(state, "RUNNING");
+    assert!(what.starts_with(&format!("pid {a}, uptime ")), "{what}");
+    let signalled = daemon.ctl(&["signal", "CONT", "b"]);
+    assert_eq!(signalled.code, 0, "{signalled:#?}");
+    assert_eq!(daemon.main_log().matches(TREE_BUILT).count(), 1, "the rest is still held");
+    assert!(release_now(&fifo), "the resume was held");
+    drop(guard);
+    wait_takeovers(&daemon, 1);
+    wait_until(TIMEOUT, "the whole tree back", || {
+        daemon.main_log().matches(TREE_BUILT).count() == 2
+    });
+    assert_eq!(daemon.state("c"), "STOPPED");
+    assert_eq!((daemon.running_pid("a"), daemon.running_pid("b")), (a, b), "a and b carried on");
+    daemon.ctl(&["start", "c"]).expect_code(0);
+    daemon.wait_state("c", "RUNNING");
+}
+
+#[test]
+fn with_depends_on_a_call_waits_for_the_whole_tree() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("db", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::child("web", &["--sleep", "3600"]).set("startsecs", 0).set("depends_on", "db"),
+        Program::child("c", &["--sleep", "3600"]).set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    daemon.wait_state("web", "RUNNING");
+    let c = daemon.running_pid("c");
+    let (fifo, script) = resume_holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    // Stopping one process may reach others through `depends_on`, which
+    // only the whole tree knows: even c, which has none, waits for it.
+    let body = "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
+                <params><param><value><string>c</string></value></param></params></methodCall>";
+    let mut stopper = super::stdin::xmlrpc_send(&sandbox, body);
+    // A read answered after the stop was sent: the stop is still held.
+    assert_eq!(daemon.state("c"), "RUNNING");
+    stopper.set_nonblocking(true).expect("nonblocking");
+    let mut answer = Vec::new();
+    let early = stopper.read_to_end(&mut answer);
+    assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
+    assert!(proc::exists(c), "nothing acted on c yet");
+    assert!(release_now(&fifo), "the resume was held");
+    drop(guard);
+    stopper.set_nonblocking(false).expect("blocking");
+    stopper.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    stopper.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
+    assert_eq!(daemon.state("c"), "STOPPED");
+    assert_eq!(daemon.state("web"), "RUNNING");
+}
+
 /// A FIFO and a wrapper of this build's vigild that holds the new image in
 /// the gap (its listeners served from the carried state, before it loads
 /// its config; see `VIGILD_HANDOVER_HOLD`) until the test writes to the FIFO.
 fn holding_wrapper(sandbox: &Sandbox) -> (std::path::PathBuf, String) {
-    let fifo = sandbox.join("hold.fifo");
+    fifo_wrapper(sandbox, "hold", "VIGILD_HANDOVER_HOLD")
+}
+
+/// The FIFO `STEM.fifo` and a wrapper `STEM.sh` of this build's vigild that
+/// exports `variable` naming it.
+fn fifo_wrapper(sandbox: &Sandbox, stem: &str, variable: &str) -> (std::path::PathBuf, String) {
+    let fifo = sandbox.join(format!("{stem}.fifo"));
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let script = wrapper(
-        sandbox,
-        "hold.sh",
-        "/bin/sh",
-        &format!("export VIGILD_HANDOVER_HOLD='{}'", fifo.display()),
-    );
+    let body = format!("export {variable}='{}'", fifo.display());
+    let script = wrapper(sandbox, &format!("{stem}.sh"), "/bin/sh", &body);
     (fifo, script)
 }
 

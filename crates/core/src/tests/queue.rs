@@ -1,0 +1,81 @@
+//! [`BuildQueue`]: the order in which the root starts a batch of groups,
+//! and what a caller that needs one of them first sees.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use super::fixtures::{program, solo};
+use crate::logs::ChannelLog;
+use crate::messages::{BuildQueue, BuiltGroup, ProcessShared};
+
+fn built(names: &[&str]) -> Vec<BuiltGroup> {
+    names
+        .iter()
+        .map(|name| {
+            let mut group = solo(program(name, &["true"]));
+            let process = group.processes.remove(0);
+            let log = || ChannelLog::open(None, 0, 0, 0).expect("a log without a file");
+            let member = Arc::new(ProcessShared::new(process, log(), log()));
+            (group, vec![member])
+        })
+        .collect()
+}
+
+/// The next group's name, or `None` for an empty queue; panics if pending.
+fn next(queue: &BuildQueue) -> Option<String> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match queue.poll_next(&mut cx) {
+        Poll::Ready(entry) => entry.map(|entry| entry.config.name.clone()),
+        Poll::Pending => panic!("the queue is held"),
+    }
+}
+
+#[test]
+fn a_hurried_group_comes_next_and_the_rest_keep_their_order() {
+    let queue = BuildQueue::new(built(&["a", "b", "c", "d"]));
+    assert_eq!(next(&queue).as_deref(), Some("a"));
+    assert!(queue.hurry("d"));
+    assert!(queue.hurry("c"));
+    // Hurried first, in the order asked; a second hurry changes nothing.
+    assert!(queue.hurry("d"));
+    assert_eq!(queue.names(), ["d", "c", "b"]);
+    // Being started (taken, not finished) is still to come.
+    assert!(queue.hurry("a"));
+    queue.finish("a");
+    assert!(!queue.hurry("a"), "a finished");
+    assert!(!queue.hurry("nope"), "not in this batch");
+    assert_eq!(
+        [next(&queue), next(&queue), next(&queue), next(&queue)],
+        [Some("d".into()), Some("c".into()), Some("b".into()), None]
+    );
+}
+
+#[test]
+fn a_held_queue_yields_hurried_groups_alone_until_released() {
+    let queue = BuildQueue::new(built(&["a", "b", "c"]));
+    queue.hold();
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(queue.poll_next(&mut cx).is_pending());
+    assert!(queue.hurry("c"));
+    assert_eq!(next(&queue).as_deref(), Some("c"));
+    assert!(queue.poll_next(&mut cx).is_pending());
+    queue.release();
+    assert_eq!(
+        [next(&queue), next(&queue), next(&queue)],
+        [Some("a".into()), Some("b".into()), None]
+    );
+}
+
+#[test]
+fn finishing_wakes_the_waiters_and_giving_up_leaves_nothing_to_come() {
+    let queue = BuildQueue::new(built(&["a", "b"]));
+    let mut finished = queue.finished();
+    assert!(!finished.has_changed().expect("open"));
+    queue.finish("a");
+    assert!(finished.has_changed().expect("open"));
+    finished.mark_unchanged();
+    queue.finish_all();
+    assert!(finished.has_changed().expect("open"));
+    assert!(!queue.hurry("b"));
+    assert_eq!(next(&queue), None);
+}
