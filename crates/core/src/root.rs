@@ -41,7 +41,9 @@ use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event as BusEvent;
 use crate::group::{GroupActor, GroupArgs, GroupState};
-use crate::messages::{BuildQueue, GroupEntry, GroupMsg, GroupRef, ProcessShared, RootMsg};
+use crate::messages::{
+    BuildQueue, GroupEntry, GroupMsg, GroupRef, ProcessMsg, ProcessShared, RootMsg,
+};
 use crate::registry::Registry;
 
 /// How often the shutdown names the processes it still waits for.
@@ -459,6 +461,16 @@ async fn ordered_stop(groups: Vec<Arc<GroupEntry>>) {
     for level in groups.chunk_by(|a, b| a.config.priority == b.config.priority).rev() {
         for group in level.iter().rev() {
             match group.actor() {
+                // What `GroupMsg::Shutdown` does for a group, sent to the
+                // members straight: through the root's mailbox, 5,000 hosted
+                // groups were stopped one message at a time.
+                Some(GroupRef::Hosted { .. }) => {
+                    for member in group.members.iter().rev() {
+                        if let Some(actor) = member.actor() {
+                            let _ = actor.cast(ProcessMsg::Shutdown);
+                        }
+                    }
+                }
                 Some(actor) => {
                     let _ = actor.cast(GroupMsg::Shutdown);
                 }

@@ -199,6 +199,9 @@ pub trait Tree: Send + Sync + 'static {
     fn reopen_logs(&self) -> impl Future<Output = ()> + Send;
     /// Ordered stop of every process (reverse priority), then the tree itself.
     fn shutdown(self) -> impl Future<Output = ()> + Send;
+    /// [`Tree::shutdown`] as the daemon exits: what the tree holds may be
+    /// left to the kernel instead of freed piece by piece.
+    fn shutdown_to_exit(self) -> impl Future<Output = ()> + Send;
     /// Live upgrade: why the tree cannot be handed over now, if it cannot.
     fn handover_refusal(&self) -> Option<String>;
     /// Live upgrade: what its control servers check and say, for the next
@@ -1308,7 +1311,7 @@ impl<T: Tree> Daemon<T> {
         notifier.stopping();
         // Keep serving while the tree stops, so clients can watch it happen
         // (and keep the watchdog fed: a long stop is not a hang).
-        tree.shutdown().await;
+        tree.shutdown_to_exit().await;
         if let Some(recorder) = recorder {
             recorder.finish().await;
         }

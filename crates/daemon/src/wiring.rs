@@ -334,6 +334,15 @@ impl Tree for CoreTree {
         }
     }
 
+    async fn shutdown_to_exit(self) {
+        // Freeing the records of 5,000 programs one by one took 50 ms of
+        // the shutdown, after the last program had stopped: the process is
+        // about to end, and its memory goes with it.
+        let records = self.handle.clone();
+        self.shutdown().await;
+        std::mem::forget(records);
+    }
+
     async fn shutdown(self) {
         self.fatal_watch.abort();
         if let Some(watch) = &self.status_watch {

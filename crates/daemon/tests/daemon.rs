@@ -185,6 +185,10 @@ impl Tree for TestTree {
         tracing::info!(target: "vigil_e2e", "test tree reopened logs");
     }
 
+    async fn shutdown_to_exit(self) {
+        self.shutdown().await;
+    }
+
     async fn shutdown(self) {
         tracing::info!(target: "vigil_e2e", "test tree stopped: {}", self.identifier);
     }
