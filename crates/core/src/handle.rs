@@ -579,6 +579,7 @@ impl Handle {
                         queue.release();
                     });
                 }
+                queue.entangle(&self.inner.registry.groups());
                 *self.inner.resuming.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::clone(queue));
                 if let Some(hook) = on_resuming {
@@ -595,18 +596,18 @@ impl Handle {
     /// (the request can then act on them while thousands of others are still
     /// resuming). False, at once, when the request must wait for the whole
     /// tree instead: no resume under way, `all`, a name that is not a group
-    /// of the resume, or a config with `depends_on` (starting or stopping one
-    /// process then reaches others).
+    /// of the resume, or a group that `depends_on` ties to others (starting
+    /// or stopping one of its processes reaches them).
     pub async fn resumed(&self, specs: &[NameSpec]) -> bool {
         let queue = self.inner.resuming.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let Some(queue) = queue else { return false };
-        if queue.has_dependencies() || deps::any(&self.inner.registry.groups()) {
-            return false;
-        }
+        let Some(entangled) = queue.entangled() else { return false };
         let mut groups = Vec::with_capacity(specs.len());
         for spec in specs {
             match spec.group() {
-                Some(group) if spec != &NameSpec::All => groups.push(group),
+                Some(group) if spec != &NameSpec::All && !entangled.contains(group) => {
+                    groups.push(group);
+                }
                 _ => return false,
             }
         }

@@ -300,6 +300,8 @@ struct QueueState {
     held: bool,
     /// The root's stream, waiting for a hurried group or the release.
     waiting: Option<std::task::Waker>,
+    /// See [`BuildQueue::entangled`].
+    entangled: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 impl BuildQueue {
@@ -318,6 +320,7 @@ impl BuildQueue {
                 hurried: 0,
                 held: false,
                 waiting: None,
+                entangled: None,
             }),
             finished: watch::Sender::new(0),
         }
@@ -332,10 +335,41 @@ impl BuildQueue {
         self.lock().queued.iter().map(|entry| entry.config.name.clone()).collect()
     }
 
-    /// Whether any queued process has `depends_on`.
-    pub(crate) fn has_dependencies(&self) -> bool {
-        let state = self.lock();
-        state.queued.iter().flat_map(|g| &g.members).any(|m| !m.config.depends_on.is_empty())
+    /// Notes the groups of this queue and of `registered` that `depends_on`
+    /// ties to others: a process's own group when it has `depends_on`, and
+    /// the groups of what it names ([`BuildQueue::entangled`]). Called
+    /// before the root takes any group, so every group is in one of the two.
+    pub(crate) fn entangle(&self, registered: &[Arc<GroupEntry>]) {
+        let mut state = self.lock();
+        let entries: Vec<&Arc<GroupEntry>> = state.queued.iter().chain(registered).collect();
+        let mut tied = std::collections::HashSet::new();
+        for member in entries.iter().flat_map(|group| &group.members) {
+            if member.config.depends_on.is_empty() {
+                continue;
+            }
+            tied.insert(member.config.group.clone());
+            for dependency in &member.config.depends_on {
+                match dependency.name.split_once(':') {
+                    Some((group, _)) => {
+                        tied.insert(group.to_owned());
+                    }
+                    None => tied.extend(
+                        entries
+                            .iter()
+                            .filter(|g| {
+                                g.members.iter().any(|m| m.config.program == dependency.name)
+                            })
+                            .map(|g| g.config.name.clone()),
+                    ),
+                }
+            }
+        }
+        state.entangled = Some(Arc::new(tied));
+    }
+
+    /// What [`BuildQueue::entangle`] found; `None` before it ran.
+    pub(crate) fn entangled(&self) -> Option<Arc<std::collections::HashSet<String>>> {
+        self.lock().entangled.clone()
     }
 
     /// The next group to start: `Pending` while held with nothing hurried,

@@ -14,8 +14,8 @@
 //!
 //! With thousands of programs the tree resumes its groups for a while after
 //! the config has loaded. Meanwhile `start`, `stop`, `restart` and `signal`
-//! naming groups or processes (not `all`, and in a config without
-//! `depends_on`) have their groups resumed first and run as soon as those
+//! naming groups or processes (not `all`, and none that `depends_on` ties
+//! to another) have their groups resumed first and run as soon as those
 //! are back ([`vigil_core::Handle::resumed`]), on the handle the tree gives
 //! as it begins resuming ([`GapServer::new`]'s second sender).
 

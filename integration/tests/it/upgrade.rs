@@ -1049,7 +1049,7 @@ fn a_call_naming_a_program_is_answered_before_the_rest_of_the_tree_is_back() {
 }
 
 #[test]
-fn with_depends_on_a_call_waits_for_the_whole_tree() {
+fn with_depends_on_only_a_call_naming_what_it_ties_waits_for_the_whole_tree() {
     let sandbox = Sandbox::new();
     sandbox.write_config(&[
         Program::child("db", &["--sleep", "3600"]).set("startsecs", 0),
@@ -1058,22 +1058,27 @@ fn with_depends_on_a_call_waits_for_the_whole_tree() {
     ]);
     let daemon = sandbox.start();
     daemon.wait_state("web", "RUNNING");
-    let c = daemon.running_pid("c");
+    let (db, c) = (daemon.running_pid("db"), daemon.running_pid("c"));
     let (fifo, script) = resume_holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
-    // Stopping one process may reach others through `depends_on`, which
-    // only the whole tree knows: even c, which has none, waits for it.
+    // c has no dependency either way: its stop runs at once.
+    let stopped = daemon.ctl(&["stop", "c"]);
+    assert_eq!((stopped.code, stopped.stdout.trim()), (0, "c: stopped"), "{stopped:#?}");
+    wait_until(TIMEOUT, "c's child to be gone", || !proc::exists(c));
+    // Stopping db reaches web, which depends on it, and only the whole tree
+    // knows web: the stop waits for it.
     let body = "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
-                <params><param><value><string>c</string></value></param></params></methodCall>";
+                <params><param><value><string>db</string></value></param></params></methodCall>";
     let mut stopper = super::stdin::xmlrpc_send(&sandbox, body);
     // A read answered after the stop was sent: the stop is still held.
-    assert_eq!(daemon.state("c"), "RUNNING");
+    assert_eq!(daemon.state("db"), "RUNNING");
     stopper.set_nonblocking(true).expect("nonblocking");
     let mut answer = Vec::new();
     let early = stopper.read_to_end(&mut answer);
     assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
-    assert!(proc::exists(c), "nothing acted on c yet");
+    assert!(proc::exists(db), "nothing acted on db yet");
+    assert_eq!(daemon.main_log().matches(TREE_BUILT).count(), 1, "the rest is still held");
     assert!(release_now(&fifo), "the resume was held");
     drop(guard);
     stopper.set_nonblocking(false).expect("blocking");
@@ -1081,8 +1086,9 @@ fn with_depends_on_a_call_waits_for_the_whole_tree() {
     stopper.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
-    assert_eq!(daemon.state("c"), "STOPPED");
-    assert_eq!(daemon.state("web"), "RUNNING");
+    assert_eq!(daemon.state("db"), "STOPPED");
+    // web was stopped first and waits for db again.
+    daemon.wait_state("web", "STARTING");
 }
 
 /// A FIFO and a wrapper of this build's vigild that holds the new image in

@@ -1,12 +1,14 @@
 //! [`BuildQueue`]: the order in which the root starts a batch of groups,
 //! and what a caller that needs one of them first sees.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, Waker};
+
+use vigil_config::Dependency;
 
 use super::fixtures::{program, solo};
 use crate::logs::ChannelLog;
-use crate::messages::{BuildQueue, BuiltGroup, ProcessShared};
+use crate::messages::{BuildQueue, BuiltGroup, GroupEntry, ProcessShared};
 
 fn built(names: &[&str]) -> Vec<BuiltGroup> {
     names
@@ -78,4 +80,29 @@ fn finishing_wakes_the_waiters_and_giving_up_leaves_nothing_to_come() {
     assert!(finished.has_changed().expect("open"));
     assert!(!queue.hurry("b"));
     assert_eq!(next(&queue), None);
+}
+
+/// `name`'s group with its one process depending on `on`.
+fn depending(name: &str, on: &str) -> BuiltGroup {
+    let (group, members) = built(&[name]).remove(0);
+    let mut process = (*members[0].config).clone();
+    process.depends_on = vec![Dependency { name: on.to_owned(), condition: Default::default() }];
+    let log = || ChannelLog::open(None, 0, 0, 0).expect("a log without a file");
+    (group, vec![Arc::new(ProcessShared::new(Arc::new(process), log(), log()))])
+}
+
+#[test]
+fn depends_on_ties_the_dependent_and_what_it_names() {
+    let mut groups = built(&["db", "cache", "c"]);
+    groups.push(depending("web", "db"));
+    let queue = BuildQueue::new(groups);
+    assert!(queue.entangled().is_none(), "not computed yet");
+    // One already in the tree, naming a process as `group:process`.
+    let (config, members) = depending("api", "cache:cache");
+    let api = GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) };
+    queue.entangle(&[Arc::new(api)]);
+    let tied = queue.entangled().expect("computed");
+    let mut tied: Vec<&str> = tied.iter().map(String::as_str).collect();
+    tied.sort_unstable();
+    assert_eq!(tied, ["api", "cache", "db", "web"], "c is tied to nothing");
 }
