@@ -13,6 +13,7 @@
 //!
 //! This module imports no actor.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -292,21 +293,21 @@ pub(crate) struct BuildQueue {
 }
 
 struct QueueState {
-    queued: std::collections::VecDeque<Arc<GroupEntry>>,
+    queued: VecDeque<Arc<GroupEntry>>,
     /// Queued or being started: not in the tree yet, not given up.
-    unfinished: std::collections::HashSet<String>,
+    unfinished: HashSet<String>,
     /// How many at the front were hurried (yielded even while held).
     hurried: usize,
     held: bool,
     /// The root's stream, waiting for a hurried group or the release.
     waiting: Option<std::task::Waker>,
     /// See [`BuildQueue::entangled`].
-    entangled: Option<Arc<std::collections::HashSet<String>>>,
+    entangled: Option<Arc<HashSet<String>>>,
 }
 
 impl BuildQueue {
     pub(crate) fn new(groups: Vec<BuiltGroup>) -> BuildQueue {
-        let queued: std::collections::VecDeque<_> = groups
+        let queued: VecDeque<_> = groups
             .into_iter()
             .map(|(config, members)| {
                 Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) })
@@ -342,7 +343,7 @@ impl BuildQueue {
     pub(crate) fn entangle(&self, registered: &[Arc<GroupEntry>]) {
         let mut state = self.lock();
         let entries: Vec<&Arc<GroupEntry>> = state.queued.iter().chain(registered).collect();
-        let mut tied = std::collections::HashSet::new();
+        let mut tied = HashSet::new();
         for member in entries.iter().flat_map(|group| &group.members) {
             if member.config.depends_on.is_empty() {
                 continue;
@@ -368,7 +369,7 @@ impl BuildQueue {
     }
 
     /// What [`BuildQueue::entangle`] found; `None` before it ran.
-    pub(crate) fn entangled(&self) -> Option<Arc<std::collections::HashSet<String>>> {
+    pub(crate) fn entangled(&self) -> Option<Arc<HashSet<String>>> {
         self.lock().entangled.clone()
     }
 
