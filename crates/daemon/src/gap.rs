@@ -93,12 +93,10 @@ impl GapServer {
                 spec @ NameSpec::Process { .. }
                     if spec.group().is_some_and(|group| handle.has_group(group)) =>
                 {
-                    let info = match handle.process_info_now(Some(&spec)) {
-                        Ok(infos) if infos.len() == 1 => infos
-                            .into_iter()
-                            .next()
-                            .map(process_info)
-                            .ok_or_else(|| ControlError::BadName(name.clone())),
+                    // One process, as the tree's `process_info` answers.
+                    let one = handle.process_info_now(Some(&spec)).ok();
+                    let info = match one.map(<[_; 1]>::try_from) {
+                        Some(Ok([info])) => Ok(process_info(info)),
                         _ => Err(ControlError::BadName(name.clone())),
                     };
                     Ok(ControlResponse::ProcessInfo(info))

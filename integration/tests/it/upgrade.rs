@@ -973,22 +973,14 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     // A stop sent in the gap is held until the tree is up, not refused: the
     // whole request is in the connection before the gap ends, and no answer
     // comes while it lasts.
-    let body = "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
-                <params><param><value><string>p</string></value></param></params></methodCall>";
-    let mut stopper = super::stdin::xmlrpc_send(&sandbox, body);
-    stopper.set_nonblocking(true).expect("nonblocking");
-    let mut answer = Vec::new();
-    let early = stopper.read_to_end(&mut answer);
-    assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
+    let mut stopper = send_stop(&sandbox, "p");
+    assert_unanswered(&mut stopper);
     assert_eq!(daemon.status_of("p").map(|(state, _)| state).as_deref(), Some("RUNNING"));
     assert!(proc::exists(p), "nothing acted on p in the gap");
     assert!(!daemon.main_log().contains("took over from"), "still in the gap");
     std::fs::write(&fifo, "go\n").expect("release the gap");
     drop(guard);
-    stopper.set_nonblocking(false).expect("blocking");
-    stopper.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
-    stopper.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = answer_once_up(stopper);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
     wait_takeovers(&daemon, 1);
@@ -1004,6 +996,41 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
 /// writes to the FIFO (see `VIGILD_RESUME_HOLD`).
 fn resume_holding_wrapper(sandbox: &Sandbox) -> (std::path::PathBuf, String) {
     fifo_wrapper(sandbox, "resume", "VIGILD_RESUME_HOLD")
+}
+
+/// `vigilctl stop NAME` answered while the resume is held, and NAME's child
+/// (`pid`) gone.
+fn stop_at_once(daemon: &Daemon, name: &str, pid: i32) {
+    let stopped = daemon.ctl(&["stop", name]);
+    let expected = format!("{name}: stopped");
+    assert_eq!((stopped.code, stopped.stdout.trim()), (0, expected.as_str()), "{stopped:#?}");
+    wait_until(TIMEOUT, "the stopped child to be gone", || !proc::exists(pid));
+}
+
+/// Sends XML-RPC `stopProcess(NAME)` and leaves its answer to be read.
+fn send_stop(sandbox: &Sandbox, name: &str) -> std::os::unix::net::UnixStream {
+    let body = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
+         <params><param><value><string>{name}</string></value></param></params></methodCall>"
+    );
+    super::stdin::xmlrpc_send(sandbox, &body)
+}
+
+/// Nothing has been answered on `stream` yet.
+fn assert_unanswered(stream: &mut std::os::unix::net::UnixStream) {
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut answer = Vec::new();
+    let early = stream.read_to_end(&mut answer);
+    assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
+    stream.set_nonblocking(false).expect("blocking");
+}
+
+/// The whole answer on `stream`, which comes once the tree is up.
+fn answer_once_up(mut stream: std::os::unix::net::UnixStream) -> String {
+    stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// What the tree logs once every group of a start or a resume is in.
@@ -1024,9 +1051,7 @@ fn a_call_naming_a_program_is_answered_before_the_rest_of_the_tree_is_back() {
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
     // The new image resumes c alone, first, for the stop; a and b wait.
-    let stopped = daemon.ctl(&["stop", "c"]);
-    assert_eq!((stopped.code, stopped.stdout.trim()), (0, "c: stopped"), "{stopped:#?}");
-    wait_until(TIMEOUT, "c's child to be gone", || !proc::exists(c));
+    stop_at_once(&daemon, "c", c);
     // Reads show the stop at once: c is answered from the tree, the others
     // from the carried records.
     assert_eq!(daemon.state("c"), "STOPPED");
@@ -1063,28 +1088,18 @@ fn with_depends_on_only_a_call_naming_what_it_ties_waits_for_the_whole_tree() {
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
     // c has no dependency either way: its stop runs at once.
-    let stopped = daemon.ctl(&["stop", "c"]);
-    assert_eq!((stopped.code, stopped.stdout.trim()), (0, "c: stopped"), "{stopped:#?}");
-    wait_until(TIMEOUT, "c's child to be gone", || !proc::exists(c));
+    stop_at_once(&daemon, "c", c);
     // Stopping db reaches web, which depends on it, and only the whole tree
     // knows web: the stop waits for it.
-    let body = "<?xml version=\"1.0\"?><methodCall><methodName>supervisor.stopProcess</methodName>\
-                <params><param><value><string>db</string></value></param></params></methodCall>";
-    let mut stopper = super::stdin::xmlrpc_send(&sandbox, body);
+    let mut stopper = send_stop(&sandbox, "db");
     // A read answered after the stop was sent: the stop is still held.
     assert_eq!(daemon.state("db"), "RUNNING");
-    stopper.set_nonblocking(true).expect("nonblocking");
-    let mut answer = Vec::new();
-    let early = stopper.read_to_end(&mut answer);
-    assert_eq!(early.map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock), "{answer:?}");
+    assert_unanswered(&mut stopper);
     assert!(proc::exists(db), "nothing acted on db yet");
     assert_eq!(daemon.main_log().matches(TREE_BUILT).count(), 1, "the rest is still held");
     assert!(release_now(&fifo), "the resume was held");
     drop(guard);
-    stopper.set_nonblocking(false).expect("blocking");
-    stopper.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
-    stopper.read_to_end(&mut answer).expect("the stop is answered once the tree is up");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = answer_once_up(stopper);
     assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
     assert_eq!(daemon.state("db"), "STOPPED");
     // web was stopped first and waits for db again.
