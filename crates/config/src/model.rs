@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One whole configuration: the daemon settings plus every process group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// The root file that was read (absolute).
     pub source: PathBuf,
@@ -49,7 +49,7 @@ impl Config {
 }
 
 /// `[supervisord]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Supervisord {
     /// The activity log; `None` for `NONE`/`OFF`.
     pub logfile: LogTarget,
@@ -99,7 +99,7 @@ pub struct Supervisord {
 }
 
 /// Vigil extension: the activity log's line format (`logfile_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MainLogFormat {
     /// supervisord's `2026-11-23 23:34:01,123 INFO message`.
@@ -111,7 +111,7 @@ pub enum MainLogFormat {
 
 /// Vigil extension: how a child's output is written to its log file
 /// (`stdout_logfile_format`, `stderr_logfile_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildLogFormat {
     /// The bytes as the child wrote them (supervisord's capture).
@@ -125,7 +125,7 @@ pub enum ChildLogFormat {
 }
 
 /// Vigil extension: the root supervisor's reaction to a group going FATAL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFatal {
     /// Leave the group FATAL and keep running (supervisord's behaviour).
@@ -136,7 +136,7 @@ pub enum OnFatal {
 }
 
 /// supervisord's log levels, most to least severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Only critical messages.
@@ -156,7 +156,7 @@ pub enum LogLevel {
 }
 
 /// Where a log goes: `NONE`, `AUTO` or a path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogTarget {
     /// No log (`NONE` or `OFF`).
@@ -170,7 +170,7 @@ pub enum LogTarget {
 }
 
 /// A user given by name or uid, resolved when the config is read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserSpec {
     /// As written in the file.
     pub name: String,
@@ -181,7 +181,7 @@ pub struct UserSpec {
 }
 
 /// `[unix_http_server]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnixHttpServer {
     /// The socket's path.
     pub file: PathBuf,
@@ -194,7 +194,7 @@ pub struct UnixHttpServer {
 }
 
 /// `[inet_http_server]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InetHttpServer {
     /// Host part; empty means all interfaces.
     pub host: String,
@@ -208,7 +208,7 @@ pub struct InetHttpServer {
 }
 
 /// HTTP basic-auth credentials; `password` may be `{SHA}<hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     /// The user name clients send.
     pub username: String,
@@ -217,7 +217,7 @@ pub struct Credentials {
 }
 
 /// `[supervisorctl]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supervisorctl {
     /// The daemon's URL: `http://host:port` or `unix:///path`.
     pub serverurl: String,
@@ -232,7 +232,7 @@ pub struct Supervisorctl {
 }
 
 /// What kind of section a group came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupKind {
     /// `[program:x]`: a homogeneous group named after the program.
@@ -246,7 +246,7 @@ pub enum GroupKind {
 }
 
 /// `[fcgi-program:x]` socket settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FcgiSocket {
     /// `tcp://host:port` or `unix:///path`, as written.
     pub socket: String,
@@ -259,7 +259,7 @@ pub struct FcgiSocket {
 }
 
 /// `[eventlistener:x]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventListenerConfig {
     /// Event type names, upper case (`PROCESS_STATE`, `TICK_60`, ...).
     pub events: Vec<String>,
@@ -270,7 +270,7 @@ pub struct EventListenerConfig {
 }
 
 /// Erlang-style restart strategy of a group (Vigil extension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Restart only the process that died (supervisord's behaviour).
@@ -283,7 +283,7 @@ pub enum Strategy {
 }
 
 /// One process group: the unit `update`, `add` and `remove` work on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupConfig {
     /// The group's name.
     pub name: String,
@@ -306,7 +306,7 @@ pub struct GroupConfig {
 }
 
 /// `autorestart=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AutoRestart {
     /// Never restart.
@@ -318,11 +318,11 @@ pub enum AutoRestart {
 }
 
 /// A signal, kept as its number; `Display` prints supervisord's name (`TERM`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal(pub i32);
 
 /// One output channel's logging settings (`stdout_*` or `stderr_*`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogConfig {
     /// Where the channel's output goes.
     pub logfile: LogTarget,
@@ -344,7 +344,7 @@ pub struct LogConfig {
 }
 
 /// Backoff shape between restarts (Vigil extension; linear 1 s steps is supervisord's).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackoffConfig {
     /// How the wait grows between attempts.
     pub kind: BackoffKind,
@@ -362,7 +362,7 @@ pub struct BackoffConfig {
 }
 
 /// How the wait between restart attempts grows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackoffKind {
     /// One `initial` step more per attempt (supervisord's rule).
@@ -372,7 +372,7 @@ pub enum BackoffKind {
 }
 
 /// A `depends_on` entry (Vigil extension).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     /// A program name (all its instances) or a `group:process` name.
     pub name: String,
@@ -381,7 +381,7 @@ pub struct Dependency {
 }
 
 /// What a dependency must reach (`depends_on = "db:healthy"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DependencyCondition {
     /// The dependency has a process (STARTING or RUNNING).
@@ -398,8 +398,8 @@ pub enum DependencyCondition {
 }
 
 /// A health probe (Vigil extension).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     /// A TCP connect to `host:port` succeeds.
     Tcp {
@@ -430,7 +430,7 @@ pub enum ProbeKind {
 }
 
 /// A probe with its timing (Vigil extension: `ready_*` or `live_*`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
     /// What is checked.
     pub kind: ProbeKind,
@@ -445,7 +445,7 @@ pub struct Probe {
 }
 
 /// One process instance, fully expanded (`numprocs` already applied).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessConfig {
     /// The instance name (`process_name` expanded).
     pub name: String,
@@ -532,7 +532,7 @@ pub struct ProcessConfig {
 /// on the process and everything it starts. With every field `None` (`cgroup =
 /// true` alone) the group only tracks the processes, for `stopasgroup` and
 /// `killasgroup`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CgroupLimits {
     /// `memory_max`: bytes beyond which the kernel's OOM killer acts.
     pub memory_max: Option<u64>,
@@ -609,6 +609,24 @@ pub struct ResourceLimit {
     pub hard: Option<u64>,
 }
 
+/// Read back by hand: the name is one of [`RLIMITS`], never borrowed input.
+impl<'de> Deserialize<'de> for ResourceLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            name: String,
+            soft: Option<u64>,
+            hard: Option<u64>,
+        }
+        let Read { name, soft, hard } = Read::deserialize(deserializer)?;
+        let Some(&(name, _)) = RLIMITS.iter().find(|(known, _)| *known == name) else {
+            let unexpected = serde::de::Unexpected::Str(&name);
+            return Err(serde::de::Error::invalid_value(unexpected, &"a resource limit's name"));
+        };
+        Ok(ResourceLimit { name, soft, hard })
+    }
+}
+
 impl ProcessConfig {
     /// supervisord's namespec: `name` when group and process share a name, else `group:name`.
     pub fn namespec(&self) -> String {
@@ -616,9 +634,11 @@ impl ProcessConfig {
     }
 }
 
-/// Variables read from env files. They are secrets: `Debug` and `Serialize`
-/// show the names only, so no dump of a config carries a value. Shared, so the
-/// instances of a program hold one copy.
+/// Variables read from env files. They are secrets: `Debug` and a
+/// human-readable `Serialize` (JSON, TOML) show the names only, so no dump of
+/// a config carries a value; only a binary form (a live upgrade's carried
+/// config, which never leaves the daemon) holds the values, and only a binary
+/// form reads back. Shared, so the instances of a program hold one copy.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct EnvFileVars(Arc<BTreeMap<String, String>>);
 
@@ -647,12 +667,27 @@ impl std::fmt::Debug for EnvFileVars {
 
 impl Serialize for EnvFileVars {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.keys())
+        if serializer.is_human_readable() {
+            serializer.collect_seq(self.0.keys())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvFileVars {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            return Err(serde::de::Error::custom(
+                "env file values are not kept in a readable form",
+            ));
+        }
+        BTreeMap::deserialize(deserializer).map(EnvFileVars::new)
     }
 }
 
 /// Where something was defined.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     /// The file.
     pub file: PathBuf,

@@ -58,6 +58,12 @@ fn check(config: &vigil_config::Config) {
     let json = serde_json::to_string(a).expect("json");
     assert!(json.contains("\"env_file_vars\":[\"A\",\"B\",\"C\",\"D\",\"G\"]"), "{json}");
     assert!(!json.contains("own ${A}") && !format!("{a:?}").contains("own ${A}"));
+    // A binary form (a live upgrade's carried config) keeps them, and only it
+    // reads them back.
+    let bytes = postcard::to_stdvec(config).expect("postcard");
+    let back: vigil_config::Config = postcard::from_bytes(&bytes).expect("reads back");
+    assert_eq!(vars(process(&back, "a")), vars(a));
+    assert!(serde_json::from_str::<vigil_config::EnvFileVars>(r#"["A"]"#).is_err());
 }
 
 #[test]

@@ -76,6 +76,19 @@ fn ok_configs_match_their_models() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// A live upgrade carries the loaded model to the next image in postcard
+/// (vigild's `carry.rs`): every model reads back equal.
+#[test]
+fn ok_models_survive_a_binary_round_trip() {
+    for input in inputs(&test_data().join("ok")) {
+        let loaded = load_with(&input, &env(), &options()).expect("loads");
+        let bytes = postcard::to_stdvec(&loaded.config).expect("postcard");
+        let back: vigil_config::Config = postcard::from_bytes(&bytes)
+            .unwrap_or_else(|e| panic!("{} does not read back: {e}", input.display()));
+        assert_eq!(back, loaded.config, "{}", input.display());
+    }
+}
+
 #[test]
 fn err_configs_report_every_error() {
     let mut failures = Vec::new();

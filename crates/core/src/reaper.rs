@@ -170,8 +170,7 @@ impl Reaper {
         // among its lowest descriptors (see `launch.rs`, "Descriptors").
         crate::launch::reserve_slots();
         if let Some(reaper) = REAPER.get() {
-            let adopted = children.iter().map(|&pid| reaper.adopt(pid)).collect();
-            return Ok((reaper.clone(), adopted));
+            return Ok((reaper.clone(), reaper.adopt_all(children)));
         }
         // Two racing first calls may both build a thread; only the winner's handle is
         // stored, and the loser's thread is told to exit before it reaps anything.
@@ -199,7 +198,7 @@ impl Reaper {
         let winner = REAPER.get_or_init(|| candidate.clone());
         let we_won = Arc::ptr_eq(&winner.inner, &candidate.inner);
         // Registered before the thread may reap: it has not looked at any child yet.
-        let adopted = children.iter().map(|&pid| winner.adopt(pid)).collect();
+        let adopted = winner.adopt_all(children);
         // The thread only begins reaping once told it is the one; a send error means
         // it is already gone, which the ready handshake above rules out.
         let _ = go_tx.send(we_won);
@@ -251,7 +250,7 @@ impl Reaper {
                 return Err(error);
             }
         };
-        let pidfd = self.inner.pidfd_for(pid);
+        let pidfd = self.inner.pidfd_for(pid, &mut Room::new());
         self.inner.register(pid, exit_tx, pidfd.is_some());
         drop(gate);
         if let Some(pidfd) = pidfd {
@@ -272,6 +271,38 @@ impl Reaper {
     /// A child that already exited (a zombie) is reaped at once. Refused when the
     /// pid is not a child of this process or is registered already.
     pub fn adopt(&self, pid: u32) -> Adopted {
+        self.adopt_all(&[pid]).pop().expect("one pid, one result")
+    }
+
+    /// [`Reaper::adopt`] of each of `pids`, the results in their order, as
+    /// one batch: the descriptor limit is read once, and no more pidfds are
+    /// opened once one lands in the table's upper half (descriptors are
+    /// allocated lowest first, so the next ones would too); their watches
+    /// start on the reaper's thread from one task, not one wake-up each.
+    fn adopt_all(&self, pids: &[u32]) -> Vec<Adopted> {
+        let mut room = Room::new();
+        let mut watches = Vec::with_capacity(pids.len());
+        let mut peek = false;
+        let adopted = pids
+            .iter()
+            .map(|&pid| self.adopt_one(pid, &mut room, &mut watches, &mut peek))
+            .collect();
+        self.inner.watch_all(watches);
+        if peek {
+            // SIGCHLD's collection reaps the unwatched; an exit that came
+            // before the registration raised its signal already, so look now.
+            self.inner.peek_again.notify_one();
+        }
+        adopted
+    }
+
+    fn adopt_one(
+        &self,
+        pid: u32,
+        room: &mut Room,
+        watches: &mut Vec<(u32, OwnedFd)>,
+        peek: &mut bool,
+    ) -> Adopted {
         let raw = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(Errno::EINVAL))?;
         let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
         if self.is_running(pid) {
@@ -303,15 +334,13 @@ impl Reaper {
                 error
             });
         }
-        let pidfd = self.inner.pidfd_for(pid);
+        let pidfd = self.inner.pidfd_for(pid, room);
         let (exit_tx, exit_rx) = oneshot::channel();
         self.inner.register(pid, exit_tx, pidfd.is_some());
         drop(gate);
         match pidfd {
-            Some(pidfd) => self.inner.watch(pid, pidfd),
-            // SIGCHLD's collection reaps it; an exit that came before the
-            // registration raised its signal already, so look now.
-            None => self.inner.peek_again.notify_one(),
+            Some(pidfd) => watches.push((pid, pidfd)),
+            None => *peek = true,
         }
         Ok(exit_rx)
     }
@@ -429,43 +458,64 @@ impl Inner {
             tracing::error!("reaper runtime missing; pid {pid} will not be reaped");
             return;
         };
+        runtime.spawn(Inner::watching(Arc::clone(self), pid, pidfd));
+    }
+
+    /// [`Inner::watch`] of many: one task on the reaper's thread spawns the
+    /// watches there (a push on its own queue each), where a spawn from
+    /// another thread wakes it each time.
+    fn watch_all(self: &Arc<Self>, watches: Vec<(u32, OwnedFd)>) {
+        if watches.is_empty() {
+            return;
+        }
+        let Some(runtime) = self.runtime.get() else {
+            tracing::error!("reaper runtime missing; {} pids will not be reaped", watches.len());
+            return;
+        };
         let inner = Arc::clone(self);
         runtime.spawn(async move {
-            // SAFETY: an OwnedFd keeps its one descriptor open until the AsyncFd drops it.
-            let registered =
-                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
-            let pidfd = match registered {
-                Ok(pidfd) => pidfd,
-                Err(error) => {
-                    // epoll refused the descriptor (a watch limit): SIGCHLD's
-                    // peek still finds the exit, so look each time it fires.
-                    tracing::warn!(%error, "cannot watch pid {pid}'s pidfd; polling it on SIGCHLD");
-                    loop {
-                        // Created first: a SIGCHLD after the check still wakes it.
-                        let sigchld = inner.sigchld_seen.notified();
-                        if inner.reap_registered(pid) {
-                            return;
-                        }
-                        sigchld.await;
+            for (pid, pidfd) in watches {
+                tokio::spawn(Inner::watching(Arc::clone(&inner), pid, pidfd));
+            }
+        });
+    }
+
+    /// Reaps `pid` once its pidfd turns readable.
+    async fn watching(inner: Arc<Inner>, pid: u32, pidfd: OwnedFd) {
+        // SAFETY: an OwnedFd keeps its one descriptor open until the AsyncFd drops it.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+        let pidfd = match registered {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // epoll refused the descriptor (a watch limit): SIGCHLD's
+                // peek still finds the exit, so look each time it fires.
+                tracing::warn!(%error, "cannot watch pid {pid}'s pidfd; polling it on SIGCHLD");
+                loop {
+                    // Created first: a SIGCHLD after the check still wakes it.
+                    let sigchld = inner.sigchld_seen.notified();
+                    if inner.reap_registered(pid) {
+                        return;
                     }
+                    sigchld.await;
                 }
-            };
-            loop {
-                let Ok(mut ready) = pidfd.readable().await else { return };
-                match inner.reap_watched(pid, pidfd.get_ref()) {
-                    Reap::Done => return,
-                    Reap::Running => ready.clear_ready(),
-                    Reap::Paused => {
-                        // The readiness stays: looked at again once resumed.
-                        drop(ready);
-                        let resumed = inner.resumed.notified();
-                        if PAUSED.load(Ordering::SeqCst) {
-                            resumed.await;
-                        }
+            }
+        };
+        loop {
+            let Ok(mut ready) = pidfd.readable().await else { return };
+            match inner.reap_watched(pid, pidfd.get_ref()) {
+                Reap::Done => return,
+                Reap::Running => ready.clear_ready(),
+                Reap::Paused => {
+                    // The readiness stays: looked at again once resumed.
+                    drop(ready);
+                    let resumed = inner.resumed.notified();
+                    if PAUSED.load(Ordering::SeqCst) {
+                        resumed.await;
                     }
                 }
             }
-        });
+        }
     }
 
     /// Reaps the child behind `pidfd` (registered as `pid`) if it has exited,
@@ -683,8 +733,8 @@ impl Inner {
     /// A pidfd to watch `pid` with, unless pidfds are off or the daemon already
     /// uses half of its descriptor limit: the rest is kept for pipes, logs and
     /// clients, and a child without one is reaped by the SIGCHLD peek instead.
-    fn pidfd_for(&self, pid: u32) -> Option<OwnedFd> {
-        if !self.pidfds {
+    fn pidfd_for(&self, pid: u32, room: &mut Room) -> Option<OwnedFd> {
+        if !self.pidfds || room.full {
             return None;
         }
         let pidfd = match pidfd_open(pid) {
@@ -694,12 +744,29 @@ impl Inner {
                 return None;
             }
         };
-        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map_or(u64::MAX, |(soft, _)| soft);
         // Descriptors are allocated lowest first, so the new one's number is
         // about how many are open.
         let used = u64::try_from(pidfd.as_raw_fd()).unwrap_or(u64::MAX);
-        (used < limit / 2).then_some(pidfd)
+        room.full = used >= room.limit / 2;
+        (!room.full).then_some(pidfd)
+    }
+}
+
+/// Whether pidfds may still be opened: only in the lower half of the
+/// descriptor table, the upper half being left to the programs' pipes and
+/// logs.
+struct Room {
+    /// The soft descriptor limit.
+    limit: u64,
+    /// A pidfd landed in the upper half.
+    full: bool,
+}
+
+impl Room {
+    fn new() -> Room {
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(u64::MAX, |(soft, _)| soft);
+        Room { limit, full: false }
     }
 }
 

@@ -49,8 +49,9 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     /// First fd marked close-on-exec; 3 closes everything above stderr.
     pub close_fds_from: i32,
-    /// A listening socket to give the child as fd 0 instead of any stdin
-    /// (`[fcgi-program:x]`); takes precedence over `pipe_stdin`.
+    /// A descriptor to give the child as fd 0 instead of any stdin (an
+    /// `[fcgi-program:x]`'s listening socket); takes precedence over
+    /// `pipe_stdin`.
     pub stdin_socket: Option<SharedFd>,
     /// Resource limits set in the child before the privilege drop (`rlimit_*`).
     pub rlimits: Vec<vigil_config::ResourceLimit>,

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_config::{Config, Diagnostic, LogTarget, Supervisord};
 use vigil_core::handover::CarriedProcess;
 
+use crate::carry;
 pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
 use crate::daemonize::{self, Limit, Pidfile, Privileges, Readiness};
 use crate::flags::{EarlyExit, Flags, usage_error};
@@ -456,6 +457,9 @@ struct Inherited {
     state: handover::State,
     /// The state's processes, shared with the gap's service (`gap.rs`).
     records: Arc<[CarriedProcess]>,
+    /// Whether the configuration the pre-flight loaded was taken (`carry.rs`),
+    /// or why not; `None` if none came.
+    config: Option<Result<(), String>>,
 }
 
 /// The new image cannot take the state it was handed: execute the old image
@@ -546,7 +550,50 @@ fn prepare<B: Backend>(
             let _ = std::fs::read(hold);
         }
     }
-    let load = || source.load(|path, env| backend.load(path, env));
+    // A pre-flight writes what it loads for the new image (`carry.rs`); the
+    // new image takes that instead of loading the file again, and the old
+    // image executed again after a refusal closes it.
+    // SAFETY: still one thread.
+    let carry_to = unsafe { carry::requested() }.filter(|_| source.flags.handover_check.is_some());
+    let mut carried = None;
+    // `None` if no configuration came with the state; whether it was taken.
+    let mut carry_note: Option<Result<(), String>> = None;
+    if let Some(handover::Inherited { state: Ok(state), refused, .. }) = &mut inherited
+        && let Some(fd) = state.config.take()
+    {
+        if refused.is_some() {
+            // SAFETY: the state names it for this image alone.
+            unsafe { carry::close(fd) };
+        } else {
+            // SAFETY: as above.
+            match unsafe { carry::Carried::take(fd) } {
+                Ok(taken) => carried = Some(taken),
+                Err(why) => carry_note = Some(Err(why)),
+            }
+        }
+    }
+    let mut wrote = false;
+    let mut load = || {
+        source.load(|path, env| {
+            if let Some(taken) = carried.take() {
+                match taken.matching(path, env) {
+                    Ok(loaded) => {
+                        carry_note = Some(Ok(()));
+                        return Ok(loaded);
+                    }
+                    Err(why) => carry_note = Some(Err(why)),
+                }
+            }
+            let loaded = backend.load(path, env);
+            if let (Some(out), Ok(loaded)) = (carry_to, &loaded)
+                && !wrote
+            {
+                // Without it the new image loads the file itself: no error.
+                wrote = carry::write(out, path, env, loaded).is_ok();
+            }
+            loaded
+        })
+    };
     let mut loaded = load();
     // The old image, executed again because the new one refused (its file
     // stopped loading after the pre-flight, say), must not leave its programs
@@ -630,7 +677,7 @@ fn prepare<B: Backend>(
         }
         let handover::Inherited { state, refused, .. } = inherited;
         let state = state.expect("refused states were handed back above");
-        (Inherited { state, records: Arc::clone(&records) }, refused)
+        (Inherited { state, records: Arc::clone(&records), config: carry_note.take() }, refused)
     });
     let (inherited, refused) = match inherited {
         Some((inherited, refused)) => (Some(inherited), refused),
@@ -833,12 +880,23 @@ impl<T: Tree> Daemon<T> {
         }
         self.pidfile = pidfile.as_ref().map(|pidfile| pidfile.path().to_owned());
         match &self.inherited {
-            Some(inherited) => tracing::info!(
-                "vigild {} took over from vigild {} with pid {} (live upgrade)",
-                env!("CARGO_PKG_VERSION"),
-                inherited.state.from_version,
-                std::process::id()
-            ),
+            Some(inherited) => {
+                tracing::info!(
+                    "vigild {} took over from vigild {} with pid {} (live upgrade)",
+                    env!("CARGO_PKG_VERSION"),
+                    inherited.state.from_version,
+                    std::process::id()
+                );
+                match &inherited.config {
+                    Some(Ok(())) => tracing::info!(
+                        "the configuration is the one the pre-flight run of this binary loaded"
+                    ),
+                    Some(Err(why)) => tracing::info!(
+                        "loaded the configuration again rather than take the pre-flight's: {why}"
+                    ),
+                    None => {}
+                }
+            }
             None => tracing::info!("supervisord started with pid {}", std::process::id()),
         }
 
@@ -1484,10 +1542,11 @@ impl Upgrade<'_> {
         let Some(binary) = binary.or_else(own_binary) else {
             return answer(Err("cannot tell the path of the running vigild".to_owned()));
         };
-        let checked = match handover::preflight(&binary, config).await {
-            Ok(checked) => checked,
-            Err(why) => return answer(Err(why)),
-        };
+        let handover::Checked { line: checked, config: carried } =
+            match handover::preflight(&binary, config).await {
+                Ok(checked) => checked,
+                Err(why) => return answer(Err(why)),
+            };
         if let Some(why) = tree.handover_refusal() {
             return answer(Err(why));
         }
@@ -1548,6 +1607,7 @@ impl Upgrade<'_> {
             args,
             memfd,
             exe,
+            carried,
             service_env,
             control,
             pidfile,
@@ -1590,6 +1650,8 @@ struct NextImage<'a> {
     memfd: std::fs::File,
     /// The running executable, for the way back.
     exe: std::fs::File,
+    /// The configuration the pre-flight loaded (`carry.rs`).
+    carried: Option<std::fs::File>,
     service_env: &'a [(String, String)],
     control: handover::CarriedControl,
     pidfile: Option<&'a Path>,
@@ -1634,12 +1696,14 @@ impl NextImage<'_> {
             processes: records,
             events,
             sockets,
+            config: self.carried.as_ref().map(|carried| carried.as_raw_fd()),
         };
         if let Err(err) = handover::write(&mut self.memfd, &state) {
             return format!("cannot write the handover state: {err}");
         }
         let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];
+        keep.extend(self.carried.as_ref().map(|carried| carried.as_fd()));
         keep.extend(listeners.unix.as_ref().map(|l| l.as_fd()));
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
         keep.extend(process_fds.iter().map(|fd| fd.as_fd()));

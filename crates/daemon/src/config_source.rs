@@ -13,7 +13,7 @@ use crate::flags::Flags;
 
 /// A loaded configuration with its non-fatal diagnostics, already rendered as
 /// `file:line: [section] key: message`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedConfig {
     /// The configuration, command-line overlay applied once it comes from
     /// [`ConfigSource::load`].

@@ -78,12 +78,16 @@ impl GapServer {
             (Some(handle), ControlRequest::AllProcessInfo {}) => {
                 let now = SystemTime::now();
                 let back = handle.process_info_now(None).unwrap_or_default();
+                // The groups in that answer, not those back by now: one that
+                // came back since would be in neither list.
+                let in_tree: std::collections::HashSet<_> =
+                    back.iter().map(|info| info.group.clone()).collect();
                 let mut all: Vec<vigil_core::ProcessInfo> = self
                     .shared
                     .view
                     .all(now)
                     .into_iter()
-                    .filter(|info| !handle.has_group(&info.group))
+                    .filter(|info| !in_tree.contains(&info.group))
                     .chain(back)
                     .collect();
                 all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));

@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -64,6 +64,14 @@ pub const HOLD_ENV: &str = "VIGILD_HANDOVER_HOLD";
 /// tests show such a call answered before the rest of the tree is back. Not
 /// for production use.
 pub const RESUME_HOLD_ENV: &str = "VIGILD_RESUME_HOLD";
+/// Set in the pre-flight's environment: the descriptor (`0`) to write the
+/// configuration it loaded into (see `carry.rs`).
+pub const CONFIG_ENV: &str = "VIGILD_HANDOVER_CONFIG";
+/// The name of the memfd given to the pre-flight for it.
+pub const CONFIG_MEMFD: &std::ffi::CStr = c"vigild-config";
+/// The variables the next image is executed without: each holds only the
+/// image it was given to.
+pub const DROPPED_AT_EXEC: [&str; 2] = [HOLD_ENV, RESUME_HOLD_ENV];
 /// The largest state read (500 bytes or so per program).
 const MAX_STATE: u64 = 512 * 1024 * 1024;
 /// How long the pre-flight run of the new binary may take.
@@ -136,6 +144,9 @@ pub struct State {
     pub events: CarriedEvents,
     /// The fcgi groups' listening sockets.
     pub sockets: Vec<CarriedSocket>,
+    /// The memfd holding the configuration the pre-flight run of the new
+    /// binary loaded, when it wrote one (see `carry.rs`).
+    pub config: Option<RawFd>,
 }
 
 /// The control servers' settings in force, as the next image serves them
@@ -164,10 +175,16 @@ pub fn check_flag(requested: u32) -> (i32, String) {
 /// Writes `state` to `file`, a memfd from [`create`].
 pub fn write(file: &mut std::fs::File, state: &State) -> std::io::Result<()> {
     let body = postcard::to_stdvec(state).map_err(std::io::Error::other)?;
-    file.write_all(MAGIC)?;
+    write_framed(file, MAGIC, &body)
+}
+
+/// Writes `magic`, the format version, `body`'s length and `body` to `file`
+/// (the state's frame, which the carried configuration shares).
+pub fn write_framed(file: &mut std::fs::File, magic: &[u8; 8], body: &[u8]) -> std::io::Result<()> {
+    file.write_all(magic)?;
     file.write_all(&format().to_le_bytes())?;
     file.write_all(&(body.len() as u64).to_le_bytes())?;
-    file.write_all(&body)?;
+    file.write_all(body)?;
     file.rewind()?;
     Ok(())
 }
@@ -176,8 +193,12 @@ pub fn write(file: &mut std::fs::File, state: &State) -> std::io::Result<()> {
 /// made before anything changes, so that a daemon out of descriptors refuses
 /// the upgrade instead of failing halfway.
 pub fn create() -> std::io::Result<std::fs::File> {
-    let fd =
-        nix::sys::memfd::memfd_create(c"vigild-handover", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    memfd(c"vigild-handover")
+}
+
+/// An empty close-on-exec memfd named `name` (as `/proc/PID/fd` shows it).
+pub fn memfd(name: &std::ffi::CStr) -> std::io::Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
     Ok(std::fs::File::from(fd))
 }
 
@@ -185,32 +206,35 @@ pub fn create() -> std::io::Result<std::fs::File> {
 /// the descriptor's offset (it is shared with every copy); the error says why
 /// it is refused.
 pub fn read(file: &std::fs::File) -> Result<State, String> {
-    use std::os::unix::fs::FileExt as _;
-    let mut header = [0u8; 20];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|e| format!("cannot read the handover state: {e}"))?;
-    if &header[..8] != MAGIC {
-        return Err("the handover state does not start with vigild's magic".to_owned());
-    }
-    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != format() {
-        return Err(format!(
-            "the handover state is format {version}; this vigild reads format {}",
-            format()
-        ));
-    }
-    let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
-    if len > MAX_STATE {
-        return Err(format!("the handover state claims {len} bytes, more than {MAX_STATE}"));
-    }
-    let mut body = vec![0u8; len as usize];
-    file.read_exact_at(&mut body, 20)
-        .map_err(|e| format!("cannot read the handover state: {e}"))?;
+    let body = read_framed(file, MAGIC, "the handover state")?;
     match postcard::take_from_bytes(&body) {
         Ok((state, [])) => Ok(state),
         Ok((_, rest)) => Err(format!("the handover state has {} bytes too many", rest.len())),
         Err(e) => Err(format!("the handover state is malformed: {e}")),
     }
+}
+
+/// The body of a frame [`write_framed`] wrote with `magic` and this format,
+/// read from the start whatever the descriptor's offset; `what` names it in
+/// the error.
+pub fn read_framed(file: &std::fs::File, magic: &[u8; 8], what: &str) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut header = [0u8; 20];
+    file.read_exact_at(&mut header, 0).map_err(|e| format!("cannot read {what}: {e}"))?;
+    if &header[..8] != magic {
+        return Err(format!("{what} does not start with vigild's magic"));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != format() {
+        return Err(format!("{what} is format {version}; this vigild reads format {}", format()));
+    }
+    let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+    if len > MAX_STATE {
+        return Err(format!("{what} claims {len} bytes, more than {MAX_STATE}"));
+    }
+    let mut body = vec![0u8; len as usize];
+    file.read_exact_at(&mut body, 20).map_err(|e| format!("cannot read {what}: {e}"))?;
+    Ok(body)
 }
 
 /// Clears close-on-exec on `fd`, so the next image inherits it.
@@ -258,7 +282,7 @@ pub fn exec(binary: &Path, args: &[OsString], state: RawFd, exe: Option<RawFd>) 
     let Ok(path) = CString::new(binary.as_os_str().as_bytes()) else {
         return std::io::Error::from(std::io::ErrorKind::InvalidInput);
     };
-    let env = environment(state, exe, &[], &[HOLD_ENV, RESUME_HOLD_ENV]);
+    let env = environment(state, exe, &[], &DROPPED_AT_EXEC);
     let held = crate::signals::hold();
     match nix::unistd::execve(&path, &arguments(args), &env) {
         Ok(never) => match never {},
@@ -438,15 +462,28 @@ pub fn unapplied(
     })
 }
 
+/// What a pre-flight run answered.
+pub struct Checked {
+    /// Its line (`vigild 1.2.3 reads handover format 7`).
+    pub line: String,
+    /// The configuration it loaded, for the new image (see `carry.rs`);
+    /// `None` if it wrote none.
+    pub config: Option<std::fs::File>,
+}
+
 /// Runs `binary --handover-check FORMAT -c CONFIG` (through the reaper,
 /// which collects every child of vigild): the new binary loads the
-/// configuration and answers whether it reads this format. Returns its line
-/// when it does, otherwise why not.
-pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
+/// configuration and answers whether it reads this format, and writes what
+/// it loaded into the memfd given as its stdin. Returns its answer when it
+/// does, otherwise why not.
+pub async fn preflight(binary: &Path, config: &Path) -> Result<Checked, String> {
     let shown = binary.display();
     trusted(binary)?;
     let reaper = vigil_core::Reaper::running()
         .ok_or_else(|| "the child reaper is not running".to_owned())?;
+    let carried = memfd(CONFIG_MEMFD)
+        .and_then(|memfd| Ok((memfd.try_clone()?, memfd)))
+        .map_err(|e| format!("cannot make the memfd for the configuration: {e}"))?;
     let argv = vec![
         binary.to_string_lossy().into_owned(),
         "--handover-check".to_owned(),
@@ -456,7 +493,14 @@ pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
     ];
     let mut spec = vigil_core::spawn::SpawnSpec::new(argv);
     spec.redirect_stderr = true;
-    spec.env = crate::config_source::environment().into_iter().collect();
+    // The environment the new image will load its configuration with.
+    spec.env = crate::config_source::environment()
+        .into_iter()
+        .filter(|(key, _)| !DROPPED_AT_EXEC.contains(&key.as_str()))
+        .chain([(CONFIG_ENV.to_owned(), "0".to_owned())])
+        .collect();
+    let (carried, written) = carried;
+    spec.stdin_socket = Some(vigil_core::spawn::SharedFd(std::sync::Arc::new(carried.into())));
     let spawned = tokio::task::spawn_blocking(move || reaper.spawn(&spec))
         .await
         .map_err(|e| format!("cannot run {shown}: {e}"))?
@@ -492,7 +536,8 @@ pub async fn preflight(binary: &Path, config: &Path) -> Result<String, String> {
     };
     let text = String::from_utf8_lossy(&output).trim().to_owned();
     if status.success() {
-        Ok(text)
+        let wrote = written.metadata().is_ok_and(|meta| meta.len() > 0);
+        Ok(Checked { line: text, config: wrote.then_some(written) })
     } else if text.is_empty() {
         Err(format!("{shown} --handover-check {}: {}", format(), status.describe()))
     } else {
@@ -553,6 +598,7 @@ mod tests {
             processes: Vec::new(),
             events: CarriedEvents::default(),
             sockets: Vec::new(),
+            config: None,
         }
     }
 

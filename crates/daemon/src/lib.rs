@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod carry;
 pub mod config_source;
 pub mod daemonize;
 pub mod facts;

@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 6;
+const FORMAT: u32 = 7;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -989,6 +989,32 @@ fn calls_made_while_the_new_image_builds_its_tree_get_true_answers() {
     assert_eq!(daemon.running_pid("q"), q, "q carried on");
     daemon.wait_state("late", "RUNNING");
     daemon.ctl(&["start", "off"]).expect_code(0);
+}
+
+#[test]
+fn the_new_image_takes_the_config_its_pre_flight_loaded_unless_the_file_changed_since() {
+    let (sandbox, daemon, pid) = one_program();
+    upgrade(&daemon, &[]);
+    let log = wait_takeovers(&daemon, 1);
+    assert!(log.contains("the configuration is the one the pre-flight run of this binary loaded"));
+    // Edited after the pre-flight (here, while the new image waits in the
+    // gap): the new image loads the file, and runs what it says now.
+    let (fifo, script) = holding_wrapper(&sandbox);
+    let guard = release_on_panic(&fifo);
+    upgrade(&daemon, &["--binary", &script]);
+    let config = std::fs::read_to_string(sandbox.config_path()).expect("config");
+    let late = Program::child("late", &["--sleep", "3600"]).set("startsecs", 0);
+    std::fs::write(sandbox.config_path(), config + &sandbox.programs_text(&[late]))
+        .expect("add a program");
+    std::fs::write(&fifo, "go\n").expect("release the gap");
+    drop(guard);
+    let log = wait_takeovers(&daemon, 2);
+    let reloaded = "loaded the configuration again rather than take the pre-flight's: ";
+    let why = log.split(reloaded).nth(1).and_then(|rest| rest.lines().next());
+    let config_path = sandbox.config_path().display().to_string();
+    assert_eq!(why, Some(format!("{config_path} changed since").as_str()), "{log}");
+    daemon.wait_state("late", "RUNNING");
+    assert_eq!(daemon.running_pid("p"), pid, "p carried on");
 }
 
 /// A FIFO and a wrapper of this build's vigild whose new image, once its
