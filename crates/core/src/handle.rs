@@ -28,7 +28,9 @@ use crate::info::ProcessInfo;
 use crate::lifecycle::ProcessState;
 use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
-use crate::messages::{BuildQueue, BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, RootMsg};
+use crate::messages::{
+    BuildQueue, BuiltGroup, GroupEntry, ProcessMsg, ProcessShared, Queued, RootMsg,
+};
 use crate::registry::Registry;
 use crate::stdin::{Refused, STDIN_QUEUE_LIMIT};
 use crate::usage::Usage;
@@ -495,14 +497,14 @@ impl Handle {
         groups: Vec<BuiltGroup>,
         resuming: bool,
     ) -> Result<(), CoreError> {
-        self.add_all_then(groups, resuming, |_| {}).await
+        self.add_all_then(groups.into_iter().map(Queued::from).collect(), resuming, |_| {}).await
     }
 
     /// [`Handle::add_all`], calling `queued` with the queue before the root
     /// starts any of it.
     pub(crate) async fn add_all_then(
         &self,
-        mut groups: Vec<BuiltGroup>,
+        mut groups: Vec<Queued>,
         resuming: bool,
         queued: impl FnOnce(&Arc<BuildQueue>),
     ) -> Result<(), CoreError> {
@@ -510,7 +512,7 @@ impl Handle {
         let mut prepared: Vec<String> = Vec::new();
         let mut bound = Ok(());
         let mut refused = Vec::new();
-        for (at, (config, _)) in groups.iter().enumerate() {
+        for (at, config) in groups.iter().map(Queued::config).enumerate() {
             match fcgi.prepare(config) {
                 Ok(()) => prepared.push(config.name.clone()),
                 Err(error) if resuming => {
@@ -562,10 +564,11 @@ impl Handle {
     }
 
     /// A live upgrade's groups, added with [`Handle::resumed`] answering
-    /// for them meanwhile; `on_resuming` gets the handle once it does.
+    /// for them meanwhile; `on_resuming` gets the handle once it does. Their
+    /// members are built as each group starts ([`Queued::Unbuilt`]).
     pub(crate) async fn resume_groups(
         &self,
-        groups: Vec<BuiltGroup>,
+        groups: Vec<Queued>,
         on_resuming: Option<Arc<dyn Fn(Handle) + Send + Sync>>,
         hold: Option<watch::Receiver<bool>>,
     ) -> Result<(), CoreError> {

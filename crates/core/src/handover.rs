@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -238,12 +238,36 @@ pub struct CarriedSocket {
     pub fd: i32,
 }
 
+/// One of the carried records, read where they all are (the new image's
+/// gap answers reads from the same records): no copy of each on the way to
+/// its process actor.
+#[derive(Debug, Clone)]
+pub struct SharedRecord {
+    records: Arc<[CarriedProcess]>,
+    at: usize,
+}
+
+impl SharedRecord {
+    /// The record at `at` of `records`; `None` past their end.
+    pub fn new(records: Arc<[CarriedProcess]>, at: usize) -> Option<SharedRecord> {
+        (at < records.len()).then_some(SharedRecord { records, at })
+    }
+}
+
+impl std::ops::Deref for SharedRecord {
+    type Target = CarriedProcess;
+
+    fn deref(&self) -> &CarriedProcess {
+        &self.records[self.at]
+    }
+}
+
 /// A record offered to the new image's tree, with what the daemon made of
 /// it: the child's exit as the reaper will report it, and its pipes.
 #[derive(Debug)]
 pub struct Adoptable {
     /// The record.
-    pub record: CarriedProcess,
+    pub record: SharedRecord,
     /// The adopted child's exit (see [`crate::Reaper::adopt`]); `None`
     /// without a child.
     pub exit: Option<oneshot::Receiver<ExitStatus>>,
@@ -259,11 +283,32 @@ pub struct Adoptable {
 
 static OFFERED: Mutex<Option<HashMap<String, Adoptable>>> = Mutex::new(None);
 
+/// Records ready for [`offer`], by namespec (made off the upgrade's path).
+#[derive(Debug, Default)]
+pub struct Offers(HashMap<String, Adoptable>);
+
+impl FromIterator<Adoptable> for Offers {
+    fn from_iter<I: IntoIterator<Item = Adoptable>>(records: I) -> Offers {
+        Offers(records.into_iter().map(|a| (a.record.namespec.clone(), a)).collect())
+    }
+}
+
+impl Offers {
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Offers `records` to the tree about to be built: each process actor whose
 /// namespec has one resumes it instead of starting afresh.
-pub fn offer(records: Vec<Adoptable>) {
-    let table = records.into_iter().map(|a| (a.record.namespec.clone(), a)).collect();
-    *OFFERED.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+pub fn offer(records: Offers) {
+    *OFFERED.lock().unwrap_or_else(PoisonError::into_inner) = Some(records.0);
 }
 
 /// What an offered record carries of `namespec`'s `channel` log: its file

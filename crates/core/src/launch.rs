@@ -1154,6 +1154,14 @@ fn reset_signal_dispositions() {
     }
 }
 
+/// Marks every descriptor from `from` up close-on-exec, in the daemon
+/// itself: one `close_range` where the kernel has it (5.11), else one call
+/// per descriptor. How a live upgrade's new image makes what it inherited
+/// its own in one step, so that no child inherits any of it.
+pub fn close_on_exec_from(from: libc::c_int) {
+    mark_cloexec_from(from, open_file_limit());
+}
+
 /// Marks every fd >= `from` close-on-exec without allocating.
 fn mark_cloexec_from(from: libc::c_int, fd_limit: libc::c_int) {
     // SAFETY: close_range with CLOEXEC only changes fd flags (Linux >= 5.11).

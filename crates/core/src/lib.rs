@@ -120,6 +120,7 @@ pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
 pub use handle::{FATAL_EXIT_CODE, Handle, Results};
 pub use info::{Health, ProcessInfo};
+pub use launch::close_on_exec_from;
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
 pub use members::TAIL_RING_BYTES;

@@ -12,7 +12,7 @@ use vigil_config::{GroupConfig, ProcessConfig, Supervisord};
 
 use crate::error::CoreError;
 use crate::logs::{self, Channel, ChannelLog};
-use crate::messages::ProcessShared;
+use crate::messages::{GroupEntry, ProcessShared, Queued};
 
 /// Bytes of recent output kept in memory per channel for `tail`. Allocated
 /// lazily, as output arrives.
@@ -38,6 +38,18 @@ pub(crate) fn build_members(
         members.push(Arc::new(ProcessShared::new(process, stdout, stderr)));
     }
     Ok(members)
+}
+
+/// A queued group's entry, its members built now if they were not
+/// ([`Queued::Unbuilt`]).
+pub(crate) fn build_queued(queued: Queued) -> Result<Arc<GroupEntry>, CoreError> {
+    match queued {
+        Queued::Built(entry) => Ok(entry),
+        Queued::Unbuilt(mut config, settings) => {
+            let members = build_members(&mut config, &settings)?;
+            Ok(GroupEntry::new(config, members))
+        }
+    }
 }
 
 pub(crate) fn open_channel(

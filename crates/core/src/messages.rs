@@ -266,6 +266,10 @@ pub(crate) struct GroupEntry {
 }
 
 impl GroupEntry {
+    pub(crate) fn new(config: GroupConfig, members: Vec<Arc<ProcessShared>>) -> Arc<GroupEntry> {
+        Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) })
+    }
+
     pub(crate) fn actor(&self) -> Option<GroupRef> {
         self.actor.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -278,6 +282,38 @@ impl GroupEntry {
 /// A group's config and its members, built (`members.rs`) and not
 /// added to the tree yet.
 pub(crate) type BuiltGroup = (GroupConfig, Vec<Arc<ProcessShared>>);
+
+/// A group in a [`BuildQueue`]: its members built, or (a live upgrade's
+/// resume) its config with its processes, built as the root starts it, so
+/// that a group a call needs first waits for its own members alone.
+pub(crate) enum Queued {
+    Built(Arc<GroupEntry>),
+    /// With the daemon's settings, which say where AUTO logs go.
+    Unbuilt(GroupConfig, Arc<vigil_config::Supervisord>),
+}
+
+impl Queued {
+    pub(crate) fn config(&self) -> &GroupConfig {
+        match self {
+            Queued::Built(entry) => &entry.config,
+            Queued::Unbuilt(config, _) => config,
+        }
+    }
+
+    /// Its processes' settings, built or not.
+    fn processes(&self) -> Vec<&vigil_config::ProcessConfig> {
+        match self {
+            Queued::Built(entry) => entry.members.iter().map(|m| &*m.config).collect(),
+            Queued::Unbuilt(config, _) => config.processes.iter().map(|p| &**p).collect(),
+        }
+    }
+}
+
+impl From<BuiltGroup> for Queued {
+    fn from((config, members): BuiltGroup) -> Queued {
+        Queued::Built(GroupEntry::new(config, members))
+    }
+}
 
 /// The groups of one [`RootMsg::AddGroups`] that the root has not started
 /// yet, in the order it starts them.
@@ -293,7 +329,7 @@ pub(crate) struct BuildQueue {
 }
 
 struct QueueState {
-    queued: VecDeque<Arc<GroupEntry>>,
+    queued: VecDeque<Queued>,
     /// Queued or being started: not in the tree yet, not given up.
     unfinished: HashSet<String>,
     /// How many at the front were hurried (yielded even while held).
@@ -306,14 +342,9 @@ struct QueueState {
 }
 
 impl BuildQueue {
-    pub(crate) fn new(groups: Vec<BuiltGroup>) -> BuildQueue {
-        let queued: VecDeque<_> = groups
-            .into_iter()
-            .map(|(config, members)| {
-                Arc::new(GroupEntry { config: Arc::new(config), members, actor: RwLock::new(None) })
-            })
-            .collect();
-        let unfinished = queued.iter().map(|entry| entry.config.name.clone()).collect();
+    pub(crate) fn new(groups: Vec<Queued>) -> BuildQueue {
+        let queued: VecDeque<_> = groups.into_iter().collect();
+        let unfinished = queued.iter().map(|queued| queued.config().name.clone()).collect();
         BuildQueue {
             state: Mutex::new(QueueState {
                 queued,
@@ -333,7 +364,7 @@ impl BuildQueue {
 
     /// The queued groups' names, in order.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.lock().queued.iter().map(|entry| entry.config.name.clone()).collect()
+        self.lock().queued.iter().map(|queued| queued.config().name.clone()).collect()
     }
 
     /// Notes the groups of this queue and of `registered` that `depends_on`
@@ -342,25 +373,33 @@ impl BuildQueue {
     /// before the root takes any group, so every group is in one of the two.
     pub(crate) fn entangle(&self, registered: &[Arc<GroupEntry>]) {
         let mut state = self.lock();
-        let entries: Vec<&Arc<GroupEntry>> = state.queued.iter().chain(registered).collect();
+        // Each group's name and its processes' settings.
+        let groups: Vec<(&str, Vec<&vigil_config::ProcessConfig>)> = state
+            .queued
+            .iter()
+            .map(|queued| (queued.config().name.as_str(), queued.processes()))
+            .chain(registered.iter().map(|entry| {
+                (entry.config.name.as_str(), entry.members.iter().map(|m| &*m.config).collect())
+            }))
+            .collect();
         let mut tied = HashSet::new();
-        for member in entries.iter().flat_map(|group| &group.members) {
-            if member.config.depends_on.is_empty() {
+        for process in groups.iter().flat_map(|(_, processes)| processes) {
+            if process.depends_on.is_empty() {
                 continue;
             }
-            tied.insert(member.config.group.clone());
-            for dependency in &member.config.depends_on {
+            tied.insert(process.group.clone());
+            for dependency in &process.depends_on {
                 match dependency.name.split_once(':') {
                     Some((group, _)) => {
                         tied.insert(group.to_owned());
                     }
                     None => tied.extend(
-                        entries
+                        groups
                             .iter()
-                            .filter(|g| {
-                                g.members.iter().any(|m| m.config.program == dependency.name)
+                            .filter(|(_, processes)| {
+                                processes.iter().any(|p| p.program == dependency.name)
                             })
-                            .map(|g| g.config.name.clone()),
+                            .map(|(name, _)| (*name).to_owned()),
                     ),
                 }
             }
@@ -378,7 +417,7 @@ impl BuildQueue {
     pub(crate) fn poll_next(
         &self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Arc<GroupEntry>>> {
+    ) -> std::task::Poll<Option<Queued>> {
         let mut state = self.lock();
         if state.held && state.hurried == 0 && !state.queued.is_empty() {
             state.waiting = Some(cx.waker().clone());
@@ -396,7 +435,7 @@ impl BuildQueue {
             return false;
         }
         let skip = state.hurried;
-        if let Some(at) = state.queued.iter().skip(skip).position(|e| e.config.name == group) {
+        if let Some(at) = state.queued.iter().skip(skip).position(|q| q.config().name == group) {
             if let Some(entry) = state.queued.remove(skip + at) {
                 state.queued.insert(skip, entry);
                 state.hurried += 1;

@@ -354,13 +354,13 @@ impl Reaper {
         PAUSED.store(true, Ordering::SeqCst);
     }
 
-    /// Collects again, at once, whatever exited while paused.
+    /// Collects again, at once, whatever exited while paused: the reaper's
+    /// thread peeks at every exited child (one walk of the children per
+    /// exit, registered or not), and each watch that saw its pidfd fire
+    /// while paused looks again. Not a `waitpid` per registered child here,
+    /// which with 5,000 was 5,000 system calls on a live upgrade's path.
     pub fn resume_reaping(&self) {
         PAUSED.store(false, Ordering::SeqCst);
-        let pids: Vec<u32> = self.inner.lock().waiting.keys().copied().collect();
-        for pid in pids {
-            self.inner.reap_registered(pid);
-        }
         self.inner.resumed.notify_waiters();
         self.inner.peek_again.notify_one();
     }

@@ -42,7 +42,7 @@ use crate::error::CoreError;
 use crate::events::Event as BusEvent;
 use crate::group::{GroupActor, GroupArgs, GroupState};
 use crate::messages::{
-    BuildQueue, GroupEntry, GroupMsg, GroupRef, ProcessMsg, ProcessShared, RootMsg,
+    BuildQueue, GroupEntry, GroupMsg, GroupRef, ProcessMsg, ProcessShared, Queued, RootMsg,
 };
 use crate::registry::Registry;
 
@@ -120,7 +120,7 @@ impl RootState {
         members: Vec<Arc<ProcessShared>>,
     ) -> Result<(), CoreError> {
         // One group is a batch of one: the same checks, start and event.
-        self.add_groups(myself, Arc::new(BuildQueue::new(vec![(config, members)]))).await
+        self.add_groups(myself, Arc::new(BuildQueue::new(vec![(config, members).into()]))).await
     }
 
     /// [`RootMsg::AddGroups`]: the groups' actors (or, for a hosted group,
@@ -151,10 +151,13 @@ impl RootState {
         let (cell, root, ctx) = (myself.get_cell(), myself.clone(), Arc::clone(&self.ctx));
         let source = Arc::clone(&queue);
         let mut started = futures::stream::poll_fn(move |cx| source.poll_next(cx))
-            .map(move |entry: Arc<GroupEntry>| {
+            .map(move |queued: Queued| {
                 let (cell, root, ctx) = (cell.clone(), root.clone(), Arc::clone(&ctx));
-                let name = entry.config.name.clone();
+                let name = queued.config().name.clone();
                 let task = tokio::spawn(async move {
+                    // Members not built yet are built here, on this task.
+                    let entry =
+                        crate::members::build_queued(queued).map_err(|error| error.to_string())?;
                     let args = GroupArgs {
                         config: Arc::clone(&entry.config),
                         members: entry.members.clone(),
@@ -178,9 +181,15 @@ impl RootState {
                             .map(|(actor, _join)| Started::Actor(actor))
                             .map_err(ActorProcessingErr::from)
                     };
-                    (entry, started)
+                    Ok((entry, started))
                 });
-                async move { task.await.map_err(|error| (name, error)) }
+                async move {
+                    match task.await {
+                        Ok(Ok(done)) => Ok(done),
+                        Ok(Err(error)) => Err((name, error)),
+                        Err(error) => Err((name, error.to_string())),
+                    }
+                }
             })
             .buffered(BUILD_WINDOW);
         let mut first_error = None;

@@ -20,7 +20,7 @@ use crate::fcgi;
 use crate::handle::{Handle, Inner};
 use crate::logs;
 use crate::members::build_members;
-use crate::messages::BuiltGroup;
+use crate::messages::{BuiltGroup, Queued};
 use crate::notify;
 use crate::reaper::Reaper;
 use crate::registry::Registry;
@@ -124,8 +124,22 @@ impl Supervisor {
                 ),
             }
         }
-        let groups = build_all(configured, &settings)?;
+        // A live upgrade's resume builds each group's members as it starts
+        // the group (a call naming one waits for its own alone); only the
+        // event listener pools, added first, are built here.
+        let resuming = crate::handover::resuming();
+        let (pools, others): (Vec<_>, Vec<_>) = configured
+            .into_iter()
+            .partition(|config| !resuming || matches!(config.kind, GroupKind::EventListener(_)));
+        let groups = build_all(pools, &settings)?;
         tracing::debug!("built the members of {} groups", groups.len());
+        let unbuilt: Vec<Queued> = {
+            let settings = Arc::new(settings.clone());
+            others
+                .into_iter()
+                .map(|config| Queued::Unbuilt(config, Arc::clone(&settings)))
+                .collect()
+        };
         let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {
             spawner: options.spawner,
@@ -174,13 +188,12 @@ impl Supervisor {
         let (pools, others): (Vec<_>, Vec<_>) = groups
             .into_iter()
             .partition(|(config, _)| matches!(config.kind, GroupKind::EventListener(_)));
-        let resuming = crate::handover::resuming();
         if let Err(error) = handle.add_all(pools, resuming).await {
             handle.shutdown().await;
             return Err(error);
         }
         let added = if resuming {
-            handle.resume_groups(others, on_resuming, hold_resume).await
+            handle.resume_groups(unbuilt, on_resuming, hold_resume).await
         } else {
             handle.add_all(others, false).await
         };

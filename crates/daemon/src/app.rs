@@ -321,13 +321,11 @@ struct Early<T> {
     gap: EarlyGap<T>,
 }
 
-/// The carried children registered with a paused reaper: what
-/// [`vigil_core::Reaper::start_adopting_paused`] gave, once its thread ends.
+/// The carried children registered with a paused reaper, and the records
+/// made into what the tree adopts ([`register`]), once its thread ends.
 /// Nothing is reaped before the config has loaded and the records are
 /// offered, so a refused upgrade hands every exit back to the old image.
-type Adopting = std::thread::JoinHandle<
-    std::io::Result<(vigil_core::Reaper, Vec<vigil_core::reaper::Adopted>)>,
->;
+type Adopting = std::thread::JoinHandle<std::io::Result<Registered>>;
 
 struct EarlyGap<T> {
     switch: Arc<SwitchDispatch>,
@@ -381,11 +379,11 @@ impl<T: Tree> Early<T> {
             return None;
         }
         let since = std::time::Instant::now();
-        let pids = carried_pids(records);
-        // About 4 us of system calls per child: off the path to the tree.
+        let records = Arc::clone(records);
+        // Off the path to the tree: about 13 ms with 5,000 programs.
         let adopting = std::thread::Builder::new()
             .name("vigil-adopt".to_owned())
-            .spawn(move || vigil_core::Reaper::start_adopting_paused(true, &pids))
+            .spawn(move || register(&records))
             .ok();
         let open = carried.open;
         let gap = EarlyGap { switch, open, stop, handover, release, servers, since, adopting };
@@ -398,9 +396,12 @@ impl<T: Tree> Early<T> {
     fn abandon(self) {
         let Early { runtime, gap } = self;
         let EarlyGap { open, handover, mut servers, adopting, .. } = gap;
-        // Paused: whatever it registered is left for the old image.
-        if let Some(adopting) = adopting {
-            let _ = adopting.join();
+        // Paused: whatever it registered is left for the old image, and so
+        // are the descriptors it took (forgotten, not closed).
+        if let Some(adopting) = adopting
+            && let Ok(Ok(registered)) = adopting.join()
+        {
+            std::mem::forget(registered.offers);
         }
         drop(open);
         handover.cancel();
@@ -1393,52 +1394,84 @@ fn counters_from(state: &handover::State) -> DaemonCounters {
     }
 }
 
-/// Starts the reaper with every carried child registered before it looks at
-/// any (so an exit during the gap, a zombie now, is reported to its process
-/// actor), and offers the records to the tree.
-fn adopt(state: &handover::State, records: &[CarriedProcess], registering: Option<Adopting>) {
-    let started = match registering {
+/// What [`register`] made of the carried records.
+struct Registered {
+    reaper: vigil_core::Reaper,
+    /// Each record with its child's exit and its descriptors.
+    offers: vigil_core::handover::Offers,
+    /// Why a record's child was not registered, for the activity log.
+    lost: Vec<String>,
+}
+
+/// Starts the reaper, paused, with every carried child registered before it
+/// looks at any (so an exit during the gap, a zombie now, is reported to its
+/// process actor), and makes each record what its process actor adopts:
+/// the work of offering the records, done before the config has loaded.
+/// The descriptors are taken as they are ([`handover::own_fd`]): a refused
+/// upgrade executes the old image again, which needs them.
+fn register(records: &Arc<[CarriedProcess]>) -> std::io::Result<Registered> {
+    let (reaper, adopted) =
+        vigil_core::Reaper::start_adopting_paused(true, &carried_pids(records))?;
+    let mut adopted = adopted.into_iter();
+    let own = |fd: &i32| {
+        // SAFETY: the state names these descriptors for this image alone.
+        unsafe { handover::own_fd(*fd) }
+    };
+    let mut offers = Vec::with_capacity(records.len());
+    let mut lost = Vec::new();
+    for (at, record) in records.iter().enumerate() {
+        let exit = record.lifecycle.pid.and_then(|pid| match adopted.next()? {
+            Ok(exit) => Some(exit),
+            Err(err) => {
+                let namespec = &record.namespec;
+                lost.push(format!(
+                    "{namespec}: pid {pid} is not a child of vigild any more ({err})"
+                ));
+                None
+            }
+        });
+        let Some(shared) = vigil_core::handover::SharedRecord::new(Arc::clone(records), at) else {
+            continue;
+        };
+        offers.push(vigil_core::handover::Adoptable {
+            record: shared,
+            exit,
+            stdin: record.stdin_fd.as_ref().and_then(own),
+            stdout: record.stdout_fds.iter().filter_map(own).collect(),
+            stderr: record.stderr_fds.iter().filter_map(own).collect(),
+            notify: record.notify.as_ref().and_then(|notify| own(&notify.fd)),
+        });
+    }
+    Ok(Registered { reaper, offers: offers.into_iter().collect(), lost })
+}
+
+/// Offers the records [`register`] made (on its thread, or here if that did
+/// not start) to the tree about to be built, and lets the reaper collect.
+fn adopt(state: &handover::State, records: &Arc<[CarriedProcess]>, registering: Option<Adopting>) {
+    let registered = match registering {
         Some(registering) => registering
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the registering thread panicked"))),
-        None => vigil_core::Reaper::start_adopting(true, &carried_pids(records)),
+        None => register(records),
     };
-    let (reaper, adopted) = match started {
-        Ok(started) => started,
+    let Registered { reaper, offers, lost } = match registered {
+        Ok(registered) => registered,
         Err(err) => {
             tracing::error!(critical = true, "cannot start the child reaper: {err}");
             return;
         }
     };
-    let mut adopted = adopted.into_iter();
+    // This image keeps them now: nothing it inherited may reach a child.
+    vigil_core::close_on_exec_from(3);
+    for why in lost {
+        tracing::error!(critical = true, "{why}");
+    }
     let take = |fd: &i32| {
         // SAFETY: the state names these descriptors for this image alone.
         unsafe { handover::take_fd(*fd) }
     };
-    let mut offered = Vec::with_capacity(records.len());
-    for record in records {
-        let exit = record.lifecycle.pid.and_then(|pid| match adopted.next()? {
-            Ok(exit) => Some(exit),
-            Err(err) => {
-                tracing::error!(
-                    critical = true,
-                    "{}: pid {pid} is not a child of vigild any more ({err})",
-                    record.namespec
-                );
-                None
-            }
-        });
-        offered.push(vigil_core::handover::Adoptable {
-            record: record.clone(),
-            exit,
-            stdin: record.stdin_fd.as_ref().and_then(take),
-            stdout: record.stdout_fds.iter().filter_map(take).collect(),
-            stderr: record.stderr_fds.iter().filter_map(take).collect(),
-            notify: record.notify.as_ref().and_then(|notify| take(&notify.fd)),
-        });
-    }
-    tracing::info!("resuming {} processes handed over by the previous image", offered.len());
-    vigil_core::handover::offer(offered);
+    tracing::info!("resuming {} processes handed over by the previous image", offers.len());
+    vigil_core::handover::offer(offers);
     let pipes = state.events.pools.iter().flat_map(|pool| &pool.members);
     let pipes = pipes.filter_map(|m| m.stdout_fd).filter_map(|fd| Some((fd, take(&fd)?)));
     vigil_core::handover::offer_events(state.events.clone(), pipes.collect());

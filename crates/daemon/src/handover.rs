@@ -394,6 +394,25 @@ pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes an inherited descriptor named in the state as it is: open, but
+/// still inherited across an `execve` (which a refused upgrade's way back
+/// needs) until [`vigil_core::close_on_exec_from`] marks them all.
+///
+/// # Safety
+///
+/// As [`take_fd`]; and an owner that gives the descriptor back to the old
+/// image must forget it, not drop it.
+pub unsafe fn own_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: only reads its flags, which fails if it is not open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(borrowed, nix::fcntl::F_GETFD).ok()?;
+    // SAFETY: as the caller promises.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A close-on-exec copy of an inherited descriptor named in the state,
 /// which stays open for [`take_fd`].
 ///

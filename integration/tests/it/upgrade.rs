@@ -1249,8 +1249,16 @@ fn assert_resumed_with_the_exit(daemon: &Daemon, pid: i32) {
 
 #[test]
 fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap() {
-    // p restarts after an unexpected exit (supervisord's default).
-    let (sandbox, daemon, pid) = one_program();
+    // p restarts after an unexpected exit (supervisord's default); cat
+    // copies its stdin to its stdout log.
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&[
+        Program::child("p", &["--sleep", "3600"]).set("startsecs", 0),
+        Program::raw("cat", "cat").set("startsecs", 0),
+    ]);
+    let daemon = sandbox.start();
+    let pid = daemon.running_pid("p");
+    let cat = daemon.running_pid("cat");
     let (fifo, script) = holding_wrapper(&sandbox);
     let guard = release_on_panic(&fifo);
     upgrade(&daemon, &["--binary", &script]);
@@ -1264,6 +1272,14 @@ fn an_upgrade_refused_after_the_state_was_read_hands_back_every_exit_of_the_gap(
     wait_until(TIMEOUT, "the old image to be held, then released", || release_now(&fifo));
     drop(guard);
     assert_resumed_with_the_exit(&daemon, pid);
+    // The new image had taken cat's pipes for its tree; the old one has
+    // them back, open.
+    assert_eq!(daemon.running_pid("cat"), cat);
+    let answer = super::stdin::send_stdin(&sandbox, "cat", "after the hand back\n");
+    assert!(answer.contains("<boolean>1</boolean>"), "{answer}");
+    wait_until(TIMEOUT, "cat's echo in its log", || {
+        daemon.ctl(&["tail", "cat"]).stdout.contains("after the hand back")
+    });
 }
 
 /// The config with `[supervisord]`'s `key` set to `value`.
