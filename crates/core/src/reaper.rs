@@ -164,7 +164,11 @@ impl Reaper {
     /// order of `children`.
     pub fn start_adopting(subreaper: bool, children: &[u32]) -> io::Result<(Reaper, Vec<Adopted>)> {
         if subreaper {
-            nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
+            // Kept across `execve`: a live upgrade's new image finds it set,
+            // and setting it walks every descendant (5,000 and more).
+            if !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+                nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
+            }
         }
         // Before the daemon opens its programs' pipes and logs, so the slots are
         // among its lowest descriptors (see `launch.rs`, "Descriptors").

@@ -308,6 +308,9 @@ struct Daemon<T> {
     /// A live upgrade's runtime and control servers, serving since the state
     /// was read.
     early: Option<Early<T>>,
+    /// A live upgrade's carried children being registered, on a thread of
+    /// their own since the state was read (see [`Adopting`]).
+    adopting: Option<Adopting>,
 }
 
 /// A live upgrade's control service before the new image has loaded its
@@ -340,9 +343,6 @@ struct EarlyGap<T> {
     servers: tokio::task::JoinSet<()>,
     /// When they started serving.
     since: std::time::Instant,
-    /// The carried children being registered with the reaper, paused, on a
-    /// thread of their own while the config loads (see [`Adopting`]).
-    adopting: Option<Adopting>,
 }
 
 impl<T: Tree> Early<T> {
@@ -379,14 +379,8 @@ impl<T: Tree> Early<T> {
             return None;
         }
         let since = std::time::Instant::now();
-        let records = Arc::clone(records);
-        // Off the path to the tree: about 13 ms with 5,000 programs.
-        let adopting = std::thread::Builder::new()
-            .name("vigil-adopt".to_owned())
-            .spawn(move || register(&records))
-            .ok();
         let open = carried.open;
-        let gap = EarlyGap { switch, open, stop, handover, release, servers, since, adopting };
+        let gap = EarlyGap { switch, open, stop, handover, release, servers, since };
         Some(Early { runtime, gap })
     }
 
@@ -395,14 +389,7 @@ impl<T: Tree> Early<T> {
     /// daemon stopped) before this image executes the old one again.
     fn abandon(self) {
         let Early { runtime, gap } = self;
-        let EarlyGap { open, handover, mut servers, adopting, .. } = gap;
-        // Paused: whatever it registered is left for the old image, and so
-        // are the descriptors it took (forgotten, not closed).
-        if let Some(adopting) = adopting
-            && let Ok(Ok(registered)) = adopting.join()
-        {
-            std::mem::forget(registered.offers);
-        }
+        let EarlyGap { open, handover, mut servers, .. } = gap;
         drop(open);
         handover.cancel();
         runtime.block_on(async {
@@ -535,7 +522,7 @@ fn prepare<B: Backend>(
         }
     };
     let source = ConfigSource { path: config_path, flags, cwd };
-    let (mut service, mut early) = (None, None);
+    let (mut service, mut early, mut adopting) = (None, None, None);
     let mut records: Arc<[CarriedProcess]> = Arc::new([]);
     if let Some(handover::Inherited { state: Ok(state), .. }) = &mut inherited
         && !source.flags.check
@@ -544,6 +531,13 @@ fn prepare<B: Backend>(
         records = std::mem::take(&mut state.processes).into();
         // SAFETY: still one thread: the runtime starts below.
         service = Some(unsafe { take_service_env(&state.service_env) });
+        // Off the path to the tree, from the start: about 13 ms with 5,000
+        // programs.
+        let registering = Arc::clone(&records);
+        adopting = std::thread::Builder::new()
+            .name("vigil-adopt".to_owned())
+            .spawn(move || register(&registering))
+            .ok();
         early = Early::start(backend, state, &records);
         if let Some(hold) = inherited.as_ref().and_then(|inherited| inherited.hold.as_ref()) {
             // Reads until every writer has closed the FIFO, while the early
@@ -630,6 +624,7 @@ fn prepare<B: Backend>(
             for error in &errors {
                 eprintln!("Error: {error}");
             }
+            forget_registered(adopting.take());
             if let Some(early) = early.take() {
                 early.abandon();
             }
@@ -642,6 +637,7 @@ fn prepare<B: Backend>(
             return Err(exit_code::USAGE);
         }
         Err(LoadError::Flags(message)) => {
+            forget_registered(adopting.take());
             if let Some(early) = early.take() {
                 early.abandon();
             }
@@ -698,6 +694,7 @@ fn prepare<B: Backend>(
         pidfile: None,
         service,
         early,
+        adopting,
     })))
 }
 
@@ -1178,12 +1175,9 @@ impl<T: Tree> Daemon<T> {
         // other calls wait for the tree. The listeners as the config settled
         // them take over from here.
         let mut early = None;
-        let mut registering = None;
+        let mut registering = self.adopting.take();
         if let Some(gap) = gap {
-            let EarlyGap {
-                switch, open, release, servers: mut early_servers, since, adopting, ..
-            } = gap;
-            registering = adopting;
+            let EarlyGap { switch, open, release, servers: mut early_servers, since, .. } = gap;
             release.cancel();
             servers.spawn(async move { while early_servers.join_next().await.is_some() {} });
             let served =
@@ -1391,6 +1385,17 @@ fn counters_from(state: &handover::State) -> DaemonCounters {
         reloads: AtomicU64::new(state.reloads),
         generation: AtomicU64::new(state.generation),
         upgrades: AtomicU64::new(state.upgrades),
+    }
+}
+
+/// A refused upgrade: waits for the registering thread and leaves what it
+/// registered to the old image, and the descriptors it took too (forgotten,
+/// not closed: the old image, executed again, reads them).
+fn forget_registered(adopting: Option<Adopting>) {
+    if let Some(adopting) = adopting
+        && let Ok(Ok(registered)) = adopting.join()
+    {
+        std::mem::forget(registered.offers);
     }
 }
 
