@@ -522,22 +522,27 @@ fn prepare<B: Backend>(
         }
     };
     let source = ConfigSource { path: config_path, flags, cwd };
+    // SAFETY: still one thread.
+    let carry_to = unsafe { carry::requested() }.filter(|_| source.flags.handover_check.is_some());
     let (mut service, mut early, mut adopting) = (None, None, None);
     let mut records: Arc<[CarriedProcess]> = Arc::new([]);
     if let Some(handover::Inherited { state: Ok(state), .. }) = &mut inherited
         && !source.flags.check
         && source.flags.handover_check.is_none()
     {
-        records = std::mem::take(&mut state.processes).into();
-        // SAFETY: still one thread: the runtime starts below.
+        // SAFETY: still one thread: the registering thread and the runtime
+        // start below.
         service = Some(unsafe { take_service_env(&state.service_env) });
-        // Off the path to the tree, from the start: about 13 ms with 5,000
-        // programs.
-        let registering = Arc::clone(&records);
+        // Off the path to the tree, from the start (about 13 ms with 5,000
+        // programs): the children first, the records once they are shared.
+        let pids = carried_pids(&state.processes);
+        let (give, shared) = std::sync::mpsc::sync_channel::<Arc<[CarriedProcess]>>(1);
         adopting = std::thread::Builder::new()
             .name("vigil-adopt".to_owned())
-            .spawn(move || register(&registering))
+            .spawn(move || register(&pids, || shared.recv().ok()))
             .ok();
+        records = std::mem::take(&mut state.processes).into();
+        let _ = give.send(Arc::clone(&records));
         early = Early::start(backend, state, &records);
         if let Some(hold) = inherited.as_ref().and_then(|inherited| inherited.hold.as_ref()) {
             // Reads until every writer has closed the FIFO, while the early
@@ -548,8 +553,6 @@ fn prepare<B: Backend>(
     // A pre-flight writes what it loads for the new image (`carry.rs`); the
     // new image takes that instead of loading the file again, and the old
     // image executed again after a refusal closes it.
-    // SAFETY: still one thread.
-    let carry_to = unsafe { carry::requested() }.filter(|_| source.flags.handover_check.is_some());
     let mut carried = None;
     // `None` if no configuration came with the state; whether it was taken.
     let mut carry_note: Option<Result<(), String>> = None;
@@ -1413,10 +1416,16 @@ struct Registered {
 /// process actor), and makes each record what its process actor adopts:
 /// the work of offering the records, done before the config has loaded.
 /// The descriptors are taken as they are ([`handover::own_fd`]): a refused
-/// upgrade executes the old image again, which needs them.
-fn register(records: &Arc<[CarriedProcess]>) -> std::io::Result<Registered> {
-    let (reaper, adopted) =
-        vigil_core::Reaper::start_adopting_paused(true, &carried_pids(records))?;
+/// upgrade executes the old image again, which needs them. `records` gives
+/// the records once the caller has them shared; `pids` are registered
+/// meanwhile.
+fn register(
+    pids: &[u32],
+    records: impl FnOnce() -> Option<Arc<[CarriedProcess]>>,
+) -> std::io::Result<Registered> {
+    let (reaper, adopted) = vigil_core::Reaper::start_adopting_paused(true, pids)?;
+    let records = records().ok_or_else(|| std::io::Error::other("the records never came"))?;
+    let records = &records;
     let mut adopted = adopted.into_iter();
     let own = |fd: &i32| {
         // SAFETY: the state names these descriptors for this image alone.
@@ -1457,7 +1466,7 @@ fn adopt(state: &handover::State, records: &Arc<[CarriedProcess]>, registering: 
         Some(registering) => registering
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the registering thread panicked"))),
-        None => register(records),
+        None => register(&carried_pids(records), || Some(Arc::clone(records))),
     };
     let Registered { reaper, offers, lost } = match registered {
         Ok(registered) => registered,
