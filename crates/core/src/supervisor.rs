@@ -124,21 +124,19 @@ impl Supervisor {
                 ),
             }
         }
-        // A live upgrade's resume builds each group's members as it starts
-        // the group (a call naming one waits for its own alone); only the
-        // event listener pools, added first, are built here.
+        // Every group's members are built here, but a live upgrade's resume
+        // builds only the event listener pools' (added first): the others'
+        // are built as each group starts, so a call naming one waits for its
+        // own alone.
         let resuming = crate::handover::resuming();
-        let (pools, others): (Vec<_>, Vec<_>) = configured
+        let (now, later): (Vec<_>, Vec<_>) = configured
             .into_iter()
             .partition(|config| !resuming || matches!(config.kind, GroupKind::EventListener(_)));
-        let groups = build_all(pools, &settings)?;
+        let groups = build_all(now, &settings)?;
         tracing::debug!("built the members of {} groups", groups.len());
         let unbuilt: Vec<Queued> = {
             let settings = Arc::new(settings.clone());
-            others
-                .into_iter()
-                .map(|config| Queued::Unbuilt(config, Arc::clone(&settings)))
-                .collect()
+            later.into_iter().map(|config| Queued::Unbuilt(config, Arc::clone(&settings))).collect()
         };
         let registry = Arc::new(Registry::default());
         let ctx = Arc::new(Context {

@@ -75,12 +75,18 @@ pub unsafe fn requested() -> Option<BorrowedFd<'static>> {
     let fd = std::env::var(ENV).ok()?;
     // SAFETY: one thread, as the caller promises.
     unsafe { std::env::remove_var(ENV) };
-    // Only the memfd the old image gave as stdin is written to, never a
-    // terminal or a file a person redirected.
-    let target = std::fs::read_link("/proc/self/fd/0").ok()?;
-    let memfd = target.to_str()?.starts_with(&format!("/memfd:{}", MEMFD_NAME.to_str().ok()?));
-    // SAFETY: fd 0 stays open for the life of the process.
-    (fd == "0" && memfd).then(|| unsafe { BorrowedFd::borrow_raw(0) })
+    (fd == "0" && is_the_memfd(0)).then(|| {
+        // SAFETY: fd 0 stays open for the life of the process.
+        unsafe { BorrowedFd::borrow_raw(0) }
+    })
+}
+
+/// Whether `fd` (stdin) is the memfd the old image gives the pre-flight:
+/// only it is written to, never a terminal or a file a person redirected.
+fn is_the_memfd(fd: std::os::fd::RawFd) -> bool {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    let name = MEMFD_NAME.to_str().unwrap_or_default();
+    target.to_str().is_some_and(|target| target.starts_with(&format!("/memfd:{name}")))
 }
 
 /// Writes `loaded`, as read from `path` with `env` (before the command line
@@ -236,12 +242,12 @@ mod tests {
 
     #[test]
     fn only_a_memfd_given_as_stdin_is_written_to() {
+        use std::os::fd::AsRawFd as _;
+        let given = crate::handover::memfd(MEMFD_NAME).unwrap();
+        assert!(is_the_memfd(given.as_raw_fd()));
+        let other = crate::handover::memfd(c"something-else").unwrap();
+        assert!(!is_the_memfd(other.as_raw_fd()));
         // The test runner's stdin is not the pre-flight's memfd.
-        // SAFETY: tests may change the environment of their own process;
-        // this variable is read by nothing else.
-        unsafe { std::env::set_var(ENV, "0") };
-        // SAFETY: as above.
-        assert!(unsafe { requested() }.is_none());
-        assert!(std::env::var_os(ENV).is_none(), "taken out of the environment");
+        assert!(!is_the_memfd(0));
     }
 }
