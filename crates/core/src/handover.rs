@@ -238,18 +238,24 @@ pub struct CarriedSocket {
     pub fd: i32,
 }
 
+/// The carried records, shared by the new image's gap and its tree. A
+/// `Vec` behind the `Arc`, not a slice: the decoded state's is taken as it
+/// is, where making an `Arc<[_]>` of it would copy every record (a few
+/// milliseconds of the pause with thousands of programs).
+pub type Records = Arc<Vec<CarriedProcess>>;
+
 /// One of the carried records, read where they all are (the new image's
 /// gap answers reads from the same records): no copy of each on the way to
 /// its process actor.
 #[derive(Debug, Clone)]
 pub struct SharedRecord {
-    records: Arc<[CarriedProcess]>,
+    records: Records,
     at: usize,
 }
 
 impl SharedRecord {
     /// The record at `at` of `records`; `None` past their end.
-    pub fn new(records: Arc<[CarriedProcess]>, at: usize) -> Option<SharedRecord> {
+    pub fn new(records: Records, at: usize) -> Option<SharedRecord> {
         (at < records.len()).then_some(SharedRecord { records, at })
     }
 }

@@ -12,11 +12,10 @@
 //! config, and holds every other call until the tree is up.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::exit::ExitStatus;
-use crate::handover::{CarriedProcess, from_unix_ms};
+use crate::handover::{CarriedProcess, Records, from_unix_ms};
 use crate::info::{Counts, Health, Labels, ProcessInfo, Snapshot};
 use crate::lifecycle::ProcessState;
 
@@ -30,7 +29,7 @@ struct Entry {
 /// The carried records, as `getProcessInfo` reports them.
 pub struct CarriedView {
     /// Shared with the daemon, which hands them to the tree.
-    records: Arc<[CarriedProcess]>,
+    records: Records,
     /// Sorted by (group, name), `getAllProcessInfo`'s order.
     entries: Vec<Entry>,
     /// (group, name) to its index in `entries`.
@@ -40,7 +39,7 @@ pub struct CarriedView {
 impl CarriedView {
     /// The view of `records`. A record whose state this image does not know
     /// is left out (its actor refuses it too): the tree answers for it.
-    pub fn new(records: Arc<[CarriedProcess]>) -> CarriedView {
+    pub fn new(records: Records) -> CarriedView {
         let mut entries: Vec<Entry> = records
             .iter()
             .enumerate()

@@ -38,7 +38,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vigil_config::{Config, Diagnostic, LogTarget, Supervisord};
-use vigil_core::handover::CarriedProcess;
+use vigil_core::handover::{CarriedProcess, Records};
 
 use crate::carry;
 pub use crate::config_source::{ConfigSource, LoadError, LoadedConfig};
@@ -244,7 +244,7 @@ pub trait Backend: Send + Sync + 'static {
     fn carried(
         &self,
         _control: &handover::CarriedControl,
-        _records: Arc<[vigil_core::handover::CarriedProcess]>,
+        _records: Records,
     ) -> Option<Carried<Self::Tree>> {
         None
     }
@@ -352,7 +352,7 @@ impl<T: Tree> Early<T> {
     fn start<B: Backend<Tree = T>>(
         backend: &B,
         state: &handover::State,
-        records: &Arc<[CarriedProcess]>,
+        records: &Records,
     ) -> Option<Early<T>> {
         let carried = backend.carried(&state.control, Arc::clone(records))?;
         let runtime = runtime().ok()?;
@@ -444,7 +444,7 @@ const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"
 struct Inherited {
     state: handover::State,
     /// The state's processes, shared with the gap's service (`gap.rs`).
-    records: Arc<[CarriedProcess]>,
+    records: Records,
     /// Whether the configuration the pre-flight loaded was taken (`carry.rs`),
     /// or why not; `None` if none came.
     config: Option<Result<(), String>>,
@@ -525,7 +525,7 @@ fn prepare<B: Backend>(
     // SAFETY: still one thread.
     let carry_to = unsafe { carry::requested() }.filter(|_| source.flags.handover_check.is_some());
     let (mut service, mut early, mut adopting) = (None, None, None);
-    let mut records: Arc<[CarriedProcess]> = Arc::new([]);
+    let mut records = Records::default();
     if let Some(handover::Inherited { state: Ok(state), .. }) = &mut inherited
         && !source.flags.check
         && source.flags.handover_check.is_none()
@@ -536,7 +536,7 @@ fn prepare<B: Backend>(
         // Off the path to the tree, from the start (about 13 ms with 5,000
         // programs): the children first, the records once they are shared.
         let pids = carried_pids(&state.processes);
-        let (give, shared) = std::sync::mpsc::sync_channel::<Arc<[CarriedProcess]>>(1);
+        let (give, shared) = std::sync::mpsc::sync_channel::<Records>(1);
         adopting = std::thread::Builder::new()
             .name("vigil-adopt".to_owned())
             .spawn(move || register(&pids, || shared.recv().ok()))
@@ -1421,7 +1421,7 @@ struct Registered {
 /// meanwhile.
 fn register(
     pids: &[u32],
-    records: impl FnOnce() -> Option<Arc<[CarriedProcess]>>,
+    records: impl FnOnce() -> Option<Records>,
 ) -> std::io::Result<Registered> {
     let (reaper, adopted) = vigil_core::Reaper::start_adopting_paused(true, pids)?;
     let records = records().ok_or_else(|| std::io::Error::other("the records never came"))?;
@@ -1461,7 +1461,7 @@ fn register(
 
 /// Offers the records [`register`] made (on its thread, or here if that did
 /// not start) to the tree about to be built, and lets the reaper collect.
-fn adopt(state: &handover::State, records: &Arc<[CarriedProcess]>, registering: Option<Adopting>) {
+fn adopt(state: &handover::State, records: &Records, registering: Option<Adopting>) {
     let registered = match registering {
         Some(registering) => registering
             .join()

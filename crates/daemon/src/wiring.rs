@@ -132,7 +132,7 @@ impl Backend for Wired {
     fn carried(
         &self,
         control: &CarriedControl,
-        records: Arc<[vigil_core::handover::CarriedProcess]>,
+        records: vigil_core::handover::Records,
     ) -> Option<Carried<CoreTree>> {
         let view = vigil_core::resuming::CarriedView::new(records);
         // The old image's credentials until the tree's server checks the
