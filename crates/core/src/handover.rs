@@ -144,8 +144,9 @@ pub struct CarriedTimer {
 /// raw numbers are the ones in the record). Dropping it closes them.
 #[derive(Debug)]
 pub struct Frozen {
-    /// The record.
-    pub record: CarriedProcess,
+    /// The record, boxed: it goes from the actor to the daemon through
+    /// several moves, each a pointer's rather than the record's 784 bytes.
+    pub record: Box<CarriedProcess>,
     /// Open descriptors, close-on-exec until the daemon clears the flag.
     pub fds: Vec<OwnedFd>,
 }

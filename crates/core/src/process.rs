@@ -1052,7 +1052,7 @@ impl ProcessActorState {
             notify,
             shown,
         };
-        Ok(Frozen { record, fds })
+        Ok(Frozen { record: Box::new(record), fds })
     }
 
     /// The control group the previous image put child `pid` in, taken over

@@ -1710,7 +1710,7 @@ impl NextImage<'_> {
     /// (or, if that fails, the running image again). Returns only when both
     /// fail, saying why.
     fn exec(
-        mut self,
+        self,
         listeners: &Listeners,
         frozen: vigil_core::handover::Handover,
         counters: &DaemonCounters,
@@ -1723,7 +1723,7 @@ impl NextImage<'_> {
         let mut records = Vec::with_capacity(processes.len());
         let mut process_fds = Vec::with_capacity(processes.len() * 3);
         for vigil_core::handover::Frozen { record, fds } in processes {
-            records.push(record);
+            records.push(*record);
             process_fds.extend(fds);
         }
         let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -1745,9 +1745,6 @@ impl NextImage<'_> {
             sockets,
             config: self.carried.as_ref().map(|carried| carried.as_raw_fd()),
         };
-        if let Err(err) = handover::write(&mut self.memfd, &state) {
-            return format!("cannot write the handover state: {err}");
-        }
         let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];
         keep.extend(self.carried.as_ref().map(|carried| carried.as_fd()));
@@ -1755,10 +1752,32 @@ impl NextImage<'_> {
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
         keep.extend(process_fds.iter().map(|fd| fd.as_fd()));
         keep.extend(fds.iter().map(|fd| fd.as_fd()));
-        for fd in keep {
-            if let Err(err) = handover::keep_across_exec(fd) {
-                return format!("cannot keep descriptor {}: {err}", fd.as_raw_fd());
-            }
+        let keep_all = |keep: &[std::os::fd::BorrowedFd<'_>]| {
+            keep.iter().try_for_each(|&fd| {
+                handover::keep_across_exec(fd)
+                    .map_err(|err| format!("cannot keep descriptor {}: {err}", fd.as_raw_fd()))
+            })
+        };
+        // A system call per descriptor, three per program: on a thread of
+        // its own while the state is encoded.
+        let (written, kept) = std::thread::scope(|scope| {
+            let keeping = std::thread::Builder::new()
+                .name("vigil-handover".to_owned())
+                .spawn_scoped(scope, || keep_all(&keep));
+            let written = handover::write(memfd, &state);
+            let kept = match keeping {
+                Ok(thread) => {
+                    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }
+                Err(_) => keep_all(&keep),
+            };
+            (written, kept)
+        });
+        if let Err(err) = written {
+            return format!("cannot write the handover state: {err}");
+        }
+        if let Err(why) = kept {
+            return why;
         }
         tracing::info!(
             "executing {} with {} processes handed over (live upgrade)",

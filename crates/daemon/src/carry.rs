@@ -114,8 +114,8 @@ pub fn write(
     };
     let mut body = postcard::to_stdvec(&check).map_err(std::io::Error::other)?;
     postcard::to_io(loaded, &mut body).map_err(std::io::Error::other)?;
-    let mut file = std::fs::File::from(out.try_clone_to_owned()?);
-    crate::handover::write_framed(&mut file, MAGIC, &body)
+    let file = std::fs::File::from(out.try_clone_to_owned()?);
+    crate::handover::write_framed(&file, MAGIC, &[&body])
 }
 
 /// A configuration a pre-flight wrote, not yet checked.

@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 7;
+pub const FORMAT: u32 = 8;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -137,8 +137,6 @@ pub struct State {
     /// relative paths (`-c vigild.conf`) mean the same to the next image,
     /// which starts in the daemon's directory (`/`, or `directory=`).
     pub launch_dir: std::path::PathBuf,
-    /// Every process, in priority order.
-    pub processes: Vec<CarriedProcess>,
     /// The event listener pools: queues, serials, each listener's protocol
     /// state and stdout pipe.
     pub events: CarriedEvents,
@@ -147,6 +145,10 @@ pub struct State {
     /// The memfd holding the configuration the pre-flight run of the new
     /// binary loaded, when it wrote one (see `carry.rs`).
     pub config: Option<RawFd>,
+    /// Every process, in priority order. Last, and encoded by [`write()`]
+    /// itself: in parts, on a thread each.
+    #[serde(skip_serializing)]
+    pub processes: Vec<CarriedProcess>,
 }
 
 /// The control servers' settings in force, as the next image serves them
@@ -173,18 +175,81 @@ pub fn check_flag(requested: u32) -> (i32, String) {
 }
 
 /// Writes `state` to `file`, a memfd from [`create`].
-pub fn write(file: &mut std::fs::File, state: &State) -> std::io::Result<()> {
-    let body = postcard::to_stdvec(state).map_err(std::io::Error::other)?;
+///
+/// The processes, the state's last field, are encoded in parts on a thread
+/// each (`sequence_in_parts`): the old image is otherwise idle on all but
+/// one core by then. Postcard writes a sequence as its length, then its
+/// items, each encoded independently of its place, so the parts written
+/// after that length read back as one sequence.
+pub fn write(file: &std::fs::File, state: &State) -> std::io::Result<()> {
+    let mut body = vec![postcard::to_stdvec(state).map_err(std::io::Error::other)?];
+    body.extend(sequence_in_parts(&state.processes).map_err(std::io::Error::other)?);
+    let body: Vec<&[u8]> = body.iter().map(Vec::as_slice).collect();
     write_framed(file, MAGIC, &body)
 }
 
-/// Writes `magic`, the format version, `body`'s length and `body` to `file`
-/// (the state's frame, which the carried configuration shares).
-pub fn write_framed(file: &mut std::fs::File, magic: &[u8; 8], body: &[u8]) -> std::io::Result<()> {
+/// `items` as postcard encodes a sequence, in pieces to write one after
+/// the other: the length, then the items in up to [`MAX_PARTS`] parts, as
+/// many as the cores, encoded on a thread each.
+fn sequence_in_parts<T: Serialize + Sync>(items: &[T]) -> postcard::Result<Vec<Vec<u8>>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let size = items.len().div_ceil(cores.clamp(1, MAX_PARTS)).max(1);
+    let chunks: Vec<&[T]> = items.chunks(size).collect();
+    let encode = |chunk: &[T]| {
+        chunk.iter().try_fold(Vec::new(), |part, item| postcard::to_extend(item, part))
+    };
+    let mut pieces = vec![postcard::to_stdvec(&items.len())?];
+    for part in on_threads(&chunks, encode) {
+        pieces.push(part?);
+    }
+    Ok(pieces)
+}
+
+/// The most threads [`write()`] encodes the processes on.
+const MAX_PARTS: usize = 4;
+
+/// `work` on each of `parts`: the first on this thread, each other on a
+/// thread of its own (or this one, if one cannot be started). The results
+/// are in the parts' order.
+fn on_threads<P: Copy + Send, R: Send>(parts: &[P], work: impl Fn(P) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let others: Vec<_> = parts
+            .iter()
+            .skip(1)
+            .map(|&part| {
+                let spawned = std::thread::Builder::new()
+                    .name("vigil-handover".to_owned())
+                    .spawn_scoped(scope, move || work(part));
+                (part, spawned)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(parts.len());
+        results.extend(parts.first().map(|&first| work(first)));
+        for (part, spawned) in others {
+            results.push(match spawned {
+                Ok(thread) => {
+                    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }
+                Err(_) => work(part),
+            });
+        }
+        results
+    })
+}
+
+/// Writes `magic`, the format version, the body's length and the body (the
+/// concatenation of `body`) to `file` (the state's frame, which the carried
+/// configuration shares).
+pub fn write_framed(file: &std::fs::File, magic: &[u8; 8], body: &[&[u8]]) -> std::io::Result<()> {
+    let mut file = file;
+    let len: usize = body.iter().map(|piece| piece.len()).sum();
     file.write_all(magic)?;
     file.write_all(&format().to_le_bytes())?;
-    file.write_all(&(body.len() as u64).to_le_bytes())?;
-    file.write_all(body)?;
+    file.write_all(&(len as u64).to_le_bytes())?;
+    for piece in body {
+        file.write_all(piece)?;
+    }
     file.rewind()?;
     Ok(())
 }
@@ -483,7 +548,7 @@ pub fn unapplied(
 
 /// What a pre-flight run answered.
 pub struct Checked {
-    /// Its line (`vigild 1.2.3 reads handover format 7`).
+    /// Its line (`vigild 1.2.3 reads handover format 8`).
     pub line: String,
     /// The configuration it loaded, for the new image (see `carry.rs`);
     /// `None` if it wrote none.
@@ -623,17 +688,33 @@ mod tests {
 
     #[test]
     fn a_state_reads_back() {
-        let mut file = create().unwrap();
-        write(&mut file, &state()).unwrap();
+        let file = create().unwrap();
+        write(&file, &state()).unwrap();
         let read = read(&file).unwrap();
         assert_eq!(read.unix_listener, Some(5));
         assert_eq!(read.generation, 2);
     }
 
     #[test]
+    fn a_sequence_in_parts_is_the_sequence() {
+        for n in [0, 1, 2, 5, 1001] {
+            let items: Vec<String> = (0..n).map(|i| format!("process {i}")).collect();
+            let pieces = sequence_in_parts(&items).unwrap();
+            assert_eq!(pieces.concat(), postcard::to_stdvec(&items).unwrap(), "{n} items");
+        }
+    }
+
+    #[test]
+    fn work_on_threads_comes_back_in_order() {
+        let parts: Vec<u32> = (0..7).collect();
+        assert_eq!(on_threads(&parts, |part| part * 10), vec![0, 10, 20, 30, 40, 50, 60]);
+        assert!(on_threads(&[] as &[u32], |part| part).is_empty());
+    }
+
+    #[test]
     fn another_format_or_garbage_is_refused() {
         let mut file = create().unwrap();
-        write(&mut file, &state()).unwrap();
+        write(&file, &state()).unwrap();
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).unwrap();
         bytes[8] = bytes[8].wrapping_add(1);

@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 7;
+const FORMAT: u32 = 8;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
