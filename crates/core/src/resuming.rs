@@ -11,7 +11,6 @@
 //! these reads from the moment it has read the state, before it loads its
 //! config, and holds every other call until the tree is up.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::exit::ExitStatus;
@@ -30,10 +29,9 @@ struct Entry {
 pub struct CarriedView {
     /// Shared with the daemon, which hands them to the tree.
     records: Records,
-    /// Sorted by (group, name), `getAllProcessInfo`'s order.
+    /// Sorted by (group, name), `getAllProcessInfo`'s order, which
+    /// [`CarriedView::one`] searches.
     entries: Vec<Entry>,
-    /// (group, name) to its index in `entries`.
-    index: HashMap<(String, String), usize>,
 }
 
 impl CarriedView {
@@ -53,20 +51,8 @@ impl CarriedView {
                 Some(Entry { record: at, snapshot: snapshot_of(record)?, labels })
             })
             .collect();
-        let shown = |entry: &Entry| &records[entry.record].shown;
-        entries.sort_by(|a, b| {
-            let (a, b) = (shown(a), shown(b));
-            (&a.group, &a.name).cmp(&(&b.group, &b.name))
-        });
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(at, entry)| {
-                let shown = shown(entry);
-                ((shown.group.clone(), shown.name.clone()), at)
-            })
-            .collect();
-        CarriedView { records, entries, index }
+        entries.sort_by(|a, b| key(&records, a).cmp(&key(&records, b)));
+        CarriedView { records, entries }
     }
 
     /// `getAllProcessInfo` at wall-clock time `now`.
@@ -76,7 +62,10 @@ impl CarriedView {
 
     /// `getProcessInfo` of `group:name`; `None` if no record has that name.
     pub fn one(&self, group: &str, name: &str, now: SystemTime) -> Option<ProcessInfo> {
-        let at = *self.index.get(&(group.to_owned(), name.to_owned()))?;
+        let at = self
+            .entries
+            .binary_search_by(|entry| key(&self.records, entry).cmp(&(group, name)))
+            .ok()?;
         Some(self.info_of(&self.entries[at], now))
     }
 
@@ -107,6 +96,12 @@ impl CarriedView {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// What the entries are sorted and searched by: (group, name).
+fn key<'a>(records: &'a [CarriedProcess], entry: &Entry) -> (&'a str, &'a str) {
+    let shown = &records[entry.record].shown;
+    (&shown.group, &shown.name)
 }
 
 /// The snapshot the old image published last; `None` for a state this image

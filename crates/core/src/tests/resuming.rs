@@ -89,3 +89,30 @@ fn a_record_in_a_state_this_image_does_not_know_is_left_to_the_tree() {
     assert_eq!(view.len(), 1);
     assert!(view.one("new", "new", SystemTime::now()).is_none());
 }
+
+#[test]
+fn every_carried_process_is_found_by_its_group_and_name() {
+    // Carried in priority order, which is not the order of their names.
+    let records: Vec<CarriedProcess> = (0..40u32)
+        .rev()
+        .map(|i| {
+            let mut process = program(&format!("p{i}"), &["sleep"]);
+            process.group = format!("g{}", i % 3);
+            record(&process, ProcessState::Running, Some(1000 + i))
+        })
+        .collect();
+    let view = CarriedView::new(records.into());
+    let now = SystemTime::now();
+    let all = view.all(now);
+    let names: Vec<(String, String)> =
+        all.iter().map(|info| (info.group.to_string(), info.name.to_string())).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "getAllProcessInfo's order");
+    for i in 0..40u32 {
+        let info = view.one(&format!("g{}", i % 3), &format!("p{i}"), now).expect("found");
+        assert_eq!(info.pid, 1000 + i);
+    }
+    assert!(view.one("g0", "p1", now).is_none(), "p1 is in g1");
+    assert!(view.one("g9", "p0", now).is_none());
+}
