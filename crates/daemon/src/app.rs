@@ -1752,7 +1752,7 @@ impl NextImage<'_> {
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
         keep.extend(process_fds.iter().map(|fd| fd.as_fd()));
         keep.extend(fds.iter().map(|fd| fd.as_fd()));
-        let keep_all = |keep: &[std::os::fd::BorrowedFd<'_>]| {
+        let keep_all = || {
             keep.iter().try_for_each(|&fd| {
                 handover::keep_across_exec(fd)
                     .map_err(|err| format!("cannot keep descriptor {}: {err}", fd.as_raw_fd()))
@@ -1760,19 +1760,7 @@ impl NextImage<'_> {
         };
         // A system call per descriptor, three per program: on a thread of
         // its own while the state is encoded.
-        let (written, kept) = std::thread::scope(|scope| {
-            let keeping = std::thread::Builder::new()
-                .name("vigil-handover".to_owned())
-                .spawn_scoped(scope, || keep_all(&keep));
-            let written = handover::write(memfd, &state);
-            let kept = match keeping {
-                Ok(thread) => {
-                    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }
-                Err(_) => keep_all(&keep),
-            };
-            (written, kept)
-        });
+        let (written, kept) = handover::alongside(|| handover::write(memfd, &state), keep_all);
         if let Err(err) = written {
             return format!("cannot write the handover state: {err}");
         }

@@ -199,7 +199,7 @@ fn sequence_in_parts<T: Serialize + Sync>(items: &[T]) -> postcard::Result<Vec<V
         chunk.iter().try_fold(Vec::new(), |part, item| postcard::to_extend(item, part))
     };
     let mut pieces = vec![postcard::to_stdvec(&items.len())?];
-    for part in on_threads(&chunks, encode) {
+    for part in on_threads(&chunks, &encode) {
         pieces.push(part?);
     }
     Ok(pieces)
@@ -208,33 +208,34 @@ fn sequence_in_parts<T: Serialize + Sync>(items: &[T]) -> postcard::Result<Vec<V
 /// The most threads [`write()`] encodes the processes on.
 const MAX_PARTS: usize = 4;
 
-/// `work` on each of `parts`: the first on this thread, each other on a
-/// thread of its own (or this one, if one cannot be started). The results
-/// are in the parts' order.
-fn on_threads<P: Copy + Send, R: Send>(parts: &[P], work: impl Fn(P) -> R + Sync) -> Vec<R> {
-    std::thread::scope(|scope| {
-        let work = &work;
-        let others: Vec<_> = parts
-            .iter()
-            .skip(1)
-            .map(|&part| {
-                let spawned = std::thread::Builder::new()
-                    .name("vigil-handover".to_owned())
-                    .spawn_scoped(scope, move || work(part));
-                (part, spawned)
-            })
-            .collect();
-        let mut results = Vec::with_capacity(parts.len());
-        results.extend(parts.first().map(|&first| work(first)));
-        for (part, spawned) in others {
-            results.push(match spawned {
-                Ok(thread) => {
-                    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }
-                Err(_) => work(part),
-            });
+/// `work` on each of `parts`: the first on this thread, the rest on others
+/// ([`alongside`]). The results are in the parts' order.
+fn on_threads<P: Copy + Sync, R: Send>(parts: &[P], work: &(impl Fn(P) -> R + Sync)) -> Vec<R> {
+    match parts {
+        [] => Vec::new(),
+        [only] => vec![work(*only)],
+        [first, rest @ ..] => {
+            let (first, mut results) = alongside(|| work(*first), || on_threads(rest, work));
+            results.insert(0, first);
+            results
         }
-        results
+    }
+}
+
+/// `here` on this thread while `there` runs on another (or after it here,
+/// if no thread can be started): what the upgrade does once the old image
+/// is idle on all but one core.
+pub fn alongside<A, B: Send>(here: impl FnOnce() -> A, there: impl Fn() -> B + Sync) -> (A, B) {
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("vigil-handover".to_owned())
+            .spawn_scoped(scope, &there);
+        let here = here();
+        let there = match spawned {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => there(),
+        };
+        (here, there)
     })
 }
 
@@ -419,17 +420,10 @@ pub unsafe fn inherited() -> Option<Inherited> {
     }
     let (memfd, exe) = value.split_once(',').unwrap_or((&value, ""));
     let owned = |text: &str| -> Option<OwnedFd> {
-        let fd: RawFd = text.parse().ok().filter(|fd| *fd >= 0)?;
         // The descriptor is only trusted if it is open; it then belongs to
         // this image alone (the old one is gone).
-        nix::fcntl::fcntl(
-            // SAFETY: only asks for its flags, which fails if it is not open.
-            unsafe { BorrowedFd::borrow_raw(fd) },
-            nix::fcntl::F_GETFD,
-        )
-        .ok()?;
-        // SAFETY: open, inherited, and named for us alone.
-        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        // SAFETY: inherited, and named for us alone.
+        unsafe { own_fd(text.parse().ok()?) }
     };
     let memfd = owned(memfd)?;
     let exe = owned(exe);
@@ -448,15 +442,10 @@ pub unsafe fn inherited() -> Option<Inherited> {
 ///
 /// `fd` must be one the state names and nothing else in this image owns.
 pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: only sets its close-on-exec flag, which fails if it is not
-    // open: one system call a descriptor, 15,000 with 5,000 programs.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    nix::fcntl::fcntl(borrowed, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok()?;
+    // Setting close-on-exec fails if it is not open: one system call a
+    // descriptor, 15,000 with 5,000 programs.
     // SAFETY: as the caller promises.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    unsafe { owned_after(fd, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)) }
 }
 
 /// Takes an inherited descriptor named in the state as it is: open, but
@@ -468,13 +457,23 @@ pub unsafe fn take_fd(fd: RawFd) -> Option<OwnedFd> {
 /// As [`take_fd`]; and an owner that gives the descriptor back to the old
 /// image must forget it, not drop it.
 pub unsafe fn own_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: as the caller promises.
+    unsafe { owned_after(fd, nix::fcntl::F_GETFD) }
+}
+
+/// `fd` owned, if `flags` (reading or setting its descriptor flags, which
+/// fails when it is not open) succeeds on it.
+///
+/// # Safety
+///
+/// As [`take_fd`].
+unsafe fn owned_after(fd: RawFd, flags: nix::fcntl::FcntlArg<'_>) -> Option<OwnedFd> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: only reads its flags, which fails if it is not open.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    nix::fcntl::fcntl(borrowed, nix::fcntl::F_GETFD).ok()?;
-    // SAFETY: as the caller promises.
+    // SAFETY: only its descriptor flags are read or set.
+    nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, flags).ok()?;
+    // SAFETY: open, and as the caller promises.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -707,8 +706,8 @@ mod tests {
     #[test]
     fn work_on_threads_comes_back_in_order() {
         let parts: Vec<u32> = (0..7).collect();
-        assert_eq!(on_threads(&parts, |part| part * 10), vec![0, 10, 20, 30, 40, 50, 60]);
-        assert!(on_threads(&[] as &[u32], |part| part).is_empty());
+        assert_eq!(on_threads(&parts, &|part| part * 10), vec![0, 10, 20, 30, 40, 50, 60]);
+        assert!(on_threads(&[] as &[u32], &|part| part).is_empty());
     }
 
     #[test]
