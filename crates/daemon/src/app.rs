@@ -533,6 +533,9 @@ fn prepare<B: Backend>(
         // SAFETY: still one thread: the registering thread and the runtime
         // start below.
         service = Some(unsafe { take_service_env(&state.service_env) });
+        if let Some(pid) = state.teardown {
+            crate::teardown::reap(pid);
+        }
         // Off the path to the tree, from the start (about 13 ms with 5,000
         // programs): the children first, the records once they are shared.
         let pids = carried_pids(&state.processes);
@@ -1726,6 +1729,11 @@ impl NextImage<'_> {
             records.push(*record);
             process_fds.extend(fds);
         }
+        // Freeing this image is left to a helper, so `execve` does not wait
+        // for it; without one (clone refused) `execve` does it.
+        let teardown = crate::teardown::Teardown::start()
+            .inspect_err(|err| tracing::warn!("no helper to free this image after execve: {err}"))
+            .ok();
         let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let state = handover::State {
             from_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1744,6 +1752,7 @@ impl NextImage<'_> {
             events,
             sockets,
             config: self.carried.as_ref().map(|carried| carried.as_raw_fd()),
+            teardown: teardown.as_ref().map(crate::teardown::Teardown::pid),
         };
         let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];

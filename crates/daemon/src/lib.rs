@@ -31,4 +31,5 @@ pub mod server;
 pub mod signals;
 pub mod survivors;
 pub mod systemd;
+pub mod teardown;
 pub mod wiring;

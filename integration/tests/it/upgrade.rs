@@ -8,7 +8,7 @@
 //! the gap is killed by the test helper, which collects nothing, since a
 //! shell collects its dead children even without waiting for any.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 8;
+const FORMAT: u32 = 9;
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -132,6 +132,17 @@ fn upgrade_keeps_100_programs_with_their_pids_uptimes_and_restart_counts() {
         }
     }
     assert_eq!(after["off"]["statename"], "STOPPED");
+    // The process that freed the old image is gone and reaped: vigild's
+    // children are its programs, and none is a zombie.
+    let programs: BTreeSet<i32> = after
+        .values()
+        .filter_map(|p| p["pid"].as_i64().and_then(|pid| i32::try_from(pid).ok()))
+        .filter(|pid| *pid > 0)
+        .collect();
+    assert_eq!(programs.len(), 101);
+    wait_until(TIMEOUT, "vigild's only children to be its programs", || {
+        daemon.children().into_iter().collect::<BTreeSet<_>>() == programs
+    });
     // The resumed processes are fully managed: a restart spawns a new child.
     daemon.ctl(&["restart", "p000"]).expect_code(0);
     let facts = facts(&daemon);
