@@ -124,7 +124,7 @@ pub use launch::close_on_exec_from;
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};
 pub use members::TAIL_RING_BYTES;
-pub use reaper::Reaper;
+pub use reaper::{InheritedChild, Reaper};
 pub use spawner::Spawner;
 pub use stdin::STDIN_QUEUE_LIMIT;
 pub use supervisor::{Supervisor, SupervisorOptions};

@@ -56,7 +56,9 @@
 //! counter; whoever records them does the file work, batched, elsewhere.
 //! Children inherited across an `execve` of the daemon are registered again with
 //! [`Reaper::start_adopting`] or [`Reaper::adopt`]; the image that executes the
-//! next one first stops collecting ([`Reaper::pause_reaping`]).
+//! next one first stops collecting ([`Reaper::pause_reaping`]), and can give
+//! it the pidfds it watches ([`Reaper::pidfds`]) so that they need not be
+//! opened again.
 //!
 //! With `subreaper`, the process also sets `PR_SET_CHILD_SUBREAPER`, so orphaned
 //! grandchildren (daemons that double-fork) are re-parented to Vigil and reaped here
@@ -64,7 +66,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
@@ -123,6 +125,9 @@ struct Waiter {
     exit: oneshot::Sender<ExitStatus>,
     /// Tells this child apart from a later one that reuses its pid.
     serial: u64,
+    /// Its pidfd's number, open while the child is registered (its watch
+    /// holds it until the child is reaped): what a live upgrade carries.
+    pidfd: Option<RawFd>,
 }
 
 /// A started child: its pid, the parent ends of its pipes and its exit status.
@@ -143,6 +148,25 @@ pub struct Spawned {
 /// What [`Reaper::adopt`] gives for one inherited child.
 pub type Adopted = io::Result<oneshot::Receiver<ExitStatus>>;
 
+/// A child this process already has, for [`Reaper::start_adopting`].
+#[derive(Debug)]
+pub struct InheritedChild {
+    /// Its pid.
+    pub pid: u32,
+    /// Its pidfd, from the image before this one ([`Reaper::pidfds`]): the
+    /// child is registered with it, without opening another or checking
+    /// that the pid is a child (the pidfd was opened for a child of this
+    /// process, and nothing reaps between two images).
+    pub pidfd: Option<OwnedFd>,
+}
+
+impl InheritedChild {
+    /// A child known by its pid alone.
+    pub fn pid(pid: u32) -> InheritedChild {
+        InheritedChild { pid, pidfd: None }
+    }
+}
+
 static REAPER: OnceLock<Reaper> = OnceLock::new();
 /// See [`Reaper::pause_reaping`].
 static PAUSED: AtomicBool = AtomicBool::new(false);
@@ -154,7 +178,7 @@ impl Reaper {
     /// spawned afterwards can be missed. `subreaper` additionally marks this process
     /// `PR_SET_CHILD_SUBREAPER` (process-wide, and it stays set).
     pub fn start(subreaper: bool) -> io::Result<Reaper> {
-        Ok(Reaper::start_adopting(subreaper, &[])?.0)
+        Ok(Reaper::start_adopting(subreaper, Vec::new())?.0)
     }
 
     /// [`Reaper::start`] for a process that already has children (an `execve`d
@@ -162,7 +186,10 @@ impl Reaper {
     /// before the reaper looks for orphans, so none of them (not even one that
     /// exited before this call) is reaped as an orphan. The results are in the
     /// order of `children`.
-    pub fn start_adopting(subreaper: bool, children: &[u32]) -> io::Result<(Reaper, Vec<Adopted>)> {
+    pub fn start_adopting(
+        subreaper: bool,
+        children: Vec<InheritedChild>,
+    ) -> io::Result<(Reaper, Vec<Adopted>)> {
         if subreaper {
             // Kept across `execve`: a live upgrade's new image finds it set,
             // and setting it walks every descendant (5,000 and more).
@@ -215,7 +242,7 @@ impl Reaper {
     /// which must then find every exit of the gap still waiting.
     pub fn start_adopting_paused(
         subreaper: bool,
-        children: &[u32],
+        children: Vec<InheritedChild>,
     ) -> io::Result<(Reaper, Vec<Adopted>)> {
         PAUSED.store(true, Ordering::SeqCst);
         let started = Reaper::start_adopting(subreaper, children);
@@ -255,7 +282,7 @@ impl Reaper {
             }
         };
         let pidfd = self.inner.pidfd_for(pid, &mut Room::new());
-        self.inner.register(pid, exit_tx, pidfd.is_some());
+        self.inner.register(pid, exit_tx, pidfd.as_ref().map(AsRawFd::as_raw_fd));
         drop(gate);
         if let Some(pidfd) = pidfd {
             self.inner.watch(pid, pidfd);
@@ -275,7 +302,7 @@ impl Reaper {
     /// A child that already exited (a zombie) is reaped at once. Refused when the
     /// pid is not a child of this process or is registered already.
     pub fn adopt(&self, pid: u32) -> Adopted {
-        self.adopt_all(&[pid]).pop().expect("one pid, one result")
+        self.adopt_all(vec![InheritedChild::pid(pid)]).pop().expect("one pid, one result")
     }
 
     /// [`Reaper::adopt`] of each of `pids`, the results in their order, as
@@ -283,13 +310,13 @@ impl Reaper {
     /// opened once one lands in the table's upper half (descriptors are
     /// allocated lowest first, so the next ones would too); their watches
     /// start on the reaper's thread from one task, not one wake-up each.
-    fn adopt_all(&self, pids: &[u32]) -> Vec<Adopted> {
+    fn adopt_all(&self, children: Vec<InheritedChild>) -> Vec<Adopted> {
         let mut room = Room::new();
-        let mut watches = Vec::with_capacity(pids.len());
+        let mut watches = Vec::with_capacity(children.len());
         let mut peek = false;
-        let adopted = pids
-            .iter()
-            .map(|&pid| self.adopt_one(pid, &mut room, &mut watches, &mut peek))
+        let adopted = children
+            .into_iter()
+            .map(|child| self.adopt_one(child, &mut room, &mut watches, &mut peek))
             .collect();
         self.inner.watch_all(watches);
         if peek {
@@ -302,11 +329,12 @@ impl Reaper {
 
     fn adopt_one(
         &self,
-        pid: u32,
+        child: InheritedChild,
         room: &mut Room,
         watches: &mut Vec<(u32, OwnedFd)>,
         peek: &mut bool,
     ) -> Adopted {
+        let InheritedChild { pid, pidfd } = child;
         let raw = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(Errno::EINVAL))?;
         let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
         if self.is_running(pid) {
@@ -314,6 +342,13 @@ impl Reaper {
                 io::ErrorKind::AlreadyExists,
                 format!("pid {pid} is registered already"),
             ));
+        }
+        if let Some(pidfd) = pidfd {
+            let (exit_tx, exit_rx) = oneshot::channel();
+            self.inner.register(pid, exit_tx, Some(pidfd.as_raw_fd()));
+            drop(gate);
+            watches.push((pid, pidfd));
+            return Ok(exit_rx);
         }
         // A peek that keeps the child waitable: ECHILD says it is not ours.
         // SAFETY: waitid writes into `info`, a local.
@@ -340,7 +375,7 @@ impl Reaper {
         }
         let pidfd = self.inner.pidfd_for(pid, room);
         let (exit_tx, exit_rx) = oneshot::channel();
-        self.inner.register(pid, exit_tx, pidfd.is_some());
+        self.inner.register(pid, exit_tx, pidfd.as_ref().map(AsRawFd::as_raw_fd));
         drop(gate);
         match pidfd {
             Some(pidfd) => watches.push((pid, pidfd)),
@@ -404,6 +439,16 @@ impl Reaper {
         self.inner.lock().waiting.iter().map(|(pid, waiter)| (*pid, waiter.serial)).collect()
     }
 
+    /// The pidfd of each registered child that has one, as `(pid, fd)`, for
+    /// a live upgrade to carry across `execve` (the next image registers
+    /// them with [`InheritedChild::pidfd`]). Each stays open while its child is
+    /// registered, so for as long as reaping is paused
+    /// ([`Reaper::pause_reaping`]).
+    pub fn pidfds(&self) -> Vec<(u32, RawFd)> {
+        let state = self.inner.lock();
+        state.waiting.iter().filter_map(|(pid, waiter)| Some((*pid, waiter.pidfd?))).collect()
+    }
+
     /// Changes whenever [`Reaper::children`] may have changed.
     pub fn watch_children(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
@@ -442,13 +487,13 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>, watched: bool) {
+    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>, pidfd: Option<RawFd>) {
         let mut state = self.lock();
         let serial = state.next_serial;
         state.next_serial += 1;
-        state.waiting.insert(pid, Waiter { exit, serial });
+        state.waiting.insert(pid, Waiter { exit, serial, pidfd });
         drop(state);
-        if !watched {
+        if pidfd.is_none() {
             self.unwatched.fetch_add(1, Ordering::Relaxed);
         }
         self.changed();
@@ -486,11 +531,18 @@ impl Inner {
 
     /// Reaps `pid` once its pidfd turns readable.
     async fn watching(inner: Arc<Inner>, pid: u32, pidfd: OwnedFd) {
-        // SAFETY: an OwnedFd keeps its one descriptor open until the AsyncFd drops it.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
-        let pidfd = match registered {
-            Ok(pidfd) => pidfd,
+        // The task owns the pidfd and epoll watches its number: so it stays
+        // open (its waiter names it, for a live upgrade) even when epoll
+        // refuses it.
+        // SAFETY: `pidfd`, declared first, is dropped after the watch.
+        let watched = unsafe {
+            AsyncFd::register_with_interest(
+                Number(pidfd.as_raw_fd()),
+                tokio::io::Interest::READABLE,
+            )
+        };
+        let watched = match watched {
+            Ok(watched) => watched,
             Err(error) => {
                 // epoll refused the descriptor (a watch limit): SIGCHLD's
                 // peek still finds the exit, so look each time it fires.
@@ -506,8 +558,8 @@ impl Inner {
             }
         };
         loop {
-            let Ok(mut ready) = pidfd.readable().await else { return };
-            match inner.reap_watched(pid, pidfd.get_ref()) {
+            let Ok(mut ready) = watched.readable().await else { return };
+            match inner.reap_watched(pid, &pidfd) {
                 Reap::Done => return,
                 Reap::Running => ready.clear_ready(),
                 Reap::Paused => {
@@ -753,6 +805,16 @@ impl Inner {
         let used = u64::try_from(pidfd.as_raw_fd()).unwrap_or(u64::MAX);
         room.full = used >= room.limit / 2;
         (!room.full).then_some(pidfd)
+    }
+}
+
+/// A descriptor's number, owned elsewhere: what the reaper's epoll watches
+/// while a watch task owns the pidfd itself.
+struct Number(RawFd);
+
+impl AsRawFd for Number {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 

@@ -539,10 +539,11 @@ fn prepare<B: Backend>(
         // Off the path to the tree, from the start (about 13 ms with 5,000
         // programs): the children first, the records once they are shared.
         let pids = carried_pids(&state.processes);
+        let pidfds = state.pidfds.clone();
         let (give, shared) = std::sync::mpsc::sync_channel::<Records>(1);
         adopting = std::thread::Builder::new()
             .name("vigil-adopt".to_owned())
-            .spawn(move || register(&pids, || shared.recv().ok()))
+            .spawn(move || register(&pids, pidfds, || shared.recv().ok()))
             .ok();
         records = std::mem::take(&mut state.processes).into();
         let _ = give.send(Arc::clone(&records));
@@ -1424,9 +1425,20 @@ struct Registered {
 /// meanwhile.
 fn register(
     pids: &[u32],
+    pidfds: Vec<(u32, std::os::fd::RawFd)>,
     records: impl FnOnce() -> Option<Records>,
 ) -> std::io::Result<Registered> {
-    let (reaper, adopted) = vigil_core::Reaper::start_adopting_paused(true, pids)?;
+    let mut pidfds: std::collections::HashMap<u32, std::os::fd::RawFd> =
+        pidfds.into_iter().collect();
+    let children = pids
+        .iter()
+        .map(|&pid| vigil_core::InheritedChild {
+            pid,
+            // SAFETY: the state names these descriptors for this image alone.
+            pidfd: pidfds.remove(&pid).and_then(|fd| unsafe { handover::own_fd(fd) }),
+        })
+        .collect();
+    let (reaper, adopted) = vigil_core::Reaper::start_adopting_paused(true, children)?;
     let records = records().ok_or_else(|| std::io::Error::other("the records never came"))?;
     let records = &records;
     let mut adopted = adopted.into_iter();
@@ -1469,7 +1481,9 @@ fn adopt(state: &handover::State, records: &Records, registering: Option<Adoptin
         Some(registering) => registering
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the registering thread panicked"))),
-        None => register(&carried_pids(records), || Some(Arc::clone(records))),
+        None => {
+            register(&carried_pids(records), state.pidfds.clone(), || Some(Arc::clone(records)))
+        }
     };
     let Registered { reaper, offers, lost } = match registered {
         Ok(registered) => registered,
@@ -1718,7 +1732,7 @@ impl NextImage<'_> {
         frozen: vigil_core::handover::Handover,
         counters: &DaemonCounters,
     ) -> String {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
         use std::sync::atomic::Ordering;
         // The records move into the state; their descriptors stay open here
         // until `execve`.
@@ -1734,6 +1748,9 @@ impl NextImage<'_> {
         let teardown = crate::teardown::Teardown::start()
             .inspect_err(|err| tracing::warn!("no helper to free this image after execve: {err}"))
             .ok();
+        // Open while the reaper is paused, as it is from before the freeze.
+        let pidfds =
+            vigil_core::Reaper::running().map(|reaper| reaper.pidfds()).unwrap_or_default();
         let started = counters.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let state = handover::State {
             from_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1752,6 +1769,7 @@ impl NextImage<'_> {
             events,
             sockets,
             config: self.carried.as_ref().map(|carried| carried.as_raw_fd()),
+            pidfds,
             teardown: teardown.as_ref().map(crate::teardown::Teardown::pid),
         };
         let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
@@ -1761,6 +1779,9 @@ impl NextImage<'_> {
         keep.extend(listeners.inet.as_ref().map(|l| l.as_fd()));
         keep.extend(process_fds.iter().map(|fd| fd.as_fd()));
         keep.extend(fds.iter().map(|fd| fd.as_fd()));
+        // SAFETY: the reaper's watches hold these open until `execve`: no
+        // child is reaped while reaping is paused.
+        keep.extend(state.pidfds.iter().map(|&(_, fd)| unsafe { BorrowedFd::borrow_raw(fd) }));
         let keep_all = || {
             keep.iter().try_for_each(|&fd| {
                 handover::keep_across_exec(fd)

@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 9;
+pub const FORMAT: u32 = 10;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -145,6 +145,9 @@ pub struct State {
     /// The memfd holding the configuration the pre-flight run of the new
     /// binary loaded, when it wrote one (see `carry.rs`).
     pub config: Option<RawFd>,
+    /// Each carried child's pidfd, as `(pid, descriptor)`: the next image's
+    /// reaper registers the child with it instead of opening another.
+    pub pidfds: Vec<(u32, RawFd)>,
     /// The process freeing the old image once this one runs
     /// (`teardown.rs`), for this image to reap.
     pub teardown: Option<u32>,
@@ -685,6 +688,7 @@ mod tests {
             events: CarriedEvents::default(),
             sockets: Vec::new(),
             config: None,
+            pidfds: vec![(77, 9)],
             teardown: Some(4321),
         }
     }
@@ -697,6 +701,7 @@ mod tests {
         assert_eq!(read.unix_listener, Some(5));
         assert_eq!(read.generation, 2);
         assert_eq!(read.teardown, Some(4321));
+        assert_eq!(read.pidfds, vec![(77, 9)]);
     }
 
     #[test]

@@ -19,7 +19,23 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 9;
+const FORMAT: u32 = 10;
+
+/// `pid`'s pidfds, as (descriptor, the pid it names).
+fn pidfds(pid: i32) -> BTreeSet<(u32, i32)> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("its descriptors");
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == "anon_inode:[pidfd]")
+        })
+        .filter_map(|fd| {
+            let number: u32 = fd.file_name().to_str()?.parse().ok()?;
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{number}")).ok()?;
+            let named = info.lines().find_map(|line| line.strip_prefix("Pid:"))?;
+            Some((number, named.trim().parse().ok()?))
+        })
+        .collect()
+}
 
 /// `status --json`: name -> its entry.
 fn facts(daemon: &Daemon) -> BTreeMap<String, Value> {
@@ -116,9 +132,14 @@ fn upgrade_keeps_100_programs_with_their_pids_uptimes_and_restart_counts() {
     };
     assert_eq!(before["again"]["restarts"], 2);
 
+    let pidfds_before = pidfds(daemon.pid());
+    assert_eq!(pidfds_before.len(), 101, "a pidfd per running child: {pidfds_before:?}");
+
     upgrade(&daemon, &[]);
     let log = wait_takeovers(&daemon, 1);
     assert!(log.contains("resuming 102 processes handed over by the previous image"), "{log}");
+    // The children are watched through the very pidfds the old image had.
+    assert_eq!(pidfds(daemon.pid()), pidfds_before);
 
     let after = facts(&daemon);
     for (name, was) in &before {
