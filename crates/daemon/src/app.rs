@@ -533,9 +533,7 @@ fn prepare<B: Backend>(
         // SAFETY: still one thread: the registering thread and the runtime
         // start below.
         service = Some(unsafe { take_service_env(&state.service_env) });
-        if let Some(pid) = state.teardown {
-            crate::teardown::reap(pid);
-        }
+        crate::teardown::reap(std::mem::take(&mut state.teardown));
         // Off the path to the tree, from the start (about 13 ms with 5,000
         // programs): the children first, the records once they are shared.
         let pids = carried_pids(&state.processes);
@@ -1770,7 +1768,10 @@ impl NextImage<'_> {
             sockets,
             config: self.carried.as_ref().map(|carried| carried.as_raw_fd()),
             pidfds,
-            teardown: teardown.as_ref().map(crate::teardown::Teardown::pid),
+            teardown: crate::teardown::pending()
+                .into_iter()
+                .chain(teardown.as_ref().map(crate::teardown::Teardown::pid))
+                .collect(),
         };
         let (binary, args, memfd, exe) = (self.binary, self.args, &self.memfd, &self.exe);
         let mut keep = vec![memfd.as_fd(), exe.as_fd()];

@@ -43,7 +43,7 @@ use vigil_core::handover::{CarriedEvents, CarriedProcess, CarriedSocket};
 /// The first bytes of the state.
 pub const MAGIC: &[u8; 8] = b"VIGILHO\n";
 /// The format this build writes and reads.
-pub const FORMAT: u32 = 10;
+pub const FORMAT: u32 = 11;
 /// `MEMFD,EXE`: where the new image finds the state and the old executable.
 pub const STATE_ENV: &str = "VIGILD_HANDOVER";
 /// Set by an image that refused the state, for the old image it executes
@@ -148,9 +148,9 @@ pub struct State {
     /// Each carried child's pidfd, as `(pid, descriptor)`: the next image's
     /// reaper registers the child with it instead of opening another.
     pub pidfds: Vec<(u32, RawFd)>,
-    /// The process freeing the old image once this one runs
-    /// (`teardown.rs`), for this image to reap.
-    pub teardown: Option<u32>,
+    /// The processes freeing earlier images (`teardown.rs`), for this image
+    /// to reap: the old image's, and any the old image had not reaped yet.
+    pub teardown: Vec<u32>,
     /// Every process, in priority order. Last, and encoded by [`write()`]
     /// itself: in parts, on a thread each.
     #[serde(skip_serializing)]
@@ -689,7 +689,7 @@ mod tests {
             sockets: Vec::new(),
             config: None,
             pidfds: vec![(77, 9)],
-            teardown: Some(4321),
+            teardown: vec![4321, 4322],
         }
     }
 
@@ -700,7 +700,7 @@ mod tests {
         let read = read(&file).unwrap();
         assert_eq!(read.unix_listener, Some(5));
         assert_eq!(read.generation, 2);
-        assert_eq!(read.teardown, Some(4321));
+        assert_eq!(read.teardown, vec![4321, 4322]);
         assert_eq!(read.pidfds, vec![(77, 9)]);
     }
 

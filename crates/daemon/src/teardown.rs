@@ -12,7 +12,8 @@
 //! so `execve` itself wakes it. It is a "clone" child (it sends no signal
 //! when it exits): the reaper's wait for any child, which takes only
 //! children that do, never sees it, and the new image reaps it by the pid
-//! the state names ([`reap`]). For the milliseconds it lives it holds a copy
+//! the state names ([`reap`]), or names it to the next image if it executes
+//! one first ([`pending`]). For the milliseconds it lives it holds a copy
 //! of every descriptor the old image had, and uses none.
 
 use std::ffi::{c_int, c_void};
@@ -117,17 +118,39 @@ impl Drop for Teardown {
     }
 }
 
-/// Reaps the helper of the image before this one, on a thread (it exits
-/// once it has freed that image, a few milliseconds from now).
-pub fn reap(pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    let pid = Pid::from_raw(pid);
+/// Helpers of earlier images not reaped yet, for the next image to reap if
+/// this one executes it first.
+static UNREAPED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Reaps the helpers the state names (the last image's, and any that image
+/// had not reaped yet), on a thread: each exits once it has freed its
+/// image, a few milliseconds from now.
+pub fn reap(pids: Vec<u32>) {
+    if pids.is_empty() {
+        return;
+    }
+    unreaped().extend(&pids);
     let spawned = std::thread::Builder::new().name("vigil-teardown".to_owned()).spawn(move || {
-        wait(pid);
+        for pid in pids {
+            if let Ok(raw) = i32::try_from(pid) {
+                wait(Pid::from_raw(raw));
+            }
+            unreaped().retain(|&left| left != pid);
+        }
     });
     if let Err(err) = spawned {
-        tracing::warn!("cannot wait for the previous image's teardown (pid {pid}): {err}");
+        tracing::warn!("cannot wait for the previous images' teardown: {err}");
     }
+}
+
+/// The helpers [`reap`] has not reaped yet: an image that executes the
+/// next one before they exit names them in the state.
+pub fn pending() -> Vec<u32> {
+    unreaped().clone()
+}
+
+fn unreaped() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    UNREAPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn wait(pid: Pid) {
@@ -181,6 +204,25 @@ mod tests {
         assert_eq!(policy(), Some(libc::SCHED_IDLE));
         drop(teardown);
         // Woken and reaped by the drop.
+        assert_eq!(waitpid(pid, Some(WaitPidFlag::__WALL)), Err(nix::errno::Errno::ECHILD));
+    }
+
+    #[test]
+    fn a_helper_left_to_reap_is_pending_until_it_is_reaped() {
+        let mut teardown = Teardown::start().expect("clone");
+        let (pid, wake) = (teardown.pid, teardown.wake.take());
+        // As if this image had executed the next: the helper outlives the
+        // `Teardown` (and keeps the memory it uses), and is reaped by pid.
+        std::mem::forget(teardown);
+        let raw = pid.as_raw().unsigned_abs();
+        reap(vec![raw]);
+        assert!(pending().contains(&raw), "named to the next image until reaped");
+        drop(wake);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pending().contains(&raw) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(!pending().contains(&raw));
         assert_eq!(waitpid(pid, Some(WaitPidFlag::__WALL)), Err(nix::errno::Errno::ECHILD));
     }
 }

@@ -19,7 +19,7 @@ use vigil_integration::procfs as proc;
 use vigil_integration::{Daemon, Program, Sandbox, TIMEOUT, vigild_bin, wait_for, wait_until};
 
 /// The handover format this build reads (`vigild --handover-check`).
-const FORMAT: u32 = 10;
+const FORMAT: u32 = 11;
 
 /// `pid`'s pidfds, as (descriptor, the pid it names).
 fn pidfds(pid: i32) -> BTreeSet<(u32, i32)> {
@@ -162,6 +162,14 @@ fn upgrade_keeps_100_programs_with_their_pids_uptimes_and_restart_counts() {
         .collect();
     assert_eq!(programs.len(), 101);
     wait_until(TIMEOUT, "vigild's only children to be its programs", || {
+        daemon.children().into_iter().collect::<BTreeSet<_>>() == programs
+    });
+    // The same after two upgrades in a row: a helper the first new image
+    // has not reaped yet is named to the next.
+    upgrade(&daemon, &[]);
+    upgrade(&daemon, &[]);
+    wait_takeovers(&daemon, 3);
+    wait_until(TIMEOUT, "vigild's only children to be its programs after three upgrades", || {
         daemon.children().into_iter().collect::<BTreeSet<_>>() == programs
     });
     // The resumed processes are fully managed: a restart spawns a new child.
