@@ -343,37 +343,14 @@ impl Reaper {
                 format!("pid {pid} is registered already"),
             ));
         }
-        if let Some(pidfd) = pidfd {
-            let (exit_tx, exit_rx) = oneshot::channel();
-            self.inner.register(pid, exit_tx, Some(pidfd.as_raw_fd()));
-            drop(gate);
-            watches.push((pid, pidfd));
-            return Ok(exit_rx);
-        }
-        // A peek that keeps the child waitable: ECHILD says it is not ours.
-        // SAFETY: waitid writes into `info`, a local.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let peeked = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                raw as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
+        // A carried pidfd names a child of this process already.
+        let pidfd = match pidfd {
+            Some(pidfd) => Some(pidfd),
+            None => {
+                ensure_child(pid, raw)?;
+                self.inner.pidfd_for(pid, room)
+            }
         };
-        if peeked < 0 {
-            let error = io::Error::last_os_error();
-            return Err(if error.raw_os_error() == Some(libc::ECHILD) {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("pid {pid} is not a child of this process"),
-                )
-            } else {
-                error
-            });
-        }
-        let pidfd = self.inner.pidfd_for(pid, room);
         let (exit_tx, exit_rx) = oneshot::channel();
         self.inner.register(pid, exit_tx, pidfd.as_ref().map(AsRawFd::as_raw_fd));
         drop(gate);
@@ -806,6 +783,34 @@ impl Inner {
         room.full = used >= room.limit / 2;
         (!room.full).then_some(pidfd)
     }
+}
+
+/// Whether `pid` (`raw`) is a child of this process, by a peek that keeps
+/// it waitable: ECHILD says it is not ours.
+fn ensure_child(pid: u32, raw: libc::pid_t) -> io::Result<()> {
+    // SAFETY: waitid writes into `info`, a local.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let peeked = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            raw as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if peeked < 0 {
+        let error = io::Error::last_os_error();
+        return Err(if error.raw_os_error() == Some(libc::ECHILD) {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("pid {pid} is not a child of this process"),
+            )
+        } else {
+            error
+        });
+    }
+    Ok(())
 }
 
 /// A descriptor's number, owned elsewhere: what the reaper's epoll watches
