@@ -480,12 +480,10 @@ impl ChannelLog {
                 // Existing backups, oldest first, then the base file: one continuous
                 // history as our own rotation would have left it.
                 let mut offset = 0;
-                for stat in stats.iter().rev().flatten() {
-                    if file::is_regular_file(stat) {
-                        let len = u64::try_from(stat.st_size).unwrap_or(0);
-                        shared.backups.push_front(Segment { start: offset, len, file_pos: 0 });
-                        offset += len;
-                    }
+                for stat in stats.iter().rev() {
+                    let len = u64::try_from(stat.st_size).unwrap_or(0);
+                    shared.backups.push_front(Segment { start: offset, len, file_pos: 0 });
+                    offset += len;
                 }
                 shared.base = Segment { start: offset, len: file.size(), file_pos: 0 };
                 shared.total = offset + file.size();

@@ -31,15 +31,17 @@
 //! - Magic links of `/proc` (`/dev/stdout` ends in `/proc/self/fd/1`) name no
 //!   walkable path; in a trusted procfs directory the kernel follows them.
 //!
-//! Nothing here is kept open between operations: each one walks the path
-//! again, so a quiet log holds no descriptor and a directory that comes back
-//! after being removed is used again.
+//! Nothing here is kept open between operations: each one reaches the
+//! directory again, so a quiet log holds no descriptor and a directory that
+//! comes back after being removed is used again. Reaching a trusted directory
+//! walked lately takes one `open` instead of a walk: see [`Recent`].
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -81,6 +83,7 @@ pub(crate) struct Dir {
     /// The device it is on: a directory on its parent's device is on its
     /// parent's file system, whose type is then known already.
     dev: u64,
+    ino: u64,
     procfs: bool,
 }
 
@@ -100,7 +103,14 @@ impl Dir {
             _ => nix::sys::statfs::fstatfs(&fd)
                 .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC),
         };
-        Ok(Dir { fd, uid: stat.st_uid, mode: stat.st_mode, dev: stat.st_dev, procfs })
+        Ok(Dir {
+            fd,
+            uid: stat.st_uid,
+            mode: stat.st_mode,
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            procfs,
+        })
     }
 
     /// Only root or the daemon's user can change what its names point to.
@@ -131,6 +141,116 @@ impl Dir {
 
 fn group_of(fd: &OwnedFd) -> u32 {
     nix::sys::stat::fstat(fd).map_or(0, |stat| stat.st_gid)
+}
+
+/// Trusted directories in which walks found files lately, by the path that
+/// reached them. vigild reaches every log again and again: the tree's build
+/// looks at each, each spawn checks its program's two, and the log maker, the
+/// first write and each rotation open them. A walk costs three or four system
+/// calls per component of the path; with 5,000 programs logging into one
+/// directory, that was most of the work before the first spawn.
+///
+/// Such a directory is reached again by opening its path in one call and
+/// checking, on the descriptor opened, that it is the same directory (device
+/// and inode) with the owner and mode the walk judged it by. Every operation
+/// then works on that directory itself, so the path that led to it does not
+/// matter: it is a directory only root or the daemon's user can change, which
+/// a walk by the rule reached. Anything else (a directory removed, replaced,
+/// or made writable by others) fails the check and is walked again, and
+/// refused if the rule says so. Only directories that are trusted, reached by
+/// walks that followed no link, are kept, and a file name that is itself a
+/// link is always walked. Nothing is held open: an entry is an identity, not
+/// a descriptor, so a log directory can still be unmounted.
+struct Recent {
+    entries: Mutex<Vec<(PathBuf, Identity)>>,
+}
+
+/// What [`Recent`] checks a directory opened again against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    uid: u32,
+    mode: u32,
+}
+
+impl Identity {
+    fn of_stat(stat: &FileStat) -> Identity {
+        Identity { dev: stat.st_dev, ino: stat.st_ino, uid: stat.st_uid, mode: stat.st_mode }
+    }
+
+    fn of_dir(dir: &Dir) -> Identity {
+        Identity { dev: dir.dev, ino: dir.ino, uid: dir.uid, mode: dir.mode }
+    }
+}
+
+impl Recent {
+    /// Logs usually share a few directories (`childlogdir`, `/var/log/...`).
+    const CAPACITY: usize = 32;
+
+    fn get() -> &'static Recent {
+        static RECENT: Recent = Recent { entries: Mutex::new(Vec::new()) };
+        &RECENT
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PathBuf, Identity)>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The file `name` in the directory `parent`, if a walk reached `parent`
+    /// lately and it is still that directory; `None` when the path must be
+    /// walked.
+    fn reach(&self, parent: &Path, name: &OsStr, absolute: &Path) -> Option<Location> {
+        let known = self.lock().iter().find(|(path, _)| path == parent).map(|(_, known)| *known)?;
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let same = nix::fcntl::open(parent, flags, Mode::empty()).ok().and_then(|fd| {
+            let stat = nix::sys::stat::fstat(&fd).ok()?;
+            (Identity::of_stat(&stat) == known).then_some(fd)
+        });
+        let Some(fd) = same else {
+            self.lock().retain(|(path, _)| path != parent);
+            return None;
+        };
+        let dir = Dir {
+            fd,
+            uid: known.uid,
+            mode: known.mode,
+            dev: known.dev,
+            ino: known.ino,
+            procfs: false,
+        };
+        match dir.stat(name) {
+            Ok(entry) if is_type(&entry, SFlag::S_IFLNK) => None,
+            Ok(_) | Err(Errno::ENOENT) => Some(Location {
+                dir,
+                name: name.to_owned(),
+                follow: false,
+                path: absolute.to_owned(),
+            }),
+            Err(_) => None,
+        }
+    }
+
+    fn remember(&self, parent: &Path, dir: &Dir) {
+        if !dir.trusted() || dir.procfs {
+            return;
+        }
+        let mut entries = self.lock();
+        entries.retain(|(path, _)| path != parent);
+        if entries.len() == Recent::CAPACITY {
+            entries.remove(0);
+        }
+        entries.push((parent.to_owned(), Identity::of_dir(dir)));
+    }
+}
+
+/// `absolute`'s directory and file name when it names them without `..`
+/// (the only paths [`Recent`] keeps).
+fn plain_split(absolute: &Path) -> Option<(&Path, &OsStr)> {
+    if absolute.components().any(|c| !matches!(c, Component::RootDir | Component::Normal(_))) {
+        return None;
+    }
+    Some((absolute.parent()?, absolute.file_name()?))
 }
 
 /// A file's directory, held open, and its name in it.
@@ -170,6 +290,12 @@ fn io_error(path: &Path, errno: Errno) -> LogError {
 fn walk(path: &Path, file: bool) -> Result<Location, LogError> {
     let absolute = std::path::absolute(path)
         .map_err(|source| LogError::Io { path: path.to_owned(), source })?;
+    let plain = if file { plain_split(&absolute) } else { None };
+    if let Some((parent, name)) = plain
+        && let Some(location) = Recent::get().reach(parent, name, &absolute)
+    {
+        return Ok(location);
+    }
     // Components still to walk, the next one last.
     let mut pending: Vec<OsString> = Vec::new();
     push_components(&mut pending, &absolute);
@@ -230,6 +356,11 @@ fn walk(path: &Path, file: bool) -> Result<Location, LogError> {
         }
         if last {
             let dir = stack.pop().expect("the root is never popped");
+            if links == 0
+                && let Some((parent, _)) = plain
+            {
+                Recent::get().remember(parent, &dir);
+            }
             return Ok(Location { dir, name, follow: false, path: absolute });
         }
         let dir = match Dir::open_at(Some(parent), &name) {
@@ -496,11 +627,12 @@ impl LogFile {
     }
 
     /// [`LogFile::reopen_existing`] without the check, plus the metadata of
-    /// backups 1 to `backups` when the file is regular, without following
-    /// links (`None` where one is missing or cannot be looked at). One walk
-    /// of the path for all of it: a walk costs a few system calls per path
-    /// component, and the tree's build does this for every log.
-    pub fn reopen_with_backups(&mut self, backups: u32) -> Result<Vec<Option<FileStat>>, LogError> {
+    /// the backups when the file is regular: `.1`, `.2` ... up to `backups`,
+    /// without following links, ending before the first that is missing or
+    /// not a regular file. A history is read back by index (`.1` is the
+    /// newest backup), so one with a gap ends at the gap, as the next
+    /// rotation leaves it. One walk of the path for all of it.
+    pub fn reopen_with_backups(&mut self, backups: u32) -> Result<Vec<FileStat>, LogError> {
         self.file = None;
         let location = locate(&self.path)?;
         match location.open(Access::AppendExisting) {
@@ -512,7 +644,13 @@ impl LogFile {
             return Ok(Vec::new());
         }
         Ok((1..=backups)
-            .map(|index| location.stat_name(&backup_name(&location.name, index)).ok().flatten())
+            .map_while(|index| {
+                location
+                    .stat_name(&backup_name(&location.name, index))
+                    .ok()
+                    .flatten()
+                    .filter(is_regular_file)
+            })
             .collect())
     }
 

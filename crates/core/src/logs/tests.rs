@@ -162,6 +162,19 @@ fn existing_content_is_the_oldest_history() {
 }
 
 #[test]
+fn a_history_ends_at_the_first_missing_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("out.log");
+    // `.2` is missing: `.3` is not part of what `.1` continues.
+    std::fs::write(backup_path(&base, 1), b"one-").unwrap();
+    std::fs::write(backup_path(&base, 3), b"three-").unwrap();
+    std::fs::write(&base, b"base\n").unwrap();
+    let log = file_log(dir.path(), 100, 3, 16);
+    assert_eq!(log.total(), 9);
+    assert_eq!(log.read(0, 0).unwrap(), b"one-base\n");
+}
+
+#[test]
 fn a_log_continued_after_an_upgrade_keeps_its_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("out.log");
@@ -745,6 +758,49 @@ fn links_in_trusted_directories_and_devices_are_followed() {
     assert!(stdout.is_open());
     let null = LogFile::open(PathBuf::from("/dev/null")).unwrap();
     assert!(!null.is_regular());
+}
+
+#[test]
+fn a_directory_reached_lately_is_walked_again_once_it_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    mode(&sub, 0o755);
+    LogFile::open(sub.join("first.log")).unwrap();
+    // Removed and made again: the new directory takes the file.
+    std::fs::remove_file(sub.join("first.log")).unwrap();
+    std::fs::remove_dir(&sub).unwrap();
+    std::fs::create_dir(&sub).unwrap();
+    mode(&sub, 0o755);
+    LogFile::open(sub.join("second.log")).unwrap();
+    assert!(sub.join("second.log").is_file());
+    // Made writable by every user: a hard link planted there is refused, as
+    // in any directory that is not trusted.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"victim\n").unwrap();
+    mode(&sub, 0o777);
+    std::fs::hard_link(&victim, sub.join("linked.log")).unwrap();
+    let error = LogFile::open(sub.join("linked.log")).unwrap_err();
+    assert!(error.to_string().contains("2 hard links"), "{error}");
+    std::fs::remove_file(sub.join("linked.log")).unwrap();
+    mode(&sub, 0o755);
+    LogFile::open(sub.join("third.log")).unwrap();
+    // Moved away, in a directory every user may write, and replaced by a
+    // link to another trusted directory: the link is refused.
+    mode(dir.path(), 0o777);
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    mode(&elsewhere, 0o755);
+    std::fs::rename(&sub, dir.path().join("old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &sub).unwrap();
+    let error = LogFile::open(sub.join("fourth.log")).unwrap_err();
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert!(!elsewhere.join("fourth.log").exists());
+    assert_eq!(read_file(&victim), b"victim\n");
 }
 
 /// Descriptors of this process open on `path`.
