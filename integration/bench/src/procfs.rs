@@ -190,9 +190,28 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     Some((s.utime + s.stime) as f64 / clock_ticks_per_second() as f64)
 }
 
+/// Nanoseconds `pid`'s task has run on a CPU (the first field of
+/// `/proc/PID/schedstat`), at nanosecond resolution where `stat`'s ticks are
+/// 10 ms.
+pub fn run_time_ns(pid: i32) -> Option<u64> {
+    parse_schedstat(&std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
+}
+
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_run_time_is_the_first_field() {
+        assert_eq!(parse_schedstat("770091300 1234 5\n"), Some(770_091_300));
+        assert_eq!(parse_schedstat(""), None);
+        // This process has run.
+        assert!(run_time_ns(std::process::id() as i32).is_some_and(|ns| ns > 0));
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_the_name() {

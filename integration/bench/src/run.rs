@@ -389,6 +389,21 @@ impl Run {
         Ok(pids)
     }
 
+    /// CPU seconds the running programs (`is_program`, children of
+    /// [`Run::program_parents`]) have used since each was cloned, summed:
+    /// the exec and start-up of each, none of it the supervisor's.
+    pub fn programs_cpu(&mut self, is_program: fn(&[String]) -> bool) -> anyhow::Result<f64> {
+        let mut ns = 0;
+        for parent in self.program_parents()? {
+            for child in procfs::children(parent) {
+                if is_program(&procfs::cmdline(child)) {
+                    ns += procfs::run_time_ns(child).unwrap_or(0);
+                }
+            }
+        }
+        Ok(ns as f64 / 1e9)
+    }
+
     /// CPU seconds of the supervisor's processes, summed.
     pub fn supervisor_cpu(&mut self) -> anyhow::Result<f64> {
         Ok(self.supervisor_pids()?.into_iter().map(|p| procfs::cpu_seconds(p).unwrap_or(0.0)).sum())

@@ -417,6 +417,7 @@ impl Bench {
         self.sleepers(run, 0..n, Some(startsecs));
         let seen = self.launch_running(run, n).await?;
         let cpu = run.supervisor_cpu()?;
+        let programs = run.programs_cpu(is_sleeper)?;
         let launched = run.daemon()?.launched;
         let shutdown = run.shutdown().await?;
         Ok(vec![
@@ -430,6 +431,7 @@ impl Bench {
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
             spawn_floor_two(floor_two),
+            programs_floor(programs),
         ])
     }
 
@@ -920,6 +922,7 @@ impl Bench {
         let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
         let cpu = run.supervisor_cpu()?;
+        let programs = run.programs_cpu(is_sleeper)?;
         self.settle().await;
         let mut status = Vec::new();
         for _ in 0..3 {
@@ -964,6 +967,7 @@ impl Bench {
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
             spawn_floor_two(floor_two),
+            programs_floor(programs),
             stop_floor_measure(stop_floor),
         ]
         .into_iter()
@@ -1204,6 +1208,19 @@ fn spawn_floor_two(seconds: f64) -> Measure {
         unit: "s",
         better: crate::stats::Better::Neither,
         value: seconds,
+    }
+}
+
+/// The programs' own CPU until all ran (each one's exec, dynamic loading and
+/// start-up), summed and divided by the cores: no supervisor can start them
+/// in less wall time. Context, no ratio.
+fn programs_floor(cpu_seconds: f64) -> Measure {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Measure {
+        name: "reference: the programs' own CPU until all ran, summed, over the cores".into(),
+        unit: "s",
+        better: crate::stats::Better::Neither,
+        value: cpu_seconds / cores as f64,
     }
 }
 
