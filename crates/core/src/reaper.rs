@@ -3,19 +3,22 @@
 //! # Theory of operation
 //!
 //! Every child is watched through a pidfd (`pidfd_open` right after the clone),
-//! registered with the reaper thread's small current-thread tokio runtime. A
-//! pidfd turns readable when its process exits, so each exit wakes exactly the
-//! task of that child, which collects it with `waitpid(pid)`: the kernel finds a
-//! given child without scanning the others, so reaping 5,000 children costs 5,000
-//! small steps instead of 5,000 scans of a 5,000-long list. The status goes to
-//! the oneshot sender registered at spawn.
+//! added to an epoll instance of the reaper's own, with the child's pid as its
+//! data. A pidfd turns readable when its process exits; the reaper thread's
+//! small current-thread tokio runtime watches that epoll instance as a single
+//! descriptor, and each wake-up collects every child whose pidfd fired with
+//! `waitid(P_PIDFD)`: the kernel finds a given child without scanning the
+//! others, so reaping 5,000 children costs 5,000 small steps instead of 5,000
+//! scans of a 5,000-long list. A watched child costs its pidfd and the
+//! kernel's epoll entry: no task and no reactor registration each. The status
+//! goes to the oneshot sender registered at spawn.
 //!
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
 //! at the first waitable child with `waitid(P_ALL, WNOWAIT)`: an unknown pid is
-//! reaped as an orphan, a registered one for its waiter (its pidfd's task, if
-//! it has one, then finds it collected; a peek that stopped at it would leave
-//! the zombies behind it for another peek, which made a mass exit quadratic).
+//! reaped as an orphan, a registered one for its waiter (its pidfd, if it has
+//! one, leaves the watches with it; a peek that stopped at it would leave the
+//! zombies behind it for another peek, which made a mass exit quadratic).
 //! SIGCHLD coalesces, so the peek loops until nothing is waitable. A child gets no pidfd
 //! once the daemon uses half of its descriptor limit (the rest is kept for
 //! pipes, logs and clients; with 20,000 descriptors and 5,000 programs it would
@@ -71,6 +74,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
@@ -95,13 +99,11 @@ struct Inner {
     state: Mutex<State>,
     /// Children are watched through pidfds; otherwise one `waitpid(-1)` loop.
     pidfds: bool,
-    /// The reaper thread's runtime, where each child's pidfd is watched.
-    runtime: OnceLock<tokio::runtime::Handle>,
+    /// The epoll instance the children's pidfds are added to (with pidfds).
+    watches: Option<Epoll>,
     /// Asks for another peek (a child without a pidfd was registered, or
     /// reaping resumed).
     peek_again: Notify,
-    /// Told after every SIGCHLD, for children whose pidfd epoll would not take.
-    sigchld_seen: Notify,
     /// Told when reaping resumes after a pause (see [`Reaper::pause_reaping`]).
     resumed: Notify,
     orphans: AtomicU64,
@@ -125,9 +127,9 @@ struct Waiter {
     exit: oneshot::Sender<ExitStatus>,
     /// Tells this child apart from a later one that reuses its pid.
     serial: u64,
-    /// Its pidfd's number, open while the child is registered (its watch
-    /// holds it until the child is reaped): what a live upgrade carries.
-    pidfd: Option<RawFd>,
+    /// Its pidfd, in `watches` and open while the child is registered: what
+    /// a live upgrade carries.
+    pidfd: Option<OwnedFd>,
 }
 
 /// A started child: its pid, the parent ends of its pipes and its exit status.
@@ -205,13 +207,13 @@ impl Reaper {
         }
         // Two racing first calls may both build a thread; only the winner's handle is
         // stored, and the loser's thread is told to exit before it reaps anything.
+        let watches = pidfds_work().then(watch_set).flatten();
         let inner = Arc::new(Inner {
             gate: RwLock::new(()),
             state: Mutex::new(State::default()),
-            pidfds: pidfds_work(),
-            runtime: OnceLock::new(),
+            pidfds: watches.is_some(),
+            watches,
             peek_again: Notify::new(),
-            sigchld_seen: Notify::new(),
             resumed: Notify::new(),
             orphans: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
@@ -282,11 +284,8 @@ impl Reaper {
             }
         };
         let pidfd = self.inner.pidfd_for(pid, &mut Room::new());
-        self.inner.register(pid, exit_tx, pidfd.as_ref().map(AsRawFd::as_raw_fd));
+        self.inner.register(pid, exit_tx, pidfd);
         drop(gate);
-        if let Some(pidfd) = pidfd {
-            self.inner.watch(pid, pidfd);
-        }
         let spawned = Spawned {
             pid,
             stdin: pipes.stdin,
@@ -308,17 +307,12 @@ impl Reaper {
     /// [`Reaper::adopt`] of each of `pids`, the results in their order, as
     /// one batch: the descriptor limit is read once, and no more pidfds are
     /// opened once one lands in the table's upper half (descriptors are
-    /// allocated lowest first, so the next ones would too); their watches
-    /// start on the reaper's thread from one task, not one wake-up each.
+    /// allocated lowest first, so the next ones would too).
     fn adopt_all(&self, children: Vec<InheritedChild>) -> Vec<Adopted> {
         let mut room = Room::new();
-        let mut watches = Vec::with_capacity(children.len());
         let mut peek = false;
-        let adopted = children
-            .into_iter()
-            .map(|child| self.adopt_one(child, &mut room, &mut watches, &mut peek))
-            .collect();
-        self.inner.watch_all(watches);
+        let adopted =
+            children.into_iter().map(|child| self.adopt_one(child, &mut room, &mut peek)).collect();
         if peek {
             // SIGCHLD's collection reaps the unwatched; an exit that came
             // before the registration raised its signal already, so look now.
@@ -327,13 +321,7 @@ impl Reaper {
         adopted
     }
 
-    fn adopt_one(
-        &self,
-        child: InheritedChild,
-        room: &mut Room,
-        watches: &mut Vec<(u32, OwnedFd)>,
-        peek: &mut bool,
-    ) -> Adopted {
+    fn adopt_one(&self, child: InheritedChild, room: &mut Room, peek: &mut bool) -> Adopted {
         let InheritedChild { pid, pidfd } = child;
         let raw = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(Errno::EINVAL))?;
         let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
@@ -352,12 +340,8 @@ impl Reaper {
             }
         };
         let (exit_tx, exit_rx) = oneshot::channel();
-        self.inner.register(pid, exit_tx, pidfd.as_ref().map(AsRawFd::as_raw_fd));
+        *peek |= !self.inner.register(pid, exit_tx, pidfd);
         drop(gate);
-        match pidfd {
-            Some(pidfd) => watches.push((pid, pidfd)),
-            None => *peek = true,
-        }
         Ok(exit_rx)
     }
 
@@ -372,8 +356,8 @@ impl Reaper {
 
     /// Collects again, at once, whatever exited while paused: the reaper's
     /// thread peeks at every exited child (one walk of the children per
-    /// exit, registered or not), and each watch that saw its pidfd fire
-    /// while paused looks again. Not a `waitpid` per registered child here,
+    /// exit, registered or not), and the watch looks again at the pidfds
+    /// that fired while paused. Not a `waitpid` per registered child here,
     /// which with 5,000 was 5,000 system calls on a live upgrade's path.
     pub fn resume_reaping(&self) {
         PAUSED.store(false, Ordering::SeqCst);
@@ -423,7 +407,11 @@ impl Reaper {
     /// ([`Reaper::pause_reaping`]).
     pub fn pidfds(&self) -> Vec<(u32, RawFd)> {
         let state = self.inner.lock();
-        state.waiting.iter().filter_map(|(pid, waiter)| Some((*pid, waiter.pidfd?))).collect()
+        state
+            .waiting
+            .iter()
+            .filter_map(|(pid, waiter)| Some((*pid, waiter.pidfd.as_ref()?.as_raw_fd())))
+            .collect()
     }
 
     /// Changes whenever [`Reaper::children`] may have changed.
@@ -464,106 +452,104 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, pid: u32, exit: oneshot::Sender<ExitStatus>, pidfd: Option<RawFd>) {
+    /// Registers `pid` and adds its pidfd to the watches. False when nothing
+    /// watches it (no pidfd, or epoll refused it): SIGCHLD's peek reaps it.
+    fn register(
+        &self,
+        pid: u32,
+        exit: oneshot::Sender<ExitStatus>,
+        mut pidfd: Option<OwnedFd>,
+    ) -> bool {
         let mut state = self.lock();
         let serial = state.next_serial;
         state.next_serial += 1;
+        // Added under the lock: a peek that reaps the child removes the pidfd
+        // from the watches under it too, so none is added after its removal.
+        if let (Some(watches), Some(fd)) = (&self.watches, &pidfd)
+            && let Err(errno) =
+                watches.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, u64::from(pid)))
+        {
+            // A watch limit (`max_user_watches`): the peek finds the exit.
+            tracing::warn!(%errno, "cannot watch pid {pid}'s pidfd; SIGCHLD's peek reaps it");
+            pidfd = None;
+        }
+        let watched = pidfd.is_some();
         state.waiting.insert(pid, Waiter { exit, serial, pidfd });
         drop(state);
-        if pidfd.is_none() {
+        if !watched {
             self.unwatched.fetch_add(1, Ordering::Relaxed);
         }
         self.changed();
+        watched
     }
 
-    /// Watches `pid`'s pidfd on the reaper thread and reaps the child when it
-    /// turns readable.
-    fn watch(self: &Arc<Self>, pid: u32, pidfd: OwnedFd) {
-        let Some(runtime) = self.runtime.get() else {
-            // Registered before `start` returned, so the runtime exists.
-            tracing::error!("reaper runtime missing; pid {pid} will not be reaped");
-            return;
-        };
-        runtime.spawn(Inner::watching(Arc::clone(self), pid, pidfd));
-    }
-
-    /// [`Inner::watch`] of many: one task on the reaper's thread spawns the
-    /// watches there (a push on its own queue each), where a spawn from
-    /// another thread wakes it each time.
-    fn watch_all(self: &Arc<Self>, watches: Vec<(u32, OwnedFd)>) {
-        if watches.is_empty() {
-            return;
-        }
-        let Some(runtime) = self.runtime.get() else {
-            tracing::error!("reaper runtime missing; {} pids will not be reaped", watches.len());
-            return;
-        };
-        let inner = Arc::clone(self);
-        runtime.spawn(async move {
-            for (pid, pidfd) in watches {
-                tokio::spawn(Inner::watching(Arc::clone(&inner), pid, pidfd));
-            }
-        });
-    }
-
-    /// Reaps `pid` once its pidfd turns readable.
-    async fn watching(inner: Arc<Inner>, pid: u32, pidfd: OwnedFd) {
-        // The task owns the pidfd and epoll watches its number: so it stays
-        // open (its waiter names it, for a live upgrade) even when epoll
-        // refuses it.
-        // SAFETY: `pidfd`, declared first, is dropped after the watch.
-        let watched = unsafe {
+    /// Reaps, on the reaper's thread, each child whose pidfd turns readable:
+    /// every wake-up collects all that fired since the last one.
+    async fn watch(inner: Arc<Inner>) {
+        let Some(watches) = &inner.watches else { return };
+        // The descriptor stays `inner`'s; the runtime only watches its number.
+        // SAFETY: `inner`, which owns it, outlives the registration.
+        let registered = unsafe {
             AsyncFd::register_with_interest(
-                Number(pidfd.as_raw_fd()),
+                Number(watches.0.as_raw_fd()),
                 tokio::io::Interest::READABLE,
             )
         };
-        let watched = match watched {
+        let watched = match registered {
             Ok(watched) => watched,
             Err(error) => {
-                // epoll refused the descriptor (a watch limit): SIGCHLD's
-                // peek still finds the exit, so look each time it fires.
-                tracing::warn!(%error, "cannot watch pid {pid}'s pidfd; polling it on SIGCHLD");
-                loop {
-                    // Created first: a SIGCHLD after the check still wakes it.
-                    let sigchld = inner.sigchld_seen.notified();
-                    if inner.reap_registered(pid) {
-                        return;
-                    }
-                    sigchld.await;
-                }
+                tracing::error!(%error, "cannot watch the pidfds; SIGCHLD's peek reaps every child");
+                return;
             }
         };
+        let mut events = [EpollEvent::empty(); 64];
         loop {
             let Ok(mut ready) = watched.readable().await else { return };
-            match inner.reap_watched(pid, &pidfd) {
-                Reap::Done => return,
-                Reap::Running => ready.clear_ready(),
-                Reap::Paused => {
-                    // The readiness stays: looked at again once resumed.
-                    drop(ready);
-                    let resumed = inner.resumed.notified();
-                    if PAUSED.load(Ordering::SeqCst) {
-                        resumed.await;
+            if !PAUSED.load(Ordering::SeqCst) {
+                let fired = match watches.wait(&mut events, EpollTimeout::ZERO) {
+                    Ok(fired) => fired,
+                    Err(errno) => {
+                        tracing::error!(%errno, "epoll_wait on the pidfds failed");
+                        0
                     }
+                };
+                for event in &events[..fired] {
+                    // The data is the pid (set by `register`).
+                    inner.reap_watched(event.data() as u32);
                 }
+                // A full batch may have left more to take: look again first.
+                if fired < events.len() && !PAUSED.load(Ordering::SeqCst) {
+                    ready.clear_ready();
+                }
+                continue;
+            }
+            // Paused: the pidfds stay readable, and the readiness is kept for
+            // the first look once reaping resumes.
+            drop(ready);
+            let resumed = inner.resumed.notified();
+            if PAUSED.load(Ordering::SeqCst) {
+                resumed.await;
             }
         }
     }
 
-    /// Reaps the child behind `pidfd` (registered as `pid`) if it has exited,
-    /// and delivers its status. Through the pidfd, not the pid: should the child
-    /// have been collected elsewhere (by [`Reaper::resume_reaping`], which
-    /// delivered it), this cannot take another child that reused the pid.
-    fn reap_watched(&self, pid: u32, pidfd: &OwnedFd) -> Reap {
+    /// Reaps registered `pid` through its pidfd if it has exited, and
+    /// delivers its status. Through the pidfd, not the pid: should the child
+    /// have been collected elsewhere (by the SIGCHLD peek, which delivered
+    /// it) and the pid reused by a new child, this looks at the new child's
+    /// own pidfd, which has not fired.
+    fn reap_watched(&self, pid: u32) {
         let state = self.lock();
         if PAUSED.load(Ordering::SeqCst) {
-            return Reap::Paused;
+            return;
         }
+        let Some(pidfd) = state.waiting.get(&pid).and_then(|w| w.pidfd.as_ref()) else {
+            return;
+        };
         // SAFETY: waitid writes into `info`, a local.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let got = loop {
-            // SAFETY: as above; the pidfd is open (owned by the caller).
+            // SAFETY: as above; the pidfd is open (its waiter owns it).
             let got = unsafe {
                 libc::waitid(
                     libc::P_PIDFD,
@@ -577,22 +563,24 @@ impl Inner {
             }
         };
         if got < 0 {
-            // ECHILD: collected and delivered already.
-            return Reap::Done;
+            // Nobody else reaps a registered child; should it happen, the
+            // waiter learns the child is gone rather than waiting forever.
+            tracing::error!(errno = %Errno::last(), "waitid({pid}) failed for a registered child");
+            self.deliver(state, pid, None);
+            return;
         }
         // SAFETY: filled by waitid for a CLD_* event, zero while it runs.
         let (child, code, value) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
         if child == 0 {
-            return Reap::Running;
+            return;
         }
         let status = match code {
             libc::CLD_EXITED => ExitStatus::Code(value),
             libc::CLD_KILLED => ExitStatus::Signal(value),
             libc::CLD_DUMPED => ExitStatus::Dumped(value),
-            _ => return Reap::Running,
+            _ => return,
         };
         self.deliver(state, pid, Some(status));
-        Reap::Done
     }
 
     /// Reaps registered `pid` if it has exited and delivers its status. False
@@ -633,8 +621,16 @@ impl Inner {
     /// Hands the status of `pid`, just reaped under `state`'s lock, to its
     /// waiter (`None`: it only learns the child is gone).
     fn deliver(&self, mut state: MutexGuard<'_, State>, pid: u32, status: Option<ExitStatus>) {
-        let waiter = state.waiting.remove(&pid);
+        let mut waiter = state.waiting.remove(&pid);
         drop(state);
+        // Removed before it is closed: a copy of the descriptor elsewhere (a
+        // live upgrade's teardown helper holds one) would keep it in the set,
+        // reporting its dead child at every look.
+        if let (Some(watches), Some(pidfd)) =
+            (&self.watches, waiter.as_mut().and_then(|w| w.pidfd.take()))
+        {
+            let _ = watches.delete(&pidfd);
+        }
         self.reaped.fetch_add(1, Ordering::Relaxed);
         self.changed();
         if let (Some(waiter), Some(status)) = (waiter, status) {
@@ -679,7 +675,7 @@ impl Inner {
             // leaving it to its watch would stop the peek at it, and the
             // unwatched zombies behind it would wait for another peek (when
             // thousands exit at once, a peek per exit, each walking the list
-            // of children). Its watch then finds it collected.
+            // of children). Its pidfd leaves the watches as it is delivered.
             if registered(self) {
                 if !self.reap_registered(pid) {
                     return;
@@ -813,8 +809,8 @@ fn ensure_child(pid: u32, raw: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
-/// A descriptor's number, owned elsewhere: what the reaper's epoll watches
-/// while a watch task owns the pidfd itself.
+/// A descriptor's number, owned elsewhere: what the runtime's epoll watches
+/// of the reaper's own epoll instance.
 struct Number(RawFd);
 
 impl AsRawFd for Number {
@@ -841,16 +837,6 @@ impl Room {
     }
 }
 
-/// What [`Inner::reap_watched`] found.
-enum Reap {
-    /// Collected (now or before): the watch ends.
-    Done,
-    /// Still running: wait for the pidfd again.
-    Running,
-    /// Reaping is paused: wait until it resumes.
-    Paused,
-}
-
 /// `pidfd_open(pid, 0)`: a descriptor that turns readable when `pid` exits and
 /// always names that process, even after its pid is reused.
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -866,6 +852,18 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// Set in the environment, turns pidfds off: for a kernel or seccomp filter
 /// whose pidfds misbehave, and for the tests of the `waitpid(-1)` loop.
 pub const NO_PIDFD_ENV: &str = "VIGIL_NO_PIDFD";
+
+/// The epoll instance for the children's pidfds; `None` (reaping falls back
+/// to one `waitpid(-1)` loop) if the kernel refuses one.
+fn watch_set() -> Option<Epoll> {
+    match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(epoll) => Some(epoll),
+        Err(errno) => {
+            tracing::info!(%errno, "no epoll instance; children are reaped with one waitpid(-1) loop");
+            None
+        }
+    }
+}
 
 /// Whether this kernel gives pidfds (Linux 5.3) that epoll can watch.
 fn pidfds_work() -> bool {
@@ -910,7 +908,6 @@ fn reaper_thread(
             return;
         }
     };
-    let _ = inner.runtime.set(runtime.handle().clone());
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigchld = match signal(SignalKind::child()) {
@@ -924,6 +921,7 @@ fn reaper_thread(
         if !go.recv().unwrap_or(false) {
             return;
         }
+        tokio::spawn(Inner::watch(Arc::clone(&inner)));
         // Children that exited before the listener existed raised no signal we saw.
         inner.collect();
         loop {
@@ -931,11 +929,10 @@ fn reaper_thread(
                 got = sigchld.recv() => if got.is_none() { break },
                 () = inner.peek_again.notified() => {}
             }
-            // Let the tasks of children whose pidfds fired in this same wake-up
-            // reap them first, so the peek finds their exits already collected.
+            // Let the watch reap the children whose pidfds fired in this same
+            // wake-up first, so the peek finds their exits already collected.
             tokio::task::yield_now().await;
             inner.collect();
-            inner.sigchld_seen.notify_waiters();
         }
         tracing::error!("SIGCHLD stream ended; orphans will no longer be reaped");
     });

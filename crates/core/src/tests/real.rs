@@ -180,3 +180,45 @@ async fn background_autostart_answers_at_once_and_shutdown_ends_it() {
         eventually(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
     }
 }
+
+/// Many children exiting together: every status reaches its own waiter
+/// (more exits than one look at the pidfds takes), and each pidfd leaves the
+/// reaper with its child.
+#[tokio::test]
+async fn a_burst_of_exits_reaches_every_waiter_and_leaves_no_pidfd() {
+    let reaper = Reaper::start(false).expect("reaper");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gate = dir.path().join("go");
+    // Each child waits for the file, then exits with its own code.
+    let mut children = Vec::new();
+    for index in 0..200u32 {
+        let code = index % 200 + 1;
+        let script =
+            format!("while [ ! -e '{}' ]; do sleep 0.01; done; exit {code}", gate.display());
+        let argv = vec!["/bin/sh".to_owned(), "-c".to_owned(), script];
+        let spawned = reaper.spawn(&crate::spawn::SpawnSpec::new(argv)).expect("spawn");
+        children.push((KillOnDrop(spawned.pid), spawned.pid, code, spawned.exit));
+    }
+    let pids: Vec<u32> = children.iter().map(|(_, pid, _, _)| *pid).collect();
+    let pidfds: Vec<i32> = reaper
+        .pidfds()
+        .into_iter()
+        .filter(|(pid, _)| pids.contains(pid))
+        .map(|(_, fd)| fd)
+        .collect();
+    assert_eq!(pidfds.len(), pids.len(), "each child is watched through a pidfd");
+    std::fs::write(&gate, b"").expect("gate");
+    for (_guard, pid, code, exit) in children {
+        let status = tokio::time::timeout(Duration::from_secs(60), exit)
+            .await
+            .expect("every child exits")
+            .expect("its status");
+        assert_eq!(status, crate::exit::ExitStatus::Code(code as i32), "pid {pid}");
+    }
+    // Closed with their children: none of those numbers names a pidfd of
+    // a process gone (`Pid: -1`); another test may have reused a number.
+    for fd in pidfds {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        assert!(!info.lines().any(|line| line == "Pid:\t-1"), "fd {fd} left open: {info}");
+    }
+}
