@@ -34,7 +34,7 @@
 //! Nothing here is kept open between operations: each one reaches the
 //! directory again, so a quiet log holds no descriptor and a directory that
 //! comes back after being removed is used again. Reaching a trusted directory
-//! walked lately takes one `open` instead of a walk: see [`Recent`].
+//! walked lately takes one `open` instead of a walk: see `Recent`.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
