@@ -16,7 +16,7 @@ use tarpc::client::RpcError;
 use vigil_rpc::transport::is_disconnect;
 use vigil_rpc::{
     CallError, ConnectError, ControlClient, ControlError, LogChannel, LogTarget, NameSpec,
-    ProcessState, context_with_timeout, flatten, read_log_all,
+    ProcessState, StatusRow, context_with_timeout, flatten, read_log_all,
 };
 
 use crate::commands::{self, Action, Parsed};
@@ -73,6 +73,8 @@ pub struct Ctl {
     credentials: Option<CredentialsPrompt>,
     /// Set when the last connection attempt was refused for credentials.
     auth_refused: bool,
+    /// The optional calls the daemon answers, from the last upcheck.
+    extensions: Vec<String>,
 }
 
 impl Ctl {
@@ -88,6 +90,7 @@ impl Ctl {
             confirm: Box::new(|_| false),
             credentials: None,
             auth_refused: false,
+            extensions: Vec::new(),
             interrupt: Box::new(|| {
                 Box::pin(async {
                     // An error here means no signal handler could be set up;
@@ -288,7 +291,10 @@ impl Ctl {
             }
         };
         match flatten(client.daemon_info(context_with_timeout(QUERY_TIMEOUT)).await) {
-            Ok(info) if info.api_version == vigil_rpc::API_VERSION => Some(client),
+            Ok(info) if info.api_version == vigil_rpc::API_VERSION => {
+                self.extensions = info.extensions;
+                Some(client)
+            }
             Ok(info) => {
                 self.line(format!(
                     "Sorry, this version of vigilctl expects to talk to a server with API version {}, but the remote version is {}.",
@@ -330,12 +336,20 @@ impl Ctl {
             }
             return;
         };
-        let all = match flatten(client.all_process_info(context_with_timeout(QUERY_TIMEOUT)).await)
-        {
+        // The table needs each process's row only; an older daemon, without
+        // the call, sends whole infos.
+        let context = context_with_timeout(QUERY_TIMEOUT);
+        let all = if self.extensions.iter().any(|name| name == vigil_rpc::EXTENSION_STATUS_ROWS) {
+            flatten(client.status_rows(context).await)
+        } else {
+            flatten(client.all_process_info(context).await)
+                .map(|all| all.into_iter().map(StatusRow::from).collect())
+        };
+        let all = match all {
             Ok(all) => all,
             Err(error) => return self.call_failed(error),
         };
-        let matching: Vec<_> = if args.is_empty() || args.contains(&"all") {
+        let matching: Vec<StatusRow> = if args.is_empty() || args.contains(&"all") {
             all
         } else {
             let mut matching = Vec::new();
@@ -343,12 +357,10 @@ impl Ctl {
                 let spec = NameSpec::parse(name);
                 let found: Vec<_> = all
                     .iter()
-                    .filter(|info| match &spec {
+                    .filter(|row| match &spec {
                         NameSpec::All => true,
-                        NameSpec::Group(group) => info.group == group,
-                        NameSpec::Process { group, name } => {
-                            info.group == group && info.name == name
-                        }
+                        NameSpec::Group(group) => row.group == group,
+                        NameSpec::Process { group, name } => row.group == group && row.name == name,
                     })
                     .cloned()
                     .collect();
@@ -367,7 +379,7 @@ impl Ctl {
         for line in render::status_lines(&matching) {
             self.line(line);
         }
-        if !suppress_exitstatus && matching.iter().any(|info| info.state.is_stopped()) {
+        if !suppress_exitstatus && matching.iter().any(|row| row.state.is_stopped()) {
             self.fail(exit::STATUS_NOT_RUNNING);
         }
         if !self.options.json {
@@ -379,10 +391,11 @@ impl Ctl {
             Ok(facts) => {
                 let selected: Vec<_> = matching
                     .iter()
-                    .filter_map(|info| {
-                        facts.processes.iter().find(|fact| {
-                            fact.info.group == info.group && fact.info.name == info.name
-                        })
+                    .filter_map(|row| {
+                        facts
+                            .processes
+                            .iter()
+                            .find(|fact| fact.info.group == row.group && fact.info.name == row.name)
                     })
                     .collect();
                 self.set_result(&selected);

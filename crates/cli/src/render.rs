@@ -3,7 +3,7 @@
 //! so every string is pinned by a table test.
 
 use vigil_rpc::{
-    ConfigInfo, ControlError, ProcessInfo, ProcessResult, Reread, UpdateAction, UpdateReport,
+    ConfigInfo, ControlError, ProcessResult, Reread, StatusRow, UpdateAction, UpdateReport,
 };
 
 /// LSB init-script exit codes, as supervisorctl uses them.
@@ -46,23 +46,23 @@ pub fn exit_for_fault(code: i32, ignored: Option<i32>) -> Option<i32> {
 /// The status table (supervisorctl's `_show_statuses`): name column `max(30, longest) + 3` wide,
 /// state column 10 wide, then the description. Widths count characters, as
 /// Python's `%-Ns` does.
-pub fn status_lines(infos: &[ProcessInfo]) -> Vec<String> {
-    let names: Vec<String> = infos.iter().map(ProcessInfo::namespec).collect();
+pub fn status_lines(rows: &[StatusRow]) -> Vec<String> {
+    let names: Vec<String> = rows.iter().map(StatusRow::namespec).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(30) + 3;
     // Padded by hand: `format!`'s `{:<N}` writes its fill one character at a
     // time, a visible share of printing a 5,000-line table.
     let pad = |line: &mut String, used: usize, width: usize| {
         line.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
     };
-    infos
-        .iter()
+    rows.iter()
         .zip(names)
-        .map(|(info, mut line)| {
+        .map(|(row, mut line)| {
             let used = line.chars().count();
             pad(&mut line, used, width);
-            line.push_str(&info.statename);
-            pad(&mut line, info.statename.chars().count(), 10);
-            line.push_str(&info.description);
+            let statename = row.state.name();
+            line.push_str(statename);
+            pad(&mut line, statename.chars().count(), 10);
+            line.push_str(&row.description);
             line
         })
         .collect()
@@ -285,7 +285,7 @@ pub fn columnize(items: &[&str], width: usize) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use vigil_rpc::{ProcessState, UpdateStep};
+    use vigil_rpc::{ProcessInfo, ProcessState, UpdateStep};
 
     /// A process as a test needs it, the rest empty (shared with `top`'s tests).
     pub(crate) fn info(
@@ -328,6 +328,7 @@ pub(crate) mod tests {
             info("sleeper", "sleeper", ProcessState::Running, "pid 6061, uptime 0:00:12"),
             info("s", "s", ProcessState::Starting, ""),
         ];
+        let infos: Vec<StatusRow> = infos.into_iter().map(StatusRow::from).collect();
         assert_eq!(
             status_lines(&infos),
             [
@@ -342,7 +343,7 @@ pub(crate) mod tests {
         assert_eq!(status_lines(&infos)[0].find("FATAL"), Some(33));
         // ...and moves right for a longer name (longest + 3).
         let long = "g:".to_owned() + &"x".repeat(38);
-        let lines = status_lines(&[info("g", &"x".repeat(38), ProcessState::Running, "d")]);
+        let lines = status_lines(&[info("g", &"x".repeat(38), ProcessState::Running, "d").into()]);
         assert_eq!(lines[0], format!("{long}   RUNNING   d"));
     }
 

@@ -111,6 +111,23 @@ async fn status_table_and_exit_codes() {
 }
 
 #[tokio::test]
+async fn status_reads_rows_and_falls_back_to_infos_from_an_older_daemon() {
+    let served = serve(Fake::new(), None);
+    let table = run(&served, "status nosuch grp:*").await;
+    assert_eq!(served.fake.calls(), ["daemon_info", "status_rows"]);
+
+    // A daemon from before the call lists no extension: the same table and
+    // exit status from its infos.
+    let older = Fake::new();
+    older.lock().extensions.clear();
+    let older = serve(older, None);
+    assert_eq!(run(&older, "status nosuch grp:*").await, table);
+    assert_eq!(older.fake.calls(), ["daemon_info", "all_process_info"]);
+    assert_eq!(table.1, 3);
+    assert_eq!(table.0.lines().count(), 3);
+}
+
+#[tokio::test]
 async fn start_and_stop_lines_exit_codes_and_one_round_trip() {
     let served = serve(Fake::new(), None);
     let before = served.fake.calls().len();

@@ -24,7 +24,7 @@ use crate::context::{Context, FatalShutdown};
 use crate::deps;
 use crate::error::CoreError;
 use crate::events::Event;
-use crate::info::ProcessInfo;
+use crate::info::{ProcessInfo, StatusRow};
 use crate::lifecycle::ProcessState;
 use crate::logs::{Channel, ChannelLog};
 use crate::members::build_members;
@@ -107,6 +107,23 @@ impl Handle {
     /// [`Handle::process_info`], answered on the caller's thread (it reads
     /// published snapshots only).
     pub fn process_info_now(&self, spec: Option<&NameSpec>) -> Result<Vec<ProcessInfo>, CoreError> {
+        let members = self.listed(spec)?;
+        let now = SystemTime::now();
+        Ok(members.iter().map(|member| info_of(member, now)).collect())
+    }
+
+    /// What `status` prints for `spec` (all processes for `None`), in
+    /// [`Handle::process_info`]'s order and with its descriptions, from the
+    /// published snapshots alone.
+    pub async fn status_rows(&self, spec: Option<&NameSpec>) -> Result<Vec<StatusRow>, CoreError> {
+        let members = self.listed(spec)?;
+        let now = crate::info::epoch(SystemTime::now());
+        Ok(members.iter().map(|member| row_of(member, now)).collect())
+    }
+
+    /// The members `spec` names, sorted by group, then name, when it names
+    /// them all.
+    fn listed(&self, spec: Option<&NameSpec>) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
         let mut members = match spec {
             None => self.all_members(),
             Some(spec) => self.resolve(spec)?.members,
@@ -116,8 +133,7 @@ impl Handle {
                 (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
             });
         }
-        let now = SystemTime::now();
-        Ok(members.iter().map(|member| info_of(member, now)).collect())
+        Ok(members)
     }
 
     /// [`Handle::process_info`] with [`ProcessInfo::usage`] filled in: one read of
@@ -772,6 +788,23 @@ fn info_of(member: &ProcessShared, now: SystemTime) -> ProcessInfo {
         },
     );
     info
+}
+
+/// [`info_of`]'s names, state and description alone.
+fn row_of(member: &ProcessShared, now: i64) -> StatusRow {
+    let snapshot = member.snapshot.borrow();
+    let mut description = snapshot.description(&member.labels.name, now);
+    crate::output::describe_log_problems(member, &mut description);
+    let oom_killed = member.last_exit_oom.load(Ordering::Relaxed);
+    if let Some(note) = crate::info::oom_note(snapshot.state, member.last_exit(), oom_killed) {
+        description.push_str(note);
+    }
+    StatusRow {
+        name: member.labels.name.clone(),
+        group: member.labels.group.clone(),
+        state: snapshot.state,
+        description,
+    }
 }
 
 /// Sends a request to a process actor and returns its answer.

@@ -73,6 +73,28 @@ impl Health {
 }
 
 impl Snapshot {
+    /// The status column ([`ProcessInfo::description`]) at epoch second `now`,
+    /// before a log's problems and the OOM killer's note are added.
+    pub(crate) fn description(&self, name: &str, now: i64) -> String {
+        let start = self.start.map_or(0, epoch);
+        let stop = self.stop.map_or(0, epoch);
+        let pid = self.pid.unwrap_or(0);
+        let spawnerr = self.spawnerr.as_deref().unwrap_or("");
+        let mut description =
+            describe(self.state, name, pid, start, stop, now, spawnerr, local_time);
+        match (self.state, self.health) {
+            (ProcessState::Running, Some(health)) => {
+                description.push_str(", ");
+                description.push_str(health.as_str());
+            }
+            (ProcessState::Starting, _) if !self.waiting_for.is_empty() => {
+                description = format!("waiting for {}", self.waiting_for.join(", "));
+            }
+            _ => {}
+        }
+        description
+    }
+
     /// EXITED with a code in `config`'s `exitcodes`.
     pub(crate) fn completed_successfully(&self, config: &ProcessConfig) -> bool {
         self.state == ProcessState::Exited
@@ -199,18 +221,7 @@ impl ProcessInfo {
         let now = epoch(now);
         let pid = snapshot.pid.unwrap_or(0);
         let spawnerr = snapshot.spawnerr.as_deref().map(SmolStr::new).unwrap_or_default();
-        let mut description =
-            describe(snapshot.state, &labels.name, pid, start, stop, now, &spawnerr, local_time);
-        match (snapshot.state, snapshot.health) {
-            (ProcessState::Running, Some(health)) => {
-                description.push_str(", ");
-                description.push_str(health.as_str());
-            }
-            (ProcessState::Starting, _) if !snapshot.waiting_for.is_empty() => {
-                description = format!("waiting for {}", snapshot.waiting_for.join(", "));
-            }
-            _ => {}
-        }
+        let description = snapshot.description(&labels.name, now);
         ProcessInfo {
             name: labels.name.clone(),
             group: labels.group.clone(),
@@ -260,30 +271,54 @@ impl ProcessInfo {
         self.restarts = counts.spawns.saturating_sub(1);
         self.last_exit = counts.last_exit;
         self.oom_killed = self.last_exit.is_some() && counts.oom_killed;
-        if self.oom_killed
-            && matches!(
-                self.state,
-                ProcessState::Exited
-                    | ProcessState::Stopped
-                    | ProcessState::Backoff
-                    | ProcessState::Fatal
-            )
-        {
-            // The counter covers the whole group: the program itself, or one of
-            // its children, may have been the one killed.
-            let killed = self.last_exit.and_then(|status| status.signal()) == Some(libc::SIGKILL);
-            self.description.push_str(if killed {
-                ", killed by the kernel OOM killer"
-            } else {
-                ", the kernel OOM killer acted in its control group"
-            });
+        if let Some(note) = oom_note(self.state, self.last_exit, counts.oom_killed) {
+            self.description.push_str(note);
         }
         self.stdout_bytes = counts.stdout_bytes;
         self.stderr_bytes = counts.stderr_bytes;
     }
 }
 
-fn epoch(time: SystemTime) -> i64 {
+/// What a stopped process's description adds when the kernel's OOM killer
+/// acted in its control group during the run that ended last.
+pub(crate) fn oom_note(
+    state: ProcessState,
+    last_exit: Option<ExitStatus>,
+    oom_killed: bool,
+) -> Option<&'static str> {
+    let stopped = matches!(
+        state,
+        ProcessState::Exited | ProcessState::Stopped | ProcessState::Backoff | ProcessState::Fatal
+    );
+    if !(stopped && oom_killed) {
+        return None;
+    }
+    // The counter covers the whole group: the program itself, or one of its
+    // children, may have been the one killed.
+    let killed = last_exit?.signal() == Some(libc::SIGKILL);
+    Some(if killed {
+        ", killed by the kernel OOM killer"
+    } else {
+        ", the kernel OOM killer acted in its control group"
+    })
+}
+
+/// One line of `status`: a process's names, state and
+/// [`ProcessInfo::description`], made without copying its log paths,
+/// counters or error text (what a status of thousands of processes needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// The process's name.
+    pub name: SmolStr,
+    /// Its group's name.
+    pub group: SmolStr,
+    /// The current state.
+    pub state: ProcessState,
+    /// The same text as [`ProcessInfo::description`].
+    pub description: String,
+}
+
+pub(crate) fn epoch(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),

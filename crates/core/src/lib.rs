@@ -119,7 +119,7 @@ pub use context::FatalShutdown;
 pub use error::CoreError;
 pub use events::{Event, ProcessStateEvent};
 pub use handle::{FATAL_EXIT_CODE, Handle, Results};
-pub use info::{Health, ProcessInfo};
+pub use info::{Health, ProcessInfo, StatusRow};
 pub use launch::close_on_exec_from;
 pub use lifecycle::ProcessState;
 pub use logs::{Channel, ChannelLog};

@@ -84,6 +84,26 @@ fn specs(names: &[&str]) -> Vec<vigil_config::NameSpec> {
     names.iter().map(|name| spec(name)).collect()
 }
 
+/// Asserts a `status` row shows what the process's info shows: names, state
+/// and description, its uptime aside (the wall clock may have ticked
+/// between the two reads).
+#[track_caller]
+fn assert_row_shows(row: &crate::StatusRow, info: &crate::ProcessInfo) {
+    fn without_uptime(text: &str) -> String {
+        match text.split_once("uptime ") {
+            Some((before, after)) => {
+                let rest = after.find(',').map_or("", |comma| &after[comma..]);
+                format!("{before}uptime {rest}")
+            }
+            None => text.to_owned(),
+        }
+    }
+    assert_eq!(
+        (&row.group, &row.name, row.state, without_uptime(&row.description)),
+        (&info.group, &info.name, info.state, without_uptime(&info.description))
+    );
+}
+
 /// Asserts `actual` is `expected` within a millisecond of timer rounding.
 #[track_caller]
 fn assert_about(actual: Duration, expected: Duration) {

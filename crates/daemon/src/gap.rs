@@ -5,9 +5,9 @@
 //! before it adopts the children and builds the process actors (which takes
 //! most of the upgrade with thousands of programs). Until the tree exists no
 //! actor acts, so the carried records are exactly the processes' state:
-//! `daemon_info`, `all_process_info` and `process_info` are answered from
-//! them ([`vigil_core::resuming::CarriedView`]). Every other call waits,
-//! neither refused nor lost, until the daemon hands the tree's
+//! `daemon_info`, `all_process_info`, `status_rows` and `process_info` are
+//! answered from them ([`vigil_core::resuming::CarriedView`]). Every other
+//! call waits, neither refused nor lost, until the daemon hands the tree's
 //! [`ControlServer`] over ([`GapServer::new`]'s sender), then runs there; a
 //! connection opened in the gap keeps this service, which forwards
 //! everything once the tree is up.
@@ -28,9 +28,10 @@ use vigil_core::Handle;
 use vigil_core::resuming::CarriedView;
 use vigil_rpc::{
     ControlError, ControlRequest, ControlResponse, DaemonInfo, DaemonState, NameSpec, SendControl,
+    StatusRow,
 };
 
-use crate::server::{ControlServer, VERSION, process_info};
+use crate::server::{ControlServer, VERSION, extensions, process_info};
 
 /// Answers reads from the carried records until the tree's server is given.
 #[derive(Clone)]
@@ -76,22 +77,16 @@ impl GapServer {
         let resuming = self.shared.resuming.borrow().clone();
         match (resuming, request) {
             (Some(handle), ControlRequest::AllProcessInfo {}) => {
-                let now = SystemTime::now();
-                let back = handle.process_info_now(None).unwrap_or_default();
-                // The groups in that answer, not those back by now: one that
-                // came back since would be in neither list.
-                let in_tree: std::collections::HashSet<_> =
-                    back.iter().map(|info| info.group.clone()).collect();
-                let mut all: Vec<vigil_core::ProcessInfo> = self
-                    .shared
-                    .view
-                    .all(now)
-                    .into_iter()
-                    .filter(|info| !in_tree.contains(&info.group))
-                    .chain(back)
-                    .collect();
-                all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-                Ok(ControlResponse::AllProcessInfo(Ok(all.into_iter().map(process_info).collect())))
+                Ok(ControlResponse::AllProcessInfo(Ok(self
+                    .all(&handle)
+                    .map(process_info)
+                    .collect())))
+            }
+            (Some(handle), ControlRequest::StatusRows {}) => {
+                Ok(ControlResponse::StatusRows(Ok(self
+                    .all(&handle)
+                    .map(|info| StatusRow::from(process_info(info)))
+                    .collect())))
             }
             (Some(handle), ControlRequest::ProcessInfo { name }) => match NameSpec::parse(&name) {
                 spec @ NameSpec::Process { .. }
@@ -111,6 +106,28 @@ impl GapServer {
         }
     }
 
+    /// Every process, sorted as `all_process_info` answers: those of the
+    /// groups back in the resuming tree from it, the others from the carried
+    /// records.
+    fn all(&self, handle: &Handle) -> impl Iterator<Item = vigil_core::ProcessInfo> {
+        let now = SystemTime::now();
+        let back = handle.process_info_now(None).unwrap_or_default();
+        // The groups in that answer, not those back by now: one that came back
+        // since would be in neither list.
+        let in_tree: std::collections::HashSet<_> =
+            back.iter().map(|info| info.group.clone()).collect();
+        let mut all: Vec<vigil_core::ProcessInfo> = self
+            .shared
+            .view
+            .all(now)
+            .into_iter()
+            .filter(|info| !in_tree.contains(&info.group))
+            .chain(back)
+            .collect();
+        all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+        all.into_iter()
+    }
+
     /// [`GapServer::answer`] from the carried records alone.
     fn carried(&self, request: ControlRequest) -> Result<ControlResponse, ControlRequest> {
         let now = SystemTime::now();
@@ -121,6 +138,7 @@ impl GapServer {
                 identification: self.shared.identification.clone(),
                 state: DaemonState::Running,
                 pid: std::process::id(),
+                extensions: extensions(),
             }))),
             ControlRequest::AllProcessInfo {} => Ok(ControlResponse::AllProcessInfo(Ok(self
                 .shared
@@ -128,6 +146,13 @@ impl GapServer {
                 .all(now)
                 .into_iter()
                 .map(process_info)
+                .collect()))),
+            ControlRequest::StatusRows {} => Ok(ControlResponse::StatusRows(Ok(self
+                .shared
+                .view
+                .all(now)
+                .into_iter()
+                .map(|info| StatusRow::from(process_info(info)))
                 .collect()))),
             ControlRequest::ProcessInfo { name } => {
                 let answer = match NameSpec::parse(&name) {

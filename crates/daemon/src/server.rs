@@ -26,7 +26,7 @@ use vigil_rpc::{
     Blob, ChangeKind, ConfigErrorLine, ConfigInfo, Control, ControlError, DaemonInfo, DaemonState,
     Facts, GroupChange, Health, LogChannel, LogFollow, LogSettings, LogSlice, LogTail, LogTarget,
     MAX_LOG_CHUNK, NameSpec, ProcessChange, ProcessInfo, ProcessResult, ProcessState, Reread,
-    RestartReport, UpdateAction, UpdateReport, UpdateStep,
+    RestartReport, StatusRow, UpdateAction, UpdateReport, UpdateStep,
 };
 
 use crate::app::TreeContext;
@@ -145,6 +145,7 @@ impl Control for ControlServer {
             identification: self.shared.identification.clone(),
             state: self.state(),
             pid: std::process::id(),
+            extensions: extensions(),
         })
     }
 
@@ -186,6 +187,12 @@ impl Control for ControlServer {
         self.check()?;
         let infos = self.handle().process_info(None).await.map_err(core_error)?;
         Ok(infos.into_iter().map(process_info).collect())
+    }
+
+    async fn status_rows(self, _: Context) -> Result<Vec<StatusRow>, ControlError> {
+        self.check()?;
+        let rows = self.handle().status_rows(None).await.map_err(core_error)?;
+        Ok(rows.into_iter().map(status_row).collect())
     }
 
     async fn process_info(self, _: Context, name: String) -> Result<ProcessInfo, ControlError> {
@@ -706,6 +713,21 @@ async fn wait_for(
     tokio::select! {
         _ = tokio::time::timeout(budget, waiting) => {}
         () = handover => {}
+    }
+}
+
+/// The optional calls vigild answers ([`DaemonInfo::extensions`]).
+pub fn extensions() -> Vec<String> {
+    vec![vigil_rpc::EXTENSION_STATUS_ROWS.to_owned()]
+}
+
+/// A process's line of `status`.
+pub fn status_row(row: vigil_core::StatusRow) -> StatusRow {
+    StatusRow {
+        name: row.name,
+        group: row.group,
+        state: ProcessState::from_code(row.state.code()),
+        description: row.description,
     }
 }
 

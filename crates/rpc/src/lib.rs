@@ -100,6 +100,12 @@ pub trait Control {
     /// Every process, sorted by group, then name (`getAllProcessInfo`).
     async fn all_process_info() -> Result<Vec<ProcessInfo>, ControlError>;
 
+    /// Vigil extension: every process's [`StatusRow`], in
+    /// [`Control::all_process_info`]'s order: what `status` prints, in a
+    /// fifth of the bytes. Listed in [`DaemonInfo::extensions`] as
+    /// [`EXTENSION_STATUS_ROWS`].
+    async fn status_rows() -> Result<Vec<StatusRow>, ControlError>;
+
     /// One process by namespec (`name` or `group:name`); `BadName` for an
     /// unknown name and for `group:*`.
     async fn process_info(name: String) -> Result<ProcessInfo, ControlError>;

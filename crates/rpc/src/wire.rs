@@ -168,6 +168,50 @@ pub struct DaemonInfo {
     pub state: DaemonState,
     /// The daemon's pid (`getPID`).
     pub pid: u32,
+    /// Vigil extension: the optional calls this daemon answers, by name
+    /// ([`EXTENSION_STATUS_ROWS`]). A client asks for one only when it is
+    /// listed, so a newer vigilctl keeps working with an older vigild.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+/// [`DaemonInfo::extensions`] names this when the daemon answers
+/// `status_rows`.
+pub const EXTENSION_STATUS_ROWS: &str = "status_rows";
+
+/// Vigil extension: one line of `status`, as `status_rows` answers it: the
+/// name, state and description of a [`ProcessInfo`] without its log paths,
+/// times and error text. A status of thousands of processes is then about
+/// a fifth of the bytes for the daemon to encode and the client to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRow {
+    /// The process's name inside its group.
+    pub name: SmolStr,
+    /// The group's name.
+    pub group: SmolStr,
+    /// `state` (code) on the wire; its name is [`ProcessState::name`].
+    pub state: ProcessState,
+    /// What `status` prints in its third column ([`ProcessInfo::description`]).
+    pub description: String,
+}
+
+impl StatusRow {
+    /// supervisord's `make_namespec`: `name` when it equals the group, else
+    /// `group:name`.
+    pub fn namespec(&self) -> String {
+        make_namespec(&self.group, &self.name)
+    }
+}
+
+impl From<ProcessInfo> for StatusRow {
+    fn from(info: ProcessInfo) -> StatusRow {
+        StatusRow {
+            name: info.name,
+            group: info.group,
+            state: info.state,
+            description: info.description,
+        }
+    }
 }
 
 /// Vigil extension: the result of a process's health probe.

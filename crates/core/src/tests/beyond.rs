@@ -62,7 +62,10 @@ fn probe(kind: ProbeKind, period_ms: u64, threshold: u32) -> Probe {
 }
 
 async fn state_of(handle: &Handle, name: &str) -> crate::ProcessInfo {
-    handle.process_info(Some(&spec(name))).await.expect("info").remove(0)
+    let info = handle.process_info(Some(&spec(name))).await.expect("info").remove(0);
+    let row = handle.status_rows(Some(&spec(name))).await.expect("row").remove(0);
+    super::assert_row_shows(&row, &info);
+    info
 }
 
 /// Waits on real time (with a sleep between checks) until `check` holds.

@@ -33,6 +33,9 @@ pub struct FakeState {
     pub update: Result<UpdateReport, ControlError>,
     pub stdin: Vec<u8>,
     pub shut_down: bool,
+    /// What `daemon_info` lists as [`DaemonInfo::extensions`] (all of them
+    /// unless a test plays an older daemon).
+    pub extensions: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -102,6 +105,7 @@ impl Fake {
             update: Ok(UpdateReport::default()),
             stdin: Vec::new(),
             shut_down: false,
+            extensions: vec![EXTENSION_STATUS_ROWS.to_owned()],
         };
         Fake { state: Arc::new(Mutex::new(state)), output: Arc::new(Notify::new()) }
     }
@@ -287,6 +291,7 @@ impl Control for Fake {
             identification: "vigil".into(),
             state: DaemonState::Running,
             pid: 777,
+            extensions: self.lock().extensions.clone(),
         })
     }
 
@@ -336,6 +341,13 @@ impl Control for Fake {
         let mut all = self.lock().processes.clone();
         all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
         Ok(all)
+    }
+
+    async fn status_rows(self, _: Context) -> Result<Vec<StatusRow>, ControlError> {
+        self.record("status_rows");
+        let mut all = self.lock().processes.clone();
+        all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+        Ok(all.into_iter().map(StatusRow::from).collect())
     }
 
     async fn process_info(self, _: Context, name: String) -> Result<ProcessInfo, ControlError> {

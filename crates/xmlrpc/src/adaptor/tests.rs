@@ -47,6 +47,7 @@ fn running() -> ControlResponse {
         identification: "vigil".into(),
         state: vigil_rpc::DaemonState::Running,
         pid: 1,
+        extensions: Vec::new(),
     }))
 }
 
