@@ -124,16 +124,23 @@ impl Handle {
     /// The members `spec` names, sorted by group, then name, when it names
     /// them all.
     fn listed(&self, spec: Option<&NameSpec>) -> Result<Vec<Arc<ProcessShared>>, CoreError> {
-        let mut members = match spec {
-            None => self.all_members(),
-            Some(spec) => self.resolve(spec)?.members,
-        };
-        if matches!(spec, None | Some(NameSpec::All)) {
-            members.sort_by(|a, b| {
-                (&a.config.group, &a.config.name).cmp(&(&b.config.group, &b.config.name))
-            });
+        match spec {
+            None | Some(NameSpec::All) => Ok(self.all_members_by_name()),
+            Some(spec) => Ok(self.resolve(spec)?.members),
         }
-        Ok(members)
+    }
+
+    /// Every member, sorted by group, then name: the registry keeps the
+    /// groups in name order, so only each group's members are sorted.
+    fn all_members_by_name(&self) -> Vec<Arc<ProcessShared>> {
+        let groups = self.inner.registry.groups();
+        let mut members = Vec::with_capacity(groups.iter().map(|group| group.members.len()).sum());
+        for group in groups {
+            let first = members.len();
+            members.extend(group.members.iter().cloned());
+            members[first..].sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        }
+        members
     }
 
     /// [`Handle::process_info`] with [`ProcessInfo::usage`] filled in: one read of

@@ -179,6 +179,16 @@ pub fn stop_captures_for_handover() {
     HANDOVER.send_replace(true);
 }
 
+/// Logs of this process whose file cannot be written now (their `problem`
+/// is set), so that a status of thousands of processes looks at none of
+/// them while every log works.
+static WITH_PROBLEM: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any log has a problem to show in its process's status.
+pub(crate) fn any_problem() -> bool {
+    WITH_PROBLEM.load(Ordering::Relaxed) > 0
+}
+
 /// Capture tasks not yet ended, spawned ones included (see [`LiveCapture`]).
 static LIVE_CAPTURES: std::sync::LazyLock<tokio::sync::watch::Sender<usize>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
@@ -1029,6 +1039,15 @@ impl ChannelLog {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let problem = self.problem.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if problem.is_some() {
+            WITH_PROBLEM.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Inner {
     fn maxbytes(&self) -> u64 {
         self.maxbytes.load(Ordering::Relaxed)
@@ -1092,7 +1111,13 @@ impl Inner {
     }
 
     fn set_problem(&self, problem: Option<String>) {
-        *lock(&self.problem) = problem;
+        let mut slot = lock(&self.problem);
+        match (slot.is_some(), problem.is_some()) {
+            (false, true) => WITH_PROBLEM.fetch_add(1, Ordering::Relaxed),
+            (true, false) => WITH_PROBLEM.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        *slot = problem;
     }
 
     /// Bytes before now are no longer in the base file (moved, truncated or

@@ -110,6 +110,9 @@ pub(crate) fn prepare_logs(shared: &ProcessShared) -> Result<(), String> {
 /// (`pid 42, uptime 0:00:03; stdout log: refused to use ...`), unless the
 /// description already says it (a failed spawn's error).
 pub(crate) fn describe_log_problems(shared: &ProcessShared, description: &mut String) {
+    if !crate::logs::any_problem() {
+        return;
+    }
     for (channel, log) in [(Channel::Stdout, &shared.stdout), (Channel::Stderr, &shared.stderr)] {
         if let Some(problem) = log.problem()
             && !description.contains(&problem)
