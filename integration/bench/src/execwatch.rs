@@ -6,6 +6,9 @@
 //! a core from the supervisor on a small machine). Needs CAP_NET_ADMIN; the
 //! caller falls back to polling `/proc` without it.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -74,6 +77,82 @@ impl ExecWatch {
     }
 }
 
+/// Every `execve` on the machine from [`ExecLog::start`] until
+/// [`ExecLog::finish`], recorded by a thread of its own as (pid, the
+/// kernel's CLOCK_MONOTONIC time stamp in ns). Reading an event costs
+/// microseconds and nothing else is done with it meanwhile, so a spawn storm
+/// is timed without a polling loop that would take CPU from the supervisor.
+pub struct ExecLog {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Execs>,
+}
+
+/// What an [`ExecLog`] recorded.
+#[derive(Debug, Default)]
+pub struct Execs {
+    /// (pid, time stamp) of each exec of a process's main thread, in order.
+    pub events: Vec<(i32, u64)>,
+    /// The socket overflowed at least once: some events are missing.
+    pub lost: bool,
+}
+
+impl ExecLog {
+    /// Subscribes and starts recording; fails as [`ExecWatch::open`] does.
+    pub fn start() -> anyhow::Result<ExecLog> {
+        let mut watch = ExecWatch::open()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("exec-log".into())
+            .spawn(move || {
+                let mut execs = Execs::default();
+                // Woken every 50 ms at most to see whether to stop.
+                while !stopping.load(Ordering::Relaxed) {
+                    match watch.conn.recv_timeout(&mut watch.buf, Duration::from_millis(50)) {
+                        Ok(Some(ProcEvent::Exec { pid, tgid, timestamp_ns, .. }))
+                            if pid == tgid =>
+                        {
+                            execs.events.push((pid as i32, timestamp_ns));
+                        }
+                        Ok(_) | Err(Error::Interrupted | Error::UnexpectedConnector) => {}
+                        Err(Error::Overrun) => execs.lost = true,
+                        Err(Error::Os(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                            execs.lost = true;
+                        }
+                        Err(_) => {
+                            execs.lost = true;
+                            break;
+                        }
+                    }
+                }
+                execs
+            })
+            .context("starting the exec log's thread")?;
+        Ok(ExecLog { stop, thread })
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub fn finish(self) -> Execs {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+impl Execs {
+    /// The last exec of the latest of `pids` to exec (a process may exec more
+    /// than once: s6's `run` shell execs the program), and how many of
+    /// `pids` had one.
+    pub fn last_of(&self, pids: &HashSet<i32>) -> (Option<u64>, usize) {
+        let mut last: HashMap<i32, u64> = HashMap::new();
+        for &(pid, stamp) in &self.events {
+            if pids.contains(&pid) {
+                last.insert(pid, stamp);
+            }
+        }
+        (last.values().copied().max(), last.len())
+    }
+}
+
 /// How long after an accepted exec a later exec of the same process is
 /// still looked for.
 const SETTLE: Duration = Duration::from_millis(20);
@@ -84,4 +163,23 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into `now`, a local.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_exec_is_the_latest_program_s_last_one() {
+        let execs = Execs {
+            // 7 execs twice (a shell, then the program); 9 is not a program.
+            events: vec![(7, 100), (8, 150), (7, 120), (9, 400), (8, 160)],
+            lost: false,
+        };
+        assert_eq!(execs.last_of(&HashSet::from([7, 8])), (Some(160), 2));
+        assert_eq!(execs.last_of(&HashSet::from([7])), (Some(120), 1));
+        // A program without an event is not counted: the caller compares.
+        assert_eq!(execs.last_of(&HashSet::from([7, 10])), (Some(120), 1));
+        assert_eq!(execs.last_of(&HashSet::new()), (None, 0));
+    }
 }

@@ -393,15 +393,24 @@ impl Run {
     /// [`Run::program_parents`]) have used since each was cloned, summed:
     /// the exec and start-up of each, none of it the supervisor's.
     pub fn programs_cpu(&mut self, is_program: fn(&[String]) -> bool) -> anyhow::Result<f64> {
-        let mut ns = 0;
-        for parent in self.program_parents()? {
-            for child in procfs::children(parent) {
-                if is_program(&procfs::cmdline(child)) {
-                    ns += procfs::run_time_ns(child).unwrap_or(0);
-                }
-            }
-        }
+        let ns: u64 = self
+            .program_pids(is_program)?
+            .into_iter()
+            .map(|pid| procfs::run_time_ns(pid).unwrap_or(0))
+            .sum();
         Ok(ns as f64 / 1e9)
+    }
+
+    /// The running programs: children of [`Run::program_parents`] running
+    /// `is_program`.
+    pub fn program_pids(&mut self, is_program: fn(&[String]) -> bool) -> anyhow::Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        for parent in self.program_parents()? {
+            pids.extend(
+                procfs::children(parent).into_iter().filter(|&c| is_program(&procfs::cmdline(c))),
+            );
+        }
+        Ok(pids)
     }
 
     /// CPU seconds of the supervisor's processes, summed.

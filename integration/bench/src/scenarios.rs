@@ -415,24 +415,30 @@ impl Bench {
         let (floor, _) = self.spawn_reference(n, 1).await?;
         let (floor_two, _) = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(startsecs));
+        let execs = exec_log("S1");
         let seen = self.launch_running(run, n).await?;
         let cpu = run.supervisor_cpu()?;
         let programs = run.programs_cpu(is_sleeper)?;
         let launched = run.daemon()?.launched;
+        let last_exec = last_exec(run, execs, n)?;
         let shutdown = run.shutdown().await?;
-        Ok(vec![
+        let mut measures = vec![
             Measure::lower(
                 "launch to all RUNNING seen (end of ctl call)",
                 "s",
                 secs(seen.ended - launched),
             ),
             Measure::lower("same, start of that ctl call", "s", secs(seen.started - launched)),
+        ];
+        measures.extend(last_exec);
+        measures.extend([
             Measure::lower("daemon CPU until then", "s", cpu),
             Measure::lower("shutdown (SIGTERM to daemon exit)", "s", secs(shutdown)),
             spawn_floor(floor),
             spawn_floor_two(floor_two),
             programs_floor(programs),
-        ])
+        ]);
+        Ok(measures)
     }
 
     async fn s2(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
@@ -919,10 +925,12 @@ impl Bench {
         let (floor, stop_floor) = self.spawn_reference(n, 1).await?;
         let (floor_two, _) = self.spawn_reference(n, 2).await?;
         self.sleepers(run, 0..n, Some(0));
+        let execs = exec_log("S9");
         let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
         let cpu = run.supervisor_cpu()?;
         let programs = run.programs_cpu(is_sleeper)?;
+        let last_exec = last_exec(run, execs, n)?;
         self.settle().await;
         let mut status = Vec::new();
         for _ in 0..3 {
@@ -951,12 +959,14 @@ impl Bench {
             .then(|| Measure::lower("`/metrics` scrape (median of 3)", "ms", median(&scrapes)));
         let status = (!status.is_empty())
             .then(|| Measure::lower("`ctl status` (median of 3)", "ms", median(&status)));
-        Ok([
-            Measure::lower(
-                "launch to all RUNNING seen (end of ctl call)",
-                "s",
-                secs(seen.ended - launched),
-            ),
+        Ok([Measure::lower(
+            "launch to all RUNNING seen (end of ctl call)",
+            "s",
+            secs(seen.ended - launched),
+        )]
+        .into_iter()
+        .chain(last_exec)
+        .chain([
             Measure::lower("daemon CPU until then", "s", cpu),
             Measure::lower("VmRSS, idle", "MiB", mib(memory.rss_kib)),
             Measure::lower(
@@ -969,8 +979,7 @@ impl Bench {
             spawn_floor_two(floor_two),
             programs_floor(programs),
             stop_floor_measure(stop_floor),
-        ]
-        .into_iter()
+        ])
         .chain(status)
         .chain(scrape)
         .collect())
@@ -1236,6 +1245,49 @@ pub async fn first_line(
     let text = if out.stdout.trim().is_empty() { out.stderr } else { out.stdout };
     let line = text.lines().map(str::trim).find(|l| l.starts_with(prefix))?;
     Some(line.trim_end_matches(':').to_owned())
+}
+
+/// The kernel's record of every exec from now on, for the time of a spawn
+/// storm's last program; `None`, said on stderr, without the privilege.
+fn exec_log(scenario: &str) -> Option<crate::execwatch::ExecLog> {
+    match crate::execwatch::ExecLog::start() {
+        Ok(log) => Some(log),
+        Err(error) => {
+            eprintln!("{scenario}: no time of the last program's exec: {error:#}");
+            None
+        }
+    }
+}
+
+/// Launch to the last exec among the `n` running programs, from the
+/// kernel's time stamps: when the last program started, without the
+/// polling interval of the `status` calls that saw it (up to 50 ms).
+/// `None`, said on stderr, when the log could not see every program.
+fn last_exec(
+    run: &mut Run,
+    execs: Option<crate::execwatch::ExecLog>,
+    n: usize,
+) -> anyhow::Result<Option<Measure>> {
+    let Some(execs) = execs.map(crate::execwatch::ExecLog::finish) else {
+        return Ok(None);
+    };
+    // The launch on the events' clock (CLOCK_MONOTONIC, as `Instant`'s).
+    let launched = run.daemon()?.launched;
+    let now = crate::execwatch::monotonic_ns();
+    let launched = now.saturating_sub(u64::try_from(launched.elapsed().as_nanos())?);
+    let pids: HashSet<i32> = run.program_pids(is_sleeper)?.into_iter().collect();
+    match execs.last_of(&pids) {
+        (Some(last), seen) if seen == n => Ok(Some(Measure::lower(
+            "launch to the last program's exec (kernel's exec event)",
+            "s",
+            last.saturating_sub(launched) as f64 / 1e9,
+        ))),
+        (_, seen) => {
+            let lost = if execs.lost { " (events were lost)" } else { "" };
+            eprintln!("the exec log saw {seen} of {n} programs' execs{lost}");
+            Ok(None)
+        }
+    }
 }
 
 fn is_sleeper(cmdline: &[String]) -> bool {
