@@ -389,14 +389,15 @@ impl Ctl {
         // one more call, made only here, that reads /proc once per process.
         match flatten(client.facts(context_with_timeout(QUERY_TIMEOUT), true).await) {
             Ok(facts) => {
+                // By name, not a scan per row: thousands of processes each way.
+                let by_name: std::collections::HashMap<_, _> = facts
+                    .processes
+                    .iter()
+                    .map(|fact| ((&fact.info.group, &fact.info.name), fact))
+                    .collect();
                 let selected: Vec<_> = matching
                     .iter()
-                    .filter_map(|row| {
-                        facts
-                            .processes
-                            .iter()
-                            .find(|fact| fact.info.group == row.group && fact.info.name == row.name)
-                    })
+                    .filter_map(|row| by_name.get(&(&row.group, &row.name)))
                     .collect();
                 self.set_result(&selected);
             }
