@@ -197,6 +197,13 @@ pub fn run_time_ns(pid: i32) -> Option<u64> {
     parse_schedstat(&std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
 }
 
+/// CPU seconds `pids` have used since each was cloned, summed: for
+/// programs, the exec and start-up of each, none of it their supervisor's.
+pub fn run_time_seconds(pids: &[i32]) -> f64 {
+    let ns: u64 = pids.iter().map(|&pid| run_time_ns(pid).unwrap_or(0)).sum();
+    ns as f64 / 1e9
+}
+
 pub fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }

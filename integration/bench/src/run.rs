@@ -389,18 +389,6 @@ impl Run {
         Ok(pids)
     }
 
-    /// CPU seconds the running programs (`is_program`, children of
-    /// [`Run::program_parents`]) have used since each was cloned, summed:
-    /// the exec and start-up of each, none of it the supervisor's.
-    pub fn programs_cpu(&mut self, is_program: fn(&[String]) -> bool) -> anyhow::Result<f64> {
-        let ns: u64 = self
-            .program_pids(is_program)?
-            .into_iter()
-            .map(|pid| procfs::run_time_ns(pid).unwrap_or(0))
-            .sum();
-        Ok(ns as f64 / 1e9)
-    }
-
     /// The running programs: children of [`Run::program_parents`] running
     /// `is_program`.
     pub fn program_pids(&mut self, is_program: fn(&[String]) -> bool) -> anyhow::Result<Vec<i32>> {

@@ -418,9 +418,10 @@ impl Bench {
         let execs = exec_log("S1");
         let seen = self.launch_running(run, n).await?;
         let cpu = run.supervisor_cpu()?;
-        let programs = run.programs_cpu(is_sleeper)?;
+        let pids = run.program_pids(is_sleeper)?;
+        let programs = procfs::run_time_seconds(&pids);
         let launched = run.daemon()?.launched;
-        let last_exec = last_exec(run, execs, n)?;
+        let last_exec = last_exec(launched, execs, &pids, n);
         let shutdown = run.shutdown().await?;
         let mut measures = vec![
             Measure::lower(
@@ -929,8 +930,9 @@ impl Bench {
         let seen = self.launch_running(run, n).await?;
         let launched = run.daemon()?.launched;
         let cpu = run.supervisor_cpu()?;
-        let programs = run.programs_cpu(is_sleeper)?;
-        let last_exec = last_exec(run, execs, n)?;
+        let pids = run.program_pids(is_sleeper)?;
+        let programs = procfs::run_time_seconds(&pids);
+        let last_exec = last_exec(launched, execs, &pids, n);
         self.settle().await;
         let mut status = Vec::new();
         for _ in 0..3 {
@@ -1264,28 +1266,26 @@ fn exec_log(scenario: &str) -> Option<crate::execwatch::ExecLog> {
 /// polling interval of the `status` calls that saw it (up to 50 ms).
 /// `None`, said on stderr, when the log could not see every program.
 fn last_exec(
-    run: &mut Run,
+    launched: Instant,
     execs: Option<crate::execwatch::ExecLog>,
+    pids: &[i32],
     n: usize,
-) -> anyhow::Result<Option<Measure>> {
-    let Some(execs) = execs.map(crate::execwatch::ExecLog::finish) else {
-        return Ok(None);
-    };
+) -> Option<Measure> {
+    let execs = execs.map(crate::execwatch::ExecLog::finish)?;
     // The launch on the events' clock (CLOCK_MONOTONIC, as `Instant`'s).
-    let launched = run.daemon()?.launched;
-    let now = crate::execwatch::monotonic_ns();
-    let launched = now.saturating_sub(u64::try_from(launched.elapsed().as_nanos())?);
-    let pids: HashSet<i32> = run.program_pids(is_sleeper)?.into_iter().collect();
+    let since = u64::try_from(launched.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let launched = crate::execwatch::monotonic_ns().saturating_sub(since);
+    let pids: HashSet<i32> = pids.iter().copied().collect();
     match execs.last_of(&pids) {
-        (Some(last), seen) if seen == n => Ok(Some(Measure::lower(
+        (Some(last), seen) if seen == n => Some(Measure::lower(
             "launch to the last program's exec (kernel's exec event)",
             "s",
             last.saturating_sub(launched) as f64 / 1e9,
-        ))),
+        )),
         (_, seen) => {
             let lost = if execs.lost { " (events were lost)" } else { "" };
             eprintln!("the exec log saw {seen} of {n} programs' execs{lost}");
-            Ok(None)
+            None
         }
     }
 }
