@@ -248,6 +248,9 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Option<Carried<Self::Tree>> {
         None
     }
+    /// A fresh start's last step before the runtime's threads exist, after
+    /// daemonizing: what is cheaper done while the process has one thread.
+    fn before_runtime(&self, _config: &Config) {}
     /// Builds and starts the tree (autostart programs in priority order).
     fn start_tree(
         &self,
@@ -905,7 +908,10 @@ impl<T: Tree> Daemon<T> {
 
         let (runtime, gap) = match self.early.take() {
             Some(Early { runtime, gap }) => (Ok(runtime), Some(gap)),
-            None => (runtime(), None),
+            None => {
+                backend.before_runtime(&self.config);
+                (runtime(), None)
+            }
         };
         let code = match runtime {
             Ok(runtime) => {

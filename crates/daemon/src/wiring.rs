@@ -62,16 +62,21 @@ fn reaper() -> Result<Reaper, String> {
     if let Some(reaper) = REAPER.get() {
         return Ok(reaper.clone());
     }
-    // Before the first spawn: room for thousands of programs' pipes and logs,
-    // while children keep the limit vigild was started with.
-    if let Some((soft, hard)) = crate::daemonize::raise_file_limit() {
-        vigil_core::spawn::set_child_file_limit(soft, hard);
-    }
+    // Before the first spawn (a fresh start raised it before its runtime).
+    raise_file_limit();
     // A subreaper adopts the orphans of our children, so a daemonizing
     // grandchild is still reaped (and killed at shutdown as PID 1).
     let reaper =
         Reaper::start(true).map_err(|err| format!("cannot start the child reaper: {err}"))?;
     Ok(REAPER.get_or_init(|| reaper).clone())
+}
+
+/// Room for thousands of programs' pipes and logs, while children keep the
+/// limit vigild was started with. Once: a second call changes nothing.
+fn raise_file_limit() {
+    if let Some((soft, hard)) = crate::daemonize::raise_file_limit() {
+        vigil_core::spawn::set_child_file_limit(soft, hard);
+    }
 }
 
 /// `SUPERVISOR_SERVER_URL` for children: the Unix socket if there is one,
@@ -147,6 +152,17 @@ impl Backend for Wired {
             tree.send_replace(Some(built.dispatch.server.clone()));
         };
         Some(Carried { dispatch, open: Box::new(open) })
+    }
+
+    fn before_runtime(&self, config: &Config) {
+        raise_file_limit();
+        // The table every program's descriptors will need, grown while it
+        // costs nothing (see `size_descriptor_table`); a 64-descriptor start
+        // for the daemon's own files and sockets.
+        let programs: usize = config.groups.iter().map(|group| group.processes.len()).sum();
+        let wanted = 64 + programs.saturating_mul(crate::daemonize::DESCRIPTORS_PER_PROGRAM);
+        let size = crate::daemonize::size_descriptor_table(wanted);
+        tracing::debug!("descriptor table sized for {wanted}: {size:?}");
     }
 
     async fn start_tree(&self, config: &Config, context: &TreeContext) -> Result<CoreTree, String> {
