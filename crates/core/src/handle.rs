@@ -115,7 +115,7 @@ impl Handle {
     /// What `status` prints for `spec` (all processes for `None`), in
     /// [`Handle::process_info`]'s order and with its descriptions, from the
     /// published snapshots alone.
-    pub async fn status_rows(&self, spec: Option<&NameSpec>) -> Result<Vec<StatusRow>, CoreError> {
+    pub fn status_rows(&self, spec: Option<&NameSpec>) -> Result<Vec<StatusRow>, CoreError> {
         let members = self.listed(spec)?;
         let now = crate::info::epoch(SystemTime::now());
         Ok(members.iter().map(|member| row_of(member, now)).collect())

@@ -191,7 +191,7 @@ impl Control for ControlServer {
 
     async fn status_rows(self, _: Context) -> Result<Vec<StatusRow>, ControlError> {
         self.check()?;
-        let rows = self.handle().status_rows(None).await.map_err(core_error)?;
+        let rows = self.handle().status_rows(None).map_err(core_error)?;
         Ok(rows.into_iter().map(status_row).collect())
     }
 
@@ -722,7 +722,7 @@ pub fn extensions() -> Vec<String> {
 }
 
 /// A process's line of `status`.
-pub fn status_row(row: vigil_core::StatusRow) -> StatusRow {
+fn status_row(row: vigil_core::StatusRow) -> StatusRow {
     StatusRow {
         name: row.name,
         group: row.group,

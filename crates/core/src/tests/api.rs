@@ -107,7 +107,7 @@ async fn process_info_has_supervisord_fields() {
     let infos = handle.process_info(None).await.expect("info");
     let names: Vec<&str> = infos.iter().map(|i| i.namespec.as_str()).collect();
     assert_eq!(names, ["g:z", "web"], "sorted by group, then name");
-    let rows = handle.status_rows(None).await.expect("rows");
+    let rows = handle.status_rows(None).expect("rows");
     assert_eq!(rows.len(), infos.len());
     rows.iter().zip(&infos).for_each(|(row, info)| super::assert_row_shows(row, info));
     let web = &infos[1];

@@ -63,7 +63,7 @@ fn probe(kind: ProbeKind, period_ms: u64, threshold: u32) -> Probe {
 
 async fn state_of(handle: &Handle, name: &str) -> crate::ProcessInfo {
     let info = handle.process_info(Some(&spec(name))).await.expect("info").remove(0);
-    let row = handle.status_rows(Some(&spec(name))).await.expect("row").remove(0);
+    let row = handle.status_rows(Some(&spec(name))).expect("row").remove(0);
     super::assert_row_shows(&row, &info);
     info
 }
