@@ -219,13 +219,21 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
             "--symlink" => {
                 let (target, link) = (value(args, index, flag)?, value(args, index + 1, flag)?);
-                match std::fs::remove_file(link) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(format!("removing {link}: {e}")),
+                // Again if the name was taken between the two steps (vigild
+                // makes a missing log file soon after the spawn), as an
+                // attacker racing it would.
+                loop {
+                    match std::fs::remove_file(link) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(format!("removing {link}: {e}")),
+                    }
+                    match std::os::unix::fs::symlink(target, link) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(format!("linking {link} to {target}: {e}")),
+                    }
                 }
-                std::os::unix::fs::symlink(target, link)
-                    .map_err(|e| format!("linking {link} to {target}: {e}"))?;
                 say("linked");
                 index += 2;
             }

@@ -121,6 +121,10 @@ fn a_hard_link_to_a_root_file_is_not_written() {
     )]);
     let daemon = sandbox.start();
     daemon.wait_state("linker", "RUNNING");
+    // vigild makes the missing file after the spawn, on a thread of low
+    // priority, which on a busy machine can be after RUNNING: the test
+    // replaces that file, so it waits for it.
+    wait_until(TIMEOUT, "vigild to make the log file", || log.exists());
     // What a program can do where hard links to others' files are allowed
     // (fs.protected_hardlinks=0); the test does it for it.
     std::fs::remove_file(&log).unwrap();
