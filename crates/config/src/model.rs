@@ -513,10 +513,12 @@ pub struct ProcessConfig {
     /// Stop this process and wait for its dependencies again when one of them
     /// stops meeting its condition (default true; `false` keeps it running).
     pub restart_dependents: bool,
-    /// Vigil extension: the `ready_*` probe that gates RUNNING.
-    pub readiness: Option<Probe>,
+    /// Vigil extension: the `ready_*` probe that gates RUNNING. Boxed, as
+    /// `liveness`: most programs have none, and every program keeps its
+    /// config for as long as it is configured.
+    pub readiness: Option<Box<Probe>>,
     /// Vigil extension: the `live_*` probe that restarts a hung process.
-    pub liveness: Option<Probe>,
+    pub liveness: Option<Box<Probe>>,
     /// Vigil extension: when this process ends by itself (exits, or goes
     /// FATAL), the daemon shuts down in order and exits with its status.
     pub essential: bool,

@@ -735,13 +735,8 @@ impl ChannelLog {
         pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
     ) -> JoinHandle<Option<OwnedFd>> {
-        let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
-        let live = LiveCapture::new();
-        tokio::spawn(async move {
-            let _live = live;
-            log.run_capture(pipe, on_line, None).await
-        })
+        tokio::spawn(self.clone().run_capture(pipe, on_line, None, LiveCapture::new()))
     }
 
     /// Like [`ChannelLog::capture_with`], passing every read through `filter`
@@ -752,148 +747,154 @@ impl ChannelLog {
         on_line: Option<LineCallback>,
         filter: Box<dyn OutputFilter>,
     ) -> JoinHandle<Option<OwnedFd>> {
-        let log = self.clone();
         self.inner.captures.fetch_add(1, Ordering::SeqCst);
-        let live = LiveCapture::new();
-        tokio::spawn(async move {
-            let _live = live;
-            log.run_capture(pipe, on_line, Some(filter)).await
-        })
+        tokio::spawn(self.clone().run_capture(pipe, on_line, Some(filter), LiveCapture::new()))
     }
 
-    async fn run_capture(
+    // A plain function returning the future, not an `async fn`: an async
+    // fn's future keeps its arguments twice (as passed, and moved into its
+    // body), and this future is a task per captured pipe, so its size is
+    // memory per program. `live` is held until the future is dropped.
+    fn run_capture(
         self,
-        mut pipe: pipe::Receiver,
+        pipe: pipe::Receiver,
         on_line: Option<LineCallback>,
-        mut filter: Option<Box<dyn OutputFilter>>,
-    ) -> Option<OwnedFd> {
-        let to_disk = self.inner.path.is_some();
-        let mut handover = HANDOVER.subscribe();
-        let mut handing_over = *handover.borrow();
-        let mut raw: Vec<u8> = Vec::new();
+        filter: Option<Box<dyn OutputFilter>>,
+        live: LiveCapture,
+    ) -> impl Future<Output = Option<OwnedFd>> + Send + 'static {
         let mut lines = on_line.map(LineSplitter::new);
-        let mut pending: Vec<u8> = Vec::new();
-        let mut spare: Vec<u8> = Vec::new();
-        let mut inflight: Option<JoinHandle<Vec<u8>>> = None;
-        let mut eof = false;
-        let mut load = Load::default();
-        let mut chunk = QUIET_CHUNK;
-        loop {
-            if !pending.is_empty() && inflight.is_none() {
-                if to_disk {
-                    let batch = std::mem::replace(&mut pending, std::mem::take(&mut spare));
-                    let inner = Arc::clone(&self.inner);
-                    inflight = Some(tokio::task::spawn_blocking(move || {
-                        inner.write_batch(&batch);
-                        batch
-                    }));
-                } else {
-                    self.inner.append_memory(&pending);
-                    pending.clear();
-                    if !load.busy() && pending.capacity() > 2 * QUIET_CHUNK {
-                        pending = Vec::new();
+        // The filter and its scratch buffer in one box: most captures have
+        // neither, and pay one pointer.
+        let mut filter = filter.map(|filter| Box::new(Filtering { filter, raw: Vec::new() }));
+        async move {
+            let _live = &live;
+            let to_disk = self.inner.path.is_some();
+            let mut handover = HANDOVER.subscribe();
+            let mut handing_over = *handover.borrow();
+            let mut pending: Vec<u8> = Vec::new();
+            let mut spare: Vec<u8> = Vec::new();
+            let mut inflight: Option<JoinHandle<Vec<u8>>> = None;
+            let mut eof = false;
+            let mut load = Load::default();
+            let mut chunk = QUIET_CHUNK;
+            loop {
+                if !pending.is_empty() && inflight.is_none() {
+                    if to_disk {
+                        let batch = std::mem::replace(&mut pending, std::mem::take(&mut spare));
+                        let inner = Arc::clone(&self.inner);
+                        inflight = Some(tokio::task::spawn_blocking(move || {
+                            inner.write_batch(&batch);
+                            batch
+                        }));
+                    } else {
+                        self.inner.append_memory(&pending);
+                        pending.clear();
+                        if !load.busy() && pending.capacity() > 2 * QUIET_CHUNK {
+                            pending = Vec::new();
+                        }
                     }
                 }
-            }
-            if (eof || handing_over) && pending.is_empty() && inflight.is_none() {
-                break;
-            }
-            let can_read = !eof && !handing_over && pending.len() < MAX_PENDING;
-            tokio::select! {
-                // A live upgrade: stop reading, write out what was read, and
-                // give the pipe back for the next image of the daemon.
-                changed = handover.changed(), if !handing_over => {
-                    handing_over = changed.is_err() || *handover.borrow();
-                    // What a filter holds back (a partial line) is written
-                    // now: the next image starts its filter afresh.
-                    if handing_over && let Some(filter) = filter.as_mut() {
-                        filter.finish(&mut pending);
-                    }
+                if (eof || handing_over) && pending.is_empty() && inflight.is_none() {
+                    break;
                 }
-                read = read_chunk(&mut pipe, &mut pending, chunk), if can_read => match read {
-                    Ok(0) => {
-                        eof = true;
-                        if let Some(filter) = filter.as_mut() {
-                            let before = pending.len();
-                            filter.finish(&mut pending);
-                            if let Some(lines) = lines.as_mut() {
-                                lines.feed(&pending[before..]);
+                let can_read = !eof && !handing_over && pending.len() < MAX_PENDING;
+                tokio::select! {
+                    // A live upgrade: stop reading, write out what was read, and
+                    // give the pipe back for the next image of the daemon.
+                    changed = handover.changed(), if !handing_over => {
+                        handing_over = changed.is_err() || *handover.borrow();
+                        // What a filter holds back (a partial line) is written
+                        // now: the next image starts its filter afresh.
+                        if handing_over && let Some(filtering) = filter.as_mut() {
+                            filtering.filter.finish(&mut pending);
+                        }
+                    }
+                    read = read_chunk(&pipe, &mut pending, chunk), if can_read => match read {
+                        Ok(0) => {
+                            eof = true;
+                            if let Some(filtering) = filter.as_mut() {
+                                let before = pending.len();
+                                filtering.filter.finish(&mut pending);
+                                if let Some(lines) = lines.as_mut() {
+                                    lines.feed(&pending[before..]);
+                                }
                             }
                         }
-                    }
-                    Ok(n) => {
-                        load.record(n as u64);
-                        // A read that filled what it asked for: more is waiting.
-                        chunk = if n >= chunk || load.busy() { READ_CHUNK } else { QUIET_CHUNK };
-                        load.grow_if_busy(pipe.as_fd());
-                        let mut start = pending.len() - n;
-                        if let Some(filter) = filter.as_mut() {
-                            // Filter in place: the raw bytes move aside, what the
-                            // filter keeps takes their place.
-                            raw.clear();
-                            raw.extend_from_slice(&pending[start..]);
-                            pending.truncate(start);
-                            filter.filter(&raw, &mut pending);
-                            start = start.min(pending.len());
+                        Ok(n) => {
+                            load.record(n as u64);
+                            // A read that filled what it asked for: more is waiting.
+                            chunk = if n >= chunk || load.busy() { READ_CHUNK } else { QUIET_CHUNK };
+                            load.grow_if_busy(pipe.as_fd());
+                            let mut start = pending.len() - n;
+                            if let Some(filtering) = filter.as_mut() {
+                                // Filter in place: the raw bytes move aside, what the
+                                // filter keeps takes their place.
+                                let Filtering { filter, raw } = &mut **filtering;
+                                raw.clear();
+                                raw.extend_from_slice(&pending[start..]);
+                                pending.truncate(start);
+                                filter.filter(raw, &mut pending);
+                                start = start.min(pending.len());
+                            }
+                            if let Some(lines) = lines.as_mut() {
+                                lines.feed(&pending[start..]);
+                            }
                         }
-                        if let Some(lines) = lines.as_mut() {
-                            lines.feed(&pending[start..]);
+                        Err(error) => {
+                            tracing::warn!(path = ?self.inner.path, %error, "reading child output failed; treating as EOF");
+                            eof = true;
+                        }
+                    },
+                    joined = async { inflight.as_mut().expect("branch enabled only when in flight").await },
+                        if inflight.is_some() =>
+                    {
+                        inflight = None;
+                        match joined {
+                            Ok(mut buffer) => {
+                                buffer.clear();
+                                // A quiet channel gives a burst's big buffer back.
+                                spare = if load.busy() || buffer.capacity() <= 2 * QUIET_CHUNK {
+                                    buffer
+                                } else {
+                                    Vec::new()
+                                };
+                            }
+                            Err(error) => tracing::error!(%error, "log writer task failed"),
                         }
                     }
+                }
+            }
+            if handing_over && !eof {
+                self.inner.captures.fetch_sub(1, Ordering::SeqCst);
+                return match pipe.into_nonblocking_fd() {
+                    Ok(fd) => Some(fd),
                     Err(error) => {
-                        tracing::warn!(path = ?self.inner.path, %error, "reading child output failed; treating as EOF");
-                        eof = true;
+                        tracing::error!(path = ?self.inner.path, %error, "cannot keep a capture pipe for the upgrade");
+                        None
                     }
-                },
-                joined = async { inflight.as_mut().expect("branch enabled only when in flight").await },
-                    if inflight.is_some() =>
-                {
-                    inflight = None;
-                    match joined {
-                        Ok(mut buffer) => {
-                            buffer.clear();
-                            // A quiet channel gives a burst's big buffer back.
-                            spare = if load.busy() || buffer.capacity() <= 2 * QUIET_CHUNK {
-                                buffer
-                            } else {
-                                Vec::new()
-                            };
-                        }
-                        Err(error) => tracing::error!(%error, "log writer task failed"),
-                    }
+                };
+            }
+            if let Some(lines) = lines.as_mut() {
+                lines.finish();
+            }
+            // The pipe is closed (the program and whatever inherited it are gone):
+            // let go of the file unless another capture still writes to it.
+            if self.inner.captures.fetch_sub(1, Ordering::SeqCst) == 1
+                && to_disk
+                && self.inner.may_hold_file()
+            {
+                let inner = Arc::clone(&self.inner);
+                let closed = tokio::task::spawn_blocking(move || {
+                    let mut state = lock(&inner.file);
+                    inner.close_if_idle(&mut state);
+                })
+                .await;
+                if let Err(error) = closed {
+                    tracing::error!(%error, "closing a log file failed");
                 }
             }
+            None
         }
-        if handing_over && !eof {
-            self.inner.captures.fetch_sub(1, Ordering::SeqCst);
-            return match pipe.into_nonblocking_fd() {
-                Ok(fd) => Some(fd),
-                Err(error) => {
-                    tracing::error!(path = ?self.inner.path, %error, "cannot keep a capture pipe for the upgrade");
-                    None
-                }
-            };
-        }
-        if let Some(lines) = lines.as_mut() {
-            lines.finish();
-        }
-        // The pipe is closed (the program and whatever inherited it are gone):
-        // let go of the file unless another capture still writes to it.
-        if self.inner.captures.fetch_sub(1, Ordering::SeqCst) == 1
-            && to_disk
-            && self.inner.may_hold_file()
-        {
-            let inner = Arc::clone(&self.inner);
-            let closed = tokio::task::spawn_blocking(move || {
-                let mut state = lock(&inner.file);
-                inner.close_if_idle(&mut state);
-            })
-            .await;
-            if let Err(error) = closed {
-                tracing::error!(%error, "closing a log file failed");
-            }
-        }
-        None
     }
 
     /// Appends `data` as if the process had written it, synchronously (for short
@@ -1408,23 +1409,35 @@ fn grow_pipe(pipe: BorrowedFd<'_>) {
     }
 }
 
+/// A capture's output filter, with the buffer its input is moved to.
+struct Filtering {
+    filter: Box<dyn OutputFilter>,
+    raw: Vec<u8>,
+}
+
 /// Reads up to `chunk` bytes of what the pipe has into `pending`. The buffer is
 /// grown only once the pipe is readable, so the thousands of capture tasks of quiet
 /// programs hold no read buffer while they wait. Cancel-safe (it sits in a
-/// `select!`): nothing is read before the last await.
-async fn read_chunk(
-    pipe: &mut pipe::Receiver,
-    pending: &mut Vec<u8>,
+/// `select!`): bytes are read only in the poll that returns them.
+fn read_chunk<'a>(
+    pipe: &'a pipe::Receiver,
+    pending: &'a mut Vec<u8>,
     chunk: usize,
-) -> io::Result<usize> {
-    loop {
-        pipe.readable().await?;
-        pending.reserve(chunk);
-        match pipe.try_read_buf(pending) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            result => return result,
+) -> impl Future<Output = io::Result<usize>> + 'a {
+    // Polled readiness, not `readable().await`: that future carries a waiter
+    // node of its own (about 200 bytes), in every capture task's future. Only
+    // this task waits on the pipe, so the registration's one read slot serves.
+    std::future::poll_fn(move |cx| {
+        loop {
+            std::task::ready!(pipe.poll_read_ready(cx))?;
+            pending.reserve(chunk);
+            match pipe.try_read_buf(pending) {
+                // `try_read_buf` cleared the readiness: poll again to wait.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return std::task::Poll::Ready(result),
+            }
         }
-    }
+    })
 }
 
 /// Splits captured bytes into lines for a [`LineCallback`].

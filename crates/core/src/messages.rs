@@ -54,7 +54,8 @@ pub(crate) struct ProcessShared {
     pub(crate) child: AtomicU32,
     /// Lifecycle settings changed in place by `update` (see
     /// [`ProcessMsg::Retune`]); a rebuilt actor starts from these, not `config`.
-    pub(crate) retuned: Mutex<Option<LifecycleConfig>>,
+    /// Boxed: few programs are ever retuned, and every one keeps this.
+    pub(crate) retuned: Mutex<Option<Box<LifecycleConfig>>>,
     /// Being stopped on purpose together with its dependents: counts as not
     /// meeting any dependency condition, so a requeued dependent does not start
     /// again before this process went down and came back.
@@ -108,7 +109,8 @@ impl ProcessShared {
         self.retuned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or_else(|| LifecycleConfig::from_process(&self.config))
     }
 

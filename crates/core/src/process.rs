@@ -79,7 +79,7 @@ pub(crate) struct ProcessArgs {
 /// where `post_stop` is skipped.
 pub(crate) struct ChildGuard {
     spawner: Arc<dyn Spawner>,
-    namespec: String,
+    namespec: smol_str::SmolStr,
     pid: Option<u32>,
 }
 
@@ -125,16 +125,8 @@ pub(crate) struct ProcessActorState {
     deps_print: Vec<Option<u32>>,
     /// What a waiting process waits for, as published.
     waiting_for: Vec<String>,
-    /// `ready_notify`: the socket whose path the child gets in NOTIFY_SOCKET.
-    notify: Option<NotifySocket>,
-    /// `ready_log`: the pattern, or why it is unusable.
-    log_pattern: Option<Result<regex::Regex, String>>,
-    /// Probe tasks of the current child, tagged with its generation.
-    readiness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
-    liveness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
-    /// Where the probes of an adopted child were (a live upgrade), for the
-    /// tasks started for it: readiness, then liveness.
-    probes_carried: [Option<probe::Resume>; 2],
+    /// The probes' state, for a process that has any.
+    probes: Option<Box<Probes>>,
     /// The probes' verdict on the current child.
     health: Health,
     /// `memory_restart_threshold`: the watch on the current child's group.
@@ -153,6 +145,23 @@ pub(crate) struct ProcessActorState {
 }
 
 type TimerTask = JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>;
+
+/// What a process with a readiness or liveness probe keeps for them. Boxed
+/// in its state, which lives as long as its actor: most programs have no
+/// probe and pay one pointer.
+#[derive(Default)]
+struct Probes {
+    /// `ready_notify`: the socket whose path the child gets in NOTIFY_SOCKET.
+    notify: Option<NotifySocket>,
+    /// `ready_log`: the pattern, or why it is unusable.
+    log_pattern: Option<Result<regex::Regex, String>>,
+    /// Probe tasks of the current child, tagged with its generation.
+    readiness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
+    liveness_task: Option<(u64, JoinHandle<()>, probe::SharedProgress)>,
+    /// Where the probes of an adopted child were (a live upgrade), for the
+    /// tasks started for it: readiness, then liveness.
+    carried: [Option<probe::Resume>; 2],
+}
 
 /// [`ProcessActorState::freeze`]'s refusal while an exit is on its way.
 pub(crate) const RETRY_FREEZE: &str = "an exit is being applied; ask again";
@@ -206,11 +215,13 @@ impl Actor for ProcessActor {
             }
             _ => None,
         };
+        let probes = (shared.config.readiness.is_some() || shared.config.liveness.is_some())
+            .then(|| Box::new(Probes { notify, log_pattern, ..Probes::default() }));
         *shared.actor.write().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
         let mut state = ProcessActorState {
             guard: ChildGuard {
                 spawner: Arc::clone(&ctx.spawner),
-                namespec: shared.namespec().to_string(),
+                namespec: shared.namespec().clone(),
                 pid: None,
             },
             shared,
@@ -229,11 +240,7 @@ impl Actor for ProcessActor {
             deps_met: false,
             deps_print: Vec::new(),
             waiting_for: Vec::new(),
-            notify,
-            log_pattern,
-            readiness_task: None,
-            liveness_task: None,
-            probes_carried: [None, None],
+            probes,
             health: Health::Unknown,
             memory_watch: None,
             exit_oom: false,
@@ -298,7 +305,9 @@ impl Actor for ProcessActor {
         }
         match message {
             ProcessMsg::Handover(reply) => {
-                let frozen = state.freeze().await;
+                // Boxed: `handle`'s future lives in the actor's boxed loop for
+                // the actor's whole life, and this is its only await.
+                let frozen = Box::pin(state.freeze()).await;
                 let _ = reply.send(frozen);
             }
             ProcessMsg::Start(reply) => {
@@ -329,7 +338,7 @@ impl Actor for ProcessActor {
             }
             ProcessMsg::Retune(config) => {
                 *state.shared.retuned.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((*config).clone());
+                    Some(config.clone());
                 state.lifecycle.retune(*config);
             }
             ProcessMsg::Exited { generation, pid, status, oom_killed } => {
@@ -382,6 +391,11 @@ impl Actor for ProcessActor {
             ProcessMsg::Timer(timer) => {
                 if state.timers.get(&timer.kind).is_some_and(|(token, ..)| *token == timer.token) {
                     state.timers.remove(&timer.kind);
+                    // A settled program arms no timer: give the table back
+                    // rather than keep it for the program's life.
+                    if state.timers.is_empty() {
+                        state.timers = HashMap::new();
+                    }
                 }
                 state.apply(&myself, Event::Timer(timer));
             }
@@ -498,7 +512,7 @@ impl ProcessActorState {
             &config.group,
             server_url,
         );
-        if let Some(notify) = &self.notify {
+        if let Some(notify) = self.probes.as_ref().and_then(|probes| probes.notify.as_ref()) {
             env.retain(|(key, _)| key != "NOTIFY_SOCKET");
             env.push(("NOTIFY_SOCKET".to_owned(), notify.path().display().to_string()));
         }
@@ -598,63 +612,71 @@ impl ProcessActorState {
 
     /// Starts the probe tasks the current state calls for and ends the others.
     fn reconcile_probes(&mut self, myself: &ActorRef<ProcessMsg>) {
+        // Out of `self` while the tasks are started, which read `self`.
+        let Some(mut probes) = self.probes.take() else { return };
+        self.reconcile_probe_tasks(&mut probes, myself);
+        self.probes = Some(probes);
+    }
+
+    fn reconcile_probe_tasks(&self, probes: &mut Probes, myself: &ActorRef<ProcessMsg>) {
         let state = self.lifecycle.state();
         let has_child = self.lifecycle.pid().is_some() && !self.lifecycle.is_killing();
         let generation = self.generation;
         let config = &self.shared.config;
         let want_readiness = has_child && state == ProcessState::Starting;
-        match (&self.readiness_task, want_readiness) {
+        match (&probes.readiness_task, want_readiness) {
             (Some((tagged, ..)), true) if *tagged == generation => {}
             (_, true) => {
-                if let Some((_, task, _)) = self.readiness_task.take() {
+                if let Some((_, task, _)) = probes.readiness_task.take() {
                     task.abort();
                 }
                 if let Some(probe) = config.readiness.as_ref().filter(|p| probe::is_polled(p)) {
                     let (task, progress) = probe::spawn_readiness(
-                        probe.clone(),
+                        vigil_config::Probe::clone(probe),
                         self.probe_env(probe),
                         myself.clone(),
                         generation,
-                        self.probes_carried[0].take(),
+                        probes.carried[0].take(),
                     );
-                    self.readiness_task = Some((generation, task, progress));
+                    probes.readiness_task = Some((generation, task, progress));
                 }
             }
             (_, false) => {
-                if let Some((_, task, _)) = self.readiness_task.take() {
+                if let Some((_, task, _)) = probes.readiness_task.take() {
                     task.abort();
                 }
             }
         }
         let config = &self.shared.config;
         let want_liveness = has_child && state == ProcessState::Running;
-        match (&self.liveness_task, want_liveness) {
+        match (&probes.liveness_task, want_liveness) {
             (Some((tagged, ..)), true) if *tagged == generation => {}
             (_, true) => {
                 if let Some(probe) = config.liveness.as_ref() {
                     let (task, progress) = probe::spawn_liveness(
-                        probe.clone(),
+                        vigil_config::Probe::clone(probe),
                         self.probe_env(probe),
                         myself.clone(),
                         generation,
-                        self.probes_carried[1].take(),
+                        probes.carried[1].take(),
                     );
-                    self.liveness_task = Some((generation, task, progress));
+                    probes.liveness_task = Some((generation, task, progress));
                 }
             }
             (_, false) => {
-                if let Some((_, task, _)) = self.liveness_task.take() {
+                if let Some((_, task, _)) = probes.liveness_task.take() {
                     task.abort();
                 }
             }
         }
         // Carried progress a task did not take belongs to no child now.
-        self.probes_carried = [None, None];
+        probes.carried = [None, None];
     }
 
     fn stop_probes(&mut self) {
+        let Some(probes) = self.probes.as_deref_mut() else { return };
         for (_, task, _) in
-            [self.readiness_task.take(), self.liveness_task.take()].into_iter().flatten()
+            [probes.readiness_task.take(), probes.liveness_task.take()].into_iter().flatten()
         {
             task.abort();
         }
@@ -662,7 +684,8 @@ impl ProcessActorState {
 
     /// Where the current child's probe tasks are, for a live upgrade.
     fn carry_probes(&self) -> Vec<CarriedProbe> {
-        [(&self.readiness_task, false), (&self.liveness_task, true)]
+        let Some(probes) = self.probes.as_deref() else { return Vec::new() };
+        [(&probes.readiness_task, false), (&probes.liveness_task, true)]
             .into_iter()
             .filter_map(|(task, liveness)| {
                 let (tagged, task, progress) = task.as_ref()?;
@@ -837,10 +860,13 @@ impl ProcessActorState {
             cgroups: cgroup.as_ref().map(|(cgroup, _)| cgroup.procs_files()).unwrap_or_default(),
         };
         let readiness = config.readiness.as_ref().map(|probe| &probe.kind);
-        if matches!(readiness, Some(ProbeKind::Notify)) && self.notify.is_none() {
+        let probes = self.probes.as_deref();
+        if matches!(readiness, Some(ProbeKind::Notify))
+            && probes.and_then(|probes| probes.notify.as_ref()).is_none()
+        {
             return Err("no notify socket for ready_notify (see the daemon log)".to_owned());
         }
-        if let Some(Err(error)) = &self.log_pattern {
+        if let Some(Err(error)) = probes.and_then(|probes| probes.log_pattern.as_ref()) {
             return Err(error.clone());
         }
         let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
@@ -1002,7 +1028,7 @@ impl ProcessActorState {
             None => {}
         }
         let mut notify = None;
-        if let Some(socket) = self.notify.take() {
+        if let Some(socket) = self.probes.as_deref_mut().and_then(|probes| probes.notify.take()) {
             match socket.hand_over() {
                 Ok((fd, path)) => {
                     notify = Some(handover::CarriedNotify { fd: fd.as_raw_fd(), path });
@@ -1116,13 +1142,14 @@ impl ProcessActorState {
                 failures: carried.failures,
                 wait: Duration::from_millis(carried.wait_ms),
             };
-            self.probes_carried[usize::from(carried.liveness)] = Some(resume);
+            self.probes.get_or_insert_default().carried[usize::from(carried.liveness)] =
+                Some(resume);
         }
         // The child knows the carried socket's path: it replaces the one
         // bound for this actor.
         if let (Some(fd), Some(carried)) = (notify, &record.notify) {
             match NotifySocket::adopt(carried.path.clone(), fd, myself.clone()) {
-                Ok(socket) => self.notify = Some(socket),
+                Ok(socket) => self.probes.get_or_insert_default().notify = Some(socket),
                 Err(error) => tracing::error!(
                     "{}: cannot read its notify socket again: {error}",
                     self.shared.namespec()
@@ -1207,7 +1234,10 @@ impl ProcessActorState {
         if self.lifecycle.state() != ProcessState::Starting {
             return None;
         }
-        let Some(Ok(pattern)) = self.log_pattern.clone() else { return None };
+        let Some(Ok(pattern)) = self.probes.as_ref().and_then(|probes| probes.log_pattern.clone())
+        else {
+            return None;
+        };
         let actor = myself.clone();
         let generation = self.generation;
         let mut fired = false;

@@ -398,8 +398,8 @@ impl Template<'_> {
             essential: self.essential,
             rlimits: self.rlimits.clone(),
             cgroup: self.cgroup,
-            readiness,
-            liveness,
+            readiness: readiness.map(Box::new),
+            liveness: liveness.map(Box::new),
         })
     }
 

@@ -51,14 +51,14 @@ fn marker(argv: &[String]) -> String {
     }
 }
 
-fn probe(kind: ProbeKind, period_ms: u64, threshold: u32) -> Probe {
-    Probe {
+fn probe(kind: ProbeKind, period_ms: u64, threshold: u32) -> Box<Probe> {
+    Box::new(Probe {
         kind,
         period: Duration::from_millis(period_ms),
         timeout: Duration::from_secs(1),
         failure_threshold: threshold,
         initial_delay: Duration::ZERO,
-    }
+    })
 }
 
 async fn state_of(handle: &Handle, name: &str) -> crate::ProcessInfo {
