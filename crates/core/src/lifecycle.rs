@@ -122,6 +122,7 @@
 //! (supervisord would fail an assertion there) and is not restarted automatically.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use vigil_config::{AutoRestart, BackoffConfig, BackoffKind, ProcessConfig};
@@ -604,7 +605,10 @@ pub struct Lifecycle {
     /// The daemon's mood is RUNNING: automatic starts and retries are allowed.
     accepting: bool,
     next_token: u64,
-    armed: [Option<u64>; 4],
+    /// The token of the armed timer of each kind. Tokens start at 1, and
+    /// `NonZeroU64` makes each slot 8 bytes, not 16: this state is kept for
+    /// each program's life.
+    armed: [Option<NonZeroU64>; 4],
     /// splitmix64 state for backoff jitter.
     rng: u64,
     /// STARTING without a child: waiting for the dependencies.
@@ -706,7 +710,7 @@ impl Lifecycle {
 
     /// The timer of `kind` that is currently armed, if any.
     pub fn armed(&self, kind: TimerKind) -> Option<Timer> {
-        self.armed[kind.index()].map(|token| Timer { kind, token })
+        self.armed[kind.index()].map(|token| Timer { kind, token: token.get() })
     }
 
     /// Applies one event at monotonic time `now`.
@@ -821,7 +825,7 @@ impl Lifecycle {
                 }
             }
             Event::Timer(timer) => {
-                if self.armed[timer.kind.index()] == Some(timer.token) {
+                if self.armed[timer.kind.index()].map(NonZeroU64::get) == Some(timer.token) {
                     self.armed[timer.kind.index()] = None;
                     self.timer_fired(timer.kind, now, &mut fx);
                 }
@@ -1265,7 +1269,7 @@ impl Lifecycle {
     fn arm(&mut self, kind: TimerKind, after: Duration, fx: &mut Vec<Effect>) {
         self.next_token += 1;
         let timer = Timer { kind, token: self.next_token };
-        self.armed[kind.index()] = Some(timer.token);
+        self.armed[kind.index()] = NonZeroU64::new(timer.token);
         fx.push(Effect::Schedule { timer, after });
     }
 

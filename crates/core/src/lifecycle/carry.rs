@@ -4,6 +4,7 @@
 //! milliseconds so the format does not depend on how either image reads the
 //! monotonic clock.
 
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,7 @@ impl Lifecycle {
             last_exit: self.last_exit.map(CarriedExit::from),
             accepting: self.accepting,
             next_token: self.next_token,
-            armed: self.armed,
+            armed: self.armed.map(|token| token.map(NonZeroU64::get)),
             rng: self.rng,
             waiting: self.waiting,
             after_stop: AFTER_STOP.iter().position(|a| *a == self.after_stop).unwrap_or(0) as u8,
@@ -167,7 +168,7 @@ impl Lifecycle {
             last_exit: carried.last_exit.map(ExitStatus::from),
             accepting: carried.accepting,
             next_token: carried.next_token,
-            armed: carried.armed,
+            armed: carried.armed.map(|token| token.and_then(NonZeroU64::new)),
             rng: carried.rng,
             waiting: carried.waiting,
             after_stop,
