@@ -159,7 +159,7 @@ impl Backend for Wired {
         // The table every program's descriptors will need, grown while it
         // costs nothing (see `size_descriptor_table`); a 64-descriptor start
         // for the daemon's own files and sockets.
-        let programs: usize = config.groups.iter().map(|group| group.processes.len()).sum();
+        let programs = config.processes().count();
         let wanted = 64 + programs.saturating_mul(crate::daemonize::DESCRIPTORS_PER_PROGRAM);
         let size = crate::daemonize::size_descriptor_table(wanted);
         tracing::debug!("descriptor table sized for {wanted}: {size:?}");
