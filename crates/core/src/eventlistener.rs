@@ -655,12 +655,12 @@ impl Hub {
     }
 
     /// Starts the task that feeds pools from `bus`; it ends when the bus closes.
-    pub(crate) fn run(self: &Arc<Hub>, bus: broadcast::Receiver<Event>) {
+    pub(crate) fn run(self: &Arc<Hub>, bus: broadcast::Receiver<Arc<Event>>) {
         let hub = Arc::clone(self);
         tokio::spawn(async move { hub.feed(bus).await });
     }
 
-    async fn feed(self: Arc<Hub>, mut bus: broadcast::Receiver<Event>) {
+    async fn feed(self: Arc<Hub>, mut bus: broadcast::Receiver<Arc<Event>>) {
         let (freeze_tx, mut freeze) = mpsc::unbounded_channel::<oneshot::Sender<FrozenFeed>>();
         *self.freeze_feed.lock().unwrap_or_else(PoisonError::into_inner) = Some(freeze_tx);
         let resumed = self.resume_feed.lock().unwrap_or_else(PoisonError::into_inner).clone();

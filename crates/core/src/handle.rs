@@ -353,7 +353,7 @@ impl Handle {
         let _maker = crate::logs::MakerHold::new();
         // Hook (events): SUPERVISOR_STATE_CHANGE_STOPPING, once.
         if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
-            let _ = self.inner.ctx.bus.send(Event::SupervisorStopping);
+            crate::events::publish(&self.inner.ctx.bus, Event::SupervisorStopping);
         }
         // No automatic start after this point: a pass still running stops here.
         if let Some(pass) =
@@ -466,7 +466,7 @@ impl Handle {
     }
 
     /// State changes of every process, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.ctx.bus.subscribe()
     }
 
@@ -481,8 +481,7 @@ impl Handle {
     /// Publishes supervisord's `REMOTE_COMMUNICATION` event on the bus
     /// (`sendRemoteCommEvent`); allowed while shutting down.
     pub fn send_comm_event(&self, kind: String, data: String) {
-        // No subscribers is fine.
-        let _ = self.inner.ctx.bus.send(Event::RemoteCommunication { kind, data });
+        crate::events::publish(&self.inner.ctx.bus, Event::RemoteCommunication { kind, data });
     }
 
     /// Whether `shutdown` was called.
@@ -885,7 +884,7 @@ async fn start_one(
     member: Arc<ProcessShared>,
     wait: bool,
     registry: &Registry,
-    mut events: broadcast::Receiver<Event>,
+    mut events: broadcast::Receiver<Arc<Event>>,
 ) -> Result<(), CoreError> {
     let mut snapshot = member.snapshot.subscribe();
     request(&member, ProcessMsg::Start).await?;

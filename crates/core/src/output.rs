@@ -181,8 +181,7 @@ impl ChildOutput {
         }
         for block in std::mem::take(&mut self.blocks) {
             let event = self.output_event(&block);
-            // No subscriber is not an error: events exist whether or not anyone listens.
-            let _ = self.bus.send(Event::ProcessCommunication(event));
+            crate::events::publish(&self.bus, Event::ProcessCommunication(event));
         }
         let mut formatted = std::mem::take(&mut self.logged);
         formatted.clear();
@@ -213,7 +212,7 @@ impl ChildOutput {
         }
         if self.events_enabled && !logged.is_empty() {
             let event = self.output_event(logged);
-            let _ = self.bus.send(Event::ProcessLog(event));
+            crate::events::publish(&self.bus, Event::ProcessLog(event));
         }
         self.logged = formatted;
     }

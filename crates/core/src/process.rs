@@ -1277,8 +1277,7 @@ impl ProcessActorState {
             oom_killed: self.exit_oom,
             at: SystemTime::now(),
         };
-        // No subscribers is fine.
-        let _ = self.ctx.bus.send(BusEvent::ProcessState(event));
+        crate::events::publish(&self.ctx.bus, BusEvent::ProcessState(event));
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -224,7 +224,7 @@ impl RootState {
             }
             self.registry.insert(entry);
             queue.finish(&name);
-            let _ = self.ctx.bus.send(BusEvent::GroupAdded { group: name });
+            crate::events::publish(&self.ctx.bus, BusEvent::GroupAdded { group: name });
         }
         self.ctx.changed();
         first_error.map_or(Ok(()), Err)
@@ -256,7 +256,7 @@ impl RootState {
             None => {}
         }
         entry.set_actor(None);
-        let _ = self.ctx.bus.send(BusEvent::GroupRemoved { group: name.to_owned() });
+        crate::events::publish(&self.ctx.bus, BusEvent::GroupRemoved { group: name.to_owned() });
         Ok(())
     }
 
@@ -307,10 +307,8 @@ impl RootState {
 
     /// [`RootMsg::Escalate`]: publishes the FATAL group and applies `on_fatal`.
     fn escalate(&mut self, group: String, reason: String) {
-        let _ = self
-            .ctx
-            .bus
-            .send(BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() });
+        let fatal = BusEvent::GroupFatal { group: group.clone(), reason: reason.clone() };
+        crate::events::publish(&self.ctx.bus, fatal);
         match self.ctx.on_fatal {
             OnFatal::Ignore => {
                 tracing::error!("group '{group}' is FATAL ({reason}); on_fatal=ignore")

@@ -215,7 +215,7 @@ impl Supervisor {
         // Hook (events): supervisord announces RUNNING before it starts
         // processes; after a live upgrade the listeners heard it already.
         if !handle.inner.ctx.events.resumed() {
-            let _ = handle.inner.ctx.bus.send(Event::SupervisorRunning);
+            events::publish(&handle.inner.ctx.bus, Event::SupervisorRunning);
         }
         Ok(handle)
     }

@@ -19,13 +19,13 @@ const PATIENCE: Duration = Duration::from_secs(600);
 
 /// Waits for `namespec` to enter `state`; returns when it happened.
 async fn until_state(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut broadcast::Receiver<Arc<Event>>,
     namespec: &str,
     state: ProcessState,
 ) -> Instant {
     let wait = async {
         loop {
-            match events.recv().await {
+            match events.recv().await.as_deref() {
                 Ok(Event::ProcessState(change))
                     if change.namespec() == namespec && change.to == state =>
                 {
@@ -42,7 +42,7 @@ async fn until_state(
 }
 
 /// Waits until `condition` holds, checking after every event on the bus.
-async fn until(events: &mut broadcast::Receiver<Event>, mut condition: impl FnMut() -> bool) {
+async fn until(events: &mut broadcast::Receiver<Arc<Event>>, mut condition: impl FnMut() -> bool) {
     let wait = async {
         while !condition() {
             let _ = events.recv().await;

@@ -303,10 +303,14 @@ enum Applied {
     Closed,
 }
 
-fn apply(counts: &mut Counts, received: Result<Event, broadcast::error::RecvError>) -> Applied {
-    match received {
+fn apply(
+    counts: &mut Counts,
+    received: Result<Arc<Event>, broadcast::error::RecvError>,
+) -> Applied {
+    match received.as_deref() {
         Ok(Event::ProcessState(event)) => {
-            let previous = counts.insert((event.group.into(), event.name.into()), event.to);
+            let key = (event.group.as_str().into(), event.name.as_str().into());
+            let previous = counts.insert(key, event.to);
             if previous == Some(event.to) { Applied::Unchanged } else { Applied::Changed }
         }
         Ok(Event::GroupAdded { .. } | Event::GroupRemoved { .. })
@@ -319,7 +323,7 @@ fn apply(counts: &mut Counts, received: Result<Event, broadcast::error::RecvErro
 async fn watch(
     inner: Arc<Inner>,
     handle: Handle,
-    mut events: broadcast::Receiver<Event>,
+    mut events: broadcast::Receiver<Arc<Event>>,
     mut ready_requests: mpsc::UnboundedReceiver<()>,
 ) {
     let mut counts = snapshot(&handle).await;

@@ -193,7 +193,7 @@ async fn budget_exhausted_with_on_fatal_shutdown_brings_the_daemon_down() {
     assert!(infos.iter().all(|i| i.state.is_stopped()), "{infos:?}");
     let mut saw_group_fatal = false;
     while let Ok(event) = bus.try_recv() {
-        saw_group_fatal |= matches!(event, Event::GroupFatal { ref group, .. } if group == "g");
+        saw_group_fatal |= matches!(*event, Event::GroupFatal { ref group, .. } if group == "g");
     }
     assert!(saw_group_fatal);
     assert_eq!(crate::FATAL_EXIT_CODE, 1);
