@@ -1,18 +1,22 @@
-//! Build script shared by vigild and vigilctl (each package's `build` key
-//! points here): it gives the crate the git commit it was built from as
-//! `VIGIL_COMMIT`, for `--version`. Outside a git checkout (a source tarball,
-//! a container build without `.git`) the commit is `unknown`.
+//! vigilctl's build script, and the part of vigild's (`daemon.rs`) they share:
+//! it gives the crate the git commit it was built from as `VIGIL_COMMIT`, for
+//! `--version`. Outside a git checkout (a source tarball, a container build
+//! without `.git`) the commit is `unknown`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn main() {
+pub(crate) fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let commit = git(&manifest_dir, &["rev-parse", "--short", "HEAD"]);
     println!("cargo:rustc-env=VIGIL_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
     // Without an explicit list cargo reruns the script whenever any file of
-    // the package changes; with it, only when these do.
-    println!("cargo:rerun-if-changed={}", file!());
+    // the package changes; with it, only when these do. Cargo rebuilds and
+    // reruns a script whose own source changed, so the script needs no line.
+    // (A path is relative to the package, where `file!()` is relative to the
+    // workspace: naming the script that way named a missing file, and a
+    // missing file reran the script, and rebuilt the crate, on every build.)
+    println!("cargo:rerun-if-changed=Cargo.toml");
     if commit.is_none() {
         return;
     }

@@ -1,0 +1,30 @@
+//! vigild's build script: the git commit for `--version` (`version.rs`, shared
+//! with vigilctl), and, when `VIGIL_TEXT_ORDER` names a file, the order of
+//! vigild's functions in its text.
+//!
+//! The file lists, one symbol per line, the functions vigild ran in a traced
+//! start of the same build; `scripts/text-order` writes it and links vigild
+//! with it. lld then puts them first, side by side, so the pages a running
+//! daemon maps hold code it runs: the kernel maps a file 64 KiB around each
+//! page fault, and without an order the start-up's functions lie among code
+//! never called (BENCHMARKS.md, "Memory per program"). Symbol names carry
+//! hashes of the build's flags and features, so a list fits only the build it
+//! was traced from; `scripts/text-order` checks that every name is found.
+
+use std::path::Path;
+
+#[path = "version.rs"]
+mod version;
+
+fn main() {
+    version::main();
+    println!("cargo:rerun-if-env-changed=VIGIL_TEXT_ORDER");
+    let Some(order) = std::env::var_os("VIGIL_TEXT_ORDER").filter(|order| !order.is_empty()) else {
+        return;
+    };
+    let order = Path::new(&order);
+    println!("cargo:rerun-if-changed={}", order.display());
+    println!("cargo:rustc-link-arg-bin=vigild=-Wl,--symbol-ordering-file={}", order.display());
+    // A name the build does not have is not an error: the script counts them.
+    println!("cargo:rustc-link-arg-bin=vigild=-Wl,--no-warn-symbol-ordering");
+}
