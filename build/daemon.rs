@@ -8,8 +8,9 @@
 //! daemon maps hold code it runs: the kernel maps a file 64 KiB around each
 //! page fault, and without an order the start-up's functions lie among code
 //! never called (BENCHMARKS.md, "Memory per program"). Symbol names carry
-//! hashes of the build's flags and features, so a list fits only the build it
-//! was traced from; `scripts/text-order` checks that every name is found.
+//! hashes of the build's flags, features and toolchain, so a list fits only
+//! the build it was traced from; `scripts/text-order` checks that every name
+//! is found.
 
 use std::path::Path;
 
@@ -23,6 +24,9 @@ fn main() {
         return;
     };
     let order = Path::new(&order);
+    // The linker runs elsewhere than this script: a relative path would name
+    // two files.
+    assert!(order.is_absolute(), "VIGIL_TEXT_ORDER must be an absolute path: {}", order.display());
     println!("cargo:rerun-if-changed={}", order.display());
     println!("cargo:rustc-link-arg-bin=vigild=-Wl,--symbol-ordering-file={}", order.display());
     // A name the build does not have is not an error: the script counts them.

@@ -11,11 +11,10 @@ pub(crate) fn main() {
     let commit = git(&manifest_dir, &["rev-parse", "--short", "HEAD"]);
     println!("cargo:rustc-env=VIGIL_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
     // Without an explicit list cargo reruns the script whenever any file of
-    // the package changes; with it, only when these do. Cargo rebuilds and
-    // reruns a script whose own source changed, so the script needs no line.
-    // (A path is relative to the package, where `file!()` is relative to the
-    // workspace: naming the script that way named a missing file, and a
-    // missing file reran the script, and rebuilt the crate, on every build.)
+    // the package changes; with it, only when these do. Cargo reruns a script
+    // whose own source changed by itself. (Not `file!()`: it is relative to
+    // the workspace, a listed path to the package, and a path that does not
+    // exist reruns the script, and rebuilds the crate, on every build.)
     println!("cargo:rerun-if-changed=Cargo.toml");
     if commit.is_none() {
         return;
