@@ -27,6 +27,10 @@ async fn children_without_a_pidfd_are_reaped_by_the_peek() {
     }
     let unwatched = reaper.children_without_pidfd();
     let mut children = Vec::new();
+    // Every other child's exit goes to a call on the reaper's thread rather
+    // than to a channel: both kinds, with a pidfd and without.
+    let (called_tx, mut called) = tokio::sync::mpsc::unbounded_channel();
+    let mut calling = std::collections::HashMap::new();
     for index in 0..40 {
         let code = index % 7;
         let argv = vec![
@@ -36,10 +40,21 @@ async fn children_without_a_pidfd_are_reaped_by_the_peek() {
             "--exit".to_owned(),
             code.to_string(),
         ];
-        let mut spawned = reaper.spawn(&SpawnSpec::new(argv)).unwrap();
+        let spec = SpawnSpec::new(argv);
         // Only the exit matters: no pipe stays open.
-        drop((spawned.stdin.take(), spawned.stdout.take(), spawned.stderr.take()));
-        children.push((spawned, ExitStatus::Code(code)));
+        if index % 2 == 1 {
+            let called_tx = called_tx.clone();
+            let on_exit = Box::new(move |pid, status| {
+                let _ = called_tx.send((pid, status));
+            });
+            let mut spawned = reaper.spawn_calling(&spec, on_exit).unwrap();
+            drop((spawned.stdin.take(), spawned.stdout.take(), spawned.stderr.take()));
+            calling.insert(spawned.pid, ExitStatus::Code(code));
+        } else {
+            let mut spawned = reaper.spawn(&spec).unwrap();
+            drop((spawned.stdin.take(), spawned.stdout.take(), spawned.stderr.take()));
+            children.push((spawned, ExitStatus::Code(code)));
+        }
         // Each spawn's descriptors are gone again; these push the count up.
         held.push(std::fs::File::open("/dev/null").unwrap());
     }
@@ -47,6 +62,11 @@ async fn children_without_a_pidfd_are_reaped_by_the_peek() {
         let pid = spawned.pid;
         let status = tokio::time::timeout(WAIT, spawned.exit).await.unwrap().unwrap();
         assert_eq!(status, expected, "pid {pid}");
+        assert!(!reaper.is_running(pid));
+    }
+    while !calling.is_empty() {
+        let (pid, status) = tokio::time::timeout(WAIT, called.recv()).await.unwrap().unwrap();
+        assert_eq!(calling.remove(&pid), Some(status), "pid {pid}, called once");
         assert!(!reaper.is_running(pid));
     }
     let without = reaper.children_without_pidfd() - unwatched;

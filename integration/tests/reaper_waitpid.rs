@@ -47,6 +47,14 @@ fn the_waitpid_loop_delivers_every_exit() {
                 assert_eq!(status, expected, "pid {pid}");
             }
         }
+        // The loop also makes an exit's call (what process actors spawn with).
+        let (called_tx, called) = tokio::sync::oneshot::channel();
+        let on_exit = Box::new(move |pid, status| {
+            let _ = called_tx.send((pid, status));
+        });
+        let spawned = reaper.spawn_calling(&exit_with(42), on_exit).unwrap();
+        let (pid, status) = tokio::time::timeout(WAIT, called).await.unwrap().unwrap();
+        assert_eq!((pid, status), (spawned.pid, ExitStatus::Code(42)));
         // A child this process already had is adopted and reaped by the loop.
         #[expect(clippy::zombie_processes, reason = "the reaper adopts and reaps it")]
         let mut child = std::process::Command::new(CHILD)
@@ -60,6 +68,6 @@ fn the_waitpid_loop_delivers_every_exit() {
         let status = tokio::time::timeout(WAIT, exit).await.unwrap().unwrap();
         assert_eq!(status, ExitStatus::Code(9));
         assert_eq!(reaper.orphans_reaped(), 0);
-        assert_eq!(reaper.children_without_pidfd(), 201);
+        assert_eq!(reaper.children_without_pidfd(), 202);
     });
 }

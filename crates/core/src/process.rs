@@ -870,7 +870,14 @@ impl ProcessActorState {
             return Err(error.clone());
         }
         let oom_before = cgroup.as_ref().and_then(|(cgroup, _)| cgroup.oom_kills());
-        let spawned = self.ctx.spawner.spawn(&spec).map_err(|e| e.to_string())?;
+        let on_exit = self.exit_call(
+            myself,
+            self.generation + 1,
+            socket,
+            cgroup.as_ref().map(|(cgroup, _)| Arc::clone(cgroup)),
+            oom_before,
+        );
+        let spawned = self.ctx.spawner.spawn_calling(&spec, on_exit).map_err(|e| e.to_string())?;
         self.generation += 1;
         if let Some((cgroup, threshold)) =
             cgroup.as_ref().and_then(|(c, l)| Some((c, l.memory_restart_threshold?)))
@@ -903,8 +910,6 @@ impl ProcessActorState {
         }
         self.shared
             .set_stdin(spawned.stdin.map(|sender| Arc::new(crate::stdin::StdinQueue::new(sender))));
-        let cgroup = cgroup.map(|(cgroup, _)| cgroup);
-        self.watch_exit(myself, pid, spawned.exit, socket, cgroup, oom_before);
         Ok(pid)
     }
 
@@ -929,33 +934,45 @@ impl ProcessActorState {
         }
     }
 
-    /// Sends [`ProcessMsg::Exited`] for child `pid` of the current generation
-    /// when the reaper reports `exit`; holds the fcgi `socket` until then.
-    fn watch_exit(
+    /// What turns the exit of a child of `generation` into
+    /// [`ProcessMsg::Exited`]: the reaper calls it on its thread as it reaps
+    /// the child, so no task waits for each child. It holds the fcgi
+    /// `socket` until then.
+    fn exit_call(
         &self,
         myself: &ActorRef<ProcessMsg>,
-        pid: u32,
-        exit: tokio::sync::oneshot::Receiver<crate::exit::ExitStatus>,
+        generation: u64,
         socket: Option<crate::spawn::SharedFd>,
         cgroup: Option<Arc<ProcessCgroup>>,
         oom_before: Option<u64>,
-    ) {
-        let generation = self.generation;
+    ) -> crate::reaper::ExitCall {
         let me = myself.clone();
+        Box::new(move |pid, status| {
+            drop(socket);
+            // The kernel counts its kills in the group; read once, now (a
+            // small read of the cgroup file system, which does not block).
+            let oom_killed = cgroup
+                .as_ref()
+                .and_then(|cgroup| cgroup.oom_kills())
+                .is_some_and(|after| after > oom_before.unwrap_or(0));
+            drop(cgroup);
+            // Fails only if this actor is gone, whose guard already killed it.
+            let _ = me.cast(ProcessMsg::Exited { generation, pid, status, oom_killed });
+        })
+    }
+
+    /// Makes [`ProcessActorState::exit_call`]'s call when an adopted child's
+    /// `exit` resolves (a live upgrade's children come with a channel).
+    fn watch_exit(
+        &self,
+        pid: u32,
+        exit: tokio::sync::oneshot::Receiver<crate::exit::ExitStatus>,
+        on_exit: crate::reaper::ExitCall,
+    ) {
         let namespec = self.shared.namespec().clone();
         tokio::spawn(async move {
-            let _socket = socket;
             match exit.await {
-                Ok(status) => {
-                    // The kernel counts its kills in the group; read once, now.
-                    let oom_killed = cgroup
-                        .as_ref()
-                        .and_then(|cgroup| cgroup.oom_kills())
-                        .is_some_and(|after| after > oom_before.unwrap_or(0));
-                    drop(cgroup);
-                    // Fails only if this actor is gone, whose guard already killed it.
-                    let _ = me.cast(ProcessMsg::Exited { generation, pid, status, oom_killed });
-                }
+                Ok(status) => on_exit(pid, status),
                 Err(_) => tracing::error!(
                     "the reaper dropped the exit status of '{namespec}' (pid {pid})"
                 ),
@@ -1203,7 +1220,9 @@ impl ProcessActorState {
                     let socket = self.ctx.fcgi.acquire(&self.shared.config.group).ok().flatten();
                     let cgroup = self.adopt_cgroup(myself, pid);
                     let oom_before = cgroup.as_ref().and_then(|cgroup| cgroup.oom_kills());
-                    self.watch_exit(myself, pid, exit, socket, cgroup, oom_before);
+                    let on_exit =
+                        self.exit_call(myself, self.generation, socket, cgroup, oom_before);
+                    self.watch_exit(pid, exit, on_exit);
                 }
                 None => {
                     // Not a child any more (the daemon logged why): its end is

@@ -11,7 +11,9 @@
 //! others, so reaping 5,000 children costs 5,000 small steps instead of 5,000
 //! scans of a 5,000-long list. A watched child costs its pidfd and the
 //! kernel's epoll entry: no task and no reactor registration each. The status
-//! goes to the oneshot sender registered at spawn.
+//! goes where the spawn said ([`ExitTo`]): to a oneshot channel, or straight
+//! to a call made on the reaper's thread (a process actor's is a send to its
+//! mailbox, so no task of its own waits for each child).
 //!
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
@@ -124,7 +126,7 @@ struct State {
 
 #[derive(Debug)]
 struct Waiter {
-    exit: oneshot::Sender<ExitStatus>,
+    exit: ExitTo,
     /// Tells this child apart from a later one that reuses its pid.
     serial: u64,
     /// Its pidfd, in `watches` and open while the child is registered: what
@@ -132,9 +134,44 @@ struct Waiter {
     pidfd: Option<OwnedFd>,
 }
 
-/// A started child: its pid, the parent ends of its pipes and its exit status.
+/// Where a registered child's exit status goes once it is reaped.
+pub enum ExitTo {
+    /// A channel whose receiver the spawner awaits.
+    Channel(oneshot::Sender<ExitStatus>),
+    /// A call with the child's pid and status, made on the reaper's thread:
+    /// it must be quick and must not block (it holds up every other exit).
+    Call(ExitCall),
+}
+
+/// What [`ExitTo::Call`] calls.
+pub type ExitCall = Box<dyn FnOnce(u32, ExitStatus) + Send>;
+
+impl ExitTo {
+    fn deliver(self, pid: u32, status: ExitStatus) {
+        match self {
+            // The receiver may be gone (actor stopped); the exit is still reaped.
+            ExitTo::Channel(sender) => {
+                let _ = sender.send(status);
+            }
+            ExitTo::Call(call) => call(pid, status),
+        }
+    }
+}
+
+impl std::fmt::Debug for ExitTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExitTo::Channel(_) => "ExitTo::Channel",
+            ExitTo::Call(_) => "ExitTo::Call",
+        })
+    }
+}
+
+/// A started child: its pid, the parent ends of its pipes and its exit status
+/// (`exit`: a receiver, or nothing when [`Reaper::spawn_calling`] hands the
+/// status to a call).
 #[derive(Debug)]
-pub struct Spawned {
+pub struct Spawned<Exit = oneshot::Receiver<ExitStatus>> {
     /// The child's pid, registered with the reaper.
     pub pid: u32,
     /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set.
@@ -144,7 +181,7 @@ pub struct Spawned {
     /// The child's stderr; `None` when [`SpawnSpec::redirect_stderr`] was set.
     pub stderr: Option<tokio::net::unix::pipe::Receiver>,
     /// Resolves exactly once, when the reaper collects the child.
-    pub exit: oneshot::Receiver<ExitStatus>,
+    pub exit: Exit,
 }
 
 /// What [`Reaper::adopt`] gives for one inherited child.
@@ -266,6 +303,18 @@ impl Reaper {
         Ok(spawned)
     }
 
+    /// [`Reaper::spawn`], handing the child's exit status to `on_exit` on the
+    /// reaper's thread rather than to a channel (see [`ExitTo::Call`]).
+    pub fn spawn_calling(
+        &self,
+        spec: &SpawnSpec,
+        on_exit: ExitCall,
+    ) -> Result<Spawned<()>, SpawnError> {
+        let (spawned, table) = self.spawn_to(Prepared::new(spec)?, ExitTo::Call(on_exit))?;
+        tracing::debug!(pid = spawned.pid, argv = ?spec.argv, ?table, "spawned child");
+        Ok(spawned)
+    }
+
     /// [`Reaper::spawn`] of a prepared spawn, also saying how the child got its
     /// descriptor table (tests check which path ran).
     pub(crate) fn spawn_prepared(
@@ -273,6 +322,16 @@ impl Reaper {
         prepared: Prepared,
     ) -> Result<(Spawned, FdTable), SpawnError> {
         let (exit_tx, exit_rx) = oneshot::channel();
+        let (spawned, table) = self.spawn_to(prepared, ExitTo::Channel(exit_tx))?;
+        let Spawned { pid, stdin, stdout, stderr, exit: () } = spawned;
+        Ok((Spawned { pid, stdin, stdout, stderr, exit: exit_rx }, table))
+    }
+
+    fn spawn_to(
+        &self,
+        prepared: Prepared,
+        exit: ExitTo,
+    ) -> Result<(Spawned<()>, FdTable), SpawnError> {
         let gate = self.inner.gate.read().unwrap_or_else(PoisonError::into_inner);
         let (pid, pipes, table) = match prepared.launch(reap_failed_child) {
             Launch::Running { pid, pipes, table } => (pid, pipes, table),
@@ -284,14 +343,14 @@ impl Reaper {
             }
         };
         let pidfd = self.inner.pidfd_for(pid, &mut Room::new());
-        self.inner.register(pid, exit_tx, pidfd);
+        self.inner.register(pid, exit, pidfd);
         drop(gate);
         let spawned = Spawned {
             pid,
             stdin: pipes.stdin,
             stdout: pipes.stdout,
             stderr: pipes.stderr,
-            exit: exit_rx,
+            exit: (),
         };
         Ok((spawned, table))
     }
@@ -340,7 +399,7 @@ impl Reaper {
             }
         };
         let (exit_tx, exit_rx) = oneshot::channel();
-        *peek |= !self.inner.register(pid, exit_tx, pidfd);
+        *peek |= !self.inner.register(pid, ExitTo::Channel(exit_tx), pidfd);
         drop(gate);
         Ok(exit_rx)
     }
@@ -454,12 +513,7 @@ impl Inner {
 
     /// Registers `pid` and adds its pidfd to the watches. False when nothing
     /// watches it (no pidfd, or epoll refused it): SIGCHLD's peek reaps it.
-    fn register(
-        &self,
-        pid: u32,
-        exit: oneshot::Sender<ExitStatus>,
-        mut pidfd: Option<OwnedFd>,
-    ) -> bool {
+    fn register(&self, pid: u32, exit: ExitTo, mut pidfd: Option<OwnedFd>) -> bool {
         let mut state = self.lock();
         let serial = state.next_serial;
         state.next_serial += 1;
@@ -634,8 +688,7 @@ impl Inner {
         self.reaped.fetch_add(1, Ordering::Relaxed);
         self.changed();
         if let (Some(waiter), Some(status)) = (waiter, status) {
-            // The receiver may be gone (actor stopped); the exit is still reaped.
-            let _ = waiter.exit.send(status);
+            waiter.exit.deliver(pid, status);
         }
     }
 
@@ -738,8 +791,7 @@ impl Inner {
                 Some(waiter) => {
                     self.reaped.fetch_add(1, Ordering::Relaxed);
                     self.changed();
-                    // The receiver may be gone (actor stopped); the exit is still reaped.
-                    let _ = waiter.exit.send(status);
+                    waiter.exit.deliver(pid, status);
                 }
                 None => {
                     self.orphans.fetch_add(1, Ordering::Relaxed);

@@ -75,7 +75,9 @@ pub(crate) struct RootState {
     by_id: HashMap<ActorId, String>,
     /// The groups whose supervision the root hosts (see [`GroupRef`]): those
     /// created with a single member, whose process actor the root supervises.
-    hosted: HashMap<Arc<str>, GroupState>,
+    /// Boxed: a table of thousands keeps up to twice as many slots as
+    /// entries, and an empty slot then costs a pointer, not a group's state.
+    hosted: HashMap<Arc<str>, Box<GroupState>>,
     shutting_down: bool,
 }
 
@@ -207,7 +209,12 @@ impl RootState {
             let name = entry.config.name.clone();
             match started {
                 Ok(Started::Hosted(group, link)) => {
-                    self.hosted.insert(Arc::from(name.as_str()), group);
+                    // Keyed by the name its link carries: one allocation.
+                    let key = match &link {
+                        GroupRef::Hosted { group, .. } => Arc::clone(group),
+                        GroupRef::Actor(_) => Arc::from(name.as_str()),
+                    };
+                    self.hosted.insert(key, Box::new(group));
                     entry.set_actor(Some(link));
                 }
                 Ok(Started::Actor(actor)) => {
