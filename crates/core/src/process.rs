@@ -947,15 +947,21 @@ impl ProcessActorState {
         oom_before: Option<u64>,
     ) -> crate::reaper::ExitCall {
         let me = myself.clone();
+        // The group is removed when its last holder lets go, which can wait
+        // for what is left in it: never on the reaper's thread.
+        let cgroup = cgroup.map(|cgroup| (cgroup, tokio::runtime::Handle::current()));
         Box::new(move |pid, status| {
             drop(socket);
-            // The kernel counts its kills in the group; read once, now (a
-            // small read of the cgroup file system, which does not block).
-            let oom_killed = cgroup
-                .as_ref()
-                .and_then(|cgroup| cgroup.oom_kills())
-                .is_some_and(|after| after > oom_before.unwrap_or(0));
-            drop(cgroup);
+            let mut oom_killed = false;
+            if let Some((cgroup, runtime)) = cgroup {
+                // The kernel counts its kills in the group; read once, now
+                // (a small read of the cgroup file system).
+                oom_killed =
+                    cgroup.oom_kills().is_some_and(|after| after > oom_before.unwrap_or(0));
+                if let Some(last) = Arc::into_inner(cgroup) {
+                    runtime.spawn_blocking(move || drop(last));
+                }
+            }
             // Fails only if this actor is gone, whose guard already killed it.
             let _ = me.cast(ProcessMsg::Exited { generation, pid, status, oom_killed });
         })
