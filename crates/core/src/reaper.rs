@@ -11,9 +11,9 @@
 //! others, so reaping 5,000 children costs 5,000 small steps instead of 5,000
 //! scans of a 5,000-long list. A watched child costs its pidfd and the
 //! kernel's epoll entry: no task and no reactor registration each. The status
-//! goes where the spawn said ([`ExitTo`]): to a oneshot channel, or straight
-//! to a call made on the reaper's thread (a process actor's is a send to its
-//! mailbox, so no task of its own waits for each child).
+//! goes where the spawn said: to a oneshot channel, or straight to a call
+//! made on the reaper's thread ([`ExitCall`]; a process actor's is a send to
+//! its mailbox, so no task of its own waits for each child).
 //!
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
@@ -135,7 +135,7 @@ struct Waiter {
 }
 
 /// Where a registered child's exit status goes once it is reaped.
-pub enum ExitTo {
+enum ExitTo {
     /// A channel whose receiver the spawner awaits.
     Channel(oneshot::Sender<ExitStatus>),
     /// A call with the child's pid and status, made on the reaper's thread:
@@ -143,7 +143,9 @@ pub enum ExitTo {
     Call(ExitCall),
 }
 
-/// What [`ExitTo::Call`] calls.
+/// What [`Reaper::spawn_calling`] hands a child's exit to: called with the
+/// child's pid and status on the reaper's thread, it must be quick and must
+/// not block (it holds up every other exit).
 pub type ExitCall = Box<dyn FnOnce(u32, ExitStatus) + Send>;
 
 impl ExitTo {
@@ -304,7 +306,8 @@ impl Reaper {
     }
 
     /// [`Reaper::spawn`], handing the child's exit status to `on_exit` on the
-    /// reaper's thread rather than to a channel (see [`ExitTo::Call`]).
+    /// reaper's thread rather than to a channel (see [`ExitCall`]); the call
+    /// is made once the reaper's locks are released.
     pub fn spawn_calling(
         &self,
         spec: &SpawnSpec,
