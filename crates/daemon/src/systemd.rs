@@ -10,8 +10,9 @@
 //!   when SIGHUP or an `update` that applies begins; `READY=1` when it is done
 //!   (`reread` and `update --dry-run` only read, and say nothing).
 //! - `STOPPING=1` when shutdown begins; nothing after it.
-//! - `WATCHDOG=1` every half `WATCHDOG_USEC`, only when the manager set it for
-//!   this process (`WATCHDOG_PID` absent or ours).
+//! - `WATCHDOG=1` every half `WATCHDOG_USEC`, from the first `READY=1` on,
+//!   only when the manager set it for this process (`WATCHDOG_PID` absent or
+//!   ours).
 //!
 //! The variables are taken out of the environment at startup, so programs
 //! never inherit them: a child's `READY=1` must not reach the daemon's manager.
@@ -46,6 +47,9 @@ struct Inner {
     address: SocketAddr,
     watchdog: Option<Duration>,
     state: Mutex<State>,
+    /// Told at each `READY=1`: the keep-alives start after the first, as
+    /// the manager arms its watchdog once the service is up.
+    announced: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -109,8 +113,13 @@ impl Notifier {
             }
             None => SocketAddr::from_pathname(socket)?,
         };
-        let inner =
-            Inner { socket: UnixDatagram::unbound()?, address, watchdog, state: Mutex::default() };
+        let inner = Inner {
+            socket: UnixDatagram::unbound()?,
+            address,
+            watchdog,
+            state: Mutex::default(),
+            announced: tokio::sync::Notify::new(),
+        };
         Ok(Notifier { inner: Some(Arc::new(inner)) })
     }
 
@@ -181,6 +190,10 @@ impl Notifier {
         let inner = Arc::clone(self.inner.as_ref()?);
         let period = inner.watchdog? / 2;
         Some(tokio::spawn(async move {
+            // `READY=1` goes out from the status watcher's task, which may
+            // run after this one: the first keep-alive waits for it (a permit
+            // is kept if it was sent already).
+            inner.announced.notified().await;
             let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
             loop {
                 ticks.tick().await;
@@ -243,6 +256,7 @@ impl Inner {
         state.phase = Phase::Ready;
         state.sent = state.status.clone();
         self.send(&[NotifyState::Ready, NotifyState::Status(&state.status)]);
+        self.announced.notify_one();
     }
 
     /// Records the counts; sends them only while ready and when they changed.
@@ -423,6 +437,52 @@ mod tests {
         receiver.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 64];
         assert!(receiver.recv(&mut buf).is_err(), "nothing after STOPPING=1");
+    }
+
+    /// The keep-alives wait for the first `READY=1`: a watchdog task that
+    /// runs before the status watcher answers sends nothing.
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_start_after_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        receiver.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let notifier =
+            Notifier::connect(&path.into_os_string(), Some(Duration::from_secs(20))).unwrap();
+        let watchdog = notifier.spawn_watchdog().expect("a watchdog period");
+        // The task has run as far as it can: its first tick would be due now.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        receiver.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        assert!(receiver.recv(&mut buf).is_err(), "a keep-alive before READY=1");
+        receiver.set_nonblocking(false).unwrap();
+        notifier.ready();
+        assert_eq!(next(&receiver), "READY=1\nSTATUS=\n");
+        // At once, then every half period (paused time moves on when idle).
+        let started = tokio::time::Instant::now();
+        assert_eq!(next_async(&receiver).await, "WATCHDOG=1\n");
+        assert_eq!(next_async(&receiver).await, "WATCHDOG=1\n");
+        assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
+        watchdog.abort();
+    }
+
+    /// [`next`] for a test on paused time: the runtime must idle (and so
+    /// advance its clock) while the datagram is awaited.
+    async fn next_async(receiver: &UnixDatagram) -> String {
+        let receiver = receiver.try_clone().unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match receiver.recv(&mut buf) {
+                Ok(n) => return String::from_utf8(buf[..n].to_vec()).unwrap(),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
     }
 
     #[test]
