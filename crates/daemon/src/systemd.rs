@@ -398,11 +398,17 @@ mod tests {
     }
 
     fn receiver() -> (tempfile::TempDir, UnixDatagram, Notifier) {
+        receiver_with_watchdog(None)
+    }
+
+    fn receiver_with_watchdog(
+        watchdog: Option<Duration>,
+    ) -> (tempfile::TempDir, UnixDatagram, Notifier) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
         let receiver = UnixDatagram::bind(&path).unwrap();
         receiver.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let notifier = Notifier::connect(&path.into_os_string(), None).unwrap();
+        let notifier = Notifier::connect(&path.into_os_string(), watchdog).unwrap();
         (dir, receiver, notifier)
     }
 
@@ -443,12 +449,7 @@ mod tests {
     /// runs before the status watcher answers sends nothing.
     #[tokio::test(start_paused = true)]
     async fn keep_alives_start_after_ready() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let receiver = UnixDatagram::bind(&path).unwrap();
-        receiver.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let notifier =
-            Notifier::connect(&path.into_os_string(), Some(Duration::from_secs(20))).unwrap();
+        let (_dir, receiver, notifier) = receiver_with_watchdog(Some(Duration::from_secs(20)));
         let watchdog = notifier.spawn_watchdog().expect("a watchdog period");
         // The task has run as far as it can: its first tick would be due now.
         for _ in 0..10 {
