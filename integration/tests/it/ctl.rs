@@ -563,10 +563,33 @@ fn tail_follow_ends_when_the_process_is_removed() {
         .current_dir(sandbox.path())
         .args(["-c", &sandbox.config_path().display().to_string(), "tail", "-f", "doomed"])
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Removed only once the follower follows: a tail started after the
+    // removal fails at once, as for any unknown name, with another code.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        // Read to the end, so the follower never blocks on a full pipe.
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let followed = loop {
+        match lines.recv_timeout(TIMEOUT) {
+            Ok(line) if line.contains("hello") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    if !followed {
+        let _ = child.kill();
+        let _ = vigil_integration::wait_timeout(&mut child, TIMEOUT);
+        panic!("the follower never printed the log's line");
+    }
     sandbox.write_config(&[]);
     daemon
         .ctl(&["update"])
