@@ -11,6 +11,14 @@
 //! hashes of the build's flags, features and toolchain, so a list fits only
 //! the build it was traced from; `scripts/text-order` checks that every name
 //! is found.
+//!
+//! With `VIGIL_PACK_RELOCATIONS=1` (which `scripts/text-order` sets where the
+//! machine's glibc is 2.36 or newer) vigild's relative relocations are packed
+//! (DT_RELR). A position-independent vigild has about 14,000: as plain
+//! entries the dynamic loader reads 340 KiB of them at each start, pages that
+//! then stay mapped for the daemon's life; packed they take 4 KiB. glibc older
+//! than 2.36 cannot load such a binary, hence a choice of the build's, and
+//! `scripts/deb` states that need in the package's dependencies.
 
 use std::path::Path;
 
@@ -19,6 +27,10 @@ mod version;
 
 fn main() {
     version::main();
+    println!("cargo:rerun-if-env-changed=VIGIL_PACK_RELOCATIONS");
+    if std::env::var_os("VIGIL_PACK_RELOCATIONS").is_some_and(|value| value == "1") {
+        println!("cargo:rustc-link-arg-bin=vigild=-Wl,-z,pack-relative-relocs");
+    }
     println!("cargo:rerun-if-env-changed=VIGIL_TEXT_ORDER");
     let Some(order) = std::env::var_os("VIGIL_TEXT_ORDER").filter(|order| !order.is_empty()) else {
         return;

@@ -138,12 +138,16 @@ fn debian_package_installs_checks_and_purges() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from)
         .join("packaging");
+    // Packed relocations where this glibc loads them, as a release package's
+    // vigild has them: the package must then ask for that glibc.
+    let packed = glibc_at_least(2, 36);
     let started = Instant::now();
     succeed(
         cargo()
             .args(["build", "--locked", "--profile", "package-test", "--bins"])
             .args(["-p", "vigil-daemon", "-p", "vigil-cli"])
             .env("CARGO_TARGET_DIR", &target)
+            .env("VIGIL_PACK_RELOCATIONS", if packed { "1" } else { "0" })
             .current_dir(&workspace),
         BUILD_TIMEOUT,
     );
@@ -168,6 +172,15 @@ fn debian_package_installs_checks_and_purges() {
         .map(|entry| entry.expect("entry").path())
         .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
         .expect("a .deb");
+
+    let depends =
+        succeed(Command::new("dpkg-deb").args(["--field"]).arg(&deb).arg("Depends"), TOOL_TIMEOUT);
+    assert!(depends.stdout.contains("libc6 (>= 2."), "{depends:#?}");
+    assert_eq!(
+        depends.stdout.contains("libc6 (>= 2.36)"),
+        packed,
+        "packed relocations: {packed}; {depends:#?}"
+    );
 
     let listing = succeed(Command::new("dpkg-deb").arg("--contents").arg(&deb), TOOL_TIMEOUT);
     for path in [
@@ -297,6 +310,25 @@ fn debian_package_installs_checks_and_purges() {
         !dirs.iter().any(|dir| dir.contains("vigil")),
         "directories left after purge: {dirs:?}"
     );
+}
+
+/// Whether this process runs on glibc `major.minor` or newer.
+#[cfg(target_env = "gnu")]
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let mut parts = version.to_str().unwrap_or("").split('.').map(|part| part.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(found_major)), Some(Ok(found_minor))) => {
+            (found_major, found_minor) >= (major, minor)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn glibc_at_least(_major: u32, _minor: u32) -> bool {
+    false
 }
 
 /// `docker build` of the `scratch` image from the binaries of this build, and
