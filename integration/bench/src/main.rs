@@ -49,6 +49,11 @@ enum Mode {
     /// Test support: sleep until killed.
     #[command(hide = true)]
     Pause,
+    /// S5's reference: run `sleep 100000` with stdout and stderr piped and
+    /// start it again as soon as it ends, until stdin closes; then kill it,
+    /// wait for it and exit.
+    #[command(hide = true)]
+    Respawn,
 }
 
 #[derive(Args)]
@@ -183,6 +188,7 @@ fn main() -> std::process::ExitCode {
         Some(Mode::Exit { code }) => std::process::exit(code),
         Some(Mode::FakeDaemon { children, ignore_term }) => fake_daemon(children, ignore_term),
         Some(Mode::Pause) => pause_forever(),
+        Some(Mode::Respawn) => respawn(),
         None => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -226,6 +232,66 @@ fn fake_daemon(children: usize, ignore_term: bool) -> anyhow::Result<()> {
         std::process::Command::new(&exe).arg("pause").spawn().context("spawning a child")?;
     }
     pause_forever()
+}
+
+/// The least a supervisor does for one program (see [`Mode::Respawn`]):
+/// block in `waitid` on the child, spawn the next at once.
+fn respawn() -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    use nix::unistd::Pid;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    /// `pid` is the child while it lives or is a zombie, so the stopping
+    /// thread never signals a pid that may have been reused.
+    #[derive(Default)]
+    struct State {
+        stop: bool,
+        pid: Option<Pid>,
+    }
+    let state = Arc::new(Mutex::new(State::default()));
+    let stopper = Arc::clone(&state);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let mut state = stopper.lock().unwrap_or_else(PoisonError::into_inner);
+        state.stop = true;
+        if let Some(pid) = state.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    });
+    loop {
+        let child = {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.stop {
+                return Ok(());
+            }
+            let child = std::process::Command::new("sleep")
+                .arg("100000")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .context("spawning sleep")?;
+            state.pid = Some(Pid::from_raw(i32::try_from(child.id()).context("pid")?));
+            child
+        };
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
+        // Until it is a zombie, then forget the pid, then reap it.
+        loop {
+            match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => {
+                    other.context("waiting for sleep")?;
+                    break;
+                }
+            }
+        }
+        state.lock().unwrap_or_else(PoisonError::into_inner).pid = None;
+        // This process is the only waiter on its children: std's `Child`
+        // is never waited for, its pipes close when it is dropped.
+        waitid(Id::Pid(pid), WaitPidFlag::WEXITED).context("reaping sleep")?;
+        drop(child);
+    }
 }
 
 fn pause_forever() -> anyhow::Result<()> {

@@ -644,22 +644,8 @@ impl Bench {
             // milliseconds).
             let known: HashSet<i32> = procfs::children(parent).into_iter().collect();
             if let Some(watch) = watch.as_mut() {
-                let new_child = |pid: i32| {
-                    !known.contains(&pid)
-                        && procfs::stat(pid).is_some_and(|stat| stat.ppid == parent)
-                        && is_sleeper(&procfs::cmdline(pid))
-                };
                 let timeout = self.opts.restart_timeout;
-                let t0 = crate::execwatch::monotonic_ns();
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(old),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .context("kill -9 of the program")?;
-                let Some(exec) = watch.next_exec(timeout, new_child)? else {
-                    bail!("no new child within {timeout:?} of kill -9")
-                };
-                latencies.push(exec.saturating_sub(t0) as f64 / 1e6);
+                latencies.push(kill_to_exec(watch, parent, old, &known, timeout)?);
                 last_spawn_seen = Instant::now();
                 continue;
             }
@@ -710,10 +696,67 @@ impl Bench {
         } else {
             "kill -9 to new child in /proc, polled every 50 us, no ctl traffic"
         };
-        Ok(vec![
+        let mut measures = vec![
             Measure::lower(how, "ms", median(&latencies)),
             Measure::lower("slowest of those kills", "ms", worst),
-        ])
+        ];
+        // Measured only as the kernel's exec events measure the target: a
+        // polled floor would carry the poll's own delay.
+        if let Some(watch) = watch.as_mut() {
+            measures.push(respawn_floor(self.respawn_reference(watch).await?));
+        }
+        Ok(measures)
+    }
+
+    /// S5's reference: the same kills of a `sleep 100000` whose parent does
+    /// nothing but wait for it and spawn it again (`vigil-bench respawn`), no
+    /// daemon. What a respawn costs on this machine: the child's exit, the
+    /// waiting parent's wake-up, a spawn and the new child's `execve` up to
+    /// the kernel's exec event. Median in ms.
+    async fn respawn_reference(
+        &self,
+        watch: &mut crate::execwatch::ExecWatch,
+    ) -> anyhow::Result<f64> {
+        let mut command = Command::new(&self.opts.exe);
+        command.arg("respawn").stdin(Stdio::piped()).stdout(Stdio::null());
+        let mut helper =
+            self.reaper.spawn(&mut command).context("starting the respawn reference")?;
+        // Closing its stdin stops it: it kills its `sleep`, reaps it and exits.
+        let stop = helper.child.stdin.take();
+        let measured = self.respawn_kills(helper.pid, watch).await;
+        drop(stop);
+        if tokio::time::timeout(self.opts.restart_timeout, &mut helper.exit).await.is_err() {
+            self.reaper.signal_live(helper.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = helper.exit.await;
+            bail!("the respawn reference did not stop within {:?}", self.opts.restart_timeout);
+        }
+        measured
+    }
+
+    async fn respawn_kills(
+        &self,
+        parent: i32,
+        watch: &mut crate::execwatch::ExecWatch,
+    ) -> anyhow::Result<f64> {
+        let timeout = self.opts.restart_timeout;
+        let mut latencies = Vec::new();
+        for _ in 0..self.opts.s5_kills {
+            // Its `sleep` has exec'd (the first, or the last kill's respawn).
+            let waiting = Instant::now();
+            let (old, old_start) = loop {
+                match Self::sleeper_child(parent) {
+                    Ok(found) => break found,
+                    Err(error) if waiting.elapsed() > timeout => return Err(error),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            };
+            // The same pause as before each kill of a supervisor's program.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ensure!(procfs::alive_same(old, old_start), "the reference's {old} exited on its own");
+            let known: HashSet<i32> = procfs::children(parent).into_iter().collect();
+            latencies.push(kill_to_exec(watch, parent, old, &known, timeout)?);
+        }
+        Ok(median(&latencies))
     }
 
     /// Reference rate: the generator piped to `cat > file`, no daemon.
@@ -1225,6 +1268,40 @@ fn spawn_floor_two(seconds: f64) -> Measure {
 /// The programs' own CPU until all ran (each one's exec, dynamic loading and
 /// start-up), summed and divided by the cores: no supervisor can start them
 /// in less wall time. Context, no ratio.
+/// S5's step: `kill -9` of `old`, a sleeper child of `parent`, then the
+/// time in ms to the kernel's exec event of a new sleeper child of `parent`
+/// (one not in `known`), against CLOCK_MONOTONIC read just before the kill.
+fn kill_to_exec(
+    watch: &mut crate::execwatch::ExecWatch,
+    parent: i32,
+    old: i32,
+    known: &HashSet<i32>,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    let new_child = |pid: i32| {
+        !known.contains(&pid)
+            && procfs::stat(pid).is_some_and(|stat| stat.ppid == parent)
+            && is_sleeper(&procfs::cmdline(pid))
+    };
+    let t0 = crate::execwatch::monotonic_ns();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL)
+        .with_context(|| format!("kill -9 of pid {old}"))?;
+    let Some(exec) = watch.next_exec(timeout, new_child)? else {
+        bail!("no new child of pid {parent} within {timeout:?} of kill -9")
+    };
+    Ok(exec.saturating_sub(t0) as f64 / 1e6)
+}
+
+/// S5's reference (see `respawn_reference`): context, no ratio.
+fn respawn_floor(ms: f64) -> Measure {
+    Measure {
+        name: "reference: the same kills when a process only waits for its child and spawns it again, no daemon".into(),
+        unit: "ms",
+        better: crate::stats::Better::Neither,
+        value: ms,
+    }
+}
+
 fn programs_floor(cpu_seconds: f64) -> Measure {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Measure {

@@ -1,5 +1,6 @@
 //! Runs the binary's `gen` and `exit` modes for real and checks the output
-//! with the log verifier, as S6 and S8 do under a daemon.
+//! with the log verifier, as S6 and S8 do under a daemon; and its `respawn`
+//! mode, S5's reference, with real kills.
 
 use std::fs::File;
 use std::process::{Command, Stdio};
@@ -34,6 +35,48 @@ async fn generator_and_exit_modes() {
     generator_output_verifies_whole_and_as_a_rotated_tail(&reaper).await;
     exit_mode_exits_with_the_code(&reaper).await;
     generator_refuses_a_partial_line(&reaper).await;
+    respawn_mode_restarts_its_sleep_until_stdin_closes(&reaper).await;
+}
+
+/// The helper's `sleep 100000` child other than `not`, once it has exec'd.
+async fn sleep_child(helper: i32, not: Option<i32>) -> i32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = vigil_bench::procfs::children(helper).into_iter().find(|&pid| {
+            Some(pid) != not && vigil_bench::procfs::cmdline(pid) == ["sleep", "100000"]
+        });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sleep child of {helper} within 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn respawn_mode_restarts_its_sleep_until_stdin_closes(reaper: &Reaper) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let orphans = reaper.orphans_reaped();
+    let mut cmd = Command::new(EXE);
+    cmd.arg("respawn").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut helper = reaper.spawn(&mut cmd).unwrap();
+    let stdin = helper.child.stdin.take();
+    let first = sleep_child(helper.pid, None).await;
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let second = sleep_child(helper.pid, Some(first)).await;
+    assert_ne!(first, second);
+    // Closing stdin stops it: it kills and reaps its sleep, then exits 0.
+    drop(stdin);
+    let exit = match tokio::time::timeout(Duration::from_secs(30), &mut helper.exit).await {
+        Ok(exit) => exit.unwrap(),
+        Err(_) => {
+            reaper.signal_live(helper.pid, Signal::SIGKILL);
+            panic!("vigil-bench respawn did not stop within 30 s of its stdin closing");
+        }
+    };
+    assert_eq!(exit, Exit::Code(0));
+    assert_eq!(kill(Pid::from_raw(second), None), Err(nix::errno::Errno::ESRCH), "sleep left");
+    assert_eq!(reaper.orphans_reaped(), orphans, "the helper left a child to the harness");
 }
 
 async fn generator_output_verifies_whole_and_as_a_rotated_tail(reaper: &Reaper) {
