@@ -260,7 +260,7 @@ fn respawn() -> anyhow::Result<()> {
         }
     });
     loop {
-        let child = {
+        let (child, pid) = {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.stop {
                 return Ok(());
@@ -272,10 +272,10 @@ fn respawn() -> anyhow::Result<()> {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .context("spawning sleep")?;
-            state.pid = Some(Pid::from_raw(i32::try_from(child.id()).context("pid")?));
-            child
+            let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
+            state.pid = Some(pid);
+            (child, pid)
         };
-        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
         // Until it is a zombie, then forget the pid, then reap it.
         loop {
             match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
