@@ -222,7 +222,7 @@ async fn child_sees_env_cwd_umask_and_no_stray_fds() {
     let leaked = nix::unistd::dup(std::io::stdin()).unwrap();
     let mut spec =
         spec(&["--print-env", "VIGIL_TEST", "--print-env", "HOME", "--print-ids", "--print-fds"]);
-    spec.env = vec![("VIGIL_TEST".to_owned(), "value with spaces".to_owned())];
+    spec.env = [("VIGIL_TEST".to_owned(), "value with spaces".to_owned())].into_iter().collect();
     spec.cwd = Some(dir.path().to_owned());
     spec.umask = Some(0o027);
     let mut spawned = reaper.spawn(&spec).unwrap();
@@ -295,7 +295,8 @@ async fn stdin_and_redirected_stderr() {
     let mut spawned = reaper.spawn(&spec).unwrap();
     let _guard = guard(&reaper, &spawned);
     assert!(spawned.stderr.is_none());
-    let mut stdin = spawned.stdin.take().unwrap();
+    let mut stdin =
+        tokio::net::unix::pipe::Sender::from_owned_fd(spawned.stdin.take().unwrap()).unwrap();
     stdin.write_all(b"first line\nsecond line\n").await.unwrap();
     drop(stdin);
     let out = read_all(spawned.stdout.take()).await;
@@ -379,7 +380,9 @@ async fn child_helper_probe_flags() {
         "--sleep",
         "60",
     ]);
-    spec.env = vec![("NOTIFY_SOCKET".to_owned(), notify_path.to_str().unwrap().to_owned())];
+    spec.env = [("NOTIFY_SOCKET".to_owned(), notify_path.to_str().unwrap().to_owned())]
+        .into_iter()
+        .collect();
     let mut spawned = reaper.spawn(&spec).unwrap();
     let _guard = guard(&reaper, &spawned);
     line_value(spawned.stdout.as_mut().unwrap(), "ready").await;

@@ -27,7 +27,7 @@ pub(crate) struct Context {
     pub(crate) spawner: Arc<dyn Spawner>,
     pub(crate) bus: Bus,
     /// The daemon's own environment, the base of every child's.
-    pub(crate) daemon_env: Vec<(String, String)>,
+    pub(crate) daemon_env: std::sync::Arc<crate::spawn::InheritedEnv>,
     /// `[supervisord] environment`.
     /// `update` replaces it when the file's changes; children get it from their
     /// next start on.

@@ -123,6 +123,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use nix::errno::Errno;
 use tokio::net::unix::pipe;
 
+use crate::spawn::env::EncodedEnv;
 use crate::spawn::{SpawnError, SpawnSpec, SpawnUser, child_file_limit};
 /// Steps of the child's setup, as reported over the status pipe.
 const STEP_SETGROUPS: u8 = 1;
@@ -172,7 +173,8 @@ struct PrivilegeDrop {
 
 /// The parent ends of a child's pipes.
 pub(crate) struct ParentPipes {
-    pub(crate) stdin: Option<pipe::Sender>,
+    /// Non-blocking, and in no reactor until someone writes to it.
+    pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: Option<pipe::Receiver>,
     pub(crate) stderr: Option<pipe::Receiver>,
 }
@@ -210,9 +212,10 @@ pub(crate) struct Prepared {
     /// must live as long as the arrays.
     _strings: Vec<CString>,
     path: CString,
-    /// NULL-terminated `argv`, `envp` and the `/bin/sh` fallback `argv`.
+    /// NULL-terminated `argv` and the `/bin/sh` fallback `argv`.
     argv: Vec<*const libc::c_char>,
-    envp: Vec<*const libc::c_char>,
+    /// The environment, with the NULL-terminated `envp` into it.
+    env: EncodedEnv,
     shell_argv: Vec<*const libc::c_char>,
     setup: ChildSetup,
     /// Tests pick the path the launch takes (see [`TestTable`]).
@@ -267,32 +270,19 @@ impl Prepared {
             return Err(SpawnError::NoRuntime);
         }
         let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?.clone();
-        let mut strings = Vec::with_capacity(spec.argv.len() + spec.env.len());
+        let mut strings = Vec::with_capacity(spec.argv.len());
         for (index, arg) in spec.argv.iter().enumerate() {
             let arg = CString::new(arg.as_bytes())
                 .map_err(|_| SpawnError::NulByte { what: format!("argument {index}") })?;
             strings.push(arg);
         }
-        for (key, value) in &spec.env {
-            if key.contains('\0') || value.contains('\0') || key.contains('=') || key.is_empty() {
-                return Err(SpawnError::NulByte { what: format!("environment entry {key:?}") });
-            }
-            let mut entry = Vec::with_capacity(key.len() + value.len() + 1);
-            entry.extend_from_slice(key.as_bytes());
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            strings.push(CString::new(entry).expect("NUL bytes were rejected above"));
-        }
-        let argc = spec.argv.len();
+        let env = spec
+            .env
+            .encode()
+            .map_err(|key| SpawnError::NulByte { what: format!("environment entry {key:?}") })?;
         let path = strings[0].clone();
-        let mut argv: Vec<*const libc::c_char> =
-            strings[..argc].iter().map(|s| s.as_ptr()).collect();
+        let mut argv: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         argv.push(std::ptr::null());
-        let envp: Vec<*const libc::c_char> = strings[argc..]
-            .iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
         // glibc's execvp fallback: `/bin/sh path args...` (argv[0] replaced by the path).
         let shell_argv: Vec<*const libc::c_char> =
             [SHELL.as_ptr(), path.as_ptr()].into_iter().chain(argv[1..].iter().copied()).collect();
@@ -334,7 +324,7 @@ impl Prepared {
             (None, above_stdio(socket.0.try_clone().map_err(SpawnError::Pipes)?)?)
         } else if spec.pipe_stdin {
             let (stdin_read, stdin_write) = std::io::pipe().map_err(SpawnError::Pipes)?;
-            let sender = pipe_sender(OwnedFd::from(stdin_write)).map_err(SpawnError::Pipes)?;
+            let sender = nonblocking(OwnedFd::from(stdin_write)).map_err(SpawnError::Pipes)?;
             (Some(sender), above_stdio(OwnedFd::from(stdin_read))?)
         } else {
             let null = std::fs::File::open("/dev/null").map_err(SpawnError::Pipes)?;
@@ -386,7 +376,7 @@ impl Prepared {
             _strings: strings,
             path,
             argv,
-            envp,
+            env,
             shell_argv,
             setup,
             #[cfg(test)]
@@ -492,7 +482,7 @@ impl Prepared {
         let args = ChildArgs {
             path: self.path.as_ptr(),
             argv: self.argv.as_ptr(),
-            envp: self.envp.as_ptr(),
+            envp: self.env.as_ptr(),
             shell_argv: self.shell_argv.as_ptr(),
             stdio: [stdin, stdout, stderr],
             unshare_from,
@@ -997,10 +987,12 @@ pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
     pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
-/// [`pipe_receiver`] for the writing end of a pipe the daemon made.
-pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
+/// The writing end of a pipe the daemon made, non-blocking (as
+/// [`pipe_receiver`] sets it) but in no reactor: a child's stdin is registered
+/// at its first write, if any (see `stdin.rs`).
+pub(crate) fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
     set_nonblocking(&fd)?;
-    pipe::Sender::from_owned_fd_unchecked(fd)
+    Ok(fd)
 }
 
 /// Sets O_NONBLOCK on `fd`'s open file description alone, with one system

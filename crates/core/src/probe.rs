@@ -44,7 +44,7 @@ use crate::spawner::{Spawner, kill_orphan};
 pub(crate) struct ProbeEnv {
     pub(crate) spawner: Arc<dyn Spawner>,
     /// The program's environment, for `exec` probes.
-    pub(crate) env: Vec<(String, String)>,
+    pub(crate) env: crate::spawn::ChildEnv,
     pub(crate) cwd: Option<std::path::PathBuf>,
     /// The program's `user`, so an `exec` probe runs with its identity.
     pub(crate) user: Option<crate::spawn::SpawnUser>,

@@ -55,7 +55,8 @@ use crate::messages::{GroupMsg, GroupRef, ProcessMsg, ProcessShared, Verdict};
 use crate::notify::NotifySocket;
 use crate::probe::{self, ProbeEnv};
 use crate::spawn::{
-    SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command, search_path,
+    ChildEnv, SpawnError, SpawnFault, SpawnSpec, SpawnUser, child_environment, resolve_command,
+    search_path,
 };
 use crate::spawner::{Spawner, kill_orphan};
 
@@ -500,7 +501,7 @@ impl ProcessActorState {
         }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    fn env(&self) -> ChildEnv {
         let config = &self.shared.config;
         let server_url = config.serverurl.as_deref().or(self.ctx.server_url.as_deref());
         let mut env = child_environment(
@@ -513,8 +514,7 @@ impl ProcessActorState {
             server_url,
         );
         if let Some(notify) = self.probes.as_ref().and_then(|probes| probes.notify.as_ref()) {
-            env.retain(|(key, _)| key != "NOTIFY_SOCKET");
-            env.push(("NOTIFY_SOCKET".to_owned(), notify.path().display().to_string()));
+            env.set("NOTIFY_SOCKET".to_owned(), notify.path().display().to_string());
         }
         env
     }
@@ -592,7 +592,7 @@ impl ProcessActorState {
                 let config = &self.shared.config;
                 let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
                 let path = search_path(
-                    &self.ctx.daemon_env,
+                    self.ctx.daemon_env.vars(),
                     &global,
                     config.env_file_vars.vars(),
                     &config.environment,
@@ -707,7 +707,7 @@ impl ProcessActorState {
         let config = &self.shared.config;
         let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
         let path = search_path(
-            &self.ctx.daemon_env,
+            self.ctx.daemon_env.vars(),
             &global,
             config.env_file_vars.vars(),
             &config.environment,
@@ -1206,7 +1206,7 @@ impl ProcessActorState {
             }
         }
         if let Some(fd) = stdin {
-            match crate::launch::pipe_sender(fd) {
+            match crate::launch::nonblocking(fd) {
                 Ok(pipe) => {
                     self.shared.set_stdin(Some(Arc::new(crate::stdin::StdinQueue::new(pipe))));
                 }

@@ -176,8 +176,10 @@ impl std::fmt::Debug for ExitTo {
 pub struct Spawned<Exit = oneshot::Receiver<ExitStatus>> {
     /// The child's pid, registered with the reaper.
     pub pid: u32,
-    /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set.
-    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    /// The child's stdin, when [`SpawnSpec::pipe_stdin`] was set: the pipe's
+    /// write end, non-blocking, registered with no reactor (most children are
+    /// never written to; `pipe::Sender::from_owned_fd` makes it a writer).
+    pub stdin: Option<OwnedFd>,
     /// The child's stdout (always piped; also carries stderr when redirected).
     pub stdout: Option<tokio::net::unix::pipe::Receiver>,
     /// The child's stderr; `None` when [`SpawnSpec::redirect_stderr`] was set.

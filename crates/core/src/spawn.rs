@@ -6,10 +6,10 @@
 //! [`resolve_command`]) and its `spawnerr` texts ([`SpawnError`], with Python's
 //! `repr` of the path), which of supervisord's faults each error becomes
 //! ([`SpawnFault`]), the child environment's merge order
-//! ([`child_environment`]), the user's supplementary groups ([`SpawnUser`],
-//! looked up here because the child may not use NSS), and the file limit
-//! children start with ([`set_child_file_limit`]). The result is a
-//! [`SpawnSpec`].
+//! ([`child_environment`]; `env.rs` keeps the daemon's part shared), the user's
+//! supplementary groups ([`SpawnUser`], looked up here because the child may
+//! not use NSS), and the file limit children start with
+//! ([`set_child_file_limit`]). The result is a [`SpawnSpec`].
 //!
 //! It creates no process: `launch.rs` turns a spec into a child (the clone and
 //! everything done in the child before `execve`), and only the reaper calls it,
@@ -21,10 +21,15 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::unistd::{AccessFlags, Gid, Uid, User};
 use vigil_config::py_repr;
+
+pub(crate) mod env;
+
+pub use env::{ChildEnv, InheritedEnv};
 
 /// supervisord's PATH when neither the program nor the daemon has one.
 pub const DEFAULT_PATH: &str = "/bin:/usr/bin:/usr/local/bin";
@@ -35,7 +40,7 @@ pub struct SpawnSpec {
     /// The command; `argv[0]` already resolved to a path by [`resolve_command`].
     pub argv: Vec<String>,
     /// The complete environment of the child (see [`child_environment`]).
-    pub env: Vec<(String, String)>,
+    pub env: ChildEnv,
     /// Directory to chdir into (after the privilege drop); `None` keeps the daemon's.
     pub cwd: Option<PathBuf>,
     /// umask for the child; `None` inherits the daemon's.
@@ -79,7 +84,7 @@ impl SpawnSpec {
     pub fn new(argv: Vec<String>) -> SpawnSpec {
         SpawnSpec {
             argv,
-            env: Vec::new(),
+            env: ChildEnv::default(),
             cwd: None,
             umask: None,
             user: None,
@@ -333,25 +338,25 @@ fn python_path_join(dir: &str, name: &str) -> String {
 /// program's `environment` (later entries win, so the global block can override
 /// `SUPERVISOR_*`, as supervisord's code does). Sorted by name.
 pub fn child_environment(
-    daemon_env: &[(String, String)],
+    daemon_env: &Arc<InheritedEnv>,
     global: &BTreeMap<String, String>,
     env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
     process_name: &str,
     group_name: &str,
     server_url: Option<&str>,
-) -> Vec<(String, String)> {
-    let mut env: BTreeMap<String, String> = daemon_env.iter().cloned().collect();
-    env.insert("SUPERVISOR_ENABLED".to_owned(), "1".to_owned());
+) -> ChildEnv {
+    let mut set = BTreeMap::new();
+    set.insert("SUPERVISOR_ENABLED".to_owned(), "1".to_owned());
     if let Some(url) = server_url {
-        env.insert("SUPERVISOR_SERVER_URL".to_owned(), url.to_owned());
+        set.insert("SUPERVISOR_SERVER_URL".to_owned(), url.to_owned());
     }
-    env.insert("SUPERVISOR_PROCESS_NAME".to_owned(), process_name.to_owned());
-    env.insert("SUPERVISOR_GROUP_NAME".to_owned(), group_name.to_owned());
-    env.extend(global.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(env_files.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(program.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.into_iter().collect()
+    set.insert("SUPERVISOR_PROCESS_NAME".to_owned(), process_name.to_owned());
+    set.insert("SUPERVISOR_GROUP_NAME".to_owned(), group_name.to_owned());
+    set.extend(global.iter().map(|(k, v)| (k.clone(), v.clone())));
+    set.extend(env_files.iter().map(|(k, v)| (k.clone(), v.clone())));
+    set.extend(program.iter().map(|(k, v)| (k.clone(), v.clone())));
+    ChildEnv::new(Arc::clone(daemon_env), set)
 }
 
 /// The RLIMIT_NOFILE (soft, hard) children start with, once the daemon raised its

@@ -71,18 +71,14 @@ enum Writer {
 }
 
 impl StdinQueue {
-    /// Takes over `pipe`; its writer starts with the first write (which must
-    /// come from inside a tokio runtime).
-    pub(crate) fn new(pipe: pipe::Sender) -> StdinQueue {
-        // Out of the reactor until it is written to: a registration is a
-        // few hundred bytes per child.
-        let fd = pipe
-            .into_nonblocking_fd()
-            .inspect_err(|error| tracing::warn!("a child's stdin was closed: {error}"))
-            .ok();
+    /// Takes over `pipe`, a non-blocking write end; its writer starts with
+    /// the first write (which must come from inside a tokio runtime). Out of
+    /// the reactor until then: a registration is a few hundred bytes and two
+    /// system calls per child, and most children are never written to.
+    pub(crate) fn new(pipe: OwnedFd) -> StdinQueue {
         StdinQueue {
             level: Arc::new(Mutex::new(Level::default())),
-            writer: Mutex::new(Writer::Idle(fd)),
+            writer: Mutex::new(Writer::Idle(Some(pipe))),
         }
     }
 
@@ -210,7 +206,7 @@ mod tests {
 
     fn queue() -> (StdinQueue, pipe::Receiver) {
         let (tx, rx) = pipe::pipe().expect("pipe");
-        (StdinQueue::new(tx), rx)
+        (StdinQueue::new(tx.into_nonblocking_fd().expect("the pipe's descriptor")), rx)
     }
 
     #[tokio::test]

@@ -142,7 +142,7 @@ impl Supervisor {
         let ctx = Arc::new(Context {
             spawner: options.spawner,
             bus: broadcast::channel(events::BUS_CAPACITY).0,
-            daemon_env: options.daemon_env,
+            daemon_env: std::sync::Arc::new(crate::spawn::InheritedEnv::new(options.daemon_env)),
             global_env: std::sync::RwLock::new(settings.environment.clone()),
             server_url: options.server_url,
             registry: Arc::clone(&registry),

@@ -511,24 +511,37 @@ pub struct LocalTime {
 }
 
 impl LocalTime {
-    /// Converts through the C library's `localtime_r` (honours `TZ`).
+    /// Converts through the C library's `localtime_r` (honours `TZ`), once
+    /// per second and thread: a restart logs three lines in the same second,
+    /// and the time zone's rules are looked up again on every call.
     pub fn from_system(time: SystemTime) -> LocalTime {
+        thread_local! {
+            static LAST: std::cell::Cell<Option<(u64, LocalTime)>> = const { std::cell::Cell::new(None) };
+        }
         let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let millis = since.subsec_millis();
+        if let Some((secs, local)) = LAST.get()
+            && secs == since.as_secs()
+        {
+            return LocalTime { millis, ..local };
+        }
         let secs = libc::time_t::try_from(since.as_secs()).unwrap_or(libc::time_t::MAX);
         // SAFETY: `tm` is plain data that localtime_r fully initialises on success;
         // on failure we keep the zeroed value, which formats as a visible 1900 date.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
         unsafe { libc::localtime_r(&secs, &mut tm) };
-        LocalTime {
+        let local = LocalTime {
             year: tm.tm_year + 1900,
             month: u32::try_from(tm.tm_mon + 1).unwrap_or(0),
             day: u32::try_from(tm.tm_mday).unwrap_or(0),
             hour: u32::try_from(tm.tm_hour).unwrap_or(0),
             minute: u32::try_from(tm.tm_min).unwrap_or(0),
             second: u32::try_from(tm.tm_sec).unwrap_or(0),
-            millis: since.subsec_millis(),
-        }
+            millis,
+        };
+        LAST.set(Some((since.as_secs(), local)));
+        local
     }
 }
 
@@ -786,6 +799,21 @@ mod tests {
         let t = LocalTime::from_system(SystemTime::now());
         assert!(t.year >= 2024 && (1..=12).contains(&t.month) && (1..=31).contains(&t.day));
         assert!(t.hour < 24 && t.minute < 60 && t.second <= 60 && t.millis < 1000);
+    }
+
+    #[test]
+    fn local_time_of_a_second_seen_before_keeps_its_own_millis() {
+        use std::time::Duration;
+        let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let first = LocalTime::from_system(base + Duration::from_millis(5));
+        let again = LocalTime::from_system(base + Duration::from_millis(999));
+        assert_eq!(again, LocalTime { millis: 999, ..first });
+        // The next second is converted, not carried over.
+        let next = LocalTime::from_system(base + Duration::from_millis(1_001));
+        assert_eq!(next.millis, 1);
+        assert_eq!(next.second, (first.second + 1) % 60);
+        // Earlier again: converted once more, so going back is exact too.
+        assert_eq!(LocalTime::from_system(base + Duration::from_millis(5)), first);
     }
 
     fn file_settings(path: &Path, maxbytes: u64, backups: u32, level: LogLevel) -> LogSettings {

@@ -196,7 +196,7 @@ async fn descriptors_seen_by_child(table: TestTable) -> (Vec<(u32, String)>, FdT
     let extra = open_extra_fds(2000);
     let argv = resolve_command(&argv(&["ls", "-l", "/proc/self/fd"]), None).unwrap();
     let mut spec = SpawnSpec::new(argv);
-    spec.env = vec![("LC_ALL".to_owned(), "C".to_owned())];
+    spec.env = [("LC_ALL".to_owned(), "C".to_owned())].into_iter().collect();
     let (mut spawned, used) = spawn_with(&spec, table).unwrap();
     let mut guard = KillOnDrop(Some(spawned.pid));
     let stdout = read_to_eof(spawned.stdout.take()).await;

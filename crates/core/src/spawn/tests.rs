@@ -102,11 +102,11 @@ fn spawnerr_texts_quote_the_command_like_python() {
 
 #[test]
 fn environment_merge_order() {
-    let daemon = vec![
+    let daemon = std::sync::Arc::new(InheritedEnv::new([
         ("PATH".to_owned(), "/daemon/bin".to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
         ("SUPERVISOR_ENABLED".to_owned(), "0".to_owned()),
-    ];
+    ]));
     let global: BTreeMap<String, String> =
         [("A", "global"), ("B", "global"), ("SUPERVISOR_GROUP_NAME", "from-global")]
             .into_iter()
@@ -127,7 +127,7 @@ fn environment_merge_order() {
         "web",
         Some("unix:///x.sock"),
     );
-    let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     assert_eq!(get("PATH"), Some("/daemon/bin"));
     // daemon < [supervisord] environment < env files < environment=.
     assert_eq!(get("HOME"), Some("/file"));
@@ -141,7 +141,7 @@ fn environment_merge_order() {
     assert_eq!(get("B"), Some("program"));
 
     let env = child_environment(
-        &[],
+        &std::sync::Arc::default(),
         &BTreeMap::new(),
         &BTreeMap::new(),
         &BTreeMap::new(),
@@ -150,6 +150,7 @@ fn environment_merge_order() {
         None,
     );
     assert!(env.iter().all(|(k, _)| k != "SUPERVISOR_SERVER_URL"));
+    assert_eq!(env.get("SUPERVISOR_PROCESS_NAME"), Some("a"));
 }
 
 #[test]
@@ -181,4 +182,84 @@ fn resolves_groups_of_the_current_user() {
     let user = SpawnUser::resolve(&spec).unwrap();
     assert_eq!(user.uid, uid);
     assert_eq!(user.groups.first(), Some(&gid));
+}
+
+/// What a child's `envp` holds, read back through its pointers.
+fn envp_strings(env: &ChildEnv) -> Result<Vec<String>, String> {
+    let encoded = env.encode()?;
+    let mut out = Vec::new();
+    let mut p = encoded.as_ptr();
+    // SAFETY: `encoded` is alive; its array is NULL-terminated and every entry
+    // points to a C string it keeps alive.
+    unsafe {
+        while !(*p).is_null() {
+            out.push(std::ffi::CStr::from_ptr(*p).to_str().unwrap().to_owned());
+            p = p.add(1);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn child_env_sets_over_what_it_inherits_sorted_by_name() {
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    // A later duplicate in the daemon's environment wins.
+    let inherited = std::sync::Arc::new(InheritedEnv::new(pairs(&[
+        ("PATH", "/bin"),
+        ("B", "daemon"),
+        ("Z", "daemon"),
+        ("B", "daemon-later"),
+    ])));
+    assert_eq!(inherited.get("B"), Some("daemon-later"));
+    assert_eq!(inherited.vars().len(), 3);
+    let mut env = ChildEnv::new(
+        std::sync::Arc::clone(&inherited),
+        pairs(&[("A", "set"), ("Z", "set")]).into_iter().collect(),
+    );
+    env.set("NOTIFY_SOCKET".to_owned(), "/run/n".to_owned());
+    env.set("PATH".to_owned(), "/usr/bin".to_owned());
+    let expected = pairs(&[
+        ("A", "set"),
+        ("B", "daemon-later"),
+        ("NOTIFY_SOCKET", "/run/n"),
+        ("PATH", "/usr/bin"),
+        ("Z", "set"),
+    ]);
+    let listed: Vec<(String, String)> =
+        env.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(env.get("PATH"), Some("/usr/bin"));
+    assert_eq!(env.get("B"), Some("daemon-later"));
+    assert_eq!(env.get("missing"), None);
+    assert_eq!(
+        envp_strings(&env).unwrap(),
+        ["A=set", "B=daemon-later", "NOTIFY_SOCKET=/run/n", "PATH=/usr/bin", "Z=set"]
+    );
+    // The daemon's strings are shared, not copied: the inherited part is one
+    // allocation whoever spawns.
+    assert_eq!(std::sync::Arc::strong_count(&inherited), 2);
+    // Equal when the child would get the same variables, however they were split.
+    let flat: ChildEnv = expected.into_iter().collect();
+    assert_eq!(flat, env);
+    assert_eq!(format!("{flat:?}"), format!("{env:?}"));
+}
+
+#[test]
+fn child_env_refuses_what_execve_cannot_pass_only_when_passed() {
+    let inherited = std::sync::Arc::new(InheritedEnv::new([
+        ("BAD".to_owned(), "nul\0byte".to_owned()),
+        ("OK".to_owned(), "1".to_owned()),
+    ]));
+    let env = ChildEnv::new(std::sync::Arc::clone(&inherited), BTreeMap::new());
+    assert_eq!(envp_strings(&env), Err("BAD".to_owned()));
+    // Set over, the daemon's bad value never reaches the child.
+    let mut env = env;
+    env.set("BAD".to_owned(), "fine".to_owned());
+    assert_eq!(envp_strings(&env).unwrap(), ["BAD=fine", "OK=1"]);
+    for name in ["", "A=B", "NUL\0"] {
+        let env: ChildEnv = [(name.to_owned(), "v".to_owned())].into_iter().collect();
+        assert_eq!(envp_strings(&env), Err(name.to_owned()), "{name:?}");
+    }
 }

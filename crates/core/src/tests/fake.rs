@@ -93,7 +93,7 @@ impl Spawner for FakeSpawner {
         state.spawns.push(SpawnRecord {
             pid,
             argv: spec.argv.clone(),
-            env: spec.env.clone(),
+            env: spec.env.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             at: Instant::now(),
         });
         if let ["exists", path] = script.as_slice() {
