@@ -1,5 +1,4 @@
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 use crate::spawn::resolve_command;
@@ -106,8 +105,19 @@ async fn script_without_interpreter_line_runs_under_sh() {
     let reaper = crate::reaper::Reaper::start(false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("bare");
-    fs::write(&script, b"exit \"$1\"\n").unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    // Written by a shell of its own: a descriptor this process held open for
+    // writing could be in the table of a child another test is starting at
+    // that moment, and exec refuses a file open for writing (ETXTBSY).
+    let write = "printf 'exit \"$1\"\\n' > \"$0\" && chmod 755 \"$0\"";
+    let mut writer = reaper
+        .spawn(&SpawnSpec::new(argv(&["/bin/sh", "-c", write, script.to_str().unwrap()])))
+        .unwrap();
+    let written = tokio::time::timeout(std::time::Duration::from_secs(60), &mut writer.exit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(written, crate::exit::ExitStatus::Code(0));
+    assert_eq!(fs::read_to_string(&script).unwrap(), "exit \"$1\"\n");
     let mut spawned =
         reaper.spawn(&SpawnSpec::new(argv(&[script.to_str().unwrap(), "9"]))).unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(60), &mut spawned.exit)
