@@ -948,7 +948,7 @@ impl ProcessActorState {
     ) -> crate::reaper::ExitCall {
         let me = myself.clone();
         // The group is removed when its last holder lets go, which can wait
-        // for what is left in it: never on the reaper's thread.
+        // for what is left in it: never where exits are reaped.
         let cgroup = cgroup.map(|cgroup| (cgroup, tokio::runtime::Handle::current()));
         Box::new(move |pid, status| {
             drop(socket);

@@ -13,7 +13,12 @@
 //! kernel's epoll entry: no task and no reactor registration each. The status
 //! goes where the spawn said: to a oneshot channel, or straight to a call
 //! made on the reaper's thread ([`ExitCall`]; a process actor's is a send to
-//! its mailbox, so no task of its own waits for each child).
+//! its mailbox, so no task of its own waits for each child). vigild also
+//! watches the same epoll instance from its own runtime
+//! ([`Reaper::watch_from_current_runtime`]): an exit then wakes a worker that
+//! reaps the child, makes the call and runs the actor, one thread woken
+//! instead of two; both watchers reap under the map's lock, so a child is
+//! delivered once, by whichever looks first.
 //!
 //! Orphans (grandchildren re-parented to us with `subreaper`, or any child not
 //! spawned here) raise no pidfd event, only SIGCHLD. On SIGCHLD the thread peeks
@@ -114,6 +119,8 @@ struct Inner {
     unwatched: AtomicU64,
     /// Bumped whenever a child is registered or reaped.
     changes: watch::Sender<u64>,
+    /// Set by the first [`Reaper::watch_from_current_runtime`].
+    runtime_watch: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -138,14 +145,16 @@ struct Waiter {
 enum ExitTo {
     /// A channel whose receiver the spawner awaits.
     Channel(oneshot::Sender<ExitStatus>),
-    /// A call with the child's pid and status, made on the reaper's thread:
-    /// it must be quick and must not block (it holds up every other exit).
+    /// A call with the child's pid and status, made where the child was
+    /// reaped: it must be quick and must not block (it holds up every other
+    /// exit).
     Call(ExitCall),
 }
 
 /// What [`Reaper::spawn_calling`] hands a child's exit to: called with the
-/// child's pid and status on the reaper's thread, it must be quick and must
-/// not block (it holds up every other exit).
+/// child's pid and status on the reaper's thread (or on a worker of the
+/// runtime given [`Reaper::watch_from_current_runtime`]), it must be quick and
+/// must not block (it holds up every other exit).
 pub type ExitCall = Box<dyn FnOnce(u32, ExitStatus) + Send>;
 
 impl ExitTo {
@@ -260,6 +269,7 @@ impl Reaper {
             reaped: AtomicU64::new(0),
             unwatched: AtomicU64::new(0),
             changes: watch::Sender::new(0),
+            runtime_watch: AtomicBool::new(false),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
@@ -293,6 +303,21 @@ impl Reaper {
             PAUSED.store(false, Ordering::SeqCst);
         }
         started
+    }
+
+    /// Also watches the children's pidfds from the current tokio runtime,
+    /// the one that runs what the exits are handed to (vigild's process
+    /// actors). An exit then wakes one of that runtime's workers, which reaps
+    /// the child and makes its call there, and the actor the call casts to
+    /// runs next on the same worker; through the reaper's thread alone, the
+    /// exit woke that thread and then a worker. The reaper's thread keeps
+    /// watching as well (whichever reaps first delivers, once), so exits are
+    /// collected still when that runtime is gone. The first call counts; later
+    /// ones do nothing. Without pidfds there is nothing to watch.
+    pub fn watch_from_current_runtime(&self) {
+        if self.inner.watches.is_some() && !self.inner.runtime_watch.swap(true, Ordering::SeqCst) {
+            tokio::spawn(Inner::watch(Arc::clone(&self.inner)));
+        }
     }
 
     /// Spawns `spec` inside the reaper's spawn gate and registers its pid.
@@ -542,8 +567,9 @@ impl Inner {
         watched
     }
 
-    /// Reaps, on the reaper's thread, each child whose pidfd turns readable:
-    /// every wake-up collects all that fired since the last one.
+    /// Reaps each child whose pidfd turns readable, on the reaper's thread
+    /// and, once asked, on the daemon's runtime too: every wake-up collects
+    /// all that fired since the last one.
     async fn watch(inner: Arc<Inner>) {
         let Some(watches) = &inner.watches else { return };
         // The descriptor stays `inner`'s; the runtime only watches its number.

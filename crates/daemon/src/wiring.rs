@@ -68,6 +68,11 @@ fn reaper() -> Result<Reaper, String> {
     // grandchild is still reaped (and killed at shutdown as PID 1).
     let reaper =
         Reaper::start(true).map_err(|err| format!("cannot start the child reaper: {err}"))?;
+    // Exits then wake the runtime that runs the process actors directly, not
+    // the reaper's thread first (a restart's second thread hop).
+    if tokio::runtime::Handle::try_current().is_ok() {
+        reaper.watch_from_current_runtime();
+    }
     Ok(REAPER.get_or_init(|| reaper).clone())
 }
 
