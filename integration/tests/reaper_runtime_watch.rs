@@ -50,9 +50,9 @@ fn exits_are_delivered_once_when_the_runtime_watches_too() {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        reaper.watch_from_current_runtime();
+        assert!(reaper.watch_from_current_runtime());
         // A second call is ignored, not a third watcher.
-        reaper.watch_from_current_runtime();
+        assert!(!reaper.watch_from_current_runtime());
         every_exit_called_once(&reaper, 200).await;
     });
     drop(runtime);

@@ -313,11 +313,15 @@ impl Reaper {
     /// exit woke that thread and then a worker. The reaper's thread keeps
     /// watching as well (whichever reaps first delivers, once), so exits are
     /// collected still when that runtime is gone. The first call counts; later
-    /// ones do nothing. Without pidfds there is nothing to watch.
-    pub fn watch_from_current_runtime(&self) {
-        if self.inner.watches.is_some() && !self.inner.runtime_watch.swap(true, Ordering::SeqCst) {
+    /// ones do nothing. Without pidfds there is nothing to watch. True when
+    /// this call started the watch.
+    pub fn watch_from_current_runtime(&self) -> bool {
+        let start =
+            self.inner.watches.is_some() && !self.inner.runtime_watch.swap(true, Ordering::SeqCst);
+        if start {
             tokio::spawn(Inner::watch(Arc::clone(&self.inner)));
         }
+        start
     }
 
     /// Spawns `spec` inside the reaper's spawn gate and registers its pid.

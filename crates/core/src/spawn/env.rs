@@ -9,7 +9,7 @@
 //! points `envp` at both without copying the inherited strings.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fmt;
 use std::sync::Arc;
 
@@ -184,15 +184,6 @@ impl EncodedEnv {
     /// The NULL-terminated `envp`, valid while `self` lives.
     pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
         self.envp.as_ptr()
-    }
-}
-
-impl fmt::Debug for EncodedEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.envp.iter().take_while(|p| !p.is_null());
-        // SAFETY: every non-null pointer points into a C string `self` owns or
-        // shares, alive as long as `self`.
-        f.debug_list().entries(entries.map(|&p| unsafe { CStr::from_ptr(p) })).finish()
     }
 }
 
