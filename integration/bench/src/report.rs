@@ -160,9 +160,12 @@ pub fn markdown(info: &RunInfo, results: &Results) -> String {
     }
     if info.orphans_reaped > 0 {
         out.push_str(&format!(
-            "\n{} process(es) escaped a daemon and were collected by the harness (a subreaper).\n",
+            "\n{} process(es) outlived their parent and were collected by the harness (a subreaper):\n\n",
             info.orphans_reaped
         ));
+        for e in &results.escaped {
+            out.push_str(&format!("- {}: {}\n", e.run, e.count));
+        }
     }
     out
 }
@@ -223,6 +226,24 @@ mod tests {
         assert!(md.contains("| horust | not installed: horust not found |\n"));
         assert!(
             md.contains("## Where s6 and Horust differ\n\n- s6: one s6-supervise per program.\n")
+        );
+        assert!(!md.contains("collected by the harness"), "{md}");
+
+        // Collected processes are listed by the run they came from, the
+        // repetitions summed.
+        let mut results = Results::default();
+        results.record_escaped("S1 [N=500] s6".into(), 161);
+        results.record_escaped("S1 [N=500] vigil".into(), 0);
+        results.record_escaped("S1 [N=500] s6".into(), 161);
+        results.record_escaped("S2 [N=0 running] horust".into(), 1);
+        let info = RunInfo { orphans_reaped: 323, ..info };
+        let md = markdown(&info, &results);
+        assert!(
+            md.ends_with(
+                "\n323 process(es) outlived their parent and were collected by the harness \
+                 (a subreaper):\n\n- S1 [N=500] s6: 322\n- S2 [N=0 running] horust: 1\n"
+            ),
+            "{md}"
         );
     }
 

@@ -307,7 +307,16 @@ impl Bench {
                     }
                     eprintln!("run  {what}");
                     let t0 = Instant::now();
-                    match self.run_case(&case, &target).await {
+                    let collected = self.reaper.orphans_reaped();
+                    let result = self.run_case(&case, &target).await;
+                    // What exited before the run ended is a zombie by now:
+                    // counted for this run, not for the next.
+                    self.reaper.drain();
+                    self.results.record_escaped(
+                        format!("{} [{label}] {}", case.scenario(), target.label),
+                        self.reaper.orphans_reaped() - collected,
+                    );
+                    match result {
                         Ok(measures) => {
                             self.results.record(case.scenario(), &label, &target.label, &measures)
                         }

@@ -87,6 +87,19 @@ pub struct Results {
     /// Per-sample values behind a per-repetition median (every S5 kill,
     /// every S4 call), for the JSON output only.
     pub samples: Vec<Samples>,
+    /// Processes the harness collected as a subreaper (descendants whose
+    /// parent was gone before they were reaped), by scenario case and
+    /// target, summed over the repetitions.
+    pub escaped: Vec<Escaped>,
+}
+
+/// Processes that outlived their parent during one scenario case of one
+/// target, and were collected by the harness.
+#[derive(Debug, Clone, Serialize)]
+pub struct Escaped {
+    /// Scenario, case and target.
+    pub run: String,
+    pub count: u64,
 }
 
 /// The samples of one series in one repetition.
@@ -99,6 +112,17 @@ pub struct Samples {
 }
 
 impl Results {
+    /// Adds `count` processes collected by the harness during `run`.
+    pub fn record_escaped(&mut self, run: String, count: u64) {
+        if count == 0 {
+            return;
+        }
+        match self.escaped.iter_mut().find(|e| e.run == run) {
+            Some(existing) => existing.count += count,
+            None => self.escaped.push(Escaped { run, count }),
+        }
+    }
+
     /// Adds one repetition's measures of `target` for a scenario case.
     pub fn record(&mut self, scenario: &str, case: &str, target: &str, measures: &[Measure]) {
         for m in measures {
