@@ -589,15 +589,7 @@ impl ProcessActorState {
     fn probe_env(&self, probe: &vigil_config::Probe) -> ProbeEnv {
         let argv = match &probe.kind {
             ProbeKind::Exec { command } => {
-                let config = &self.shared.config;
-                let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-                let path = search_path(
-                    self.ctx.daemon_env.vars(),
-                    &global,
-                    config.env_file_vars.vars(),
-                    &config.environment,
-                );
-                resolve_command(command, path.as_deref()).ok()
+                resolve_command(command, self.search_path().as_deref()).ok()
             }
             _ => None,
         };
@@ -704,15 +696,14 @@ impl ProcessActorState {
     }
 
     fn resolve_argv(&self) -> Result<Vec<String>, SpawnError> {
+        resolve_command(&self.shared.config.command, self.search_path().as_deref())
+    }
+
+    /// The PATH this program's commands are looked up in (see [`search_path`]).
+    fn search_path(&self) -> Option<String> {
         let config = &self.shared.config;
         let global = self.ctx.global_env.read().unwrap_or_else(PoisonError::into_inner);
-        let path = search_path(
-            self.ctx.daemon_env.vars(),
-            &global,
-            config.env_file_vars.vars(),
-            &config.environment,
-        );
-        resolve_command(&config.command, path.as_deref())
+        search_path(&self.ctx.daemon_env, &global, config.env_file_vars.vars(), &config.environment)
     }
 
     /// Runs `event` and every follow-up event through the lifecycle, executing

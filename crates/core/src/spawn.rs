@@ -263,7 +263,7 @@ fn errno_name(errno: Errno) -> String {
 /// else the `[supervisord] environment` PATH, else the daemon's PATH if non-empty, else `None` (which
 /// [`resolve_command`] turns into [`DEFAULT_PATH`]).
 pub fn search_path(
-    daemon_env: &[(String, String)],
+    daemon_env: &InheritedEnv,
     global: &BTreeMap<String, String>,
     env_files: &BTreeMap<String, String>,
     program: &BTreeMap<String, String>,
@@ -273,12 +273,7 @@ pub fn search_path(
     {
         return Some(path.clone());
     }
-    daemon_env
-        .iter()
-        .rev()
-        .find(|(key, _)| key == "PATH")
-        .map(|(_, value)| value.clone())
-        .filter(|value| !value.is_empty())
+    daemon_env.get("PATH").filter(|value| !value.is_empty()).map(str::to_owned)
 }
 
 /// Resolves `argv[0]` the way supervisord's `get_execv_args` does and checks it.

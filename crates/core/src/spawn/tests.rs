@@ -158,7 +158,7 @@ fn search_path_precedence() {
     let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     };
-    let daemon = vec![("PATH".to_owned(), "/d".to_owned())];
+    let daemon = InheritedEnv::new([("PATH".to_owned(), "/d".to_owned())]);
     assert_eq!(search_path(&daemon, &map(&[]), &map(&[]), &map(&[])), Some("/d".to_owned()));
     let none = map(&[]);
     assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &none, &none), Some("/g".to_owned()));
@@ -170,8 +170,9 @@ fn search_path_precedence() {
     let files = map(&[("PATH", "/f")]);
     assert_eq!(search_path(&daemon, &map(&[("PATH", "/g")]), &files, &none), Some("/f".to_owned()));
     assert_eq!(search_path(&daemon, &none, &files, &map(&[("PATH", "/p")])), Some("/p".to_owned()));
-    assert_eq!(search_path(&[("PATH".to_owned(), String::new())], &none, &none, &none), None);
-    assert_eq!(search_path(&[], &map(&[]), &map(&[]), &map(&[])), None);
+    let empty_path = InheritedEnv::new([("PATH".to_owned(), String::new())]);
+    assert_eq!(search_path(&empty_path, &none, &none, &none), None);
+    assert_eq!(search_path(&InheritedEnv::default(), &map(&[]), &map(&[]), &map(&[])), None);
 }
 
 #[test]
