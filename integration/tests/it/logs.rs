@@ -244,8 +244,11 @@ fn maintail_follow_survives_rotation() {
     let follower = daemon.follow(&["maintail", "-f"]);
     follower.wait_output("the header", |out| out.starts_with("==> Press Ctrl-C to exit <==\n"));
     let main_log = sandbox.main_log();
-    wait_until(TIMEOUT, "ten rotations of the activity log", || {
-        vigil_integration::backup_of(&main_log, 10).exists()
+    // Twelve rotations, so that what was followed holds more than ten files'
+    // worth: the lines logged before the follower attached (start-up, the
+    // first restarts) are in the oldest files but not in what it prints.
+    wait_until(TIMEOUT, "twelve rotations of the activity log", || {
+        vigil_integration::backup_of(&main_log, 12).exists()
     });
     daemon.ctl(&["stop", "churn"]).expect_code(0);
     let marker = "stopped: churn";
