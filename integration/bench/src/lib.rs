@@ -25,6 +25,7 @@ pub mod s6;
 pub mod scenarios;
 pub mod stats;
 pub mod status;
+pub mod stopfloor;
 pub mod target;
 pub mod xmlrpc;
 

@@ -420,6 +420,20 @@ impl Bench {
         }
     }
 
+    /// S9's second shutdown floor ([`crate::stopfloor`]): `n` sleepers with
+    /// a supervisor's three pipes each, stopped, read to end of file, reaped
+    /// and a line logged for each, in seconds. Its log goes in the run's
+    /// directory.
+    async fn captured_stop_reference(&self, run: &Run, n: usize) -> anyhow::Result<f64> {
+        let reaper = self.reaper.clone();
+        let captured =
+            tokio::task::spawn_blocking(move || crate::stopfloor::Captured::spawn(&reaper, n))
+                .await??;
+        let log = run.dir().join("reference-stops.log");
+        let stopped = captured.stop(&log, self.opts.spawn_timeout).await?;
+        Ok(secs(stopped))
+    }
+
     async fn s1(&self, run: &mut Run, n: usize, startsecs: u32) -> anyhow::Result<Vec<Measure>> {
         let (floor, _) = self.spawn_reference(n, 1).await?;
         let (floor_two, _) = self.spawn_reference(n, 2).await?;
@@ -977,6 +991,7 @@ impl Bench {
     async fn s9(&self, run: &mut Run, n: usize) -> anyhow::Result<Vec<Measure>> {
         let (floor, stop_floor) = self.spawn_reference(n, 1).await?;
         let (floor_two, _) = self.spawn_reference(n, 2).await?;
+        let captured_stop_floor = self.captured_stop_reference(run, n).await?;
         self.sleepers(run, 0..n, Some(0));
         let execs = exec_log("S9");
         let seen = self.launch_running(run, n).await?;
@@ -1033,6 +1048,7 @@ impl Bench {
             spawn_floor_two(floor_two),
             programs_floor(programs),
             stop_floor_measure(stop_floor),
+            captured_stop_floor_measure(captured_stop_floor),
         ])
         .chain(status)
         .chain(scrape)
@@ -1258,6 +1274,19 @@ fn spawn_floor(seconds: f64) -> Measure {
 fn stop_floor_measure(seconds: f64) -> Measure {
     Measure {
         name: "reference: the same N sent SIGTERM and reaped by one process, no daemon".into(),
+        unit: "s",
+        better: crate::stats::Better::Neither,
+        value: seconds,
+    }
+}
+
+/// The shutdown reference with a supervisor's descriptors (see
+/// `captured_stop_reference`): context, no ratio.
+fn captured_stop_floor_measure(seconds: f64) -> Measure {
+    Measure {
+        name: "reference: the same N, each with stdin, stdout and stderr piped, sent SIGTERM, \
+               read to end of file, reaped and a line logged for each by one process, no daemon"
+            .into(),
         unit: "s",
         better: crate::stats::Better::Neither,
         value: seconds,
